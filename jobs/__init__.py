@@ -1,0 +1,1 @@
+"""Spark drivers, one module per job: config in, DataFrame operations, Parquet out."""

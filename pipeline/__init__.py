@@ -1,0 +1,1 @@
+"""Per-record and per-document logic in plain Python: no SparkSession here, all testable without Spark."""

@@ -1,0 +1,39 @@
+"""Document rows: one per page that survives so far. Each stage appends its own columns."""
+
+import pyarrow as pa
+
+from schemas import extend
+
+# Stage 1 (prepare) output.
+PREPARED = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),  # stable: hash of WARC file name + record
+        pa.field("url", pa.string()),
+        pa.field("domain", pa.string()),
+        pa.field("warc_path", pa.string()),
+        pa.field("warc_record_id", pa.string()),
+        pa.field("fetch_time", pa.string()),  # WARC-Date as written in the record (ISO 8601)
+        pa.field("text", pa.string()),
+        pa.field("lang", pa.string()),
+        pa.field("lang_score", pa.float64()),
+        pa.field("md5", pa.string()),  # of the normalized text, see pipeline.text.normalize
+    ]
+)
+
+# Stage 2 (rules) output: stage 1 columns plus these.
+RULES = extend(
+    PREPARED,
+    pa.field("lines_removed_dedup", pa.int32()),  # lines deleted by cross-document line dedup
+    pa.field("minhash_cluster", pa.string()),  # doc_id of the cluster's kept document (itself if alone)
+)
+
+# Stage 3 (models) output: stage 2 columns plus these.
+MODELS = extend(
+    RULES,
+    pa.field("page_type", pa.string()),
+    pa.field("page_type_score", pa.float64()),
+    pa.field("lines_removed_clutter", pa.int32()),
+    pa.field("topic", pa.string()),
+    pa.field("topic_score", pa.float64()),
+    pa.field("sample_copies", pa.int32()),  # how many times export emits this document (rebalancing)
+)
