@@ -1,0 +1,63 @@
+import argparse
+import json
+
+import pytest
+
+from jobs.common import (
+    COMMITTED_MARKER,
+    StageOutput,
+    add_common_arguments,
+    config_from_args,
+    read_stats,
+    require_committed,
+)
+from pipeline.config import ConfigError
+
+
+def test_commit_moves_parts_into_place_and_writes_marker_last(tmp_path):
+    out = StageOutput(tmp_path / "stage")
+    out.begin()
+    (tmp_path / "stage" / "_staging" / "documents").mkdir()
+    with open(out.staged("documents") + "/part-0.parquet", "w") as f:
+        f.write("x")
+    assert not out.committed
+    with pytest.raises(RuntimeError, match="no committed"):
+        require_committed(tmp_path / "stage")
+    out.commit({"documents_out": 1})
+    assert out.committed
+    assert (tmp_path / "stage" / "documents" / "part-0.parquet").read_text() == "x"
+    assert not (tmp_path / "stage" / "_staging").exists()
+    assert read_stats(require_committed(tmp_path / "stage")) == {"documents_out": 1}
+    assert json.loads((tmp_path / "stage" / COMMITTED_MARKER).read_text())["committed_at"] > 0
+
+
+def test_begin_discards_an_interrupted_attempt_and_refuses_committed_output(tmp_path):
+    out = StageOutput(tmp_path / "stage")
+    out.begin()
+    leftover = tmp_path / "stage" / "_staging" / "half-written"
+    leftover.write_text("partial")
+    out.begin()
+    assert not leftover.exists()
+    out.commit({})
+    with pytest.raises(RuntimeError, match="already committed"):
+        out.begin()
+
+
+def test_require_committed_names_a_missing_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        require_committed(tmp_path / "nope")
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser()
+    add_common_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_set_overrides_are_parsed_as_yaml_and_checked():
+    config = config_from_args(parse(["--set", "prepare.lang_threshold=0.5", "--set", "prepare.languages=[en]"]))
+    assert config.prepare.lang_threshold == 0.5 and config.prepare.languages == ["en"]
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        config_from_args(parse(["--set", "prepare.lang_threshold"]))
+    with pytest.raises(ConfigError, match="prepare.lang_threshold"):
+        config_from_args(parse(["--set", "prepare.lang_threshold=high"]))
