@@ -1,0 +1,68 @@
+"""Token shards written here, following schemas/tokens.py, so the trainer tests need no export job."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from schemas.tokens import MANIFEST_FORMAT, SHARD
+
+
+def write_token_shards(directory: Path, splits: dict[str, list[list[int]]], seq_len: int, vocab_size: int,
+                       rows_per_shard: int, rows_per_group: int) -> Path:
+    """Write each split's rows (seq_len + 1 tokens each) as Parquet shards plus manifest.json."""
+    manifest_splits = {}
+    for split, rows in splits.items():
+        shards = []
+        for index, start in enumerate(range(0, len(rows), rows_per_shard)):
+            chunk = rows[start:start + rows_per_shard]
+            relative = f"{split}/shard-{index:05d}.parquet"
+            (directory / split).mkdir(parents=True, exist_ok=True)
+            table = pa.Table.from_pydict({"tokens": chunk, "doc_offsets": [[0]] * len(chunk)}, schema=SHARD)
+            pq.write_table(table, directory / relative, row_group_size=rows_per_group)
+            shards.append({"path": relative, "sequences": len(chunk), "tokens": len(chunk) * (seq_len + 1)})
+        manifest_splits[split] = {"shards": shards, "sequences": len(rows), "tokens": len(rows) * (seq_len + 1),
+                                  "documents": len(rows)}
+    manifest = {"format": MANIFEST_FORMAT, "seq_len": seq_len, "token_dtype": "int32", "vocab_size": vocab_size,
+                "eos_token_id": 0, "pack_mode": "concat", "tokenizer": {"name": "test", "sha256": ""},
+                "config_hash": "", "seed": 0, "splits": manifest_splits, "upstream_stats": {}}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory
+
+
+def patterned_rows(count: int, seq_len: int, vocab_size: int, seed: int) -> list[list[int]]:
+    """Learnable rows: each counts upward by a per-row stride (mod vocab) from a random start."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        start, stride = rng.randrange(vocab_size), rng.choice([1, 2, 3])
+        rows.append([(start + stride * i) % vocab_size for i in range(seq_len + 1)])
+    return rows
+
+
+@pytest.fixture
+def make_shards():
+    return write_token_shards
+
+
+@pytest.fixture
+def small_shards(tmp_path) -> Path:
+    """Train 96 rows (3 shards x 4 row groups of 8), validation 16 rows; seq_len 16, vocab 64."""
+    return write_token_shards(tmp_path / "shards",
+                              {"train": patterned_rows(96, 16, 64, seed=1), "validation": patterned_rows(16, 16, 64, seed=2)},
+                              seq_len=16, vocab_size=64, rows_per_shard=32, rows_per_group=8)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Single-threaded math: faster on the shared 2-core machine and bitwise repeatable."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,1 @@
+"""Placeholder: user documentation follows once the trainer is complete."""

@@ -1,0 +1,362 @@
+"""The dots.llm1 mixture-of-experts decoder, in one file.
+
+Pre-norm decoder: RMSNorm; multi-head attention (no GQA) with an RMSNorm per head on Q and K
+before RoPE; SwiGLU feed-forward; the first `first_k_dense_replace` layers dense, the rest
+mixture-of-experts (routed experts chosen by a top-k sigmoid router, plus always-on shared
+experts); untied input embedding and output head. Module and weight names follow Hugging Face
+`Dots1ForCausalLM` (transformers `models/dots1`) so that export is a renaming plus splitting the
+stacked expert weights (see trainer/export_hf.py).
+
+Router (auxiliary-loss-free balancing, DeepSeek-V3 / dots.llm1): in fp32, scores = sigmoid(x W^T);
+a per-expert bias `e_score_correction_bias` is added to the scores only to *choose* the top-k;
+the chosen experts' unbiased scores are normalized to sum 1 and multiplied by
+`routed_scaling_factor`; shared experts are added unscaled. The bias is not a parameter: the
+trainer moves it after each optimizer step (trainer/train.py, `update_router_biases`). A small
+sequence-wise balance loss (`balance_loss_alpha`) is added to the LM loss. No token is dropped:
+experts process every token routed to them, grouped by expert (argsort + contiguous slices).
+
+Shape suffix legend (torchtitan habit):
+    B  batch (sequences)            T  sequence length (tokens per sequence)
+    N  tokens in the batch (B*T)    D  model (hidden) width
+    H  attention heads              K  head width (D // H)
+    F  feed-forward width           V  vocabulary size
+    E  routed experts               A  experts chosen per token (top-k)
+    S  token-expert assignments (N*A)   c  assignments of one expert (a slice of S)
+    L  mixture-of-experts layers
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 152064  # token ids are < vocab_size (Qwen2 tokenizer: 152,064)
+    hidden_size: int = 4096  # D, model width
+    num_hidden_layers: int = 62  # decoder layers
+    num_attention_heads: int = 32  # H; every head has its own K and V (no grouped-query attention)
+    intermediate_size: int = 10944  # F of the dense SwiGLU layers
+    first_k_dense_replace: int = 1  # the first k layers are dense, the rest mixture-of-experts
+    n_routed_experts: int = 128  # E
+    n_shared_experts: int = 2  # always-on experts, fused into one SwiGLU of width n_shared * moe width
+    moe_intermediate_size: int = 1408  # F of each expert
+    num_experts_per_tok: int = 6  # A, routed experts chosen per token
+    routed_scaling_factor: float = 2.5  # multiplies the normalized routed weights
+    balance_loss_alpha: float = 1e-4  # weight of the sequence-wise balance loss (0 turns it off)
+    rope_theta: float = 1e7  # RoPE base
+    rms_norm_eps: float = 1e-5
+    max_position_embeddings: int = 4096  # longest sequence the RoPE tables cover
+    initializer_range: float = 0.02  # std of the normal initialisation of every matrix
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # For CPU tests: a few thousand parameters besides the embeddings.
+    "tiny": ModelConfig(
+        vocab_size=512, hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128,
+        n_routed_experts=8, n_shared_experts=1, moe_intermediate_size=32, num_experts_per_tok=2,
+        rope_theta=10000.0, max_position_embeddings=1024,
+    ),
+    # One GPU: about 100M active non-embedding parameters (see count_parameters), 8 of 64 experts routed.
+    "small": ModelConfig(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=2048,
+        n_routed_experts=64, n_shared_experts=2, moe_intermediate_size=352, num_experts_per_tok=6,
+        max_position_embeddings=4096,
+    ),
+    # The published dots.llm1 shapes (14B active, 142B total parameters).
+    "dots.llm1": ModelConfig(max_position_embeddings=32768),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """A copy of the named preset with some fields replaced."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def count_parameters(config: ModelConfig) -> dict[str, int]:
+    """Total and per-token active parameter counts, with and without the embedding and head."""
+    D, V = config.hidden_size, config.vocab_size
+    attention = 4 * D * D + 2 * config.head_dim + 2 * D  # projections, Q/K norms, the two layer norms
+    dense_ffn = 3 * D * config.intermediate_size
+    expert = 3 * D * config.moe_intermediate_size
+    shared = config.n_shared_experts * expert
+    n_dense = min(config.first_k_dense_replace, config.num_hidden_layers)
+    n_moe = config.num_hidden_layers - n_dense
+    router = config.n_routed_experts * D
+    body_total = config.num_hidden_layers * attention + n_dense * dense_ffn + n_moe * (
+        router + shared + config.n_routed_experts * expert) + D
+    body_active = config.num_hidden_layers * attention + n_dense * dense_ffn + n_moe * (
+        router + shared + config.num_experts_per_tok * expert) + D
+    return {
+        "total": body_total + 2 * V * D,
+        "active": body_active + 2 * V * D,
+        "total_non_embedding": body_total,
+        "active_non_embedding": body_active,
+    }
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm, computed in fp32 and cast back before the weight (as transformers does)."""
+
+    def __init__(self, width: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_fp32 = x.float()
+        normed = x_fp32 * torch.rsqrt(x_fp32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+def rope_tables(config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape [max_position_embeddings, K], halves repeated (rotate-half convention)."""
+    K = config.head_dim
+    inv_freq_K2 = 1.0 / (config.rope_theta ** (torch.arange(0, K, 2, dtype=torch.int64).float() / K))
+    positions_T = torch.arange(config.max_position_embeddings, dtype=torch.int64).float()
+    freqs_TK2 = torch.outer(positions_T, inv_freq_K2)
+    angles_TK = torch.cat([freqs_TK2, freqs_TK2], dim=-1)
+    return angles_TK.cos(), angles_TK.sin()
+
+
+def apply_rope(x_BHTK: torch.Tensor, cos_TK: torch.Tensor, sin_TK: torch.Tensor) -> torch.Tensor:
+    half = x_BHTK.shape[-1] // 2
+    rotated_BHTK = torch.cat([-x_BHTK[..., half:], x_BHTK[..., :half]], dim=-1)
+    return x_BHTK * cos_TK + rotated_BHTK * sin_TK
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        D, H, K = config.hidden_size, config.num_attention_heads, config.head_dim
+        self.n_heads, self.head_dim = H, K
+        self.q_proj = nn.Linear(D, H * K, bias=False)
+        self.k_proj = nn.Linear(D, H * K, bias=False)
+        self.v_proj = nn.Linear(D, H * K, bias=False)
+        self.o_proj = nn.Linear(H * K, D, bias=False)
+        self.q_norm = RMSNorm(K, config.rms_norm_eps)
+        self.k_norm = RMSNorm(K, config.rms_norm_eps)
+
+    def forward(self, x_BTD: torch.Tensor, cos_TK: torch.Tensor, sin_TK: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x_BTD.shape
+        q_BHTK = self.q_norm(self.q_proj(x_BTD).view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
+        k_BHTK = self.k_norm(self.k_proj(x_BTD).view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
+        v_BHTK = self.v_proj(x_BTD).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        cos_TK, sin_TK = cos_TK.to(q_BHTK.dtype), sin_TK.to(q_BHTK.dtype)
+        q_BHTK, k_BHTK = apply_rope(q_BHTK, cos_TK, sin_TK), apply_rope(k_BHTK, cos_TK, sin_TK)
+        out_BHTK = F.scaled_dot_product_attention(q_BHTK, k_BHTK, v_BHTK, is_causal=True)
+        return self.o_proj(out_BHTK.transpose(1, 2).reshape(B, T, -1))
+
+
+class SwiGLU(nn.Module):
+    """Dense feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Router(nn.Module):
+    """Top-k sigmoid router in fp32; the bias only steers which experts are chosen."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.top_k = config.num_experts_per_tok
+        self.routed_scaling_factor = config.routed_scaling_factor
+        self.weight = nn.Parameter(torch.empty(config.n_routed_experts, config.hidden_size))
+        # A buffer, not a parameter: moved by the trainer from expert loads, never by gradients.
+        self.register_buffer("e_score_correction_bias", torch.zeros(config.n_routed_experts, dtype=torch.float32))
+
+    def forward(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns chosen expert ids [N, A], their weights [N, A] (fp32), and all scores [N, E] (fp32)."""
+        with torch.autocast(device_type=x_ND.device.type, enabled=False):
+            scores_NE = F.linear(x_ND.float(), self.weight.float()).sigmoid()
+        with torch.no_grad():
+            chosen_NA = torch.topk(scores_NE + self.e_score_correction_bias, self.top_k, dim=-1).indices
+        weights_NA = scores_NE.gather(1, chosen_NA)
+        weights_NA = weights_NA / (weights_NA.sum(dim=-1, keepdim=True) + 1e-20) * self.routed_scaling_factor
+        return chosen_NA, weights_NA, scores_NE
+
+
+class RoutedExperts(nn.Module):
+    """E SwiGLU experts with stacked weights, laid out as transformers' Dots1Experts.
+
+    gate_up_proj is [E, 2F, D] (per expert, the gate rows then the up rows, nn.Linear layout) and
+    down_proj is [E, D, F]; stacking keeps every expert's weights one tensor, so DDP sees every
+    parameter used even when some expert gets no token.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        E, D, F_ = config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
+        self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * F_, D))
+        self.down_proj = nn.Parameter(torch.empty(E, D, F_))
+
+    def forward(self, x_SD: torch.Tensor, tokens_per_expert: list[int]) -> torch.Tensor:
+        """x_SD holds the assignments sorted by expert; expert e takes the next tokens_per_expert[e] rows."""
+        outputs = []
+        start = 0
+        for expert, count in enumerate(tokens_per_expert):
+            if count == 0:
+                continue
+            x_cD = x_SD[start:start + count]
+            gate_cF, up_cF = F.linear(x_cD, self.gate_up_proj[expert]).chunk(2, dim=-1)
+            outputs.append(F.linear(F.silu(gate_cF) * up_cF, self.down_proj[expert]))
+            start += count
+        return torch.cat(outputs, dim=0)
+
+
+class MoE(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_experts = config.n_routed_experts
+        self.top_k = config.num_experts_per_tok
+        self.balance_loss_alpha = config.balance_loss_alpha
+        self.gate = Router(config)
+        self.experts = RoutedExperts(config)
+        self.shared_experts = SwiGLU(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts)
+
+    def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns the output [B, T, D], the balance loss (scalar) and tokens per expert [E] (float)."""
+        B, T, D = x_BTD.shape
+        x_ND = x_BTD.reshape(B * T, D)
+        chosen_NA, weights_NA, scores_NE = self.gate(x_ND)
+
+        # Group assignments by expert: a stable sort keeps each expert's tokens in token order.
+        expert_of_S = chosen_NA.reshape(-1)
+        order_S = torch.argsort(expert_of_S, stable=True)
+        tokens_per_expert_E = torch.bincount(expert_of_S, minlength=self.n_experts)
+        routed_sorted_SD = self.experts(x_ND[order_S // self.top_k], tokens_per_expert_E.tolist())
+        routed_SD = routed_sorted_SD[torch.argsort(order_S)]  # back to (token, slot) order
+        routed_ND = (routed_SD.view(B * T, self.top_k, D).float() * weights_NA.unsqueeze(-1)).sum(dim=1)
+        out_BTD = routed_ND.to(x_BTD.dtype).view(B, T, D) + self.shared_experts(x_BTD)
+
+        balance_loss = self.sequence_balance_loss(chosen_NA.view(B, T, -1), scores_NE.view(B, T, -1))
+        return out_BTD, balance_loss, tokens_per_expert_E.float()
+
+    def sequence_balance_loss(self, chosen_BTA: torch.Tensor, scores_BTE: torch.Tensor) -> torch.Tensor:
+        """DeepSeek-V3's sequence-wise loss: alpha * sum_i f_i * P_i, averaged over sequences.
+
+        f_i = E / (A*T) * (tokens of the sequence routed to i); P_i = mean over the sequence of the
+        scores normalized over experts. It is 1 * alpha when perfectly balanced.
+        """
+        if self.balance_loss_alpha == 0:
+            return scores_BTE.new_zeros(())
+        B, T, _ = scores_BTE.shape
+        counts_BE = torch.zeros(B, self.n_experts, device=scores_BTE.device, dtype=scores_BTE.dtype)
+        counts_BE.scatter_add_(1, chosen_BTA.reshape(B, -1), torch.ones_like(chosen_BTA.reshape(B, -1), dtype=scores_BTE.dtype))
+        load_fraction_BE = counts_BE * self.n_experts / (self.top_k * T)
+        probability_BE = (scores_BTE / scores_BTE.sum(dim=-1, keepdim=True)).mean(dim=1)
+        return self.balance_loss_alpha * (load_fraction_BE * probability_BE).sum(dim=-1).mean()
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig, layer_index: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.is_moe = layer_index >= config.first_k_dense_replace
+        self.mlp = MoE(config) if self.is_moe else SwiGLU(config.hidden_size, config.intermediate_size)
+
+    def forward(self, x_BTD, cos_TK, sin_TK):
+        x_BTD = x_BTD + self.self_attn(self.input_layernorm(x_BTD), cos_TK, sin_TK)
+        if not self.is_moe:
+            return x_BTD + self.mlp(self.post_attention_layernorm(x_BTD)), None, None
+        mlp_BTD, balance_loss, tokens_per_expert_E = self.mlp(self.post_attention_layernorm(x_BTD))
+        return x_BTD + mlp_BTD, balance_loss, tokens_per_expert_E
+
+
+class ModelOutput(NamedTuple):
+    logits_BTV: torch.Tensor
+    loss: torch.Tensor | None  # LM loss + balance loss (what to backpropagate); None without targets
+    lm_loss: torch.Tensor | None  # mean next-token cross-entropy
+    balance_loss: torch.Tensor  # sum over MoE layers of the sequence-wise balance loss
+    tokens_per_expert_LE: torch.Tensor  # routed assignments per expert in each MoE layer (detached)
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        cos_TK, sin_TK = rope_tables(config)
+        self.register_buffer("rope_cos", cos_TK, persistent=False)
+        self.register_buffer("rope_sin", sin_TK, persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Normal(0, initializer_range) for every matrix, ones for norms, zero router biases."""
+        for name, parameter in self.named_parameters():
+            if parameter.dim() >= 2:
+                nn.init.normal_(parameter, mean=0.0, std=self.config.initializer_range)
+            else:
+                nn.init.ones_(parameter)
+        for router in self.routers():
+            router.e_score_correction_bias.zero_()
+
+    def routers(self) -> list[Router]:
+        return [layer.mlp.gate for layer in self.layers if layer.is_moe]
+
+    def forward(self, tokens_BT: torch.Tensor, targets_BT: torch.Tensor | None = None) -> ModelOutput:
+        T = tokens_BT.shape[1]
+        if T > self.config.max_position_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings {self.config.max_position_embeddings}")
+        cos_TK, sin_TK = self.rope_cos[:T], self.rope_sin[:T]
+        x_BTD = self.embed_tokens(tokens_BT)
+        balance_losses, loads = [], []
+        for layer in self.layers:
+            x_BTD, balance_loss, tokens_per_expert_E = layer(x_BTD, cos_TK, sin_TK)
+            if balance_loss is not None:
+                balance_losses.append(balance_loss)
+                loads.append(tokens_per_expert_E)
+        logits_BTV = self.lm_head(self.norm(x_BTD))
+        balance_loss = torch.stack(balance_losses).sum() if balance_losses else logits_BTV.new_zeros((), dtype=torch.float32)
+        tokens_per_expert_LE = torch.stack(loads) if loads else logits_BTV.new_zeros((0, self.config.n_routed_experts))
+        if targets_BT is None:
+            return ModelOutput(logits_BTV, None, None, balance_loss, tokens_per_expert_LE)
+        lm_loss = F.cross_entropy(logits_BTV.float().view(-1, logits_BTV.shape[-1]), targets_BT.reshape(-1))
+        return ModelOutput(logits_BTV, lm_loss + balance_loss, lm_loss, balance_loss, tokens_per_expert_LE)
+
+
+def load_imbalance(tokens_per_expert_LE: torch.Tensor) -> list[float]:
+    """Per MoE layer, the busiest expert's load over the mean load (1.0 is perfect balance)."""
+    mean_L = tokens_per_expert_LE.mean(dim=-1).clamp_min(1e-9)
+    return (tokens_per_expert_LE.max(dim=-1).values / mean_L).tolist()
+
+
+@torch.no_grad()
+def update_router_biases(model: Transformer, tokens_per_expert_LE: torch.Tensor, gamma: float) -> None:
+    """Auxiliary-loss-free balancing: b_i += gamma * sign(mean_load - load_i), per MoE layer."""
+    for router, load_E in zip(model.routers(), tokens_per_expert_LE):
+        load_E = load_E.to(router.e_score_correction_bias.device)
+        router.e_score_correction_bias += gamma * torch.sign(load_E.mean() - load_E)
+
+
+def flops_per_token(config: ModelConfig, seq_len: int) -> float:
+    """Training FLOPs per token (forward + backward = 6 x active matmul parameters, plus attention)."""
+    active_matmul = count_parameters(config)["active"] - config.vocab_size * config.hidden_size  # embedding lookup is free
+    attention = 12 * config.num_hidden_layers * config.hidden_size * seq_len / 2  # causal: half the score matrix
+    return 6 * active_matmul + attention
+

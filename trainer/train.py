@@ -1,0 +1,343 @@
+"""The training loop: AdamW, Warmup-Stable-Decay in tokens, growing batch, balancing, checkpoints.
+
+Everything that sets how long or how fast is counted in tokens (global, all ranks together):
+the schedule, the batch size, checkpoint and evaluation intervals. One optimizer step consumes
+`batch_tokens_at(tokens_seen)` tokens as gradient accumulation over micro-batches of
+`micro_batch_size` sequences per rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from trainer import checkpoint
+from trainer.data import TokenShardReader, read_manifest
+from trainer.model import ModelConfig, Transformer, load_imbalance, preset, update_router_biases
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str  # token shards directory (holds manifest.json)
+    output_dir: str  # run directory: log.jsonl, checkpoints/
+    preset: str = "tiny"  # model preset (trainer.model.PRESETS)
+    model_overrides: dict = field(default_factory=dict)  # ModelConfig fields replacing the preset's
+    seed: int = 0  # model initialisation and data order
+    max_tokens: int = 10_000_000  # schedule length: training ends here
+    stop_at_tokens: int | None = None  # stop (and checkpoint) earlier without changing the schedule
+    lr: float = 3e-4  # peak learning rate
+    warmup_tokens: int | None = None  # linear warmup length; None: 1% of max_tokens
+    decay_tokens: int | None = None  # final decay length; None: 20% of max_tokens
+    decay_lrs: tuple[float, ...] | None = None  # decay targets, linear, equal spans; None: (lr/10, lr/30)
+    weight_decay: float = 0.1  # on matrices (incl. embeddings, head, router); norms are exempt
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0  # max global gradient norm
+    micro_batch_size: int = 8  # sequences per rank per forward pass
+    batch_schedule: list[tuple[int, int]] = field(default_factory=lambda: [(0, 65536)])  # (from tokens seen, batch tokens)
+    gamma: float = 1e-3  # router bias update speed
+    bias_update: bool = True  # auxiliary-loss-free balancing on/off
+    checkpoint_every_tokens: int | None = None  # None: only at the end
+    keep_last: int = 2  # ordinary checkpoints kept
+    permanent_every_tokens: int | None = None  # also keep the first checkpoint after each multiple of this
+    eval_every_tokens: int | None = None  # validation loss interval (needs a validation split)
+    eval_sequences: int = 64  # validation sequences per rank per evaluation
+    log_every: int = 1  # optimizer steps between log lines
+    device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
+    bf16: bool = False  # bf16 autocast (GPU)
+    compile: bool = False  # torch.compile the model
+    deterministic: bool = False  # torch.use_deterministic_algorithms (bitwise-reproducible on CPU)
+    resume: str | None = None  # checkpoint directory, or "latest" for the run's newest
+    progress: bool = True  # one-line progress display on stderr
+
+
+def lr_at(tokens: int, config: TrainConfig) -> float:
+    """Warmup-Stable-Decay: linear warmup to `lr`, flat, then linear pieces through the decay targets
+    (default: the dots.llm1 report's 3e-4 -> 3e-5 -> 1e-5, scaled to `lr`)."""
+    warmup = config.warmup_tokens if config.warmup_tokens is not None else config.max_tokens // 100
+    decay = config.decay_tokens if config.decay_tokens is not None else config.max_tokens // 5
+    if warmup > 0 and tokens < warmup:
+        return config.lr * tokens / warmup
+    targets = config.decay_lrs if config.decay_lrs is not None else (config.lr / 10, config.lr / 30)
+    decay_start = config.max_tokens - decay
+    if tokens <= decay_start or not targets:
+        return config.lr
+    span = decay / len(targets)
+    stage = min(int((tokens - decay_start) // span), len(targets) - 1)
+    start_lr = config.lr if stage == 0 else targets[stage - 1]
+    fraction = min(1.0, (tokens - decay_start - stage * span) / span)
+    return start_lr + (targets[stage] - start_lr) * fraction
+
+
+def batch_tokens_at(tokens: int, schedule: list[tuple[int, int]]) -> int:
+    """The batch size (tokens) of the last schedule entry whose threshold `tokens` has reached."""
+    batch = schedule[0][1]
+    for threshold, batch_tokens in sorted(schedule):
+        if tokens >= threshold:
+            batch = batch_tokens
+    return batch
+
+
+def parameter_groups(model: Transformer, weight_decay: float) -> list[dict]:
+    """Decay every matrix (attention, experts, router, embedding, head); exempt the 1-D norm weights.
+
+    Router biases are buffers, outside the optimizer altogether.
+    """
+    decayed = [p for p in model.parameters() if p.dim() >= 2]
+    exempt = [p for p in model.parameters() if p.dim() < 2]
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}]
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_choice: str) -> tuple[Distributed, torch.device]:
+    """Reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK; gloo on CPU, nccl on GPU."""
+    env = Distributed(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                      int(os.environ.get("LOCAL_RANK", 0)))
+    if device_choice == "auto":
+        device = torch.device(f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(device_choice)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device(f"cuda:{env.local_rank}")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if env.enabled and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return env, device
+
+
+def all_reduce_sum(tensor: torch.Tensor, env: Distributed) -> torch.Tensor:
+    if env.enabled:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+class RunLog:
+    """JSON lines to RUN_DIR/log.jsonl and a one-line progress display on stderr (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, enabled: bool, progress: bool):
+        self.enabled, self.progress = enabled, progress
+        self.path = run_dir / "log.jsonl"
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.progress and "loss" in record:
+            imbalance = max(record["imbalance"], default=1.0)
+            line = (f"step {record['step']} | tokens {record['tokens_seen']:,} | loss {record['loss']:.4f} | "
+                    f"lr {record['lr']:.2e} | {record['tokens_per_s']:,.0f} tok/s | max imbalance {imbalance:.2f}")
+            print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.progress:
+            print(file=sys.stderr, flush=True)
+
+
+def build_model_config(config: TrainConfig, manifest: dict) -> ModelConfig:
+    """The preset with the data's vocabulary size (unless overridden) and the overrides applied."""
+    overrides = dict(config.model_overrides)
+    overrides.setdefault("vocab_size", int(manifest["vocab_size"]))
+    model_config = preset(config.preset, **overrides)
+    if int(manifest["seq_len"]) > model_config.max_position_embeddings:
+        raise ValueError(f"data seq_len {manifest['seq_len']} exceeds max_position_embeddings "
+                         f"{model_config.max_position_embeddings}")
+    return model_config
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, config: TrainConfig, env: Distributed, device: torch.device) -> float | None:
+    """Mean validation loss over the first `eval_sequences` validation sequences of each rank."""
+    reader = TokenShardReader(config.data_dir, "validation", seed=config.seed, rank=env.rank,
+                              world_size=env.world_size, loop=False)
+    totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed loss, tokens
+    remaining = config.eval_sequences
+    model.eval()
+    while remaining > 0:
+        rows = reader.next_rows(min(config.micro_batch_size, remaining))
+        if rows is None:
+            break
+        rows = rows.to(device)
+        with autocast(device, config.bf16):
+            output = model(rows[:, :-1], rows[:, 1:])
+        totals += torch.stack([output.lm_loss.double() * rows[:, 1:].numel(), torch.tensor(rows[:, 1:].numel(), device=device)])
+        remaining -= len(rows)
+    model.train()
+    all_reduce_sum(totals, env)
+    return (totals[0] / totals[1]).item() if totals[1] > 0 else None
+
+
+def autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def train(config: TrainConfig) -> dict:
+    """Train (or resume) a run; returns its final step, tokens seen, last loss and last checkpoint."""
+    env, device = setup_distributed(config.device)
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True)
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(config.data_dir)
+    seq_len = int(manifest["seq_len"])
+
+    resume_path = None
+    if config.resume == "latest":
+        resume_path = checkpoint.latest_checkpoint(run_dir)
+    elif config.resume:
+        resume_path = Path(config.resume)
+    saved_state = None
+    if resume_path is not None:
+        saved_state, saved_config = checkpoint.load_checkpoint(resume_path, map_location="cpu")
+        model_config = ModelConfig(**saved_config["model"])
+    else:
+        model_config = build_model_config(config, manifest)
+
+    torch.manual_seed(config.seed)
+    model = Transformer(model_config).to(device)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
+                                  fused=device.type == "cuda")
+    reader = TokenShardReader(config.data_dir, "train", seed=config.seed, rank=env.rank, world_size=env.world_size)
+    step, tokens_seen, last_checkpoint_tokens = 0, 0, 0
+    if saved_state is not None:
+        model.load_state_dict(saved_state["model"])
+        optimizer.load_state_dict(saved_state["optimizer"])
+        step, tokens_seen = saved_state["step"], saved_state["tokens_seen"]
+        last_checkpoint_tokens = tokens_seen
+        if len(saved_state["data_states"]) != env.world_size:
+            raise ValueError(f"checkpoint has data positions for {len(saved_state['data_states'])} ranks, "
+                             f"this run has {env.world_size}")
+        reader.load_state_dict(saved_state["data_states"][env.rank])
+        torch.set_rng_state(saved_state["rng_cpu"])
+        if device.type == "cuda" and "rng_cuda" in saved_state:
+            torch.cuda.set_rng_state(saved_state["rng_cuda"], device)
+
+    forward_model: torch.nn.Module = torch.compile(model) if config.compile else model
+    if env.enabled:
+        # Router biases are updated identically on every rank from all-reduced loads: no broadcast needed.
+        forward_model = DistributedDataParallel(forward_model, broadcast_buffers=False,
+                                                device_ids=[device.index] if device.type == "cuda" else None)
+
+    log = RunLog(run_dir, env.is_main, config.progress)
+    full_config = {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model_config), "seq_len": seq_len}
+    if env.is_main and saved_state is None:
+        log.write({"event": "start", "config": full_config, "world_size": env.world_size})
+
+    def save(permanent: bool) -> Path | None:
+        data_states = [reader.state_dict()]
+        if env.enabled:
+            data_states = [None] * env.world_size
+            dist.all_gather_object(data_states, reader.state_dict())
+        path = None
+        if env.is_main:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                     "tokens_seen": tokens_seen, "data_states": data_states, "rng_cpu": torch.get_rng_state()}
+            if device.type == "cuda":
+                state["rng_cuda"] = torch.cuda.get_rng_state(device)
+            path = checkpoint.save_checkpoint(run_dir, state, full_config, permanent)
+            checkpoint.prune_checkpoints(run_dir, config.keep_last)
+        if env.enabled:
+            dist.barrier()
+        return path
+
+    stop_tokens = min(config.max_tokens, config.stop_at_tokens or config.max_tokens)
+    last_loss, last_path = None, resume_path
+    while tokens_seen < stop_tokens:
+        batch_tokens = batch_tokens_at(tokens_seen, config.batch_schedule)
+        per_micro = config.micro_batch_size * seq_len * env.world_size
+        if batch_tokens % per_micro:
+            raise ValueError(f"batch of {batch_tokens} tokens is not a multiple of micro_batch_size * seq_len * "
+                             f"world_size = {per_micro}")
+        accumulation = batch_tokens // per_micro
+        lr = lr_at(tokens_seen + batch_tokens, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        started = time.perf_counter()
+        sums = torch.zeros(2, device=device)  # lm loss, balance loss (summed over micro-batches)
+        tokens_per_expert_LE = None
+        for micro in range(accumulation):
+            rows = reader.next_rows(config.micro_batch_size).to(device)
+            sync = not env.enabled or micro == accumulation - 1
+            with (contextlib.nullcontext() if sync else forward_model.no_sync()), autocast(device, config.bf16):
+                output = forward_model(rows[:, :-1], rows[:, 1:])
+            (output.loss / accumulation).backward()
+            sums += torch.stack([output.lm_loss.detach(), output.balance_loss.detach()])
+            load = output.tokens_per_expert_LE.detach()
+            tokens_per_expert_LE = load if tokens_per_expert_LE is None else tokens_per_expert_LE + load
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        all_reduce_sum(tokens_per_expert_LE, env)
+        if config.bias_update:
+            update_router_biases(model, tokens_per_expert_LE, config.gamma)
+        all_reduce_sum(sums, env)
+        step += 1
+        tokens_seen += batch_tokens
+        elapsed = time.perf_counter() - started
+        last_loss = assert_finite((sums[0] / (accumulation * env.world_size)).item())
+
+        if step % config.log_every == 0 or tokens_seen >= stop_tokens:
+            log.write({"step": step, "tokens_seen": tokens_seen, "loss": last_loss,
+                       "balance_loss": (sums[1] / (accumulation * env.world_size)).item(), "lr": lr,
+                       "grad_norm": grad_norm.item(), "batch_tokens": batch_tokens,
+                       "tokens_per_s": batch_tokens / elapsed, "imbalance": load_imbalance(tokens_per_expert_LE)})
+        if config.eval_every_tokens and crossed(tokens_seen, batch_tokens, config.eval_every_tokens) \
+                and "validation" in manifest["splits"]:
+            val_loss = evaluate(forward_model, config, env, device)
+            log.write({"step": step, "tokens_seen": tokens_seen, "val_loss": val_loss})
+        if config.checkpoint_every_tokens and crossed(tokens_seen, batch_tokens, config.checkpoint_every_tokens) \
+                and tokens_seen < stop_tokens:
+            permanent = bool(config.permanent_every_tokens) and \
+                tokens_seen // config.permanent_every_tokens > last_checkpoint_tokens // config.permanent_every_tokens
+            last_path = save(permanent)
+            last_checkpoint_tokens = tokens_seen
+    if tokens_seen > last_checkpoint_tokens:
+        last_path = save(permanent=tokens_seen >= config.max_tokens)  # the final model is kept for good
+    log.close()
+    if env.enabled:
+        dist.destroy_process_group()
+    return {"step": step, "tokens_seen": tokens_seen, "loss": last_loss,
+            "checkpoint": str(last_path) if last_path else None}
+
+
+def crossed(tokens_seen: int, batch_tokens: int, interval: int) -> bool:
+    """Whether the last step (batch_tokens ending at tokens_seen) passed a multiple of `interval`."""
+    return tokens_seen // interval > (tokens_seen - batch_tokens) // interval
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    """The records of RUN_DIR/log.jsonl."""
+    return [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines() if line]
+
+
+def assert_finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss became {value}")
+    return value
