@@ -1,0 +1,279 @@
+"""The run report: what happened to the data, as report.json and a self-contained report.html.
+
+Built from what the stages committed (stats.json, documents, rejects, the token manifest), read
+with pyarrow in batches, so it needs no Spark and its memory does not grow with the data. Charts are
+inline SVG: the HTML file opens anywhere, offline, with nothing beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+STAGES = ("prepare", "rules", "models")  # document stages, in pipeline order
+SAMPLES_PER_RULE = 3
+SNIPPET_CHARS = 200
+
+
+def build_report(run_dir: str | Path) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON-able data."""
+    run_dir = Path(run_dir)
+    stages = {name: _read_json(run_dir / name / "stats.json") for name in STAGES}
+    stages = {name: stats for name, stats in stages.items() if stats is not None}
+    run_info = _read_json(run_dir / "run.json") or {}
+    manifest = _read_json(run_dir / "export" / "manifest.json")
+
+    funnel = []
+    first = stages.get("prepare")
+    if first is not None:
+        funnel.append({"step": "records read", "documents": first.get("records_in", 0), "bytes": None})
+    for name in stages:
+        documents = run_dir / name / "documents"
+        docs, text_bytes = _count_documents(documents)
+        funnel.append({"step": f"after {name}", "documents": docs, "bytes": text_bytes})
+    if manifest is not None:
+        splits = manifest.get("splits", {})
+        funnel.append(
+            {
+                "step": "exported",
+                "documents": sum(s.get("documents", 0) for s in splits.values()),
+                "bytes": None,
+                "tokens": sum(s.get("tokens", 0) for s in splits.values()),
+            }
+        )
+
+    rejects = []
+    for name in stages:
+        rejects.extend(_reject_samples(run_dir / name / "rejects", name))
+
+    return {
+        "run_dir": str(run_dir),
+        "funnel": funnel,
+        "rejects": rejects,
+        "languages": _column_counts(run_dir / "prepare" / "documents", "lang"),
+        "page_types": _distribution(stages.get("models", {}), "page_type", run_dir / "models" / "documents"),
+        "topics": _distribution(stages.get("models", {}), "topic", run_dir / "models" / "documents"),
+        "dedup_cluster_sizes": stages.get("rules", {}).get("minhash_cluster_sizes", {}),
+        "lines_removed": {
+            name: {k: v for k, v in stats.items() if k.startswith("lines_removed")} for name, stats in stages.items()
+        },
+        "tokens": _token_summary(manifest),
+        "seconds_per_stage": run_info.get("seconds_per_stage", {}),
+        "stats": stages,
+    }
+
+
+def write_report(run_dir: str | Path) -> dict[str, Any]:
+    """Build the report and write run_dir/report.json and run_dir/report.html; returns the report."""
+    run_dir = Path(run_dir)
+    report = build_report(run_dir)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    (run_dir / "report.html").write_text(render_html(report), encoding="utf-8")
+    return report
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _dataset(path: Path):
+    return ds.dataset(str(path), format="parquet") if path.is_dir() else None
+
+
+def _count_documents(path: Path) -> tuple[int, int]:
+    dataset = _dataset(path)
+    if dataset is None:
+        return 0, 0
+    docs = text_bytes = 0
+    for batch in dataset.to_batches(columns=["text"]):
+        docs += batch.num_rows
+        text_bytes += pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0
+    return docs, text_bytes
+
+
+def _column_counts(path: Path, column: str) -> dict[str, int]:
+    dataset = _dataset(path)
+    if dataset is None or column not in dataset.schema.names:
+        return {}
+    counts: Counter = Counter()
+    for batch in dataset.to_batches(columns=[column]):
+        for value, count in zip(*_value_counts(batch.column(column)), strict=True):
+            counts[str(value)] += count
+    return dict(counts.most_common())
+
+
+def _value_counts(array) -> tuple[list, list]:
+    result = pc.value_counts(array)
+    return result.field("values").to_pylist(), result.field("counts").to_pylist()
+
+
+def _distribution(stats: dict[str, Any], column: str, documents: Path) -> dict[str, dict[str, int]]:
+    """Before/after counts: from the stage's stats where it recorded them, else the output alone."""
+    recorded = stats.get(f"{column}_distribution")
+    if isinstance(recorded, dict) and recorded:
+        return recorded
+    after = _column_counts(documents, column)
+    return {"after": after} if after else {}
+
+
+def _reject_samples(path: Path, stage: str) -> list[dict[str, Any]]:
+    """Per rule: the count and three samples, chosen by the smallest hash of doc_id (stable, spread out)."""
+    dataset = _dataset(path)
+    if dataset is None:
+        return []
+    columns = [c for c in ("doc_id", "url", "rule", "detail", "content") if c in dataset.schema.names]
+    counts: Counter = Counter()
+    samples: dict[str, list[tuple[str, dict]]] = {}
+    for batch in dataset.to_batches(columns=columns):
+        for row in batch.to_pylist():
+            rule = row["rule"]
+            counts[rule] += 1
+            key = hashlib.sha1(f"{row.get('doc_id')}|{row.get('content')}".encode()).hexdigest()
+            kept = samples.setdefault(rule, [])
+            if len(kept) < SAMPLES_PER_RULE or key < kept[-1][0]:
+                kept.append((key, _sample(row)))
+                kept.sort(key=lambda item: item[0])
+                del kept[SAMPLES_PER_RULE:]
+    return [
+        {"stage": stage, "rule": rule, "count": count, "samples": [s for _, s in samples[rule]]}
+        for rule, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
+
+
+def _sample(row: dict[str, Any]) -> dict[str, str]:
+    content = (row.get("content") or "").strip()
+    return {
+        "url": row.get("url") or "",
+        "detail": (row.get("detail") or "")[:SNIPPET_CHARS],
+        "snippet": content[:SNIPPET_CHARS] + ("…" if len(content) > SNIPPET_CHARS else ""),
+    }
+
+
+def _token_summary(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    if manifest is None:
+        return {}
+    return {
+        "seq_len": manifest.get("seq_len"),
+        "tokenizer": manifest.get("tokenizer", {}).get("name"),
+        "splits": {
+            name: {k: split.get(k) for k in ("tokens", "sequences", "documents")}
+            for name, split in manifest.get("splits", {}).items()
+        },
+    }
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def render_html(report: dict[str, Any]) -> str:
+    sections = [
+        _section("Funnel", _funnel_table(report["funnel"]) + _bar_chart(_funnel_bars(report["funnel"]))),
+        _section("Time per stage", _bar_chart(report["seconds_per_stage"], unit="s")),
+        _section("Reject reasons", _rejects_table(report["rejects"])),
+        _section("Language mix (after stage 1)", _bar_chart(report["languages"])),
+    ]
+    for title, key in (("Page types", "page_types"), ("Topics", "topics")):
+        for phase, counts in report[key].items():
+            sections.append(_section(f"{title}: {phase}", _bar_chart(dict(Counter(counts).most_common(25)))))
+    sections.append(_section("MinHash cluster sizes (documents per cluster)", _bar_chart(report["dedup_cluster_sizes"])))
+    sections.append(_section("Lines removed", _key_values(report["lines_removed"])))
+    sections.append(_section("Tokens exported", _key_values(report["tokens"])))
+    body = "\n".join(sections)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>thresher run report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 70em; }}
+h1 {{ color: #234; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; }}
+table {{ border-collapse: collapse; margin: .5em 0; }}
+td, th {{ border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; font-size: 90%; }}
+th {{ background: #eef; }} .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+.sample {{ color: #555; font-size: 85%; }}
+</style></head><body>
+<h1>thresher run report</h1>
+<p>{html.escape(report["run_dir"])}</p>
+{body}
+</body></html>
+"""
+
+
+def _section(title: str, content: str) -> str:
+    return f"<h2>{html.escape(title)}</h2>\n{content or '<p>(nothing recorded)</p>'}"
+
+
+def _funnel_bars(funnel: list[dict[str, Any]]) -> dict[str, int]:
+    return {row["step"]: row["documents"] for row in funnel}
+
+
+def _funnel_table(funnel: list[dict[str, Any]]) -> str:
+    if not funnel:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(r['step'])}</td><td class=num>{r['documents']:,}</td>"
+        f"<td class=num>{_number(r.get('bytes'))}</td><td class=num>{_number(r.get('tokens'))}</td></tr>"
+        for r in funnel
+    )
+    return f"<table><tr><th>step</th><th>documents</th><th>text bytes</th><th>tokens</th></tr>{rows}</table>"
+
+
+def _number(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def _rejects_table(rejects: list[dict[str, Any]]) -> str:
+    if not rejects:
+        return ""
+    rows = []
+    for entry in rejects:
+        samples = "".join(
+            f"<div class=sample><b>{html.escape(s['url'])}</b> {html.escape(s['detail'])}<br>{html.escape(s['snippet'])}</div>"
+            for s in entry["samples"]
+        )
+        rows.append(
+            f"<tr><td>{html.escape(entry['stage'])}</td><td>{html.escape(entry['rule'])}</td>"
+            f"<td class=num>{entry['count']:,}</td><td>{samples}</td></tr>"
+        )
+    return "<table><tr><th>stage</th><th>rule</th><th>count</th><th>samples</th></tr>" + "".join(rows) + "</table>"
+
+
+def _key_values(mapping: dict[str, Any]) -> str:
+    if not mapping:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(json.dumps(v, ensure_ascii=False))}</td></tr>"
+        for k, v in mapping.items()
+    )
+    return f"<table>{rows}</table>"
+
+
+def _bar_chart(values: dict[str, float], unit: str = "") -> str:
+    """A horizontal bar chart as inline SVG, one bar per key, scaled to the largest value."""
+    items: Iterable[tuple[str, float]] = [(str(k), float(v)) for k, v in values.items() if v is not None]
+    items = list(items)
+    if not items:
+        return ""
+    bar_height, label_width, bar_width = 18, 260, 420
+    top = max(v for _, v in items) or 1.0
+    parts = []
+    for i, (label, value) in enumerate(items):
+        y = i * (bar_height + 4)
+        width = max(1.0, bar_width * value / top) if value > 0 else 0.0
+        shown = f"{value:,.1f}{unit}" if unit else f"{value:,.0f}"
+        parts.append(
+            f'<text x="{label_width - 6}" y="{y + 13}" text-anchor="end" font-size="12">{html.escape(label[:40])}</text>'
+            f'<rect x="{label_width}" y="{y}" width="{width:.1f}" height="{bar_height}" fill="#4a7ab5"/>'
+            f'<text x="{label_width + width + 4:.1f}" y="{y + 13}" font-size="12">{shown}</text>'
+        )
+    height = len(items) * (bar_height + 4)
+    total_width = label_width + bar_width + 90
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height}" '
+        f'role="img">{"".join(parts)}</svg>'
+    )

@@ -1,0 +1,114 @@
+import json
+import shutil
+import subprocess
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.report import build_report, render_html, write_report
+from schemas.documents import PREPARED
+from schemas.rejects import REJECT
+
+
+def write_stage(run_dir, name, stats, documents, rejects):
+    stage = run_dir / name
+    (stage / "documents").mkdir(parents=True)
+    (stage / "rejects").mkdir()
+    (stage / "stats.json").write_text(json.dumps(stats))
+    full = [{field: doc.get(field) for field in PREPARED.names} for doc in documents]
+    pq.write_table(pa.Table.from_pylist(full, schema=PREPARED), stage / "documents" / "part-0.parquet")
+    rows = [{field: r.get(field) for field in REJECT.names} for r in rejects]
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECT), stage / "rejects" / "part-0.parquet")
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    docs = [
+        {"doc_id": f"d{i}", "text": "héllo world" if i % 2 else "你好", "lang": "en" if i % 2 else "zh"}
+        for i in range(5)
+    ]
+    rejects = [
+        {"doc_id": f"r{i}", "url": f"http://spam{i}.example/", "stage": "prepare", "rule": "url_domain_blocklist:gambling", "content": "x" * 500}
+        for i in range(7)
+    ] + [{"doc_id": "e0", "url": "http://e.example/", "stage": "prepare", "rule": "empty_extraction"}]
+    write_stage(tmp_path, "prepare", {"records_in": 13, "documents_out": 5}, docs, rejects)
+    write_stage(
+        tmp_path,
+        "rules",
+        {"documents_in": 5, "documents_out": 3, "minhash_cluster_sizes": {"1": 2, "2": 1}, "lines_removed_dedup": 4},
+        docs[:3],
+        [{"doc_id": "d3", "stage": "rules", "rule": "minhash_duplicate", "detail": "d1"}],
+    )
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "manifest.json").write_text(
+        json.dumps({"seq_len": 16, "splits": {"train": {"tokens": 170, "sequences": 10, "documents": 3}}})
+    )
+    (tmp_path / "run.json").write_text(json.dumps({"seconds_per_stage": {"prepare": 3.5, "rules": 1.25}}))
+    return tmp_path
+
+
+def test_funnel_counts_documents_bytes_and_tokens(run_dir):
+    report = build_report(run_dir)
+    funnel = {row["step"]: row for row in report["funnel"]}
+    assert funnel["records read"]["documents"] == 13
+    assert funnel["after prepare"]["documents"] == 5
+    assert funnel["after prepare"]["bytes"] == 2 * len("héllo world".encode()) + 3 * len("你好".encode())
+    assert funnel["after rules"]["documents"] == 3
+    assert funnel["exported"]["tokens"] == 170
+    assert report["languages"] == {"en": 2, "zh": 3}
+    assert report["dedup_cluster_sizes"] == {"1": 2, "2": 1}
+    assert report["lines_removed"]["rules"] == {"lines_removed_dedup": 4}
+
+
+def test_rejects_are_counted_per_rule_with_three_stable_samples(run_dir):
+    rejects = build_report(run_dir)["rejects"]
+    by_rule = {r["rule"]: r for r in rejects}
+    blocklist = by_rule["url_domain_blocklist:gambling"]
+    assert blocklist["count"] == 7 and len(blocklist["samples"]) == 3
+    assert all(len(s["snippet"]) <= 201 for s in blocklist["samples"])
+    assert by_rule["empty_extraction"]["count"] == 1
+    assert by_rule["minhash_duplicate"]["samples"][0]["detail"] == "d1"
+    assert rejects == build_report(run_dir)["rejects"]
+    assert [r["rule"] for r in rejects][0] == "url_domain_blocklist:gambling"
+
+
+def test_html_is_self_contained_and_escapes_content(run_dir):
+    report = build_report(run_dir)
+    report["rejects"][0]["samples"][0]["snippet"] = "<script>alert(1)</script>"
+    page = render_html(report)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<svg" in page and "src=" not in page and "href=" not in page
+
+
+def test_write_report_writes_both_files(run_dir):
+    write_report(run_dir)
+    assert json.loads((run_dir / "report.json").read_text())["funnel"][0]["documents"] == 13
+    assert (run_dir / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make test installs Debian's chromium package)")
+    from PIL import Image
+
+    write_report(run_dir)
+    shot = tmp_path_factory.mktemp("shot") / "report.png"
+    profile = tmp_path_factory.mktemp("profile")
+    subprocess.run(
+        [
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,1600",
+            (run_dir / "report.html").as_uri(),
+        ],
+        check=True, timeout=120, capture_output=True,
+    )
+    image = Image.open(shot).convert("L")
+    histogram = image.histogram()
+    dark_pixels = sum(histogram[:128])
+    assert image.size == (1200, 1600)
+    assert dark_pixels > 2000, "screenshot looks blank: too few dark (text or chart) pixels"
+    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 10
