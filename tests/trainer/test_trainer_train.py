@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from trainer import checkpoint
+from trainer.model import Transformer, preset
+from trainer.train import TrainConfig, batch_tokens_at, lr_at, parameter_groups, read_log, train
+
+MICRO_MODEL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, moe_intermediate_size=16)
+TOKENS_PER_MICRO_BATCH = 8 * 16  # micro_batch_size x seq_len of the small_shards fixture
+
+
+def run_config(shards, run_dir, **overrides):
+    fields = dict(data_dir=str(shards), output_dir=str(run_dir), model_overrides=MICRO_MODEL, micro_batch_size=8,
+                  batch_schedule=[(0, 2 * TOKENS_PER_MICRO_BATCH)], max_tokens=12 * 2 * TOKENS_PER_MICRO_BATCH,
+                  lr=3e-3, warmup_tokens=4 * TOKENS_PER_MICRO_BATCH, deterministic=True, progress=False)
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def step_losses(run_dir):
+    return [record["loss"] for record in read_log(run_dir) if "loss" in record]
+
+
+def test_wsd_schedule_follows_the_report():
+    config = TrainConfig(data_dir="", output_dir="", lr=3e-4, max_tokens=1000, warmup_tokens=100, decay_tokens=200)
+    assert lr_at(50, config) == pytest.approx(1.5e-4)
+    assert lr_at(100, config) == lr_at(800, config) == pytest.approx(3e-4)  # stable
+    assert lr_at(900, config) == pytest.approx(3e-5)  # end of the first decay piece
+    assert lr_at(950, config) == pytest.approx(2e-5)
+    assert lr_at(1000, config) == pytest.approx(1e-5)
+
+
+def test_batch_grows_with_tokens_seen():
+    schedule = [(0, 64), (6000, 96), (8300, 128)]
+    assert [batch_tokens_at(t, schedule) for t in (0, 5999, 6000, 8299, 9000)] == [64, 64, 96, 96, 128]
+
+
+def test_norms_are_exempt_from_weight_decay():
+    model = Transformer(preset("tiny", **MICRO_MODEL))
+    decayed, exempt = parameter_groups(model, 0.1)
+    assert decayed["weight_decay"] == 0.1 and exempt["weight_decay"] == 0.0
+    assert {id(p) for p in exempt["params"]} == {id(m.weight) for m in model.modules() if type(m).__name__ == "RMSNorm"}
+    assert any(p is model.embed_tokens.weight for p in decayed["params"])
+
+
+def test_learns_patterned_data_and_logs(small_shards, tmp_path):
+    config = run_config(small_shards, tmp_path / "run", max_tokens=60 * 256, lr=1e-2, warmup_tokens=1024,
+                        eval_every_tokens=2560, batch_schedule=[(0, 256), (2560, 512)])
+    result = train(config)
+    records = read_log(tmp_path / "run")
+    steps = [r for r in records if "loss" in r]
+    evals = [r["val_loss"] for r in records if "val_loss" in r]
+    assert steps[0]["loss"] == pytest.approx(math.log(64), abs=0.3)  # starts at uniform guessing
+    assert len(evals) == 6 and evals[-1] < evals[0] - 1.0 and evals[-1] < 1.5  # uniform guessing: ln 64 = 4.16
+    assert {"lr", "tokens_seen", "tokens_per_s", "imbalance", "balance_loss", "grad_norm"} <= set(steps[0])
+    assert len(steps[0]["imbalance"]) == 2 and all(v >= 1.0 for v in steps[0]["imbalance"])
+    assert steps[-1]["batch_tokens"] == 512 and steps[0]["batch_tokens"] == 256
+    assert result["tokens_seen"] == config.max_tokens == steps[-1]["tokens_seen"]
+
+
+def test_resume_gives_identical_losses(small_shards, tmp_path):
+    straight = run_config(small_shards, tmp_path / "straight")
+    train(straight)
+    interrupted = run_config(small_shards, tmp_path / "resumed", stop_at_tokens=straight.max_tokens // 2)
+    first = train(interrupted)
+    assert first["step"] == 6
+    resumed = run_config(small_shards, tmp_path / "resumed", resume="latest")
+    train(resumed)
+    expected = step_losses(tmp_path / "straight")
+    assert len(expected) == 12
+    assert step_losses(tmp_path / "resumed") == expected  # bitwise: float equality
+    final_straight, _ = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "straight"))
+    final_resumed, _ = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "resumed"))
+    for name, tensor in final_straight["model"].items():
+        assert torch.equal(tensor, final_resumed["model"][name]), name
+
+
+def test_router_biases_move_only_with_bias_update(small_shards, tmp_path):
+    gamma = 0.01
+    train(run_config(small_shards, tmp_path / "on", max_tokens=3 * 256, gamma=gamma))
+    train(run_config(small_shards, tmp_path / "off", max_tokens=3 * 256, bias_update=False))
+    on, _ = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "on"))
+    off, _ = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "off"))
+    for layer in (1, 2):
+        steps_E = on["model"][f"layers.{layer}.mlp.gate.e_score_correction_bias"] / gamma
+        assert torch.allclose(steps_E, steps_E.round(), atol=1e-4)  # whole multiples of gamma
+        assert steps_E.abs().max() <= 3 + 1e-4 and (steps_E != 0).any()
+        assert (off["model"][f"layers.{layer}.mlp.gate.e_score_correction_bias"] == 0).all()
+
+
+def test_checkpoint_retention(small_shards, tmp_path):
+    config = run_config(small_shards, tmp_path / "run", checkpoint_every_tokens=256, keep_last=2,
+                        permanent_every_tokens=1024, max_tokens=10 * 256)
+    train(config)
+    kept = [int(p.name.split("-")[1]) for p in checkpoint.list_checkpoints(tmp_path / "run")]
+    # Permanent: 1024, 2048 and the final 2560; the last two ordinary ones: 1792 (2048 is permanent), 2304.
+    assert kept == [1024, 1792, 2048, 2304, 2560]
+    state, config_dict = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "run"))
+    assert state["step"] == 10 and state["tokens_seen"] == 2560 and len(state["data_states"]) == 1
+    assert config_dict["model"]["hidden_size"] == 32 and config_dict["model"]["vocab_size"] == 64
+
+
+def test_rejects_batch_not_divisible_into_micro_batches(small_shards, tmp_path):
+    with pytest.raises(ValueError, match="not a multiple"):
+        train(run_config(small_shards, tmp_path / "run", batch_schedule=[(0, 300)]))

@@ -1,0 +1,116 @@
+"""`thresher train --data SHARDS_DIR --preset NAME --output RUN_DIR [overrides]`.
+
+Token counts accept K/M/B/T suffixes (powers of 1000): `--max-tokens 20M`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from decimal import Decimal, InvalidOperation
+
+from trainer.model import PRESETS, ModelConfig
+from trainer.train import TrainConfig, train
+
+SUFFIXES = {"K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
+
+
+def parse_count(text: str) -> int:
+    """'64M' -> 64000000, '1.5K' -> 1500, '4096' -> 4096."""
+    text = text.strip().upper()
+    try:
+        if text and text[-1] in SUFFIXES:
+            return int(Decimal(text[:-1]) * SUFFIXES[text[-1]])
+        return int(Decimal(text))
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count like 4096, 64M or 1e9") from None
+
+
+def parse_batch_schedule(text: str) -> list[tuple[int, int]]:
+    """'0:64M,6T:96M,8.3T:128M' -> [(0, 64000000), (6000000000000, 96000000), ...]."""
+    schedule = []
+    for item in text.split(","):
+        threshold, _, batch = item.partition(":")
+        if not batch:
+            raise argparse.ArgumentTypeError(f"batch schedule entry {item!r} is not TOKENS_SEEN:BATCH_TOKENS")
+        schedule.append((parse_count(threshold), parse_count(batch)))
+    if sorted(schedule)[0][0] != 0:
+        raise argparse.ArgumentTypeError("the batch schedule must start at 0 tokens seen")
+    return sorted(schedule)
+
+
+def parse_model_override(text: str) -> tuple[str, object]:
+    """'hidden_size=256' -> ('hidden_size', 256), typed like the ModelConfig field."""
+    key, _, value = text.partition("=")
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    if key not in fields or not value:
+        raise argparse.ArgumentTypeError(f"--set wants FIELD=VALUE with FIELD one of {sorted(fields)}")
+    return key, float(value) if fields[key].type == "float" else int(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="token shards directory (with manifest.json, from `thresher export`)")
+    parser.add_argument("--output", required=True, help="run directory: log.jsonl and checkpoints/")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny", help="model preset (default tiny)")
+    parser.add_argument("--set", dest="model_overrides", type=parse_model_override, action="append", default=[],
+                        metavar="FIELD=VALUE", help="replace a model config field of the preset (repeatable), "
+                                                    "e.g. --set num_hidden_layers=4")
+    parser.add_argument("--max-tokens", type=parse_count, default=10_000_000,
+                        help="training length in tokens; the schedule ends here (default 10M)")
+    parser.add_argument("--stop-at-tokens", type=parse_count,
+                        help="stop and checkpoint at this many tokens without changing the schedule (for time-limited jobs)")
+    parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
+    parser.add_argument("--warmup-tokens", type=parse_count, help="linear warmup length (default 1%% of --max-tokens)")
+    parser.add_argument("--decay-tokens", type=parse_count, help="final decay length (default 20%% of --max-tokens)")
+    parser.add_argument("--decay-lrs", type=lambda s: tuple(float(x) for x in s.split(",")),
+                        help="comma-separated learning rates the decay goes through (default lr/10,lr/30)")
+    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices (default 0.1)")
+    parser.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (default 1.0)")
+    batch = parser.add_mutually_exclusive_group()
+    batch.add_argument("--batch-tokens", type=parse_count, help="constant global batch size in tokens (default 64K)")
+    batch.add_argument("--batch-schedule", type=parse_batch_schedule,
+                       help="growing batch: TOKENS_SEEN:BATCH_TOKENS,... e.g. 0:64M,6T:96M,8.3T:128M")
+    parser.add_argument("--micro-batch-size", type=int, default=8,
+                        help="sequences per GPU/process per forward pass; gradient accumulation fills the batch (default 8)")
+    parser.add_argument("--gamma", type=float, default=1e-3, help="router bias update speed (default 1e-3)")
+    parser.add_argument("--no-bias-update", action="store_true", help="turn auxiliary-loss-free balancing off")
+    parser.add_argument("--checkpoint-every-tokens", type=parse_count, help="checkpoint interval (default: only at the end)")
+    parser.add_argument("--keep-last", type=int, default=2, help="ordinary checkpoints to keep (default 2)")
+    parser.add_argument("--permanent-every-tokens", type=parse_count,
+                        help="also keep for good the first checkpoint after each multiple of this")
+    parser.add_argument("--eval-every-tokens", type=parse_count, help="validation loss interval (needs a validation split)")
+    parser.add_argument("--eval-sequences", type=int, default=64, help="validation sequences per process (default 64)")
+    parser.add_argument("--resume", help="checkpoint directory to resume from, or 'latest' for the run's newest "
+                                         "(starts fresh when there is none)")
+    parser.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda, cuda:N")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bitwise-repeatable on CPU)")
+    parser.add_argument("--seed", type=int, default=0, help="model initialisation and data order seed (default 0)")
+    parser.add_argument("--log-every", type=int, default=1, help="optimizer steps between log lines (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    config = TrainConfig(
+        data_dir=args.data, output_dir=args.output, preset=args.preset, model_overrides=dict(args.model_overrides),
+        seed=args.seed, max_tokens=args.max_tokens, stop_at_tokens=args.stop_at_tokens, lr=args.lr,
+        warmup_tokens=args.warmup_tokens, decay_tokens=args.decay_tokens, decay_lrs=args.decay_lrs,
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip, micro_batch_size=args.micro_batch_size,
+        gamma=args.gamma, bias_update=not args.no_bias_update, checkpoint_every_tokens=args.checkpoint_every_tokens,
+        keep_last=args.keep_last, permanent_every_tokens=args.permanent_every_tokens,
+        eval_every_tokens=args.eval_every_tokens, eval_sequences=args.eval_sequences, log_every=args.log_every,
+        device=args.device, bf16=args.bf16, compile=args.compile, deterministic=args.deterministic,
+        resume=args.resume, progress=not args.no_progress,
+    )
+    if args.batch_schedule:
+        config.batch_schedule = args.batch_schedule
+    elif args.batch_tokens:
+        config.batch_schedule = [(0, args.batch_tokens)]
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    print(json.dumps(train(train_config(args))))
+    return 0

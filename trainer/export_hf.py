@@ -1,0 +1,125 @@
+"""Export a trainer checkpoint to the Hugging Face Dots1 format: config.json + model.safetensors.
+
+The weights are written in the layout of the released dots.llm1 checkpoints (one tensor per
+expert: `mlp.experts.{e}.gate_proj.weight`, ...), which vLLM and transformers 4.x read
+directly and transformers 5.x fuses on load. Router biases go to
+`mlp.gate.e_score_correction_bias`; the router uses one expert group (`n_group = topk_group = 1`),
+normalizes the chosen weights (`norm_topk_prob`) and scales them by `routed_scaling_factor`.
+
+Command line (`thresher train-export CHECKPOINT_DIR --output HF_DIR`): see add_arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from trainer.checkpoint import latest_checkpoint, load_checkpoint
+from trainer.model import ModelConfig
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def hf_config(config: ModelConfig, dtype: str) -> dict:
+    """config.json for transformers' Dots1Config (and vLLM's dots1)."""
+    return {
+        "architectures": ["Dots1ForCausalLM"],
+        "model_type": "dots1",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "intermediate_size": config.intermediate_size,
+        "moe_intermediate_size": config.moe_intermediate_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "num_key_value_heads": config.num_attention_heads,
+        "head_dim": config.head_dim,
+        "n_routed_experts": config.n_routed_experts,
+        "n_shared_experts": config.n_shared_experts,
+        "num_experts_per_tok": config.num_experts_per_tok,
+        "first_k_dense_replace": config.first_k_dense_replace,
+        "moe_layer_freq": 1,
+        "n_group": 1,
+        "topk_group": 1,
+        "norm_topk_prob": True,
+        "scoring_func": "noaux_tc",
+        "routed_scaling_factor": config.routed_scaling_factor,
+        "hidden_act": "silu",
+        "rms_norm_eps": config.rms_norm_eps,
+        # transformers 5 reads rope_parameters; vLLM and transformers 4 read rope_theta.
+        "rope_theta": config.rope_theta,
+        "rope_parameters": {"rope_type": "default", "rope_theta": config.rope_theta},
+        "rope_scaling": None,
+        "max_position_embeddings": config.max_position_embeddings,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "use_sliding_window": False,
+        "sliding_window": None,
+        "max_window_layers": config.num_hidden_layers,
+        "tie_word_embeddings": False,
+        "initializer_range": config.initializer_range,
+        "use_cache": True,
+        "torch_dtype": dtype,
+    }
+
+
+def hf_state_dict(model_state: dict[str, torch.Tensor], config: ModelConfig, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Rename to Dots1ForCausalLM's keys and split the stacked experts; router biases stay fp32."""
+    F_ = config.moe_intermediate_size
+    exported = {}
+    for name, tensor in model_state.items():
+        if name.endswith("e_score_correction_bias"):
+            exported[f"model.{name}"] = tensor.float().contiguous()
+        elif name.endswith("mlp.experts.gate_up_proj"):
+            prefix = f"model.{name.removesuffix('gate_up_proj')}"
+            for expert, gate_up_2FD in enumerate(tensor):
+                exported[f"{prefix}{expert}.gate_proj.weight"] = gate_up_2FD[:F_].to(dtype).contiguous()
+                exported[f"{prefix}{expert}.up_proj.weight"] = gate_up_2FD[F_:].to(dtype).contiguous()
+        elif name.endswith("mlp.experts.down_proj"):
+            prefix = f"model.{name.removesuffix('down_proj')}"
+            for expert, down_DF in enumerate(tensor):
+                exported[f"{prefix}{expert}.down_proj.weight"] = down_DF.to(dtype).contiguous()
+        elif name == "lm_head.weight":
+            exported[name] = tensor.to(dtype).contiguous()
+        else:
+            exported[f"model.{name}"] = tensor.to(dtype).contiguous()
+    return exported
+
+
+def export_model(model_state: dict[str, torch.Tensor], config: ModelConfig, output_dir: str | Path,
+                 dtype: str = "bfloat16") -> Path:
+    """Write config.json and model.safetensors (one file: shard it yourself for very large models)."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.json").write_text(json.dumps(hf_config(config, dtype), indent=2))
+    save_file(hf_state_dict(model_state, config, DTYPES[dtype]), output / "model.safetensors", metadata={"format": "pt"})
+    return output
+
+
+def export_checkpoint(checkpoint_path: str | Path, output_dir: str | Path, dtype: str = "bfloat16") -> Path:
+    """Export a checkpoint directory, or the newest checkpoint of a run directory."""
+    path = Path(checkpoint_path)
+    if not (path / "state.pt").is_file():
+        newest = latest_checkpoint(path)
+        if newest is None:
+            raise FileNotFoundError(f"{path} is neither a checkpoint nor a run directory with checkpoints")
+        path = newest
+    state, config = load_checkpoint(path)
+    return export_model(state["model"], ModelConfig(**config["model"]), output_dir, dtype)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a checkpoint directory (RUN_DIR/checkpoints/tokens-...) "
+                                           "or a run directory, whose newest checkpoint is exported")
+    parser.add_argument("--output", required=True, help="directory for config.json and model.safetensors")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16",
+                        help="weight dtype (router biases stay float32); default bfloat16")
+
+
+def run(args: argparse.Namespace) -> int:
+    output = export_checkpoint(args.checkpoint, args.output, args.dtype)
+    print(f"exported to {output}")
+    return 0
