@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 DEMO_OUT ?= out/demo
 
-.PHONY: install java demo test lint bench clean
+.PHONY: install java browser demo test lint clean
 
 install: java $(STAMP)
 
@@ -14,6 +14,12 @@ java:
 	@command -v java >/dev/null 2>&1 || { \
 	  echo "java not found: installing a headless JRE for Spark"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless; }
+
+# The report test renders report.html in headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium not found: installing it for the report rendering test"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 $(STAMP): setup.cfg
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,7 +31,7 @@ $(STAMP): setup.cfg
 demo: install
 	$(VENV)/bin/thresher prepare --sample --output $(DEMO_OUT)/prepare
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
 
 lint: install
