@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,18 @@ from pipeline.config import Config, ConfigError, SparkConfig, load_config
 
 COMMITTED_MARKER = "_COMMITTED"
 STAGING_DIR = "_staging"
+WORK_DIR = "_work"  # finished units of work (e.g. per WARC file) that survive a crash, for resuming
+CRASH_ENV = "THRESHER_CRASH_AT"  # fault injection for crash-safety tests: a crash point's name
+
+
+def crash_point(name: str) -> None:
+    """Die at once, as a killed driver would, when $THRESHER_CRASH_AT names this point.
+
+    Jobs mark the moments where a crash is most likely to corrupt output (between writing and
+    committing, between stages); the crash-safety tests kill the driver at each and rerun.
+    """
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,9 +101,22 @@ class StageOutput:
         """Clear what an interrupted attempt left (staging and any uncommitted final parts)."""
         if self.committed:
             raise RuntimeError(f"{self.directory} is already committed; refusing to overwrite it")
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
+        if self.directory.exists():
+            for child in self.directory.iterdir():
+                if child.name == WORK_DIR:
+                    continue
+                if child.is_dir():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
         self.staging.mkdir(parents=True)
+
+    @property
+    def work(self) -> Path:
+        """A directory for finished units of work that a rerun after a crash may reuse."""
+        path = self.directory / WORK_DIR
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def staged(self, name: str) -> str:
         """Where to write part `name` (a Parquet directory or a file) before the commit."""
@@ -106,7 +132,10 @@ class StageOutput:
             elif target.exists():
                 target.unlink()
             os.replace(part, target)
+            crash_point("commit:part_moved")
         self.staging.rmdir()
+        if (self.directory / WORK_DIR).exists():
+            shutil.rmtree(self.directory / WORK_DIR)
         marker_tmp = self.directory / (COMMITTED_MARKER + ".tmp")
         marker_tmp.write_text(json.dumps({"committed_at": time.time()}) + "\n")
         os.replace(marker_tmp, self.directory / COMMITTED_MARKER)

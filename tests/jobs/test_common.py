@@ -36,9 +36,15 @@ def test_begin_discards_an_interrupted_attempt_and_refuses_committed_output(tmp_
     out.begin()
     leftover = tmp_path / "stage" / "_staging" / "half-written"
     leftover.write_text("partial")
+    moved_before_crash = tmp_path / "stage" / "documents"
+    moved_before_crash.mkdir()
+    finished_unit = out.work / "file-1.parquet"
+    finished_unit.write_text("kept for resume")
     out.begin()
-    assert not leftover.exists()
+    assert not leftover.exists() and not moved_before_crash.exists()
+    assert finished_unit.read_text() == "kept for resume"
     out.commit({})
+    assert not (tmp_path / "stage" / "_work").exists()
     with pytest.raises(RuntimeError, match="already committed"):
         out.begin()
 
@@ -61,3 +67,31 @@ def test_set_overrides_are_parsed_as_yaml_and_checked():
         config_from_args(parse(["--set", "prepare.lang_threshold"]))
     with pytest.raises(ConfigError, match="prepare.lang_threshold"):
         config_from_args(parse(["--set", "prepare.lang_threshold=high"]))
+
+
+def test_a_crash_mid_commit_leaves_no_committed_output_and_a_rerun_recovers(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        from jobs.common import StageOutput
+        out = StageOutput({str(tmp_path / "stage")!r})
+        out.begin()
+        for name in ("documents", "rejects"):
+            with open(out.staged(name), "w") as f:
+                f.write(name)
+        out.commit({{"documents_out": 1}})
+        """
+    )
+    env = {"THRESHER_CRASH_AT": "commit:part_moved", "PATH": "/usr/bin:/bin"}
+    crashed = subprocess.run([sys.executable, "-c", script], env=env, cwd=str(tmp_path.parent))
+    assert crashed.returncode == -9
+    out = StageOutput(tmp_path / "stage")
+    assert not out.committed
+    with pytest.raises(RuntimeError, match="no committed"):
+        require_committed(tmp_path / "stage")
+    rerun = subprocess.run([sys.executable, "-c", script], env={"PATH": "/usr/bin:/bin"})
+    assert rerun.returncode == 0 and out.committed
+    assert sorted(p.name for p in (tmp_path / "stage").iterdir()) == [COMMITTED_MARKER, "documents", "rejects", "stats.json"]
