@@ -40,7 +40,8 @@ class PrepareConfig:
     # URL filter lists (UT1 format: one domain per line, subdomains match). Paths relative to the
     # config file's directory or absolute; empty lists disable a rule.
     domain_blocklists: dict[str, str] = field(default_factory=dict)  # category -> domains file
-    url_regex_lists: dict[str, str] = field(default_factory=dict)  # category -> file of regexes
+    url_blocklists: dict[str, str] = field(default_factory=dict)  # category -> UT1 `urls` file (host/path prefixes)
+    url_regex_lists: dict[str, str] = field(default_factory=dict)  # category -> file of regexes (UT1 `expressions`)
     banned_words_file: str = ""  # whole words in the URL (datatrove url filter)
     banned_subwords_file: str = ""  # substrings anywhere in the URL
     soft_banned_words_file: str = ""  # drop on `soft_word_threshold` or more distinct hits
@@ -55,6 +56,97 @@ class PrepareConfig:
 
 
 @dataclass(frozen=True)
+class GopherQualityConfig:
+    """Gopher quality filter (Rae et al. 2021, appendix A; DataTrove GopherQualityFilter defaults)."""
+
+    min_words: int = 50  # Gopher: 50..100,000 words
+    max_words: int = 100_000
+    min_mean_word_length: float = 3.0  # Gopher: mean word length 3..10 characters
+    max_mean_word_length: float = 10.0
+    max_symbol_word_ratio: float = 0.1  # Gopher: "#" and ellipsis per word
+    max_bullet_lines_ratio: float = 0.9  # Gopher: lines starting with a bullet
+    max_ellipsis_lines_ratio: float = 0.3  # Gopher: lines ending with an ellipsis
+    min_alpha_words_ratio: float = 0.8  # Gopher: 80% of words contain a letter
+    min_stop_words: int = 2  # Gopher: at least 2 of the stop words
+    # Gopher's eight English stop words; Chinese stop words come from `zh.stop_words_file`.
+    stop_words: list[str] = field(default_factory=lambda: ["the", "be", "to", "of", "and", "that", "have", "with"])
+
+
+@dataclass(frozen=True)
+class GopherRepetitionConfig:
+    """Gopher repetition filter (Rae et al. 2021, table A1; DataTrove GopherRepetitionFilter defaults)."""
+
+    max_dup_line_frac: float = 0.3  # Gopher: duplicate lines / lines
+    max_dup_para_frac: float = 0.3  # Gopher: duplicate paragraphs / paragraphs
+    max_dup_line_char_frac: float = 0.2  # Gopher: characters in duplicate lines / characters
+    max_dup_para_char_frac: float = 0.2  # Gopher: characters in duplicate paragraphs / characters
+    # Gopher: most frequent 2/3/4-gram's characters / all characters
+    top_ngram_char_frac: dict[int, float] = field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
+    # Gopher: characters in duplicated 5..10-grams / all characters
+    dup_ngram_char_frac: dict[int, float] = field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    )
+
+
+@dataclass(frozen=True)
+class C4Config:
+    """C4 document rules (Raffel et al. 2020; DataTrove C4QualityFilter as FineWeb runs it)."""
+
+    min_words_per_line: int = 3  # C4: lines under 3 words do not count as content
+    max_word_length: int = 1000  # C4: lines with a word over 1,000 characters do not count
+    min_sentences: int = 5  # C4: documents under 5 sentences are dropped
+    filter_lorem_ipsum: bool = True  # C4: placeholder text
+    filter_curly_bracket: bool = True  # C4: "{" marks code, not prose
+    filter_no_terminal_punct: bool = False  # C4 drops lines without it; FineWeb turns it off
+
+
+@dataclass(frozen=True)
+class FineWebConfig:
+    """FineWeb quality filter (Penedo et al. 2024; DataTrove FineWebQualityFilter defaults)."""
+
+    min_line_punct_ratio: float = 0.12  # FineWeb: share of lines ending in terminal punctuation
+    max_short_line_ratio: float = 0.67  # FineWeb: share of lines of <= short_line_length characters
+    short_line_length: int = 30
+    max_char_dup_ratio: float = 0.01  # FineWeb: characters in duplicated lines / characters
+    max_newline_word_ratio: float = 0.3  # FineWeb: newlines per word ("list_ratio")
+
+
+@dataclass(frozen=True)
+class SpamConfig:
+    """Ads, registration prompts and gambling spam (RefinedWeb-style line patterns; thresholds ours)."""
+
+    max_prompt_lines_ratio: float = 0.3  # ours: share of lines that are ads / sign-up / login prompts
+    terms_file: str = "spam/terms.txt"  # one term a line: one hit drops (gambling brands, casino words)
+    patterns_file: str = "spam/patterns.txt"  # regexes, one a line: one match drops
+
+
+@dataclass(frozen=True)
+class StructureConfig:
+    """Structural anomalies (ours): broken encodings, binary junk, absurd lines."""
+
+    max_replacement_char_ratio: float = 0.01  # U+FFFD: text decoded with the wrong charset
+    max_control_char_ratio: float = 0.01  # C0/C1 controls other than tab/newline: binary or spam markers
+    max_line_chars: int = 50_000  # one line longer than this is a dump, not prose
+
+
+@dataclass(frozen=True)
+class ChineseRulesConfig:
+    """Chinese forms of the word rules: jieba words, characters, Chinese stop words (ours, measured on
+    ChineseWebText clean documents; see bench/RESULTS.md "Stage 2")."""
+
+    stop_words_file: str = "stopwords/zh.txt"
+    min_words: int = 50  # jieba words, as Gopher's 50 words
+    min_mean_word_length: float = 1.2  # jieba words average 1.5..2 characters in running text
+    max_mean_word_length: float = 4.0
+    min_chars_per_line: int = 5  # C4's "3 words per line" in characters
+    min_sentences: int = 3  # C4's 5 sentences: a Chinese sentence (to 。！？) carries more, often joined by ，
+    # Line-share rules (FineWeb punctuation, Gopher bullet/ellipsis lines) need this many lines: Chinese
+    # pages often arrive as one line of paragraphs joined by spaces, where a share of one line is one bit.
+    min_lines_for_line_ratios: int = 3
+    short_line_length: int = 10  # FineWeb's 30 characters of English carry about 10 Chinese characters
+
+
+@dataclass(frozen=True)
 class RulesConfig:
     """Stage 2: line-level dedup, heuristic filters, MinHash-LSH."""
 
@@ -66,6 +158,15 @@ class RulesConfig:
     minhash_ngram: int = 5  # 5-gram shingles
     minhash_seed: int = 1
     minhash_max_bucket: int = 1000  # buckets larger than this are boilerplate: capped
+    max_url_length: int = 2048  # ours: longer URLs are session/tracking junk
+    max_host_digits: int = 6  # ours: hosts like 335.3355703.com are spam farms
+    gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
+    gopher_repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
+    c4: C4Config = field(default_factory=C4Config)
+    fineweb: FineWebConfig = field(default_factory=FineWebConfig)
+    spam: SpamConfig = field(default_factory=SpamConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
+    zh: ChineseRulesConfig = field(default_factory=ChineseRulesConfig)
 
 
 @dataclass(frozen=True)
@@ -77,8 +178,23 @@ class ModelsConfig:
 class ExportConfig:
     """Export: tokenizer and shards."""
 
-    seq_len: int = 2048
-    seed: int = 0
+    seq_len: int = 2048  # tokens per training example; each row holds seq_len + 1 (inputs and shifted targets)
+    seed: int = 0  # drives the train/validation split, the document order and the sequence shuffle
+    # Tokenizer training (`thresher tokenizer train`): byte-level BPE with HF `tokenizers`.
+    vocab_size: int = 32768  # a small default for a small corpus; dots.llm1 uses a Qwen2 vocabulary of 152,064
+    eos_token: str = "<|endoftext|>"  # closes every document (GPT-2 / Qwen2 spelling)
+    pad_token: str = "<|pad|>"  # fills the tails of packed sequences; the trainer masks it out of the loss
+    extra_special_tokens: list[str] = field(default_factory=list)  # added to the vocabulary, never merged
+    tokenizer_sample_documents: int = 200_000  # documents (smallest seeded hash of doc_id) the BPE is trained on
+    tokenizer_min_frequency: int = 2  # a pair seen fewer times is never merged (tokenizers' BpeTrainer)
+    # Export job.
+    validation_fraction: float = 0.005  # share of documents (by seeded hash of doc_id) held out for validation
+    pack_mode: str = "concat"  # concat: documents run across sequences; boundary: a document that fits never straddles
+    tail: str = "pad"  # the last, partial sequence of each packing range: pad (keeps every token) or drop
+    pack_ranges: int = 16  # independent packing ranges per split (parallelism); each range pads or drops one tail
+    encode_batch_documents: int = 512  # documents per encode_batch call inside an executor
+    shard_tokens: int = 100_000_000  # target tokens per shard file (a whole number of sequences, at least one)
+    row_group_sequences: int = 256  # sequences per Parquet row group: the unit a streaming reader holds in memory
 
 
 @dataclass(frozen=True)
