@@ -1,3 +1,10 @@
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -103,3 +110,29 @@ def test_checkpoint_retention(small_shards, tmp_path):
 def test_rejects_batch_not_divisible_into_micro_batches(small_shards, tmp_path):
     with pytest.raises(ValueError, match="not a multiple"):
         train(run_config(small_shards, tmp_path / "run", batch_schedule=[(0, 300)]))
+
+
+def test_two_process_ddp_on_cpu(small_shards, tmp_path):
+    """Two gloo ranks as torchrun would start them: each reads its own share, rank 0 checkpoints both positions."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = ("import sys, torch; torch.set_num_threads(1); from trainer.train import TrainConfig, train; "
+              f"train(TrainConfig(data_dir={str(small_shards)!r}, output_dir={str(tmp_path / 'run')!r}, "
+              f"model_overrides={MICRO_MODEL!r}, micro_batch_size=4, batch_schedule=[(0, 256)], max_tokens=768, "
+              "device='cpu', progress=False))")
+    repo_root = Path(__file__).resolve().parents[2]
+    processes = []
+    for rank in range(2):
+        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), PYTHONPATH=str(repo_root))
+        processes.append(subprocess.Popen([sys.executable, "-c", script], env=env, cwd=repo_root,
+                                          stderr=subprocess.PIPE, text=True))
+    for process in processes:
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+    state, _ = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "run"))
+    assert state["step"] == 3 and state["tokens_seen"] == 768
+    assert len(state["data_states"]) == 2 and all(s["unit_index"] + s["rows_taken"] > 0 for s in state["data_states"])
+    losses = step_losses(tmp_path / "run")
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)

@@ -1,0 +1,61 @@
+import argparse
+import json
+
+import pytest
+
+from trainer import cli, export_hf
+from trainer.checkpoint import list_checkpoints
+from trainer.train import read_log
+
+
+def parse(argv, add=cli.add_arguments):
+    parser = argparse.ArgumentParser()
+    add(parser)
+    return parser.parse_args(argv)
+
+
+def test_counts_and_schedules():
+    assert cli.parse_count("64M") == 64_000_000
+    assert cli.parse_count("8.3T") == 8_300_000_000_000
+    assert cli.parse_count("1e6") == 1_000_000 and cli.parse_count("4096") == 4096
+    assert cli.parse_batch_schedule("6T:96M,0:64M") == [(0, 64_000_000), (6_000_000_000_000, 96_000_000)]
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.parse_batch_schedule("6T:96M")
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli.parse_count("lots")
+
+
+def test_options_reach_the_train_config():
+    args = parse(["--data", "d", "--output", "o", "--preset", "small", "--set", "num_hidden_layers=4",
+                  "--set", "routed_scaling_factor=1.5", "--max-tokens", "2M", "--batch-tokens", "64K",
+                  "--no-bias-update", "--gamma", "0.01", "--decay-lrs", "1e-4,1e-5", "--bf16", "--compile"])
+    config = cli.train_config(args)
+    assert config.model_overrides == {"num_hidden_layers": 4, "routed_scaling_factor": 1.5}
+    assert config.max_tokens == 2_000_000 and config.batch_schedule == [(0, 64_000)]
+    assert config.bias_update is False and config.gamma == 0.01 and config.decay_lrs == (1e-4, 1e-5)
+    assert config.bf16 and config.compile and config.preset == "small"
+    with pytest.raises(SystemExit):
+        parse(["--data", "d", "--output", "o", "--set", "no_such_field=1"])
+
+
+def test_every_option_has_help():
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    export_hf.add_arguments(parser.add_subparsers().add_parser("export"))
+    assert all(action.help for action in parser._actions if action.dest != "help" and action.option_strings)
+
+
+def test_train_then_export_from_the_command_line(small_shards, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["--data", str(small_shards), "--output", str(run_dir), "--max-tokens", "768", "--batch-tokens", "256",
+            "--set", "hidden_size=32", "--set", "num_attention_heads=2", "--checkpoint-every-tokens", "256",
+            "--keep-last", "1", "--no-progress"]
+    assert cli.run(parse(argv)) == 0
+    assert json.loads(capsys.readouterr().out)["tokens_seen"] == 768
+    assert len([r for r in read_log(run_dir) if "loss" in r]) == 3
+    assert [p.name for p in list_checkpoints(run_dir)] == ["tokens-000000000000512", "tokens-000000000000768"]
+    assert cli.run(parse(argv[:5] + ["1024"] + argv[6:] + ["--resume", "latest"])) == 0
+    assert len([r for r in read_log(run_dir) if "loss" in r]) == 4
+
+    assert export_hf.run(parse([str(run_dir), "--output", str(tmp_path / "hf")], export_hf.add_arguments)) == 0
+    assert (tmp_path / "hf" / "model.safetensors").is_file() and (tmp_path / "hf" / "config.json").is_file()
