@@ -1,0 +1,322 @@
+"""Export: documents of any stage -> tokenized, packed, shuffled Parquet shards and a manifest.
+
+    thresher export INPUT_DIR --output DIR --tokenizer TOKENIZER_DIR [--seq-len N]
+
+Plan (every step is defined by content and config, never by how the input is partitioned):
+
+1. Executors tokenize documents in batches with the fast tokenizer (loaded once per process),
+   close each with EOS and emit one row per sampling copy, with its split (seeded hash of doc_id,
+   so all copies of a document share it), a seeded key per copy and a packing range (key mod
+   `pack_ranges`).
+2. Each (split, range) is sorted by key (a seeded shuffle of documents) and packed on its own, in
+   parallel, into rows of seq_len + 1 tokens; each range's last partial row is padded or dropped.
+   Packed rows go to a staging Parquet file so that counting them costs no second tokenization.
+3. From the per-range row counts, every row's index in its split is known; a seeded Feistel
+   permutation turns it into a position (the global shuffle, with no global sort), and the
+   position gives the shard (`shard_tokens`) and the row in it.
+4. Rows are grouped by shard and sorted by position; one task writes each shard with a pyarrow
+   ParquetWriter, one row group at a time, so memory stays at a row group or two, whatever the
+   total. Shard files are written from the executors: DIR must be on a filesystem they all see.
+
+Packing on the driver over a sorted stream (toLocalIterator) would be simpler, but it is a single
+core after the tokenization barrier; ranges keep packing and writing as parallel as tokenizing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+from jobs.common import (
+    StageOutput,
+    add_common_arguments,
+    config_from_args,
+    print_stage_summary,
+    read_stats,
+    require_committed,
+    spark_session,
+)
+from pipeline.config import Config, ConfigError, ExportConfig
+from pipeline.packing import (
+    PACK_MODES,
+    PACKED,
+    PLACED,
+    SPLITS,
+    TAIL_MODES,
+    TOKENIZED,
+    Placement,
+    ShardPlan,
+    is_validation,
+    pack_batches,
+    place_batches,
+    shard_path,
+)
+from pipeline.shards import WRITTEN, write_shard_batches
+from pipeline.tokenize import load_tokenizer, tokenize_batches, tokenizer_sha256
+from schemas import to_spark_schema
+from schemas.tokens import MANIFEST_FORMAT, TOKEN_DTYPE
+
+PACKED_STAGING = "_packed"  # intermediate packed rows, removed before the commit
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input_dir", help="a committed stage output directory holding documents/ (Parquet: doc_id, text)")
+    parser.add_argument("--output", required=True, help="directory for the shards and manifest.json")
+    parser.add_argument("--tokenizer", required=True, help="Hugging Face tokenizer directory (e.g. from `thresher tokenizer train`)")
+    parser.add_argument("--seq-len", type=int, help="tokens per training example (default: export.seq_len)")
+    add_common_arguments(parser)
+
+
+def check_export_config(config: ExportConfig) -> None:
+    """ConfigError for settings the export cannot run with, before any work starts."""
+    if config.pack_mode not in PACK_MODES:
+        raise ConfigError(f"export.pack_mode: {config.pack_mode!r} is not one of {PACK_MODES}")
+    if config.tail not in TAIL_MODES:
+        raise ConfigError(f"export.tail: {config.tail!r} is not one of {TAIL_MODES}")
+    if not 0.0 <= config.validation_fraction < 1.0:
+        raise ConfigError(f"export.validation_fraction: {config.validation_fraction} must be in [0, 1)")
+    for name in ("seq_len", "pack_ranges", "encode_batch_documents", "shard_tokens", "row_group_sequences"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"export.{name}: must be at least 1, got {getattr(config, name)}")
+
+
+def _documents(spark, input_dir: Path):
+    """doc_id, text and copies (sample_copies, or 1 when the stage has no rebalancing) of the input."""
+    from pyspark.sql import functions as F
+
+    docs = spark.read.parquet(str(input_dir / "documents"))
+    missing = {"doc_id", "text"} - set(docs.columns)
+    if missing:
+        raise ValueError(f"{input_dir}/documents lacks column(s) {sorted(missing)}")
+    copies = F.coalesce(F.col("sample_copies").cast("int"), F.lit(1)) if "sample_copies" in docs.columns else F.lit(1)
+    return docs.select("doc_id", "text", copies.alias("copies"))
+
+
+def _split_codes(batches, seed: int, validation_fraction: float):
+    import pyarrow as pa
+
+    for batch in batches:
+        splits = [int(is_validation(d, seed, validation_fraction)) for d in batch.column("doc_id").to_pylist()]
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(splits, pa.int8()), batch.column("copies"), batch.column("has_text")],
+            names=["split", "copies", "has_text"],
+        )
+
+
+def _input_counts(docs, config: ExportConfig) -> dict:
+    """Per split: source documents and copies to export; documents without text; documents sampled out."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType, ByteType, IntegerType, StructField, StructType
+
+    flagged = docs.select("doc_id", "copies", (F.coalesce(F.length("text"), F.lit(0)) > 0).alias("has_text"))
+    schema = StructType([StructField("split", ByteType()), StructField("copies", IntegerType()),
+                         StructField("has_text", BooleanType())])
+    rows = (
+        flagged.mapInArrow(partial(_split_codes, seed=config.seed, validation_fraction=config.validation_fraction), schema)
+        .groupBy("split", "has_text", (F.col("copies") > 0).alias("sampled"))
+        .agg(F.count("*").alias("documents"), F.sum(F.greatest(F.col("copies"), F.lit(0))).alias("copies"))
+        .collect()
+    )
+    counts = {"documents_in": 0, "empty_text": 0, "sampled_out": 0,
+              "splits": {name: {"source_documents": 0, "copies": 0} for name in SPLITS}}
+    for row in rows:
+        counts["documents_in"] += row["documents"]
+        if not row["has_text"]:
+            counts["empty_text"] += row["documents"]
+        elif not row["sampled"]:
+            counts["sampled_out"] += row["documents"]
+        else:
+            split = counts["splits"][SPLITS[row["split"]]]
+            split["source_documents"] += row["documents"]
+            split["copies"] += int(row["copies"])
+    return counts
+
+
+def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, config: Config) -> dict:
+    """Tokenize, pack, shuffle and shard the documents of `input_dir` into `output_dir`; returns the stats."""
+    from pyspark.sql import functions as F
+
+    cfg = config.export
+    check_export_config(cfg)
+    source = require_committed(input_dir)
+    tokenizer = load_tokenizer(tokenizer_dir, cfg.eos_token)
+    tokenizer_dir = str(Path(tokenizer_dir).resolve())
+    capacity = cfg.seq_len + 1
+    output = StageOutput(output_dir)
+    output.begin()
+    started = time.time()
+    batch_setting = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    previous_batch = spark.conf.get(batch_setting, None)
+    # Rows cross between the JVM and Python in batches of a row group's size: bounded memory per task.
+    spark.conf.set(batch_setting, str(cfg.row_group_sequences))
+    try:
+        docs = _documents(spark, source)
+        counts = _input_counts(docs, cfg)
+
+        tokenized = docs.mapInArrow(
+            partial(tokenize_batches, tokenizer_dir=tokenizer_dir, eos_token=cfg.eos_token, seed=cfg.seed,
+                    validation_fraction=cfg.validation_fraction, pack_ranges=cfg.pack_ranges,
+                    batch_documents=cfg.encode_batch_documents),
+            to_spark_schema(TOKENIZED),
+        )
+        packed_path = output.staged(PACKED_STAGING)
+        (
+            tokenized.repartition(len(SPLITS) * cfg.pack_ranges, "split", "range_id")
+            # tokens last: equal keys (a duplicated doc_id) still sort the same way every run
+            .sortWithinPartitions("split", "range_id", "doc_key", "tokens")
+            .mapInArrow(partial(pack_batches, capacity=capacity, mode=cfg.pack_mode, pad_id=tokenizer.pad_id,
+                                tail=cfg.tail), to_spark_schema(PACKED))
+            .write.parquet(packed_path)
+        )
+        tokenized_at = time.time()
+
+        packed = spark.read.parquet(packed_path)
+        range_rows = (
+            packed.groupBy("split", "range_id")
+            .agg(
+                F.sum((F.size("tokens") > 0).cast("long")).alias("sequences"),
+                F.sum("documents").alias("documents"),
+                F.sum("padding").alias("padding"),
+                F.sum("dropped_tokens").alias("dropped_tokens"),
+                F.sum("dropped_documents").alias("dropped_documents"),
+            )
+            .collect()
+        )
+        splits = _split_summaries(range_rows, counts, capacity, cfg.shard_tokens)
+        placement = Placement(
+            range_starts={code: splits[name]["range_starts"] for code, name in enumerate(SPLITS)},
+            plans={code: splits[name]["plan"] for code, name in enumerate(SPLITS)},
+            seed=cfg.seed,
+        )
+        total_shards = sum(plan.shards for plan in placement.plans.values())
+        written = []
+        if total_shards:
+            written = (
+                packed.where(F.size("tokens") > 0)
+                .mapInArrow(partial(place_batches, placement=placement), to_spark_schema(PLACED))
+                .repartition(total_shards, "split", "shard")
+                .sortWithinPartitions("split", "shard", "pos")
+                .mapInArrow(partial(write_shard_batches, output_dir=output.staged(""), plans=placement.plans,
+                                    row_group_sequences=cfg.row_group_sequences), to_spark_schema(WRITTEN))
+                .collect()
+            )
+    finally:
+        if previous_batch is None:
+            spark.conf.unset(batch_setting)
+        else:
+            spark.conf.set(batch_setting, previous_batch)
+    shutil.rmtree(packed_path)
+
+    manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, source)
+    Path(output.staged("manifest.json")).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    finished = time.time()
+    totals = {key: sum(manifest["splits"][name][key] for name in SPLITS)
+              for key in ("documents", "source_documents", "sequences", "tokens", "padding_tokens", "dropped_tokens")}
+    stats = {
+        "documents_in": counts["documents_in"],
+        "documents_out": totals["source_documents"],
+        "document_copies_out": totals["documents"],
+        "documents_sampled_out": counts["sampled_out"],
+        "rejects_by_rule": {"empty_text": counts["empty_text"]},
+        "sequences": totals["sequences"],
+        "tokens": totals["tokens"],
+        "padding_tokens": totals["padding_tokens"],
+        "dropped_tokens": totals["dropped_tokens"],
+        "shards": len(written),
+        "seconds": {"tokenize_pack": round(tokenized_at - started, 3), "place_write": round(finished - tokenized_at, 3),
+                    "total": round(finished - started, 3)},
+        "config_hash": config.digest(),
+    }
+    output.commit(stats)
+    return stats
+
+
+def _split_summaries(range_rows, counts: dict, capacity: int, shard_tokens: int) -> dict:
+    """Per split: counts, where each range's rows start in the split, and the shard plan."""
+    splits = {}
+    for code, name in enumerate(SPLITS):
+        rows = sorted((r for r in range_rows if r["split"] == code), key=lambda r: r["range_id"])
+        range_starts, total = {}, 0
+        for row in rows:
+            range_starts[row["range_id"]] = total
+            total += row["sequences"]
+        documents = sum(r["documents"] for r in rows)
+        dropped_documents = sum(r["dropped_documents"] for r in rows)
+        expected = counts["splits"][name]["copies"]
+        if documents + dropped_documents != expected:
+            raise RuntimeError(f"{name}: {documents + dropped_documents} documents packed, {expected} expected")
+        splits[name] = {
+            "range_starts": range_starts,
+            "plan": ShardPlan.for_split(total, capacity, shard_tokens),
+            "documents": documents,
+            "source_documents": counts["splits"][name]["source_documents"],
+            "padding_tokens": sum(r["padding"] for r in rows),
+            "dropped_tokens": sum(r["dropped_tokens"] for r in rows),
+            "dropped_documents": dropped_documents,
+        }
+    return splits
+
+
+def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenizer, tokenizer_dir: str,
+              source: Path) -> dict:
+    by_split = {name: [] for name in SPLITS}
+    for row in sorted(written, key=lambda r: (r["split"], r["shard"])):
+        by_split[SPLITS[row["split"]]].append(row)
+    manifest_splits = {}
+    for name in SPLITS:
+        plan = splits[name]["plan"]
+        shards = by_split[name]
+        if [row["shard"] for row in shards] != list(range(plan.shards)):
+            raise RuntimeError(f"{name}: shards written {[r['shard'] for r in shards]}, planned {plan.shards}")
+        manifest_splits[name] = {
+            "shards": [{"path": shard_path(name, row["shard"]), "sequences": row["sequences"], "tokens": row["tokens"]}
+                       for row in shards],
+            "sequences": plan.sequences,
+            "tokens": sum(row["tokens"] for row in shards),
+            **{key: splits[name][key] for key in
+               ("documents", "source_documents", "padding_tokens", "dropped_tokens", "dropped_documents")},
+        }
+    upstream = source / "stats.json"
+    return {
+        "format": MANIFEST_FORMAT,
+        "seq_len": cfg.seq_len,
+        "token_dtype": TOKEN_DTYPE,
+        "vocab_size": tokenizer.vocab_size,
+        "eos_token_id": tokenizer.eos_id,
+        "pad_token_id": tokenizer.pad_id,
+        "pack_mode": cfg.pack_mode,
+        "tail": cfg.tail,
+        "tokenizer": {"name": Path(tokenizer_dir).name, "sha256": tokenizer_sha256(tokenizer_dir)},
+        "config_hash": config.digest(),
+        "seed": cfg.seed,
+        "validation_fraction": cfg.validation_fraction,
+        "splits": manifest_splits,
+        "upstream_stats": read_stats(source) if upstream.is_file() else {},
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = [f"export.seq_len={args.seq_len}"] if args.seq_len is not None else []
+    args.overrides = [*(args.overrides or []), *overrides]  # --seq-len wins over --set
+    config = config_from_args(args)
+    check_export_config(config.export)
+    spark = spark_session("thresher-export", config.spark, args.master)
+    started = time.time()
+    stats = run_export(spark, args.input_dir, args.output, args.tokenizer, config)
+    print_stage_summary("export", stats, time.time() - started)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="thresher export", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Tokenizer training: a byte-level BPE on a seeded sample of a stage's documents.
+
+    thresher tokenizer train INPUT_DIR --output TOKENIZER_DIR [--vocab-size N]
+
+The sample is the documents whose seeded hash of doc_id falls below a cut chosen to keep about
+`export.tokenizer_sample_documents` of them: fixed by content and seed, not by partitioning. Their
+texts stream to the driver in hash order (toLocalIterator, one partition at a time) into the
+`tokenizers` trainer, which keeps word counts, not texts. The directory written is a standard
+Hugging Face tokenizer directory, committed with a `_COMMITTED` marker and stats.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from jobs.common import (
+    StageOutput,
+    add_common_arguments,
+    config_from_args,
+    print_stage_summary,
+    require_committed,
+    spark_session,
+)
+from pipeline.config import Config, ConfigError
+from pipeline.tokenize import save_tokenizer, tokenizer_sha256, train_byte_level_bpe
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
+    train = sub.add_parser("train", help="train a byte-level BPE on a sample of a stage's documents",
+                           description="train a byte-level BPE on a sample of a stage's documents")
+    train.add_argument("input_dir", help="a committed stage output directory holding documents/ (Parquet: doc_id, text)")
+    train.add_argument("--output", required=True, help="tokenizer directory to write (AutoTokenizer loads it)")
+    train.add_argument("--vocab-size", type=int, help="vocabulary size, special tokens included (default: export.vocab_size)")
+    add_common_arguments(train)
+
+
+def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config) -> dict:
+    """Train the BPE on the sampled documents of `input_dir` and commit it to `output_dir`; returns the stats."""
+    from pyspark.sql import functions as F
+
+    cfg = config.export
+    special_tokens = [cfg.eos_token, cfg.pad_token, *cfg.extra_special_tokens]
+    if cfg.vocab_size < 256 + len(special_tokens):
+        raise ConfigError(f"export.vocab_size: {cfg.vocab_size} cannot hold 256 bytes and {len(special_tokens)} special tokens")
+    if len(set(special_tokens)) != len(special_tokens):
+        raise ConfigError(f"export: special tokens must differ, got {special_tokens}")
+    source = require_committed(input_dir)
+    output = StageOutput(output_dir)
+    output.begin()
+    started = time.time()
+
+    docs = spark.read.parquet(str(source / "documents")).where(F.length("text") > 0)
+    documents_in = docs.count()
+    keep = min(1.0, cfg.tokenizer_sample_documents / max(documents_in, 1))
+    # xxhash64 is a signed 64-bit value: keep the lowest `keep` share of its range.
+    cut = int(-(2**63) + keep * 2**64)
+    key = F.xxhash64(F.lit(cfg.seed), F.col("doc_id"))
+    sample = docs.select(key.alias("key"), "doc_id", "text")
+    if keep < 1.0:
+        sample = sample.where(F.col("key") < F.lit(cut))
+    sample = sample.orderBy("key", "doc_id")
+    sampled = {"documents": 0, "chars": 0}
+
+    def texts():
+        for row in sample.toLocalIterator():
+            sampled["documents"] += 1
+            sampled["chars"] += len(row["text"])
+            yield row["text"]
+
+    tokenizer = train_byte_level_bpe(texts(), cfg.vocab_size, special_tokens, cfg.tokenizer_min_frequency)
+    save_tokenizer(tokenizer, output.staging, cfg.eos_token, cfg.pad_token, cfg.extra_special_tokens)
+    stats = {
+        "documents_in": documents_in,
+        "documents_out": sampled["documents"],
+        "sample_chars": sampled["chars"],
+        "rejects_by_rule": {},
+        "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
+        "special_tokens": special_tokens,
+        "sha256": tokenizer_sha256(output.staging),
+        "seconds": round(time.time() - started, 3),
+        "config_hash": config.digest(),
+    }
+    output.commit(stats)
+    return stats
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.vocab_size is not None:
+        args.overrides = [*(args.overrides or []), f"export.vocab_size={args.vocab_size}"]  # --vocab-size wins
+    config = config_from_args(args)
+    spark = spark_session("thresher-tokenizer", config.spark, args.master)
+    started = time.time()
+    stats = run_tokenizer_train(spark, args.input_dir, args.output, config)
+    print_stage_summary("tokenizer train", stats, time.time() - started)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="thresher tokenizer", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Tokenizers: train a byte-level BPE, save and load tokenizer directories, encode documents.
+
+A tokenizer directory is the standard Hugging Face layout (tokenizer.json, tokenizer_config.json,
+special_tokens_map.json) that `AutoTokenizer.from_pretrained(dir)` loads; any such directory, ours
+or downloaded, can be used for export. Encoding always goes through the fast (Rust) tokenizer.
+
+The trained BPE is lossless: ByteLevel pre-tokenization without a prefix space or offset trimming,
+no normalizer and the ByteLevel decoder give decode(encode(text)) == text for every string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.packing import TOKENIZED, document_key, is_validation, list_array
+
+# Files that define a tokenizer, hashed into the manifest; whichever of them a directory holds.
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+    "tokenizer.model",
+)
+
+
+def train_byte_level_bpe(
+    texts: Iterable[str],
+    vocab_size: int,
+    special_tokens: Sequence[str],
+    min_frequency: int = 2,
+):
+    """A byte-level BPE `tokenizers.Tokenizer` trained on `texts`; special tokens take the first ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    # GPT-2 style: the regex split, no prefix space (it would add a space to every text) and no
+    # offset trimming, so the bytes of the text are all kept.
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(special_tokens),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: no text is out of vocabulary
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return tokenizer
+
+
+def save_tokenizer(tokenizer, directory: str | os.PathLike, eos_token: str, pad_token: str,
+                   extra_special_tokens: Sequence[str] = ()) -> None:
+    """Write `tokenizer` (a `tokenizers.Tokenizer`) as a Hugging Face tokenizer directory."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    special = {"eos_token": eos_token, "pad_token": pad_token}
+    if extra_special_tokens:
+        special["additional_special_tokens"] = list(extra_special_tokens)
+    config = {
+        # The class name both transformers 4 and 5 resolve to the fast tokenizer over tokenizer.json.
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": None,
+        "unk_token": None,
+        **special,
+        "add_prefix_space": False,
+        # transformers' clean-up would rewrite " ." to "." on decode and break the round trip.
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": 1_000_000_000,
+    }
+    (directory / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2, ensure_ascii=False) + "\n")
+
+
+def tokenizer_sha256(directory: str | os.PathLike) -> str:
+    """sha256 over the names and bytes of the tokenizer files in `directory` (TOKENIZER_FILES)."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        path = directory / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0")
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@dataclass
+class LoadedTokenizer:
+    """The fast tokenizer of a directory and the ids export needs."""
+
+    backend: object  # tokenizers.Tokenizer, set to encode special-token text as plain text
+    eos_id: int
+    pad_id: int  # the pad token's id, or the EOS id when the tokenizer has no pad token
+    vocab_size: int  # including added tokens: the embedding rows a model needs
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids of `texts`, each closed with EOS, as flat int32 values and int64 offsets (len(texts) + 1)."""
+        encodings = self.backend.encode_batch_fast(list(texts), add_special_tokens=False)
+        lengths = np.fromiter((len(e.ids) + 1 for e in encodings), dtype=np.int64, count=len(encodings))
+        offsets = np.zeros(len(encodings) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = np.empty(int(offsets[-1]), dtype=np.int32)
+        for encoding, start, end in zip(encodings, offsets[:-1], offsets[1:], strict=True):
+            values[start : end - 1] = encoding.ids
+        values[offsets[1:] - 1] = self.eos_id
+        return values, offsets
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.backend.decode(list(ids), skip_special_tokens=False)
+
+
+def load_tokenizer(directory: str | os.PathLike, eos_token: str = "<|endoftext|>") -> LoadedTokenizer:
+    """The fast tokenizer in `directory` (any Hugging Face tokenizer directory) with its EOS and pad ids.
+
+    EOS is the tokenizer's own eos_token, else `eos_token` if the vocabulary has it; a tokenizer
+    with neither cannot close documents and is an error.
+    """
+    from transformers import AutoTokenizer
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"tokenizer directory {directory} does not exist")
+    hf = AutoTokenizer.from_pretrained(str(directory), use_fast=True)
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is None:
+        raise ValueError(f"{directory}: no fast tokenizer (tokenizer.json) could be built")
+    eos_id = hf.eos_token_id if hf.eos_token_id is not None else backend.token_to_id(eos_token)
+    if eos_id is None:
+        raise ValueError(f"{directory}: tokenizer has no eos_token and no {eos_token!r} in its vocabulary")
+    backend = backend.__class__.from_str(backend.to_str())  # a private copy: settings below stay ours
+    backend.no_truncation()
+    backend.no_padding()
+    # A document that contains the text "<|endoftext|>" must not get a real EOS in the middle.
+    backend.encode_special_tokens = True
+    pad_id = hf.pad_token_id if hf.pad_token_id is not None else eos_id
+    return LoadedTokenizer(backend, int(eos_id), int(pad_id), len(hf))
+
+
+_EXECUTOR_TOKENIZERS: dict[str, LoadedTokenizer] = {}
+
+
+def cached_tokenizer(directory: str, eos_token: str = "<|endoftext|>") -> LoadedTokenizer:
+    """`load_tokenizer`, once per process: executors call this for every batch."""
+    key = f"{os.path.abspath(directory)}\0{eos_token}"
+    if key not in _EXECUTOR_TOKENIZERS:
+        _EXECUTOR_TOKENIZERS[key] = load_tokenizer(directory, eos_token)
+    return _EXECUTOR_TOKENIZERS[key]
+
+
+def tokenize_batches(batches: Iterator[pa.RecordBatch], tokenizer_dir: str, eos_token: str, seed: int,
+                     validation_fraction: float, pack_ranges: int, batch_documents: int) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: documents (doc_id, text, copies) -> TOKENIZED rows, one per copy.
+
+    Documents with no text or no copies emit nothing (the job counts them from its input).
+    """
+    # Spark runs one task per core: the tokenizer's own thread pool would only oversubscribe it.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    tokenizer = cached_tokenizer(tokenizer_dir, eos_token)
+    for batch in batches:
+        for chunk_start in range(0, batch.num_rows, batch_documents):
+            chunk = batch.slice(chunk_start, batch_documents)
+            doc_ids = chunk.column("doc_id").to_pylist()
+            texts = chunk.column("text").to_pylist()
+            copies = chunk.column("copies").to_pylist()
+            keep = [i for i, (text, n) in enumerate(zip(texts, copies, strict=True)) if text and n and n > 0]
+            if not keep:
+                continue
+            values, offsets = tokenizer.encode([texts[i] for i in keep])
+            documents = list_array(values, offsets)
+            take, split, range_id, doc_key = [], [], [], []
+            for position, i in enumerate(keep):
+                validation = is_validation(doc_ids[i], seed, validation_fraction)
+                for copy_index in range(copies[i]):
+                    key = document_key(doc_ids[i], copy_index, seed)
+                    take.append(position)
+                    split.append(1 if validation else 0)
+                    range_id.append(key % pack_ranges)
+                    doc_key.append(key)
+            tokens = documents if len(take) == len(keep) else documents.take(take)  # every copy count is 1 or more
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(split, pa.int8()), pa.array(range_id, pa.int32()), pa.array(doc_key, pa.int64()), tokens],
+                schema=TOKENIZED,
+            )
