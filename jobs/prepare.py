@@ -1,0 +1,215 @@
+"""Stage 1 job: WARC files -> extracted, language-identified, exact-deduplicated documents.
+
+One Spark task per WARC file runs `pipeline.records.process_warc` (records, URL filter,
+extraction, language ID, MD5); its rows are written once to a work directory, then exact dedup
+(a window over the MD5) and the outputs are DataFrame operations on that. Output:
+OUTPUT/documents/ (schemas.documents.PREPARED), OUTPUT/rejects/ (schemas.rejects.REJECT),
+OUTPUT/stats.json, committed together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from jobs.common import StageOutput, add_common_arguments, config_from_args, print_stage_summary, spark_session
+from pipeline.config import Config, ConfigError, PrepareConfig
+from pipeline.inputs import expand_inputs
+from pipeline.records import ROW_DOCUMENT, ROW_FILE, ROW_REJECT, ROW_SCHEMA, process_warc
+from schemas import to_spark_schema
+from schemas.documents import PREPARED
+from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+
+STAGE = "prepare"
+# Record kinds that become a document or a reject; the others are only counted.
+INPUT_UNITS = ("response", "resource", "conversion", "read_error", "unreadable")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="WARC/ARC/WET files or URLs (https://, s3://, any fsspec URL), globs, directories, or listing "
+        "files (.txt, .paths, Common Crawl warc.paths.gz; relative entries join prepare.path_prefix). "
+        "None: the bundled sample crawl",
+    )
+    parser.add_argument("--output", required=True, help="output directory: documents/, rejects/, stats.json")
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="read the bundled sample crawl (generated next to OUTPUT in sample-crawl/) instead of INPUT",
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        help="input partitions (default: one per WARC file, the unit of parallelism); output does not depend on it",
+    )
+    add_common_arguments(parser)
+
+
+def resolved_prepare_config(config: Config) -> PrepareConfig:
+    """The prepare section with every list and model path made absolute and checked to exist.
+
+    Raises ConfigError naming the key, before any work starts.
+    """
+    cfg = config.prepare
+
+    def checked(key: str, path: str) -> str:
+        resolved = config.resolve_path(path)
+        if resolved and "://" not in resolved and not Path(resolved).is_file():
+            raise ConfigError(f"prepare.{key}: file not found: {resolved}")
+        return str(Path(resolved).resolve()) if resolved and "://" not in resolved else resolved
+
+    resolved = dataclasses.replace(
+        cfg,
+        domain_blocklists={k: checked(f"domain_blocklists.{k}", v) for k, v in cfg.domain_blocklists.items()},
+        url_blocklists={k: checked(f"url_blocklists.{k}", v) for k, v in cfg.url_blocklists.items()},
+        url_regex_lists={k: checked(f"url_regex_lists.{k}", v) for k, v in cfg.url_regex_lists.items()},
+        banned_words_file=checked("banned_words_file", cfg.banned_words_file),
+        banned_subwords_file=checked("banned_subwords_file", cfg.banned_subwords_file),
+        soft_banned_words_file=checked("soft_banned_words_file", cfg.soft_banned_words_file),
+        lid_model_path=checked("lid_model_path", cfg.lid_model_path),
+    )
+    if not 0.0 <= resolved.lang_threshold <= 1.0:
+        raise ConfigError(f"prepare.lang_threshold: must be in [0, 1], got {resolved.lang_threshold}")
+    for key in ("max_html_bytes", "soft_word_threshold"):
+        if getattr(resolved, key) < 1:
+            raise ConfigError(f"prepare.{key}: must be at least 1, got {getattr(resolved, key)}")
+    return resolved
+
+
+def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, partitions: int | None = None) -> dict:
+    """Run stage 1 on `inputs` into `output_dir`; returns the stats written to stats.json."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.window import Window
+
+    started = time.time()
+    prepare = resolved_prepare_config(config)
+    files = expand_inputs(inputs, prepare.path_prefix)
+    if partitions is not None and partitions < 1:
+        raise ConfigError(f"--partitions must be at least 1, got {partitions}")
+    output = StageOutput(output_dir)
+    output.begin()
+
+    # One task per file: the file is the unit of work and of failure.
+    rows = spark.sparkContext.parallelize(files, numSlices=partitions or len(files)).flatMap(
+        functools.partial(process_warc, config=prepare)
+    )
+    # Written once, so the expensive per-record work never reruns for the several reads below.
+    records_path = str(output.work / "records")
+    spark.createDataFrame(rows, schema=to_spark_schema(ROW_SCHEMA)).write.mode("overwrite").parquet(records_path)
+    records_done = time.time()
+    records = spark.read.parquet(records_path)
+
+    # Exact dedup: per MD5, keep the smallest sha1("<seed>:<doc_id>"), ties broken by doc_id.
+    docs = records.filter(F.col("row_kind") == ROW_DOCUMENT)
+    by_md5 = Window.partitionBy("md5").orderBy(
+        F.sha1(F.concat(F.lit(f"{prepare.dedup_seed}:"), F.col("doc_id"))), F.col("doc_id")
+    )
+    ranked = docs.withColumn("_rank", F.row_number().over(by_md5)).withColumn("_kept", F.first("doc_id").over(by_md5))
+    kept = ranked.filter(F.col("_rank") == 1).select(*PREPARED.names)
+    duplicates = ranked.filter(F.col("_rank") > 1).select(
+        "doc_id", "url", "warc_path", F.lit(STAGE).alias("stage"), F.lit("exact_duplicate").alias("rule"),
+        F.col("_kept").alias("detail"), F.substring("text", 1, CONTENT_SNIPPET_CHARS).alias("content"),
+    )
+    record_rejects = records.filter(F.col("row_kind") == ROW_REJECT).select(
+        "doc_id", "url", "warc_path", F.lit(STAGE).alias("stage"), "rule", "detail", "content"
+    )
+    documents_path, rejects_path = output.staged("documents"), output.staged("rejects")
+    kept.orderBy("doc_id").write.parquet(documents_path)
+    record_rejects.unionByName(duplicates).select(*REJECT.names).orderBy("warc_path", "doc_id", "rule").write.parquet(
+        rejects_path
+    )
+    written = time.time()
+
+    stats = _stats(spark, records, documents_path, rejects_path, files, config)
+    stats["timings"] = {
+        **stats["timings"],
+        "records_s": round(records_done - started, 3),
+        "dedup_and_write_s": round(written - records_done, 3),
+        "total_s": round(time.time() - started, 3),
+    }
+    balance = stats["documents_out"] + sum(stats["rejects_by_rule"].values())
+    if balance != stats["records_in"]:
+        raise RuntimeError(
+            f"stage 1 lost track of records: {stats['records_in']} in, but {stats['documents_out']} documents + "
+            f"{balance - stats['documents_out']} rejects; output left uncommitted in {output_dir}"
+        )
+    output.commit(stats)
+    return stats
+
+
+def _stats(spark, records, documents_path: str, rejects_path: str, files: list[str], config: Config) -> dict:
+    """Counts from the written output and the per-file stat rows (never from accumulators)."""
+    from pyspark.sql import functions as F
+
+    kinds: Counter = Counter()
+    seconds: Counter = Counter()
+    max_rss_kb = 0
+    for row in records.filter(F.col("row_kind") == ROW_FILE).select("detail").collect():
+        file_stats = json.loads(row.detail)
+        kinds.update(file_stats["records_by_kind"])
+        seconds.update(file_stats["seconds"])
+        max_rss_kb = max(max_rss_kb, file_stats["worker_max_rss_kb"])
+    rejects_by_rule = {
+        row.rule: row["count"]
+        for row in spark.read.parquet(rejects_path).groupBy("rule").count().orderBy("rule").collect()
+    }
+    documents = spark.read.parquet(documents_path)
+    by_lang = {row.lang: row["count"] for row in documents.groupBy("lang").count().orderBy("lang").collect()}
+    return {
+        "stage": STAGE,
+        "files_in": len(files),
+        "records_in": sum(kinds[kind] for kind in INPUT_UNITS),
+        "records_by_kind": dict(sorted(kinds.items())),
+        "documents_out": documents.count(),
+        "documents_by_lang": by_lang,
+        "rejects_by_rule": rejects_by_rule,
+        # Summed over tasks (CPU-side seconds per step), unlike the wall-clock figures added by the caller.
+        "timings": {f"tasks_{step}_s": round(value, 3) for step, value in sorted(seconds.items())},
+        "worker_max_rss_mb": round(max_rss_kb / 1024, 1),
+        "config_digest": config.digest(),
+    }
+
+
+def sample_inputs(output_dir: str) -> list[str]:
+    """Write the bundled sample crawl next to `output_dir` and return its files."""
+    from pipeline.sample_crawl import write_sample_crawl
+
+    directory = os.path.join(os.path.dirname(os.path.abspath(output_dir)), "sample-crawl")
+    return write_sample_crawl(directory)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.time()
+    config = config_from_args(args)
+    resolved_prepare_config(config)  # list and model paths checked before Spark starts
+    inputs = args.inputs
+    if args.sample or not inputs:
+        if inputs:
+            raise ConfigError("give INPUT files or --sample, not both")
+        inputs = sample_inputs(args.output)
+        print(f"[thresher] prepare: reading the bundled sample crawl ({len(inputs)} files)", file=sys.stderr)
+    expand_inputs(inputs, config.prepare.path_prefix)  # missing local inputs fail here, before Spark
+    spark = spark_session("thresher-prepare", config.spark, args.master)
+    stats = run_prepare(spark, inputs, args.output, config, args.partitions)
+    print_stage_summary(STAGE, stats, time.time() - started)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="prepare", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

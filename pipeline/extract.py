@@ -1,0 +1,165 @@
+"""Main-content extraction (stage 1, step 3): bytes -> correctly decoded HTML -> trafilatura text.
+
+Decoding order: a byte-order mark; strict UTF-8 (valid multi-byte UTF-8 almost never happens by
+accident, and pages that declare latin-1 but are UTF-8 are common); the HTTP Content-Type charset;
+the `<meta>` charset in the first 4 KB; then detection with charset_normalizer. A declared charset
+whose decoding produces many U+FFFD is treated as wrong and the next candidate is tried. Legacy
+Chinese and Western names map to their supersets (WHATWG encoding standard): gb2312/gbk -> gb18030,
+iso-8859-1/ascii -> cp1252, big5 -> big5hkscs, shift_jis -> cp932, euc-kr -> cp949.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pipeline.filters import Drop
+
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]+?charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""",
+    re.IGNORECASE,
+)
+_META_SCAN_BYTES = 4096
+_DETECT_BYTES = 200_000  # charset_normalizer cost grows with input; this much is plenty to decide
+MAX_REPLACEMENT_RATIO = 0.01  # over 1% U+FFFD after decoding: the charset is wrong
+
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "cp936": "gb18030",
+    "latin_1": "cp1252",
+    "iso8859-1": "cp1252",
+    "ascii": "cp1252",
+    "big5": "big5hkscs",
+    "shift_jis": "cp932",
+    "euc_kr": "cp949",
+}
+
+# trafilatura options as FineWeb uses them, minus `deduplicate`: its cache spans calls, which
+# would make a page's text depend on which pages the same worker saw before.
+_TRAFILATURA_OPTIONS = {"favor_precision": True, "include_comments": False}
+
+
+class ExtractTimeout(Exception):
+    """trafilatura ran past the per-page time bound."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    html: str
+    encoding: str  # the Python codec used
+    source: str  # bom | utf-8 | http | meta | detected | fallback
+
+
+def normalize_encoding(name: str) -> str:
+    """The Python codec for an encoding label, widened to its superset; "" if unknown."""
+    try:
+        codec = codecs.lookup(name.strip().lower()).name
+    except (LookupError, ValueError):
+        return ""
+    return _SUPERSETS.get(codec, codec)
+
+
+def meta_charset(payload: bytes) -> str:
+    """The charset named by `<meta charset>` or `<meta http-equiv content="...charset=...">`."""
+    match = _META_CHARSET.search(payload[:_META_SCAN_BYTES])
+    return match.group(1).decode("ascii", "replace") if match else ""
+
+
+def _decode_if_clean(payload: bytes, encoding: str) -> str | None:
+    text = payload.decode(encoding, errors="replace")
+    if text.count("\ufffd") > MAX_REPLACEMENT_RATIO * max(len(text), 1):
+        return None
+    return text
+
+
+def decode_html(payload: bytes, http_charset: str = "") -> Decoded:
+    """`payload` decoded by the first trustworthy source (see the module docstring)."""
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if payload.startswith(bom):
+            return Decoded(payload.decode(encoding, errors="replace"), encoding, "bom")
+    try:
+        return Decoded(payload.decode("utf-8"), "utf-8", "utf-8")
+    except UnicodeDecodeError:
+        pass
+    tried = {"utf-8"}
+    for source, label in (("http", http_charset), ("meta", meta_charset(payload))):
+        encoding = normalize_encoding(label) if label else ""
+        if not encoding or encoding in tried or encoding.startswith("utf-16"):
+            continue
+        tried.add(encoding)
+        text = _decode_if_clean(payload, encoding)
+        if text is not None:
+            return Decoded(text, encoding, source)
+    detected = _detect(payload)
+    if detected and detected not in tried:
+        text = _decode_if_clean(payload, detected)
+        if text is not None:
+            return Decoded(text, detected, "detected")
+    return Decoded(payload.decode("utf-8", errors="replace"), "utf-8", "fallback")
+
+
+def _detect(payload: bytes) -> str:
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(payload[:_DETECT_BYTES]).best()
+    return normalize_encoding(best.encoding) if best is not None else ""
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Raise ExtractTimeout in the block after `seconds` (SIGALRM; only on a process's main thread).
+
+    Spark's Python workers run tasks on their main thread; elsewhere (e.g. a threaded caller) the
+    block runs unbounded rather than failing.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise ExtractTimeout(f"extraction took longer than {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def extract_text(html: str, url: str = "", timeout_s: float = 0) -> str:
+    """trafilatura's main text of `html` ("" when it finds none); raises ExtractTimeout past `timeout_s`."""
+    import trafilatura
+
+    with time_limit(timeout_s):
+        return trafilatura.extract(html, url=url or None, **_TRAFILATURA_OPTIONS) or ""
+
+
+def extract_page(
+    payload: bytes,
+    http_charset: str,
+    url: str,
+    timeout_s: float,
+    min_chars: int = 1,
+) -> tuple[str, Drop | None]:
+    """(text, None) for a page with main content, or ("", Drop) naming why there is none."""
+    decoded = decode_html(payload, http_charset)
+    try:
+        text = extract_text(decoded.html, url, timeout_s)
+    except ExtractTimeout as exc:
+        return "", Drop("extract_timeout", str(exc))
+    except RecursionError:
+        return "", Drop("extract_error", "RecursionError: HTML nested too deeply")
+    except Exception as exc:  # noqa: BLE001 - a page that breaks the extractor is a reject, not a crash
+        return "", Drop("extract_error", f"{type(exc).__name__}: {exc}"[:500])
+    text = text.strip()
+    if len(text) < max(1, min_chars):
+        return "", Drop("empty_extraction", f"{len(text)} chars extracted")
+    return text, None

@@ -1,0 +1,132 @@
+"""Input arguments -> the list of WARC files to read, checked before any Spark work starts.
+
+An argument is a WARC/ARC/WET path or URL, a glob, a directory, or a listing file (`.txt`, `.lst`,
+`.paths`, `.paths.gz`: one path per line, as Common Crawl's `warc.paths.gz`). Relative entries of a
+listing are joined to `path_prefix` (e.g. https://data.commoncrawl.org/). Local paths that do not
+exist are an error here; remote files are opened only by the tasks, where a failure is a reject.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import os
+from pathlib import PurePosixPath
+
+LISTING_SUFFIXES = (".paths", ".paths.gz", ".txt", ".txt.gz", ".lst")
+_ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz", ".wat", ".wat.gz")
+
+
+class InputError(ValueError):
+    """An input argument that names nothing readable; raised before any work starts."""
+
+
+def is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def expand_inputs(arguments: list[str], path_prefix: str = "") -> list[str]:
+    """Every WARC file named by `arguments`, in order, without repeats.
+
+    Document ids hash the file's base name, so two different files with one base name are refused.
+    """
+    files: list[str] = []
+    for argument in arguments:
+        files.extend(_expand_one(argument, path_prefix))
+    if not files:
+        raise InputError("no input files: name WARC files, globs, directories or listing files")
+    unique = list(dict.fromkeys(files))
+    by_name: dict[str, str] = {}
+    for path in unique:
+        name = warc_name(path)
+        if name in by_name:
+            raise InputError(
+                f"two inputs share the file name {name!r} ({by_name[name]} and {path}): "
+                "document ids are derived from the file name, so names must be unique"
+            )
+        by_name[name] = path
+    return unique
+
+
+def warc_name(path: str) -> str:
+    """The file's base name, the part of its location that document ids depend on."""
+    return PurePosixPath(path.rstrip("/").split("?", 1)[0]).name
+
+
+def _expand_one(argument: str, path_prefix: str) -> list[str]:
+    local = argument.removeprefix("file://")
+    if any(ch in argument for ch in "*?["):
+        matches = _glob(argument)
+        if not matches:
+            raise InputError(f"input pattern {argument!r} matches no file")
+        return [path for match in matches for path in _expand_one(match, path_prefix)]
+    if is_url(argument):
+        if argument.endswith(LISTING_SUFFIXES):
+            return _read_listing(argument, path_prefix)
+        return [argument]
+    if os.path.isdir(local):
+        found = sorted(
+            os.path.join(local, name) for name in os.listdir(local) if name.endswith(_ARCHIVE_SUFFIXES)
+        )
+        if not found:
+            raise InputError(f"input directory {argument!r} holds no .warc/.arc/.wet files")
+        return found
+    if not os.path.isfile(local):
+        raise InputError(f"input file {argument!r} does not exist")
+    if local.endswith(LISTING_SUFFIXES):
+        return _read_listing(local, path_prefix)
+    return [os.path.abspath(local)]
+
+
+def _glob(pattern: str) -> list[str]:
+    if is_url(pattern):
+        import fsspec
+
+        fs, _, _ = fsspec.get_fs_token_paths(pattern)
+        protocol = pattern.split("://", 1)[0]
+        return sorted(f"{protocol}://{p}" if "://" not in p else p for p in fs.glob(pattern))
+    return sorted(glob.glob(pattern.removeprefix("file://")))
+
+
+def _read_listing(path: str, path_prefix: str) -> list[str]:
+    raw = _read_bytes(path)
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    entries = []
+    for line in io.StringIO(raw.decode("utf-8")):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if not is_url(entry) and not os.path.isabs(entry):
+            if path_prefix:
+                entry = path_prefix.rstrip("/") + "/" + entry
+            elif not is_url(path):  # no prefix: relative to the listing file's directory
+                entry = os.path.join(os.path.dirname(os.path.abspath(path)), entry)
+        entries.append(entry)
+    if not entries:
+        raise InputError(f"listing file {path!r} names no files")
+    # Entries are files to read, not patterns or listings: check local ones as for direct arguments.
+    for entry in entries:
+        if not is_url(entry) and not os.path.isfile(entry.removeprefix("file://")):
+            raise InputError(f"listing file {path!r} names {entry!r}, which does not exist")
+    return entries
+
+
+def _read_bytes(path: str) -> bytes:
+    if is_url(path):
+        import fsspec
+
+        with fsspec.open(path, "rb") as handle:
+            return handle.read()
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def open_input(path: str):
+    """A binary stream of `path`: local files directly, URLs through fsspec (streamed, not downloaded)."""
+    if is_url(path):
+        import fsspec
+
+        return fsspec.open(path, "rb").open()
+    return open(path.removeprefix("file://"), "rb")

@@ -1,0 +1,201 @@
+"""Stage 1 per file: every record of one WARC file -> document rows, reject rows, one file-stats row.
+
+This is the function each Spark task runs (`process_warc`), plain Python so it is tested without
+Spark. Exact dedup is the one step that needs the whole job and is left to the job.
+
+Every content record (`response`, `resource`, `conversion`) becomes exactly one row: a document or
+a reject. A read failure (truncated gzip, malformed record) is one more reject, `warc_read_error`;
+a file that cannot be opened is one reject, `warc_unreadable`. So per file:
+`content_records + read_errors + unreadable == documents + rejects`, and the job sums that up.
+
+doc_id = sha1("<file base name>:<decompressed byte offset of the record>")[:32]. The base name, not
+the full path, so that the same WARC read from a mirror, a bucket or a local copy gives the same
+ids (Common Crawl file names are unique; the job refuses two inputs with one base name). The
+offset, not WARC-Record-ID, because ARC records have none (warcio invents a random one) and some
+WARC writers reuse them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import resource
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+from pipeline.config import PrepareConfig
+from pipeline.extract import extract_page
+from pipeline.filters import DocumentFilter, Drop, first_drop
+from pipeline.inputs import open_input, warc_name
+from pipeline.langid import LanguageFilter, top_language
+from pipeline.text import text_md5
+from pipeline.urlfilter import build_url_filters, registered_domain_guess
+from pipeline.warc import CONTENT_KINDS, ReadError, WarcRecord, iter_records
+from schemas.rejects import CONTENT_SNIPPET_CHARS
+
+ROW_DOCUMENT = "document"
+ROW_REJECT = "reject"
+ROW_FILE = "file"
+
+# One row type for all three kinds, so a task yields a single stream. `detail` of a file row holds
+# the file's stats as JSON.
+ROW_SCHEMA = pa.schema(
+    [
+        pa.field("row_kind", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("domain", pa.string()),
+        pa.field("warc_path", pa.string()),
+        pa.field("warc_record_id", pa.string()),
+        pa.field("fetch_time", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("lang", pa.string()),
+        pa.field("lang_score", pa.float64()),
+        pa.field("md5", pa.string()),
+        pa.field("rule", pa.string()),
+        pa.field("detail", pa.string()),
+        pa.field("content", pa.string()),
+    ]
+)
+
+
+def make_doc_id(file_name: str, offset: int) -> str:
+    return hashlib.sha1(f"{file_name}:{offset}".encode()).hexdigest()[:32]
+
+
+@dataclasses.dataclass
+class _Steps:
+    """Per-process filters built from one config: list files are read once, not per task."""
+
+    url_filters: list[DocumentFilter]
+    lang_filter: LanguageFilter
+
+
+@functools.lru_cache(maxsize=4)
+def _steps_for(config_json: str) -> _Steps:
+    config = PrepareConfig(**json.loads(config_json))
+    return _Steps(
+        url_filters=build_url_filters(
+            config.domain_blocklists,
+            config.url_blocklists,
+            config.url_regex_lists,
+            config.banned_words_file,
+            config.banned_subwords_file,
+            config.soft_banned_words_file,
+            config.soft_word_threshold,
+        ),
+        lang_filter=LanguageFilter(config.languages, config.lang_threshold),
+    )
+
+
+def steps_for(config: PrepareConfig) -> _Steps:
+    return _steps_for(json.dumps(dataclasses.asdict(config), sort_keys=True))
+
+
+def _row(kind: str, **values) -> tuple:
+    return (kind, *(values.get(name) for name in ROW_SCHEMA.names[1:]))
+
+
+def _reject(record_fields: dict, drop: Drop, content: str = "") -> tuple:
+    return _row(ROW_REJECT, **record_fields, rule=drop.rule, detail=drop.detail, content=content[:CONTENT_SNIPPET_CHARS])
+
+
+def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
+    """Rows (in ROW_SCHEMA order) for every content record of the WARC file at `path`, then its stats.
+
+    `config` must carry resolved (absolute) list and model paths.
+    """
+    started = time.perf_counter()
+    steps = steps_for(config)
+    name = warc_name(path)
+    kinds: Counter = Counter()
+    seconds: Counter = Counter()
+
+    def want_payload(header: WarcRecord) -> bool:
+        # Only pages that can become documents are worth reading; the rest are counted from headers.
+        return header.kind == "conversion" or (header.is_html and header.http_status in (None, 200))
+
+    try:
+        raw = open_input(path)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is a reject, the job goes on
+        kinds["unreadable"] += 1
+        yield _row(ROW_REJECT, warc_path=path, rule="warc_unreadable", detail=f"{type(exc).__name__}: {exc}"[:1000])
+        yield _file_row(path, kinds, seconds, started)
+        return
+
+    with raw:
+        read_started = time.perf_counter()
+        for event in iter_records(raw, config.max_html_bytes, want_payload):
+            seconds["read"] += time.perf_counter() - read_started
+            if isinstance(event, ReadError):
+                kinds["read_error"] += 1
+                fields = {"warc_path": path, "url": event.url or None}
+                if event.url:
+                    fields["doc_id"] = make_doc_id(name, event.offset)
+                yield _reject(fields, Drop("warc_read_error", event.message))
+            else:
+                kinds[event.kind] += 1
+                if event.kind in CONTENT_KINDS:
+                    yield _process_record(event, path, name, config, steps, seconds)
+            read_started = time.perf_counter()
+    yield _file_row(path, kinds, seconds, started)
+
+
+def _process_record(record: WarcRecord, path: str, name: str, config: PrepareConfig, steps: _Steps, seconds: Counter) -> tuple:
+    fields = {
+        "doc_id": make_doc_id(name, record.offset),
+        "url": record.url,
+        "domain": registered_domain_guess(record.url),
+        "warc_path": path,
+        "warc_record_id": record.record_id,
+        "fetch_time": record.date,
+    }
+    if record.kind == "response" and record.http_status != 200:
+        return _reject(fields, Drop(f"http_status:{record.http_status or 'unparsed'}"))
+    if record.kind != "conversion" and not record.is_html:
+        return _reject(fields, Drop("not_html", record.mime_type or "no content type"))
+    if record.payload_truncated:
+        return _reject(fields, Drop("html_too_large", f"over {config.max_html_bytes} bytes"))
+
+    start = time.perf_counter()
+    drop = first_drop(steps.url_filters, fields)
+    seconds["url_filter"] += time.perf_counter() - start
+    if drop:
+        return _reject(fields, drop)
+
+    start = time.perf_counter()
+    if record.kind == "conversion":  # WET: the text is already extracted
+        text = record.payload.decode("utf-8", errors="replace").strip()
+        drop = None if len(text) >= max(1, config.min_text_chars) else Drop("empty_extraction", f"{len(text)} chars")
+    else:
+        text, drop = extract_page(record.payload, record.charset, record.url, config.extract_timeout_s, config.min_text_chars)
+    seconds["extract"] += time.perf_counter() - start
+    if drop:
+        return _reject(fields, drop, text)
+
+    start = time.perf_counter()
+    fields["lang"], fields["lang_score"] = top_language(text, config.lid_model_path)
+    drop = steps.lang_filter(fields)
+    seconds["langid"] += time.perf_counter() - start
+    if drop:
+        return _reject(fields, drop, text)
+
+    start = time.perf_counter()
+    fields["md5"] = text_md5(text)
+    seconds["md5"] += time.perf_counter() - start
+    return _row(ROW_DOCUMENT, **fields, text=text)
+
+
+def _file_row(path: str, kinds: Counter, seconds: Counter, started: float) -> tuple:
+    stats = {
+        "records_by_kind": dict(kinds),
+        "seconds": {k: round(v, 4) for k, v in seconds.items()} | {"total": round(time.perf_counter() - started, 4)},
+        # Peak resident memory of this worker process so far (KiB on Linux): the memory bound.
+        "worker_max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
+    return _row(ROW_FILE, warc_path=path, detail=json.dumps(stats, sort_keys=True))

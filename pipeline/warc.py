@@ -1,0 +1,191 @@
+"""Streaming WARC / ARC / WET reading with warcio: one record at a time, payloads bounded.
+
+Gzip is decompressed here (gzip.GzipFile), not by warcio, and warcio reads the plain stream. That
+reads per-record gzip members (Common Crawl), whole-file gzip streams (ClueWeb09, which warcio
+refuses) and uncompressed files alike, and a truncated gzip raises EOFError at the cut instead of
+warcio quietly returning a short record. Offsets are therefore offsets in the decompressed stream.
+
+A read failure ends the file with a `ReadError` event after the records already read; nothing is
+raised to the caller, so one bad file never stops a job.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.recordloader import ArcWarcRecordLoader
+
+# Records whose payload is a page (or, for WET `conversion`, its extracted text).
+CONTENT_KINDS = frozenset({"response", "resource", "conversion"})
+HTML_MIME_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+_HTML_SNIFF = re.compile(rb"<\s*(!doctype\s+html|html|head|body|meta|title)\b", re.IGNORECASE)
+_READ_CHUNK = 1 << 16
+_HTTP_HEADER_PARSER = ArcWarcRecordLoader().http_parser
+
+
+class _LenientArchiveIterator(ArchiveIterator):
+    """warcio's iterator, except that a record header line right after a record is never swallowed.
+
+    warcio drops the first line after each record even when it is not blank (meant for records
+    whose Content-Length is a few bytes short). ClueWeb09 (WARC/0.18) records end without the two
+    blank lines, so that dropped line is the next record's `WARC/0.18` and reading stops.
+    """
+
+    def _consume_blanklines(self):
+        empty_size = 0
+        first_line = True
+        while True:
+            line = self.reader.readline()
+            if not line:
+                return None, empty_size
+            stripped = line.rstrip()
+            if stripped.startswith((b"WARC/", b"http://", b"https://", b"filedesc://")):
+                return line, empty_size
+            if stripped and not first_line:
+                return line, empty_size
+            empty_size += len(line)
+            first_line = False
+
+
+@dataclass(frozen=True)
+class WarcRecord:
+    """One record's headers, plus its payload when it is a content record worth reading."""
+
+    kind: str  # WARC-Type: response, resource, conversion, request, metadata, warcinfo, revisit
+    offset: int  # byte offset of the record in the decompressed file
+    url: str
+    record_id: str
+    date: str  # WARC-Date as written
+    http_status: int | None  # None for records without HTTP headers (resource, conversion)
+    mime_type: str  # lowercased, without parameters; "" when unknown
+    charset: str  # from the Content-Type header; "" when not declared
+    payload: bytes | None = None  # HTTP body (dechunked, content-decoded) or resource/conversion block
+    payload_truncated: bool = False  # the payload was longer than the read limit and was cut
+
+    @property
+    def is_html(self) -> bool:
+        return self.mime_type in HTML_MIME_TYPES
+
+
+@dataclass(frozen=True)
+class ReadError:
+    """Reading stopped: a truncated gzip stream, a short record, or a malformed header."""
+
+    offset: int  # where the failure was noticed (decompressed offset of the record being read)
+    url: str  # the record being read when it failed, "" when between records
+    message: str
+
+
+def parse_content_type(value: str | None) -> tuple[str, str]:
+    """('text/html', 'gbk') from 'text/html; charset="GBK"'; empty strings for what is missing."""
+    if not value:
+        return "", ""
+    mime, _, params = value.partition(";")
+    charset = ""
+    for param in params.split(";"):
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = val.strip().strip("\"'").lower()
+    return mime.strip().lower(), charset
+
+
+def open_stream(raw: BinaryIO) -> BinaryIO:
+    """A readable plain (decompressed) stream over `raw`, which may be gzip-compressed or not."""
+    buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw, _READ_CHUNK)
+    if buffered.peek(2)[:2] == b"\x1f\x8b":
+        return io.BufferedReader(gzip.GzipFile(fileobj=buffered, mode="rb"), _READ_CHUNK)
+    return buffered
+
+
+def iter_records(raw: BinaryIO, max_payload_bytes: int, want_payload=None) -> Iterator[WarcRecord | ReadError]:
+    """Every record of the WARC/ARC/WET stream `raw`, in file order, then a ReadError if reading failed.
+
+    Payloads are read only for content records that `want_payload(record)` accepts (default: all
+    content records), and at most `max_payload_bytes + 1` bytes of each, so memory stays bounded
+    by one page whatever the file size; `payload_truncated` marks a longer payload.
+    """
+    stream = open_stream(raw)
+    records = _LenientArchiveIterator(stream, arc2warc=True)
+    offset, url = 0, ""
+    try:
+        for record in records:
+            offset = records.offset  # start of this record; get_record_offset() would consume it
+            url = _target_uri(record)
+            _ensure_http_headers(record)
+            header = _headers(record, offset, url)
+            if header.kind not in CONTENT_KINDS or (want_payload is not None and not want_payload(header)):
+                yield header
+                continue
+            payload = _read_bounded(record.content_stream(), max_payload_bytes + 1)
+            truncated = len(payload) > max_payload_bytes
+            if not truncated and getattr(record.raw_stream, "limit", 0) > 0:
+                # The block ended before its Content-Length: the file is cut inside this record.
+                raise EOFError(f"record ends after its content was cut short ({record.raw_stream.limit} bytes missing)")
+            yield _with_payload(header, payload[:max_payload_bytes], truncated)
+            url = ""
+    except Exception as exc:  # noqa: BLE001 - any failure of a file becomes a counted reject
+        yield ReadError(offset=offset, url=url, message=f"{type(exc).__name__}: {exc}".strip()[:1000])
+
+
+def _target_uri(record) -> str:
+    uri = record.rec_headers.get_header("WARC-Target-URI") or ""
+    # wget writes `<https://...>` (WARC 1.0 draft syntax); warcio does not always strip it.
+    return uri.strip().removeprefix("<").removesuffix(">")
+
+
+def _ensure_http_headers(record) -> None:
+    """Parse the HTTP headers of a response whose target URI is not http(s) (warcio skips those)."""
+    if record.rec_type != "response" or record.http_headers is not None or not record.length:
+        return
+    if (record.rec_headers.get_header("Content-Type") or "").startswith("application/http"):
+        record.http_headers = _HTTP_HEADER_PARSER.parse(record.raw_stream)
+
+
+def _headers(record, offset: int, url: str) -> WarcRecord:
+    status = None
+    if record.http_headers is not None and record.rec_type in ("response", "revisit"):
+        try:
+            status = int(record.http_headers.get_statuscode())
+        except (TypeError, ValueError):
+            status = None
+    if record.http_headers is not None and record.rec_type == "response":
+        content_type = record.http_headers.get_header("Content-Type")
+    else:
+        content_type = record.rec_headers.get_header("Content-Type")
+    mime, charset = parse_content_type(content_type)
+    return WarcRecord(
+        kind=record.rec_type or "",
+        offset=offset,
+        url=url,
+        record_id=(record.rec_headers.get_header("WARC-Record-ID") or "").strip("<>"),
+        date=record.rec_headers.get_header("WARC-Date") or "",
+        http_status=status,
+        mime_type=mime,
+        charset=charset,
+    )
+
+
+def _with_payload(header: WarcRecord, payload: bytes, truncated: bool) -> WarcRecord:
+    mime = header.mime_type
+    # Missing or generic types: sniff the first bytes, as browsers do.
+    if mime in ("", "application/octet-stream", "unk", "no-type") and header.kind != "conversion":
+        if _HTML_SNIFF.search(payload[:1024]):
+            mime = "text/html"
+    return WarcRecord(**{**header.__dict__, "mime_type": mime, "payload": payload, "payload_truncated": truncated})
+
+
+def _read_bounded(stream, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = stream.read(min(_READ_CHUNK, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
