@@ -208,6 +208,11 @@ def permute(indices: np.ndarray, n: int, seed: int, rounds: int = 6) -> np.ndarr
     return out.astype(np.int64)
 
 
+def shuffle_seed(seed: int, split: str) -> int:
+    """The `permute` seed of a split: row i of the split (ranges in order) goes to permute(i, n, this)."""
+    return _hash64("shuffle", seed, split)
+
+
 @dataclass(frozen=True)
 class ShardPlan:
     """Where the sequence at shuffled position `pos` of a split goes: a shard and a row in it."""
@@ -365,7 +370,7 @@ class Placement:
         starts = self.range_starts[split]
         canonical = np.fromiter((starts[r] for r in range_ids.tolist()), dtype=np.int64, count=len(range_ids))
         canonical += seq_index
-        return permute(canonical, self.plans[split].sequences, _hash64("shuffle", self.seed, SPLITS[split]))
+        return permute(canonical, self.plans[split].sequences, shuffle_seed(self.seed, SPLITS[split]))
 
 
 def place_batches(batches: Iterator[pa.RecordBatch], placement: Placement) -> Iterator[pa.RecordBatch]:
