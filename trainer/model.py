@@ -209,6 +209,8 @@ class RoutedExperts(nn.Module):
         self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * F_, D))
         self.down_proj = nn.Parameter(torch.empty(E, D, F_))
 
+    # Per-expert slice lengths change every step: compiled, this would recompile endlessly.
+    @torch.compiler.disable
     def forward(self, x_SD: torch.Tensor, tokens_per_expert: list[int]) -> torch.Tensor:
         """x_SD holds the assignments sorted by expert; expert e takes the next tokens_per_expert[e] rows."""
         outputs = []
