@@ -1,0 +1,403 @@
+"""Stage 2 (rules): cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup.
+
+    thresher rules INPUT_DIR --output DIR [--config FILE] [--master URL]
+
+Reads stage 1's committed documents, writes DIR/documents (schemas.documents.RULES), DIR/rejects
+(schemas.rejects.REJECT, stage "rules") and DIR/stats.json. Only 128 band keys per document travel
+through the MinHash shuffles; connected components are found with alternating large-star /
+small-star joins (Kiveris et al. 2014), checkpointed every round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from jobs.common import (
+    StageOutput,
+    add_common_arguments,
+    config_from_args,
+    print_stage_summary,
+    require_committed,
+    spark_session,
+)
+from pipeline.config import Config, RulesConfig
+from schemas import to_spark_schema
+from schemas.documents import PREPARED, RULES
+from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+
+STAGE = "rules"
+LINE_DEDUP_RULE = "line_dedup"
+MINHASH_RULE = "minhash_duplicate"
+_WORK_DIR = "_work"  # intermediate Parquet inside the output directory, removed before the commit
+_MAX_COMPONENT_ROUNDS = 50
+
+# Per-executor caches: built on first use in each Python worker, never at import.
+_JUDGES: dict[str, list] = {}
+_HASHERS: dict[tuple[int, int, int], object] = {}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="INPUT_DIR", help="committed output directory of stage 1 (prepare)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output directory for this stage")
+    add_common_arguments(parser)
+
+
+# --- per-partition functions (run on executors) -------------------------------------------------
+
+
+def _edge_lines_udf(edge: int):
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from pipeline.line_dedup import edge_lines
+
+    item = T.StructType(
+        [
+            T.StructField("line_no", T.IntegerType()),
+            T.StructField("key", T.StringType()),
+            T.StructField("line", T.StringType()),
+        ]
+    )
+    return F.udf(lambda text: edge_lines(text or "", edge), T.ArrayType(item))
+
+
+def _remove_lines_udf():
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from pipeline.line_dedup import remove_lines
+
+    def apply(text, line_numbers):
+        if not line_numbers:
+            return (text, 0)
+        new_text, removed = remove_lines(text, line_numbers)
+        return (new_text, len(removed))
+
+    result = T.StructType([T.StructField("text", T.StringType()), T.StructField("removed", T.IntegerType())])
+    return F.udf(apply, result)
+
+
+class _HeuristicJudge:
+    """mapInPandas function: adds drop_rule / drop_detail columns; the filters load once per worker."""
+
+    def __init__(self, rules: RulesConfig, base_dir: str):
+        self.rules = rules
+        self.base_dir = base_dir
+        self.key = json.dumps([dataclasses.asdict(rules), base_dir], sort_keys=True, default=str)
+
+    def _filters(self):
+        filters = _JUDGES.get(self.key)
+        if filters is None:
+            from pipeline.config import Config
+            from pipeline.heuristics import build_filters, load_resources
+
+            resolve = Config(base_dir=self.base_dir).resolve_path
+            filters = _JUDGES[self.key] = build_filters(self.rules, load_resources(self.rules, resolve))
+        return filters
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from pipeline.heuristics import judge_document
+
+        filters = self._filters()
+        for batch in batches:
+            rules, details = [], []
+            for text, lang, url in zip(batch["text"], batch["lang"], batch["url"], strict=True):
+                try:
+                    verdict = judge_document(filters, text or "", lang, url)
+                except Exception as exc:  # one pathological document must not fail the job
+                    rules.append("heuristics_error")
+                    details.append(f"{type(exc).__name__}: {exc}"[:200])
+                    continue
+                rules.append(verdict.rule if verdict else None)
+                details.append(verdict.detail if verdict else None)
+            yield batch.assign(drop_rule=rules, drop_detail=details)
+
+
+class _BandKeys:
+    """mapInPandas function: (doc_id, text, lang) -> one (doc_id, band, key) row per band."""
+
+    def __init__(self, rules: RulesConfig):
+        self.num_perm, self.seed, self.ngram = rules.minhash_num_perm, rules.minhash_seed, rules.minhash_ngram
+        self.bands, self.rows = rules.minhash_bands, rules.minhash_rows
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        import numpy as np
+
+        from pipeline.minhash import MinHasher, band_keys, tokenize
+
+        setting = (self.num_perm, self.seed, self.ngram)
+        hasher = _HASHERS.get(setting)
+        if hasher is None:
+            hasher = _HASHERS[setting] = MinHasher(*setting)
+        band_ids = np.arange(self.bands, dtype=np.int32)
+        for batch in batches:
+            ids, keys = [], []
+            for doc_id, text, lang in zip(batch["doc_id"], batch["text"], batch["lang"], strict=True):
+                tokens = tokenize(text or "", lang)
+                if not tokens:  # nothing to compare: an empty signature would collide with every other
+                    continue
+                ids.append(doc_id)
+                keys.append(band_keys(hasher.signature(tokens), self.bands, self.rows))
+            if not ids:
+                continue
+            yield pd.DataFrame(
+                {
+                    "doc_id": np.repeat(np.array(ids, dtype=object), self.bands),
+                    "band": np.tile(band_ids, len(ids)),
+                    "key": np.concatenate(keys),
+                }
+            )
+
+
+# --- DataFrame stages ---------------------------------------------------------------------------
+
+
+def _line_dedup(docs, rules: RulesConfig):
+    """(docs with trimmed text and lines_removed_dedup, line reject rows)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    edges = docs.select(
+        "doc_id", "url", "warc_path", F.explode(_edge_lines_udf(rules.line_dedup_edge_lines)("text")).alias("e")
+    ).select("doc_id", "url", "warc_path", "e.line_no", "e.key", "e.line")
+    limit = rules.line_dedup_max_occurrences
+    frequent = edges.groupBy("key").count().filter(F.col("count") > limit)
+    # Only lines over the limit are ranked; "first" = smallest (doc_id, line_no), whatever the partitioning.
+    ranked = edges.join(frequent, "key").withColumn(
+        "occurrence", F.row_number().over(Window.partitionBy("key").orderBy("doc_id", "line_no"))
+    )
+    removed = ranked.filter(F.col("occurrence") > limit)
+    line_rejects = removed.select(
+        "doc_id",
+        "url",
+        "warc_path",
+        F.lit(STAGE).alias("stage"),
+        F.lit(LINE_DEDUP_RULE).alias("rule"),
+        F.format_string("line %d; seen %d times in edge lines", "line_no", "count").alias("detail"),
+        F.col("line").alias("content"),
+    )
+    per_doc = removed.groupBy("doc_id").agg(F.collect_list("line_no").alias("removed_lines"))
+    trimmed = (
+        docs.join(per_doc, "doc_id", "left")
+        .withColumn("trim", _remove_lines_udf()("text", "removed_lines"))
+        .withColumn("text", F.col("trim.text"))
+        .withColumn("lines_removed_dedup", F.col("trim.removed"))
+        .drop("trim", "removed_lines")
+    )
+    return trimmed, line_rejects
+
+
+def _large_star(edges):
+    from pyspark.sql import functions as F
+
+    both = edges.select(F.col("a").alias("u"), F.col("b").alias("v")).unionByName(
+        edges.select(F.col("b").alias("u"), F.col("a").alias("v"))
+    )
+    smallest = both.groupBy("u").agg(F.min("v").alias("m")).withColumn("m", F.least("u", "m"))
+    linked = both.join(smallest, "u").filter(F.col("v") > F.col("u"))
+    return _normalized(linked.select(F.col("v").alias("x"), F.col("m").alias("y")))
+
+
+def _small_star(edges):
+    from pyspark.sql import functions as F
+
+    # Edges are stored with a < b, so each node b's smaller neighbours are the a's.
+    lower = edges.select(F.col("b").alias("u"), F.col("a").alias("v"))
+    smallest = lower.groupBy("u").agg(F.min("v").alias("m"))
+    linked = lower.join(smallest, "u")
+    return _normalized(
+        linked.select(F.col("v").alias("x"), F.col("m").alias("y")).unionByName(
+            smallest.select(F.col("u").alias("x"), F.col("m").alias("y"))
+        )
+    )
+
+
+def _normalized(pairs):
+    from pyspark.sql import functions as F
+
+    return (
+        pairs.filter(F.col("x") != F.col("y"))
+        .select(F.least("x", "y").alias("a"), F.greatest("x", "y").alias("b"))
+        .distinct()
+    )
+
+
+def _connected_components(edges) -> tuple[object, int]:
+    """(doc_id, cluster) for every document in a component of more than one, cluster = its smallest
+    doc_id; and the number of rounds. At convergence the graph is a set of stars around the minima."""
+    rounds = 0
+    while True:
+        rounds += 1
+        updated = _small_star(_large_star(edges)).checkpoint()
+        if updated.exceptAll(edges).isEmpty() and edges.exceptAll(updated).isEmpty():
+            edges = updated
+            break
+        edges = updated
+        if rounds >= _MAX_COMPONENT_ROUNDS:
+            raise RuntimeError(f"connected components did not converge in {rounds} rounds")
+    return edges.selectExpr("b AS doc_id", "a AS cluster"), rounds
+
+
+def _minhash(spark, docs, rules: RulesConfig, work_dir: str):
+    """(cluster labels of duplicates: doc_id, cluster; statistics dict)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    band_schema = T.StructType(
+        [
+            T.StructField("doc_id", T.StringType(), False),
+            T.StructField("band", T.IntegerType(), False),
+            T.StructField("key", T.LongType(), False),
+        ]
+    )
+    bands_path = f"{work_dir}/bands"
+    docs.select("doc_id", "text", "lang").mapInPandas(_BandKeys(rules), band_schema).write.parquet(bands_path)
+    bands = spark.read.parquet(bands_path)
+    buckets = bands.groupBy("band", "key").agg(F.count("*").alias("size"), F.min("doc_id").alias("root"))
+    giant = buckets.filter(F.col("size") > rules.minhash_max_bucket)
+    shared = buckets.filter((F.col("size") > 1) & (F.col("size") <= rules.minhash_max_bucket))
+    edges = (
+        bands.join(shared, ["band", "key"])
+        .filter(F.col("doc_id") != F.col("root"))
+        .select(F.col("root").alias("a"), F.col("doc_id").alias("b"))
+        .distinct()
+    )
+    labels, rounds = _connected_components(edges)
+    labels = labels.checkpoint()
+    sizes = labels.groupBy("cluster").count().groupBy((F.col("count") + 1).alias("size")).count().collect()
+    giant_docs = bands.join(giant.select("band", "key"), ["band", "key"]).select("doc_id").distinct().count()
+    stats = {
+        "minhash_documents_hashed": bands.select("doc_id").distinct().count(),
+        "minhash_component_rounds": rounds,
+        "minhash_giant_buckets": giant.count(),
+        "minhash_documents_in_giant_buckets": giant_docs,
+        "minhash_cluster_sizes": {str(row["size"]): row["count"] for row in sorted(sizes, key=lambda r: r["size"])},
+    }
+    return labels, stats
+
+
+def _conform(frame, arrow_schema):
+    from pyspark.sql import functions as F
+
+    spark_schema = to_spark_schema(arrow_schema)
+    return frame.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in spark_schema.fields])
+
+
+def run_rules(spark, input_dir: str, output_dir: str, config: Config) -> dict:
+    """Run stage 2 on `input_dir` (stage 1 output) into `output_dir`; returns the stats written."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from pipeline.heuristics import load_resources
+
+    started = time.perf_counter()
+    rules = config.rules
+    if rules.minhash_bands * rules.minhash_rows > rules.minhash_num_perm:
+        raise ValueError(
+            f"rules.minhash_bands x rules.minhash_rows = {rules.minhash_bands * rules.minhash_rows} "
+            f"exceeds rules.minhash_num_perm = {rules.minhash_num_perm}"
+        )
+    load_resources(rules, config.resolve_path)  # missing word lists fail here, before any Spark work
+    source = require_committed(input_dir) / "documents"
+    output = StageOutput(output_dir)
+    output.begin()
+    work_dir = output.staged(_WORK_DIR)
+    checkpoint_dir = Path(output_dir) / "_checkpoints"
+    spark.sparkContext.setCheckpointDir(str(checkpoint_dir))
+    timings = {}
+
+    docs = spark.read.schema(to_spark_schema(PREPARED)).parquet(str(source))
+    phase = time.perf_counter()
+    trimmed, line_rejects = _line_dedup(docs, rules)
+    judge = _HeuristicJudge(rules, config.base_dir)
+    judged_schema = T.StructType(
+        [*trimmed.schema.fields, T.StructField("drop_rule", T.StringType()), T.StructField("drop_detail", T.StringType())]
+    )
+    trimmed.mapInPandas(judge, judged_schema).write.parquet(f"{work_dir}/judged")
+    line_rejects.write.parquet(f"{work_dir}/line_rejects")
+    timings["line_dedup_and_heuristics_s"] = round(time.perf_counter() - phase, 3)
+    judged = spark.read.parquet(f"{work_dir}/judged")
+    kept = judged.filter(F.col("drop_rule").isNull())
+
+    phase = time.perf_counter()
+    labels, minhash_stats = _minhash(spark, kept, rules, work_dir)
+    timings["minhash_s"] = round(time.perf_counter() - phase, 3)
+
+    phase = time.perf_counter()
+    clustered = kept.join(labels, "doc_id", "left")
+    survivors = clustered.filter(F.col("cluster").isNull()).withColumn("minhash_cluster", F.col("doc_id"))
+    _conform(survivors, RULES).orderBy("doc_id").write.parquet(output.staged("documents"))
+
+    snippet = F.substring("text", 1, CONTENT_SNIPPET_CHARS)
+    heuristic_rejects = judged.filter(F.col("drop_rule").isNotNull()).select(
+        "doc_id",
+        "url",
+        "warc_path",
+        F.lit(STAGE).alias("stage"),
+        F.col("drop_rule").alias("rule"),
+        F.col("drop_detail").alias("detail"),
+        snippet.alias("content"),
+    )
+    duplicate_rejects = clustered.filter(F.col("cluster").isNotNull()).select(
+        "doc_id",
+        "url",
+        "warc_path",
+        F.lit(STAGE).alias("stage"),
+        F.lit(MINHASH_RULE).alias("rule"),
+        F.concat(F.lit("kept "), F.col("cluster")).alias("detail"),
+        snippet.alias("content"),
+    )
+    rejects = heuristic_rejects.unionByName(duplicate_rejects).unionByName(spark.read.parquet(f"{work_dir}/line_rejects"))
+    _conform(rejects, REJECT).orderBy("doc_id", "rule", "detail").write.parquet(output.staged("rejects"))
+    timings["write_s"] = round(time.perf_counter() - phase, 3)
+
+    written_docs = spark.read.parquet(output.staged("documents"))
+    written_rejects = spark.read.parquet(output.staged("rejects"))
+    by_rule = {row["rule"]: row["count"] for row in written_rejects.groupBy("rule").count().collect()}
+    lines_kept_docs = written_docs.agg(F.sum("lines_removed_dedup")).first()[0] or 0
+    timings["total_s"] = round(time.perf_counter() - started, 3)
+    stats = {
+        "stage": STAGE,
+        "config_digest": config.digest(),
+        "documents_in": docs.count(),
+        "documents_out": written_docs.count(),
+        "rejects_by_rule": dict(sorted(by_rule.items())),
+        "documents_rejected": sum(n for rule, n in by_rule.items() if rule != LINE_DEDUP_RULE),
+        "lines_removed": by_rule.get(LINE_DEDUP_RULE, 0),
+        "lines_removed_in_documents_out": lines_kept_docs,
+        "documents_with_lines_removed": judged.filter(F.col("lines_removed_dedup") > 0).count(),
+        **minhash_stats,
+        "timings": timings,
+    }
+    shutil.rmtree(work_dir, ignore_errors=True)
+    output.commit(stats)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return stats
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    started = time.perf_counter()
+    spark = spark_session("thresher-rules", config.spark, args.master)
+    stats = run_rules(spark, args.input, args.output, config)
+    print_stage_summary(STAGE, stats, time.perf_counter() - started)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rules", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

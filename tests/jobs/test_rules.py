@@ -1,0 +1,157 @@
+"""Stage 2 job in Spark local mode on real documents with planted duplicates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.common import COMMITTED_MARKER, read_stats
+from jobs.rules import LINE_DEDUP_RULE, MINHASH_RULE, run_rules
+from pipeline.config import load_config
+from pipeline.heuristics import build_filters, judge_document, load_resources
+from schemas.documents import PREPARED, RULES
+from schemas.rejects import REJECT
+
+FOOTER = "Subscribe to our newsletter for weekly updates on all our stories"
+FOOTER_COPIES = 10
+MAX_OCCURRENCES = 3
+
+
+def _doc_id(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:16]
+
+
+def _near_copy(text: str, seed: int) -> str:
+    """`text` with about 3% of its words replaced: a near duplicate (Jaccard of 5-shingles ~0.85)."""
+    rng = random.Random(seed)
+    words = text.split(" ")
+    for index in rng.sample(range(len(words)), max(1, len(words) // 33)):
+        words[index] = rng.choice(words)
+    return " ".join(words)
+
+
+def _make_input(shared_data, directory, files: int):
+    rows = [json.loads(line) for line in (shared_data / "quality/dclm/agreement_data.jsonl").open()]
+    good = [r["text"] for r in rows if str(r["label"]) == "1"][:60]
+    docs = [(f"dclm-{i}", text) for i, text in enumerate(good)]
+    config = load_config()
+    filters = build_filters(config.rules, load_resources(config.rules, config.resolve_path))
+    passing = [d for d in docs if len(d[1].split()) > 300 and judge_document(filters, d[1], "en", None) is None]
+    originals = sorted(passing, key=lambda d: _doc_id(d[0]))[:3]
+    assert len(originals) == 3
+    planted = {}
+    for number, (name, text) in enumerate(originals):
+        copy_name = f"copy-{number}"
+        copy = _near_copy(text, number)
+        assert judge_document(filters, copy, "en", None) is None
+        docs.append((copy_name, copy))
+        planted[_doc_id(copy_name)] = _doc_id(name)
+    footed = sorted(docs[:FOOTER_COPIES], key=lambda d: _doc_id(d[0]))
+    with_footer = {name for name, _ in footed}
+    docs = [(name, text + "\n" + FOOTER if name in with_footer else text) for name, text in docs]
+    table = pa.Table.from_pylist(
+        [
+            {
+                "doc_id": _doc_id(name),
+                "url": f"https://example.org/{name}",
+                "domain": "example.org",
+                "warc_path": "test.warc.gz",
+                "warc_record_id": f"<urn:uuid:{name}>",
+                "fetch_time": "2024-01-01T00:00:00Z",
+                "text": text,
+                "lang": "en",
+                "lang_score": 0.99,
+                "md5": hashlib.md5(text.encode()).hexdigest(),
+            }
+            for name, text in docs
+        ],
+        schema=PREPARED,
+    )
+    (directory / "documents").mkdir(parents=True)
+    step = -(-len(table) // files)
+    for part in range(files):
+        pq.write_table(table.slice(part * step, step), directory / "documents" / f"part-{part}.parquet")
+    (directory / COMMITTED_MARKER).write_text("{}")
+    return table, planted, [_doc_id(name) for name, _ in footed]
+
+
+@pytest.fixture(scope="module")
+def runs(spark, shared_data, tmp_path_factory):
+    config = load_config(overrides={"rules.line_dedup_max_occurrences": MAX_OCCURRENCES})
+    results = {}
+    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    try:
+        for partitions in (1, 4):
+            base = tmp_path_factory.mktemp(f"rules{partitions}")
+            table, planted, footed = _make_input(shared_data, base / "input", partitions)
+            spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+            stats = run_rules(spark, str(base / "input"), str(base / "output"), config)
+            results[partitions] = (base / "output", stats)
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", previous)
+    return results, table, planted, footed
+
+
+def _read(path, schema):
+    table = pq.read_table(path, schema=schema)
+    return sorted(table.to_pylist(), key=lambda r: tuple(str(r[k]) for k in schema.names))
+
+
+def test_output_is_committed_with_contract_schemas(runs):
+    results, *_ = runs
+    output, stats = results[4]
+    assert (output / COMMITTED_MARKER).is_file()
+    assert read_stats(output) == stats
+    assert pq.read_schema(next((output / "documents").glob("*.parquet"))).names == RULES.names
+    assert pq.read_schema(next((output / "rejects").glob("*.parquet"))).names == REJECT.names
+
+
+def test_stats_add_up(runs):
+    results, table, *_ = runs
+    output, stats = results[4]
+    assert stats["documents_in"] == len(table)
+    assert stats["documents_in"] == stats["documents_out"] + stats["documents_rejected"]
+    rejects = pq.read_table(output / "rejects").to_pylist()
+    assert sum(stats["rejects_by_rule"].values()) == len(rejects)
+    assert all(r["stage"] == "rules" for r in rejects)
+
+
+def test_minhash_removes_planted_near_duplicates(runs):
+    results, _, planted, _ = runs
+    output, stats = results[4]
+    rejects = pq.read_table(output / "rejects").to_pylist()
+    duplicates = {r["doc_id"]: r["detail"] for r in rejects if r["rule"] == MINHASH_RULE}
+    kept_ids = set(pq.read_table(output / "documents").column("doc_id").to_pylist())
+    for copy_id, original_id in planted.items():
+        kept, dropped = sorted([copy_id, original_id])  # the smaller doc_id of a cluster is kept
+        assert duplicates.get(dropped) == f"kept {kept}"
+        assert kept in kept_ids and dropped not in kept_ids
+    assert len(duplicates) == len(planted)
+    assert stats["minhash_cluster_sizes"] == {"2": len(planted)}
+
+
+def test_line_dedup_keeps_the_first_occurrences(runs):
+    results, _, _, footed = runs
+    output, stats = results[4]
+    rejects = pq.read_table(output / "rejects").to_pylist()
+    removed = sorted(r["doc_id"] for r in rejects if r["rule"] == LINE_DEDUP_RULE)
+    assert removed == sorted(footed)[MAX_OCCURRENCES:]
+    assert all(r["content"] == FOOTER for r in rejects if r["rule"] == LINE_DEDUP_RULE)
+    assert stats["lines_removed"] == FOOTER_COPIES - MAX_OCCURRENCES
+    for row in pq.read_table(output / "documents").to_pylist():
+        assert (FOOTER in row["text"]) == (row["doc_id"] in sorted(footed)[:MAX_OCCURRENCES])
+        assert row["lines_removed_dedup"] == (1 if row["doc_id"] in removed else 0)
+
+
+def test_output_identical_with_1_and_4_partitions(runs):
+    results, *_ = runs
+    (one, stats_one), (four, stats_four) = results[1], results[4]
+    assert _read(one / "documents", RULES) == _read(four / "documents", RULES)
+    assert _read(one / "rejects", REJECT) == _read(four / "rejects", REJECT)
+    drop = ("timings", "config_digest")
+    assert {k: v for k, v in stats_one.items() if k not in drop} == {k: v for k, v in stats_four.items() if k not in drop}
