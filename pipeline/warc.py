@@ -1,9 +1,10 @@
 """Streaming WARC / ARC / WET reading with warcio: one record at a time, payloads bounded.
 
-Gzip is decompressed here (gzip.GzipFile), not by warcio, and warcio reads the plain stream. That
+Gzip is decompressed here (`GzipMembers`), not by warcio, and warcio reads the plain stream. That
 reads per-record gzip members (Common Crawl), whole-file gzip streams (ClueWeb09, which warcio
-refuses) and uncompressed files alike, and a truncated gzip raises EOFError at the cut instead of
-warcio quietly returning a short record. Offsets are therefore offsets in the decompressed stream.
+refuses) and uncompressed files alike, and a truncated gzip is an error at the cut instead of
+warcio quietly returning a short record or ending early. Offsets are therefore offsets in the
+decompressed stream.
 
 A read failure ends the file with a `ReadError` event after the records already read; nothing is
 raised to the caller, so one bad file never stops a job.
@@ -11,9 +12,9 @@ raised to the caller, so one bad file never stops a job.
 
 from __future__ import annotations
 
-import gzip
 import io
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -95,11 +96,74 @@ def parse_content_type(value: str | None) -> tuple[str, str]:
     return mime.strip().lower(), charset
 
 
+class TruncatedInput(OSError):
+    """The compressed stream ended inside a gzip member. Not an EOFError: warcio takes an EOFError
+    between records for a clean end of file and would hide the truncation."""
+
+
+class GzipMembers(io.RawIOBase):
+    """Decompresses concatenated gzip members (or one whole-file member) as one stream.
+
+    Unlike gzip.GzipFile, every byte decompressed before a cut is returned before TruncatedInput is
+    raised, and reads return what is ready rather than blocking on a full buffer, so the records
+    before a cut are all read. tell() is the decompressed offset, which warcio uses for offsets.
+    """
+
+    def __init__(self, raw: BinaryIO):
+        super().__init__()
+        self._raw = raw
+        self._decompressor = zlib.decompressobj(31)
+        self._member_has_data = False
+        self._ready = b""
+        self._ready_start = 0  # bytes of _ready already returned (slicing from an index avoids copies)
+        self._position = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        while self._ready_start >= len(self._ready) and not self._done:
+            self._decompress_more()
+        if size is None or size < 0:
+            size = len(self._ready)
+        data = self._ready[self._ready_start : self._ready_start + size]
+        self._ready_start += len(data)
+        self._position += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _decompress_more(self) -> None:
+        if self._decompressor.eof:
+            data = self._decompressor.unused_data
+            self._decompressor = zlib.decompressobj(31)
+            self._member_has_data = False
+        else:
+            data = b""
+        if not data:
+            data = self._raw.read(_READ_CHUNK)
+        if not data:
+            if self._member_has_data:
+                raise TruncatedInput("gzip stream ends inside a member: the file is truncated")
+            self._done = True
+            return
+        self._member_has_data = True
+        self._ready = self._decompressor.decompress(data)
+        self._ready_start = 0
+
+
 def open_stream(raw: BinaryIO) -> BinaryIO:
     """A readable plain (decompressed) stream over `raw`, which may be gzip-compressed or not."""
     buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw, _READ_CHUNK)
     if buffered.peek(2)[:2] == b"\x1f\x8b":
-        return io.BufferedReader(gzip.GzipFile(fileobj=buffered, mode="rb"), _READ_CHUNK)
+        return GzipMembers(buffered)
     return buffered
 
 
