@@ -9,6 +9,7 @@ import sys
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS = {
     "prepare": ("jobs.prepare", "stage 1: WARC records -> extracted, language-identified, exact-deduplicated documents"),
+    "sample-crawl": ("pipeline.sample_crawl", "write the bundled sample crawl (WARC files whose pages exercise every rule)"),
     "rules": ("jobs.rules", "stage 2: cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup"),
 }
 
