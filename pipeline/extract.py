@@ -26,6 +26,10 @@ _META_CHARSET = re.compile(
 _META_SCAN_BYTES = 4096
 _DETECT_BYTES = 200_000  # charset_normalizer cost grows with input; this much is plenty to decide
 MAX_REPLACEMENT_RATIO = 0.01  # over 1% U+FFFD after decoding: the charset is wrong
+# A single-byte charset never fails to decode, so a page declared latin-1 that is really GBK would
+# pass as mojibake. When that many bytes are non-ASCII, a detected multi-byte charset wins.
+SUSPICIOUS_HIGH_BYTE_RATIO = 0.05
+_MULTI_BYTE = frozenset({"gb18030", "big5hkscs", "cp932", "euc_jp", "cp949", "shift_jis", "euc_kr", "iso2022_jp"})
 
 _SUPERSETS = {
     "gb2312": "gb18030",
@@ -94,6 +98,10 @@ def decode_html(payload: bytes, http_charset: str = "") -> Decoded:
             continue
         tried.add(encoding)
         text = _decode_if_clean(payload, encoding)
+        if text is not None and encoding not in _MULTI_BYTE and _high_byte_ratio(payload) > SUSPICIOUS_HIGH_BYTE_RATIO:
+            detected = _detect(payload)
+            if detected in _MULTI_BYTE and (better := _decode_if_clean(payload, detected)) is not None:
+                return Decoded(better, detected, "detected")
         if text is not None:
             return Decoded(text, encoding, source)
     detected = _detect(payload)
@@ -102,6 +110,11 @@ def decode_html(payload: bytes, http_charset: str = "") -> Decoded:
         if text is not None:
             return Decoded(text, detected, "detected")
     return Decoded(payload.decode("utf-8", errors="replace"), "utf-8", "fallback")
+
+
+def _high_byte_ratio(payload: bytes) -> float:
+    sample = payload[:_DETECT_BYTES]
+    return (len(sample) - len(sample.translate(None, bytes(range(128, 256))))) / max(len(sample), 1)
 
 
 def _detect(payload: bytes) -> str:

@@ -84,8 +84,7 @@ def _glob(pattern: str) -> list[str]:
         import fsspec
 
         fs, _, _ = fsspec.get_fs_token_paths(pattern)
-        protocol = pattern.split("://", 1)[0]
-        return sorted(f"{protocol}://{p}" if "://" not in p else p for p in fs.glob(pattern))
+        return sorted(fs.unstrip_protocol(p) for p in fs.glob(pattern))
     return sorted(glob.glob(pattern.removeprefix("file://")))
 
 

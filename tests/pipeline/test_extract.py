@@ -1,0 +1,105 @@
+import pytest
+
+from pipeline.extract import decode_html, extract_page, extract_text, meta_charset, normalize_encoding
+
+CHINESE = "茶叶的历史可以追溯到几千年前，人们在山间种植茶树，采摘嫩叶，再经过杀青、揉捻和干燥制成成品。" * 8
+ARTICLE = (
+    "<html><head><title>Tea</title>{meta}</head><body><nav><a href='/'>Home</a></nav><article><h1>Tea</h1>"
+    "<p>{text}</p><p>{text}</p></article><footer>Contact</footer></body></html>"
+)
+
+
+def page(text, meta=""):
+    return ARTICLE.format(text=text, meta=meta)
+
+
+def test_encoding_names_widen_to_supersets():
+    assert normalize_encoding("GB2312") == "gb18030"
+    assert normalize_encoding("gbk") == "gb18030"
+    assert normalize_encoding("ISO-8859-1") == "cp1252"
+    assert normalize_encoding("no-such-charset") == ""
+
+
+def test_meta_charset_forms():
+    assert meta_charset(b'<meta charset="GBK">') == "GBK"
+    assert meta_charset(b'<meta http-equiv="Content-Type" content="text/html; charset=gb2312" />') == "gb2312"
+    assert meta_charset(b"<p>charset=utf-8 in text is not a meta</p>") == ""
+
+
+def test_http_charset_decodes():
+    decoded = decode_html(page(CHINESE).encode("gb2312"), "gb2312")
+    assert decoded.source == "http" and CHINESE in decoded.html
+
+
+def test_meta_charset_only():
+    decoded = decode_html(page(CHINESE, '<meta charset="gbk">').encode("gbk"), "")
+    assert decoded.source == "meta" and decoded.encoding == "gb18030" and CHINESE in decoded.html
+
+
+def test_gbk_extension_characters_need_gb18030():
+    text = "镕基" + CHINESE  # 镕 is in GBK but not in GB2312
+    decoded = decode_html(page(text).encode("gbk"), "gb2312")
+    assert text in decoded.html and "\ufffd" not in decoded.html
+
+
+def test_wrong_declared_charset_falls_back_to_detection():
+    decoded = decode_html(page(CHINESE).encode("gbk"), "utf-8")
+    assert CHINESE in decoded.html and decoded.source == "detected"
+    # Declared latin-1 never fails to decode, but a Chinese page must not come out as mojibake.
+    decoded = decode_html(page(CHINESE, "<meta charset='iso-8859-1'>").encode("gbk"), "iso-8859-1")
+    assert CHINESE in decoded.html
+
+
+def test_utf8_wins_over_a_wrong_single_byte_declaration():
+    decoded = decode_html(page("Größe café naïve").encode("utf-8"), "iso-8859-1")
+    assert "Größe café naïve" in decoded.html and decoded.source == "utf-8"
+
+
+def test_real_single_byte_pages_keep_their_charset():
+    russian = "Стратегия пожарной безопасности и охрана труда на предприятии. " * 10
+    assert russian in decode_html(page(russian).encode("cp1251"), "windows-1251").html
+    german = "Die Stadtbibliothek hat ihre neue Lesehalle eröffnet, die Größe ist übermäßig. " * 10
+    assert german in decode_html(page(german).encode("latin-1"), "iso-8859-1").html
+
+
+def test_bom():
+    assert decode_html(b"\xef\xbb\xbf" + page("hello").encode()).source == "bom"
+
+
+def test_extract_page_main_text():
+    text, drop = extract_page(page(CHINESE, '<meta charset="gbk">').encode("gbk"), "", "https://e.cn/a", 10)
+    assert drop is None and CHINESE[:40] in text and "Home" not in text
+
+
+def test_empty_extraction_is_a_drop():
+    html = b"<html><head><script>var a = 1;</script></head><body><div id='app'></div></body></html>"
+    text, drop = extract_page(html, "utf-8", "", 10)
+    assert text == "" and drop.rule == "empty_extraction"
+
+
+def test_min_text_chars():
+    _, drop = extract_page(page("Short text here.").encode(), "utf-8", "", 10, min_chars=10_000)
+    assert drop.rule == "empty_extraction"
+
+
+def test_time_is_bounded():
+    big = page(" ".join(f"Sentence number {i} of a very long page about tea." for i in range(20_000)))
+    _, drop = extract_page(big.encode(), "utf-8", "", timeout_s=0.01)
+    assert drop.rule == "extract_timeout"
+
+
+@pytest.mark.parametrize("depth", [1_000, 200_000])
+def test_deeply_nested_html_does_not_crash(depth):
+    html = "<html><body>" + "<div>" * depth + "<p>" + "deep text " * 50 + "</p>" + "</div>" * depth + "</body></html>"
+    text, drop = extract_page(html.encode(), "utf-8", "", 30)
+    assert (drop is None) != (text == "")
+
+
+def test_extract_text_without_timeout_outside_main_thread():
+    import threading
+
+    out = []
+    thread = threading.Thread(target=lambda: out.append(extract_text(page(CHINESE), "", timeout_s=5)))
+    thread.start()
+    thread.join()
+    assert CHINESE[:20] in out[0]

@@ -1,0 +1,141 @@
+import gzip
+import io
+from collections import Counter
+
+import pytest
+
+from pipeline.warc import GzipMembers, ReadError, WarcRecord, iter_records, parse_content_type
+
+
+def read_all(path, max_payload_bytes=5_000_000, **kwargs):
+    with open(path, "rb") as handle:
+        return list(iter_records(handle, max_payload_bytes, **kwargs))
+
+
+def records_of(events):
+    return [e for e in events if isinstance(e, WarcRecord)]
+
+
+def errors_of(events):
+    return [e for e in events if isinstance(e, ReadError)]
+
+
+def test_parse_content_type():
+    assert parse_content_type('text/html; charset="GBK"') == ("text/html", "gbk")
+    assert parse_content_type("TEXT/HTML") == ("text/html", "")
+    assert parse_content_type(None) == ("", "")
+
+
+def test_common_crawl_warc_kinds_and_payloads(shared_data):
+    events = read_all(shared_data / "warc/cc-main-2020-34-sample.warc.gz")
+    assert not errors_of(events)
+    kinds = Counter(r.kind for r in records_of(events))
+    assert kinds == {"warcinfo": 1, "request": 17, "response": 16, "metadata": 16}
+    responses = [r for r in records_of(events) if r.kind == "response"]
+    assert all(r.http_status == 200 and r.is_html and r.payload for r in responses)
+    assert all(r.url.startswith("http") and r.record_id.startswith("urn:uuid:") for r in responses)
+    # Only content records carry payloads.
+    assert all(r.payload is None for r in records_of(events) if r.kind != "response")
+    offsets = [r.offset for r in records_of(events)]
+    assert offsets == sorted(set(offsets))
+
+
+def test_warc_0_18_clueweb_reads_every_record(shared_data):
+    # Whole-file gzip and records without the two trailing blank lines: warcio alone stops after one.
+    for name, pages in (("clueweb09-en-bad-date.warc.gz", 23), ("clueweb09-ja-eucjp.warc.gz", 29)):
+        events = read_all(shared_data / "warc" / name)
+        assert not errors_of(events), name
+        responses = [r for r in records_of(events) if r.kind == "response"]
+        assert len(responses) == pages, name
+        assert all(r.payload and r.http_status == 200 for r in responses)
+    ja = [r for r in records_of(read_all(shared_data / "warc/clueweb09-ja-eucjp.warc.gz")) if r.kind == "response"]
+    assert {r.charset for r in ja} == {"euc-jp"}
+
+
+def test_arc_file_reads_as_response(shared_data):
+    records = records_of(read_all(shared_data / "warc/warcio-example.arc.gz"))
+    response = [r for r in records if r.kind == "response"]
+    assert len(response) == 1 and response[0].url == "http://example.com/"
+    assert b"Example Domain" in response[0].payload
+
+
+def test_chunked_transfer_encoding_is_decoded(shared_data):
+    response = [r for r in records_of(read_all(shared_data / "warc/warcio-chunked.warc")) if r.kind == "response"][0]
+    assert response.payload.lstrip().lower().startswith(b"<!doctype html")
+    assert response.payload.rstrip().endswith(b"</html>")
+
+
+def test_wget_angle_bracket_uris_and_resource_records(shared_data):
+    records = records_of(read_all(shared_data / "warc/wget-sample-0000.warc.gz"))
+    responses = [r for r in records if r.kind == "response"]
+    assert len(responses) == 22
+    assert all(r.url.startswith("https://") and not r.url.endswith(">") for r in responses)
+    resources = [r for r in records if r.kind == "resource"]
+    assert len(resources) == 2 and all(r.mime_type == "text/plain" for r in resources)
+
+
+def test_revisit_and_wet_conversion(shared_data):
+    kinds = Counter(r.kind for r in records_of(read_all(shared_data / "warc/warcio-example.warc.gz")))
+    assert kinds["revisit"] == 1 and kinds["response"] == 1
+    wet = [r for r in records_of(read_all(shared_data / "warc/cc-main-2024-22-one-page.warc.wet.gz")) if r.kind == "conversion"]
+    assert len(wet) == 1 and wet[0].url.startswith("https://an.wikipedia.org/") and len(wet[0].payload) > 1000
+
+
+def test_http_headers_parsed_for_non_http_target_uris(shared_data):
+    # Seven records of this file have URIs like "hard::pcgamer.com..."; warcio leaves their headers unparsed.
+    responses = [r for r in records_of(read_all(shared_data / "crawl/pages-00002.warc.gz")) if r.kind == "response"]
+    assert len(responses) == 110
+    assert all(r.http_status == 200 and r.is_html for r in responses)
+    odd = [r for r in responses if not r.url.startswith("http")]
+    assert len(odd) == 7 and all(not r.payload.startswith(b"HTTP/") for r in odd)
+
+
+def test_truncated_gzip_is_an_error_event_not_an_exception(shared_data):
+    events = read_all(shared_data / "warc/truncated.warc.gz")
+    assert records_of(events) == []
+    (error,) = errors_of(events)
+    assert "truncated" in error.message and error.url.startswith("http://www.houstonpress.com/")
+
+
+def test_records_before_a_cut_are_kept(shared_data, tmp_path):
+    data = (shared_data / "crawl/pages-00000.warc.gz").read_bytes()
+    whole = records_of(read_all(shared_data / "crawl/pages-00000.warc.gz"))
+    cut = tmp_path / "cut.warc.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    events = read_all(cut)
+    before = records_of(events)
+    assert 10 < len(before) < len(whole)
+    assert [(r.url, r.payload) for r in before] == [(r.url, r.payload) for r in whole[: len(before)]]
+    assert len(errors_of(events)) == 1 and events[-1] == errors_of(events)[0]
+
+
+def test_uncompressed_record_cut_short_is_an_error(shared_data, tmp_path):
+    data = (shared_data / "warc/warcio-chunked.warc").read_bytes()
+    cut = tmp_path / "cut.warc"
+    cut.write_bytes(data[: data.index(b"</html>")])
+    events = read_all(cut)
+    assert [r.kind for r in records_of(events)] == ["warcinfo"]
+    assert len(errors_of(events)) == 1
+
+
+def test_payload_is_bounded(shared_data):
+    responses = [r for r in records_of(read_all(shared_data / "crawl/pages-00000.warc.gz", max_payload_bytes=1000)) if r.kind == "response"]
+    assert all(len(r.payload) <= 1000 for r in responses)
+    assert all(r.payload_truncated for r in responses)
+
+
+def test_want_payload_skips_reading(shared_data):
+    events = read_all(shared_data / "warc/cc-main-2020-34-sample.warc.gz", want_payload=lambda header: False)
+    assert all(r.payload is None for r in records_of(events))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_gzip_members_reads_concatenated_and_single_members(chunk):
+    parts = [b"alpha " * 1000, b"beta " * 10, b"", b"gamma"]
+    multi = b"".join(gzip.compress(p) for p in parts)
+    for blob, expected in ((multi, b"".join(parts)), (gzip.compress(b"".join(parts)), b"".join(parts))):
+        stream = GzipMembers(io.BytesIO(blob))
+        out = b""
+        while piece := stream.read(chunk):
+            out += piece
+        assert out == expected and stream.tell() == len(expected)
