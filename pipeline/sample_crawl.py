@@ -382,7 +382,7 @@ def write_sample_crawl(directory: str | os.PathLike) -> list[str]:
     warc.response(url + "-hot-tips", _html_bytes(article_html(title, paragraphs, "x", "en")))
 
     # Exact duplicates: a syndicated copy, and a copy differing only in punctuation and case.
-    url, title, paragraphs = english[3]
+    url, title, paragraphs = english[7]  # sourdough baking, part 2
     warc.response("https://mirror.example.net/syndicated/bakehouse-2", _html_bytes(article_html(title, paragraphs, "mirror", "en")))
     shouty = [p.replace(",", "").replace(".", "!").upper() if k == 0 else p.replace(",", " ;") for k, p in enumerate(paragraphs)]
     warc.response("https://aggregator.example.org/story/88213", _html_bytes(article_html(title, shouty, "agg", "en")))
@@ -390,12 +390,12 @@ def write_sample_crawl(directory: str | os.PathLike) -> list[str]:
     warc.response("https://zhuanzai.example.cn/copy/5.html", _html_bytes(article_html(title, paragraphs, "copy", "zh-CN")))
 
     # Near duplicates (stage 2 MinHash): one sentence changed, one added.
-    url, title, paragraphs = english[6]
+    url, title, paragraphs = english[12]  # volcano science, part 1
     near = list(paragraphs)
     near[1] = near[1] + " A reader from Cornwall wrote in to say that the same thing happened in her village."
     near[2] = near[2].replace("the", "this", 1)
     warc.response("https://digest.example.com/weekly/volcanoes-revisited", _html_bytes(article_html(title, near, "digest", "en")))
-    url, title, paragraphs = chinese[8]
+    url, title, paragraphs = chinese[8]  # urban beekeeping, part 1
     near = list(paragraphs)
     near[1] = near[1] + "有读者来信说，她的家乡也发生过同样的事情。"
     warc.response("https://wenzhai.example.cn/zhoukan/8.html", _html_bytes(article_html(title, near, "wenzhai", "zh-CN")))

@@ -1,0 +1,94 @@
+import dataclasses
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from pipeline.config import load_config
+from pipeline.records import ROW_DOCUMENT, ROW_FILE, ROW_REJECT, ROW_SCHEMA, make_doc_id, process_warc
+
+MOJIBAKE = re.compile("[ÃÂâ][\u0080-\u00ff]|Ã©|â€")
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(None, {"prepare.domain_blocklists": {}, "prepare.url_regex_lists": {},
+                              "prepare.banned_words_file": "", "prepare.banned_subwords_file": "",
+                              "prepare.soft_banned_words_file": ""}).prepare
+
+
+def rows(path, config):
+    return [dict(zip(ROW_SCHEMA.names, row, strict=True)) for row in process_warc(str(path), config)]
+
+
+def test_chinese_gbk_and_gb2312_pages_are_readable_chinese(shared_data, config):
+    out = rows(shared_data / "warc/cc-main-2020-34-sample.warc.gz", config)
+    docs = [r for r in out if r["row_kind"] == ROW_DOCUMENT]
+    # The legacy-charset Chinese pages of this sample: declared gbk/gb2312 in HTTP or <meta>.
+    legacy = {"http://041696.com/15477/list_6_4.html", "http://0755krk.com/76104/list_4_1.html",
+              "http://0760.jxtdw.com/area/sanxiang/"}
+    found = [d for d in docs if d["url"] in legacy]
+    assert len(found) == 3
+    for doc in found:
+        text = doc["text"]
+        cjk = sum("\u4e00" <= ch <= "\u9fff" for ch in text)
+        letters = sum(ch.isalpha() for ch in text)
+        assert doc["lang"] == "zh" and doc["lang_score"] >= 0.65, doc["url"]
+        assert "\ufffd" not in text and not MOJIBAKE.search(text), doc["url"]
+        assert cjk / letters > 0.5, doc["url"]
+    # No document of the sample, whatever its charset, carries decoding damage.
+    assert not any("\ufffd" in d["text"] or MOJIBAKE.search(d["text"]) for d in docs)
+    russian = [r for r in out if r["url"] == "http://01spb.ru/company/"]
+    assert russian[0]["rule"] == "lang_not_kept:ru" and "компании" in russian[0]["content"]
+
+
+def test_every_content_record_is_one_row_and_file_stats_add_up(shared_data, config):
+    out = rows(shared_data / "warc/wget-sample-0000.warc.gz", config)
+    (file_row,) = [r for r in out if r["row_kind"] == ROW_FILE]
+    stats = json.loads(file_row["detail"])
+    kinds = stats["records_by_kind"]
+    assert kinds["response"] == 22 and kinds["resource"] == 2 and kinds["request"] == 22
+    units = [r for r in out if r["row_kind"] in (ROW_DOCUMENT, ROW_REJECT)]
+    assert len(units) == kinds["response"] + kinds["resource"]
+    rules = Counter(r["rule"] for r in units if r["row_kind"] == ROW_REJECT)
+    assert rules["not_html"] == 2  # wget's log and argument resource records
+    assert stats["worker_max_rss_kb"] > 0 and stats["seconds"]["extract"] > 0
+    assert len({r["doc_id"] for r in units}) == len(units)
+
+
+def test_doc_ids_depend_on_file_name_and_offset_only(shared_data, config, tmp_path):
+    source = shared_data / "warc/cc-main-2024-22-one-page.warc.gz"
+    copy = tmp_path / "elsewhere" / source.name
+    copy.parent.mkdir()
+    copy.write_bytes(source.read_bytes())
+    first = [r for r in rows(source, config) if r["row_kind"] != ROW_FILE]
+    second = [r for r in rows(copy, config) if r["row_kind"] != ROW_FILE]
+    assert [d["doc_id"] for d in first] == [d["doc_id"] for d in second]
+    # warcinfo at 0, request at 807, the response at 1551 (decompressed offsets).
+    assert [d["doc_id"] for d in first] == [make_doc_id(source.name, 1551)]
+
+
+def test_wet_conversion_text_is_used_as_extracted(shared_data, config):
+    out = rows(shared_data / "warc/cc-main-2024-22-one-page.warc.wet.gz", config)
+    (doc,) = [r for r in out if r["row_kind"] in (ROW_DOCUMENT, ROW_REJECT)]
+    # An Aragonese Wikipedia page: read as text, identified, and not kept as zh/en.
+    assert doc["row_kind"] == ROW_REJECT and doc["rule"].startswith(("lang_not_kept:", "lang_low_score"))
+    assert "Escopete" in doc["content"]
+
+
+def test_truncated_file_gives_one_read_error(shared_data, config):
+    out = rows(shared_data / "warc/truncated.warc.gz", config)
+    assert [r["rule"] for r in out if r["row_kind"] == ROW_REJECT] == ["warc_read_error"]
+    assert json.loads(out[-1]["detail"])["records_by_kind"] == {"read_error": 1}
+
+
+def test_unreadable_file_is_a_reject(config):
+    out = rows("memory://nowhere/missing.warc.gz", config)
+    assert [(r["row_kind"], r["rule"]) for r in out] == [(ROW_REJECT, "warc_unreadable"), (ROW_FILE, None)]
+
+
+def test_oversized_pages_are_rejected_unparsed(shared_data, config):
+    small = dataclasses.replace(config, max_html_bytes=20_000)
+    out = rows(shared_data / "warc/cc-main-2020-34-sample.warc.gz", small)
+    assert Counter(r["rule"] for r in out)["html_too_large"] >= 5
