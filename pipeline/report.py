@@ -195,7 +195,7 @@ h1 {{ color: #234; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em;
 table {{ border-collapse: collapse; margin: .5em 0; }}
 td, th {{ border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; font-size: 90%; }}
 th {{ background: #eef; }} .num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-.sample {{ color: #555; font-size: 85%; }}
+.sample {{ color: #555; font-size: 85%; overflow-wrap: anywhere; max-width: 50em; }}
 </style></head><body>
 <h1>thresher run report</h1>
 <p>{html.escape(report["run_dir"])}</p>
