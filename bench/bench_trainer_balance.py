@@ -47,17 +47,17 @@ def imbalance_summary(run_dir: Path) -> tuple[list[float], list[float], float]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    workspace = Path(tempfile.mkdtemp(prefix="bench_trainer_balance-"))
-    data_dir = Path(args.data) if args.data else build_byte_shards(args.text, workspace / "shards", args.seq_len)
     results = {}
-    for bias_update in (True, False):
-        run_dir = workspace / ("bias-on" if bias_update else "bias-off")
-        train(TrainConfig(data_dir=str(data_dir), output_dir=str(run_dir), preset="tiny",
-                          model_overrides={"n_routed_experts": args.experts}, max_tokens=args.max_tokens,
-                          batch_schedule=[(0, args.batch_tokens)], micro_batch_size=16, lr=args.lr,
-                          warmup_tokens=args.max_tokens // 20, gamma=args.gamma, bias_update=bias_update,
-                          device="cpu", progress=False))
-        results[bias_update] = imbalance_summary(run_dir)
+    with tempfile.TemporaryDirectory(prefix="bench_trainer_balance-") as workspace:
+        data_dir = Path(args.data) if args.data else build_byte_shards(args.text, Path(workspace) / "shards", args.seq_len)
+        for bias_update in (True, False):
+            run_dir = Path(workspace) / ("bias-on" if bias_update else "bias-off")
+            train(TrainConfig(data_dir=str(data_dir), output_dir=str(run_dir), preset="tiny",
+                              model_overrides={"n_routed_experts": args.experts}, max_tokens=args.max_tokens,
+                              batch_schedule=[(0, args.batch_tokens)], micro_batch_size=16, lr=args.lr,
+                              warmup_tokens=args.max_tokens // 20, gamma=args.gamma, bias_update=bias_update,
+                              device="cpu", progress=False))
+            results[bias_update] = imbalance_summary(run_dir)
     print(f"`tiny` with {args.experts} routed experts (top-2), {args.max_tokens:,} tokens, gamma {args.gamma}; "
           f"data: {args.data or 'byte-level shards of ' + args.text}")
     print("| bias update | max/mean load per MoE layer (mean of last 25% of steps) | at the last step | final loss |")

@@ -92,18 +92,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    workspace = Path(tempfile.mkdtemp(prefix="bench_trainer_learning-"))
-    data_dir = Path(args.data) if args.data else build_byte_shards(args.text, workspace / "shards", args.seq_len)
-    run_dir = Path(args.output) if args.output else workspace / "run"
-    entropy = unigram_entropy(data_dir)
-    config = TrainConfig(data_dir=str(data_dir), output_dir=str(run_dir), preset="tiny", max_tokens=args.max_tokens,
-                         lr=args.lr, batch_schedule=[(0, args.batch_tokens)], micro_batch_size=args.micro_batch_size,
-                         warmup_tokens=args.max_tokens // 20, eval_every_tokens=args.max_tokens // args.evals,
-                         eval_sequences=args.eval_sequences, device="cpu", progress=False)
-    started = time.perf_counter()
-    train(config)
-    minutes = (time.perf_counter() - started) / 60
-    records = read_log(run_dir)
+    with tempfile.TemporaryDirectory(prefix="bench_trainer_learning-") as workspace:
+        data_dir = Path(args.data) if args.data else build_byte_shards(args.text, Path(workspace) / "shards", args.seq_len)
+        run_dir = Path(args.output) if args.output else Path(workspace) / "run"
+        entropy = unigram_entropy(data_dir)
+        config = TrainConfig(data_dir=str(data_dir), output_dir=str(run_dir), preset="tiny", max_tokens=args.max_tokens,
+                             lr=args.lr, batch_schedule=[(0, args.batch_tokens)], micro_batch_size=args.micro_batch_size,
+                             warmup_tokens=args.max_tokens // 20, eval_every_tokens=args.max_tokens // args.evals,
+                             eval_sequences=args.eval_sequences, device="cpu", progress=False)
+        started = time.perf_counter()
+        train(config)
+        minutes = (time.perf_counter() - started) / 60
+        records = read_log(run_dir)
     curve = [(r["tokens_seen"], r["val_loss"]) for r in records if "val_loss" in r]
     train_losses = [r["loss"] for r in records if "loss" in r]
     source = f"--data {args.data}" if args.data else f"byte-level shards of {args.text}"
@@ -116,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     for tokens, loss in curve:
         print(f"| {tokens:,} | {loss:.3f} | {loss - entropy:+.3f} |")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -114,7 +114,8 @@ class Distributed:
 
 
 def setup_distributed(device_choice: str) -> tuple[Distributed, torch.device]:
-    """Reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK; gloo on CPU, nccl on GPU."""
+    """Reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK; gloo on CPU, nccl on GPU (a process group the
+    caller already started is used as it is)."""
     env = Distributed(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
                       int(os.environ.get("LOCAL_RANK", 0)))
     if device_choice == "auto":
@@ -198,9 +199,19 @@ def autocast(device: torch.device, bf16: bool):
 
 def train(config: TrainConfig) -> dict:
     """Train (or resume) a run; returns its final step, tokens seen, last loss and last checkpoint."""
+    started_process_group = not dist.is_initialized()
     env, device = setup_distributed(config.device)
-    if config.deterministic:
-        torch.use_deterministic_algorithms(True)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(config.deterministic or deterministic_before)
+    try:
+        return run_training(config, env, device)
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+        if env.enabled and started_process_group:
+            dist.destroy_process_group()
+
+
+def run_training(config: TrainConfig, env: Distributed, device: torch.device) -> dict:
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(config.data_dir)
@@ -321,8 +332,6 @@ def train(config: TrainConfig) -> dict:
     if tokens_seen > last_checkpoint_tokens:
         last_path = save(permanent=tokens_seen >= config.max_tokens)  # the final model is kept for good
     log.close()
-    if env.enabled:
-        dist.destroy_process_group()
     return {"step": step, "tokens_seen": tokens_seen, "loss": last_loss,
             "checkpoint": str(last_path) if last_path else None}
 
