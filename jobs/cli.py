@@ -8,9 +8,14 @@ import sys
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS = {
+    "run": ("jobs.run", "the whole pipeline: stage 1, 2, 3 and export in turn, resumable, with report.html"),
     "prepare": ("jobs.prepare", "stage 1: WARC records -> extracted, language-identified, exact-deduplicated documents"),
     "sample-crawl": ("pipeline.sample_crawl", "write the bundled sample crawl (WARC files whose pages exercise every rule)"),
     "rules": ("jobs.rules", "stage 2: cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup"),
+    "models": ("jobs.models", "stage 3: page-type filter, line-clutter removal, topic classification and rebalancing"),
+    "classifiers": ("classifiers.cli", "stage 3 models: `train` on labelled data, `eval` a saved model, `bootstrap` defaults from a crawl"),
+    "tokenizer": ("jobs.tokenizer", "tokenizer: `train` a byte-level BPE on a sample of a stage's documents"),
+    "export": ("jobs.export", "export: documents -> tokenized, packed, shuffled Parquet shards and manifest.json"),
 }
 
 
