@@ -1,0 +1,123 @@
+"""The one classifier interface every model in stage 3 goes through, whatever its backend.
+
+A model directory holds the backend's own files plus `classifier.json`, which names the backend and
+the label set; `load_classifier(dir)` dispatches on it. Backends are imported only when used, so a
+fastText-only run never imports torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST_NAME = "classifier.json"
+METRICS_NAME = "metrics.json"
+FORMAT_VERSION = 1
+
+# backend name -> "module:class"
+BACKENDS = {
+    "fasttext": "classifiers.fasttext_backend:FastTextClassifier",
+    "transformers": "classifiers.transformers_backend:TransformersClassifier",
+}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model directory that is missing or holds no classifier.json."""
+
+
+class TextClassifier(ABC):
+    """Maps texts to a probability per label. Subclasses implement training, scoring and storage.
+
+    `labels` is the fixed order of the columns `predict_proba` returns.
+    """
+
+    backend = ""
+
+    def __init__(self, labels: Sequence[str]):
+        self.labels = [str(label) for label in labels]
+
+    @abstractmethod
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Array of shape (len(texts), len(labels)), rows summing to about 1."""
+
+    def predict_batch(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """Top label of each text and its probability."""
+        probs = self.predict_proba(texts)
+        if len(texts) == 0:
+            return [], np.zeros(0, dtype=np.float64)
+        best = probs.argmax(axis=1)
+        return [self.labels[i] for i in best], probs[np.arange(len(texts)), best].astype(np.float64)
+
+    def label_scores(self, texts: Sequence[str], label: str) -> np.ndarray:
+        """Probability of one label for each text (e.g. P(keep) for a line)."""
+        return self.predict_proba(texts)[:, self.labels.index(label)].astype(np.float64)
+
+    @classmethod
+    @abstractmethod
+    def train(cls, texts: Sequence[str], labels: Sequence[str], params: dict[str, Any], seed: int = 0) -> TextClassifier:
+        """A new classifier fitted on `texts` and their `labels`; `params` are backend options."""
+
+    @abstractmethod
+    def _save_model(self, directory: Path) -> dict[str, Any]:
+        """Write the backend's files into `directory`; return extra keys for classifier.json."""
+
+    @classmethod
+    @abstractmethod
+    def _load_model(cls, directory: Path, manifest: dict[str, Any]) -> TextClassifier:
+        """The classifier stored in `directory` by `_save_model`."""
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        extra = self._save_model(directory)
+        manifest = {"backend": self.backend, "labels": self.labels, "format_version": FORMAT_VERSION, **extra}
+        (directory / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        return directory
+
+
+def backend_class(name: str) -> type[TextClassifier]:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown classifier backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
+    module_name, class_name = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"no classifier at {directory} (missing {MANIFEST_NAME}); train one with `thresher classifiers train` "
+            "or make the default models with `thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output MODELS_DIR`"
+        )
+    return json.loads(path.read_text())
+
+
+def load_classifier(directory: str | Path) -> TextClassifier:
+    """The classifier saved in `directory`, whatever its backend."""
+    manifest = read_manifest(directory)
+    return backend_class(manifest["backend"])._load_model(Path(directory), manifest)
+
+
+# One loaded model per path per process: Spark executors reuse their Python workers across tasks,
+# so each worker loads a model once, not once per partition or batch.
+_LOADED: dict[str, TextClassifier] = {}
+
+
+def cached_classifier(directory: str | Path) -> TextClassifier:
+    key = str(Path(directory).resolve())
+    if key not in _LOADED:
+        _LOADED[key] = load_classifier(key)
+    return _LOADED[key]
+
+
+def unit_hash(seed: int, key: str) -> float:
+    """A uniform number in [0, 1) from `seed` and `key`: the same on every machine and in every run."""
+    digest = hashlib.blake2b(f"{seed}\x00{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64

@@ -1,0 +1,183 @@
+"""Default models from a crawl with one command: weak labels from transparent rules, then fastText.
+
+Labels come from classifiers.page_type.weak_page_type (URL patterns, then text features),
+classifiers.clutter.weak_clutter_label (DCLM/C4-style line rules) and classifiers.topic.KeywordLabeler
+(bilingual keyword seeds from the taxonomy). They are written to MODELS_DIR/weak_labels/*.jsonl in
+the same format users bring, so they can be inspected, corrected and retrained with
+`thresher classifiers train`. The topic model also learns one seed example per class (names and
+keywords), so all 200 classes exist even when the crawl lacks some.
+
+Input: stage output directories (their documents/ Parquet), Parquet files, JSONL files with `text`
+(or `raw_content`) and optionally `url`, or WARC files (run through stage 1's per-file extraction).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from classifiers.base import unit_hash
+from classifiers.clutter import weak_clutter_label
+from classifiers.page_type import weak_page_type
+from classifiers.topic import KeywordLabeler, Taxonomy, seed_examples
+from classifiers.training import LabelledData, read_labelled, train_and_save
+
+MODEL_NAMES = ("page_type", "clutter", "topic")
+# fastText options per model on top of the backend defaults. Weak labels give few long documents per
+# class; at the default lr 0.5 / 25 epochs the 200-class topic model underfits into one or two
+# classes (on the test crawl: 5% training accuracy; lr 1.0 / 50 epochs: 44%).
+MODEL_PARAMS: dict[str, dict[str, Any]] = {
+    "page_type": {"epoch": 50},
+    "clutter": {},
+    "topic": {"epoch": 50, "lr": 1.0},
+}
+WEAK_LABELS_DIR = "weak_labels"
+SUMMARY_NAME = "bootstrap.json"
+
+
+def read_documents(paths: Sequence[str], prepare_config=None) -> Iterator[tuple[str, str]]:
+    """(url, text) of every document under `paths`; `prepare_config` (a resolved PrepareConfig) is
+    needed only for WARC inputs."""
+    for name in paths:
+        path = Path(name)
+        if not path.exists():
+            raise FileNotFoundError(f"bootstrap input {path} does not exist")
+        lowered = path.name.lower()
+        if path.is_dir() and (path / "documents").is_dir():
+            yield from _parquet_documents(path / "documents")
+        elif path.is_dir() or lowered.endswith(".parquet"):
+            yield from _parquet_documents(path)
+        elif lowered.endswith((".jsonl", ".jsonl.gz", ".json")):
+            yield from _jsonl_documents(path)
+        elif ".warc" in lowered or lowered.endswith((".arc", ".arc.gz")):
+            yield from _warc_documents(path, prepare_config)
+        else:
+            raise ValueError(f"bootstrap input {path}: expected a stage directory, Parquet, JSONL or WARC")
+
+
+def _parquet_documents(path: Path) -> Iterator[tuple[str, str]]:
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(str(path), format="parquet")
+    columns = [c for c in ("url", "text") if c in dataset.schema.names]
+    for batch in dataset.to_batches(columns=columns):
+        rows = batch.to_pydict()
+        urls = rows.get("url") or [""] * batch.num_rows
+        yield from zip((u or "" for u in urls), (t or "" for t in rows["text"]), strict=True)
+
+
+def _jsonl_documents(path: Path) -> Iterator[tuple[str, str]]:
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                row = json.loads(line)
+                yield row.get("url") or "", row.get("text") or row.get("raw_content") or ""
+
+
+def _warc_documents(path: Path, prepare_config) -> Iterator[tuple[str, str]]:
+    from pipeline.records import ROW_DOCUMENT, ROW_SCHEMA, process_warc
+
+    if prepare_config is None:
+        raise ValueError("WARC inputs need the prepare config (language ID, extraction settings)")
+    kind, url, text = (ROW_SCHEMA.names.index(n) for n in ("row_kind", "url", "text"))
+    for row in process_warc(str(path.resolve()), prepare_config):
+        if row[kind] == ROW_DOCUMENT:
+            yield row[url] or "", row[text] or ""
+
+
+def sample_documents(documents: Iterator[tuple[str, str]], limit: int, seed: int) -> list[tuple[str, str]]:
+    """At most `limit` documents: those with the smallest hash of url and text, so the sample does not
+    depend on input order."""
+    keyed = sorted(((unit_hash(seed, url + "\x00" + text[:1000]), url, text) for url, text in documents if text.strip()))
+    return [(url, text) for _key, url, text in keyed[:limit]]
+
+
+def weak_label_rows(documents: list[tuple[str, str]], taxonomy: Taxonomy, max_lines_per_label: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """The weak-label rows of each model, in the training-data format (`text`, `label`, plus the rule)."""
+    labeler = KeywordLabeler(taxonomy)
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in MODEL_NAMES}
+    for url, text in documents:
+        page = weak_page_type(url, text)
+        if page:
+            rows["page_type"].append({"url": url, "text": text, "label": page[0], "rule": page[1]})
+        topic = labeler.label(text)
+        if topic:
+            rows["topic"].append({"text": text, "label": topic[0], "rule": f"keywords:{topic[1]}"})
+        lines = text.split("\n")
+        for index, line in enumerate(lines):
+            verdict = weak_clutter_label(line)
+            if verdict:
+                rows["clutter"].append(
+                    {"text": line, "line_index": index, "line_count": len(lines), "label": verdict[0], "rule": verdict[1]}
+                )
+    # Lines are plentiful and repetitive: cap each label (a deterministic sample) to bound training.
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for row in rows["clutter"]:
+        by_label.setdefault(row["label"], []).append(row)
+    rows["clutter"] = [
+        row
+        for label in sorted(by_label)
+        for row in sorted(by_label[label], key=lambda r: unit_hash(seed, f"{r['line_index']}\x00{r['text']}"))[:max_lines_per_label]
+    ]
+    return rows
+
+
+def bootstrap(
+    inputs: Sequence[str],
+    output_dir: str | Path,
+    taxonomy: Taxonomy,
+    prepare_config=None,
+    max_documents: int = 50_000,
+    max_lines_per_label: int = 200_000,
+    holdout: float = 0.1,
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Weak-label the documents under `inputs` and train the three fastText models into `output_dir`."""
+    output_dir = Path(output_dir)
+    documents = sample_documents(read_documents(inputs, prepare_config), max_documents, seed)
+    if not documents:
+        raise ValueError(f"no documents with text under {', '.join(inputs)}")
+    rows = weak_label_rows(documents, taxonomy, max_lines_per_label, seed)
+    labels_dir = output_dir / WEAK_LABELS_DIR
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"inputs": [str(Path(p).resolve()) for p in inputs], "documents": len(documents), "models": {}}
+    for name in MODEL_NAMES:
+        counts = Counter(row["label"] for row in rows[name])
+        if len(counts) < 2:
+            raise ValueError(
+                f"weak labels for {name} found {dict(counts) or 'no'} labels in {len(documents)} documents: at least two "
+                "labels are needed; bootstrap on a larger or more varied crawl, or train on labelled data"
+            )
+        labels_path = labels_dir / f"{name}.jsonl"
+        with labels_path.open("w", encoding="utf-8") as out:
+            for row in rows[name]:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        extra = None
+        if name == "topic":
+            seeds = seed_examples(taxonomy)
+            extra = LabelledData([text for text, _ in seeds], [label for _, label in seeds])
+        record = train_and_save(
+            "fasttext",
+            read_labelled([labels_path], task=name),
+            output_dir / name,
+            params={**MODEL_PARAMS[name], **(params or {})},
+            holdout=holdout,
+            seed=seed,
+            sources=[str(labels_path)],
+            extra_train=extra,
+            task=name,
+        )
+        summary["models"][name] = {
+            "weak_label_counts": dict(sorted(counts.items())),
+            "weak_label_rules": dict(sorted(Counter(row["rule"].split(":")[0] for row in rows[name]).items())),
+            "heldout": record["heldout"],
+        }
+    (output_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return summary

@@ -1,0 +1,131 @@
+"""`thresher classifiers train|eval|bootstrap`: fit a classifier on labelled data, re-measure a saved
+one, or make the three default stage 3 models from a crawl with weak labels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import yaml
+
+from classifiers.base import BACKENDS, METRICS_NAME
+from classifiers.tasks import TASKS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from jobs.common import add_common_arguments
+
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    train = actions.add_parser("train", help="train a classifier on labelled JSONL/Parquet (text, label)")
+    train.add_argument("--data", nargs="+", required=True, help="labelled JSONL or Parquet files/directories")
+    train.add_argument("--output", required=True, help="model directory to write (model, classifier.json, metrics.json)")
+    train.add_argument("--backend", choices=sorted(BACKENDS), default="fasttext", help="classifier backend (default: fasttext)")
+    train.add_argument(
+        "--task",
+        choices=TASKS,
+        default="plain",
+        help="how rows become model inputs: page_type uses `url` too, clutter takes one line per row (default: plain)",
+    )
+    train.add_argument("--text-field", default="text", help="field holding the text (default: text)")
+    train.add_argument("--label-field", default="label", help="field holding the label (default: label)")
+    train.add_argument("--holdout", type=float, default=0.1, help="fraction held out for evaluation (default: 0.1)")
+    train.add_argument("--seed", type=int, default=0, help="seed for the split and training (default: 0)")
+    train.add_argument("--base-model", help="transformers: local directory of the checkpoint to fine-tune")
+    train.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="backend option, e.g. epoch=10 or lr=3e-5 (YAML value)"
+    )
+
+    evaluate = actions.add_parser("eval", help="measure a saved classifier (reproduces metrics.json by default)")
+    evaluate.add_argument("model", metavar="MODEL_DIR", help="model directory written by train or bootstrap")
+    evaluate.add_argument("--data", nargs="*", help="labelled data (default: the data the model was trained on)")
+    evaluate.add_argument("--split", choices=("heldout", "all"), default="heldout", help="rows to measure on (default: heldout)")
+
+    boot = actions.add_parser("bootstrap", help="weak-label a crawl with transparent rules and train the default fastText models")
+    boot.add_argument("--input", nargs="+", required=True, help="stage output dirs, Parquet, JSONL or WARC files")
+    boot.add_argument("--output", required=True, help="models directory to write (page_type/, clutter/, topic/, weak_labels/)")
+    boot.add_argument("--max-documents", type=int, default=50_000, help="documents sampled from the input (default: 50000)")
+    boot.add_argument("--max-lines-per-label", type=int, default=200_000, help="clutter lines kept per label (default: 200000)")
+    boot.add_argument("--holdout", type=float, default=0.1, help="fraction held out for evaluation (default: 0.1)")
+    boot.add_argument("--seed", type=int, default=0, help="seed for sampling, split and training (default: 0)")
+    add_common_arguments(boot)
+
+
+def _params(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--param expects KEY=VALUE, got {item!r}")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def run(args: argparse.Namespace) -> int:
+    from classifiers.training import evaluate_saved, read_labelled, train_and_save
+
+    if args.action == "train":
+        params = _params(args.param)
+        if args.base_model:
+            params["base_model"] = str(Path(args.base_model).resolve())
+        data = read_labelled(args.data, args.text_field, args.label_field, args.task)
+        record = train_and_save(
+            args.backend, data, args.output, params, args.holdout, args.seed, args.data, None, args.text_field, args.label_field, args.task
+        )
+        print(json.dumps(record["heldout"], indent=2))
+        return 0
+    if args.action == "eval":
+        metrics = evaluate_saved(args.model, args.data, args.split)
+        print(json.dumps(metrics, indent=2))
+        if args.split == "heldout" and not args.data:
+            recorded = json.loads((Path(args.model) / METRICS_NAME).read_text())["heldout"]
+            matches = all(_same(metrics.get(k), v) for k, v in recorded.items())
+            print(f"{'reproduces' if matches else 'DIFFERS FROM'} {Path(args.model) / METRICS_NAME}", file=sys.stderr)
+            return 0 if matches else 1
+        return 0
+    return _bootstrap(args)
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    from classifiers.bootstrap import bootstrap
+    from classifiers.topic import load_taxonomy
+    from jobs.common import config_from_args
+
+    config = config_from_args(args)
+    taxonomy = load_taxonomy(config.resolve_path(config.models.topics_file) or None)
+    prepare_config = None
+    if any(".warc" in Path(p).name.lower() or Path(p).name.lower().endswith((".arc", ".arc.gz")) for p in args.input):
+        from jobs.prepare import resolved_prepare_config
+
+        prepare_config = resolved_prepare_config(config)
+    summary = bootstrap(
+        args.input, args.output, taxonomy, prepare_config, args.max_documents, args.max_lines_per_label, args.holdout, args.seed
+    )
+    for name, model in summary["models"].items():
+        heldout = model["heldout"]
+        print(
+            f"[thresher] {name}: {sum(model['weak_label_counts'].values())} weak labels in {len(model['weak_label_counts'])} classes, "
+            f"held-out accuracy {heldout.get('accuracy', float('nan')):.3f}, macro-F1 {heldout.get('macro_f1', float('nan')):.3f}",
+            file=sys.stderr,
+        )
+    print(f"[thresher] models written to {Path(args.output).resolve()}; point models.model_dir there", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="thresher classifiers", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Web clutter: each line of a document scored 0..1 for informational value; lines under the
+threshold (config `models.clutter_threshold`) are removed.
+
+The model is a two-label line classifier (`keep` / `clutter`); a line's score is P(keep). It sees
+`line_input`: the line plus coarse length and position markers, since navigation and footers are
+short and sit at the edges. `weak_clutter_label` is the transparent rule set (DCLM/C4-style line
+heuristics) that labels lines for the bootstrap model; ambiguous lines get no label.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from classifiers.base import TextClassifier
+
+KEEP, CLUTTER = "keep", "clutter"
+LINE_CHARS = 1000  # a line's prefix that the model sees; long lines are prose anyway
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_LETTER = re.compile(r"[^\W\d_]")
+_SENTENCE_END = re.compile(r"[.!?。！？…:：;；\"”』」)）]\s*$")
+_BOILERPLATE = re.compile(
+    r"sign in|sign up|log in|login|register|subscribe|newsletter|read more|continue reading|share (this|on)|follow us|"
+    r"cookie|privacy policy|terms (of|and) (use|service)|all rights reserved|copyright|©|skip to (main )?content|back to top|"
+    r"items? in (your )?cart|shopping cart|next post|previous post|related posts|leave a (comment|reply)|"
+    r"上一篇|下一篇|上一页|下一页|登录|注册|首页|返回顶部|版权所有|分享到|关注我们|点击查看|阅读全文|阅读原文|免责声明|"
+    r"联系我们|扫一扫|二维码|客服|广告|相关阅读|相关文章|热门推荐|责任编辑|备案",
+    re.IGNORECASE,
+)
+_COUNTER = re.compile(r"^\s*[\d,.]+\s*(views?|comments?|likes?|shares?|replies|次|条|人|阅读|评论|点赞|收藏|浏览)", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[|·›»>/•]")
+
+
+def words_in(line: str) -> int:
+    """Words for spaced scripts; CJK characters count as half a word each (about two per word)."""
+    return len(line.split()) + len(_CJK.findall(line)) // 2
+
+
+def _bucket(value: int, edges: Sequence[int]) -> int:
+    return sum(value >= edge for edge in edges)
+
+
+def line_input(line: str, index: int, count: int) -> str:
+    """What the line model sees: length and position markers, then the line."""
+    position = "first" if index < 3 else "last" if index >= count - 3 else "middle"
+    return f"len{_bucket(words_in(line), (3, 8, 20, 50))} pos_{position} {line[:LINE_CHARS]}"
+
+
+def weak_clutter_label(line: str) -> tuple[str, str] | None:
+    """(keep | clutter, rule) for clear cases, None for lines the rules cannot call."""
+    stripped = line.strip()
+    if not stripped:
+        return None
+    words = words_in(stripped)
+    letters = _LETTER.findall(stripped)
+    if not letters:
+        return CLUTTER, "no_letters"
+    if _COUNTER.search(stripped):
+        return CLUTTER, "counter"
+    if words < 12 and _BOILERPLATE.search(stripped):
+        return CLUTTER, "boilerplate_phrase"
+    upper = sum(ch.isupper() for ch in letters)
+    if len(letters) >= 4 and upper / len(letters) > 0.5 and words < 12:
+        return CLUTTER, "mostly_uppercase"
+    if len(_SEPARATORS.findall(stripped)) >= 3 and words < 20:
+        return CLUTTER, "navigation_separators"
+    if words < 3 and not _SENTENCE_END.search(stripped):
+        return CLUTTER, "short_no_punctuation"
+    if words >= 6 and _SENTENCE_END.search(stripped) and not _BOILERPLATE.search(stripped):
+        return KEEP, "sentence_line"
+    return None
+
+
+@dataclass
+class CleanedText:
+    text: str
+    removed: list[tuple[str, float]]  # (line, score) of each removed line
+
+
+def remove_clutter(texts: Sequence[str], model: TextClassifier, threshold: float) -> list[CleanedText]:
+    """Drop lines of each text scoring below `threshold`; one model call for all lines of the batch.
+
+    Blank lines are not scored and are kept, so paragraph breaks survive; a text with nothing to
+    remove comes back unchanged.
+    """
+    inputs: list[str] = []
+    where: list[tuple[int, int]] = []
+    split = [(text or "").split("\n") for text in texts]
+    for doc, lines in enumerate(split):
+        for index, line in enumerate(lines):
+            if line.strip():
+                inputs.append(line_input(line, index, len(lines)))
+                where.append((doc, index))
+    scores = model.label_scores(inputs, KEEP) if inputs else []
+    line_scores: list[dict[int, float]] = [{} for _ in texts]
+    for (doc, index), score in zip(where, scores, strict=True):
+        line_scores[doc][index] = float(score)
+    results = []
+    for text, lines, scored in zip(texts, split, line_scores, strict=True):
+        kept, removed = [], []
+        for index, line in enumerate(lines):
+            score = scored.get(index)
+            if score is not None and score < threshold:
+                removed.append((line, score))
+            else:
+                kept.append(line)
+        results.append(CleanedText("\n".join(kept).strip() if removed else (text or ""), removed))
+    return results

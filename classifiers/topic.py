@@ -1,0 +1,166 @@
+"""Topic: a 200-class taxonomy (configs/topics.yaml), the classifier's input, weak labels from
+bilingual keyword seeds, and rebalancing by per-class weights as deterministic re-sampling.
+
+`sample_copies(doc_id, w)` = floor(w) + (1 if unit_hash(seed, doc_id) < frac(w) else 0): in
+expectation a class is scaled by w, each document's outcome is fixed by its id, and no document is
+split. Copies are a column (export writes a document that many times); 0 copies is a reject.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from classifiers.base import unit_hash
+from classifiers.tasks import topic_input
+
+DEFAULT_TOPICS_FILE = Path(__file__).resolve().parent.parent / "configs" / "topics.yaml"
+
+
+@dataclass(frozen=True)
+class Topic:
+    label: str  # "<domain>.<subtopic>"
+    en: str
+    zh: str
+    weight: float  # domain weight x subtopic weight
+    keywords_en: tuple[str, ...]
+    keywords_zh: tuple[str, ...]
+    domain_keywords_en: tuple[str, ...]
+    domain_keywords_zh: tuple[str, ...]
+
+
+@dataclass
+class Taxonomy:
+    topics: list[Topic]
+    _by_label: dict[str, Topic] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self._by_label = {t.label: t for t in self.topics}
+
+    @property
+    def labels(self) -> list[str]:
+        return [t.label for t in self.topics]
+
+    def weight(self, label: str) -> float:
+        """The rebalancing weight of `label`; 1.0 for a label the taxonomy does not know."""
+        topic = self._by_label.get(label)
+        return topic.weight if topic else 1.0
+
+    def weights(self) -> dict[str, float]:
+        return {t.label: t.weight for t in self.topics}
+
+
+class TaxonomyError(ValueError):
+    pass
+
+
+def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
+    """The taxonomy in `path` (default configs/topics.yaml), checked: unique ids, weights >= 0."""
+    path = Path(path) if path else DEFAULT_TOPICS_FILE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TaxonomyError(f"cannot read topic taxonomy {path}: {exc}") from exc
+    topics: list[Topic] = []
+    for d_index, domain in enumerate((raw or {}).get("domains") or []):
+        where = f"{path}: domains[{d_index}]"
+        domain_weight = _weight(domain, where)
+        domain_keywords = domain.get("keywords") or {}
+        for s_index, sub in enumerate(domain.get("subtopics") or []):
+            for key in ("id", "en", "zh"):
+                if not sub.get(key):
+                    raise TaxonomyError(f"{where}.subtopics[{s_index}] lacks {key!r}")
+            keywords = sub.get("keywords") or {}
+            topics.append(
+                Topic(
+                    label=f"{domain['id']}.{sub['id']}",
+                    en=str(sub["en"]),
+                    zh=str(sub["zh"]),
+                    weight=domain_weight * _weight(sub, f"{where}.subtopics[{s_index}]"),
+                    keywords_en=tuple(str(k).lower() for k in keywords.get("en", [])),
+                    keywords_zh=tuple(str(k) for k in keywords.get("zh", [])),
+                    domain_keywords_en=tuple(str(k).lower() for k in domain_keywords.get("en", [])),
+                    domain_keywords_zh=tuple(str(k) for k in domain_keywords.get("zh", [])),
+                )
+            )
+    labels = [t.label for t in topics]
+    if not topics:
+        raise TaxonomyError(f"{path} defines no topics (expected domains: [{{id, subtopics: [...]}}])")
+    if len(set(labels)) != len(labels):
+        raise TaxonomyError(f"{path}: duplicate topic ids: {sorted({x for x in labels if labels.count(x) > 1})}")
+    return Taxonomy(topics)
+
+
+def _weight(node: dict, where: str) -> float:
+    weight = node.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        raise TaxonomyError(f"{where}: weight must be a number >= 0, got {weight!r}")
+    return float(weight)
+
+
+def sample_copies(doc_id: str, weight: float, seed: int) -> int:
+    """floor(weight) copies, plus one more when the document's hash falls under frac(weight)."""
+    whole = math.floor(weight)
+    return whole + (1 if unit_hash(seed, doc_id) < weight - whole else 0)
+
+
+class KeywordLabeler:
+    """Weak topic labels from keyword seeds: subtopic keyword hits count 2, domain keyword hits 1.
+
+    A text gets the best class when it has at least `min_hits` subtopic hits and beats the runner-up
+    by `margin` points; otherwise no label. English keywords match whole words, Chinese substrings.
+    """
+
+    def __init__(self, taxonomy: Taxonomy, min_hits: int = 2, margin: int = 2):
+        self.taxonomy = taxonomy
+        self.min_hits = min_hits
+        self.margin = margin
+        english = sorted({k for t in taxonomy.topics for k in t.keywords_en + t.domain_keywords_en}, key=len, reverse=True)
+        self._english = re.compile(r"\b(" + "|".join(map(re.escape, english)) + r")\b") if english else None
+        self._chinese = sorted({k for t in taxonomy.topics for k in t.keywords_zh + t.domain_keywords_zh})
+
+    def _counts(self, text: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        if self._english is not None:
+            for match in self._english.finditer(text.lower()):
+                counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+        for keyword in self._chinese:
+            hits = text.count(keyword)
+            if hits:
+                counts[keyword] = counts.get(keyword, 0) + hits
+        return counts
+
+    def label(self, text: str) -> tuple[str, str] | None:
+        """(topic label, the matched keywords) or None."""
+        counts = self._counts(topic_input(text))
+        if not counts:
+            return None
+        scored = []
+        for topic in self.taxonomy.topics:
+            sub_hits = sum(counts.get(k, 0) for k in topic.keywords_en + topic.keywords_zh)
+            if sub_hits == 0:
+                continue
+            domain_hits = sum(counts.get(k, 0) for k in topic.domain_keywords_en + topic.domain_keywords_zh)
+            scored.append((2 * sub_hits + domain_hits, sub_hits, topic))
+        if not scored:
+            return None
+        scored.sort(key=lambda item: (-item[0], item[2].label))
+        best_score, best_hits, best = scored[0]
+        runner_up = scored[1][0] if len(scored) > 1 else 0
+        if best_hits < self.min_hits or best_score - runner_up < self.margin:
+            return None
+        matched = [k for k in best.keywords_en + best.keywords_zh if counts.get(k)]
+        return best.label, ",".join(matched)
+
+
+def seed_examples(taxonomy: Taxonomy) -> list[tuple[str, str]]:
+    """One (text, label) per class made of its names and keywords, so a model trained on a crawl that
+    lacks some classes still knows all of them. Training-only: never part of an evaluation split."""
+    return [
+        (" ".join((t.en, t.zh, *t.keywords_en, *t.keywords_zh, *t.domain_keywords_en, *t.domain_keywords_zh)), t.label)
+        for t in taxonomy.topics
+    ]

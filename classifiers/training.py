@@ -1,0 +1,182 @@
+"""Training and evaluation on labelled data: read, hold out, fit, measure, and store metrics beside the model.
+
+The held-out split is a function of each text and a seed (not of file order or row position), so
+`evaluate_saved` can rebuild exactly the split a model was measured on and reproduce its metrics.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifiers.base import METRICS_NAME, TextClassifier, backend_class, load_classifier, unit_hash
+from classifiers.metrics import classification_metrics
+from classifiers.tasks import TASKS, model_input
+
+
+@dataclass
+class LabelledData:
+    texts: list[str]
+    labels: list[str]
+
+    def subset(self, rows: Sequence[int]) -> LabelledData:
+        return LabelledData([self.texts[i] for i in rows], [self.labels[i] for i in rows])
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def read_labelled(
+    paths: Sequence[str | Path], text_field: str = "text", label_field: str = "label", task: str = "plain"
+) -> LabelledData:
+    """Rows with a text and a label from JSONL (.jsonl, .json, .jsonl.gz) or Parquet files or directories,
+    turned into model inputs the way `task` scores them (see classifiers.tasks).
+
+    Labels are read as strings (0/1 become "0"/"1"); rows with an empty text or a missing label are skipped.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r} (known: {', '.join(TASKS)})")
+    texts: list[str] = []
+    labels: list[str] = []
+    for path in paths:
+        for row in _read_rows(Path(path)):
+            text, label = row.get(text_field), row.get(label_field)
+            if text and label is not None and str(label).strip():
+                texts.append(model_input(task, {**row, "text": str(text)}))
+                labels.append(str(label).strip())
+    if not texts:
+        raise ValueError(f"no labelled rows (fields {text_field!r}, {label_field!r}) in {', '.join(map(str, paths))}")
+    return LabelledData(texts, labels)
+
+
+def _read_rows(path: Path):
+    if not path.exists():
+        raise FileNotFoundError(f"training data {path} does not exist")
+    if path.is_dir() or path.suffix == ".parquet":
+        import pyarrow.dataset as ds
+
+        yield from ds.dataset(str(path), format="parquet").to_table().to_pylist()
+        return
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON object: {exc}") from exc
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            yield row
+
+
+def holdout_rows(texts: Sequence[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train rows, held-out rows): a text is held out when its hash falls under `fraction`.
+
+    Identical texts land on the same side, so duplicates cannot leak from training into evaluation.
+    """
+    held = [unit_hash(seed, text) < fraction for text in texts]
+    return [i for i, h in enumerate(held) if not h], [i for i, h in enumerate(held) if h]
+
+
+def fold_of(texts: Sequence[str], folds: int, seed: int) -> list[int]:
+    return [int(unit_hash(seed, text) * folds) for text in texts]
+
+
+def evaluate(classifier: TextClassifier, data: LabelledData) -> dict[str, Any]:
+    return classification_metrics(data.labels, classifier.labels, classifier.predict_proba(data.texts))
+
+
+def train_and_save(
+    backend: str,
+    data: LabelledData,
+    output_dir: str | Path,
+    params: dict[str, Any] | None = None,
+    holdout: float = 0.1,
+    seed: int = 0,
+    sources: Sequence[str] = (),
+    extra_train: LabelledData | None = None,
+    text_field: str = "text",
+    label_field: str = "label",
+    task: str = "plain",
+) -> dict[str, Any]:
+    """Fit on the training split (plus `extra_train`, never evaluated), measure on the held-out split,
+    save the model and `metrics.json` in `output_dir`, and return the metrics record."""
+    train_rows, eval_rows = holdout_rows(data.texts, holdout, seed)
+    train = data.subset(train_rows)
+    if extra_train is not None:
+        train = LabelledData(train.texts + extra_train.texts, train.labels + extra_train.labels)
+    started = time.perf_counter()
+    classifier = backend_class(backend).train(train.texts, train.labels, params or {}, seed=seed)
+    train_seconds = time.perf_counter() - started
+    classifier.save(output_dir)
+    record = {
+        "backend": backend,
+        "task": task,
+        "data": [str(Path(s).resolve()) for s in sources],
+        "text_field": text_field,
+        "label_field": label_field,
+        "holdout_fraction": holdout,
+        "seed": seed,
+        "params": params or {},
+        "train_examples": len(train),
+        "extra_train_examples": len(extra_train) if extra_train is not None else 0,
+        "label_counts": dict(sorted(_count(data.labels).items())),
+        "train_seconds": round(train_seconds, 3),
+        "heldout": evaluate(classifier, data.subset(eval_rows)) if eval_rows else {"examples": 0},
+    }
+    (Path(output_dir) / METRICS_NAME).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return record
+
+
+def evaluate_saved(model_dir: str | Path, data_paths: Sequence[str] | None = None, split: str = "heldout") -> dict[str, Any]:
+    """Metrics of the model in `model_dir` on its recorded held-out split (`split="heldout"`) or on every
+    row (`split="all"`) of `data_paths`, which default to the data it was trained on."""
+    recorded = json.loads((Path(model_dir) / METRICS_NAME).read_text())
+    paths = list(data_paths or recorded["data"])
+    if not paths:
+        raise ValueError(f"{model_dir}/{METRICS_NAME} names no training data: pass the data to evaluate on")
+    data = read_labelled(
+        paths, recorded.get("text_field", "text"), recorded.get("label_field", "label"), recorded.get("task", "plain")
+    )
+    if split == "heldout":
+        _, rows = holdout_rows(data.texts, recorded["holdout_fraction"], recorded["seed"])
+        data = data.subset(rows)
+    elif split != "all":
+        raise ValueError(f"split must be 'heldout' or 'all', not {split!r}")
+    return evaluate(load_classifier(model_dir), data)
+
+
+def cross_validate(
+    backend: str, data: LabelledData, folds: int = 5, params: dict[str, Any] | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """k-fold cross-validation: train on k-1 folds, measure on the remaining one, for each fold."""
+    fold = fold_of(data.texts, folds, seed)
+    per_fold = []
+    for k in range(folds):
+        train = data.subset([i for i, f in enumerate(fold) if f != k])
+        test = data.subset([i for i, f in enumerate(fold) if f == k])
+        classifier = backend_class(backend).train(train.texts, train.labels, params or {}, seed=seed)
+        per_fold.append(evaluate(classifier, test))
+    summary: dict[str, Any] = {"folds": folds, "per_fold": per_fold}
+    for key in ("accuracy", "macro_f1", "auc"):
+        values = [m[key] for m in per_fold if key in m]
+        if values:
+            summary[f"{key}_mean"] = float(np.mean(values))
+            summary[f"{key}_std"] = float(np.std(values))
+    return summary
+
+
+def _count(values: Sequence[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
