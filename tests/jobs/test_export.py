@@ -1,0 +1,288 @@
+"""The export job on real English and Chinese documents, in Spark local mode.
+
+Every check decodes the shards back: rows are put back in packing order with the manifest's seed
+(the permutation is public), pads are dropped, the stream is cut at EOS, and the pieces must be
+exactly the input texts, copy for copy, in each split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import cli
+from jobs.common import COMMITTED_MARKER
+from jobs.export import run_export
+from pipeline.config import ConfigError, load_config
+from pipeline.packing import SPLITS, document_key, is_validation, permute, shuffle_seed
+from pipeline.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
+
+SETTINGS = {
+    "export.seq_len": 255,
+    "export.seed": 11,
+    "export.validation_fraction": 0.2,
+    "export.pack_ranges": 3,
+    "export.shard_tokens": 100_000,
+    "export.row_group_sequences": 64,
+}
+UPSTREAM_STATS = {"documents_in": 400, "documents_out": 385, "rejects_by_rule": {"gopher": 15}}
+
+
+def stage_rows(shared_data):
+    dclm = [json.loads(line)["text"] for line in (shared_data / "quality/dclm/agreement_data.jsonl").open()][:160]
+    chinese = shared_data / "quality/chinesewebtext/cleared1.jsonl"
+    texts = dclm + [json.loads(line)["raw_content"] for line in chinese.open()][:60]
+    texts += ["", "a literal <|endoftext|> must stay text", "  spaces\tand\nnewlines  "]
+    rows = []
+    for i, text in enumerate(texts):
+        doc_id = hashlib.sha1(f"doc/{i}".encode()).hexdigest()
+        rows.append({"doc_id": doc_id, "url": f"https://example.com/{i}", "text": text, "sample_copies": i % 4})
+    rows[-1]["sample_copies"] = None  # not rebalanced: exported once
+    return rows
+
+
+def write_stage(directory, rows, files):
+    (directory / "documents").mkdir(parents=True)
+    table = pa.Table.from_pylist(rows, schema=pa.schema([("doc_id", pa.string()), ("url", pa.string()),
+                                                         ("text", pa.string()), ("sample_copies", pa.int32())]))
+    for part, indices in enumerate(np.array_split(np.arange(len(rows)), files)):
+        pq.write_table(table.take(indices), directory / f"documents/part-{part:05d}.parquet")
+    (directory / "stats.json").write_text(json.dumps(UPSTREAM_STATS))
+    (directory / COMMITTED_MARKER).write_text("{}")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def rows(shared_data):
+    return stage_rows(shared_data)
+
+
+@pytest.fixture(scope="module")
+def stages(rows, tmp_path_factory):
+    base = tmp_path_factory.mktemp("stages")
+    return {files: write_stage(base / f"in{files}", rows, files) for files in (1, 4)}
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(rows, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tokenizer")
+    texts = [r["text"] for r in rows if r["text"]]
+    save_tokenizer(train_byte_level_bpe(texts, 1000, ["<|endoftext|>", "<|pad|>"]), directory,
+                   "<|endoftext|>", "<|pad|>")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config(None, SETTINGS)
+
+
+@contextlib.contextmanager
+def one_partition_per_file(spark):
+    """Spark reads each input file as one partition (it would otherwise split or merge small files)."""
+    settings = {"spark.sql.files.maxPartitionBytes": str(2**30), "spark.sql.files.openCostInBytes": str(2**30)}
+    previous = {key: spark.conf.get(key) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            spark.conf.set(key, value)
+
+
+@pytest.fixture(scope="module")
+def concat_run(spark, stages, tokenizer_dir, config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "concat"
+    with one_partition_per_file(spark):
+        assert spark.read.parquet(str(stages[1] / "documents")).rdd.getNumPartitions() == 1
+        stats = run_export(spark, str(stages[1]), str(out), str(tokenizer_dir), config)
+    return out, stats
+
+
+def expected_documents(rows, seed, fraction, ranges):
+    """Per split, the texts of every copy in packing order: ranges in order, each sorted by key."""
+    copies = {name: [] for name in SPLITS}
+    for row in rows:
+        n = 1 if row["sample_copies"] is None else row["sample_copies"]
+        if not row["text"]:
+            continue
+        split = SPLITS[int(is_validation(row["doc_id"], seed, fraction))]
+        for copy_index in range(n):
+            key = document_key(row["doc_id"], copy_index, seed)
+            copies[split].append((key % ranges, key, row["text"]))
+    return {name: [text for _, _, text in sorted(items)] for name, items in copies.items()}
+
+
+def split_rows(out, manifest, split):
+    """(tokens [n, seq_len + 1], doc_offsets) of a split, in packing order."""
+    shards = manifest["splits"][split]["shards"]
+    if not shards:
+        return np.zeros((0, manifest["seq_len"] + 1), np.int32), []
+    table = pa.concat_tables([pq.read_table(out / shard["path"]) for shard in shards])
+    tokens = np.asarray(table.column("tokens").combine_chunks().flatten()).reshape(len(table), -1)
+    offsets = table.column("doc_offsets").to_pylist()
+    order = permute(np.arange(len(table)), len(table), shuffle_seed(manifest["seed"], split))
+    return tokens[order], [offsets[i] for i in order]
+
+
+def decode_documents(tokens, manifest, tokenizer):
+    stream = tokens.reshape(-1)
+    stream = stream[stream != manifest["pad_token_id"]]
+    ends = np.flatnonzero(stream == manifest["eos_token_id"])
+    assert len(ends) == 0 or ends[-1] == len(stream) - 1, "tokens after the last EOS"
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return [tokenizer.decode(stream[s:e]) for s, e in zip(starts, ends, strict=True)]
+
+
+def check_round_trip(out, rows, tokenizer_dir, config):
+    manifest = json.loads((out / "manifest.json").read_text())
+    tokenizer = load_tokenizer(tokenizer_dir)
+    expected = expected_documents(rows, config.export.seed, config.export.validation_fraction,
+                                  config.export.pack_ranges)
+    for split in SPLITS:
+        tokens, _ = split_rows(out, manifest, split)
+        assert tokens.shape[1] == config.export.seq_len + 1
+        assert decode_documents(tokens, manifest, tokenizer) == expected[split]
+    return manifest, expected
+
+
+def test_round_trip_gives_back_every_text_exactly_in_its_split(concat_run, rows, tokenizer_dir, config):
+    out, _ = concat_run
+    _, expected = check_round_trip(out, rows, tokenizer_dir, config)
+    assert expected["validation"] and expected["train"]  # both splits exercised
+    train_texts, validation_texts = set(expected["train"]), set(expected["validation"])
+    ids_by_text = {}
+    for row in rows:
+        ids_by_text.setdefault(row["text"], set()).add(row["doc_id"])
+    # a text in both splits can only come from distinct documents that share it
+    assert all(len(ids_by_text[t]) > 1 for t in train_texts & validation_texts)
+
+
+def test_manifest_counts_match_the_shards_and_the_input(concat_run, rows, tokenizer_dir, config):
+    out, stats = concat_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    capacity = config.export.seq_len + 1
+    expected = expected_documents(rows, config.export.seed, config.export.validation_fraction,
+                                  config.export.pack_ranges)
+    assert manifest["format"] == "thresher-tokens/1" and manifest["token_dtype"] == "int32"
+    assert manifest["seq_len"] == 255 and manifest["seed"] == 11 and manifest["pack_mode"] == "concat"
+    assert manifest["config_hash"] == config.digest()
+    assert manifest["tokenizer"] == {"name": tokenizer_dir.name, "sha256": tokenizer_sha256(tokenizer_dir)}
+    loaded = load_tokenizer(tokenizer_dir)
+    assert (manifest["vocab_size"], manifest["eos_token_id"], manifest["pad_token_id"]) == (1000, loaded.eos_id,
+                                                                                            loaded.pad_id)
+    assert manifest["upstream_stats"] == UPSTREAM_STATS
+    for split in SPLITS:
+        entry = manifest["splits"][split]
+        per_shard = [pq.ParquetFile(out / s["path"]).metadata.num_rows for s in entry["shards"]]
+        assert per_shard == [s["sequences"] for s in entry["shards"]]
+        assert sum(per_shard) == entry["sequences"] and entry["tokens"] == entry["sequences"] * capacity
+        assert all(s["tokens"] == s["sequences"] * capacity for s in entry["shards"])
+        assert all(s["tokens"] <= 100_000 for s in entry["shards"])
+        assert entry["documents"] == len(expected[split])
+        tokens, _ = split_rows(out, manifest, split)
+        assert entry["padding_tokens"] == int((tokens == manifest["pad_token_id"]).sum())
+        assert entry["padding_tokens"] < config.export.pack_ranges * capacity  # only range tails are padded
+        assert entry["dropped_tokens"] == 0
+    assert len(manifest["splits"]["train"]["shards"]) > 1
+    with_text = [r for r in rows if r["text"]]
+    assert stats["documents_in"] == len(rows)
+    assert stats["rejects_by_rule"] == {"empty_text": 1}
+    assert stats["documents_sampled_out"] == sum(1 for r in with_text if r["sample_copies"] == 0)
+    assert stats["documents_out"] == sum(1 for r in with_text if r["sample_copies"] != 0)
+    assert stats["document_copies_out"] == sum(len(v) for v in expected.values())
+    assert sorted(p.name for p in out.iterdir()) == ["_COMMITTED", "manifest.json", "stats.json", "train",
+                                                     "validation"]
+
+
+def test_shards_are_identical_with_four_input_partitions(spark, concat_run, stages, tokenizer_dir, config, tmp_path):
+    out_one, _ = concat_run
+    out_four = tmp_path / "four"
+    with one_partition_per_file(spark):
+        assert spark.read.parquet(str(stages[4] / "documents")).rdd.getNumPartitions() == 4
+        run_export(spark, str(stages[4]), str(out_four), str(tokenizer_dir), config)
+    assert (out_four / "manifest.json").read_text() == (out_one / "manifest.json").read_text()
+    manifest = json.loads((out_one / "manifest.json").read_text())
+    for split in SPLITS:
+        for shard in manifest["splits"][split]["shards"]:
+            assert (out_four / shard["path"]).read_bytes() == (out_one / shard["path"]).read_bytes(), shard["path"]
+
+
+def test_shards_stream_by_row_group_and_read_in_pandas(concat_run):
+    out, _ = concat_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    shard = out / manifest["splits"]["train"]["shards"][0]["path"]
+    parquet = pq.ParquetFile(shard)
+    assert parquet.metadata.num_row_groups > 1
+    assert {parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups - 1)} == {64}
+    assert parquet.schema_arrow.field("tokens").type == pa.list_(pa.int32())
+    frame = pd.read_parquet(shard)
+    assert len(frame) == parquet.metadata.num_rows and len(frame["tokens"][0]) == 256
+    assert list(frame["doc_offsets"][0]) == [0]
+
+
+def test_shards_read_in_duckdb_and_datasets_when_installed(concat_run):
+    out, _ = concat_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    shard = str(out / manifest["splits"]["train"]["shards"][0]["path"])
+    try:
+        import duckdb
+    except ImportError:
+        duckdb = None
+    try:
+        import datasets
+    except ImportError:
+        datasets = None
+    if duckdb is None and datasets is None:
+        pytest.skip("neither duckdb nor datasets is installed (optional readers)")
+    rows = manifest["splits"]["train"]["shards"][0]["sequences"]
+    if duckdb is not None:
+        assert duckdb.sql(f"select count(*), min(len(tokens)) from '{shard}'").fetchone() == (rows, 256)
+    if datasets is not None:
+        loaded = datasets.load_dataset("parquet", data_files=shard, split="train")
+        assert len(loaded) == rows and len(loaded[0]["tokens"]) == 256
+
+
+def test_boundary_mode_from_the_command_line(stages, rows, tokenizer_dir, config, tmp_path):
+    out = tmp_path / "boundary"
+    settings = [a for key, value in SETTINGS.items() if key != "export.seq_len" for a in ("--set", f"{key}={value}")]
+    code = cli.main(["export", str(stages[1]), "--output", str(out), "--tokenizer", str(tokenizer_dir),
+                     "--seq-len", "255", "--set", "export.pack_mode=boundary", *settings])
+    assert code == 0
+    manifest, _ = check_round_trip(out, rows, tokenizer_dir, config)
+    assert manifest["pack_mode"] == "boundary"
+    capacity = 256
+    for split in SPLITS:
+        tokens, offsets = split_rows(out, manifest, split)
+        stream = tokens.reshape(-1)
+        real = np.flatnonzero(stream != manifest["pad_token_id"])
+        ends = real[stream[real] == manifest["eos_token_id"]]
+        starts = np.concatenate([real[:1], real[np.searchsorted(real, ends[:-1]) + 1]])
+        for start, end in zip(starts, ends, strict=True):
+            if end - start + 1 <= capacity:
+                assert start // capacity == end // capacity, "a document that fits a row straddles two"
+        for row, row_offsets in enumerate(offsets):
+            in_row = {int(s) % capacity for s in starts if s // capacity == row}
+            assert row_offsets == sorted({0} | in_row)
+        assert manifest["splits"][split]["padding_tokens"] == len(stream) - len(real)
+
+
+def test_bad_settings_and_uncommitted_input_fail_before_any_work(spark, stages, tokenizer_dir, tmp_path):
+    with pytest.raises(ConfigError, match="pack_mode"):
+        run_export(spark, str(stages[1]), str(tmp_path / "a"), str(tokenizer_dir),
+                   load_config(None, {"export.pack_mode": "zigzag"}))
+    uncommitted = tmp_path / "uncommitted"
+    (uncommitted / "documents").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="_COMMITTED"):
+        run_export(spark, str(uncommitted), str(tmp_path / "b"), str(tokenizer_dir), load_config(None, SETTINGS))
+    with pytest.raises(FileNotFoundError, match="tokenizer"):
+        run_export(spark, str(stages[1]), str(tmp_path / "c"), str(tmp_path / "none"), load_config(None, SETTINGS))
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
