@@ -116,12 +116,20 @@ def _value_counts(array) -> tuple[list, list]:
 
 
 def _distribution(stats: dict[str, Any], column: str, documents: Path) -> dict[str, dict[str, int]]:
-    """Before/after counts: from the stage's stats where it recorded them, else the output alone."""
+    """Counts per phase ("before"/"after" rebalancing) as the stage recorded them, else the output's."""
+    phases = {
+        phase: stats[f"{column}_distribution_{phase}"]
+        for phase in ("before", "after")
+        if isinstance(stats.get(f"{column}_distribution_{phase}"), dict)
+    }
     recorded = stats.get(f"{column}_distribution")
     if isinstance(recorded, dict) and recorded:
-        return recorded
-    after = _column_counts(documents, column)
-    return {"after": after} if after else {}
+        nested = all(isinstance(v, dict) for v in recorded.values())
+        phases.update(recorded if nested else {"scored": recorded})
+    if not phases:
+        after = _column_counts(documents, column)
+        phases = {"after": after} if after else {}
+    return phases
 
 
 def _reject_samples(path: Path, stage: str) -> list[dict[str, Any]]:

@@ -61,6 +61,24 @@ def test_funnel_counts_documents_bytes_and_tokens(run_dir):
     assert report["lines_removed"]["rules"] == {"lines_removed_dedup": 4}
 
 
+def test_distributions_take_what_the_stage_recorded_before_and_after(run_dir):
+    write_stage(
+        run_dir,
+        "models",
+        {
+            "page_type_distribution": {"article": 3, "forum": 1},
+            "topic_distribution_before": {"science": 2, "fiction": 2},
+            "topic_distribution_after": {"science": 3, "fiction": 1},
+        },
+        [],
+        [],
+    )
+    report = build_report(run_dir)
+    assert report["page_types"] == {"scored": {"article": 3, "forum": 1}}
+    assert report["topics"] == {"before": {"science": 2, "fiction": 2}, "after": {"science": 3, "fiction": 1}}
+    assert "Topics: before" in render_html(report)
+
+
 def test_rejects_are_counted_per_rule_with_three_stable_samples(run_dir):
     rejects = build_report(run_dir)["rejects"]
     by_rule = {r["rule"]: r for r in rejects}
