@@ -18,16 +18,29 @@ COMMITTED_MARKER = "_COMMITTED"
 STAGING_DIR = "_staging"
 WORK_DIR = "_work"  # finished units of work (e.g. per WARC file) that survive a crash, for resuming
 CRASH_ENV = "THRESHER_CRASH_AT"  # fault injection for crash-safety tests: a crash point's name
+CRASH_MODE_ENV = "THRESHER_CRASH_MODE"  # "kill" (default): SIGKILL this process; "raise": SimulatedCrash
+
+
+class SimulatedCrash(BaseException):
+    """Raised at a crash point in "raise" mode: leaves the files exactly as a kill there would.
+
+    A BaseException, so no `except Exception` in a job can swallow it and tidy up.
+    """
 
 
 def crash_point(name: str) -> None:
     """Die at once, as a killed driver would, when $THRESHER_CRASH_AT names this point.
 
     Jobs mark the moments where a crash is most likely to corrupt output (between writing and
-    committing, between stages); the crash-safety tests kill the driver at each and rerun.
+    committing, between stages); the crash-safety tests kill the driver at each and rerun. Crash
+    points sit between Spark actions, so in-process tests may raise instead of killing: the
+    output directory is then in the same state a killed driver leaves.
     """
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(CRASH_ENV) != name:
+        return
+    if os.environ.get(CRASH_MODE_ENV, "kill") == "raise":
+        raise SimulatedCrash(name)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

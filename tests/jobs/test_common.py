@@ -95,3 +95,13 @@ def test_a_crash_mid_commit_leaves_no_committed_output_and_a_rerun_recovers(tmp_
     rerun = subprocess.run([sys.executable, "-c", script], env={"PATH": "/usr/bin:/bin"})
     assert rerun.returncode == 0 and out.committed
     assert sorted(p.name for p in (tmp_path / "stage").iterdir()) == [COMMITTED_MARKER, "documents", "rejects", "stats.json"]
+
+
+def test_crash_point_fires_only_where_named(monkeypatch):
+    from jobs.common import SimulatedCrash, crash_point
+
+    monkeypatch.setenv("THRESHER_CRASH_MODE", "raise")
+    monkeypatch.setenv("THRESHER_CRASH_AT", "rules:after_line_dedup")
+    crash_point("prepare:after_records")
+    with pytest.raises(SimulatedCrash, match="rules:after_line_dedup"):
+        crash_point("rules:after_line_dedup")
