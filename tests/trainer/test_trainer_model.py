@@ -122,3 +122,13 @@ def test_rejects_too_long_sequences():
 def test_unknown_preset():
     with pytest.raises(ValueError, match="unknown preset"):
         preset("huge")
+
+
+def test_sequence_balance_loss_values():
+    moe = Transformer(micro_config(n_routed_experts=4, num_experts_per_tok=1, balance_loss_alpha=0.1)).layers[1].mlp
+    scores_BTE = torch.tensor([[[0.9, 0.1, 0.1, 0.1], [0.9, 0.1, 0.1, 0.1]]])
+    collapsed = moe.sequence_balance_loss(torch.tensor([[[0], [0]]]), scores_BTE)
+    # f = (4, 0, 0, 0) (all tokens on expert 0), P = (0.75, 1/12, 1/12, 1/12): sum f*P = 3.
+    assert collapsed.item() == pytest.approx(0.1 * 3.0)
+    spread = moe.sequence_balance_loss(torch.tensor([[[0], [1]]]), scores_BTE)
+    assert spread.item() == pytest.approx(0.1 * (2 * 0.75 + 2 / 12))
