@@ -25,6 +25,8 @@ from warcio.recordloader import ArcWarcRecordLoader
 # Records whose payload is a page (or, for WET `conversion`, its extracted text).
 CONTENT_KINDS = frozenset({"response", "resource", "conversion"})
 HTML_MIME_TYPES = frozenset({"text/html", "application/xhtml+xml"})
+# Types that say nothing: the payload is sniffed for HTML, as browsers do.
+UNTYPED_MIME_TYPES = frozenset({"", "application/octet-stream", "unk", "no-type"})
 _HTML_SNIFF = re.compile(rb"<\s*(!doctype\s+html|html|head|body|meta|title)\b", re.IGNORECASE)
 _READ_CHUNK = 1 << 16
 _HTTP_HEADER_PARSER = ArcWarcRecordLoader().http_parser
@@ -72,6 +74,11 @@ class WarcRecord:
     @property
     def is_html(self) -> bool:
         return self.mime_type in HTML_MIME_TYPES
+
+    @property
+    def may_be_html(self) -> bool:
+        """HTML, or untyped until the payload is sniffed."""
+        return self.is_html or (self.mime_type in UNTYPED_MIME_TYPES and self.kind != "conversion")
 
 
 @dataclass(frozen=True)
@@ -237,10 +244,8 @@ def _headers(record, offset: int, url: str) -> WarcRecord:
 
 def _with_payload(header: WarcRecord, payload: bytes, truncated: bool) -> WarcRecord:
     mime = header.mime_type
-    # Missing or generic types: sniff the first bytes, as browsers do.
-    if mime in ("", "application/octet-stream", "unk", "no-type") and header.kind != "conversion":
-        if _HTML_SNIFF.search(payload[:1024]):
-            mime = "text/html"
+    if header.may_be_html and not header.is_html and _HTML_SNIFF.search(payload[:1024]):
+        mime = "text/html"
     return WarcRecord(**{**header.__dict__, "mime_type": mime, "payload": payload, "payload_truncated": truncated})
 
 

@@ -53,7 +53,7 @@ def test_every_content_record_is_one_row_and_file_stats_add_up(shared_data, conf
     assert len(units) == kinds["response"] + kinds["resource"]
     rules = Counter(r["rule"] for r in units if r["row_kind"] == ROW_REJECT)
     assert rules["not_html"] == 2  # wget's log and argument resource records
-    assert stats["worker_max_rss_kb"] > 0 and stats["seconds"]["extract"] > 0
+    assert stats["worker_max_rss_kb"] > 0 and stats["cpu_seconds"]["extract"] > 0
     assert len({r["doc_id"] for r in units}) == len(units)
 
 

@@ -139,3 +139,19 @@ def test_gzip_members_reads_concatenated_and_single_members(chunk):
         while piece := stream.read(chunk):
             out += piece
         assert out == expected and stream.tell() == len(expected)
+
+
+def test_untyped_payloads_are_sniffed(tmp_path):
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    path = tmp_path / "untyped.warc.gz"
+    with open(path, "wb") as handle:
+        writer = WARCWriter(handle, gzip=True)
+        for url, body in (("https://e.com/page", b"<!DOCTYPE html><html><body>hi</body></html>"),
+                          ("https://e.com/blob", b"\x00\x01binary")):
+            http = StatusAndHeaders("200 OK", [("Content-Length", str(len(body)))], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http))
+    page, blob = records_of(read_all(path))
+    assert page.is_html and page.payload.startswith(b"<!DOCTYPE")
+    assert not blob.is_html and blob.mime_type == ""

@@ -1,0 +1,107 @@
+"""Stage 1 memory: peak RSS of the Python worker while the prepare job reads a ~1 GB WARC file.
+
+Builds bench/work/crawl-1gb.warc.gz by concatenating the shared crawl files (gzip members
+concatenate into a valid WARC), runs the job on it in Spark local mode (one file = one task), and
+reports the Python workers' peak RSS two ways: psutil polling of every pyspark daemon/worker
+process under this driver, and ru_maxrss measured inside the task (stats.json worker_max_rss_mb).
+
+    .venv/bin/python bench/bench_prepare_memory.py [--target-mb 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+CRAWL = REPO.parent / "shared" / "data" / "crawl"
+WORK = REPO / "bench" / "work"
+
+
+def build(target_bytes: int) -> Path:
+    path = WORK / "crawl-1gb.warc.gz"
+    if path.is_file() and path.stat().st_size >= target_bytes:
+        return path
+    WORK.mkdir(parents=True, exist_ok=True)
+    sources = [p.read_bytes() for p in sorted(CRAWL.glob("*.warc.gz"))]
+    written = 0
+    with open(path, "wb") as out:
+        while written < target_bytes:
+            for data in sources:
+                out.write(data)
+                written += len(data)
+    return path
+
+
+class WorkerRssPoller(threading.Thread):
+    """Polls the RSS of every Python process below this one that runs pyspark's daemon or worker."""
+
+    def __init__(self, interval_s: float = 0.5):
+        super().__init__(daemon=True)
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self.peak_pid = None
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        last_report = time.time()
+        while not self.stopped.wait(self.interval_s):
+            for child in me.children(recursive=True):
+                try:
+                    if "pyspark" not in " ".join(child.cmdline()):
+                        continue
+                    rss = child.memory_info().rss
+                except psutil.Error:
+                    continue
+                if rss > self.peak_bytes:
+                    self.peak_bytes, self.peak_pid = rss, child.pid
+            if time.time() - last_report > 60:
+                print(f"  ... peak Python worker RSS so far {self.peak_bytes / 2**20:.0f} MiB", flush=True)
+                last_report = time.time()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target-mb", type=int, default=1024, help="size of the WARC file to build (MiB)")
+    args = parser.parse_args()
+
+    from pyspark.sql import SparkSession
+
+    from jobs.prepare import run_prepare
+    from pipeline.config import load_config
+
+    path = build(args.target_mb * 2**20)
+    print(f"input: {path} ({path.stat().st_size / 2**20:.0f} MiB)", flush=True)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (
+        SparkSession.builder.master("local[1]").appName("bench-prepare-memory")
+        .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.memory", "2g").getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    output = WORK / "bench-memory-out"
+    shutil.rmtree(output, ignore_errors=True)
+    poller = WorkerRssPoller()
+    poller.start()
+    started = time.time()
+    stats = run_prepare(spark, [str(path)], str(output), load_config())
+    poller.stopped.set()
+    poller.join()
+    spark.stop()
+    print(f"pages: {stats['records_in']} in {time.time() - started:.0f}s; documents {stats['documents_out']}")
+    print(f"peak Python worker RSS (psutil polling): {poller.peak_bytes / 2**20:.0f} MiB")
+    print(f"peak Python worker RSS (ru_maxrss in the task): {stats['worker_max_rss_mb']:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

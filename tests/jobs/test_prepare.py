@@ -1,0 +1,127 @@
+import hashlib
+import json
+
+import pytest
+
+from jobs.common import COMMITTED_MARKER, read_stats
+from jobs.prepare import main, run_prepare
+from pipeline.config import ConfigError, load_config
+from pipeline.inputs import InputError
+from pipeline.sample_crawl import write_sample_crawl
+from schemas.documents import PREPARED
+from schemas.rejects import REJECT
+
+SMALL_FORMATS = [
+    "cc-main-2020-34-sample.warc.gz", "cc-main-2024-22-one-page.warc.wet.gz", "clueweb09-en-bad-date.warc.gz",
+    "clueweb09-ja-eucjp.warc.gz", "truncated.warc.gz", "warcio-chunked.warc", "warcio-example.arc.gz",
+    "warcio-example.warc.gz", "wget-sample-0000.warc.gz", "wget-sample-0001.warc.gz",
+]
+
+
+def balanced(stats):
+    return stats["records_in"] == stats["documents_out"] + sum(stats["rejects_by_rule"].values())
+
+
+@pytest.fixture(scope="module")
+def crawl_run(spark, shared_data, tmp_path_factory):
+    output = tmp_path_factory.mktemp("crawl") / "prepare"
+    stats = run_prepare(spark, [str(shared_data / "crawl/*.warc.gz")], str(output), load_config())
+    return output, stats
+
+
+def test_real_crawl_stats_add_up_to_the_input(spark, crawl_run):
+    output, stats = crawl_run
+    assert (output / COMMITTED_MARKER).is_file() and read_stats(output) == stats
+    assert stats["files_in"] == 4 and stats["records_by_kind"]["response"] == 428 and stats["records_in"] == 428
+    assert balanced(stats)
+    documents = spark.read.parquet(str(output / "documents"))
+    rejects = spark.read.parquet(str(output / "rejects"))
+    assert documents.columns == PREPARED.names and rejects.columns == REJECT.names
+    assert documents.count() == stats["documents_out"] > 200
+    by_rule = {r.rule: r["count"] for r in rejects.groupBy("rule").count().collect()}
+    assert by_rule == stats["rejects_by_rule"]
+    assert {r.stage for r in rejects.select("stage").distinct().collect()} == {"prepare"}
+    # German, French, Spanish and Polish pages of the crawl go; Chinese and English stay.
+    assert any(rule.startswith("lang_not_kept:") for rule in by_rule)
+    assert set(stats["documents_by_lang"]) == {"en", "zh"} and stats["documents_by_lang"]["zh"] >= 25
+    rows = documents.select("doc_id", "md5", "lang_score", "text").collect()
+    assert len({r.doc_id for r in rows}) == len(rows) and len({r.md5 for r in rows}) == len(rows)
+    assert min(r.lang_score for r in rows) >= 0.65 and all(r.text for r in rows)
+
+
+def test_committed_output_is_not_overwritten(spark, crawl_run, shared_data):
+    output, _ = crawl_run
+    with pytest.raises(RuntimeError, match="already committed"):
+        run_prepare(spark, [str(shared_data / "crawl/pages-00000.warc.gz")], str(output), load_config())
+
+
+def collect(spark, output):
+    docs = sorted(tuple(r) for r in spark.read.parquet(str(output / "documents")).select("doc_id", "text", "md5", "lang").collect())
+    rejects = sorted(
+        tuple(r) for r in spark.read.parquet(str(output / "rejects")).select("doc_id", "rule", "detail").collect()
+    )
+    return docs, rejects
+
+
+@pytest.fixture(scope="module")
+def mixed_inputs(shared_data, tmp_path_factory):
+    return write_sample_crawl(tmp_path_factory.mktemp("sample")) + [str(shared_data / "warc" / n) for n in SMALL_FORMATS]
+
+
+def test_same_documents_with_one_and_four_partitions(spark, mixed_inputs, tmp_path):
+    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    results = []
+    try:
+        for partitions in (1, 4):
+            spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+            output = tmp_path / f"p{partitions}"
+            stats = run_prepare(spark, mixed_inputs, str(output), load_config(), partitions=partitions)
+            results.append((stats, collect(spark, output)))
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", previous)
+    (stats, (docs, rejects)), (stats4, (docs4, rejects4)) = results
+    assert docs == docs4 and rejects == rejects4
+    assert {k: v for k, v in stats.items() if k != "timings" and k != "worker_max_rss_mb"} == {
+        k: v for k, v in stats4.items() if k != "timings" and k != "worker_max_rss_mb"
+    }
+
+    # Every format read; every response-like record accounted for.
+    kinds = stats["records_by_kind"]
+    assert balanced(stats)
+    assert kinds["read_error"] == 2 and stats["rejects_by_rule"]["warc_read_error"] == 2  # two truncated files
+    assert kinds["conversion"] == 1 and kinds["revisit"] == 1 and kinds["resource"] == 4
+    assert kinds["response"] == 71 + 16 + 23 + 29 + 1 + 1 + 1 + 22 + 15 + 1
+    doc_urls = {d[0] for d in docs}
+    assert len(doc_urls) == stats["documents_out"]
+
+    # Exact duplicates name the kept document, which is the smallest sha1("0:<doc_id>") of its group.
+    kept_by_md5 = {d[2]: d[0] for d in docs}
+    duplicates = [r for r in rejects if r[1] == "exact_duplicate"]
+    assert len(duplicates) == 3
+    key = lambda doc_id: hashlib.sha1(f"0:{doc_id}".encode()).hexdigest()  # noqa: E731
+    for doc_id, _, kept in duplicates:
+        assert kept in doc_urls and key(kept) < key(doc_id)
+    assert len(kept_by_md5) == len(docs)
+
+
+def test_clear_errors_before_any_work(spark, shared_data, tmp_path):
+    config = load_config(None, {"prepare.banned_words_file": "no/such/list.txt"})
+    with pytest.raises(ConfigError, match="prepare.banned_words_file"):
+        run_prepare(spark, [str(shared_data / "warc/truncated.warc.gz")], str(tmp_path / "a"), config)
+    with pytest.raises(InputError, match="does not exist"):
+        run_prepare(spark, [str(tmp_path / "missing.warc.gz")], str(tmp_path / "b"), load_config())
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_command_line_entry_point(shared_data, tmp_path, capsys):
+    output = tmp_path / "cli"
+    code = main([
+        str(shared_data / "warc/cc-main-2024-22-one-page.warc.gz"),
+        str(shared_data / "warc/cc-main-2024-22-one-page.warc.wet.gz"),
+        "--output", str(output), "--set", "prepare.languages=[]", "--set", "prepare.lang_threshold=0.0",
+    ])
+    assert code == 0
+    stats = json.loads((output / "stats.json").read_text())
+    # The same page as WARC response and as WET text; kept once whatever its language.
+    assert stats["records_in"] == 2 and stats["documents_out"] + stats["rejects_by_rule"].get("exact_duplicate", 0) == 2
+    assert "[thresher] prepare" in capsys.readouterr().err
