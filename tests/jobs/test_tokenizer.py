@@ -1,0 +1,77 @@
+"""`thresher tokenizer train` on real documents, in Spark local mode."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from jobs import cli
+from jobs.common import COMMITTED_MARKER, read_stats
+from jobs.tokenizer import run_tokenizer_train
+from pipeline.config import ConfigError, load_config
+from pipeline.tokenize import load_tokenizer, tokenizer_sha256
+
+
+@pytest.fixture(scope="module")
+def stage_dir(shared_data, tmp_path_factory):
+    dclm = [json.loads(line)["text"] for line in (shared_data / "quality/dclm/majority_data.jsonl").open()][:120]
+    chinese = shared_data / "quality/chinesewebtext/cleared1.jsonl"
+    texts = dclm + [json.loads(line)["raw_content"] for line in chinese.open()][:40] + [""]
+    ids = [hashlib.sha1(f"t/{i}".encode()).hexdigest() for i in range(len(texts))]
+    directory = tmp_path_factory.mktemp("stage")
+    (directory / "documents").mkdir()
+    table = pa.table({"doc_id": ids, "text": texts})
+    for part in range(2):
+        pq.write_table(table.slice(part * 81, 81), directory / f"documents/part-{part}.parquet")
+    (directory / COMMITTED_MARKER).write_text("{}")
+    return directory
+
+
+def test_train_writes_a_committed_tokenizer_directory_that_round_trips(spark, stage_dir, shared_data, tmp_path):
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "tok"
+    config = load_config(None, {"export.vocab_size": 700, "export.extra_special_tokens": ["<|im_start|>"]})
+    stats = run_tokenizer_train(spark, str(stage_dir), str(out), config)
+    assert (out / COMMITTED_MARKER).is_file()
+    assert stats == read_stats(out)
+    assert stats["documents_in"] == 160 and stats["documents_out"] == 160  # the empty text is not sampled
+    assert stats["vocab_size"] == 700 and stats["sha256"] == tokenizer_sha256(out)
+    hf = AutoTokenizer.from_pretrained(str(out))
+    assert (hf.eos_token, hf.pad_token) == ("<|endoftext|>", "<|pad|>")
+    assert hf.convert_tokens_to_ids("<|im_start|>") == 2
+    loaded = load_tokenizer(out)
+    unseen = [json.loads(line)["text"] for line in (shared_data / "quality/dclm/agreement_data.jsonl").open()][:30]
+    values, offsets = loaded.encode(unseen)
+    for i, text in enumerate(unseen):
+        assert loaded.decode(values[offsets[i] : offsets[i + 1] - 1]) == text
+
+
+def test_sample_is_seeded_and_sized_and_training_deterministic(spark, stage_dir, tmp_path):
+    def train(name, **settings):
+        config = load_config(None, {"export.vocab_size": 500, **settings})
+        stats = run_tokenizer_train(spark, str(stage_dir), str(tmp_path / name), config)
+        return stats, (tmp_path / name / "tokenizer.json").read_bytes()
+
+    first, again = train("a", **{"export.tokenizer_sample_documents": 60}), train("b", **{
+        "export.tokenizer_sample_documents": 60})
+    assert first[1] == again[1] and first[0]["sample_chars"] == again[0]["sample_chars"]
+    assert 30 <= first[0]["documents_out"] <= 90
+    other_seed = train("c", **{"export.tokenizer_sample_documents": 60, "export.seed": 5})
+    assert other_seed[0]["sample_chars"] != first[0]["sample_chars"]
+
+
+def test_command_line_train_and_vocab_size_option(stage_dir, tmp_path):
+    out = tmp_path / "cli"
+    assert cli.main(["tokenizer", "train", str(stage_dir), "--output", str(out), "--vocab-size", "400"]) == 0
+    assert load_tokenizer(out).vocab_size == 400
+
+
+def test_too_small_vocabulary_is_a_config_error(spark, stage_dir, tmp_path):
+    with pytest.raises(ConfigError, match="vocab_size"):
+        run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "x"), load_config(None, {"export.vocab_size": 100}))
+    assert not (tmp_path / "x").exists()
