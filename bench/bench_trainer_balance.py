@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from bench_trainer_learning import DEFAULT_TEXT, build_byte_shards
+
 from trainer.train import TrainConfig, read_log, train
 
 

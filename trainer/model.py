@@ -312,7 +312,7 @@ class Transformer(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Normal(0, initializer_range) for every matrix, ones for norms, zero router biases."""
-        for name, parameter in self.named_parameters():
+        for parameter in self.parameters():
             if parameter.dim() >= 2:
                 nn.init.normal_(parameter, mean=0.0, std=self.config.initializer_range)
             else:
@@ -353,7 +353,7 @@ def load_imbalance(tokens_per_expert_LE: torch.Tensor) -> list[float]:
 @torch.no_grad()
 def update_router_biases(model: Transformer, tokens_per_expert_LE: torch.Tensor, gamma: float) -> None:
     """Auxiliary-loss-free balancing: b_i += gamma * sign(mean_load - load_i), per MoE layer."""
-    for router, load_E in zip(model.routers(), tokens_per_expert_LE):
+    for router, load_E in zip(model.routers(), tokens_per_expert_LE, strict=True):
         load_E = load_E.to(router.e_score_correction_bias.device)
         router.e_score_correction_bias += gamma * torch.sign(load_E.mean() - load_E)
 

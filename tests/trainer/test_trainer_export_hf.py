@@ -18,7 +18,7 @@ def random_model(seed=0):
                     moe_intermediate_size=16, num_experts_per_tok=3, initializer_range=0.2)
     model = Transformer(config).eval()
     with torch.no_grad():
-        for name, parameter in model.named_parameters():
+        for parameter in model.parameters():
             if parameter.dim() == 1:
                 parameter.normal_(1.0, 0.2)
         for router in model.routers():

@@ -3,7 +3,12 @@ import torch
 import torch.nn.functional as F
 
 from trainer.model import (
-    PRESETS, Transformer, count_parameters, load_imbalance, preset, update_router_biases,
+    PRESETS,
+    Transformer,
+    count_parameters,
+    load_imbalance,
+    preset,
+    update_router_biases,
 )
 
 
