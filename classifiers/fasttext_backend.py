@@ -95,7 +95,8 @@ class FastTextClassifier(TextClassifier):
             line = fasttext_tokens(text or "", self.max_chars) + "\n"
             for prob, label in self.model.f.predict(line, -1, 0.0, "replace"):
                 probs[row, self._column[label]] = prob
-        return probs
+        # fastText reports exp(log(p + 1e-5)), which can exceed 1 by that epsilon.
+        return np.clip(probs, 0.0, 1.0)
 
     @classmethod
     def train(cls, texts, labels, params=None, seed=0):

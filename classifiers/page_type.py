@@ -71,7 +71,7 @@ def text_features(text: str) -> dict[str, float]:
         return {"lines": 0, "short_line_share": 1.0, "sentence_line_share": 0.0, "long_lines": 0, "chars": 0}
     short = sum(_line_length(line) < 5 for line in lines)
     sentences = sum(bool(_SENTENCE_END.search(line)) for line in lines)
-    long_lines = sum(_line_length(line) >= 30 for line in lines)
+    long_lines = sum(_line_length(line) >= 20 for line in lines)
     return {
         "lines": len(lines),
         "short_line_share": short / len(lines),

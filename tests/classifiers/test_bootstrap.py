@@ -1,0 +1,67 @@
+"""Bootstrap: weak labels from a crawl and three trained default models, with one call."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from classifiers.base import load_classifier, read_manifest
+from classifiers.bootstrap import MODEL_NAMES, read_documents, sample_documents, weak_label_rows
+from classifiers.topic import load_taxonomy
+from classifiers.training import evaluate_saved
+
+
+def test_bootstrap_writes_three_models_with_metrics_and_their_labels(bootstrapped):
+    models, summary = bootstrapped
+    assert summary["documents"] == 619
+    for name in MODEL_NAMES:
+        manifest = read_manifest(models / name)
+        assert manifest["backend"] == "fasttext"
+        metrics = json.loads((models / name / "metrics.json").read_text())
+        assert metrics["task"] == name and metrics["heldout"]["examples"] > 0
+        assert evaluate_saved(models / name) == metrics["heldout"]  # the recorded figures reproduce
+        rows = [json.loads(line) for line in (models / "weak_labels" / f"{name}.jsonl").read_text().splitlines()]
+        assert {"text", "label", "rule"} <= set(rows[0])
+    page = summary["models"]["page_type"]["weak_label_counts"]
+    assert {"article", "forum", "product", "listing", "video"} <= set(page)
+    assert set(summary["models"]["clutter"]["weak_label_counts"]) == {"clutter", "keep"}
+    assert summary["models"]["clutter"]["heldout"]["auc"] > 0.9
+    # All 200 classes exist in the topic model thanks to the seed examples, even those the crawl lacks.
+    assert len(load_classifier(models / "topic").labels) == 200
+
+
+def test_sampling_does_not_depend_on_input_order():
+    docs = [(f"https://x.com/{i}", f"text {i}") for i in range(100)]
+    assert sample_documents(iter(docs), 10, seed=0) == sample_documents(iter(docs[::-1]), 10, seed=0)
+    assert len(sample_documents(iter(docs + [("u", "   ")]), 1000, seed=0)) == 100
+
+
+def test_clutter_lines_are_capped_per_label():
+    docs = [("https://x.com/a", "Sign in\nLog in\nRegister\nThe river floods every spring, and farmers plant after.")]
+    rows = weak_label_rows(docs, load_taxonomy(), max_lines_per_label=2, seed=0)
+    counts = {label: sum(r["label"] == label for r in rows["clutter"]) for label in ("clutter", "keep")}
+    assert counts == {"clutter": 2, "keep": 1}
+
+
+def test_reads_stage_dirs_jsonl_and_warcs(rules_dir, shared_data, tmp_path):
+    assert sum(1 for _ in read_documents([str(rules_dir)])) == 619
+    jsonl = shared_data / "quality" / "chinesewebtext" / "cleared1.jsonl"
+    url, text = next(read_documents([str(jsonl)]))
+    assert url.startswith("http") and text
+    from jobs.prepare import resolved_prepare_config
+    from pipeline.config import load_config
+
+    warc = shared_data / "warc" / "cc-main-2020-34-sample.warc.gz"
+    documents = list(read_documents([str(warc)], resolved_prepare_config(load_config())))
+    assert documents and all(url.startswith("http") for url, _ in documents)
+    with pytest.raises(ValueError, match="expected a stage directory"):
+        list(read_documents([str(shared_data / "quality" / "chinesewebtext" / "train.txt")]))
+
+
+def test_too_few_labels_is_a_clear_error(tmp_path):
+    from classifiers.bootstrap import bootstrap
+
+    (tmp_path / "one.jsonl").write_text(json.dumps({"url": "https://x.com/a", "text": "hello"}) + "\n")
+    with pytest.raises(ValueError, match="at least two labels"):
+        bootstrap([str(tmp_path / "one.jsonl")], tmp_path / "models", load_taxonomy())
