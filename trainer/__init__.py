@@ -55,10 +55,10 @@ ends a time-limited job early without changing it. Resuming needs the same numbe
 
 Hardware
 --------
-- CPU: one process, or several under torchrun with the gloo backend.
-- GPUs: `torchrun --nproc_per_node=G -m ...` with DDP (nccl), `--bf16` autocast (the router
-  stays fp32), optional `--compile` (the expert computation stays eager: its per-expert token
-  counts change every step). Experts run as one matrix product per expert on its contiguous
+- CPU: one process, or several under torchrun with the gloo backend (tested with two).
+- GPUs: `torchrun --nproc_per_node=G "$(which thresher)" train ... --bf16` runs DDP (nccl), one
+  process per GPU, with bf16 autocast (the router stays fp32) and optional `--compile` (the
+  expert computation stays eager: its per-expert token counts change every step). Experts run as one matrix product per expert on its contiguous
   slice of the tokens sorted by expert; no grouped-GEMM kernel yet.
 - Models that do not fit one GPU (the `dots.llm1` preset) are NOT supported: DDP replicates the
   whole model and optimizer on every GPU; FSDP, expert parallelism and pipeline parallelism are
