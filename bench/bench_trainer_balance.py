@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from bench_trainer_learning import DEFAULT_TEXT, build_byte_shards
 
+from trainer.data import read_manifest
 from trainer.train import TrainConfig, read_log, train
 
 
@@ -27,7 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--text", default=DEFAULT_TEXT, help="JSON-lines files with a `text` field, when no --data")
     parser.add_argument("--seq-len", type=int, default=128, help="sequence length of the byte-level shards")
     parser.add_argument("--max-tokens", type=int, default=1_000_000, help="training tokens per run")
-    parser.add_argument("--batch-tokens", type=int, default=4096, help="tokens per optimizer step")
+    parser.add_argument("--batch-tokens", type=int,
+                        help="tokens per optimizer step (default: one micro-batch of 16 sequences)")
     parser.add_argument("--experts", type=int, default=16, help="routed experts (top-2 of them chosen)")
     parser.add_argument("--gamma", type=float, default=1e-3, help="router bias update speed")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
@@ -50,11 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_trainer_balance-") as workspace:
         data_dir = Path(args.data) if args.data else build_byte_shards(args.text, Path(workspace) / "shards", args.seq_len)
+        batch_tokens = args.batch_tokens or 16 * int(read_manifest(data_dir)["seq_len"])
         for bias_update in (True, False):
             run_dir = Path(workspace) / ("bias-on" if bias_update else "bias-off")
             train(TrainConfig(data_dir=str(data_dir), output_dir=str(run_dir), preset="tiny",
                               model_overrides={"n_routed_experts": args.experts}, max_tokens=args.max_tokens,
-                              batch_schedule=[(0, args.batch_tokens)], micro_batch_size=16, lr=args.lr,
+                              batch_schedule=[(0, batch_tokens)], micro_batch_size=16, lr=args.lr,
                               warmup_tokens=args.max_tokens // 20, gamma=args.gamma, bias_update=bias_update,
                               device="cpu", progress=False))
             results[bias_update] = imbalance_summary(run_dir)

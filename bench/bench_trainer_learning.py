@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import torch
 
 from schemas.tokens import MANIFEST_FORMAT, SHARD
-from trainer.data import TokenShardReader
+from trainer.data import TokenShardReader, read_manifest
 from trainer.train import TrainConfig, read_log, train
 
 DEFAULT_TEXT = "/work/shared/data/quality/dclm/*.jsonl"
@@ -80,7 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=128, help="sequence length of the byte-level shards")
     parser.add_argument("--output", help="run directory (default: a temporary one)")
     parser.add_argument("--max-tokens", type=int, default=2_000_000, help="training tokens")
-    parser.add_argument("--batch-tokens", type=int, default=4096, help="tokens per optimizer step")
+    parser.add_argument("--batch-tokens", type=int,
+                        help="tokens per optimizer step (default: one micro-batch, micro-batch size x seq_len)")
     parser.add_argument("--micro-batch-size", type=int, default=16, help="sequences per forward pass")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     parser.add_argument("--evals", type=int, default=10, help="validation points on the curve")
@@ -96,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = Path(args.data) if args.data else build_byte_shards(args.text, Path(workspace) / "shards", args.seq_len)
         run_dir = Path(args.output) if args.output else Path(workspace) / "run"
         entropy = unigram_entropy(data_dir)
+        batch_tokens = args.batch_tokens or args.micro_batch_size * int(read_manifest(data_dir)["seq_len"])
         config = TrainConfig(data_dir=str(data_dir), output_dir=str(run_dir), preset="tiny", max_tokens=args.max_tokens,
-                             lr=args.lr, batch_schedule=[(0, args.batch_tokens)], micro_batch_size=args.micro_batch_size,
+                             lr=args.lr, batch_schedule=[(0, batch_tokens)], micro_batch_size=args.micro_batch_size,
                              warmup_tokens=args.max_tokens // 20, eval_every_tokens=args.max_tokens // args.evals,
                              eval_sequences=args.eval_sequences, device="cpu", progress=False)
         started = time.perf_counter()
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     source = f"--data {args.data}" if args.data else f"byte-level shards of {args.text}"
     print(f"data: {source}; unigram entropy of training tokens: {entropy:.3f} nats/token "
           f"({entropy / math.log(2):.3f} bits)")
-    print(f"trained `tiny` on {args.max_tokens:,} tokens in {minutes:.1f} CPU minutes "
+    print(f"trained `tiny` on {args.max_tokens:,} tokens (batch {batch_tokens:,}) in {minutes:.1f} CPU minutes "
           f"(first/last train loss {train_losses[0]:.3f}/{train_losses[-1]:.3f})")
     print("| tokens seen | validation loss (nats) | vs unigram entropy |")
     print("|---:|---:|---:|")

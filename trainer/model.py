@@ -257,7 +257,7 @@ class MoE(nn.Module):
         """DeepSeek-V3's sequence-wise loss: alpha * sum_i f_i * P_i, averaged over sequences.
 
         f_i = E / (A*T) * (tokens of the sequence routed to i); P_i = mean over the sequence of the
-        scores normalized over experts. It is 1 * alpha when perfectly balanced.
+        scores normalized over experts. It is alpha when loads and scores are uniform.
         """
         if self.balance_loss_alpha == 0:
             return scores_BTE.new_zeros(())
@@ -291,7 +291,7 @@ class DecoderLayer(nn.Module):
 class ModelOutput(NamedTuple):
     logits_BTV: torch.Tensor
     loss: torch.Tensor | None  # LM loss + balance loss (what to backpropagate); None without targets
-    lm_loss: torch.Tensor | None  # mean next-token cross-entropy
+    lm_loss: torch.Tensor | None  # mean next-token cross-entropy over targets other than -100
     balance_loss: torch.Tensor  # sum over MoE layers of the sequence-wise balance loss
     tokens_per_expert_LE: torch.Tensor  # routed assignments per expert in each MoE layer (detached)
 

@@ -172,7 +172,8 @@ def build_model_config(config: TrainConfig, manifest: dict) -> ModelConfig:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, config: TrainConfig, env: Distributed, device: torch.device) -> float | None:
+def evaluate(model: torch.nn.Module, config: TrainConfig, env: Distributed, device: torch.device,
+             pad_token_id: int | None) -> float | None:
     """Mean validation loss over the first `eval_sequences` validation sequences of each rank."""
     reader = TokenShardReader(config.data_dir, "validation", seed=config.seed, rank=env.rank,
                               world_size=env.world_size, loop=False)
@@ -184,13 +185,24 @@ def evaluate(model: torch.nn.Module, config: TrainConfig, env: Distributed, devi
         if rows is None:
             break
         rows = rows.to(device)
+        targets = loss_targets(rows, pad_token_id)
+        counted = (targets != IGNORED).sum()
         with autocast(device, config.bf16):
-            output = model(rows[:, :-1], rows[:, 1:])
-        totals += torch.stack([output.lm_loss.double() * rows[:, 1:].numel(), torch.tensor(rows[:, 1:].numel(), device=device)])
+            output = model(rows[:, :-1], targets)
+        totals += torch.stack([output.lm_loss.double() * counted, counted.double()])
         remaining -= len(rows)
     model.train()
     all_reduce_sum(totals, env)
     return (totals[0] / totals[1]).item() if totals[1] > 0 else None
+
+
+IGNORED = -100  # cross_entropy's default ignore_index
+
+
+def loss_targets(rows: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """Next-token targets of rows [B, T + 1]; padding (rows that end a packing range) is not predicted."""
+    targets = rows[:, 1:]
+    return targets if pad_token_id is None else targets.masked_fill(targets == pad_token_id, IGNORED)
 
 
 def autocast(device: torch.device, bf16: bool):
@@ -216,6 +228,7 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(config.data_dir)
     seq_len = int(manifest["seq_len"])
+    pad_token_id = manifest.get("pad_token_id")
 
     resume_path = None
     if config.resume == "latest":
@@ -296,7 +309,7 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
             rows = reader.next_rows(config.micro_batch_size).to(device)
             sync = not env.enabled or micro == accumulation - 1
             with (contextlib.nullcontext() if sync else forward_model.no_sync()), autocast(device, config.bf16):
-                output = forward_model(rows[:, :-1], rows[:, 1:])
+                output = forward_model(rows[:, :-1], loss_targets(rows, pad_token_id))
             (output.loss / accumulation).backward()
             sums += torch.stack([output.lm_loss.detach(), output.balance_loss.detach()])
             load = output.tokens_per_expert_LE.detach()
@@ -321,7 +334,7 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
                        "tokens_per_s": batch_tokens / elapsed, "imbalance": load_imbalance(tokens_per_expert_LE)})
         if config.eval_every_tokens and crossed(tokens_seen, batch_tokens, config.eval_every_tokens) \
                 and "validation" in manifest["splits"]:
-            val_loss = evaluate(forward_model, config, env, device)
+            val_loss = evaluate(forward_model, config, env, device, pad_token_id)
             log.write({"step": step, "tokens_seen": tokens_seen, "val_loss": val_loss})
         if config.checkpoint_every_tokens and crossed(tokens_seen, batch_tokens, config.checkpoint_every_tokens) \
                 and tokens_seen < stop_tokens:

@@ -10,7 +10,7 @@ import torch
 
 from trainer import checkpoint
 from trainer.model import Transformer, preset
-from trainer.train import TrainConfig, batch_tokens_at, lr_at, parameter_groups, read_log, train
+from trainer.train import TrainConfig, batch_tokens_at, loss_targets, lr_at, parameter_groups, read_log, train
 
 MICRO_MODEL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, moe_intermediate_size=16)
 TOKENS_PER_MICRO_BATCH = 8 * 16  # micro_batch_size x seq_len of the small_shards fixture
@@ -40,6 +40,18 @@ def test_wsd_schedule_follows_the_report():
 def test_batch_grows_with_tokens_seen():
     schedule = [(0, 64), (6000, 96), (8300, 128)]
     assert [batch_tokens_at(t, schedule) for t in (0, 5999, 6000, 8299, 9000)] == [64, 64, 96, 96, 128]
+
+
+def test_padding_is_not_predicted():
+    rows = torch.tensor([[5, 6, 7, 1, 1], [8, 9, 10, 11, 12]])
+    assert loss_targets(rows, None).tolist() == [[6, 7, 1, 1], [9, 10, 11, 12]]
+    targets = loss_targets(rows, pad_token_id=1)
+    assert targets.tolist() == [[6, 7, -100, -100], [9, 10, 11, 12]]
+    model = Transformer(preset("tiny", vocab_size=13, **MICRO_MODEL))
+    output = model(rows[:, :-1], targets)
+    logits = output.logits_BTV.reshape(-1, 13)
+    kept = targets.reshape(-1) != -100
+    torch.testing.assert_close(output.lm_loss, torch.nn.functional.cross_entropy(logits[kept], targets.reshape(-1)[kept]))
 
 
 def test_norms_are_exempt_from_weight_decay():
