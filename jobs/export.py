@@ -57,7 +57,7 @@ from pipeline.packing import (
     shard_path,
 )
 from pipeline.shards import WRITTEN, write_shard_batches
-from pipeline.tokenize import load_tokenizer, tokenize_batches, tokenizer_sha256
+from pipeline.tokenize import EncoderSpec, load_tokenizer, tokenize_batches, tokenizer_sha256
 from schemas import to_spark_schema
 from schemas.tokens import MANIFEST_FORMAT, TOKEN_DTYPE
 
@@ -158,8 +158,10 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         docs = _documents(spark, source)
         counts = _input_counts(docs, cfg)
 
+        # The prepared tokenizer travels as a broadcast JSON string: executors skip transformers entirely.
+        encoder = EncoderSpec.of(tokenizer, share=spark.sparkContext.broadcast)
         tokenized = docs.mapInArrow(
-            partial(tokenize_batches, tokenizer_dir=tokenizer_dir, eos_token=cfg.eos_token, seed=cfg.seed,
+            partial(tokenize_batches, encoder=encoder, seed=cfg.seed,
                     validation_fraction=cfg.validation_fraction, pack_ranges=cfg.pack_ranges,
                     batch_documents=cfg.encode_batch_documents),
             to_spark_schema(TOKENIZED),
@@ -210,6 +212,7 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
             spark.conf.unset(batch_setting)
         else:
             spark.conf.set(batch_setting, previous_batch)
+    encoder.tokenizer_json.destroy()
     shutil.rmtree(packed_path)
 
     manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, source)

@@ -99,17 +99,31 @@ def tokenizer_sha256(directory: str | os.PathLike) -> str:
 
 @dataclass
 class LoadedTokenizer:
-    """The fast tokenizer of a directory and the ids export needs."""
+    """A fast tokenizer, set up for export, and the ids export needs."""
 
-    backend: object  # tokenizers.Tokenizer, set to encode special-token text as plain text
+    backend: object  # tokenizers.Tokenizer: no padding, no truncation, special-token text encoded as text
     eos_id: int
     pad_id: int  # the pad token's id, or the EOS id when the tokenizer has no pad token
     vocab_size: int  # including added tokens: the embedding rows a model needs
 
+    @classmethod
+    def from_json(cls, tokenizer_json: str, eos_id: int, pad_id: int, vocab_size: int) -> LoadedTokenizer:
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(tokenizer_json)
+        backend.no_truncation()
+        backend.no_padding()
+        # A document that contains the text "<|endoftext|>" must not get a real EOS in the middle.
+        backend.encode_special_tokens = True
+        return cls(backend, eos_id, pad_id, vocab_size)
+
+    def to_json(self) -> str:
+        return self.backend.to_str()
+
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids of `texts`, each closed with EOS, as flat int32 values and int64 offsets (len(texts) + 1)."""
         encodings = self.backend.encode_batch_fast(list(texts), add_special_tokens=False)
-        lengths = np.fromiter((len(e.ids) + 1 for e in encodings), dtype=np.int64, count=len(encodings))
+        lengths = np.fromiter((len(e) + 1 for e in encodings), dtype=np.int64, count=len(encodings))
         offsets = np.zeros(len(encodings) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         values = np.empty(int(offsets[-1]), dtype=np.int32)
@@ -140,27 +154,43 @@ def load_tokenizer(directory: str | os.PathLike, eos_token: str = "<|endoftext|>
     eos_id = hf.eos_token_id if hf.eos_token_id is not None else backend.token_to_id(eos_token)
     if eos_id is None:
         raise ValueError(f"{directory}: tokenizer has no eos_token and no {eos_token!r} in its vocabulary")
-    backend = backend.__class__.from_str(backend.to_str())  # a private copy: settings below stay ours
-    backend.no_truncation()
-    backend.no_padding()
-    # A document that contains the text "<|endoftext|>" must not get a real EOS in the middle.
-    backend.encode_special_tokens = True
     pad_id = hf.pad_token_id if hf.pad_token_id is not None else eos_id
-    return LoadedTokenizer(backend, int(eos_id), int(pad_id), len(hf))
+    return LoadedTokenizer.from_json(backend.to_str(), int(eos_id), int(pad_id), len(hf))
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What executors need to encode: the tokenizer as JSON (a str, or a Spark broadcast of one) and EOS.
+
+    Executors build the Rust tokenizer from the JSON, once per process: they need neither
+    transformers nor the tokenizer directory.
+    """
+
+    key: str  # sha256 of the JSON: the per-process cache key
+    tokenizer_json: object  # str, or anything with `.value` holding the str (pyspark Broadcast)
+    eos_id: int
+    pad_id: int
+
+    @staticmethod
+    def of(tokenizer: LoadedTokenizer, share=lambda text: text) -> EncoderSpec:
+        """The spec of `tokenizer`; `share` wraps the JSON for shipping (e.g. SparkContext.broadcast)."""
+        text = tokenizer.to_json()
+        return EncoderSpec(hashlib.sha256(text.encode()).hexdigest(), share(text), tokenizer.eos_id, tokenizer.pad_id)
 
 
 _EXECUTOR_TOKENIZERS: dict[str, LoadedTokenizer] = {}
 
 
-def cached_tokenizer(directory: str, eos_token: str = "<|endoftext|>") -> LoadedTokenizer:
-    """`load_tokenizer`, once per process: executors call this for every batch."""
-    key = f"{os.path.abspath(directory)}\0{eos_token}"
-    if key not in _EXECUTOR_TOKENIZERS:
-        _EXECUTOR_TOKENIZERS[key] = load_tokenizer(directory, eos_token)
-    return _EXECUTOR_TOKENIZERS[key]
+def cached_tokenizer(spec: EncoderSpec) -> LoadedTokenizer:
+    """The tokenizer of `spec`, built once per process: executors call this for every batch."""
+    if spec.key not in _EXECUTOR_TOKENIZERS:
+        shipped = spec.tokenizer_json
+        text = shipped if isinstance(shipped, str) else shipped.value
+        _EXECUTOR_TOKENIZERS[spec.key] = LoadedTokenizer.from_json(text, spec.eos_id, spec.pad_id, 0)
+    return _EXECUTOR_TOKENIZERS[spec.key]
 
 
-def tokenize_batches(batches: Iterator[pa.RecordBatch], tokenizer_dir: str, eos_token: str, seed: int,
+def tokenize_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, seed: int,
                      validation_fraction: float, pack_ranges: int, batch_documents: int) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: documents (doc_id, text, copies) -> TOKENIZED rows, one per copy.
 
@@ -168,7 +198,7 @@ def tokenize_batches(batches: Iterator[pa.RecordBatch], tokenizer_dir: str, eos_
     """
     # Spark runs one task per core: the tokenizer's own thread pool would only oversubscribe it.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    tokenizer = cached_tokenizer(tokenizer_dir, eos_token)
+    tokenizer = cached_tokenizer(encoder)
     for batch in batches:
         for chunk_start in range(0, batch.num_rows, batch_documents):
             chunk = batch.slice(chunk_start, batch_documents)

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.packing import TOKENIZED, document_key, is_validation
 from pipeline.tokenize import (
+    EncoderSpec,
     load_tokenizer,
     save_tokenizer,
     tokenize_batches,
@@ -125,10 +126,10 @@ def test_tokenize_batches_emits_one_row_per_copy_with_split_key_and_range(tokeni
             {"doc_id": "f", "text": "last one", "copies": 2},
         ]
     )
-    out = list(tokenize_batches(iter([docs]), str(tokenizer_dir), "<|endoftext|>", seed=3,
-                                validation_fraction=0.5, pack_ranges=4, batch_documents=2))
-    rows = pa.Table.from_batches(out, schema=TOKENIZED).to_pylist()
     loaded = load_tokenizer(tokenizer_dir)
+    out = list(tokenize_batches(iter([docs]), EncoderSpec.of(loaded), seed=3, validation_fraction=0.5, pack_ranges=4,
+                                batch_documents=2))
+    rows = pa.Table.from_batches(out, schema=TOKENIZED).to_pylist()
     expected = [(d, c, t) for d, t, n in (("a", "first document", 1), ("b", "second", 3), ("f", "last one", 2))
                 for c in range(n)]
     assert len(rows) == len(expected)

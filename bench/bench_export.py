@@ -1,0 +1,154 @@
+"""Export throughput: tokens/s per core of the export job beside a plain `tokenizers` loop (the limit).
+
+    .venv/bin/python bench/bench_export.py [--mb 24] [--cores 2]
+
+The input is the real English (DCLM) and Chinese (ChineseWebText) documents of ../shared/data,
+replicated under fresh doc_ids to about --mb megabytes of text, written as a committed stage.
+A byte-level BPE (32,768 tokens) is trained on the originals. The limit is one core running
+`encode_batch` over the same texts in batches of 512 (TOKENIZERS_PARALLELISM=false, as in the
+executors, where Spark gives each task one core). The job figure is the wall time of run_export
+(every stage: tokenize, pack, shuffle, write shards and manifest) on local[--cores], Spark's start
+excluded, divided by the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core for the limit, as one Spark task has
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from jobs.common import COMMITTED_MARKER  # noqa: E402
+from pipeline.tokenize import load_tokenizer, save_tokenizer, train_byte_level_bpe  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
+
+
+def real_texts() -> list[str]:
+    texts = []
+    for name in ("agreement_data.jsonl", "majority_data.jsonl"):
+        texts += [json.loads(line)["text"] for line in (DATA / "quality/dclm" / name).open()]
+    for name in ("cleared1.jsonl", "clean.jsonl", "dirty.jsonl"):
+        for line in (DATA / "quality/chinesewebtext" / name).open():
+            record = json.loads(line)
+            texts.append(record.get("raw_content") or record.get("text") or "")
+    return [t for t in texts if t]
+
+
+def replicated(texts: list[str], megabytes: float) -> list[str]:
+    out, size, target = [], 0, megabytes * 1e6
+    while size < target:
+        for text in texts:
+            out.append(text)
+            size += len(text.encode())
+            if size >= target:
+                break
+    return out
+
+
+def write_stage(directory: Path, texts: list[str], files: int = 8) -> Path:
+    """`texts` as a committed stage output (documents/ Parquet with doc_id and text)."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    (directory / "documents").mkdir(parents=True)
+    ids = [hashlib.sha1(f"bench/{i}".encode()).hexdigest() for i in range(len(texts))]
+    table = pa.table({"doc_id": ids, "text": texts})
+    step = -(-len(texts) // files)
+    for part in range(files):
+        pq.write_table(table.slice(part * step, step), directory / f"documents/part-{part:05d}.parquet")
+    (directory / "stats.json").write_text(json.dumps({"documents_out": len(texts)}))
+    (directory / COMMITTED_MARKER).write_text("{}")
+    return directory
+
+
+def bench_tokenizer(work: Path, vocab_size: int) -> Path:
+    directory = work / "tokenizer"
+    if not (directory / "tokenizer.json").is_file():
+        save_tokenizer(train_byte_level_bpe(real_texts(), vocab_size, ["<|endoftext|>", "<|pad|>"]), directory,
+                       "<|endoftext|>", "<|pad|>")
+    return directory
+
+
+def limit_tokens_per_second(tokenizer_dir: Path, texts: list[str], batch: int = 512) -> tuple[float, int]:
+    """One core: `encode_batch` over `texts` in batches; (tokens/s, tokens)."""
+    backend = load_tokenizer(tokenizer_dir).backend
+    started, tokens = time.perf_counter(), 0
+    for start in range(0, len(texts), batch):
+        tokens += sum(len(e) for e in backend.encode_batch(texts[start : start + batch], add_special_tokens=False))
+    return tokens / (time.perf_counter() - started), tokens
+
+
+def spark_session(cores: int):
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName("bench-export")
+        .config("spark.sql.shuffle.partitions", str(2 * cores))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=24, help="megabytes of text to export")
+    parser.add_argument("--cores", type=int, default=2, help="Spark local[N]")
+    parser.add_argument("--vocab-size", type=int, default=32768)
+    parser.add_argument("--seq-len", type=int, default=2048)
+    parser.add_argument("--work", default=str(REPO / "bench/work/export"), help="scratch directory")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    texts = replicated(real_texts(), args.mb)
+    stage = write_stage(work / "stage", texts)
+    tokenizer_dir = bench_tokenizer(work, args.vocab_size)
+    limit, limit_tokens = limit_tokens_per_second(tokenizer_dir, texts)
+    print(f"input: {len(texts)} documents, {sum(len(t.encode()) for t in texts) / 1e6:.1f} MB, "
+          f"{limit_tokens} tokens (+{len(texts)} EOS)")
+    print(f"limit: encode_batch loop, 1 core: {limit:,.0f} tokens/s")
+
+    from jobs.export import run_export
+    from pipeline.config import load_config
+
+    started = time.perf_counter()
+    spark = spark_session(args.cores)
+    spark.range(1).count()
+    print(f"spark start: {time.perf_counter() - started:.1f} s (not counted)")
+    config = load_config(None, {"export.seq_len": args.seq_len, "export.shard_tokens": 4_000_000,
+                                "export.validation_fraction": 0.01})
+    out = work / "out"
+    if out.exists():
+        shutil.rmtree(out)
+    started = time.perf_counter()
+    stats = run_export(spark, str(stage), str(out), str(tokenizer_dir), config)
+    seconds = time.perf_counter() - started
+    tokens = stats["tokens"] - stats["padding_tokens"]
+    per_core = tokens / seconds / args.cores
+    print(f"export job, local[{args.cores}]: {seconds:.1f} s, {tokens} tokens, {stats['sequences']} sequences, "
+          f"{stats['shards']} shards; phases {stats['seconds']}")
+    print(f"export: {per_core:,.0f} tokens/s per core = {per_core / limit:.2f} of the limit")
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
