@@ -204,7 +204,9 @@ class ExportConfig:
     validation_fraction: float = 0.005  # share of documents (by seeded hash of doc_id) held out for validation
     pack_mode: str = "concat"  # concat: documents run across sequences; boundary: a document that fits never straddles
     tail: str = "pad"  # the last, partial sequence of each packing range: pad (keeps every token) or drop
-    pack_ranges: int = 16  # independent packing ranges per split (parallelism); each range pads or drops one tail
+    # Independent packing ranges per split: the packing stage runs 2 x pack_ranges tasks, each pads or
+    # drops one partial row. Fixed here (not by the input's partitions); raise it with the corpus.
+    pack_ranges: int = 16
     encode_batch_documents: int = 512  # documents per encode_batch call inside an executor
     shard_tokens: int = 100_000_000  # target tokens per shard file (a whole number of sequences, at least one)
     row_group_sequences: int = 256  # sequences per Parquet row group: the unit a streaming reader holds in memory
