@@ -152,7 +152,7 @@ def run_models(
     rejects = doc_rejects.unionByName(line_rejects).select(*[F.col(f.name).cast(f.dataType) for f in reject_schema.fields])
     rejects.orderBy("doc_id", "rule", "content", "detail").write.parquet(out.staged("rejects"))
 
-    stats = _stats(spark, scored, out.staged("documents"), out.staged("rejects"))
+    stats = _stats(scored)
     stats.update(
         {
             "stage": STAGE,
@@ -171,34 +171,49 @@ def run_models(
     return stats
 
 
-def _stats(spark, scored, documents_path: str, rejects_path: str) -> dict:
-    """Counts from the written data (never accumulators): funnel, rejects per rule, distributions."""
+def _stats(scored) -> dict:
+    """Counts from the written scored rows (never accumulators), in one aggregation: the funnel,
+    rejects per rule, and the page-type and topic distributions before and after rebalancing."""
     from pyspark.sql import functions as F
 
-    documents_in = scored.count()
-    documents_out = spark.read.parquet(documents_path).count()
-    rejects_by_rule = {r["rule"]: r["count"] for r in spark.read.parquet(rejects_path).groupBy("rule").count().collect()}
-    page_types = {r["page_type"]: r["count"] for r in scored.groupBy("page_type").count().collect()}
-    rebalanced = scored.filter(F.col("topic").isNotNull())
-    topic_rows = rebalanced.groupBy("topic").agg(
-        F.count("*").alias("before"), F.sum(F.when(F.col("status") == STATUS_KEPT, F.col("sample_copies"))).alias("after")
+    groups = (
+        scored.groupBy("status", "page_type", "topic")
+        .agg(
+            F.count("*").alias("documents"),
+            F.sum("sample_copies").alias("copies"),
+            F.sum(F.coalesce(F.size("removed_lines"), F.lit(0))).alias("lines_removed"),
+        )
+        .collect()
     )
-    topics_before, topics_after = {}, {}
-    for row in topic_rows.collect():
-        topics_before[row["topic"]] = row["before"]
-        topics_after[row["topic"]] = int(row["after"] or 0)
-    copies = scored.filter(F.col("status") == STATUS_KEPT).agg(F.sum("sample_copies")).first()[0]
-    document_rejects = sum(v for k, v in rejects_by_rule.items() if k != RULE_CLUTTER_LINE)
+    rejects_by_rule: dict[str, int] = {}
+    page_types: dict[str, int] = {}
+    topics_before: dict[str, int] = {}
+    topics_after: dict[str, int] = {}
+    documents_in = documents_out = copies = lines_removed = 0
+    for group in groups:
+        documents_in += group["documents"]
+        lines_removed += group["lines_removed"]
+        page_types[group["page_type"]] = page_types.get(group["page_type"], 0) + group["documents"]
+        if group["status"] == STATUS_KEPT:
+            documents_out += group["documents"]
+            copies += group["copies"]
+            topics_after[group["topic"]] = topics_after.get(group["topic"], 0) + group["copies"]
+        else:
+            rejects_by_rule[group["status"]] = rejects_by_rule.get(group["status"], 0) + group["documents"]
+        if group["topic"] is not None:
+            topics_before[group["topic"]] = topics_before.get(group["topic"], 0) + group["documents"]
+    if lines_removed:
+        rejects_by_rule[RULE_CLUTTER_LINE] = lines_removed
     return {
         "documents_in": documents_in,
         "documents_out": documents_out,
-        "documents_rejected": document_rejects,
-        "lines_removed_clutter": rejects_by_rule.get(RULE_CLUTTER_LINE, 0),
+        "documents_rejected": documents_in - documents_out,
+        "lines_removed_clutter": lines_removed,
         "rejects_by_rule": dict(sorted(rejects_by_rule.items())),
         "page_type_distribution": dict(sorted(page_types.items())),
         "topic_distribution_before": dict(sorted(topics_before.items())),
         "topic_distribution_after": dict(sorted(topics_after.items())),
-        "sample_copies_total": int(copies or 0),
+        "sample_copies_total": copies,
     }
 
 

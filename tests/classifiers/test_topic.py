@@ -63,3 +63,8 @@ def test_bad_taxonomies_are_refused(tmp_path):
     path.write_text("domains: []\n")
     with pytest.raises(TaxonomyError, match="no topics"):
         load_taxonomy(path)
+
+
+def test_latin_keywords_in_chinese_lists_match_as_words(taxonomy):
+    labeler = KeywordLabeler(taxonomy)
+    assert labeler.label("昨晚的NBA比赛很精彩，篮球迷都在讨论扣篮和篮板。")[0] == "sports.basketball"
