@@ -16,6 +16,8 @@ SUBCOMMANDS = {
     "classifiers": ("classifiers.cli", "stage 3 models: `train` on labelled data, `eval` a saved model, `bootstrap` defaults from a crawl"),
     "tokenizer": ("jobs.tokenizer", "tokenizer: `train` a byte-level BPE on a sample of a stage's documents"),
     "export": ("jobs.export", "export: documents -> tokenized, packed, shuffled Parquet shards and manifest.json"),
+    "train": ("trainer.cli", "train the bundled dots.llm1-style MoE model on exported token shards"),
+    "train-export": ("trainer.export_hf", "convert a training checkpoint to the Hugging Face Dots1 format"),
 }
 
 

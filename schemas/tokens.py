@@ -23,6 +23,8 @@ MANIFEST_FORMAT = "thresher-tokens/1"
 # {
 #   "format": "thresher-tokens/1",
 #   "seq_len": int, "token_dtype": "int32", "vocab_size": int, "eos_token_id": int,
+#   "pad_token_id": int,  (fills padded tails; the trainer never uses it as a prediction target)
+#   "tail": "pad" | "drop", "validation_fraction": float,
 #   "pack_mode": "concat" | "boundary",
 #   "tokenizer": {"name": str, "sha256": str},
 #   "config_hash": str, "seed": int,
