@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     boot.add_argument("--max-lines-per-label", type=int, default=200_000, help="clutter lines kept per label (default: 200000)")
     boot.add_argument("--holdout", type=float, default=0.1, help="fraction held out for evaluation (default: 0.1)")
     boot.add_argument("--seed", type=int, default=0, help="seed for sampling, split and training (default: 0)")
+    boot.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="fastText option for all three models, e.g. dim=64"
+    )
     add_common_arguments(boot)
 
 
@@ -108,7 +111,15 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
         prepare_config = resolved_prepare_config(config)
     summary = bootstrap(
-        args.input, args.output, taxonomy, prepare_config, args.max_documents, args.max_lines_per_label, args.holdout, args.seed
+        args.input,
+        args.output,
+        taxonomy,
+        prepare_config,
+        args.max_documents,
+        args.max_lines_per_label,
+        args.holdout,
+        args.seed,
+        _params(args.param),
     )
     for name, model in summary["models"].items():
         heldout = model["heldout"]

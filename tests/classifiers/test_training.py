@@ -81,8 +81,8 @@ def test_extra_training_rows_are_never_evaluated(tmp_path):
     assert record["extra_train_examples"] == 2
 
 
-def test_cross_validation_covers_every_row_once(quality_paths):
-    data = read_labelled(quality_paths)
-    result = cross_validate("fasttext", data, folds=3, params=SMALL_FASTTEXT, seed=0)
+def test_cross_validation_covers_every_row_once(shared_data):
+    data = read_labelled([shared_data / "quality" / "dclm" / "agreement_data.jsonl"])
+    result = cross_validate("fasttext", data, folds=2, params=SMALL_FASTTEXT, seed=0)
     assert sum(fold["examples"] for fold in result["per_fold"]) == len(data)
     assert 0.7 < result["auc_mean"] <= 1.0 and result["auc_std"] >= 0

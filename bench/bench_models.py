@@ -1,0 +1,116 @@
+"""Stage 3 scoring throughput: documents/s per core inside the Spark job beside a plain Python loop.
+
+Documents: DCLM (English) and ChineseWebText (Chinese) texts from ../shared/data, repeated to
+--documents, in the stage 2 layout. Models: fastText defaults bootstrapped from the same texts
+(real model size). The plain loop runs `classifiers.scoring.score_table` in batches of 256 on one
+core; the Spark job (`jobs.models.run_models`, local[N]) is timed twice: the first run includes
+starting Python workers and loading models, the second is warm. Per core = documents / seconds / N.
+The machine may be shared: the load average is printed with the figures.
+
+    .venv/bin/python bench/bench_models.py [--documents 5000] [--cores 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from schemas.documents import RULES  # noqa: E402
+
+QUALITY = REPO.parent / "shared" / "data" / "quality"
+WORK = REPO / "bench" / "work" / "models"
+
+
+def source_texts() -> list[tuple[str, str, str]]:
+    """(url, text, lang) of the real documents the benchmark repeats."""
+    texts = []
+    for i, line in enumerate((QUALITY / "dclm" / "majority_data.jsonl").read_text().splitlines()):
+        texts.append((f"https://news{i}.example.com/2019/05/story-{i}.html", json.loads(line)["text"], "en"))
+    for line in (QUALITY / "chinesewebtext" / "cleared1.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        texts.append((row["url"], row["raw_content"], "zh"))
+    return texts
+
+
+def write_stage2(directory: Path, count: int) -> pa.Table:
+    base = source_texts()
+    rows = []
+    for i in range(count):
+        url, text, lang = base[i % len(base)]
+        doc_id = hashlib.sha1(f"bench:{i}".encode()).hexdigest()[:32]
+        rows.append(
+            {"doc_id": doc_id, "url": url, "domain": url.split("/")[2], "warc_path": "bench", "warc_record_id": doc_id,
+             "fetch_time": "2024-01-01T00:00:00Z", "text": text, "lang": lang, "lang_score": 0.9,
+             "md5": hashlib.md5(text.encode()).hexdigest(), "lines_removed_dedup": 0, "minhash_cluster": doc_id}
+        )
+    table = pa.Table.from_pylist(rows, schema=RULES)
+    (directory / "documents").mkdir(parents=True)
+    pq.write_table(table, directory / "documents" / "part-0.parquet")
+    (directory / "_COMMITTED").write_text("{}\n")
+    return table
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=5000, help="documents to score (default: 5000)")
+    parser.add_argument("--cores", type=int, default=2, help="Spark local[N] cores (default: 2)")
+    args = parser.parse_args()
+
+    from classifiers.base import cached_classifier
+    from classifiers.bootstrap import bootstrap
+    from classifiers.scoring import score_table
+    from classifiers.topic import load_taxonomy
+    from jobs.models import run_models, scoring_settings
+    from pipeline.config import load_config
+
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    stage2 = WORK / "stage2"
+    table = write_stage2(stage2, args.documents)
+    bootstrap([str(stage2)], WORK / "models", load_taxonomy(), max_documents=len(source_texts()))
+    config = load_config()
+    settings = scoring_settings(config, str(WORK / "models"))
+    lines = sum(len([x for x in t.split("\n") if x.strip()]) for t in table.column("text").to_pylist())
+    print(f"{args.documents} documents, {lines} non-blank lines; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+    for path in (settings.page_type_model, settings.clutter_model, settings.topic_model):
+        cached_classifier(path)  # loading is not scoring: a Spark worker also loads once
+    started = time.perf_counter()
+    for start in range(0, table.num_rows, settings.batch_size):
+        score_table(table.slice(start, settings.batch_size), settings)
+    loop_seconds = time.perf_counter() - started
+    print(f"plain loop, 1 core: {loop_seconds:.1f}s, {args.documents / loop_seconds:.0f} docs/s per core")
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from jobs.common import spark_session
+
+    spark = spark_session("bench-models", config.spark, f"local[{args.cores}]")
+    spark.sparkContext.setLogLevel("ERROR")
+    for attempt in ("cold", "warm"):
+        out = WORK / f"out_{attempt}"
+        stats = run_models(spark, str(stage2), str(out), config, models_dir=str(WORK / "models"), partitions=args.cores * 4)
+        scoring, total = stats["seconds"]["scoring"], stats["seconds"]["total"]
+        print(
+            f"spark local[{args.cores}] {attempt}: scoring stage {scoring:.1f}s "
+            f"({args.documents / scoring / args.cores:.0f} docs/s per core), whole job {total:.1f}s "
+            f"({args.documents / total / args.cores:.0f} docs/s per core); {stats['documents_out']} kept"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
