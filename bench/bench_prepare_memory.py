@@ -40,13 +40,16 @@ def build(target_bytes: int) -> Path:
 
 
 class WorkerRssPoller(threading.Thread):
-    """Polls the RSS of every Python process below this one that runs pyspark's daemon or worker."""
+    """Polls the RSS of every Python process below this one that runs pyspark's daemon or worker,
+    and how far the worker has read into `input_path` (its file offset, from /proc)."""
 
-    def __init__(self, interval_s: float = 0.5):
+    def __init__(self, input_path: Path, interval_s: float = 0.5):
         super().__init__(daemon=True)
+        self.input_path = input_path
         self.interval_s = interval_s
         self.peak_bytes = 0
         self.peak_pid = None
+        self.read_bytes = 0
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -57,16 +60,31 @@ class WorkerRssPoller(threading.Thread):
         while not self.stopped.wait(self.interval_s):
             for child in me.children(recursive=True):
                 try:
-                    if "pyspark" not in " ".join(child.cmdline()):
+                    # Python workers only: the JVM's command line mentions pyspark too (its classpath).
+                    if "pyspark.daemon" not in " ".join(child.cmdline()):
                         continue
                     rss = child.memory_info().rss
+                    self.read_bytes = max(self.read_bytes, self._input_offset(child.pid))
                 except psutil.Error:
                     continue
                 if rss > self.peak_bytes:
                     self.peak_bytes, self.peak_pid = rss, child.pid
             if time.time() - last_report > 60:
-                print(f"  ... peak Python worker RSS so far {self.peak_bytes / 2**20:.0f} MiB", flush=True)
+                done = self.read_bytes / self.input_path.stat().st_size
+                print(f"\n  ... {done:.0%} of the input read; peak Python worker RSS so far "
+                      f"{self.peak_bytes / 2**20:.0f} MiB", flush=True)
                 last_report = time.time()
+
+    def _input_offset(self, pid: int) -> int:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == str(self.input_path):
+                    for line in Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text().splitlines():
+                        if line.startswith("pos:"):
+                            return int(line.split()[1])
+            except OSError:
+                continue
+        return 0
 
 
 def main() -> int:
@@ -85,12 +103,12 @@ def main() -> int:
     spark = (
         SparkSession.builder.master("local[1]").appName("bench-prepare-memory")
         .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-        .config("spark.driver.memory", "2g").getOrCreate()
+        .config("spark.driver.memory", "2g").config("spark.ui.showConsoleProgress", "false").getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
     output = WORK / "bench-memory-out"
     shutil.rmtree(output, ignore_errors=True)
-    poller = WorkerRssPoller()
+    poller = WorkerRssPoller(path)
     poller.start()
     started = time.time()
     stats = run_prepare(spark, [str(path)], str(output), load_config())
