@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,7 +122,7 @@ def train_and_save(
     record = {
         "backend": backend,
         "task": task,
-        "data": [str(Path(s).resolve()) for s in sources],
+        "data": [_portable_path(source, Path(output_dir)) for source in sources],
         "text_field": text_field,
         "label_field": label_field,
         "holdout_fraction": holdout,
@@ -141,7 +142,7 @@ def evaluate_saved(model_dir: str | Path, data_paths: Sequence[str] | None = Non
     """Metrics of the model in `model_dir` on its recorded held-out split (`split="heldout"`) or on every
     row (`split="all"`) of `data_paths`, which default to the data it was trained on."""
     recorded = json.loads((Path(model_dir) / METRICS_NAME).read_text())
-    paths = list(data_paths or recorded["data"])
+    paths = list(data_paths or [Path(model_dir) / path for path in recorded["data"]])
     if not paths:
         raise ValueError(f"{model_dir}/{METRICS_NAME} names no training data: pass the data to evaluate on")
     data = read_labelled(
@@ -173,6 +174,15 @@ def cross_validate(
             summary[f"{key}_mean"] = float(np.mean(values))
             summary[f"{key}_std"] = float(np.std(values))
     return summary
+
+
+def _portable_path(source: str | Path, model_dir: Path) -> str:
+    """`source` relative to the model directory when it sits beside it (bootstrap's weak_labels/), so
+    a models directory that is moved whole still finds its data; otherwise absolute."""
+    source, model_dir = Path(source).resolve(), model_dir.resolve()
+    if source.is_relative_to(model_dir.parent):
+        return os.path.relpath(source, model_dir)
+    return str(source)
 
 
 def _count(values: Sequence[str]) -> dict[str, int]:

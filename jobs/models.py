@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def scoring_settings(config: Config, models_dir: str | None = None) -> ScoringSettings:
     """Resolved model paths, checked thresholds and the taxonomy's weights; errors before any work starts."""
     section = config.models
-    base = Path(models_dir) if models_dir else Path(config.resolve_path(section.model_dir))
+    base = (Path(models_dir) if models_dir else Path(config.resolve_path(section.model_dir))).resolve()
     paths = {}
     for key in ("page_type_model", "clutter_model", "topic_model"):
         path = Path(getattr(section, key))

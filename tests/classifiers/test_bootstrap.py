@@ -65,3 +65,14 @@ def test_too_few_labels_is_a_clear_error(tmp_path):
     (tmp_path / "one.jsonl").write_text(json.dumps({"url": "https://x.com/a", "text": "hello"}) + "\n")
     with pytest.raises(ValueError, match="at least two labels"):
         bootstrap([str(tmp_path / "one.jsonl")], tmp_path / "models", load_taxonomy())
+
+
+def test_a_moved_models_dir_still_reproduces_its_metrics(bootstrapped, tmp_path):
+    import shutil
+
+    models, _ = bootstrapped
+    moved = tmp_path / "moved"
+    shutil.copytree(models, moved)
+    metrics = json.loads((moved / "clutter" / "metrics.json").read_text())
+    assert metrics["data"] == ["../weak_labels/clutter.jsonl"]
+    assert evaluate_saved(moved / "clutter") == metrics["heldout"]

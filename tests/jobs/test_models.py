@@ -159,3 +159,28 @@ def test_uncommitted_input_and_committed_output_are_refused(spark, stage2_dir, m
         run_models(spark, str(tmp_path / "in"), str(tmp_path / "out"), load_config(), models_dir=str(models_dir))
     with pytest.raises(RuntimeError, match="already committed"):
         run_models(spark, str(stage2_dir), str(outputs[1]), load_config(), models_dir=str(models_dir))
+
+
+def _model_loads(batches, model_dir):
+    """mapInArrow body: which worker process ran the task, and whether it had the model already."""
+    import os
+
+    from classifiers import base
+
+    already = str(Path(model_dir).resolve()) in base._LOADED
+    base.cached_classifier(model_dir)
+    rows = sum(batch.num_rows for batch in batches)
+    yield pa.RecordBatch.from_pylist([{"pid": os.getpid(), "already_loaded": already, "rows": rows}])
+
+
+def test_each_worker_process_loads_a_model_once(spark, models_dir):
+    import functools
+
+    tasks = (
+        spark.range(0, 800, numPartitions=8)
+        .mapInArrow(functools.partial(_model_loads, model_dir=str(models_dir / "topic")), "pid long, already_loaded boolean, rows long")
+        .collect()
+    )
+    assert len(tasks) == 8 and sum(t.rows for t in tasks) == 800
+    loads = sum(not t.already_loaded for t in tasks)
+    assert loads <= len({t.pid for t in tasks}) < 8  # Python workers are reused; each loads at most once
