@@ -152,8 +152,9 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     started = time.time()
     batch_setting = "spark.sql.execution.arrow.maxRecordsPerBatch"
     previous_batch = spark.conf.get(batch_setting, None)
-    # Rows cross between the JVM and Python in batches of a row group's size: bounded memory per task.
-    spark.conf.set(batch_setting, str(cfg.row_group_sequences))
+    # Rows cross between the JVM and Python in bounded batches (Spark reads this at each action):
+    # encode_batch_documents documents while tokenizing, a row group's sequences while writing.
+    spark.conf.set(batch_setting, str(cfg.encode_batch_documents))
     try:
         docs = _documents(spark, source)
         counts = _input_counts(docs, cfg)
@@ -181,7 +182,7 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         range_rows = (
             packed.groupBy("split", "range_id")
             .agg(
-                F.sum((F.size("tokens") > 0).cast("long")).alias("sequences"),
+                F.sum((F.length("tokens") > 0).cast("long")).alias("sequences"),
                 F.sum("documents").alias("documents"),
                 F.sum("padding").alias("padding"),
                 F.sum("dropped_tokens").alias("dropped_tokens"),
@@ -196,10 +197,11 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
             seed=cfg.seed,
         )
         total_shards = sum(plan.shards for plan in placement.plans.values())
+        spark.conf.set(batch_setting, str(cfg.row_group_sequences))
         written = []
         if total_shards:
             written = (
-                packed.where(F.size("tokens") > 0)
+                packed.where(F.length("tokens") > 0)
                 .mapInArrow(partial(place_batches, placement=placement), to_spark_schema(PLACED))
                 .repartition(total_shards, "split", "shard")
                 .sortWithinPartitions("split", "shard", "pos")

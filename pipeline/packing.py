@@ -237,13 +237,17 @@ def shard_path(split: str, shard: int) -> str:
     return f"{split}/shard-{shard:05d}.parquet"
 
 
+# Between stages, a row's tokens are one binary value (little-endian int32 bytes): Spark shuffles,
+# sorts and writes it as one blob, and Arrow hands it to numpy without touching each token.
+TOKEN_BYTES = pa.binary()
+
 # Tokenized document copies, the input of packing: one row per copy, tokens closed with EOS.
 TOKENIZED = pa.schema(
     [
         pa.field("split", pa.int8(), nullable=False),  # index into SPLITS
         pa.field("range_id", pa.int32(), nullable=False),  # doc_key % pack_ranges
         pa.field("doc_key", pa.int64(), nullable=False),  # document_key(doc_id, copy, seed)
-        pa.field("tokens", pa.list_(pa.int32()), nullable=False),
+        pa.field("tokens", TOKEN_BYTES, nullable=False),
     ]
 )
 
@@ -253,7 +257,7 @@ PACKED = pa.schema(
         pa.field("split", pa.int8(), nullable=False),
         pa.field("range_id", pa.int32(), nullable=False),
         pa.field("seq_index", pa.int64(), nullable=False),  # position of the row inside its range
-        pa.field("tokens", pa.list_(pa.int32()), nullable=False),
+        pa.field("tokens", TOKEN_BYTES, nullable=False),
         pa.field("doc_offsets", pa.list_(pa.int32()), nullable=False),
         pa.field("documents", pa.int32(), nullable=False),  # documents that start in this row
         pa.field("padding", pa.int32(), nullable=False),
@@ -268,22 +272,33 @@ PLACED = pa.schema(
         pa.field("split", pa.int8(), nullable=False),
         pa.field("shard", pa.int32(), nullable=False),
         pa.field("pos", pa.int64(), nullable=False),
-        pa.field("tokens", pa.list_(pa.int32()), nullable=False),
+        pa.field("tokens", TOKEN_BYTES, nullable=False),
         pa.field("doc_offsets", pa.list_(pa.int32()), nullable=False),
     ]
 )
 
 
 def list_array(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
-    """A list<int32> Arrow array over flat `values` and `offsets`, without copying."""
+    """A list<int32> Arrow array over flat `values` and `offsets` (from 0), without copying."""
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32, copy=False)), pa.array(values, pa.int32()))
 
 
-def list_parts(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Flat values and offsets (int64) of a list<int32> Arrow array."""
-    offsets = column.offsets.to_numpy().astype(np.int64)
-    values = column.values.to_numpy(zero_copy_only=False)
-    return values, offsets
+def token_bytes(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    """A TOKEN_BYTES array: item i holds values[offsets[i]:offsets[i+1]] as little-endian int32."""
+    data = np.ascontiguousarray(values[offsets[0] : offsets[-1]], dtype="<i4")
+    byte_offsets = ((offsets - offsets[0]) * 4).astype(np.int32)
+    return pa.Array.from_buffers(TOKEN_BYTES, len(offsets) - 1, [None, pa.py_buffer(byte_offsets), pa.py_buffer(data)])
+
+
+def token_parts(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Flat int32 values and int64 offsets (from 0) of a TOKEN_BYTES array, without copying the tokens."""
+    _, offsets_buffer, data_buffer = column.buffers()
+    byte_offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
+    start, end = int(byte_offsets[0]), int(byte_offsets[-1])
+    if data_buffer is None or start == end:
+        return np.zeros(0, dtype=np.int32), np.zeros(len(column) + 1, dtype=np.int64)
+    values = np.frombuffer(data_buffer, dtype="<i4", count=(end - start) // 4, offset=start)
+    return values, (byte_offsets.astype(np.int64) - start) // 4
 
 
 def _group_bounds(*keys: np.ndarray) -> list[tuple[int, int]]:
@@ -307,7 +322,7 @@ def _packed_batch(split: int, range_id: int, first_index: int, rows: PackedRows)
             pa.array(np.full(n, split, np.int8)),
             pa.array(np.full(n, range_id, np.int32)),
             pa.array(np.arange(first_index, first_index + n, dtype=np.int64)),
-            list_array(flat, np.arange(0, len(flat) + 1, capacity, dtype=np.int64)),
+            token_bytes(flat, np.arange(0, len(flat) + 1, capacity, dtype=np.int64)),
             list_array(np.concatenate(rows.doc_offsets), np.concatenate([[0], np.cumsum(lengths)])),
             pa.array(rows.documents, pa.int32()),
             pa.array(rows.padding, pa.int32()),
@@ -320,7 +335,7 @@ def _packed_batch(split: int, range_id: int, first_index: int, rows: PackedRows)
 
 def _dropped_batch(split: int, range_id: int, tokens: int, documents: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(
-        [{"split": split, "range_id": range_id, "seq_index": -1, "tokens": [], "doc_offsets": [], "documents": 0,
+        [{"split": split, "range_id": range_id, "seq_index": -1, "tokens": b"", "doc_offsets": [], "documents": 0,
           "padding": 0, "dropped_tokens": tokens, "dropped_documents": documents}],
         schema=PACKED,
     )
@@ -343,7 +358,7 @@ def pack_batches(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pa
     for batch in batches:
         splits = batch.column("split").to_numpy()
         ranges = batch.column("range_id").to_numpy()
-        values, offsets = list_parts(batch.column("tokens"))
+        values, offsets = token_parts(batch.column("tokens"))
         for start, end in _group_bounds(splits, ranges):
             key = (int(splits[start]), int(ranges[start]))
             if key != group:

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.packing import SPLITS, ShardPlan, shard_path
+from pipeline.packing import SPLITS, ShardPlan, list_array, shard_path, token_parts
 from schemas.tokens import SHARD
 
 # What each written shard reports back to the driver, for the manifest.
@@ -43,11 +43,11 @@ class ShardWriter:
         self.tokens = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Append SHARD rows (`batch` may hold more columns; only SHARD's are written)."""
-        batch = pa.RecordBatch.from_arrays([batch.column(name) for name in SHARD.names], schema=SHARD)
+        """Append PLACED rows (tokens as TOKEN_BYTES) as SHARD rows."""
+        values, offsets = token_parts(batch.column("tokens"))
+        batch = pa.RecordBatch.from_arrays([list_array(values, offsets), batch.column("doc_offsets")], schema=SHARD)
         self.sequences += batch.num_rows
-        offsets = batch.column("tokens").offsets
-        self.tokens += offsets[-1].as_py() - offsets[0].as_py()
+        self.tokens += len(values)
         while batch.num_rows:
             take = min(batch.num_rows, self.row_group_sequences - self._buffered)
             self._buffer.append(batch.slice(0, take))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline.packing import TOKENIZED, document_key, is_validation, list_array
+from pipeline.packing import TOKENIZED, document_key, is_validation, token_bytes
 
 # Files that define a tokenizer, hashed into the manifest; whichever of them a directory holds.
 TOKENIZER_FILES = (
@@ -209,7 +209,7 @@ def tokenize_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, se
             if not keep:
                 continue
             values, offsets = tokenizer.encode([texts[i] for i in keep])
-            documents = list_array(values, offsets)
+            documents = token_bytes(values, offsets)
             take, split, range_id, doc_key = [], [], [], []
             for position, i in enumerate(keep):
                 validation = is_validation(doc_ids[i], seed, validation_fraction)

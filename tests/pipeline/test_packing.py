@@ -18,6 +18,8 @@ from pipeline.packing import (
     permute,
     place_batches,
     shuffle_seed,
+    token_bytes,
+    token_parts,
 )
 
 EOS, PAD = 0, 1
@@ -146,10 +148,29 @@ def test_shard_plan():
     assert ShardPlan.for_split(5, 100, 10).sequences_per_shard == 1  # at least one sequence per shard
 
 
+def as_bytes(tokens):
+    return np.asarray(tokens, dtype="<i4").tobytes()
+
+
+def as_tokens(data):
+    return np.frombuffer(data, dtype="<i4").tolist()
+
+
 def tokenized_batch(rows):
     return pa.RecordBatch.from_pylist(
-        [{"split": s, "range_id": r, "doc_key": k, "tokens": t} for s, r, k, t in rows], schema=TOKENIZED
+        [{"split": s, "range_id": r, "doc_key": k, "tokens": as_bytes(t)} for s, r, k, t in rows], schema=TOKENIZED
     )
+
+
+def test_token_bytes_round_trip_including_slices_and_empty_items():
+    values = np.arange(10, dtype=np.int32)
+    offsets = np.array([0, 3, 3, 7, 10])
+    column = token_bytes(values, offsets)
+    assert [as_tokens(b) for b in column.to_pylist()] == [[0, 1, 2], [], [3, 4, 5, 6], [7, 8, 9]]
+    flat, flat_offsets = token_parts(column.slice(1, 2))
+    assert flat.tolist() == [3, 4, 5, 6] and flat_offsets.tolist() == [0, 0, 4]
+    empty, empty_offsets = token_parts(token_bytes(values, np.array([2, 2])))
+    assert len(empty) == 0 and empty_offsets.tolist() == [0, 0]
 
 
 def test_pack_batches_packs_each_range_on_its_own_and_carries_dropped_counts():
@@ -158,7 +179,7 @@ def test_pack_batches_packs_each_range_on_its_own_and_carries_dropped_counts():
     out = pa.Table.from_batches(list(pack_batches(iter(batches), capacity=4, mode="concat", pad_id=PAD, tail="drop")),
                                 schema=PACKED).to_pylist()
     kept = [r for r in out if r["tokens"]]
-    assert [(r["split"], r["range_id"], r["seq_index"], r["tokens"]) for r in kept] == [
+    assert [(r["split"], r["range_id"], r["seq_index"], as_tokens(r["tokens"])) for r in kept] == [
         (0, 0, 0, [5, 5, 0, 6]),
         (1, 0, 0, [8, 8, 8, 8]),
     ]
@@ -169,7 +190,7 @@ def test_pack_batches_packs_each_range_on_its_own_and_carries_dropped_counts():
 def test_place_batches_gives_each_row_a_unique_position_and_its_shard():
     plans = {0: ShardPlan(sequences=7, sequences_per_shard=3), 1: ShardPlan(sequences=0, sequences_per_shard=3)}
     placement = Placement(range_starts={0: {0: 0, 3: 4}, 1: {}}, plans=plans, seed=5)
-    rows = [{"split": 0, "range_id": r, "seq_index": i, "tokens": [i], "doc_offsets": [0], "documents": 1,
+    rows = [{"split": 0, "range_id": r, "seq_index": i, "tokens": as_bytes([i]), "doc_offsets": [0], "documents": 1,
              "padding": 0, "dropped_tokens": 0, "dropped_documents": 0}
             for r, n in ((0, 4), (3, 3)) for i in range(n)]
     batch = pa.RecordBatch.from_pylist(rows, schema=PACKED)

@@ -17,7 +17,8 @@ CAPACITY = 5
 
 def placed_batch(split, shard, positions):
     return pa.RecordBatch.from_pylist(
-        [{"split": split, "shard": shard, "pos": p, "tokens": [p] * CAPACITY, "doc_offsets": [0]} for p in positions],
+        [{"split": split, "shard": shard, "pos": p, "tokens": np.full(CAPACITY, p, "<i4").tobytes(), "doc_offsets": [0]}
+         for p in positions],
         schema=PLACED,
     )
 

@@ -137,7 +137,8 @@ def test_tokenize_batches_emits_one_row_per_copy_with_split_key_and_range(tokeni
         assert row["doc_key"] == document_key(doc_id, copy_index, 3)
         assert row["range_id"] == row["doc_key"] % 4
         assert row["split"] == int(is_validation(doc_id, 3, 0.5))
-        assert row["tokens"][-1] == loaded.eos_id and loaded.decode(row["tokens"][:-1]) == text
+        tokens = np.frombuffer(row["tokens"], dtype="<i4").tolist()
+        assert tokens[-1] == loaded.eos_id and loaded.decode(tokens[:-1]) == text
 
 
 def test_encode_returns_flat_int32_with_offsets(tokenizer_dir):
