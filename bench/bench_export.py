@@ -108,7 +108,7 @@ def limit_tokens_per_second(tokenizer_dir: Path, texts: list[str], cores: int, b
     return tokens / seconds / cores, tokens
 
 
-def spark_session(cores: int):
+def spark_session(cores: int, driver_memory: str = "2g"):
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -119,7 +119,7 @@ def spark_session(cores: int):
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.memory", "2g")
+        .config("spark.driver.memory", driver_memory)
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
