@@ -29,7 +29,7 @@ $(STAMP): setup.cfg
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/thresher run --sample --output $(DEMO_OUT)
+	$(VENV)/bin/thresher run --sample --config configs/demo.yaml --output $(DEMO_OUT)
 
 test: install browser
 	$(PY) -m pytest -q

@@ -222,10 +222,13 @@ class Config:
     base_dir: str = ""  # set by the loader: the config file's directory, for relative paths
 
     def resolve_path(self, path: str) -> str:
-        """`path` as given when absolute or a URL, else relative to the config file's directory."""
+        """`path` as given when absolute or a URL, else relative to the config file's directory,
+        falling back to configs/ (where the defaults that a user file is layered over live)."""
         if not path or "://" in path or Path(path).is_absolute():
             return path
-        return str(Path(self.base_dir or ".") / path)
+        local = Path(self.base_dir or ".") / path
+        shipped = DEFAULT_CONFIG_PATH.parent / path
+        return str(shipped if not local.exists() and shipped.exists() else local)
 
     def digest(self) -> str:
         """A short hash of every setting, recorded in outputs so results can be traced to configs."""
@@ -237,11 +240,35 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "defa
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Load `path` (default: configs/default.yaml) into a checked `Config`.
+    """Load configs/default.yaml, then `path` layered over it, into a checked `Config`.
 
-    `overrides` maps dotted keys (``"prepare.lang_threshold"``) to values applied on top.
+    A user file names only what it changes. `overrides` maps dotted keys
+    (``"prepare.lang_threshold"``) to values applied last.
     """
+    raw = _read_yaml(DEFAULT_CONFIG_PATH)
     path = Path(path) if path else DEFAULT_CONFIG_PATH
+    if path.resolve() != DEFAULT_CONFIG_PATH:
+        _merge(raw, _read_yaml(path))
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    raw["base_dir"] = str(path.resolve().parent)
+    return build(Config, raw, "")
+
+
+def _merge(base: dict, layer: dict) -> None:
+    """Deep-merge mapping `layer` into `base`: sections merge key by key, values replace."""
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and key not in _REPLACED_MAPPINGS:
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+# Mappings that are values (a user's blocklists replace the shipped ones), not sections to merge.
+_REPLACED_MAPPINGS = {"domain_blocklists", "url_regex_lists", "url_blocklists", "conf"}
+
+
+def _read_yaml(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -253,10 +280,9 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at top level, not {type(raw).__name__}")
-    for dotted, value in (overrides or {}).items():
-        _set_dotted(raw, dotted, value)
-    raw["base_dir"] = str(path.resolve().parent)
-    return build(Config, raw, "")
+    if "base_dir" in raw:
+        raise ConfigError(f"config file {path}: base_dir is set by the loader, not a config key")
+    return raw
 
 
 def _set_dotted(raw: dict, dotted: str, value: Any) -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.config import Config, ConfigError, load_config
+from pipeline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 
 
 def write(tmp_path, text):
@@ -20,7 +20,7 @@ def test_values_override_defaults_and_ints_widen_to_floats(tmp_path):
     config = load_config(write(tmp_path, "prepare:\n  lang_threshold: 1\n  languages: [en]\n"))
     assert config.prepare.lang_threshold == 1.0 and isinstance(config.prepare.lang_threshold, float)
     assert config.prepare.languages == ["en"]
-    assert config.rules == Config().rules
+    assert config.rules == load_config().rules
 
 
 def test_unknown_key_is_named_with_its_section(tmp_path):
@@ -68,9 +68,23 @@ def test_dotted_overrides_apply_and_are_checked(tmp_path):
         load_config(write(tmp_path, ""), {"prepare.nope": 1})
 
 
-def test_relative_paths_resolve_against_the_config_directory(tmp_path):
+def test_a_user_file_is_layered_over_the_defaults(tmp_path):
+    defaults = load_config()
+    config = load_config(write(tmp_path, "prepare:\n  languages: [en]\nrules:\n  minhash_seed: 9\n"))
+    assert config.prepare.languages == ["en"] and config.rules.minhash_seed == 9
+    assert config.prepare.domain_blocklists == defaults.prepare.domain_blocklists
+    assert config.prepare.lang_threshold == defaults.prepare.lang_threshold
+    replaced = load_config(write(tmp_path, "prepare:\n  domain_blocklists: {gambling: /lists/g}\n"))
+    assert replaced.prepare.domain_blocklists == {"gambling": "/lists/g"}
+
+
+def test_relative_paths_resolve_against_the_config_directory_then_configs(tmp_path):
     config = load_config(write(tmp_path, ""))
     assert config.resolve_path("lists/a.txt") == str(tmp_path / "lists" / "a.txt")
+    shipped = DEFAULT_CONFIG_PATH.parent / "topics.yaml"
+    assert config.resolve_path("topics.yaml") == str(shipped)
+    (tmp_path / "topics.yaml").write_text("mine")
+    assert config.resolve_path("topics.yaml") == str(tmp_path / "topics.yaml")
     assert config.resolve_path("/abs/a.txt") == "/abs/a.txt"
     assert config.resolve_path("s3://bucket/a.txt") == "s3://bucket/a.txt"
 
