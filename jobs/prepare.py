@@ -1,10 +1,16 @@
 """Stage 1 job: WARC files -> extracted, language-identified, exact-deduplicated documents.
 
 One Spark task per WARC file runs `pipeline.records.process_warc` (records, URL filter,
-extraction, language ID, MD5); its rows are written once to a work directory, then exact dedup
-(a window over the MD5) and the outputs are DataFrame operations on that. Output:
-OUTPUT/documents/ (schemas.documents.PREPARED), OUTPUT/rejects/ (schemas.rejects.REJECT),
-OUTPUT/stats.json, committed together.
+extraction, language ID, MD5) and writes that file's rows itself, as one Parquet file in
+OUTPUT/_work/files/ named by a hash of the file's base name, renamed into place only when the file
+is finished. Exact dedup (a window over the MD5) and the outputs are DataFrame operations on those
+files. Output: OUTPUT/documents/ (schemas.documents.PREPARED), OUTPUT/rejects/
+(schemas.rejects.REJECT), OUTPUT/stats.json, committed together.
+
+Resuming: a rerun after a crash (driver or executors) processes only the input files that have no
+finished Parquet file yet. Executors write into OUTPUT themselves, so OUTPUT must be on a
+filesystem that the driver and every executor see: any path in local mode, a shared filesystem
+(NFS, Lustre, a mounted bucket) on a cluster.
 """
 
 from __future__ import annotations
@@ -14,15 +20,23 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
-from jobs.common import StageOutput, add_common_arguments, config_from_args, print_stage_summary, spark_session
+from jobs.common import (
+    StageOutput,
+    add_common_arguments,
+    config_from_args,
+    crash_point,
+    print_stage_summary,
+    spark_session,
+)
 from pipeline.config import Config, ConfigError, PrepareConfig
 from pipeline.inputs import expand_inputs
-from pipeline.records import ROW_DOCUMENT, ROW_FILE, ROW_REJECT, ROW_SCHEMA, process_warc
+from pipeline.records import ROW_DOCUMENT, ROW_FILE, ROW_REJECT, ROW_SCHEMA, file_output_name, write_warc_rows
 from schemas import to_spark_schema
 from schemas.documents import PREPARED
 from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
@@ -83,6 +97,9 @@ def resolved_prepare_config(config: Config) -> PrepareConfig:
     for key in ("max_html_bytes", "soft_word_threshold"):
         if getattr(resolved, key) < 1:
             raise ConfigError(f"prepare.{key}: must be at least 1, got {getattr(resolved, key)}")
+    for key in ("extract_timeout_s", "min_text_chars", "files_per_batch"):
+        if getattr(resolved, key) < 0:
+            raise ConfigError(f"prepare.{key}: must not be negative, got {getattr(resolved, key)}")
     return resolved
 
 
@@ -99,15 +116,21 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
     output = StageOutput(output_dir)
     output.begin()
 
-    # One task per file: the file is the unit of work and of failure.
-    rows = spark.sparkContext.parallelize(files, numSlices=partitions or len(files)).flatMap(
-        functools.partial(process_warc, config=prepare)
-    )
-    # Written once, so the expensive per-record work never reruns for the several reads below.
-    records_path = str(output.work / "records")
-    spark.createDataFrame(rows, schema=to_spark_schema(ROW_SCHEMA)).write.mode("overwrite").parquet(records_path)
+    # One task per file: the file is the unit of work, of failure and of resuming.
+    files_dir = _files_dir(output, prepare)
+    for leftover in files_dir.glob("*.tmp"):  # a crashed attempt's half-written file
+        leftover.unlink()
+    file_outputs = [files_dir / file_output_name(path) for path in files]
+    todo = [path for path, done in zip(files, file_outputs, strict=True) if not done.is_file()]
+    batch_size = prepare.files_per_batch or len(todo) or 1
+    write = functools.partial(write_warc_rows, config=prepare, directory=str(files_dir))
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        spark.sparkContext.parallelize(batch, numSlices=min(partitions or len(batch), len(batch))).map(write).collect()
+        if start + batch_size < len(todo):
+            crash_point("prepare:files_partly_done")
     records_done = time.time()
-    records = spark.read.parquet(records_path)
+    records = spark.read.schema(to_spark_schema(ROW_SCHEMA)).parquet(*(str(path) for path in file_outputs))
 
     # Exact dedup: per MD5, keep the smallest sha1("<seed>:<doc_id>"), ties broken by doc_id.
     docs = records.filter(F.col("row_kind") == ROW_DOCUMENT)
@@ -131,6 +154,7 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
     written = time.time()
 
     stats = _stats(spark, records, documents_path, rejects_path, files, config)
+    stats["files_resumed"] = len(files) - len(todo)  # finished by an earlier, interrupted attempt
     stats["timings"] = {
         **stats["timings"],
         "records_s": round(records_done - started, 3),
@@ -145,6 +169,18 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
         )
     output.commit(stats)
     return stats
+
+
+def _files_dir(output: StageOutput, prepare: PrepareConfig) -> Path:
+    """The per-file work directory, emptied when an earlier attempt ran with another prepare config."""
+    files_dir = output.work / "files"
+    marker = output.work / "files_config.json"
+    wanted = json.dumps(dataclasses.asdict(prepare), sort_keys=True)
+    if files_dir.exists() and (not marker.is_file() or marker.read_text() != wanted):
+        shutil.rmtree(files_dir)
+    files_dir.mkdir(exist_ok=True)
+    marker.write_text(wanted)
+    return files_dir
 
 
 def _stats(spark, records, documents_path: str, rejects_path: str, files: list[str], config: Config) -> dict:

@@ -53,6 +53,9 @@ class PrepareConfig:
     lang_threshold: float = 0.65  # dots.llm1 report: drop top language score below 0.65
     languages: list[str] = field(default_factory=lambda: ["zh", "en"])  # dots.llm1: Chinese, English
     dedup_seed: int = 0  # which duplicate survives: smallest hash(seed, doc_id)
+    # ours: input files per Spark job (0: all in one). Resuming works per file either way; smaller
+    # batches only add driver checkpoints between jobs, at some loss of parallelism at batch ends.
+    files_per_batch: int = 0
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,15 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 import resource
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.config import PrepareConfig
 from pipeline.extract import extract_page
@@ -64,8 +67,53 @@ ROW_SCHEMA = pa.schema(
 )
 
 
+_ROWS_PER_BATCH = 1000  # rows buffered before they go to the Parquet writer: bounds a task's memory
+
+
 def make_doc_id(file_name: str, offset: int) -> str:
     return hashlib.sha1(f"{file_name}:{offset}".encode()).hexdigest()[:32]
+
+
+def file_output_name(path: str) -> str:
+    """`<sha1 of the file's base name>.parquet`: the name of one input file's finished rows.
+
+    A hash, never the input's own name, so no input name (`..`, `/`, odd bytes) can steer a write
+    out of the output directory; the base name, as for doc ids, so a mirror's copy resumes too.
+    """
+    return hashlib.sha1(warc_name(path).encode("utf-8", "surrogateescape")).hexdigest() + ".parquet"
+
+
+def write_warc_rows(path: str, config: PrepareConfig, directory: str) -> int:
+    """Write `process_warc(path)`'s rows to `directory/file_output_name(path)`; returns the row count.
+
+    Written to a temporary name and renamed when the file is finished, so the final name exists
+    only for a complete file: a rerun after a crash reuses it and skips the file. `directory` must
+    be one the Spark executors and the driver both see (local mode, or a shared filesystem).
+    """
+    target = os.path.join(directory, file_output_name(path))
+    temporary = f"{target}.{uuid.uuid4().hex}.tmp"  # one per attempt: retried tasks never share a file
+    count = 0
+    try:
+        with pq.ParquetWriter(temporary, ROW_SCHEMA) as writer:
+            batch: list[tuple] = []
+            for row in process_warc(path, config):
+                batch.append(row)
+                if len(batch) >= _ROWS_PER_BATCH:
+                    writer.write_table(_table(batch))
+                    count += len(batch)
+                    batch = []
+            writer.write_table(_table(batch))
+            count += len(batch)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return count
+
+
+def _table(rows: list[tuple]) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in ROW_SCHEMA.names]
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, ROW_SCHEMA, strict=True)], schema=ROW_SCHEMA)
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from jobs.common import COMMITTED_MARKER, read_stats
+from jobs.common import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, WORK_DIR, SimulatedCrash, read_stats
 from jobs.prepare import main, run_prepare
 from pipeline.config import ConfigError, load_config
 from pipeline.inputs import InputError
@@ -126,3 +126,51 @@ def test_command_line_entry_point(shared_data, tmp_path, capsys):
     # The same page as WARC response and as WET text; kept once whatever its language.
     assert stats["records_in"] == 2 and stats["documents_out"] + stats["rejects_by_rule"].get("exact_duplicate", 0) == 2
     assert "[thresher] prepare" in capsys.readouterr().err
+
+
+def comparable(stats):
+    return {k: v for k, v in stats.items() if k not in ("timings", "worker_max_rss_mb", "files_resumed")}
+
+
+def test_a_crash_after_some_files_resumes_from_the_finished_files(spark, tmp_path, monkeypatch):
+    inputs = write_sample_crawl(tmp_path / "sample")
+    config = load_config(None, {"prepare.files_per_batch": 2})
+    assert len(inputs) > 2
+    reference = run_prepare(spark, inputs, str(tmp_path / "reference"), config)
+    output = tmp_path / "resumed"
+    files_dir = output / WORK_DIR / "files"
+
+    monkeypatch.setenv(CRASH_MODE_ENV, "raise")
+    monkeypatch.setenv(CRASH_ENV, "prepare:files_partly_done")
+    with pytest.raises(SimulatedCrash):
+        run_prepare(spark, inputs, str(output), config)
+    finished = {path: path.stat().st_mtime_ns for path in files_dir.glob("*.parquet")}
+    assert len(finished) == 2 and not (output / COMMITTED_MARKER).exists()
+
+    # Second attempt dies inside the commit, while the work directory is still there to inspect.
+    monkeypatch.setenv(CRASH_ENV, "commit:part_moved")
+    with pytest.raises(SimulatedCrash):
+        run_prepare(spark, inputs, str(output), config)
+    assert {path: path.stat().st_mtime_ns for path in finished} == finished  # not processed again
+    assert len(list(files_dir.glob("*.parquet"))) == len(inputs)
+    assert json.loads((output / "_staging" / "stats.json").read_text())["files_resumed"] == 2
+
+    monkeypatch.delenv(CRASH_ENV)
+    stats = run_prepare(spark, inputs, str(output), config)
+    assert stats["files_resumed"] == len(inputs) and reference["files_resumed"] == 0
+    assert comparable(stats) == comparable(reference) and balanced(stats)
+    assert collect(spark, output) == collect(spark, tmp_path / "reference")
+    assert (output / COMMITTED_MARKER).is_file() and not (output / WORK_DIR).exists()
+
+
+def test_work_from_another_config_is_not_reused(spark, tmp_path, monkeypatch):
+    inputs = write_sample_crawl(tmp_path / "sample")
+    output = tmp_path / "out"
+    monkeypatch.setenv(CRASH_MODE_ENV, "raise")
+    monkeypatch.setenv(CRASH_ENV, "prepare:files_partly_done")
+    with pytest.raises(SimulatedCrash):
+        run_prepare(spark, inputs, str(output), load_config(None, {"prepare.files_per_batch": 2}))
+    monkeypatch.delenv(CRASH_ENV)
+    stats = run_prepare(spark, inputs, str(output), load_config(None, {"prepare.files_per_batch": 2,
+                                                                      "prepare.languages": ["en"]}))
+    assert stats["files_resumed"] == 0 and set(stats["documents_by_lang"]) == {"en"}

@@ -27,10 +27,12 @@ OVERRIDES = {
     "export.vocab_size": 512,
     "export.validation_fraction": 0.2,
     "export.pack_ranges": 2,
+    "prepare.files_per_batch": 2,  # so that stage 1 has a crash point between its batches of files
 }
 
 # In pipeline order; each attempt crashes at the next one, then one clean rerun finishes the run.
 KILL_POINTS = [
+    "prepare:files_partly_done",  # stage 1: two input files finished, the others not started
     "commit:part_moved",  # inside stage 1's commit: documents moved, marker not yet written
     "run:after_prepare",
     "run:after_rules",
