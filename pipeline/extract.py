@@ -49,6 +49,19 @@ _SUPERSETS = {
 _TRAFILATURA_OPTIONS = {"favor_precision": True, "include_comments": False}
 
 
+# Payloads declared text/html that are files of another kind: extracting them yields garbage text.
+_BINARY_SIGNATURES = (
+    (b"%PDF-", "pdf"), (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"), (b"RIFF", "riff"), (b"PK\x03\x04", "zip"), (b"\x1f\x8b", "gzip"), (b"\x7fELF", "elf"),
+    (b"wOFF", "woff"), (b"wOF2", "woff2"), (b"OggS", "ogg"), (b"\x00\x00\x01\x00", "ico"), (b"7z\xbc\xaf", "7z"),
+)
+# C0 control bytes other than tab, newlines, form feed and escape (ISO-2022 uses it) almost never
+# occur in text; past this share of the first 4 KB the payload is binary.
+_CONTROL_BYTES = bytes(sorted(set(range(32)) - {9, 10, 12, 13, 27}))
+MAX_CONTROL_BYTE_RATIO = 0.05
+_BINARY_SNIFF_BYTES = 4096
+
+
 class ExtractTimeout(Exception):
     """trafilatura ran past the per-page time bound."""
 
@@ -80,6 +93,19 @@ def _decode_if_clean(payload: bytes, encoding: str) -> str | None:
     if text.count("\ufffd") > MAX_REPLACEMENT_RATIO * max(len(text), 1):
         return None
     return text
+
+
+def binary_kind(payload: bytes, http_charset: str = "") -> str:
+    """"pdf", "png", ..., "binary" when `payload` is not text whatever its declared type; "" for text."""
+    for signature, kind in _BINARY_SIGNATURES:
+        if payload.startswith(signature):
+            return kind
+    # UTF-16/32 text is full of NUL bytes.
+    if payload.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or http_charset.lower().startswith(("utf-16", "utf-32")):
+        return ""
+    sample = payload[:_BINARY_SNIFF_BYTES]
+    control = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    return "binary" if control > MAX_CONTROL_BYTE_RATIO * len(sample) else ""
 
 
 def decode_html(payload: bytes, http_charset: str = "") -> Decoded:

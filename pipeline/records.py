@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import PrepareConfig
-from pipeline.extract import extract_page
+from pipeline.extract import binary_kind, extract_page
 from pipeline.filters import DocumentFilter, Drop, first_drop
 from pipeline.inputs import open_input, warc_name
 from pipeline.langid import LanguageFilter, top_language
@@ -209,6 +209,8 @@ def _process_record(record: WarcRecord, path: str, name: str, config: PrepareCon
         return _reject(fields, Drop("not_html", record.mime_type or "no content type"))
     if record.payload_truncated:
         return _reject(fields, Drop("html_too_large", f"over {config.max_html_bytes} bytes"))
+    if record.kind != "conversion" and (kind := binary_kind(record.payload, record.charset)):
+        return _reject(fields, Drop("binary_payload", f"{kind} declared {record.mime_type or 'untyped'}"))
 
     start = time.process_time()
     drop = first_drop(steps.url_filters, fields)

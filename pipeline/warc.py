@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from warcio.archiveiterator import ArchiveIterator
-from warcio.recordloader import ArcWarcRecordLoader
+from warcio.recordloader import ArchiveLoadFailed, ArcWarcRecordLoader
 
 # Records whose payload is a page (or, for WET `conversion`, its extracted text).
 CONTENT_KINDS = frozenset({"response", "resource", "conversion"})
@@ -29,6 +29,7 @@ HTML_MIME_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 UNTYPED_MIME_TYPES = frozenset({"", "application/octet-stream", "unk", "no-type"})
 _HTML_SNIFF = re.compile(rb"<\s*(!doctype\s+html|html|head|body|meta|title)\b", re.IGNORECASE)
 _READ_CHUNK = 1 << 16
+_URL_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 _HTTP_HEADER_PARSER = ArcWarcRecordLoader().http_parser
 
 
@@ -39,6 +40,15 @@ class _LenientArchiveIterator(ArchiveIterator):
     whose Content-Length is a few bytes short). ClueWeb09 (WARC/0.18) records end without the two
     blank lines, so that dropped line is the next record's `WARC/0.18` and reading stops.
     """
+
+    def _next_record(self, next_line):
+        record = super()._next_record(next_line)
+        uri = (record.rec_headers.get_header("WARC-Target-URI") or "").lstrip("<")
+        if uri and not _URL_SCHEME.match(uri):
+            # With arc2warc, warcio takes any line of five or more words for an ARC header, so text
+            # or garbage bytes would become phantom records; a real record names a URL.
+            raise ArchiveLoadFailed(f"not a WARC or ARC record: target {uri[:100]!r}")
+        return record
 
     def _consume_blanklines(self):
         empty_size = 0

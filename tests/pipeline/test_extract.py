@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.extract import decode_html, extract_page, extract_text, meta_charset, normalize_encoding
+from pipeline.extract import binary_kind, decode_html, extract_page, extract_text, meta_charset, normalize_encoding
 
 CHINESE = "茶叶的历史可以追溯到几千年前，人们在山间种植茶树，采摘嫩叶，再经过杀青、揉捻和干燥制成成品。" * 8
 ARTICLE = (
@@ -103,3 +103,43 @@ def test_extract_text_without_timeout_outside_main_thread():
     thread.start()
     thread.join()
     assert CHINESE[:20] in out[0]
+
+
+def test_a_hanging_extractor_becomes_a_timeout_and_the_next_page_still_extracts(monkeypatch):
+    import time
+
+    import trafilatura
+
+    def hang(*args, **kwargs):
+        while True:  # a page that never finishes, in pure Python as trafilatura's own loops are
+            time.sleep(0.01)
+
+    monkeypatch.setattr(trafilatura, "extract", hang)
+    started = time.monotonic()
+    text, drop = extract_page(page("A page that hangs the extractor.").encode(), "utf-8", "", timeout_s=0.3)
+    assert text == "" and drop.rule == "extract_timeout" and time.monotonic() - started < 3
+    monkeypatch.undo()
+    text, drop = extract_page(page(CHINESE).encode(), "utf-8", "", timeout_s=10)
+    assert drop is None and CHINESE[:20] in text
+
+
+def test_an_extractor_exception_is_an_extract_error(monkeypatch):
+    import trafilatura
+
+    def broken(*args, **kwargs):
+        raise ValueError("lxml said no")
+
+    monkeypatch.setattr(trafilatura, "extract", broken)
+    text, drop = extract_page(page(CHINESE).encode(), "utf-8", "", timeout_s=10)
+    assert text == "" and drop.rule == "extract_error" and "ValueError: lxml said no" in drop.detail
+
+
+def test_binary_payloads_are_recognised_and_text_is_not():
+    assert binary_kind(b"%PDF-1.7\n%\xe2\xe3") == "pdf"
+    assert binary_kind(b"\x89PNG\r\n\x1a\n\x00\x00") == "png"
+    assert binary_kind(b"\xff\xd8\xff\xe0\x00\x10JFIF") == "jpeg"
+    assert binary_kind(bytes(range(256)) * 8) == "binary"
+    assert binary_kind(page(CHINESE).encode("gbk")) == ""
+    assert binary_kind(page("plain").encode("utf-16"), "") == ""  # BOM: NULs are text here
+    assert binary_kind(page("plain").encode("utf-16-le"), "utf-16le") == ""
+    assert binary_kind(b"\x1b$B" + "日本語".encode("iso2022_jp") + b"<p>text</p>" * 10) == ""

@@ -6,7 +6,16 @@ from collections import Counter
 import pytest
 
 from pipeline.config import load_config
-from pipeline.records import ROW_DOCUMENT, ROW_FILE, ROW_REJECT, ROW_SCHEMA, make_doc_id, process_warc
+from pipeline.records import (
+    ROW_DOCUMENT,
+    ROW_FILE,
+    ROW_REJECT,
+    ROW_SCHEMA,
+    file_output_name,
+    make_doc_id,
+    process_warc,
+    write_warc_rows,
+)
 
 MOJIBAKE = re.compile("[ÃÂâ][\u0080-\u00ff]|Ã©|â€")
 
@@ -92,3 +101,23 @@ def test_oversized_pages_are_rejected_unparsed(shared_data, config):
     small = dataclasses.replace(config, max_html_bytes=20_000)
     out = rows(shared_data / "warc/cc-main-2020-34-sample.warc.gz", small)
     assert Counter(r["rule"] for r in out)["html_too_large"] >= 5
+
+
+def test_per_file_rows_are_written_under_a_hashed_name_inside_the_directory(shared_data, config, tmp_path):
+    import pyarrow.parquet as pq
+
+    source = shared_data / "warc/cc-main-2024-22-one-page.warc.gz"
+    hostile_name = tmp_path / "..%2F..%2Fescape..warc.gz"
+    hostile_name.write_bytes(source.read_bytes())
+    directory = tmp_path / "files"
+    directory.mkdir()
+    for path in (str(hostile_name), "memory://x/../../../escape.warc.gz", str(tmp_path / "..")):
+        count = write_warc_rows(path, config, str(directory))
+        target = directory / file_output_name(path)
+        assert target.parent == directory and re.fullmatch(r"[0-9a-f]{40}\.parquet", target.name)
+        table = pq.read_table(target)
+        assert table.schema.equals(ROW_SCHEMA) and table.num_rows == count
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["..%2F..%2Fescape..warc.gz", "files"]
+    assert len(list(directory.iterdir())) == 3  # no temporary file left behind
+    rows_read = pq.read_table(directory / file_output_name(str(hostile_name))).to_pylist()
+    assert len(rows_read) == 2 and rows_read[-1]["row_kind"] == ROW_FILE and rows_read[0]["doc_id"]
