@@ -23,6 +23,8 @@ MANIFEST_FORMAT = "thresher-tokens/1"
 # {
 #   "format": "thresher-tokens/1",
 #   "seq_len": int, "token_dtype": "int32", "vocab_size": int, "eos_token_id": int,
+#   "pad_token_id": int (fills padded rows; the EOS id when the tokenizer has none: mask it out of the loss),
+#   "tail": "pad" | "drop", "validation_fraction": float,
 #   "pad_token_id": int,  (fills padded tails; the trainer never uses it as a prediction target)
 #   "tail": "pad" | "drop", "validation_fraction": float,
 #   "pack_mode": "concat" | "boundary",
@@ -30,7 +32,10 @@ MANIFEST_FORMAT = "thresher-tokens/1"
 #   "config_hash": str, "seed": int,
 #   "splits": {
 #     "train": {"shards": [{"path": "train/shard-00000.parquet", "sequences": int, "tokens": int}],
-#               "sequences": int, "tokens": int, "documents": int},
+#               "sequences": int, "tokens": int, "documents": int,
+#               "source_documents": int, "padding_tokens": int, "dropped_tokens": int, "dropped_documents": int},
+#     (documents: copies exported, sample_copies counted; source_documents: distinct input documents;
+#      tokens include padding_tokens)
 #     "validation": {...same...}
 #   },
 #   "upstream_stats": {...stats.json of the input stage...}
