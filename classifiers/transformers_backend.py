@@ -132,7 +132,8 @@ class TransformersClassifier(TextClassifier):
     def _load_model(cls, directory, manifest):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        model = AutoModelForSequenceClassification.from_pretrained(directory)
+        # Our own saves are safetensors: refuse a pickled weights file dropped in their place.
+        model = AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(directory)
         return cls(
             model,
