@@ -7,10 +7,12 @@ Plan (every step is defined by content and config, never by how the input is par
 1. Executors tokenize documents in batches with the fast tokenizer (loaded once per process),
    close each with EOS and emit one row per sampling copy, with its split (seeded hash of doc_id,
    so all copies of a document share it), a seeded key per copy and a packing range (key mod
-   `pack_ranges`).
+   `pack_ranges`). Each task ends with tally rows: its input counts (documents per split, copies,
+   documents without text or sampled out), so the input text is read once, by this pass.
 2. Each (split, range) is sorted by key (a seeded shuffle of documents) and packed on its own, in
    parallel, into rows of seq_len + 1 tokens; each range's last partial row is padded or dropped.
-   Packed rows go to a staging Parquet file so that counting them costs no second tokenization.
+   Packed rows, and the tally rows summed per task, go to a staging Parquet file so that counting
+   them costs no second tokenization.
 3. From the per-range row counts, every row's index in its split is known; a seeded Feistel
    permutation turns it into a position (the global shuffle, with no global sort), and the
    position gives the shard (`shard_tokens`) and the row in it.
@@ -44,20 +46,21 @@ from jobs.common import (
 from pipeline.config import Config, ConfigError, ExportConfig
 from pipeline.packing import (
     PACK_MODES,
-    PACKED,
+    PACKED_TALLIED,
     PLACED,
     SPLITS,
     TAIL_MODES,
-    TOKENIZED,
+    TALLY_FIELDS,
+    TALLY_RANGE,
+    TOKENIZED_TALLIED,
     Placement,
     ShardPlan,
-    is_validation,
-    pack_batches,
+    pack_tallied_batches,
     place_batches,
     shard_path,
 )
 from pipeline.shards import WRITTEN, write_shard_batches
-from pipeline.tokenize import EncoderSpec, load_tokenizer, tokenize_batches, tokenizer_sha256
+from pipeline.tokenize import EncoderSpec, load_tokenizer, tokenize_tallied_batches, tokenizer_sha256
 from schemas import to_spark_schema
 from schemas.tokens import MANIFEST_FORMAT, TOKEN_DTYPE
 
@@ -97,43 +100,21 @@ def _documents(spark, input_dir: Path):
     return docs.select("doc_id", "text", copies.alias("copies"))
 
 
-def _split_codes(batches, seed: int, validation_fraction: float):
-    import pyarrow as pa
+def _input_counts(range_rows) -> dict:
+    """Per split: source documents and copies to export; documents without text; documents sampled out.
 
-    for batch in batches:
-        splits = [int(is_validation(d, seed, validation_fraction)) for d in batch.column("doc_id").to_pylist()]
-        yield pa.RecordBatch.from_arrays(
-            [pa.array(splits, pa.int8()), batch.column("copies"), batch.column("has_text")],
-            names=["split", "copies", "has_text"],
-        )
-
-
-def _input_counts(docs, config: ExportConfig) -> dict:
-    """Per split: source documents and copies to export; documents without text; documents sampled out."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import BooleanType, ByteType, IntegerType, StructField, StructType
-
-    flagged = docs.select("doc_id", "copies", (F.coalesce(F.length("text"), F.lit(0)) > 0).alias("has_text"))
-    schema = StructType([StructField("split", ByteType()), StructField("copies", IntegerType()),
-                         StructField("has_text", BooleanType())])
-    rows = (
-        flagged.mapInArrow(partial(_split_codes, seed=config.seed, validation_fraction=config.validation_fraction), schema)
-        .groupBy("split", "has_text", (F.col("copies") > 0).alias("sampled"))
-        .agg(F.count("*").alias("documents"), F.sum(F.greatest(F.col("copies"), F.lit(0))).alias("copies"))
-        .collect()
-    )
-    counts = {"documents_in": 0, "empty_text": 0, "sampled_out": 0,
+    Summed from the tally columns of the packed rows: the tokenizing pass counted them.
+    """
+    counts = {"empty_text": 0, "sampled_out": 0,
               "splits": {name: {"source_documents": 0, "copies": 0} for name in SPLITS}}
-    for row in rows:
-        counts["documents_in"] += row["documents"]
-        if not row["has_text"]:
-            counts["empty_text"] += row["documents"]
-        elif not row["sampled"]:
-            counts["sampled_out"] += row["documents"]
-        else:
-            split = counts["splits"][SPLITS[row["split"]]]
-            split["source_documents"] += row["documents"]
-            split["copies"] += int(row["copies"])
+    for row in range_rows:
+        split = counts["splits"][SPLITS[row["split"]]]
+        split["source_documents"] += row["source_documents"]
+        split["copies"] += row["copies"]
+        counts["empty_text"] += row["empty_text"]
+        counts["sampled_out"] += row["sampled_out"]
+    counts["documents_in"] = (counts["empty_text"] + counts["sampled_out"]
+                              + sum(split["source_documents"] for split in counts["splits"].values()))
     return counts
 
 
@@ -157,23 +138,22 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     spark.conf.set(batch_setting, str(cfg.encode_batch_documents))
     try:
         docs = _documents(spark, source)
-        counts = _input_counts(docs, cfg)
 
         # The prepared tokenizer travels as a broadcast JSON string: executors skip transformers entirely.
         encoder = EncoderSpec.of(tokenizer, share=spark.sparkContext.broadcast)
         tokenized = docs.mapInArrow(
-            partial(tokenize_batches, encoder=encoder, seed=cfg.seed,
+            partial(tokenize_tallied_batches, encoder=encoder, seed=cfg.seed,
                     validation_fraction=cfg.validation_fraction, pack_ranges=cfg.pack_ranges,
                     batch_documents=cfg.encode_batch_documents),
-            to_spark_schema(TOKENIZED),
+            to_spark_schema(TOKENIZED_TALLIED),
         )
         packed_path = output.staged(PACKED_STAGING)
         (
             tokenized.repartition(len(SPLITS) * cfg.pack_ranges, "split", "range_id")
             # tokens last: equal keys (a duplicated doc_id) still sort the same way every run
             .sortWithinPartitions("split", "range_id", "doc_key", "tokens")
-            .mapInArrow(partial(pack_batches, capacity=capacity, mode=cfg.pack_mode, pad_id=tokenizer.pad_id,
-                                tail=cfg.tail), to_spark_schema(PACKED))
+            .mapInArrow(partial(pack_tallied_batches, capacity=capacity, mode=cfg.pack_mode,
+                                pad_id=tokenizer.pad_id, tail=cfg.tail), to_spark_schema(PACKED_TALLIED))
             .write.parquet(packed_path)
         )
         tokenized_at = time.time()
@@ -187,10 +167,13 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
                 F.sum("padding").alias("padding"),
                 F.sum("dropped_tokens").alias("dropped_tokens"),
                 F.sum("dropped_documents").alias("dropped_documents"),
+                *(F.sum(name).alias(name) for name in TALLY_FIELDS),
             )
             .collect()
         )
-        splits = _split_summaries(range_rows, counts, capacity, cfg.shard_tokens)
+        counts = _input_counts(range_rows)
+        splits = _split_summaries([r for r in range_rows if r["range_id"] != TALLY_RANGE], counts, capacity,
+                                  cfg.shard_tokens)
         placement = Placement(
             range_starts={code: splits[name]["range_starts"] for code, name in enumerate(SPLITS)},
             plans={code: splits[name]["plan"] for code, name in enumerate(SPLITS)},

@@ -277,6 +277,45 @@ PLACED = pa.schema(
     ]
 )
 
+# The job's input counts travel with the data, so that the input text is read once: the TALLIED
+# schemas add them to TOKENIZED and PACKED. Data rows carry zeros; a tally row (no tokens,
+# range_id TALLY_RANGE) carries one task's counts. Documents without text or sampled out have no
+# split of their own: their counts go on split 0's tally row.
+TALLY_FIELDS = ("source_documents", "copies", "empty_text", "sampled_out")
+TALLY_RANGE = -1
+
+
+def _with_tally(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([*schema, *(pa.field(name, pa.int64(), nullable=False) for name in TALLY_FIELDS)])
+
+
+TOKENIZED_TALLIED = _with_tally(TOKENIZED)
+PACKED_TALLIED = _with_tally(PACKED)
+_TALLY_ROW_DEFAULTS = {"range_id": TALLY_RANGE, "doc_key": -1, "seq_index": -1, "tokens": b"", "doc_offsets": [],
+                       "documents": 0, "padding": 0, "dropped_tokens": 0, "dropped_documents": 0}
+
+
+def with_zero_tally(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """`batch` (TOKENIZED or PACKED rows) in its TALLIED `schema`, with zero counts."""
+    zeros = pa.array(np.zeros(batch.num_rows, dtype=np.int64))
+    return pa.RecordBatch.from_arrays([*batch.columns, *[zeros] * len(TALLY_FIELDS)], schema=schema)
+
+
+def add_tally(tally: dict[int, list[int]], split: int, **counts: int) -> None:
+    """Add `counts` (names from TALLY_FIELDS) to `split`'s entry of `tally`."""
+    entry = tally.setdefault(split, [0] * len(TALLY_FIELDS))
+    for name, count in counts.items():
+        entry[TALLY_FIELDS.index(name)] += count
+
+
+def tally_batch(tally: dict[int, list[int]], schema: pa.Schema) -> pa.RecordBatch:
+    """One tally row per split of `tally`, in `schema` (TOKENIZED_TALLIED or PACKED_TALLIED)."""
+    rows = [{**{name: _TALLY_ROW_DEFAULTS[name] for name in schema.names if name in _TALLY_ROW_DEFAULTS},
+             "split": split, **dict(zip(TALLY_FIELDS, counts, strict=True))}
+            for split, counts in sorted(tally.items())]
+    return pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
 
 def list_array(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
     """A list<int32> Arrow array over flat `values` and `offsets` (from 0), without copying."""
@@ -371,6 +410,31 @@ def pack_batches(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pa
                 emitted += len(rows)
     if packer is not None:
         yield from close()
+
+
+def pack_tallied_batches(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pad_id: int,
+                         tail: str) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: TOKENIZED_TALLIED rows, sorted as for `pack_batches` -> PACKED_TALLIED rows.
+
+    Data rows are packed by `pack_batches`; the tally rows met on the way are summed per split
+    and emitted at the end, so the job's input counts come out of the packed rows.
+    """
+    tally: dict[int, list[int]] = {}
+
+    def data_rows() -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            is_tally = batch.column("range_id").to_numpy() == TALLY_RANGE
+            if is_tally.any():
+                for row in batch.filter(pa.array(is_tally)).select(["split", *TALLY_FIELDS]).to_pylist():
+                    add_tally(tally, row["split"], **{name: row[name] for name in TALLY_FIELDS})
+                batch = batch.filter(pa.array(~is_tally))
+            if batch.num_rows:
+                yield pa.RecordBatch.from_arrays(batch.columns[: len(TOKENIZED)], schema=TOKENIZED)
+
+    for packed in pack_batches(data_rows(), capacity, mode, pad_id, tail):
+        yield with_zero_tally(packed, PACKED_TALLIED)
+    if tally:
+        yield tally_batch(tally, PACKED_TALLIED)
 
 
 @dataclass(frozen=True)

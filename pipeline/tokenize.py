@@ -20,7 +20,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline.packing import TOKENIZED, document_key, is_validation, token_bytes
+from pipeline.packing import (
+    TOKENIZED,
+    TOKENIZED_TALLIED,
+    add_tally,
+    document_key,
+    is_validation,
+    tally_batch,
+    token_bytes,
+    with_zero_tally,
+)
 
 # Files that define a tokenizer, hashed into the manifest; whichever of them a directory holds.
 TOKENIZER_FILES = (
@@ -191,10 +200,12 @@ def cached_tokenizer(spec: EncoderSpec) -> LoadedTokenizer:
 
 
 def tokenize_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, seed: int,
-                     validation_fraction: float, pack_ranges: int, batch_documents: int) -> Iterator[pa.RecordBatch]:
+                     validation_fraction: float, pack_ranges: int, batch_documents: int,
+                     tally: dict[int, list[int]] | None = None) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: documents (doc_id, text, copies) -> TOKENIZED rows, one per copy.
 
-    Documents with no text or no copies emit nothing (the job counts them from its input).
+    Documents with no text or no copies emit nothing; `tally`, when given, counts them and the
+    documents and copies of each split (see packing.TALLY_FIELDS).
     """
     # Spark runs one task per core: the tokenizer's own thread pool would only oversubscribe it.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -206,6 +217,9 @@ def tokenize_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, se
             texts = chunk.column("text").to_pylist()
             copies = chunk.column("copies").to_pylist()
             keep = [i for i, (text, n) in enumerate(zip(texts, copies, strict=True)) if text and n and n > 0]
+            if tally is not None:
+                empty = sum(1 for text in texts if not text)
+                add_tally(tally, 0, empty_text=empty, sampled_out=len(texts) - empty - len(keep))
             if not keep:
                 continue
             values, offsets = tokenizer.encode([texts[i] for i in keep])
@@ -213,6 +227,8 @@ def tokenize_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, se
             take, split, range_id, doc_key = [], [], [], []
             for position, i in enumerate(keep):
                 validation = is_validation(doc_ids[i], seed, validation_fraction)
+                if tally is not None:
+                    add_tally(tally, int(validation), source_documents=1, copies=copies[i])
                 for copy_index in range(copies[i]):
                     key = document_key(doc_ids[i], copy_index, seed)
                     take.append(position)
@@ -224,3 +240,15 @@ def tokenize_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, se
                 [pa.array(split, pa.int8()), pa.array(range_id, pa.int32()), pa.array(doc_key, pa.int64()), tokens],
                 schema=TOKENIZED,
             )
+
+
+def tokenize_tallied_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, seed: int,
+                             validation_fraction: float, pack_ranges: int,
+                             batch_documents: int) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: `tokenize_batches`' rows as TOKENIZED_TALLIED, then this task's input counts
+    as tally rows, so that the job counts its input in the pass that tokenizes it."""
+    tally: dict[int, list[int]] = {}
+    for batch in tokenize_batches(batches, encoder, seed, validation_fraction, pack_ranges, batch_documents, tally):
+        yield with_zero_tally(batch, TOKENIZED_TALLIED)
+    if tally:
+        yield tally_batch(tally, TOKENIZED_TALLIED)

@@ -8,18 +8,25 @@ import pytest
 
 from pipeline.packing import (
     PACKED,
+    PACKED_TALLIED,
+    TALLY_FIELDS,
+    TALLY_RANGE,
     TOKENIZED,
+    TOKENIZED_TALLIED,
     Packer,
     Placement,
     ShardPlan,
     document_key,
     is_validation,
     pack_batches,
+    pack_tallied_batches,
     permute,
     place_batches,
     shuffle_seed,
+    tally_batch,
     token_bytes,
     token_parts,
+    with_zero_tally,
 )
 
 EOS, PAD = 0, 1
@@ -185,6 +192,23 @@ def test_pack_batches_packs_each_range_on_its_own_and_carries_dropped_counts():
     ]
     dropped = {(r["split"], r["range_id"]): (r["dropped_tokens"], r["dropped_documents"]) for r in out if not r["tokens"]}
     assert dropped == {(0, 0): (3, 0), (0, 1): (2, 1), (1, 0): (2, 0)}
+
+
+def test_pack_tallied_batches_packs_like_pack_batches_and_sums_the_tally_rows():
+    rows = [(0, 0, 1, [5, 5, 0]), (0, 0, 2, [6, 6, 6, 0]), (0, 1, 3, [7, 0]), (1, 0, 4, [8, 8, 8, 8, 8, 0])]
+    batches = [tokenized_batch(rows[:2]), tokenized_batch(rows[2:])]
+    tallies = [tally_batch({0: [2, 3, 1, 0], 1: [1, 1, 0, 0]}, TOKENIZED_TALLIED),
+               tally_batch({0: [1, 1, 4, 2]}, TOKENIZED_TALLIED)]
+    # Tally rows sort first in their split (range_id -1) and may share a batch with data rows.
+    tallied = [pa.concat_batches([tallies[0], with_zero_tally(batches[0], TOKENIZED_TALLIED)]),
+               tallies[1], with_zero_tally(batches[1], TOKENIZED_TALLIED)]
+    options = {"capacity": 4, "mode": "concat", "pad_id": PAD, "tail": "pad"}
+    plain = pa.Table.from_batches(list(pack_batches(iter(batches), **options)), schema=PACKED)
+    out = pa.Table.from_batches(list(pack_tallied_batches(iter(tallied), **options)), schema=PACKED_TALLIED)
+    is_tally = [r == TALLY_RANGE for r in out.column("range_id").to_pylist()]
+    assert out.filter(pa.array([not t for t in is_tally])).select(PACKED.names).equals(plain)
+    sums = {r["split"]: [r[name] for name in TALLY_FIELDS] for r in out.filter(pa.array(is_tally)).to_pylist()}
+    assert sums == {0: [3, 4, 5, 2], 1: [1, 1, 0, 0]}
 
 
 def test_place_batches_gives_each_row_a_unique_position_and_its_shard():

@@ -8,12 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.packing import TOKENIZED, document_key, is_validation
+from pipeline.packing import TALLY_FIELDS, TALLY_RANGE, TOKENIZED, TOKENIZED_TALLIED, document_key, is_validation
 from pipeline.tokenize import (
     EncoderSpec,
     load_tokenizer,
     save_tokenizer,
     tokenize_batches,
+    tokenize_tallied_batches,
     tokenizer_sha256,
     train_byte_level_bpe,
 )
@@ -139,6 +140,33 @@ def test_tokenize_batches_emits_one_row_per_copy_with_split_key_and_range(tokeni
         assert row["split"] == int(is_validation(doc_id, 3, 0.5))
         tokens = np.frombuffer(row["tokens"], dtype="<i4").tolist()
         assert tokens[-1] == loaded.eos_id and loaded.decode(tokens[:-1]) == text
+
+
+def test_tokenize_tallied_batches_adds_the_input_counts_after_the_same_rows(tokenizer_dir):
+    docs = pa.RecordBatch.from_pylist(
+        [{"doc_id": f"doc-{i}", "text": "" if i % 5 == 0 else f"text {i}", "copies": i % 3} for i in range(40)]
+    )
+    spec = EncoderSpec.of(load_tokenizer(tokenizer_dir))
+    options = {"seed": 3, "validation_fraction": 0.3, "pack_ranges": 4, "batch_documents": 7}
+    plain = pa.Table.from_batches(list(tokenize_batches(iter([docs]), spec, **options)), schema=TOKENIZED)
+    tallied = pa.Table.from_batches(list(tokenize_tallied_batches(iter([docs.slice(0, 25), docs.slice(25)]), spec,
+                                                                  **options)), schema=TOKENIZED_TALLIED)
+    is_tally = [r == TALLY_RANGE for r in tallied.column("range_id").to_pylist()]
+    data = tallied.filter(pa.array([not t for t in is_tally]))
+    assert data.select(TOKENIZED.names).equals(plain)
+    assert all(data.column(name).to_pylist() == [0] * len(data) for name in TALLY_FIELDS)
+    counts = {}
+    for row in tallied.filter(pa.array(is_tally)).to_pylist():
+        assert row["tokens"] == b""
+        for name in TALLY_FIELDS:
+            counts[row["split"], name] = counts.get((row["split"], name), 0) + row[name]
+    kept = [i for i in range(40) if i % 5 and i % 3]
+    for split in (0, 1):
+        in_split = [i for i in kept if int(is_validation(f"doc-{i}", 3, 0.3)) == split]
+        assert counts.get((split, "source_documents"), 0) == len(in_split)
+        assert counts.get((split, "copies"), 0) == sum(i % 3 for i in in_split)
+    assert sum(v for (_, name), v in counts.items() if name == "empty_text") == 8
+    assert sum(v for (_, name), v in counts.items() if name == "sampled_out") == 40 - 8 - len(kept)
 
 
 def test_encode_returns_flat_int32_with_offsets(tokenizer_dir):
