@@ -235,7 +235,9 @@ class Config:
 
     def digest(self) -> str:
         """A short hash of every setting, recorded in outputs so results can be traced to configs."""
-        as_json = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        settings = dataclasses.asdict(self)
+        del settings["base_dir"]  # where the checkout lives is not a setting: the same config, moved, is the same
+        as_json = json.dumps(settings, sort_keys=True, default=str)
         return hashlib.sha256(as_json.encode()).hexdigest()[:16]
 
 

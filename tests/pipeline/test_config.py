@@ -94,3 +94,11 @@ def test_digest_changes_with_any_setting(tmp_path):
     b = load_config(write(tmp_path, ""), {"rules.minhash_seed": 7})
     assert a.digest() == load_config(write(tmp_path, "")).digest()
     assert a.digest() != b.digest()
+
+
+def test_digest_does_not_depend_on_where_the_config_lives(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = load_config(write(tmp_path / "a", "rules:\n  minhash_seed: 3\n"))
+    b = load_config(write(tmp_path / "b", "rules:\n  minhash_seed: 3\n"))
+    assert a.base_dir != b.base_dir and a.digest() == b.digest()
