@@ -40,4 +40,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return module.run(args)
+    try:
+        return module.run(args)
+    except _user_errors() as exc:
+        # Bad config, inputs or model paths: the message says what to fix; a traceback would bury it.
+        print(f"thresher {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from classifiers.base import ModelNotFoundError
+    from classifiers.topic import TaxonomyError
+    from pipeline.config import ConfigError
+    from pipeline.inputs import InputError
+
+    return ConfigError, InputError, ModelNotFoundError, TaxonomyError

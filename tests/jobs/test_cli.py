@@ -45,6 +45,13 @@ def test_a_bad_config_is_a_clear_error_before_spark_starts(tmp_path):
          "--output", str(tmp_path / "out"), "--config", str(bad)],
         capture_output=True, text=True,
     )
-    assert result.returncode != 0
-    assert "prepare.lang_threshold" in result.stderr
+    assert result.returncode == 2
+    assert "thresher prepare: error: prepare.lang_threshold" in result.stderr
+    assert "Traceback" not in result.stderr
     assert "SparkContext" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_missing_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["prepare", str(tmp_path / "missing.warc.gz"), "--output", str(tmp_path / "out")]) == 2
+    assert "missing.warc.gz" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
