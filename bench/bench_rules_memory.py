@@ -32,7 +32,7 @@ from pyspark.sql import SparkSession
 from jobs.rules import run_rules
 from pipeline.config import load_config
 spark = (SparkSession.builder.master(sys.argv[3]).config("spark.ui.enabled", "false")
-         .config("spark.sql.shuffle.partitions", "8").config("spark.driver.memory", "2g").getOrCreate())
+         .config("spark.sql.shuffle.partitions", "8").config("spark.driver.memory", sys.argv[4]).getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
 stats = run_rules(spark, sys.argv[1], sys.argv[2], load_config())
 print("STATS " + json.dumps(stats))
@@ -90,16 +90,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-docs", type=int, default=2000, help="documents at scale 1x")
     parser.add_argument("--master", default="local[2]", help="Spark master for the child runs")
+    parser.add_argument(
+        "--driver-memory", default="2g",
+        help="JVM heap of the child (hosts the executor in local mode); cap it to tell data from lazy heap growth",
+    )
+    parser.add_argument("--scales", default="1,2,4", help="input multiples of --base-docs to run")
     args = parser.parse_args()
     print(f"{'scale':>5} {'docs':>6} {'out':>6} {'seconds':>8} {'peak RSS MiB':>12} {'KiB/doc over 1x':>16}")
     baseline = None
-    for scale in (1, 2, 4):
+    for scale in (int(x) for x in args.scales.split(",")):
         count = args.base_docs * scale
         with tempfile.TemporaryDirectory() as tmp:
             write_input(Path(tmp) / "in", count)
             start = time.perf_counter()
             child = subprocess.Popen(
-                [sys.executable, "-c", CHILD, f"{tmp}/in", f"{tmp}/out", args.master],
+                [sys.executable, "-c", CHILD, f"{tmp}/in", f"{tmp}/out", args.master, args.driver_memory],
                 cwd=REPO,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
