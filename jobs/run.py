@@ -137,7 +137,12 @@ def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) ->
     output.begin()
     taxonomy = load_taxonomy(config.resolve_path(config.models.topics_file) or None)
     summary = bootstrap([prepare_dir], output.staging, taxonomy, seed=config.models.rebalance_seed)
-    stats = {"documents_in": summary["documents"], "rejects_by_rule": {}, "models": summary["models"]}
+    stats = {
+        "documents_in": summary["documents"],
+        "documents_out": summary["documents"],  # every sampled document was weak-labelled
+        "rejects_by_rule": {},
+        "models": summary["models"],
+    }
     output.commit(stats)
     return stats
 
