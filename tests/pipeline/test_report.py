@@ -42,7 +42,7 @@ def run_dir(tmp_path):
     )
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "manifest.json").write_text(
-        json.dumps({"seq_len": 16, "splits": {"train": {"tokens": 170, "sequences": 10, "documents": 3}}})
+        json.dumps({"seq_len": 16, "splits": {"train": {"tokens": 170, "sequences": 10, "documents": 4, "source_documents": 3}}})
     )
     (tmp_path / "run.json").write_text(json.dumps({"seconds_per_stage": {"prepare": 3.5, "rules": 1.25}}))
     return tmp_path
@@ -56,6 +56,7 @@ def test_funnel_counts_documents_bytes_and_tokens(run_dir):
     assert funnel["after prepare"]["bytes"] == 2 * len("héllo world".encode()) + 3 * len("你好".encode())
     assert funnel["after rules"]["documents"] == 3
     assert funnel["exported"]["tokens"] == 170
+    assert funnel["exported"]["documents"] == 3  # distinct documents; 4 counts a rebalancing copy
     assert report["languages"] == {"en": 2, "zh": 3}
     assert report["dedup_cluster_sizes"] == {"1": 2, "2": 1}
     assert report["lines_removed"]["rules"] == {"lines_removed_dedup": 4}
