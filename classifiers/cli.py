@@ -133,9 +133,9 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="thresher classifiers", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    from jobs.common import script_main
+
+    return script_main("thresher classifiers", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,13 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def script_main(prog: str, doc: str, add_arguments, run, argv: list[str] | None = None) -> int:
+    """What `spark-submit jobs/<job>.py ...` runs: the job's own parser and run, as `thresher <job>`."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The checked Config named by --config and --set; raises ConfigError before any work starts."""
     import yaml

@@ -41,6 +41,7 @@ from jobs.common import (
     print_stage_summary,
     read_stats,
     require_committed,
+    script_main,
     spark_session,
 )
 from pipeline.config import Config, ConfigError, ExportConfig
@@ -301,9 +302,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="thresher export", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return script_main("thresher export", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

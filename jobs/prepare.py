@@ -32,6 +32,7 @@ from jobs.common import (
     config_from_args,
     crash_point,
     print_stage_summary,
+    script_main,
     spark_session,
 )
 from pipeline.config import Config, ConfigError, PrepareConfig
@@ -245,9 +246,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="prepare", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return script_main("thresher prepare", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from jobs.common import (
     config_from_args,
     print_stage_summary,
     require_committed,
+    script_main,
     spark_session,
 )
 from pipeline.config import Config, RulesConfig
@@ -394,9 +395,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rules", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return script_main("thresher rules", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from jobs.common import (
     crash_point,
     print_stage_summary,
     read_stats,
+    script_main,
     spark_session,
 )
 from pipeline.config import Config, ConfigError
@@ -174,9 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="thresher run", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return script_main("thresher run", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

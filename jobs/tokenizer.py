@@ -21,6 +21,7 @@ from jobs.common import (
     config_from_args,
     print_stage_summary,
     require_committed,
+    script_main,
     spark_session,
 )
 from pipeline.config import Config, ConfigError
@@ -99,9 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="thresher tokenizer", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return script_main("thresher tokenizer", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
