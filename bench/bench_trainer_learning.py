@@ -4,7 +4,7 @@ beside the unigram entropy of the training tokens (what a model without context 
     python bench/bench_trainer_learning.py --data SHARDS_DIR      # shards from `thresher export`
     python bench/bench_trainer_learning.py                        # byte-level shards of the DCLM sample
 
-Without --data, it writes shards itself: the `text` of /work/shared/data/quality/dclm/*.jsonl as
+Without --data, it writes shards itself: the `text` of ../shared/data/quality/dclm/*.jsonl as
 UTF-8 bytes (token = byte value, 256 = end of document), documents concatenated and cut into
 rows of seq_len + 1, one document in 20 held out for validation.
 """
@@ -29,7 +29,7 @@ from schemas.tokens import MANIFEST_FORMAT, SHARD
 from trainer.data import TokenShardReader, read_manifest
 from trainer.train import TrainConfig, read_log, train
 
-DEFAULT_TEXT = "/work/shared/data/quality/dclm/*.jsonl"
+DEFAULT_TEXT = str(Path(__file__).resolve().parents[2] / "shared/data/quality/dclm/*.jsonl")  # ../shared beside the repo
 BYTE_EOS = 256
 
 
