@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,45 +16,20 @@ from schemas.documents import MODELS, RULES
 from schemas.rejects import REJECT
 
 DOCUMENT_REJECT_RULES = {"clutter_emptied", "rebalance_downsampled"}
-URL_SHAPES = ["https://news{i}.example.com/2019/05/story-{i}.html"] * 6 + [
-    "https://bbs.example{i}.com/thread-{i}-1-1.html",
-    "https://shop{i}.example.com/products/item-{i}",
-    "https://www.example{i}.org/tag/page-{i}/",
-    "https://video{i}.example.com/videos/{i}",
-]
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _row(source: str, i: int, url: str, text: str, lang: str) -> dict:
-    doc_id = hashlib.sha1(f"{source}:{i}".encode()).hexdigest()[:32]
-    return {
-        "doc_id": doc_id,
-        "url": url,
-        "domain": url.split("/")[2],
-        "warc_path": f"test/{source}",
-        "warc_record_id": f"<urn:test:{doc_id}>",
-        "fetch_time": "2024-01-01T00:00:00Z",
-        "text": text,
-        "lang": lang,
-        "lang_score": 0.9,
-        "md5": hashlib.md5(text.encode()).hexdigest(),
-        "lines_removed_dedup": 0,
-        "minhash_cluster": doc_id,
-    }
 
 
 @pytest.fixture(scope="module")
 def stage2_dir(shared_data, tmp_path_factory) -> Path:
     """A committed stage 2 output: 160 English (DCLM) and 40 Chinese (ChineseWebText) documents."""
+    # Imported here: Spark workers import this module (for _model_loads) without tests/ on their path.
+    from stage_rows import URL_SHAPES, read_jsonl, rules_row
+
     quality = shared_data / "quality"
     rows = [
-        _row("dclm", i, URL_SHAPES[i % len(URL_SHAPES)].format(i=i), r["text"], "en")
-        for i, r in enumerate(_jsonl(quality / "dclm" / "majority_data.jsonl")[:160])
+        rules_row("dclm", i, URL_SHAPES[i % len(URL_SHAPES)].format(i=i), r["text"], "en")
+        for i, r in enumerate(read_jsonl(quality / "dclm" / "majority_data.jsonl")[:160])
     ]
-    rows += [_row("cwt", i, r["url"], r["raw_content"], "zh") for i, r in enumerate(_jsonl(quality / "chinesewebtext" / "cleared1.jsonl")[:40])]
+    rows += [rules_row("cwt", i, r["url"], r["raw_content"], "zh") for i, r in enumerate(read_jsonl(quality / "chinesewebtext" / "cleared1.jsonl")[:40])]
     directory = tmp_path_factory.mktemp("stage2")
     (directory / "documents").mkdir()
     pq.write_table(pa.Table.from_pylist(rows, schema=RULES), directory / "documents" / "part-0.parquet")

@@ -1,0 +1,38 @@
+"""Stage-2-shaped document rows built from real text, shared by the stage 3 tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+# URL shapes the page-type weak labels tell apart: mostly articles, plus forum, shop, listing, video.
+URL_SHAPES = ["https://news{i}.example.com/2019/05/story-{i}.html"] * 6 + [
+    "https://bbs.example{i}.com/thread-{i}-1-1.html",
+    "https://shop{i}.example.com/products/item-{i}",
+    "https://www.example{i}.org/tag/page-{i}/",
+    "https://video{i}.example.com/videos/{i}",
+]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def rules_row(source: str, i: int, url: str, text: str, lang: str) -> dict:
+    """One row of schemas.documents.RULES with a stable doc_id from (source, i)."""
+    doc_id = hashlib.sha1(f"{source}:{i}".encode()).hexdigest()[:32]
+    return {
+        "doc_id": doc_id,
+        "url": url,
+        "domain": url.split("/")[2],
+        "warc_path": f"test/{source}",
+        "warc_record_id": f"<urn:test:{doc_id}>",
+        "fetch_time": "2024-01-01T00:00:00Z",
+        "text": text,
+        "lang": lang,
+        "lang_score": 0.9,
+        "md5": hashlib.md5(text.encode()).hexdigest(),
+        "lines_removed_dedup": 0,
+        "minhash_cluster": doc_id,
+    }
