@@ -13,7 +13,11 @@ the chosen experts' unbiased scores are normalized to sum 1 and multiplied by
 `routed_scaling_factor`; shared experts are added unscaled. The bias is not a parameter: the
 trainer moves it after each optimizer step (trainer/train.py, `update_router_biases`). A small
 sequence-wise balance loss (`balance_loss_alpha`) is added to the LM loss. No token is dropped:
-experts process every token routed to them, grouped by expert (argsort + contiguous slices).
+experts process every token routed to them. The token-expert assignments are sorted by expert
+(stable sort) and all experts run as two grouped matrix products (`grouped_mm`: one GEMM per
+expert over its contiguous rows; a single CUTLASS kernel per product in bf16 on sm90/sm100 GPUs,
+a loop inside torch elsewhere), with the group boundaries kept on the device: no host sync, and
+static shapes for torch.compile.
 
 Shape suffix legend (torchtitan habit):
     B  batch (sequences)            T  sequence length (tokens per sequence)
@@ -21,7 +25,7 @@ Shape suffix legend (torchtitan habit):
     H  attention heads              K  head width (D // H)
     F  feed-forward width           V  vocabulary size
     E  routed experts               A  experts chosen per token (top-k)
-    S  token-expert assignments (N*A)   c  assignments of one expert (a slice of S)
+    S  token-expert assignments (N*A)   G  gate and up widths together (2F)
     L  mixture-of-experts layers
 """
 
@@ -195,34 +199,77 @@ class Router(nn.Module):
         return chosen_NA, weights_NA, scores_NE
 
 
+def grouped_mm(mat_a: torch.Tensor, mat_b: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """torch.nn.functional.grouped_mm where this torch has it, else torch._grouped_mm (same op, older name).
+
+    With a 2-D mat_a [S, K] and a 3-D mat_b [E, K, M]: rows offs[e-1]:offs[e] of mat_a times mat_b[e],
+    concatenated to [S, M]; offs (int32, on mat_a's device) holds each group's end row.
+    """
+    function = getattr(F, "grouped_mm", None) or torch._grouped_mm
+    return function(mat_a, mat_b, offs=offs)
+
+
+@torch.compiler.disable
+def grouped_mm_outside_compile(mat_a: torch.Tensor, mat_b: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """grouped_mm kept out of torch.compile graphs: torch's meta kernel for it accepts only bf16
+    (torch/_meta_registrations.py, _meta_grouped_mm_common), so other dtypes run eagerly (on CUDA
+    torch then loops over the groups itself; only bf16 on sm90/sm100 has the single-kernel path)."""
+    return grouped_mm(mat_a, mat_b, offs)
+
+
 class RoutedExperts(nn.Module):
     """E SwiGLU experts with stacked weights, laid out as transformers' Dots1Experts.
 
     gate_up_proj is [E, 2F, D] (per expert, the gate rows then the up rows, nn.Linear layout) and
     down_proj is [E, D, F]; stacking keeps every expert's weights one tensor, so DDP sees every
-    parameter used even when some expert gets no token.
+    parameter used even when some expert gets no token. Both products are grouped GEMMs over the
+    transposed views ([E, D, 2F] and [E, F, D], column-major: no copy).
+
+    Groups need no padding: torch's bf16 kernel wants 16-byte aligned rows (D and F multiples of
+    8), not aligned group sizes, with these layouts; padding each group to 8 rows measured no
+    faster on an H200 (bench/RESULTS.md).
     """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         E, D, F_ = config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
+        if D % 8 or F_ % 8:
+            raise ValueError(f"grouped GEMMs need hidden_size ({D}) and moe_intermediate_size ({F_}) to be multiples "
+                             f"of 8 (16-byte aligned bf16 rows)")
         self.gate_up_proj = nn.Parameter(torch.empty(E, 2 * F_, D))
         self.down_proj = nn.Parameter(torch.empty(E, D, F_))
 
-    # Per-expert slice lengths change every step: compiled, this would recompile endlessly.
-    @torch.compiler.disable
-    def forward(self, x_SD: torch.Tensor, tokens_per_expert: list[int]) -> torch.Tensor:
-        """x_SD holds the assignments sorted by expert; expert e takes the next tokens_per_expert[e] rows."""
-        outputs = []
-        start = 0
-        for expert, count in enumerate(tokens_per_expert):
-            if count == 0:
-                continue
-            x_cD = x_SD[start:start + count]
-            gate_cF, up_cF = F.linear(x_cD, self.gate_up_proj[expert]).chunk(2, dim=-1)
-            outputs.append(F.linear(F.silu(gate_cF) * up_cF, self.down_proj[expert]))
-            start += count
-        return torch.cat(outputs, dim=0)
+    def forward(self, x_SD: torch.Tensor, tokens_per_expert_E: torch.Tensor) -> torch.Tensor:
+        """x_SD holds the assignments sorted by expert; expert e takes the next tokens_per_expert_E[e] rows.
+
+        tokens_per_expert_E is an integer tensor on x_SD's device; nothing here reads it on the host.
+        """
+        device_type = x_SD.device.type
+        # grouped_mm is not on autocast's list: cast both operands as autocast would cast F.linear's.
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+        else:
+            dtype = self.gate_up_proj.dtype
+        return self.swiglu(x_SD.to(dtype), tokens_per_expert_E.cumsum(0, dtype=torch.int32), dtype)
+
+    def swiglu(self, x_SD: torch.Tensor, group_end_E: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """down(silu(gate(x)) * up(x)) with each row's expert; group_end_E (int32) ends each expert's rows."""
+        mm = grouped_mm if dtype == torch.bfloat16 else grouped_mm_outside_compile
+        gate_up_SG = mm(x_SD, self.gate_up_proj.to(dtype).transpose(-2, -1), group_end_E)
+        gate_SF, up_SF = gate_up_SG.chunk(2, dim=-1)
+        return mm(F.silu(gate_SF) * up_SF, self.down_proj.to(dtype).transpose(-2, -1), group_end_E)
+
+
+def counts_of_sorted(sorted_values: torch.Tensor, n: int) -> torch.Tensor:
+    """How many of the ascending integers `sorted_values` (all in [0, n)) equal 0, 1, ..., n-1: int64 [n].
+
+    torch.bincount gives the same counts, but on CUDA it reads the maximum on the host to size its
+    output (a sync per call) and torch.compile cannot know that size; a binary search of the sorted
+    values is sync-free, exact and of static shape.
+    """
+    values = torch.arange(n, device=sorted_values.device, dtype=sorted_values.dtype)
+    ends = torch.searchsorted(sorted_values, values, right=True)  # one past the last occurrence of each
+    return torch.diff(ends, prepend=ends.new_zeros(1))
 
 
 class MoE(nn.Module):
@@ -243,9 +290,9 @@ class MoE(nn.Module):
 
         # Group assignments by expert: a stable sort keeps each expert's tokens in token order.
         expert_of_S = chosen_NA.reshape(-1)
-        order_S = torch.argsort(expert_of_S, stable=True)
-        tokens_per_expert_E = torch.bincount(expert_of_S, minlength=self.n_experts)
-        routed_sorted_SD = self.experts(x_ND[order_S // self.top_k], tokens_per_expert_E.tolist())
+        sorted_expert_S, order_S = torch.sort(expert_of_S, stable=True)
+        tokens_per_expert_E = counts_of_sorted(sorted_expert_S, self.n_experts)
+        routed_sorted_SD = self.experts(x_ND[order_S // self.top_k], tokens_per_expert_E)
         routed_SD = routed_sorted_SD[torch.argsort(order_S)]  # back to (token, slot) order
         routed_ND = (routed_SD.view(B * T, self.top_k, D).float() * weights_NA.unsqueeze(-1)).sum(dim=1)
         out_BTD = routed_ND.to(x_BTD.dtype).view(B, T, D) + self.shared_experts(x_BTD)
@@ -262,9 +309,11 @@ class MoE(nn.Module):
         if self.balance_loss_alpha == 0:
             return scores_BTE.new_zeros(())
         B, T, _ = scores_BTE.shape
-        # One bincount over (sequence, expert) ids: deterministic on GPUs too, unlike scatter_add_.
+        # One sort and count over (sequence, expert) ids: deterministic and sync-free on GPUs too,
+        # unlike scatter_add_ (atomic) and bincount (host sync).
         sequence_offset_B11 = torch.arange(B, device=chosen_BTA.device).view(B, 1, 1) * self.n_experts
-        counts_BE = torch.bincount((chosen_BTA + sequence_offset_B11).reshape(-1), minlength=B * self.n_experts)
+        sorted_ids = torch.sort((chosen_BTA + sequence_offset_B11).reshape(-1)).values
+        counts_BE = counts_of_sorted(sorted_ids, B * self.n_experts)
         counts_BE = counts_BE.view(B, self.n_experts).to(scores_BTE.dtype)
         load_fraction_BE = counts_BE * self.n_experts / (self.top_k * T)
         probability_BE = (scores_BTE / scores_BTE.sum(dim=-1, keepdim=True)).mean(dim=1)
