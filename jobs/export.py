@@ -4,22 +4,26 @@
 
 Plan (every step is defined by content and config, never by how the input is partitioned):
 
-1. Executors tokenize documents in batches with the fast tokenizer (loaded once per process),
-   close each with EOS and emit one row per sampling copy, with its split (seeded hash of doc_id,
-   so all copies of a document share it), a seeded key per copy and a packing range (key mod
-   `pack_ranges`). Each task ends with tally rows: its input counts (documents per split, copies,
-   documents without text or sampled out), so the input text is read once, by this pass.
+1. Executors tokenize documents in batches with the fast tokenizer (loaded once per process) and
+   close each with EOS. The tokens go to the task's spill file (pipeline/spill.py) and never
+   through Spark: Spark moves one small row per sampling copy, pointing at them, with its split
+   (seeded hash of doc_id, so all copies of a document share it), a seeded key per copy and a
+   packing range (key mod `pack_ranges`). Each task ends with tally rows: its input counts
+   (documents per split, copies, documents without text or sampled out), so the input text is
+   read once, by this pass.
 2. Each (split, range) is sorted by key (a seeded shuffle of documents) and packed on its own, in
    parallel, into rows of seq_len + 1 tokens; each range's last partial row is padded or dropped.
-   Packed rows, and the tally rows summed per task, go to a staging Parquet file so that counting
-   them costs no second tokenization.
+   Packed rows' tokens go to the packing task's spill file and their pointers to its own small
+   Parquet file; what reaches the driver is one summary row per range (its counts and that file)
+   and the tally rows summed per task, so packing and counting are one Spark action.
 3. From the per-range row counts, every row's index in its split is known; a seeded Feistel
    permutation turns it into a position (the global shuffle, with no global sort), and the
    position gives the shard (`shard_tokens`) and the row in it.
-4. Rows are grouped by shard and sorted by position; one task writes each shard with a pyarrow
-   ParquetWriter, one row group at a time, so memory stays at a row group or two, whatever the
-   total. Shard files are written from the executors: DIR must be on a filesystem they all see.
+4. Row pointers are grouped by shard and sorted by position; one task writes each shard with a
+   pyarrow ParquetWriter, reading rows from the spill files one row group at a time, so memory
+   stays at a row group or two, whatever the total.
 
+Shard and spill files are written from the executors: DIR must be on a filesystem they all see.
 Packing on the driver over a sorted stream (toLocalIterator) would be simpler, but it is a single
 core after the tokenization barrier; ranges keep packing and writing as parallel as tokenizing.
 """
@@ -45,27 +49,35 @@ from jobs.common import (
     spark_session,
 )
 from pipeline.config import Config, ConfigError, ExportConfig
+from pipeline.inputs import InputError
 from pipeline.packing import (
     PACK_MODES,
-    PACKED_TALLIED,
+    PACKED,
     PLACED,
+    RANGE_SUMMARY,
     SPLITS,
     TAIL_MODES,
-    TALLY_FIELDS,
     TALLY_RANGE,
     TOKENIZED_TALLIED,
     Placement,
     ShardPlan,
-    pack_tallied_batches,
+    pack_and_summarize,
     place_batches,
     shard_path,
 )
 from pipeline.shards import WRITTEN, write_shard_batches
-from pipeline.tokenize import EncoderSpec, load_tokenizer, tokenize_tallied_batches, tokenizer_sha256
+from pipeline.tokenize import (
+    DOCUMENT_SPILL_PREFIX,
+    EncoderSpec,
+    document_parts,
+    load_tokenizer,
+    tokenize_tallied_batches,
+    tokenizer_sha256,
+)
 from schemas import to_spark_schema
 from schemas.tokens import MANIFEST_FORMAT, TOKEN_DTYPE
 
-PACKED_STAGING = "_packed"  # intermediate packed rows, removed before the commit
+SPILL_STAGING = "_spill"  # token spill files and packed rows' pointers, removed before the commit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,26 +101,31 @@ def check_export_config(config: ExportConfig) -> None:
             raise ConfigError(f"export.{name}: must be at least 1, got {getattr(config, name)}")
 
 
-def _documents(spark, input_dir: Path):
-    """doc_id, text and copies (sample_copies, or 1 when the stage has no rebalancing) of the input."""
-    from pyspark.sql import functions as F
+def _input_parts(input_dir: Path) -> list[tuple[str, int]]:
+    """(path, row group) of every Parquet row group of the input's documents; InputError if there are none."""
+    documents = input_dir / "documents"
+    # As Spark's reader does: every Parquet file below, except under names starting with . or _.
+    files = sorted(path for path in documents.rglob("*.parquet")
+                   if not any(part.startswith((".", "_")) for part in path.relative_to(documents).parts))
+    if not files:
+        raise InputError(f"{documents} holds no Parquet files")
+    return document_parts(files)
 
-    docs = spark.read.parquet(str(input_dir / "documents"))
-    missing = {"doc_id", "text"} - set(docs.columns)
-    if missing:
-        raise ValueError(f"{input_dir}/documents lacks column(s) {sorted(missing)}")
-    copies = F.coalesce(F.col("sample_copies").cast("int"), F.lit(1)) if "sample_copies" in docs.columns else F.lit(1)
-    return docs.select("doc_id", "text", copies.alias("copies"))
+
+def parts_frame(spark, parts: list[tuple[str, int]]):
+    """`parts` as a DataFrame (path, row_group) with one partition each: executors read the
+    documents themselves (pipeline.tokenize.read_document_parts)."""
+    return spark.createDataFrame(spark.sparkContext.parallelize(parts, len(parts)), "path string, row_group int")
 
 
-def _input_counts(range_rows) -> dict:
+def _input_counts(summaries) -> dict:
     """Per split: source documents and copies to export; documents without text; documents sampled out.
 
-    Summed from the tally columns of the packed rows: the tokenizing pass counted them.
+    Summed from the tally columns of the packing summaries: the tokenizing pass counted them.
     """
     counts = {"empty_text": 0, "sampled_out": 0,
               "splits": {name: {"source_documents": 0, "copies": 0} for name in SPLITS}}
-    for row in range_rows:
+    for row in summaries:
         split = counts["splits"][SPLITS[row["split"]]]
         split["source_documents"] += row["source_documents"]
         split["copies"] += row["copies"]
@@ -121,11 +138,11 @@ def _input_counts(range_rows) -> dict:
 
 def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, config: Config) -> dict:
     """Tokenize, pack, shuffle and shard the documents of `input_dir` into `output_dir`; returns the stats."""
-    from pyspark.sql import functions as F
 
     cfg = config.export
     check_export_config(cfg)
     source = require_committed(input_dir)
+    parts = _input_parts(source)
     tokenizer = load_tokenizer(tokenizer_dir, cfg.eos_token)
     tokenizer_dir = str(Path(tokenizer_dir).resolve())
     capacity = cfg.seq_len + 1
@@ -134,47 +151,41 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     started = time.time()
     batch_setting = "spark.sql.execution.arrow.maxRecordsPerBatch"
     previous_batch = spark.conf.get(batch_setting, None)
-    # Rows cross between the JVM and Python in bounded batches (Spark reads this at each action):
-    # encode_batch_documents documents while tokenizing, a row group's sequences while writing.
+    # Rows cross between the JVM and Python in bounded batches (Spark reads this at each action),
+    # and a batch of pointers is a batch of tokens read back: encode_batch_documents documents
+    # while packing, a row group's sequences while writing.
     spark.conf.set(batch_setting, str(cfg.encode_batch_documents))
     try:
-        docs = _documents(spark, source)
-
         # The prepared tokenizer travels as a broadcast JSON string: executors skip transformers entirely.
         encoder = EncoderSpec.of(tokenizer, share=spark.sparkContext.broadcast)
-        tokenized = docs.mapInArrow(
+        spill_dir = output.staged(SPILL_STAGING)
+        tokenized = parts_frame(spark, parts).mapInArrow(
             partial(tokenize_tallied_batches, encoder=encoder, seed=cfg.seed,
                     validation_fraction=cfg.validation_fraction, pack_ranges=cfg.pack_ranges,
-                    batch_documents=cfg.encode_batch_documents),
+                    batch_documents=cfg.encode_batch_documents, spill_dir=spill_dir),
             to_spark_schema(TOKENIZED_TALLIED),
         )
-        packed_path = output.staged(PACKED_STAGING)
-        (
-            tokenized.repartition(len(SPLITS) * cfg.pack_ranges, "split", "range_id")
-            # tokens last: equal keys (a duplicated doc_id) still sort the same way every run
-            .sortWithinPartitions("split", "range_id", "doc_key", "tokens")
-            .mapInArrow(partial(pack_tallied_batches, capacity=capacity, mode=cfg.pack_mode,
-                                pad_id=tokenizer.pad_id, tail=cfg.tail), to_spark_schema(PACKED_TALLIED))
-            .write.parquet(packed_path)
-        )
-        tokenized_at = time.time()
-
-        packed = spark.read.parquet(packed_path)
-        range_rows = (
-            packed.groupBy("split", "range_id")
-            .agg(
-                F.sum((F.length("tokens") > 0).cast("long")).alias("sequences"),
-                F.sum("documents").alias("documents"),
-                F.sum("padding").alias("padding"),
-                F.sum("dropped_tokens").alias("dropped_tokens"),
-                F.sum("dropped_documents").alias("dropped_documents"),
-                *(F.sum(name).alias(name) for name in TALLY_FIELDS),
-            )
+        summaries = (
+            # No partition count: the rows are small pointers, and adaptive execution merges the
+            # shuffle's partitions to its advisory size (whole ranges stay together), so a small
+            # export packs in a few tasks, where a task per range cost more than the packing.
+            tokenized.repartition("split", "range_id")
+            # content_key last: equal doc_keys (a repeated doc_id) still sort the same way every run
+            .sortWithinPartitions("split", "range_id", "doc_key", "content_key")
+            .mapInArrow(partial(pack_and_summarize, capacity=capacity, mode=cfg.pack_mode,
+                                pad_id=tokenizer.pad_id, tail=cfg.tail, spill_dir=spill_dir),
+                        to_spark_schema(RANGE_SUMMARY))
             .collect()
         )
-        counts = _input_counts(range_rows)
-        splits = _split_summaries([r for r in range_rows if r["range_id"] != TALLY_RANGE], counts, capacity,
-                                  cfg.shard_tokens)
+        tokenized_at = time.time()
+        # The shard writers read only the packed rows (a fresh read below, no lineage back to the
+        # documents): the documents' tokens can go, halving the scratch space from here on.
+        for path in Path(spill_dir).glob(f"{DOCUMENT_SPILL_PREFIX}-*"):
+            path.unlink()
+        range_rows = [row for row in summaries if row["range_id"] != TALLY_RANGE]
+        packed_files = sorted({row["file"] for row in range_rows if row["file"]})
+        counts = _input_counts(summaries)
+        splits = _split_summaries(range_rows, counts, capacity, cfg.shard_tokens)
         placement = Placement(
             range_starts={code: splits[name]["range_starts"] for code, name in enumerate(SPLITS)},
             plans={code: splits[name]["plan"] for code, name in enumerate(SPLITS)},
@@ -184,12 +195,14 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         spark.conf.set(batch_setting, str(cfg.row_group_sequences))
         written = []
         if total_shards:
+            packed = spark.read.schema(to_spark_schema(PACKED)).parquet(
+                *(str(Path(spill_dir) / name) for name in packed_files))
             written = (
-                packed.where(F.length("tokens") > 0)
-                .mapInArrow(partial(place_batches, placement=placement), to_spark_schema(PLACED))
+                packed.mapInArrow(partial(place_batches, placement=placement), to_spark_schema(PLACED))
                 .repartition(total_shards, "split", "shard")
                 .sortWithinPartitions("split", "shard", "pos")
-                .mapInArrow(partial(write_shard_batches, output_dir=output.staged(""), plans=placement.plans,
+                .mapInArrow(partial(write_shard_batches, output_dir=output.staged(""), spill_dir=spill_dir,
+                                    capacity=capacity, plans=placement.plans,
                                     row_group_sequences=cfg.row_group_sequences), to_spark_schema(WRITTEN))
                 .collect()
             )
@@ -199,7 +212,7 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         else:
             spark.conf.set(batch_setting, previous_batch)
     encoder.tokenizer_json.destroy()
-    shutil.rmtree(packed_path)
+    shutil.rmtree(spill_dir, ignore_errors=True)  # absent when no document had text
 
     manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, source)
     Path(output.staged("manifest.json")).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -232,6 +245,8 @@ def _split_summaries(range_rows, counts: dict, capacity: int, shard_tokens: int)
         rows = sorted((r for r in range_rows if r["split"] == code), key=lambda r: r["range_id"])
         range_starts, total = {}, 0
         for row in rows:
+            if row["range_id"] in range_starts:  # a range packed in two tasks would be packed wrongly
+                raise RuntimeError(f"{name}: range {row['range_id']} was packed by more than one task")
             range_starts[row["range_id"]] = total
             total += row["sequences"]
         documents = sum(r["documents"] for r in rows)

@@ -15,11 +15,16 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.spill import SpillReader, SpillWriter
 
 PACK_MODES = ("concat", "boundary")
 TAIL_MODES = ("pad", "drop")
@@ -237,27 +242,32 @@ def shard_path(split: str, shard: int) -> str:
     return f"{split}/shard-{shard:05d}.parquet"
 
 
-# Between stages, a row's tokens are one binary value (little-endian int32 bytes): Spark shuffles,
-# sorts and writes it as one blob, and Arrow hands it to numpy without touching each token.
-TOKEN_BYTES = pa.binary()
+# Between stages the tokens stay in spill files (pipeline/spill.py); rows carry where they are.
+# `file` is a spill file's name, `start` the offset of the first token in it.
 
-# Tokenized document copies, the input of packing: one row per copy, tokens closed with EOS.
+# Tokenized document copies, the input of packing: one row per copy. Copies of a document point
+# at the same tokens (closed with EOS).
 TOKENIZED = pa.schema(
     [
         pa.field("split", pa.int8(), nullable=False),  # index into SPLITS
         pa.field("range_id", pa.int32(), nullable=False),  # doc_key % pack_ranges
         pa.field("doc_key", pa.int64(), nullable=False),  # document_key(doc_id, copy, seed)
-        pa.field("tokens", TOKEN_BYTES, nullable=False),
+        pa.field("content_key", pa.int64(), nullable=False),  # hash of the tokens: orders equal doc_keys
+        pa.field("file", pa.string(), nullable=False),
+        pa.field("start", pa.int64(), nullable=False),
+        pa.field("length", pa.int32(), nullable=False),  # tokens, EOS included
     ]
 )
 
-# Packed rows of one range, in order. A row with no tokens only carries what tail="drop" dropped.
+# Packed rows of one range, in order; each row's tokens are `capacity` tokens at (file, start).
+# A row with start -1 holds no tokens: it only carries what tail="drop" dropped.
 PACKED = pa.schema(
     [
         pa.field("split", pa.int8(), nullable=False),
         pa.field("range_id", pa.int32(), nullable=False),
         pa.field("seq_index", pa.int64(), nullable=False),  # position of the row inside its range
-        pa.field("tokens", TOKEN_BYTES, nullable=False),
+        pa.field("file", pa.string(), nullable=False),
+        pa.field("start", pa.int64(), nullable=False),
         pa.field("doc_offsets", pa.list_(pa.int32()), nullable=False),
         pa.field("documents", pa.int32(), nullable=False),  # documents that start in this row
         pa.field("padding", pa.int32(), nullable=False),
@@ -272,15 +282,16 @@ PLACED = pa.schema(
         pa.field("split", pa.int8(), nullable=False),
         pa.field("shard", pa.int32(), nullable=False),
         pa.field("pos", pa.int64(), nullable=False),
-        pa.field("tokens", TOKEN_BYTES, nullable=False),
+        pa.field("file", pa.string(), nullable=False),
+        pa.field("start", pa.int64(), nullable=False),
         pa.field("doc_offsets", pa.list_(pa.int32()), nullable=False),
     ]
 )
 
-# The job's input counts travel with the data, so that the input text is read once: the TALLIED
-# schemas add them to TOKENIZED and PACKED. Data rows carry zeros; a tally row (no tokens,
-# range_id TALLY_RANGE) carries one task's counts. Documents without text or sampled out have no
-# split of their own: their counts go on split 0's tally row.
+# The job's input counts travel with the data, so that the input text is read once: TOKENIZED_TALLIED
+# adds them to TOKENIZED. Data rows carry zeros; a tally row (no tokens, range_id TALLY_RANGE)
+# carries one task's counts. Documents without text or sampled out have no split of their own:
+# their counts go on split 0's tally row.
 TALLY_FIELDS = ("source_documents", "copies", "empty_text", "sampled_out")
 TALLY_RANGE = -1
 
@@ -290,13 +301,28 @@ def _with_tally(schema: pa.Schema) -> pa.Schema:
 
 
 TOKENIZED_TALLIED = _with_tally(TOKENIZED)
-PACKED_TALLIED = _with_tally(PACKED)
-_TALLY_ROW_DEFAULTS = {"range_id": TALLY_RANGE, "doc_key": -1, "seq_index": -1, "tokens": b"", "doc_offsets": [],
-                       "documents": 0, "padding": 0, "dropped_tokens": 0, "dropped_documents": 0}
+
+# What a packing task reports to the driver: a row per range it packed (its counts, and the
+# Parquet file of PACKED rows holding the range's rows), then its summed tally rows.
+RANGE_SUMMARY = _with_tally(pa.schema(
+    [
+        pa.field("split", pa.int8(), nullable=False),
+        pa.field("range_id", pa.int32(), nullable=False),
+        pa.field("file", pa.string(), nullable=False),  # PACKED rows, in the spill directory
+        pa.field("sequences", pa.int64(), nullable=False),
+        pa.field("documents", pa.int64(), nullable=False),
+        pa.field("padding", pa.int64(), nullable=False),
+        pa.field("dropped_tokens", pa.int64(), nullable=False),
+        pa.field("dropped_documents", pa.int64(), nullable=False),
+    ]
+))
+_TALLY_ROW_DEFAULTS = {"range_id": TALLY_RANGE, "doc_key": -1, "content_key": 0, "file": "", "start": -1,
+                       "length": 0, "sequences": 0, "documents": 0, "padding": 0, "dropped_tokens": 0,
+                       "dropped_documents": 0}
 
 
 def with_zero_tally(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """`batch` (TOKENIZED or PACKED rows) in its TALLIED `schema`, with zero counts."""
+    """`batch` (TOKENIZED rows) in its TALLIED `schema`, with zero counts."""
     zeros = pa.array(np.zeros(batch.num_rows, dtype=np.int64))
     return pa.RecordBatch.from_arrays([*batch.columns, *[zeros] * len(TALLY_FIELDS)], schema=schema)
 
@@ -309,35 +335,16 @@ def add_tally(tally: dict[int, list[int]], split: int, **counts: int) -> None:
 
 
 def tally_batch(tally: dict[int, list[int]], schema: pa.Schema) -> pa.RecordBatch:
-    """One tally row per split of `tally`, in `schema` (TOKENIZED_TALLIED or PACKED_TALLIED)."""
+    """One tally row per split of `tally`, in `schema` (TOKENIZED_TALLIED or RANGE_SUMMARY)."""
     rows = [{**{name: _TALLY_ROW_DEFAULTS[name] for name in schema.names if name in _TALLY_ROW_DEFAULTS},
              "split": split, **dict(zip(TALLY_FIELDS, counts, strict=True))}
             for split, counts in sorted(tally.items())]
     return pa.RecordBatch.from_pylist(rows, schema=schema)
 
 
-
 def list_array(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
     """A list<int32> Arrow array over flat `values` and `offsets` (from 0), without copying."""
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32, copy=False)), pa.array(values, pa.int32()))
-
-
-def token_bytes(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
-    """A TOKEN_BYTES array: item i holds values[offsets[i]:offsets[i+1]] as little-endian int32."""
-    data = np.ascontiguousarray(values[offsets[0] : offsets[-1]], dtype="<i4")
-    byte_offsets = ((offsets - offsets[0]) * 4).astype(np.int32)
-    return pa.Array.from_buffers(TOKEN_BYTES, len(offsets) - 1, [None, pa.py_buffer(byte_offsets), pa.py_buffer(data)])
-
-
-def token_parts(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Flat int32 values and int64 offsets (from 0) of a TOKEN_BYTES array, without copying the tokens."""
-    _, offsets_buffer, data_buffer = column.buffers()
-    byte_offsets = np.frombuffer(offsets_buffer, dtype=np.int32, count=len(column) + 1, offset=column.offset * 4)
-    start, end = int(byte_offsets[0]), int(byte_offsets[-1])
-    if data_buffer is None or start == end:
-        return np.zeros(0, dtype=np.int32), np.zeros(len(column) + 1, dtype=np.int64)
-    values = np.frombuffer(data_buffer, dtype="<i4", count=(end - start) // 4, offset=start)
-    return values, (byte_offsets.astype(np.int64) - start) // 4
 
 
 def _group_bounds(*keys: np.ndarray) -> list[tuple[int, int]]:
@@ -351,9 +358,9 @@ def _group_bounds(*keys: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=False))
 
 
-def _packed_batch(split: int, range_id: int, first_index: int, rows: PackedRows) -> pa.RecordBatch:
+def _packed_batch(split: int, range_id: int, first_index: int, rows: PackedRows, spill: SpillWriter) -> pa.RecordBatch:
     n, capacity = rows.tokens.shape
-    flat = rows.tokens.reshape(-1)
+    first = spill.append(rows.tokens.reshape(-1))
     lengths = np.fromiter((len(o) for o in rows.doc_offsets), dtype=np.int64, count=n)
     zeros = pa.array(np.zeros(n, np.int32))
     return pa.RecordBatch.from_arrays(
@@ -361,7 +368,8 @@ def _packed_batch(split: int, range_id: int, first_index: int, rows: PackedRows)
             pa.array(np.full(n, split, np.int8)),
             pa.array(np.full(n, range_id, np.int32)),
             pa.array(np.arange(first_index, first_index + n, dtype=np.int64)),
-            token_bytes(flat, np.arange(0, len(flat) + 1, capacity, dtype=np.int64)),
+            pa.array([spill.name] * n, pa.string()),
+            pa.array(np.arange(first, first + n * capacity, capacity, dtype=np.int64)),
             list_array(np.concatenate(rows.doc_offsets), np.concatenate([[0], np.cumsum(lengths)])),
             pa.array(rows.documents, pa.int32()),
             pa.array(rows.padding, pa.int32()),
@@ -374,15 +382,20 @@ def _packed_batch(split: int, range_id: int, first_index: int, rows: PackedRows)
 
 def _dropped_batch(split: int, range_id: int, tokens: int, documents: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(
-        [{"split": split, "range_id": range_id, "seq_index": -1, "tokens": b"", "doc_offsets": [], "documents": 0,
-          "padding": 0, "dropped_tokens": tokens, "dropped_documents": documents}],
+        [{"split": split, "range_id": range_id, "seq_index": -1, "file": "", "start": -1, "doc_offsets": [],
+          "documents": 0, "padding": 0, "dropped_tokens": tokens, "dropped_documents": documents}],
         schema=PACKED,
     )
 
 
-def pack_batches(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pad_id: int,
-                 tail: str) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: TOKENIZED rows sorted by (split, range_id, doc_key) -> PACKED rows, range by range."""
+def pack_batches(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pad_id: int, tail: str,
+                 spill_dir: str) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: TOKENIZED rows sorted by (split, range_id, doc_key, content_key) -> PACKED rows.
+
+    Each range is packed on its own. Documents' tokens are read from their spill files and the
+    packed rows' tokens appended to this task's own spill file in `spill_dir`.
+    """
+    reader, spill = SpillReader(spill_dir), SpillWriter(spill_dir, "rows")
     group: tuple[int, int] | None = None
     packer: Packer | None = None
     emitted = 0
@@ -390,51 +403,81 @@ def pack_batches(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pa
     def close() -> Iterator[pa.RecordBatch]:
         rows = packer.finish()
         if len(rows):
-            yield _packed_batch(*group, emitted, rows)
+            yield _packed_batch(*group, emitted, rows, spill)
         if packer.dropped_tokens:
             yield _dropped_batch(*group, packer.dropped_tokens, packer.dropped_documents)
 
-    for batch in batches:
-        splits = batch.column("split").to_numpy()
-        ranges = batch.column("range_id").to_numpy()
-        values, offsets = token_parts(batch.column("tokens"))
-        for start, end in _group_bounds(splits, ranges):
-            key = (int(splits[start]), int(ranges[start]))
-            if key != group:
-                if packer is not None:
-                    yield from close()
-                group, packer, emitted = key, Packer(capacity, mode, pad_id, tail), 0
-            rows = packer.add(values, offsets[start : end + 1])
-            if len(rows):
-                yield _packed_batch(*group, emitted, rows)
-                emitted += len(rows)
-    if packer is not None:
-        yield from close()
+    try:
+        for batch in batches:
+            splits = batch.column("split").to_numpy()
+            ranges = batch.column("range_id").to_numpy()
+            values, offsets = reader.gather(batch.column("file").to_pylist(), batch.column("start").to_numpy(),
+                                            batch.column("length").to_numpy())
+            for start, end in _group_bounds(splits, ranges):
+                key = (int(splits[start]), int(ranges[start]))
+                if key != group:
+                    if packer is not None:
+                        yield from close()
+                    group, packer, emitted = key, Packer(capacity, mode, pad_id, tail), 0
+                rows = packer.add(values, offsets[start : end + 1])
+                if len(rows):
+                    yield _packed_batch(*group, emitted, rows, spill)
+                    emitted += len(rows)
+        if packer is not None:
+            yield from close()
+    finally:
+        reader.close()
+        spill.close()
 
 
-def pack_tallied_batches(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pad_id: int,
-                         tail: str) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: TOKENIZED_TALLIED rows, sorted as for `pack_batches` -> PACKED_TALLIED rows.
+def pack_and_summarize(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pad_id: int, tail: str,
+                       spill_dir: str) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: TOKENIZED_TALLIED rows, sorted as for `pack_batches` -> RANGE_SUMMARY rows.
 
-    Data rows are packed by `pack_batches`; the tally rows met on the way are summed per split
-    and emitted at the end, so the job's input counts come out of the packed rows.
+    Data rows are packed by `pack_batches` and the PACKED rows that hold tokens written to this
+    task's own Parquet file in `spill_dir` (a retried attempt writes another file, and only the
+    files named by the summaries the driver receives are read). The tally rows met on the way are
+    summed per split and reported at the end, so the job's input counts come out of this pass too.
     """
     tally: dict[int, list[int]] = {}
+    counts: dict[tuple[int, int], list[int]] = {}  # (split, range) -> sequences, documents, padding, dropped
+    name = f"packed-{uuid.uuid4().hex}.parquet"
+    writer = None
 
     def data_rows() -> Iterator[pa.RecordBatch]:
         for batch in batches:
             is_tally = batch.column("range_id").to_numpy() == TALLY_RANGE
             if is_tally.any():
                 for row in batch.filter(pa.array(is_tally)).select(["split", *TALLY_FIELDS]).to_pylist():
-                    add_tally(tally, row["split"], **{name: row[name] for name in TALLY_FIELDS})
+                    add_tally(tally, row["split"], **{field: row[field] for field in TALLY_FIELDS})
                 batch = batch.filter(pa.array(~is_tally))
             if batch.num_rows:
                 yield pa.RecordBatch.from_arrays(batch.columns[: len(TOKENIZED)], schema=TOKENIZED)
 
-    for packed in pack_batches(data_rows(), capacity, mode, pad_id, tail):
-        yield with_zero_tally(packed, PACKED_TALLIED)
+    try:
+        for packed in pack_batches(data_rows(), capacity, mode, pad_id, tail, spill_dir):
+            group = (int(packed.column("split")[0].as_py()), int(packed.column("range_id")[0].as_py()))
+            entry = counts.setdefault(group, [0] * 5)
+            holds_tokens = packed.column("start").to_numpy() >= 0
+            entry[0] += int(holds_tokens.sum())
+            for index, column in enumerate(("documents", "padding", "dropped_tokens", "dropped_documents"), 1):
+                entry[index] += int(packed.column(column).to_numpy().sum())
+            if holds_tokens.any():
+                if writer is None:
+                    writer = pq.ParquetWriter(Path(spill_dir) / name, PACKED)
+                writer.write_batch(packed.filter(pa.array(holds_tokens)))
+    finally:
+        if writer is not None:
+            writer.close()
+    if counts:
+        rows = [{"split": split, "range_id": range_id, "file": name if entry[0] else "",
+                 **dict(zip(("sequences", "documents", "padding", "dropped_tokens", "dropped_documents"), entry,
+                            strict=True)),
+                 **dict.fromkeys(TALLY_FIELDS, 0)}
+                for (split, range_id), entry in sorted(counts.items())]
+        yield pa.RecordBatch.from_pylist(rows, schema=RANGE_SUMMARY)
     if tally:
-        yield tally_batch(tally, PACKED_TALLIED)
+        yield tally_batch(tally, RANGE_SUMMARY)
 
 
 @dataclass(frozen=True)
@@ -453,7 +496,7 @@ class Placement:
 
 
 def place_batches(batches: Iterator[pa.RecordBatch], placement: Placement) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: PACKED rows (tokens non-empty) -> PLACED rows."""
+    """mapInArrow body: PACKED rows that hold tokens (start >= 0) -> PLACED rows."""
     for batch in batches:
         splits = batch.column("split").to_numpy()
         ranges = batch.column("range_id").to_numpy()
@@ -465,6 +508,7 @@ def place_batches(batches: Iterator[pa.RecordBatch], placement: Placement) -> It
             pos[rows] = placement.positions(split, ranges[rows], seq_index[rows])
             shard[rows] = pos[rows] // placement.plans[split].sequences_per_shard
         yield pa.RecordBatch.from_arrays(
-            [batch.column("split"), pa.array(shard), pa.array(pos), batch.column("tokens"), batch.column("doc_offsets")],
+            [batch.column("split"), pa.array(shard), pa.array(pos), batch.column("file"), batch.column("start"),
+             batch.column("doc_offsets")],
             schema=PLACED,
         )

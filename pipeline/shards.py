@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.packing import SPLITS, ShardPlan, list_array, shard_path, token_parts
+from pipeline.packing import SPLITS, ShardPlan, list_array, shard_path
+from pipeline.spill import SpillReader
 from schemas.tokens import SHARD
 
 # What each written shard reports back to the driver, for the manifest.
@@ -43,11 +44,9 @@ class ShardWriter:
         self.tokens = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Append PLACED rows (tokens as TOKEN_BYTES) as SHARD rows."""
-        values, offsets = token_parts(batch.column("tokens"))
-        batch = pa.RecordBatch.from_arrays([list_array(values, offsets), batch.column("doc_offsets")], schema=SHARD)
+        """Append SHARD rows."""
         self.sequences += batch.num_rows
-        self.tokens += len(values)
+        self.tokens += len(batch.column("tokens").flatten())  # flatten honours slicing
         while batch.num_rows:
             take = min(batch.num_rows, self.row_group_sequences - self._buffered)
             self._buffer.append(batch.slice(0, take))
@@ -67,13 +66,30 @@ class ShardWriter:
         self._writer.close()
 
 
-def write_shard_batches(batches: Iterator[pa.RecordBatch], output_dir: str,
+def write_shard_batches(batches: Iterator[pa.RecordBatch], output_dir: str, spill_dir: str, capacity: int,
                         plans: dict[int, ShardPlan], row_group_sequences: int) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: PLACED rows sorted by (split, shard, pos) -> shard files, and a WRITTEN row for each.
 
-    Checks that each shard receives exactly its planned positions, in order: a shard with a gap or
-    a duplicate is an error, never a silently different file.
+    Each row's `capacity` tokens are read from its spill file in `spill_dir`. Checks that each
+    shard receives exactly its planned positions, in order: a shard with a gap or a duplicate is
+    an error, never a silently different file.
     """
+    reader = SpillReader(spill_dir)
+    try:
+        yield from _write_shards(batches, output_dir, reader, capacity, plans, row_group_sequences)
+    finally:
+        reader.close()
+
+
+def _shard_rows(batch: pa.RecordBatch, reader: SpillReader, capacity: int) -> pa.RecordBatch:
+    """PLACED rows as SHARD rows, their tokens read from the spill files."""
+    values, offsets = reader.gather(batch.column("file").to_pylist(), batch.column("start").to_numpy(),
+                                    np.full(batch.num_rows, capacity, dtype=np.int64))
+    return pa.RecordBatch.from_arrays([list_array(values, offsets), batch.column("doc_offsets")], schema=SHARD)
+
+
+def _write_shards(batches: Iterator[pa.RecordBatch], output_dir: str, reader: SpillReader, capacity: int,
+                  plans: dict[int, ShardPlan], row_group_sequences: int) -> Iterator[pa.RecordBatch]:
     writer: ShardWriter | None = None
     current: tuple[int, int] | None = None
     expected_pos = 0
@@ -109,6 +125,6 @@ def write_shard_batches(batches: Iterator[pa.RecordBatch], output_dir: str,
             if not np.array_equal(positions[start:end], expected):
                 raise RuntimeError(f"{writer.path}: positions out of order or missing near {expected_pos}")
             expected_pos += end - start
-            writer.write(batch.slice(start, end - start))
+            writer.write(_shard_rows(batch.slice(start, end - start), reader, capacity))
     if writer is not None:
         yield finish()

@@ -27,9 +27,9 @@ from pipeline.packing import (
     document_key,
     is_validation,
     tally_batch,
-    token_bytes,
     with_zero_tally,
 )
+from pipeline.spill import SpillWriter
 
 # Files that define a tokenizer, hashed into the manifest; whichever of them a directory holds.
 TOKENIZER_FILES = (
@@ -151,11 +151,50 @@ def load_tokenizer(directory: str | os.PathLike, eos_token: str = "<|endoftext|>
     EOS is the tokenizer's own eos_token, else `eos_token` if the vocabulary has it; a tokenizer
     with neither cannot close documents and is an error.
     """
-    from transformers import AutoTokenizer
-
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"tokenizer directory {directory} does not exist")
+    return _load_generic_fast(directory, eos_token) or _load_with_transformers(directory, eos_token)
+
+
+def _token_text(value) -> str | None:
+    """A special token as tokenizer_config.json writes it: a string, or an AddedToken dict."""
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def _load_generic_fast(directory: Path, eos_token: str) -> LoadedTokenizer | None:
+    """`directory` loaded without transformers when AutoTokenizer would use tokenizer.json as it is.
+
+    That is the generic PreTrainedTokenizerFast class with every special token it names already in
+    tokenizer.json (otherwise transformers adds them) and no added_tokens.json; anything else is
+    left to transformers (None). transformers is the larger part of an export's start-up (3 s
+    to import), and this is the case of every tokenizer `thresher tokenizer train` writes.
+    """
+    from tokenizers import Tokenizer
+
+    config_path, json_path = directory / "tokenizer_config.json", directory / "tokenizer.json"
+    if not (config_path.is_file() and json_path.is_file()) or (directory / "added_tokens.json").exists():
+        return None
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("tokenizer_class") != "PreTrainedTokenizerFast":
+        return None
+    backend = Tokenizer.from_file(str(json_path))
+    named = {key: _token_text(config.get(key)) for key in ("bos_token", "eos_token", "unk_token", "pad_token")}
+    named_ids = {key: backend.token_to_id(text) for key, text in named.items() if text is not None}
+    added = [_token_text(token) for token in config.get("added_tokens_decoder", {}).values()]
+    added += [_token_text(token) for token in config.get("additional_special_tokens") or []]
+    if None in named_ids.values() or any(backend.token_to_id(text) is None for text in added):
+        return None
+    eos_id = named_ids.get("eos_token", backend.token_to_id(eos_token))
+    if eos_id is None:
+        raise ValueError(f"{directory}: tokenizer has no eos_token and no {eos_token!r} in its vocabulary")
+    pad_id = named_ids.get("pad_token", eos_id)
+    return LoadedTokenizer.from_json(backend.to_str(), eos_id, pad_id, backend.get_vocab_size(with_added_tokens=True))
+
+
+def _load_with_transformers(directory: Path, eos_token: str) -> LoadedTokenizer:
+    from transformers import AutoTokenizer
+
     hf = AutoTokenizer.from_pretrained(str(directory), use_fast=True)
     backend = getattr(hf, "backend_tokenizer", None)
     if backend is None:
@@ -199,56 +238,126 @@ def cached_tokenizer(spec: EncoderSpec) -> LoadedTokenizer:
     return _EXECUTOR_TOKENIZERS[spec.key]
 
 
+DOCUMENT_SPILL_PREFIX = "documents"  # names of the spill files of documents' tokens
+
+# What the export reads of a stage's documents: one row per document with its sampling copies.
+DOCUMENTS = pa.schema([pa.field("doc_id", pa.string()), pa.field("text", pa.string()),
+                       pa.field("copies", pa.int32())])
+
+
+def document_parts(paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
+    """(path, row group) of every row group of the Parquet files `paths`, in order: the export's input tasks.
+
+    InputError when a file lacks doc_id or text, before any work starts.
+    """
+    import pyarrow.parquet as pq
+
+    from pipeline.inputs import InputError
+
+    parts = []
+    for path in paths:
+        parquet = pq.ParquetFile(path)
+        missing = {"doc_id", "text"} - set(parquet.schema_arrow.names)
+        if missing:
+            raise InputError(f"{path} lacks column(s) {sorted(missing)}")
+        parts += [(str(path), group) for group in range(parquet.metadata.num_row_groups)]
+    return parts
+
+
+def read_document_parts(parts: Iterator[pa.RecordBatch], batch_documents: int) -> Iterator[pa.RecordBatch]:
+    """(path, row_group) rows -> DOCUMENTS batches of at most `batch_documents` rows, read with pyarrow.
+
+    Reading in the Python worker keeps the text out of the JVM: Spark's own reader would decode
+    it, convert it to rows and send it over as Arrow, about 15% of the tokenizing time again.
+    copies is sample_copies (null counts as 1), or 1 when the stage has no rebalancing.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    for part in parts:
+        for path, group in zip(part.column("path").to_pylist(), part.column("row_group").to_pylist(), strict=True):
+            parquet = pq.ParquetFile(path)
+            rebalanced = "sample_copies" in parquet.schema_arrow.names
+            columns = ["doc_id", "text", "sample_copies"] if rebalanced else ["doc_id", "text"]
+            for batch in parquet.iter_batches(batch_size=batch_documents, row_groups=[group], columns=columns):
+                if rebalanced:
+                    copies = pc.fill_null(pc.cast(batch.column("sample_copies"), pa.int32()), 1)
+                else:
+                    copies = pa.array(np.ones(batch.num_rows, dtype=np.int32))
+                yield pa.RecordBatch.from_arrays(
+                    [batch.column("doc_id").cast(pa.string()), batch.column("text").cast(pa.string()), copies],
+                    schema=DOCUMENTS)
+
+
+def content_key(tokens: np.ndarray) -> int:
+    """A signed 64-bit hash of a document's tokens: orders copies whose doc_keys are equal (a repeated doc_id)."""
+    return int.from_bytes(hashlib.blake2b(tokens.tobytes(), digest_size=8).digest(), "little", signed=True)
+
+
 def tokenize_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, seed: int,
-                     validation_fraction: float, pack_ranges: int, batch_documents: int,
+                     validation_fraction: float, pack_ranges: int, batch_documents: int, spill_dir: str,
                      tally: dict[int, list[int]] | None = None) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: documents (doc_id, text, copies) -> TOKENIZED rows, one per copy.
 
-    Documents with no text or no copies emit nothing; `tally`, when given, counts them and the
-    documents and copies of each split (see packing.TALLY_FIELDS).
+    The tokens, each document closed with EOS, go once to this task's spill file in `spill_dir`;
+    the rows point at them. Documents with no text or no copies emit nothing; `tally`, when given,
+    counts them and the documents and copies of each split (see packing.TALLY_FIELDS).
     """
     # Spark runs one task per core: the tokenizer's own thread pool would only oversubscribe it.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     tokenizer = cached_tokenizer(encoder)
-    for batch in batches:
-        for chunk_start in range(0, batch.num_rows, batch_documents):
-            chunk = batch.slice(chunk_start, batch_documents)
-            doc_ids = chunk.column("doc_id").to_pylist()
-            texts = chunk.column("text").to_pylist()
-            copies = chunk.column("copies").to_pylist()
-            keep = [i for i, (text, n) in enumerate(zip(texts, copies, strict=True)) if text and n and n > 0]
-            if tally is not None:
-                empty = sum(1 for text in texts if not text)
-                add_tally(tally, 0, empty_text=empty, sampled_out=len(texts) - empty - len(keep))
-            if not keep:
-                continue
-            values, offsets = tokenizer.encode([texts[i] for i in keep])
-            documents = token_bytes(values, offsets)
-            take, split, range_id, doc_key = [], [], [], []
-            for position, i in enumerate(keep):
-                validation = is_validation(doc_ids[i], seed, validation_fraction)
+    spill = SpillWriter(spill_dir, DOCUMENT_SPILL_PREFIX)
+    try:
+        for batch in batches:
+            for chunk_start in range(0, batch.num_rows, batch_documents):
+                chunk = batch.slice(chunk_start, batch_documents)
+                doc_ids = chunk.column("doc_id").to_pylist()
+                texts = chunk.column("text").to_pylist()
+                copies = chunk.column("copies").to_pylist()
+                keep = [i for i, (text, n) in enumerate(zip(texts, copies, strict=True)) if text and n and n > 0]
                 if tally is not None:
-                    add_tally(tally, int(validation), source_documents=1, copies=copies[i])
-                for copy_index in range(copies[i]):
-                    key = document_key(doc_ids[i], copy_index, seed)
-                    take.append(position)
-                    split.append(1 if validation else 0)
-                    range_id.append(key % pack_ranges)
-                    doc_key.append(key)
-            tokens = documents if len(take) == len(keep) else documents.take(take)  # every copy count is 1 or more
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(split, pa.int8()), pa.array(range_id, pa.int32()), pa.array(doc_key, pa.int64()), tokens],
-                schema=TOKENIZED,
-            )
+                    empty = sum(1 for text in texts if not text)
+                    add_tally(tally, 0, empty_text=empty, sampled_out=len(texts) - empty - len(keep))
+                if not keep:
+                    continue
+                values, offsets = tokenizer.encode([texts[i] for i in keep])
+                first = spill.append(values)
+                columns = {name: [] for name in ("split", "range_id", "doc_key", "content_key", "start", "length")}
+                for position, i in enumerate(keep):
+                    validation = is_validation(doc_ids[i], seed, validation_fraction)
+                    if tally is not None:
+                        add_tally(tally, int(validation), source_documents=1, copies=copies[i])
+                    begin, end = int(offsets[position]), int(offsets[position + 1])
+                    content = content_key(values[begin:end])
+                    for copy_index in range(copies[i]):
+                        key = document_key(doc_ids[i], copy_index, seed)
+                        columns["split"].append(1 if validation else 0)
+                        columns["range_id"].append(key % pack_ranges)
+                        columns["doc_key"].append(key)
+                        columns["content_key"].append(content)
+                        columns["start"].append(first + begin)
+                        columns["length"].append(end - begin)
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array(columns["split"], pa.int8()), pa.array(columns["range_id"], pa.int32()),
+                     pa.array(columns["doc_key"], pa.int64()), pa.array(columns["content_key"], pa.int64()),
+                     pa.array([spill.name] * len(columns["start"]), pa.string()),
+                     pa.array(columns["start"], pa.int64()), pa.array(columns["length"], pa.int32())],
+                    schema=TOKENIZED,
+                )
+    finally:
+        spill.close()
 
 
-def tokenize_tallied_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, seed: int,
-                             validation_fraction: float, pack_ranges: int,
-                             batch_documents: int) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: `tokenize_batches`' rows as TOKENIZED_TALLIED, then this task's input counts
-    as tally rows, so that the job counts its input in the pass that tokenizes it."""
+def tokenize_tallied_batches(parts: Iterator[pa.RecordBatch], encoder: EncoderSpec, seed: int,
+                             validation_fraction: float, pack_ranges: int, batch_documents: int,
+                             spill_dir: str) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: (path, row_group) parts of the input -> `tokenize_batches`' rows as
+    TOKENIZED_TALLIED, then this task's input counts as tally rows, so that the job counts its
+    input in the pass that tokenizes it."""
     tally: dict[int, list[int]] = {}
-    for batch in tokenize_batches(batches, encoder, seed, validation_fraction, pack_ranges, batch_documents, tally):
+    documents = read_document_parts(parts, batch_documents)
+    for batch in tokenize_batches(documents, encoder, seed, validation_fraction, pack_ranges, batch_documents,
+                                  spill_dir, tally):
         yield with_zero_tally(batch, TOKENIZED_TALLIED)
     if tally:
         yield tally_batch(tally, TOKENIZED_TALLIED)

@@ -7,7 +7,6 @@ exactly the input texts, copy for copy, in each split.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 
@@ -19,7 +18,7 @@ import pytest
 
 from jobs import cli
 from jobs.common import COMMITTED_MARKER
-from jobs.export import run_export
+from jobs.export import _input_parts, parts_frame, run_export
 from pipeline.config import ConfigError, load_config
 from pipeline.packing import SPLITS, document_key, is_validation, permute, shuffle_seed
 from pipeline.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
@@ -84,26 +83,11 @@ def config():
     return load_config(None, SETTINGS)
 
 
-@contextlib.contextmanager
-def one_partition_per_file(spark):
-    """Spark reads each input file as one partition (it would otherwise split or merge small files)."""
-    settings = {"spark.sql.files.maxPartitionBytes": str(2**30), "spark.sql.files.openCostInBytes": str(2**30)}
-    previous = {key: spark.conf.get(key) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            spark.conf.set(key, value)
-
-
 @pytest.fixture(scope="module")
 def concat_run(spark, stages, tokenizer_dir, config, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "concat"
-    with one_partition_per_file(spark):
-        assert spark.read.parquet(str(stages[1] / "documents")).rdd.getNumPartitions() == 1
-        stats = run_export(spark, str(stages[1]), str(out), str(tokenizer_dir), config)
+    assert parts_frame(spark, _input_parts(stages[1])).rdd.getNumPartitions() == 1
+    stats = run_export(spark, str(stages[1]), str(out), str(tokenizer_dir), config)
     return out, stats
 
 
@@ -206,9 +190,8 @@ def test_manifest_counts_match_the_shards_and_the_input(concat_run, rows, tokeni
 def test_shards_are_identical_with_four_input_partitions(spark, concat_run, stages, tokenizer_dir, config, tmp_path):
     out_one, _ = concat_run
     out_four = tmp_path / "four"
-    with one_partition_per_file(spark):
-        assert spark.read.parquet(str(stages[4] / "documents")).rdd.getNumPartitions() == 4
-        run_export(spark, str(stages[4]), str(out_four), str(tokenizer_dir), config)
+    assert parts_frame(spark, _input_parts(stages[4])).rdd.getNumPartitions() == 4
+    run_export(spark, str(stages[4]), str(out_four), str(tokenizer_dir), config)
     assert (out_four / "manifest.json").read_text() == (out_one / "manifest.json").read_text()
     manifest = json.loads((out_one / "manifest.json").read_text())
     for split in SPLITS:
@@ -285,4 +268,10 @@ def test_bad_settings_and_uncommitted_input_fail_before_any_work(spark, stages, 
         run_export(spark, str(uncommitted), str(tmp_path / "b"), str(tokenizer_dir), load_config(None, SETTINGS))
     with pytest.raises(FileNotFoundError, match="tokenizer"):
         run_export(spark, str(stages[1]), str(tmp_path / "c"), str(tmp_path / "none"), load_config(None, SETTINGS))
-    assert not any((tmp_path / name).exists() for name in ("a", "b", "c"))
+    (uncommitted / COMMITTED_MARKER).write_text("{}")
+    with pytest.raises(ValueError, match="holds no Parquet files"):
+        run_export(spark, str(uncommitted), str(tmp_path / "d"), str(tokenizer_dir), load_config(None, SETTINGS))
+    pq.write_table(pa.table({"doc_id": ["x"], "body": ["no text column"]}), uncommitted / "documents/part-0.parquet")
+    with pytest.raises(ValueError, match=r"part-0.parquet lacks column\(s\) \['text'\]"):
+        run_export(spark, str(uncommitted), str(tmp_path / "e"), str(tokenizer_dir), load_config(None, SETTINGS))
+    assert not any((tmp_path / name).exists() for name in ("a", "b", "c", "d", "e"))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.packing import (
     PACKED,
-    PACKED_TALLIED,
+    RANGE_SUMMARY,
     TALLY_FIELDS,
     TALLY_RANGE,
     TOKENIZED,
@@ -18,16 +19,15 @@ from pipeline.packing import (
     ShardPlan,
     document_key,
     is_validation,
+    pack_and_summarize,
     pack_batches,
-    pack_tallied_batches,
     permute,
     place_batches,
     shuffle_seed,
     tally_batch,
-    token_bytes,
-    token_parts,
     with_zero_tally,
 )
+from pipeline.spill import SpillReader, SpillWriter
 
 EOS, PAD = 0, 1
 
@@ -155,72 +155,99 @@ def test_shard_plan():
     assert ShardPlan.for_split(5, 100, 10).sequences_per_shard == 1  # at least one sequence per shard
 
 
-def as_bytes(tokens):
-    return np.asarray(tokens, dtype="<i4").tobytes()
-
-
-def as_tokens(data):
-    return np.frombuffer(data, dtype="<i4").tolist()
-
-
-def tokenized_batch(rows):
+def tokenized_batch(rows, spill):
+    """TOKENIZED rows (split, range_id, doc_key, tokens), their tokens appended to `spill` (a SpillWriter)."""
     return pa.RecordBatch.from_pylist(
-        [{"split": s, "range_id": r, "doc_key": k, "tokens": as_bytes(t)} for s, r, k, t in rows], schema=TOKENIZED
+        [{"split": s, "range_id": r, "doc_key": k, "content_key": 0, "file": spill.name,
+          "start": spill.append(np.asarray(t, dtype=np.int32)), "length": len(t)} for s, r, k, t in rows],
+        schema=TOKENIZED,
     )
 
 
-def test_token_bytes_round_trip_including_slices_and_empty_items():
-    values = np.arange(10, dtype=np.int32)
-    offsets = np.array([0, 3, 3, 7, 10])
-    column = token_bytes(values, offsets)
-    assert [as_tokens(b) for b in column.to_pylist()] == [[0, 1, 2], [], [3, 4, 5, 6], [7, 8, 9]]
-    flat, flat_offsets = token_parts(column.slice(1, 2))
-    assert flat.tolist() == [3, 4, 5, 6] and flat_offsets.tolist() == [0, 0, 4]
-    empty, empty_offsets = token_parts(token_bytes(values, np.array([2, 2])))
-    assert len(empty) == 0 and empty_offsets.tolist() == [0, 0]
+def row_tokens(spill_dir, rows, capacity):
+    reader = SpillReader(spill_dir)
+    values, _ = reader.gather([r["file"] for r in rows], np.array([r["start"] for r in rows]),
+                              np.full(len(rows), capacity))
+    reader.close()
+    return values.reshape(len(rows), capacity).tolist()
 
 
-def test_pack_batches_packs_each_range_on_its_own_and_carries_dropped_counts():
-    rows = [(0, 0, 1, [5, 5, 0]), (0, 0, 2, [6, 6, 6, 0]), (0, 1, 3, [7, 0]), (1, 0, 4, [8, 8, 8, 8, 8, 0])]
-    batches = [tokenized_batch(rows[:2]), tokenized_batch(rows[2:])]
-    out = pa.Table.from_batches(list(pack_batches(iter(batches), capacity=4, mode="concat", pad_id=PAD, tail="drop")),
-                                schema=PACKED).to_pylist()
-    kept = [r for r in out if r["tokens"]]
-    assert [(r["split"], r["range_id"], r["seq_index"], as_tokens(r["tokens"])) for r in kept] == [
-        (0, 0, 0, [5, 5, 0, 6]),
-        (1, 0, 0, [8, 8, 8, 8]),
-    ]
-    dropped = {(r["split"], r["range_id"]): (r["dropped_tokens"], r["dropped_documents"]) for r in out if not r["tokens"]}
+PACK_ROWS = [(0, 0, 1, [5, 5, 0]), (0, 0, 2, [6, 6, 6, 0]), (0, 1, 3, [7, 0]), (1, 0, 4, [8, 8, 8, 8, 8, 0])]
+
+
+def test_pack_batches_packs_each_range_on_its_own_and_carries_dropped_counts(tmp_path):
+    spill = SpillWriter(tmp_path, "documents")
+    batches = [tokenized_batch(PACK_ROWS[:2], spill), tokenized_batch(PACK_ROWS[2:], spill)]
+    spill.close()
+    out = pa.Table.from_batches(list(pack_batches(iter(batches), capacity=4, mode="concat", pad_id=PAD, tail="drop",
+                                                  spill_dir=str(tmp_path))), schema=PACKED).to_pylist()
+    kept = [r for r in out if r["start"] >= 0]
+    assert [(r["split"], r["range_id"], r["seq_index"]) for r in kept] == [(0, 0, 0), (1, 0, 0)]
+    assert row_tokens(tmp_path, kept, 4) == [[5, 5, 0, 6], [8, 8, 8, 8]]
+    assert len({r["file"] for r in kept}) == 1 and kept[0]["file"] != spill.name  # the task's own spill file
+    dropped = {(r["split"], r["range_id"]): (r["dropped_tokens"], r["dropped_documents"]) for r in out
+               if r["start"] < 0}
     assert dropped == {(0, 0): (3, 0), (0, 1): (2, 1), (1, 0): (2, 0)}
 
 
-def test_pack_tallied_batches_packs_like_pack_batches_and_sums_the_tally_rows():
-    rows = [(0, 0, 1, [5, 5, 0]), (0, 0, 2, [6, 6, 6, 0]), (0, 1, 3, [7, 0]), (1, 0, 4, [8, 8, 8, 8, 8, 0])]
-    batches = [tokenized_batch(rows[:2]), tokenized_batch(rows[2:])]
+def test_pack_batches_reads_each_copy_from_the_shared_tokens(tmp_path):
+    spill = SpillWriter(tmp_path, "documents")
+    batch = tokenized_batch([(0, 0, 1, [5, 5, 0])], spill)
+    spill.close()
+    copies = pa.concat_batches([batch, batch.slice(0, 1)])  # a second copy: same pointer, e.g. a larger doc_key
+    out = pa.Table.from_batches(list(pack_batches(iter([copies]), capacity=3, mode="concat", pad_id=PAD, tail="pad",
+                                                  spill_dir=str(tmp_path))), schema=PACKED).to_pylist()
+    assert row_tokens(tmp_path, out, 3) == [[5, 5, 0], [5, 5, 0]]
+
+
+def test_a_missing_or_truncated_spill_file_is_an_error(tmp_path):
+    spill = SpillWriter(tmp_path, "documents")
+    batch = tokenized_batch(PACK_ROWS, spill)
+    spill.close()
+    options = {"capacity": 4, "mode": "concat", "pad_id": PAD, "tail": "pad", "spill_dir": str(tmp_path)}
+    path = tmp_path / spill.name
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(RuntimeError, match="ends before token"):
+        list(pack_batches(iter([batch]), **options))
+    path.unlink()
+    with pytest.raises(FileNotFoundError):
+        list(pack_batches(iter([batch]), **options))
+
+
+def test_pack_and_summarize_reports_each_range_and_sums_the_tally_rows(tmp_path):
+    spill = SpillWriter(tmp_path, "documents")
+    batches = [tokenized_batch(PACK_ROWS[:2], spill), tokenized_batch(PACK_ROWS[2:], spill)]
+    spill.close()
     tallies = [tally_batch({0: [2, 3, 1, 0], 1: [1, 1, 0, 0]}, TOKENIZED_TALLIED),
                tally_batch({0: [1, 1, 4, 2]}, TOKENIZED_TALLIED)]
     # Tally rows sort first in their split (range_id -1) and may share a batch with data rows.
     tallied = [pa.concat_batches([tallies[0], with_zero_tally(batches[0], TOKENIZED_TALLIED)]),
                tallies[1], with_zero_tally(batches[1], TOKENIZED_TALLIED)]
-    options = {"capacity": 4, "mode": "concat", "pad_id": PAD, "tail": "pad"}
+    options = {"capacity": 4, "mode": "concat", "pad_id": PAD, "tail": "pad", "spill_dir": str(tmp_path)}
+    summary = pa.Table.from_batches(list(pack_and_summarize(iter(tallied), **options)), schema=RANGE_SUMMARY)
+    ranges = {(r["split"], r["range_id"]): r for r in summary.to_pylist() if r["range_id"] != TALLY_RANGE}
+    counts = {key: (r["sequences"], r["documents"], r["padding"]) for key, r in ranges.items()}
+    assert counts == {(0, 0): (2, 2, 1), (0, 1): (1, 1, 2), (1, 0): (2, 1, 2)}
+    (packed_file,) = {r["file"] for r in ranges.values()}
+    packed = pq.read_table(tmp_path / packed_file)
+    assert packed.schema.equals(PACKED) and len(packed) == 5 and min(packed.column("start").to_pylist()) >= 0
     plain = pa.Table.from_batches(list(pack_batches(iter(batches), **options)), schema=PACKED)
-    out = pa.Table.from_batches(list(pack_tallied_batches(iter(tallied), **options)), schema=PACKED_TALLIED)
-    is_tally = [r == TALLY_RANGE for r in out.column("range_id").to_pylist()]
-    assert out.filter(pa.array([not t for t in is_tally])).select(PACKED.names).equals(plain)
-    sums = {r["split"]: [r[name] for name in TALLY_FIELDS] for r in out.filter(pa.array(is_tally)).to_pylist()}
+    assert row_tokens(tmp_path, packed.to_pylist(), 4) == row_tokens(tmp_path, plain.to_pylist(), 4)
+    sums = {r["split"]: [r[name] for name in TALLY_FIELDS] for r in summary.to_pylist() if r["range_id"] == TALLY_RANGE}
     assert sums == {0: [3, 4, 5, 2], 1: [1, 1, 0, 0]}
 
 
 def test_place_batches_gives_each_row_a_unique_position_and_its_shard():
     plans = {0: ShardPlan(sequences=7, sequences_per_shard=3), 1: ShardPlan(sequences=0, sequences_per_shard=3)}
     placement = Placement(range_starts={0: {0: 0, 3: 4}, 1: {}}, plans=plans, seed=5)
-    rows = [{"split": 0, "range_id": r, "seq_index": i, "tokens": as_bytes([i]), "doc_offsets": [0], "documents": 1,
-             "padding": 0, "dropped_tokens": 0, "dropped_documents": 0}
+    rows = [{"split": 0, "range_id": r, "seq_index": i, "file": "rows-x.i32", "start": 10 * i, "doc_offsets": [0],
+             "documents": 1, "padding": 0, "dropped_tokens": 0, "dropped_documents": 0}
             for r, n in ((0, 4), (3, 3)) for i in range(n)]
     batch = pa.RecordBatch.from_pylist(rows, schema=PACKED)
     placed = pa.Table.from_batches(list(place_batches(iter([batch.slice(0, 2), batch.slice(2)]), placement))).to_pylist()
     positions = [p["pos"] for p in placed]
     assert sorted(positions) == list(range(7))
     assert all(p["shard"] == p["pos"] // 3 for p in placed)
+    assert [p["start"] for p in placed] == [10 * i for _, n in ((0, 4), (3, 3)) for i in range(n)]  # pointers kept
     expected = permute(np.arange(7), 7, shuffle_seed(5, "train")).tolist()
     assert positions == expected  # canonical order: range 0's rows, then range 3's

@@ -6,12 +6,20 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.packing import TALLY_FIELDS, TALLY_RANGE, TOKENIZED, TOKENIZED_TALLIED, document_key, is_validation
+from pipeline.spill import SpillReader
 from pipeline.tokenize import (
+    DOCUMENTS,
     EncoderSpec,
+    _load_generic_fast,
+    _load_with_transformers,
+    content_key,
+    document_parts,
     load_tokenizer,
+    read_document_parts,
     save_tokenizer,
     tokenize_batches,
     tokenize_tallied_batches,
@@ -104,6 +112,32 @@ def test_sha256_covers_the_tokenizer_files_only(tokenizer_dir, tmp_path):
     assert tokenizer_sha256(copy) != tokenizer_sha256(tokenizer_dir)
 
 
+def test_generic_fast_tokenizers_load_without_transformers_and_encode_the_same(tokenizer_dir, real_texts):
+    fast = _load_generic_fast(tokenizer_dir, "<|endoftext|>")
+    reference = _load_with_transformers(tokenizer_dir, "<|endoftext|>")
+    assert fast is not None
+    assert (fast.eos_id, fast.pad_id, fast.vocab_size) == (reference.eos_id, reference.pad_id, reference.vocab_size)
+    for ours, theirs in zip(fast.encode(real_texts + AWKWARD), reference.encode(real_texts + AWKWARD), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_tokenizers_transformers_would_change_are_loaded_by_transformers(tokenizer_dir, tmp_path):
+    def copy_with(name, **settings):
+        target = tmp_path / name
+        target.mkdir()
+        for path in tokenizer_dir.iterdir():
+            (target / path.name).write_bytes(path.read_bytes())
+        config = json.loads((target / "tokenizer_config.json").read_text())
+        (target / "tokenizer_config.json").write_text(json.dumps({**config, **settings}))
+        return target
+
+    # A special token the vocabulary lacks: transformers adds it, so the vocabulary grows by one.
+    new_token = copy_with("new_token", additional_special_tokens=["<|new|>"])
+    assert _load_generic_fast(new_token, "<|endoftext|>") is None
+    assert load_tokenizer(new_token).vocab_size == load_tokenizer(tokenizer_dir).vocab_size + 1
+    assert _load_generic_fast(copy_with("other_class", tokenizer_class="GPT2TokenizerFast"), "<|endoftext|>") is None
+
+
 def test_a_tokenizer_without_eos_is_refused(real_texts, tmp_path):
     tokenizer = train_byte_level_bpe(real_texts[:20], 300, ["<|pad|>"])
     save_tokenizer(tokenizer, tmp_path, eos_token="<|pad|>", pad_token="<|pad|>")
@@ -116,7 +150,7 @@ def test_a_tokenizer_without_eos_is_refused(real_texts, tmp_path):
     assert load_tokenizer(tmp_path, eos_token="<|pad|>").eos_id == 0  # the fallback token when present
 
 
-def test_tokenize_batches_emits_one_row_per_copy_with_split_key_and_range(tokenizer_dir):
+def test_tokenize_batches_emits_one_row_per_copy_with_split_key_and_range(tokenizer_dir, tmp_path):
     docs = pa.RecordBatch.from_pylist(
         [
             {"doc_id": "a", "text": "first document", "copies": 1},
@@ -129,8 +163,9 @@ def test_tokenize_batches_emits_one_row_per_copy_with_split_key_and_range(tokeni
     )
     loaded = load_tokenizer(tokenizer_dir)
     out = list(tokenize_batches(iter([docs]), EncoderSpec.of(loaded), seed=3, validation_fraction=0.5, pack_ranges=4,
-                                batch_documents=2))
+                                batch_documents=2, spill_dir=str(tmp_path)))
     rows = pa.Table.from_batches(out, schema=TOKENIZED).to_pylist()
+    reader = SpillReader(tmp_path)
     expected = [(d, c, t) for d, t, n in (("a", "first document", 1), ("b", "second", 3), ("f", "last one", 2))
                 for c in range(n)]
     assert len(rows) == len(expected)
@@ -138,26 +173,67 @@ def test_tokenize_batches_emits_one_row_per_copy_with_split_key_and_range(tokeni
         assert row["doc_key"] == document_key(doc_id, copy_index, 3)
         assert row["range_id"] == row["doc_key"] % 4
         assert row["split"] == int(is_validation(doc_id, 3, 0.5))
-        tokens = np.frombuffer(row["tokens"], dtype="<i4").tolist()
+        tokens = reader.gather([row["file"]], np.array([row["start"]]), np.array([row["length"]]))[0].tolist()
         assert tokens[-1] == loaded.eos_id and loaded.decode(tokens[:-1]) == text
+        assert row["content_key"] == content_key(np.asarray(tokens, dtype=np.int32))
+    # One spill file, holding each document's tokens once however many copies point at them.
+    (spill_file,) = tmp_path.iterdir()
+    assert {row["file"] for row in rows} == {spill_file.name}
+    unique = {(row["start"], row["length"]) for row in rows}
+    assert len(unique) == 3 and spill_file.stat().st_size == 4 * sum(length for _, length in unique)
 
 
-def test_tokenize_tallied_batches_adds_the_input_counts_after_the_same_rows(tokenizer_dir):
+def parts_batch(parts):
+    return pa.RecordBatch.from_pylist([{"path": path, "row_group": group} for path, group in parts])
+
+
+def test_document_parts_lists_every_row_group_and_checks_the_columns(tmp_path):
+    table = pa.table({"doc_id": ["a", "b", "c"], "text": ["x", "y", "z"]})
+    pq.write_table(table, tmp_path / "two.parquet", row_group_size=2)
+    pq.write_table(table.drop_columns(["text"]), tmp_path / "bad.parquet")
+    assert document_parts([tmp_path / "two.parquet"]) == [(str(tmp_path / "two.parquet"), 0),
+                                                          (str(tmp_path / "two.parquet"), 1)]
+    with pytest.raises(ValueError, match=r"bad.parquet lacks column\(s\) \['text'\]"):
+        document_parts([tmp_path / "two.parquet", tmp_path / "bad.parquet"])
+
+
+def test_read_document_parts_reads_row_groups_in_batches_with_their_copies(tmp_path):
+    rebalanced = pa.table({"doc_id": ["a", "b", "c", "d"], "text": ["1", "2", None, "4"],
+                           "sample_copies": pa.array([2, None, 0, 3], pa.int64()), "other": [1, 2, 3, 4]})
+    pq.write_table(rebalanced, tmp_path / "rebalanced.parquet", row_group_size=3)
+    pq.write_table(pa.table({"text": ["5"], "doc_id": ["e"]}), tmp_path / "plain.parquet")
+    parts = document_parts([tmp_path / "rebalanced.parquet", tmp_path / "plain.parquet"])
+    batches = list(read_document_parts(iter([parts_batch(parts[:2]), parts_batch(parts[2:])]), batch_documents=2))
+    assert [b.num_rows for b in batches] == [2, 1, 1, 1]  # row groups of 3, 1 and 1, in batches of at most 2
+    rows = pa.Table.from_batches(batches, schema=DOCUMENTS).to_pylist()
+    assert [(r["doc_id"], r["text"], r["copies"]) for r in rows] == [
+        ("a", "1", 2), ("b", "2", 1), ("c", None, 0), ("d", "4", 3), ("e", "5", 1)]
+
+
+def test_tokenize_tallied_batches_adds_the_input_counts_after_the_same_rows(tokenizer_dir, tmp_path):
     docs = pa.RecordBatch.from_pylist(
-        [{"doc_id": f"doc-{i}", "text": "" if i % 5 == 0 else f"text {i}", "copies": i % 3} for i in range(40)]
+        [{"doc_id": f"doc-{i}", "text": "" if i % 5 == 0 else f"text {i}", "copies": i % 3} for i in range(40)],
+        schema=DOCUMENTS,
     )
+    stage = tmp_path / "stage.parquet"
+    pq.write_table(pa.Table.from_batches([docs]).rename_columns(["doc_id", "text", "sample_copies"]), stage,
+                   row_group_size=25)
     spec = EncoderSpec.of(load_tokenizer(tokenizer_dir))
-    options = {"seed": 3, "validation_fraction": 0.3, "pack_ranges": 4, "batch_documents": 7}
+    options = {"seed": 3, "validation_fraction": 0.3, "pack_ranges": 4, "batch_documents": 7,
+               "spill_dir": str(tmp_path / "spill")}
     plain = pa.Table.from_batches(list(tokenize_batches(iter([docs]), spec, **options)), schema=TOKENIZED)
-    tallied = pa.Table.from_batches(list(tokenize_tallied_batches(iter([docs.slice(0, 25), docs.slice(25)]), spec,
-                                                                  **options)), schema=TOKENIZED_TALLIED)
+    parts = document_parts([stage])
+    assert len(parts) == 2
+    tallied = pa.Table.from_batches(list(tokenize_tallied_batches(iter([parts_batch(parts)]), spec, **options)),
+                                    schema=TOKENIZED_TALLIED)
     is_tally = [r == TALLY_RANGE for r in tallied.column("range_id").to_pylist()]
     data = tallied.filter(pa.array([not t for t in is_tally]))
-    assert data.select(TOKENIZED.names).equals(plain)
+    same = [name for name in TOKENIZED.names if name != "file"]  # each call spills to a file of its own
+    assert data.select(same).equals(plain.select(same))
     assert all(data.column(name).to_pylist() == [0] * len(data) for name in TALLY_FIELDS)
     counts = {}
     for row in tallied.filter(pa.array(is_tally)).to_pylist():
-        assert row["tokens"] == b""
+        assert row["file"] == "" and row["length"] == 0
         for name in TALLY_FIELDS:
             counts[row["split"], name] = counts.get((row["split"], name), 0) + row[name]
     kept = [i for i in range(40) if i % 5 and i % 3]
