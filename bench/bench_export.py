@@ -10,7 +10,9 @@ each, running `encode_batch` over their share of the same texts in batches of 51
 measured before and after the job and averaged (the machine may be shared). The job figure is the
 wall time of run_export (every stage: input counts, tokenize, pack, shuffle, write shards and
 manifest) on local[--cores], divided by the cores; the JVM's and the Python workers' start is
-excluded, as a long job amortises it. Wall time on a shared machine swings with other people's
+excluded, as a long job amortises it, and with --warm-up-mb so is the JVM's first compilation of
+the job's code (an untimed export of a small input first, as when `thresher run` exports after
+three other stages in the same session). Wall time on a shared machine swings with other people's
 load, so CPU time is reported too: tokens per CPU second of the job (driver, JVM and Python
 workers together) beside tokens per CPU second of the loops.
 """
@@ -152,6 +154,8 @@ def main() -> int:
     parser.add_argument("--vocab-size", type=int, default=32768)
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--work", default=str(REPO / "bench/work/export"), help="scratch directory")
+    parser.add_argument("--warm-up-mb", type=float, default=0,
+                        help="first export this many MB untimed, so the JVM has compiled the job's code (0: cold)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -174,6 +178,14 @@ def main() -> int:
     print(f"spark and Python worker start: {time.perf_counter() - started:.1f} s (not counted)")
     config = load_config(None, {"export.seq_len": args.seq_len, "export.shard_tokens": 4_000_000,
                                 "export.validation_fraction": 0.01})
+    if args.warm_up_mb:
+        # As in `thresher run`, where the export follows three stages in the same Spark session.
+        started = time.perf_counter()
+        small = write_stage(work / "warm-up-stage", replicated(texts, args.warm_up_mb))
+        run_export(spark, str(small), str(work / "warm-up-out"), str(tokenizer_dir), config)
+        print(f"warm-up export of {args.warm_up_mb} MB (JIT, query code generation): "
+              f"{time.perf_counter() - started:.1f} s (not counted)")
+        shutil.rmtree(work / "warm-up-out")
     out = work / "out"
     if out.exists():
         shutil.rmtree(out)
