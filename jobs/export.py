@@ -68,6 +68,7 @@ from pipeline.packing import (
 from pipeline.shards import WRITTEN, write_shard_batches
 from pipeline.tokenize import (
     DOCUMENT_SPILL_PREFIX,
+    PARTS,
     EncoderSpec,
     document_parts,
     load_tokenizer,
@@ -101,8 +102,8 @@ def check_export_config(config: ExportConfig) -> None:
             raise ConfigError(f"export.{name}: must be at least 1, got {getattr(config, name)}")
 
 
-def _input_parts(input_dir: Path) -> list[tuple[str, int]]:
-    """(path, row group) of every Parquet row group of the input's documents; InputError if there are none."""
+def _input_parts(input_dir: Path) -> list[tuple[str, int, int]]:
+    """The input's documents as `document_parts` (runs of Parquet row groups); InputError if there are none."""
     documents = input_dir / "documents"
     # As Spark's reader does: every Parquet file below, except under names starting with . or _.
     files = sorted(path for path in documents.rglob("*.parquet")
@@ -112,10 +113,10 @@ def _input_parts(input_dir: Path) -> list[tuple[str, int]]:
     return document_parts(files)
 
 
-def parts_frame(spark, parts: list[tuple[str, int]]):
-    """`parts` as a DataFrame (path, row_group) with one partition each: executors read the
-    documents themselves (pipeline.tokenize.read_document_parts)."""
-    return spark.createDataFrame(spark.sparkContext.parallelize(parts, len(parts)), "path string, row_group int")
+def parts_frame(spark, parts: list[tuple[str, int, int]]):
+    """`parts` as a DataFrame (PARTS) with one partition each: executors read the documents
+    themselves (pipeline.tokenize.read_document_parts)."""
+    return spark.createDataFrame(spark.sparkContext.parallelize(parts, len(parts)), to_spark_schema(PARTS))
 
 
 def _input_counts(summaries) -> dict:

@@ -240,14 +240,20 @@ def cached_tokenizer(spec: EncoderSpec) -> LoadedTokenizer:
 
 DOCUMENT_SPILL_PREFIX = "documents"  # names of the spill files of documents' tokens
 
+# The export's input tasks: row groups first_row_group ... + row_groups - 1 of one Parquet file.
+PARTS = pa.schema([pa.field("path", pa.string()), pa.field("first_row_group", pa.int32()),
+                   pa.field("row_groups", pa.int32())])
+
 # What the export reads of a stage's documents: one row per document with its sampling copies.
 DOCUMENTS = pa.schema([pa.field("doc_id", pa.string()), pa.field("text", pa.string()),
                        pa.field("copies", pa.int32())])
 
 
-def document_parts(paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
-    """(path, row group) of every row group of the Parquet files `paths`, in order: the export's input tasks.
+def document_parts(paths: Iterable[str | os.PathLike], part_bytes: int = 128 * 2**20) -> list[tuple[str, int, int]]:
+    """The export's input tasks over the Parquet files `paths`: (path, first row group, row groups).
 
+    Consecutive row groups of a file are taken together until they hold `part_bytes` (uncompressed,
+    as the footer says), so files written with small row groups do not make a task each.
     InputError when a file lacks doc_id or text, before any work starts.
     """
     import pyarrow.parquet as pq
@@ -260,12 +266,17 @@ def document_parts(paths: Iterable[str | os.PathLike]) -> list[tuple[str, int]]:
         missing = {"doc_id", "text"} - set(parquet.schema_arrow.names)
         if missing:
             raise InputError(f"{path} lacks column(s) {sorted(missing)}")
-        parts += [(str(path), group) for group in range(parquet.metadata.num_row_groups)]
+        first, size = 0, 0
+        for group in range(parquet.metadata.num_row_groups):
+            size += parquet.metadata.row_group(group).total_byte_size
+            if size >= part_bytes or group == parquet.metadata.num_row_groups - 1:
+                parts.append((str(path), first, group + 1 - first))
+                first, size = group + 1, 0
     return parts
 
 
 def read_document_parts(parts: Iterator[pa.RecordBatch], batch_documents: int) -> Iterator[pa.RecordBatch]:
-    """(path, row_group) rows -> DOCUMENTS batches of at most `batch_documents` rows, read with pyarrow.
+    """`document_parts` rows -> DOCUMENTS batches of at most `batch_documents` rows, read with pyarrow.
 
     Reading in the Python worker keeps the text out of the JVM: Spark's own reader would decode
     it, convert it to rows and send it over as Arrow, about 15% of the tokenizing time again.
@@ -275,11 +286,12 @@ def read_document_parts(parts: Iterator[pa.RecordBatch], batch_documents: int) -
     import pyarrow.parquet as pq
 
     for part in parts:
-        for path, group in zip(part.column("path").to_pylist(), part.column("row_group").to_pylist(), strict=True):
+        for path, first, count in zip(*(part.column(name).to_pylist() for name in PARTS.names), strict=True):
             parquet = pq.ParquetFile(path)
             rebalanced = "sample_copies" in parquet.schema_arrow.names
             columns = ["doc_id", "text", "sample_copies"] if rebalanced else ["doc_id", "text"]
-            for batch in parquet.iter_batches(batch_size=batch_documents, row_groups=[group], columns=columns):
+            row_groups = list(range(first, first + count))
+            for batch in parquet.iter_batches(batch_size=batch_documents, row_groups=row_groups, columns=columns):
                 if rebalanced:
                     copies = pc.fill_null(pc.cast(batch.column("sample_copies"), pa.int32()), 1)
                 else:
@@ -351,7 +363,7 @@ def tokenize_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, se
 def tokenize_tallied_batches(parts: Iterator[pa.RecordBatch], encoder: EncoderSpec, seed: int,
                              validation_fraction: float, pack_ranges: int, batch_documents: int,
                              spill_dir: str) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: (path, row_group) parts of the input -> `tokenize_batches`' rows as
+    """mapInArrow body: PARTS of the input -> `tokenize_batches`' rows as
     TOKENIZED_TALLIED, then this task's input counts as tally rows, so that the job counts its
     input in the pass that tokenizes it."""
     tally: dict[int, list[int]] = {}

@@ -9,10 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.inputs import InputError
 from pipeline.packing import TALLY_FIELDS, TALLY_RANGE, TOKENIZED, TOKENIZED_TALLIED, document_key, is_validation
 from pipeline.spill import SpillReader
 from pipeline.tokenize import (
     DOCUMENTS,
+    PARTS,
     EncoderSpec,
     _load_generic_fast,
     _load_with_transformers,
@@ -184,17 +186,21 @@ def test_tokenize_batches_emits_one_row_per_copy_with_split_key_and_range(tokeni
 
 
 def parts_batch(parts):
-    return pa.RecordBatch.from_pylist([{"path": path, "row_group": group} for path, group in parts])
+    return pa.RecordBatch.from_pylist([dict(zip(PARTS.names, part, strict=True)) for part in parts], schema=PARTS)
 
 
-def test_document_parts_lists_every_row_group_and_checks_the_columns(tmp_path):
-    table = pa.table({"doc_id": ["a", "b", "c"], "text": ["x", "y", "z"]})
-    pq.write_table(table, tmp_path / "two.parquet", row_group_size=2)
+def test_document_parts_take_row_groups_together_up_to_the_part_size_and_check_the_columns(tmp_path):
+    table = pa.table({"doc_id": [f"d{i}" for i in range(10)], "text": ["x" * 1000] * 10})
+    pq.write_table(table, tmp_path / "groups.parquet", row_group_size=2)  # 5 row groups of about 3 kB
+    pq.write_table(table.slice(0, 1), tmp_path / "one.parquet")
     pq.write_table(table.drop_columns(["text"]), tmp_path / "bad.parquet")
-    assert document_parts([tmp_path / "two.parquet"]) == [(str(tmp_path / "two.parquet"), 0),
-                                                          (str(tmp_path / "two.parquet"), 1)]
-    with pytest.raises(ValueError, match=r"bad.parquet lacks column\(s\) \['text'\]"):
-        document_parts([tmp_path / "two.parquet", tmp_path / "bad.parquet"])
+    files = [tmp_path / "groups.parquet", tmp_path / "one.parquet"]
+    groups, one = str(files[0]), str(files[1])
+    assert document_parts(files, part_bytes=1) == [*((groups, g, 1) for g in range(5)), (one, 0, 1)]
+    assert document_parts(files, part_bytes=6000) == [(groups, 0, 2), (groups, 2, 2), (groups, 4, 1), (one, 0, 1)]
+    assert document_parts(files) == [(groups, 0, 5), (one, 0, 1)]  # never across files
+    with pytest.raises(InputError, match=r"bad.parquet lacks column\(s\) \['text'\]"):
+        document_parts([*files, tmp_path / "bad.parquet"])
 
 
 def test_read_document_parts_reads_row_groups_in_batches_with_their_copies(tmp_path):
@@ -202,7 +208,7 @@ def test_read_document_parts_reads_row_groups_in_batches_with_their_copies(tmp_p
                            "sample_copies": pa.array([2, None, 0, 3], pa.int64()), "other": [1, 2, 3, 4]})
     pq.write_table(rebalanced, tmp_path / "rebalanced.parquet", row_group_size=3)
     pq.write_table(pa.table({"text": ["5"], "doc_id": ["e"]}), tmp_path / "plain.parquet")
-    parts = document_parts([tmp_path / "rebalanced.parquet", tmp_path / "plain.parquet"])
+    parts = document_parts([tmp_path / "rebalanced.parquet", tmp_path / "plain.parquet"], part_bytes=1)
     batches = list(read_document_parts(iter([parts_batch(parts[:2]), parts_batch(parts[2:])]), batch_documents=2))
     assert [b.num_rows for b in batches] == [2, 1, 1, 1]  # row groups of 3, 1 and 1, in batches of at most 2
     rows = pa.Table.from_batches(batches, schema=DOCUMENTS).to_pylist()
@@ -222,7 +228,7 @@ def test_tokenize_tallied_batches_adds_the_input_counts_after_the_same_rows(toke
     options = {"seed": 3, "validation_fraction": 0.3, "pack_ranges": 4, "batch_documents": 7,
                "spill_dir": str(tmp_path / "spill")}
     plain = pa.Table.from_batches(list(tokenize_batches(iter([docs]), spec, **options)), schema=TOKENIZED)
-    parts = document_parts([stage])
+    parts = document_parts([stage], part_bytes=1)
     assert len(parts) == 2
     tallied = pa.Table.from_batches(list(tokenize_tallied_batches(iter([parts_batch(parts)]), spec, **options)),
                                     schema=TOKENIZED_TALLIED)
