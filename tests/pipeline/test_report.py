@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.report import build_report, render_html, write_report
+from pipeline.report import _reject_samples, build_report, render_html, write_report
 from schemas.documents import PREPARED
 from schemas.rejects import REJECT
 
@@ -90,6 +90,27 @@ def test_rejects_are_counted_per_rule_with_three_stable_samples(run_dir):
     assert by_rule["minhash_duplicate"]["samples"][0]["detail"] == "d1"
     assert rejects == build_report(run_dir)["rejects"]
     assert [r["rule"] for r in rejects][0] == "url_domain_blocklist:gambling"
+
+
+def test_reject_samples_come_from_distinct_documents_whatever_the_batches(tmp_path):
+    # Line rejects: many per document, adjacent, as the stages write them.
+    rejects = [{"doc_id": f"doc{d}", "url": f"http://site{d}.example/", "stage": "rules", "rule": rule,
+                "content": f"line {line} of doc{d}"}
+               for d in range(40) for rule in ("line_dedup", "clutter_line") for line in range(5)]
+    rows = [{field: r.get(field) for field in REJECT.names} for r in rejects]
+    table = pa.Table.from_pylist(rows, schema=REJECT)
+    for name, row_group_size in (("one", len(rows)), ("many", 7)):
+        (tmp_path / name).mkdir()
+        pq.write_table(table, tmp_path / name / "part-0.parquet", row_group_size=row_group_size)
+    one = _reject_samples(tmp_path / "one", "rules")
+    assert one == _reject_samples(tmp_path / "many", "rules")  # batch boundaries do not matter
+    assert {r["rule"]: r["count"] for r in one} == {"line_dedup": 200, "clutter_line": 200}
+    for entry in one:
+        urls = [s["url"] for s in entry["samples"]]
+        assert len(set(urls)) == 3  # three documents, not three lines of one
+        assert all(s["snippet"].startswith("line 0 ") for s in entry["samples"])  # each document's first reject
+    # Both rules hit every document: the same three (smallest doc_id hash) are sampled for each.
+    assert [s["url"] for s in one[0]["samples"]] == [s["url"] for s in one[1]["samples"]]
 
 
 def test_html_is_self_contained_and_escapes_content(run_dir):
