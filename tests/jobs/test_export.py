@@ -212,26 +212,20 @@ def test_shards_stream_by_row_group_and_read_in_pandas(concat_run):
     assert list(frame["doc_offsets"][0]) == [0]
 
 
-def test_shards_read_in_duckdb_and_in_datasets_when_installed(concat_run):
+def test_shards_read_in_duckdb_and_in_datasets(concat_run):
+    import datasets
+    import duckdb
+
     out, _ = concat_run
     manifest = json.loads((out / "manifest.json").read_text())
     shard = str(out / manifest["splits"]["train"]["shards"][0]["path"])
-    try:
-        import duckdb
-    except ImportError:
-        duckdb = None
-    try:
-        import datasets
-    except ImportError:
-        datasets = None
-    if duckdb is None and datasets is None:
-        pytest.skip("neither duckdb nor datasets is installed (optional readers)")
     rows = manifest["splits"]["train"]["shards"][0]["sequences"]
-    if duckdb is not None:
-        assert duckdb.sql(f"select count(*), min(len(tokens)) from '{shard}'").fetchall() == [(rows, 256)]
-    if datasets is not None:
-        loaded = datasets.load_dataset("parquet", data_files=shard, split="train")
-        assert len(loaded) == rows and len(loaded[0]["tokens"]) == 256
+    assert duckdb.sql(f"select count(*), min(len(tokens)) from '{shard}'").fetchall() == [(rows, 256)]
+    loaded = datasets.load_dataset("parquet", data_files=shard, split="train",
+                                   cache_dir=str(out.parent / "datasets-cache"))
+    assert len(loaded) == rows and len(loaded[0]["tokens"]) == 256
+    first = pq.read_table(shard).column("tokens")[0].as_py()
+    assert loaded[0]["tokens"] == first
 
 
 def test_boundary_mode_from_the_command_line(stages, rows, tokenizer_dir, config, tmp_path):
