@@ -6,8 +6,10 @@ refuses) and uncompressed files alike, and a truncated gzip is an error at the c
 warcio quietly returning a short record or ending early. Offsets are therefore offsets in the
 decompressed stream.
 
-A read failure ends the file with a `ReadError` event after the records already read; nothing is
-raised to the caller, so one bad file never stops a job.
+A read failure is a `ReadError` event among the records, never an exception, so one bad file
+never stops a job. When the file can seek, reading then resumes at the next record start after the
+last good record (the next gzip member, or the next `WARC/` version line in an uncompressed
+file), so a corrupt record or garbage between records costs that stretch, not the rest of the file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import io
 import re
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -29,6 +32,9 @@ HTML_MIME_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 UNTYPED_MIME_TYPES = frozenset({"", "application/octet-stream", "unk", "no-type"})
 _HTML_SNIFF = re.compile(rb"<\s*(!doctype\s+html|html|head|body|meta|title)\b", re.IGNORECASE)
 _READ_CHUNK = 1 << 16
+_GZIP_MAGIC = b"\x1f\x8b\x08"  # a gzip member header: magic and the deflate method
+_MEMBERS_KEPT = 1024  # recent gzip members remembered for resuming (records are read in order)
+_MAX_RESUMES = 10_000  # per file: past this many failures, the rest of the file is one read error
 _URL_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
 _HTTP_HEADER_PARSER = ArcWarcRecordLoader().http_parser
 
@@ -135,6 +141,10 @@ class GzipMembers(io.RawIOBase):
         self._ready_start = 0  # bytes of _ready already returned (slicing from an index avoids copies)
         self._position = 0
         self._done = False
+        self._raw_read = 0  # compressed bytes taken from raw
+        self._produced = 0  # decompressed bytes produced
+        # (decompressed start, compressed start) of the most recent members, to resume after a failure
+        self._members: deque[tuple[int, int]] = deque([(0, 0)], maxlen=_MEMBERS_KEPT)
 
     def readable(self) -> bool:
         return True
@@ -157,15 +167,21 @@ class GzipMembers(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
+    def member_start(self, offset: int) -> int:
+        """The compressed offset of the member holding decompressed `offset` (or of the oldest member kept)."""
+        return next((raw for start, raw in reversed(self._members) if start <= offset), self._members[0][1])
+
     def _decompress_more(self) -> None:
         if self._decompressor.eof:
             data = self._decompressor.unused_data
             self._decompressor = zlib.decompressobj(31)
             self._member_has_data = False
+            self._members.append((self._produced, self._raw_read - len(data)))
         else:
             data = b""
         if not data:
             data = self._raw.read(_READ_CHUNK)
+            self._raw_read += len(data)
         if not data:
             if self._member_has_data:
                 raise TruncatedInput("gzip stream ends inside a member: the file is truncated")
@@ -174,44 +190,94 @@ class GzipMembers(io.RawIOBase):
         self._member_has_data = True
         self._ready = self._decompressor.decompress(data)
         self._ready_start = 0
+        self._produced += len(self._ready)
 
 
 def open_stream(raw: BinaryIO) -> BinaryIO:
     """A readable plain (decompressed) stream over `raw`, which may be gzip-compressed or not."""
     buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw, _READ_CHUNK)
-    if buffered.peek(2)[:2] == b"\x1f\x8b":
+    if buffered.peek(2)[:2] == _GZIP_MAGIC[:2]:
         return GzipMembers(buffered)
     return buffered
 
 
 def iter_records(raw: BinaryIO, max_payload_bytes: int, want_payload=None) -> Iterator[WarcRecord | ReadError]:
-    """Every record of the WARC/ARC/WET stream `raw`, in file order, then a ReadError if reading failed.
+    """Every record of the WARC/ARC/WET stream `raw`, in file order, with a ReadError for each stretch
+    that could not be read.
 
     Payloads are read only for content records that `want_payload(record)` accepts (default: all
     content records), and at most `max_payload_bytes + 1` bytes of each, so memory stays bounded
     by one page whatever the file size; `payload_truncated` marks a longer payload.
+
+    After a failure, a seekable file is searched for the next record start after the last good
+    record, and reading resumes there; failures before the next good record are one ReadError.
+    Offsets after a resume in a gzip file continue past every offset seen before (the lost
+    member's decompressed length is unknown), so they stay unique and the same on every read.
     """
-    stream = open_stream(raw)
-    records = _LenientArchiveIterator(stream, arc2warc=True)
-    offset, url = 0, ""
-    try:
-        for record in records:
-            offset = records.offset  # start of this record; get_record_offset() would consume it
-            url = _target_uri(record)
-            _ensure_http_headers(record)
-            header = _headers(record, offset, url)
-            if header.kind not in CONTENT_KINDS or (want_payload is not None and not want_payload(header)):
+    buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw, _READ_CHUNK)
+    gzipped = buffered.peek(2)[:2] == _GZIP_MAGIC[:2]
+    start, offset_base = 0, 0  # where the current stream starts in the file, and what its offsets add
+    last_good, resumed_at, highest = -1, -1, -1  # file positions; the highest offset given out
+    failure: ReadError | None = None
+    for _ in range(_MAX_RESUMES):
+        stream = open_stream(buffered)
+        records = _LenientArchiveIterator(stream, arc2warc=True)
+        offset, url = 0, ""
+        try:
+            for record in records:
+                offset = records.offset  # start of this record; get_record_offset() would consume it
+                highest = max(highest, offset_base + offset)
+                url = _target_uri(record)
+                _ensure_http_headers(record)
+                header = _headers(record, offset_base + offset, url)
+                if header.kind in CONTENT_KINDS and (want_payload is None or want_payload(header)):
+                    payload = _read_bounded(record.content_stream(), max_payload_bytes + 1)
+                    truncated = len(payload) > max_payload_bytes
+                    if not truncated and getattr(record.raw_stream, "limit", 0) > 0:
+                        # The block ended before its Content-Length: the file is cut inside this record.
+                        raise EOFError(f"record ends after its content was cut short "
+                                       f"({record.raw_stream.limit} bytes missing)")
+                    header = _with_payload(header, payload[:max_payload_bytes], truncated)
+                if failure is not None:
+                    yield failure
+                    failure = None
+                # A plain stream's offsets are file positions already (it is the file, seeked).
+                last_good = start + stream.member_start(offset) if gzipped else offset
                 yield header
-                continue
-            payload = _read_bounded(record.content_stream(), max_payload_bytes + 1)
-            truncated = len(payload) > max_payload_bytes
-            if not truncated and getattr(record.raw_stream, "limit", 0) > 0:
-                # The block ended before its Content-Length: the file is cut inside this record.
-                raise EOFError(f"record ends after its content was cut short ({record.raw_stream.limit} bytes missing)")
-            yield _with_payload(header, payload[:max_payload_bytes], truncated)
-            url = ""
-    except Exception as exc:  # noqa: BLE001 - any failure of a file becomes a counted reject
-        yield ReadError(offset=offset, url=url, message=f"{type(exc).__name__}: {exc}".strip()[:1000])
+                url = ""
+            break
+        except Exception as exc:  # noqa: BLE001 - any failure of a file becomes a counted reject
+            if failure is None:
+                failure = ReadError(offset=offset_base + offset, url=url,
+                                    message=f"{type(exc).__name__}: {exc}".strip()[:1000])
+            resume = _next_record_start(buffered, max(last_good, resumed_at) + 1, gzipped)
+            if resume is None:
+                break
+            buffered.seek(resume)
+            start, resumed_at = resume, resume
+            offset_base = highest + 1 if gzipped else 0
+    if failure is not None:
+        yield failure
+
+
+def _next_record_start(stream: BinaryIO, position: int, gzipped: bool) -> int | None:
+    """The file position of the next gzip member (or `WARC/` version line) at or after `position`, if any."""
+    if not stream.seekable():
+        return None
+    # Not only at a line start: garbage before a record need not end with a newline.
+    needle = _GZIP_MAGIC if gzipped else b"WARC/"
+    stream.seek(position)
+    base, carried = stream.tell(), b""
+    while True:
+        chunk = stream.read(_READ_CHUNK)
+        if not chunk:
+            return None
+        data = carried + chunk
+        found = data.find(needle)
+        if found >= 0:
+            return base - len(carried) + found
+        carried = data[-(len(needle) - 1):]
+        base += len(chunk)
 
 
 def _target_uri(record) -> str:

@@ -142,7 +142,8 @@ def test_the_job_finishes_and_its_stats_add_up(hostile):
     assert (hostile["output"] / COMMITTED_MARKER).is_file()
     assert stats["records_in"] == stats["documents_out"] + sum(stats["rejects_by_rule"].values())
     # Every good page that follows a hostile one is still a document.
-    assert {"https://cut.example/0", "https://cut.example/1", "https://garbage.example/before", "https://lying.example/ok",
+    assert {"https://cut.example/0", "https://cut.example/1", "https://garbage.example/before",
+            "https://garbage.example/after", "https://lying.example/ok",
             "https://binary.example/fine", "https://huge.example/after", "https://deep.example/after",
             "https://dots.example/page"} <= set(hostile["documents"])
 

@@ -1,5 +1,6 @@
 import gzip
 import io
+import zlib
 from collections import Counter
 
 import pytest
@@ -155,3 +156,75 @@ def test_untyped_payloads_are_sniffed(tmp_path):
     page, blob = records_of(read_all(path))
     assert page.is_html and page.payload.startswith(b"<!DOCTYPE")
     assert not blob.is_html and blob.mime_type == ""
+
+
+def gzip_members(data):
+    """The gzip members of `data`, as bytes each."""
+    members, position = [], 0
+    while position < len(data):
+        decompressor = zlib.decompressobj(31)
+        decompressor.decompress(data[position:])
+        end = len(data) - len(decompressor.unused_data)
+        members.append(data[position:end])
+        position = end
+    return members
+
+
+class Unseekable(io.RawIOBase):
+    def __init__(self, data):
+        self._stream = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        return self._stream.readinto(buffer)
+
+
+@pytest.fixture(scope="module")
+def cc_members(shared_data):
+    members = gzip_members((shared_data / "warc/cc-main-2020-34-sample.warc.gz").read_bytes())
+    assert len(members) == 50  # one gzip member per record, as Common Crawl writes them
+    return members
+
+
+def urls_and_kinds(events):
+    return [(r.url, r.kind) for r in records_of(events)]
+
+
+def test_a_corrupt_gzip_member_costs_its_record_only(cc_members):
+    clean = records_of(list(iter_records(io.BytesIO(b"".join(cc_members)), 5_000_000)))
+    damaged = bytearray(cc_members[10])
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 64] = b"\xff" * 64  # inside the deflate data
+    data = b"".join(cc_members[:10]) + bytes(damaged) + b"".join(cc_members[11:])
+    events = list(iter_records(io.BytesIO(data), 5_000_000))
+    assert len(errors_of(events)) == 1
+    assert urls_and_kinds(events) == urls_and_kinds(clean[:10] + clean[11:])
+    offsets = [r.offset for r in records_of(events)]
+    assert offsets == sorted(set(offsets)) and offsets[:10] == [r.offset for r in clean[:10]]
+    assert [(e.offset, e.message) for e in errors_of(events)] == [
+        (e.offset, e.message) for e in errors_of(iter_records(io.BytesIO(data), 5_000_000))]  # same every read
+    assert [r.offset for r in records_of(iter_records(io.BytesIO(data), 5_000_000))] == offsets
+
+
+def test_garbage_between_gzip_members_is_skipped(cc_members):
+    garbage = b"\x1f\x8b not a member \x00\xff" * 100  # starts like a member, to be resumed from and skipped
+    data = b"".join(cc_members[:20]) + garbage + b"".join(cc_members[20:])
+    events = list(iter_records(io.BytesIO(data), 5_000_000))
+    assert len(errors_of(events)) == 1 and len(records_of(events)) == 50
+    assert events.index(errors_of(events)[0]) == 20  # reported where it is, between the records
+
+
+def test_garbage_between_plain_records_is_skipped(cc_members):
+    plain = [gzip.decompress(member) for member in cc_members[:6]]
+    garbage = b"\x00\xffno record here\r\n" * 50
+    data = b"".join(plain[:3]) + garbage + b"".join(plain[3:])
+    events = list(iter_records(io.BytesIO(data), 5_000_000))
+    assert len(errors_of(events)) == 1 and len(records_of(events)) == 6
+    assert records_of(events)[3].offset == len(b"".join(plain[:3])) + len(garbage)  # true offsets in a plain file
+
+
+def test_an_unseekable_stream_stops_at_the_first_failure(cc_members):
+    data = b"".join(cc_members[:5]) + b"garbage" + b"".join(cc_members[5:])
+    events = list(iter_records(io.BufferedReader(Unseekable(data)), 5_000_000))
+    assert len(records_of(events)) == 5 and isinstance(events[-1], ReadError)
