@@ -139,7 +139,6 @@ def _input_counts(summaries) -> dict:
 
 def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, config: Config) -> dict:
     """Tokenize, pack, shuffle and shard the documents of `input_dir` into `output_dir`; returns the stats."""
-
     cfg = config.export
     check_export_config(cfg)
     source = require_committed(input_dir)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,16 +305,13 @@ TOKENIZED_TALLIED = _with_tally(TOKENIZED)
 
 # What a packing task reports to the driver: a row per range it packed (its counts, and the
 # Parquet file of PACKED rows holding the range's rows), then its summed tally rows.
+RANGE_COUNTS = ("sequences", "documents", "padding", "dropped_tokens", "dropped_documents")
 RANGE_SUMMARY = _with_tally(pa.schema(
     [
         pa.field("split", pa.int8(), nullable=False),
         pa.field("range_id", pa.int32(), nullable=False),
         pa.field("file", pa.string(), nullable=False),  # PACKED rows, in the spill directory
-        pa.field("sequences", pa.int64(), nullable=False),
-        pa.field("documents", pa.int64(), nullable=False),
-        pa.field("padding", pa.int64(), nullable=False),
-        pa.field("dropped_tokens", pa.int64(), nullable=False),
-        pa.field("dropped_documents", pa.int64(), nullable=False),
+        *(pa.field(name, pa.int64(), nullable=False) for name in RANGE_COUNTS),
     ]
 ))
 _TALLY_ROW_DEFAULTS = {"range_id": TALLY_RANGE, "doc_key": -1, "content_key": 0, "file": "", "start": -1,
@@ -440,7 +438,7 @@ def pack_and_summarize(batches: Iterator[pa.RecordBatch], capacity: int, mode: s
     summed per split and reported at the end, so the job's input counts come out of this pass too.
     """
     tally: dict[int, list[int]] = {}
-    counts: dict[tuple[int, int], list[int]] = {}  # (split, range) -> sequences, documents, padding, dropped
+    counts: dict[tuple[int, int], Counter] = {}  # (split, range) -> RANGE_COUNTS
     name = f"packed-{uuid.uuid4().hex}.parquet"
     writer = None
 
@@ -456,12 +454,12 @@ def pack_and_summarize(batches: Iterator[pa.RecordBatch], capacity: int, mode: s
 
     try:
         for packed in pack_batches(data_rows(), capacity, mode, pad_id, tail, spill_dir):
-            group = (int(packed.column("split")[0].as_py()), int(packed.column("range_id")[0].as_py()))
-            entry = counts.setdefault(group, [0] * 5)
+            group = (packed.column("split")[0].as_py(), packed.column("range_id")[0].as_py())
+            entry = counts.setdefault(group, Counter())
             holds_tokens = packed.column("start").to_numpy() >= 0
-            entry[0] += int(holds_tokens.sum())
-            for index, column in enumerate(("documents", "padding", "dropped_tokens", "dropped_documents"), 1):
-                entry[index] += int(packed.column(column).to_numpy().sum())
+            entry["sequences"] += int(holds_tokens.sum())
+            for column in RANGE_COUNTS[1:]:
+                entry[column] += int(packed.column(column).to_numpy().sum())
             if holds_tokens.any():
                 if writer is None:
                     writer = pq.ParquetWriter(Path(spill_dir) / name, PACKED)
@@ -470,10 +468,8 @@ def pack_and_summarize(batches: Iterator[pa.RecordBatch], capacity: int, mode: s
         if writer is not None:
             writer.close()
     if counts:
-        rows = [{"split": split, "range_id": range_id, "file": name if entry[0] else "",
-                 **dict(zip(("sequences", "documents", "padding", "dropped_tokens", "dropped_documents"), entry,
-                            strict=True)),
-                 **dict.fromkeys(TALLY_FIELDS, 0)}
+        rows = [{"split": split, "range_id": range_id, "file": name if entry["sequences"] else "",
+                 **{column: entry[column] for column in RANGE_COUNTS}, **dict.fromkeys(TALLY_FIELDS, 0)}
                 for (split, range_id), entry in sorted(counts.items())]
         yield pa.RecordBatch.from_pylist(rows, schema=RANGE_SUMMARY)
     if tally:

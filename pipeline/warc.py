@@ -228,22 +228,13 @@ def iter_records(raw: BinaryIO, max_payload_bytes: int, want_payload=None) -> It
                 offset = records.offset  # start of this record; get_record_offset() would consume it
                 highest = max(highest, offset_base + offset)
                 url = _target_uri(record)
-                _ensure_http_headers(record)
-                header = _headers(record, offset_base + offset, url)
-                if header.kind in CONTENT_KINDS and (want_payload is None or want_payload(header)):
-                    payload = _read_bounded(record.content_stream(), max_payload_bytes + 1)
-                    truncated = len(payload) > max_payload_bytes
-                    if not truncated and getattr(record.raw_stream, "limit", 0) > 0:
-                        # The block ended before its Content-Length: the file is cut inside this record.
-                        raise EOFError(f"record ends after its content was cut short "
-                                       f"({record.raw_stream.limit} bytes missing)")
-                    header = _with_payload(header, payload[:max_payload_bytes], truncated)
+                event = _record_event(record, offset_base + offset, url, max_payload_bytes, want_payload)
                 if failure is not None:
                     yield failure
                     failure = None
                 # A plain stream's offsets are file positions already (it is the file, seeked).
                 last_good = start + stream.member_start(offset) if gzipped else offset
-                yield header
+                yield event
                 url = ""
             break
         except Exception as exc:  # noqa: BLE001 - any failure of a file becomes a counted reject
@@ -258,6 +249,20 @@ def iter_records(raw: BinaryIO, max_payload_bytes: int, want_payload=None) -> It
             offset_base = highest + 1 if gzipped else 0
     if failure is not None:
         yield failure
+
+
+def _record_event(record, offset: int, url: str, max_payload_bytes: int, want_payload) -> WarcRecord:
+    """The WarcRecord of a warcio record, with its bounded payload when it is a wanted content record."""
+    _ensure_http_headers(record)
+    header = _headers(record, offset, url)
+    if header.kind not in CONTENT_KINDS or (want_payload is not None and not want_payload(header)):
+        return header
+    payload = _read_bounded(record.content_stream(), max_payload_bytes + 1)
+    truncated = len(payload) > max_payload_bytes
+    if not truncated and getattr(record.raw_stream, "limit", 0) > 0:
+        # The block ended before its Content-Length: the file is cut inside this record.
+        raise EOFError(f"record ends after its content was cut short ({record.raw_stream.limit} bytes missing)")
+    return _with_payload(header, payload[:max_payload_bytes], truncated)
 
 
 def _next_record_start(stream: BinaryIO, position: int, gzipped: bool) -> int | None:
