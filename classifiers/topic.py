@@ -38,6 +38,8 @@ class Topic:
 @dataclass
 class Taxonomy:
     topics: list[Topic]
+    # named groups of classes for mix targets (topics.yaml `groups:`): name -> domain ids and labels
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _by_label: dict[str, Topic] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -94,7 +96,26 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
         raise TaxonomyError(f"{path} defines no topics (expected domains: [{{id, subtopics: [...]}}])")
     if len(set(labels)) != len(labels):
         raise TaxonomyError(f"{path}: duplicate topic ids: {sorted({x for x in labels if labels.count(x) > 1})}")
-    return Taxonomy(topics)
+    return Taxonomy(topics, _groups((raw or {}).get("groups"), labels, path))
+
+
+def _groups(raw, labels: list[str], path: Path) -> dict[str, tuple[str, ...]]:
+    """topics.yaml `groups:`: name -> list of domain ids and `<domain>.<subtopic>` labels, each known."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise TaxonomyError(f"{path}: groups must be a mapping of name -> list of domain ids and labels")
+    known = set(labels) | {label.split(".", 1)[0] for label in labels}
+    groups = {}
+    for name, members in raw.items():
+        members = [members] if isinstance(members, str) else members
+        if not isinstance(members, list) or not members:
+            raise TaxonomyError(f"{path}: groups.{name} must be a non-empty list of domain ids and labels")
+        unknown = [m for m in members if m not in known]
+        if unknown:
+            raise TaxonomyError(f"{path}: groups.{name}: {unknown} are not domains or labels of the taxonomy")
+        groups[str(name)] = tuple(str(m) for m in members)
+    return groups
 
 
 def _weight(node: dict, where: str) -> float:

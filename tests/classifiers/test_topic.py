@@ -65,6 +65,21 @@ def test_bad_taxonomies_are_refused(tmp_path):
         load_taxonomy(path)
 
 
+def test_groups_name_domains_and_labels_of_the_taxonomy(tmp_path):
+    path = tmp_path / "t.yaml"
+    domains = "domains:\n  - id: a\n    subtopics: [{id: x, en: X, zh: 叉}, {id: y, en: Y, zh: 歪}]\n"
+    path.write_text(domains + "groups:\n  mine: [a.x]\n  all: a\n")
+    assert load_taxonomy(path).groups == {"mine": ("a.x",), "all": ("a",)}
+    path.write_text(domains)
+    assert load_taxonomy(path).groups == {}
+    path.write_text(domains + "groups:\n  mine: [a.z, b]\n")
+    with pytest.raises(TaxonomyError, match=r"groups\.mine: \['a\.z', 'b'\] are not domains or labels"):
+        load_taxonomy(path)
+    path.write_text(domains + "groups:\n  mine: []\n")
+    with pytest.raises(TaxonomyError, match="non-empty list"):
+        load_taxonomy(path)
+
+
 def test_latin_keywords_in_chinese_lists_match_as_words(taxonomy):
     labeler = KeywordLabeler(taxonomy)
     assert labeler.label("昨晚的NBA比赛很精彩，篮球迷都在讨论扣篮和篮板。")[0] == "sports.basketball"
