@@ -313,3 +313,26 @@ def test_top_fraction_cut_edges():
     assert [half.keeps(s, k) for s, k in zip([0.9, 0.1, 0.5, 0.7], keys, strict=True)] == [True, False, False, True]
     with pytest.raises(ConfigError, match="top fraction"):
         top_fraction_cut([0.1], ["a"], 1.5, 0)
+
+
+def test_top_half_quality_cut_keeps_more_label_1_than_label_0_on_unseen_dclm_documents(shared_data):
+    """A plain quality model trained on majority_data minus agreement_data (by text hash) scores the
+    281 agreement documents it never saw; the global top-50% cut keeps more of label 1 than of 0."""
+    from classifiers.fasttext_backend import FastTextClassifier
+    from classifiers.training import read_labelled
+
+    dclm = shared_data / "quality" / "dclm"
+    majority = read_labelled([dclm / "majority_data.jsonl"], task="plain")
+    unseen = read_labelled([dclm / "agreement_data.jsonl"], task="plain")
+    unseen_hashes = {hashlib.sha256(t.encode()).hexdigest() for t in unseen.texts}
+    train = [i for i, t in enumerate(majority.texts) if hashlib.sha256(t.encode()).hexdigest() not in unseen_hashes]
+    assert len(train) == len(majority) - len(unseen)  # agreement_data is a subset of majority_data
+    train_data = majority.subset(train)
+    model = FastTextClassifier.train(train_data.texts, train_data.labels, {"bucket": 20_000, "dim": 16}, seed=0)
+    scores = model.label_scores(unseen.texts, "1").tolist()
+    keys = [hashlib.sha256(t.encode()).hexdigest() for t in unseen.texts]
+    cut = top_fraction_cut(scores, keys, 0.5, seed=0)
+    kept = [cut.keeps(s, k) for s, k in zip(scores, keys, strict=True)]
+    share = {y: np.mean([k for k, label in zip(kept, unseen.labels, strict=True) if label == y]) for y in ("0", "1")}
+    assert sum(kept) == 141
+    assert share["1"] > share["0"] + 0.2, share
