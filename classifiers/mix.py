@@ -201,13 +201,15 @@ def _least_change_weights(shares: np.ndarray, amounts: np.ndarray, lo: float, ca
     return np.clip(ratios * scale, lo, cap)
 
 
-def expand_groups(taxonomy, spec: Mapping, key: str = "select.mix.targets") -> tuple[MixTarget, ...]:
-    """MixTargets from a config mapping of group name -> share or {classes, share}.
+def expand_groups(taxonomy, spec: Mapping, key: str = "select.rebalance.targets") -> tuple[MixTarget, ...]:
+    """MixTargets from a config mapping of group name -> share, {classes, share}, or an object with
+    `classes` and `share` attributes (pipeline.config's target dataclass).
 
-    `name: 0.6` takes the classes of `name`: a group of the taxonomy (configs/topics.yaml `groups:`),
-    a domain id or a `<domain>.<subtopic>` label. `name: {classes: X, share: 0.6}` takes X, one such
-    reference or a list of them. Unknown names, overlapping groups, shares outside [0, 1] or summing
-    past 1 are a ConfigError naming the key.
+    A class reference is a group of the taxonomy (configs/topics.yaml `groups:`, e.g. "knowledge"),
+    a domain id ("science") or a `<domain>.<subtopic>` label; `classes` is one reference or a list,
+    and defaults to the group's own name (so `knowledge: 0.6` takes topics.yaml's knowledge group).
+    Unknown references, overlapping groups, shares outside [0, 1] or summing past 1 are a
+    ConfigError naming the key.
     """
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{key}: expected a mapping of group name -> share or {{classes, share}}, got {type(spec).__name__}")
@@ -225,18 +227,21 @@ def expand_groups(taxonomy, spec: Mapping, key: str = "select.mix.targets") -> t
             unknown = set(value) - {"classes", "share"}
             if unknown:
                 raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (expected classes, share)")
-            refs, share = value.get("classes", name), value.get("share")
+            refs, share = value.get("classes"), value.get("share")
+        elif hasattr(value, "classes") and hasattr(value, "share"):
+            refs, share = value.classes, value.share
         else:
-            refs, share = name, value
+            refs, share = None, value
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-            raise ConfigError(f"{where}: share must be a number in [0, 1], got {share!r}")
+            raise ConfigError(f"{where}.share: must be a number in [0, 1], got {share!r}")
+        refs = [name] if refs is None or (isinstance(refs, (list, tuple)) and not refs) else refs
         refs = [refs] if isinstance(refs, str) else refs
-        if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
-            raise ConfigError(f"{where}.classes: expected a domain id, a <domain>.<subtopic> label, a group name or a list of them")
+        if not isinstance(refs, (list, tuple)) or not all(isinstance(r, str) for r in refs):
+            raise ConfigError(f"{where}.classes: expected a group, a domain id, a <domain>.<subtopic> label or a list of them")
         classes: list[str] = []
         for ref in refs:
             for label in _resolve(ref, taxonomy, domains, named_groups, f"{where}.classes"):
-                if label in owner:
+                if label in owner and owner[label] != name:
                     raise ConfigError(f"{where}: class {label!r} is also in group {owner[label]!r}; groups must not overlap")
                 if label not in classes:
                     owner[label] = name
@@ -260,14 +265,14 @@ def _resolve(ref: str, taxonomy, domains: dict[str, list[str]], named_groups: Ma
 
 @dataclass(frozen=True)
 class TopFractionCut:
-    """Keep a document when its score is above `threshold`, or equal to it with a tie hash <= `tie_hash`.
-
-    The tie hash of a document is unit_hash(seed, key); `kept` documents pass (exactly, for distinct keys).
-    A missing or NaN score ranks below every number and is never kept.
+    """Keep a document when its score is above `threshold`, or equal to it with a tie key
+    (unit_hash(seed, key), key) <= (`tie_hash`, `tie_key`); `kept` documents pass (exactly, for
+    distinct keys). A missing or NaN score ranks below every number and is never kept.
     """
 
     threshold: float
     tie_hash: float
+    tie_key: str
     seed: int
     kept: int
 
@@ -276,15 +281,15 @@ class TopFractionCut:
             return False
         if score != self.threshold:
             return score > self.threshold
-        return unit_hash(self.seed, key) <= self.tie_hash
+        return (unit_hash(self.seed, key), key) <= (self.tie_hash, self.tie_key)
 
 
 def top_fraction_cut(scores: Sequence[float | None], keys: Sequence[str], fraction: float, seed: int) -> TopFractionCut:
     """The global cut keeping the top `fraction` of documents by score: floor(fraction * n + 0.5) of them.
 
-    Documents rank by score (high first), then by unit_hash(seed, key) (low first), so the cut is the
-    same however the documents are partitioned or ordered (two keys with the same 64-bit hash at the
-    threshold are kept or dropped together).
+    Documents rank by score (high first), then by (unit_hash(seed, key), key) (low first), so the cut
+    is the same however the documents are partitioned or ordered; a hash, not the key itself, breaks
+    ties so that no id range (one source, one crawl) wins them systematically.
     """
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
         raise ConfigError(f"top fraction must be in [0, 1], got {fraction!r}")
@@ -292,12 +297,13 @@ def top_fraction_cut(scores: Sequence[float | None], keys: Sequence[str], fracti
         raise ValueError(f"{len(scores)} scores for {len(keys)} keys")
     count = math.floor(fraction * len(scores) + 0.5)
     if count == 0:
-        return TopFractionCut(math.inf, 0.0, seed, 0)
+        return TopFractionCut(math.inf, 0.0, "", seed, 0)
     values = np.array([-math.inf if s is None or math.isnan(s) else float(s) for s in scores])
     order = np.argsort(-values, kind="stable")
     threshold = float(values[order[count - 1]])
     if threshold == -math.inf:  # fewer scored documents than the fraction asks for: keep every scored one
-        return TopFractionCut(-math.inf, 1.0, seed, int(np.sum(values > -math.inf)))
+        return TopFractionCut(-math.inf, 1.0, "", seed, int(np.sum(values > -math.inf)))
     above = int(np.sum(values > threshold))
-    tied = sorted(unit_hash(seed, keys[i]) for i in np.flatnonzero(values == threshold))
-    return TopFractionCut(threshold, tied[count - above - 1], seed, count)
+    tied = sorted((unit_hash(seed, keys[i]), keys[i]) for i in np.flatnonzero(values == threshold))
+    tie_hash, tie_key = tied[count - above - 1]
+    return TopFractionCut(threshold, tie_hash, tie_key, seed, count)

@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 import random
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -264,14 +265,30 @@ def test_expand_groups_forms(taxonomy):
     assert expand_groups(taxonomy, {"law_politics.law": 0.05})[0].classes == ("law_politics.law",)
 
 
+@dataclass(frozen=True)
+class TargetSection:
+    """The shape of a config target section: classes (possibly empty) and share."""
+
+    classes: list[str] = field(default_factory=list)
+    share: float = 0.0
+
+
+def test_expand_groups_takes_config_dataclasses_and_defaults_classes_to_the_name(taxonomy):
+    (by_name,) = expand_groups(taxonomy, {"knowledge": TargetSection(share=0.6)})
+    (listed,) = expand_groups(taxonomy, {"knowledge": TargetSection(classes=["encyclopedia", "education", "science"], share=0.6)})
+    (as_mapping,) = expand_groups(taxonomy, {"knowledge": {"share": 0.6}})
+    assert by_name == listed == as_mapping
+    assert len(by_name.classes) == 30
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"astrology": 0.2}, r"select\.mix\.targets\.astrology\.classes: 'astrology' is not a group"),
+        ({"astrology": 0.2}, r"select\.rebalance\.targets\.astrology\.classes: 'astrology' is not a group"),
         ({"mine": {"classes": ["science", "science.nope"], "share": 0.2}}, r"'science\.nope' is not"),
-        ({"knowledge": 0.6, "science": 0.1}, r"select\.mix\.targets\.science: class 'science\.physics' is also in group 'knowledge'"),
-        ({"knowledge": -0.1}, r"select\.mix\.targets\.knowledge: share must be"),
-        ({"knowledge": 0.7, "sports": 0.4}, r"select\.mix\.targets: shares sum to 1\.1"),
+        ({"knowledge": 0.6, "science": 0.1}, r"select\.rebalance\.targets\.science: class 'science\.physics' is also in group 'knowledge'"),
+        ({"knowledge": -0.1}, r"select\.rebalance\.targets\.knowledge\.share: must be"),
+        ({"knowledge": 0.7, "sports": 0.4}, r"select\.rebalance\.targets: shares sum to 1\.1"),
         ({"rest": 0.3}, r"'rest' is the classes"),
         ({"x": {"classes": "arts", "share": 0.1, "weight": 2}}, r"unknown key"),
         ([0.6], r"expected a mapping"),
