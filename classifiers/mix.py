@@ -105,8 +105,8 @@ def solve_mix(
 
 
 def _check_inputs(class_amounts: Mapping[str, float], targets: Sequence[MixTarget], max_copies: float) -> None:
-    if isinstance(max_copies, bool) or not isinstance(max_copies, (int, float)) or not max_copies >= 1:
-        raise ConfigError(f"max_copies must be a number >= 1 (the most copies of one document), got {max_copies!r}")
+    if isinstance(max_copies, bool) or not isinstance(max_copies, (int, float)) or not 1 <= max_copies < math.inf:
+        raise ConfigError(f"max_copies must be a finite number >= 1 (the most copies of one document), got {max_copies!r}")
     seen: dict[str, str] = {}
     for target in targets:
         if target.name == REST:

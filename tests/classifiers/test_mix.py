@@ -171,6 +171,12 @@ def test_zero_amount_group_gets_weight_one_and_is_short():
     assert solution.shares_before == {"A": 0.5, "empty": 0.0, REST: 0.5}
 
 
+def test_no_targets_changes_nothing():
+    solution = solve_mix({"a": 10.0, "b": 30.0}, [], max_copies=4.0)
+    assert solution.weights == {"a": 1.0, "b": 1.0}
+    assert solution.feasible and solution.shares_after == {REST: 1.0}
+
+
 def test_no_documents_at_all():
     solution = solve_mix({}, [MixTarget("A", ("a",), 0.5)])
     assert solution.weights == {"a": 1.0}
@@ -237,8 +243,9 @@ def test_a_class_not_given_to_the_solver_takes_the_rest_weight():
 
 
 def test_solver_input_errors_are_config_errors():
-    with pytest.raises(ConfigError, match="max_copies"):
-        solve_mix({"a": 1.0}, [], max_copies=-1)
+    for cap in (-1, 0.5, float("inf"), float("nan"), True, "4"):
+        with pytest.raises(ConfigError, match="max_copies"):
+            solve_mix({"a": 1.0}, [], max_copies=cap)
     with pytest.raises(ConfigError, match="sum to"):
         solve_mix({"a": 1.0}, [MixTarget("A", ("a",), 0.7), MixTarget("B", ("b",), 0.4)])
     with pytest.raises(ConfigError, match="both contain"):
