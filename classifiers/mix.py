@@ -28,6 +28,7 @@ broken by a hash of each document's key, so the kept set does not depend on part
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -105,13 +106,13 @@ def solve_mix(
 
 
 def _check_inputs(class_amounts: Mapping[str, float], targets: Sequence[MixTarget], max_copies: float) -> None:
-    if isinstance(max_copies, bool) or not isinstance(max_copies, (int, float)) or not 1 <= max_copies < math.inf:
+    if isinstance(max_copies, bool) or not isinstance(max_copies, numbers.Real) or not 1 <= max_copies < math.inf:
         raise ConfigError(f"max_copies must be a finite number >= 1 (the most copies of one document), got {max_copies!r}")
     seen: dict[str, str] = {}
     for target in targets:
         if target.name == REST:
             raise ConfigError(f"mix target {REST!r} is reserved for the classes no target names")
-        if not (isinstance(target.share, (int, float)) and 0 <= target.share <= 1):
+        if isinstance(target.share, bool) or not (isinstance(target.share, numbers.Real) and 0 <= target.share <= 1):
             raise ConfigError(f"mix target {target.name!r}: share must be in [0, 1], got {target.share!r}")
         for label in target.classes:
             if label in seen:
@@ -121,7 +122,7 @@ def _check_inputs(class_amounts: Mapping[str, float], targets: Sequence[MixTarge
     if total > 1 + SHARE_TOLERANCE:
         raise ConfigError(f"mix target shares sum to {total:g}, more than 1")
     for label, amount in class_amounts.items():
-        if not (isinstance(amount, (int, float)) and math.isfinite(amount) and amount >= 0):
+        if isinstance(amount, bool) or not (isinstance(amount, numbers.Real) and math.isfinite(amount) and amount >= 0):
             raise ValueError(f"class {label!r}: amount must be a finite number >= 0, got {amount!r}")
 
 
@@ -232,7 +233,7 @@ def expand_groups(taxonomy, spec: Mapping, key: str = "select.rebalance.targets"
             refs, share = value.classes, value.share
         else:
             refs, share = None, value
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        if isinstance(share, bool) or not isinstance(share, numbers.Real) or not 0 <= share <= 1:
             raise ConfigError(f"{where}.share: must be a number in [0, 1], got {share!r}")
         refs = [name] if refs is None or (isinstance(refs, (list, tuple)) and not refs) else refs
         refs = [refs] if isinstance(refs, str) else refs
@@ -291,7 +292,7 @@ def top_fraction_cut(scores: Sequence[float | None], keys: Sequence[str], fracti
     is the same however the documents are partitioned or ordered; a hash, not the key itself, breaks
     ties so that no id range (one source, one crawl) wins them systematically.
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 <= fraction <= 1:
         raise ConfigError(f"top fraction must be in [0, 1], got {fraction!r}")
     if len(scores) != len(keys):
         raise ValueError(f"{len(scores)} scores for {len(keys)} keys")
