@@ -27,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from jobs.common import (
+    DirectoryLock,
     StageOutput,
     add_common_arguments,
     config_from_args,
@@ -240,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"[thresher] prepare: reading the bundled sample crawl ({len(inputs)} files)", file=sys.stderr)
     expand_inputs(inputs, config.prepare.path_prefix)  # missing local inputs fail here, before Spark
     spark = spark_session("thresher-prepare", config.spark, args.master)
-    stats = run_prepare(spark, inputs, args.output, config, args.partitions)
+    with DirectoryLock(args.output):
+        stats = run_prepare(spark, inputs, args.output, config, args.partitions)
     print_stage_summary(STAGE, stats, time.time() - started)
     return 0
 
