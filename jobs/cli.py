@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import re
 import sys
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
@@ -46,6 +49,31 @@ def main(argv: list[str] | None = None) -> int:
         # Bad config, inputs or model paths: the message says what to fix; a traceback would bury it.
         print(f"thresher {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        full = _full_directory(exc, getattr(args, "output", None))
+        if full is None:
+            raise
+        # Committed stages stay committed and stage 1 keeps its finished files, so a rerun goes on.
+        print(f"thresher {args.command}: error: no space left on the device holding {full}: free space there "
+              "and rerun the same command; it goes on from where this one stopped", file=sys.stderr)
+        return 1
+
+
+_NO_SPACE = re.compile(r"No space left on device(?:: '([^']+)')?|Disk quota exceeded(?:: '([^']+)')?")
+
+
+def _full_directory(exc: Exception, output: str | None) -> str | None:
+    """The directory a disk-full failure was writing (else `output`, else "the output directory"); None if
+    `exc` is no disk-full failure. Spark reports one from an executor or the JVM as text, not as an OSError."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        path = exc.filename
+    elif match := _NO_SPACE.search(str(exc)):
+        path = match.group(1) or match.group(2)
+    else:
+        return None
+    if path:
+        return os.path.dirname(os.path.abspath(path)) if not os.path.isdir(path) else os.path.abspath(path)
+    return os.path.abspath(output) if output else "the output directory"
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
