@@ -15,12 +15,14 @@ from __future__ import annotations
 import fcntl
 import glob
 import gzip
+import hashlib
 import io
 import os
 import stat
 from pathlib import PurePosixPath
 
 LISTING_SUFFIXES = (".paths", ".paths.gz", ".txt", ".txt.gz", ".lst")
+_IDENTITY_HEAD_BYTES = 1 << 16  # hashed into a local file's identity, beside its size and mtime
 _ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz", ".wat", ".wat.gz")
 
 
@@ -182,3 +184,23 @@ def open_input(path: str):
     except BaseException:
         os.close(fd)
         raise
+
+
+def input_identity(path: str) -> str:
+    """What tells this version of the input `path` from another: size, mtime and a SHA-1 of the first
+    64 KiB for a local file; fsspec's key of the file's properties (ETag, size, ...) for a remote one.
+
+    Never raises: a file that cannot be read has an identity saying so, and its task makes it a reject.
+    """
+    try:
+        if is_url(path):
+            import fsspec
+
+            fs, _, (remote,) = fsspec.get_fs_token_paths(path)
+            return f"remote:{fs.ukey(remote)}"
+        with open_input(path) as handle:  # refuses special files without blocking on them
+            status = os.fstat(handle.fileno())
+            head = hashlib.sha1(handle.read(_IDENTITY_HEAD_BYTES)).hexdigest()
+        return f"local:{status.st_size}:{status.st_mtime_ns}:{head}"
+    except Exception as exc:  # noqa: BLE001 - the task reports why the file cannot be read
+        return f"unreadable:{type(exc).__name__}: {exc}"

@@ -110,3 +110,26 @@ def test_special_files_in_a_directory_or_glob_are_passed_on_and_refused_when_ope
     for name in names[1:]:  # returns at once: a FIFO is not waited on, a device is not read
         with pytest.raises(InputError, match="not a regular file"):
             open_input(str(special_files / name))
+
+
+@pytest.mark.timeout(60)
+def test_input_identity_tells_versions_of_a_file_apart(tmp_path, special_files):
+    from pipeline.inputs import input_identity
+
+    path = tmp_path / "x.warc.gz"
+    path.write_bytes(b"first version")
+    first = input_identity(str(path))
+    assert input_identity(str(path)) == first and first.startswith("local:13:")
+    path.write_bytes(b"first version, completed")
+    assert input_identity(str(path)) != first
+    url = "memory://bucket/y.warc.gz"
+    with fsspec.open(url, "wb") as handle:
+        handle.write(b"remote")
+    remote = input_identity(url)
+    assert remote.startswith("remote:") and input_identity(url) == remote
+    with fsspec.open(url, "wb") as handle:
+        handle.write(b"remote, replaced")
+    assert input_identity(url) != remote
+    # Special files are never read (a FIFO would block): their identity says why they are unreadable.
+    assert input_identity(str(special_files / "fifo.warc")).startswith("unreadable:InputError:")
+    assert input_identity(str(special_files / "zero.warc")).startswith("unreadable:InputError:")
