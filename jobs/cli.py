@@ -43,18 +43,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    return run_with_one_line_errors(f"thresher {args.command}", module.run, args)
+
+
+def run_with_one_line_errors(prog: str, run, args: argparse.Namespace) -> int:
+    """`run(args)`, with a user's error or a full disk printed as one line (exit 2 and 1) instead of a traceback."""
     try:
-        return module.run(args)
+        return run(args)
     except _user_errors() as exc:
         # Bad config, inputs or model paths: the message says what to fix; a traceback would bury it.
-        print(f"thresher {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         full = _full_directory(exc, getattr(args, "output", None))
         if full is None:
             raise
         # Committed stages stay committed and stage 1 keeps its finished files, so a rerun goes on.
-        print(f"thresher {args.command}: error: no space left on the device holding {full}: free space there "
+        print(f"{prog}: error: no space left on the device holding {full}: free space there "
               "and rerun the same command; it goes on from where this one stopped", file=sys.stderr)
         return 1
 

@@ -69,9 +69,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def script_main(prog: str, doc: str, add_arguments, run, argv: list[str] | None = None) -> int:
     """What `spark-submit jobs/<job>.py ...` runs: the job's own parser and run, as `thresher <job>`."""
+    from jobs.cli import run_with_one_line_errors
+
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run_with_one_line_errors(prog, run, parser.parse_args(argv))
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

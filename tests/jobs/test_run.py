@@ -235,12 +235,14 @@ def test_a_second_run_on_the_same_output_refuses_and_touches_nothing(tmp_path):
         assert first.stdout.readline() == "running\n"
         part = out / "prepare" / "_staging" / "part-0.parquet"
         before = part.stat().st_mtime_ns
-        second = subprocess.run([sys.executable, "-c", "from jobs.cli import main; raise SystemExit(main())",
-                                 "run", "--sample", "--output", str(out)], capture_output=True, text=True, env=env, timeout=240)
-        assert second.returncode == 2
-        lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"thresher run: error: {out} is in use by another thresher run (host "), lines
-        assert f"pid {first.pid}, started " in lines[0]
+        # As `thresher run`, and as `spark-submit jobs/run.py` runs it.
+        for command in (["-c", "from jobs.cli import main; raise SystemExit(main())", "run"], [run_module.__file__]):
+            second = subprocess.run([sys.executable, *command, "--sample", "--output", str(out)],
+                                    capture_output=True, text=True, env=env, timeout=240)
+            assert second.returncode == 2
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"thresher run: error: {out} is in use by another thresher run (host "), lines
+            assert f"pid {first.pid}, started " in lines[0]
         assert part.read_text() == "the first run" and part.stat().st_mtime_ns == before
         assert sorted(p.name for p in out.iterdir()) == ["_LOCK", "prepare"]  # no sample crawl written, nothing else
     finally:
