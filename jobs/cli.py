@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import re
 import sys
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
@@ -40,12 +43,42 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    return run_with_one_line_errors(f"thresher {args.command}", module.run, args)
+
+
+def run_with_one_line_errors(prog: str, run, args: argparse.Namespace) -> int:
+    """`run(args)`, with a user's error or a full disk printed as one line (exit 2 and 1) instead of a traceback."""
     try:
-        return module.run(args)
+        return run(args)
     except _user_errors() as exc:
         # Bad config, inputs or model paths: the message says what to fix; a traceback would bury it.
-        print(f"thresher {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        full = _full_directory(exc, getattr(args, "output", None))
+        if full is None:
+            raise
+        # Committed stages stay committed and stage 1 keeps its finished files, so a rerun goes on.
+        print(f"{prog}: error: no space left on the device holding {full}: free space there "
+              "and rerun the same command; it goes on from where this one stopped", file=sys.stderr)
+        return 1
+
+
+_NO_SPACE = re.compile(r"No space left on device(?:: '([^']+)')?|Disk quota exceeded(?:: '([^']+)')?")
+
+
+def _full_directory(exc: Exception, output: str | None) -> str | None:
+    """The directory a disk-full failure was writing (else `output`, else "the output directory"); None if
+    `exc` is no disk-full failure. Spark reports one from an executor or the JVM as text, not as an OSError."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        path = exc.filename
+    elif match := _NO_SPACE.search(str(exc)):
+        path = match.group(1) or match.group(2)
+    else:
+        return None
+    if path:
+        return os.path.dirname(os.path.abspath(path)) if not os.path.isdir(path) else os.path.abspath(path)
+    return os.path.abspath(output) if output else "the output directory"
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import fcntl
 import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -17,6 +21,12 @@ from pipeline.config import Config, ConfigError, SparkConfig, load_config
 COMMITTED_MARKER = "_COMMITTED"
 STAGING_DIR = "_staging"
 WORK_DIR = "_work"  # finished units of work (e.g. per WARC file) that survive a crash, for resuming
+CHECKPOINT_DIR = "_checkpoints"  # Spark checkpoints of a running stage
+PARTS_LIST = "_PARTS"  # the parts a commit is moving into place: thresher's, should the commit be cut short
+LOCK_FILE = "_LOCK"  # held by the process writing the directory (DirectoryLock)
+# Every name thresher itself writes in a stage directory besides the committed parts.
+_OWN_NAMES = frozenset({STAGING_DIR, WORK_DIR, CHECKPOINT_DIR, PARTS_LIST, PARTS_LIST + ".tmp", LOCK_FILE,
+                        COMMITTED_MARKER, COMMITTED_MARKER + ".tmp"})
 CRASH_ENV = "THRESHER_CRASH_AT"  # fault injection for crash-safety tests: a crash point's name
 CRASH_MODE_ENV = "THRESHER_CRASH_MODE"  # "kill" (default): SIGKILL this process; "raise": SimulatedCrash
 
@@ -59,9 +69,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def script_main(prog: str, doc: str, add_arguments, run, argv: list[str] | None = None) -> int:
     """What `spark-submit jobs/<job>.py ...` runs: the job's own parser and run, as `thresher <job>`."""
+    from jobs.cli import run_with_one_line_errors
+
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run_with_one_line_errors(prog, run, parser.parse_args(argv))
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -118,14 +130,27 @@ class StageOutput:
         return (self.directory / COMMITTED_MARKER).is_file()
 
     def begin(self) -> None:
-        """Clear what an interrupted attempt left (staging and any uncommitted final parts)."""
+        """Clear what an interrupted attempt left (staging and any parts its commit moved).
+
+        Only what thresher wrote is removed: a directory that holds anything else is refused
+        (ConfigError naming it), so no user file is ever deleted.
+        """
         if self.committed:
             raise RuntimeError(f"{self.directory} is already committed; refusing to overwrite it")
         if self.directory.exists():
+            parts_list = self.directory / PARTS_LIST
+            moved = set(json.loads(parts_list.read_text())) if parts_list.is_file() else set()
+            foreign = sorted(c.name for c in self.directory.iterdir() if c.name not in _OWN_NAMES | moved)
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+                raise ConfigError(
+                    f"output directory {self.directory} holds files thresher did not write ({shown}): "
+                    "move them away or choose another --output"
+                )
             for child in self.directory.iterdir():
-                if child.name == WORK_DIR:
+                if child.name in (WORK_DIR, LOCK_FILE):
                     continue
-                if child.is_dir():
+                if child.is_dir() and not child.is_symlink():
                     shutil.rmtree(child)
                 else:
                     child.unlink()
@@ -145,7 +170,11 @@ class StageOutput:
     def commit(self, stats: dict[str, Any]) -> None:
         """Write stats, move every staged part into place, then write the marker last."""
         (self.staging / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
-        for part in sorted(self.staging.iterdir()):
+        parts = sorted(self.staging.iterdir())
+        parts_tmp = self.directory / (PARTS_LIST + ".tmp")
+        parts_tmp.write_text(json.dumps([part.name for part in parts]) + "\n")
+        os.replace(parts_tmp, self.directory / PARTS_LIST)
+        for part in parts:
             target = self.directory / part.name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -159,6 +188,86 @@ class StageOutput:
         marker_tmp = self.directory / (COMMITTED_MARKER + ".tmp")
         marker_tmp.write_text(json.dumps({"committed_at": time.time()}) + "\n")
         os.replace(marker_tmp, self.directory / COMMITTED_MARKER)
+        (self.directory / PARTS_LIST).unlink()
+
+
+class DirectoryLock:
+    """An exclusive lock on an output directory for as long as one job writes it (a `with` block).
+
+    The lock is `DIRECTORY/_LOCK`, created with O_EXCL and held with flock, and it names its holder
+    (host, pid, start time). flock is released by the kernel when the holder dies however it dies,
+    so a lock file left by a dead process is stale and is taken over; a live holder's is refused
+    with a ConfigError naming it, before anything in the directory is touched. A process already
+    holding the lock may enter it again (the CLI locks before Spark starts, the job itself again).
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_FILE
+        self._fd: int | None = None
+        self._created_directory = False
+
+    def __enter__(self) -> DirectoryLock:
+        self._created_directory = not self.directory.exists()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        while self._fd is None:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                try:
+                    fd = os.open(self.path, os.O_RDWR)
+                except FileNotFoundError:  # released meanwhile: try again
+                    continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                if holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid():
+                    self._created_directory = False
+                    return self  # held by this process already: the outer `with` releases it
+                raise ConfigError(
+                    f"{self.directory} is in use by another thresher run ({_describe(holder)}): "
+                    "wait for it to finish, or use another --output"
+                ) from None
+            try:
+                same_file = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if not same_file:  # the file was released and removed between our open and flock
+                os.close(fd)
+                continue
+            holder = {"host": socket.gethostname(), "pid": os.getpid(),
+                      "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
+            os.fsync(fd)
+            self._fd = fd
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still holding it, so no one takes a file being removed
+        os.close(self._fd)
+        self._fd = None
+        if self._created_directory:
+            with contextlib.suppress(OSError):  # left in place once it holds anything
+                self.directory.rmdir()
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0))
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _describe(holder: dict) -> str:
+    if not {"host", "pid", "started"} <= holder.keys():
+        return "its holder is still writing the lock"
+    return f"host {holder['host']}, pid {holder['pid']}, started {holder['started']}"
 
 
 def require_committed(directory: str | os.PathLike) -> Path:

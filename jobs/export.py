@@ -39,6 +39,7 @@ from functools import partial
 from pathlib import Path
 
 from jobs.common import (
+    DirectoryLock,
     StageOutput,
     add_common_arguments,
     config_from_args,
@@ -311,7 +312,8 @@ def run(args: argparse.Namespace) -> int:
     check_export_config(config.export)
     spark = spark_session("thresher-export", config.spark, args.master)
     started = time.time()
-    stats = run_export(spark, args.input_dir, args.output, args.tokenizer, config)
+    with DirectoryLock(args.output):
+        stats = run_export(spark, args.input_dir, args.output, args.tokenizer, config)
     print_stage_summary("export", stats, time.time() - started)
     return 0
 

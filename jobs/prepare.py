@@ -2,15 +2,17 @@
 
 One Spark task per WARC file runs `pipeline.records.process_warc` (records, URL filter,
 extraction, language ID, MD5) and writes that file's rows itself, as one Parquet file in
-OUTPUT/_work/files/ named by a hash of the file's base name, renamed into place only when the file
-is finished. Exact dedup (a window over the MD5) and the outputs are DataFrame operations on those
-files. Output: OUTPUT/documents/ (schemas.documents.PREPARED), OUTPUT/rejects/
-(schemas.rejects.REJECT), OUTPUT/stats.json, committed together.
+OUTPUT/_work/files/ named by a hash of the file's base name and of its version (size, mtime and
+head, or a remote file's ETag), renamed into place only when the file is finished. Exact dedup (a
+window over the MD5) and the outputs are DataFrame operations on those files. Output:
+OUTPUT/documents/ (schemas.documents.PREPARED), OUTPUT/rejects/ (schemas.rejects.REJECT),
+OUTPUT/stats.json, committed together.
 
 Resuming: a rerun after a crash (driver or executors) processes only the input files that have no
-finished Parquet file yet. Executors write into OUTPUT themselves, so OUTPUT must be on a
-filesystem that the driver and every executor see: any path in local mode, a shared filesystem
-(NFS, Lustre, a mounted bucket) on a cluster.
+finished Parquet file for their current version yet; a file replaced since is read again.
+Executors write into OUTPUT themselves, so OUTPUT must be on a filesystem that the driver and
+every executor see: any path in local mode, a shared filesystem (NFS, Lustre, a mounted bucket) on
+a cluster.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import shutil
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from jobs.common import (
+    DirectoryLock,
     StageOutput,
     add_common_arguments,
     config_from_args,
@@ -36,7 +40,7 @@ from jobs.common import (
     spark_session,
 )
 from pipeline.config import Config, ConfigError, PrepareConfig
-from pipeline.inputs import expand_inputs
+from pipeline.inputs import expand_inputs, input_identity
 from pipeline.records import ROW_DOCUMENT, ROW_FILE, ROW_REJECT, ROW_SCHEMA, file_output_name, write_warc_rows
 from schemas import to_spark_schema
 from schemas.documents import PREPARED
@@ -45,6 +49,7 @@ from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
 STAGE = "prepare"
 # Record kinds that become a document or a reject; the others are only counted.
 INPUT_UNITS = ("response", "resource", "conversion", "read_error", "unreadable")
+_IDENTITY_THREADS = 16  # the driver stats (or asks a bucket about) every input in parallel: I/O, not CPU
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,10 +126,16 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
     files_dir = _files_dir(output, prepare)
     for leftover in files_dir.glob("*.tmp"):  # a crashed attempt's half-written file
         leftover.unlink()
-    file_outputs = [files_dir / file_output_name(path) for path in files]
-    todo = [path for path, done in zip(files, file_outputs, strict=True) if not done.is_file()]
+    # Finished work is keyed by the version of each file, so a file replaced since is read again.
+    with ThreadPoolExecutor(max_workers=_IDENTITY_THREADS) as pool:
+        identities = list(pool.map(input_identity, files))
+    file_outputs = [files_dir / file_output_name(path, identity) for path, identity in zip(files, identities, strict=True)]
+    for stale in set(files_dir.glob("*.parquet")) - set(file_outputs):  # an earlier version's rows (ours to remove)
+        stale.unlink()
+    todo = [(path, identity) for path, identity, done in zip(files, identities, file_outputs, strict=True)
+            if not done.is_file()]
     batch_size = prepare.files_per_batch or len(todo) or 1
-    write = functools.partial(write_warc_rows, config=prepare, directory=str(files_dir))
+    write = functools.partial(_write_file_rows, config=prepare, directory=str(files_dir))
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         spark.sparkContext.parallelize(batch, numSlices=min(partitions or len(batch), len(batch))).map(write).collect()
@@ -170,6 +181,11 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
         )
     output.commit(stats)
     return stats
+
+
+def _write_file_rows(item: tuple[str, str], config: PrepareConfig, directory: str) -> int:
+    path, identity = item
+    return write_warc_rows(path, config, directory, identity)
 
 
 def _files_dir(output: StageOutput, prepare: PrepareConfig) -> Path:
@@ -240,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"[thresher] prepare: reading the bundled sample crawl ({len(inputs)} files)", file=sys.stderr)
     expand_inputs(inputs, config.prepare.path_prefix)  # missing local inputs fail here, before Spark
     spark = spark_session("thresher-prepare", config.spark, args.master)
-    stats = run_prepare(spark, inputs, args.output, config, args.partitions)
+    with DirectoryLock(args.output):
+        stats = run_prepare(spark, inputs, args.output, config, args.partitions)
     print_stage_summary(STAGE, stats, time.time() - started)
     return 0
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from jobs.common import (
+    CHECKPOINT_DIR,
+    DirectoryLock,
     StageOutput,
     add_common_arguments,
     config_from_args,
@@ -312,7 +314,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config) -> dict:
     output = StageOutput(output_dir)
     output.begin()
     work_dir = output.staged(_WORK_DIR)
-    checkpoint_dir = Path(output_dir) / "_checkpoints"
+    checkpoint_dir = Path(output_dir) / CHECKPOINT_DIR
     spark.sparkContext.setCheckpointDir(str(checkpoint_dir))
     timings = {}
 
@@ -389,7 +391,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     started = time.perf_counter()
     spark = spark_session("thresher-rules", config.spark, args.master)
-    stats = run_rules(spark, args.input, args.output, config)
+    with DirectoryLock(args.output):
+        stats = run_rules(spark, args.input, args.output, config)
     print_stage_summary(STAGE, stats, time.perf_counter() - started)
     return 0
 

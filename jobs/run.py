@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.common import (
+    DirectoryLock,
     StageOutput,
     add_common_arguments,
     config_from_args,
@@ -59,7 +60,17 @@ def run_pipeline(
     spark, inputs: list[str], output_dir: str, config: Config,
     models_dir: str | None = None, tokenizer_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Run every stage not yet committed under `output_dir`; returns run.json's content."""
+    """Run every stage not yet committed under `output_dir`; returns run.json's content.
+
+    A second run on the same `output_dir` while this one runs is refused (ConfigError naming this one).
+    """
+    with DirectoryLock(output_dir):
+        return _run_stages(spark, inputs, output_dir, config, models_dir, tokenizer_dir)
+
+
+def _run_stages(
+    spark, inputs: list[str], output_dir: str, config: Config, models_dir: str | None, tokenizer_dir: str | None
+) -> dict[str, Any]:
     from jobs.export import run_export
     from jobs.models import run_models
     from jobs.prepare import run_prepare
@@ -149,6 +160,11 @@ def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    with DirectoryLock(args.output):  # before anything is written or Spark starts: a second run refuses at once
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     inputs = list(args.inputs)
     if args.sample:

@@ -16,6 +16,7 @@ import sys
 import time
 
 from jobs.common import (
+    DirectoryLock,
     StageOutput,
     add_common_arguments,
     config_from_args,
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     spark = spark_session("thresher-tokenizer", config.spark, args.master)
     started = time.time()
-    stats = run_tokenizer_train(spark, args.input_dir, args.output, config)
+    with DirectoryLock(args.output):
+        stats = run_tokenizer_train(spark, args.input_dir, args.output, config)
     print_stage_summary("tokenizer train", stats, time.time() - started)
     return 0
 

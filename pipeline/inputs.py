@@ -4,17 +4,25 @@ An argument is a WARC/ARC/WET path or URL, a glob, a directory, or a listing fil
 `.paths`, `.paths.gz`: one path per line, as Common Crawl's `warc.paths.gz`). Relative entries of a
 listing are joined to `path_prefix` (e.g. https://data.commoncrawl.org/). Local paths that do not
 exist are an error here; remote files are opened only by the tasks, where a failure is a reject.
+
+Only regular files are inputs: a FIFO would block the reader forever and a device (`/dev/zero`)
+never ends. Named explicitly (or in a listing), one is refused here; found in a directory or by a
+glob, it is passed on and `open_input` refuses it, so it becomes that file's `warc_unreadable` reject.
 """
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import gzip
+import hashlib
 import io
 import os
+import stat
 from pathlib import PurePosixPath
 
 LISTING_SUFFIXES = (".paths", ".paths.gz", ".txt", ".txt.gz", ".lst")
+_IDENTITY_HEAD_BYTES = 1 << 16  # hashed into a local file's identity, beside its size and mtime
 _ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz", ".wat", ".wat.gz")
 
 
@@ -60,7 +68,11 @@ def _expand_one(argument: str, path_prefix: str) -> list[str]:
         matches = _glob(argument)
         if not matches:
             raise InputError(f"input pattern {argument!r} matches no file")
-        return [path for match in matches for path in _expand_one(match, path_prefix)]
+        files = []
+        for match in matches:
+            # A special file among the matches is passed on, to be refused by its task, as in a directory.
+            files.extend(_expand_one(match, path_prefix) if _is_regular_or_dir(match) else [os.path.abspath(match)])
+        return files
     if is_url(argument):
         if argument.endswith(LISTING_SUFFIXES):
             return _read_listing(argument, path_prefix)
@@ -72,8 +84,7 @@ def _expand_one(argument: str, path_prefix: str) -> list[str]:
         if not found:
             raise InputError(f"input directory {argument!r} holds no .warc/.arc/.wet files")
         return found
-    if not os.path.isfile(local):
-        raise InputError(f"input file {argument!r} does not exist")
+    _check_regular(local, f"input file {argument!r}")
     if local.endswith(LISTING_SUFFIXES):
         return _read_listing(local, path_prefix)
     return [os.path.abspath(local)]
@@ -107,9 +118,43 @@ def _read_listing(path: str, path_prefix: str) -> list[str]:
         raise InputError(f"listing file {path!r} names no files")
     # Entries are files to read, not patterns or listings: check local ones as for direct arguments.
     for entry in entries:
-        if not is_url(entry) and not os.path.isfile(entry.removeprefix("file://")):
-            raise InputError(f"listing file {path!r} names {entry!r}, which does not exist")
+        if not is_url(entry):
+            _check_regular(entry.removeprefix("file://"), f"listing file {path!r} names {entry!r}, which")
     return entries
+
+
+def _special_kind(path: str) -> str | None:
+    """What the file at `path` is when it is not a regular file ("FIFO", ...); None for a regular one.
+
+    Links are followed: a link to /dev/zero is a character device. Raises FileNotFoundError.
+    """
+    return _kind_of(os.stat(path).st_mode)
+
+
+def _kind_of(mode: int) -> str | None:
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _is_regular_or_dir(path: str) -> bool:
+    try:
+        return _special_kind(path) in (None, "directory")
+    except OSError:
+        return True  # left to the path's own check, which names what is wrong
+
+
+def _check_regular(path: str, what: str) -> None:
+    try:
+        kind = _special_kind(path)
+    except FileNotFoundError:
+        raise InputError(f"{what} does not exist") from None
+    except OSError as exc:
+        raise InputError(f"{what} cannot be read: {exc.strerror}") from None
+    if kind is not None:
+        raise InputError(f"{what} is a {kind}, not a regular file: name WARC/ARC/WET files only")
 
 
 def _read_bytes(path: str) -> bytes:
@@ -128,4 +173,34 @@ def open_input(path: str):
         import fsspec
 
         return fsspec.open(path, "rb").open()
-    return open(path.removeprefix("file://"), "rb")
+    # Non-blocking, so that opening a FIFO returns at once and is refused instead of waiting for a writer.
+    fd = os.open(path.removeprefix("file://"), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        kind = _kind_of(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise InputError(f"{path} is a {kind}, not a regular file: only regular files are read")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def input_identity(path: str) -> str:
+    """What tells this version of the input `path` from another: size, mtime and a SHA-1 of the first
+    64 KiB for a local file; fsspec's key of the file's properties (ETag, size, ...) for a remote one.
+
+    Never raises: a file that cannot be read has an identity saying so, and its task makes it a reject.
+    """
+    try:
+        if is_url(path):
+            import fsspec
+
+            fs, _, (remote,) = fsspec.get_fs_token_paths(path)
+            return f"remote:{fs.ukey(remote)}"
+        with open_input(path) as handle:  # refuses special files without blocking on them
+            status = os.fstat(handle.fileno())
+            head = hashlib.sha1(handle.read(_IDENTITY_HEAD_BYTES)).hexdigest()
+        return f"local:{status.st_size}:{status.st_mtime_ns}:{head}"
+    except Exception as exc:  # noqa: BLE001 - the task reports why the file cannot be read
+        return f"unreadable:{type(exc).__name__}: {exc}"

@@ -74,23 +74,28 @@ def make_doc_id(file_name: str, offset: int) -> str:
     return hashlib.sha1(f"{file_name}:{offset}".encode()).hexdigest()[:32]
 
 
-def file_output_name(path: str) -> str:
-    """`<sha1 of the file's base name>.parquet`: the name of one input file's finished rows.
+def file_output_name(path: str, identity: str = "") -> str:
+    """`<sha1 of the file's base name>[.<sha1 of its identity>].parquet`: one input file's finished rows.
 
     A hash, never the input's own name, so no input name (`..`, `/`, odd bytes) can steer a write
-    out of the output directory; the base name, as for doc ids, so a mirror's copy resumes too.
+    out of the output directory; the base name, as for doc ids, so a mirror's copy resumes too. The
+    identity (`pipeline.inputs.input_identity`) names the version read, so that a file replaced
+    since (a cut download completed) is read again rather than resumed from its old rows.
     """
-    return hashlib.sha1(warc_name(path).encode("utf-8", "surrogateescape")).hexdigest() + ".parquet"
+    name = hashlib.sha1(warc_name(path).encode("utf-8", "surrogateescape")).hexdigest()
+    if identity:
+        name += "." + hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return name + ".parquet"
 
 
-def write_warc_rows(path: str, config: PrepareConfig, directory: str) -> int:
-    """Write `process_warc(path)`'s rows to `directory/file_output_name(path)`; returns the row count.
+def write_warc_rows(path: str, config: PrepareConfig, directory: str, identity: str = "") -> int:
+    """Write `process_warc(path)`'s rows to `directory/file_output_name(path, identity)`; returns the row count.
 
     Written to a temporary name and renamed when the file is finished, so the final name exists
     only for a complete file: a rerun after a crash reuses it and skips the file. `directory` must
     be one the Spark executors and the driver both see (local mode, or a shared filesystem).
     """
-    target = os.path.join(directory, file_output_name(path))
+    target = os.path.join(directory, file_output_name(path, identity))
     temporary = f"{target}.{uuid.uuid4().hex}.tmp"  # one per attempt: retried tasks never share a file
     count = 0
     try:

@@ -7,9 +7,12 @@ warcio quietly returning a short record or ending early. Offsets are therefore o
 decompressed stream.
 
 A read failure is a `ReadError` event among the records, never an exception, so one bad file
-never stops a job. When the file can seek, reading then resumes at the next record start after the
-last good record (the next gzip member, or the next `WARC/` version line in an uncompressed
-file), so a corrupt record or garbage between records costs that stretch, not the rest of the file.
+never stops a job. When the file can seek, reading then resumes at the next place where a record
+really starts (a gzip member that decompresses into a record header, or a `WARC/` line opening a
+header block that parses), so a corrupt record or garbage between records costs that stretch, not
+the rest of the file. The search never looks inside bytes a record has claimed (its gzip member,
+or the Content-Length its header gave), so a page quoting a WARC record, or a stored .warc.gz, is
+never read as records of this file, and it gives up after `MAX_RESUME_SCAN_BYTES`.
 """
 
 from __future__ import annotations
@@ -35,8 +38,14 @@ _READ_CHUNK = 1 << 16
 _GZIP_MAGIC = b"\x1f\x8b\x08"  # a gzip member header: magic and the deflate method
 _MEMBERS_KEPT = 1024  # recent gzip members remembered for resuming (records are read in order)
 _MAX_RESUMES = 10_000  # per file: past this many failures, the rest of the file is one read error
+# Per search for a resume point: bytes scanned (and decompressed, to find a member's end) before the
+# rest of the file is given up as one read error. Real garbage stretches are a few records long; the
+# bound stops an endless or random stream (a link to /dev/urandom) from being scanned forever.
+MAX_RESUME_SCAN_BYTES = 1 << 30
+_RECORD_HEAD_BYTES = 1 << 16  # a record header block that starts a resume must fit in this
 _URL_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
-_HTTP_HEADER_PARSER = ArcWarcRecordLoader().http_parser
+_RECORD_LOADER = ArcWarcRecordLoader(arc2warc=True)
+_HTTP_HEADER_PARSER = _RECORD_LOADER.http_parser
 
 
 class _LenientArchiveIterator(ArchiveIterator):
@@ -47,13 +56,21 @@ class _LenientArchiveIterator(ArchiveIterator):
     blank lines, so that dropped line is the next record's `WARC/0.18` and reading stops.
     """
 
+    claimed_end = -1  # stream position where the block of the latest record whose length was read ends
+
     def _next_record(self, next_line):
-        record = super()._next_record(next_line)
-        uri = (record.rec_headers.get_header("WARC-Target-URI") or "").lstrip("<")
-        if uri and not _URL_SCHEME.match(uri):
-            # With arc2warc, warcio takes any line of five or more words for an ARC header, so text
-            # or garbage bytes would become phantom records; a real record names a URL.
-            raise ArchiveLoadFailed(f"not a WARC or ARC record: target {uri[:100]!r}")
+        # warcio's own parse, split so that the block's extent is known before the HTTP headers are
+        # parsed (and may fail): a failed record's bytes are then never searched for a resume point.
+        record = self.loader.parse_record_stream(self.reader, next_line, self.known_format, no_record_parse=True)
+        self.member_info = None
+        if record.length is not None:
+            self.claimed_end = self.fh.tell() - self.reader.rem_length() + record.length
+        _check_target_uri(record)
+        uri = record.rec_headers.get_header("WARC-Target-URI") or ""
+        start = record.raw_stream.tell()
+        record.http_headers = self.loader.load_http_headers(record.rec_type, uri, record.raw_stream, record.length)
+        if record.length and record.http_headers:
+            record.payload_length = record.length - (record.raw_stream.tell() - start)
         return record
 
     def _consume_blanklines(self):
@@ -70,6 +87,14 @@ class _LenientArchiveIterator(ArchiveIterator):
                 return line, empty_size
             empty_size += len(line)
             first_line = False
+
+
+def _check_target_uri(record) -> None:
+    uri = (record.rec_headers.get_header("WARC-Target-URI") or "").lstrip("<")
+    if uri and not _URL_SCHEME.match(uri):
+        # With arc2warc, warcio takes any line of five or more words for an ARC header, so text
+        # or garbage bytes would become phantom records; a real record names a URL.
+        raise ArchiveLoadFailed(f"not a WARC or ARC record: target {uri[:100]!r}")
 
 
 @dataclass(frozen=True)
@@ -201,7 +226,9 @@ def open_stream(raw: BinaryIO) -> BinaryIO:
     return buffered
 
 
-def iter_records(raw: BinaryIO, max_payload_bytes: int, want_payload=None) -> Iterator[WarcRecord | ReadError]:
+def iter_records(
+    raw: BinaryIO, max_payload_bytes: int, want_payload=None, max_scan_bytes: int = MAX_RESUME_SCAN_BYTES
+) -> Iterator[WarcRecord | ReadError]:
     """Every record of the WARC/ARC/WET stream `raw`, in file order, with a ReadError for each stretch
     that could not be read.
 
@@ -209,15 +236,17 @@ def iter_records(raw: BinaryIO, max_payload_bytes: int, want_payload=None) -> It
     content records), and at most `max_payload_bytes + 1` bytes of each, so memory stays bounded
     by one page whatever the file size; `payload_truncated` marks a longer payload.
 
-    After a failure, a seekable file is searched for the next record start after the last good
-    record, and reading resumes there; failures before the next good record are one ReadError.
-    Offsets after a resume in a gzip file continue past every offset seen before (the lost
-    member's decompressed length is unknown), so they stay unique and the same on every read.
+    After a failure, a seekable file is searched (at most `max_scan_bytes` on) for the next record
+    start past every byte already claimed by a record, and reading resumes there; failures before
+    the next good record are one ReadError. Offsets after a resume in a gzip file continue past
+    every offset seen before (the lost member's decompressed length is unknown), so they stay
+    unique and the same on every read.
     """
     buffered = raw if hasattr(raw, "peek") else io.BufferedReader(raw, _READ_CHUNK)
     gzipped = buffered.peek(2)[:2] == _GZIP_MAGIC[:2]
     start, offset_base = 0, 0  # where the current stream starts in the file, and what its offsets add
-    last_good, resumed_at, highest = -1, -1, -1  # file positions; the highest offset given out
+    floor = 0  # file position before which no record may start: bytes claimed by records already seen
+    highest = -1  # the highest offset given out
     failure: ReadError | None = None
     for _ in range(_MAX_RESUMES):
         stream = open_stream(buffered)
@@ -232,8 +261,6 @@ def iter_records(raw: BinaryIO, max_payload_bytes: int, want_payload=None) -> It
                 if failure is not None:
                     yield failure
                     failure = None
-                # A plain stream's offsets are file positions already (it is the file, seeked).
-                last_good = start + stream.member_start(offset) if gzipped else offset
                 yield event
                 url = ""
             break
@@ -241,11 +268,20 @@ def iter_records(raw: BinaryIO, max_payload_bytes: int, want_payload=None) -> It
             if failure is None:
                 failure = ReadError(offset=offset_base + offset, url=url,
                                     message=f"{type(exc).__name__}: {exc}".strip()[:1000])
-            resume = _next_record_start(buffered, max(last_good, resumed_at) + 1, gzipped)
+            if not buffered.seekable():
+                break
+            # records.offset: the start of the record being read when reading failed.
+            if gzipped:
+                member = start + stream.member_start(records.offset)
+                claimed = max(_member_end(buffered, member, max_scan_bytes), member + 1)
+            else:  # a plain stream's positions are file positions already (it is the file, seeked)
+                claimed = max(records.claimed_end, records.offset + 1)
+            floor = max(floor, claimed)
+            resume = _next_record_start(buffered, floor, gzipped, max_scan_bytes)
             if resume is None:
                 break
             buffered.seek(resume)
-            start, resumed_at = resume, resume
+            start, floor = resume, resume + 1
             offset_base = highest + 1 if gzipped else 0
     if failure is not None:
         yield failure
@@ -265,16 +301,30 @@ def _record_event(record, offset: int, url: str, max_payload_bytes: int, want_pa
     return _with_payload(header, payload[:max_payload_bytes], truncated)
 
 
-def _next_record_start(stream: BinaryIO, position: int, gzipped: bool) -> int | None:
-    """The file position of the next gzip member (or `WARC/` version line) at or after `position`, if any."""
-    if not stream.seekable():
-        return None
-    # Not only at a line start: garbage before a record need not end with a newline.
+def _next_record_start(stream: BinaryIO, position: int, gzipped: bool, max_scan_bytes: int) -> int | None:
+    """The file position of the next record start at or after `position` within `max_scan_bytes`, if any.
+
+    A candidate is a gzip member header (in a gzip file) or a `WARC/` version line, not only at a
+    line start (garbage before a record need not end with a newline), and it counts only when what
+    follows parses as a record header.
+    """
     needle = _GZIP_MAGIC if gzipped else b"WARC/"
+    end = position + max_scan_bytes
+    while (found := _find(stream, needle, position, end)) is not None:
+        stream.seek(found)
+        head = stream.read(_RECORD_HEAD_BYTES)
+        if _starts_with_record_header(_gunzip_head(head) if gzipped else head):
+            return found
+        position = found + 1
+    return None
+
+
+def _find(stream: BinaryIO, needle: bytes, position: int, end: int) -> int | None:
+    """The first position of `needle` in the stream between `position` and `end`, if any."""
     stream.seek(position)
-    base, carried = stream.tell(), b""
-    while True:
-        chunk = stream.read(_READ_CHUNK)
+    base, carried = position, b""
+    while base < end:
+        chunk = stream.read(min(_READ_CHUNK, end - base))
         if not chunk:
             return None
         data = carried + chunk
@@ -283,6 +333,49 @@ def _next_record_start(stream: BinaryIO, position: int, gzipped: bool) -> int | 
             return base - len(carried) + found
         carried = data[-(len(needle) - 1):]
         base += len(chunk)
+    return None
+
+
+def _member_end(stream: BinaryIO, position: int, max_scan_bytes: int) -> int:
+    """Where the gzip member at `position` ends; if its data is corrupt, cut, or longer than the
+    scan bound, how far it was read without error (its bytes up to there are its own)."""
+    stream.seek(position)
+    decompressor = zlib.decompressobj(31)
+    consumed = produced = 0
+    while consumed < max_scan_bytes and produced < max_scan_bytes:
+        chunk = stream.read(_READ_CHUNK)
+        if not chunk:
+            break
+        data = chunk
+        try:
+            while data and not decompressor.eof:  # bounded output per call: a bomb costs time, not memory
+                produced += len(decompressor.decompress(data, _READ_CHUNK))
+                data = decompressor.unconsumed_tail
+        except zlib.error:
+            break
+        if decompressor.eof:
+            return position + consumed + len(chunk) - len(decompressor.unused_data)
+        consumed += len(chunk)
+    return position + consumed
+
+
+def _gunzip_head(data: bytes) -> bytes:
+    """The first decompressed bytes of the gzip member that `data` starts with; b"" if it is not one."""
+    try:
+        return zlib.decompressobj(31).decompress(data, _RECORD_HEAD_BYTES)
+    except zlib.error:
+        return b""
+
+
+def _starts_with_record_header(head: bytes) -> bool:
+    """Whether `head` opens with a WARC (or ARC) record header that names its type and length."""
+    try:
+        record = _RECORD_LOADER.parse_record_stream(io.BytesIO(head), no_record_parse=True)
+        _check_target_uri(record)
+        int(record.rec_headers.get_header("Content-Length"))
+    except Exception:  # noqa: BLE001 - anything that does not parse is not a record start
+        return False
+    return bool(record.rec_type)
 
 
 def _target_uri(record) -> str:

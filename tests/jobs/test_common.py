@@ -1,10 +1,23 @@
 import argparse
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from jobs.common import (
     COMMITTED_MARKER,
+    CRASH_ENV,
+    CRASH_MODE_ENV,
+    LOCK_FILE,
+    DirectoryLock,
+    SimulatedCrash,
     StageOutput,
     add_common_arguments,
     config_from_args,
@@ -31,15 +44,21 @@ def test_commit_moves_parts_into_place_and_writes_marker_last(tmp_path):
     assert json.loads((tmp_path / "stage" / COMMITTED_MARKER).read_text())["committed_at"] > 0
 
 
-def test_begin_discards_an_interrupted_attempt_and_refuses_committed_output(tmp_path):
+def test_begin_discards_an_interrupted_attempt_and_refuses_committed_output(tmp_path, monkeypatch):
     out = StageOutput(tmp_path / "stage")
     out.begin()
     leftover = tmp_path / "stage" / "_staging" / "half-written"
     leftover.write_text("partial")
-    moved_before_crash = tmp_path / "stage" / "documents"
-    moved_before_crash.mkdir()
+    (tmp_path / "stage" / "_staging" / "documents").mkdir()
     finished_unit = out.work / "file-1.parquet"
     finished_unit.write_text("kept for resume")
+    monkeypatch.setenv(CRASH_MODE_ENV, "raise")
+    monkeypatch.setenv(CRASH_ENV, "commit:part_moved")
+    with pytest.raises(SimulatedCrash):
+        out.commit({})
+    monkeypatch.delenv(CRASH_ENV)
+    moved_before_crash = tmp_path / "stage" / "documents"
+    assert moved_before_crash.is_dir() and not out.committed
     out.begin()
     assert not leftover.exists() and not moved_before_crash.exists()
     assert finished_unit.read_text() == "kept for resume"
@@ -47,6 +66,24 @@ def test_begin_discards_an_interrupted_attempt_and_refuses_committed_output(tmp_
     assert not (tmp_path / "stage" / "_work").exists()
     with pytest.raises(RuntimeError, match="already committed"):
         out.begin()
+
+
+def test_begin_refuses_a_directory_holding_files_thresher_did_not_write(tmp_path):
+    stage = tmp_path / "prepare"
+    stage.mkdir()
+    (stage / "my-notes.txt").write_text("mine")
+    (stage / "documents").mkdir()  # a name thresher uses, but no commit of thresher's moved it here
+    (stage / "documents" / "keep.parquet").write_text("mine too")
+    (stage / "_staging").mkdir()  # thresher's own: would be cleared
+    with pytest.raises(ConfigError, match=r"prepare holds files thresher did not write \(documents, my-notes.txt\)") as error:
+        StageOutput(stage).begin()
+    assert "\n" not in str(error.value)
+    assert (stage / "my-notes.txt").read_text() == "mine" and (stage / "documents" / "keep.parquet").is_file()
+    assert (stage / "_staging").is_dir()
+    (stage / "my-notes.txt").unlink()
+    shutil.rmtree(stage / "documents")
+    StageOutput(stage).begin()  # only thresher's names left: cleared and begun
+    assert sorted(p.name for p in stage.iterdir()) == ["_staging"]
 
 
 def test_require_committed_names_a_missing_directory(tmp_path):
@@ -85,14 +122,16 @@ def test_a_crash_mid_commit_leaves_no_committed_output_and_a_rerun_recovers(tmp_
         out.commit({{"documents_out": 1}})
         """
     )
-    env = {"THRESHER_CRASH_AT": "commit:part_moved", "PATH": "/usr/bin:/bin"}
+    # This checkout's code in both processes, whatever the working directory (the venv installs another).
+    clean_env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {"THRESHER_CRASH_AT": "commit:part_moved", **clean_env}
     crashed = subprocess.run([sys.executable, "-c", script], env=env, cwd=str(tmp_path.parent))
     assert crashed.returncode == -9
     out = StageOutput(tmp_path / "stage")
     assert not out.committed
     with pytest.raises(RuntimeError, match="no committed"):
         require_committed(tmp_path / "stage")
-    rerun = subprocess.run([sys.executable, "-c", script], env={"PATH": "/usr/bin:/bin"})
+    rerun = subprocess.run([sys.executable, "-c", script], env=clean_env)
     assert rerun.returncode == 0 and out.committed
     assert sorted(p.name for p in (tmp_path / "stage").iterdir()) == [COMMITTED_MARKER, "documents", "rejects", "stats.json"]
 
@@ -105,3 +144,52 @@ def test_crash_point_fires_only_where_named(monkeypatch):
     crash_point("prepare:after_records")
     with pytest.raises(SimulatedCrash, match="rules:after_line_dedup"):
         crash_point("rules:after_line_dedup")
+
+
+def hold_lock(directory, then="wait"):
+    """A subprocess that takes DirectoryLock(directory), then waits for stdin to close or kills itself."""
+    action = "sys.stdin.read()" if then == "wait" else "os.kill(os.getpid(), signal.SIGKILL)"
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        from jobs.common import DirectoryLock
+        with DirectoryLock({str(directory)!r}):
+            print("held", flush=True)
+            {action}
+    """)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=env)
+    if then == "wait":
+        assert holder.stdout.readline() == "held\n"
+    else:
+        holder.wait(timeout=60)
+    return holder
+
+
+@pytest.mark.timeout(120)
+def test_a_held_lock_is_refused_naming_its_holder_and_released_on_exit(tmp_path):
+    holder = hold_lock(tmp_path / "run")
+    try:
+        with pytest.raises(ConfigError, match=rf"run is in use by another thresher run \(host {socket.gethostname()}, "
+                                               rf"pid {holder.pid}, started 20\d\d-.*\): wait for it") as error:
+            with DirectoryLock(tmp_path / "run"):
+                pass
+        assert "\n" not in str(error.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert not (tmp_path / "run" / LOCK_FILE).exists()  # removed by its holder on release
+    with DirectoryLock(tmp_path / "run"), DirectoryLock(tmp_path / "run"):  # free again; re-entered by its holder
+        assert json.loads((tmp_path / "run" / LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / "run").exists()  # the directory the lock created, left empty, is removed
+
+
+@pytest.mark.timeout(120)
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    dead = hold_lock(tmp_path / "run", then="die")
+    assert dead.returncode == -signal.SIGKILL
+    stale = json.loads((tmp_path / "run" / LOCK_FILE).read_text())
+    assert stale["pid"] == dead.pid and stale["host"] == socket.gethostname()
+    with DirectoryLock(tmp_path / "run"):
+        assert json.loads((tmp_path / "run" / LOCK_FILE).read_text())["pid"] == os.getpid()
+    assert not (tmp_path / "run" / LOCK_FILE).exists()

@@ -1,5 +1,7 @@
 import hashlib
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -7,6 +9,7 @@ from jobs.common import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, WORK_DIR, S
 from jobs.prepare import main, run_prepare
 from pipeline.config import ConfigError, load_config
 from pipeline.inputs import InputError
+from pipeline.records import file_output_name
 from pipeline.sample_crawl import write_sample_crawl
 from schemas.documents import PREPARED
 from schemas.rejects import REJECT
@@ -174,3 +177,55 @@ def test_work_from_another_config_is_not_reused(spark, tmp_path, monkeypatch):
     stats = run_prepare(spark, inputs, str(output), load_config(None, {"prepare.files_per_batch": 2,
                                                                       "prepare.languages": ["en"]}))
     assert stats["files_resumed"] == 0 and set(stats["documents_by_lang"]) == {"en"}
+
+
+def test_a_file_replaced_after_a_crash_is_read_again(spark, tmp_path, monkeypatch):
+    inputs = write_sample_crawl(tmp_path / "sample")
+    config = load_config(None, {"prepare.files_per_batch": 2})
+    reference = run_prepare(spark, inputs, str(tmp_path / "reference"), config)
+    complete = Path(inputs[0]).read_bytes()
+    Path(inputs[0]).write_bytes(complete[: len(complete) // 2])  # a download cut short
+    output = tmp_path / "resumed"
+    files_dir = output / WORK_DIR / "files"
+
+    monkeypatch.setenv(CRASH_MODE_ENV, "raise")
+    monkeypatch.setenv(CRASH_ENV, "prepare:files_partly_done")
+    with pytest.raises(SimulatedCrash):  # the cut file and the next are finished, the others not started
+        run_prepare(spark, inputs, str(output), config)
+    (cut_version,) = [p for p in files_dir.glob("*.parquet") if p.name.startswith(file_output_name(inputs[0])[:40])]
+
+    replacement = Path(inputs[0]).with_suffix(".part")
+    replacement.write_bytes(complete)  # the download completes, and replaces the cut file
+    os.replace(replacement, inputs[0])
+    monkeypatch.setenv(CRASH_ENV, "commit:part_moved")
+    with pytest.raises(SimulatedCrash):
+        run_prepare(spark, inputs, str(output), config)
+    assert not cut_version.exists()  # the old version's rows are gone, not read
+    assert len(list(files_dir.glob("*.parquet"))) == len(inputs)
+    assert json.loads((output / "_staging" / "stats.json").read_text())["files_resumed"] == 1
+
+    monkeypatch.delenv(CRASH_ENV)
+    stats = run_prepare(spark, inputs, str(output), config)
+    assert comparable(stats) == comparable(reference) and balanced(stats)
+    docs, rejects = collect(spark, output)
+    assert (docs, rejects) == collect(spark, tmp_path / "reference")  # every record once, with the same ids
+    assert len({d[0] for d in docs}) == len(docs)
+
+
+@pytest.mark.timeout(300)
+def test_special_files_in_an_input_directory_are_rejected_not_waited_on(spark, shared_data, tmp_path):
+    crawl = tmp_path / "crawl"
+    crawl.mkdir()
+    (crawl / "page.warc.gz").write_bytes((shared_data / "warc/cc-main-2024-22-one-page.warc.gz").read_bytes())
+    os.mkfifo(crawl / "fifo.warc")
+    (crawl / "zero.warc").symlink_to("/dev/zero")
+    (crawl / "random.warc.gz").symlink_to("/dev/urandom")
+    config = load_config(None, {"prepare.languages": [], "prepare.lang_threshold": 0.0})
+    stats = run_prepare(spark, [str(crawl)], str(tmp_path / "out"), config)
+    assert stats["files_in"] == 4 and stats["records_by_kind"]["unreadable"] == 3 and balanced(stats)
+    assert stats["documents_out"] == 1 and stats["rejects_by_rule"] == {"warc_unreadable": 3}
+    details = sorted(r.detail for r in spark.read.parquet(str(tmp_path / "out/rejects")).collect())
+    assert [d.split(",")[0] for d in details] == [
+        f"InputError: {crawl / 'fifo.warc'} is a FIFO", f"InputError: {crawl / 'random.warc.gz'} is a character device",
+        f"InputError: {crawl / 'zero.warc'} is a character device",
+    ]

@@ -210,3 +210,42 @@ def test_cluster_mode_survives_a_killed_worker_and_driver_and_matches_local_mode
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "[thresher] prepare" not in finished.stderr  # committed stages were not rerun
     assert snapshot(out) == snapshot(reference_run)
+
+
+# ---------------------------------------------------------------- two runs on one OUTPUT
+
+
+@pytest.mark.timeout(300)
+def test_a_second_run_on_the_same_output_refuses_and_touches_nothing(tmp_path):
+    out = tmp_path / "run"
+    repo = Path(run_module.__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    # The first run, at work in stage 1: it holds the lock on OUTPUT and has files in prepare/_staging/.
+    first = subprocess.Popen([sys.executable, "-c", (
+        "import pathlib, sys\n"
+        "from jobs.common import DirectoryLock\n"
+        f"out = pathlib.Path({str(out)!r})\n"
+        "with DirectoryLock(out):\n"
+        "    (out / 'prepare' / '_staging').mkdir(parents=True)\n"
+        "    (out / 'prepare' / '_staging' / 'part-0.parquet').write_text('the first run')\n"
+        "    print('running', flush=True)\n"
+        "    sys.stdin.read()\n"
+    )], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert first.stdout.readline() == "running\n"
+        part = out / "prepare" / "_staging" / "part-0.parquet"
+        before = part.stat().st_mtime_ns
+        # As `thresher run`, and as `spark-submit jobs/run.py` runs it.
+        for command in (["-c", "from jobs.cli import main; raise SystemExit(main())", "run"], [run_module.__file__]):
+            second = subprocess.run([sys.executable, *command, "--sample", "--output", str(out)],
+                                    capture_output=True, text=True, env=env, timeout=240)
+            assert second.returncode == 2
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"thresher run: error: {out} is in use by another thresher run (host "), lines
+            assert f"pid {first.pid}, started " in lines[0]
+        assert part.read_text() == "the first run" and part.stat().st_mtime_ns == before
+        assert sorted(p.name for p in out.iterdir()) == ["_LOCK", "prepare"]  # no sample crawl written, nothing else
+    finally:
+        first.stdin.close()
+        first.wait(timeout=60)
+    assert first.returncode == 0 and not (out / "_LOCK").exists()

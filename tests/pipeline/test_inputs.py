@@ -73,3 +73,63 @@ def test_fsspec_urls_stream_records(shared_data):
     with open_input(found) as raw:
         records = [r for r in iter_records(raw, 1_000_000) if isinstance(r, WarcRecord)]
     assert sum(r.kind == "response" for r in records) == 16
+
+
+@pytest.fixture
+def special_files(tmp_path):
+    """A directory holding one real WARC, a FIFO and links to endless devices, all named like WARCs."""
+    import os
+
+    directory = tmp_path / "crawl"
+    directory.mkdir()
+    (directory / "a.warc").write_bytes(b"")
+    os.mkfifo(directory / "fifo.warc")
+    (directory / "zero.warc").symlink_to("/dev/zero")
+    (directory / "random.warc.gz").symlink_to("/dev/urandom")
+    return directory
+
+
+@pytest.mark.timeout(60)
+def test_special_files_named_explicitly_are_refused_up_front(special_files):
+    for name, kind in (("fifo.warc", "FIFO"), ("zero.warc", "character device"), ("random.warc.gz", "character device")):
+        with pytest.raises(InputError, match=f"{name}.* is a {kind}, not a regular file"):
+            expand_inputs([str(special_files / name)])
+    listing = special_files / "inputs.txt"
+    listing.write_text("a.warc\nzero.warc\n")
+    with pytest.raises(InputError, match="zero.warc', which is a character device"):
+        expand_inputs([str(listing)])
+
+
+@pytest.mark.timeout(60)
+def test_special_files_in_a_directory_or_glob_are_passed_on_and_refused_when_opened(special_files):
+    names = ["a.warc", "fifo.warc", "random.warc.gz", "zero.warc"]
+    assert expand_inputs([str(special_files)]) == [str(special_files / n) for n in names]
+    assert expand_inputs([str(special_files / "*.warc*")]) == [str(special_files / n) for n in names]
+    with open_input(str(special_files / "a.warc")) as handle:
+        assert handle.read() == b""
+    for name in names[1:]:  # returns at once: a FIFO is not waited on, a device is not read
+        with pytest.raises(InputError, match="not a regular file"):
+            open_input(str(special_files / name))
+
+
+@pytest.mark.timeout(60)
+def test_input_identity_tells_versions_of_a_file_apart(tmp_path, special_files):
+    from pipeline.inputs import input_identity
+
+    path = tmp_path / "x.warc.gz"
+    path.write_bytes(b"first version")
+    first = input_identity(str(path))
+    assert input_identity(str(path)) == first and first.startswith("local:13:")
+    path.write_bytes(b"first version, completed")
+    assert input_identity(str(path)) != first
+    url = "memory://bucket/y.warc.gz"
+    with fsspec.open(url, "wb") as handle:
+        handle.write(b"remote")
+    remote = input_identity(url)
+    assert remote.startswith("remote:") and input_identity(url) == remote
+    with fsspec.open(url, "wb") as handle:
+        handle.write(b"remote, replaced")
+    assert input_identity(url) != remote
+    # Special files are never read (a FIFO would block): their identity says why they are unreadable.
+    assert input_identity(str(special_files / "fifo.warc")).startswith("unreadable:InputError:")
+    assert input_identity(str(special_files / "zero.warc")).startswith("unreadable:InputError:")

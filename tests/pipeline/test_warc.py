@@ -228,3 +228,111 @@ def test_an_unseekable_stream_stops_at_the_first_failure(cc_members):
     data = b"".join(cc_members[:5]) + b"garbage" + b"".join(cc_members[5:])
     events = list(iter_records(io.BufferedReader(Unseekable(data)), 5_000_000))
     assert len(records_of(events)) == 5 and isinstance(events[-1], ReadError)
+
+
+# ---------------------------------------------------------------- resuming only where a record starts
+
+
+def warc_record(url, body, content_type="text/html"):
+    """One uncompressed WARC response record, as bytes."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    out = io.BytesIO()
+    writer = WARCWriter(out, gzip=False)
+    http = StatusAndHeaders("200 OK", [("Content-Type", content_type)], protocol="HTTP/1.1")
+    writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=http))
+    return out.getvalue()
+
+
+PAGE = b"<html><body><p>a page</p></body></html>"
+QUOTED = warc_record("http://phantom.example/quoted", PAGE)  # a record some page shows, or a stored .warc.gz holds
+QUOTED_TOO = warc_record("http://phantom.example/quoted-too", PAGE)
+BAD_TARGET = "not a url"  # a header that parses, naming no URL: the reader refuses the record after its header
+
+
+def test_a_page_quoting_a_warc_record_is_never_read_as_a_record():
+    data = (
+        warc_record("http://a.example/", b"<html><body><pre>" + QUOTED + b"</pre></body></html>")
+        + b"\x00\xff no record here; WARC/1.0 is a file format\r\n" * 20  # garbage, with a WARC/ that is no header
+        + warc_record("http://b.example/", PAGE)
+        + warc_record(BAD_TARGET, b"<html><body><pre>" + QUOTED_TOO + b"</pre></body></html>")  # broken, quoting
+        + warc_record("http://d.example/", PAGE)
+    )
+    events = list(iter_records(io.BytesIO(data), 5_000_000))
+    assert [r.url for r in records_of(events)] == ["http://a.example/", "http://b.example/", "http://d.example/"]
+    assert len(errors_of(events)) == 2
+
+
+def test_a_gzip_member_storing_a_warc_gz_is_never_read_as_members():
+    # Level 0 (stored blocks, as some writers do): the stored .warc.gz's own members lie verbatim in the file.
+    def member(record):
+        return gzip.compress(record, compresslevel=0)
+
+    stored, stored_too = gzip.compress(QUOTED), gzip.compress(QUOTED_TOO)
+    members = [
+        member(warc_record("http://a.example/", stored, "application/gzip")),
+        b"\x1f\x8b\x08 not a member, though it starts like one" * 10,
+        member(warc_record("http://b.example/", PAGE)),
+        member(warc_record(BAD_TARGET, stored_too, "application/gzip")),
+        member(warc_record("http://d.example/", PAGE)),
+    ]
+    data = b"".join(members)
+    assert stored in data and stored_too in data  # the phantom members are there to be found
+    events = list(iter_records(io.BytesIO(data), 5_000_000))
+    assert [r.url for r in records_of(events)] == ["http://a.example/", "http://b.example/", "http://d.example/"]
+    assert records_of(events)[0].payload == stored
+    assert len(errors_of(events)) == 2
+
+
+def test_after_a_corrupt_member_the_next_real_member_is_read_whole():
+    stored = gzip.compress(QUOTED)
+    damaged = bytearray(gzip.compress(warc_record("http://x.example/", PAGE * 200)))
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 16] = b"\xff" * 16
+    data = (
+        gzip.compress(warc_record("http://a.example/", PAGE))
+        + bytes(damaged)
+        + gzip.compress(warc_record("http://s.example/", stored, "application/gzip"), compresslevel=0)
+        + gzip.compress(warc_record("http://d.example/", PAGE))
+    )
+    events = list(iter_records(io.BytesIO(data), 5_000_000))
+    assert [r.url for r in records_of(events)] == ["http://a.example/", "http://s.example/", "http://d.example/"]
+    assert len(errors_of(events)) == 1
+
+
+class EndlessGarbage(io.RawIOBase):
+    """A seekable stream of text lines that never ends and holds no record (a link to a device, say)."""
+
+    def __init__(self):
+        self._position = 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, position, whence=io.SEEK_SET):
+        assert whence == io.SEEK_SET
+        self._position = position
+        return position
+
+    def tell(self):
+        return self._position
+
+    def readinto(self, buffer):
+        line = b"no record on this line\n"
+        start = self._position % len(line)
+        data = (line * (len(buffer) // len(line) + 2))[start : start + len(buffer)]
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+@pytest.mark.timeout(60)
+def test_the_search_for_a_resume_point_is_bounded():
+    events = list(iter_records(io.BufferedReader(EndlessGarbage()), 5_000_000, max_scan_bytes=1 << 20))
+    assert records_of(events) == [] and len(errors_of(events)) == 1
+    # The default bound ends an endless stream too.
+    events = list(iter_records(io.BufferedReader(EndlessGarbage()), 5_000_000))
+    assert records_of(events) == [] and len(errors_of(events)) == 1
