@@ -1,6 +1,5 @@
 import pytest
 import torch
-import torch.distributed as dist
 
 from trainer.model import Transformer, preset
 from trainer.parallel import build_mesh, parallelize
@@ -50,7 +49,7 @@ def sharded_matches_one_process(rank, world_size, expert_parallel, activation_ch
             gradient = parameter.grad.full_tensor()
             assert gradient.shape == reference_parameters[name].shape, name
             torch.testing.assert_close(gradient, reference_parameters[name].grad, rtol=1e-5, atol=1e-6,
-                                       msg=lambda m, name=name: f"{scenario}: {name}: {m}")
+                                       msg=lambda m, name=name, scenario=scenario: f"{scenario}: {name}: {m}")
     # Each rank holds its ep block of experts, FSDP-split over dp: 1/world of the experts.
     assert model.layers[1].mlp.experts.gate_up_proj.to_local().shape[0] == config.n_routed_experts // world_size
 
