@@ -91,6 +91,14 @@ PRESETS: dict[str, ModelConfig] = {
         n_routed_experts=64, n_shared_experts=2, moe_intermediate_size=352, num_experts_per_tok=6,
         max_position_embeddings=4096,
     ),
+    # Between the two: 2.7B active, 14.2B total parameters (2.1B / 13.6B without the embeddings). Its
+    # fp32 weights, gradients and AdamW states alone are 212 GiB: it trains only sharded, e.g. on
+    # 8 x H200 (trainer/parallel.py, memory_per_rank).
+    "medium": ModelConfig(
+        hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192,
+        n_routed_experts=64, n_shared_experts=2, moe_intermediate_size=1408, num_experts_per_tok=6,
+        max_position_embeddings=4096,
+    ),
     # The published dots.llm1 shapes (14B active, 142B total parameters).
     "dots.llm1": ModelConfig(max_position_embeddings=32768),
 }

@@ -90,14 +90,16 @@ GiB = 2**30
 
 
 def memory_per_rank(config: ModelConfig, dp: int, ep: int, micro_batch_size: int, seq_len: int, bf16: bool,
-                    activation_checkpointing: bool = False, loss_chunk_tokens: int | None = None) -> dict[str, float]:
-    """Bytes per rank on paper, in GiB, for training `config` on a (dp, ep) mesh.
+                    activation_checkpointing: bool = False, loss_chunk_tokens: int | None = None,
+                    sharded: bool = True) -> dict[str, float]:
+    """Memory per rank on paper, in GiB, for training `config` on a (dp, ep) mesh (sharded=False: the
+    plain model in one process).
 
     - parameters, gradients: fp32 shards, every parameter split over all dp x ep ranks
       (experts over ep, then dp; the rest over both), 4 bytes each;
     - optimizer: AdamW's two fp32 moments, 8 bytes per parameter shard;
     - gathered: the largest FSDP unit unsharded (in the compute dtype), twice (the next one is
-      prefetched);
+      prefetched); none for the plain model;
     - activations: what autograd keeps for one micro-batch (see activation_bytes);
     - total: their sum. The allocator's fragmentation, communication buffers and the CUDA
       context (about 1-3 GiB) come on top.
@@ -115,7 +117,7 @@ def memory_per_rank(config: ModelConfig, dp: int, ep: int, micro_batch_size: int
         "parameters": 4 * counts["total"] / world / GiB,
         "gradients": 4 * counts["total"] / world / GiB,
         "optimizer": 8 * counts["total"] / world / GiB,
-        "gathered": 2 * compute_bytes * largest_unit / GiB,
+        "gathered": 2 * compute_bytes * largest_unit / GiB if sharded else 0.0,
         "activations": activation_bytes(config, micro_batch_size, seq_len, compute_bytes, activation_checkpointing,
                                         loss_chunk_tokens) / GiB,
     }
@@ -132,8 +134,11 @@ def activation_bytes(config: ModelConfig, micro_batch_size: int, seq_len: int, c
     gate/up (2F), silu product (F) and output (D) rows, and the shared experts' inputs and
     hidden (D + 3 F_shared); a dense layer D + 3F. With activation checkpointing only each
     layer's input (D) stays, plus one layer's full set during its recomputation. The head:
-    logits in the compute dtype, their fp32 copy and its gradient (V x (compute + 8) bytes per
-    token), or one chunk of them with a chunked loss, plus the final norm input (D fp32).
+    logits in the compute dtype, their fp32 copy, its log-softmax and their gradient
+    (V x (compute + 12) bytes per token), or one chunk of them with a chunked loss, plus the final norm input (D fp32).
+    Checked against the one measured case: `small`, 4 x 2048 tokens, eager bf16 on an H200 peaked at
+    35.3 GiB (bench/RESULTS.md) against 33.9 GiB on paper, 8 x 2048 tokens 59.4 against 55.1 (the
+    CUDA context and allocator slack are not on paper).
     """
     N = micro_batch_size * seq_len
     D, V, A = config.hidden_size, config.vocab_size, config.num_experts_per_tok
@@ -147,7 +152,7 @@ def activation_bytes(config: ModelConfig, micro_batch_size: int, seq_len: int, c
     if activation_checkpointing:
         layers = config.num_hidden_layers * D * compute_bytes + attention + max(moe if n_moe else 0, dense)
     head_tokens = min(N, loss_chunk_tokens) if loss_chunk_tokens else N
-    head = head_tokens * V * (compute_bytes + 8) + N * D * 4
+    head = head_tokens * V * (compute_bytes + 12) + N * D * 4
     return N * layers + head
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from pipeline.config import ConfigError
 from trainer import checkpoint
 from trainer.data import TokenShardReader, read_manifest
 from trainer.model import IGNORED, ModelConfig, Transformer, load_imbalance, preset, update_router_biases
@@ -249,6 +250,7 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
     else:
         model_config = build_model_config(config, manifest)
 
+    check_mesh(config.expert_parallel, env.world_size, model_config)
     torch.manual_seed(config.seed)
     model = Transformer(model_config).to(device)
     sharded = env.enabled or config.fsdp or config.expert_parallel > 1
@@ -274,7 +276,7 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
     log = RunLog(run_dir, env.is_main, config.progress)
     full_config = {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model_config), "seq_len": seq_len}
     memory = memory_per_rank(model_config, *mesh_shape, config.micro_batch_size, seq_len, config.bf16,
-                             config.activation_checkpointing, config.loss_chunk_tokens)
+                             config.activation_checkpointing, config.loss_chunk_tokens, sharded)
     if env.is_main:
         print(format_memory(memory, *mesh_shape), file=sys.stderr, flush=True)
         log.write({"event": "start" if resume_path is None else "resume", "config": full_config,
@@ -349,6 +351,14 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
     log.close()
     return {"step": step, "tokens_seen": tokens_seen, "loss": last_loss,
             "checkpoint": str(last_path) if last_path else None}
+
+
+def check_mesh(expert_parallel: int, world_size: int, model_config: ModelConfig) -> None:
+    """One-line errors for an expert-parallel degree the run cannot use, before any work."""
+    if expert_parallel < 1 or world_size % expert_parallel:
+        raise ConfigError(f"--ep {expert_parallel} must divide the number of processes ({world_size})")
+    if model_config.n_routed_experts % expert_parallel:
+        raise ConfigError(f"--ep {expert_parallel} must divide the {model_config.n_routed_experts} routed experts")
 
 
 def crossed(tokens_seen: int, batch_tokens: int, interval: int) -> bool:

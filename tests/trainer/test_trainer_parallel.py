@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from trainer.model import Transformer, preset
-from trainer.parallel import build_mesh, parallelize
+from trainer.model import PRESETS, Transformer, count_parameters, preset
+from trainer.parallel import GiB, build_mesh, clip_grad_norm_, format_memory, memory_per_rank, parallelize
 
 
 def micro_config(**overrides):
@@ -50,6 +50,13 @@ def sharded_matches_one_process(rank, world_size, expert_parallel, activation_ch
             assert gradient.shape == reference_parameters[name].shape, name
             torch.testing.assert_close(gradient, reference_parameters[name].grad, rtol=1e-5, atol=1e-6,
                                        msg=lambda m, name=name, scenario=scenario: f"{scenario}: {name}: {m}")
+    # The global gradient norm over shards on two meshes is the one process's, and clipping scales alike.
+    norm = clip_grad_norm_(list(model.parameters()), 0.01)
+    expected_norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.01)
+    assert expected_norm > 0.1
+    torch.testing.assert_close(norm, expected_norm, rtol=1e-5, atol=0)
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad.full_tensor(), reference_parameters[name].grad, rtol=1e-5, atol=1e-7)
     # Each rank holds its ep block of experts, FSDP-split over dp: 1/world of the experts.
     assert model.layers[1].mlp.experts.gate_up_proj.to_local().shape[0] == config.n_routed_experts // world_size
 
@@ -58,3 +65,39 @@ def sharded_matches_one_process(rank, world_size, expert_parallel, activation_ch
                          [(2, 2, False), (4, 2, True)], ids=["ep2", "dp2-ep2-checkpointed"])
 def test_expert_parallel_matches_one_process(spawn, tmp_path, world_size, expert_parallel, activation_checkpointing):
     spawn(sharded_matches_one_process, world_size, tmp_path, expert_parallel, activation_checkpointing)
+
+
+def test_memory_on_paper_adds_up():
+    config = PRESETS["medium"]
+    total = count_parameters(config)["total"]
+    one = memory_per_rank(config, 1, 1, micro_batch_size=4, seq_len=2048, bf16=True)
+    eight = memory_per_rank(config, 8, 1, micro_batch_size=4, seq_len=2048, bf16=True)
+    experts = memory_per_rank(config, 2, 4, micro_batch_size=4, seq_len=2048, bf16=True)
+    # fp32 master weights and gradients, two fp32 AdamW moments, all split over every rank.
+    assert one["parameters"] == one["gradients"] == 4 * total / GiB and one["optimizer"] == 8 * total / GiB
+    assert eight["optimizer"] == experts["optimizer"] == one["optimizer"] / 8
+    assert experts["gathered"] < eight["gathered"]  # a MoE layer gathers only its ep block of experts
+    assert eight["activations"] == one["activations"]  # per rank: its own micro-batch
+    assert one["total"] == pytest.approx(sum(v for k, v in one.items() if k != "total"))
+    # The head's logits dominate; chunking the loss removes all but one chunk of them.
+    chunked = memory_per_rank(config, 8, 1, micro_batch_size=4, seq_len=2048, bf16=True, loss_chunk_tokens=1024)
+    assert (eight["activations"] - chunked["activations"]) * GiB == (8192 - 1024) * config.vocab_size * (2 + 12)
+    checkpointed = memory_per_rank(config, 8, 1, micro_batch_size=4, seq_len=2048, bf16=True,
+                                   activation_checkpointing=True)
+    assert checkpointed["activations"] < eight["activations"] / 2
+    assert memory_per_rank(config, 8, 1, 4, 2048, True, sharded=False)["gathered"] == 0
+    assert format_memory(eight, 8, 1).startswith("memory per rank on paper (mesh dp 8 x ep 1): parameters 6.6 GiB")
+
+
+def test_medium_preset_needs_sharding_and_fits_eight_gpus():
+    h200 = 141e9 / GiB  # an H200's 141 GB
+    small = memory_per_rank(PRESETS["small"], 1, 1, 4, 2048, bf16=True, sharded=False)
+    medium = memory_per_rank(PRESETS["medium"], 1, 1, 4, 2048, bf16=True, sharded=False)
+    assert small["total"] < h200 / 2
+    assert medium["parameters"] + medium["gradients"] + medium["optimizer"] > 1.4 * h200
+    assert memory_per_rank(PRESETS["medium"], 8, 1, 4, 2048, bf16=True)["total"] < 0.6 * h200
+    assert memory_per_rank(PRESETS["medium"], 2, 4, 4, 2048, bf16=True, activation_checkpointing=True,
+                           loss_chunk_tokens=4096)["total"] < 0.3 * h200
+    counts = count_parameters(PRESETS["medium"])
+    assert count_parameters(PRESETS["small"])["total"] < counts["total"] < count_parameters(PRESETS["dots.llm1"])["total"]
+    assert 2.5e9 < counts["active"] < 2.9e9 and 14e9 < counts["total"] < 14.5e9
