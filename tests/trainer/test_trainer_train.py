@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from trainer import checkpoint
+from trainer.export_hf import export_checkpoint
 from trainer.model import Transformer, preset
 from trainer.train import TrainConfig, batch_tokens_at, loss_targets, lr_at, parameter_groups, read_log, train
 
@@ -167,3 +168,13 @@ def test_sharded_training_matches_one_process_and_resumes_at_any_world_size(smal
             torch.testing.assert_close(two_state["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
     start = [r for r in read_log(tmp_path / "four") if r.get("event") == "start"][0]
     assert start["mesh"] == {"dp": 2, "ep": 2} and start["sharded"]
+
+    # train-export reads the 2-rank sharded checkpoint: the Hugging Face model gives the trained model's logits.
+    transformers = pytest.importorskip("transformers")
+    export_checkpoint(tmp_path / "two", tmp_path / "hf", dtype="float32")
+    trained = Transformer(preset("tiny", vocab_size=64, **MICRO_MODEL)).eval()
+    trained.load_state_dict(two_state["model"])
+    hf_model = transformers.Dots1ForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32).eval()
+    tokens = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (trained(tokens).logits_BTV - hf_model(tokens).logits).abs().max() < 1e-4
