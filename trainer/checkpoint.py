@@ -15,8 +15,10 @@ multiple of `permanent_every_tokens`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -50,6 +52,14 @@ def is_checkpoint(path: str | Path) -> bool:
     return (Path(path) / ".metadata").is_file() and (Path(path) / "meta.json").is_file()
 
 
+@contextlib.contextmanager
+def quiet_single_process():
+    """DCP warns on every save and load in a process without a process group; that is the intended use here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
@@ -67,8 +77,9 @@ def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torc
     barrier()
     model_state, optimizer_state = get_state_dict(model, optimizer)
     train = {key: torch.tensor(int(train_state[key])) for key in TRAIN_KEYS} | {"rng_cpu": torch.get_rng_state()}
-    dcp.save({"model": model_state, "optimizer": optimizer_state, "train": train}, checkpoint_id=staging,
-             no_dist=not dist.is_initialized())
+    with quiet_single_process():
+        dcp.save({"model": model_state, "optimizer": optimizer_state, "train": train}, checkpoint_id=staging,
+                 no_dist=not dist.is_initialized())
     if is_main:
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         meta = {key: int(train_state[key]) for key in TRAIN_KEYS} | {"permanent": permanent}
@@ -85,7 +96,8 @@ def restore_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torc
     model_state, optimizer_state = get_state_dict(model, optimizer)
     train = {key: torch.tensor(0) for key in TRAIN_KEYS} | {"rng_cpu": torch.get_rng_state()}
     state = {"model": model_state, "optimizer": optimizer_state, "train": train}
-    dcp.load(state, checkpoint_id=Path(path), no_dist=not dist.is_initialized())
+    with quiet_single_process():
+        dcp.load(state, checkpoint_id=Path(path), no_dist=not dist.is_initialized())
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
     torch.set_rng_state(train["rng_cpu"])
     return {key: int(train[key]) for key in TRAIN_KEYS}
@@ -99,7 +111,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
     wanted = {key: torch.empty(item.size, dtype=item.properties.dtype)
               for key, item in metadata.state_dict_metadata.items()
               if key.startswith(("model.", "train.")) and isinstance(item, TensorStorageMetadata)}
-    dcp.load(wanted, checkpoint_id=path, no_dist=True)
+    with quiet_single_process():
+        dcp.load(wanted, checkpoint_id=path, no_dist=True)
     state = {"model": {key.removeprefix("model."): tensor for key, tensor in wanted.items() if key.startswith("model.")}}
     state |= {key: int(wanted[f"train.{key}"]) for key in TRAIN_KEYS}
     config = json.loads((path / "config.json").read_text())
