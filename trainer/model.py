@@ -243,8 +243,9 @@ class RoutedExperts(nn.Module):
     """E SwiGLU experts with stacked weights, laid out as transformers' Dots1Experts.
 
     gate_up_proj is [E, 2F, D] (per expert, the gate rows then the up rows, nn.Linear layout) and
-    down_proj is [E, D, F]; stacking keeps every expert's weights one tensor, so DDP sees every
-    parameter used even when some expert gets no token. Both products are grouped GEMMs over the
+    down_proj is [E, D, F]; stacking keeps every expert's weights one tensor, so every parameter
+    gets a gradient (zero for an expert with no token) and FSDP shards them as one, and expert
+    parallelism splits them on the first dimension. Both products are grouped GEMMs over the
     transposed views ([E, D, 2F] and [E, F, D], column-major: no copy).
 
     Groups need no padding: torch's bf16 kernel wants 16-byte aligned rows (D and F multiples of
@@ -255,7 +256,6 @@ class RoutedExperts(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         E, D, F_ = config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
-        self.n_local_experts = E
         if D % 8 or F_ % 8:
             raise ValueError(f"grouped GEMMs need hidden_size ({D}) and moe_intermediate_size ({F_}) to be multiples "
                              f"of 8 (16-byte aligned bf16 rows)")
@@ -264,7 +264,7 @@ class RoutedExperts(nn.Module):
 
     def forward(self, x_SD: torch.Tensor, tokens_per_expert_E: torch.Tensor) -> torch.Tensor:
         """x_SD holds the assignments sorted by expert; expert e takes the next tokens_per_expert_E[e] rows
-        (under expert parallelism: this rank's experts only, E = n_local_experts).
+        (under expert parallelism: this rank's E // P experts only).
 
         tokens_per_expert_E is an integer tensor on x_SD's device; nothing here reads it on the host.
         """
@@ -340,7 +340,6 @@ class MoE(nn.Module):
             full = getattr(self.experts, name)
             local = full.detach()[start:start + X].clone()
             setattr(self.experts, name, nn.Parameter(DTensor.from_local(local, ep_mesh, [Shard(0)], run_check=False)))
-        self.experts.n_local_experts = X
         self.ep_group = ep_mesh.get_group()
 
     def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

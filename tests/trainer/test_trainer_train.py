@@ -136,7 +136,7 @@ def test_sharded_training_matches_one_process_and_resumes_at_any_world_size(smal
     resumes at 1, 2 and 4 ranks (another mesh) with the losses of uninterrupted runs at those sizes."""
     half = 5 * 2 * TOKENS_PER_MICRO_BATCH
     common = dict(micro_batch_size=4, checkpoint_every_tokens=half, keep_last=10, max_tokens=2 * half, device="cpu",
-                  gamma=0.01)
+                  gamma=0.01, eval_every_tokens=half)
 
     def fields(name, **overrides):
         return dataclasses.asdict(run_config(small_shards, tmp_path / name, **common, **overrides))
@@ -157,6 +157,14 @@ def test_sharded_training_matches_one_process_and_resumes_at_any_world_size(smal
     assert step_losses(tmp_path / "two-resumed") == two[5:]  # same size: bitwise
     assert step_losses(tmp_path / "one-resumed") == pytest.approx(one[5:], rel=2e-6, abs=1e-6)
     assert step_losses(tmp_path / "four-resumed") == pytest.approx(four[5:], rel=2e-6, abs=1e-6)
+
+    # Evaluation runs the same 16 validation sequences at every size (16, 8 or 4 per rank).
+    val_losses = {name: [r["val_loss"] for r in read_log(tmp_path / name) if "val_loss" in r]
+                  for name in ("one", "two", "four", "one-resumed", "four-resumed")}
+    assert len(val_losses["one"]) == 2 and val_losses["one"][1] < val_losses["one"][0]
+    for name in ("two", "four"):
+        assert val_losses[name] == pytest.approx(val_losses["one"], rel=2e-6), name
+    assert val_losses["one-resumed"] == pytest.approx(val_losses["one"][1:], rel=2e-6)
 
     one_state, two_state = final_state(tmp_path / "one"), final_state(tmp_path / "two")
     assert two_state["sequences_read"] == one_state["sequences_read"] == 10 * 16
