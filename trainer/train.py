@@ -246,6 +246,8 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
     elif config.resume:
         resume_path = Path(config.resume)
     if resume_path is not None:
+        if not checkpoint.is_checkpoint(resume_path):
+            raise ConfigError(f"--resume {resume_path}: not a checkpoint directory (RUN_DIR/checkpoints/tokens-...)")
         model_config = ModelConfig(**json.loads((resume_path / "config.json").read_text())["model"])
     else:
         model_config = build_model_config(config, manifest)

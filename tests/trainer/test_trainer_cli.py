@@ -51,7 +51,7 @@ def test_every_option_has_help():
     assert all(action.help for action in parser._actions if action.dest != "help" and action.option_strings)
 
 
-def test_expert_parallel_degree_that_cannot_split_is_one_line(small_shards, tmp_path):
+def test_unusable_mesh_or_resume_path_is_one_line(small_shards, tmp_path):
     from pipeline.config import ConfigError
 
     base = ["--data", str(small_shards), "--output", str(tmp_path / "run"), "--no-progress"]
@@ -59,6 +59,8 @@ def test_expert_parallel_degree_that_cannot_split_is_one_line(small_shards, tmp_
         cli.run(parse(base + ["--ep", "2"]))
     with pytest.raises(ConfigError, match="--ep 4 must divide the 6 routed experts"):
         check_mesh(4, 8, preset("tiny", n_routed_experts=6))
+    with pytest.raises(ConfigError, match="not a checkpoint directory"):
+        cli.run(parse(base + ["--resume", str(tmp_path)]))
     assert not (tmp_path / "run" / "log.jsonl").exists()
 
 
