@@ -101,3 +101,36 @@ def test_medium_preset_needs_sharding_and_fits_eight_gpus():
     counts = count_parameters(PRESETS["medium"])
     assert count_parameters(PRESETS["small"])["total"] < counts["total"] < count_parameters(PRESETS["dots.llm1"])["total"]
     assert 2.5e9 < counts["active"] < 2.9e9 and 14e9 < counts["total"] < 14.5e9
+
+
+def bf16_mixed_precision(rank, world_size):
+    config = micro_config()
+    torch.manual_seed(0)
+    reference = Transformer(config)
+    torch.manual_seed(0)
+    model = parallelize(Transformer(config), build_mesh("cpu", world_size, 2), bf16=True)
+    seen_dtypes = {}
+
+    def record(name, dtype_of):
+        def hook(module, inputs, output):
+            seen_dtypes.setdefault(name, dtype_of(module, output))
+        return hook
+
+    # Before the forward (after FSDP's own pre-forward all-gather): the weight the router computes with.
+    model.layers[1].mlp.gate.register_forward_pre_hook(
+        lambda module, inputs: seen_dtypes.setdefault("router", module.weight.dtype) and None)
+    model.layers[1].mlp.experts.register_forward_hook(record("experts", lambda m, o: o.dtype))
+    model.layers[1].self_attn.register_forward_hook(record("attention", lambda m, o: o.dtype))
+    tokens_BT = torch.randint(0, 50, (2, 9), generator=torch.Generator().manual_seed(rank))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(tokens_BT[:, :-1], tokens_BT[:, 1:])
+    output.loss.backward()
+    expected = reference(tokens_BT[:, :-1], tokens_BT[:, 1:])
+    # Parameters gathered in bf16 except the routers (fp32 scores as without sharding); fp32 shards.
+    assert seen_dtypes == {"router": torch.float32, "experts": torch.bfloat16, "attention": torch.bfloat16}
+    assert all(p.dtype == p.grad.dtype == torch.float32 for p in model.parameters())
+    assert abs(output.lm_loss.item() - expected.lm_loss.item()) < 0.02 * expected.lm_loss.item()
+
+
+def test_bf16_gathers_keep_the_router_in_fp32(spawn, tmp_path):
+    spawn(bf16_mixed_precision, 2, tmp_path)
