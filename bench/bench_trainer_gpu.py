@@ -1,11 +1,20 @@
 """Throughput of the `small` preset on one GPU: tokens/s, peak memory and model-FLOPs utilisation.
 
     python bench/bench_trainer_gpu.py [--compile] [--steps 30] [--micro-batch-size 4] [--seq-len 2048]
+        [--loss-chunk-tokens 4096] [--fsdp] [--expert-dispatch] [--activation-checkpointing]
 
 Synthetic uniform-random tokens (throughput does not depend on the data), bf16 autocast, fused
 AdamW, one optimizer step per micro-batch. MFU = (training FLOPs per token x tokens/s) / the
-GPU's dense bf16 peak (--peak-tflops, or looked up from the device name). Finishes in well under
+GPU's dense bf16 peak (--peak-tflops, or looked up from the device name: H100 and H200 SXM,
+989 TFLOP/s dense bf16, NVIDIA's data sheet figure without sparsity). Finishes in well under
 5 minutes on an H100.
+
+`--loss-chunk-tokens` runs the 152k-vocabulary head and loss in chunks (no full fp32 logits),
+which frees memory for larger compiled micro-batches. `--fsdp` trains through the sharded path of
+a multi-GPU run at world size 1 (FSDP2 units, bf16 all-gathers, fp32 reductions; layers compiled
+one by one); `--expert-dispatch` also sends the routed experts' rows through the expert-parallel
+all-to-all path (a 1-rank expert group: the counts exchange, host sync and regrouping cost,
+without the network). Several GPUs are needed for real sharding and expert parallelism.
 """
 
 from __future__ import annotations
@@ -15,8 +24,10 @@ import sys
 import time
 
 import torch
+import torch.distributed as dist
 
 from trainer.model import Transformer, count_parameters, flops_per_token, load_imbalance, preset, update_router_biases
+from trainer.parallel import build_mesh, clip_grad_norm_, parallelize
 from trainer.train import parameter_groups
 
 # Dense bf16 tensor-core peak, TFLOP/s (no sparsity).
@@ -34,7 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seq-len", type=int, default=2048, help="tokens per sequence")
     parser.add_argument("--steps", type=int, default=30, help="timed optimizer steps")
     parser.add_argument("--warmup-steps", type=int, default=5, help="untimed steps first (allocator, compile)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (with --fsdp: each layer)")
+    parser.add_argument("--loss-chunk-tokens", type=int, help="head and loss over this many tokens at a time")
+    parser.add_argument("--fsdp", action="store_true", help="the FSDP2 path at world size 1")
+    parser.add_argument("--expert-dispatch", action="store_true",
+                        help="with --fsdp: routed experts through the expert-parallel all-to-all (1-rank group)")
+    parser.add_argument("--activation-checkpointing", action="store_true", help="recompute each layer in backward")
     parser.add_argument("--peak-tflops", type=float, help="GPU dense bf16 peak (default: from the device name)")
     return parser.parse_args(argv)
 
@@ -45,18 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device: this benchmark needs a GPU", file=sys.stderr)
         return 1
     device = torch.device("cuda")
-    torch.manual_seed(0)
-    config = preset(args.preset, max_position_embeddings=max(args.seq_len, preset(args.preset).max_position_embeddings))
-    model = Transformer(config).to(device)
-    optimizer = torch.optim.AdamW(parameter_groups(model, 0.1), lr=3e-4, betas=(0.9, 0.95), fused=True)
-    forward = torch.compile(model) if args.compile else model
+    config, model, forward, optimizer = build(args, device)
     tokens_BT1 = torch.randint(0, config.vocab_size, (args.micro_batch_size, args.seq_len + 1), device=device)
 
     def step() -> tuple[float, list[float]]:
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-            output = forward(tokens_BT1[:, :-1], tokens_BT1[:, 1:])
+            output = forward(tokens_BT1[:, :-1], tokens_BT1[:, 1:], loss_chunk_tokens=args.loss_chunk_tokens)
         output.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        clip_grad_norm_(list(model.parameters()), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         update_router_biases(model, output.tokens_per_expert_LE, 1e-3)
@@ -79,13 +91,38 @@ def main(argv: list[str] | None = None) -> int:
     counts = count_parameters(config)
     print(f"device: {name}; preset {args.preset}: {counts['active'] / 1e6:.0f}M active "
           f"({counts['active_non_embedding'] / 1e6:.0f}M without embeddings), {counts['total'] / 1e6:.0f}M total; "
-          f"batch {args.micro_batch_size} x {args.seq_len}; compile {args.compile}")
+          f"batch {args.micro_batch_size} x {args.seq_len}; compile {args.compile}; loss chunk "
+          f"{args.loss_chunk_tokens}; fsdp {args.fsdp}; expert dispatch {args.expert_dispatch}; "
+          f"activation checkpointing {args.activation_checkpointing}")
     print(f"tokens/s: {tokens_per_s:,.0f}")
     print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
     mfu = f"{100 * achieved_tflops / peak:.1f}%" if peak else "unknown (pass --peak-tflops)"
-    print(f"model TFLOP/s: {achieved_tflops:.1f}; MFU: {mfu}")
+    print(f"model TFLOP/s: {achieved_tflops:.1f}; MFU: {mfu} (peak used: {peak} TFLOP/s dense bf16)")
     print(f"last loss {loss:.3f}; max expert imbalance {max(imbalance):.2f}")
     return 0
+
+
+def build(args: argparse.Namespace, device: torch.device):
+    """(config, model, forward callable, optimizer) as the options ask; --fsdp starts a 1-rank process group."""
+    torch.manual_seed(0)
+    config = preset(args.preset, max_position_embeddings=max(args.seq_len, preset(args.preset).max_position_embeddings))
+    model = Transformer(config).to(device)
+    if args.fsdp:
+        if not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+        mesh = build_mesh(device.type, 1, 1)
+        if args.expert_dispatch:
+            model.set_expert_parallel(mesh["ep"])
+        parallelize(model, mesh, bf16=device.type == "cuda", activation_checkpointing=args.activation_checkpointing,
+                    compile_blocks=args.compile)
+        forward = model
+    else:
+        for layer in model.layers:
+            layer.activation_checkpointing = args.activation_checkpointing
+        forward = torch.compile(model) if args.compile else model
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.1), lr=3e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
+    return config, model, forward, optimizer
 
 
 if __name__ == "__main__":

@@ -12,14 +12,17 @@ Quick start
 
 Modules
 -------
-- `trainer.model`: the model (one file, nanoGPT style) and presets: `tiny` (CPU tests), `small`
-  (about 105M active non-embedding parameters, 8 of 64 experts per token; one GPU) and
-  `dots.llm1` (the published shapes: 62 layers, width 4096, 128 + 2 experts, 14B active / 142B
-  total parameters).
-- `trainer.data`: streaming, seeded, rank-split, resumable reader of the shards of
-  schemas/tokens.py.
+- `trainer.model`: the model (one file, nanoGPT style) with its expert-parallel dispatch, and
+  presets: `tiny` (CPU tests), `small` (about 105M active non-embedding parameters, 8 of 64
+  experts per token; one GPU), `medium` (2.7B active / 14.2B total; needs sharding, e.g. 8 GPUs)
+  and `dots.llm1` (the published shapes: 62 layers, width 4096, 128 + 2 experts, 14B active /
+  142B total parameters).
+- `trainer.parallel`: the (dp, ep) DeviceMesh, FSDP2 per block, gradient clipping over shards,
+  memory per rank on paper.
+- `trainer.data`: streaming, seeded, resumable reader of the shards of schemas/tokens.py; one
+  global order whatever the number of ranks.
 - `trainer.train`: the loop (`TrainConfig`, `train`).
-- `trainer.checkpoint`, `trainer.export_hf`, `trainer.cli`.
+- `trainer.checkpoint` (torch.distributed.checkpoint), `trainer.export_hf`, `trainer.cli`.
 
 Training recipe (defaults)
 --------------------------
@@ -44,24 +47,37 @@ Runs, logs and checkpoints
 --------------------------
 RUN_DIR/log.jsonl holds one JSON line per step (step, tokens_seen, loss, balance_loss, lr,
 grad_norm, batch_tokens, tokens_per_s, imbalance = per-MoE-layer max/mean expert load), one per
-evaluation (val_loss) and a start record with the full configuration; stderr shows a one-line
-progress display. `--checkpoint-every-tokens N` saves RUN_DIR/checkpoints/tokens-<N>/ (model with
-router biases, optimizer, step, tokens seen, each rank's data position, RNG state; loaded with
-`torch.load(weights_only=True)`), keeping the last `--keep-last` plus one per
-`--permanent-every-tokens`; the final checkpoint is always kept. `--resume latest` (or a
-checkpoint directory) continues with exactly the losses of an uninterrupted run (bitwise on CPU
-with `--deterministic`); the learning-rate schedule depends only on tokens seen, so `--stop-at-tokens`
-ends a time-limited job early without changing it. Resuming needs the same number of ranks.
+evaluation (val_loss) and a start (or resume) record with the full configuration, the mesh and
+the memory per rank on paper (also printed on stderr at start-up); stderr shows a one-line
+progress display. `--checkpoint-every-tokens N` saves RUN_DIR/checkpoints/tokens-<N>/, a sharded
+torch.distributed.checkpoint (every rank writes its shards of the model with router biases and
+of the optimizer; step, tokens seen, the global data position and the RNG state beside them),
+keeping the last `--keep-last` plus one per `--permanent-every-tokens`; the final checkpoint is
+always kept. `--resume latest` (or a checkpoint directory) continues with exactly the losses of
+an uninterrupted run at the same size (bitwise on CPU with `--deterministic`), and at another
+number of processes or mesh shape with the losses of an uninterrupted run at that size (the
+checkpoint reshards on load; the data position is a global count of sequences, so no sequence is
+seen twice or skipped). The learning-rate schedule depends only on tokens seen, so
+`--stop-at-tokens` ends a time-limited job early without changing it.
 
 Hardware
 --------
-- CPU: one process, or several under torchrun with the gloo backend (tested with two).
-- GPUs: `torchrun --nproc_per_node=G "$(which thresher)" train ... --bf16` runs DDP (nccl), one
-  process per GPU, with bf16 autocast (the router stays fp32) and optional `--compile` (the
-  whole model compiles: the routed experts run as two grouped GEMMs over the tokens sorted by
-  expert, with the group boundaries kept on the GPU, so there is no host sync and no recompiling).
-  On one H200, `small` trains at 89k tokens/s eager and 185k compiled (27% MFU; bench/RESULTS.md).
-- Models that do not fit one GPU (the `dots.llm1` preset) are NOT supported: DDP replicates the
-  whole model and optimizer on every GPU; FSDP, expert parallelism and pipeline parallelism are
-  not implemented. `small` fits one GPU comfortably.
+- One process (CPU or GPU): the plain model; `--fsdp` runs the sharded path at world size 1.
+- Several processes (`torchrun`, gloo on CPU, nccl on GPUs): always FSDP2 on a (dp, ep) mesh of
+  all ranks (trainer/parallel.py): every parameter sharded over all ranks (ZeRO-3), each decoder
+  layer, the embedding and the head its own unit; `--ep N` splits each MoE layer's routed experts
+  over N ranks (tokens sent to their experts' ranks with all_to_all_single; N divides the
+  processes and the experts), FSDP over the dp = processes / N others. With `--bf16`,
+  parameters are gathered in bf16 and gradients reduced in fp32 (the routers stay fp32); with
+  `--compile` each layer compiles on its own; `--activation-checkpointing` recomputes each layer
+  in the backward pass; `--loss-chunk-tokens N` computes the 152k-vocabulary head and loss N
+  tokens at a time without the full fp32 logits. The data order is the same at any size: the
+  losses at 2 and at 4 (2 x 2 experts) processes equal one process's to fp32 rounding (tested).
+- `torchrun --nproc_per_node=G "$(which thresher)" train ... --bf16` on one node;
+  `torchrun --nnodes=M --node_rank=I --nproc_per_node=G --rdzv_backend=c10d
+  --rdzv_endpoint=HOST:PORT "$(which thresher)" train ... --bf16 --ep G` on M nodes (the README
+  has the memory each preset needs per GPU).
+- On one H200, `small` trains at 89k tokens/s eager and 185k compiled (27% MFU; bench/RESULTS.md).
+  The sharded paths, expert parallelism across GPUs and the chunked loss have not run on a GPU
+  yet (tested on CPU with gloo); pipeline parallelism is not implemented.
 """

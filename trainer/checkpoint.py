@@ -1,23 +1,34 @@
 """Checkpoints: one directory per save, RUN_DIR/checkpoints/tokens-<tokens seen, 15 digits>/.
 
-Each holds `state.pt` (model weights including router biases, optimizer state, step, tokens
-seen, every rank's data position, RNG states) written with torch.save and read back with
-`torch.load(weights_only=True)`, so loading never unpickles arbitrary objects; plus
+Each is a torch.distributed.checkpoint (DCP) directory: every rank writes its own shards of the
+model (router biases included) and of the AdamW state (`__<rank>_0.distcp`, plus `.metadata`
+naming each tensor's global shape and where its pieces are), with `train.*` the step, tokens
+seen, the global data position (sequences read, trainer/data.py) and the RNG state; plus
 `config.json` (model and training configuration) and `meta.json` (step, tokens, permanence).
-A save is written to a temporary directory and renamed, so a crash never leaves half a
-checkpoint. Retention: the last `keep_last` ordinary checkpoints, plus every permanent one (the
-first save at or after each multiple of `permanent_every_tokens`).
+Loading reshards: any world size and mesh reads the tensors it needs from whichever files hold
+them, and `load_checkpoint` reads full tensors in one process (export, inspection). DCP stores
+tensors and plain values only, never pickled objects of ours. A save is written to a temporary
+directory and renamed, so a crash never leaves half a checkpoint. Retention: the last
+`keep_last` ordinary checkpoints, plus every permanent one (the first save at or after each
+multiple of `permanent_every_tokens`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 CHECKPOINT_PREFIX = "tokens-"
+TRAIN_KEYS = ("step", "tokens_seen", "sequences_read")
 
 
 def checkpoint_dir(run_dir: str | Path, tokens_seen: int) -> Path:
@@ -37,25 +48,73 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
-def save_checkpoint(run_dir: str | Path, state: dict, config: dict, permanent: bool) -> Path:
-    """Write one checkpoint; `state` must hold `step` and `tokens_seen` and only tensors and plain values."""
-    final = checkpoint_dir(run_dir, state["tokens_seen"])
+def is_checkpoint(path: str | Path) -> bool:
+    return (Path(path) / ".metadata").is_file() and (Path(path) / "meta.json").is_file()
+
+
+@contextlib.contextmanager
+def quiet_single_process():
+    """DCP warns on every save and load in a process without a process group; that is the intended use here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+        yield
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def save_checkpoint(run_dir: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, train_state: dict,
+                    config: dict, permanent: bool) -> Path:
+    """Write one checkpoint (every rank calls this); train_state holds step, tokens_seen, sequences_read (ints)."""
+    final = checkpoint_dir(run_dir, train_state["tokens_seen"])
     staging = final.with_name(final.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    torch.save(state, staging / "state.pt")
-    (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-    meta = {"step": state["step"], "tokens_seen": state["tokens_seen"], "permanent": permanent}
-    (staging / "meta.json").write_text(json.dumps(meta, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
+    is_main = not dist.is_initialized() or dist.get_rank() == 0
+    if is_main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    barrier()
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    train = {key: torch.tensor(int(train_state[key])) for key in TRAIN_KEYS} | {"rng_cpu": torch.get_rng_state()}
+    with quiet_single_process():
+        dcp.save({"model": model_state, "optimizer": optimizer_state, "train": train}, checkpoint_id=staging,
+                 no_dist=not dist.is_initialized())
+    if is_main:
+        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        meta = {key: int(train_state[key]) for key in TRAIN_KEYS} | {"permanent": permanent}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    barrier()
     return final
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
-    """(state, config) of a checkpoint directory."""
+def restore_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Load a checkpoint into this rank's (possibly sharded) model and optimizer, whatever mesh wrote it;
+    returns the train state (step, tokens_seen, sequences_read as ints) and sets the CPU RNG state."""
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    train = {key: torch.tensor(0) for key in TRAIN_KEYS} | {"rng_cpu": torch.get_rng_state()}
+    state = {"model": model_state, "optimizer": optimizer_state, "train": train}
+    with quiet_single_process():
+        dcp.load(state, checkpoint_id=Path(path), no_dist=not dist.is_initialized())
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+    torch.set_rng_state(train["rng_cpu"])
+    return {key: int(train[key]) for key in TRAIN_KEYS}
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict, dict]:
+    """(state, config) of a checkpoint directory, read in this process alone: state["model"] holds the
+    full (unsharded) weights by name, plus step, tokens_seen and sequences_read; no optimizer."""
     path = Path(path)
-    state = torch.load(path / "state.pt", map_location=map_location, weights_only=True)
+    metadata = dcp.FileSystemReader(path).read_metadata()
+    wanted = {key: torch.empty(item.size, dtype=item.properties.dtype)
+              for key, item in metadata.state_dict_metadata.items()
+              if key.startswith(("model.", "train.")) and isinstance(item, TensorStorageMetadata)}
+    with quiet_single_process():
+        dcp.load(wanted, checkpoint_id=path, no_dist=True)
+    state = {"model": {key.removeprefix("model."): tensor for key, tensor in wanted.items() if key.startswith("model.")}}
+    state |= {key: int(wanted[f"train.{key}"]) for key in TRAIN_KEYS}
     config = json.loads((path / "config.json").read_text())
     return state, config
 

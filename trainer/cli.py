@@ -85,7 +85,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                          "(starts fresh when there is none)")
     parser.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda, cuda:N")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the model (when sharded: each decoder layer on its own)")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="shard with FSDP2 even in one process (several processes always shard)")
+    parser.add_argument("--ep", type=int, default=1, metavar="N",
+                        help="expert parallelism: split each MoE layer's routed experts over N ranks; the mesh is "
+                             "(processes / N) x N, FSDP over the rest (default 1)")
+    parser.add_argument("--activation-checkpointing", action="store_true",
+                        help="keep only each decoder layer's input and recompute the layer in the backward pass")
+    parser.add_argument("--loss-chunk-tokens", type=parse_count, metavar="N",
+                        help="run the output head and loss over N tokens at a time, never holding the full logits "
+                             "(e.g. 4096; default: all at once)")
     parser.add_argument("--deterministic", action="store_true", help="deterministic algorithms (bitwise-repeatable on CPU)")
     parser.add_argument("--seed", type=int, default=0, help="model initialisation and data order seed (default 0)")
     parser.add_argument("--log-every", type=int, default=1, help="optimizer steps between log lines (default 1)")
@@ -102,6 +113,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         keep_last=args.keep_last, permanent_every_tokens=args.permanent_every_tokens,
         eval_every_tokens=args.eval_every_tokens, eval_sequences=args.eval_sequences, log_every=args.log_every,
         device=args.device, bf16=args.bf16, compile=args.compile, deterministic=args.deterministic,
+        fsdp=args.fsdp, expert_parallel=args.ep, activation_checkpointing=args.activation_checkpointing,
+        loss_chunk_tokens=args.loss_chunk_tokens,
         resume=args.resume, progress=not args.no_progress,
     )
     if args.batch_schedule:

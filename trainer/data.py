@@ -1,16 +1,21 @@
-"""Streaming reader of token shards (schemas/tokens.py): seeded order, split by rank, resumable.
+"""Streaming reader of token shards (schemas/tokens.py): seeded order, split by rank, resumable at any world size.
 
 The unit of reading is one Parquet row group; only the row group being consumed is in memory.
 Each epoch, the seed and epoch number shuffle the order of the shards, of the row groups inside
-each shard, and of the rows inside each row group. The epoch's row groups are dealt round-robin
-to the ranks (rank r takes units r, r + world_size, ...), so ranks never read the same sequence.
-The position is a small dict (`state_dict()`): epoch, index of the unit in this rank's list,
-rows already taken from it. Loading it and reading on gives exactly the batches an
-uninterrupted reader would have given.
+each shard, and of the rows inside each row group; concatenated, the epochs form one global
+stream of sequences that does not depend on the number of ranks. Reading is in global
+micro-batches: `next_rows(count)` on each of W ranks takes the next count x W sequences of the
+stream, rank r the r-th block of count, so ranks never read the same sequence and the step's
+sequences are the same whatever W (at one rank, the stream itself). The position is one number,
+the global count of sequences consumed (`state_dict()`); a reader at any world size loaded with
+it continues the same stream, so a run resumed on another number of ranks sees no sequence
+twice and skips none. Every rank reads (and discards most of) the row groups its blocks fall in:
+token rows are cheap to read next to a training step.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 from pathlib import Path
@@ -61,60 +66,67 @@ class TokenShardReader:
         self.seq_len = int(self.manifest["seq_len"])
         base = Path(self.manifest["_dir"])
         self.shard_paths = [base / shard["path"] for shard in self.manifest["splits"][split]["shards"]]
-        self.row_groups_per_shard = [pq.ParquetFile(path).num_row_groups for path in self.shard_paths]
-        if sum(self.row_groups_per_shard) < world_size:
-            raise ValueError(f"{split}: {sum(self.row_groups_per_shard)} row groups cannot feed {world_size} ranks")
+        metadata = [pq.ParquetFile(path).metadata for path in self.shard_paths]
+        self.rows_per_group = [[m.row_group(i).num_rows for i in range(m.num_row_groups)] for m in metadata]
+        self.epoch_rows = sum(map(sum, self.rows_per_group))
+        if self.epoch_rows == 0:
+            raise ValueError(f"{split}: the shards hold no sequences")
         self.seed, self.rank, self.world_size, self.loop = seed, rank, world_size, loop
-        self.epoch, self.unit_index, self.rows_taken = 0, 0, 0
-        self._units: list[tuple[int, int]] | None = None  # this rank's (shard, row group) list for self.epoch
-        self._rows: torch.Tensor | None = None  # the current unit's rows, shuffled
+        self.sequences_read = 0  # global: all ranks' sequences, all epochs
+        self._epoch: tuple[int, list[tuple[int, int]], list[int]] | None = None  # epoch, its units, their first rows
+        self._unit: tuple[int, int, torch.Tensor] | None = None  # epoch, unit index, its rows shuffled
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "unit_index": self.unit_index, "rows_taken": self.rows_taken}
+        return {"sequences_read": self.sequences_read}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.unit_index, self.rows_taken = state["epoch"], state["unit_index"], state["rows_taken"]
-        self._units, self._rows = None, None
+        self.sequences_read = int(state["sequences_read"])
 
-    def _epoch_units(self, epoch: int) -> list[tuple[int, int]]:
+    def _epoch_units(self, epoch: int) -> tuple[list[tuple[int, int]], list[int]]:
+        """The epoch's (shard, row group) units in reading order, and the stream offset where each starts."""
         rng = random.Random(f"{self.seed}/{epoch}")
         shard_order = list(range(len(self.shard_paths)))
         rng.shuffle(shard_order)
-        units = []
+        units, starts, offset = [], [], 0
         for shard in shard_order:
-            row_groups = list(range(self.row_groups_per_shard[shard]))
+            row_groups = list(range(len(self.rows_per_group[shard])))
             rng.shuffle(row_groups)
-            units.extend((shard, row_group) for row_group in row_groups)
-        return units[self.rank::self.world_size]
+            for row_group in row_groups:
+                units.append((shard, row_group))
+                starts.append(offset)
+                offset += self.rows_per_group[shard][row_group]
+        return units, starts
 
-    def _load_unit(self) -> None:
-        shard, row_group = self._units[self.unit_index]
-        rows = token_rows(pq.ParquetFile(self.shard_paths[shard]).read_row_group(row_group, columns=["tokens"]), self.seq_len)
-        generator = torch.Generator().manual_seed(hash_ints(self.seed, self.epoch, shard, row_group))
-        self._rows = rows[torch.randperm(len(rows), generator=generator)]
+    def _unit_rows(self, epoch: int, index: int, unit: tuple[int, int]) -> torch.Tensor:
+        if self._unit is None or self._unit[:2] != (epoch, index):
+            shard, row_group = unit
+            table = pq.ParquetFile(self.shard_paths[shard]).read_row_group(row_group, columns=["tokens"])
+            rows = token_rows(table, self.seq_len)
+            generator = torch.Generator().manual_seed(hash_ints(self.seed, epoch, shard, row_group))
+            self._unit = (epoch, index, rows[torch.randperm(len(rows), generator=generator)])
+        return self._unit[2]
+
+    def _stream(self, start: int, count: int) -> list[torch.Tensor]:
+        """Rows start ... start + count - 1 of the global stream (cut at the first epoch's end without loop)."""
+        end = start + count if self.loop else min(start + count, self.epoch_rows)
+        taken, position = [], start
+        while position < end:
+            epoch, offset = divmod(position, self.epoch_rows)
+            if self._epoch is None or self._epoch[0] != epoch:
+                self._epoch = (epoch, *self._epoch_units(epoch))
+            _, units, starts = self._epoch
+            index = bisect.bisect_right(starts, offset) - 1
+            rows = self._unit_rows(epoch, index, units[index])
+            chunk = rows[offset - starts[index]:offset - starts[index] + end - position]
+            taken.append(chunk)
+            position += len(chunk)
+        return taken
 
     def next_rows(self, count: int) -> torch.Tensor | None:
-        """The next `count` sequences [count, seq_len + 1] (int64); fewer at the end of a non-looping
-        reader, None when it has nothing left."""
-        taken: list[torch.Tensor] = []
-        needed = count
-        while needed > 0:
-            if self._units is None:
-                self._units = self._epoch_units(self.epoch)
-            if self.unit_index >= len(self._units):
-                if not self.loop:
-                    break
-                self.epoch, self.unit_index, self.rows_taken = self.epoch + 1, 0, 0
-                self._units, self._rows = None, None
-                continue
-            if self._rows is None:
-                self._load_unit()
-            chunk = self._rows[self.rows_taken:self.rows_taken + needed]
-            taken.append(chunk)
-            needed -= len(chunk)
-            self.rows_taken += len(chunk)
-            if self.rows_taken >= len(self._rows):
-                self.unit_index, self.rows_taken, self._rows = self.unit_index + 1, 0, None
+        """This rank's `count` sequences [count, seq_len + 1] (int64) of the next global micro-batch of
+        count x world_size; fewer at the end of a non-looping reader, None when it has nothing left."""
+        taken = self._stream(self.sequences_read + self.rank * count, count)
+        self.sequences_read += count * self.world_size
         return torch.cat(taken) if taken else None
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from trainer.checkpoint import latest_checkpoint, load_checkpoint
+from trainer.checkpoint import is_checkpoint, latest_checkpoint, load_checkpoint
 from trainer.model import ModelConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -100,9 +100,9 @@ def export_model(model_state: dict[str, torch.Tensor], config: ModelConfig, outp
 
 
 def export_checkpoint(checkpoint_path: str | Path, output_dir: str | Path, dtype: str = "bfloat16") -> Path:
-    """Export a checkpoint directory, or the newest checkpoint of a run directory."""
+    """Export a (sharded) checkpoint directory, or the newest checkpoint of a run directory, at any world size."""
     path = Path(checkpoint_path)
-    if not (path / "state.pt").is_file():
+    if not is_checkpoint(path):
         newest = latest_checkpoint(path)
         if newest is None:
             raise FileNotFoundError(f"{path} is neither a checkpoint nor a run directory with checkpoints")

@@ -19,6 +19,15 @@ expert over its contiguous rows; a single CUTLASS kernel per product in bf16 on 
 a loop inside torch elsewhere), with the group boundaries kept on the device: no host sync, and
 static shapes for torch.compile.
 
+Expert parallelism (`Transformer.set_expert_parallel(ep_mesh)`): the routed experts of every MoE
+layer are split in contiguous blocks over the ranks of a 1-D expert-parallel DeviceMesh (the
+stacked weights become DTensors sharded on the expert dimension). Each rank routes its own tokens
+over all E experts as above; the sorted assignments are sent to the ranks owning their experts
+with `all_to_all_single` (per-expert counts exchanged first, so splits may be uneven), the local
+experts run as the same grouped GEMMs, and a second all-to-all brings the results back into the
+sorted order, where they are unsorted and combined with the routing weights exactly as without
+expert parallelism. The router, its bias and balance loss, and the shared experts stay local.
+
 Shape suffix legend (torchtitan habit):
     B  batch (sequences)            T  sequence length (tokens per sequence)
     N  tokens in the batch (B*T)    D  model (hidden) width
@@ -26,7 +35,8 @@ Shape suffix legend (torchtitan habit):
     F  feed-forward width           V  vocabulary size
     E  routed experts               A  experts chosen per token (top-k)
     S  token-expert assignments (N*A)   G  gate and up widths together (2F)
-    L  mixture-of-experts layers
+    L  mixture-of-experts layers    P  expert-parallel ranks
+    X  experts on this rank (E // P)  R  assignments this rank's experts receive
 """
 
 from __future__ import annotations
@@ -36,8 +46,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.tensor import DTensor, Shard
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -75,6 +89,14 @@ PRESETS: dict[str, ModelConfig] = {
     "small": ModelConfig(
         hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=2048,
         n_routed_experts=64, n_shared_experts=2, moe_intermediate_size=352, num_experts_per_tok=6,
+        max_position_embeddings=4096,
+    ),
+    # Between the two: 2.7B active, 14.2B total parameters (2.1B / 13.6B without the embeddings). Its
+    # fp32 weights, gradients and AdamW states alone are 212 GiB: it trains only sharded, e.g. on
+    # 8 x H200 (trainer/parallel.py, memory_per_rank).
+    "medium": ModelConfig(
+        hidden_size=2048, num_hidden_layers=24, num_attention_heads=16, intermediate_size=8192,
+        n_routed_experts=64, n_shared_experts=2, moe_intermediate_size=1408, num_experts_per_tok=6,
         max_position_embeddings=4096,
     ),
     # The published dots.llm1 shapes (14B active, 142B total parameters).
@@ -221,8 +243,9 @@ class RoutedExperts(nn.Module):
     """E SwiGLU experts with stacked weights, laid out as transformers' Dots1Experts.
 
     gate_up_proj is [E, 2F, D] (per expert, the gate rows then the up rows, nn.Linear layout) and
-    down_proj is [E, D, F]; stacking keeps every expert's weights one tensor, so DDP sees every
-    parameter used even when some expert gets no token. Both products are grouped GEMMs over the
+    down_proj is [E, D, F]; stacking keeps every expert's weights one tensor, so every parameter
+    gets a gradient (zero for an expert with no token) and FSDP shards them as one, and expert
+    parallelism splits them on the first dimension. Both products are grouped GEMMs over the
     transposed views ([E, D, 2F] and [E, F, D], column-major: no copy).
 
     Groups need no padding: torch's bf16 kernel wants 16-byte aligned rows (D and F multiples of
@@ -240,7 +263,8 @@ class RoutedExperts(nn.Module):
         self.down_proj = nn.Parameter(torch.empty(E, D, F_))
 
     def forward(self, x_SD: torch.Tensor, tokens_per_expert_E: torch.Tensor) -> torch.Tensor:
-        """x_SD holds the assignments sorted by expert; expert e takes the next tokens_per_expert_E[e] rows.
+        """x_SD holds the assignments sorted by expert; expert e takes the next tokens_per_expert_E[e] rows
+        (under expert parallelism: this rank's E // P experts only).
 
         tokens_per_expert_E is an integer tensor on x_SD's device; nothing here reads it on the host.
         """
@@ -255,9 +279,14 @@ class RoutedExperts(nn.Module):
     def swiglu(self, x_SD: torch.Tensor, group_end_E: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """down(silu(gate(x)) * up(x)) with each row's expert; group_end_E (int32) ends each expert's rows."""
         mm = grouped_mm if dtype == torch.bfloat16 else grouped_mm_outside_compile
-        gate_up_SG = mm(x_SD, self.gate_up_proj.to(dtype).transpose(-2, -1), group_end_E)
+        gate_up_SG = mm(x_SD, local_tensor(self.gate_up_proj).to(dtype).transpose(-2, -1), group_end_E)
         gate_SF, up_SF = gate_up_SG.chunk(2, dim=-1)
-        return mm(F.silu(gate_SF) * up_SF, self.down_proj.to(dtype).transpose(-2, -1), group_end_E)
+        return mm(F.silu(gate_SF) * up_SF, local_tensor(self.down_proj).to(dtype).transpose(-2, -1), group_end_E)
+
+
+def local_tensor(parameter: torch.Tensor) -> torch.Tensor:
+    """This rank's experts of an expert-parallel (DTensor) weight; a plain weight as it is."""
+    return parameter.to_local() if isinstance(parameter, DTensor) else parameter
 
 
 def counts_of_sorted(sorted_values: torch.Tensor, n: int) -> torch.Tensor:
@@ -272,6 +301,24 @@ def counts_of_sorted(sorted_values: torch.Tensor, n: int) -> torch.Tensor:
     return torch.diff(ends, prepend=ends.new_zeros(1))
 
 
+class AllToAll(torch.autograd.Function):
+    """dist.all_to_all_single of rows (uneven splits) whose backward sends the gradients back the reverse way."""
+
+    @staticmethod
+    def forward(ctx, x_SD, receive_splits: list[int], send_splits: list[int], group: dist.ProcessGroup):
+        ctx.splits, ctx.group = (receive_splits, send_splits), group
+        received_RD = x_SD.new_empty(sum(receive_splits), *x_SD.shape[1:])
+        dist.all_to_all_single(received_RD, x_SD.contiguous(), receive_splits, send_splits, group=group)
+        return received_RD
+
+    @staticmethod
+    def backward(ctx, grad_RD):
+        receive_splits, send_splits = ctx.splits
+        grad_SD = grad_RD.new_empty(sum(send_splits), *grad_RD.shape[1:])
+        dist.all_to_all_single(grad_SD, grad_RD.contiguous(), send_splits, receive_splits, group=ctx.group)
+        return grad_SD, None, None, None
+
+
 class MoE(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -281,6 +328,19 @@ class MoE(nn.Module):
         self.gate = Router(config)
         self.experts = RoutedExperts(config)
         self.shared_experts = SwiGLU(config.hidden_size, config.moe_intermediate_size * config.n_shared_experts)
+        self.ep_group: dist.ProcessGroup | None = None  # set by set_expert_parallel
+
+    def set_expert_parallel(self, ep_mesh: DeviceMesh) -> None:
+        """Keep only this rank's block of experts: the stacked weights become DTensors, Shard(0) over ep_mesh."""
+        P = ep_mesh.size()
+        if self.n_experts % P:
+            raise ValueError(f"{self.n_experts} routed experts cannot be split evenly over {P} expert-parallel ranks")
+        X, start = self.n_experts // P, ep_mesh.get_local_rank() * (self.n_experts // P)
+        for name in ("gate_up_proj", "down_proj"):
+            full = getattr(self.experts, name)
+            local = full.detach()[start:start + X].clone()
+            setattr(self.experts, name, nn.Parameter(DTensor.from_local(local, ep_mesh, [Shard(0)], run_check=False)))
+        self.ep_group = ep_mesh.get_group()
 
     def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns the output [B, T, D], the balance loss (scalar) and tokens per expert [E] (float)."""
@@ -292,13 +352,41 @@ class MoE(nn.Module):
         expert_of_S = chosen_NA.reshape(-1)
         sorted_expert_S, order_S = torch.sort(expert_of_S, stable=True)
         tokens_per_expert_E = counts_of_sorted(sorted_expert_S, self.n_experts)
-        routed_sorted_SD = self.experts(x_ND[order_S // self.top_k], tokens_per_expert_E)
+        if self.ep_group is None:
+            routed_sorted_SD = self.experts(x_ND[order_S // self.top_k], tokens_per_expert_E)
+        else:
+            routed_sorted_SD = self.experts_across_ranks(x_ND[order_S // self.top_k], tokens_per_expert_E)
         routed_SD = routed_sorted_SD[torch.argsort(order_S)]  # back to (token, slot) order
         routed_ND = (routed_SD.view(B * T, self.top_k, D).float() * weights_NA.unsqueeze(-1)).sum(dim=1)
         out_BTD = routed_ND.to(x_BTD.dtype).view(B, T, D) + self.shared_experts(x_BTD)
 
         balance_loss = self.sequence_balance_loss(chosen_NA.view(B, T, -1), scores_NE.view(B, T, -1))
         return out_BTD, balance_loss, tokens_per_expert_E.float()
+
+    def experts_across_ranks(self, x_SD: torch.Tensor, tokens_per_expert_E: torch.Tensor) -> torch.Tensor:
+        """The routed experts' outputs for the expert-sorted rows x_SD, each computed on the rank owning its expert.
+
+        Rows for rank p are contiguous in x_SD (experts p*X ... p*X + X-1). Each rank receives, from
+        every source rank, that rank's rows for its X experts in expert order; they are regrouped by
+        expert for the grouped GEMMs and put back in arrival order before the return trip. The two
+        row all-to-alls carry gradients (torch.distributed.nn.functional); the counts need a host
+        sync to size them.
+        """
+        P = dist.get_world_size(self.ep_group)
+        X = self.n_experts // P
+        sent_counts_PX = tokens_per_expert_E.view(P, X)
+        received_counts_PX = torch.empty_like(sent_counts_PX)
+        dist.all_to_all_single(received_counts_PX, sent_counts_PX, group=self.ep_group)  # [source rank, local expert]
+        send_splits = sent_counts_PX.sum(dim=1).tolist()
+        receive_splits = received_counts_PX.sum(dim=1).tolist()
+
+        received_RD = AllToAll.apply(x_SD, receive_splits, send_splits, self.ep_group)
+        # Arrival order is (source rank, expert); the grouped GEMMs want (expert, source rank).
+        block_of_R = torch.repeat_interleave(torch.arange(P * X, device=x_SD.device), received_counts_PX.reshape(-1))
+        by_expert_R = torch.sort((block_of_R % X) * P + block_of_R // X, stable=True).indices
+        routed_by_expert_RD = self.experts(received_RD[by_expert_R], received_counts_PX.sum(dim=0))
+        routed_RD = routed_by_expert_RD[torch.argsort(by_expert_R)]
+        return AllToAll.apply(routed_RD, send_splits, receive_splits, self.ep_group)
 
     def sequence_balance_loss(self, chosen_BTA: torch.Tensor, scores_BTE: torch.Tensor) -> torch.Tensor:
         """DeepSeek-V3's sequence-wise loss: alpha * sum_i f_i * P_i, averaged over sequences.
@@ -329,7 +417,15 @@ class DecoderLayer(nn.Module):
         self.is_moe = layer_index >= config.first_k_dense_replace
         self.mlp = MoE(config) if self.is_moe else SwiGLU(config.hidden_size, config.intermediate_size)
 
+        # Keep only the block's input for backward and recompute the rest there (set by the trainer).
+        self.activation_checkpointing = False
+
     def forward(self, x_BTD, cos_TK, sin_TK):
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            return checkpoint(self.block, x_BTD, cos_TK, sin_TK, use_reentrant=False)
+        return self.block(x_BTD, cos_TK, sin_TK)
+
+    def block(self, x_BTD, cos_TK, sin_TK):
         x_BTD = x_BTD + self.self_attn(self.input_layernorm(x_BTD), cos_TK, sin_TK)
         if not self.is_moe:
             return x_BTD + self.mlp(self.post_attention_layernorm(x_BTD)), None, None
@@ -338,7 +434,7 @@ class DecoderLayer(nn.Module):
 
 
 class ModelOutput(NamedTuple):
-    logits_BTV: torch.Tensor
+    logits_BTV: torch.Tensor | None  # None when the loss was computed in chunks (loss_chunk_tokens)
     loss: torch.Tensor | None  # LM loss + balance loss (what to backpropagate); None without targets
     lm_loss: torch.Tensor | None  # mean next-token cross-entropy over targets other than -100
     balance_loss: torch.Tensor  # sum over MoE layers of the sequence-wise balance loss
@@ -372,7 +468,16 @@ class Transformer(nn.Module):
     def routers(self) -> list[Router]:
         return [layer.mlp.gate for layer in self.layers if layer.is_moe]
 
-    def forward(self, tokens_BT: torch.Tensor, targets_BT: torch.Tensor | None = None) -> ModelOutput:
+    def set_expert_parallel(self, ep_mesh: DeviceMesh) -> None:
+        """Split every MoE layer's routed experts over the ranks of the 1-D mesh ep_mesh (see the module doc)."""
+        for layer in self.layers:
+            if layer.is_moe:
+                layer.mlp.set_expert_parallel(ep_mesh)
+
+    def forward(self, tokens_BT: torch.Tensor, targets_BT: torch.Tensor | None = None,
+                loss_chunk_tokens: int | None = None) -> ModelOutput:
+        """With targets and loss_chunk_tokens, the head and loss run in chunks of that many tokens and
+        the full logits are never held (see chunked_cross_entropy); logits_BTV is then None."""
         T = tokens_BT.shape[1]
         if T > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {T} exceeds max_position_embeddings {self.config.max_position_embeddings}")
@@ -384,13 +489,42 @@ class Transformer(nn.Module):
             if balance_loss is not None:
                 balance_losses.append(balance_loss)
                 loads.append(tokens_per_expert_E)
-        logits_BTV = self.lm_head(self.norm(x_BTD))
-        balance_loss = torch.stack(balance_losses).sum() if balance_losses else logits_BTV.new_zeros((), dtype=torch.float32)
-        tokens_per_expert_LE = torch.stack(loads) if loads else logits_BTV.new_zeros((0, self.config.n_routed_experts))
+        balance_loss = torch.stack(balance_losses).sum() if balance_losses else x_BTD.new_zeros((), dtype=torch.float32)
+        tokens_per_expert_LE = torch.stack(loads) if loads else x_BTD.new_zeros((0, self.config.n_routed_experts))
+        hidden_BTD = self.norm(x_BTD)
+        if targets_BT is not None and loss_chunk_tokens:
+            lm_loss = chunked_cross_entropy(hidden_BTD.flatten(0, 1), self.lm_head.weight, targets_BT.reshape(-1),
+                                            loss_chunk_tokens)
+            return ModelOutput(None, lm_loss + balance_loss, lm_loss, balance_loss, tokens_per_expert_LE)
+        logits_BTV = self.lm_head(hidden_BTD)
         if targets_BT is None:
             return ModelOutput(logits_BTV, None, None, balance_loss, tokens_per_expert_LE)
         lm_loss = F.cross_entropy(logits_BTV.float().view(-1, logits_BTV.shape[-1]), targets_BT.reshape(-1))
         return ModelOutput(logits_BTV, lm_loss + balance_loss, lm_loss, balance_loss, tokens_per_expert_LE)
+
+
+IGNORED = -100  # cross_entropy's default ignore_index
+
+
+def chunked_cross_entropy(hidden_ND: torch.Tensor, head_weight_VD: torch.Tensor, targets_N: torch.Tensor,
+                          chunk_tokens: int) -> torch.Tensor:
+    """Mean next-token cross-entropy of the logits hidden_ND @ head_weight_VD^T, chunk_tokens rows at a time.
+
+    Each chunk's logits (and their fp32 copy) live only inside its own forward and are recomputed
+    in the backward pass (torch.utils.checkpoint), so the peak holds one chunk of [chunk, V]
+    instead of [N, V]: with V = 152,064 the full fp32 logits of 8 x 2048 tokens are 10 GB. Same
+    sum over the same values as F.cross_entropy, to fp32 rounding.
+    """
+    total = hidden_ND.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden_ND.shape[0], chunk_tokens):
+        end = start + chunk_tokens
+        total = total + checkpoint(summed_cross_entropy, hidden_ND[start:end], head_weight_VD, targets_N[start:end],
+                                   use_reentrant=False)
+    return total / (targets_N != IGNORED).sum()
+
+
+def summed_cross_entropy(hidden_ND: torch.Tensor, head_weight_VD: torch.Tensor, targets_N: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(F.linear(hidden_ND, head_weight_VD).float(), targets_N, reduction="sum")
 
 
 def load_imbalance(tokens_per_expert_LE: torch.Tensor) -> list[float]:

@@ -4,11 +4,14 @@ Everything that sets how long or how fast is counted in tokens (global, all rank
 the schedule, the batch size, checkpoint and evaluation intervals. One optimizer step consumes
 `batch_tokens_at(tokens_seen)` tokens as gradient accumulation over micro-batches of
 `micro_batch_size` sequences per rank.
+
+Several processes (torchrun) always shard the model with FSDP2 over a (dp, ep) DeviceMesh
+(trainer/parallel.py); one process trains the plain model unless `fsdp` asks for the sharded
+path there too. The data order, and with it every step's batch, is the same at any world size.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -20,11 +23,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
+from pipeline.config import ConfigError
 from trainer import checkpoint
 from trainer.data import TokenShardReader, read_manifest
-from trainer.model import ModelConfig, Transformer, load_imbalance, preset, update_router_biases
+from trainer.model import IGNORED, ModelConfig, Transformer, load_imbalance, preset, update_router_biases
+from trainer.parallel import build_mesh, clip_grad_norm_, format_memory, memory_per_rank, parallelize
 
 
 @dataclass
@@ -55,7 +59,11 @@ class TrainConfig:
     log_every: int = 1  # optimizer steps between log lines
     device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
     bf16: bool = False  # bf16 autocast (GPU)
-    compile: bool = False  # torch.compile the model
+    compile: bool = False  # torch.compile the model (sharded: each decoder layer)
+    fsdp: bool = False  # shard with FSDP2 even in one process (several processes always do)
+    expert_parallel: int = 1  # ranks the routed experts of each MoE layer are split over (mesh dim "ep")
+    activation_checkpointing: bool = False  # recompute each decoder layer in the backward pass
+    loss_chunk_tokens: int | None = None  # output head and loss in chunks of this many tokens (no full logits)
     deterministic: bool = False  # torch.use_deterministic_algorithms (bitwise-reproducible on CPU)
     resume: str | None = None  # checkpoint directory, or "latest" for the run's newest
     progress: bool = True  # one-line progress display on stderr
@@ -116,8 +124,11 @@ class Distributed:
 def setup_distributed(device_choice: str) -> tuple[Distributed, torch.device]:
     """Reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK; gloo on CPU, nccl on GPU (a process group the
     caller already started is used as it is)."""
-    env = Distributed(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                      int(os.environ.get("LOCAL_RANK", 0)))
+    if dist.is_initialized():
+        env = Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    else:
+        env = Distributed(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                          int(os.environ.get("LOCAL_RANK", 0)))
     if device_choice == "auto":
         device = torch.device(f"cuda:{env.local_rank}" if torch.cuda.is_available() else "cpu")
     else:
@@ -174,29 +185,28 @@ def build_model_config(config: TrainConfig, manifest: dict) -> ModelConfig:
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, config: TrainConfig, env: Distributed, device: torch.device,
              pad_token_id: int | None) -> float | None:
-    """Mean validation loss over the first `eval_sequences` validation sequences of each rank."""
+    """Mean validation loss over the first `eval_sequences` validation sequences of each rank.
+
+    Every rank runs the same number of forward passes of the same size (sharded and
+    expert-parallel models take part in each other's collectives), so the count is capped at a
+    full share of the split.
+    """
     reader = TokenShardReader(config.data_dir, "validation", seed=config.seed, rank=env.rank,
                               world_size=env.world_size, loop=False)
     totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed loss, tokens
-    remaining = config.eval_sequences
+    remaining = min(config.eval_sequences, reader.epoch_rows // env.world_size)
     model.eval()
     while remaining > 0:
-        rows = reader.next_rows(min(config.micro_batch_size, remaining))
-        if rows is None:
-            break
-        rows = rows.to(device)
+        rows = reader.next_rows(min(config.micro_batch_size, remaining)).to(device)
         targets = loss_targets(rows, pad_token_id)
         counted = (targets != IGNORED).sum()
         with autocast(device, config.bf16):
-            output = model(rows[:, :-1], targets)
+            output = model(rows[:, :-1], targets, loss_chunk_tokens=config.loss_chunk_tokens)
         totals += torch.stack([output.lm_loss.double() * counted, counted.double()])
         remaining -= len(rows)
     model.train()
     all_reduce_sum(totals, env)
     return (totals[0] / totals[1]).item() if totals[1] > 0 else None
-
-
-IGNORED = -100  # cross_entropy's default ignore_index
 
 
 def loss_targets(rows: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
@@ -235,58 +245,52 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
         resume_path = checkpoint.latest_checkpoint(run_dir)
     elif config.resume:
         resume_path = Path(config.resume)
-    saved_state = None
     if resume_path is not None:
-        saved_state, saved_config = checkpoint.load_checkpoint(resume_path, map_location="cpu")
-        model_config = ModelConfig(**saved_config["model"])
+        if not checkpoint.is_checkpoint(resume_path):
+            raise ConfigError(f"--resume {resume_path}: not a checkpoint directory (RUN_DIR/checkpoints/tokens-...)")
+        model_config = ModelConfig(**json.loads((resume_path / "config.json").read_text())["model"])
     else:
         model_config = build_model_config(config, manifest)
 
+    check_mesh(config.expert_parallel, env.world_size, model_config)
     torch.manual_seed(config.seed)
     model = Transformer(model_config).to(device)
+    sharded = env.enabled or config.fsdp or config.expert_parallel > 1
+    mesh_shape = (env.world_size // config.expert_parallel, config.expert_parallel)
+    if sharded:
+        mesh = build_mesh(device.type, env.world_size, config.expert_parallel)
+        parallelize(model, mesh, config.bf16, config.activation_checkpointing, compile_blocks=config.compile)
+        forward_model: torch.nn.Module = model
+    else:
+        for layer in model.layers:
+            layer.activation_checkpointing = config.activation_checkpointing
+        forward_model = torch.compile(model) if config.compile else model
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
                                   fused=device.type == "cuda")
     reader = TokenShardReader(config.data_dir, "train", seed=config.seed, rank=env.rank, world_size=env.world_size)
     step, tokens_seen, last_checkpoint_tokens = 0, 0, 0
-    if saved_state is not None:
-        model.load_state_dict(saved_state["model"])
-        optimizer.load_state_dict(saved_state["optimizer"])
-        step, tokens_seen = saved_state["step"], saved_state["tokens_seen"]
+    if resume_path is not None:
+        restored = checkpoint.restore_checkpoint(resume_path, model, optimizer)
+        step, tokens_seen = restored["step"], restored["tokens_seen"]
         last_checkpoint_tokens = tokens_seen
-        if len(saved_state["data_states"]) != env.world_size:
-            raise ValueError(f"checkpoint has data positions for {len(saved_state['data_states'])} ranks, "
-                             f"this run has {env.world_size}")
-        reader.load_state_dict(saved_state["data_states"][env.rank])
-        torch.set_rng_state(saved_state["rng_cpu"])
-        if device.type == "cuda" and "rng_cuda" in saved_state:
-            torch.cuda.set_rng_state(saved_state["rng_cuda"], device)
-
-    forward_model: torch.nn.Module = torch.compile(model) if config.compile else model
-    if env.enabled:
-        # Router biases are updated identically on every rank from all-reduced loads: no broadcast needed.
-        forward_model = DistributedDataParallel(forward_model, broadcast_buffers=False,
-                                                device_ids=[device.index] if device.type == "cuda" else None)
+        reader.load_state_dict({"sequences_read": restored["sequences_read"]})
 
     log = RunLog(run_dir, env.is_main, config.progress)
     full_config = {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model_config), "seq_len": seq_len}
-    if env.is_main and saved_state is None:
-        log.write({"event": "start", "config": full_config, "world_size": env.world_size})
+    memory = memory_per_rank(model_config, *mesh_shape, config.micro_batch_size, seq_len, config.bf16,
+                             config.activation_checkpointing, config.loss_chunk_tokens, sharded)
+    if env.is_main:
+        print(format_memory(memory, *mesh_shape), file=sys.stderr, flush=True)
+        log.write({"event": "start" if resume_path is None else "resume", "config": full_config,
+                   "world_size": env.world_size, "mesh": {"dp": mesh_shape[0], "ep": mesh_shape[1]},
+                   "sharded": sharded, "memory_per_rank_gib": memory, "tokens_seen": tokens_seen})
 
-    def save(permanent: bool) -> Path | None:
-        data_states = [reader.state_dict()]
-        if env.enabled:
-            data_states = [None] * env.world_size
-            dist.all_gather_object(data_states, reader.state_dict())
-        path = None
+    def save(permanent: bool) -> Path:
+        train_state = {"step": step, "tokens_seen": tokens_seen, "sequences_read": reader.sequences_read}
+        path = checkpoint.save_checkpoint(run_dir, model, optimizer, train_state, full_config, permanent)
         if env.is_main:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                     "tokens_seen": tokens_seen, "data_states": data_states, "rng_cpu": torch.get_rng_state()}
-            if device.type == "cuda":
-                state["rng_cuda"] = torch.cuda.get_rng_state(device)
-            path = checkpoint.save_checkpoint(run_dir, state, full_config, permanent)
             checkpoint.prune_checkpoints(run_dir, config.keep_last)
-        if env.enabled:
-            dist.barrier()
+        checkpoint.barrier()
         return path
 
     stop_tokens = min(config.max_tokens, config.stop_at_tokens or config.max_tokens)
@@ -307,14 +311,16 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
         tokens_per_expert_LE = None
         for micro in range(accumulation):
             rows = reader.next_rows(config.micro_batch_size).to(device)
-            sync = not env.enabled or micro == accumulation - 1
-            with (contextlib.nullcontext() if sync else forward_model.no_sync()), autocast(device, config.bf16):
-                output = forward_model(rows[:, :-1], loss_targets(rows, pad_token_id))
+            if sharded:  # gradients are reduced (and resharded) after the step's last micro-batch only
+                model.set_requires_gradient_sync(micro == accumulation - 1)
+            with autocast(device, config.bf16):
+                output = forward_model(rows[:, :-1], loss_targets(rows, pad_token_id),
+                                       loss_chunk_tokens=config.loss_chunk_tokens)
             (output.loss / accumulation).backward()
             sums += torch.stack([output.lm_loss.detach(), output.balance_loss.detach()])
             load = output.tokens_per_expert_LE.detach()
             tokens_per_expert_LE = load if tokens_per_expert_LE is None else tokens_per_expert_LE + load
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        grad_norm = clip_grad_norm_(list(model.parameters()), config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -347,6 +353,14 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
     log.close()
     return {"step": step, "tokens_seen": tokens_seen, "loss": last_loss,
             "checkpoint": str(last_path) if last_path else None}
+
+
+def check_mesh(expert_parallel: int, world_size: int, model_config: ModelConfig) -> None:
+    """One-line errors for an expert-parallel degree the run cannot use, before any work."""
+    if expert_parallel < 1 or world_size % expert_parallel:
+        raise ConfigError(f"--ep {expert_parallel} must divide the number of processes ({world_size})")
+    if model_config.n_routed_experts % expert_parallel:
+        raise ConfigError(f"--ep {expert_parallel} must divide the {model_config.n_routed_experts} routed experts")
 
 
 def crossed(tokens_seen: int, batch_tokens: int, interval: int) -> bool:

@@ -66,3 +66,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def spawn():
+    return spawn_ranks
+
+
+def spawn_ranks(function, world_size: int, tmp_path: Path, *args) -> None:
+    """Run function(rank, world_size, *args) in world_size fresh processes joined by a gloo process group.
+
+    The function must be importable (defined at a test module's top level); an exception in any
+    rank fails the caller with that rank's traceback.
+    """
+    init_file = tmp_path / f"gloo-init-{random.randrange(1 << 30)}"
+    torch.multiprocessing.spawn(_join_and_run, args=(world_size, str(init_file), function, args), nprocs=world_size)
+
+
+def _join_and_run(rank: int, world_size: int, init_file: str, function, args) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        function(rank, world_size, *args)
+    finally:
+        dist.destroy_process_group()

@@ -53,3 +53,30 @@ def test_gpu_bench_needs_a_gpu(monkeypatch, capsys):
     assert gpu.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0 and gpu.peak_tflops("mystery") is None
     assert gpu.main([]) == 1
     assert "needs a GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options", [["--loss-chunk-tokens", "24"], ["--fsdp", "--expert-dispatch", "--loss-chunk-tokens", "24"]],
+                         ids=["plain-chunked", "fsdp-expert-dispatch"])
+def test_gpu_bench_model_paths_train_on_cpu(monkeypatch, options):
+    """The benchmark's model set-ups (run only on a GPU) give one process's losses on CPU, in fp32."""
+    import torch.distributed as dist
+
+    gpu = load_script("bench_trainer_gpu", monkeypatch)
+    cpu = torch.device("cpu")
+    _, reference, _, _ = gpu.build(gpu.parse_args(["--preset", "tiny", "--seq-len", "16"]), cpu)
+    args = gpu.parse_args(["--preset", "tiny", "--seq-len", "16", *options])
+    try:
+        config, model, forward, _ = gpu.build(args, cpu)  # the same initialisation (seed 0)
+        tokens_BT1 = torch.randint(0, config.vocab_size, (4, 17), generator=torch.Generator().manual_seed(0))
+        output = forward(tokens_BT1[:, :-1], tokens_BT1[:, 1:], loss_chunk_tokens=args.loss_chunk_tokens)
+        output.loss.backward()
+        expected = reference(tokens_BT1[:, :-1], tokens_BT1[:, 1:])
+        expected.loss.backward()
+        torch.testing.assert_close(output.loss, expected.loss, rtol=1e-5, atol=0)
+        reference_grads = {name: p.grad for name, p in reference.named_parameters()}
+        for name, parameter in model.named_parameters():
+            gradient = parameter.grad.full_tensor() if hasattr(parameter.grad, "full_tensor") else parameter.grad
+            torch.testing.assert_close(gradient, reference_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -38,10 +38,35 @@ def test_order_depends_on_seed_and_epoch_only(numbered_shards):
 
 
 def test_ranks_split_the_data_without_overlap(numbered_shards):
-    shares = [TokenShardReader(numbered_shards, seed=3, rank=r, world_size=3, loop=False) for r in range(3)]
-    ids = [row_ids(reader.next_rows(1000)) for reader in shares]
-    assert sorted(sum(ids, [])) == list(range(60))
-    assert all(len(share) >= 12 for share in ids)
+    stream = row_ids(TokenShardReader(numbered_shards, seed=3).next_rows(120))  # two epochs at one rank
+    shares = [TokenShardReader(numbered_shards, seed=3, rank=r, world_size=3) for r in range(3)]
+    together = []
+    for _ in range(10):  # ten global micro-batches of 3 x 4 sequences
+        blocks = [row_ids(reader.next_rows(4)) for reader in shares]
+        assert len(set(sum(blocks, []))) == 12  # no sequence on two ranks
+        together += sum(blocks, [])
+    assert together == stream  # rank r takes the r-th block: the one-rank order whatever the world size
+    assert all(reader.state_dict() == {"sequences_read": 120} for reader in shares)
+
+
+def test_resume_at_another_world_size_skips_and_repeats_nothing(numbered_shards):
+    stream = row_ids(TokenShardReader(numbered_shards, seed=5).next_rows(100))
+    two = [TokenShardReader(numbered_shards, seed=5, rank=r, world_size=2) for r in range(2)]
+    seen = [row_ids(reader.next_rows(5)) for _ in range(3) for reader in two]  # 30 sequences
+    state = json.loads(json.dumps(two[0].state_dict()))
+    assert state == two[1].state_dict() == {"sequences_read": 30}
+    three = [TokenShardReader(numbered_shards, seed=5, rank=r, world_size=3) for r in range(3)]
+    for reader in three:
+        reader.load_state_dict(state)
+    seen += [row_ids(reader.next_rows(7)) for _ in range(2) for reader in three]  # 42 more, across an epoch end
+    assert sum(seen, []) == stream[:72]
+
+
+def test_non_looping_reader_shares_the_last_micro_batch(numbered_shards):
+    shares = [TokenShardReader(numbered_shards, split="validation", rank=r, world_size=2, loop=False) for r in range(2)]
+    assert [len(reader.next_rows(4)) for reader in shares] == [4, 4]
+    assert [len(reader.next_rows(4)) for reader in shares[:1]] == [2]  # rows 8, 9 of 10
+    assert shares[1].next_rows(4) is None
 
 
 def test_resume_from_state_continues_exactly(numbered_shards):
@@ -77,8 +102,6 @@ def test_manifest_checks(numbered_shards, tmp_path):
     assert read_manifest(numbered_shards / "manifest.json")["seq_len"] == 4
     with pytest.raises(ValueError, match="split"):
         TokenShardReader(numbered_shards, split="test")
-    with pytest.raises(ValueError, match="row groups cannot feed"):
-        TokenShardReader(numbered_shards, split="validation", world_size=3)
     bad = json.loads((numbered_shards / "manifest.json").read_text())
     bad["format"] = "other/2"
     (tmp_path / "manifest.json").write_text(json.dumps(bad))

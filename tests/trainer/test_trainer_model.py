@@ -6,6 +6,7 @@ from trainer.model import (
     PRESETS,
     RoutedExperts,
     Transformer,
+    chunked_cross_entropy,
     count_parameters,
     counts_of_sorted,
     load_imbalance,
@@ -43,6 +44,7 @@ def test_published_preset_has_dots_llm1_size():
     assert 141e9 < counts["total"] < 144e9  # "142B total"
     assert 13.5e9 < counts["active"] < 14.5e9  # "14B active"
     assert 90e6 < count_parameters(PRESETS["small"])["active_non_embedding"] < 115e6
+    assert "medium" in PRESETS  # its size: test_trainer_parallel.py
 
 
 def test_parameter_count_matches_module():
@@ -227,3 +229,35 @@ def test_sequence_balance_loss_values():
     assert collapsed.item() == pytest.approx(0.1 * 3.0)
     spread = moe.sequence_balance_loss(torch.tensor([[[0], [1]]]), scores_BTE)
     assert spread.item() == pytest.approx(0.1 * (2 * 0.75 + 2 / 12))
+
+
+def test_chunked_loss_matches_the_plain_loss_without_keeping_logits():
+    torch.manual_seed(0)
+    model = Transformer(micro_config())
+    tokens = torch.randint(0, 50, (3, 12))
+    targets = tokens[:, 1:].clone()
+    targets[0, :4] = -100  # padding is not predicted either way
+    def logit_rows_kept(forward):
+        """Rows of the [*, V] tensors autograd keeps for backward during forward()."""
+        shapes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: shapes.append(t.shape) or t, lambda t: t):
+            output = forward()
+        return output, [shape.numel() // 50 for shape in shapes if shape and shape[-1] == 50]
+
+    plain, plain_rows = logit_rows_kept(lambda: model(tokens[:, :-1], targets))
+    plain.loss.backward()
+    plain_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    # 33 tokens: chunks of 7, the last of 5; each chunk's logits are recomputed in backward, not kept.
+    chunked, chunked_rows = logit_rows_kept(lambda: model(tokens[:, :-1], targets, loss_chunk_tokens=7))
+    chunked.loss.backward()
+    assert chunked.logits_BTV is None
+    assert max(plain_rows) == 33 and chunked_rows == []
+    torch.testing.assert_close(chunked.lm_loss, plain.lm_loss, rtol=1e-6, atol=0)
+    torch.testing.assert_close(chunked.loss, plain.loss, rtol=1e-6, atol=0)
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad, plain_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+    hidden_ND, weight_VD = torch.randn(10, 32), torch.randn(50, 32)
+    targets_N = torch.randint(0, 50, (10,))
+    torch.testing.assert_close(chunked_cross_entropy(hidden_ND, weight_VD, targets_N, 3),
+                               F.cross_entropy(hidden_ND @ weight_VD.T, targets_N), rtol=1e-6, atol=0)
