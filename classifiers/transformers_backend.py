@@ -17,6 +17,7 @@ Nothing is downloaded: `base_model` and saved models are local directories.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import queue
 import threading
@@ -138,10 +139,12 @@ class TransformersClassifier(TextClassifier):
         self.model = model.to(self.device, dtype=self.dtype).eval()
         self._prefix, self._suffix = self._special_tokens()
 
-    def configure(self, overrides: Mapping[str, Any]) -> TransformersClassifier:
-        """Apply inference settings from the config (e.g. token_budget, device) over the manifest's."""
-        self.settings = self.settings.replace(overrides)
-        return self
+    def with_settings(self, overrides: Mapping[str, Any]) -> TransformersClassifier:
+        """This classifier (the same loaded model) with inference settings from the config, e.g.
+        `config.transformers.overrides()`, over the manifest's."""
+        configured = copy.copy(self)
+        configured.settings = self.settings.replace(overrides)
+        return configured
 
     def _special_tokens(self) -> tuple[list[int], list[int]]:
         """The ids the tokenizer adds before and after a text (e.g. [CLS] and [SEP]; none for Qwen2)."""
@@ -215,6 +218,7 @@ class TransformersClassifier(TextClassifier):
                 logits = self.model(
                     input_ids=batch.input_ids.to(self.device, non_blocking=True),
                     attention_mask=batch.attention_mask.to(self.device, non_blocking=True),
+                    use_cache=False,  # one forward pass: a decoder's key/value cache would be waste
                 ).logits
                 out[batch.rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return out
