@@ -429,6 +429,7 @@ def build_scratch_qwen2(
     vocab_size: int = 1000,
     max_positions: int = 2048,
     seed: int = 0,
+    init_std: float = 0.02,
 ) -> Path:
     """A randomly initialised Qwen2 decoder (the seed classifier's architecture) and a byte-level BPE
     tokenizer trained on `texts`: `head` "classifier" gives a Qwen2ForSequenceClassification (a base
@@ -462,6 +463,7 @@ def build_scratch_qwen2(
         eos_token_id=tokenizer.token_to_id("<|endoftext|>"),
         bos_token_id=tokenizer.token_to_id("<|endoftext|>"),
         tie_word_embeddings=False,
+        initializer_range=init_std,
     )
     torch.manual_seed(seed)
     output_dir = Path(output_dir)
