@@ -156,11 +156,14 @@ class TransformersClassifier(TextClassifier):
         return [], []
 
     def _place(self) -> None:
-        """Follow the device this task was given (a worker may serve tasks on another GPU)."""
+        """Follow the device this task was given (a worker may serve tasks on another GPU); the model
+        object is shared by the copies `with_settings` makes, so its own placement is what counts."""
         device = task_device(self.settings.device)
-        if device != self.device:
-            self.device, self.dtype = device, _dtype_for(device)
-            self.model.to(self.device, dtype=self.dtype)
+        dtype = _dtype_for(device)
+        weights = next(self.model.parameters())
+        if weights.device != device or weights.dtype != dtype:
+            self.model.to(device, dtype=dtype)
+        self.device, self.dtype = device, dtype
 
     def _token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text as at most max_length ids, special tokens included, truncated per the settings."""

@@ -35,7 +35,7 @@ from jobs.cli import main as thresher
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
-SMALL = ["--max-chars", "300"]  # short prompts keep the tests quick on two shared cores
+SMALL = ["--max-chars", "300", "--device", "cpu"]  # short prompts: quick on two shared cores; fp32 CPU: exact reruns
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def _command(rules_dir, lm_dir, out, sample="8"):
 
 def test_a_killed_run_resumes_after_its_last_complete_row_and_annotates_nothing_twice(rules_dir, lm_dir, tmp_path):
     whole = tmp_path / "whole.jsonl"
-    assert thresher(_command(rules_dir, lm_dir, whole, "24") + ["--device", "cpu"]) == 0
+    assert thresher(_command(rules_dir, lm_dir, whole, "24")) == 0
     expected = whole.read_text(encoding="utf-8")
     assert len(expected.splitlines()) == 24
 

@@ -12,6 +12,7 @@ from classifiers.base import load_classifier
 from classifiers.transformers_backend import TransformersClassifier, build_scratch_model
 
 torch.set_num_threads(1)
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 TEXTS = [
     "The committee approved the annual budget after a long debate.",
@@ -77,7 +78,8 @@ def qwen_tagger(tmp_path_factory):
     base = build_scratch_qwen2(DOCUMENTS, tmp_path_factory.mktemp("qwen"), vocab_size=400)
     model = AutoModelForSequenceClassification.from_pretrained(base, attn_implementation="sdpa")
     classifier = TransformersClassifier(model, AutoTokenizer.from_pretrained(base), ["no", "yes"], InferenceSettings(max_length=96))
-    return load_classifier(classifier.save(tmp_path_factory.mktemp("tagger")))
+    # Saved with device "auto"; these tests pin the CPU, where scores are exact (GPU tests below).
+    return load_classifier(classifier.save(tmp_path_factory.mktemp("tagger"))).with_settings({"device": "cpu"})
 
 
 def _one_by_one(classifier, texts):
@@ -170,9 +172,9 @@ def test_settings_are_stored_checked_and_overridden_by_config(qwen_tagger, tmp_p
         qwen_tagger.with_settings({"batch": 3})
 
 
-def test_a_spark_task_without_a_gpu_runs_on_the_cpu(spark, qwen_tagger, tmp_path):
-    """Device "auto" inside a Spark task: no GPU resource was given and none is visible, so CPU; and
-    a mapInArrow over the tagger returns the same scores as the plain call, row by row."""
+def test_a_spark_task_runs_on_the_first_visible_gpu_or_the_cpu(spark, qwen_tagger, tmp_path):
+    """Device "auto" inside a local-mode Spark task (no GPU resource given): the first visible GPU, or
+    the CPU when there is none; a mapInArrow over the tagger returns the plain call's scores, row by row."""
     import pyarrow as pa
 
     from classifiers.base import cached_classifier
@@ -190,6 +192,18 @@ def test_a_spark_task_without_a_gpu_runs_on_the_cpu(spark, qwen_tagger, tmp_path
 
     frame = spark.createDataFrame([(i, text) for i, text in enumerate(DOCUMENTS)], "i long, text string").repartition(3)
     rows = sorted(frame.mapInArrow(tag, "i long, yes double, device string").collect())
-    assert {row["device"] for row in rows} == {"cpu"}
-    expected = qwen_tagger.predict_proba(DOCUMENTS)[:, 1]
-    assert np.array_equal(np.array([row["yes"] for row in rows]), expected)
+    gpu = torch.cuda.is_available()
+    assert {row["device"] for row in rows} == {"cuda:0" if gpu else "cpu"}
+    expected = load_classifier(directory).predict_proba(DOCUMENTS)[:, 1]  # device auto, as in the task
+    got = np.array([row["yes"] for row in rows])
+    assert np.allclose(got, expected, atol=1e-2) if gpu else np.array_equal(got, expected)
+
+
+@CUDA
+def test_on_a_gpu_the_tagger_runs_in_bf16_and_scores_match_across_budgets(qwen_tagger, tmp_path):
+    on_gpu = load_classifier(qwen_tagger.save(tmp_path / "gpu")).with_settings({"device": "cuda:0"})
+    small = on_gpu.with_settings({"token_budget": 96}).predict_proba(DOCUMENTS)
+    large = on_gpu.with_settings({"token_budget": 8192}).predict_proba(DOCUMENTS)
+    assert on_gpu.model.dtype == torch.bfloat16 and on_gpu.device.type == "cuda"
+    assert np.allclose(small, large, atol=2e-2)  # bf16 tolerance
+    assert np.allclose(small, qwen_tagger.predict_proba(DOCUMENTS), atol=5e-2)  # the fp32 CPU scores
