@@ -178,7 +178,10 @@ class TransformersClassifier(TextClassifier):
                 text = text[:cap] if self.settings.truncation == "head" else text[: cap // 2] + " " + text[-(cap // 2) :]
             clipped.append(text)
         encoded = self.tokenizer(clipped, add_special_tokens=False, truncation=False, return_attention_mask=False)
-        return [self._prefix + truncate_ids(ids, content, self.settings.truncation) + self._suffix for ids in encoded["input_ids"]]
+        # An empty text under a tokenizer that adds no special tokens (Qwen2) would be no tokens at all:
+        # it is scored as the end-of-text token alone.
+        empty = [self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self.tokenizer.pad_token_id]
+        return [self._prefix + truncate_ids(ids, content, self.settings.truncation) + self._suffix or empty for ids in encoded["input_ids"]]
 
     def _batches(self, texts: Sequence[str]) -> Iterator[_Batch]:
         """Batches in sorted order: per window, documents grouped by padded length, each group cut
