@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import queue
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -93,10 +94,17 @@ def task_device(setting: str = "auto"):
     if context is not None:
         gpus = context.resources().get("gpu")
         if gpus is not None and gpus.addresses:
-            return torch.device(f"cuda:{gpus.addresses[0]}")
+            return torch.device(f"cuda:{visible_index(gpus.addresses[0])}")
     if torch.cuda.is_available():
         return torch.device("cuda:0")
     return torch.device("cpu")
+
+
+def visible_index(address: str) -> int:
+    """The CUDA index of the GPU Spark calls `address` (nvidia-smi's numbering): its place in
+    CUDA_VISIBLE_DEVICES when the cluster manager restricted the visible GPUs, else the address."""
+    visible = [item.strip() for item in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if item.strip()]
+    return visible.index(address) if address in visible else int(address)
 
 
 def _dtype_for(device):

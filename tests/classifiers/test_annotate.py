@@ -210,3 +210,15 @@ def test_the_readme_walkthrough_runs_as_written(rules_dir, lm_dir, bootstrapped,
     assert json.loads((tmp_path / "models" / "topic" / "classifier.json").read_text())["labels"] == sorted(labels)
     assert stats["models"]["topic_model"]["path"] == str((tmp_path / "models" / "topic").resolve())
     assert set(stats["topic_distribution_before"]) <= labels  # the tagger that annotate -> train made
+
+
+def test_jsonl_input_without_ids_gets_ids_from_the_text(rules_dir, scorer, tmp_path):
+    documents = [row for row in read_documents(rules_dir)][:5]
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps({"text": d["text"], "url": d["url"], "lang": d["lang"]}) + "\n" for d in documents))
+    out = tmp_path / "labels.jsonl"
+    annotate_file(source, out, "quality", scorer, max_chars=200)
+    rows = rows_of(out)
+    assert sorted(row["text"] for row in rows) == sorted(d["text"] for d in documents)
+    assert all(row["doc_id"] == hashlib.blake2b(row["text"].encode(), digest_size=16).hexdigest() for row in rows)
+    assert annotate_file(source, out, "quality", scorer, max_chars=200)["rows_written"] == 0  # all there already

@@ -207,3 +207,12 @@ def test_on_a_gpu_the_tagger_runs_in_bf16_and_scores_match_across_budgets(qwen_t
     assert on_gpu.model.dtype == torch.bfloat16 and on_gpu.device.type == "cuda"
     assert np.allclose(small, large, atol=2e-2)  # bf16 tolerance
     assert np.allclose(small, qwen_tagger.predict_proba(DOCUMENTS), atol=5e-2)  # the fp32 CPU scores
+
+
+def test_a_spark_gpu_address_maps_to_its_cuda_index(monkeypatch):
+    from classifiers.transformers_backend import visible_index
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert visible_index("3") == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # a cluster manager showed this process two GPUs
+    assert visible_index("3") == 1 and visible_index("2") == 0
