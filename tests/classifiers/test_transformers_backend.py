@@ -52,7 +52,8 @@ def test_fine_tuning_moves_the_model_and_a_reload_predicts_identically(base_dir,
     more_steps.save(tmp_path / "model")
     reloaded = load_classifier(tmp_path / "model")
     assert np.array_equal(reloaded.predict_proba(TEXTS), more_steps.predict_proba(TEXTS))
-    assert reloaded.dtype == torch.float32 and reloaded.device.type == "cpu"  # no GPU here: fp32 on CPU
+    gpu = torch.cuda.is_available()  # bf16 on a GPU, fp32 on the CPU
+    assert (reloaded.dtype, reloaded.device.type) == ((torch.bfloat16, "cuda") if gpu else (torch.float32, "cpu"))
 
 
 def test_training_without_a_base_model_is_refused():
