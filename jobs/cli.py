@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "rules": ("jobs.rules", "stage 2: cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup"),
     "models": ("jobs.models", "stage 3: page-type filter, line-clutter removal, topic classification and rebalancing"),
     "classifiers": ("classifiers.cli", "stage 3 models: `train` on labelled data, `eval` a saved model, `bootstrap` defaults from a crawl"),
+    "annotate": ("classifiers.annotate", "labels for a stage 3 classifier from a local LLM, by scoring each allowed label"),
     "tokenizer": ("jobs.tokenizer", "tokenizer: `train` a byte-level BPE on a sample of a stage's documents"),
     "export": ("jobs.export", "export: documents -> tokenized, packed, shuffled Parquet shards and manifest.json"),
     "train": ("trainer.cli", "train the bundled dots.llm1-style MoE model on exported token shards"),

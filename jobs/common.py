@@ -89,6 +89,33 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
+def spark_settings(spark_config: SparkConfig) -> dict[str, str]:
+    """The spark.* settings of a session: thresher's defaults, GPU scheduling, then `conf` (which wins)."""
+    settings = {
+        "spark.sql.shuffle.partitions": str(spark_config.shuffle_partitions),
+        "spark.driver.memory": spark_config.driver_memory,
+        "spark.executor.memory": spark_config.executor_memory,
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "true",
+    }
+    if spark_config.executor_gpu_amount < 0 or spark_config.task_gpu_amount < 0:
+        raise ConfigError("spark.executor_gpu_amount and spark.task_gpu_amount must be >= 0")
+    if spark_config.executor_gpu_amount > 0:
+        if not spark_config.task_gpu_amount > 0:
+            raise ConfigError("spark.task_gpu_amount: must be > 0 when spark.executor_gpu_amount is set (e.g. 1: a GPU per task)")
+        script = Path(spark_config.gpu_discovery_script)
+        if not script.is_absolute():  # relative to the checkout, where the shipped script lives
+            script = Path(__file__).resolve().parent.parent / script
+        if not script.is_file():
+            raise ConfigError(f"spark.gpu_discovery_script: {script} does not exist (thresher ships jobs/gpu_discovery.sh)")
+        settings["spark.executor.resource.gpu.amount"] = str(spark_config.executor_gpu_amount)
+        settings["spark.task.resource.gpu.amount"] = str(spark_config.task_gpu_amount)
+        settings["spark.executor.resource.gpu.discoveryScript"] = str(script)
+    settings.update(spark_config.conf)
+    return settings
+
+
 def spark_session(app_name: str, spark_config: SparkConfig, master: str | None = None):
     """A SparkSession for a job; reuses the active one (tests, `thresher run`) when there is one."""
     from pyspark.sql import SparkSession
@@ -99,17 +126,8 @@ def spark_session(app_name: str, spark_config: SparkConfig, master: str | None =
     # Executors must run the same interpreter as the driver, with the same packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(master or spark_config.master)
-        .config("spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions))
-        .config("spark.driver.memory", spark_config.driver_memory)
-        .config("spark.executor.memory", spark_config.executor_memory)
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.showConsoleProgress", "true")
-    )
-    for key, value in spark_config.conf.items():
+    builder = SparkSession.builder.appName(app_name).master(master or spark_config.master)
+    for key, value in spark_settings(spark_config).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 

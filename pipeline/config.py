@@ -30,6 +30,11 @@ class SparkConfig:
     driver_memory: str = "2g"
     executor_memory: str = "2g"
     conf: dict[str, str] = field(default_factory=dict)  # extra spark.* settings, passed through
+    # GPU scheduling for transformers taggers (0: none). Spark gives each task `task_gpu_amount` of a
+    # GPU that `gpu_discovery_script` found on its executor; the tagger runs on that GPU.
+    executor_gpu_amount: int = 0  # spark.executor.resource.gpu.amount: GPUs per executor
+    task_gpu_amount: float = 0.0  # spark.task.resource.gpu.amount: e.g. 1 (a GPU per task) or 0.5 (two share)
+    gpu_discovery_script: str = "jobs/gpu_discovery.sh"  # spark.executor.resource.gpu.discoveryScript
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,20 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class TransformersInferenceConfig:
+    """Inference settings for every transformers tagger, over those in its classifier.json; 0 or an
+    empty string keeps the model's own (see classifiers.transformers_backend.InferenceSettings)."""
+
+    token_budget: int = 0  # padded tokens per forward pass
+    max_length: int = 0  # tokens per document
+    truncation: str = ""  # head or head_tail
+    device: str = ""  # auto, cpu or cuda:N
+
+    def overrides(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name)}
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """Export: tokenizer and shards."""
 
@@ -221,6 +240,7 @@ class Config:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    transformers: TransformersInferenceConfig = field(default_factory=TransformersInferenceConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     base_dir: str = ""  # set by the loader: the config file's directory, for relative paths
 

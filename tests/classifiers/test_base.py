@@ -17,7 +17,7 @@ from classifiers.base import (
     read_manifest,
     unit_hash,
 )
-from classifiers.transformers_backend import build_scratch_model
+from classifiers.transformers_backend import build_scratch_model, build_scratch_qwen2
 
 from .conftest import SMALL_FASTTEXT, read_jsonl
 
@@ -39,11 +39,19 @@ def base_model(labelled, tmp_path_factory):
     return build_scratch_model(labelled[0], tmp_path_factory.mktemp("base"), vocab_size=500)
 
 
-@pytest.fixture(scope="module", params=["fasttext", "transformers"])
-def trained(request, labelled, base_model, tmp_path_factory):
+@pytest.fixture(scope="module")
+def qwen2_base_model(labelled, tmp_path_factory):
+    return build_scratch_qwen2(labelled[0], tmp_path_factory.mktemp("qwen2"), vocab_size=500)
+
+
+# transformers twice: a BERT encoder, and a Qwen2 decoder (the architecture of a 1.5B GPU tagger).
+@pytest.fixture(scope="module", params=["fasttext", "transformers", "transformers-qwen2"])
+def trained(request, labelled, base_model, qwen2_base_model, tmp_path_factory):
     texts, labels = labelled
-    params = SMALL_FASTTEXT if request.param == "fasttext" else {**TINY_TRANSFORMER, "base_model": str(base_model)}
-    classifier = backend_class(request.param).train(texts, labels, params, seed=0)
+    backend = request.param.split("-")[0]
+    base = {"transformers": base_model, "transformers-qwen2": qwen2_base_model}.get(request.param)
+    params = SMALL_FASTTEXT if backend == "fasttext" else {**TINY_TRANSFORMER, "base_model": str(base)}
+    classifier = backend_class(backend).train(texts, labels, params, seed=0)
     directory = classifier.save(tmp_path_factory.mktemp(request.param))
     return classifier, directory, texts
 

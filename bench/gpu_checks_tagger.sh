@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Issue 15's GPU checks, as one script for a lent GPU machine (its own python3 with torch, transformers,
+# pyspark and the shared data at ../shared/data), about 6 minutes on one H200:
+#   bash bench/gpu_checks_tagger.sh   (writes logs under $OUT, or bench/work/gpu_tagger when OUT is unset)
+# 1. the transformers backend's tests with CUDA visible: bf16 on the GPU, scores across token budgets
+#    within bf16 tolerance, a local-mode Spark task on the first visible GPU;
+# 2. the discovery script Spark would run on a GPU executor;
+# 3. bench_tagger.py --gpu: a Qwen2-1.5B-shaped tagger (random weights), 512 tokens per document,
+#    plain loop and Spark job (targets: >= 130k tokens/s, Spark >= 0.9x the loop), at two token budgets.
+set -u
+OUT=${OUT:-bench/work/gpu_tagger}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+nvidia-smi -L
+python3 -c "import torch, transformers, pyspark; print('torch', torch.__version__, 'transformers', transformers.__version__, 'pyspark', pyspark.__version__, 'cuda', torch.cuda.is_available())"
+bash jobs/gpu_discovery.sh | tee "$OUT/discovery.json"
+timeout 200 python3 -m pytest tests/classifiers/test_transformers_backend.py -q -rfEs -o timeout=0 2>&1 | tee "$OUT/pytest_backend.log" | tail -15
+for budget in 32768 65536; do
+  timeout 240 python3 bench/bench_tagger.py --gpu --documents 4096 --token-budget "$budget" --repeats 2 --threads 4 2>&1 \
+    | grep -v "Loading weights\|Writing model" | tee "$OUT/bench_tagger_gpu_b$budget.txt" | tail -12
+done

@@ -1,0 +1,537 @@
+"""`thresher annotate`: labels for a stage 3 classifier from a local causal LM, by constrained scoring.
+
+For each sampled document (for clutter: each line of it) a prompt from configs/prompts/ is filled with
+the (truncated) document and the task's label set. The model's answer is never parsed: the
+log-likelihood of every allowed label after the prompt is computed, with the prompt run once and its
+key/value cache shared by all labels in one batch (`CausalLMScorer.label_logprobs`), and the
+probabilities are normalised over the labels. Topics take two steps: the domain, then a subtopic of it.
+
+The output is JSONL that `thresher classifiers train` reads (`text`, `label`, plus `url` for page
+type and `line_index`/`line_count` for clutter), one row per document or line, each recording the
+prompt template's hash and the model's name and hash. Which documents are annotated is a function of
+the input and --seed (stratified by language), and a rerun continues after the last complete row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from classifiers.base import ModelNotFoundError, unit_hash
+from classifiers.clutter import CLUTTER, KEEP
+from classifiers.page_type import PAGE_TYPES
+from classifiers.topic import DEFAULT_TOPICS_FILE
+
+ANNOTATION_TASKS = ("page_type", "topic", "clutter", "quality")
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "configs" / "prompts"
+QUALITY_LABELS = ("high", "low")
+TRAIN_TASK = {"page_type": "page_type", "topic": "topic", "clutter": "clutter", "quality": "plain"}
+DEFAULT_MAX_CHARS = 3000  # the document prefix in a prompt; page type and topic show early in a page
+DEFAULT_MAX_LINES = 40  # clutter: lines judged per document (chosen by seeded hash)
+
+
+class AnnotationError(ValueError):
+    """A labels file, prompt or model that cannot be used; the message names it and what to do."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Label sets and prompts
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """The allowed answers of one scoring step and what the prompt calls them."""
+
+    labels: tuple[str, ...]
+    names: dict[str, dict[str, str]]  # label -> {"en": ..., "zh": ...}
+
+    def listing(self, lang: str) -> str:
+        return "\n".join(f"- {label}: {self.names.get(label, {}).get(lang, label)}" for label in self.labels)
+
+
+@dataclass(frozen=True)
+class TopicTree:
+    domains: LabelSet
+    subtopics: dict[str, LabelSet]  # domain id -> its subtopics (ids without the domain)
+
+
+def label_sets(task: str, prompts_dir: Path = PROMPTS_DIR, topics_file: Path | None = None) -> LabelSet | TopicTree:
+    """The labels `task` is annotated with: page types, keep/clutter and high/low from labels.yaml,
+    topics (domain, then subtopic) from the taxonomy file."""
+    if task == "topic":
+        return _topic_tree(Path(topics_file or DEFAULT_TOPICS_FILE))
+    names_file = prompts_dir / "labels.yaml"
+    try:
+        names = (yaml.safe_load(names_file.read_text(encoding="utf-8")) or {}).get(task) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise AnnotationError(f"cannot read label names {names_file}: {exc}") from exc
+    labels = {"page_type": PAGE_TYPES, "clutter": (KEEP, CLUTTER), "quality": QUALITY_LABELS}[task]
+    return LabelSet(tuple(labels), {label: dict(names.get(label) or {}) for label in labels})
+
+
+def _topic_tree(path: Path) -> TopicTree:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise AnnotationError(f"cannot read topic taxonomy {path}: {exc}") from exc
+    domains, domain_names, subtopics = [], {}, {}
+    for domain in raw.get("domains") or []:
+        domains.append(str(domain["id"]))
+        domain_names[str(domain["id"])] = {"en": str(domain.get("en", domain["id"])), "zh": str(domain.get("zh", domain["id"]))}
+        subs = domain.get("subtopics") or []
+        subtopics[str(domain["id"])] = LabelSet(
+            tuple(str(sub["id"]) for sub in subs), {str(sub["id"]): {"en": str(sub["en"]), "zh": str(sub["zh"])} for sub in subs}
+        )
+    if not domains:
+        raise AnnotationError(f"{path} defines no topic domains")
+    return TopicTree(LabelSet(tuple(domains), domain_names), subtopics)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    template: str
+    sha256: str
+
+    def fill(self, **values: str) -> str:
+        """The template with its placeholders replaced (str.replace: braces in documents are safe)."""
+        text = self.template
+        for key, value in values.items():
+            text = text.replace("{" + key + "}", value)
+        return text.rstrip()
+
+
+def load_prompts(task: str, prompts_dir: Path = PROMPTS_DIR) -> dict[str, dict[str, Prompt]]:
+    """step -> language -> Prompt; a step is the task itself, or topic_domain and topic_subtopic."""
+    steps = ("topic_domain", "topic_subtopic") if task == "topic" else (task,)
+    prompts: dict[str, dict[str, Prompt]] = {}
+    for step in steps:
+        prompts[step] = {}
+        for lang in ("en", "zh"):
+            path = prompts_dir / f"{step}.{lang}.txt"
+            try:
+                template = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise AnnotationError(f"missing prompt template {path} ({exc.strerror}); see configs/prompts/README.md") from exc
+            if "{document}" not in template or "{labels}" not in template:
+                raise AnnotationError(f"prompt template {path} needs the placeholders {{document}} and {{labels}}")
+            prompts[step][lang] = Prompt(template, hashlib.sha256(template.encode("utf-8")).hexdigest())
+    return prompts
+
+
+def prompt_language(lang: str | None) -> str:
+    return "zh" if (lang or "").startswith("zh") else "en"
+
+
+# ----------------------------------------------------------------------------------------------
+# The model
+
+
+def model_hash(directory: Path) -> str:
+    """SHA-256 over every file of the model directory (relative path and content), in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(path.relative_to(directory)).encode() + b"\0")
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+class CausalLMScorer:
+    """Log-likelihoods of candidate answers after a prompt, from any local causal LM transformers loads."""
+
+    def __init__(self, model_dir: str | Path, device: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from classifiers.transformers_backend import task_device
+
+        self.directory = Path(model_dir)
+        if not (self.directory / "config.json").is_file():
+            raise ModelNotFoundError(f"--model {model_dir}: no config.json there; pass a local causal LM directory (transformers format)")
+        self.device = task_device(device)
+        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(self.directory)
+        self.model = AutoModelForCausalLM.from_pretrained(self.directory, dtype=dtype, attn_implementation="sdpa").to(self.device).eval()
+        self.name = str(getattr(self.model.config, "_name_or_path", "") or self.directory.name)
+        if Path(self.name).is_absolute():  # a local path says where it was, not what it is
+            self.name = self.directory.resolve().name
+        self.hash = model_hash(self.directory)
+        self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt)["input_ids"]
+
+    def encode_answer(self, label: str) -> list[int]:
+        # A newline after the label makes the answers prefix-free ("list" cannot win inside "listing").
+        return self.tokenizer(f" {label}\n", add_special_tokens=False)["input_ids"]
+
+    def label_logprobs(self, prompt_ids: Sequence[int], answers: Sequence[Sequence[int]]) -> np.ndarray:
+        """log P(answer | prompt) for each answer: the prompt runs once, its key/value cache is repeated
+        over the answers, and all answers run as one batch after it."""
+        import torch
+
+        with torch.inference_mode():
+            prompt = torch.tensor([list(prompt_ids)], device=self.device)
+            out = self.model(input_ids=prompt, use_cache=True, logits_to_keep=1)  # only the last position's logits
+            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+            totals = torch.stack([first[answer[0]] for answer in answers])
+            longest = max(len(answer) for answer in answers)
+            if longest > 1:
+                cache = out.cache
+                cache.batch_repeat_interleave(len(answers))
+                steps = longest - 1  # feed all but the last answer token; each predicts the next
+                ids = torch.full((len(answers), steps), self._pad, dtype=torch.long, device=self.device)
+                targets = torch.zeros((len(answers), steps), dtype=torch.long, device=self.device)
+                valid = torch.zeros((len(answers), steps), dtype=torch.bool, device=self.device)
+                for row, answer in enumerate(answers):
+                    fed = len(answer) - 1
+                    if fed:
+                        ids[row, :fed] = torch.tensor(answer[:-1], device=self.device)
+                        targets[row, :fed] = torch.tensor(answer[1:], device=self.device)
+                        valid[row, :fed] = True
+                attention = torch.cat([torch.ones((len(answers), len(prompt_ids)), dtype=torch.long, device=self.device), valid.long()], dim=1)
+                # Padded steps sit after each answer's real tokens: causal attention keeps them out of the real ones.
+                positions = torch.arange(len(prompt_ids), len(prompt_ids) + steps, device=self.device).expand(len(answers), -1)
+                logits = self.model(
+                    input_ids=ids, attention_mask=attention, position_ids=positions, cache=cache, use_cache=True
+                ).logits
+                picked = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+                totals = totals + (picked * valid).sum(dim=1)
+        return totals.double().cpu().numpy()
+
+    def label_logprobs_separately(self, prompt_ids: Sequence[int], answers: Sequence[Sequence[int]]) -> np.ndarray:
+        """The same log-likelihoods, one full forward pass of prompt + answer per answer (the reference)."""
+        import torch
+
+        totals = []
+        with torch.inference_mode():
+            for answer in answers:
+                ids = torch.tensor([list(prompt_ids) + list(answer)], device=self.device)
+                logprobs = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), dim=-1)
+                start = len(prompt_ids) - 1
+                totals.append(sum(float(logprobs[start + j, token]) for j, token in enumerate(answer)))
+        return np.array(totals, dtype=np.float64)
+
+
+def normalised(logprobs: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logprobs - logprobs.max())
+    return shifted / shifted.sum()
+
+
+# ----------------------------------------------------------------------------------------------
+# Annotating one document
+
+
+@dataclass
+class Annotator:
+    task: str
+    scorer: CausalLMScorer
+    prompts: dict[str, dict[str, Prompt]]
+    labels: LabelSet | TopicTree
+    max_chars: int = DEFAULT_MAX_CHARS
+
+    def prompt_hash(self, lang: str) -> str:
+        """What a row records: the template's SHA-256; for topic, one hash of both steps' templates."""
+        if self.task != "topic":
+            return self.prompts[self.task][lang].sha256
+        return hashlib.sha256((self.prompts["topic_domain"][lang].sha256 + self.prompts["topic_subtopic"][lang].sha256).encode()).hexdigest()
+
+    def _choose(self, step: str, label_set: LabelSet, lang: str, **values: str) -> dict[str, float]:
+        prompt = self.prompts[step][lang]
+        answers = [self.scorer.encode_answer(x) for x in label_set.labels]
+        limit = self.scorer.context - max(map(len, answers)) if self.scorer.context else 0
+        document = values.pop("document")
+        while True:
+            ids = self.scorer.encode_prompt(prompt.fill(labels=label_set.listing(lang), document=document, **values))
+            if not limit or len(ids) <= limit or not document:
+                break
+            # The prompt outgrows the model's context: cut the document in proportion, with a margin.
+            document = document[: int(len(document) * limit / len(ids) * 0.9)]
+        logprobs = self.scorer.label_logprobs(ids, answers)
+        return dict(zip(label_set.labels, normalised(logprobs).tolist(), strict=True))
+
+    def annotate(self, document: dict[str, Any]) -> dict[str, Any]:
+        """label, probability, label_probabilities (normalised over the step's labels), prompt_hash; for
+        topic also domain_probabilities, and probability = P(domain) x P(subtopic | domain)."""
+        lang = prompt_language(document.get("lang"))
+        values = {"document": (document.get("text") or "")[: self.max_chars], "url": document.get("url") or ""}
+        if self.task == "clutter":
+            values["position"] = (
+                f"line {document['line_index'] + 1} of {document['line_count']}"
+                if lang == "en"
+                else f"第 {document['line_index'] + 1} 行，共 {document['line_count']} 行"
+            )
+        if self.task != "topic":
+            probabilities = self._choose(self.task, self.labels, lang, **values)
+            label = max(probabilities, key=probabilities.get)
+            return {"label": label, "probability": probabilities[label], "label_probabilities": probabilities, "prompt_hash": self.prompt_hash(lang)}
+        tree: TopicTree = self.labels
+        domains = self._choose("topic_domain", tree.domains, lang, **values)
+        domain = max(domains, key=domains.get)
+        domain_name = tree.domains.names[domain][lang]
+        subtopics = self._choose("topic_subtopic", tree.subtopics[domain], lang, domain=domain_name, **values)
+        subtopic = max(subtopics, key=subtopics.get)
+        return {
+            "label": f"{domain}.{subtopic}",
+            "probability": domains[domain] * subtopics[subtopic],
+            "label_probabilities": {f"{domain}.{sub}": p for sub, p in subtopics.items()},
+            "domain_probabilities": domains,
+            "prompt_hash": self.prompt_hash(lang),
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# Input, sampling, resumable output
+
+
+def read_documents(path: str | Path, columns: Sequence[str] | None = None, doc_ids: set[str] | None = None) -> Iterator[dict]:
+    """Rows (doc_id, url, text, lang) of a committed stage directory's documents/, a Parquet file or
+    directory, or a JSONL file; a row without doc_id gets the hash of its text as one."""
+    from pipeline.inputs import InputError
+
+    path = Path(path)
+    if path.is_dir() and (path / "documents").is_dir():
+        if not (path / "_COMMITTED").is_file():
+            raise InputError(f"{path} holds no committed stage output (no _COMMITTED marker): rerun that stage")
+        path = path / "documents"
+    if not path.exists():
+        raise InputError(f"input {path} does not exist: pass a stage output directory, a Parquet or a JSONL file")
+    if path.is_dir() or path.suffix == ".parquet":
+        import pyarrow.dataset as ds
+
+        dataset = ds.dataset(str(path), format="parquet")
+        if "text" not in dataset.schema.names:
+            raise InputError(f"{path} has no `text` column")
+        wanted = [c for c in (columns or ("doc_id", "url", "text", "lang")) if c in dataset.schema.names]
+        if "doc_id" not in dataset.schema.names and "text" not in wanted:
+            wanted.append("text")  # the id is the text's hash
+        for batch in dataset.to_batches(columns=wanted):
+            for row in batch.to_pylist():
+                row = _with_id(row)
+                if doc_ids is None or row["doc_id"] in doc_ids:
+                    yield row
+        return
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number}: not a JSON object: {exc}") from exc
+            row = _with_id(row)
+            if doc_ids is None or row["doc_id"] in doc_ids:
+                yield row
+
+
+def _with_id(row: dict) -> dict:
+    if not row.get("doc_id"):
+        row["doc_id"] = hashlib.blake2b((row.get("text") or "").encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return row
+
+
+def stratified_sample(docs: Sequence[tuple[str, str]], sample: int | None, seed: int) -> list[str]:
+    """doc_ids to annotate, in annotation order. `docs` are (doc_id, lang). Each language gets its share
+    of `sample` (largest remainder), filled with its documents of smallest unit_hash(seed, doc_id);
+    the order is by that hash, so a larger sample extends a smaller one's order per language."""
+    unique: dict[str, str] = {}
+    for doc_id, lang in docs:
+        unique.setdefault(doc_id, lang or "")
+    by_lang: dict[str, list[str]] = {}
+    for doc_id, lang in unique.items():
+        by_lang.setdefault(lang, []).append(doc_id)
+    for ids in by_lang.values():
+        ids.sort(key=lambda d: (unit_hash(seed, d), d))
+    total = len(unique)
+    if sample is None or sample >= total:
+        quotas = {lang: len(ids) for lang, ids in by_lang.items()}
+    else:
+        exact = {lang: sample * len(ids) / total for lang, ids in by_lang.items()}
+        quotas = {lang: math.floor(share) for lang, share in exact.items()}
+        for lang in sorted(exact, key=lambda x: (-(exact[x] - quotas[x]), x))[: sample - sum(quotas.values())]:
+            quotas[lang] += 1
+    chosen = [doc_id for lang, ids in by_lang.items() for doc_id in ids[: quotas[lang]]]
+    return sorted(chosen, key=lambda d: (unit_hash(seed, d), d))
+
+
+def clutter_lines(document: dict, max_lines: int, seed: int) -> list[dict]:
+    """The document's non-blank lines to judge (at most `max_lines`, by seeded hash), in line order,
+    as rows with line_index and line_count (the shape `classifiers train --task clutter` reads)."""
+    lines = (document.get("text") or "").split("\n")
+    candidates = [i for i, line in enumerate(lines) if line.strip()]
+    chosen = sorted(sorted(candidates, key=lambda i: unit_hash(seed, f"{document['doc_id']}:{i}"))[:max_lines])
+    return [
+        {**document, "text": lines[i], "line_index": i, "line_count": len(lines)}
+        for i in chosen
+    ]
+
+
+def row_key(row: dict) -> str:
+    return f"{row['doc_id']}:{row['line_index']}" if "line_index" in row else str(row["doc_id"])
+
+
+def resume_state(output: Path) -> tuple[set[str], list[dict]]:
+    """(keys of the complete rows already written, those rows' provenance); a partial last line (a
+    killed run) is cut off the file so the rerun appends after the last complete row."""
+    if not output.exists():
+        return set(), []
+    data = output.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        with open(output, "r+b") as handle:
+            handle.truncate(len(complete))
+    done, provenance = set(), []
+    for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise AnnotationError(f"{output}:{number}: not a labels row ({exc}); pass another --output") from exc
+        done.add(row_key(row))
+        provenance.append({key: row.get(key) for key in ("task", "model_hash", "prompt_hash")})
+    return done, provenance
+
+
+def annotate_file(
+    input_path: str | Path,
+    output: str | Path,
+    task: str,
+    scorer: CausalLMScorer,
+    sample: int | None = None,
+    seed: int = 0,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    max_lines: int = DEFAULT_MAX_LINES,
+    prompts_dir: Path = PROMPTS_DIR,
+    topics_file: Path | None = None,
+    progress=None,
+) -> dict[str, int]:
+    """Annotate the sample of `input_path` into `output` (JSONL, appended and flushed row by row)."""
+    if task not in ANNOTATION_TASKS:
+        raise AnnotationError(f"unknown annotation task {task!r} (known: {', '.join(ANNOTATION_TASKS)})")
+    prompts = load_prompts(task, prompts_dir)
+    annotator = Annotator(task, scorer, prompts, label_sets(task, prompts_dir, topics_file), max_chars)
+    output = Path(output)
+    done, provenance = resume_state(output)
+    hashes = {annotator.prompt_hash(lang) for lang in ("en", "zh")}
+    for row in provenance:
+        if row["task"] != task or row["model_hash"] != scorer.hash:
+            raise AnnotationError(
+                f"{output} holds labels for task {row['task']!r} by another model or task; pass another --output to start a new file"
+            )
+        if row["prompt_hash"] not in hashes:
+            raise AnnotationError(f"{output} was written with another prompt template; pass another --output to start a new file")
+    order = stratified_sample([(r["doc_id"], r.get("lang") or "") for r in read_documents(input_path, ("doc_id", "lang"))], sample, seed)
+    wanted = set(order)
+    documents = {row["doc_id"]: row for row in read_documents(input_path, doc_ids=wanted - done if task != "clutter" else wanted)}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    written = skipped = 0
+    with open(output, "a", encoding="utf-8") as out:
+        for doc_id in order:
+            document = documents.get(doc_id)
+            if document is None:  # annotated by an earlier run
+                skipped += 1
+                continue
+            items = clutter_lines(document, max_lines, seed) if task == "clutter" else [document]
+            for item in items:
+                if row_key(item) in done:
+                    skipped += 1
+                    continue
+                result = annotator.annotate(item)
+                row = {
+                    "doc_id": item["doc_id"],
+                    "url": item.get("url") or "",
+                    "lang": item.get("lang") or "",
+                    "text": item.get("text") or "",
+                    **({"line_index": item["line_index"], "line_count": item["line_count"]} if task == "clutter" else {}),
+                    "task": task,
+                    **result,
+                    "model": scorer.name,
+                    "model_hash": scorer.hash,
+                }
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()
+                written += 1
+                if progress:
+                    progress(written)
+            documents.pop(doc_id, None)
+        os.fsync(out.fileno())
+    return {"documents": len(order), "rows_written": written, "rows_skipped": skipped, "rows_total": len(done) + written}
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="INPUT", help="committed stage output directory (documents/), Parquet or JSONL file")
+    parser.add_argument("--task", required=True, choices=ANNOTATION_TASKS, help="what to label: page_type, topic, clutter or quality")
+    parser.add_argument("--model", required=True, help="local directory of a causal LM in transformers format (nothing is downloaded)")
+    parser.add_argument("--output", required=True, help="labels JSONL to write; an existing one is continued after its last complete row")
+    parser.add_argument("--sample", type=int, help="annotate this many documents, stratified by language (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample and its order (default: 0)")
+    parser.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, help=f"document characters in a prompt (default: {DEFAULT_MAX_CHARS})")
+    parser.add_argument(
+        "--max-lines", type=int, default=DEFAULT_MAX_LINES, help=f"clutter: lines judged per document (default: {DEFAULT_MAX_LINES})"
+    )
+    parser.add_argument("--prompts-dir", default=str(PROMPTS_DIR), help="directory of prompt templates and labels.yaml (default: configs/prompts)")
+    parser.add_argument("--topics-file", help="topic taxonomy (default: configs/topics.yaml)")
+    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers", help="inference engine (default: transformers)")
+    parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu or cuda:N (default: auto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.config import ConfigError
+
+    if args.sample is not None and args.sample < 1:
+        raise ConfigError(f"--sample must be at least 1, got {args.sample}")
+    if args.backend == "vllm":
+        try:
+            import vllm  # noqa: F401
+        except ImportError:
+            raise ConfigError("--backend vllm: vLLM is not installed (pip install vllm); --backend transformers needs nothing more") from None
+        raise ConfigError("--backend vllm: constrained label scoring is implemented for transformers only so far; use --backend transformers")
+    model_dir = Path(args.model)
+    if not (model_dir / "config.json").is_file():
+        raise ModelNotFoundError(f"--model {model_dir}: no config.json there; pass a local causal LM directory (transformers format)")
+    if not Path(args.input).exists():
+        from pipeline.inputs import InputError
+
+        raise InputError(f"input {args.input} does not exist: pass a stage output directory, a Parquet or a JSONL file")
+    try:
+        scorer = CausalLMScorer(model_dir, args.device)
+        summary = annotate_file(
+            args.input,
+            args.output,
+            args.task,
+            scorer,
+            args.sample,
+            args.seed,
+            args.max_chars,
+            args.max_lines,
+            Path(args.prompts_dir),
+            Path(args.topics_file) if args.topics_file else None,
+        )
+    except AnnotationError as exc:
+        raise ConfigError(str(exc)) from exc
+    print(
+        f"[thresher] annotate {args.task}: {summary['rows_written']} rows written, {summary['rows_skipped']} already there, "
+        f"{summary['rows_total']} in {args.output}; train with `thresher classifiers train --task {TRAIN_TASK[args.task]} "
+        f"--data {args.output} --output MODEL_DIR`",
+        file=sys.stderr,
+    )
+    return 0

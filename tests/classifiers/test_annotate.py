@@ -1,0 +1,224 @@
+"""thresher annotate: a tiny Qwen2 causal LM (random weights, tokenizer trained here) labels real
+web documents (DCLM, ChineseWebText) by constrained scoring; the labels train a fastText model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classifiers.annotate import (
+    PROMPTS_DIR,
+    CausalLMScorer,
+    annotate_file,
+    label_sets,
+    model_hash,
+    read_documents,
+    stratified_sample,
+)
+from classifiers.page_type import PAGE_TYPES
+from classifiers.topic import load_taxonomy
+from classifiers.transformers_backend import build_scratch_qwen2
+from jobs.cli import main as thresher
+
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[2]
+SMALL = ["--max-chars", "300", "--device", "cpu"]  # short prompts: quick on two shared cores; fp32 CPU: exact reruns
+
+
+@pytest.fixture(scope="module")
+def lm_dir(rules_dir, tmp_path_factory):
+    texts = [row["text"][:1500] for row in read_documents(rules_dir)][:300]
+    texts += [path.read_text(encoding="utf-8") for path in PROMPTS_DIR.glob("*.txt")]
+    return build_scratch_qwen2(texts, tmp_path_factory.mktemp("annotator"), head="causal_lm", vocab_size=800, init_std=0.3)
+
+
+@pytest.fixture(scope="module")
+def scorer(lm_dir):
+    return CausalLMScorer(lm_dir, "cpu")
+
+
+def rows_of(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_shared_prefix_scoring_equals_scoring_each_label_separately(scorer):
+    taxonomy_domains = label_sets("topic").domains.labels
+    prompt = scorer.encode_prompt("Which domain is this document about? 这篇文档属于哪个领域？\nAnswer:")
+    for labels in (PAGE_TYPES, taxonomy_domains, ("keep", "clutter")):
+        answers = [scorer.encode_answer(label) for label in labels]
+        assert len({len(a) for a in answers}) > 1 or len(labels) == 2  # answers of several lengths share a batch
+        shared = scorer.label_logprobs(prompt, answers)
+        separate = scorer.label_logprobs_separately(prompt, answers)
+        assert np.allclose(shared, separate, atol=1e-5, rtol=0), np.abs(shared - separate).max()
+        assert len(np.unique(np.round(shared, 3))) > 1  # real, differing scores
+    one_token = [[scorer.tokenizer.eos_token_id], [5], [7, 9]]
+    assert np.allclose(scorer.label_logprobs(prompt, one_token), scorer.label_logprobs_separately(prompt, one_token), atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["page_type", "topic", "clutter", "quality"])
+def test_every_label_is_allowed_probabilities_sum_to_one_and_rows_say_where_they_came_from(task, rules_dir, scorer, lm_dir, tmp_path):
+    out = tmp_path / f"{task}.jsonl"
+    summary = annotate_file(rules_dir, out, task, scorer, sample=6, seed=1, max_chars=300, max_lines=3)
+    rows = rows_of(out)
+    assert summary["rows_written"] == len(rows) >= 6 and summary["documents"] == 6
+    allowed = {
+        "page_type": set(PAGE_TYPES),
+        "topic": set(load_taxonomy().labels),
+        "clutter": {"keep", "clutter"},
+        "quality": {"high", "low"},
+    }[task]
+    model = model_hash(lm_dir)
+    for row in rows:
+        assert row["label"] in allowed
+        assert set(row["label_probabilities"]) <= allowed and row["label"] in row["label_probabilities"]
+        assert sum(row["label_probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+        assert row["model_hash"] == model and row["model"] == lm_dir.name and row["task"] == task
+        assert row["text"] and row["doc_id"] and "url" in row
+        lang = "zh" if row["lang"] == "zh" else "en"
+        if task == "topic":
+            assert sum(row["domain_probabilities"].values()) == pytest.approx(1.0, abs=1e-9)
+            domain = row["label"].split(".")[0]
+            assert row["probability"] == pytest.approx(row["domain_probabilities"][domain] * row["label_probabilities"][row["label"]])
+            assert len(row["label_probabilities"]) == 10  # the chosen domain's subtopics
+            templates = [(PROMPTS_DIR / f"{step}.{lang}.txt").read_bytes() for step in ("topic_domain", "topic_subtopic")]
+            expected = hashlib.sha256("".join(hashlib.sha256(t).hexdigest() for t in templates).encode()).hexdigest()
+        else:
+            assert row["probability"] == row["label_probabilities"][row["label"]] == max(row["label_probabilities"].values())
+            assert len(row["label_probabilities"]) == len(allowed)
+            expected = hashlib.sha256((PROMPTS_DIR / f"{task}.{lang}.txt").read_bytes()).hexdigest()
+        assert row["prompt_hash"] == expected
+    if task == "clutter":  # line rows, in the shape `classifiers train --task clutter` reads
+        assert all(0 <= row["line_index"] < row["line_count"] and "\n" not in row["text"] for row in rows)
+        assert len({(row["doc_id"], row["line_index"]) for row in rows}) == len(rows)
+
+
+def test_the_sample_is_stratified_by_language_seeded_and_deterministic():
+    docs = [(f"en-{i}", "en") for i in range(300)] + [(f"zh-{i}", "zh") for i in range(100)] + [("de-0", "de")]
+    sample = stratified_sample(docs, 40, seed=3)
+    counts = Counter(doc_id.split("-")[0] for doc_id in sample)
+    assert counts == {"en": 30, "zh": 10}  # 300:100:1 of 40 (de's 0.1 loses the largest remainder)
+    assert sample == stratified_sample(list(reversed(docs)), 40, seed=3)  # not the input order
+    assert sample != stratified_sample(docs, 40, seed=4)
+    bigger = stratified_sample(docs, 80, seed=3)
+    assert set(sample) < set(bigger)  # a larger sample extends a smaller one
+    assert len(stratified_sample(docs, None, seed=3)) == len(docs)
+    assert len(stratified_sample(docs + docs[:5], 1000, seed=3)) == len(docs)  # duplicate ids counted once
+
+
+def _command(rules_dir, lm_dir, out, sample="8"):
+    return ["annotate", str(rules_dir), "--task", "page_type", "--model", str(lm_dir), "--output", str(out), "--sample", sample, *SMALL]
+
+
+def test_a_killed_run_resumes_after_its_last_complete_row_and_annotates_nothing_twice(rules_dir, lm_dir, tmp_path):
+    whole = tmp_path / "whole.jsonl"
+    assert thresher(_command(rules_dir, lm_dir, whole, "24")) == 0
+    expected = whole.read_text(encoding="utf-8")
+    assert len(expected.splitlines()) == 24
+
+    killed = tmp_path / "killed.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    code = "import sys; from jobs.cli import main; sys.exit(main(sys.argv[1:]))"
+    # A slow copy of the same run (one row a second at most) so the kill lands mid-run.
+    slow = "import time, classifiers.annotate as a; f = a.Annotator.annotate; a.Annotator.annotate = lambda s, d: (time.sleep(0.5), f(s, d))[1]; "
+    process = subprocess.Popen([sys.executable, "-c", slow + code, *_command(rules_dir, lm_dir, killed, "24")], env=env, cwd=REPO)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not killed.exists() or len(killed.read_bytes().splitlines()) < 3):
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    written = killed.read_text(encoding="utf-8").splitlines()
+    assert 3 <= len(written) < 24
+    assert expected.startswith("\n".join(written))  # the killed run wrote the first rows of the plan
+    with open(killed, "a", encoding="utf-8") as handle:  # what a kill mid-write leaves: half a row
+        handle.write('{"doc_id": "half a ro')
+    assert thresher(_command(rules_dir, lm_dir, killed, "24")) == 0
+    resumed = killed.read_text(encoding="utf-8")
+    assert resumed == expected  # the same rows, in the same order, each once: as one uninterrupted run
+    keys = [row["doc_id"] for row in rows_of(killed)]
+    assert len(keys) == len(set(keys)) == 24
+
+
+def test_a_rerun_with_another_model_or_prompt_is_refused(rules_dir, lm_dir, tmp_path, capsys):
+    out = tmp_path / "labels.jsonl"
+    assert thresher(_command(rules_dir, lm_dir, out, "2")) == 0
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    for path in PROMPTS_DIR.iterdir():
+        (prompts / path.name).write_text(path.read_text(encoding="utf-8") + ("\nBe brief.\n" if path.suffix == ".txt" else ""), encoding="utf-8")
+    assert thresher(_command(rules_dir, lm_dir, out, "4") + ["--prompts-dir", str(prompts)]) == 2
+    assert "another prompt template" in capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 2
+    assert thresher(_command(rules_dir, tmp_path / "no-model", tmp_path / "x.jsonl")) == 2
+    assert "--model" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
+    assert thresher(_command(tmp_path / "nothing", lm_dir, tmp_path / "x.jsonl")) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert thresher(_command(rules_dir, lm_dir, tmp_path / "x.jsonl") + ["--backend", "vllm"]) == 2
+    assert "vllm" in capsys.readouterr().err.lower()
+
+
+def test_labels_from_real_documents_train_a_fasttext_classifier(rules_dir, lm_dir, tmp_path):
+    labels = tmp_path / "page_type.jsonl"
+    assert thresher(_command(rules_dir, lm_dir, labels, "40")) == 0
+    rows = rows_of(labels)
+    assert Counter(row["lang"] for row in rows).keys() == {"en", "zh"}  # both languages sampled
+    assert len({row["label"] for row in rows}) >= 2
+    model = tmp_path / "model"
+    assert thresher(["classifiers", "train", "--task", "page_type", "--data", str(labels), "--output", str(model), "--param", "bucket=20000", "--param", "dim=16"]) == 0
+    manifest = json.loads((model / "classifier.json").read_text())
+    assert manifest["backend"] == "fasttext" and set(manifest["labels"]) == {row["label"] for row in rows}
+    assert json.loads((model / "metrics.json").read_text())["train_examples"] > 0
+
+
+def _readme_walkthrough() -> list[str]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- annotate-walkthrough -->\s*```sh\n(.*?)```", readme, re.S)
+    assert block, "README.md lost its annotate walk-through block"
+    return [line for line in block.group(1).splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_the_readme_walkthrough_runs_as_written(rules_dir, lm_dir, bootstrapped, spark, tmp_path):
+    """annotate -> train -> tag, the README's three commands, with only the paths and sizes made small."""
+    import shutil
+
+    models_from_bootstrap, _ = bootstrapped
+    shutil.copytree(rules_dir, tmp_path / "out" / "rules")
+    for name in ("page_type", "clutter"):  # the walk-through trains topic; the other two come from bootstrap
+        shutil.copytree(models_from_bootstrap / name, tmp_path / "models" / name)
+    commands = _readme_walkthrough()
+    assert [shlex.split(c)[:2] for c in commands] == [["thresher", "annotate"], ["thresher", "classifiers"], ["thresher", "models"]]
+    for command in commands:
+        argv = shlex.split(command.replace("/models/Qwen2.5-7B-Instruct", str(lm_dir)).replace("--sample 5000", "--sample 30 --max-chars 300"))
+        # Relative paths as if run from tmp_path (Spark's JVM resolves them against its own directory).
+        argv = argv[:2] + [str(tmp_path / arg) if arg.split("/")[0] in ("out", "labels", "models") else arg for arg in argv[2:]]
+        assert thresher(argv[1:]) == 0, command
+    stats = json.loads((tmp_path / "out" / "models" / "stats.json").read_text())
+    assert stats["documents_in"] == len(list(read_documents(rules_dir, ("doc_id",))))
+    labels = {row["label"] for row in rows_of(tmp_path / "labels" / "topic.jsonl")}
+    assert json.loads((tmp_path / "models" / "topic" / "classifier.json").read_text())["labels"] == sorted(labels)
+    assert stats["models"]["topic_model"]["path"] == str((tmp_path / "models" / "topic").resolve())
+    assert set(stats["topic_distribution_before"]) <= labels  # the tagger that annotate -> train made
+
+
+def test_jsonl_input_without_ids_gets_ids_from_the_text(rules_dir, scorer, tmp_path):
+    documents = [row for row in read_documents(rules_dir)][:5]
+    source = tmp_path / "docs.jsonl"
+    source.write_text("".join(json.dumps({"text": d["text"], "url": d["url"], "lang": d["lang"]}) + "\n" for d in documents))
+    out = tmp_path / "labels.jsonl"
+    annotate_file(source, out, "quality", scorer, max_chars=200)
+    rows = rows_of(out)
+    assert sorted(row["text"] for row in rows) == sorted(d["text"] for d in documents)
+    assert all(row["doc_id"] == hashlib.blake2b(row["text"].encode(), digest_size=16).hexdigest() for row in rows)
+    assert annotate_file(source, out, "quality", scorer, max_chars=200)["rows_written"] == 0  # all there already
