@@ -17,6 +17,7 @@ WARC writers reuse them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import PrepareConfig
-from pipeline.extract import binary_kind, extract_page
+from pipeline.extract import PageExtractor, binary_kind
 from pipeline.filters import DocumentFilter, Drop, first_drop
 from pipeline.inputs import open_input, warc_name
 from pipeline.langid import LanguageFilter, top_language
@@ -122,6 +123,7 @@ class _Steps:
 
     url_filters: list[DocumentFilter]
     lang_filter: LanguageFilter
+    extractor: PageExtractor  # decoding and trafilatura, in a child process killed past the time bound
 
 
 @functools.lru_cache(maxsize=4)
@@ -138,6 +140,7 @@ def _steps_for(config_json: str) -> _Steps:
             config.soft_word_threshold,
         ),
         lang_filter=LanguageFilter(config.languages, config.lang_threshold),
+        extractor=PageExtractor(config.extract_timeout_s, config.min_text_chars),
     )
 
 
@@ -194,49 +197,83 @@ def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
     yield _file_row(path, kinds, seconds, started)
 
 
+class _StepFailed(Exception):
+    """A page's step raised: the page becomes a `<step>_error` reject naming the error."""
+
+    def __init__(self, step: str, error: Exception):
+        super().__init__(step)
+        self.step, self.error = step, error
+
+
+@contextlib.contextmanager
+def _step(name: str):
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - named here, counted by the page's error boundary
+        raise _StepFailed(name, exc) from exc
+
+
 def _process_record(record: WarcRecord, path: str, name: str, config: PrepareConfig, steps: _Steps, seconds: Counter) -> tuple:
+    """The page's row. Its error boundary: an exception in any step is a `<step>_error` reject naming
+    the error, so one page never fails its task (and with it the job, on every rerun)."""
     fields = {
         "doc_id": make_doc_id(name, record.offset),
         "url": record.url,
-        "domain": registered_domain_guess(record.url),
+        "domain": None,
         "warc_path": path,
         "warc_record_id": record.record_id,
         "fetch_time": record.date,
     }
-    if record.kind == "response" and record.http_status != 200:
-        return _reject(fields, Drop(f"http_status:{record.http_status or 'unparsed'}"))
-    if record.kind != "conversion" and not record.is_html:
-        return _reject(fields, Drop("not_html", record.mime_type or "no content type"))
-    if record.payload_truncated:
-        return _reject(fields, Drop("html_too_large", f"over {config.max_html_bytes} bytes"))
-    if record.kind != "conversion" and (kind := binary_kind(record.payload, record.charset)):
-        return _reject(fields, Drop("binary_payload", f"{kind} declared {record.mime_type or 'untyped'}"))
+    try:
+        with _step("url_parse"):
+            fields["domain"] = registered_domain_guess(record.url)
+        if record.kind == "response" and record.http_status != 200:
+            return _reject(fields, Drop(f"http_status:{record.http_status or 'unparsed'}"))
+        if record.kind != "conversion" and not record.is_html:
+            return _reject(fields, Drop("not_html", record.mime_type or "no content type"))
+        if record.payload_truncated:
+            return _reject(fields, Drop("html_too_large", f"over {config.max_html_bytes} bytes (decoded)"))
+        with _step("binary_check"):
+            kind = binary_kind(record.payload, record.charset) if record.kind != "conversion" else ""
+        if kind:
+            return _reject(fields, Drop("binary_payload", f"{kind} declared {record.mime_type or 'untyped'}"))
+        return _page_row(record, fields, config, steps, seconds)
+    except _StepFailed as failed:
+        kept = {key: fields[key] for key in ("doc_id", "url", "domain", "warc_path", "warc_record_id", "fetch_time")}
+        return _reject(kept, Drop(f"{failed.step}_error", f"{type(failed.error).__name__}: {failed.error}"[:500]))
 
+
+def _page_row(record: WarcRecord, fields: dict, config: PrepareConfig, steps: _Steps, seconds: Counter) -> tuple:
     start = time.process_time()
-    drop = first_drop(steps.url_filters, fields)
+    with _step("url_filter"):
+        drop = first_drop(steps.url_filters, fields)
     seconds["url_filter"] += time.process_time() - start
     if drop:
         return _reject(fields, drop)
 
     start = time.process_time()
-    if record.kind == "conversion":  # WET: the text is already extracted
-        text = record.payload.decode("utf-8", errors="replace").strip()
-        drop = None if len(text) >= max(1, config.min_text_chars) else Drop("empty_extraction", f"{len(text)} chars")
-    else:
-        text, drop = extract_page(record.payload, record.charset, record.url, config.extract_timeout_s, config.min_text_chars)
-    seconds["extract"] += time.process_time() - start
+    with _step("extract"):
+        if record.kind == "conversion":  # WET: the text is already extracted
+            text = record.payload.decode("utf-8", errors="replace").strip()
+            drop = None if len(text) >= max(1, config.min_text_chars) else Drop("empty_extraction", f"{len(text)} chars")
+            child_cpu = 0.0
+        else:  # decoding and trafilatura, in the extractor's child process
+            text, drop, child_cpu = steps.extractor(record.payload, record.charset, record.url)
+    seconds["extract"] += time.process_time() - start + child_cpu
     if drop:
         return _reject(fields, drop, text)
 
     start = time.process_time()
-    fields["lang"], fields["lang_score"] = top_language(text, config.lid_model_path)
-    drop = steps.lang_filter(fields)
+    with _step("langid"):
+        fields["lang"], fields["lang_score"] = top_language(text, config.lid_model_path)
+        drop = steps.lang_filter(fields)
     seconds["langid"] += time.process_time() - start
     if drop:
         return _reject(fields, drop, text)
 
     start = time.process_time()
-    fields["md5"] = text_md5(text)
+    with _step("md5"):
+        fields["md5"] = text_md5(text)
     seconds["md5"] += time.process_time() - start
     return _row(ROW_DOCUMENT, **fields, text=text)
 
