@@ -83,8 +83,12 @@ _ATTRIBUTE = re.compile(r"""[^\s"'<>/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>]*)
 KILL_GRACE_S = 1.0
 
 
-class ExtractTimeout(Exception):
-    """trafilatura ran past the per-page time bound."""
+class ExtractTimeout(BaseException):
+    """trafilatura ran past the per-page time bound.
+
+    A BaseException: trafilatura wraps its lxml parse in `except Exception`, which would swallow
+    the alarm and carry on extracting from a half-parsed page, unbounded.
+    """
 
 
 @dataclass(frozen=True)
