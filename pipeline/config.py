@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration file or value that cannot be used; the message names the key."""
+
+
+MAX_EXTRACT_TIMEOUT_S = 86_400  # see PrepareConfig.__post_init__
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,14 @@ class PrepareConfig:
     # ours: input files per Spark job (0: all in one). Resuming works per file either way; smaller
     # batches only add driver checkpoints between jobs, at some loss of parallelism at batch ends.
     files_per_batch: int = 0
+
+    def __post_init__(self):
+        # The bound is a poll() timeout in the driver of the extraction process (milliseconds in a C
+        # int, about 24 days) and a setitimer() in it: .inf or 1e10 would pass a sign check and then
+        # fail every page. A day is far past any page; 0 turns the bound off.
+        if not 0 <= self.extract_timeout_s <= MAX_EXTRACT_TIMEOUT_S:
+            raise ConfigError(f"prepare.extract_timeout_s: must be between 0 (no bound) and {MAX_EXTRACT_TIMEOUT_S} "
+                              f"seconds, got {self.extract_timeout_s}")
 
 
 @dataclass(frozen=True)
@@ -341,6 +353,8 @@ def _check(hint: Any, value: Any, key: str):
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
+        if not math.isfinite(value):  # no threshold or bound is infinite or NaN; comparisons with NaN are all false
+            raise ConfigError(f"{key}: expected a finite number, got {_describe(value)}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -166,6 +166,8 @@ def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
     name = warc_name(path)
     kinds: Counter = Counter()
     seconds: Counter = Counter()
+    steps_tried: Counter = Counter()  # pages that entered each step, and those whose step failed
+    steps_failed: Counter = Counter()
 
     def want_payload(header: WarcRecord) -> bool:
         # Only pages that can become documents are worth reading; the rest are counted from headers.
@@ -176,7 +178,7 @@ def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a reject, the job goes on
         kinds["unreadable"] += 1
         yield _row(ROW_REJECT, warc_path=path, rule="warc_unreadable", detail=f"{type(exc).__name__}: {exc}"[:1000])
-        yield _file_row(path, kinds, seconds, started)
+        yield _file_row(path, kinds, seconds, started, steps_tried, steps_failed)
         return
 
     with raw:
@@ -192,9 +194,22 @@ def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
             else:
                 kinds[event.kind] += 1
                 if event.kind in CONTENT_KINDS:
-                    yield _process_record(event, path, name, config, steps, seconds)
+                    yield _process_record(event, path, name, config, steps, _Tally(seconds, steps_tried, steps_failed))
             read_started = time.process_time()
-    yield _file_row(path, kinds, seconds, started)
+    yield _file_row(path, kinds, seconds, started, steps_tried, steps_failed)
+
+
+# Rejects that mean extraction failed on the page (rather than judged it); other steps fail as `<step>_error`.
+EXTRACT_FAILURE_RULES = frozenset({"decode_error", "extract_error", "extract_timeout"})
+
+
+@dataclasses.dataclass
+class _Tally:
+    """A file's per-step counters: CPU seconds, pages that entered each step, pages whose step failed."""
+
+    seconds: Counter
+    tried: Counter
+    failed: Counter
 
 
 class _StepFailed(Exception):
@@ -206,14 +221,16 @@ class _StepFailed(Exception):
 
 
 @contextlib.contextmanager
-def _step(name: str):
+def _step(name: str, tally: _Tally):
+    tally.tried[name] += 1
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - named here, counted by the page's error boundary
+        tally.failed[name] += 1
         raise _StepFailed(name, exc) from exc
 
 
-def _process_record(record: WarcRecord, path: str, name: str, config: PrepareConfig, steps: _Steps, seconds: Counter) -> tuple:
+def _process_record(record: WarcRecord, path: str, name: str, config: PrepareConfig, steps: _Steps, tally: _Tally) -> tuple:
     """The page's row. Its error boundary: an exception in any step is a `<step>_error` reject naming
     the error, so one page never fails its task (and with it the job, on every rerun)."""
     fields = {
@@ -225,7 +242,7 @@ def _process_record(record: WarcRecord, path: str, name: str, config: PrepareCon
         "fetch_time": record.date,
     }
     try:
-        with _step("url_parse"):
+        with _step("url_parse", tally):
             fields["domain"] = registered_domain_guess(record.url)
         if record.kind == "response" and record.http_status != 200:
             return _reject(fields, Drop(f"http_status:{record.http_status or 'unparsed'}"))
@@ -233,26 +250,27 @@ def _process_record(record: WarcRecord, path: str, name: str, config: PrepareCon
             return _reject(fields, Drop("not_html", record.mime_type or "no content type"))
         if record.payload_truncated:
             return _reject(fields, Drop("html_too_large", f"over {config.max_html_bytes} bytes (decoded)"))
-        with _step("binary_check"):
+        with _step("binary_check", tally):
             kind = binary_kind(record.payload, record.charset) if record.kind != "conversion" else ""
         if kind:
             return _reject(fields, Drop("binary_payload", f"{kind} declared {record.mime_type or 'untyped'}"))
-        return _page_row(record, fields, config, steps, seconds)
+        return _page_row(record, fields, config, steps, tally)
     except _StepFailed as failed:
         kept = {key: fields[key] for key in ("doc_id", "url", "domain", "warc_path", "warc_record_id", "fetch_time")}
         return _reject(kept, Drop(f"{failed.step}_error", f"{type(failed.error).__name__}: {failed.error}"[:500]))
 
 
-def _page_row(record: WarcRecord, fields: dict, config: PrepareConfig, steps: _Steps, seconds: Counter) -> tuple:
+def _page_row(record: WarcRecord, fields: dict, config: PrepareConfig, steps: _Steps, tally: _Tally) -> tuple:
+    seconds = tally.seconds
     start = time.process_time()
-    with _step("url_filter"):
+    with _step("url_filter", tally):
         drop = first_drop(steps.url_filters, fields)
     seconds["url_filter"] += time.process_time() - start
     if drop:
         return _reject(fields, drop)
 
     start = time.process_time()
-    with _step("extract"):
+    with _step("extract", tally):
         if record.kind == "conversion":  # WET: the text is already extracted
             text = record.payload.decode("utf-8", errors="replace").strip()
             drop = None if len(text) >= max(1, config.min_text_chars) else Drop("empty_extraction", f"{len(text)} chars")
@@ -260,11 +278,13 @@ def _page_row(record: WarcRecord, fields: dict, config: PrepareConfig, steps: _S
         else:  # decoding and trafilatura, in the extractor's child process
             text, drop, child_cpu = steps.extractor(record.payload, record.charset, record.url)
     seconds["extract"] += time.process_time() - start + child_cpu
+    if drop and drop.rule in EXTRACT_FAILURE_RULES:
+        tally.failed["extract"] += 1
     if drop:
         return _reject(fields, drop, text)
 
     start = time.process_time()
-    with _step("langid"):
+    with _step("langid", tally):
         fields["lang"], fields["lang_score"] = top_language(text, config.lid_model_path)
         drop = steps.lang_filter(fields)
     seconds["langid"] += time.process_time() - start
@@ -272,15 +292,17 @@ def _page_row(record: WarcRecord, fields: dict, config: PrepareConfig, steps: _S
         return _reject(fields, drop, text)
 
     start = time.process_time()
-    with _step("md5"):
+    with _step("md5", tally):
         fields["md5"] = text_md5(text)
     seconds["md5"] += time.process_time() - start
     return _row(ROW_DOCUMENT, **fields, text=text)
 
 
-def _file_row(path: str, kinds: Counter, seconds: Counter, started: float) -> tuple:
+def _file_row(path: str, kinds: Counter, seconds: Counter, started: float, tried: Counter, failed: Counter) -> tuple:
     stats = {
         "records_by_kind": dict(kinds),
+        "pages_by_step": dict(tried),  # pages that entered each step
+        "failures_by_step": dict(failed),  # of those, pages whose step raised (or timed out)
         "cpu_seconds": {k: round(v, 4) for k, v in seconds.items()},
         "wall_seconds": round(time.perf_counter() - started, 4),
         # Peak resident memory of this worker process so far (KiB on Linux): the memory bound.

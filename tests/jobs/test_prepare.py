@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 
 import pytest
 
@@ -174,3 +175,18 @@ def test_work_from_another_config_is_not_reused(spark, tmp_path, monkeypatch):
     stats = run_prepare(spark, inputs, str(output), load_config(None, {"prepare.files_per_batch": 2,
                                                                       "prepare.languages": ["en"]}))
     assert stats["files_resumed"] == 0 and set(stats["documents_by_lang"]) == {"en"}
+
+
+def test_a_job_whose_every_page_fails_one_step_exits_non_zero_naming_it(shared_data, tmp_path, capsys):
+    from jobs.cli import main as thresher
+
+    not_a_model = tmp_path / "lid.ftz"
+    not_a_model.write_text("this is no fastText model\n")  # exists, so it passes the path check
+    output = tmp_path / "all-failed"
+    code = thresher(["prepare", str(shared_data / "warc/cc-main-2020-34-sample.warc.gz"), "--output", str(output),
+                     "--set", f"prepare.lid_model_path={not_a_model}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert re.match(r"thresher prepare: error: every one of the 1\d pages that reached step 'langid' failed it", err[0])
+    assert "langid_error: ValueError" in err[0] and "Traceback" not in err[0]
+    assert not (output / "_COMMITTED").exists()
