@@ -228,6 +228,7 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
     pages_by_step: Counter = Counter()
     failures_by_step: Counter = Counter()
     task_wall = 0.0
+    task_wall_max = 0.0
     max_rss_kb = 0
     for row in records.filter(F.col("row_kind") == ROW_FILE).select("detail").collect():
         file_stats = json.loads(row.detail)
@@ -236,6 +237,7 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
         pages_by_step.update(file_stats.get("pages_by_step", {}))
         failures_by_step.update(file_stats.get("failures_by_step", {}))
         task_wall += file_stats["wall_seconds"]
+        task_wall_max = max(task_wall_max, file_stats["wall_seconds"])
         max_rss_kb = max(max_rss_kb, file_stats["worker_max_rss_kb"])
     rejects_by_rule = {
         row.rule: row["count"]
@@ -256,7 +258,7 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
         "failures_by_step": dict(sorted(failures_by_step.items())),
         # Summed over tasks: CPU seconds per step, and the tasks' wall-clock seconds.
         "timings": {f"tasks_cpu_{step}_s": round(value, 3) for step, value in sorted(seconds.items())}
-        | {"tasks_wall_s": round(task_wall, 3)},
+        | {"tasks_wall_s": round(task_wall, 3), "tasks_wall_max_s": round(task_wall_max, 3)},  # the slowest file
         "worker_max_rss_mb": round(max_rss_kb / 1024, 1),
         "config_digest": config.digest(),
     }

@@ -150,6 +150,10 @@ def decode_html(payload: bytes, http_charset: str = "") -> Decoded:
     for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if payload.startswith(bom):
             return Decoded(payload.decode(encoding, errors="replace"), encoding, "bom")
+    declared = normalize_encoding(http_charset) if http_charset else ""
+    if declared.startswith(("utf-16", "utf-32")) and b"\x00" in payload[:_META_SCAN_BYTES]:
+        # UTF-16 without a BOM, as the header says: its NUL bytes would pass for (valid) UTF-8 below.
+        return Decoded(payload.decode(declared, errors="replace"), declared, "http")
     try:
         return Decoded(payload.decode("utf-8"), "utf-8", "utf-8")
     except UnicodeDecodeError:

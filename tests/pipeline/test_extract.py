@@ -284,3 +284,12 @@ def test_the_extraction_process_ends_with_its_parent():
     while time.monotonic() < deadline and os.path.exists(f"/proc/{child_pid}"):
         time.sleep(0.05)
     assert not os.path.exists(f"/proc/{child_pid}")
+
+
+def test_utf16_without_a_bom_is_decoded_as_declared():
+    html = page("An English page stored as UTF-16 without a byte-order mark. " * 10)
+    for codec in ("utf-16le", "utf-16be"):
+        decoded = decode_html(html.encode(codec), codec)
+        assert decoded.html == html and decoded.source == "http"
+    # Declared UTF-16 but sent as UTF-8 (a common mislabel): no NUL bytes, so UTF-8 it is.
+    assert decode_html(page(CHINESE).encode(), "utf-16").html == page(CHINESE)
