@@ -230,6 +230,7 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
     task_wall = 0.0
     task_wall_max = 0.0
     max_rss_kb = 0
+    extract_rss_kb = 0
     for row in records.filter(F.col("row_kind") == ROW_FILE).select("detail").collect():
         file_stats = json.loads(row.detail)
         kinds.update(file_stats["records_by_kind"])
@@ -239,6 +240,7 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
         task_wall += file_stats["wall_seconds"]
         task_wall_max = max(task_wall_max, file_stats["wall_seconds"])
         max_rss_kb = max(max_rss_kb, file_stats["worker_max_rss_kb"])
+        extract_rss_kb = max(extract_rss_kb, file_stats.get("extract_process_max_rss_kb", 0))
     rejects_by_rule = {
         row.rule: row["count"]
         for row in spark.read.parquet(rejects_path).groupBy("rule").count().orderBy("rule").collect()
@@ -260,6 +262,7 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
         "timings": {f"tasks_cpu_{step}_s": round(value, 3) for step, value in sorted(seconds.items())}
         | {"tasks_wall_s": round(task_wall, 3), "tasks_wall_max_s": round(task_wall_max, 3)},  # the slowest file
         "worker_max_rss_mb": round(max_rss_kb / 1024, 1),
+        "extract_process_max_rss_mb": round(extract_rss_kb / 1024, 1),  # the worker's extraction child
         "config_digest": config.digest(),
     }
 

@@ -77,7 +77,9 @@ _NOT_PAGE_CHARSETS = frozenset({"idna", "punycode", "undefined", "unicode-escape
 # near this many; a tag that has more is screened out before parsing.
 MAX_TAG_ATTRIBUTES = 1_000
 # Tags long enough to hold that many attributes (two characters each at least): the only ones counted.
-_LONG_TAG = re.compile(rf"<[A-Za-z][^<>]{{{2 * MAX_TAG_ATTRIBUTES},}}")
+_LONG_TAG = re.compile(rf"<[A-Za-z][A-Za-z0-9:_-]*\s[^<>]{{{2 * MAX_TAG_ATTRIBUTES},}}")
+# Where a `<` starts no tag: script and style bodies (minified JavaScript is full of `a<b ...`), comments.
+_RAW_TEXT = (("<script", "</script"), ("<style", "</style"), ("<!--", "-->"))
 _ATTRIBUTE = re.compile(r"""[^\s"'<>/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>]*))?""")
 # The extraction process is killed this long after the page's own (SIGALRM) bound has passed.
 KILL_GRACE_S = 1.0
@@ -224,7 +226,11 @@ def extract_text(html: str, url: str = "", timeout_s: float = 0) -> str:
 
 def parse_hazard(html: str) -> str:
     """Why parsing `html` would run for minutes in libxml2 (which no signal interrupts); "" when nothing does."""
+    lowered = None
     for tag in _LONG_TAG.finditer(html):
+        lowered = html.lower() if lowered is None else lowered
+        if any(lowered.rfind(start, 0, tag.start()) > lowered.rfind(end, 0, tag.start()) for start, end in _RAW_TEXT):
+            continue
         attributes = sum(1 for _ in _ATTRIBUTE.finditer(tag.group(), 1)) - 1  # the first word is the tag name
         if attributes > MAX_TAG_ATTRIBUTES:
             name = tag.group()[1:].split(None, 1)[0][:40]
@@ -280,6 +286,7 @@ class PageExtractor:
         self._process = None
         self._connection = None
         self._cpu_reported = 0.0  # CPU seconds the current child has reported for its pages
+        self.max_rss_kb = 0  # peak resident memory of any child so far (most of it shared with this process)
 
     def __call__(self, payload: bytes, http_charset: str, url: str) -> tuple[str, Drop | None, float]:
         """(text, drop, CPU seconds the child spent on the page), as `extract_page` gives (text, drop)."""
@@ -292,8 +299,9 @@ class PageExtractor:
         try:
             self._connection.send((payload, http_charset, url))
             if self._connection.poll(self.timeout_s + KILL_GRACE_S):
-                text, drop, cpu = self._connection.recv()
+                text, drop, cpu, rss_kb = self._connection.recv()
                 self._cpu_reported += cpu
+                self.max_rss_kb = max(self.max_rss_kb, rss_kb)
                 return text, drop, cpu
         except (EOFError, OSError):  # the child died on this page (its end of the pipe closed)
             cpu, code = self._stop()
@@ -331,7 +339,7 @@ class PageExtractor:
 
 
 def _serve_pages(connection, timeout_s: float, min_chars: int) -> None:
-    """The child's loop: a page in, (text, drop, CPU seconds) out, until the parent goes away."""
+    """The child's loop: a page in, (text, drop, CPU seconds, peak RSS in KiB) out, until the parent goes away."""
     _die_with_parent()
     while True:
         try:
@@ -340,7 +348,8 @@ def _serve_pages(connection, timeout_s: float, min_chars: int) -> None:
             return
         started = time.process_time()
         text, drop = extract_page(payload, http_charset, url, timeout_s, min_chars)
-        connection.send((text, drop, time.process_time() - started))
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        connection.send((text, drop, time.process_time() - started, peak_kb))
 
 
 def _die_with_parent() -> None:

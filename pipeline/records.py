@@ -178,7 +178,7 @@ def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a reject, the job goes on
         kinds["unreadable"] += 1
         yield _row(ROW_REJECT, warc_path=path, rule="warc_unreadable", detail=f"{type(exc).__name__}: {exc}"[:1000])
-        yield _file_row(path, kinds, seconds, started, steps_tried, steps_failed)
+        yield _file_row(path, kinds, seconds, started, steps_tried, steps_failed, steps.extractor)
         return
 
     with raw:
@@ -196,7 +196,7 @@ def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
                 if event.kind in CONTENT_KINDS:
                     yield _process_record(event, path, name, config, steps, _Tally(seconds, steps_tried, steps_failed))
             read_started = time.process_time()
-    yield _file_row(path, kinds, seconds, started, steps_tried, steps_failed)
+    yield _file_row(path, kinds, seconds, started, steps_tried, steps_failed, steps.extractor)
 
 
 # Rejects that mean extraction failed on the page (rather than judged it); other steps fail as `<step>_error`.
@@ -298,7 +298,8 @@ def _page_row(record: WarcRecord, fields: dict, config: PrepareConfig, steps: _S
     return _row(ROW_DOCUMENT, **fields, text=text)
 
 
-def _file_row(path: str, kinds: Counter, seconds: Counter, started: float, tried: Counter, failed: Counter) -> tuple:
+def _file_row(path: str, kinds: Counter, seconds: Counter, started: float, tried: Counter, failed: Counter,
+              extractor: PageExtractor) -> tuple:
     stats = {
         "records_by_kind": dict(kinds),
         "pages_by_step": dict(tried),  # pages that entered each step
@@ -307,5 +308,7 @@ def _file_row(path: str, kinds: Counter, seconds: Counter, started: float, tried
         "wall_seconds": round(time.perf_counter() - started, 4),
         # Peak resident memory of this worker process so far (KiB on Linux): the memory bound.
         "worker_max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        # ... and of its extraction process (forked from it, so most of that is shared, copy-on-write).
+        "extract_process_max_rss_kb": extractor.max_rss_kb,
     }
     return _row(ROW_FILE, warc_path=path, detail=json.dumps(stats, sort_keys=True))

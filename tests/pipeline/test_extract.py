@@ -293,3 +293,14 @@ def test_utf16_without_a_bom_is_decoded_as_declared():
         assert decoded.html == html and decoded.source == "http"
     # Declared UTF-16 but sent as UTF-8 (a common mislabel): no NUL bytes, so UTF-8 it is.
     assert decode_html(page(CHINESE).encode(), "utf-16").html == page(CHINESE)
+
+
+def test_the_attribute_screen_ignores_scripts_styles_and_comments():
+    fake_tag = "<b " + " ".join(f"x{i}" for i in range(2000))  # `if (a <b x0 x1 ...`: not a tag in a script
+    for wrapper in ("<script>if (a {0}) {{}}</script>", "<SCRIPT type='x'>{0}</SCRIPT>", "<style>{0}</style>",
+                    "<!-- {0} -->"):
+        assert parse_hazard("<html><body>" + wrapper.format(fake_tag) + "<p>text</p></body></html>") == "", wrapper
+    # Minified JavaScript from real pages (theguardian.com, cnn.com): `<` runs with no tag name after it.
+    js = "for(i=0;i<vendors.length&&!window.requestAnimationFrame;++i)" + ",a" * 5000
+    assert parse_hazard(f"<html><body><p>{js}</p></body></html>") == ""
+    assert "2000 attributes" in parse_hazard("<html><body><script>x</script>" + fake_tag + "></body></html>")
