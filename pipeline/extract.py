@@ -5,7 +5,12 @@ accident, and pages that declare latin-1 but are UTF-8 are common); the HTTP Con
 the `<meta>` charset in the first 4 KB; then detection with charset_normalizer. A declared charset
 whose decoding produces many U+FFFD is treated as wrong and the next candidate is tried. Legacy
 Chinese and Western names map to their supersets (WHATWG encoding standard): gb2312/gbk -> gb18030,
-iso-8859-1/ascii -> cp1252, big5 -> big5hkscs, shift_jis -> cp932, euc-kr -> cp949.
+iso-8859-1/ascii -> cp1252, big5 -> big5hkscs, shift_jis -> cp932, euc-kr -> cp949. A declared
+label counts only when it names a text codec (Python's registry also holds base64, zlib, rot13, ...).
+
+Time: `PageExtractor` runs decoding and trafilatura in a forked child that is killed past the
+page's bound (SIGALRM alone cannot stop libxml2), after a pre-parse screen for tags with more
+attributes than libxml2 parses in reasonable time (`parse_hazard`).
 """
 
 from __future__ import annotations
