@@ -342,9 +342,9 @@ class PageExtractor:
         self._process, self._connection, self._cpu_reported = None, None, 0.0
         return max(used, 0.0), code
 
-    def close(self) -> None:
-        if self._process is not None:
-            self._stop()
+    def close(self) -> float:
+        """Stop the child; returns the CPU seconds it used beyond what it reported for pages (pipe, pickling)."""
+        return self._stop()[0] if self._process is not None else 0.0
 
 
 def _serve_pages(connection, timeout_s: float, min_chars: int) -> None:
