@@ -41,7 +41,15 @@ from jobs.common import (
 )
 from pipeline.config import Config, ConfigError, PrepareConfig
 from pipeline.inputs import expand_inputs, input_identity
-from pipeline.records import ROW_DOCUMENT, ROW_FILE, ROW_REJECT, ROW_SCHEMA, file_output_name, write_warc_rows
+from pipeline.records import (
+    EXTRACT_FAILURE_RULES,
+    ROW_DOCUMENT,
+    ROW_FILE,
+    ROW_REJECT,
+    ROW_SCHEMA,
+    file_output_name,
+    write_warc_rows,
+)
 from schemas import to_spark_schema
 from schemas.documents import PREPARED
 from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
@@ -50,6 +58,14 @@ STAGE = "prepare"
 # Record kinds that become a document or a reject; the others are only counted.
 INPUT_UNITS = ("response", "resource", "conversion", "read_error", "unreadable")
 _IDENTITY_THREADS = 16  # the driver stats (or asks a bucket about) every input in parallel: I/O, not CPU
+
+
+class EveryPageFailed(ConfigError):
+    """Every page that reached one step failed it: a setting or the environment is wrong, not the pages.
+
+    A ConfigError, so the command line prints it as one line (with exit status 2), as it does a
+    bad value caught before the job.
+    """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +119,7 @@ def resolved_prepare_config(config: Config) -> PrepareConfig:
     for key in ("max_html_bytes", "soft_word_threshold"):
         if getattr(resolved, key) < 1:
             raise ConfigError(f"prepare.{key}: must be at least 1, got {getattr(resolved, key)}")
-    for key in ("extract_timeout_s", "min_text_chars", "files_per_batch"):
+    for key in ("min_text_chars", "files_per_batch"):  # extract_timeout_s: PrepareConfig checks its range
         if getattr(resolved, key) < 0:
             raise ConfigError(f"prepare.{key}: must not be negative, got {getattr(resolved, key)}")
     return resolved
@@ -179,6 +195,7 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
             f"stage 1 lost track of records: {stats['records_in']} in, but {stats['documents_out']} documents + "
             f"{balance - stats['documents_out']} rejects; output left uncommitted in {output_dir}"
         )
+    _refuse_if_every_page_failed(spark, stats, rejects_path, output_dir)
     output.commit(stats)
     return stats
 
@@ -186,6 +203,24 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
 def _write_file_rows(item: tuple[str, str], config: PrepareConfig, directory: str) -> int:
     path, identity = item
     return write_warc_rows(path, config, directory, identity)
+
+
+def _refuse_if_every_page_failed(spark, stats: dict, rejects_path: str, output_dir: str) -> None:
+    """Raise EveryPageFailed when no page made it and every page that entered some step failed there."""
+    from pyspark.sql import functions as F
+
+    if stats["documents_out"]:
+        return
+    for step, tried in sorted(stats["pages_by_step"].items()):
+        if tried and stats["failures_by_step"].get(step, 0) == tried:
+            rules = [f"{step}_error", *(EXTRACT_FAILURE_RULES if step == "extract" else ())]
+            top = (spark.read.parquet(rejects_path).filter(F.col("rule").isin(rules)).groupBy("rule", "detail")
+                   .count().orderBy(F.desc("count"), "rule", "detail").first())
+            reason = f"{top.rule}: {top.detail}" if top else "no reject recorded"
+            raise EveryPageFailed(
+                f"every one of the {tried} pages that reached step {step!r} failed it ({reason}); "
+                f"fix the setting or environment it names and rerun (output left uncommitted in {output_dir})"
+            )
 
 
 def _files_dir(output: StageOutput, prepare: PrepareConfig) -> Path:
@@ -206,14 +241,22 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
 
     kinds: Counter = Counter()
     seconds: Counter = Counter()
+    pages_by_step: Counter = Counter()
+    failures_by_step: Counter = Counter()
     task_wall = 0.0
+    task_wall_max = 0.0
     max_rss_kb = 0
+    extract_rss_kb = 0
     for row in records.filter(F.col("row_kind") == ROW_FILE).select("detail").collect():
         file_stats = json.loads(row.detail)
         kinds.update(file_stats["records_by_kind"])
         seconds.update(file_stats["cpu_seconds"])
+        pages_by_step.update(file_stats.get("pages_by_step", {}))
+        failures_by_step.update(file_stats.get("failures_by_step", {}))
         task_wall += file_stats["wall_seconds"]
+        task_wall_max = max(task_wall_max, file_stats["wall_seconds"])
         max_rss_kb = max(max_rss_kb, file_stats["worker_max_rss_kb"])
+        extract_rss_kb = max(extract_rss_kb, file_stats.get("extract_process_max_rss_kb", 0))
     rejects_by_rule = {
         row.rule: row["count"]
         for row in spark.read.parquet(rejects_path).groupBy("rule").count().orderBy("rule").collect()
@@ -228,10 +271,14 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
         "documents_out": documents.count(),
         "documents_by_lang": by_lang,
         "rejects_by_rule": rejects_by_rule,
+        # Pages that entered each per-page step, and those whose step raised or timed out there.
+        "pages_by_step": dict(sorted(pages_by_step.items())),
+        "failures_by_step": dict(sorted(failures_by_step.items())),
         # Summed over tasks: CPU seconds per step, and the tasks' wall-clock seconds.
         "timings": {f"tasks_cpu_{step}_s": round(value, 3) for step, value in sorted(seconds.items())}
-        | {"tasks_wall_s": round(task_wall, 3)},
+        | {"tasks_wall_s": round(task_wall, 3), "tasks_wall_max_s": round(task_wall_max, 3)},  # the slowest file
         "worker_max_rss_mb": round(max_rss_kb / 1024, 1),
+        "extract_process_max_rss_mb": round(extract_rss_kb / 1024, 1),  # the worker's extraction child
         "config_digest": config.digest(),
     }
 

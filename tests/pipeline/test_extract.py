@@ -1,6 +1,19 @@
+
+import os
+
 import pytest
 
-from pipeline.extract import binary_kind, decode_html, extract_page, extract_text, meta_charset, normalize_encoding
+from pipeline.extract import (
+    KILL_GRACE_S,
+    PageExtractor,
+    binary_kind,
+    decode_html,
+    extract_page,
+    extract_text,
+    meta_charset,
+    normalize_encoding,
+    parse_hazard,
+)
 
 CHINESE = "茶叶的历史可以追溯到几千年前，人们在山间种植茶树，采摘嫩叶，再经过杀青、揉捻和干燥制成成品。" * 8
 ARTICLE = (
@@ -143,3 +156,151 @@ def test_binary_payloads_are_recognised_and_text_is_not():
     assert binary_kind(page("plain").encode("utf-16"), "") == ""  # BOM: NULs are text here
     assert binary_kind(page("plain").encode("utf-16-le"), "utf-16le") == ""
     assert binary_kind(b"\x1b$B" + "日本語".encode("iso2022_jp") + b"<p>text</p>" * 10) == ""
+
+
+NOT_TEXT_CODECS = ["base64", "hex", "rot13", "zlib", "uu", "idna", "punycode", "undefined", "bz2", "quopri",
+                   "unicode_escape", "utf-8\x00", "../../etc", "x" * 80]
+
+
+@pytest.mark.parametrize("name", NOT_TEXT_CODECS)
+def test_codecs_that_are_no_page_charset_are_not_encodings(name):
+    assert normalize_encoding(name) == ""
+
+
+@pytest.mark.parametrize("name", NOT_TEXT_CODECS)
+def test_a_page_declaring_a_codec_that_is_no_charset_is_decoded_by_detection(name):
+    # Not valid UTF-8, so the declared names are tried: in the HTTP header and in <meta>.
+    latin = page("Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e, the menu of the day. " * 20, f'<meta charset="{name}">')
+    payload = latin.encode("cp1252")
+    for http in (name, ""):
+        decoded = decode_html(payload, http)
+        assert decoded.source in ("detected", "fallback") and "menu of the day" in decoded.html
+        text, drop = extract_page(payload, http, "", 10)
+        assert drop is None and "menu of the day" in text
+
+
+def test_a_decoding_failure_is_a_decode_error_drop(monkeypatch):
+    import pipeline.extract as extract
+
+    def broken(payload, http_charset=""):
+        raise LookupError("unknown encoding: nonsense")
+
+    monkeypatch.setattr(extract, "decode_html", broken)
+    text, drop = extract_page(page(CHINESE).encode(), "utf-8", "", 10)
+    assert text == "" and drop.rule == "decode_error" and "LookupError: unknown encoding" in drop.detail
+
+
+def attribute_page(attributes: int) -> bytes:
+    names = " ".join(f"a{i}=x" for i in range(attributes))
+    return f"<html><body><div {names}>hello</div><article><p>{CHINESE}</p></article></body></html>".encode()
+
+
+def test_a_tag_with_more_attributes_than_libxml2_handles_in_time_is_screened_out():
+    import time
+
+    assert parse_hazard(attribute_page(900).decode()) == ""
+    started = time.monotonic()
+    text, drop = extract_page(attribute_page(300_000), "utf-8", "", 30)
+    assert text == "" and drop.rule == "extract_timeout" and "300000 attributes" in drop.detail
+    assert time.monotonic() - started < 5  # unscreened, this page parses for more than 14 minutes
+
+
+def test_an_attribute_screen_counts_attributes_not_words():
+    words = "word " * 5000
+    assert parse_hazard(f'<html><head><meta name="description" content="{words}"></head></html>') == ""
+    assert parse_hazard(f"<html><body><img src=\"data:image/png;base64,{'A' * 100_000}\"></body></html>") == ""
+    valueless = " ".join(f"b{i}" for i in range(2000))
+    assert "2000 attributes" in parse_hazard(f"<p {valueless}>")
+
+
+def test_the_extractor_process_gives_what_extract_page_gives():
+    extractor = PageExtractor(timeout_s=10, min_chars=1)
+    try:
+        for payload, charset in ((page(CHINESE).encode("gbk"), "gbk"), (page("").encode(), "utf-8"),
+                                 (attribute_page(2000), "utf-8"), (page(CHINESE).encode(), "base64")):
+            text, drop, cpu = extractor(payload, charset, "")
+            assert (text, drop) == extract_page(payload, charset, "", 10) and cpu >= 0
+    finally:
+        extractor.close()
+
+
+def stall_uninterruptibly(*args, **kwargs):
+    """Blocks SIGALRM, as libxml2 inside one C call in effect does, and never returns."""
+    import signal
+    import time
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    while True:
+        time.sleep(0.05)
+
+
+def test_a_page_that_stalls_past_the_signal_is_killed_and_the_next_page_extracts(monkeypatch):
+    import time
+
+    import trafilatura
+
+    monkeypatch.setattr(trafilatura, "extract", stall_uninterruptibly)
+    extractor = PageExtractor(timeout_s=0.5, min_chars=1)  # forked after the patch: its child stalls
+    try:
+        started = time.monotonic()
+        text, drop, _ = extractor(page("A page that stalls the parser.").encode(), "utf-8", "")
+        elapsed = time.monotonic() - started
+        assert text == "" and drop.rule == "extract_timeout" and "killed" in drop.detail
+        assert elapsed < 0.5 + KILL_GRACE_S + 1.5
+        monkeypatch.undo()  # the next child is forked from this process, unpatched now
+        text, drop, _ = extractor(page(CHINESE).encode(), "utf-8", "")
+        assert drop is None and CHINESE[:20] in text
+    finally:
+        extractor.close()
+
+
+def test_a_crashing_extraction_process_fails_only_its_page(monkeypatch):
+    import os
+
+    import trafilatura
+
+    monkeypatch.setattr(trafilatura, "extract", lambda *args, **kwargs: os._exit(70))
+    extractor = PageExtractor(timeout_s=10, min_chars=1)
+    try:
+        text, drop, _ = extractor(page(CHINESE).encode(), "utf-8", "")
+        assert text == "" and drop.rule == "extract_error" and "exit code 70" in drop.detail
+        monkeypatch.undo()
+        text, drop, _ = extractor(page(CHINESE).encode(), "utf-8", "")
+        assert drop is None and CHINESE[:20] in text
+    finally:
+        extractor.close()
+
+
+def test_the_extraction_process_ends_with_its_parent():
+    import subprocess
+    import sys
+    import time
+
+    script = ("from pipeline.extract import PageExtractor; e = PageExtractor(10, 1); "
+              "e(b'<html><body><p>hello there</p></body></html>', 'utf-8', ''); "
+              "print(e._process.pid, flush=True); import os; os._exit(0)")
+    child_pid = int(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{child_pid}"):
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{child_pid}")
+
+
+def test_utf16_without_a_bom_is_decoded_as_declared():
+    html = page("An English page stored as UTF-16 without a byte-order mark. " * 10)
+    for codec in ("utf-16le", "utf-16be"):
+        decoded = decode_html(html.encode(codec), codec)
+        assert decoded.html == html and decoded.source == "http"
+    # Declared UTF-16 but sent as UTF-8 (a common mislabel): no NUL bytes, so UTF-8 it is.
+    assert decode_html(page(CHINESE).encode(), "utf-16").html == page(CHINESE)
+
+
+def test_the_attribute_screen_ignores_scripts_styles_and_comments():
+    fake_tag = "<b " + " ".join(f"x{i}" for i in range(2000))  # `if (a <b x0 x1 ...`: not a tag in a script
+    for wrapper in ("<script>if (a {0}) {{}}</script>", "<SCRIPT type='x'>{0}</SCRIPT>", "<style>{0}</style>",
+                    "<!-- {0} -->"):
+        assert parse_hazard("<html><body>" + wrapper.format(fake_tag) + "<p>text</p></body></html>") == "", wrapper
+    # Minified JavaScript from real pages (theguardian.com, cnn.com): `<` runs with no tag name after it.
+    js = "for(i=0;i<vendors.length&&!window.requestAnimationFrame;++i)" + ",a" * 5000
+    assert parse_hazard(f"<html><body><p>{js}</p></body></html>") == ""
+    assert "2000 attributes" in parse_hazard("<html><body><script>x</script>" + fake_tag + "></body></html>")

@@ -121,3 +121,62 @@ def test_per_file_rows_are_written_under_a_hashed_name_inside_the_directory(shar
     assert len(list(directory.iterdir())) == 3  # no temporary file left behind
     rows_read = pq.read_table(directory / file_output_name(str(hostile_name))).to_pylist()
     assert len(rows_read) == 2 and rows_read[-1]["row_kind"] == ROW_FILE and rows_read[0]["doc_id"]
+
+
+def warc_file(path, records):
+    """Write `records` ((url, payload, content_type), ...) as a gzip WARC of HTTP responses."""
+    import io
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as handle:
+        writer = WARCWriter(handle, gzip=True)
+        for url, payload, content_type in records:
+            http = StatusAndHeaders("200 OK", [("Content-Type", content_type)], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(payload), http_headers=http))
+    return path
+
+
+NOT_TEXT_CODECS = ["base64", "hex", "rot13", "zlib", "uu", "idna", "punycode", "undefined"]
+WESTERN = ("Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e and the menu of the day, with every dish the kitchen makes. " * 12)
+
+
+def test_pages_declaring_codecs_that_are_no_charset_end_as_rows_not_a_failed_task(config, tmp_path):
+    records = []
+    for name in NOT_TEXT_CODECS:
+        html = f"<html><head><meta charset='{name}'></head><body><article><p>{WESTERN}</p></article></body></html>"
+        # Not valid UTF-8 (cp1252 bytes), declared in the HTTP header, in <meta>, or both.
+        records.append((f"https://codec.example/{name}/http", html.replace(name, "x-none").encode("cp1252"),
+                        f"text/html; charset={name}"))
+        records.append((f"https://codec.example/{name}/meta", html.encode("cp1252"), "text/html"))
+        records.append((f"https://codec.example/{name}/both", html.encode("cp1252"), f"text/html; charset={name}"))
+    out = rows(warc_file(tmp_path / "codecs.warc.gz", records), config)
+    units = [r for r in out if r["row_kind"] in (ROW_DOCUMENT, ROW_REJECT)]
+    assert len(units) == len(records)
+    documents = [r for r in units if r["row_kind"] == ROW_DOCUMENT]
+    assert len(documents) == len(records) and all("menu of the day" in d["text"] for d in documents)
+
+
+def test_a_failing_step_is_a_reject_naming_the_step_and_the_next_page_is_a_document(config, tmp_path, monkeypatch):
+    import pipeline.records as records
+
+    path = warc_file(tmp_path / "two.warc.gz", [
+        ("https://boom.example/first", f"<html><body><article><p>{WESTERN}</p></article></body></html>".encode(),
+         "text/html"),
+        ("https://fine.example/second", f"<html><body><article><p>{WESTERN} Fine.</p></article></body></html>".encode(),
+         "text/html"),
+    ])
+    real = records.top_language
+
+    def fails_on_the_first(text, model_path=""):
+        if "Fine." not in text:
+            raise MemoryError("fastText could not allocate")
+        return real(text, model_path)
+
+    monkeypatch.setattr(records, "top_language", fails_on_the_first)
+    out = rows(path, config)
+    first, second = (r for r in out if r["row_kind"] != ROW_FILE)
+    assert first["row_kind"] == ROW_REJECT and first["rule"] == "langid_error"
+    assert first["detail"] == "MemoryError: fastText could not allocate" and first["url"] == "https://boom.example/first"
+    assert second["row_kind"] == ROW_DOCUMENT and second["lang"] == "en"

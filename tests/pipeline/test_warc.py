@@ -4,6 +4,7 @@ import zlib
 from collections import Counter
 
 import pytest
+from hostile_inputs import MIB, chunked, deflate_bomb, http_response
 
 from pipeline.warc import GzipMembers, ReadError, WarcRecord, iter_records, parse_content_type
 
@@ -336,3 +337,100 @@ def test_the_search_for_a_resume_point_is_bounded():
     # The default bound ends an endless stream too.
     events = list(iter_records(io.BufferedReader(EndlessGarbage()), 5_000_000))
     assert records_of(events) == [] and len(errors_of(events)) == 1
+
+
+BOMB_BYTES = 5 * 1024 * MIB  # each bomb inflates to 5 GB
+
+
+def bombs() -> dict[str, bytes]:
+    """HTTP responses whose few MB of payload inflate to gigabytes, framed every way HTTP allows."""
+    one_chunk = deflate_bomb(BOMB_BYTES)  # ~5 MB
+    return {
+        "deflate-one-chunk": http_response("https://bomb.example/deflate-chunk", chunked(one_chunk),
+                                           [("Content-Type", "text/html"), ("Content-Encoding", "deflate"),
+                                            ("Transfer-Encoding", "chunked")]),
+        "gzip-plain": http_response("https://bomb.example/gzip", deflate_bomb(BOMB_BYTES, 31),
+                                    [("Content-Type", "text/html"), ("Content-Encoding", "gzip")]),
+        "deflate-small-chunks": http_response("https://bomb.example/deflate-chunks", chunked(one_chunk, 4096),
+                                              [("Content-Type", "text/html"), ("Content-Encoding", "deflate"),
+                                               ("Transfer-Encoding", "chunked")]),
+        # 5 GB -> 5 MB -> a few KB: a gzip of a gzip bomb, declared as such.
+        "gzip-in-gzip": http_response("https://bomb.example/gzip-gzip",
+                                      zlib.compress(deflate_bomb(BOMB_BYTES, 31), 9, wbits=31),
+                                      [("Content-Type", "text/html"), ("Content-Encoding", "gzip, gzip")]),
+    }
+
+
+GOOD_PAGE = b"<html><body><article><p>" + b"A good page after the bomb. " * 20 + b"</p></article></body></html>"
+
+# Reads the WARC files named on the command line in a fresh process and prints, per file, the first
+# record's (url, truncated, payload length), the next record's url, and the growth of peak RSS in MB.
+# Address space is capped 2 GB above the start, so a reader that inflates a bomb fails fast
+# (MemoryError) instead of taking the machine down.
+_MEASURE = r"""
+import json, resource, sys
+from pipeline.warc import WarcRecord, iter_records
+def vm_bytes():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (vm_bytes() + (2 << 30), resource.RLIM_INFINITY))
+out = {}
+for path in sys.argv[1:]:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with open(path, "rb") as handle:
+        events = list(iter_records(handle, 5_000_000))
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    records = [e for e in events if isinstance(e, WarcRecord)]
+    out[path] = {"first": [records[0].url, records[0].payload_truncated, len(records[0].payload or b"")] if records else None,
+                 "next": records[1].url if len(records) > 1 else None, "errors": [e.message for e in events if e not in records],
+                 "rss_growth_mb": grown}
+    del events, records
+print(json.dumps(out))
+"""
+
+
+def test_decompression_bombs_stop_at_the_bound_on_decoded_bytes_in_bounded_memory(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    paths = {}
+    for name, record in bombs().items():
+        paths[name] = tmp_path / f"{name}.warc"
+        paths[name].write_bytes(record + http_response(f"https://after.example/{name}", GOOD_PAGE))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, "-c", _MEASURE, *map(str, paths.values())], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": repo})
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout)
+    for name, path in paths.items():
+        got = measured[str(path)]
+        assert got["errors"] == [] and got["first"][1:] == [True, 5_000_000], (name, got)
+        assert got["next"] == f"https://after.example/{name}", name
+        assert got["rss_growth_mb"] < 300, (name, got["rss_growth_mb"])  # 5 GB inflated, at most one page held
+
+
+def test_chunked_and_content_encoded_payloads_decode_as_before(tmp_path):
+    page = GOOD_PAGE * 50
+    variants = {
+        "chunked": (chunked(page, 1000), [("Transfer-Encoding", "chunked")]),
+        "gzip": (zlib.compress(page, wbits=31), [("Content-Encoding", "gzip")]),
+        "zlib-deflate": (zlib.compress(page), [("Content-Encoding", "deflate")]),
+        "raw-deflate": (zlib.compress(page, wbits=-15), [("Content-Encoding", "deflate")]),
+        "chunked-gzip": (chunked(zlib.compress(page, wbits=31), 100), [("Content-Encoding", "gzip"),
+                                                                        ("Transfer-Encoding", "chunked")]),
+        "mislabelled-gzip": (page, [("Content-Encoding", "gzip")]),
+        "mislabelled-chunked": (page, [("Transfer-Encoding", "chunked")]),
+        "unknown-coding": (b"\x8b\x00brotli-ish", [("Content-Encoding", "br")]),
+    }
+    path = tmp_path / "codings.warc"
+    path.write_bytes(b"".join(http_response(f"https://coding.example/{name}", body,
+                                            [("Content-Type", "text/html"), *headers])
+                              for name, (body, headers) in variants.items()))
+    events = read_all(path)
+    assert not errors_of(events)
+    payloads = {r.url.rsplit("/", 1)[1]: r.payload for r in records_of(events)}
+    assert {name: payloads[name] == page for name in variants if name != "unknown-coding"} == {
+        name: True for name in variants if name != "unknown-coding"}
+    assert payloads["unknown-coding"] == b"\x8b\x00brotli-ish"  # left as sent: binary, rejected downstream
