@@ -35,6 +35,7 @@ from jobs.common import (
     script_main,
     spark_session,
 )
+from pipeline.archive_sniff import check_archive_inputs
 from pipeline.config import Config, ConfigError, PrepareConfig
 from pipeline.inputs import expand_inputs
 from pipeline.records import ROW_DOCUMENT, ROW_FILE, ROW_REJECT, ROW_SCHEMA, file_output_name, write_warc_rows
@@ -112,6 +113,7 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
     started = time.time()
     prepare = resolved_prepare_config(config)
     files = expand_inputs(inputs, prepare.path_prefix)
+    check_archive_inputs(files)
     if partitions is not None and partitions < 1:
         raise ConfigError(f"--partitions must be at least 1, got {partitions}")
     output = StageOutput(output_dir)
@@ -238,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give INPUT files or --sample, not both")
         inputs = sample_inputs(args.output)
         print(f"[thresher] prepare: reading the bundled sample crawl ({len(inputs)} files)", file=sys.stderr)
-    expand_inputs(inputs, config.prepare.path_prefix)  # missing local inputs fail here, before Spark
+    check_archive_inputs(expand_inputs(inputs, config.prepare.path_prefix))  # missing or non-WARC inputs fail here, before Spark
     spark = spark_session("thresher-prepare", config.spark, args.master)
     stats = run_prepare(spark, inputs, args.output, config, args.partitions)
     print_stage_summary(STAGE, stats, time.time() - started)

@@ -159,9 +159,11 @@ def run(args: argparse.Namespace) -> int:
         inputs = write_sample_crawl(str(Path(args.output) / "input"))
     if not inputs:
         raise ConfigError("no INPUT given (or pass --sample for the bundled sample crawl)")
+    from pipeline.archive_sniff import check_archive_inputs
     from pipeline.inputs import expand_inputs
 
-    expand_inputs(inputs, config.prepare.path_prefix)  # a missing local input fails here, before Spark starts
+    # A missing or non-WARC local input fails here, before Spark starts.
+    check_archive_inputs(expand_inputs(inputs, config.prepare.path_prefix))
     spark = spark_session("thresher-run", config.spark, args.master)
     run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer)
     total = sum(run_info["seconds_per_stage"].values())

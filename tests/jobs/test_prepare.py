@@ -174,3 +174,15 @@ def test_work_from_another_config_is_not_reused(spark, tmp_path, monkeypatch):
     stats = run_prepare(spark, inputs, str(output), load_config(None, {"prepare.files_per_batch": 2,
                                                                       "prepare.languages": ["en"]}))
     assert stats["files_resumed"] == 0 and set(stats["documents_by_lang"]) == {"en"}
+
+
+def test_a_documents_file_is_refused_before_spark_with_one_line(shared_data, tmp_path, capsys):
+    from jobs import cli
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join((shared_data / "quality/dclm/agreement_data.jsonl").open().readlines()[:5]))
+    code = cli.main(["prepare", str(docs), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "is not a WARC, WET or ARC file" in err[0] and "thresher rules" in err[0]
+    assert not (tmp_path / "out").exists()
