@@ -12,6 +12,7 @@ from classifiers.base import ModelNotFoundError
 from jobs.common import read_stats
 from jobs.models import run_models
 from pipeline.config import load_config
+from pipeline.inputs import InputError
 from schemas.documents import MODELS, RULES
 from schemas.rejects import REJECT
 
@@ -128,7 +129,8 @@ def test_missing_models_fail_before_any_work(spark, stage2_dir, tmp_path):
 
 def test_uncommitted_input_and_committed_output_are_refused(spark, stage2_dir, models_dir, outputs, tmp_path):
     (tmp_path / "in" / "documents").mkdir(parents=True)
-    with pytest.raises(RuntimeError, match="no committed stage output"):
+    (tmp_path / "in" / "_staging").mkdir()  # a stage that did not finish, not a user's folder
+    with pytest.raises(InputError, match="not committed"):
         run_models(spark, str(tmp_path / "in"), str(tmp_path / "out"), load_config(), models_dir=str(models_dir))
     with pytest.raises(RuntimeError, match="already committed"):
         run_models(spark, str(stage2_dir), str(outputs[1]), load_config(), models_dir=str(models_dir))
