@@ -43,8 +43,8 @@ def crash_point(name: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config, --master and --set, the options every Spark job takes."""
+def add_common_arguments(parser: argparse.ArgumentParser, set_example: str = "prepare.lang_threshold=0.7") -> None:
+    """--config, --master and --set, the options every Spark job takes; `set_example` fits the job."""
     parser.add_argument("--config", help="YAML config file (default: configs/default.yaml)")
     parser.add_argument("--master", help="Spark master URL, e.g. local[4] or spark://host:7077 (default: from config)")
     parser.add_argument(
@@ -53,7 +53,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one config value, e.g. --set prepare.lang_threshold=0.7 (VALUE is parsed as YAML)",
+        help=f"override one config value, e.g. --set {set_example} (VALUE is parsed as YAML; repeatable)",
     )
 
 
