@@ -18,11 +18,13 @@ SUBCOMMANDS = {
     "export": ("jobs.export", "export: documents -> tokenized, packed, shuffled Parquet shards and manifest.json"),
     "train": ("trainer.cli", "train the bundled dots.llm1-style MoE model on exported token shards"),
     "train-export": ("trainer.export_hf", "convert a training checkpoint to the Hugging Face Dots1 format"),
+    "config": ("jobs.config_show", "`show` the effective config (defaults, --config file, --set overrides) as YAML"),
 }
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thresher", description="Web-scale pretraining data pipeline on Spark.")
+    parser.add_argument("--version", action="version", version=f"thresher {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
@@ -46,6 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         # Bad config, inputs or model paths: the message says what to fix; a traceback would bury it.
         print(f"thresher {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("thresher")
+    except PackageNotFoundError:  # run from a checkout that was never pip-installed
+        return "unknown (not installed)"
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

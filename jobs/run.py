@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "models, else bootstrapped from this run's stage 1 output into OUTPUT/classifiers",
     )
     parser.add_argument("--tokenizer", help="Hugging Face tokenizer directory; default: train one into OUTPUT/tokenizer")
-    add_common_arguments(parser)
+    add_common_arguments(parser, "models.clutter_threshold=0.4")
 
 
 def run_pipeline(

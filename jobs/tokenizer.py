@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("input_dir", help="a committed stage output directory holding documents/ (Parquet: doc_id, text)")
     train.add_argument("--output", required=True, help="tokenizer directory to write (AutoTokenizer loads it)")
     train.add_argument("--vocab-size", type=int, help="vocabulary size, special tokens included (default: export.vocab_size)")
-    add_common_arguments(train)
+    add_common_arguments(train, "export.vocab_size=16384")
 
 
 def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config) -> dict:

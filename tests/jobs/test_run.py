@@ -210,3 +210,14 @@ def test_cluster_mode_survives_a_killed_worker_and_driver_and_matches_local_mode
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "[thresher] prepare" not in finished.stderr  # committed stages were not rerun
     assert snapshot(out) == snapshot(reference_run)
+
+
+def test_a_value_out_of_range_fails_before_any_output(tmp_path, capsys):
+    from jobs import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["run", "--sample", "--output", str(out), "--set", "models.clutter_threshold=7"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == ["thresher run: error: models.clutter_threshold: 7.0 is out of range, must be in [0, 1]"]
+    assert not out.exists()  # no run.json, no sample crawl written
