@@ -158,6 +158,7 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
 
     stats = _stats(spark, records, documents_path, rejects_path, files, config)
     stats["files_resumed"] = len(files) - len(todo)  # finished by an earlier, interrupted attempt
+    stats["url_lists"] = url_lists_loaded(prepare)
     stats["timings"] = {
         **stats["timings"],
         "records_s": round(records_done - started, 3),
@@ -172,6 +173,22 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
         )
     output.commit(stats)
     return stats
+
+
+def url_lists_loaded(prepare: PrepareConfig) -> dict:
+    """The URL filter lists this run loaded (resolved paths) with their entry counts, for stats.json:
+    a config's blocklist mapping replaces the shipped one, so this says which lists were in force."""
+    from pipeline.urlfilter import read_list
+
+    def entry(path: str) -> dict:
+        return {"path": path, "entries": len(read_list(path))}
+
+    lists: dict = {key: {category: entry(path) for category, path in sorted(getattr(prepare, key).items())}
+                   for key in ("domain_blocklists", "url_blocklists", "url_regex_lists")}
+    for key in ("banned_words_file", "banned_subwords_file", "soft_banned_words_file"):
+        path = getattr(prepare, key)
+        lists[key] = entry(path) if path else None
+    return lists
 
 
 def _files_dir(output: StageOutput, prepare: PrepareConfig) -> Path:

@@ -116,13 +116,19 @@ def test_clear_errors_before_any_work(spark, shared_data, tmp_path):
 
 def test_command_line_entry_point(shared_data, tmp_path, capsys):
     output = tmp_path / "cli"
+    mine = tmp_path / "mine.txt"
+    mine.write_text("# my own list\nexample-casino.com\n\nbad.example\n")
     code = main([
         str(shared_data / "warc/cc-main-2024-22-one-page.warc.gz"),
         str(shared_data / "warc/cc-main-2024-22-one-page.warc.wet.gz"),
         "--output", str(output), "--set", "prepare.languages=[]", "--set", "prepare.lang_threshold=0.0",
+        "--set", f"prepare.domain_blocklists={{mine: {mine}}}",
     ])
     assert code == 0
     stats = json.loads((output / "stats.json").read_text())
+    # A config's blocklist mapping replaces the shipped one: only "mine" is loaded, with its entries.
+    assert stats["url_lists"]["domain_blocklists"] == {"mine": {"path": str(mine), "entries": 2}}
+    assert stats["url_lists"]["url_regex_lists"]["adult"]["entries"] > 0  # not named: the shipped list stays
     # The same page as WARC response and as WET text; kept once whatever its language.
     assert stats["records_in"] == 2 and stats["documents_out"] + stats["rejects_by_rule"].get("exact_duplicate", 0) == 2
     assert "[thresher] prepare" in capsys.readouterr().err
