@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ STAGING_DIR = "_staging"
 WORK_DIR = "_work"  # finished units of work (e.g. per WARC file) that survive a crash, for resuming
 CRASH_ENV = "THRESHER_CRASH_AT"  # fault injection for crash-safety tests: a crash point's name
 CRASH_MODE_ENV = "THRESHER_CRASH_MODE"  # "kill" (default): SIGKILL this process; "raise": SimulatedCrash
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+LOG4J_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "log4j2-console.properties"
 
 
 class SimulatedCrash(BaseException):
@@ -87,19 +90,67 @@ def spark_session(app_name: str, spark_config: SparkConfig, master: str | None =
     # Executors must run the same interpreter as the driver, with the same packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(master or spark_config.master)
-        .config("spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions))
-        .config("spark.driver.memory", spark_config.driver_memory)
-        .config("spark.executor.memory", spark_config.executor_memory)
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.showConsoleProgress", "true")
-    )
-    for key, value in spark_config.conf.items():
+    options = {
+        "spark.master": master or spark_config.master,
+        "spark.app.name": app_name,
+        "spark.sql.shuffle.partitions": str(spark_config.shuffle_partitions),
+        "spark.driver.memory": spark_config.driver_memory,
+        "spark.executor.memory": spark_config.executor_memory,
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "true",
+        **spark_config.conf,
+    }
+    if spark_config.log_level:
+        # Read when the driver JVM starts (local executors share it), so Spark's start-up warnings obey it too.
+        options["spark.driver.extraJavaOptions"] = (
+            f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG} -Dthresher.log.level={spark_config.log_level} "
+            + options.get("spark.driver.extraJavaOptions", "")).strip()
+    _start_jvm_in_own_session(options)
+    builder = SparkSession.builder
+    for key, value in options.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _exit_on_interrupt)
+    return session
+
+
+def _start_jvm_in_own_session(options: dict[str, str]) -> None:
+    """Launch Spark's JVM (unless there is one) as pyspark would, but in a session of its own:
+    a process group that the driver can kill on Ctrl-C (`_exit_on_interrupt`) and that a terminal's
+    Ctrl-C does not reach. The JVM still exits with the driver, whose end closes its stdin.
+    """
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return  # started already, or by spark-submit
+    conf = SparkConf()
+    for key, value in options.items():
+        conf.set(key, value)
+    SparkContext._ensure_initialized(gateway=launch_gateway(conf, popen_kwargs={"start_new_session": True}))
+
+
+def _exit_on_interrupt(signum, frame) -> None:
+    """SIGINT (Ctrl-C) while Spark runs: one line, exit 130 at once.
+
+    pyspark's own handler cancels the jobs through py4j and raises KeyboardInterrupt inside the
+    py4j call the driver is waiting in, which logs tracebacks; a JVM left to shut down by itself
+    logs a crash for every Python worker its exit stops. So the JVM is killed first (its Python
+    daemon and workers end when its pipes close). That is safe: committed stages and stage 1's
+    finished files survive a kill.
+    """
+    print("[thresher] interrupted; run the same command again to resume", file=sys.stderr, flush=True)
+    from pyspark import SparkContext
+
+    jvm = getattr(SparkContext._gateway, "proc", None)
+    try:
+        if jvm is not None and os.getpgid(jvm.pid) == jvm.pid:  # its own group: the one we started
+            os.killpg(jvm.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # gone already
+    os._exit(INTERRUPTED_EXIT)
 
 
 class StageOutput:
@@ -173,6 +224,11 @@ def require_committed(directory: str | os.PathLike) -> Path:
 
 def read_stats(directory: str | os.PathLike) -> dict[str, Any]:
     return json.loads((Path(directory) / "stats.json").read_text())
+
+
+def print_stage_start(stage: str, detail: str = "") -> None:
+    """The line printed as each stage starts, before Spark's progress bar for it."""
+    print(f"[thresher] {stage}: starting{' (' + detail + ')' if detail else ''}", file=sys.stderr, flush=True)
 
 
 def print_stage_summary(stage: str, stats: dict[str, Any], seconds: float) -> None:

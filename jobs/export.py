@@ -45,6 +45,7 @@ from jobs.common import (
     StageOutput,
     add_common_arguments,
     config_from_args,
+    print_stage_start,
     print_stage_summary,
     read_stats,
     script_main,
@@ -322,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_export_config(config.export)
     source = source_from_args(args, args.input_dir)  # an unusable input fails here, before Spark starts
+    print_stage_start("export", args.input_dir)
     spark = spark_session("thresher-export", config.spark, args.master)
     started = time.time()
     stats = run_export(spark, args.input_dir, args.output, args.tokenizer, config, source.fields)

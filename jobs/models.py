@@ -26,6 +26,7 @@ from jobs.common import (
     add_common_arguments,
     config_from_args,
     crash_point,
+    print_stage_start,
     print_stage_summary,
     script_main,
     spark_session,
@@ -212,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     scoring_settings(config, args.models_dir)  # models and thresholds checked before Spark starts
     source = source_from_args(args, args.input)  # and the input
+    print_stage_start(STAGE, args.input)
     spark = spark_session("thresher-models", config.spark, args.master)
     stats = run_models(spark, args.input, args.output, config, args.models_dir, args.partitions, source.fields)
     print_stage_summary(STAGE, stats, time.perf_counter() - started)

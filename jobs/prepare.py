@@ -31,6 +31,7 @@ from jobs.common import (
     add_common_arguments,
     config_from_args,
     crash_point,
+    print_stage_start,
     print_stage_summary,
     script_main,
     spark_session,
@@ -258,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
         inputs = sample_inputs(args.output)
         print(f"[thresher] prepare: reading the bundled sample crawl ({len(inputs)} files)", file=sys.stderr)
     check_archive_inputs(expand_inputs(inputs, config.prepare.path_prefix))  # missing or non-WARC inputs fail here, before Spark
+    print_stage_start(STAGE, f"{len(inputs)} input(s)")
     spark = spark_session("thresher-prepare", config.spark, args.master)
     stats = run_prepare(spark, inputs, args.output, config, args.partitions)
     print_stage_summary(STAGE, stats, time.time() - started)

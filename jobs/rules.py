@@ -26,6 +26,7 @@ from jobs.common import (
     StageOutput,
     add_common_arguments,
     config_from_args,
+    print_stage_start,
     print_stage_summary,
     script_main,
     spark_session,
@@ -393,6 +394,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     source = source_from_args(args, args.input)  # an unusable input fails here, before Spark starts
     started = time.perf_counter()
+    print_stage_start(STAGE, args.input)
     spark = spark_session("thresher-rules", config.spark, args.master)
     stats = run_rules(spark, args.input, args.output, config, source.fields)
     print_stage_summary(STAGE, stats, time.perf_counter() - started)

@@ -29,6 +29,7 @@ from jobs.common import (
     add_common_arguments,
     config_from_args,
     crash_point,
+    print_stage_start,
     print_stage_summary,
     read_stats,
     script_main,
@@ -89,6 +90,7 @@ def run_pipeline(
     for stage in STAGES:
         if skipped.get(stage) or StageOutput(dirs[stage]).committed:
             continue
+        print_stage_start(stage)
         started = time.time()
         stats = steps[stage]()
         seconds = time.time() - started

@@ -19,6 +19,7 @@ from jobs.common import (
     StageOutput,
     add_common_arguments,
     config_from_args,
+    print_stage_start,
     print_stage_summary,
     require_committed,
     script_main,
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if args.vocab_size is not None:
         args.overrides = [*(args.overrides or []), f"export.vocab_size={args.vocab_size}"]  # --vocab-size wins
     config = config_from_args(args)
+    print_stage_start("tokenizer train", args.input_dir)
     spark = spark_session("thresher-tokenizer", config.spark, args.master)
     started = time.time()
     stats = run_tokenizer_train(spark, args.input_dir, args.output, config)

@@ -41,6 +41,17 @@ class Range:
             raise ConfigError(f"{key}: {value!r} is out of range, must be {bound}")
 
 
+@dataclass(frozen=True)
+class OneOf:
+    """The values a string field may take."""
+
+    choices: tuple[str, ...]
+
+    def check(self, value: str, key: str) -> None:
+        if value not in self.choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(c) for c in self.choices)}")
+
+
 # Annotated field types: the range sits next to each field.
 Fraction = Annotated[float, Range(0.0, 1.0)]  # a share or probability
 Count = Annotated[int, Range(0)]
@@ -55,6 +66,9 @@ class SparkConfig:
     driver_memory: str = "2g"
     executor_memory: str = "2g"
     conf: dict[str, str] = field(default_factory=dict)  # extra spark.* settings, passed through
+    # Spark's own console log (log4j level: ERROR, WARN, INFO, DEBUG, OFF; empty: Spark's log4j
+    # config as found). ERROR hides the start-up warnings; Spark's progress bar shows either way.
+    log_level: Annotated[str, OneOf(("", "OFF", "FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE"))] = "ERROR"
 
 
 @dataclass(frozen=True)
@@ -345,7 +359,7 @@ def _check(hint: Any, value: Any, key: str):
         base, *extras = typing.get_args(hint)
         value = _check(base, value, key)
         for extra in extras:
-            if isinstance(extra, Range):
+            if isinstance(extra, (Range, OneOf)):
                 extra.check(value, key)
         return value
     if dataclasses.is_dataclass(hint):
