@@ -108,3 +108,14 @@ def test_classifiers_subcommands_have_descriptions():
     assert {sub.prog.split()[-1] for sub in subs} == {"train", "eval", "bootstrap"}
     for sub in subs:
         assert sub.description and len(sub.description) > 20, sub.prog
+
+
+def test_ctrl_c_before_spark_starts_is_one_line_and_130(monkeypatch, capsys):
+    import jobs.config_show
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs.config_show, "run", interrupted)
+    assert main(["config", "show"]) == 130
+    assert capsys.readouterr().err == "thresher config: interrupted; run the same command again to resume\n"
