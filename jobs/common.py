@@ -111,6 +111,8 @@ def spark_session(app_name: str, spark_config: SparkConfig, master: str | None =
     for key, value in options.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
+    if spark_config.log_level:  # a JVM started by spark-submit read its own log4j config: set the level now
+        session.sparkContext.setLogLevel(spark_config.log_level)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _exit_on_interrupt)
     return session
