@@ -95,7 +95,7 @@ def resolve_source(path: str, fields: FieldMapping = DEFAULT_FIELDS) -> Document
         kind, files = PARQUET, _parquet_files(root)
         if not files:
             raise InputError(f"{root} holds no Parquet files")
-    elif (given / "documents").is_dir() and any((given / sign).exists() for sign in _STAGE_SIGNS):
+    elif _unfinished_stage(given):
         raise InputError(f"{path} is a thresher stage output that was not committed (no {COMMITTED_MARKER}): rerun that stage")
     else:
         kind, root, files = _directory_kind(given)
@@ -112,6 +112,13 @@ def resolve_source(path: str, fields: FieldMapping = DEFAULT_FIELDS) -> Document
             raise InputError(f"{path}: no column {name!r} in every file, as {FIELD_OPTIONS[key]} names")
     return DocumentSource(str(path), kind, str(root), tuple(str(f) for f in files), tuple(sorted(columns)), fields,
                           committed)
+
+
+def _unfinished_stage(directory: Path) -> bool:
+    """A thresher stage directory without its marker: staging or work left, or documents/ beside stats or rejects."""
+    if (directory / "_staging").exists() or (directory / "_work").exists():
+        return True
+    return (directory / "documents").is_dir() and any((directory / sign).exists() for sign in _STAGE_SIGNS)
 
 
 def _file_kind(path: Path) -> str:

@@ -119,6 +119,10 @@ def test_a_stage_directory_is_committed_or_refused_in_one_line(tmp_path):
     (stage / "stats.json").write_text("{}")
     with pytest.raises(InputError, match=f"not committed \\(no {COMMITTED_MARKER}\\): rerun that stage"):
         resolve_source(str(stage))
+    crashed = tmp_path / "crashed"
+    (crashed / "_staging").mkdir(parents=True)  # a stage that died before moving anything into place
+    with pytest.raises(InputError, match="not committed"):
+        resolve_source(str(crashed))
     (stage / COMMITTED_MARKER).write_text("{}")
     source = resolve_source(str(stage))
     assert source.committed_stage and source.root == str(stage / "documents")
