@@ -17,18 +17,18 @@ from pipeline.documents_input import (
 )
 from schemas import to_spark_schema
 
-INPUT_HELP = ("documents: a committed thresher stage directory, Parquet files or directories, JSONL(.gz) files "
-              "or a Hugging Face datasets directory (save_to_disk)")
+INPUT_HELP = ("documents: a committed thresher stage directory, a Parquet file or directory, a JSONL(.gz) file "
+              "or directory, or a Hugging Face datasets directory (save_to_disk)")
 
 
 def add_field_arguments(parser: argparse.ArgumentParser) -> None:
     """--text-field, --id-field, --url-field: which input columns hold the text, id and URL."""
-    parser.add_argument("--text-field", default="text", help="input column holding the document text (default: text)")
+    parser.add_argument("--text-field", default="text", metavar="NAME", help="input column holding the document text (default: text)")
     parser.add_argument(
-        "--id-field", default="",
+        "--id-field", default="", metavar="NAME",
         help="input column holding a document id (default: doc_id, else id, else one derived from file name and row)",
     )
-    parser.add_argument("--url-field", default="url", help="input column holding the page URL, if any (default: url)")
+    parser.add_argument("--url-field", default="url", metavar="NAME", help="input column holding the page URL, if any (default: url)")
 
 
 def fields_from_args(args: argparse.Namespace) -> FieldMapping:
