@@ -188,13 +188,14 @@ def _write_user_input(directory, records, kind):
 @pytest.mark.parametrize("kind", ["parquet", "jsonl", "datasets", "stage_text_url"])
 def test_user_documents_go_through_rules(spark, shared_data, tmp_path, kind):
     from jobs import cli
-    from pipeline.documents_input import derived_doc_id
 
     records = _user_records(shared_data)
     path = _write_user_input(tmp_path, records, kind)
     mapping = [] if kind == "stage_text_url" else ["--text-field", "content", "--url-field", "link"]
     code = cli.main(["rules", str(path), "--output", str(tmp_path / "out"), *mapping])
     assert code == 0
+    from pipeline.documents_input import derived_doc_id
+
     stats = read_stats(tmp_path / "out")
     assert stats["documents_in"] == len(records)
     assert stats["documents_out"] + stats["documents_rejected"] == len(records) and stats["documents_out"] > 0
