@@ -48,11 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         # Bad config, inputs or model paths: the message says what to fix; a traceback would bury it.
         print(f"thresher {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        # Committed stages (and stage 1's finished files) stay: the same command goes on from them.
-        print(f"thresher {args.command}: interrupted; run the same command again to resume", file=sys.stderr, flush=True)
-        from jobs.common import INTERRUPTED_EXIT
+    except KeyboardInterrupt:  # before Spark started (then jobs.common handles Ctrl-C)
+        from jobs.common import INTERRUPTED_EXIT, INTERRUPTED_MESSAGE
 
+        print(INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
         return INTERRUPTED_EXIT
 
 

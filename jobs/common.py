@@ -21,6 +21,8 @@ WORK_DIR = "_work"  # finished units of work (e.g. per WARC file) that survive a
 CRASH_ENV = "THRESHER_CRASH_AT"  # fault injection for crash-safety tests: a crash point's name
 CRASH_MODE_ENV = "THRESHER_CRASH_MODE"  # "kill" (default): SIGKILL this process; "raise": SimulatedCrash
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+# Committed stages (and stage 1's finished files) stay: the same command goes on from them.
+INTERRUPTED_MESSAGE = "[thresher] interrupted; run the same command again to resume"
 LOG4J_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "log4j2-console.properties"
 
 
@@ -143,7 +145,7 @@ def _exit_on_interrupt(signum, frame) -> None:
     daemon and workers end when its pipes close). That is safe: committed stages and stage 1's
     finished files survive a kill.
     """
-    print("[thresher] interrupted; run the same command again to resume", file=sys.stderr, flush=True)
+    print(INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
     from pyspark import SparkContext
 
     jvm = getattr(SparkContext._gateway, "proc", None)

@@ -118,4 +118,4 @@ def test_ctrl_c_before_spark_starts_is_one_line_and_130(monkeypatch, capsys):
 
     monkeypatch.setattr(jobs.config_show, "run", interrupted)
     assert main(["config", "show"]) == 130
-    assert capsys.readouterr().err == "thresher config: interrupted; run the same command again to resume\n"
+    assert capsys.readouterr().err == "[thresher] interrupted; run the same command again to resume\n"
