@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    train = actions.add_parser("train", help="train a classifier on labelled JSONL/Parquet (text, label)")
+    train = _action(actions, "train", "train a classifier on labelled JSONL/Parquet (text, label)")
     train.add_argument("--data", nargs="+", required=True, help="labelled JSONL or Parquet files/directories")
     train.add_argument("--output", required=True, help="model directory to write (model, classifier.json, metrics.json)")
     train.add_argument("--backend", choices=sorted(BACKENDS), default="fasttext", help="classifier backend (default: fasttext)")
@@ -39,12 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--param", action="append", default=[], metavar="KEY=VALUE", help="backend option, e.g. epoch=10 or lr=3e-5 (YAML value)"
     )
 
-    evaluate = actions.add_parser("eval", help="measure a saved classifier (reproduces metrics.json by default)")
+    evaluate = _action(actions, "eval", "measure a saved classifier (reproduces metrics.json by default)")
     evaluate.add_argument("model", metavar="MODEL_DIR", help="model directory written by train or bootstrap")
     evaluate.add_argument("--data", nargs="*", help="labelled data (default: the data the model was trained on)")
     evaluate.add_argument("--split", choices=("heldout", "all"), default="heldout", help="rows to measure on (default: heldout)")
 
-    boot = actions.add_parser("bootstrap", help="weak-label a crawl with transparent rules and train the default fastText models")
+    boot = _action(actions, "bootstrap", "weak-label a crawl with transparent rules and train the default fastText models")
     boot.add_argument("--input", nargs="+", required=True, help="stage output dirs, Parquet, JSONL or WARC files")
     boot.add_argument("--output", required=True, help="models directory to write (page_type/, clutter/, topic/, weak_labels/)")
     boot.add_argument("--max-documents", type=int, default=50_000, help="documents sampled from the input (default: 50000)")
@@ -54,7 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     boot.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="fastText option for all three models, e.g. dim=64"
     )
-    add_common_arguments(boot)
+    add_common_arguments(boot, "models.topics_file=my_topics.yaml")
+
+
+def _action(actions, name: str, text: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line help is also its --help description."""
+    return actions.add_parser(name, help=text, description=text)
 
 
 def _params(items: list[str]) -> dict:

@@ -22,11 +22,13 @@ SUBCOMMANDS = {
     "export": ("jobs.export", "export: documents -> tokenized, packed, shuffled Parquet shards and manifest.json"),
     "train": ("trainer.cli", "train the bundled dots.llm1-style MoE model on exported token shards"),
     "train-export": ("trainer.export_hf", "convert a training checkpoint to the Hugging Face Dots1 format"),
+    "config": ("jobs.config_show", "`show` the effective config (defaults, --config file, --set overrides) as YAML"),
 }
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thresher", description="Web-scale pretraining data pipeline on Spark.")
+    parser.add_argument("--version", action="version", version=f"thresher {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
@@ -55,6 +57,11 @@ def run_with_one_line_errors(prog: str, run, args: argparse.Namespace) -> int:
         # Bad config, inputs or model paths: the message says what to fix; a traceback would bury it.
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before Spark started (then jobs.common handles Ctrl-C)
+        from jobs.common import INTERRUPTED_EXIT, INTERRUPTED_MESSAGE
+
+        print(INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
+        return INTERRUPTED_EXIT
     except Exception as exc:
         full = _full_directory(exc, getattr(args, "output", None))
         if full is None:
@@ -80,6 +87,15 @@ def _full_directory(exc: Exception, output: str | None) -> str | None:
     if path:
         return os.path.dirname(os.path.abspath(path)) if not os.path.isdir(path) else os.path.abspath(path)
     return os.path.abspath(output) if output else "the output directory"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("thresher")
+    except PackageNotFoundError:  # run from a checkout that was never pip-installed
+        return "unknown (not installed)"
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,10 @@ _OWN_NAMES = frozenset({STAGING_DIR, WORK_DIR, CHECKPOINT_DIR, PARTS_LIST, PARTS
                         COMMITTED_MARKER, COMMITTED_MARKER + ".tmp"})
 CRASH_ENV = "THRESHER_CRASH_AT"  # fault injection for crash-safety tests: a crash point's name
 CRASH_MODE_ENV = "THRESHER_CRASH_MODE"  # "kill" (default): SIGKILL this process; "raise": SimulatedCrash
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+# Committed stages (and stage 1's finished files) stay: the same command goes on from them.
+INTERRUPTED_MESSAGE = "[thresher] interrupted; run the same command again to resume"
+LOG4J_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "log4j2-console.properties"
 
 
 class SimulatedCrash(BaseException):
@@ -53,8 +58,8 @@ def crash_point(name: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """--config, --master and --set, the options every Spark job takes."""
+def add_common_arguments(parser: argparse.ArgumentParser, set_example: str = "prepare.lang_threshold=0.7") -> None:
+    """--config, --master and --set, the options every Spark job takes; `set_example` fits the job."""
     parser.add_argument("--config", help="YAML config file (default: configs/default.yaml)")
     parser.add_argument("--master", help="Spark master URL, e.g. local[4] or spark://host:7077 (default: from config)")
     parser.add_argument(
@@ -63,7 +68,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one config value, e.g. --set prepare.lang_threshold=0.7 (VALUE is parsed as YAML)",
+        help=f"override one config value, e.g. --set {set_example} (VALUE is parsed as YAML; repeatable)",
     )
 
 
@@ -126,10 +131,63 @@ def spark_session(app_name: str, spark_config: SparkConfig, master: str | None =
     # Executors must run the same interpreter as the driver, with the same packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    builder = SparkSession.builder.appName(app_name).master(master or spark_config.master)
-    for key, value in spark_settings(spark_config).items():
+    options = {
+        "spark.master": master or spark_config.master,
+        "spark.app.name": app_name,
+        **spark_settings(spark_config),
+    }
+    if spark_config.log_level:
+        # Read when the driver JVM starts (local executors share it), so Spark's start-up warnings obey it too.
+        options["spark.driver.extraJavaOptions"] = (
+            f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG} -Dthresher.log.level={spark_config.log_level} "
+            + options.get("spark.driver.extraJavaOptions", "")).strip()
+    _start_jvm_in_own_session(options)
+    builder = SparkSession.builder
+    for key, value in options.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    if spark_config.log_level:  # a JVM started by spark-submit read its own log4j config: set the level now
+        session.sparkContext.setLogLevel(spark_config.log_level)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _exit_on_interrupt)
+    return session
+
+
+def _start_jvm_in_own_session(options: dict[str, str]) -> None:
+    """Launch Spark's JVM (unless there is one) as pyspark would, but in a session of its own:
+    a process group that the driver can kill on Ctrl-C (`_exit_on_interrupt`) and that a terminal's
+    Ctrl-C does not reach. The JVM still exits with the driver, whose end closes its stdin.
+    """
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return  # started already, or by spark-submit
+    conf = SparkConf()
+    for key, value in options.items():
+        conf.set(key, value)
+    SparkContext._ensure_initialized(gateway=launch_gateway(conf, popen_kwargs={"start_new_session": True}))
+
+
+def _exit_on_interrupt(signum, frame) -> None:
+    """SIGINT (Ctrl-C) while Spark runs: one line, exit 130 at once.
+
+    pyspark's own handler cancels the jobs through py4j and raises KeyboardInterrupt inside the
+    py4j call the driver is waiting in, which logs tracebacks; a JVM left to shut down by itself
+    logs a crash for every Python worker its exit stops. So the JVM is killed first (its Python
+    daemon and workers end when its pipes close). That is safe: committed stages and stage 1's
+    finished files survive a kill.
+    """
+    print(INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
+    from pyspark import SparkContext
+
+    jvm = getattr(SparkContext._gateway, "proc", None)
+    try:
+        if jvm is not None and os.getpgid(jvm.pid) == jvm.pid:  # its own group: the one we started
+            os.killpg(jvm.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # gone already
+    os._exit(INTERRUPTED_EXIT)
 
 
 class StageOutput:
@@ -300,6 +358,11 @@ def require_committed(directory: str | os.PathLike) -> Path:
 
 def read_stats(directory: str | os.PathLike) -> dict[str, Any]:
     return json.loads((Path(directory) / "stats.json").read_text())
+
+
+def print_stage_start(stage: str, detail: str = "") -> None:
+    """The line printed as each stage starts, before Spark's progress bar for it."""
+    print(f"[thresher] {stage}: starting{' (' + detail + ')' if detail else ''}", file=sys.stderr, flush=True)
 
 
 def print_stage_summary(stage: str, stats: dict[str, Any], seconds: float) -> None:

@@ -1,6 +1,9 @@
 """Export: documents of any stage -> tokenized, packed, shuffled Parquet shards and a manifest.
 
-    thresher export INPUT_DIR --output DIR --tokenizer TOKENIZER_DIR [--seq-len N]
+    thresher export INPUT --output DIR --tokenizer TOKENIZER_DIR [--seq-len N] [--text-field NAME ...]
+
+INPUT is any stage's committed output or a user's Parquet, JSONL or datasets directory (see
+jobs.documents_input).
 
 Plan (every step is defined by content and config, never by how the input is partitioned):
 
@@ -43,13 +46,16 @@ from jobs.common import (
     StageOutput,
     add_common_arguments,
     config_from_args,
+    print_stage_start,
     print_stage_summary,
     read_stats,
-    require_committed,
     script_main,
     spark_session,
 )
+from jobs.documents_input import INPUT_HELP, add_field_arguments, source_from_args
+from jobs.documents_input import parts_frame as source_parts_frame
 from pipeline.config import Config, ConfigError, ExportConfig
+from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, document_batches, resolve_source
 from pipeline.inputs import InputError
 from pipeline.packing import (
     PACK_MODES,
@@ -73,6 +79,7 @@ from pipeline.tokenize import (
     EncoderSpec,
     document_parts,
     load_tokenizer,
+    read_document_parts,
     tokenize_tallied_batches,
     tokenizer_sha256,
 )
@@ -83,11 +90,12 @@ SPILL_STAGING = "_spill"  # token spill files and packed rows' pointers, removed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input_dir", help="a committed stage output directory holding documents/ (Parquet: doc_id, text)")
+    parser.add_argument("input_dir", metavar="INPUT", help=INPUT_HELP)
     parser.add_argument("--output", required=True, help="directory for the shards and manifest.json")
     parser.add_argument("--tokenizer", required=True, help="Hugging Face tokenizer directory (e.g. from `thresher tokenizer train`)")
     parser.add_argument("--seq-len", type=int, help="tokens per training example (default: export.seq_len)")
-    add_common_arguments(parser)
+    add_field_arguments(parser)
+    add_common_arguments(parser, "export.validation_fraction=0.01")
 
 
 def check_export_config(config: ExportConfig) -> None:
@@ -138,12 +146,17 @@ def _input_counts(summaries) -> dict:
     return counts
 
 
-def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, config: Config) -> dict:
+def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, config: Config,
+               fields: FieldMapping = DEFAULT_FIELDS) -> dict:
     """Tokenize, pack, shuffle and shard the documents of `input_dir` into `output_dir`; returns the stats."""
     cfg = config.export
     check_export_config(cfg)
-    source = require_committed(input_dir)
-    parts = _input_parts(source)
+    documents = resolve_source(input_dir, fields)
+    source = Path(input_dir)
+    if documents.committed_stage and documents.has_columns(["doc_id", "text"]):
+        parts, read = parts_frame(spark, _input_parts(source)), read_document_parts
+    else:  # conformed in the workers: ids derived where missing, sample_copies null (one copy) where absent
+        parts, read = source_parts_frame(spark, documents), partial(document_batches, fields=documents.fields)
     tokenizer = load_tokenizer(tokenizer_dir, cfg.eos_token)
     tokenizer_dir = str(Path(tokenizer_dir).resolve())
     capacity = cfg.seq_len + 1
@@ -160,10 +173,10 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         # The prepared tokenizer travels as a broadcast JSON string: executors skip transformers entirely.
         encoder = EncoderSpec.of(tokenizer, share=spark.sparkContext.broadcast)
         spill_dir = output.staged(SPILL_STAGING)
-        tokenized = parts_frame(spark, parts).mapInArrow(
+        tokenized = parts.mapInArrow(
             partial(tokenize_tallied_batches, encoder=encoder, seed=cfg.seed,
                     validation_fraction=cfg.validation_fraction, pack_ranges=cfg.pack_ranges,
-                    batch_documents=cfg.encode_batch_documents, spill_dir=spill_dir),
+                    batch_documents=cfg.encode_batch_documents, spill_dir=spill_dir, read_documents=read),
             to_spark_schema(TOKENIZED_TALLIED),
         )
         summaries = (
@@ -310,10 +323,12 @@ def run(args: argparse.Namespace) -> int:
     args.overrides = [*(args.overrides or []), *overrides]  # --seq-len wins over --set
     config = config_from_args(args)
     check_export_config(config.export)
+    source = source_from_args(args, args.input_dir)  # an unusable input fails here, before Spark starts
+    print_stage_start("export", args.input_dir)
     spark = spark_session("thresher-export", config.spark, args.master)
     started = time.time()
     with DirectoryLock(args.output):
-        stats = run_export(spark, args.input_dir, args.output, args.tokenizer, config)
+        stats = run_export(spark, args.input_dir, args.output, args.tokenizer, config, source.fields)
     print_stage_summary("export", stats, time.time() - started)
     return 0
 

@@ -26,12 +26,14 @@ from jobs.common import (
     add_common_arguments,
     config_from_args,
     crash_point,
+    print_stage_start,
     print_stage_summary,
-    require_committed,
     script_main,
     spark_session,
 )
+from jobs.documents_input import INPUT_HELP, add_field_arguments, read_documents, source_from_args
 from pipeline.config import Config, ConfigError
+from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
 from schemas import to_spark_schema
 from schemas.documents import MODELS, RULES
 from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
@@ -40,7 +42,7 @@ STAGE = "models"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="INPUT_DIR", help="committed stage 2 (rules) output directory")
+    parser.add_argument("input", metavar="INPUT", help=f"{INPUT_HELP}; usually stage 2 (rules) output")
     parser.add_argument("--output", required=True, help="output directory (documents/, rejects/, stats.json)")
     parser.add_argument(
         "--models-dir",
@@ -48,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "make one with `thresher classifiers bootstrap`",
     )
     parser.add_argument("--partitions", type=int, help="repartition the input into this many tasks (default: as read)")
-    add_common_arguments(parser)
+    add_field_arguments(parser)
+    add_common_arguments(parser, "models.clutter_threshold=0.4")
 
 
 def scoring_settings(config: Config, models_dir: str | None = None) -> ScoringSettings:
@@ -91,33 +94,20 @@ def scoring_settings(config: Config, models_dir: str | None = None) -> ScoringSe
     )
 
 
-def _rules_shaped(spark, input_dir: Path):
-    """The input documents with exactly the RULES columns; a column stage 2 did not write is null."""
-    from pyspark.sql import functions as F
-
-    frame = spark.read.parquet(str(input_dir / "documents"))
-    missing = [name for name in ("doc_id", "text") if name not in frame.columns]
-    if missing:
-        raise ValueError(f"{input_dir}/documents lacks required column(s) {missing}")
-    spark_types = {f.name: f.dataType for f in to_spark_schema(RULES).fields}
-    columns = [
-        F.col(name).cast(spark_types[name]) if name in frame.columns else F.lit(None).cast(spark_types[name]).alias(name)
-        for name in RULES.names
-    ]
-    return frame.select(*columns), [n for n in RULES.names if n not in frame.columns]
-
-
 def run_models(
-    spark, input_dir: str, output_dir: str, config: Config, models_dir: str | None = None, partitions: int | None = None
+    spark, input_dir: str, output_dir: str, config: Config, models_dir: str | None = None, partitions: int | None = None,
+    fields: FieldMapping = DEFAULT_FIELDS,
 ) -> dict:
     from pyspark.sql import functions as F
 
     started = time.perf_counter()
     settings = scoring_settings(config, models_dir)
-    input_path = require_committed(input_dir)
+    source = resolve_source(input_dir, fields)
     out = StageOutput(output_dir)
     out.begin()
-    documents, missing_columns = _rules_shaped(spark, input_path)
+    # Columns stage 2 did not write (or a user's input lacks) are null.
+    documents = read_documents(spark, source, RULES)
+    missing_columns = [name for name in RULES.names if name not in source.columns]
     if partitions:
         documents = documents.repartition(partitions, "doc_id")
     scored_path = str(out.work / "scored")
@@ -157,7 +147,7 @@ def run_models(
     stats.update(
         {
             "stage": STAGE,
-            "input": str(input_path),
+            "input": str(Path(input_dir).resolve()),
             "missing_input_columns": missing_columns,
             "models": {
                 key: {"path": getattr(settings, key), "backend": read_manifest(getattr(settings, key))["backend"]}
@@ -222,8 +212,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     config = config_from_args(args)
     scoring_settings(config, args.models_dir)  # models and thresholds checked before Spark starts
+    source = source_from_args(args, args.input)  # and the input
+    print_stage_start(STAGE, args.input)
     spark = spark_session("thresher-models", config.spark, args.master)
-    stats = run_models(spark, args.input, args.output, config, args.models_dir, args.partitions)
+    stats = run_models(spark, args.input, args.output, config, args.models_dir, args.partitions, source.fields)
     print_stage_summary(STAGE, stats, time.perf_counter() - started)
     return 0
 

@@ -35,10 +35,12 @@ from jobs.common import (
     add_common_arguments,
     config_from_args,
     crash_point,
+    print_stage_start,
     print_stage_summary,
     script_main,
     spark_session,
 )
+from pipeline.archive_sniff import check_archive_inputs
 from pipeline.config import Config, ConfigError, PrepareConfig
 from pipeline.inputs import expand_inputs, input_identity
 from pipeline.records import (
@@ -133,6 +135,7 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
     started = time.time()
     prepare = resolved_prepare_config(config)
     files = expand_inputs(inputs, prepare.path_prefix)
+    check_archive_inputs(files)
     if partitions is not None and partitions < 1:
         raise ConfigError(f"--partitions must be at least 1, got {partitions}")
     output = StageOutput(output_dir)
@@ -183,6 +186,7 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
 
     stats = _stats(spark, records, documents_path, rejects_path, files, config)
     stats["files_resumed"] = len(files) - len(todo)  # finished by an earlier, interrupted attempt
+    stats["url_lists"] = url_lists_loaded(prepare)
     stats["timings"] = {
         **stats["timings"],
         "records_s": round(records_done - started, 3),
@@ -221,6 +225,22 @@ def _refuse_if_every_page_failed(spark, stats: dict, rejects_path: str, output_d
                 f"every one of the {tried} pages that reached step {step!r} failed it ({reason}); "
                 f"fix the setting or environment it names and rerun (output left uncommitted in {output_dir})"
             )
+
+
+def url_lists_loaded(prepare: PrepareConfig) -> dict:
+    """The URL filter lists this run loaded (resolved paths) with their entry counts, for stats.json:
+    a config's blocklist mapping replaces the shipped one, so this says which lists were in force."""
+    from pipeline.urlfilter import read_list
+
+    def entry(path: str) -> dict:
+        return {"path": path, "entries": len(read_list(path))}
+
+    lists: dict = {key: {category: entry(path) for category, path in sorted(getattr(prepare, key).items())}
+                   for key in ("domain_blocklists", "url_blocklists", "url_regex_lists")}
+    for key in ("banned_words_file", "banned_subwords_file", "soft_banned_words_file"):
+        path = getattr(prepare, key)
+        lists[key] = entry(path) if path else None
+    return lists
 
 
 def _files_dir(output: StageOutput, prepare: PrepareConfig) -> Path:
@@ -301,7 +321,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("give INPUT files or --sample, not both")
         inputs = sample_inputs(args.output)
         print(f"[thresher] prepare: reading the bundled sample crawl ({len(inputs)} files)", file=sys.stderr)
-    expand_inputs(inputs, config.prepare.path_prefix)  # missing local inputs fail here, before Spark
+    check_archive_inputs(expand_inputs(inputs, config.prepare.path_prefix))  # missing or non-WARC inputs fail here, before Spark
+    print_stage_start(STAGE, f"{len(inputs)} input(s)")
     spark = spark_session("thresher-prepare", config.spark, args.master)
     with DirectoryLock(args.output):
         stats = run_prepare(spark, inputs, args.output, config, args.partitions)

@@ -1,8 +1,9 @@
 """Stage 2 (rules): cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup.
 
-    thresher rules INPUT_DIR --output DIR [--config FILE] [--master URL]
+    thresher rules INPUT --output DIR [--config FILE] [--master URL] [--text-field NAME ...]
 
-Reads stage 1's committed documents, writes DIR/documents (schemas.documents.RULES), DIR/rejects
+Reads stage 1's committed documents (or a user's Parquet, JSONL or datasets directory, see
+jobs.documents_input; a missing lang is computed with lid.176), writes DIR/documents (schemas.documents.RULES), DIR/rejects
 (schemas.rejects.REJECT, stage "rules") and DIR/stats.json. Only 128 band keys per document travel
 through the MinHash shuffles; connected components are found with alternating large-star /
 small-star joins (Kiveris et al. 2014), checkpointed every round.
@@ -27,12 +28,14 @@ from jobs.common import (
     StageOutput,
     add_common_arguments,
     config_from_args,
+    print_stage_start,
     print_stage_summary,
-    require_committed,
     script_main,
     spark_session,
 )
+from jobs.documents_input import INPUT_HELP, add_field_arguments, read_documents, source_from_args
 from pipeline.config import Config, RulesConfig
+from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
 from schemas import to_spark_schema
 from schemas.documents import PREPARED, RULES
 from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
@@ -49,9 +52,10 @@ _HASHERS: dict[tuple[int, int, int], object] = {}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="INPUT_DIR", help="committed output directory of stage 1 (prepare)")
+    parser.add_argument("input", metavar="INPUT", help=f"{INPUT_HELP}; usually stage 1 (prepare) output")
     parser.add_argument("--output", required=True, metavar="DIR", help="output directory for this stage")
-    add_common_arguments(parser)
+    add_field_arguments(parser)
+    add_common_arguments(parser, "rules.gopher_quality.min_words=30")
 
 
 # --- per-partition functions (run on executors) -------------------------------------------------
@@ -295,8 +299,8 @@ def _conform(frame, arrow_schema):
     return frame.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in spark_schema.fields])
 
 
-def run_rules(spark, input_dir: str, output_dir: str, config: Config) -> dict:
-    """Run stage 2 on `input_dir` (stage 1 output) into `output_dir`; returns the stats written."""
+def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: FieldMapping = DEFAULT_FIELDS) -> dict:
+    """Run stage 2 on `input_dir` (stage 1 output or any documents input) into `output_dir`; returns the stats written."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -310,7 +314,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config) -> dict:
             f"exceeds rules.minhash_num_perm = {rules.minhash_num_perm}"
         )
     load_resources(rules, config.resolve_path)  # missing word lists fail here, before any Spark work
-    source = require_committed(input_dir) / "documents"
+    source = resolve_source(input_dir, fields)
     output = StageOutput(output_dir)
     output.begin()
     work_dir = output.staged(_WORK_DIR)
@@ -318,7 +322,8 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config) -> dict:
     spark.sparkContext.setCheckpointDir(str(checkpoint_dir))
     timings = {}
 
-    docs = spark.read.schema(to_spark_schema(PREPARED)).parquet(str(source))
+    lid_model = config.resolve_path(config.prepare.lid_model_path)  # the Chinese rules and MinHash need lang
+    docs = read_documents(spark, source, PREPARED, lid_model_path=lid_model, scratch_dir=f"{work_dir}/input")
     phase = time.perf_counter()
     trimmed, line_rejects = _line_dedup(docs, rules)
     judge = _HeuristicJudge(rules, config.base_dir)
@@ -389,10 +394,12 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    source = source_from_args(args, args.input)  # an unusable input fails here, before Spark starts
     started = time.perf_counter()
+    print_stage_start(STAGE, args.input)
     spark = spark_session("thresher-rules", config.spark, args.master)
     with DirectoryLock(args.output):
-        stats = run_rules(spark, args.input, args.output, config)
+        stats = run_rules(spark, args.input, args.output, config, source.fields)
     print_stage_summary(STAGE, stats, time.perf_counter() - started)
     return 0
 

@@ -30,6 +30,7 @@ from jobs.common import (
     add_common_arguments,
     config_from_args,
     crash_point,
+    print_stage_start,
     print_stage_summary,
     read_stats,
     script_main,
@@ -53,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "models, else bootstrapped from this run's stage 1 output into OUTPUT/classifiers",
     )
     parser.add_argument("--tokenizer", help="Hugging Face tokenizer directory; default: train one into OUTPUT/tokenizer")
-    add_common_arguments(parser)
+    add_common_arguments(parser, "models.clutter_threshold=0.4")
 
 
 def run_pipeline(
@@ -100,6 +101,7 @@ def _run_stages(
     for stage in STAGES:
         if skipped.get(stage) or StageOutput(dirs[stage]).committed:
             continue
+        print_stage_start(stage)
         started = time.time()
         stats = steps[stage]()
         seconds = time.time() - started
@@ -175,9 +177,11 @@ def _run(args: argparse.Namespace) -> int:
         inputs = write_sample_crawl(str(Path(args.output) / "input"))
     if not inputs:
         raise ConfigError("no INPUT given (or pass --sample for the bundled sample crawl)")
+    from pipeline.archive_sniff import check_archive_inputs
     from pipeline.inputs import expand_inputs
 
-    expand_inputs(inputs, config.prepare.path_prefix)  # a missing local input fails here, before Spark starts
+    # A missing or non-WARC local input fails here, before Spark starts.
+    check_archive_inputs(expand_inputs(inputs, config.prepare.path_prefix))
     spark = spark_session("thresher-run", config.spark, args.master)
     run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer)
     total = sum(run_info["seconds_per_stage"].values())

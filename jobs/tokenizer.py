@@ -1,6 +1,9 @@
 """Tokenizer training: a byte-level BPE on a seeded sample of a stage's documents.
 
-    thresher tokenizer train INPUT_DIR --output TOKENIZER_DIR [--vocab-size N]
+    thresher tokenizer train INPUT --output TOKENIZER_DIR [--vocab-size N] [--text-field NAME ...]
+
+INPUT is a stage's committed output or a user's Parquet, JSONL or datasets directory (see
+jobs.documents_input).
 
 The sample is the documents whose seeded hash of doc_id falls below a cut chosen to keep about
 `export.tokenizer_sample_documents` of them: fixed by content and seed, not by partitioning. Their
@@ -15,31 +18,40 @@ import argparse
 import sys
 import time
 
+import pyarrow as pa
+
 from jobs.common import (
     DirectoryLock,
     StageOutput,
     add_common_arguments,
     config_from_args,
+    print_stage_start,
     print_stage_summary,
-    require_committed,
     script_main,
     spark_session,
 )
+from jobs.documents_input import INPUT_HELP, add_field_arguments, read_documents, source_from_args
 from pipeline.config import Config, ConfigError
+from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
 from pipeline.tokenize import save_tokenizer, tokenizer_sha256, train_byte_level_bpe
+
+# What the sample needs of each document: doc_id (for the seeded hash) and the text.
+_SAMPLED_COLUMNS = pa.schema([pa.field("doc_id", pa.string()), pa.field("text", pa.string())])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
     train = sub.add_parser("train", help="train a byte-level BPE on a sample of a stage's documents",
                            description="train a byte-level BPE on a sample of a stage's documents")
-    train.add_argument("input_dir", help="a committed stage output directory holding documents/ (Parquet: doc_id, text)")
+    train.add_argument("input_dir", metavar="INPUT", help=INPUT_HELP)
     train.add_argument("--output", required=True, help="tokenizer directory to write (AutoTokenizer loads it)")
     train.add_argument("--vocab-size", type=int, help="vocabulary size, special tokens included (default: export.vocab_size)")
-    add_common_arguments(train)
+    add_field_arguments(train)
+    add_common_arguments(train, "export.vocab_size=16384")
 
 
-def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config) -> dict:
+def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
+                        fields: FieldMapping = DEFAULT_FIELDS) -> dict:
     """Train the BPE on the sampled documents of `input_dir` and commit it to `output_dir`; returns the stats."""
     from pyspark.sql import functions as F
 
@@ -49,12 +61,12 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config) 
         raise ConfigError(f"export.vocab_size: {cfg.vocab_size} cannot hold 256 bytes and {len(special_tokens)} special tokens")
     if len(set(special_tokens)) != len(special_tokens):
         raise ConfigError(f"export: special tokens must differ, got {special_tokens}")
-    source = require_committed(input_dir)
+    source = resolve_source(input_dir, fields)
     output = StageOutput(output_dir)
     output.begin()
     started = time.time()
 
-    docs = spark.read.parquet(str(source / "documents")).where(F.length("text") > 0)
+    docs = read_documents(spark, source, _SAMPLED_COLUMNS).where(F.length("text") > 0)
     documents_in = docs.count()
     keep = min(1.0, cfg.tokenizer_sample_documents / max(documents_in, 1))
     # xxhash64 is a signed 64-bit value: keep the lowest `keep` share of its range.
@@ -93,10 +105,12 @@ def run(args: argparse.Namespace) -> int:
     if args.vocab_size is not None:
         args.overrides = [*(args.overrides or []), f"export.vocab_size={args.vocab_size}"]  # --vocab-size wins
     config = config_from_args(args)
+    source = source_from_args(args, args.input_dir)  # an unusable input fails here, before Spark starts
+    print_stage_start("tokenizer train", args.input_dir)
     spark = spark_session("thresher-tokenizer", config.spark, args.master)
     started = time.time()
     with DirectoryLock(args.output):
-        stats = run_tokenizer_train(spark, args.input_dir, args.output, config)
+        stats = run_tokenizer_train(spark, args.input_dir, args.output, config, source.fields)
     print_stage_summary("tokenizer train", stats, time.time() - started)
     return 0
 

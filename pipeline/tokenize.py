@@ -362,12 +362,13 @@ def tokenize_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, se
 
 def tokenize_tallied_batches(parts: Iterator[pa.RecordBatch], encoder: EncoderSpec, seed: int,
                              validation_fraction: float, pack_ranges: int, batch_documents: int,
-                             spill_dir: str) -> Iterator[pa.RecordBatch]:
+                             spill_dir: str, read_documents=read_document_parts) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: PARTS of the input -> `tokenize_batches`' rows as
     TOKENIZED_TALLIED, then this task's input counts as tally rows, so that the job counts its
-    input in the pass that tokenizes it."""
+    input in the pass that tokenizes it. `read_documents(parts, batch_documents)` turns parts
+    into DOCUMENTS batches (other inputs: pipeline.documents_input.document_batches)."""
     tally: dict[int, list[int]] = {}
-    documents = read_document_parts(parts, batch_documents)
+    documents = read_documents(parts, batch_documents)
     for batch in tokenize_batches(documents, encoder, seed, validation_fraction, pack_ranges, batch_documents,
                                   spill_dir, tally):
         yield with_zero_tally(batch, TOKENIZED_TALLIED)

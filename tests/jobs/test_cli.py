@@ -122,3 +122,67 @@ def test_a_full_disk_during_stage_1_is_one_line_and_the_rerun_after_freeing_spac
     filler.unlink()
     assert main(["prepare", *inputs, "--output", str(out)]) == 0
     assert (out / COMMITTED_MARKER).is_file()
+
+
+def test_version_is_the_installed_package_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"thresher {version('thresher')}"
+
+
+def test_config_show_prints_a_config_that_loads_back_the_same(tmp_path, capsys):
+    from pipeline.config import load_config
+
+    layer = tmp_path / "mine.yaml"
+    layer.write_text("rules:\n  minhash_seed: 9\n")
+    assert main(["config", "show", "--config", str(layer), "--set", "models.clutter_threshold=0.4"]) == 0
+    shown = capsys.readouterr().out
+    expected = load_config(layer, {"models.clutter_threshold": 0.4})
+    assert f"digest {expected.digest()}" in shown.splitlines()[0]
+    assert "clutter_threshold: 0.4" in shown and "minhash_seed: 9" in shown
+    (tmp_path / "shown.yaml").write_text(shown)
+    assert load_config(tmp_path / "shown.yaml") == load_config(tmp_path / "shown.yaml")
+    assert load_config(tmp_path / "shown.yaml").digest() == expected.digest()
+    assert main(["config", "show", "--set", "models.clutter_threshold=7"]) == 2
+    assert "models.clutter_threshold: 7" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_set_examples_name_a_real_key_of_the_subcommands_own_section(command):
+    import yaml
+
+    from pipeline.config import load_config
+
+    sections = {"rules": "rules", "models": "models", "export": "export", "prepare": "prepare", "tokenizer": "export",
+                "classifiers": "models"}
+    for sub in all_parsers(build_parser(command)):
+        for action in sub._actions:
+            if action.dest != "overrides" or "--set" not in action.option_strings:
+                continue
+            example = action.help.split("--set ", 1)[1].split()[0]
+            key, _, value = example.partition("=")
+            load_config(None, {key: yaml.safe_load(value)})  # a real key, a valid value
+            if command in sections:
+                assert key.startswith(sections[command] + "."), f"{sub.prog}: --set example {example}"
+
+
+def test_classifiers_subcommands_have_descriptions():
+    parser = build_parser("classifiers")
+    subs = [sub for sub in all_parsers(parser) if sub.prog.startswith("thresher classifiers ")]
+    assert {sub.prog.split()[-1] for sub in subs} == {"train", "eval", "bootstrap"}
+    for sub in subs:
+        assert sub.description and len(sub.description) > 20, sub.prog
+
+
+def test_ctrl_c_before_spark_starts_is_one_line_and_130(monkeypatch, capsys):
+    import jobs.config_show
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs.config_show, "run", interrupted)
+    assert main(["config", "show"]) == 130
+    assert capsys.readouterr().err == "[thresher] interrupted; run the same command again to resume\n"

@@ -20,6 +20,7 @@ from jobs import cli
 from jobs.common import COMMITTED_MARKER
 from jobs.export import _input_parts, parts_frame, run_export
 from pipeline.config import ConfigError, load_config
+from pipeline.inputs import InputError
 from pipeline.packing import SPLITS, document_key, is_validation, permute, shuffle_seed
 from pipeline.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
 
@@ -258,14 +259,63 @@ def test_bad_settings_and_uncommitted_input_fail_before_any_work(spark, stages, 
                    load_config(None, {"export.pack_mode": "zigzag"}))
     uncommitted = tmp_path / "uncommitted"
     (uncommitted / "documents").mkdir(parents=True)
-    with pytest.raises(RuntimeError, match="_COMMITTED"):
+    (uncommitted / "stats.json").write_text("{}")  # a stage that did not finish, not a user's folder
+    with pytest.raises(InputError, match="not committed \\(no _COMMITTED\\): rerun that stage"):
         run_export(spark, str(uncommitted), str(tmp_path / "b"), str(tokenizer_dir), load_config(None, SETTINGS))
     with pytest.raises(FileNotFoundError, match="tokenizer"):
         run_export(spark, str(stages[1]), str(tmp_path / "c"), str(tmp_path / "none"), load_config(None, SETTINGS))
     (uncommitted / COMMITTED_MARKER).write_text("{}")
-    with pytest.raises(ValueError, match="holds no Parquet files"):
+    with pytest.raises(InputError, match="holds no Parquet files"):
         run_export(spark, str(uncommitted), str(tmp_path / "d"), str(tokenizer_dir), load_config(None, SETTINGS))
     pq.write_table(pa.table({"doc_id": ["x"], "body": ["no text column"]}), uncommitted / "documents/part-0.parquet")
-    with pytest.raises(ValueError, match=r"part-0.parquet lacks column\(s\) \['text'\]"):
+    with pytest.raises(InputError, match=r"part-0.parquet has no column 'text' .*--text-field"):
         run_export(spark, str(uncommitted), str(tmp_path / "e"), str(tokenizer_dir), load_config(None, SETTINGS))
     assert not any((tmp_path / name).exists() for name in ("a", "b", "c", "d", "e"))
+
+
+def write_user_documents(directory, rows, kind):
+    """`rows` as a user's Parquet file, JSONL file or datasets directory, under their own column names."""
+    import datasets
+
+    records = [{"uid": r["doc_id"], "body": r["text"], "link": r["url"], "sample_copies": r["sample_copies"]}
+               for r in rows]
+    if kind == "parquet":
+        path = directory / "docs.parquet"
+        pq.write_table(pa.Table.from_pylist(records), path, row_group_size=50)
+    elif kind == "jsonl":
+        path = directory / "docs.jsonl.gz"
+        import gzip
+
+        path.write_bytes(gzip.compress("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()))
+    else:
+        path = directory / "hf"
+        datasets.Dataset.from_list(records).save_to_disk(str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl", "datasets"])
+def test_user_documents_export_to_the_same_shards_as_a_stage(concat_run, rows, tokenizer_dir, tmp_path, kind):
+    out_stage, _ = concat_run
+    path = write_user_documents(tmp_path, rows, kind)
+    out = tmp_path / "export"
+    settings = [a for key, value in SETTINGS.items() for a in ("--set", f"{key}={value}")]
+    code = cli.main(["export", str(path), "--output", str(out), "--tokenizer", str(tokenizer_dir),
+                     "--text-field", "body", "--id-field", "uid", "--url-field", "link", *settings])
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["splits"] == json.loads((out_stage / "manifest.json").read_text())["splits"]
+    for split in SPLITS:
+        for shard in manifest["splits"][split]["shards"]:
+            assert (out / shard["path"]).read_bytes() == (out_stage / shard["path"]).read_bytes(), shard["path"]
+
+
+def test_user_documents_without_ids_export_under_derived_ids(spark, rows, tokenizer_dir, config, tmp_path):
+    from pipeline.documents_input import FieldMapping, derived_doc_id
+
+    path = write_user_documents(tmp_path, [{**r, "doc_id": None} for r in rows], "parquet")
+    stats = run_export(spark, str(path), str(tmp_path / "out"), str(tokenizer_dir), config, FieldMapping(text="body"))
+    validation = [r for i, r in enumerate(rows) if r["text"] and r["sample_copies"] != 0
+                  and is_validation(derived_doc_id("docs.parquet", i), 11, 0.2)]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert stats["documents_in"] == len(rows)
+    assert manifest["splits"]["validation"]["source_documents"] == len(validation) > 0

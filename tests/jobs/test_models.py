@@ -12,6 +12,7 @@ from classifiers.base import ModelNotFoundError
 from jobs.common import read_stats
 from jobs.models import run_models
 from pipeline.config import load_config
+from pipeline.inputs import InputError
 from schemas.documents import MODELS, RULES
 from schemas.rejects import REJECT
 
@@ -128,7 +129,8 @@ def test_missing_models_fail_before_any_work(spark, stage2_dir, tmp_path):
 
 def test_uncommitted_input_and_committed_output_are_refused(spark, stage2_dir, models_dir, outputs, tmp_path):
     (tmp_path / "in" / "documents").mkdir(parents=True)
-    with pytest.raises(RuntimeError, match="no committed stage output"):
+    (tmp_path / "in" / "_staging").mkdir()  # a stage that did not finish, not a user's folder
+    with pytest.raises(InputError, match="not committed"):
         run_models(spark, str(tmp_path / "in"), str(tmp_path / "out"), load_config(), models_dir=str(models_dir))
     with pytest.raises(RuntimeError, match="already committed"):
         run_models(spark, str(stage2_dir), str(outputs[1]), load_config(), models_dir=str(models_dir))
@@ -157,3 +159,22 @@ def test_each_worker_process_loads_a_model_once(spark, models_dir):
     assert len(tasks) == 8 and sum(t.rows for t in tasks) == 800
     loads = sum(not t.already_loaded for t in tasks)
     assert loads <= len({t.pid for t in tasks}) < 8  # Python workers are reused; each loads at most once
+
+
+def test_a_users_jsonl_of_the_same_documents_gets_the_same_decisions(spark, stage2_dir, models_dir, outputs, tmp_path):
+    import json
+
+    from jobs.cli import main
+
+    rows = pq.read_table(stage2_dir / "documents").to_pylist()
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"uid": r["doc_id"], "body": r["text"], "link": r["url"]}, ensure_ascii=False)
+                            + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["models", str(path), "--output", str(out), "--models-dir", str(models_dir),
+                 "--text-field", "body", "--id-field", "uid", "--url-field", "link",
+                 "--set", "models.page_type_drop_min_score=0.3"]) == 0
+    columns = ["doc_id", "text", "page_type", "topic", "sample_copies", "lines_removed_clutter"]
+    assert pq.read_table(out / "documents", columns=columns) == pq.read_table(outputs[1] / "documents", columns=columns)
+    stats = read_stats(out)
+    assert stats["documents_in"] == len(rows) and "warc_path" in stats["missing_input_columns"]

@@ -122,13 +122,19 @@ def test_clear_errors_before_any_work(spark, shared_data, tmp_path):
 
 def test_command_line_entry_point(shared_data, tmp_path, capsys):
     output = tmp_path / "cli"
+    mine = tmp_path / "mine.txt"
+    mine.write_text("# my own list\nexample-casino.com\n\nbad.example\n")
     code = main([
         str(shared_data / "warc/cc-main-2024-22-one-page.warc.gz"),
         str(shared_data / "warc/cc-main-2024-22-one-page.warc.wet.gz"),
         "--output", str(output), "--set", "prepare.languages=[]", "--set", "prepare.lang_threshold=0.0",
+        "--set", f"prepare.domain_blocklists={{mine: {mine}}}",
     ])
     assert code == 0
     stats = json.loads((output / "stats.json").read_text())
+    # A config's blocklist mapping replaces the shipped one: only "mine" is loaded, with its entries.
+    assert stats["url_lists"]["domain_blocklists"] == {"mine": {"path": str(mine), "entries": 2}}
+    assert stats["url_lists"]["url_regex_lists"]["adult"]["entries"] > 0  # not named: the shipped list stays
     # The same page as WARC response and as WET text; kept once whatever its language.
     assert stats["records_in"] == 2 and stats["documents_out"] + stats["rejects_by_rule"].get("exact_duplicate", 0) == 2
     assert "[thresher] prepare" in capsys.readouterr().err
@@ -248,3 +254,15 @@ def test_a_job_whose_every_page_fails_one_step_exits_non_zero_naming_it(shared_d
     assert re.match(r"thresher prepare: error: every one of the 1\d pages that reached step 'langid' failed it", err[0])
     assert "langid_error: ValueError" in err[0] and "Traceback" not in err[0]
     assert not (output / "_COMMITTED").exists()
+
+
+def test_a_documents_file_is_refused_before_spark_with_one_line(shared_data, tmp_path, capsys):
+    from jobs import cli
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join((shared_data / "quality/dclm/agreement_data.jsonl").open().readlines()[:5]))
+    code = cli.main(["prepare", str(docs), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "is not a WARC, WET or ARC file" in err[0] and "thresher rules" in err[0]
+    assert not (tmp_path / "out").exists()

@@ -155,3 +155,67 @@ def test_output_identical_with_1_and_4_partitions(runs):
     assert _read(one / "rejects", REJECT) == _read(four / "rejects", REJECT)
     drop = ("timings", "config_digest")
     assert {k: v for k, v in stats_one.items() if k not in drop} == {k: v for k, v in stats_four.items() if k not in drop}
+
+
+def _user_records(shared_data):
+    english = [json.loads(line)["text"] for line in (shared_data / "quality/dclm/agreement_data.jsonl").open()][:16]
+    chinese = [json.loads(line)["raw_content"]
+               for line in (shared_data / "quality/chinesewebtext/cleared1.jsonl").open()][:6]
+    return [{"content": text, "link": f"https://www.example.org/{i}"} for i, text in enumerate(english + chinese)]
+
+
+def _write_user_input(directory, records, kind):
+    import datasets
+
+    if kind == "parquet":
+        path = directory / "docs.parquet"
+        pq.write_table(pa.Table.from_pylist(records), path)
+    elif kind == "jsonl":
+        path = directory / "docs.jsonl"
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    elif kind == "datasets":
+        path = directory / "hf"
+        datasets.Dataset.from_list(records).save_to_disk(str(path))
+    else:  # a committed stage directory whose documents have only text and url
+        path = directory / "stage"
+        (path / "documents").mkdir(parents=True)
+        table = pa.Table.from_pylist([{"text": r["content"], "url": r["link"]} for r in records])
+        pq.write_table(table, path / "documents" / "part-0.parquet")
+        (path / COMMITTED_MARKER).write_text("{}")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl", "datasets", "stage_text_url"])
+def test_user_documents_go_through_rules(spark, shared_data, tmp_path, kind):
+    from jobs import cli
+
+    records = _user_records(shared_data)
+    path = _write_user_input(tmp_path, records, kind)
+    mapping = [] if kind == "stage_text_url" else ["--text-field", "content", "--url-field", "link"]
+    code = cli.main(["rules", str(path), "--output", str(tmp_path / "out"), *mapping])
+    assert code == 0
+    from pipeline.documents_input import derived_doc_id
+
+    stats = read_stats(tmp_path / "out")
+    assert stats["documents_in"] == len(records)
+    assert stats["documents_out"] + stats["documents_rejected"] == len(records) and stats["documents_out"] > 0
+    assert not (tmp_path / "out" / "_work").exists() and not (tmp_path / "out" / "_staging").exists()
+    name = {"parquet": "docs.parquet", "jsonl": "docs.jsonl", "datasets": "data-00000-of-00001.arrow",
+            "stage_text_url": "part-0.parquet"}[kind]
+    by_id = {derived_doc_id(name, i): r for i, r in enumerate(records)}
+    kept = pq.read_table(tmp_path / "out" / "documents").to_pylist()
+    for row in kept:
+        assert row["url"] == by_id[row["doc_id"]]["link"]
+        assert row["lang"] == ("zh" if records.index(by_id[row["doc_id"]]) >= 16 else "en")  # lid.176 ran
+    rejected = pq.read_table(tmp_path / "out" / "rejects").to_pylist()
+    assert {r["doc_id"] for r in rejected if r["rule"] != LINE_DEDUP_RULE} | {r["doc_id"] for r in kept} == set(by_id)
+
+
+def test_a_text_column_under_another_name_is_one_line_before_spark(tmp_path, capsys):
+    from jobs import cli
+
+    pq.write_table(pa.table({"content": ["some text"]}), tmp_path / "docs.parquet")
+    code = cli.main(["rules", str(tmp_path / "docs.parquet"), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "has no column 'text'" in err[0] and "--text-field" in err[0]
+    assert not (tmp_path / "out").exists()

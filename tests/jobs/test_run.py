@@ -249,3 +249,44 @@ def test_a_second_run_on_the_same_output_refuses_and_touches_nothing(tmp_path):
         first.stdin.close()
         first.wait(timeout=60)
     assert first.returncode == 0 and not (out / "_LOCK").exists()
+
+
+def test_a_value_out_of_range_fails_before_any_output(tmp_path, capsys):
+    from jobs import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["run", "--sample", "--output", str(out), "--set", "models.clutter_threshold=7"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == ["thresher run: error: models.clutter_threshold: 7.0 is out of range, must be in [0, 1]"]
+    assert not out.exists()  # no run.json, no sample crawl written
+
+
+def test_ctrl_c_prints_one_line_and_exits_130_and_spark_stays_quiet(tmp_path):
+    """A real `thresher run` in its own process group, sent SIGINT as a terminal's Ctrl-C would be."""
+    command = [sys.executable, "-c", "from jobs.cli import main; raise SystemExit(main())",
+               "run", "--sample", "--output", str(tmp_path / "run"), "--master", "local[2]"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: process.stderr.read(1), b"")))
+    reader.start()
+    deadline = time.time() + 300
+    # Interrupt once stage 1 has started and Spark is running its tasks.
+    while b"[Stage " not in b"".join(chunks).partition(b"prepare: starting")[2] and time.time() < deadline:
+        assert process.poll() is None, b"".join(chunks).decode(errors="replace")
+        time.sleep(0.2)
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGINT)
+    code = process.wait(timeout=60)
+    reader.join(timeout=60)
+    err = b"".join(chunks).decode(errors="replace")
+    lines = [line.strip() for line in err.replace("\r", "\n").splitlines()
+             if line.strip() and not line.strip().startswith("[Stage ")]  # Spark's progress bar stays
+    assert code == 130
+    assert lines[-1] == "[thresher] interrupted; run the same command again to resume"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "Exception" not in err
+    # Spark's start-up warnings (loopback address, native Hadoop, log4j profile) are quiet by default;
+    # the JVM's own notice about the vector module is not a log and cannot be turned off.
+    assert [line for line in lines if not line.startswith("WARNING: Using incubator modules")] == [
+        "[thresher] prepare: starting", "[thresher] interrupted; run the same command again to resume"]

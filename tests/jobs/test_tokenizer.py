@@ -75,3 +75,17 @@ def test_too_small_vocabulary_is_a_config_error(spark, stage_dir, tmp_path):
     with pytest.raises(ConfigError, match="vocab_size"):
         run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "x"), load_config(None, {"export.vocab_size": 100}))
     assert not (tmp_path / "x").exists()
+
+
+def test_a_users_jsonl_trains_the_same_tokenizer_as_the_stage(spark, stage_dir, tmp_path):
+    rows = pq.read_table(stage_dir / "documents").to_pylist()
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"uid": r["doc_id"], "body": r["text"]}, ensure_ascii=False) + "\n"
+                            for r in rows), encoding="utf-8")
+    config = load_config(None, {"export.vocab_size": 500, "export.tokenizer_sample_documents": 60})
+    stage = run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "from-stage"), config)
+    assert cli.main(["tokenizer", "train", str(path), "--output", str(tmp_path / "from-jsonl"), "--text-field", "body",
+                     "--id-field", "uid", "--set", "export.vocab_size=500",
+                     "--set", "export.tokenizer_sample_documents=60"]) == 0
+    user = read_stats(tmp_path / "from-jsonl")
+    assert user["sha256"] == stage["sha256"] and user["documents_out"] == stage["documents_out"] < 160

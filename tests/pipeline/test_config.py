@@ -1,4 +1,7 @@
+import re
+
 import pytest
+import yaml
 
 from pipeline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 
@@ -115,3 +118,31 @@ def test_an_extraction_time_bound_the_mechanism_cannot_keep_is_an_error(tmp_path
     with pytest.raises(ConfigError, match="prepare.extract_timeout_s"):
         load_config(write(tmp_path, f"prepare:\n  extract_timeout_s: {value}\n"))
     assert load_config(write(tmp_path, "prepare:\n  extract_timeout_s: 0\n")).prepare.extract_timeout_s == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "bound"),
+    [
+        ("models.clutter_threshold", 7, "in [0, 1]"),
+        ("prepare.lang_threshold", -0.1, "in [0, 1]"),
+        ("export.validation_fraction", 1.0, "in [0, 1)"),
+        ("export.seq_len", 0, "at least 1"),
+        ("rules.gopher_quality.min_alpha_words_ratio", 1.5, "in [0, 1]"),
+        ("rules.minhash_bands", -3, "at least 1"),
+        ("spark.shuffle_partitions", 0, "at least 1"),
+    ],
+)
+def test_values_out_of_range_are_refused_when_the_config_is_built(tmp_path, key, value, bound):
+    with pytest.raises(ConfigError, match=re.escape(f"{key}: ")) as error:
+        load_config(None, {key: value})
+    assert str(error.value).endswith(f"is out of range, must be {bound}")
+    with pytest.raises(ConfigError, match=re.escape(key)):  # from a file as from --set
+        load_config(write(tmp_path, yaml.safe_dump(_nested(key, value))))
+
+
+def _nested(key, value):
+    *parents, leaf = key.split(".")
+    node = {leaf: value}
+    for parent in reversed(parents):
+        node = {parent: node}
+    return node

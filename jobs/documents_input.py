@@ -1,0 +1,61 @@
+"""The documents input of the stages after stage 1, as a Spark DataFrame (see pipeline.documents_input)."""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+
+import pyarrow as pa
+
+from pipeline.documents_input import (
+    PARTS,
+    DocumentSource,
+    FieldMapping,
+    read_source_parts,
+    resolve_source,
+    source_parts,
+)
+from schemas import to_spark_schema
+
+INPUT_HELP = ("documents: a committed thresher stage directory, a Parquet file or directory, a JSONL(.gz) file "
+              "or directory, or a Hugging Face datasets directory (save_to_disk)")
+
+
+def add_field_arguments(parser: argparse.ArgumentParser) -> None:
+    """--text-field, --id-field, --url-field: which input columns hold the text, id and URL."""
+    parser.add_argument("--text-field", default="text", metavar="NAME", help="input column holding the document text (default: text)")
+    parser.add_argument(
+        "--id-field", default="", metavar="NAME",
+        help="input column holding a document id (default: doc_id, else id, else one derived from file name and row)",
+    )
+    parser.add_argument("--url-field", default="url", metavar="NAME", help="input column holding the page URL, if any (default: url)")
+
+
+def fields_from_args(args: argparse.Namespace) -> FieldMapping:
+    return FieldMapping(text=args.text_field, id=args.id_field, url=args.url_field)
+
+
+def source_from_args(args: argparse.Namespace, path: str) -> DocumentSource:
+    """The checked input named on the command line: InputError before Spark starts when it is unusable."""
+    return resolve_source(path, fields_from_args(args))
+
+
+def parts_frame(spark, source: DocumentSource, part_rows: int = 100_000):
+    """One partition per part of `source` (pipeline.documents_input.PARTS)."""
+    parts = source_parts(source, part_rows)
+    return spark.createDataFrame(spark.sparkContext.parallelize(parts, len(parts)), to_spark_schema(PARTS))
+
+
+def read_documents(spark, source: DocumentSource, schema: pa.Schema, lid_model_path: str | None = None,
+                   scratch_dir: str | None = None, part_rows: int = 100_000):
+    """`source` as a DataFrame of `schema`. A committed stage with every column is read as it is;
+    anything else is conformed in the Python workers, with lang computed when `lid_model_path` is
+    not None, and written to `scratch_dir` when given, so that no later action converts it again."""
+    if source.committed_stage and source.has_columns(schema.names):
+        return spark.read.schema(to_spark_schema(schema)).parquet(source.root)
+    reader = partial(read_source_parts, fields=source.fields, schema=schema, lid_model_path=lid_model_path)
+    frame = parts_frame(spark, source, part_rows).mapInArrow(reader, to_spark_schema(schema))
+    if scratch_dir is None:
+        return frame
+    frame.write.parquet(scratch_dir)
+    return spark.read.schema(to_spark_schema(schema)).parquet(scratch_dir)
