@@ -104,7 +104,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
     from jobs.common import config_from_args
 
     config = config_from_args(args)
-    taxonomy = load_taxonomy(config.resolve_path(config.models.topics_file) or None)
+    taxonomy = load_taxonomy(config.resolve_path(config.tag.topics_file) or None)
     prepare_config = None
     if any(".warc" in Path(p).name.lower() or Path(p).name.lower().endswith((".arc", ".arc.gz")) for p in args.input):
         from jobs.prepare import resolved_prepare_config
@@ -128,7 +128,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
             f"held-out accuracy {heldout.get('accuracy', float('nan')):.3f}, macro-F1 {heldout.get('macro_f1', float('nan')):.3f}",
             file=sys.stderr,
         )
-    print(f"[thresher] models written to {Path(args.output).resolve()}; point models.model_dir there", file=sys.stderr)
+    print(f"[thresher] models written to {Path(args.output).resolve()}; point tag.model_dir there", file=sys.stderr)
     return 0
 
 

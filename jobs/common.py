@@ -117,6 +117,11 @@ class StageOutput:
     def committed(self) -> bool:
         return (self.directory / COMMITTED_MARKER).is_file()
 
+    def reopen(self) -> None:
+        """Make a committed stage rerunnable (its settings changed): the marker goes first, so from here
+        on readers and reruns treat the old output as not there; `begin` then clears it."""
+        (self.directory / COMMITTED_MARKER).unlink(missing_ok=True)
+
     def begin(self) -> None:
         """Clear what an interrupted attempt left (staging and any uncommitted final parts)."""
         if self.committed:

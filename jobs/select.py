@@ -190,15 +190,20 @@ def mix_targets(config: Config) -> list[MixTarget]:
     return targets
 
 
+def tagged_models(tagged_dir: Path) -> dict[str, dict[str, Any]]:
+    """name -> tagger entry (kind, labels, top_k, model, held-out metrics) as the tag job recorded it, in column order."""
+    return {entry["name"]: entry for entry in read_stats(tagged_dir)["taggers"]}
+
+
 def run_select(spark, input_dir: str, output_dir: str, config: Config, partitions: int | None = None) -> dict:
     from pyspark.sql import functions as F
 
     started = time.perf_counter()
     input_path = require_committed(input_dir)
-    tag_stats = read_stats(input_path)
+    tagged_by = tagged_models(input_path)
     taggers = tuple(Tagger(**{k: entry[k] for k in ("name", "model_dir", "kind", "input", "top_k", "line_label")})
-                    for entry in tag_stats["taggers"].values())
-    settings = replace(check_select_config(config, tag_stats["taggers"]), taggers=taggers)
+                    for entry in tagged_by.values())
+    settings = replace(check_select_config(config, tagged_by), taggers=taggers)
     out = StageOutput(output_dir)
     out.begin()
     tagged = spark.read.parquet(str(input_path / "documents"))
@@ -213,7 +218,7 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     crash_point("select:filtered")
     filtered = spark.read.parquet(filtered_path)
 
-    rebalance = _rebalance(filtered, config, tag_stats["taggers"], settings)
+    rebalance = _rebalance(filtered, config, tagged_by, settings)
     settings = replace(settings, weights=rebalance.pop("class_weights", {}))
     copied_path = str(out.work / "copied")
     filtered.mapInArrow(functools.partial(copy_batches, settings=settings), schema).write.mode("overwrite").parquet(copied_path)
@@ -241,7 +246,7 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
         "stage": STAGE,
         "input": str(input_path),
         "taggers": {name: {k: entry[k] for k in ("model_dir", "model_hash", "heldout", "weak_labels")}
-                    for name, entry in tag_stats["taggers"].items()},
+                    for name, entry in tagged_by.items()},
         "rebalance": rebalance,
         "config_digest": config.digest(),
         "seconds": {"total": round(time.perf_counter() - started, 3)},
@@ -391,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     config = config_from_args(args)
     input_path = require_committed(args.input)
-    check_select_config(config, read_stats(input_path)["taggers"])  # before Spark starts
+    check_select_config(config, tagged_models(input_path))  # before Spark starts
     spark = spark_session("thresher-select", config.spark, args.master)
     stats = run_select(spark, args.input, args.output, config, args.partitions)
     print_stage_summary(STAGE, stats, time.perf_counter() - started)

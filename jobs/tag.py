@@ -172,7 +172,7 @@ def run_tag(
         "documents_out": documents_in,
         "rejects_by_rule": {},
         "missing_input_columns": missing_columns,
-        "taggers": info,
+        "taggers": list(info.values()),  # a list: tagger order is column order (stats.json sorts keys)
         "labels": {t.name: _label_counts(tagged, t.name) for t in taggers if t.kind == "document"},
         "score_histograms": {t.name: _histogram(tagged, t) for t in taggers},
         "config_digest": config.digest(),

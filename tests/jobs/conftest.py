@@ -39,3 +39,28 @@ def models_dir(stage2_dir, tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("models")
     bootstrap([str(stage2_dir)], directory, load_taxonomy(), params={"bucket": 20_000, "dim": 16})
     return directory
+
+
+@pytest.fixture(scope="session")
+def quality_model(shared_data, tmp_path_factory) -> Path:
+    """A 0/1 quality classifier trained as a user would, with `thresher classifiers train --task plain`
+    on DCLM's majority-vote labels."""
+    from jobs.cli import main
+
+    directory = tmp_path_factory.mktemp("quality") / "model"
+    argv = ["classifiers", "train", "--task", "plain", "--data", str(shared_data / "quality" / "dclm" / "majority_data.jsonl"),
+            "--output", str(directory), "--param", "dim=16", "--param", "bucket=20000"]
+    assert main(argv) == 0
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tagged_dir(spark, stage2_dir, models_dir, quality_model, tmp_path_factory) -> Path:
+    """`thresher tag` on the stage 2 fixture with all four taggers, on one input partition."""
+    from stage_rows import stage3_config
+
+    from jobs.tag import run_tag
+
+    directory = tmp_path_factory.mktemp("tagged")
+    run_tag(spark, str(stage2_dir), str(directory), stage3_config(models_dir, quality_model), partitions=1)
+    return directory
