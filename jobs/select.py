@@ -219,7 +219,7 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     filtered = spark.read.parquet(filtered_path)
 
     rebalance = _rebalance(filtered, config, tagged_by, settings)
-    settings = replace(settings, weights=rebalance.pop("class_weights", {}))
+    settings = replace(settings, weights=rebalance.get("class_weights", {}))
     copied_path = str(out.work / "copied")
     filtered.mapInArrow(functools.partial(copy_batches, settings=settings), schema).write.mode("overwrite").parquet(copied_path)
     crash_point("select:copied")
