@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from stage_rows import stage3_config
 
 from classifiers.base import ModelNotFoundError, model_digest, read_manifest
 from jobs.common import read_stats
@@ -107,5 +108,33 @@ def test_cli_reports_a_missing_model_in_one_line(stage2_dir, tmp_path, capsys):
 
 
 def test_committed_output_is_refused(spark, stage2_dir, models_dir, quality_model, tagged_dir):
+    # Imported here: Spark workers import this module (for _model_loads) without tests/ on their path.
+    from stage_rows import stage3_config
+
     with pytest.raises(RuntimeError, match="already committed"):
         run_tag(spark, str(stage2_dir), str(tagged_dir), stage3_config(models_dir, quality_model))
+
+
+def _model_loads(batches, model_dir):
+    """mapInArrow body: which worker process ran the task, and whether it had the model already."""
+    import os
+
+    from classifiers import base
+
+    already = str(Path(model_dir).resolve()) in base._LOADED
+    base.cached_classifier(model_dir)
+    rows = sum(batch.num_rows for batch in batches)
+    yield pa.RecordBatch.from_pylist([{"pid": os.getpid(), "already_loaded": already, "rows": rows}])
+
+
+def test_each_worker_process_loads_a_model_once(spark, models_dir):
+    import functools
+
+    tasks = (
+        spark.range(0, 800, numPartitions=8)
+        .mapInArrow(functools.partial(_model_loads, model_dir=str(models_dir / "topic")), "pid long, already_loaded boolean, rows long")
+        .collect()
+    )
+    assert len(tasks) == 8 and sum(t.rows for t in tasks) == 800
+    loads = sum(not t.already_loaded for t in tasks)
+    assert loads <= len({t.pid for t in tasks}) < 8  # Python workers are reused; each loads at most once
