@@ -102,3 +102,13 @@ def test_digest_does_not_depend_on_where_the_config_lives(tmp_path):
     a = load_config(write(tmp_path / "a", "rules:\n  minhash_seed: 3\n"))
     b = load_config(write(tmp_path / "b", "rules:\n  minhash_seed: 3\n"))
     assert a.base_dir != b.base_dir and a.digest() == b.digest()
+
+
+def test_taggers_and_keep_rules_layer_key_by_key():
+    config = load_config(None, {"tag.taggers.quality.model_dir": "/models/quality", "select.keep.quality.top_percent": 50})
+    assert list(config.tag.taggers) == ["page_type", "clutter", "topic", "quality"]  # the defaults stay, in order
+    assert config.tag.taggers["quality"].model_dir == "/models/quality" and config.tag.taggers["quality"].top_k == 5
+    assert config.select.keep["quality"].top_percent == 50.0
+    assert config.select.keep["page_type"].label_in == ["article"]
+    with pytest.raises(ConfigError, match="select.keep.quality.top_percnt"):
+        load_config(None, {"select.keep.quality.top_percnt": 50})
