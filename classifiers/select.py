@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from classifiers.base import unit_hash
 from classifiers.clutter import remove_lines
+from classifiers.mix import TopFractionCut
 from classifiers.tagging import Tagger, tagged_schema
 from classifiers.topic import sample_copies
 from schemas import extend
@@ -27,7 +27,7 @@ from schemas import extend
 STATUS_KEPT = "kept"
 RULE_DOWNSAMPLED = "rebalance_downsampled"
 REST_CLASS = ""  # documents outside every class: not reweighted by class
-TIE_SEED = 0  # top-percent ties at the cut score are broken by unit_hash(TIE_SEED, doc_id)
+TIE_SEED = 0  # top-percent ties at the cut score are broken by unit_hash(TIE_SEED, doc_id), then doc_id
 
 _TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
 
@@ -36,21 +36,6 @@ def estimated_tokens(text: str) -> int:
     """A tokenizer-free token count: one per whitespace-separated word, one per CJK character (select
     runs before the tokenizer is trained; BPE vocabularies give about that for both scripts)."""
     return len(_TOKEN.findall(text or ""))
-
-
-@dataclass(frozen=True)
-class TopCut:
-    """The global cut of a top-percent rule, found on the driver: keep a score above `score`, or equal
-    to it with a tie key (unit_hash(TIE_SEED, doc_id), doc_id) at most `tie_key`."""
-
-    score: float
-    tie_key: tuple[float, str] | None  # None: no document at the cut score is kept (or all are, see keep_all)
-    keep_all: bool = False
-
-    def keeps(self, score: float, doc_id: str) -> bool:
-        if self.keep_all or score > self.score:
-            return True
-        return score == self.score and self.tie_key is not None and (unit_hash(TIE_SEED, doc_id), doc_id) <= self.tie_key
 
 
 @dataclass(frozen=True)
@@ -63,7 +48,7 @@ class KeepCheck:
     label_min_score: float = 0.0
     score_label: str = ""
     threshold: float = 0.0  # min_score
-    cut: TopCut | None = None  # top_percent, filled in on the driver
+    cut: TopFractionCut | None = None  # top_percent, found over the whole input on the driver
 
     @property
     def name(self) -> str:
@@ -87,7 +72,7 @@ class KeepCheck:
         if self.rule == "min_score":
             return None if score >= self.threshold else f"score={score:.4f} min={self.threshold:g}"
         assert self.cut is not None, "top_percent cut not computed"
-        return None if self.cut.keeps(score, row["doc_id"]) else f"score={score:.4f} cut={self.cut.score:.4f}"
+        return None if self.cut.keeps(score, row["doc_id"]) else f"score={score:.4f} cut={self.cut.threshold:.4f}"
 
 
 @dataclass(frozen=True)

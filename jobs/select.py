@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from classifiers.base import unit_hash
-from classifiers.mix import MixTarget, expand_groups, solve_mix
+from classifiers.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
 from classifiers.select import (
     REST_CLASS,
     RULE_DOWNSAMPLED,
@@ -31,7 +31,6 @@ from classifiers.select import (
     TIE_SEED,
     KeepCheck,
     SelectSettings,
-    TopCut,
     copy_batches,
     filter_batches,
     filtered_schema,
@@ -164,30 +163,10 @@ def check_select_config(config: Config, taggers: dict[str, dict[str, Any]] | Non
     )
 
 
-def mix_targets(config: Config) -> list[MixTarget]:
-    """The configured target groups expanded to taxonomy labels, checked: shares in [0, 1] summing to
-    at most 1, known classes, no class in two groups."""
-    taxonomy = taxonomy_of(config)
-    targets, owner = [], {}
-    for name, target in config.select.rebalance.targets.items():
-        key = f"select.rebalance.targets.{name}"
-        if not 0.0 <= target.share <= 1.0:
-            raise ConfigError(f"{key}.share: must be in [0, 1], got {target.share}")
-        if not target.classes:
-            raise ConfigError(f"{key}.classes: name the topic domains or labels of the group")
-        try:
-            classes = expand_groups(taxonomy, {name: target.classes})
-        except (KeyError, ValueError) as exc:
-            raise ConfigError(f"{key}.classes: {exc} ({len(taxonomy.labels)} classes in {config.tag.topics_file or 'topics.yaml'})") from exc
-        for label in classes:
-            if label in owner:
-                raise ConfigError(f"{key}.classes: {label} is already in group {owner[label]}")
-            owner[label] = name
-        targets.append(MixTarget(name, tuple(classes), float(target.share)))
-    total = sum(t.share for t in targets)
-    if total > 1.0 + 1e-9:
-        raise ConfigError(f"select.rebalance.targets: shares add up to {total:g}, more than 1")
-    return targets
+def mix_targets(config: Config) -> tuple[MixTarget, ...]:
+    """The configured target groups expanded to taxonomy labels (classifiers.mix.expand_groups checks
+    shares, known classes and overlaps, naming the key)."""
+    return expand_groups(taxonomy_of(config), config.select.rebalance.targets, "select.rebalance.targets")
 
 
 def tagged_models(tagged_dir: Path) -> dict[str, dict[str, Any]]:
@@ -266,21 +245,25 @@ def _score_column(check: KeepCheck):
 
 
 def _with_cut(tagged, check: KeepCheck, documents_in: int) -> KeepCheck:
-    """A top-percent rule with its global cut: the score of the ceil(p% x N)-th best document over the
-    whole input; documents tied at that score are ordered by unit_hash(TIE_SEED, doc_id), then doc_id."""
+    """A top-percent rule with its global cut over the whole input, as classifiers.mix.top_fraction_cut
+    defines it (floor(p% x N + 0.5) documents; ties at the cut score by (unit_hash(seed, doc_id),
+    doc_id)), found with Spark: only the documents tied at the cut score come to the driver."""
     from pyspark.sql import functions as F
 
     if check.rule != "top_percent":
         return check
-    keep = math.ceil(check.threshold / 100.0 * documents_in - 1e-9)
-    if keep >= documents_in:
-        return replace(check, cut=TopCut(score=-math.inf, tie_key=None, keep_all=True))
-    scores = tagged.select(_score_column(check).alias("score"), "doc_id")
-    cut_score = scores.orderBy(F.desc("score")).limit(keep).agg(F.min("score")).first()[0]
-    above = scores.filter(F.col("score") > cut_score).count()
-    tied = sorted((unit_hash(TIE_SEED, row["doc_id"]), row["doc_id"]) for row in scores.filter(F.col("score") == cut_score).collect())
-    wanted = keep - above
-    return replace(check, cut=TopCut(score=float(cut_score), tie_key=tied[wanted - 1] if wanted > 0 else None))
+    keep = math.floor(check.threshold / 100.0 * documents_in + 0.5)
+    scores = tagged.select(_score_column(check).alias("score"), "doc_id").filter(F.col("score").isNotNull() & ~F.isnan("score"))
+    if keep == 0:
+        return replace(check, cut=TopFractionCut(math.inf, 0.0, "", TIE_SEED, 0))
+    cut_score = scores.orderBy(F.desc("score")).limit(keep).agg(F.min("score"), F.count("*")).first()
+    if cut_score[1] < keep:  # fewer scored documents than the cut asks for: keep every scored one
+        return replace(check, cut=TopFractionCut(-math.inf, 1.0, "", TIE_SEED, cut_score[1]))
+    threshold = float(cut_score[0])
+    above = scores.filter(F.col("score") > threshold).count()
+    tied = sorted((unit_hash(TIE_SEED, row["doc_id"]), row["doc_id"]) for row in scores.filter(F.col("score") == threshold).collect())
+    tie_hash, tie_key = tied[keep - above - 1]
+    return replace(check, cut=TopFractionCut(threshold, tie_hash, tie_key, TIE_SEED, keep))
 
 
 def _rebalance(filtered, config: Config, taggers: dict[str, dict[str, Any]], settings: SelectSettings) -> dict[str, Any]:
@@ -306,7 +289,7 @@ def _rebalance(filtered, config: Config, taggers: dict[str, dict[str, Any]], set
         result["class_weights"] = {c: taxonomy.weight(c) for c in class_amounts if c != REST_CLASS}
         return result
     targets = mix_targets(config)
-    solution = solve_mix({c or "rest": a for c, a in class_amounts.items()}, targets, section.max_copies, section.allow_downsampling)
+    solution = solve_mix(class_amounts, targets, section.max_copies, section.allow_downsampling)
     result.update({
         "max_copies": section.max_copies,
         "allow_downsampling": section.allow_downsampling,
@@ -316,7 +299,7 @@ def _rebalance(filtered, config: Config, taggers: dict[str, dict[str, Any]], set
         "shortfalls": dict(solution.shortfalls),
         "feasible": solution.feasible,
         "groups": {t.name: list(t.classes) for t in targets},
-        "class_weights": {(REST_CLASS if c == "rest" and c not in class_amounts else c): w for c, w in solution.weights.items()},
+        "class_weights": {c: solution.weight(c) for c in class_amounts},
     })
     for group, short in solution.shortfalls.items():
         print(f"[thresher] select: target {group} {solution.targets.get(group, 0):.3f} is out of reach under "

@@ -209,7 +209,7 @@ class KeepRule:
 
 @dataclass(frozen=True)
 class MixTargetConfig:
-    classes: list[str] = field(default_factory=list)  # topic domains ("science") or labels ("science.physics")
+    classes: list[str] = field(default_factory=list)  # topics.yaml groups, domains ("science") or labels ("science.physics"); empty: the group named like the target
     share: float = 0.0  # of the output's tokens (or documents, see rebalance.unit)
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from classifiers.base import unit_hash
+from classifiers.mix import TopFractionCut
 from classifiers.select import (
     STATUS_KEPT,
     KeepCheck,
     SelectSettings,
-    TopCut,
     copy_table,
     estimated_tokens,
     filter_table,
@@ -68,14 +67,11 @@ def test_label_not_in_drops_only_the_named_labels():
     assert check.failure(tagged_row("b", "x", ("article", 0.7))) is None
 
 
-def test_a_top_percent_cut_breaks_ties_by_doc_id_hash():
-    ids = [f"doc{i}" for i in range(6)]
-    ranked = sorted(ids, key=lambda d: (unit_hash(0, d), d))
-    cut = TopCut(score=0.5, tie_key=(unit_hash(0, ranked[1]), ranked[1]))  # two of the tied documents stay
-    assert [cut.keeps(0.5, d) for d in ranked] == [True, True, False, False, False, False]
-    assert cut.keeps(0.51, ranked[-1]) and not cut.keeps(0.49, ranked[0])
-    assert not TopCut(score=0.5, tie_key=None).keeps(0.5, ranked[0])
-    assert TopCut(score=float("-inf"), tie_key=None, keep_all=True).keeps(0.0, "x")
+def test_a_top_percent_rule_reads_its_label_score_against_the_global_cut():
+    cut = TopFractionCut(threshold=0.6, tie_hash=0.0, tie_key="", seed=0, kept=1)
+    check = KeepCheck("quality", "top_percent", score_label="1", threshold=50, cut=cut)
+    assert check.failure(tagged_row("a", "x", quality=0.7)) is None
+    assert check.failure(tagged_row("b", "x", quality=0.3)) == "score=0.3000 cut=0.6000"  # P(1), not the top label's 0.7
 
 
 def test_lines_under_the_threshold_go_and_an_emptied_document_is_a_reject():

@@ -76,7 +76,7 @@ def test_rules_drop_with_named_rejects_and_the_funnel_adds_up(selected, tagged_d
 def test_top_percent_is_a_global_cut_over_the_whole_input(selected, tagged_dir):
     tagged = rows(tagged_dir)
     ranked = sorted(tagged, key=lambda r: (-quality_score(r), unit_hash(0, r["doc_id"]), r["doc_id"]))
-    best_half = {r["doc_id"] for r in ranked[: math.ceil(0.5 * len(tagged))]}
+    best_half = {r["doc_id"] for r in ranked[: math.floor(0.5 * len(tagged) + 0.5)]}
     page_rejected = {r["doc_id"] for r in rows(selected[1], "rejects") if r["rule"] == "page_type:label_in"}
     quality_rejected = {r["doc_id"] for r in rows(selected[1], "rejects") if r["rule"] == "quality:top_percent"}
     # Every document outside the best half that passed the page-type rule is a quality reject; none inside is.
@@ -147,8 +147,8 @@ def test_rebalancing_to_a_target_mix(spark, tagged_dir, config_for, tmp_path):
         ({"select.keep.quality.score_label": "2", "select.keep.quality.min_score": 0.5}, "'2' is not a label of the quality model"),
         ({"select.keep.quality.top_percent": 0}, r"top_percent: must be in \(0, 100\]"),
         ({"select.line_thresholds.topic": 0.5}, "topic is a document tagger"),
-        ({"select.rebalance.targets.knowledge.share": 1.2}, "knowledge.share: must be in"),
-        ({"select.rebalance.targets.fiction": {"classes": ["literature"], "share": 0.5}}, "shares add up to 1.1, more than 1"),
+        ({"select.rebalance.targets.knowledge.share": 1.2}, "knowledge.share: must be a number in"),
+        ({"select.rebalance.targets.fiction": {"classes": ["literature"], "share": 0.5}}, "shares sum to 1.1, more than 1"),
         ({"select.rebalance.targets.knowledge.classes": ["science.alchemy"]}, "knowledge.classes"),
         ({"select.rebalance.max_copies": -1}, "max_copies: must be at least 1"),
         ({"select.rebalance.tagger": "topics"}, "select.rebalance.tagger: no tagger named 'topics'"),

@@ -7,7 +7,7 @@ taggers) in batches of 256 on one core; the Spark job (`jobs.tag.run_tag`, local
 starting Python workers and loading models, the second is warm. Per core = documents / seconds / N.
 The machine may be shared: the load average is printed with the figures.
 
-    .venv/bin/python bench/bench_tag.py [--documents 5000] [--cores 2]
+    .venv/bin/python bench/bench_models.py [--documents 5000] [--cores 2]
 """
 
 from __future__ import annotations
