@@ -21,7 +21,7 @@ from jobs.common import (
     script_main,
     spark_session,
 )
-from jobs.select import check_select_config, run_select
+from jobs.selection import check_select_config, run_select
 from jobs.tag import run_tag, tagger_info
 from pipeline.config import Config
 

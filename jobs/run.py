@@ -87,7 +87,7 @@ def run_pipeline(
     from jobs.export import run_export
     from jobs.prepare import run_prepare
     from jobs.rules import run_rules
-    from jobs.select import check_select_config, run_select
+    from jobs.selection import check_select_config, run_select
     from jobs.tag import run_tag, tagger_info
     from jobs.tokenizer import run_tokenizer_train
     from pipeline.report import write_report
@@ -230,7 +230,7 @@ def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs.select import check_select_config
+    from jobs.selection import check_select_config
     from jobs.tag import resolve_taggers, tagger_info
 
     config = config_from_args(args)

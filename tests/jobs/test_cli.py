@@ -55,3 +55,13 @@ def test_a_missing_input_is_a_clear_error(tmp_path, capsys):
     assert main(["prepare", str(tmp_path / "missing.warc.gz"), "--output", str(tmp_path / "out")]) == 2
     assert "missing.warc.gz" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_no_job_module_shadows_the_standard_library():
+    """`spark-submit jobs/<job>.py` puts jobs/ first on sys.path: a jobs/select.py would be imported
+    by the standard library's own `import select` (socket, subprocess) and break the job."""
+    import sys
+    from pathlib import Path
+
+    jobs_dir = Path(__file__).resolve().parents[2] / "jobs"
+    assert not {p.stem for p in jobs_dir.glob("*.py")} & set(sys.stdlib_module_names)

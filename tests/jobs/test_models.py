@@ -7,7 +7,7 @@ from stage_rows import stage3_config
 
 from jobs.common import COMMITTED_MARKER, read_stats
 from jobs.models import run_models
-from jobs.select import run_select
+from jobs.selection import run_select
 
 
 def test_models_is_tag_then_select(spark, stage2_dir, models_dir, quality_model, tagged_dir, tmp_path, capsys):

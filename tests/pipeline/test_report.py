@@ -64,7 +64,7 @@ def test_funnel_counts_documents_bytes_and_tokens(run_dir):
 
 def write_stage3(run_dir):
     """tag and select outputs as the jobs write them: a weak and a trained tagger, two select rules, a mix."""
-    from classifiers.select import SelectSettings, selected_schema
+    from classifiers.selection import SelectSettings, selected_schema
     from classifiers.tagging import Tagger
 
     taggers = [

@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from classifiers.select import SelectSettings, selected_schema
+from classifiers.selection import SelectSettings, selected_schema
 from classifiers.tagging import Tagger, tagged_schema
 from schemas import extend, to_spark_schema
 from schemas.documents import PREPARED, RULES

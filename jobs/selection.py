@@ -1,11 +1,14 @@
 """Stage 3b job, select: keep rules, line removal and rebalancing on the tag columns; no model runs.
 
 Reads a committed tag output (documents/ with every tagger's columns, stats.json naming the
-taggers and their labels) and writes OUTPUT/documents/ (classifiers.select.selected_schema: text
+taggers and their labels) and writes OUTPUT/documents/ (classifiers.selection.selected_schema: text
 with low-scoring lines removed, sample_copies; sorted by doc_id), OUTPUT/rejects/ (`<tagger>:<rule>`
 document rejects with the failing value, one `<tagger>_line` row per removed line,
 `<tagger>_emptied` and `rebalance_downsampled` documents) and OUTPUT/stats.json (documents and
 tokens in and out per rule; the mix per group before and after, against the target).
+
+The module is not named select.py: `spark-submit jobs/<job>.py` puts jobs/ first on sys.path, where
+a select.py would shadow the standard library's `select`.
 
 Settings: config `select` (keep rules per tagger, line thresholds per lines tagger, rebalancing to
 target shares by classifiers.mix.solve_mix, or by the taxonomy's fixed weights).
@@ -24,7 +27,7 @@ from typing import Any
 
 from classifiers.base import unit_hash
 from classifiers.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
-from classifiers.select import (
+from classifiers.selection import (
     REST_CLASS,
     RULE_DOWNSAMPLED,
     STATUS_KEPT,

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from classifiers.mix import TopFractionCut
-from classifiers.select import (
+from classifiers.selection import (
     STATUS_KEPT,
     KeepCheck,
     SelectSettings,

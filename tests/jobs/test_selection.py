@@ -11,10 +11,10 @@ import pytest
 from stage_rows import stage3_config
 
 from classifiers.base import unit_hash
-from classifiers.select import estimated_tokens
+from classifiers.selection import estimated_tokens
 from classifiers.topic import sample_copies
 from jobs.common import read_stats
-from jobs.select import check_select_config, run_select, tagged_models
+from jobs.selection import check_select_config, run_select, tagged_models
 from pipeline.config import ConfigError
 from schemas.rejects import REJECT
 
