@@ -28,4 +28,4 @@ RULES = extend(
 )
 
 # Stage 3 columns depend on the configured taggers: classifiers.tagging.tagged_schema (tag) and
-# classifiers.select.selected_schema (select) derive them.
+# classifiers.selection.selected_schema (select) derive them.
