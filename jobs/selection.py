@@ -224,6 +224,8 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
 
     stats = _stats(final, settings, documents_in)
     rebalance["achieved"] = _achieved_mix(final, config, rebalance)
+    if section_rebalances(config) and not rebalance["skipped"]:
+        rebalance["domains"] = _domain_mix(final, config.select.rebalance.unit)
     stats.update({
         "stage": STAGE,
         "input": str(input_path),
@@ -308,6 +310,25 @@ def _rebalance(filtered, config: Config, taggers: dict[str, dict[str, Any]], set
         print(f"[thresher] select: target {group} {solution.targets.get(group, 0):.3f} is out of reach under "
               f"max_copies={section.max_copies}: short by {short:.3f}", file=sys.stderr)
     return result
+
+
+def section_rebalances(config: Config) -> bool:
+    return config.select.rebalance.mode != "off"
+
+
+def _domain_mix(final, unit: str) -> dict[str, dict[str, float]]:
+    """Share of each topic domain among the documents that reached rebalancing, before (one copy
+    each) and after (copies counted), in the rebalancing unit; "unclassified" for class-less ones."""
+    from pyspark.sql import functions as F
+
+    reached = final.filter(F.col("status").isin(STATUS_KEPT, RULE_DOWNSAMPLED))
+    domain = F.when(F.col("mix_class") == REST_CLASS, F.lit("unclassified")).otherwise(F.split("mix_class", r"\.").getItem(0))
+    before = F.col("tokens") if unit == "tokens" else F.lit(1)
+    after = before * F.col("sample_copies")
+    rows = reached.groupBy(domain.alias("domain")).agg(F.sum(before).alias("before"), F.sum(after).alias("after")).collect()
+    totals = {key: float(sum(row[key] or 0 for row in rows)) or 1.0 for key in ("before", "after")}
+    return {row["domain"]: {key: round(float(row[key] or 0) / totals[key], 6) for key in ("before", "after")}
+            for row in sorted(rows, key=lambda r: r["domain"])}
 
 
 def _achieved_mix(final, config: Config, rebalance: dict[str, Any]) -> dict[str, float]:

@@ -143,7 +143,8 @@ def _mix(select_stats: dict[str, Any]) -> dict[str, Any]:
             "after": rebalance.get("achieved", {}).get(group),
             "short_by": rebalance.get("shortfalls", {}).get(group),
         }
-    return {"mode": rebalance.get("mode"), "unit": rebalance.get("unit"), "skipped": rebalance.get("skipped"), "groups": groups}
+    return {"mode": rebalance.get("mode"), "unit": rebalance.get("unit"), "skipped": rebalance.get("skipped"),
+            "groups": groups, "domains": rebalance.get("domains", {})}
 
 
 def _kept_samples(documents: Path, select_stats: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -374,8 +375,13 @@ def _mix_table(mix: dict[str, Any]) -> str:
         f"<td class=num>{share(v['expected'])}</td><td class=num>{share(v['after'])}</td><td class=num>{share(v['short_by'])}</td></tr>"
         for group, v in mix["groups"].items()
     )
+    domains = "".join(
+        f"<tr><td>{html.escape(domain)}</td><td class=num>{share(v.get('before'))}</td><td class=num>{share(v.get('after'))}</td></tr>"
+        for domain, v in mix.get("domains", {}).items()
+    )
     return (f"<p>Shares of {html.escape(str(mix.get('unit')))}.</p><table><tr><th>group</th><th>target</th><th>before</th>"
-            f"<th>solved</th><th>after (written)</th><th>short by</th></tr>{rows}</table>")
+            f"<th>solved</th><th>after (written)</th><th>short by</th></tr>{rows}</table>"
+            + (f"<table><tr><th>domain</th><th>before</th><th>after</th></tr>{domains}</table>" if domains else ""))
 
 
 def _key_values(mapping: dict[str, Any]) -> str:

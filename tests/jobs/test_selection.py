@@ -135,6 +135,23 @@ def test_rebalancing_to_a_target_mix(spark, tagged_dir, config_for, tmp_path):
     assert stats["sample_copies_total"] == sum(d["sample_copies"] for d in documents)
     assert stats["rejects_by_rule"].get("rebalance_downsampled", 0) == len(downsampled)
     assert set(rebalance["achieved"]) == {"knowledge", "rest"} and abs(sum(rebalance["achieved"].values()) - 1) < 1e-6
+    domains = rebalance["domains"]
+    assert {d["topic_label"].split(".")[0] for d in documents} <= set(domains)
+    for phase in ("before", "after"):
+        assert abs(sum(v[phase] for v in domains.values()) - 1) < 1e-5
+    knowledge_domains = ("encyclopedia", "education", "science")
+    assert abs(sum(domains.get(d, {}).get("after", 0) for d in knowledge_domains) - rebalance["achieved"]["knowledge"]) < 1e-5
+
+
+def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path):
+    from classifiers.topic import load_taxonomy
+
+    config = config_for(**{"select.rebalance.mode": "weights", "select.rebalance.min_model_accuracy": 0.0})
+    stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config)
+    taxonomy = load_taxonomy()
+    for doc in rows(tmp_path / "out"):
+        assert doc["sample_copies"] == sample_copies(doc["doc_id"], taxonomy.weight(doc["topic_label"]), 0) >= 1
+    assert stats["rebalance"]["class_weights"] == {c: taxonomy.weight(c) for c in stats["rebalance"]["class_weights"]}
 
 
 @pytest.mark.parametrize(

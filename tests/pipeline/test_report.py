@@ -85,7 +85,8 @@ def write_stage3(run_dir):
     ]
     rebalance = {"mode": "target", "unit": "tokens", "skipped": None, "targets": {"knowledge": 0.6, "rest": 0.4},
                  "shares_before": {"knowledge": 0.2, "rest": 0.8}, "shares_expected": {"knowledge": 0.5, "rest": 0.5},
-                 "achieved": {"knowledge": 0.48, "rest": 0.52}, "shortfalls": {"knowledge": 0.1}}
+                 "achieved": {"knowledge": 0.48, "rest": 0.52}, "shortfalls": {"knowledge": 0.1},
+                 "domains": {"science": {"before": 0.2, "after": 0.48}, "shopping": {"before": 0.8, "after": 0.52}}}
     settings = SelectSettings(taggers=(Tagger("page_type", "/m/page_type"), Tagger("quality", "/m/quality")))
     doc = {"doc_id": "k1", "url": "http://kept.example/", "text": "kept text", "page_type_label": "article",
            "page_type_score": 0.9, "quality_label": "1", "quality_score": 0.75, "sample_copies": 3}
@@ -114,7 +115,7 @@ def test_stage_3_models_histograms_rules_samples_and_mix(run_dir):
     assert removed["quality:top_percent"]["samples"][0]["url"] == "http://low.example/"
     page = render_html(report)
     for text in ("bootstrapped from weak labels", "Tagger quality: score histogram", "quality:top_percent",
-                 "Mix per group vs target", "60.0%", "48.0%", "http://kept.example/"):
+                 "Mix per group vs target", "60.0%", "48.0%", "http://kept.example/", "<td>shopping</td><td class=num>80.0%"):
         assert text in page, text
 
 
