@@ -282,7 +282,8 @@ def _rebalance(filtered, config: Config, taggers: dict[str, dict[str, Any]], set
         return result
     accuracy = (taggers[section.tagger].get("heldout") or {}).get("accuracy")
     if not isinstance(accuracy, float) or math.isnan(accuracy) or accuracy < section.min_model_accuracy:
-        result["skipped"] = (f"the {section.tagger} model's held-out accuracy is {accuracy} (floor "
+        measured = f"{accuracy:.3f}" if isinstance(accuracy, float) else "not measured (no metrics.json)"
+        result["skipped"] = (f"the {section.tagger} model's held-out accuracy is {measured} (floor "
                              f"select.rebalance.min_model_accuracy={section.min_model_accuracy}): not rebalancing on it")
         print(f"[thresher] select: warning: {result['skipped']}", file=sys.stderr)
         return result
