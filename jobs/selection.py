@@ -224,7 +224,7 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
 
     stats = _stats(final, settings, documents_in)
     rebalance["achieved"] = _achieved_mix(final, config, rebalance)
-    if section_rebalances(config) and not rebalance["skipped"]:
+    if config.select.rebalance.mode != "off" and not rebalance["skipped"]:
         rebalance["domains"] = _domain_mix(final, config.select.rebalance.unit)
     stats.update({
         "stage": STAGE,
@@ -311,10 +311,6 @@ def _rebalance(filtered, config: Config, taggers: dict[str, dict[str, Any]], set
         print(f"[thresher] select: target {group} {solution.targets.get(group, 0):.3f} is out of reach under "
               f"max_copies={section.max_copies}: short by {short:.3f}", file=sys.stderr)
     return result
-
-
-def section_rebalances(config: Config) -> bool:
-    return config.select.rebalance.mode != "off"
 
 
 def _domain_mix(final, unit: str) -> dict[str, dict[str, float]]:
