@@ -1,9 +1,9 @@
-"""Stage 3 scoring throughput: documents/s per core inside the Spark job beside a plain Python loop.
+"""Stage 3 tag throughput: documents/s per core inside the Spark job beside a plain Python loop.
 
 Documents: DCLM (English) and ChineseWebText (Chinese) texts from ../shared/data, repeated to
 --documents, in the stage 2 layout. Models: fastText defaults bootstrapped from the same texts
-(real model size). The plain loop runs `classifiers.scoring.score_table` in batches of 256 on one
-core; the Spark job (`jobs.models.run_models`, local[N]) is timed twice: the first run includes
+(real model size). The plain loop runs `classifiers.tagging.tag_table` (the three default
+taggers) in batches of 256 on one core; the Spark job (`jobs.tag.run_tag`, local[N]) is timed twice: the first run includes
 starting Python workers and loading models, the second is warm. Per core = documents / seconds / N.
 The machine may be shared: the load average is printed with the figures.
 
@@ -30,7 +30,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from schemas.documents import RULES  # noqa: E402
 
 QUALITY = REPO.parent / "shared" / "data" / "quality"
-WORK = REPO / "bench" / "work" / "models"
+WORK = REPO / "bench" / "work" / "tag"
 
 
 def source_texts() -> list[tuple[str, str, str]]:
@@ -70,9 +70,9 @@ def main() -> int:
 
     from classifiers.base import cached_classifier
     from classifiers.bootstrap import bootstrap
-    from classifiers.scoring import score_table
+    from classifiers.tagging import tag_table
     from classifiers.topic import load_taxonomy
-    from jobs.models import run_models, scoring_settings
+    from jobs.tag import resolve_taggers, run_tag
     from pipeline.config import load_config
 
     if WORK.exists():
@@ -81,31 +81,32 @@ def main() -> int:
     table = write_stage2(stage2, args.documents)
     bootstrap([str(stage2)], WORK / "models", load_taxonomy(), max_documents=len(source_texts()))
     config = load_config()
-    settings = scoring_settings(config, str(WORK / "models"))
+    taggers = resolve_taggers(config, str(WORK / "models"))
+    batch_size = config.tag.batch_size
     lines = sum(len([x for x in t.split("\n") if x.strip()]) for t in table.column("text").to_pylist())
     print(f"{args.documents} documents, {lines} non-blank lines; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
-    for path in (settings.page_type_model, settings.clutter_model, settings.topic_model):
-        cached_classifier(path)  # loading is not scoring: a Spark worker also loads once
+    for tagger in taggers:
+        cached_classifier(tagger.model_dir)  # loading is not scoring: a Spark worker also loads once
     started = time.perf_counter()
-    for start in range(0, table.num_rows, settings.batch_size):
-        score_table(table.slice(start, settings.batch_size), settings)
+    for start in range(0, table.num_rows, batch_size):
+        tag_table(table.slice(start, batch_size), taggers)
     loop_seconds = time.perf_counter() - started
     print(f"plain loop, 1 core: {loop_seconds:.1f}s, {args.documents / loop_seconds:.0f} docs/s per core")
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from jobs.common import spark_session
 
-    spark = spark_session("bench-models", config.spark, f"local[{args.cores}]")
+    spark = spark_session("bench-tag", config.spark, f"local[{args.cores}]")
     spark.sparkContext.setLogLevel("ERROR")
     for attempt in ("cold", "warm"):
         out = WORK / f"out_{attempt}"
-        stats = run_models(spark, str(stage2), str(out), config, models_dir=str(WORK / "models"), partitions=args.cores * 4)
-        scoring, total = stats["seconds"]["scoring"], stats["seconds"]["total"]
+        stats = run_tag(spark, str(stage2), str(out), config, models_dir=str(WORK / "models"), partitions=args.cores * 4)
+        scoring, total = stats["seconds"]["tagging"], stats["seconds"]["total"]
         print(
-            f"spark local[{args.cores}] {attempt}: scoring stage {scoring:.1f}s "
+            f"spark local[{args.cores}] {attempt}: tagging stage {scoring:.1f}s "
             f"({args.documents / scoring / args.cores:.0f} docs/s per core), whole job {total:.1f}s "
-            f"({args.documents / total / args.cores:.0f} docs/s per core); {stats['documents_out']} kept"
+            f"({args.documents / total / args.cores:.0f} docs/s per core)"
         )
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     spark.stop()

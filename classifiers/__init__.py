@@ -9,9 +9,10 @@ weak-labels the documents of a stage output (or Parquet/JSONL files, or WARC fil
 rules (URL patterns and text features for page type, DCLM/C4-style line rules for clutter,
 bilingual keyword seeds from configs/topics.yaml for topic), writes those labels to
 models/weak_labels/{page_type,clutter,topic}.jsonl, and trains models/{page_type,clutter,topic}
-with fastText. `thresher models` reads them from config `models.model_dir` (configs/default.yaml:
-`../models`, i.e. models/ at the repository root; override with --models-dir or
-`--set models.model_dir=DIR`).
+with fastText. `thresher tag` runs them as the taggers of config `tag.taggers`, whose relative
+model_dirs start at `tag.model_dir` (configs/default.yaml: `../models`, i.e. models/ at the
+repository root; override with --models-dir or `--set tag.model_dir=DIR`). Any other model, e.g.
+a quality classifier, is one more tagger: `--set tag.taggers.quality.model_dir=DIR`.
 
 Bringing your own labels
 ------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,13 +109,40 @@ def load_classifier(directory: str | Path) -> TextClassifier:
 # One loaded model per path per process: Spark executors reuse their Python workers across tasks,
 # so each worker loads a model once, not once per partition or batch.
 _LOADED: dict[str, TextClassifier] = {}
+# When set, every model load appends "<pid> <model dir>" to this file: an audit of which steps load
+# models (select must load none), readable across Spark's Python worker processes.
+LOAD_LOG_ENV = "THRESHER_MODEL_LOAD_LOG"
 
 
 def cached_classifier(directory: str | Path) -> TextClassifier:
     key = str(Path(directory).resolve())
     if key not in _LOADED:
         _LOADED[key] = load_classifier(key)
+        log = os.environ.get(LOAD_LOG_ENV)
+        if log:
+            with open(log, "a", encoding="utf-8") as handle:
+                handle.write(f"{os.getpid()} {key}\n")
     return _LOADED[key]
+
+
+def model_digest(directory: str | Path) -> str:
+    """A content hash of the model's files (names and bytes; not metrics.json, which evaluation may
+    rewrite), to trace tags to the exact model."""
+    directory = Path(directory)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != METRICS_NAME):
+        digest.update(str(path.relative_to(directory)).encode() + b"\0")
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def read_metrics(directory: str | Path) -> dict[str, Any]:
+    """The model's metrics.json (training record with held-out figures), or {} when it has none."""
+    path = Path(directory) / METRICS_NAME
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def unit_hash(seed: int, key: str) -> float:

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     boot.add_argument(
         "--param", action="append", default=[], metavar="KEY=VALUE", help="fastText option for all three models, e.g. dim=64"
     )
-    add_common_arguments(boot, "models.topics_file=my_topics.yaml")
+    add_common_arguments(boot, "tag.topics_file=my_topics.yaml")
 
 
 def _action(actions, name: str, text: str) -> argparse.ArgumentParser:
@@ -109,7 +109,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
     from jobs.common import config_from_args
 
     config = config_from_args(args)
-    taxonomy = load_taxonomy(config.resolve_path(config.models.topics_file) or None)
+    taxonomy = load_taxonomy(config.resolve_path(config.tag.topics_file) or None)
     prepare_config = None
     if any(".warc" in Path(p).name.lower() or Path(p).name.lower().endswith((".arc", ".arc.gz")) for p in args.input):
         from jobs.prepare import resolved_prepare_config
@@ -133,7 +133,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
             f"held-out accuracy {heldout.get('accuracy', float('nan')):.3f}, macro-F1 {heldout.get('macro_f1', float('nan')):.3f}",
             file=sys.stderr,
         )
-    print(f"[thresher] models written to {Path(args.output).resolve()}; point models.model_dir there", file=sys.stderr)
+    print(f"[thresher] models written to {Path(args.output).resolve()}; point tag.model_dir there", file=sys.stderr)
     return 0
 
 

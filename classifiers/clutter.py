@@ -1,5 +1,5 @@
 """Web clutter: each line of a document scored 0..1 for informational value; lines under the
-threshold (config `models.clutter_threshold`) are removed.
+threshold (config `select.line_thresholds.clutter`) are removed by stage 3's select step.
 
 The model is a two-label line classifier (`keep` / `clutter`); a line's score is P(keep). It sees
 `line_input`: the line plus coarse length and position markers, since navigation and footers are
@@ -79,12 +79,9 @@ class CleanedText:
     removed: list[tuple[str, float]]  # (line, score) of each removed line
 
 
-def remove_clutter(texts: Sequence[str], model: TextClassifier, threshold: float) -> list[CleanedText]:
-    """Drop lines of each text scoring below `threshold`; one model call for all lines of the batch.
-
-    Blank lines are not scored and are kept, so paragraph breaks survive; a text with nothing to
-    remove comes back unchanged.
-    """
+def line_scores(texts: Sequence[str], model: TextClassifier, label: str = KEEP) -> list[list[float | None]]:
+    """P(`label`) of each line of each text, aligned with text.split("\n"); blank lines are not scored
+    (None). One model call for all lines of the batch."""
     inputs: list[str] = []
     where: list[tuple[int, int]] = []
     split = [(text or "").split("\n") for text in texts]
@@ -93,18 +90,28 @@ def remove_clutter(texts: Sequence[str], model: TextClassifier, threshold: float
             if line.strip():
                 inputs.append(line_input(line, index, len(lines)))
                 where.append((doc, index))
-    scores = model.label_scores(inputs, KEEP) if inputs else []
-    line_scores: list[dict[int, float]] = [{} for _ in texts]
+    scores = model.label_scores(inputs, label) if inputs else []
+    result: list[list[float | None]] = [[None] * len(lines) for lines in split]
     for (doc, index), score in zip(where, scores, strict=True):
-        line_scores[doc][index] = float(score)
-    results = []
-    for text, lines, scored in zip(texts, split, line_scores, strict=True):
-        kept, removed = [], []
-        for index, line in enumerate(lines):
-            score = scored.get(index)
-            if score is not None and score < threshold:
-                removed.append((line, score))
-            else:
-                kept.append(line)
-        results.append(CleanedText("\n".join(kept).strip() if removed else (text or ""), removed))
-    return results
+        result[doc][index] = float(score)
+    return result
+
+
+def remove_lines(text: str, scores: Sequence[float | None], threshold: float) -> CleanedText:
+    """`text` without the lines whose score is below `threshold`; blank (unscored) lines stay, so
+    paragraph breaks survive, and a text with nothing to remove comes back unchanged."""
+    lines = (text or "").split("\n")
+    if len(lines) != len(scores):
+        raise ValueError(f"{len(scores)} line scores for a text of {len(lines)} lines")
+    kept, removed = [], []
+    for line, score in zip(lines, scores, strict=True):
+        if score is not None and score < threshold:
+            removed.append((line, score))
+        else:
+            kept.append(line)
+    return CleanedText("\n".join(kept).strip() if removed else (text or ""), removed)
+
+
+def remove_clutter(texts: Sequence[str], model: TextClassifier, threshold: float) -> list[CleanedText]:
+    """Drop lines of each text scoring below `threshold` (scores from `line_scores`)."""
+    return [remove_lines(text, scores, threshold) for text, scores in zip(texts, line_scores(texts, model), strict=True)]

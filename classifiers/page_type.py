@@ -1,5 +1,5 @@
 """Page type: is this a text-rich detail page (an article), or a forum, tool, video, audio, adult,
-listing or product page? Only the kept types (config `models.page_type_keep`) go on.
+listing or product page? Stage 3 select keeps the types of config `select.keep.page_type.label_in`.
 
 The model sees `page_type_input(url, text)`: URL words marked with a `url_` prefix, then the start of
 the text. `weak_page_type` is the transparent rule set that labels a crawl for the bootstrap model:

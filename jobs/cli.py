@@ -11,11 +11,13 @@ import sys
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS = {
-    "run": ("jobs.run", "the whole pipeline: stage 1, 2, 3 and export in turn, resumable, with report.html"),
+    "run": ("jobs.run", "the whole pipeline: stage 1, 2, 3 (tag, select) and export in turn, rerunning only changed stages, with report.html"),
     "prepare": ("jobs.prepare", "stage 1: WARC records -> extracted, language-identified, exact-deduplicated documents"),
     "sample-crawl": ("pipeline.sample_crawl", "write the bundled sample crawl (WARC files whose pages exercise every rule)"),
     "rules": ("jobs.rules", "stage 2: cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup"),
-    "models": ("jobs.models", "stage 3: page-type filter, line-clutter removal, topic classification and rebalancing"),
+    "tag": ("jobs.tag", "stage 3a: run every tagger (page type, line clutter, topic, quality ...) and keep its scores as columns"),
+    "select": ("jobs.selection", "stage 3b: keep rules, line removal and target-mix rebalancing on the tag columns (no model runs)"),
+    "models": ("jobs.models", "stage 3 in one command: tag, then select"),
     "classifiers": ("classifiers.cli", "stage 3 models: `train` on labelled data, `eval` a saved model, `bootstrap` defaults from a crawl"),
     "annotate": ("classifiers.annotate", "labels for a stage 3 classifier from a local LLM, by scoring each allowed label"),
     "tokenizer": ("jobs.tokenizer", "tokenizer: `train` a byte-level BPE on a sample of a stage's documents"),

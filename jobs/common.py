@@ -205,6 +205,11 @@ class StageOutput:
     def committed(self) -> bool:
         return (self.directory / COMMITTED_MARKER).is_file()
 
+    def reopen(self) -> None:
+        """Make a committed stage rerunnable (its settings changed): the marker goes first, so from here
+        on readers and reruns treat the old output as not there; `begin` then clears it."""
+        (self.directory / COMMITTED_MARKER).unlink(missing_ok=True)
+
     def begin(self) -> None:
         """Clear what an interrupted attempt left (staging and any parts its commit moved).
 
@@ -348,11 +353,13 @@ def _describe(holder: dict) -> str:
 
 def require_committed(directory: str | os.PathLike) -> Path:
     """`directory` as a Path if it holds a committed stage output; a clear error otherwise."""
+    from pipeline.inputs import InputError
+
     path = Path(directory)
     if not path.is_dir():
-        raise FileNotFoundError(f"input directory {path} does not exist")
+        raise InputError(f"input directory {path} does not exist")
     if not (path / COMMITTED_MARKER).is_file():
-        raise RuntimeError(f"{path} holds no committed stage output (no {COMMITTED_MARKER} marker): rerun that stage")
+        raise InputError(f"{path} holds no committed stage output (no {COMMITTED_MARKER} marker): rerun that stage")
     return path
 
 

@@ -1,222 +1,77 @@
-"""Stage 3 job: page-type filter, line-clutter removal, topic classification and rebalancing.
+"""Stage 3 in one command: `thresher tag` then `thresher select`, for scripts that ran the old models stage.
 
-Reads a committed stage 2 output (documents/ Parquet), scores documents in batches inside Spark tasks
-(mapInArrow; each Python worker loads each model once), and writes:
-OUTPUT/documents/ (schemas.documents.MODELS, sorted by doc_id), OUTPUT/rejects/ (schemas.rejects.REJECT:
-`page_type:<type>`, `clutter_emptied` and `rebalance_downsampled` documents, and one `clutter_line` row
-per removed line), OUTPUT/stats.json.
-
-Models: config `models.model_dir` (or --models-dir) holding page_type/, clutter/, topic/; make them with
-`thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output MODELS_DIR`.
+Writes OUTPUT/tag/ (every tagger's scores as columns) and OUTPUT/select/ (the selected documents
+that the tokenizer and export read, rejects, stats.json). A committed step is kept, so rerunning
+with changed select settings reruns select only if you first remove OUTPUT/select (or use
+`thresher run`, which does that by itself).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 from pathlib import Path
 
-from classifiers.base import ModelNotFoundError, read_manifest
-from classifiers.scoring import RULE_CLUTTER_LINE, SCORED, STATUS_KEPT, ScoringSettings, score_batches
-from classifiers.topic import load_taxonomy
 from jobs.common import (
+    DirectoryLock,
     StageOutput,
     add_common_arguments,
     config_from_args,
-    crash_point,
     print_stage_start,
     print_stage_summary,
     script_main,
     spark_session,
 )
-from jobs.documents_input import INPUT_HELP, add_field_arguments, read_documents, source_from_args
-from pipeline.config import Config, ConfigError
-from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
-from schemas import to_spark_schema
-from schemas.documents import MODELS, RULES
-from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
-
-STAGE = "models"
+from jobs.documents_input import INPUT_HELP, add_field_arguments, source_from_args
+from jobs.selection import check_select_config, run_select
+from jobs.tag import run_tag, tagger_info
+from pipeline.config import Config
+from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help=f"{INPUT_HELP}; usually stage 2 (rules) output")
-    parser.add_argument("--output", required=True, help="output directory (documents/, rejects/, stats.json)")
+    parser.add_argument("--output", required=True, help="output directory (tag/ and select/)")
+    add_field_arguments(parser)
     parser.add_argument(
         "--models-dir",
-        help="directory holding page_type/, clutter/, topic/ (default: config models.model_dir); "
+        help="base directory of relative tagger model_dirs (default: config tag.model_dir); "
         "make one with `thresher classifiers bootstrap`",
     )
     parser.add_argument("--partitions", type=int, help="repartition the input into this many tasks (default: as read)")
-    add_field_arguments(parser)
-    add_common_arguments(parser, "models.clutter_threshold=0.4")
-
-
-def scoring_settings(config: Config, models_dir: str | None = None) -> ScoringSettings:
-    """Resolved model paths, checked thresholds and the taxonomy's weights; errors before any work starts."""
-    section = config.models
-    base = (Path(models_dir) if models_dir else Path(config.resolve_path(section.model_dir))).resolve()
-    paths = {}
-    for key in ("page_type_model", "clutter_model", "topic_model"):
-        path = Path(getattr(section, key))
-        path = (path if path.is_absolute() else base / path).resolve()
-        try:
-            manifest = read_manifest(path)
-        except ModelNotFoundError as exc:
-            raise ModelNotFoundError(
-                f"models.{key}: no model at {path}. Make the default models with "
-                f"`thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output {base}` "
-                f"(or pass --models-dir / --set models.model_dir=DIR)"
-            ) from exc
-        paths[key] = (str(path), manifest)
-    for key in ("page_type_drop_min_score", "clutter_threshold", "topic_min_score"):
-        if not 0.0 <= getattr(section, key) <= 1.0:
-            raise ConfigError(f"models.{key}: must be in [0, 1], got {getattr(section, key)}")
-    if section.batch_size < 1:
-        raise ConfigError(f"models.batch_size: must be at least 1, got {section.batch_size}")
-    page_labels = paths["page_type_model"][1]["labels"]
-    if not set(section.page_type_keep) & set(page_labels):
-        raise ConfigError(f"models.page_type_keep: none of {section.page_type_keep} is a label of the page-type model ({page_labels})")
-    taxonomy = load_taxonomy(config.resolve_path(section.topics_file) or None)
-    return ScoringSettings(
-        page_type_model=paths["page_type_model"][0],
-        clutter_model=paths["clutter_model"][0],
-        topic_model=paths["topic_model"][0],
-        page_type_keep=tuple(section.page_type_keep),
-        page_type_drop_min_score=section.page_type_drop_min_score,
-        clutter_threshold=section.clutter_threshold,
-        topic_min_score=section.topic_min_score,
-        rebalance_seed=section.rebalance_seed,
-        batch_size=section.batch_size,
-        topic_weights=taxonomy.weights(),
-    )
+    add_common_arguments(parser, "select.line_thresholds.clutter=0.4")
 
 
 def run_models(
     spark, input_dir: str, output_dir: str, config: Config, models_dir: str | None = None, partitions: int | None = None,
     fields: FieldMapping = DEFAULT_FIELDS,
-) -> dict:
-    from pyspark.sql import functions as F
-
-    started = time.perf_counter()
-    settings = scoring_settings(config, models_dir)
-    source = resolve_source(input_dir, fields)
-    out = StageOutput(output_dir)
-    out.begin()
-    # Columns stage 2 did not write (or a user's input lacks) are null.
-    documents = read_documents(spark, source, RULES)
-    missing_columns = [name for name in RULES.names if name not in source.columns]
-    if partitions:
-        documents = documents.repartition(partitions, "doc_id")
-    scored_path = str(out.work / "scored")
-    documents.mapInArrow(functools.partial(score_batches, settings=settings), to_spark_schema(SCORED)).write.mode(
-        "overwrite"
-    ).parquet(scored_path)
-    scored_seconds = time.perf_counter() - started
-    crash_point("models:scored")
-
-    scored = spark.read.parquet(scored_path)
-    scored.filter(F.col("status") == STATUS_KEPT).select(*MODELS.names).orderBy("doc_id").write.parquet(
-        out.staged("documents")
-    )
-    doc_rejects = scored.filter(F.col("status") != STATUS_KEPT).select(
-        "doc_id",
-        "url",
-        "warc_path",
-        F.lit(STAGE).alias("stage"),
-        F.col("status").alias("rule"),
-        F.col("reject_detail").alias("detail"),
-        F.substring("text", 1, CONTENT_SNIPPET_CHARS).alias("content"),
-    )
-    line_rejects = scored.select("doc_id", "url", "warc_path", F.explode("removed_lines").alias("removed")).select(
-        "doc_id",
-        "url",
-        "warc_path",
-        F.lit(STAGE).alias("stage"),
-        F.lit(RULE_CLUTTER_LINE).alias("rule"),
-        F.format_string("score=%.4f", F.col("removed.score")).alias("detail"),
-        F.col("removed.line").alias("content"),
-    )
-    reject_schema = to_spark_schema(REJECT)
-    rejects = doc_rejects.unionByName(line_rejects).select(*[F.col(f.name).cast(f.dataType) for f in reject_schema.fields])
-    rejects.orderBy("doc_id", "rule", "content", "detail").write.parquet(out.staged("rejects"))
-
-    stats = _stats(scored)
-    stats.update(
-        {
-            "stage": STAGE,
-            "input": str(Path(input_dir).resolve()),
-            "missing_input_columns": missing_columns,
-            "models": {
-                key: {"path": getattr(settings, key), "backend": read_manifest(getattr(settings, key))["backend"]}
-                for key in ("page_type_model", "clutter_model", "topic_model")
-            },
-            "config_digest": config.digest(),
-            "seconds": {"scoring": round(scored_seconds, 3), "total": round(time.perf_counter() - started, 3)},
-        }
-    )
-    crash_point("models:before_commit")
-    out.commit(stats)
+) -> dict[str, dict]:
+    """Tag then select; returns both steps' stats."""
+    check_select_config(config, tagger_info(config, models_dir, digests=False))
+    out = Path(output_dir)
+    stats = {}
+    for step, run_step in (
+        ("tag", lambda: run_tag(spark, input_dir, str(out / "tag"), config, models_dir, partitions, fields)),
+        ("select", lambda: run_select(spark, str(out / "tag"), str(out / "select"), config, partitions)),
+    ):
+        started = time.perf_counter()
+        if StageOutput(out / step).committed:
+            print(f"[thresher] {step}: {out / step} is committed; kept", file=sys.stderr)
+            continue
+        stats[step] = run_step()
+        print_stage_summary(step, stats[step], time.perf_counter() - started)
     return stats
 
 
-def _stats(scored) -> dict:
-    """Counts from the written scored rows (never accumulators), in one aggregation: the funnel,
-    rejects per rule, and the page-type and topic distributions before and after rebalancing."""
-    from pyspark.sql import functions as F
-
-    groups = (
-        scored.groupBy("status", "page_type", "topic")
-        .agg(
-            F.count("*").alias("documents"),
-            F.sum("sample_copies").alias("copies"),
-            F.sum(F.coalesce(F.size("removed_lines"), F.lit(0))).alias("lines_removed"),
-        )
-        .collect()
-    )
-    rejects_by_rule: dict[str, int] = {}
-    page_types: dict[str, int] = {}
-    topics_before: dict[str, int] = {}
-    topics_after: dict[str, int] = {}
-    documents_in = documents_out = copies = lines_removed = 0
-    for group in groups:
-        documents_in += group["documents"]
-        lines_removed += group["lines_removed"]
-        page_types[group["page_type"]] = page_types.get(group["page_type"], 0) + group["documents"]
-        if group["status"] == STATUS_KEPT:
-            documents_out += group["documents"]
-            copies += group["copies"]
-            topics_after[group["topic"]] = topics_after.get(group["topic"], 0) + group["copies"]
-        else:
-            rejects_by_rule[group["status"]] = rejects_by_rule.get(group["status"], 0) + group["documents"]
-        if group["topic"] is not None:
-            topics_before[group["topic"]] = topics_before.get(group["topic"], 0) + group["documents"]
-    if lines_removed:
-        rejects_by_rule[RULE_CLUTTER_LINE] = lines_removed
-    return {
-        "documents_in": documents_in,
-        "documents_out": documents_out,
-        "documents_rejected": documents_in - documents_out,
-        "lines_removed_clutter": lines_removed,
-        "rejects_by_rule": dict(sorted(rejects_by_rule.items())),
-        "page_type_distribution": dict(sorted(page_types.items())),
-        "topic_distribution_before": dict(sorted(topics_before.items())),
-        "topic_distribution_after": dict(sorted(topics_after.items())),
-        "sample_copies_total": copies,
-    }
-
-
 def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
     config = config_from_args(args)
-    scoring_settings(config, args.models_dir)  # models and thresholds checked before Spark starts
+    check_select_config(config, tagger_info(config, args.models_dir, digests=False))  # before Spark starts
     source = source_from_args(args, args.input)  # and the input
-    print_stage_start(STAGE, args.input)
+    print_stage_start("models", args.input)
     spark = spark_session("thresher-models", config.spark, args.master)
-    stats = run_models(spark, args.input, args.output, config, args.models_dir, args.partitions, source.fields)
-    print_stage_summary(STAGE, stats, time.perf_counter() - started)
+    with DirectoryLock(args.output):
+        run_models(spark, args.input, args.output, config, args.models_dir, args.partitions, source.fields)
     return 0
 
 

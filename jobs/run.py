@@ -1,23 +1,28 @@
-"""thresher run: the whole pipeline, stage 1, 2, 3 and export in turn, resumable, with a report.
+"""thresher run: the whole pipeline, stage 1, 2, 3 (tag, then select) and export in turn, resumable
+by stage, with a report.
 
 Layout of OUTPUT:
     prepare/      stage 1 documents, rejects, stats.json
     rules/        stage 2
     classifiers/  the default fastText models, bootstrapped from prepare/ when the config names none
-    models/       stage 3
-    tokenizer/    a byte-level BPE trained on models/ (unless --tokenizer names one)
+    tag/          stage 3a: every tagger's scores as columns (nothing dropped)
+    select/       stage 3b: keep rules, line removal, rebalancing copies
+    tokenizer/    a byte-level BPE trained on select/ (unless --tokenizer names one)
     export/       token shards and manifest.json
-    run.json      inputs, config digest, seconds per stage
+    run.json      inputs, the settings each stage read, seconds per stage
     report.json, report.html
 
-Each stage commits its output (a `_COMMITTED` marker) before the next starts. A rerun skips every
-committed stage, so rerunning a finished run does nothing and a rerun after a crash goes on from
-the last committed stage.
+Each stage commits its output (a `_COMMITTED` marker) before the next starts. run.json records the
+config keys each stage reads (STAGE_SETTINGS). A rerun keeps every committed stage whose settings
+are unchanged and reruns from the first stage whose settings changed (or `--from-stage`), and every
+stage after it; a rerun after a crash goes on from the last committed stage; rerunning a finished
+run does nothing ("already complete").
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -38,7 +43,21 @@ from jobs.common import (
 )
 from pipeline.config import Config, ConfigError
 
-STAGES = ("prepare", "rules", "classifiers", "models", "tokenizer", "export")
+STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")
+# The config keys (dotted prefixes) each stage's output depends on; `run.*` are this run's options.
+STAGE_SETTINGS = {
+    "prepare": ("prepare",),
+    "rules": ("rules",),
+    "classifiers": ("tag.topics_file",),
+    "tag": ("tag", "run.models_dir", "run.model_hash"),
+    "select": ("select", "tag.topics_file"),
+    "tokenizer": (
+        "export.vocab_size", "export.eos_token", "export.pad_token", "export.extra_special_tokens",
+        "export.tokenizer_sample_documents", "export.tokenizer_min_frequency", "export.seed", "run.tokenizer",
+    ),
+    "export": ("export", "run.tokenizer"),
+}
+RUN_FORMAT = 2  # run.json with per-key settings (format 1 held one digest of the whole config)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,54 +69,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", action="store_true", help="run on the bundled sample crawl, written to OUTPUT/input/")
     parser.add_argument(
         "--models-dir",
-        help="classifier models (page_type/, clutter/, topic/); default: config models.model_dir if it holds "
-        "models, else bootstrapped from this run's stage 1 output into OUTPUT/classifiers",
+        help="base directory of the taggers' models (page_type/, clutter/, topic/); default: config tag.model_dir "
+        "if it holds them, else bootstrapped from this run's stage 1 output into OUTPUT/classifiers",
     )
     parser.add_argument("--tokenizer", help="Hugging Face tokenizer directory; default: train one into OUTPUT/tokenizer")
-    add_common_arguments(parser, "models.clutter_threshold=0.4")
+    parser.add_argument(
+        "--from-stage", choices=STAGES,
+        help="rerun this stage and every stage after it, even if committed with unchanged settings",
+    )
+    add_common_arguments(parser, "select.line_thresholds.clutter=0.4")
 
 
 def run_pipeline(
     spark, inputs: list[str], output_dir: str, config: Config,
-    models_dir: str | None = None, tokenizer_dir: str | None = None,
+    models_dir: str | None = None, tokenizer_dir: str | None = None, from_stage: str | None = None,
 ) -> dict[str, Any]:
-    """Run every stage not yet committed under `output_dir`; returns run.json's content.
+    """Run every stage not committed with its current settings under `output_dir`; returns run.json's
+    content, with `stages_run` naming the stages this call ran.
 
     A second run on the same `output_dir` while this one runs is refused (ConfigError naming this one).
     """
     with DirectoryLock(output_dir):
-        return _run_stages(spark, inputs, output_dir, config, models_dir, tokenizer_dir)
+        return _run_stages(spark, inputs, output_dir, config, models_dir, tokenizer_dir, from_stage)
 
 
 def _run_stages(
-    spark, inputs: list[str], output_dir: str, config: Config, models_dir: str | None, tokenizer_dir: str | None
+    spark, inputs: list[str], output_dir: str, config: Config, models_dir: str | None, tokenizer_dir: str | None,
+    from_stage: str | None,
 ) -> dict[str, Any]:
     from jobs.export import run_export
-    from jobs.models import run_models
     from jobs.prepare import run_prepare
     from jobs.rules import run_rules
+    from jobs.selection import check_select_config, run_select
+    from jobs.tag import run_tag, tagger_info
     from jobs.tokenizer import run_tokenizer_train
     from pipeline.report import write_report
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run_info = _start_run_info(out, inputs, config)
     dirs = {stage: str(out / stage) for stage in STAGES}
     models_dir = models_dir or _configured_models_dir(config) or dirs["classifiers"]
     tokenizer_dir = tokenizer_dir or dirs["tokenizer"]
+    skipped = {
+        "classifiers": models_dir != dirs["classifiers"],
+        "tokenizer": tokenizer_dir != dirs["tokenizer"],
+    }
+    run_info = _start_run_info(out, inputs, run_settings(config, models_dir, tokenizer_dir, dirs), from_stage)
+
+    def tag():
+        check_select_config(config, tagger_info(config, models_dir, digests=False))  # before any stage 3 work
+        return run_tag(spark, dirs["rules"], dirs["tag"], config, models_dir=models_dir)
 
     steps = {
         "prepare": lambda: run_prepare(spark, inputs, dirs["prepare"], config),
         "rules": lambda: run_rules(spark, dirs["prepare"], dirs["rules"], config),
         "classifiers": lambda: _bootstrap_classifiers(dirs["prepare"], dirs["classifiers"], config),
-        "models": lambda: run_models(spark, dirs["rules"], dirs["models"], config, models_dir=models_dir),
-        "tokenizer": lambda: run_tokenizer_train(spark, dirs["models"], dirs["tokenizer"], config),
-        "export": lambda: run_export(spark, dirs["models"], dirs["export"], tokenizer_dir, config),
+        "tag": tag,
+        "select": lambda: run_select(spark, dirs["tag"], dirs["select"], config),
+        "tokenizer": lambda: run_tokenizer_train(spark, dirs["select"], dirs["tokenizer"], config),
+        "export": lambda: run_export(spark, dirs["select"], dirs["export"], tokenizer_dir, config),
     }
-    skipped = {
-        "classifiers": models_dir != dirs["classifiers"],
-        "tokenizer": tokenizer_dir != dirs["tokenizer"],
-    }
+    ran = []
     for stage in STAGES:
         if skipped.get(stage) or StageOutput(dirs[stage]).committed:
             continue
@@ -108,38 +140,88 @@ def _run_stages(
         run_info["seconds_per_stage"][stage] = round(seconds, 3)
         _write_run_info(out, run_info)
         print_stage_summary(stage, stats, seconds)
+        ran.append(stage)
         crash_point(f"run:after_{stage}")
-    write_report(out)
-    return run_info
+    if ran or not (out / "report.html").is_file():
+        write_report(out)
+    return {**run_info, "stages_run": ran}
 
 
-def _start_run_info(out: Path, inputs: list[str], config: Config) -> dict[str, Any]:
-    """run.json of an earlier attempt, checked to be the same run; a fresh one otherwise."""
+def run_settings(config: Config, models_dir: str, tokenizer_dir: str, dirs: dict[str, str]) -> dict[str, Any]:
+    """Every config value as a flat dotted key, plus the run's own inputs to stages (`run.*`): the
+    models directory and, for models this run did not bootstrap, a content hash of each."""
+    from jobs.tag import tagger_info
+
+    settings = dataclasses.asdict(config)
+    del settings["base_dir"]
+    flat = _flatten(settings)
+    flat["run.models_dir"] = str(Path(models_dir).resolve())
+    flat["run.tokenizer"] = str(Path(tokenizer_dir).resolve())
+    if models_dir != dirs["classifiers"]:
+        for name, entry in tagger_info(config, models_dir).items():
+            flat[f"run.model_hash.{name}"] = entry["model_hash"]
+    return json.loads(json.dumps(flat, default=str))
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        flat = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: value}
+
+
+def stages_reading(key: str) -> list[str]:
+    return [stage for stage, prefixes in STAGE_SETTINGS.items() if any(key == p or key.startswith(p + ".") for p in prefixes)]
+
+
+def _start_run_info(out: Path, inputs: list[str], settings: dict[str, Any], from_stage: str | None) -> dict[str, Any]:
+    """run.json of an earlier attempt, checked to be the same inputs; the stages whose settings changed
+    (and every stage after the first of them) are uncommitted, so that they rerun."""
     path = out / "run.json"
-    fresh = {"inputs": list(inputs), "config_digest": config.digest(), "seconds_per_stage": {}}
+    fresh = {"format": RUN_FORMAT, "inputs": list(inputs), "settings": settings, "seconds_per_stage": {}}
     if not path.is_file():
         _write_run_info(out, fresh)
         return fresh
     earlier = json.loads(path.read_text())
-    for key in ("inputs", "config_digest"):
-        if earlier.get(key) != fresh[key]:
-            raise ConfigError(
-                f"{out} holds a run with other {key.replace('_', ' ')} ({earlier.get(key)!r}); "
-                "use a new --output directory or delete the old run"
-            )
+    if earlier.get("inputs") != fresh["inputs"]:
+        raise ConfigError(
+            f"{out} holds a run with other inputs ({earlier.get('inputs')!r}); "
+            "use a new --output directory or delete the old run"
+        )
+    if earlier.get("format") != RUN_FORMAT:
+        raise ConfigError(f"{out}/run.json was written by an older thresher (no per-stage settings); "
+                          "use a new --output directory or delete the old run")
+    old = earlier["settings"]
+    changed = sorted(key for key in set(old) | set(settings) if old.get(key) != settings.get(key))
+    affected = {stage for key in changed for stage in stages_reading(key)}
+    first = next((stage for stage in STAGES if stage in affected or stage == from_stage), None)
+    if changed:
+        print(f"[thresher] settings changed since the last run: {', '.join(changed)}", file=sys.stderr)
+    if first is not None:
+        rerun = STAGES[STAGES.index(first):]
+        print(f"[thresher] rerunning from {first}: {', '.join(rerun)}", file=sys.stderr)
+        for stage in rerun:
+            StageOutput(out / stage).reopen()
+            earlier["seconds_per_stage"].pop(stage, None)
+    earlier["settings"] = settings
+    _write_run_info(out, earlier)
     return earlier
 
 
 def _write_run_info(out: Path, run_info: dict[str, Any]) -> None:
     tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(run_info, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps({k: v for k, v in run_info.items() if k != "stages_run"}, indent=2, sort_keys=True) + "\n")
     tmp.replace(out / "run.json")
 
 
 def _configured_models_dir(config: Config) -> str | None:
-    """config models.model_dir when it holds a page-type model, else None (bootstrap one)."""
-    path = Path(config.resolve_path(config.models.model_dir))
-    return str(path) if (path / config.models.page_type_model).is_dir() else None
+    """config tag.model_dir when it holds every enabled tagger's model given by a relative path, else
+    None (bootstrap the defaults)."""
+    path = Path(config.resolve_path(config.tag.model_dir))
+    relative = [spec.model_dir for spec in config.tag.taggers.values() if spec.model_dir and not Path(spec.model_dir).is_absolute()]
+    return str(path) if relative and all((path / name).is_dir() for name in relative) else None
 
 
 def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) -> dict[str, Any]:
@@ -149,8 +231,8 @@ def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) ->
 
     output = StageOutput(output_dir)
     output.begin()
-    taxonomy = load_taxonomy(config.resolve_path(config.models.topics_file) or None)
-    summary = bootstrap([prepare_dir], output.staging, taxonomy, seed=config.models.rebalance_seed)
+    taxonomy = load_taxonomy(config.resolve_path(config.tag.topics_file) or None)
+    summary = bootstrap([prepare_dir], output.staging, taxonomy)
     stats = {
         "documents_in": summary["documents"],
         "documents_out": summary["documents"],  # every sampled document was weak-labelled
@@ -167,6 +249,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from jobs.selection import check_select_config
+    from jobs.tag import resolve_taggers, tagger_info
+
     config = config_from_args(args)
     inputs = list(args.inputs)
     if args.sample:
@@ -182,12 +267,20 @@ def _run(args: argparse.Namespace) -> int:
 
     # A missing or non-WARC local input fails here, before Spark starts.
     check_archive_inputs(expand_inputs(inputs, config.prepare.path_prefix))
+    # Stage 3 settings checked before Spark starts: against the models when they exist already.
+    resolve_taggers(config, args.models_dir)
+    models_dir = args.models_dir or _configured_models_dir(config)
+    check_select_config(config, tagger_info(config, models_dir, digests=False) if models_dir else None)
     spark = spark_session("thresher-run", config.spark, args.master)
-    run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer)
-    total = sum(run_info["seconds_per_stage"].values())
+    run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer, args.from_stage)
+    report = Path(args.output).resolve() / "report.html"
+    if not run_info["stages_run"]:
+        print(f"[thresher] run already complete: nothing changed since the last run; report: {report}", file=sys.stderr)
+        return 0
+    seconds = sum(run_info["seconds_per_stage"].get(stage, 0.0) for stage in run_info["stages_run"])
     export_stats = read_stats(Path(args.output) / "export")
     print(
-        f"[thresher] run finished in {total:.1f}s; report: {Path(args.output).resolve() / 'report.html'}; "
+        f"[thresher] run finished ({', '.join(run_info['stages_run'])}) in {seconds:.1f}s; report: {report}; "
         f"exported {export_stats.get('tokens', export_stats.get('documents_out', '?'))} tokens",
         file=sys.stderr,
     )

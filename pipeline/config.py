@@ -227,21 +227,67 @@ class RulesConfig:
 
 
 @dataclass(frozen=True)
-class ModelsConfig:
-    """Stage 3: page type, clutter, topic. Model directories come from `thresher classifiers bootstrap`
-    (or train); scores are columns, so changing a threshold here reruns no model."""
+class TaggerConfig:
+    """One stage 3 tagger: a model whose scores become columns; it never drops or changes a document."""
 
-    model_dir: str = "models"  # holds page_type/, clutter/, topic/; relative to the config file's directory
-    page_type_model: str = "page_type"  # each model path: absolute, or relative to model_dir
-    clutter_model: str = "clutter"
-    topic_model: str = "topic"
-    topics_file: str = ""  # the taxonomy with rebalancing weights; empty: configs/topics.yaml shipped
-    page_type_keep: list[str] = field(default_factory=lambda: ["article"])  # dots.llm1: keep text-rich detail pages
-    page_type_drop_min_score: Fraction = 0.5  # ours: a page leaves only when its non-kept type scores at least this
-    clutter_threshold: Fraction = 0.5  # ours: lines with P(informative) below this are removed (report gives no value)
-    topic_min_score: Fraction = 0.0  # ours: below this topic score a document keeps weight 1 (not rebalanced)
-    rebalance_seed: int = 0  # which documents a fractional weight keeps: unit_hash(seed, doc_id) < frac(w)
+    model_dir: str = ""  # absolute, or relative to tag.model_dir; empty: the tagger is off
+    kind: str = "document"  # document: <name>_label, <name>_score, <name>_top; lines: <name>_line_scores
+    input: str = "plain"  # what the model sees (classifiers.tasks): plain, page_type, topic; lines: clutter
+    top_k: PositiveCount = 5  # labels kept in <name>_top, best first (document taggers)
+    line_label: str = "keep"  # lines taggers: the label whose probability is a line's score
+
+
+@dataclass(frozen=True)
+class TagConfig:
+    """Stage 3a, tag: every tagger scores the stage 2 text as it is. Model directories come from
+    `thresher classifiers bootstrap` (or train)."""
+
+    model_dir: str = "models"  # the base of relative tagger model_dirs; relative to the config file's directory
+    topics_file: str = ""  # the taxonomy the topic model and rebalancing use; empty: configs/topics.yaml shipped
     batch_size: PositiveCount = 256  # documents per model call inside a Spark task
+    taggers: dict[str, TaggerConfig] = field(default_factory=dict)  # name -> tagger, in column order
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    """Keep rules on one document tagger's columns; a rule left at its default is off. Rules AND-combine."""
+
+    label_in: list[str] = field(default_factory=list)  # keep documents whose <name>_label is one of these
+    label_not_in: list[str] = field(default_factory=list)  # drop documents whose <name>_label is one of these
+    label_min_score: Fraction = 0.0  # the label rules drop a document only when <name>_score is at least this
+    score_label: str = ""  # min_score/top_percent act on this label's probability (from <name>_top); empty: <name>_score
+    min_score: float | None = None  # keep documents scoring at least this
+    top_percent: float | None = None  # keep the best p% of the whole input by score (ties: doc_id hash)
+    on_missing_label: str = "error"  # a label_in/label_not_in label the model lacks: error, or keep (rule off, warned)
+
+
+@dataclass(frozen=True)
+class MixTargetConfig:
+    classes: list[str] = field(default_factory=list)  # topics.yaml groups, domains ("science") or labels ("science.physics"); empty: the group named like the target
+    share: float = 0.0  # of the output's tokens (or documents, see rebalance.unit)
+
+
+@dataclass(frozen=True)
+class RebalanceConfig:
+    mode: str = "target"  # target: solve for class weights that reach `targets`; weights: topics.yaml weights; off
+    tagger: str = "topic"  # the document tagger whose label is the class
+    unit: str = "tokens"  # what shares measure: tokens (estimated: a word or a CJK character each) or documents
+    targets: dict[str, MixTargetConfig] = field(default_factory=dict)  # group -> classes and share; the rest fills up
+    max_copies: float = 4.0  # upsampling cap: the most copies any document may get
+    allow_downsampling: bool = True  # classes over their share may be sampled below one copy
+    min_score: float = 0.0  # a document whose class scores below this is not reweighted (one copy, class "rest")
+    min_model_accuracy: Fraction = 0.5  # skip rebalancing (warn) when the class model's held-out accuracy is lower
+    seed: int = 0  # which documents a fractional weight keeps: unit_hash(seed, doc_id) < frac(w)
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Stage 3b, select: thresholds, line removal and rebalancing on the tag columns; no model runs,
+    so changing anything here reruns select and the stages after it, never a tagger."""
+
+    keep: dict[str, KeepRule] = field(default_factory=dict)  # document tagger name -> its keep rules
+    line_thresholds: dict[str, float] = field(default_factory=dict)  # lines tagger -> lines scoring below are removed
+    rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
 
 
 @dataclass(frozen=True)
@@ -288,7 +334,8 @@ class Config:
     spark: SparkConfig = field(default_factory=SparkConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
-    models: ModelsConfig = field(default_factory=ModelsConfig)
+    tag: TagConfig = field(default_factory=TagConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     transformers: TransformersInferenceConfig = field(default_factory=TransformersInferenceConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     base_dir: str = ""  # set by the loader: the config file's directory, for relative paths

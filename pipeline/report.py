@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-STAGES = ("prepare", "rules", "models")  # document stages, in pipeline order
+STAGES = ("prepare", "rules", "tag", "select")  # document stages, in pipeline order
 SAMPLES_PER_RULE = 3
 SNIPPET_CHARS = 200
 
@@ -62,8 +62,12 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         "funnel": funnel,
         "rejects": rejects,
         "languages": _column_counts(run_dir / "prepare" / "documents", "lang"),
-        "page_types": _distribution(stages.get("models", {}), "page_type", run_dir / "models" / "documents"),
-        "topics": _distribution(stages.get("models", {}), "topic", run_dir / "models" / "documents"),
+        "labels": stages.get("tag", {}).get("labels", {}),
+        "score_histograms": stages.get("tag", {}).get("score_histograms", {}),
+        "models": _models(stages.get("tag", {})),
+        "select_rules": stages.get("select", {}).get("rules", []),
+        "kept_samples": _kept_samples(run_dir / "select" / "documents", stages.get("select", {})),
+        "mix": _mix(stages.get("select", {})),
         "dedup_cluster_sizes": stages.get("rules", {}).get("minhash_cluster_sizes", {}),
         "lines_removed": {
             name: {k: v for k, v in stats.items() if k.startswith("lines_removed")} for name, stats in stages.items()
@@ -118,21 +122,59 @@ def _value_counts(array) -> tuple[list, list]:
     return result.field("values").to_pylist(), result.field("counts").to_pylist()
 
 
-def _distribution(stats: dict[str, Any], column: str, documents: Path) -> dict[str, dict[str, int]]:
-    """Counts per phase ("before"/"after" rebalancing) as the stage recorded them, else the output's."""
-    phases = {
-        phase: stats[f"{column}_distribution_{phase}"]
-        for phase in ("before", "after")
-        if isinstance(stats.get(f"{column}_distribution_{phase}"), dict)
-    }
-    recorded = stats.get(f"{column}_distribution")
-    if isinstance(recorded, dict) and recorded:
-        nested = all(isinstance(v, dict) for v in recorded.values())
-        phases.update(recorded if nested else {"scored": recorded})
-    if not phases:
-        after = _column_counts(documents, column)
-        phases = {"after": after} if after else {}
-    return phases
+def _models(tag_stats: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each tagger's model with its held-out figures; bootstrapped (weak-label) models are flagged."""
+    return [
+        {"tagger": t["name"], "model_dir": t["model_dir"], "model_hash": t.get("model_hash"),
+         "heldout": t.get("heldout") or {}, "weak_labels": bool(t.get("weak_labels"))}
+        for t in tag_stats.get("taggers", [])
+    ]
+
+
+def _mix(select_stats: dict[str, Any]) -> dict[str, Any]:
+    """Per group: the target share, the share before rebalancing, the solver's and the achieved one."""
+    rebalance = select_stats.get("rebalance") or {}
+    groups = {}
+    for group in rebalance.get("shares_before", {}):
+        groups[group] = {
+            "target": rebalance.get("targets", {}).get(group),
+            "before": rebalance["shares_before"].get(group),
+            "expected": rebalance.get("shares_expected", {}).get(group),
+            "after": rebalance.get("achieved", {}).get(group),
+            "short_by": rebalance.get("shortfalls", {}).get(group),
+        }
+    return {"mode": rebalance.get("mode"), "unit": rebalance.get("unit"), "skipped": rebalance.get("skipped"),
+            "groups": groups, "domains": rebalance.get("domains", {})}
+
+
+def _kept_samples(documents: Path, select_stats: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per document keep rule (`<tagger>:<rule>`), SAMPLES_PER_RULE kept documents (smallest doc_id
+    hash) with the tagger's label and score: what the rule let through, beside its rejects."""
+    dataset = _dataset(documents)
+    taggers = sorted({step["rule"].split(":")[0] for step in select_stats.get("rules", []) if ":" in step["rule"]})
+    if dataset is None or not taggers:
+        return {}
+    names = dataset.schema.names
+    columns = ["doc_id", "url", "text", *[c for t in taggers for c in (f"{t}_label", f"{t}_score") if c in names]]
+    best: dict[int, dict[str, Any]] = {}
+    for batch in dataset.to_batches(columns=columns):
+        for row in batch.to_pylist():
+            key = _hash64(row["doc_id"] or "")
+            if len(best) < SAMPLES_PER_RULE or key < max(best):
+                best[key] = row
+                if len(best) > SAMPLES_PER_RULE:
+                    del best[max(best)]
+    samples = {}
+    for step in select_stats.get("rules", []):
+        if ":" not in step["rule"]:
+            continue
+        tagger = step["rule"].split(":")[0]
+        samples[step["rule"]] = [
+            _sample({"url": row["url"], "content": row["text"],
+                     "detail": f"label={row.get(f'{tagger}_label')} score={row.get(f'{tagger}_score') or 0:.4f}"})
+            for _, row in sorted(best.items())
+        ]
+    return samples
 
 
 def _reject_samples(path: Path, stage: str) -> list[dict[str, Any]]:
@@ -214,9 +256,15 @@ def render_html(report: dict[str, Any]) -> str:
         _section("Reject reasons", _rejects_table(report["rejects"])),
         _section("Language mix (after stage 1)", _bar_chart(report["languages"])),
     ]
-    for title, key in (("Page types", "page_types"), ("Topics", "topics")):
-        for phase, counts in report[key].items():
-            sections.append(_section(f"{title}: {phase}", _bar_chart(dict(Counter(counts).most_common(25)))))
+    sections.append(_section("Stage 3 models", _models_table(report["models"])))
+    for tagger, histogram in report["score_histograms"].items():
+        bins = len(histogram)
+        bars = {f"{i / bins:.1f}-{(i + 1) / bins:.1f}": count for i, count in enumerate(histogram)}
+        sections.append(_section(f"Tagger {tagger}: score histogram", _bar_chart(bars)))
+    for tagger, counts in report["labels"].items():
+        sections.append(_section(f"Tagger {tagger}: labels", _bar_chart(dict(Counter(counts).most_common(25)))))
+    sections.append(_section("Select: documents and tokens per rule", _select_table(report["select_rules"], report["kept_samples"])))
+    sections.append(_section("Mix per group vs target", _mix_table(report["mix"])))
     sections.append(_section("MinHash cluster sizes (documents per cluster)", _bar_chart(report["dedup_cluster_sizes"])))
     sections.append(_section("Lines removed", _key_values(report["lines_removed"])))
     sections.append(_section("Tokens exported", _key_values(report["tokens"])))
@@ -275,6 +323,65 @@ def _rejects_table(rejects: list[dict[str, Any]]) -> str:
             f"<td class=num>{entry['count']:,}</td><td>{samples}</td></tr>"
         )
     return "<table><tr><th>stage</th><th>rule</th><th>count</th><th>samples</th></tr>" + "".join(rows) + "</table>"
+
+
+def _models_table(models: list[dict[str, Any]]) -> str:
+    if not models:
+        return ""
+    rows = []
+    for model in models:
+        heldout = model["heldout"]
+        figures = ", ".join(f"{k} {heldout[k]:.3f}" for k in ("accuracy", "macro_f1", "auc") if isinstance(heldout.get(k), float))
+        weak = "<b>bootstrapped from weak labels</b>" if model["weak_labels"] else "trained"
+        rows.append(
+            f"<tr><td>{html.escape(model['tagger'])}</td><td>{weak}</td>"
+            f"<td>{html.escape(figures or 'not measured')} ({heldout.get('examples', 0)} held-out examples)</td>"
+            f"<td class=sample>{html.escape(model['model_dir'])} {html.escape(str(model.get('model_hash') or ''))}</td></tr>"
+        )
+    return "<table><tr><th>tagger</th><th>labels</th><th>held-out</th><th>model</th></tr>" + "".join(rows) + "</table>"
+
+
+def _select_table(steps: list[dict[str, Any]], kept_samples: dict[str, list[dict[str, str]]]) -> str:
+    if not steps:
+        return ""
+    rows = []
+    for step in steps:
+        samples = "".join(
+            f"<div class=sample><b>{html.escape(s['url'])}</b> {html.escape(s['detail'])}<br>{html.escape(s['snippet'])}</div>"
+            for s in kept_samples.get(step["rule"], [])
+        )
+        removed_docs = step["documents_in"] - step["documents_out"]
+        rows.append(
+            f"<tr><td>{html.escape(step['rule'])}</td><td class=num>{step['documents_in']:,}</td>"
+            f"<td class=num>{removed_docs:,}</td><td class=num>{step['tokens_in']:,}</td>"
+            f"<td class=num>{step['tokens_in'] - step['tokens_out']:,}</td><td>{samples}</td></tr>"
+        )
+    return ("<table><tr><th>rule</th><th>documents in</th><th>documents removed</th><th>tokens in</th>"
+            "<th>tokens removed (rebalance: negative = added copies)</th><th>kept samples</th></tr>" + "".join(rows) + "</table>"
+            "<p>Removed samples per rule are under Reject reasons (stage select).</p>")
+
+
+def _mix_table(mix: dict[str, Any]) -> str:
+    if mix.get("skipped"):
+        return f"<p><b>Rebalancing skipped:</b> {html.escape(mix['skipped'])}</p>"
+    if not mix.get("groups"):
+        return ""
+
+    def share(value):
+        return "" if value is None else f"{value:.1%}"
+
+    rows = "".join(
+        f"<tr><td>{html.escape(group)}</td><td class=num>{share(v['target'])}</td><td class=num>{share(v['before'])}</td>"
+        f"<td class=num>{share(v['expected'])}</td><td class=num>{share(v['after'])}</td><td class=num>{share(v['short_by'])}</td></tr>"
+        for group, v in mix["groups"].items()
+    )
+    domains = "".join(
+        f"<tr><td>{html.escape(domain)}</td><td class=num>{share(v.get('before'))}</td><td class=num>{share(v.get('after'))}</td></tr>"
+        for domain, v in mix.get("domains", {}).items()
+    )
+    return (f"<p>Shares of {html.escape(str(mix.get('unit')))}.</p><table><tr><th>group</th><th>target</th><th>before</th>"
+            f"<th>solved</th><th>after (written)</th><th>short by</th></tr>{rows}</table>"
+            + (f"<table><tr><th>domain</th><th>before</th><th>after</th></tr>{domains}</table>" if domains else ""))
 
 
 def _key_values(mapping: dict[str, Any]) -> str:

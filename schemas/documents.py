@@ -27,13 +27,5 @@ RULES = extend(
     pa.field("minhash_cluster", pa.string()),  # doc_id of the cluster's kept document (itself if alone)
 )
 
-# Stage 3 (models) output: stage 2 columns plus these.
-MODELS = extend(
-    RULES,
-    pa.field("page_type", pa.string()),
-    pa.field("page_type_score", pa.float64()),
-    pa.field("lines_removed_clutter", pa.int32()),
-    pa.field("topic", pa.string()),
-    pa.field("topic_score", pa.float64()),
-    pa.field("sample_copies", pa.int32()),  # how many times export emits this document (rebalancing)
-)
+# Stage 3 columns depend on the configured taggers: classifiers.tagging.tagged_schema (tag) and
+# classifiers.selection.selected_schema (select) derive them.

@@ -36,3 +36,10 @@ def rules_row(source: str, i: int, url: str, text: str, lang: str) -> dict:
         "lines_removed_dedup": 0,
         "minhash_cluster": doc_id,
     }
+
+
+def stage3_config(models_dir: Path, quality_model: Path, **overrides):
+    """The default config with the test models and the quality tagger switched on."""
+    from pipeline.config import load_config
+
+    return load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.quality.model_dir": str(quality_model), **overrides})

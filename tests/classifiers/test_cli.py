@@ -31,4 +31,4 @@ def test_bootstrap_command_makes_the_models_dir(rules_dir, tmp_path, capsys):
     assert code == 0
     assert {p.name for p in out.iterdir()} >= {"page_type", "clutter", "topic", "weak_labels", "bootstrap.json"}
     assert json.loads((out / "bootstrap.json").read_text())["documents"] == 150
-    assert "point models.model_dir there" in capsys.readouterr().err
+    assert "point tag.model_dir there" in capsys.readouterr().err

@@ -138,16 +138,16 @@ def test_config_show_prints_a_config_that_loads_back_the_same(tmp_path, capsys):
 
     layer = tmp_path / "mine.yaml"
     layer.write_text("rules:\n  minhash_seed: 9\n")
-    assert main(["config", "show", "--config", str(layer), "--set", "models.clutter_threshold=0.4"]) == 0
+    assert main(["config", "show", "--config", str(layer), "--set", "select.rebalance.max_copies=3"]) == 0
     shown = capsys.readouterr().out
-    expected = load_config(layer, {"models.clutter_threshold": 0.4})
+    expected = load_config(layer, {"select.rebalance.max_copies": 3})
     assert f"digest {expected.digest()}" in shown.splitlines()[0]
-    assert "clutter_threshold: 0.4" in shown and "minhash_seed: 9" in shown
+    assert "max_copies: 3" in shown and "minhash_seed: 9" in shown
     (tmp_path / "shown.yaml").write_text(shown)
     assert load_config(tmp_path / "shown.yaml") == load_config(tmp_path / "shown.yaml")
     assert load_config(tmp_path / "shown.yaml").digest() == expected.digest()
-    assert main(["config", "show", "--set", "models.clutter_threshold=7"]) == 2
-    assert "models.clutter_threshold: 7" in capsys.readouterr().err
+    assert main(["config", "show", "--set", "select.rebalance.min_model_accuracy=7"]) == 2
+    assert "select.rebalance.min_model_accuracy: 7" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
@@ -156,8 +156,8 @@ def test_set_examples_name_a_real_key_of_the_subcommands_own_section(command):
 
     from pipeline.config import load_config
 
-    sections = {"rules": "rules", "models": "models", "export": "export", "prepare": "prepare", "tokenizer": "export",
-                "classifiers": "models"}
+    sections = {"rules": "rules", "tag": "tag", "select": "select", "models": "select", "export": "export",
+                "prepare": "prepare", "tokenizer": "export", "classifiers": "tag"}
     for sub in all_parsers(build_parser(command)):
         for action in sub._actions:
             if action.dest != "overrides" or "--set" not in action.option_strings:
@@ -186,3 +186,13 @@ def test_ctrl_c_before_spark_starts_is_one_line_and_130(monkeypatch, capsys):
     monkeypatch.setattr(jobs.config_show, "run", interrupted)
     assert main(["config", "show"]) == 130
     assert capsys.readouterr().err == "[thresher] interrupted; run the same command again to resume\n"
+
+
+def test_no_job_module_shadows_the_standard_library():
+    """`spark-submit jobs/<job>.py` puts jobs/ first on sys.path: a jobs/select.py would be imported
+    by the standard library's own `import select` (socket, subprocess) and break the job."""
+    import sys
+    from pathlib import Path
+
+    jobs_dir = Path(__file__).resolve().parents[2] / "jobs"
+    assert not {p.stem for p in jobs_dir.glob("*.py")} & set(sys.stdlib_module_names)

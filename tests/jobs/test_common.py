@@ -25,6 +25,7 @@ from jobs.common import (
     require_committed,
 )
 from pipeline.config import ConfigError
+from pipeline.inputs import InputError
 
 
 def test_commit_moves_parts_into_place_and_writes_marker_last(tmp_path):
@@ -34,7 +35,7 @@ def test_commit_moves_parts_into_place_and_writes_marker_last(tmp_path):
     with open(out.staged("documents") + "/part-0.parquet", "w") as f:
         f.write("x")
     assert not out.committed
-    with pytest.raises(RuntimeError, match="no committed"):
+    with pytest.raises(InputError, match="no committed"):
         require_committed(tmp_path / "stage")
     out.commit({"documents_out": 1})
     assert out.committed
@@ -87,7 +88,7 @@ def test_begin_refuses_a_directory_holding_files_thresher_did_not_write(tmp_path
 
 
 def test_require_committed_names_a_missing_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         require_committed(tmp_path / "nope")
 
 
@@ -129,7 +130,7 @@ def test_a_crash_mid_commit_leaves_no_committed_output_and_a_rerun_recovers(tmp_
     assert crashed.returncode == -9
     out = StageOutput(tmp_path / "stage")
     assert not out.committed
-    with pytest.raises(RuntimeError, match="no committed"):
+    with pytest.raises(InputError, match="no committed"):
         require_committed(tmp_path / "stage")
     rerun = subprocess.run([sys.executable, "-c", script], env=clean_env)
     assert rerun.returncode == 0 and out.committed

@@ -37,8 +37,10 @@ KILL_POINTS = [
     "run:after_prepare",
     "run:after_rules",
     "run:after_classifiers",
-    "models:scored",
-    "models:before_commit",
+    "tag:scored",
+    "run:after_tag",
+    "select:filtered",
+    "select:before_commit",
     "run:after_tokenizer",
 ]
 
@@ -68,9 +70,10 @@ def rows(path: Path, sort_keys: tuple[str, ...]) -> list[dict]:
 def snapshot(run_dir: Path) -> dict:
     """Everything a user consumes from a run, in a comparable form."""
     result = {}
-    for stage in ("prepare", "rules", "models"):
+    for stage in ("prepare", "rules", "tag", "select"):
         result[f"{stage}/documents"] = rows(run_dir / stage / "documents", ("doc_id",))
-        result[f"{stage}/rejects"] = rows(run_dir / stage / "rejects", ("doc_id", "rule", "content", "detail"))
+        if stage != "tag":  # tag drops nothing
+            result[f"{stage}/rejects"] = rows(run_dir / stage / "rejects", ("doc_id", "rule", "content", "detail"))
     manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
     result["export/splits"] = manifest["splits"]
     for split in manifest["splits"].values():
@@ -89,8 +92,11 @@ def test_run_commits_every_stage_and_reports(reference_run):
     report = json.loads((reference_run / "report.json").read_text())
     funnel = {row["step"]: row["documents"] for row in report["funnel"]}
     assert funnel["records read"] == prepare["records_in"]
-    assert funnel["after models"] == len(snapshot(reference_run)["models/documents"])
-    assert funnel["after models"] < funnel["after rules"] <= funnel["after prepare"] < funnel["records read"]
+    assert funnel["after select"] == len(snapshot(reference_run)["select/documents"])
+    assert funnel["after tag"] == funnel["after rules"]
+    assert funnel["after select"] <= funnel["after rules"] <= funnel["after prepare"] < funnel["records read"]
+    select = json.loads((reference_run / "select" / "stats.json").read_text())
+    assert select["documents_out"] == funnel["after select"] and select["documents_in"] == funnel["after tag"]
     assert set(report["seconds_per_stage"]) == set(STAGES)
     assert (reference_run / "report.html").read_text(encoding="utf-8").count("<svg") >= 3
 
@@ -98,16 +104,58 @@ def test_run_commits_every_stage_and_reports(reference_run):
 def test_rerunning_a_finished_run_does_nothing(spark, reference_run, sample_inputs, config):
     markers = {stage: (reference_run / stage / COMMITTED_MARKER).stat().st_mtime_ns for stage in STAGES}
     before = snapshot(reference_run)
-    run_pipeline(spark, sample_inputs, str(reference_run), config)
+    assert run_pipeline(spark, sample_inputs, str(reference_run), config)["stages_run"] == []
     assert {stage: (reference_run / stage / COMMITTED_MARKER).stat().st_mtime_ns for stage in STAGES} == markers
     assert snapshot(reference_run) == before
 
 
-def test_a_run_directory_refuses_other_inputs_or_config(spark, reference_run, sample_inputs, config):
-    with pytest.raises(ConfigError, match="other inputs"):
+def test_a_run_directory_refuses_other_inputs_naming_them(spark, reference_run, sample_inputs, config):
+    with pytest.raises(ConfigError, match="holds a run with other inputs"):
         run_pipeline(spark, sample_inputs[:1], str(reference_run), config)
-    with pytest.raises(ConfigError, match="other config digest"):
-        run_pipeline(spark, sample_inputs, str(reference_run), load_config(None, {**OVERRIDES, "export.seed": 5}))
+
+
+def fake_run(directory: Path, settings: dict) -> None:
+    """A run directory whose every stage is committed, recorded with `settings`."""
+    for stage in STAGES:
+        (directory / stage).mkdir(parents=True)
+        (directory / stage / COMMITTED_MARKER).write_text("{}\n")
+    (directory / "run.json").write_text(json.dumps(
+        {"format": run_module.RUN_FORMAT, "inputs": ["a.warc.gz"], "settings": settings,
+         "seconds_per_stage": {stage: 1.0 for stage in STAGES}}))
+
+
+@pytest.mark.parametrize(
+    ("changed", "from_stage", "rerun"),
+    [
+        ({}, None, []),
+        ({"spark.driver_memory": "8g"}, None, []),  # no stage reads it: the output cannot change
+        ({"select.line_thresholds.clutter": 0.7}, None, ["select", "tokenizer", "export"]),
+        ({"export.seq_len": 128}, None, ["export"]),
+        ({"export.vocab_size": 1024}, None, ["tokenizer", "export"]),
+        ({"tag.taggers.quality.model_dir": "/q"}, None, ["tag", "select", "tokenizer", "export"]),
+        ({"tag.topics_file": "other.yaml"}, None, ["classifiers", "tag", "select", "tokenizer", "export"]),
+        ({"rules.minhash_seed": 2, "export.seq_len": 128}, None, list(STAGES[1:])),  # from the first changed on
+        ({}, "tag", ["tag", "select", "tokenizer", "export"]),
+    ],
+)
+def test_a_rerun_reruns_from_the_first_stage_whose_settings_changed(tmp_path, capsys, changed, from_stage, rerun):
+    settings = {"spark.driver_memory": "2g", "rules.minhash_seed": 1, "select.line_thresholds.clutter": 0.5,
+                "export.seq_len": 64, "export.vocab_size": 512, "tag.taggers.quality.model_dir": "",
+                "tag.topics_file": "topics.yaml"}
+    fake_run(tmp_path, settings)
+    info = run_module._start_run_info(tmp_path, ["a.warc.gz"], {**settings, **changed}, from_stage)
+    assert [stage for stage in STAGES if not (tmp_path / stage / COMMITTED_MARKER).exists()] == rerun
+    assert info["settings"] == {**settings, **changed}
+    assert set(info["seconds_per_stage"]) == set(STAGES) - set(rerun)
+    err = capsys.readouterr().err
+    assert all(key in err for key in changed)
+    assert ("rerunning from" in err) == bool(rerun) and (not rerun or f"rerunning from {rerun[0]}" in err)
+
+
+def test_a_run_json_of_an_older_format_is_refused(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"inputs": ["a.warc.gz"], "config_digest": "x", "seconds_per_stage": {}}))
+    with pytest.raises(ConfigError, match="older thresher"):
+        run_module._start_run_info(tmp_path, ["a.warc.gz"], {}, None)
 
 
 def test_crash_at_every_kill_point_then_rerun_equals_an_uninterrupted_run(
@@ -203,7 +251,7 @@ def test_cluster_mode_survives_a_killed_worker_and_driver_and_matches_local_mode
     killer.join()
     assert workers[0].poll() is not None, "the worker was not killed"
     assert crashed.returncode != 0, crashed.stderr[-3000:]
-    assert (out / "rules" / COMMITTED_MARKER).is_file() and not (out / "models" / COMMITTED_MARKER).exists()
+    assert (out / "rules" / COMMITTED_MARKER).is_file() and not (out / "tag" / COMMITTED_MARKER).exists()
 
     # Attempt 2, on the one surviving worker: goes on from stage 3 and finishes.
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
@@ -255,10 +303,10 @@ def test_a_value_out_of_range_fails_before_any_output(tmp_path, capsys):
     from jobs import cli
 
     out = tmp_path / "run"
-    code = cli.main(["run", "--sample", "--output", str(out), "--set", "models.clutter_threshold=7"])
+    code = cli.main(["run", "--sample", "--output", str(out), "--set", "select.rebalance.min_model_accuracy=7"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err == ["thresher run: error: models.clutter_threshold: 7.0 is out of range, must be in [0, 1]"]
+    assert err == ["thresher run: error: select.rebalance.min_model_accuracy: 7.0 is out of range, must be in [0, 1]"]
     assert not out.exists()  # no run.json, no sample crawl written
 
 
@@ -290,3 +338,110 @@ def test_ctrl_c_prints_one_line_and_exits_130_and_spark_stays_quiet(tmp_path):
     # the JVM's own notice about the vector module is not a log and cannot be turned off.
     assert [line for line in lines if not line.startswith("WARNING: Using incubator modules")] == [
         "[thresher] prepare: starting", "[thresher] interrupted; run the same command again to resume"]
+
+
+# ---------------------------------------------------------------- the real crawl, rerun by stage
+
+QUALITY_CUT = {"select.line_thresholds.clutter": 0.8, "select.keep.quality.score_label": "1", "select.keep.quality.top_percent": 50}
+
+
+def file_states(directory: Path) -> dict[str, tuple[int, bytes]]:
+    return {str(p.relative_to(directory)): (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def crawl_runs(spark, shared_data, quality_model, tmp_path_factory):
+    """The real crawl through `thresher run` with a quality tagger, then the same run directory rerun
+    with only select.* changed. Model loads are logged by every Python worker (base.LOAD_LOG_ENV,
+    passed to the workers through the SparkContext's executor environment)."""
+    import contextlib
+    import io
+
+    from classifiers.base import LOAD_LOG_ENV
+
+    inputs = sorted(str(p) for p in (shared_data / "crawl").glob("*.warc.gz"))
+    out = tmp_path_factory.mktemp("crawl-run")
+    logs = tmp_path_factory.mktemp("load-logs")
+    base = {**OVERRIDES, "prepare.files_per_batch": 0, "tag.taggers.quality.model_dir": str(quality_model)}
+    environment = spark.sparkContext.environment
+    try:
+        environment[LOAD_LOG_ENV] = str(logs / "first.log")
+        first = run_pipeline(spark, inputs, str(out), load_config(None, base))
+        tag_files = file_states(out / "tag")
+        first_select = rows(out / "select" / "documents", ("doc_id",))
+        environment[LOAD_LOG_ENV] = str(logs / "second.log")
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            second = run_pipeline(spark, inputs, str(out), load_config(None, {**base, **QUALITY_CUT}))
+    finally:
+        environment.pop(LOAD_LOG_ENV, None)
+    return {"out": out, "inputs": inputs, "base": base, "first": first, "second": second, "logs": logs,
+            "tag_files": tag_files, "first_select": first_select, "second_err": err.getvalue()}
+
+
+def test_the_crawl_is_tagged_by_every_tagger(crawl_runs):
+    out = crawl_runs["out"]
+    tagged = ds.dataset(str(out / "tag" / "documents")).to_table()
+    for name in ("page_type", "topic", "quality"):
+        assert {f"{name}_label", f"{name}_score", f"{name}_top"} <= set(tagged.schema.names)
+        assert tagged.column(f"{name}_label").null_count == 0
+    assert "clutter_line_scores" in tagged.schema.names
+    assert tagged.num_rows == json.loads((out / "rules" / "stats.json").read_text())["documents_out"] > 50
+    loaded = {Path(line.split(" ", 1)[1]).name for line in (crawl_runs["logs"] / "first.log").read_text().splitlines()}
+    assert loaded == {"page_type", "clutter", "topic", "model"}  # model: the quality tagger's directory
+
+
+def test_changing_select_reruns_select_and_after_without_loading_a_model(crawl_runs):
+    out = crawl_runs["out"]
+    assert crawl_runs["first"]["stages_run"] == list(STAGES)
+    assert crawl_runs["second"]["stages_run"] == ["select", "tokenizer", "export"]
+    assert not (crawl_runs["logs"] / "second.log").exists()  # no worker loaded any model
+    assert file_states(out / "tag") == crawl_runs["tag_files"]  # not one tag file rewritten
+    err = crawl_runs["second_err"]
+    assert all(key in err for key in QUALITY_CUT) and "rerunning from select: select, tokenizer, export" in err
+    assert "tag.taggers" not in err.split("settings changed since the last run:")[1].split("\n")[0]
+
+
+def test_the_rerun_texts_follow_the_new_thresholds(crawl_runs):
+    out = crawl_runs["out"]
+    tagged = {r["doc_id"]: r for r in rows(out / "tag" / "documents", ("doc_id",))}
+    first = {r["doc_id"]: r for r in crawl_runs["first_select"]}
+    second = rows(out / "select" / "documents", ("doc_id",))
+    stats = json.loads((out / "select" / "stats.json").read_text())
+    assert stats["rejects_by_rule"]["quality:top_percent"] > 0
+    assert {step["rule"] for step in stats["rules"]} >= {"quality:top_percent", "line_removal"}
+    shorter = 0
+    for doc in second:
+        source = tagged[doc["doc_id"]]
+        lines = source["text"].split("\n")
+        kept = [line for line, s in zip(lines, source["clutter_line_scores"], strict=True) if s is None or s >= 0.8]
+        assert doc["text"] == ("\n".join(kept).strip() if len(kept) < len(lines) else source["text"])
+        if doc["doc_id"] in first and len(doc["text"]) < len(first[doc["doc_id"]]["text"]):
+            shorter += 1
+    assert shorter > 0  # the higher clutter threshold took more lines out of documents both runs kept
+    assert len(second) < len(first)  # and the quality cut dropped documents
+
+
+def test_rerunning_the_finished_run_says_already_complete(crawl_runs, capsys):
+    from jobs.cli import main
+
+    argv = ["run", *crawl_runs["inputs"], "--output", str(crawl_runs["out"])]
+    for key, value in {**crawl_runs["base"], **QUALITY_CUT}.items():
+        argv += ["--set", f"{key}={json.dumps(value)}"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "already complete" in err and "run finished" not in err
+
+
+def test_a_16_page_crawl_finishes_the_default_pipeline(spark, shared_data, tmp_path, capsys):
+    """One real Common Crawl WARC of 16 pages: too few for a page-type model to know `article`."""
+    out = tmp_path / "run"
+    run_pipeline(spark, [str(shared_data / "warc" / "cc-main-2020-34-sample.warc.gz")], str(out), load_config(None, OVERRIDES))
+    for stage in STAGES:
+        assert (out / stage / COMMITTED_MARKER).is_file(), stage
+    labels = json.loads((out / "classifiers" / "page_type" / "classifier.json").read_text())["labels"]
+    err = capsys.readouterr().err
+    if "article" not in labels:
+        assert "the page_type model has no label ['article']" in err and "documents kept" in err
+    select = json.loads((out / "select" / "stats.json").read_text())
+    assert select["documents_out"] > 0 and (out / "export" / "manifest.json").is_file()

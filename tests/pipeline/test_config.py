@@ -123,7 +123,7 @@ def test_an_extraction_time_bound_the_mechanism_cannot_keep_is_an_error(tmp_path
 @pytest.mark.parametrize(
     ("key", "value", "bound"),
     [
-        ("models.clutter_threshold", 7, "in [0, 1]"),
+        ("select.rebalance.min_model_accuracy", 7, "in [0, 1]"),
         ("prepare.lang_threshold", -0.1, "in [0, 1]"),
         ("export.validation_fraction", 1.0, "in [0, 1)"),
         ("export.seq_len", 0, "at least 1"),
@@ -146,3 +146,13 @@ def _nested(key, value):
     for parent in reversed(parents):
         node = {parent: node}
     return node
+
+
+def test_taggers_and_keep_rules_layer_key_by_key():
+    config = load_config(None, {"tag.taggers.quality.model_dir": "/models/quality", "select.keep.quality.top_percent": 50})
+    assert list(config.tag.taggers) == ["page_type", "clutter", "topic", "quality"]  # the defaults stay, in order
+    assert config.tag.taggers["quality"].model_dir == "/models/quality" and config.tag.taggers["quality"].top_k == 5
+    assert config.select.keep["quality"].top_percent == 50.0
+    assert config.select.keep["page_type"].label_in == ["article"]
+    with pytest.raises(ConfigError, match="select.keep.quality.top_percnt"):
+        load_config(None, {"select.keep.quality.top_percnt": 50})

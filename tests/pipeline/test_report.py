@@ -62,22 +62,69 @@ def test_funnel_counts_documents_bytes_and_tokens(run_dir):
     assert report["lines_removed"]["rules"] == {"lines_removed_dedup": 4}
 
 
-def test_distributions_take_what_the_stage_recorded_before_and_after(run_dir):
-    write_stage(
-        run_dir,
-        "models",
-        {
-            "page_type_distribution": {"article": 3, "forum": 1},
-            "topic_distribution_before": {"science": 2, "fiction": 2},
-            "topic_distribution_after": {"science": 3, "fiction": 1},
-        },
-        [],
-        [],
-    )
+def write_stage3(run_dir):
+    """tag and select outputs as the jobs write them: a weak and a trained tagger, two select rules, a mix."""
+    from classifiers.selection import SelectSettings, selected_schema
+    from classifiers.tagging import Tagger
+
+    taggers = [
+        {"name": "page_type", "model_dir": "/m/page_type", "model_hash": "abc", "weak_labels": True,
+         "heldout": {"accuracy": 0.43, "macro_f1": 0.21, "examples": 14}},
+        {"name": "quality", "model_dir": "/m/quality", "model_hash": "def", "weak_labels": False,
+         "heldout": {"accuracy": 0.83, "examples": 42}},
+    ]
+    (run_dir / "tag").mkdir()
+    (run_dir / "tag" / "stats.json").write_text(json.dumps({
+        "documents_in": 3, "documents_out": 3, "taggers": taggers, "labels": {"page_type": {"article": 2, "forum": 1}},
+        "score_histograms": {"quality": [0, 1, 0, 0, 0, 0, 0, 0, 1, 1]},
+    }))
+    select_rules = [
+        {"rule": "page_type:label_in", "documents_in": 3, "documents_out": 2, "tokens_in": 300, "tokens_out": 200},
+        {"rule": "quality:top_percent", "documents_in": 2, "documents_out": 1, "tokens_in": 200, "tokens_out": 120},
+        {"rule": "rebalance", "documents_in": 1, "documents_out": 1, "tokens_in": 120, "tokens_out": 360},
+    ]
+    rebalance = {"mode": "target", "unit": "tokens", "skipped": None, "targets": {"knowledge": 0.6, "rest": 0.4},
+                 "shares_before": {"knowledge": 0.2, "rest": 0.8}, "shares_expected": {"knowledge": 0.5, "rest": 0.5},
+                 "achieved": {"knowledge": 0.48, "rest": 0.52}, "shortfalls": {"knowledge": 0.1},
+                 "domains": {"science": {"before": 0.2, "after": 0.48}, "shopping": {"before": 0.8, "after": 0.52}}}
+    settings = SelectSettings(taggers=(Tagger("page_type", "/m/page_type"), Tagger("quality", "/m/quality")))
+    doc = {"doc_id": "k1", "url": "http://kept.example/", "text": "kept text", "page_type_label": "article",
+           "page_type_score": 0.9, "quality_label": "1", "quality_score": 0.75, "sample_copies": 3}
+    write_stage(run_dir, "select", {"documents_in": 3, "documents_out": 1, "rules": select_rules, "rebalance": rebalance}, [], [
+        {"doc_id": "f1", "url": "http://forum.example/", "stage": "select", "rule": "page_type:label_in", "detail": "label=forum score=0.8000"},
+        {"doc_id": "q1", "url": "http://low.example/", "stage": "select", "rule": "quality:top_percent", "detail": "score=0.1 cut=0.5"},
+    ])
+    shutil.rmtree(run_dir / "select" / "documents")
+    (run_dir / "select" / "documents").mkdir()
+    schema = selected_schema(settings)
+    pq.write_table(pa.Table.from_pylist([{f: doc.get(f) for f in schema.names}], schema=schema),
+                   run_dir / "select" / "documents" / "part-0.parquet")
+
+
+def test_stage_3_models_histograms_rules_samples_and_mix(run_dir):
+    write_stage3(run_dir)
     report = build_report(run_dir)
-    assert report["page_types"] == {"scored": {"article": 3, "forum": 1}}
-    assert report["topics"] == {"before": {"science": 2, "fiction": 2}, "after": {"science": 3, "fiction": 1}}
-    assert "Topics: before" in render_html(report)
+    assert [(m["tagger"], m["weak_labels"]) for m in report["models"]] == [("page_type", True), ("quality", False)]
+    assert report["score_histograms"] == {"quality": [0, 1, 0, 0, 0, 0, 0, 0, 1, 1]}
+    assert [step["rule"] for step in report["select_rules"]] == ["page_type:label_in", "quality:top_percent", "rebalance"]
+    kept = report["kept_samples"]
+    assert set(kept) == {"page_type:label_in", "quality:top_percent"}
+    assert kept["quality:top_percent"][0]["detail"] == "label=1 score=0.7500"
+    assert report["mix"]["groups"]["knowledge"] == {"target": 0.6, "before": 0.2, "expected": 0.5, "after": 0.48, "short_by": 0.1}
+    removed = {r["rule"]: r for r in report["rejects"] if r["stage"] == "select"}
+    assert removed["quality:top_percent"]["samples"][0]["url"] == "http://low.example/"
+    page = render_html(report)
+    for text in ("bootstrapped from weak labels", "Tagger quality: score histogram", "quality:top_percent",
+                 "Mix per group vs target", "60.0%", "48.0%", "http://kept.example/", "<td>shopping</td><td class=num>80.0%"):
+        assert text in page, text
+
+
+def test_a_skipped_rebalancing_is_said(run_dir):
+    write_stage3(run_dir)
+    stats = json.loads((run_dir / "select" / "stats.json").read_text())
+    stats["rebalance"] = {"mode": "target", "skipped": "the topic model's held-out accuracy is 0.1"}
+    (run_dir / "select" / "stats.json").write_text(json.dumps(stats))
+    assert "Rebalancing skipped:</b> the topic model&#x27;s held-out accuracy is 0.1" in render_html(build_report(run_dir))
 
 
 def test_rejects_are_counted_per_rule_with_three_stable_samples(run_dir):
@@ -133,6 +180,7 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
         pytest.skip("chromium is not installed (make test installs Debian's chromium package)")
     from PIL import Image
 
+    write_stage3(run_dir)
     write_report(run_dir)
     shot = tmp_path_factory.mktemp("shot") / "report.png"
     profile = tmp_path_factory.mktemp("profile")

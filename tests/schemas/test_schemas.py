@@ -1,15 +1,24 @@
 import pyarrow as pa
 import pytest
 
+from classifiers.selection import SelectSettings, selected_schema
+from classifiers.tagging import Tagger, tagged_schema
 from schemas import extend, to_spark_schema
-from schemas.documents import MODELS, PREPARED, RULES
+from schemas.documents import PREPARED, RULES
 from schemas.rejects import REJECT
 from schemas.tokens import SHARD
 
 
 def test_each_stage_keeps_the_previous_columns_in_order():
     assert RULES.names[: len(PREPARED)] == PREPARED.names
-    assert MODELS.names[: len(RULES)] == RULES.names
+    taggers = (Tagger("page_type", "/m/p"), Tagger("clutter", "/m/c", kind="lines", input="clutter"))
+    tagged = tagged_schema(taggers)
+    assert tagged.names[: len(RULES)] == RULES.names
+    assert tagged.names[len(RULES):] == ["page_type_label", "page_type_score", "page_type_top", "clutter_line_scores"]
+    selected = selected_schema(SelectSettings(taggers=taggers, line_thresholds=(("clutter", 0.5),)))
+    # select rewrites text, so line scores (aligned with the tagged text) stay in the tag output only
+    assert selected.names == [*RULES.names, "page_type_label", "page_type_score", "page_type_top",
+                              "lines_removed_clutter", "sample_copies"]
 
 
 def test_extend_refuses_a_column_clash():

@@ -1,0 +1,186 @@
+"""Stage 3 select step on a batch of tagged documents, without Spark: keep rules, line removal,
+and rebalancing copies, all from the tag columns (no model runs here).
+
+`filter_table` gives each tagged row its fate: `status` is "kept" or the first keep rule it fails
+(`<tagger>:<rule>`, AND-combined in config order), `reject_detail` the value that failed; lines a
+lines tagger scored under its threshold are removed (`text` rewritten, each line kept in
+`removed_lines` for a `<tagger>_line` reject; a document left empty is a `<tagger>_emptied`
+reject). It also counts estimated tokens and names the document's mix class. `copy_table` then
+turns the per-class weights the driver solved for into `sample_copies` (classifiers.topic.sample_copies;
+0 copies is a `rebalance_downsampled` reject).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from classifiers.clutter import remove_lines
+from classifiers.mix import TopFractionCut
+from classifiers.tagging import Tagger, tagged_schema
+from classifiers.topic import sample_copies
+from schemas import extend
+
+STATUS_KEPT = "kept"
+RULE_DOWNSAMPLED = "rebalance_downsampled"
+REST_CLASS = ""  # documents outside every class: not reweighted by class
+TIE_SEED = 0  # top-percent ties at the cut score are broken by unit_hash(TIE_SEED, doc_id), then doc_id
+
+_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+
+
+def estimated_tokens(text: str) -> int:
+    """A tokenizer-free token count: one per whitespace-separated word, one per CJK character (select
+    runs before the tokenizer is trained; BPE vocabularies give about that for both scripts)."""
+    return len(_TOKEN.findall(text or ""))
+
+
+@dataclass(frozen=True)
+class KeepCheck:
+    """One keep rule on one document tagger, resolved against its model's labels."""
+
+    tagger: str
+    rule: str  # label_in | label_not_in | min_score | top_percent
+    labels: tuple[str, ...] = ()
+    label_min_score: float = 0.0
+    score_label: str = ""
+    threshold: float = 0.0  # min_score
+    cut: TopFractionCut | None = None  # top_percent, found over the whole input on the driver
+
+    @property
+    def name(self) -> str:
+        return f"{self.tagger}:{self.rule}"
+
+    def score(self, row: dict) -> float:
+        """The score this rule reads: the tagger's top score, or `score_label`'s probability from its top list."""
+        if not self.score_label:
+            return float(row[f"{self.tagger}_score"])
+        return next(float(e["score"]) for e in row[f"{self.tagger}_top"] if e["label"] == self.score_label)
+
+    def failure(self, row: dict) -> str | None:
+        """None when the row passes, else the reject detail."""
+        label, top_score = row[f"{self.tagger}_label"], float(row[f"{self.tagger}_score"])
+        if self.rule in ("label_in", "label_not_in"):
+            hit = label in self.labels
+            if hit == (self.rule == "label_in") or top_score < self.label_min_score:
+                return None
+            return f"label={label} score={top_score:.4f}"
+        score = self.score(row)
+        if self.rule == "min_score":
+            return None if score >= self.threshold else f"score={score:.4f} min={self.threshold:g}"
+        assert self.cut is not None, "top_percent cut not computed"
+        return None if self.cut.keeps(score, row["doc_id"]) else f"score={score:.4f} cut={self.cut.threshold:.4f}"
+
+
+@dataclass(frozen=True)
+class SelectSettings:
+    taggers: tuple[Tagger, ...]  # as tagged: the input's columns
+    checks: tuple[KeepCheck, ...] = ()
+    line_thresholds: tuple[tuple[str, float], ...] = ()  # (lines tagger, threshold), in config order
+    class_tagger: str = ""  # whose label is the mix class; empty: no rebalancing
+    class_min_score: float = 0.0
+    weights: dict[str, float] = field(default_factory=dict)  # class -> weight (copy_table); missing: 1
+    seed: int = 0
+
+
+REMOVED_LINE = pa.struct([pa.field("line", pa.string()), pa.field("score", pa.float64()), pa.field("rule", pa.string())])
+
+
+def selected_schema(settings: SelectSettings) -> pa.Schema:
+    """The select documents: the tag columns without line scores (text may be rewritten, so they would
+    no longer align; they stay in the tag output), then lines removed per lines tagger and sample_copies."""
+    tagged = tagged_schema(settings.taggers)
+    kept = pa.schema([f for f in tagged if not f.name.endswith("_line_scores")])
+    return extend(
+        kept,
+        *[pa.field(f"lines_removed_{name}", pa.int32()) for name, _ in settings.line_thresholds],
+        pa.field("sample_copies", pa.int32()),  # how many times export emits this document (rebalancing)
+    )
+
+
+def filtered_schema(settings: SelectSettings) -> pa.Schema:
+    """Between the two passes: every document with its fate, token counts and mix class."""
+    return extend(
+        selected_schema(settings),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reject_detail", pa.string()),
+        pa.field("removed_lines", pa.list_(REMOVED_LINE)),
+        pa.field("tokens_in", pa.int64()),  # estimated tokens of the tagged text
+        pa.field("tokens", pa.int64()),  # after line removal
+        pa.field("mix_class", pa.string()),
+    )
+
+
+def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
+    out = []
+    for row in table.to_pylist():
+        text = row.get("text") or ""
+        row["status"], row["reject_detail"], row["removed_lines"] = STATUS_KEPT, None, []
+        row["tokens_in"] = estimated_tokens(text)
+        for check in settings.checks:
+            detail = check.failure(row)
+            if detail is not None:
+                row["status"], row["reject_detail"] = check.name, detail
+                break
+        if row["status"] == STATUS_KEPT and settings.line_thresholds:
+            text = _remove_lines(row, text, settings.line_thresholds)
+        row["text"] = text
+        row["tokens"] = estimated_tokens(text)
+        row["mix_class"] = _mix_class(row, settings)
+        row["sample_copies"] = 1 if row["status"] == STATUS_KEPT else 0
+        out.append(row)
+    return pa.Table.from_pylist(out, schema=filtered_schema(settings))
+
+
+def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]]) -> str:
+    """Lines any lines tagger scored under its threshold, removed (a line counts for the first tagger
+    that removes it); sets the row's removed lines, counts and, when nothing is left, its reject."""
+    scores: list[float | None] = [None] * len(text.split("\n"))
+    rule_of: dict[int, str] = {}
+    for name, threshold in thresholds:
+        row[f"lines_removed_{name}"] = 0
+        for index, score in enumerate(row.get(f"{name}_line_scores") or []):
+            if score is not None and score < threshold and index not in rule_of and index < len(scores):
+                rule_of[index], scores[index] = name, score
+                row[f"lines_removed_{name}"] += 1
+    cleaned = remove_lines(text, scores, 1.0 if rule_of else 0.0)  # exactly the marked lines go
+    row["removed_lines"] = [
+        {"line": line, "score": score, "rule": f"{rule_of[index]}_line"}
+        for index, (line, score) in zip(sorted(rule_of), cleaned.removed, strict=True)
+    ]
+    if rule_of and not cleaned.text.strip():
+        first = rule_of[min(rule_of)]
+        row["status"], row["reject_detail"] = f"{first}_emptied", f"lines_removed={len(rule_of)}"
+    return cleaned.text
+
+
+def _mix_class(row: dict, settings: SelectSettings) -> str:
+    if not settings.class_tagger or float(row[f"{settings.class_tagger}_score"]) < settings.class_min_score:
+        return REST_CLASS
+    return row[f"{settings.class_tagger}_label"]
+
+
+def copy_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
+    """Kept rows get sample_copies from their class weight; 0 copies makes a downsampled reject."""
+    rows = table.to_pylist()
+    for row in rows:
+        if row["status"] != STATUS_KEPT:
+            continue
+        weight = settings.weights.get(row["mix_class"], 1.0)
+        row["sample_copies"] = sample_copies(row["doc_id"], weight, settings.seed)
+        if row["sample_copies"] == 0:
+            row["status"], row["reject_detail"] = RULE_DOWNSAMPLED, f"class={row['mix_class']} weight={weight:.4f}"
+    return pa.Table.from_pylist(rows, schema=table.schema)
+
+
+def filter_batches(batches: Iterator[pa.RecordBatch], settings: SelectSettings) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield from filter_table(pa.Table.from_batches([batch]), settings).to_batches()
+
+
+def copy_batches(batches: Iterator[pa.RecordBatch], settings: SelectSettings) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield from copy_table(pa.Table.from_batches([batch]), settings).to_batches()

@@ -1,0 +1,93 @@
+"""Stage 3 tag step on a batch of documents, without Spark: every tagger's scores as columns.
+
+A document tagger adds `<name>_label` (its top label), `<name>_score` (that label's probability) and
+`<name>_top` (the `top_k` best labels with their probabilities); a lines tagger adds
+`<name>_line_scores`, one score per line aligned with text.split("\\n") (null for blank lines, which
+are never scored). No row is dropped and `text` is never changed, so no tag depends on a select
+setting. Models come from the per-process cache: a Spark worker loads each model once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from classifiers.base import cached_classifier
+from classifiers.clutter import line_scores
+from classifiers.tasks import TASKS, model_input
+from schemas import extend
+from schemas.documents import RULES
+
+KINDS = ("document", "lines")
+LABEL_SCORE = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float64())])
+
+
+@dataclass(frozen=True)
+class Tagger:
+    """One resolved tagger: an absolute model path and how to feed it. Small and picklable."""
+
+    name: str
+    model_dir: str
+    kind: str = "document"
+    input: str = "plain"  # a classifiers.tasks task; lines taggers use "clutter" (line plus position markers)
+    top_k: int = 5
+    line_label: str = "keep"
+
+    def columns(self) -> list[pa.Field]:
+        if self.kind == "lines":
+            return [pa.field(f"{self.name}_line_scores", pa.list_(pa.float64()))]
+        return [
+            pa.field(f"{self.name}_label", pa.string()),
+            pa.field(f"{self.name}_score", pa.float64()),
+            pa.field(f"{self.name}_top", pa.list_(LABEL_SCORE)),
+        ]
+
+
+def tagged_schema(taggers: Sequence[Tagger]) -> pa.Schema:
+    """The tag output: the stage 2 columns, then each tagger's, in tagger order (the one place it is derived)."""
+    return extend(RULES, *[column for tagger in taggers for column in tagger.columns()])
+
+
+def check_tagger(tagger: Tagger) -> None:
+    if tagger.kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {tagger.kind!r}")
+    if tagger.input not in TASKS:
+        raise ValueError(f"input must be one of {', '.join(TASKS)}, got {tagger.input!r}")
+    if tagger.kind == "lines" and tagger.input != "clutter":
+        raise ValueError("a lines tagger scores lines as the clutter task does: input must be clutter")
+    if tagger.top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {tagger.top_k}")
+
+
+def top_labels(probs: np.ndarray, labels: Sequence[str], k: int) -> list[list[dict]]:
+    """The k best labels of each row with their probabilities, best first (ties: label order)."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[{"label": labels[j], "score": float(row[j])} for j in best] for row, best in zip(probs, order, strict=True)]
+
+
+def tag_table(table: pa.Table, taggers: Sequence[Tagger]) -> pa.Table:
+    """RULES-shaped rows in, the same rows with every tagger's columns out."""
+    rows = table.to_pylist()
+    for tagger in taggers:
+        model = cached_classifier(tagger.model_dir)
+        if tagger.kind == "lines":
+            scores = line_scores([r.get("text") or "" for r in rows], model, tagger.line_label)
+            for row, line_score in zip(rows, scores, strict=True):
+                row[f"{tagger.name}_line_scores"] = line_score
+            continue
+        probs = model.predict_proba([model_input(tagger.input, row) for row in rows])
+        for row, top in zip(rows, top_labels(probs, model.labels, tagger.top_k), strict=True):
+            row[f"{tagger.name}_label"] = top[0]["label"]
+            row[f"{tagger.name}_score"] = top[0]["score"]
+            row[f"{tagger.name}_top"] = top
+    return pa.Table.from_pylist(rows, schema=tagged_schema(taggers))
+
+
+def tag_batches(batches: Iterator[pa.RecordBatch], taggers: Sequence[Tagger], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """The mapInArrow body: RULES-shaped record batches in, tagged batches out, `batch_size` rows per model call."""
+    for batch in batches:
+        for start in range(0, batch.num_rows, batch_size):
+            yield from tag_table(pa.Table.from_batches([batch.slice(start, batch_size)]), taggers).to_batches()

@@ -1,0 +1,419 @@
+"""Stage 3b job, select: keep rules, line removal and rebalancing on the tag columns; no model runs.
+
+Reads a committed tag output (documents/ with every tagger's columns, stats.json naming the
+taggers and their labels) and writes OUTPUT/documents/ (classifiers.selection.selected_schema: text
+with low-scoring lines removed, sample_copies; sorted by doc_id), OUTPUT/rejects/ (`<tagger>:<rule>`
+document rejects with the failing value, one `<tagger>_line` row per removed line,
+`<tagger>_emptied` and `rebalance_downsampled` documents) and OUTPUT/stats.json (documents and
+tokens in and out per rule; the mix per group before and after, against the target).
+
+The module is not named select.py: `spark-submit jobs/<job>.py` puts jobs/ first on sys.path, where
+a select.py would shadow the standard library's `select`.
+
+Settings: config `select` (keep rules per tagger, line thresholds per lines tagger, rebalancing to
+target shares by classifiers.mix.solve_mix, or by the taxonomy's fixed weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from classifiers.base import unit_hash
+from classifiers.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
+from classifiers.selection import (
+    REST_CLASS,
+    RULE_DOWNSAMPLED,
+    STATUS_KEPT,
+    TIE_SEED,
+    KeepCheck,
+    SelectSettings,
+    copy_batches,
+    filter_batches,
+    filtered_schema,
+    selected_schema,
+)
+from classifiers.tagging import Tagger
+from classifiers.topic import Taxonomy, TaxonomyError, load_taxonomy
+from jobs.common import (
+    DirectoryLock,
+    StageOutput,
+    add_common_arguments,
+    config_from_args,
+    crash_point,
+    print_stage_start,
+    print_stage_summary,
+    read_stats,
+    require_committed,
+    script_main,
+    spark_session,
+)
+from pipeline.config import Config, ConfigError
+from schemas import to_spark_schema
+from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+
+STAGE = "select"
+KEEP_RULES = ("label_in", "label_not_in", "min_score", "top_percent")
+REBALANCE_MODES = ("target", "weights", "off")
+UNITS = ("tokens", "documents")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="TAGGED_DIR", help="committed `thresher tag` output directory")
+    parser.add_argument("--output", required=True, help="output directory (documents/, rejects/, stats.json)")
+    parser.add_argument("--partitions", type=int, help="repartition the input into this many tasks (default: as read)")
+    add_common_arguments(parser, "select.rebalance.max_copies=2")
+
+
+def taxonomy_of(config: Config) -> Taxonomy:
+    try:
+        return load_taxonomy(config.resolve_path(config.tag.topics_file) or None)
+    except TaxonomyError as exc:
+        raise ConfigError(f"tag.topics_file: {exc}") from exc
+
+
+def check_select_config(config: Config, taggers: dict[str, dict[str, Any]] | None = None) -> SelectSettings:
+    """Every select setting checked, before Spark starts. `taggers` (name -> kind, labels, top_k, as
+    tag's stats.json records them) adds the checks against the models' labels; without it (the
+    models do not exist yet) only the config's own consistency is checked."""
+    section = config.select
+    configured = {name: spec for name, spec in config.tag.taggers.items() if spec.model_dir}
+    known = taggers if taggers is not None else {n: {"kind": s.kind, "labels": None, "top_k": s.top_k} for n, s in configured.items()}
+
+    def document_tagger(name: str, key: str) -> dict[str, Any]:
+        if name not in known:
+            raise ConfigError(f"{key}: no tagger named {name!r} (taggers: {', '.join(known) or 'none'}; see tag.taggers)")
+        if known[name]["kind"] != "document":
+            raise ConfigError(f"{key}: {name} is a {known[name]['kind']} tagger; keep rules need a document tagger")
+        return known[name]
+
+    checks: list[KeepCheck] = []
+    for name, rule in section.keep.items():
+        key = f"select.keep.{name}"
+        entry = document_tagger(name, key)
+        labels = entry["labels"]
+        if rule.on_missing_label not in ("error", "keep"):
+            raise ConfigError(f"{key}.on_missing_label: must be error or keep, got {rule.on_missing_label!r}")
+        if not 0.0 <= rule.label_min_score <= 1.0:
+            raise ConfigError(f"{key}.label_min_score: must be in [0, 1], got {rule.label_min_score}")
+        for rule_name in ("label_in", "label_not_in"):
+            wanted = getattr(rule, rule_name)
+            if not wanted:
+                continue
+            missing = [label for label in wanted if labels is not None and label not in labels]
+            if missing and rule.on_missing_label == "error":
+                raise ConfigError(f"{key}.{rule_name}: {missing} not label(s) of the {name} model ({labels})")
+            if missing and (rule_name == "label_not_in" or len(missing) == len(wanted)):
+                # label_in with no known label would drop everything; label_not_in with an unknown one drops nothing
+                print(f"[thresher] select.keep.{name}.{rule_name}: the {name} model has no label {missing} "
+                      f"(its labels: {labels}); rule off, documents kept (on_missing_label: keep)", file=sys.stderr)
+                if rule_name == "label_in":
+                    continue
+            present = tuple(label for label in wanted if labels is None or label in labels)
+            if present:
+                checks.append(KeepCheck(name, rule_name, labels=present, label_min_score=rule.label_min_score))
+        if rule.score_label:
+            if labels is not None and rule.score_label not in labels:
+                raise ConfigError(f"{key}.score_label: {rule.score_label!r} is not a label of the {name} model ({labels})")
+            if labels is not None and entry["top_k"] < len(labels):
+                raise ConfigError(f"{key}.score_label needs every label's score: set tag.taggers.{name}.top_k to {len(labels)}")
+        if rule.min_score is not None:
+            if not 0.0 <= rule.min_score <= 1.0:
+                raise ConfigError(f"{key}.min_score: must be in [0, 1], got {rule.min_score}")
+            checks.append(KeepCheck(name, "min_score", score_label=rule.score_label, threshold=rule.min_score))
+        if rule.top_percent is not None:
+            if not 0.0 < rule.top_percent <= 100.0:
+                raise ConfigError(f"{key}.top_percent: must be in (0, 100], got {rule.top_percent}")
+            checks.append(KeepCheck(name, "top_percent", score_label=rule.score_label, threshold=rule.top_percent))
+
+    line_thresholds = []
+    for name, threshold in section.line_thresholds.items():
+        key = f"select.line_thresholds.{name}"
+        if name not in known:
+            raise ConfigError(f"{key}: no tagger named {name!r} (taggers: {', '.join(known) or 'none'}; see tag.taggers)")
+        if known[name]["kind"] != "lines":
+            raise ConfigError(f"{key}: {name} is a {known[name]['kind']} tagger; line thresholds need a lines tagger")
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"{key}: must be in [0, 1], got {threshold}")
+        line_thresholds.append((name, float(threshold)))
+
+    rebalance = section.rebalance
+    if rebalance.mode not in REBALANCE_MODES:
+        raise ConfigError(f"select.rebalance.mode: must be one of {', '.join(REBALANCE_MODES)}, got {rebalance.mode!r}")
+    class_tagger = ""
+    if rebalance.mode != "off":
+        document_tagger(rebalance.tagger, "select.rebalance.tagger")
+        class_tagger = rebalance.tagger
+        if rebalance.unit not in UNITS:
+            raise ConfigError(f"select.rebalance.unit: must be one of {', '.join(UNITS)}, got {rebalance.unit!r}")
+        if rebalance.max_copies < 1.0:
+            raise ConfigError(f"select.rebalance.max_copies: must be at least 1 (one copy of a document), got {rebalance.max_copies}")
+        if not 0.0 <= rebalance.min_score <= 1.0:
+            raise ConfigError(f"select.rebalance.min_score: must be in [0, 1], got {rebalance.min_score}")
+        if rebalance.mode == "target":
+            mix_targets(config)
+    return SelectSettings(
+        taggers=(),
+        checks=tuple(checks),
+        line_thresholds=tuple(line_thresholds),
+        class_tagger=class_tagger,
+        class_min_score=rebalance.min_score,
+        seed=rebalance.seed,
+    )
+
+
+def mix_targets(config: Config) -> tuple[MixTarget, ...]:
+    """The configured target groups expanded to taxonomy labels (classifiers.mix.expand_groups checks
+    shares, known classes and overlaps, naming the key)."""
+    return expand_groups(taxonomy_of(config), config.select.rebalance.targets, "select.rebalance.targets")
+
+
+def tagged_models(tagged_dir: Path) -> dict[str, dict[str, Any]]:
+    """name -> tagger entry (kind, labels, top_k, model, held-out metrics) as the tag job recorded it, in column order."""
+    return {entry["name"]: entry for entry in read_stats(tagged_dir)["taggers"]}
+
+
+def run_select(spark, input_dir: str, output_dir: str, config: Config, partitions: int | None = None) -> dict:
+    from pyspark.sql import functions as F
+
+    started = time.perf_counter()
+    input_path = require_committed(input_dir)
+    tagged_by = tagged_models(input_path)
+    taggers = tuple(Tagger(**{k: entry[k] for k in ("name", "model_dir", "kind", "input", "top_k", "line_label")})
+                    for entry in tagged_by.values())
+    settings = replace(check_select_config(config, tagged_by), taggers=taggers)
+    out = StageOutput(output_dir)
+    out.begin()
+    tagged = spark.read.parquet(str(input_path / "documents"))
+    if partitions:
+        tagged = tagged.repartition(partitions, "doc_id")
+    documents_in = tagged.count()
+    settings = replace(settings, checks=tuple(_with_cut(tagged, check, documents_in) for check in settings.checks))
+
+    filtered_path = str(out.work / "filtered")
+    schema = to_spark_schema(filtered_schema(settings))
+    tagged.mapInArrow(functools.partial(filter_batches, settings=settings), schema).write.mode("overwrite").parquet(filtered_path)
+    crash_point("select:filtered")
+    filtered = spark.read.parquet(filtered_path)
+
+    rebalance = _rebalance(filtered, config, tagged_by, settings)
+    settings = replace(settings, weights=rebalance.get("class_weights", {}))
+    copied_path = str(out.work / "copied")
+    filtered.mapInArrow(functools.partial(copy_batches, settings=settings), schema).write.mode("overwrite").parquet(copied_path)
+    crash_point("select:copied")
+    final = spark.read.parquet(copied_path)
+
+    final.filter(F.col("status") == STATUS_KEPT).select(*selected_schema(settings).names).orderBy("doc_id").write.parquet(
+        out.staged("documents")
+    )
+    doc_rejects = final.filter(F.col("status") != STATUS_KEPT).select(
+        "doc_id", "url", "warc_path", F.lit(STAGE).alias("stage"), F.col("status").alias("rule"),
+        F.col("reject_detail").alias("detail"), F.substring("text", 1, CONTENT_SNIPPET_CHARS).alias("content"),
+    )
+    line_rejects = final.select("doc_id", "url", "warc_path", F.explode("removed_lines").alias("removed")).select(
+        "doc_id", "url", "warc_path", F.lit(STAGE).alias("stage"), F.col("removed.rule").alias("rule"),
+        F.format_string("score=%.4f", F.col("removed.score")).alias("detail"), F.col("removed.line").alias("content"),
+    )
+    reject_schema = to_spark_schema(REJECT)
+    rejects = doc_rejects.unionByName(line_rejects).select(*[F.col(f.name).cast(f.dataType) for f in reject_schema.fields])
+    rejects.orderBy("doc_id", "rule", "content", "detail").write.parquet(out.staged("rejects"))
+
+    stats = _stats(final, settings, documents_in)
+    rebalance["achieved"] = _achieved_mix(final, config, rebalance)
+    if config.select.rebalance.mode != "off" and not rebalance["skipped"]:
+        rebalance["domains"] = _domain_mix(final, config.select.rebalance.unit)
+    stats.update({
+        "stage": STAGE,
+        "input": str(input_path),
+        "taggers": {name: {k: entry[k] for k in ("model_dir", "model_hash", "heldout", "weak_labels")}
+                    for name, entry in tagged_by.items()},
+        "rebalance": rebalance,
+        "config_digest": config.digest(),
+        "seconds": {"total": round(time.perf_counter() - started, 3)},
+    })
+    crash_point("select:before_commit")
+    out.commit(stats)
+    return stats
+
+
+def _score_column(check: KeepCheck):
+    from pyspark.sql import functions as F
+
+    if not check.score_label:
+        return F.col(f"{check.tagger}_score")
+    matching = F.filter(F.col(f"{check.tagger}_top"), lambda e: e["label"] == F.lit(check.score_label))
+    return F.element_at(matching, 1)["score"]
+
+
+def _with_cut(tagged, check: KeepCheck, documents_in: int) -> KeepCheck:
+    """A top-percent rule with its global cut over the whole input, as classifiers.mix.top_fraction_cut
+    defines it (floor(p% x N + 0.5) documents; ties at the cut score by (unit_hash(seed, doc_id),
+    doc_id)), found with Spark: only the documents tied at the cut score come to the driver."""
+    from pyspark.sql import functions as F
+
+    if check.rule != "top_percent":
+        return check
+    keep = math.floor(check.threshold / 100.0 * documents_in + 0.5)
+    scores = tagged.select(_score_column(check).alias("score"), "doc_id").filter(F.col("score").isNotNull() & ~F.isnan("score"))
+    if keep == 0:
+        return replace(check, cut=TopFractionCut(math.inf, 0.0, "", TIE_SEED, 0))
+    cut_score = scores.orderBy(F.desc("score")).limit(keep).agg(F.min("score"), F.count("*")).first()
+    if cut_score[1] < keep:  # fewer scored documents than the cut asks for: keep every scored one
+        return replace(check, cut=TopFractionCut(-math.inf, 1.0, "", TIE_SEED, cut_score[1]))
+    threshold = float(cut_score[0])
+    above = scores.filter(F.col("score") > threshold).count()
+    tied = sorted((unit_hash(TIE_SEED, row["doc_id"]), row["doc_id"]) for row in scores.filter(F.col("score") == threshold).collect())
+    tie_hash, tie_key = tied[keep - above - 1]
+    return replace(check, cut=TopFractionCut(threshold, tie_hash, tie_key, TIE_SEED, keep))
+
+
+def _rebalance(filtered, config: Config, taggers: dict[str, dict[str, Any]], settings: SelectSettings) -> dict[str, Any]:
+    """Per-class weights for the kept documents (solved for the target mix, or the taxonomy's), with
+    the mix before and (expected) after per group; skipped with a warning on a too-weak class model."""
+    from pyspark.sql import functions as F
+
+    section = config.select.rebalance
+    result: dict[str, Any] = {"mode": section.mode, "unit": section.unit, "tagger": section.tagger, "skipped": None}
+    if section.mode == "off":
+        return result
+    accuracy = (taggers[section.tagger].get("heldout") or {}).get("accuracy")
+    if not isinstance(accuracy, float) or math.isnan(accuracy) or accuracy < section.min_model_accuracy:
+        measured = f"{accuracy:.3f}" if isinstance(accuracy, float) else "not measured (no metrics.json)"
+        result["skipped"] = (f"the {section.tagger} model's held-out accuracy is {measured} (floor "
+                             f"select.rebalance.min_model_accuracy={section.min_model_accuracy}): not rebalancing on it")
+        print(f"[thresher] select: warning: {result['skipped']}", file=sys.stderr)
+        return result
+    amount = F.sum("tokens") if section.unit == "tokens" else F.count("*")
+    kept = filtered.filter(F.col("status") == STATUS_KEPT)
+    class_amounts = {row["mix_class"]: float(row["amount"] or 0) for row in kept.groupBy("mix_class").agg(amount.alias("amount")).collect()}
+    if section.mode == "weights":
+        taxonomy = taxonomy_of(config)
+        result["class_weights"] = {c: taxonomy.weight(c) for c in class_amounts if c != REST_CLASS}
+        return result
+    targets = mix_targets(config)
+    solution = solve_mix(class_amounts, targets, section.max_copies, section.allow_downsampling)
+    result.update({
+        "max_copies": section.max_copies,
+        "allow_downsampling": section.allow_downsampling,
+        "targets": dict(solution.targets),
+        "shares_before": dict(solution.shares_before),
+        "shares_expected": dict(solution.shares_after),
+        "shortfalls": dict(solution.shortfalls),
+        "feasible": solution.feasible,
+        "groups": {t.name: list(t.classes) for t in targets},
+        "class_weights": {c: solution.weight(c) for c in class_amounts},
+    })
+    for group, short in solution.shortfalls.items():
+        print(f"[thresher] select: target {group} {solution.targets.get(group, 0):.3f} is out of reach under "
+              f"max_copies={section.max_copies}: short by {short:.3f}", file=sys.stderr)
+    return result
+
+
+def _domain_mix(final, unit: str) -> dict[str, dict[str, float]]:
+    """Share of each topic domain among the documents that reached rebalancing, before (one copy
+    each) and after (copies counted), in the rebalancing unit; "unclassified" for class-less ones."""
+    from pyspark.sql import functions as F
+
+    reached = final.filter(F.col("status").isin(STATUS_KEPT, RULE_DOWNSAMPLED))
+    domain = F.when(F.col("mix_class") == REST_CLASS, F.lit("unclassified")).otherwise(F.split("mix_class", r"\.").getItem(0))
+    before = F.col("tokens") if unit == "tokens" else F.lit(1)
+    after = before * F.col("sample_copies")
+    rows = reached.groupBy(domain.alias("domain")).agg(F.sum(before).alias("before"), F.sum(after).alias("after")).collect()
+    totals = {key: float(sum(row[key] or 0 for row in rows)) or 1.0 for key in ("before", "after")}
+    return {row["domain"]: {key: round(float(row[key] or 0) / totals[key], 6) for key in ("before", "after")}
+            for row in sorted(rows, key=lambda r: r["domain"])}
+
+
+def _achieved_mix(final, config: Config, rebalance: dict[str, Any]) -> dict[str, float]:
+    """The mix per group of the written output (copies counted), in the rebalancing unit."""
+    from pyspark.sql import functions as F
+
+    groups = rebalance.get("groups")
+    if not groups:
+        return {}
+    unit = F.col("tokens") * F.col("sample_copies") if rebalance["unit"] == "tokens" else F.col("sample_copies")
+    kept = final.filter(F.col("status") == STATUS_KEPT)
+    per_class = {row["mix_class"]: float(row["amount"] or 0) for row in kept.groupBy("mix_class").agg(F.sum(unit).alias("amount")).collect()}
+    total = sum(per_class.values()) or 1.0
+    group_of = {label: name for name, labels in groups.items() for label in labels}
+    shares: dict[str, float] = {name: 0.0 for name in groups}
+    shares["rest"] = 0.0
+    for label, value in per_class.items():
+        shares[group_of.get(label, "rest")] += value / total
+    return {name: round(value, 6) for name, value in shares.items()}
+
+
+def _stats(final, settings: SelectSettings, documents_in: int) -> dict[str, Any]:
+    """Counts from the written rows (never accumulators), in one aggregation: documents and tokens in
+    and out of each rule in order (keep rules, then line removal, then rebalancing)."""
+    from pyspark.sql import functions as F
+
+    line_columns = [f"lines_removed_{name}" for name, _ in settings.line_thresholds]
+    groups = final.groupBy("status").agg(
+        F.count("*").alias("documents"),
+        F.sum("tokens_in").alias("tokens_in"),
+        F.sum("tokens").alias("tokens"),
+        F.sum("sample_copies").alias("copies"),
+        F.sum(F.col("tokens") * F.col("sample_copies")).alias("tokens_copied"),
+        *[F.sum(F.coalesce(F.col(c), F.lit(0))).alias(c) for c in line_columns],
+    ).collect()
+    by_status = {row["status"]: row.asDict() for row in groups}
+    lines_rejected = final.select(F.explode("removed_lines.rule").alias("rule")).groupBy("rule").count().collect()
+    rejects_by_rule = {status: row["documents"] for status, row in by_status.items() if status != STATUS_KEPT}
+    rejects_by_rule.update({row["rule"]: row["count"] for row in lines_rejected})
+
+    funnel = []
+    docs = documents_in
+    tokens = sum(row["tokens_in"] or 0 for row in by_status.values())
+    for check in settings.checks:
+        dropped = by_status.get(check.name, {})
+        out_docs, out_tokens = docs - dropped.get("documents", 0), tokens - (dropped.get("tokens_in") or 0)
+        funnel.append({"rule": check.name, "documents_in": docs, "documents_out": out_docs, "tokens_in": tokens, "tokens_out": out_tokens})
+        docs, tokens = out_docs, out_tokens
+    survivors = [row for status, row in by_status.items() if status == STATUS_KEPT or status.endswith("_emptied") or status == RULE_DOWNSAMPLED]
+    if settings.line_thresholds:
+        emptied = sum(row["documents"] for status, row in by_status.items() if status.endswith("_emptied"))
+        after = sum(row["tokens"] or 0 for row in survivors if not row["status"].endswith("_emptied"))
+        funnel.append({"rule": "line_removal", "documents_in": docs, "documents_out": docs - emptied, "tokens_in": tokens, "tokens_out": after})
+        docs, tokens = docs - emptied, after
+    kept = by_status.get(STATUS_KEPT, {})
+    funnel.append({"rule": "rebalance", "documents_in": docs, "documents_out": kept.get("documents", 0),
+                   "tokens_in": tokens, "tokens_out": kept.get("tokens_copied") or 0, "copies_out": kept.get("copies") or 0})
+    return {
+        "documents_in": documents_in,
+        "documents_out": kept.get("documents", 0),
+        "documents_rejected": documents_in - kept.get("documents", 0),
+        "tokens_in": sum(row["tokens_in"] or 0 for row in by_status.values()),
+        "tokens_out": kept.get("tokens_copied") or 0,
+        "sample_copies_total": kept.get("copies") or 0,
+        "lines_removed": {c.removeprefix("lines_removed_"): sum(row.get(c) or 0 for row in by_status.values()) for c in line_columns},
+        "rejects_by_rule": dict(sorted(rejects_by_rule.items())),
+        "rules": funnel,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    config = config_from_args(args)
+    input_path = require_committed(args.input)
+    check_select_config(config, tagged_models(input_path))  # before Spark starts
+    print_stage_start(STAGE, args.input)
+    spark = spark_session("thresher-select", config.spark, args.master)
+    with DirectoryLock(args.output):
+        stats = run_select(spark, args.input, args.output, config, args.partitions)
+    print_stage_summary(STAGE, stats, time.perf_counter() - started)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return script_main("thresher select", __doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Stage 3a job, tag: every configured tagger scores every stage 2 document; scores become columns.
+
+Reads a committed stage 2 output (documents/ Parquet), runs the taggers of config `tag.taggers` in
+batches inside Spark tasks (mapInArrow; each Python worker loads each model once), and writes
+OUTPUT/documents/ (the stage 2 columns plus each tagger's, see classifiers.tagging; sorted by
+doc_id) and OUTPUT/stats.json, which records per tagger its model directory, a content hash of
+the model files, its labels and held-out metrics, and score histograms. No document is dropped and
+`text` is unchanged: thresholds live in `thresher select`.
+
+Models: each tagger's `model_dir` (absolute, or relative to config `tag.model_dir` / --models-dir);
+make the defaults with `thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output MODELS_DIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from classifiers.base import ModelNotFoundError, model_digest, read_manifest, read_metrics
+from classifiers.tagging import Tagger, check_tagger, tag_batches, tagged_schema
+from jobs.common import (
+    DirectoryLock,
+    StageOutput,
+    add_common_arguments,
+    config_from_args,
+    crash_point,
+    print_stage_start,
+    print_stage_summary,
+    script_main,
+    spark_session,
+)
+from jobs.documents_input import INPUT_HELP, add_field_arguments, read_documents, source_from_args
+from pipeline.config import Config, ConfigError
+from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
+from schemas import to_spark_schema
+from schemas.documents import RULES
+
+STAGE = "tag"
+HISTOGRAM_BINS = 10  # score histograms in the stats and the report: [0, 0.1), ..., [0.9, 1.0]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="INPUT", help=f"{INPUT_HELP}; usually stage 2 (rules) output")
+    parser.add_argument("--output", required=True, help="output directory (documents/, stats.json)")
+    add_field_arguments(parser)
+    parser.add_argument(
+        "--models-dir",
+        help="base directory of relative tagger model_dirs (default: config tag.model_dir); "
+        "make one with `thresher classifiers bootstrap`",
+    )
+    parser.add_argument("--partitions", type=int, help="repartition the input into this many tasks (default: as read)")
+    add_common_arguments(parser, "tag.batch_size=128")
+
+
+def models_base(config: Config, models_dir: str | None = None) -> Path:
+    return (Path(models_dir) if models_dir else Path(config.resolve_path(config.tag.model_dir))).resolve()
+
+
+def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagger]:
+    """The enabled taggers (a non-empty model_dir) with absolute model paths, checked; no model is read."""
+    base = models_base(config, models_dir)
+    if config.tag.batch_size < 1:
+        raise ConfigError(f"tag.batch_size: must be at least 1, got {config.tag.batch_size}")
+    taggers = []
+    for name, spec in config.tag.taggers.items():
+        if not spec.model_dir:
+            continue
+        if not name.isidentifier():
+            raise ConfigError(f"tag.taggers.{name}: a tagger name must be a plain identifier (it names columns)")
+        path = Path(spec.model_dir)
+        tagger = Tagger(name, str(path if path.is_absolute() else base / path), spec.kind, spec.input, spec.top_k, spec.line_label)
+        try:
+            check_tagger(tagger)
+        except ValueError as exc:
+            raise ConfigError(f"tag.taggers.{name}: {exc}") from exc
+        taggers.append(tagger)
+    if not taggers:
+        raise ConfigError("tag.taggers: no tagger has a model_dir; name at least one model")
+    clash = {c.name for t in taggers for c in t.columns()} & set(RULES.names)
+    if clash:
+        raise ConfigError(f"tag.taggers: tagger columns {sorted(clash)} clash with stage 2 columns; rename the tagger")
+    return taggers
+
+
+def tagger_info(config: Config, models_dir: str | None = None, digests: bool = True) -> dict[str, dict[str, Any]]:
+    """Per enabled tagger, from its model directory: kind, labels, top_k, model dir and content hash,
+    held-out metrics and whether its labels were weak (bootstrapped). A missing model is one clear line."""
+    info = {}
+    for tagger in resolve_taggers(config, models_dir):
+        try:
+            manifest = read_manifest(tagger.model_dir)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(
+                f"tag.taggers.{tagger.name}: no model at {tagger.model_dir}. Make the default models with "
+                f"`thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output {models_base(config, models_dir)}` "
+                f"(or pass --models-dir / --set tag.taggers.{tagger.name}.model_dir=DIR)"
+            ) from exc
+        if tagger.kind == "lines" and tagger.line_label not in manifest["labels"]:
+            raise ConfigError(
+                f"tag.taggers.{tagger.name}.line_label: {tagger.line_label!r} is not a label of {tagger.model_dir} "
+                f"({manifest['labels']})"
+            )
+        metrics = read_metrics(tagger.model_dir)
+        info[tagger.name] = {
+            **asdict(tagger),
+            "backend": manifest["backend"],
+            "labels": list(manifest["labels"]),
+            "model_hash": model_digest(tagger.model_dir) if digests else None,
+            "heldout": metrics.get("heldout", {}),
+            "weak_labels": any("weak_labels" in str(source) for source in metrics.get("data", [])),
+        }
+    return info
+
+
+def describe_models(info: dict[str, dict[str, Any]]) -> list[str]:
+    """One console line per tagger: its model and held-out figures, flagging bootstrapped (weak) models."""
+    lines = []
+    for name, entry in info.items():
+        heldout = entry.get("heldout") or {}
+        figures = ", ".join(f"{k}={heldout[k]:.3f}" for k in ("accuracy", "macro_f1", "auc") if isinstance(heldout.get(k), float))
+        weak = " (bootstrapped from weak labels: a rough default; train your own with `thresher classifiers train`)" if entry["weak_labels"] else ""
+        lines.append(f"[thresher] tagger {name}: {entry['model_dir']} held-out {figures or 'not measured'} "
+                     f"on {heldout.get('examples', 0)} examples{weak}")
+    return lines
+
+
+def run_tag(
+    spark, input_dir: str, output_dir: str, config: Config, models_dir: str | None = None, partitions: int | None = None,
+    fields: FieldMapping = DEFAULT_FIELDS,
+) -> dict:
+    started = time.perf_counter()
+    info = tagger_info(config, models_dir)
+    for line in describe_models(info):
+        print(line, file=sys.stderr)
+    taggers = resolve_taggers(config, models_dir)
+    source = resolve_source(input_dir, fields)
+    out = StageOutput(output_dir)
+    out.begin()
+    # Columns stage 2 did not write (or a user's input lacks) are null.
+    documents = read_documents(spark, source, RULES)
+    missing_columns = [name for name in RULES.names if name not in source.columns]
+    if partitions:
+        documents = documents.repartition(partitions, "doc_id")
+    schema = tagged_schema(taggers)
+    tagged_path = str(out.work / "tagged")
+    documents.mapInArrow(
+        functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size), to_spark_schema(schema)
+    ).write.mode("overwrite").parquet(tagged_path)
+    tag_seconds = time.perf_counter() - started
+    crash_point("tag:scored")
+    tagged = spark.read.parquet(tagged_path)
+    tagged.orderBy("doc_id").write.parquet(out.staged("documents"))
+    documents_in = tagged.count()
+    stats = {
+        "stage": STAGE,
+        "input": str(Path(input_dir).resolve()),
+        "documents_in": documents_in,
+        "documents_out": documents_in,
+        "rejects_by_rule": {},
+        "missing_input_columns": missing_columns,
+        "taggers": list(info.values()),  # a list: tagger order is column order (stats.json sorts keys)
+        "labels": {t.name: _label_counts(tagged, t.name) for t in taggers if t.kind == "document"},
+        "score_histograms": {t.name: _histogram(tagged, t) for t in taggers},
+        "config_digest": config.digest(),
+        "seconds": {"tagging": round(tag_seconds, 3), "total": round(time.perf_counter() - started, 3)},
+    }
+    crash_point("tag:before_commit")
+    out.commit(stats)
+    return stats
+
+
+def _label_counts(tagged, name: str) -> dict[str, int]:
+    rows = tagged.groupBy(f"{name}_label").count().collect()
+    return dict(sorted((str(row[0]), row["count"]) for row in rows))
+
+
+def _histogram(tagged, tagger: Tagger) -> list[int]:
+    """Documents (lines, for a lines tagger) per score bin of width 1/HISTOGRAM_BINS."""
+    from pyspark.sql import functions as F
+
+    if tagger.kind == "lines":
+        scores = tagged.select(F.explode(f"{tagger.name}_line_scores").alias("score")).filter(F.col("score").isNotNull())
+    else:
+        scores = tagged.select(F.col(f"{tagger.name}_score").alias("score"))
+    bins = F.least(F.floor(F.col("score") * HISTOGRAM_BINS), F.lit(HISTOGRAM_BINS - 1)).cast("int")
+    counts = dict(scores.groupBy(bins.alias("bin")).count().collect())
+    return [counts.get(i, 0) for i in range(HISTOGRAM_BINS)]
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    config = config_from_args(args)
+    tagger_info(config, args.models_dir, digests=False)  # models and settings checked before Spark starts
+    source = source_from_args(args, args.input)  # and the input
+    print_stage_start(STAGE, args.input)
+    spark = spark_session("thresher-tag", config.spark, args.master)
+    with DirectoryLock(args.output):
+        stats = run_tag(spark, args.input, args.output, config, args.models_dir, args.partitions, source.fields)
+    print_stage_summary(STAGE, stats, time.perf_counter() - started)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return script_main("thresher tag", __doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Tagging one batch without Spark, with real bootstrapped models: columns, alignment, top-k."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from classifiers.base import cached_classifier
+from classifiers.tagging import Tagger, check_tagger, tag_batches, tag_table, tagged_schema, top_labels
+
+
+@pytest.fixture(scope="module")
+def taggers(bootstrapped):
+    models, _ = bootstrapped
+    return (
+        Tagger("page_type", str(models / "page_type"), input="page_type", top_k=3),
+        Tagger("clutter", str(models / "clutter"), kind="lines", input="clutter"),
+        Tagger("topic", str(models / "topic"), input="topic"),
+    )
+
+
+@pytest.fixture(scope="module")
+def batch(rules_dir):
+    return pq.read_table(rules_dir / "documents").slice(0, 50)
+
+
+def test_top_labels_are_best_first_with_ties_in_label_order():
+    probs = np.array([[0.2, 0.5, 0.3], [0.4, 0.2, 0.4]])
+    assert top_labels(probs, ["a", "b", "c"], 2) == [
+        [{"label": "b", "score": 0.5}, {"label": "c", "score": 0.3}],
+        [{"label": "a", "score": 0.4}, {"label": "c", "score": 0.4}],
+    ]
+
+
+def test_each_tagger_adds_its_columns_and_changes_nothing_else(batch, taggers):
+    tagged = tag_table(batch, taggers)
+    assert tagged.schema == tagged_schema(taggers)
+    assert tagged.select(batch.schema.names).to_pylist() == batch.to_pylist()
+    page_model = cached_classifier(taggers[0].model_dir)
+    for row in tagged.to_pylist():
+        assert len(row["page_type_top"]) == min(3, len(page_model.labels))
+        assert row["page_type_top"][0] == {"label": row["page_type_label"], "score": row["page_type_score"]}
+        lines = row["text"].split("\n")
+        assert len(row["clutter_line_scores"]) == len(lines)
+        assert all((s is None) == (not line.strip()) for line, s in zip(lines, row["clutter_line_scores"], strict=True))
+        assert all(s is None or 0.0 <= s <= 1.0 for s in row["clutter_line_scores"])
+
+
+def test_batching_does_not_change_the_tags(batch, taggers):
+    whole = tag_table(batch, taggers).to_pylist()
+    pieces = [row for b in tag_batches(iter(batch.to_batches()), taggers, batch_size=7) for row in b.to_pylist()]
+    assert pieces == whole
+
+
+@pytest.mark.parametrize(
+    ("tagger", "message"),
+    [
+        (Tagger("x", "/m", kind="spans"), "kind must be one of"),
+        (Tagger("x", "/m", input="pages"), "input must be one of"),
+        (Tagger("x", "/m", kind="lines", input="plain"), "input must be clutter"),
+        (Tagger("x", "/m", top_k=0), "top_k must be at least 1"),
+    ],
+)
+def test_bad_taggers_are_refused(tagger, message):
+    with pytest.raises(ValueError, match=message):
+        check_tagger(tagger)

@@ -1,0 +1,195 @@
+"""The select job in Spark local mode on a real tag output: keep rules, global cuts, line removal,
+rebalancing, and bad settings refused before any work."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pyarrow.parquet as pq
+import pytest
+from stage_rows import stage3_config
+
+from classifiers.base import unit_hash
+from classifiers.selection import estimated_tokens
+from classifiers.topic import sample_copies
+from jobs.common import read_stats
+from jobs.selection import check_select_config, run_select, tagged_models
+from pipeline.config import ConfigError
+from schemas.rejects import REJECT
+
+QUALITY_CUT = {"select.keep.quality.score_label": "1", "select.keep.quality.top_percent": 50}
+
+
+@pytest.fixture(scope="module")
+def config_for(models_dir, quality_model):
+    return lambda **overrides: stage3_config(models_dir, quality_model, **overrides)
+
+
+@pytest.fixture(scope="module")
+def selected(spark, tagged_dir, config_for, tmp_path_factory):
+    """Select with the default rules plus a quality top-50% cut, on 1 and on 4 partitions (the command)."""
+    from jobs.cli import main
+
+    one = tmp_path_factory.mktemp("select1")
+    run_select(spark, str(tagged_dir), str(one), config_for(**QUALITY_CUT), partitions=1)
+    four = tmp_path_factory.mktemp("select4")
+    sets = [f"{k}={json.dumps(v)}" for k, v in QUALITY_CUT.items()]  # "1" stays a string in YAML
+    argv = ["select", str(tagged_dir), "--output", str(four), "--partitions", "4"]
+    for item in sets:
+        argv += ["--set", item]
+    argv += ["--set", f"tag.taggers.quality.model_dir={config_for().tag.taggers['quality'].model_dir}"]
+    assert main(argv) == 0
+    return {1: one, 4: four}
+
+
+def rows(directory, name="documents"):
+    return pq.read_table(directory / name).to_pylist()
+
+
+def quality_score(row):
+    return next(e["score"] for e in row["quality_top"] if e["label"] == "1")
+
+
+def test_rules_drop_with_named_rejects_and_the_funnel_adds_up(selected, tagged_dir):
+    out = selected[1]
+    stats = read_stats(out)
+    tagged = {r["doc_id"]: r for r in rows(tagged_dir)}
+    documents, rejects = rows(out), rows(out, "rejects")
+    assert pq.read_table(out / "rejects").schema.names == REJECT.names
+    funnel = {step["rule"]: step for step in stats["rules"]}
+    assert list(funnel) == ["page_type:label_in", "quality:top_percent", "line_removal", "rebalance"]
+    assert funnel["page_type:label_in"]["documents_in"] == 200 == stats["documents_in"]
+    steps = stats["rules"]
+    for before, after in zip(steps, steps[1:], strict=False):
+        assert before["documents_out"] == after["documents_in"] and before["tokens_out"] == after["tokens_in"]
+    assert stats["tokens_in"] == sum(estimated_tokens(r["text"]) for r in tagged.values())
+    for reject in (r for r in rejects if r["rule"] == "page_type:label_in"):
+        row = tagged[reject["doc_id"]]
+        assert row["page_type_label"] != "article" and row["page_type_score"] >= 0.5
+        assert reject["detail"] == f"label={row['page_type_label']} score={row['page_type_score']:.4f}"
+    by_rule = stats["rejects_by_rule"]
+    assert by_rule["page_type:label_in"] == funnel["page_type:label_in"]["documents_in"] - funnel["page_type:label_in"]["documents_out"]
+    assert {d["doc_id"] for d in documents} | {r["doc_id"] for r in rejects if ":" in r["rule"] or "emptied" in r["rule"]} == set(tagged)
+
+
+def test_top_percent_is_a_global_cut_over_the_whole_input(selected, tagged_dir):
+    tagged = rows(tagged_dir)
+    ranked = sorted(tagged, key=lambda r: (-quality_score(r), unit_hash(0, r["doc_id"]), r["doc_id"]))
+    best_half = {r["doc_id"] for r in ranked[: math.floor(0.5 * len(tagged) + 0.5)]}
+    page_rejected = {r["doc_id"] for r in rows(selected[1], "rejects") if r["rule"] == "page_type:label_in"}
+    quality_rejected = {r["doc_id"] for r in rows(selected[1], "rejects") if r["rule"] == "quality:top_percent"}
+    # Every document outside the best half that passed the page-type rule is a quality reject; none inside is.
+    assert quality_rejected == set(r["doc_id"] for r in tagged) - best_half - page_rejected
+    assert quality_rejected  # the cut did something
+
+
+def test_line_removal_follows_the_tag_scores(selected, tagged_dir):
+    tagged = {r["doc_id"]: r for r in rows(tagged_dir)}
+    line_rejects = [r for r in rows(selected[1], "rejects") if r["rule"] == "clutter_line"]
+    documents = rows(selected[1])
+    assert line_rejects and sum(d["lines_removed_clutter"] for d in documents) == sum(
+        1 for r in line_rejects if r["doc_id"] in {d["doc_id"] for d in documents})
+    assert "clutter_line_scores" not in documents[0]
+    for doc in documents:
+        source = tagged[doc["doc_id"]]
+        lines = source["text"].split("\n")
+        kept = [line for line, s in zip(lines, source["clutter_line_scores"], strict=True) if s is None or s >= 0.5]
+        expected = "\n".join(kept).strip() if len(kept) < len(lines) else source["text"]
+        assert doc["text"] == expected
+        assert doc["lines_removed_clutter"] == len(lines) - len(kept)
+    for reject in line_rejects:
+        assert float(reject["detail"].removeprefix("score=")) < 0.5
+
+
+def test_weak_topic_model_skips_rebalancing_with_a_warning(selected, tagged_dir):
+    stats = read_stats(selected[1])
+    accuracy = tagged_models(tagged_dir)["topic"]["heldout"]["accuracy"]
+    assert accuracy < 0.5  # the bootstrapped topic model of 200 documents is weak
+    assert "held-out accuracy" in stats["rebalance"]["skipped"]
+    assert all(d["sample_copies"] == 1 for d in rows(selected[1]))
+
+
+def test_same_output_whatever_the_partitioning(selected):
+    for name, keys in (("documents", ("doc_id",)), ("rejects", ("doc_id", "rule", "content", "detail"))):
+        one, four = (sorted(rows(selected[p], name), key=lambda r: tuple(str(r[k]) for k in keys)) for p in (1, 4))
+        assert one == four, name
+    strip = {"seconds", "config_digest", "input"}
+    assert {k: v for k, v in read_stats(selected[1]).items() if k not in strip} == {
+        k: v for k, v in read_stats(selected[4]).items() if k not in strip}
+
+
+def test_rebalancing_to_a_target_mix(spark, tagged_dir, config_for, tmp_path):
+    """On the (weak) test topic model with the floor lowered: the solver's class weights become copies."""
+    config = config_for(**{"select.rebalance.min_model_accuracy": 0.0, "select.rebalance.max_copies": 3.0})
+    stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config)
+    rebalance = stats["rebalance"]
+    assert rebalance["skipped"] is None and rebalance["targets"]["knowledge"] == 0.6
+    assert set(rebalance["shares_before"]) == {"knowledge", "rest"}
+    weights = rebalance["class_weights"]
+    assert max(weights.values()) <= 3.0
+    documents = rows(tmp_path / "out")
+    for doc in documents:
+        assert doc["sample_copies"] == sample_copies(doc["doc_id"], weights.get(doc["topic_label"], 1.0), 0) >= 1
+    downsampled = [r for r in rows(tmp_path / "out", "rejects") if r["rule"] == "rebalance_downsampled"]
+    assert stats["sample_copies_total"] == sum(d["sample_copies"] for d in documents)
+    assert stats["rejects_by_rule"].get("rebalance_downsampled", 0) == len(downsampled)
+    assert set(rebalance["achieved"]) == {"knowledge", "rest"} and abs(sum(rebalance["achieved"].values()) - 1) < 1e-6
+    domains = rebalance["domains"]
+    assert {d["topic_label"].split(".")[0] for d in documents} <= set(domains)
+    for phase in ("before", "after"):
+        assert abs(sum(v[phase] for v in domains.values()) - 1) < 1e-5
+    knowledge_domains = ("encyclopedia", "education", "science")
+    assert abs(sum(domains.get(d, {}).get("after", 0) for d in knowledge_domains) - rebalance["achieved"]["knowledge"]) < 1e-5
+    four = run_select(spark, str(tagged_dir), str(tmp_path / "four"), config, partitions=4)
+    assert rows(tmp_path / "four") == documents  # the same copies on 4 partitions
+    assert four["rebalance"] == rebalance
+
+
+def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path):
+    from classifiers.topic import load_taxonomy
+
+    config = config_for(**{"select.rebalance.mode": "weights", "select.rebalance.min_model_accuracy": 0.0})
+    stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config)
+    taxonomy = load_taxonomy()
+    for doc in rows(tmp_path / "out"):
+        assert doc["sample_copies"] == sample_copies(doc["doc_id"], taxonomy.weight(doc["topic_label"]), 0) >= 1
+    assert stats["rebalance"]["class_weights"] == {c: taxonomy.weight(c) for c in stats["rebalance"]["class_weights"]}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"select.keep.qualty.min_score": 0.5}, "select.keep.qualty: no tagger named 'qualty'"),
+        ({"select.keep.page_type.label_in": ["artcle"], "select.keep.page_type.on_missing_label": "error"},
+         r"select.keep.page_type.label_in: \['artcle'\] not label\(s\) of the page_type model"),
+        ({"select.keep.clutter.min_score": 0.5}, "clutter is a lines tagger"),
+        ({"select.keep.quality.score_label": "2", "select.keep.quality.min_score": 0.5}, "'2' is not a label of the quality model"),
+        ({"select.keep.quality.top_percent": 0}, r"top_percent: must be in \(0, 100\]"),
+        ({"select.line_thresholds.topic": 0.5}, "topic is a document tagger"),
+        ({"select.rebalance.targets.knowledge.share": 1.2}, "knowledge.share: must be a number in"),
+        ({"select.rebalance.targets.fiction": {"classes": ["literature"], "share": 0.5}}, "shares sum to 1.1, more than 1"),
+        ({"select.rebalance.targets.knowledge.classes": ["science.alchemy"]}, "knowledge.classes"),
+        ({"select.rebalance.max_copies": -1}, "max_copies: must be at least 1"),
+        ({"select.rebalance.tagger": "topics"}, "select.rebalance.tagger: no tagger named 'topics'"),
+    ],
+)
+def test_bad_settings_are_one_config_error_before_any_work(tagged_dir, config_for, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        check_select_config(config_for(**overrides), tagged_models(tagged_dir))
+
+
+def test_the_command_refuses_bad_settings_in_one_line_before_spark(tagged_dir, tmp_path, capsys):
+    from jobs.cli import main
+
+    out = tmp_path / "out"
+    assert main(["select", str(tagged_dir), "--output", str(out), "--set", "select.rebalance.max_copies=-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "select.rebalance.max_copies" in err[0] and not out.exists()
+
+
+def test_a_model_lacking_a_kept_label_keeps_documents_when_told(spark, tagged_dir, config_for, tmp_path, capsys):
+    config = config_for(**{"select.keep.page_type.label_in": ["encyclopedia_page"], "select.line_thresholds.clutter": 0.0})
+    stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config)  # on_missing_label: keep (default config)
+    assert "the page_type model has no label ['encyclopedia_page']" in capsys.readouterr().err
+    assert stats["documents_out"] == 200 and stats["rejects_by_rule"] == {}

@@ -1,0 +1,159 @@
+"""The tag job in Spark local mode: every tagger's columns, nothing dropped or changed, models traced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from classifiers.base import ModelNotFoundError, model_digest, read_manifest
+from jobs.common import read_stats
+from jobs.tag import run_tag
+from pipeline.config import ConfigError, load_config
+from schemas.documents import RULES
+
+TAGGERS = ("page_type", "clutter", "topic", "quality")
+
+
+@pytest.fixture(scope="module")
+def tagged_four(spark, stage2_dir, models_dir, quality_model, tmp_path_factory):
+    """The same tagging through the `thresher tag` command on 4 partitions."""
+    from jobs.cli import main
+
+    out = tmp_path_factory.mktemp("tagged4")
+    argv = ["tag", str(stage2_dir), "--output", str(out), "--models-dir", str(models_dir), "--partitions", "4",
+            "--set", f"tag.taggers.quality.model_dir={quality_model}"]
+    assert main(argv) == 0
+    return out
+
+
+def test_every_tagger_writes_its_columns_and_nothing_else_changes(tagged_dir, stage2_dir, models_dir, quality_model):
+    tagged = pq.read_table(tagged_dir / "documents")
+    assert tagged.schema.names == [*RULES.names,
+                                   "page_type_label", "page_type_score", "page_type_top", "clutter_line_scores",
+                                   "topic_label", "topic_score", "topic_top",
+                                   "quality_label", "quality_score", "quality_top"]
+    original = {r["doc_id"]: r for r in pq.read_table(stage2_dir / "documents").to_pylist()}
+    rows = tagged.to_pylist()
+    assert sorted(r["doc_id"] for r in rows) == sorted(original) and [r["doc_id"] for r in rows] == sorted(original)
+    labels = {name: read_manifest(models_dir / name)["labels"] for name in ("page_type", "topic")}
+    labels["quality"] = read_manifest(quality_model)["labels"]
+    for row in rows:
+        assert {k: row[k] for k in RULES.names} == original[row["doc_id"]]  # text and every stage 2 column as they were
+        lines = row["text"].split("\n")
+        assert len(row["clutter_line_scores"]) == len(lines)
+        assert all((score is None) == (not line.strip()) for line, score in zip(lines, row["clutter_line_scores"], strict=True))
+        for name in ("page_type", "topic", "quality"):
+            top = row[f"{name}_top"]
+            assert len(top) == min(5, len(labels[name])) and {e["label"] for e in top} <= set(labels[name])
+            assert [e["score"] for e in top] == sorted((e["score"] for e in top), reverse=True)
+            assert (top[0]["label"], top[0]["score"]) == (row[f"{name}_label"], row[f"{name}_score"])
+    assert {tuple(sorted(e["label"] for e in r["quality_top"])) for r in rows} == {("0", "1")}  # both labels' scores
+
+
+def test_stats_trace_each_tagger_to_its_model_files(tagged_dir, models_dir, quality_model):
+    stats = read_stats(tagged_dir)
+    assert stats["documents_in"] == stats["documents_out"] == 200 and stats["rejects_by_rule"] == {}
+    assert [entry["name"] for entry in stats["taggers"]] == list(TAGGERS)
+    taggers = {entry["name"]: entry for entry in stats["taggers"]}
+    for name, directory in (("page_type", models_dir / "page_type"), ("quality", quality_model)):
+        entry = taggers[name]
+        assert entry["model_dir"] == str(directory.resolve()) and entry["model_hash"] == model_digest(directory)
+        assert entry["heldout"] == json.loads((directory / "metrics.json").read_text())["heldout"]
+    assert taggers["page_type"]["weak_labels"] and not taggers["quality"]["weak_labels"]
+    assert sum(stats["score_histograms"]["quality"]) == 200 and sum(stats["labels"]["topic"].values()) == 200
+    scored_lines = sum(1 for r in pq.read_table(tagged_dir / "documents").column("clutter_line_scores").to_pylist()
+                       for s in r if s is not None)
+    assert sum(stats["score_histograms"]["clutter"]) == scored_lines
+
+
+def test_model_digest_changes_with_the_model_files(models_dir, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(models_dir / "clutter", tmp_path / "clutter")
+    assert model_digest(copy) == model_digest(models_dir / "clutter")
+    (copy / "metrics.json").write_text("{}")  # re-measuring a model does not change it
+    assert model_digest(copy) == model_digest(models_dir / "clutter")
+    with (copy / "classifier.json").open("a") as handle:
+        handle.write("\n")
+    assert model_digest(copy) != model_digest(models_dir / "clutter")
+
+
+def test_same_tags_whatever_the_partitioning(tagged_dir, tagged_four):
+    one, four = (pq.read_table(d / "documents").to_pylist() for d in (tagged_dir, tagged_four))
+    assert one == four
+    strip = {"seconds", "input", "config_digest"}  # the command names the models by --models-dir
+    assert {k: v for k, v in read_stats(tagged_dir).items() if k not in strip} == {
+        k: v for k, v in read_stats(tagged_four).items() if k not in strip}
+
+
+def test_missing_model_or_bad_tagger_fails_before_any_work(spark, stage2_dir, models_dir, tmp_path):
+    with pytest.raises(ModelNotFoundError, match="tag.taggers.quality: no model at"):
+        run_tag(spark, str(stage2_dir), str(tmp_path / "out"),
+                load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.quality.model_dir": str(tmp_path / "none")}))
+    with pytest.raises(ConfigError, match="tag.taggers.topic: kind must be one of document, lines"):
+        run_tag(spark, str(stage2_dir), str(tmp_path / "out"), load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.topic.kind": "page"}))
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_reports_a_missing_model_in_one_line(stage2_dir, tmp_path, capsys):
+    from jobs.cli import main
+
+    assert main(["tag", str(stage2_dir), "--output", str(tmp_path / "out"), "--models-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tag.taggers.page_type: no model at" in err[0] and "classifiers bootstrap" in err[0]
+
+
+def test_committed_output_is_refused(spark, stage2_dir, models_dir, quality_model, tagged_dir):
+    # Imported here: Spark workers import this module (for _model_loads) without tests/ on their path.
+    from stage_rows import stage3_config
+
+    with pytest.raises(RuntimeError, match="already committed"):
+        run_tag(spark, str(stage2_dir), str(tagged_dir), stage3_config(models_dir, quality_model))
+
+
+def _model_loads(batches, model_dir):
+    """mapInArrow body: which worker process ran the task, and whether it had the model already."""
+    import os
+
+    from classifiers import base
+
+    already = str(Path(model_dir).resolve()) in base._LOADED
+    base.cached_classifier(model_dir)
+    rows = sum(batch.num_rows for batch in batches)
+    yield pa.RecordBatch.from_pylist([{"pid": os.getpid(), "already_loaded": already, "rows": rows}])
+
+
+def test_each_worker_process_loads_a_model_once(spark, models_dir):
+    import functools
+
+    tasks = (
+        spark.range(0, 800, numPartitions=8)
+        .mapInArrow(functools.partial(_model_loads, model_dir=str(models_dir / "topic")), "pid long, already_loaded boolean, rows long")
+        .collect()
+    )
+    assert len(tasks) == 8 and sum(t.rows for t in tasks) == 800
+    loads = sum(not t.already_loaded for t in tasks)
+    assert loads <= len({t.pid for t in tasks}) < 8  # Python workers are reused; each loads at most once
+
+
+def test_a_users_jsonl_of_the_same_documents_gets_the_same_tags(spark, stage2_dir, models_dir, quality_model,
+                                                                tagged_dir, tmp_path):
+    from jobs.cli import main
+
+    rows = pq.read_table(stage2_dir / "documents").to_pylist()
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"uid": r["doc_id"], "body": r["text"], "link": r["url"]}, ensure_ascii=False)
+                            + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["tag", str(path), "--output", str(out), "--models-dir", str(models_dir),
+                 "--text-field", "body", "--id-field", "uid", "--url-field", "link",
+                 "--set", f"tag.taggers.quality.model_dir={quality_model}"]) == 0
+    columns = ["doc_id", "text", "page_type_label", "page_type_score", "topic_label", "quality_score",
+               "clutter_line_scores"]
+    assert pq.read_table(out / "documents", columns=columns) == pq.read_table(tagged_dir / "documents", columns=columns)
+    stats = read_stats(out)
+    assert stats["documents_in"] == len(rows) and "warc_path" in stats["missing_input_columns"]
