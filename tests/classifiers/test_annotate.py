@@ -198,18 +198,19 @@ def test_the_readme_walkthrough_runs_as_written(rules_dir, lm_dir, bootstrapped,
     for name in ("page_type", "clutter"):  # the walk-through trains topic; the other two come from bootstrap
         shutil.copytree(models_from_bootstrap / name, tmp_path / "models" / name)
     commands = _readme_walkthrough()
-    assert [shlex.split(c)[:2] for c in commands] == [["thresher", "annotate"], ["thresher", "classifiers"], ["thresher", "models"]]
+    assert [shlex.split(c)[:2] for c in commands] == [["thresher", "annotate"], ["thresher", "classifiers"], ["thresher", "tag"]]
     for command in commands:
         argv = shlex.split(command.replace("/models/Qwen2.5-7B-Instruct", str(lm_dir)).replace("--sample 5000", "--sample 30 --max-chars 300"))
         # Relative paths as if run from tmp_path (Spark's JVM resolves them against its own directory).
         argv = argv[:2] + [str(tmp_path / arg) if arg.split("/")[0] in ("out", "labels", "models") else arg for arg in argv[2:]]
         assert thresher(argv[1:]) == 0, command
-    stats = json.loads((tmp_path / "out" / "models" / "stats.json").read_text())
+    stats = json.loads((tmp_path / "out" / "tag" / "stats.json").read_text())
     assert stats["documents_in"] == len(list(read_documents(rules_dir, ("doc_id",))))
     labels = {row["label"] for row in rows_of(tmp_path / "labels" / "topic.jsonl")}
     assert json.loads((tmp_path / "models" / "topic" / "classifier.json").read_text())["labels"] == sorted(labels)
-    assert stats["models"]["topic_model"]["path"] == str((tmp_path / "models" / "topic").resolve())
-    assert set(stats["topic_distribution_before"]) <= labels  # the tagger that annotate -> train made
+    topic = next(t for t in stats["taggers"] if t["name"] == "topic")
+    assert topic["model_dir"] == str((tmp_path / "models" / "topic").resolve())
+    assert set(stats["labels"]["topic"]) <= labels  # the tagger that annotate -> train made
 
 
 def test_jsonl_input_without_ids_gets_ids_from_the_text(rules_dir, scorer, tmp_path):
