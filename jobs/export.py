@@ -77,7 +77,7 @@ from pipeline.tokenize import (
     tokenizer_sha256,
 )
 from schemas import to_spark_schema
-from schemas.tokens import MANIFEST_FORMAT, TOKEN_DTYPE
+from schemas.tokens import MANIFEST_FORMAT, TOKEN_COLUMNS, TOKEN_DTYPE
 
 SPILL_STAGING = "_spill"  # token spill files and packed rows' pointers, removed before the commit
 
@@ -296,7 +296,9 @@ def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenize
         "pad_token_id": tokenizer.pad_id,
         "pack_mode": cfg.pack_mode,
         "tail": cfg.tail,
-        "tokenizer": {"name": Path(tokenizer_dir).name, "sha256": tokenizer_sha256(tokenizer_dir)},
+        # path: where train-export copies the tokenizer from (checked against sha256 first)
+        "tokenizer": {"name": Path(tokenizer_dir).name, "path": tokenizer_dir, "sha256": tokenizer_sha256(tokenizer_dir)},
+        "columns": TOKEN_COLUMNS,
         "config_hash": config.digest(),
         "seed": cfg.seed,
         "validation_fraction": cfg.validation_fraction,

@@ -75,3 +75,17 @@ def test_too_small_vocabulary_is_a_config_error(spark, stage_dir, tmp_path):
     with pytest.raises(ConfigError, match="vocab_size"):
         run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "x"), load_config(None, {"export.vocab_size": 100}))
     assert not (tmp_path / "x").exists()
+
+
+def test_a_vocabulary_short_of_the_configured_size_is_said(spark, stage_dir, tmp_path, capsys):
+    # 160 documents run out of pairs to merge long before 200,000 tokens.
+    config = load_config(None, {"export.vocab_size": 200_000})
+    stats = run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "big"), config)
+    assert stats["vocab_size"] < 200_000
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tokenizer:")]
+    assert lines == [f"tokenizer: the vocabulary has {stats['vocab_size']:,} tokens, fewer than export.vocab_size "
+                     f"200,000: the sample ran out of pairs to merge (train on more documents for the full size); "
+                     f"the model uses {stats['vocab_size']:,}"]
+    capsys.readouterr()
+    run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "full"), load_config(None, {"export.vocab_size": 500}))
+    assert "tokenizer:" not in capsys.readouterr().err

@@ -52,6 +52,11 @@ def make_shards():
 
 
 @pytest.fixture
+def patterned():
+    return patterned_rows
+
+
+@pytest.fixture
 def small_shards(tmp_path) -> Path:
     """Train 96 rows (3 shards x 4 row groups of 8), validation 16 rows; seq_len 16, vocab 64."""
     return write_token_shards(tmp_path / "shards",

@@ -4,6 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from pipeline.config import ConfigError
 from trainer.export_hf import export_checkpoint, export_model
 from trainer.model import Transformer, preset
 from trainer.train import TrainConfig, train
@@ -74,5 +75,5 @@ def test_exports_a_trained_run(small_shards, tmp_path):
     export_checkpoint(tmp_path / "run", tmp_path / "hf", dtype="float32")
     hf_model = load_hf(tmp_path / "hf")
     assert hf_model.config.vocab_size == 64 and hf_model.config.num_hidden_layers == 3
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError):
         export_checkpoint(tmp_path / "nothing-here", tmp_path / "hf2")
