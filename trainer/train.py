@@ -55,7 +55,7 @@ class TrainConfig:
     keep_last: int = 2  # ordinary checkpoints kept
     permanent_every_tokens: int | None = None  # also keep the first checkpoint after each multiple of this
     eval_every_tokens: int | None = None  # validation loss interval (needs a validation split)
-    eval_sequences: int = 64  # validation sequences per rank per evaluation
+    eval_sequences: int = 64  # validation sequences per evaluation, all ranks together
     log_every: int = 1  # optimizer steps between log lines
     device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
     bf16: bool = False  # bf16 autocast (GPU)
