@@ -159,7 +159,9 @@ def test_manifest_counts_match_the_shards_and_the_input(concat_run, rows, tokeni
     assert manifest["format"] == "thresher-tokens/1" and manifest["token_dtype"] == "int32"
     assert manifest["seq_len"] == 255 and manifest["seed"] == 11 and manifest["pack_mode"] == "concat"
     assert manifest["config_hash"] == config.digest()
-    assert manifest["tokenizer"] == {"name": tokenizer_dir.name, "sha256": tokenizer_sha256(tokenizer_dir)}
+    assert manifest["tokenizer"] == {"name": tokenizer_dir.name, "path": str(tokenizer_dir.resolve()),
+                                     "sha256": tokenizer_sha256(tokenizer_dir)}
+    assert manifest["columns"]["tokens"].startswith("seq_len + 1 token ids (int32): input_ids = tokens[:-1]")
     loaded = load_tokenizer(tokenizer_dir)
     assert (manifest["vocab_size"], manifest["eos_token_id"], manifest["pad_token_id"]) == (1000, loaded.eos_id,
                                                                                             loaded.pad_id)

@@ -95,7 +95,8 @@ def test_default_chain_run_train_export_generate(sample_run, thresher, tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "train: preset 'tiny' has max_position_embeddings 1024; using the data's seq_len 2048" in trained.stderr
     assert "has an empty validation split" in trained.stderr
-    assert json.loads(trained.stdout.splitlines()[-1])["tokens_seen"] == 32768  # = --max-tokens 32K, not past it
+    # 32K is 32,000 tokens: 15 whole sequences of 2048 (30,720), the last step shrunk; never past it.
+    assert json.loads(trained.stdout.splitlines()[-1])["tokens_seen"] == 15 * 2048
     exported = thresher("train-export", str(run_dir), "--output", str(hf_dir))
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert (hf_dir / "tokenizer.json").read_bytes() == (sample_run / "tokenizer" / "tokenizer.json").read_bytes()
