@@ -217,6 +217,8 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
 
     manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, source)
     Path(output.staged("manifest.json")).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    for note in empty_split_notes(manifest):
+        print(note, file=sys.stderr, flush=True)
     finished = time.time()
     totals = {key: sum(manifest["splits"][name][key] for name in SPLITS)
               for key in ("documents", "source_documents", "sequences", "tokens", "padding_tokens", "dropped_tokens")}
@@ -237,6 +239,18 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     }
     output.commit(stats)
     return stats
+
+
+def empty_split_notes(manifest: dict) -> list[str]:
+    """A warning line for each split the export left empty (a small input and a small validation_fraction)."""
+    notes = []
+    for name in SPLITS:
+        if manifest["splits"][name]["sequences"] == 0 and (name == "train" or manifest["validation_fraction"] > 0):
+            advice = ("raise export.validation_fraction for a validation loss" if name == "validation"
+                      else "the trainer needs one")
+            notes.append(f"export: warning: the {name} split is empty ({manifest['splits'][name]['documents']} "
+                         f"documents of {sum(s['documents'] for s in manifest['splits'].values())}): {advice}")
+    return notes
 
 
 def _split_summaries(range_rows, counts: dict, capacity: int, shard_tokens: int) -> dict:

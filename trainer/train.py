@@ -13,6 +13,7 @@ path there too. The data order, and with it every step's batch, is the same at a
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -293,12 +294,14 @@ def train(config: TrainConfig) -> dict:
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
         if env.enabled and started_process_group:
+            # The sharded model and optimizer are reference cycles (DTensors, meshes): free them while
+            # their process groups exist, not during interpreter teardown after destroy_process_group.
+            gc.collect()
             dist.destroy_process_group()
 
 
 def run_training(config: TrainConfig, env: Distributed, device: torch.device) -> dict:
     run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(config.data_dir)
     seq_len = int(manifest["seq_len"])
     pad_token_id = manifest.get("pad_token_id")
@@ -318,6 +321,9 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
 
     check_mesh(config.expert_parallel, env.world_size, model_config)
     evaluating = check_splits(config, manifest, env.world_size, announce=env.is_main)
+    for _, batch_tokens in config.batch_schedule:  # every batch size splits into micro-batches
+        step_micro_batches(batch_tokens, batch_tokens, config.micro_batch_size, seq_len, env.world_size)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the run can start
     torch.manual_seed(config.seed)
     model = Transformer(model_config).to(device)
     sharded = env.enabled or config.fsdp or config.expert_parallel > 1

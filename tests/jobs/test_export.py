@@ -271,3 +271,18 @@ def test_bad_settings_and_uncommitted_input_fail_before_any_work(spark, stages, 
     with pytest.raises(ValueError, match=r"part-0.parquet lacks column\(s\) \['text'\]"):
         run_export(spark, str(uncommitted), str(tmp_path / "e"), str(tokenizer_dir), load_config(None, SETTINGS))
     assert not any((tmp_path / name).exists() for name in ("a", "b", "c", "d", "e"))
+
+
+def test_an_empty_split_is_said():
+    from jobs.export import empty_split_notes
+
+    def manifest(train, validation, fraction=0.005):
+        return {"validation_fraction": fraction,
+                "splits": {"train": {"sequences": train, "documents": 45 if train else 0},
+                           "validation": {"sequences": validation, "documents": 3 if validation else 0}}}
+
+    assert empty_split_notes(manifest(16, 0)) == [
+        "export: warning: the validation split is empty (0 documents of 45): raise export.validation_fraction "
+        "for a validation loss"]
+    assert empty_split_notes(manifest(16, 2)) == [] and empty_split_notes(manifest(16, 0, fraction=0.0)) == []
+    assert empty_split_notes(manifest(0, 2))[0].startswith("export: warning: the train split is empty")

@@ -121,8 +121,10 @@ def thresher():
 
 @pytest.fixture(scope="session")
 def sample_run(tmp_path_factory) -> Path:
-    """`thresher run --sample` with the default config: the run directory (its export/ is the trainer's data)."""
+    """`thresher run --sample` with the default config: the run directory (its export/ is the trainer's data;
+    what the run printed on stderr is beside it, in stderr.txt)."""
     out = tmp_path_factory.mktemp("sample-run") / "run"
     done = run_thresher("run", "--sample", "--output", str(out), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    (out.parent / "stderr.txt").write_text(done.stderr)
     return out

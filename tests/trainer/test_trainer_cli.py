@@ -89,6 +89,11 @@ def test_default_chain_run_train_export_generate(sample_run, thresher, tmp_path)
     transformers = pytest.importorskip("transformers")
     manifest = json.loads((sample_run / "export" / "manifest.json").read_text())
     assert manifest["seq_len"] == 2048 and manifest["splits"]["validation"]["sequences"] == 0
+    printed = (sample_run.parent / "stderr.txt").read_text()
+    assert "export: warning: the validation split is empty" in printed
+    assert f"tokenizer: the vocabulary has {manifest['vocab_size']:,} tokens, fewer than export.vocab_size 32,768" \
+        in printed
+    assert manifest["columns"]["tokens"].endswith("input_ids = tokens[:-1], labels = tokens[1:]")
     run_dir, hf_dir = tmp_path / "train", tmp_path / "hf"
     trained = thresher("train", "--data", str(sample_run / "export"), "--preset", "tiny", "--output", str(run_dir),
                        "--max-tokens", "32K")

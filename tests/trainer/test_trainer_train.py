@@ -130,8 +130,10 @@ def test_checkpoint_retention(small_shards, tmp_path):
 
 
 def test_rejects_batch_not_divisible_into_micro_batches(small_shards, tmp_path):
-    with pytest.raises(ValueError, match="not a multiple"):
-        train(run_config(small_shards, tmp_path / "run", batch_schedule=[(0, 300)]))
+    with pytest.raises(ConfigError, match="a batch of 300 tokens is not a multiple of micro_batch_size x seq_len x "
+                                          "processes = 8 x 16 x 1 = 128: change --batch-tokens or --micro-batch-size"):
+        train(run_config(small_shards, tmp_path / "run", batch_schedule=[(0, 256), (512, 300)]))
+    assert not (tmp_path / "run").exists()  # before any work: the second batch size is checked at start-up
 
 
 def train_runs(rank, world_size, runs):
@@ -242,7 +244,7 @@ def test_splits_are_checked_before_any_work(make_shards, patterned, tmp_path, ca
     with pytest.raises(ConfigError, match="--eval-every-tokens: .* has an empty validation split: export with a larger "
                                           "export.validation_fraction, or drop --eval-every-tokens"):
         train(run_config(no_validation, tmp_path / "a", eval_every_tokens=256))
-    assert not (tmp_path / "a" / "log.jsonl").exists()
+    assert not (tmp_path / "a").exists()
     train(run_config(no_validation, tmp_path / "b", max_tokens=256))
     assert "has an empty validation split (raise export.validation_fraction" in capsys.readouterr().err
     no_train = make_shards(tmp_path / "no-train", {"train": [], "validation": patterned(4, 16, 64, seed=1)},
