@@ -84,7 +84,7 @@ from pipeline.tokenize import (
     tokenizer_sha256,
 )
 from schemas import to_spark_schema
-from schemas.tokens import MANIFEST_FORMAT, TOKEN_DTYPE
+from schemas.tokens import MANIFEST_FORMAT, TOKEN_COLUMNS, TOKEN_DTYPE
 
 SPILL_STAGING = "_spill"  # token spill files and packed rows' pointers, removed before the commit
 
@@ -230,6 +230,8 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
 
     manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, source)
     Path(output.staged("manifest.json")).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    for note in empty_split_notes(manifest):
+        print(note, file=sys.stderr, flush=True)
     finished = time.time()
     totals = {key: sum(manifest["splits"][name][key] for name in SPLITS)
               for key in ("documents", "source_documents", "sequences", "tokens", "padding_tokens", "dropped_tokens")}
@@ -250,6 +252,18 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     }
     output.commit(stats)
     return stats
+
+
+def empty_split_notes(manifest: dict) -> list[str]:
+    """A warning line for each split the export left empty (a small input and a small validation_fraction)."""
+    notes = []
+    for name in SPLITS:
+        if manifest["splits"][name]["sequences"] == 0 and (name == "train" or manifest["validation_fraction"] > 0):
+            advice = ("raise export.validation_fraction for a validation loss" if name == "validation"
+                      else "the trainer needs one")
+            notes.append(f"export: warning: the {name} split is empty ({manifest['splits'][name]['documents']} "
+                         f"documents of {sum(s['documents'] for s in manifest['splits'].values())}): {advice}")
+    return notes
 
 
 def _split_summaries(range_rows, counts: dict, capacity: int, shard_tokens: int) -> dict:
@@ -309,7 +323,9 @@ def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenize
         "pad_token_id": tokenizer.pad_id,
         "pack_mode": cfg.pack_mode,
         "tail": cfg.tail,
-        "tokenizer": {"name": Path(tokenizer_dir).name, "sha256": tokenizer_sha256(tokenizer_dir)},
+        # path: where train-export copies the tokenizer from (checked against sha256 first)
+        "tokenizer": {"name": Path(tokenizer_dir).name, "path": tokenizer_dir, "sha256": tokenizer_sha256(tokenizer_dir)},
+        "columns": TOKEN_COLUMNS,
         "config_hash": config.digest(),
         "seed": cfg.seed,
         "validation_fraction": cfg.validation_fraction,

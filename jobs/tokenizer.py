@@ -50,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(train, "export.vocab_size=16384")
 
 
+def vocabulary_note(trained: int, configured: int) -> str | None:
+    """The line printed when BPE stopped short of the configured vocabulary (the sample ran out of merges)."""
+    if trained >= configured:
+        return None
+    return (f"tokenizer: the vocabulary has {trained:,} tokens, fewer than export.vocab_size {configured:,}: the "
+            f"sample ran out of pairs to merge (train on more documents for the full size); the model uses {trained:,}")
+
+
 def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
                         fields: FieldMapping = DEFAULT_FIELDS) -> dict:
     """Train the BPE on the sampled documents of `input_dir` and commit it to `output_dir`; returns the stats."""
@@ -98,6 +106,9 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
         "config_hash": config.digest(),
     }
     output.commit(stats)
+    note = vocabulary_note(stats["vocab_size"], cfg.vocab_size)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     return stats
 
 

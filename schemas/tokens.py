@@ -17,18 +17,26 @@ SHARD = pa.schema(
     ]
 )
 
+# What the manifest says of the columns (`columns`), for readers used to Hugging Face's names: a row
+# is one causal-LM example with inputs and labels in one list, so `input_ids` and `labels` are
+# slices of `tokens`, not columns of their own (storing both would double the shards).
+TOKEN_COLUMNS = {
+    "tokens": "seq_len + 1 token ids (int32): input_ids = tokens[:-1], labels = tokens[1:]",
+    "doc_offsets": "start offsets of the documents inside tokens ([0] when packing freely)",
+}
+
 MANIFEST_FORMAT = "thresher-tokens/1"
 
 # manifest.json, written next to the shards:
 # {
 #   "format": "thresher-tokens/1",
 #   "seq_len": int, "token_dtype": "int32", "vocab_size": int, "eos_token_id": int,
-#   "pad_token_id": int (fills padded rows; the EOS id when the tokenizer has none: mask it out of the loss),
-#   "tail": "pad" | "drop", "validation_fraction": float,
-#   "pad_token_id": int,  (fills padded tails; the trainer never uses it as a prediction target)
+#   "pad_token_id": int  (fills padded tails; the EOS id when the tokenizer has none. The trainer never
+#                         predicts padding, but does predict the EOS that ends each document),
 #   "tail": "pad" | "drop", "validation_fraction": float,
 #   "pack_mode": "concat" | "boundary",
-#   "tokenizer": {"name": str, "sha256": str},
+#   "tokenizer": {"name": str, "path": str (absolute), "sha256": str},
+#   "columns": TOKEN_COLUMNS,
 #   "config_hash": str, "seed": int,
 #   "splits": {
 #     "train": {"shards": [{"path": "train/shard-00000.parquet", "sequences": int, "tokens": int}],

@@ -5,10 +5,14 @@ Quick start
     thresher export ... --output SHARDS                      # token shards + manifest.json
     thresher train --data SHARDS --preset tiny --output RUN --max-tokens 2M
     thresher train --data SHARDS --preset tiny --output RUN --max-tokens 2M --resume latest
-    thresher train-export RUN --output HF_DIR                # newest checkpoint -> Hugging Face Dots1
+    thresher train-export RUN --output HF_DIR                # newest checkpoint -> Hugging Face Dots1,
+                                                             # with the run's tokenizer and generation config
+    from transformers import pipeline
+    generate = pipeline("text-generation", model="HF_DIR")
 
-    from transformers import Dots1ForCausalLM
-    model = Dots1ForCausalLM.from_pretrained("HF_DIR")
+A preset shorter than the data's seq_len takes it (a line says so); the last step is shrunk so
+as not to pass --max-tokens; the splits are checked against the run at start-up (README.md,
+"From a run to transformers").
 
 Modules
 -------
@@ -47,7 +51,8 @@ Runs, logs and checkpoints
 --------------------------
 RUN_DIR/log.jsonl holds one JSON line per step (step, tokens_seen, loss, balance_loss, lr,
 grad_norm, batch_tokens, tokens_per_s, imbalance = per-MoE-layer max/mean expert load), one per
-evaluation (val_loss) and a start (or resume) record with the full configuration, the mesh and
+evaluation (val_loss over the first --eval-sequences of the validation split, all ranks together,
+also printed on stderr) and a start (or resume) record with the full configuration, the mesh and
 the memory per rank on paper (also printed on stderr at start-up); stderr shows a one-line
 progress display. `--checkpoint-every-tokens N` saves RUN_DIR/checkpoints/tokens-<N>/, a sharded
 torch.distributed.checkpoint (every rank writes its shards of the model with router biases and

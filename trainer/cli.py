@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="FIELD=VALUE", help="replace a model config field of the preset (repeatable), "
                                                     "e.g. --set num_hidden_layers=4")
     parser.add_argument("--max-tokens", type=parse_count, default=10_000_000,
-                        help="training length in tokens; the schedule ends here (default 10M)")
+                        help="training length in tokens; the schedule ends here and the last step is shrunk so as "
+                             "not to pass it (default 10M)")
     parser.add_argument("--stop-at-tokens", type=parse_count,
                         help="stop and checkpoint at this many tokens without changing the schedule (for time-limited jobs)")
     parser.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
@@ -80,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--permanent-every-tokens", type=parse_count,
                         help="also keep for good the first checkpoint after each multiple of this")
     parser.add_argument("--eval-every-tokens", type=parse_count, help="validation loss interval (needs a validation split)")
-    parser.add_argument("--eval-sequences", type=int, default=64, help="validation sequences per process (default 64)")
+    parser.add_argument("--eval-sequences", type=int, default=64,
+                        help="validation sequences per evaluation, all processes together (default 64)")
     parser.add_argument("--resume", help="checkpoint directory to resume from, or 'latest' for the run's newest "
                                          "(starts fresh when there is none)")
     parser.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda, cuda:N")

@@ -1,10 +1,18 @@
-"""Export a trainer checkpoint to the Hugging Face Dots1 format: config.json + model.safetensors.
+"""Export a trainer checkpoint to the Hugging Face Dots1 format: config.json + model.safetensors, the
+run's tokenizer and generation_config.json, so `transformers.pipeline("text-generation", model=HF_DIR)`
+works on the directory as it is.
 
 The weights are written in the layout of the released dots.llm1 checkpoints (one tensor per
 expert: `mlp.experts.{e}.gate_proj.weight`, ...), which vLLM and transformers 4.x read
 directly and transformers 5.x fuses on load. Router biases go to
 `mlp.gate.e_score_correction_bias`; the router uses one expert group (`n_group = topk_group = 1`),
 normalizes the chosen weights (`norm_topk_prob`) and scales them by `routed_scaling_factor`.
+
+The tokenizer is the one the training data was exported with: the run records the data
+directory, whose manifest names the tokenizer directory and its sha256 (`--tokenizer DIR` names
+another). Its files are copied only when their sha256 matches the manifest's, so a tokenizer
+retrained since the export is never shipped with the model. generation_config.json and
+config.json carry the EOS id (generation stops there) and the pad id.
 
 Command line (`thresher train-export CHECKPOINT_DIR --output HF_DIR`): see add_arguments.
 """
@@ -13,20 +21,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from pipeline.config import ConfigError
+from pipeline.tokenize import TOKENIZER_FILES, tokenizer_sha256
 from trainer.checkpoint import is_checkpoint, latest_checkpoint, load_checkpoint
 from trainer.model import ModelConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def hf_config(config: ModelConfig, dtype: str) -> dict:
-    """config.json for transformers' Dots1Config (and vLLM's dots1)."""
-    return {
+def hf_config(config: ModelConfig, dtype: str, special_ids: dict | None = None) -> dict:
+    """config.json for transformers' Dots1Config (and vLLM's dots1); special_ids: eos/pad token ids."""
+    return {**(special_ids or {}),
         "architectures": ["Dots1ForCausalLM"],
         "model_type": "dots1",
         "vocab_size": config.vocab_size,
@@ -89,26 +101,77 @@ def hf_state_dict(model_state: dict[str, torch.Tensor], config: ModelConfig, dty
     return exported
 
 
+def special_token_ids(data: dict) -> dict:
+    """eos_token_id / pad_token_id of a run's data record (trainer.train.data_record), those it has."""
+    return {key: int(data[key]) for key in ("eos_token_id", "pad_token_id") if data.get(key) is not None}
+
+
 def export_model(model_state: dict[str, torch.Tensor], config: ModelConfig, output_dir: str | Path,
-                 dtype: str = "bfloat16") -> Path:
-    """Write config.json and model.safetensors (one file: shard it yourself for very large models)."""
+                 dtype: str = "bfloat16", special_ids: dict | None = None) -> Path:
+    """Write config.json and model.safetensors (one file: shard it yourself for very large models), and
+    generation_config.json when the EOS id is known."""
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "config.json").write_text(json.dumps(hf_config(config, dtype), indent=2))
+    (output / "config.json").write_text(json.dumps(hf_config(config, dtype, special_ids), indent=2))
+    if special_ids and "eos_token_id" in special_ids:
+        generation = {"eos_token_id": special_ids["eos_token_id"],
+                      "pad_token_id": special_ids.get("pad_token_id", special_ids["eos_token_id"]),
+                      "max_length": config.max_position_embeddings}
+        (output / "generation_config.json").write_text(json.dumps(generation, indent=2))
     save_file(hf_state_dict(model_state, config, DTYPES[dtype]), output / "model.safetensors", metadata={"format": "pt"})
     return output
 
 
-def export_checkpoint(checkpoint_path: str | Path, output_dir: str | Path, dtype: str = "bfloat16") -> Path:
-    """Export a (sharded) checkpoint directory, or the newest checkpoint of a run directory, at any world size."""
+def run_tokenizer(data: dict, tokenizer_dir: str | Path | None = None) -> Path | None:
+    """The tokenizer directory to ship: `tokenizer_dir` if given, else the one the run's data manifest
+    names, if it is still there unchanged (same sha256); None when the run records none."""
+    if tokenizer_dir is not None:
+        path = Path(tokenizer_dir)
+        if not (path / "tokenizer.json").is_file():
+            raise ConfigError(f"--tokenizer {path}: no tokenizer.json there (a Hugging Face tokenizer directory)")
+        return path
+    recorded = data.get("tokenizer", {})
+    if not recorded.get("path"):
+        return None
+    path = Path(recorded["path"])
+    if not (path / "tokenizer.json").is_file():
+        raise ConfigError(f"the run's tokenizer {path} is gone: pass --tokenizer DIR (the one the data was exported with)")
+    if recorded.get("sha256") and tokenizer_sha256(path) != recorded["sha256"]:
+        raise ConfigError(f"the run's tokenizer {path} changed since the export (sha256 differs): pass --tokenizer "
+                          f"DIR with the one the data was exported with")
+    return path
+
+
+def copy_tokenizer(tokenizer_dir: Path, output_dir: str | Path) -> list[str]:
+    """Copy the tokenizer files of `tokenizer_dir` into the model directory; returns their names."""
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (tokenizer_dir / name).is_file():
+            shutil.copyfile(tokenizer_dir / name, Path(output_dir) / name)
+            copied.append(name)
+    return copied
+
+
+def export_checkpoint(checkpoint_path: str | Path, output_dir: str | Path, dtype: str = "bfloat16",
+                      tokenizer_dir: str | Path | None = None) -> Path:
+    """Export a (sharded) checkpoint directory, or the newest checkpoint of a run directory, at any world
+    size, with the run's tokenizer and generation config."""
     path = Path(checkpoint_path)
     if not is_checkpoint(path):
         newest = latest_checkpoint(path)
         if newest is None:
-            raise FileNotFoundError(f"{path} is neither a checkpoint nor a run directory with checkpoints")
+            raise ConfigError(f"{path} is neither a checkpoint nor a run directory with checkpoints")
         path = newest
     state, config = load_checkpoint(path)
-    return export_model(state["model"], ModelConfig(**config["model"]), output_dir, dtype)
+    data = config.get("data", {})
+    tokenizer = run_tokenizer(data, tokenizer_dir)
+    output = export_model(state["model"], ModelConfig(**config["model"]), output_dir, dtype, special_token_ids(data))
+    if tokenizer is None:
+        print("train-export: the run records no tokenizer; pass --tokenizer DIR to ship one with the model",
+              file=sys.stderr)
+    else:
+        copy_tokenizer(tokenizer, output)
+    return output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,9 +180,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="directory for config.json and model.safetensors")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bfloat16",
                         help="weight dtype (router biases stay float32); default bfloat16")
+    parser.add_argument("--tokenizer", help="tokenizer directory to copy into HF_DIR (default: the one named by the "
+                                            "manifest of the run's data)")
 
 
 def run(args: argparse.Namespace) -> int:
-    output = export_checkpoint(args.checkpoint, args.output, args.dtype)
+    output = export_checkpoint(args.checkpoint, args.output, args.dtype, args.tokenizer)
     print(f"exported to {output}")
     return 0

@@ -13,6 +13,7 @@ path there too. The data order, and with it every step's batch, is the same at a
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -55,7 +56,7 @@ class TrainConfig:
     keep_last: int = 2  # ordinary checkpoints kept
     permanent_every_tokens: int | None = None  # also keep the first checkpoint after each multiple of this
     eval_every_tokens: int | None = None  # validation loss interval (needs a validation split)
-    eval_sequences: int = 64  # validation sequences per rank per evaluation
+    eval_sequences: int = 64  # validation sequences per evaluation, all ranks together
     log_every: int = 1  # optimizer steps between log lines
     device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
     bf16: bool = False  # bf16 autocast (GPU)
@@ -165,54 +166,117 @@ class RunLog:
             line = (f"step {record['step']} | tokens {record['tokens_seen']:,} | loss {record['loss']:.4f} | "
                     f"lr {record['lr']:.2e} | {record['tokens_per_s']:,.0f} tok/s | max imbalance {imbalance:.2f}")
             print("\r" + line.ljust(100), end="", file=sys.stderr, flush=True)
+        if "val_loss" in record:  # a line of its own, kept above the progress display
+            value = "none (no validation sequences)" if record["val_loss"] is None else f"{record['val_loss']:.4f}"
+            line = f"step {record['step']} | tokens {record['tokens_seen']:,} | val_loss {value}"
+            print(("\r" if self.progress else "") + line.ljust(100), file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.enabled and self.progress:
             print(file=sys.stderr, flush=True)
 
 
-def build_model_config(config: TrainConfig, manifest: dict) -> ModelConfig:
-    """The preset with the data's vocabulary size (unless overridden) and the overrides applied."""
+def build_model_config(config: TrainConfig, manifest: dict, announce: bool = True) -> ModelConfig:
+    """The preset with the data's vocabulary size (unless overridden) and the overrides applied.
+
+    A preset whose max_position_embeddings is shorter than the data's sequences takes the data's
+    seq_len (RoPE tables have no learned length; a line says so); an explicit
+    `--set max_position_embeddings=N` shorter than the data is a ConfigError.
+    """
     overrides = dict(config.model_overrides)
     overrides.setdefault("vocab_size", int(manifest["vocab_size"]))
+    seq_len = int(manifest["seq_len"])
     model_config = preset(config.preset, **overrides)
-    if int(manifest["seq_len"]) > model_config.max_position_embeddings:
-        raise ValueError(f"data seq_len {manifest['seq_len']} exceeds max_position_embeddings "
-                         f"{model_config.max_position_embeddings}")
+    if seq_len > model_config.max_position_embeddings:
+        if "max_position_embeddings" in overrides:
+            raise ConfigError(f"--set max_position_embeddings={model_config.max_position_embeddings} is shorter than "
+                              f"the data's seq_len {seq_len}: raise it, or export with a smaller --seq-len")
+        if announce:
+            print(f"train: preset {config.preset!r} has max_position_embeddings "
+                  f"{model_config.max_position_embeddings}; using the data's seq_len {seq_len}", file=sys.stderr,
+                  flush=True)
+        model_config = dataclasses.replace(model_config, max_position_embeddings=seq_len)
     return model_config
+
+
+def check_splits(config: TrainConfig, manifest: dict, world_size: int, announce: bool = True) -> bool:
+    """One-line errors for splits the run cannot use, before any work; returns whether to evaluate.
+
+    Reading is by sequence, not by row group, so any split feeds any number of ranks (a rank past
+    the end of the validation split evaluates an empty share). Training needs a non-empty train
+    split; `eval_every_tokens` needs a non-empty validation split. Without `eval_every_tokens`, an
+    empty validation split is only a warning.
+    """
+    splits = manifest["splits"]
+    sequences = {name: int(splits[name]["sequences"]) if name in splits else 0 for name in ("train", "validation")}
+    if sequences["train"] == 0:
+        raise ConfigError(f"{config.data_dir}: the train split holds no sequences: export more documents "
+                          f"(or a smaller --seq-len)")
+    if sequences["validation"] == 0:
+        if config.eval_every_tokens:
+            raise ConfigError(f"--eval-every-tokens: {config.data_dir} has an empty validation split: export "
+                              f"with a larger export.validation_fraction, or drop --eval-every-tokens")
+        if announce:
+            print(f"train: warning: {config.data_dir} has an empty validation split (raise "
+                  f"export.validation_fraction for a validation loss)", file=sys.stderr, flush=True)
+        return False
+    if announce and config.eval_every_tokens and sequences["validation"] < world_size:
+        print(f"train: warning: the validation split's {sequences['validation']} sequences are fewer than the "
+              f"{world_size} ranks; some ranks evaluate nothing", file=sys.stderr, flush=True)
+    return bool(config.eval_every_tokens)
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, config: TrainConfig, env: Distributed, device: torch.device,
-             pad_token_id: int | None) -> float | None:
-    """Mean validation loss over the first `eval_sequences` validation sequences of each rank.
+             pad_token_id: int | None, eos_token_id: int | None = None) -> float | None:
+    """Mean validation loss over the first `eval_sequences` sequences of the validation stream (all
+    ranks together, so the same sequences and the same loss at any world size).
 
-    Every rank runs the same number of forward passes of the same size (sharded and
-    expert-parallel models take part in each other's collectives), so the count is capped at a
-    full share of the split.
+    Every rank runs the same number of forward passes (sharded and expert-parallel models take
+    part in each other's collectives): a rank whose share of a micro-batch is short or empty fills
+    it with rows whose targets are all ignored.
     """
     reader = TokenShardReader(config.data_dir, "validation", seed=config.seed, rank=env.rank,
                               world_size=env.world_size, loop=False)
     totals = torch.zeros(2, dtype=torch.float64, device=device)  # summed loss, tokens
-    remaining = min(config.eval_sequences, reader.epoch_rows // env.world_size)
+    total = min(config.eval_sequences, reader.epoch_rows)
+    per_step = config.micro_batch_size * env.world_size
     model.eval()
-    while remaining > 0:
-        rows = reader.next_rows(min(config.micro_batch_size, remaining)).to(device)
-        targets = loss_targets(rows, pad_token_id)
+    for step in range(math.ceil(total / per_step)):
+        first = step * per_step + env.rank * config.micro_batch_size
+        mine = max(0, min(config.micro_batch_size, total - first))
+        rows = reader.next_rows(config.micro_batch_size)
+        rows = rows[:mine] if rows is not None else torch.zeros((0, reader.seq_len + 1), dtype=torch.long)
+        targets = loss_targets(rows, pad_token_id, eos_token_id)
+        filler = max(1, len(rows)) - len(rows)
+        if filler:
+            rows = torch.zeros((filler, reader.seq_len + 1), dtype=torch.long)
+            targets = torch.full((filler, reader.seq_len), IGNORED, dtype=torch.long)
+        rows, targets = rows.to(device), targets.to(device)
         counted = (targets != IGNORED).sum()
         with autocast(device, config.bf16):
             output = model(rows[:, :-1], targets, loss_chunk_tokens=config.loss_chunk_tokens)
-        totals += torch.stack([output.lm_loss.double() * counted, counted.double()])
-        remaining -= len(rows)
+        if counted > 0:
+            totals += torch.stack([output.lm_loss.double() * counted, counted.double()])
     model.train()
     all_reduce_sum(totals, env)
     return (totals[0] / totals[1]).item() if totals[1] > 0 else None
 
 
-def loss_targets(rows: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
-    """Next-token targets of rows [B, T + 1]; padding (rows that end a packing range) is not predicted."""
+def loss_targets(rows: torch.Tensor, pad_token_id: int | None, eos_token_id: int | None = None) -> torch.Tensor:
+    """Next-token targets of rows [B, T + 1]; padding (rows that end a packing range) is not predicted.
+
+    When the pad id is the EOS id (a tokenizer without a pad token), the EOS that ends a document
+    stays a target (the model must learn to stop): only an EOS that follows another EOS, i.e. the
+    padding after a document's own EOS, is masked.
+    """
     targets = rows[:, 1:]
-    return targets if pad_token_id is None else targets.masked_fill(targets == pad_token_id, IGNORED)
+    if pad_token_id is None:
+        return targets
+    padding = targets == pad_token_id
+    if pad_token_id == eos_token_id:
+        padding &= rows[:, :-1] == pad_token_id
+    return targets.masked_fill(padding, IGNORED)
 
 
 def autocast(device: torch.device, bf16: bool):
@@ -230,15 +294,18 @@ def train(config: TrainConfig) -> dict:
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
         if env.enabled and started_process_group:
+            # The sharded model and optimizer are reference cycles (DTensors, meshes): free them while
+            # their process groups exist, not during interpreter teardown after destroy_process_group.
+            gc.collect()
             dist.destroy_process_group()
 
 
 def run_training(config: TrainConfig, env: Distributed, device: torch.device) -> dict:
     run_dir = Path(config.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(config.data_dir)
     seq_len = int(manifest["seq_len"])
     pad_token_id = manifest.get("pad_token_id")
+    eos_token_id = manifest.get("eos_token_id")
 
     resume_path = None
     if config.resume == "latest":
@@ -250,9 +317,13 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
             raise ConfigError(f"--resume {resume_path}: not a checkpoint directory (RUN_DIR/checkpoints/tokens-...)")
         model_config = ModelConfig(**json.loads((resume_path / "config.json").read_text())["model"])
     else:
-        model_config = build_model_config(config, manifest)
+        model_config = build_model_config(config, manifest, announce=env.is_main)
 
     check_mesh(config.expert_parallel, env.world_size, model_config)
+    evaluating = check_splits(config, manifest, env.world_size, announce=env.is_main)
+    for _, batch_tokens in config.batch_schedule:  # every batch size splits into micro-batches
+        step_micro_batches(batch_tokens, batch_tokens, config.micro_batch_size, seq_len, env.world_size)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the run can start
     torch.manual_seed(config.seed)
     model = Transformer(model_config).to(device)
     sharded = env.enabled or config.fsdp or config.expert_parallel > 1
@@ -276,7 +347,8 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
         reader.load_state_dict({"sequences_read": restored["sequences_read"]})
 
     log = RunLog(run_dir, env.is_main, config.progress)
-    full_config = {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model_config), "seq_len": seq_len}
+    full_config = {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model_config), "seq_len": seq_len,
+                   "data": data_record(manifest)}
     memory = memory_per_rank(model_config, *mesh_shape, config.micro_batch_size, seq_len, config.bf16,
                              config.activation_checkpointing, config.loss_chunk_tokens, sharded)
     if env.is_main:
@@ -294,14 +366,15 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
         return path
 
     stop_tokens = min(config.max_tokens, config.stop_at_tokens or config.max_tokens)
+    per_sequence = seq_len * env.world_size  # one sequence on every rank
     last_loss, last_path = None, resume_path
-    while tokens_seen < stop_tokens:
-        batch_tokens = batch_tokens_at(tokens_seen, config.batch_schedule)
-        per_micro = config.micro_batch_size * seq_len * env.world_size
-        if batch_tokens % per_micro:
-            raise ValueError(f"batch of {batch_tokens} tokens is not a multiple of micro_batch_size * seq_len * "
-                             f"world_size = {per_micro}")
-        accumulation = batch_tokens // per_micro
+    # The last step is shrunk so as not to pass stop_tokens: the run ends at most one sequence per rank short of it.
+    while stop_tokens - tokens_seen >= per_sequence:
+        micro_batches = step_micro_batches(batch_tokens_at(tokens_seen, config.batch_schedule),
+                                           stop_tokens - tokens_seen, config.micro_batch_size, seq_len, env.world_size)
+        accumulation = len(micro_batches)
+        step_rows = sum(micro_batches)
+        batch_tokens = step_rows * per_sequence
         lr = lr_at(tokens_seen + batch_tokens, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -309,15 +382,16 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
         started = time.perf_counter()
         sums = torch.zeros(2, device=device)  # lm loss, balance loss (summed over micro-batches)
         tokens_per_expert_LE = None
-        for micro in range(accumulation):
-            rows = reader.next_rows(config.micro_batch_size).to(device)
+        for micro, micro_rows in enumerate(micro_batches):
+            rows = reader.next_rows(micro_rows).to(device)
             if sharded:  # gradients are reduced (and resharded) after the step's last micro-batch only
                 model.set_requires_gradient_sync(micro == accumulation - 1)
             with autocast(device, config.bf16):
-                output = forward_model(rows[:, :-1], loss_targets(rows, pad_token_id),
+                output = forward_model(rows[:, :-1], loss_targets(rows, pad_token_id, eos_token_id),
                                        loss_chunk_tokens=config.loss_chunk_tokens)
-            (output.loss / accumulation).backward()
-            sums += torch.stack([output.lm_loss.detach(), output.balance_loss.detach()])
+            weight = micro_rows / step_rows  # a shrunk last micro-batch counts for its rows
+            (output.loss * weight).backward()
+            sums += torch.stack([output.lm_loss.detach(), output.balance_loss.detach()]) * weight
             load = output.tokens_per_expert_LE.detach()
             tokens_per_expert_LE = load if tokens_per_expert_LE is None else tokens_per_expert_LE + load
         grad_norm = clip_grad_norm_(list(model.parameters()), config.grad_clip)
@@ -331,28 +405,49 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
         step += 1
         tokens_seen += batch_tokens
         elapsed = time.perf_counter() - started
-        last_loss = assert_finite((sums[0] / (accumulation * env.world_size)).item())
+        last_loss = assert_finite((sums[0] / env.world_size).item())
 
-        if step % config.log_every == 0 or tokens_seen >= stop_tokens:
+        finished = stop_tokens - tokens_seen < per_sequence
+        if step % config.log_every == 0 or finished:
             log.write({"step": step, "tokens_seen": tokens_seen, "loss": last_loss,
-                       "balance_loss": (sums[1] / (accumulation * env.world_size)).item(), "lr": lr,
+                       "balance_loss": (sums[1] / env.world_size).item(), "lr": lr,
                        "grad_norm": grad_norm.item(), "batch_tokens": batch_tokens,
                        "tokens_per_s": batch_tokens / elapsed, "imbalance": load_imbalance(tokens_per_expert_LE)})
-        if config.eval_every_tokens and crossed(tokens_seen, batch_tokens, config.eval_every_tokens) \
-                and "validation" in manifest["splits"]:
-            val_loss = evaluate(forward_model, config, env, device, pad_token_id)
+        if evaluating and crossed(tokens_seen, batch_tokens, config.eval_every_tokens):
+            val_loss = evaluate(forward_model, config, env, device, pad_token_id, eos_token_id)
             log.write({"step": step, "tokens_seen": tokens_seen, "val_loss": val_loss})
         if config.checkpoint_every_tokens and crossed(tokens_seen, batch_tokens, config.checkpoint_every_tokens) \
-                and tokens_seen < stop_tokens:
+                and not finished:
             permanent = bool(config.permanent_every_tokens) and \
                 tokens_seen // config.permanent_every_tokens > last_checkpoint_tokens // config.permanent_every_tokens
             last_path = save(permanent)
             last_checkpoint_tokens = tokens_seen
     if tokens_seen > last_checkpoint_tokens:
-        last_path = save(permanent=tokens_seen >= config.max_tokens)  # the final model is kept for good
+        last_path = save(permanent=config.max_tokens - tokens_seen < per_sequence)  # the final model is kept for good
     log.close()
     return {"step": step, "tokens_seen": tokens_seen, "loss": last_loss,
             "checkpoint": str(last_path) if last_path else None}
+
+
+def step_micro_batches(batch_tokens: int, remaining_tokens: int, micro_batch_size: int, seq_len: int,
+                       world_size: int) -> list[int]:
+    """Sequences per rank of each micro-batch of the next step: full micro-batches filling `batch_tokens`,
+    cut (the last one shrunk) to the whole sequences per rank that fit in `remaining_tokens`."""
+    per_micro = micro_batch_size * seq_len * world_size
+    if batch_tokens % per_micro:
+        raise ConfigError(f"a batch of {batch_tokens} tokens is not a multiple of micro_batch_size x seq_len x "
+                          f"processes = {micro_batch_size} x {seq_len} x {world_size} = {per_micro}: change "
+                          f"--batch-tokens or --micro-batch-size")
+    rows = min(batch_tokens, remaining_tokens) // (seq_len * world_size)
+    full, last = divmod(rows, micro_batch_size)
+    return [micro_batch_size] * full + ([last] if last else [])
+
+
+def data_record(manifest: dict) -> dict:
+    """What a run keeps of its data: where it is, and the tokenizer and special ids export needs."""
+    return {"dir": str(Path(manifest["_dir"]).resolve()), "tokenizer": manifest.get("tokenizer", {}),
+            "vocab_size": manifest.get("vocab_size"), "eos_token_id": manifest.get("eos_token_id"),
+            "pad_token_id": manifest.get("pad_token_id")}
 
 
 def check_mesh(expert_parallel: int, world_size: int, model_config: ModelConfig) -> None:

@@ -160,7 +160,9 @@ def test_manifest_counts_match_the_shards_and_the_input(concat_run, rows, tokeni
     assert manifest["format"] == "thresher-tokens/1" and manifest["token_dtype"] == "int32"
     assert manifest["seq_len"] == 255 and manifest["seed"] == 11 and manifest["pack_mode"] == "concat"
     assert manifest["config_hash"] == config.digest()
-    assert manifest["tokenizer"] == {"name": tokenizer_dir.name, "sha256": tokenizer_sha256(tokenizer_dir)}
+    assert manifest["tokenizer"] == {"name": tokenizer_dir.name, "path": str(tokenizer_dir.resolve()),
+                                     "sha256": tokenizer_sha256(tokenizer_dir)}
+    assert manifest["columns"]["tokens"].startswith("seq_len + 1 token ids (int32): input_ids = tokens[:-1]")
     loaded = load_tokenizer(tokenizer_dir)
     assert (manifest["vocab_size"], manifest["eos_token_id"], manifest["pad_token_id"]) == (1000, loaded.eos_id,
                                                                                             loaded.pad_id)
@@ -319,3 +321,18 @@ def test_user_documents_without_ids_export_under_derived_ids(spark, rows, tokeni
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert stats["documents_in"] == len(rows)
     assert manifest["splits"]["validation"]["source_documents"] == len(validation) > 0
+
+
+def test_an_empty_split_is_said():
+    from jobs.export import empty_split_notes
+
+    def manifest(train, validation, fraction=0.005):
+        return {"validation_fraction": fraction,
+                "splits": {"train": {"sequences": train, "documents": 45 if train else 0},
+                           "validation": {"sequences": validation, "documents": 3 if validation else 0}}}
+
+    assert empty_split_notes(manifest(16, 0)) == [
+        "export: warning: the validation split is empty (0 documents of 45): raise export.validation_fraction "
+        "for a validation loss"]
+    assert empty_split_notes(manifest(16, 2)) == [] and empty_split_notes(manifest(16, 0, fraction=0.0)) == []
+    assert empty_split_notes(manifest(0, 2))[0].startswith("export: warning: the train split is empty")

@@ -89,3 +89,17 @@ def test_a_users_jsonl_trains_the_same_tokenizer_as_the_stage(spark, stage_dir, 
                      "--set", "export.tokenizer_sample_documents=60"]) == 0
     user = read_stats(tmp_path / "from-jsonl")
     assert user["sha256"] == stage["sha256"] and user["documents_out"] == stage["documents_out"] < 160
+
+
+def test_a_vocabulary_short_of_the_configured_size_is_said(spark, stage_dir, tmp_path, capsys):
+    # 160 documents run out of pairs to merge long before 200,000 tokens.
+    config = load_config(None, {"export.vocab_size": 200_000})
+    stats = run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "big"), config)
+    assert stats["vocab_size"] < 200_000
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tokenizer:")]
+    assert lines == [f"tokenizer: the vocabulary has {stats['vocab_size']:,} tokens, fewer than export.vocab_size "
+                     f"200,000: the sample ran out of pairs to merge (train on more documents for the full size); "
+                     f"the model uses {stats['vocab_size']:,}"]
+    capsys.readouterr()
+    run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "full"), load_config(None, {"export.vocab_size": 500}))
+    assert "tokenizer:" not in capsys.readouterr().err

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -52,6 +55,11 @@ def make_shards():
 
 
 @pytest.fixture
+def patterned():
+    return patterned_rows
+
+
+@pytest.fixture
 def small_shards(tmp_path) -> Path:
     """Train 96 rows (3 shards x 4 row groups of 8), validation 16 rows; seq_len 16, vocab 64."""
     return write_token_shards(tmp_path / "shards",
@@ -92,3 +100,31 @@ def _join_and_run(rank: int, world_size: int, init_file: str, function, args) ->
         function(rank, world_size, *args)
     finally:
         dist.destroy_process_group()
+
+
+def run_thresher(*argv: str, launcher: tuple[str, ...] = (), timeout: int = 600) -> subprocess.CompletedProcess:
+    """`thresher ARGV...` as a user runs it, in a fresh Python with this checkout's code and one math
+    thread per process; `launcher` goes before it (e.g. torchrun's module and options)."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    # torchrun starts a script file (the installed `thresher`) in each process; alone, `-c` does the same.
+    entry = [str(Path(sys.executable).parent / "thresher")] if launcher else \
+        ["-c", "import sys; from jobs.cli import main; sys.exit(main())"]
+    command = [sys.executable, *launcher, *entry, *argv]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def thresher():
+    return run_thresher
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory) -> Path:
+    """`thresher run --sample` with the default config: the run directory (its export/ is the trainer's data;
+    what the run printed on stderr is beside it, in stderr.txt)."""
+    out = tmp_path_factory.mktemp("sample-run") / "run"
+    done = run_thresher("run", "--sample", "--output", str(out), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (out.parent / "stderr.txt").write_text(done.stderr)
+    return out

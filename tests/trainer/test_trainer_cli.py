@@ -80,3 +80,55 @@ def test_train_then_export_from_the_command_line(small_shards, tmp_path, capsys)
 
     assert export_hf.run(parse([str(run_dir), "--output", str(tmp_path / "hf")], export_hf.add_arguments)) == 0
     assert (tmp_path / "hf" / "model.safetensors").is_file() and (tmp_path / "hf" / "config.json").is_file()
+
+
+def test_default_chain_run_train_export_generate(sample_run, thresher, tmp_path):
+    """`thresher run --sample` -> `train --preset tiny` -> `train-export` -> transformers' text-generation
+    pipeline, with the default config and no flag but the training length (one step of the sample's 16
+    sequences of 2048 tokens; tiny's own max_position_embeddings is 1024)."""
+    transformers = pytest.importorskip("transformers")
+    manifest = json.loads((sample_run / "export" / "manifest.json").read_text())
+    assert manifest["seq_len"] == 2048 and manifest["splits"]["validation"]["sequences"] == 0
+    printed = (sample_run.parent / "stderr.txt").read_text()
+    assert "export: warning: the validation split is empty" in printed
+    assert f"tokenizer: the vocabulary has {manifest['vocab_size']:,} tokens, fewer than export.vocab_size 32,768" \
+        in printed
+    assert manifest["columns"]["tokens"].endswith("input_ids = tokens[:-1], labels = tokens[1:]")
+    run_dir, hf_dir = tmp_path / "train", tmp_path / "hf"
+    trained = thresher("train", "--data", str(sample_run / "export"), "--preset", "tiny", "--output", str(run_dir),
+                       "--max-tokens", "32K")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "train: preset 'tiny' has max_position_embeddings 1024; using the data's seq_len 2048" in trained.stderr
+    assert "has an empty validation split" in trained.stderr
+    # 32K is 32,000 tokens: 15 whole sequences of 2048 (30,720), the last step shrunk; never past it.
+    assert json.loads(trained.stdout.splitlines()[-1])["tokens_seen"] == 15 * 2048
+    exported = thresher("train-export", str(run_dir), "--output", str(hf_dir))
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert (hf_dir / "tokenizer.json").read_bytes() == (sample_run / "tokenizer" / "tokenizer.json").read_bytes()
+    generation = json.loads((hf_dir / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == manifest["eos_token_id"] and generation["pad_token_id"] == manifest["pad_token_id"]
+
+    generate = transformers.pipeline("text-generation", model=str(hf_dir), device="cpu")
+    assert generate.tokenizer.eos_token_id == manifest["eos_token_id"]
+    text = generate("The weather today", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    assert text.startswith("The weather today") and len(text) > len("The weather today")
+
+
+def test_torchrun_two_ranks_through_an_evaluation(make_shards, patterned, thresher, tmp_path):
+    """torchrun, 2 CPU ranks (gloo), a validation split of one sequence in one row group: evaluates, prints
+    val_loss, checkpoints."""
+    shards = make_shards(tmp_path / "shards", {"train": patterned(32, 16, 64, seed=1),
+                                               "validation": patterned(1, 16, 64, seed=2)},
+                         seq_len=16, vocab_size=64, rows_per_shard=32, rows_per_group=8)
+    run_dir = tmp_path / "run"
+    done = thresher("train", "--data", str(shards), "--output", str(run_dir), "--max-tokens", "256",
+                    "--batch-tokens", "128", "--micro-batch-size", "4", "--eval-every-tokens", "128",
+                    "--set", "hidden_size=32", "--set", "num_attention_heads=2",
+                    launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    evaluations = [r for r in read_log(run_dir) if "val_loss" in r]
+    assert [r["tokens_seen"] for r in evaluations] == [128, 256] and all(r["val_loss"] > 0 for r in evaluations)
+    for record in evaluations:
+        assert f"step {record['step']} | tokens {record['tokens_seen']:,} | val_loss {record['val_loss']:.4f}" in done.stderr
+    assert [r for r in read_log(run_dir) if r.get("event") == "start"][0]["world_size"] == 2
+    assert [p.name for p in list_checkpoints(run_dir)] == ["tokens-000000000000256"]

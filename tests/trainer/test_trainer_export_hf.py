@@ -4,7 +4,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trainer.export_hf import export_checkpoint, export_model
+from pipeline.config import ConfigError
+from trainer.export_hf import export_checkpoint, export_model, run_tokenizer, special_token_ids
 from trainer.model import Transformer, preset
 from trainer.train import TrainConfig, train
 
@@ -74,5 +75,33 @@ def test_exports_a_trained_run(small_shards, tmp_path):
     export_checkpoint(tmp_path / "run", tmp_path / "hf", dtype="float32")
     hf_model = load_hf(tmp_path / "hf")
     assert hf_model.config.vocab_size == 64 and hf_model.config.num_hidden_layers == 3
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ConfigError):
         export_checkpoint(tmp_path / "nothing-here", tmp_path / "hf2")
+
+
+def test_the_runs_tokenizer_is_shipped_only_unchanged(tmp_path):
+    from tokenizers import Tokenizer, models
+
+    from pipeline.tokenize import save_tokenizer, tokenizer_sha256
+
+    tokenizer_dir = tmp_path / "tok"
+    save_tokenizer(Tokenizer(models.BPE()), tokenizer_dir, "<|endoftext|>", "<|pad|>")
+    data = {"tokenizer": {"name": "tok", "path": str(tokenizer_dir), "sha256": tokenizer_sha256(tokenizer_dir)},
+            "eos_token_id": 0, "pad_token_id": 1}
+    assert run_tokenizer(data) == tokenizer_dir
+    assert run_tokenizer({"tokenizer": {"name": "test", "sha256": ""}}) is None  # a run that records none
+    assert run_tokenizer({}, tmp_path / "tok") == tokenizer_dir  # --tokenizer
+    with pytest.raises(ConfigError, match="--tokenizer .*nowhere: no tokenizer.json there"):
+        run_tokenizer(data, tmp_path / "nowhere")
+    (tokenizer_dir / "tokenizer_config.json").write_text("{}")  # retrained or edited since the export
+    with pytest.raises(ConfigError, match="changed since the export"):
+        run_tokenizer(data)
+    with pytest.raises(ConfigError, match="is gone: pass --tokenizer DIR"):
+        run_tokenizer({"tokenizer": {"path": str(tmp_path / "moved")}})
+
+    model = random_model()
+    export_model(model.state_dict(), model.config, tmp_path / "hf", special_ids=special_token_ids(data))
+    assert json.loads((tmp_path / "hf" / "generation_config.json").read_text()) == {
+        "eos_token_id": 0, "pad_token_id": 1, "max_length": model.config.max_position_embeddings}
+    config = transformers.AutoConfig.from_pretrained(tmp_path / "hf")
+    assert (config.eos_token_id, config.pad_token_id) == (0, 1)

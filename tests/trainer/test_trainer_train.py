@@ -1,13 +1,25 @@
 import dataclasses
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from pipeline.config import ConfigError
 from trainer import checkpoint
 from trainer.export_hf import export_checkpoint
 from trainer.model import Transformer, preset
-from trainer.train import TrainConfig, batch_tokens_at, loss_targets, lr_at, parameter_groups, read_log, train
+from trainer.train import (
+    TrainConfig,
+    batch_tokens_at,
+    loss_targets,
+    lr_at,
+    parameter_groups,
+    read_log,
+    step_micro_batches,
+    train,
+)
 
 MICRO_MODEL = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, moe_intermediate_size=16)
 TOKENS_PER_MICRO_BATCH = 8 * 16  # micro_batch_size x seq_len of the small_shards fixture
@@ -118,8 +130,10 @@ def test_checkpoint_retention(small_shards, tmp_path):
 
 
 def test_rejects_batch_not_divisible_into_micro_batches(small_shards, tmp_path):
-    with pytest.raises(ValueError, match="not a multiple"):
-        train(run_config(small_shards, tmp_path / "run", batch_schedule=[(0, 300)]))
+    with pytest.raises(ConfigError, match="a batch of 300 tokens is not a multiple of micro_batch_size x seq_len x "
+                                          "processes = 8 x 16 x 1 = 128: change --batch-tokens or --micro-batch-size"):
+        train(run_config(small_shards, tmp_path / "run", batch_schedule=[(0, 256), (512, 300)]))
+    assert not (tmp_path / "run").exists()  # before any work: the second batch size is checked at start-up
 
 
 def train_runs(rank, world_size, runs):
@@ -186,3 +200,81 @@ def test_sharded_training_matches_one_process_and_resumes_at_any_world_size(smal
     tokens = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert (trained(tokens).logits_BTV - hf_model(tokens).logits).abs().max() < 1e-4
+
+
+def test_a_preset_shorter_than_the_data_takes_its_seq_len(make_shards, patterned, tmp_path, capsys):
+    """tiny has max_position_embeddings 1024; the export's default seq_len is 2048."""
+    shards = make_shards(tmp_path / "long", {"train": patterned(2, 1100, 64, seed=3)}, seq_len=1100,
+                         vocab_size=64, rows_per_shard=2, rows_per_group=2)
+    result = train(run_config(shards, tmp_path / "run", micro_batch_size=1, batch_schedule=[(0, 1100)], max_tokens=1100))
+    assert result["tokens_seen"] == 1100
+    assert "train: preset 'tiny' has max_position_embeddings 1024; using the data's seq_len 1100" in capsys.readouterr().err
+    start = read_log(tmp_path / "run")[0]
+    assert start["config"]["model"]["max_position_embeddings"] == 1100
+    with pytest.raises(ConfigError, match="--set max_position_embeddings=1024 is shorter than the data's seq_len 1100"):
+        train(run_config(shards, tmp_path / "explicit", micro_batch_size=1, batch_schedule=[(0, 1100)],
+                         model_overrides={**MICRO_MODEL, "max_position_embeddings": 1024}))
+
+
+def test_the_last_step_is_shrunk_to_end_at_max_tokens(small_shards, tmp_path):
+    # Steps of 256 tokens; 700 = 2 x 256 + 188, and 188 tokens hold 11 whole sequences of 16.
+    result = train(run_config(small_shards, tmp_path / "run", max_tokens=700))
+    steps = [r for r in read_log(tmp_path / "run") if "loss" in r]
+    assert [r["batch_tokens"] for r in steps] == [256, 256, 176]
+    assert result["tokens_seen"] == 688 and checkpoint.load_checkpoint(result["checkpoint"])[0]["sequences_read"] == 43
+    assert json.loads((Path(result["checkpoint"]) / "meta.json").read_text())["permanent"]  # the final model
+    assert step_micro_batches(256, 188, 8, 16, 1) == [8, 3]
+    assert step_micro_batches(256, 188, 4, 16, 2) == [4, 1]  # 2 ranks: 5 sequences each
+    assert step_micro_batches(256, 1000, 8, 16, 1) == [8, 8]
+
+
+def test_a_tokenizer_without_pad_still_learns_to_end_documents():
+    """pad == EOS: the EOS closing a document stays a target, the padding after it does not."""
+    rows = torch.tensor([[5, 6, 0, 7, 8, 0, 0, 0], [9, 0, 4, 3, 2, 1, 0, 0]])
+    assert loss_targets(rows, pad_token_id=0, eos_token_id=0).tolist() == [
+        [6, 0, 7, 8, 0, -100, -100], [0, 4, 3, 2, 1, 0, -100]]
+    # A pad token of its own: every pad target is masked, every EOS kept.
+    rows = torch.tensor([[5, 6, 0, 7, 0, 1, 1]])
+    assert loss_targets(rows, pad_token_id=1, eos_token_id=0).tolist() == [[6, 0, 7, 0, -100, -100]]
+
+
+def test_splits_are_checked_before_any_work(make_shards, patterned, tmp_path, capsys):
+    no_validation = make_shards(tmp_path / "no-val", {"train": patterned(16, 16, 64, seed=1), "validation": []},
+                                seq_len=16, vocab_size=64, rows_per_shard=16, rows_per_group=8)
+    with pytest.raises(ConfigError, match="--eval-every-tokens: .* has an empty validation split: export with a larger "
+                                          "export.validation_fraction, or drop --eval-every-tokens"):
+        train(run_config(no_validation, tmp_path / "a", eval_every_tokens=256))
+    assert not (tmp_path / "a").exists()
+    train(run_config(no_validation, tmp_path / "b", max_tokens=256))
+    assert "has an empty validation split (raise export.validation_fraction" in capsys.readouterr().err
+    no_train = make_shards(tmp_path / "no-train", {"train": [], "validation": patterned(4, 16, 64, seed=1)},
+                           seq_len=16, vocab_size=64, rows_per_shard=16, rows_per_group=8)
+    with pytest.raises(ConfigError, match="the train split holds no sequences"):
+        train(run_config(no_train, tmp_path / "c"))
+
+
+def test_validation_loss_is_on_the_console(small_shards, tmp_path, capsys):
+    train(run_config(small_shards, tmp_path / "run", max_tokens=512, eval_every_tokens=256, progress=True))
+    err = capsys.readouterr().err
+    logged = [r["val_loss"] for r in read_log(tmp_path / "run") if "val_loss" in r]
+    assert len(logged) == 2
+    for record in (r for r in read_log(tmp_path / "run") if "val_loss" in r):
+        assert f"step {record['step']} | tokens {record['tokens_seen']:,} | val_loss {record['val_loss']:.4f}" in err
+
+
+def evaluate_at_two_ranks(rank, world_size, fields):
+    train(TrainConfig(**fields))
+
+
+def test_a_validation_split_smaller_than_the_ranks_is_evaluated_at_two(make_shards, patterned, tmp_path, spawn):
+    """One validation sequence (one row group) and 2 ranks: rank 1 evaluates nothing, the loss is one process's."""
+    shards = make_shards(tmp_path / "shards", {"train": patterned(32, 16, 64, seed=1),
+                                               "validation": patterned(1, 16, 64, seed=2)},
+                         seq_len=16, vocab_size=64, rows_per_shard=32, rows_per_group=8)
+    common = dict(micro_batch_size=4, batch_schedule=[(0, 128)], max_tokens=256, eval_every_tokens=128, device="cpu")
+    train(run_config(shards, tmp_path / "one", **common))
+    spawn(evaluate_at_two_ranks, 2, tmp_path, dataclasses.asdict(run_config(shards, tmp_path / "two", **common)))
+    one, two = ([r["val_loss"] for r in read_log(tmp_path / name) if "val_loss" in r] for name in ("one", "two"))
+    assert len(two) == 2 and None not in two
+    assert two == pytest.approx(one, rel=2e-6)
+    assert checkpoint.latest_checkpoint(tmp_path / "two").name == "tokens-000000000000256"
