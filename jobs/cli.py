@@ -22,7 +22,8 @@ SUBCOMMANDS = {
     "annotate": ("classifiers.annotate", "labels for a stage 3 classifier from a local LLM, by scoring each allowed label"),
     "tokenizer": ("jobs.tokenizer", "tokenizer: `train` a byte-level BPE on a sample of a stage's documents"),
     "export": ("jobs.export", "export: documents -> tokenized, packed, shuffled Parquet shards and manifest.json"),
-    "train": ("trainer.cli", "train the bundled dots.llm1-style MoE model on exported token shards"),
+    "train": ("trainer.cli", "train the bundled dots.llm1-style MoE model on exported token shards: one process, "
+              "or one per GPU under torchrun (torchrun --nproc_per_node N \"$(which thresher)\" train ...)"),
     "train-export": ("trainer.export_hf", "convert a training checkpoint to the Hugging Face Dots1 format"),
     "config": ("jobs.config_show", "`show` the effective config (defaults, --config file, --set overrides) as YAML"),
 }

@@ -196,3 +196,9 @@ def test_no_job_module_shadows_the_standard_library():
 
     jobs_dir = Path(__file__).resolve().parents[2] / "jobs"
     assert not {p.stem for p in jobs_dir.glob("*.py")} & set(sys.stdlib_module_names)
+
+
+def test_train_help_says_how_to_launch_it_under_torchrun(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "torchrun --nproc_per_node" in capsys.readouterr().out
