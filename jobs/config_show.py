@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--config", help="YAML config file layered over configs/default.yaml")
     show.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override one config value, e.g. --set models.clutter_threshold=0.4 (VALUE is parsed as YAML; repeatable)",
+        help="override one config value, e.g. --set select.line_thresholds.clutter=0.4 (VALUE is parsed as YAML; repeatable)",
     )
 
 
