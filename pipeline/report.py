@@ -224,7 +224,7 @@ def _column_counts(path: Path, column: str) -> dict[str, int]:
     counts: Counter = Counter()
     for batch in dataset.to_batches(columns=[column]):
         for value, count in zip(*_value_counts(batch.column(column)), strict=True):
-            counts[str(value)] += count
+            counts["(not set)" if value is None else str(value)] += count
     return dict(counts.most_common())
 
 
@@ -465,21 +465,26 @@ def _pct(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}%"
 
 
-def _value_html(value: Any) -> str:
-    """Any JSON value as HTML: a dict becomes a two-column sub-table, a list of dicts a table with a
-    column per key, a list of plain values a comma-separated list; never JSON text."""
+def _value_html(value: Any, depth: int = 0) -> str:
+    """Any JSON value as HTML, never as JSON text: a dict becomes a two-column table (nested, a
+    "key: value" list when its values are plain), a list of dicts a table with a column per key, a
+    list of plain values a comma-separated list."""
     if isinstance(value, dict):
         if not value:
             return "<span class=note>(none)</span>"
-        rows = [f"<td>{_e(k)}</td><td{' class=num' if _is_number(v) else ''}>{_value_html(v)}</td>" for k, v in value.items()]
-        return _table(["key", "value"], rows)
+        if depth and not any(isinstance(v, dict | list) for v in value.values()):
+            return "<br>".join(f"{_e(k)}: {_format(v)}" for k, v in value.items())
+        rows = [f"<td>{_e(k)}</td><td{' class=num' if _is_number(v) else ''}>{_value_html(v, depth + 1)}</td>"
+                for k, v in value.items()]
+        return _table([] if depth else ["key", "value"], rows)
     if isinstance(value, list):
         if not value:
             return "<span class=note>(none)</span>"
         if all(isinstance(v, dict) for v in value):
             keys = list(dict.fromkeys(k for v in value for k in v))
-            return _table(keys, ["".join(f"<td>{_value_html(v.get(k))}</td>" for k in keys) for v in value])
-        return ", ".join(_value_html(v) for v in value)
+            return _table(keys, ["".join(f"<td{' class=num' if _is_number(v.get(k)) else ''}>{_value_html(v.get(k), depth + 1)}</td>"
+                                         for k in keys) for v in value])
+        return ", ".join(_value_html(v, depth + 1) for v in value)
     return _format(value)
 
 
@@ -512,10 +517,16 @@ def _header_html(header: dict[str, Any], models: list[dict[str, Any]], tokens: d
         f"<td>config digest</td><td>{config}</td>",
         f"<td>models</td><td>{model_list or '(no stage 3 models used)'}</td>",
     ]
-    if tokenizer:
-        rows.append(f"<td>tokenizer</td><td>{_e(tokenizer.get('path'))} (vocabulary {_format(tokenizer.get('vocab_size'))}, "
-                    f"sha256 {_e((tokenizer.get('sha256') or '')[:16])})</td>")
+    if tokenizer.get("path"):
+        rows.append(f"<td>tokenizer</td><td>{_e(_tokenizer_text(tokenizer))}</td>")
     return _table([], rows)
+
+
+def _tokenizer_text(tokenizer: dict[str, Any]) -> str:
+    facts = [f"vocabulary {tokenizer['vocab_size']:,}" if tokenizer.get("vocab_size") else "",
+             f"sha256 {tokenizer['sha256'][:16]}" if tokenizer.get("sha256") else ""]
+    facts = ", ".join(f for f in facts if f)
+    return f"{tokenizer.get('path') or 'not recorded'}" + (f" ({facts})" if facts else "")
 
 
 def _heldout_text(heldout: dict[str, Any]) -> str:
@@ -688,8 +699,8 @@ def _tokens_html(tokens: dict[str, Any], funnel: list[dict[str, Any]]) -> str:
     else:
         copies_note = f"{distinct:,} documents exported, each once (no rebalancing copies)."
     tokenizer = tokens.get("tokenizer", {})
-    return (f"<p>Tokenizer {_e(tokenizer.get('path'))}, vocabulary {_format(tokenizer.get('vocab_size'))}; "
-            f"sequences of {_format(tokens.get('seq_len'))} tokens ({_e(tokens.get('pack_mode') or '')} packing).</p>"
+    packing = f" ({tokens['pack_mode']} packing)" if tokens.get("pack_mode") else ""
+    return (f"<p>Tokenizer {_e(_tokenizer_text(tokenizer))}; sequences of {_format(tokens.get('seq_len'))} tokens{_e(packing)}.</p>"
             f"<p>{_e(copies_note)}</p>"
             + _table(["split", "distinct documents", "document copies", "sequences", "tokens", "padding tokens", "dropped tokens"], rows))
 
