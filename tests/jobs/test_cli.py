@@ -202,3 +202,15 @@ def test_train_help_says_how_to_launch_it_under_torchrun(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "torchrun --nproc_per_node" in capsys.readouterr().out
+
+
+def test_a_malformed_jsonl_line_past_the_first_is_one_line_naming_file_and_line(spark, tmp_path, capsys):
+    docs = tmp_path / "docs.jsonl"
+    good = '{"text": "A first document with a sentence or two. It is fine.", "url": "http://a.example/"}\n'
+    docs.write_text(good + good.replace("a.example", "b.example") + '{"text": "cut off in the mid\n' + good)
+    assert main(["rules", str(docs), "--output", str(tmp_path / "rules")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "at org.apache" not in err
+    [line] = thresher_lines(err)
+    assert line.startswith(f"thresher rules: error: {docs} line 3 is not JSON: "), line
+    assert not (tmp_path / "rules" / "_COMMITTED").exists()
