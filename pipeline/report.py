@@ -79,10 +79,11 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
 
 
 def write_report(run_dir: str | Path) -> dict[str, Any]:
-    """Build the report and write run_dir/report.json and run_dir/report.html; returns the report."""
+    """Build the report and write run_dir/report.json (keys in the report's order: stages in pipeline
+    order) and run_dir/report.html; returns the report."""
     run_dir = Path(run_dir)
     report = build_report(run_dir)
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     (run_dir / "report.html").write_text(render_html(report), encoding="utf-8")
     return report
 

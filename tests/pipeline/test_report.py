@@ -308,7 +308,9 @@ def test_html_is_self_contained_and_escapes_content(run_dir):
 
 def test_write_report_writes_both_files(run_dir):
     write_report(run_dir)
-    assert json.loads((run_dir / "report.json").read_text())["funnel"][0]["documents_in"] == 13
+    written = json.loads((run_dir / "report.json").read_text())
+    assert written["funnel"][0]["documents_in"] == 13
+    assert list(written["seconds_per_stage"]) == ["prepare", "rules", "tokenizer", "export"]  # not alphabetical
     assert (run_dir / "report.html").read_text().startswith("<!DOCTYPE html>")
 
 
