@@ -66,6 +66,9 @@ def run_with_one_line_errors(prog: str, run, args: argparse.Namespace) -> int:
         print(INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
         return INTERRUPTED_EXIT
     except Exception as exc:
+        if (message := _task_user_error(exc)) is not None:
+            print(f"{prog}: error: {message}", file=sys.stderr)
+            return 2
         full = _full_directory(exc, getattr(args, "output", None))
         if full is None:
             raise
@@ -73,6 +76,17 @@ def run_with_one_line_errors(prog: str, run, args: argparse.Namespace) -> int:
         print(f"{prog}: error: no space left on the device holding {full}: free space there "
               "and rerun the same command; it goes on from where this one stopped", file=sys.stderr)
         return 1
+
+
+# A user's error raised in a Spark task (a bad JSONL line met while reading) reaches the driver as
+# the text of the worker's traceback, whose last line is "pipeline.inputs.InputError: <message>".
+_TASK_USER_ERROR = re.compile(r"^(?:pipeline\.inputs\.InputError|pipeline\.config\.ConfigError): (.+)$", re.MULTILINE)
+
+
+def _task_user_error(exc: Exception) -> str | None:
+    """The message of a user's error that a Spark task raised, else None."""
+    match = _TASK_USER_ERROR.search(str(exc))
+    return match.group(1).strip() if match else None
 
 
 _NO_SPACE = re.compile(r"No space left on device(?:: '([^']+)')?|Disk quota exceeded(?:: '([^']+)')?")

@@ -31,7 +31,11 @@ def config_yaml(config) -> str:
     return yaml.safe_dump(settings, sort_keys=False, allow_unicode=True)
 
 
+def effective_config_text(config) -> str:
+    """What `config show` prints and `thresher run` writes beside its report: a digest line, then the YAML."""
+    return f"# effective thresher config, digest {config.digest()}\n{config_yaml(config)}"
+
+
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    sys.stdout.write(f"# effective thresher config, digest {config.digest()}\n{config_yaml(config)}")
+    sys.stdout.write(effective_config_text(config_from_args(args)))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from functools import partial
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -47,15 +48,29 @@ def parts_frame(spark, source: DocumentSource, part_rows: int = 100_000):
 
 
 def read_documents(spark, source: DocumentSource, schema: pa.Schema, lid_model_path: str | None = None,
-                   scratch_dir: str | None = None, part_rows: int = 100_000):
+                   scratch_dir: str | None = None, part_rows: int = 100_000, rejects_dir: str | None = None,
+                   stage: str = ""):
     """`source` as a DataFrame of `schema`. A committed stage with every column is read as it is;
     anything else is conformed in the Python workers, with lang computed when `lid_model_path` is
-    not None, and written to `scratch_dir` when given, so that no later action converts it again."""
+    not None, and written to `scratch_dir` when given, so that no later action converts it again.
+    With `rejects_dir`, JSONL lines that are no JSON object become `stage` reject rows there
+    (`parse_rejects`) instead of failing the job."""
     if source.committed_stage and source.has_columns(schema.names):
         return spark.read.schema(to_spark_schema(schema)).parquet(source.root)
-    reader = partial(read_source_parts, fields=source.fields, schema=schema, lid_model_path=lid_model_path)
+    reader = partial(read_source_parts, fields=source.fields, schema=schema, lid_model_path=lid_model_path,
+                     rejects_dir=rejects_dir, stage=stage)
     frame = parts_frame(spark, source, part_rows).mapInArrow(reader, to_spark_schema(schema))
     if scratch_dir is None:
         return frame
     frame.write.parquet(scratch_dir)
     return spark.read.schema(to_spark_schema(schema)).parquet(scratch_dir)
+
+
+def parse_rejects(spark, rejects_dir: str):
+    """The reject rows `read_documents` wrote to `rejects_dir` (none: an empty frame), once its frame was computed."""
+    from schemas.rejects import REJECT
+
+    schema = to_spark_schema(REJECT)
+    if not any(Path(rejects_dir).glob("*.parquet")):
+        return spark.createDataFrame([], schema)
+    return spark.read.schema(schema).parquet(f"{rejects_dir}/*.parquet")

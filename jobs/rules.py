@@ -33,9 +33,9 @@ from jobs.common import (
     script_main,
     spark_session,
 )
-from jobs.documents_input import INPUT_HELP, add_field_arguments, read_documents, source_from_args
+from jobs.documents_input import INPUT_HELP, add_field_arguments, parse_rejects, read_documents, source_from_args
 from pipeline.config import Config, RulesConfig
-from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
+from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from schemas import to_spark_schema
 from schemas.documents import PREPARED, RULES
 from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
@@ -323,7 +323,9 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     timings = {}
 
     lid_model = config.resolve_path(config.prepare.lid_model_path)  # the Chinese rules and MinHash need lang
-    docs = read_documents(spark, source, PREPARED, lid_model_path=lid_model, scratch_dir=f"{work_dir}/input")
+    docs = read_documents(spark, source, PREPARED, lid_model_path=lid_model, scratch_dir=f"{work_dir}/input",
+                          rejects_dir=f"{work_dir}/input_rejects", stage=STAGE)
+    input_rejects = parse_rejects(spark, f"{work_dir}/input_rejects")  # JSONL lines that are no document
     phase = time.perf_counter()
     trimmed, line_rejects = _line_dedup(docs, rules)
     judge = _HeuristicJudge(rules, config.base_dir)
@@ -364,7 +366,8 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
         F.concat(F.lit("kept "), F.col("cluster")).alias("detail"),
         snippet.alias("content"),
     )
-    rejects = heuristic_rejects.unionByName(duplicate_rejects).unionByName(spark.read.parquet(f"{work_dir}/line_rejects"))
+    rejects = (heuristic_rejects.unionByName(duplicate_rejects).unionByName(spark.read.parquet(f"{work_dir}/line_rejects"))
+               .unionByName(input_rejects.select(*heuristic_rejects.columns)))
     _conform(rejects, REJECT).orderBy("doc_id", "rule", "detail").write.parquet(output.staged("rejects"))
     timings["write_s"] = round(time.perf_counter() - phase, 3)
 
@@ -376,7 +379,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     stats = {
         "stage": STAGE,
         "config_digest": config.digest(),
-        "documents_in": docs.count(),
+        "documents_in": docs.count() + by_rule.get(INPUT_PARSE_ERROR, 0),  # unparsable lines are input records too
         "documents_out": written_docs.count(),
         "rejects_by_rule": dict(sorted(by_rule.items())),
         "documents_rejected": sum(n for rule, n in by_rule.items() if rule != LINE_DEDUP_RULE),

@@ -10,6 +10,7 @@ Layout of OUTPUT:
     tokenizer/    a byte-level BPE trained on select/ (unless --tokenizer names one)
     export/       token shards and manifest.json
     run.json      inputs, the settings each stage read, seconds per stage
+    config.yaml   the effective config (as `thresher config show` prints it), linked from the report
     report.json, report.html
 
 Each stage commits its output (a `_COMMITTED` marker) before the next starts. run.json records the
@@ -115,6 +116,7 @@ def _run_stages(
         "tokenizer": tokenizer_dir != dirs["tokenizer"],
     }
     run_info = _start_run_info(out, inputs, run_settings(config, models_dir, tokenizer_dir, dirs), from_stage)
+    _write_effective_config(out, config)
 
     def tag():
         check_select_config(config, tagger_info(config, models_dir, digests=False))  # before any stage 3 work
@@ -214,6 +216,16 @@ def _write_run_info(out: Path, run_info: dict[str, Any]) -> None:
     tmp = out / "run.json.tmp"
     tmp.write_text(json.dumps({k: v for k, v in run_info.items() if k != "stages_run"}, indent=2, sort_keys=True) + "\n")
     tmp.replace(out / "run.json")
+
+
+def _write_effective_config(out: Path, config: Config) -> None:
+    """OUTPUT/config.yaml, the config this run used (as `thresher config show` prints it): the report links it."""
+    from jobs.config_show import effective_config_text
+    from pipeline.report import CONFIG_FILE
+
+    tmp = out / f"{CONFIG_FILE}.tmp"
+    tmp.write_text(effective_config_text(config), encoding="utf-8")
+    tmp.replace(out / CONFIG_FILE)
 
 
 def _configured_models_dir(config: Config) -> str | None:

@@ -9,7 +9,9 @@ each batch to a stage's input schema (`conform_columns`):
 - a missing or null doc_id is derived from the file's name and the row's number in the file, so it is
   the same however the files are split into tasks;
 - a missing lang is computed with lid.176 when the stage needs it (stage 2's Chinese rules);
-- other columns of the schema that the input lacks are null.
+- other columns of the schema that the input lacks are null;
+- a JSONL line that is not a JSON object is skipped and written as a reject (INPUT_PARSE_ERROR) where
+  the stage collects them (`rejects_dir`), else an InputError naming the file and line.
 """
 
 from __future__ import annotations
@@ -197,6 +199,9 @@ def _lines(path: Path) -> Iterator[str]:
         raise InputError(f"{path} is not readable UTF-8 JSONL: {exc}") from exc
 
 
+INPUT_PARSE_ERROR = "input_parse_error"  # the reject rule of a JSONL line that is no JSON object
+
+
 def _parse_line(line: str, path: Path | str, number: int) -> dict:
     try:
         record = json.loads(line)
@@ -265,16 +270,40 @@ def conform_columns(columns: dict[str, pa.Array], num_rows: int, name: str, firs
 
 
 def read_source_parts(parts: Iterator[pa.RecordBatch], fields: FieldMapping, schema: pa.Schema,
-                      lid_model_path: str | None = None, batch_rows: int = 4096) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: PARTS rows -> `schema` batches of at most `batch_rows` rows (see `conform_columns`)."""
+                      lid_model_path: str | None = None, batch_rows: int = 4096, rejects_dir: str | None = None,
+                      stage: str = "") -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: PARTS rows -> `schema` batches of at most `batch_rows` rows (see `conform_columns`).
+
+    With `rejects_dir`, a JSONL line that is no JSON object is skipped and written, with the file and
+    line, as a `stage` reject row to `rejects_dir/<hash of the part>.parquet` (a retried task rewrites
+    the same file); without it, it is an InputError."""
     for part in parts:
         for row in part.to_pylist():
-            for columns, num_rows, first_row in _read_part(row, batch_rows):
+            bad_lines: list[dict] | None = [] if rejects_dir is not None else None
+            for columns, num_rows, first_row in _read_part(row, batch_rows, bad_lines):
                 yield conform_columns(columns, num_rows, row["name"], first_row, fields, schema, lid_model_path)
+            if bad_lines:
+                _write_parse_rejects(bad_lines, row["path"], rejects_dir, stage)
 
 
-def _read_part(part: dict, batch_rows: int) -> Iterator[tuple[dict[str, pa.Array], int, int]]:
-    """(columns, rows, number of the first row in its file) for each batch of one part."""
+def _write_parse_rejects(bad_lines: list[dict], path: str, rejects_dir: str, stage: str) -> None:
+    import pyarrow.parquet as pq
+
+    from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+
+    rows = [{"doc_id": None, "url": None, "warc_path": path, "stage": stage, "rule": INPUT_PARSE_ERROR,
+             "detail": bad["error"], "content": bad["content"][:CONTENT_SNIPPET_CHARS]}
+            for bad in bad_lines]
+    Path(rejects_dir).mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha1(path.encode()).hexdigest()[:16]
+    tmp = Path(rejects_dir) / f".{name}.parquet.tmp"
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECT), tmp)
+    tmp.replace(Path(rejects_dir) / f"{name}.parquet")
+
+
+def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None) -> Iterator[tuple[dict[str, pa.Array], int, int]]:
+    """(columns, rows, number of the first row in its file) for each batch of one part; JSONL lines
+    that are no JSON object go to `bad_lines` when it is a list (else they raise InputError)."""
     first_row = part["first_row"]
     if part["kind"] == PARQUET:
         import pyarrow.parquet as pq
@@ -284,7 +313,7 @@ def _read_part(part: dict, batch_rows: int) -> Iterator[tuple[dict[str, pa.Array
     elif part["kind"] == ARROW:
         batches = _arrow_batches(part["path"], batch_rows)
     else:
-        batches = _jsonl_batches(part["path"], batch_rows)
+        batches = _jsonl_batches(part["path"], batch_rows, bad_lines)
     for batch in batches:
         yield dict(zip(batch.schema.names, batch.columns, strict=True)), batch.num_rows, first_row
         first_row += batch.num_rows
@@ -297,13 +326,20 @@ def _arrow_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
                 yield batch.slice(start, batch_rows)
 
 
-def _jsonl_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """JSONL rows as batches; values that are not strings, numbers or null become their JSON text."""
+def _jsonl_batches(path: str, batch_rows: int, bad_lines: list[dict] | None = None) -> Iterator[pa.RecordBatch]:
+    """JSONL rows as batches; values that are not strings, numbers or null become their JSON text.
+    A line that is no JSON object raises InputError, or goes to `bad_lines` (error, content)."""
     records: list[dict] = []
     for number, line in enumerate(_lines(Path(path)), 1):
         if not line.strip():
             continue
-        records.append(_parse_line(line, path, number))
+        try:
+            records.append(_parse_line(line, path, number))
+        except InputError as exc:
+            if bad_lines is None:
+                raise
+            bad_lines.append({"error": str(exc), "content": line.rstrip("\n")})  # the error names file and line
+            continue
         if len(records) == batch_rows:
             yield _records_batch(records)
             records = []

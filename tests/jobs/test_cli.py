@@ -202,3 +202,25 @@ def test_train_help_says_how_to_launch_it_under_torchrun(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "torchrun --nproc_per_node" in capsys.readouterr().out
+
+
+def test_a_users_error_raised_in_a_spark_task_is_one_line(spark, tmp_path, capsys):
+    """A malformed JSONL line past the first, met by a stage that takes no input rejects (the reader's
+    InputError raised in a Python worker), is one line naming the file and line, not a Java stack."""
+    from jobs.cli import run_with_one_line_errors
+    from jobs.documents_input import read_documents
+    from pipeline.documents_input import resolve_source
+    from schemas.documents import PREPARED
+
+    docs = tmp_path / "docs.jsonl"
+    good = '{"text": "A first document with a sentence or two. It is fine.", "url": "http://a.example/"}\n'
+    docs.write_text(good + good.replace("a.example", "b.example") + '{"text": "cut off in the mid\n' + good)
+
+    def count_documents(args):
+        return read_documents(spark, resolve_source(str(docs)), PREPARED).count()
+
+    assert run_with_one_line_errors("thresher export", count_documents, argparse.Namespace()) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "at org.apache" not in err
+    [line] = thresher_lines(err)
+    assert line.startswith(f"thresher export: error: {docs} line 3 is not JSON: "), line

@@ -224,3 +224,13 @@ def test_gpu_scheduling_without_a_task_amount_or_script_is_a_config_error(tmp_pa
     missing = load_config(None, {"spark.executor_gpu_amount": 1, "spark.task_gpu_amount": 1, "spark.gpu_discovery_script": str(tmp_path / "nope.sh")})
     with pytest.raises(ConfigError, match="gpu_discovery_script"):
         spark_settings(missing.spark)
+
+
+def test_stage_summary_says_lines_removed_apart_from_documents_rejected():
+    from jobs.common import stage_summary
+
+    stats = {"documents_in": 243, "documents_out": 217,
+             "rejects_by_rule": {"page_type:label_in": 26, "clutter_line": 690, "line_dedup": 6}}
+    assert stage_summary("select", stats, 2.04) == "[thresher] select: 243 in, 217 out, 26 rejected, 696 lines removed, 2.0s"
+    assert stage_summary("tag", {"documents_in": 3, "documents_out": 3, "rejects_by_rule": {}}, 1) == (
+        "[thresher] tag: 3 in, 3 out, 0 rejected, 1.0s")

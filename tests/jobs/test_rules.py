@@ -219,3 +219,22 @@ def test_a_text_column_under_another_name_is_one_line_before_spark(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "has no column 'text'" in err[0] and "--text-field" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_malformed_jsonl_line_past_the_first_is_a_counted_reject(spark, shared_data, tmp_path):
+    from jobs import cli
+    from pipeline.documents_input import INPUT_PARSE_ERROR
+
+    records = _user_records(shared_data)[:8]
+    lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]
+    lines.insert(3, '{"content": "cut off in the mid\n')  # line 4 of the file
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
+    assert cli.main(["rules", str(path), "--output", str(tmp_path / "out"), "--text-field", "content", "--url-field", "link"]) == 0
+    stats = read_stats(tmp_path / "out")
+    assert stats["rejects_by_rule"][INPUT_PARSE_ERROR] == 1
+    assert stats["documents_in"] == len(records) + 1  # the unparsable line is an input record, rejected
+    assert stats["documents_out"] + stats["documents_rejected"] == stats["documents_in"]
+    [reject] = [r for r in pq.read_table(tmp_path / "out" / "rejects").to_pylist() if r["rule"] == INPUT_PARSE_ERROR]
+    assert reject["detail"].startswith(f"{path} line 4 is not JSON: ") and reject["content"] == '{"content": "cut off in the mid'
+    assert reject["stage"] == "rules" and reject["doc_id"] is None

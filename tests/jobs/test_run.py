@@ -90,15 +90,19 @@ def test_run_commits_every_stage_and_reports(reference_run):
     rules = json.loads((reference_run / "rules" / "stats.json").read_text())
     assert rules["documents_in"] == prepare["documents_out"]
     report = json.loads((reference_run / "report.json").read_text())
-    funnel = {row["step"]: row["documents"] for row in report["funnel"]}
-    assert funnel["records read"] == prepare["records_in"]
-    assert funnel["after select"] == len(snapshot(reference_run)["select/documents"])
-    assert funnel["after tag"] == funnel["after rules"]
-    assert funnel["after select"] <= funnel["after rules"] <= funnel["after prepare"] < funnel["records read"]
+    funnel = {row["stage"]: row["documents_out"] for row in report["funnel"]}
+    assert list(funnel) == ["prepare", "rules", "tag", "select", "export"]  # pipeline order
+    assert report["funnel"][0]["documents_in"] == prepare["records_in"]
+    assert funnel["select"] == len(snapshot(reference_run)["select/documents"])
+    assert funnel["tag"] == funnel["rules"]
+    assert funnel["select"] <= funnel["rules"] <= funnel["prepare"] < prepare["records_in"]
     select = json.loads((reference_run / "select" / "stats.json").read_text())
-    assert select["documents_out"] == funnel["after select"] and select["documents_in"] == funnel["after tag"]
-    assert set(report["seconds_per_stage"]) == set(STAGES)
+    assert select["documents_out"] == funnel["select"] and select["documents_in"] == funnel["tag"]
+    assert list(report["seconds_per_stage"]) == list(STAGES)
     assert (reference_run / "report.html").read_text(encoding="utf-8").count("<svg") >= 3
+    # The effective config beside the report, as `thresher config show` prints it; the report links it.
+    assert (reference_run / "config.yaml").read_text().startswith(f"# effective thresher config, digest {prepare['config_digest']}\n")
+    assert report["header"]["config_file"] == "config.yaml" and report["header"]["config_digest"] == prepare["config_digest"]
 
 
 def test_rerunning_a_finished_run_does_nothing(spark, reference_run, sample_inputs, config):

@@ -150,3 +150,26 @@ def test_unusable_inputs_are_one_line_naming_the_file(tmp_path):
     datasets.DatasetDict({"train": datasets.Dataset.from_list(rows(2))}).save_to_disk(str(tmp_path / "dd"))
     with pytest.raises(InputError, match="DatasetDict: give one split's directory \\(train\\)"):
         resolve_source(str(tmp_path / "dd"))
+
+
+def test_a_bad_jsonl_line_is_a_reject_row_where_the_stage_collects_them_else_one_line(tmp_path):
+    from pipeline.documents_input import INPUT_PARSE_ERROR
+
+    path = write_jsonl(tmp_path / "docs.jsonl", rows(4))
+    with path.open("a") as handle:
+        handle.write('[1, 2]\n{"content": "unterminated\n')
+        handle.write(json.dumps(rows(1)[0]) + "\n")
+    source = resolve_source(str(path), FieldMapping(text="content", url="link"))
+    with pytest.raises(InputError, match=r"docs.jsonl line 5 is a JSON list, not an object"):
+        read_all(source)
+    parts = pa.RecordBatch.from_pylist([dict(zip(PARTS.names, p, strict=True)) for p in source_parts(source)], schema=PARTS)
+    rejects_dir = tmp_path / "rejects"
+    documents = pa.Table.from_batches(list(read_source_parts(iter([parts]), source.fields, PREPARED, batch_rows=4,
+                                                             rejects_dir=str(rejects_dir), stage="rules")), schema=PREPARED)
+    assert documents.num_rows == 5
+    rejects = pq.read_table(rejects_dir).to_pylist()
+    assert [(r["rule"], r["stage"]) for r in rejects] == [(INPUT_PARSE_ERROR, "rules")] * 2
+    assert rejects[0]["detail"] == f"{path} line 5 is a JSON list, not an object"
+    assert rejects[1]["detail"].startswith(f"{path} line 6 is not JSON: ")
+    assert [r["content"] for r in rejects] == ["[1, 2]", '{"content": "unterminated']
+    assert not list(rejects_dir.glob(".*.tmp"))

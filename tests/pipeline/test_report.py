@@ -1,11 +1,15 @@
 import json
+import re
 import shutil
 import subprocess
+from html.parser import HTMLParser
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from jobs.config_show import effective_config_text
+from pipeline.config import load_config
 from pipeline.report import _reject_samples, build_report, render_html, write_report
 from schemas.documents import PREPARED
 from schemas.rejects import REJECT
@@ -36,30 +40,161 @@ def run_dir(tmp_path):
     write_stage(
         tmp_path,
         "rules",
-        {"documents_in": 5, "documents_out": 3, "minhash_cluster_sizes": {"1": 2, "2": 1}, "lines_removed_dedup": 4},
+        {"documents_in": 5, "documents_out": 3, "minhash_cluster_sizes": {"1": 2, "2": 1}, "minhash_documents_hashed": 5,
+         "lines_removed": 4, "rejects_by_rule": {"minhash_duplicate": 1, "c4:too_few_sentences": 1, "line_dedup": 4}},
         docs[:3],
-        [{"doc_id": "d3", "stage": "rules", "rule": "minhash_duplicate", "detail": "d1"}],
+        [{"doc_id": "d3", "stage": "rules", "rule": "minhash_duplicate", "detail": "d1"},
+         {"doc_id": "d4", "stage": "rules", "rule": "c4:too_few_sentences", "detail": "1"}]
+        + [{"doc_id": "d0", "stage": "rules", "rule": "line_dedup", "content": f"menu line {i}"} for i in range(4)],
     )
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "manifest.json").write_text(
         json.dumps({"seq_len": 16, "splits": {"train": {"tokens": 170, "sequences": 10, "documents": 4, "source_documents": 3}}})
     )
-    (tmp_path / "run.json").write_text(json.dumps({"seconds_per_stage": {"prepare": 3.5, "rules": 1.25}}))
+    (tmp_path / "export" / "stats.json").write_text(json.dumps({"documents_in": 3, "documents_out": 3, "rejects_by_rule": {}}))
+    (tmp_path / "run.json").write_text(json.dumps({
+        "inputs": ["/crawl/a.warc.gz", "/crawl/<b>.warc.gz"],
+        "seconds_per_stage": {"tokenizer": 0.5, "export": 2.0, "prepare": 3.5, "rules": 1.25},
+    }))
     return tmp_path
 
 
-def test_funnel_counts_documents_bytes_and_tokens(run_dir):
+class Page(HTMLParser):
+    """The parsed report: section titles, each table (nested ones too) as rows of cell texts, link
+    targets, all text. A cell's text includes that of anything inside it."""
+
+    def __init__(self, page):
+        super().__init__()
+        self.sections, self.tables, self.links, self.text = [], [], [], []
+        self._tables, self._cells, self._in_h2 = [], [], False  # open tables and cells, innermost last
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+            self._tables.append(self.tables[-1])
+        elif tag == "tr" and self._tables:
+            self._tables[-1].append([])
+        elif tag in ("td", "th") and self._tables:
+            self._cells.append([])
+            self._tables[-1][-1].append(self._cells[-1])
+        elif tag == "h2":
+            self.sections.append("")
+            self._in_h2 = True
+        elif tag == "a":
+            self.links.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self._tables:
+            self._tables.pop()
+        elif tag in ("td", "th") and self._cells:
+            self._cells.pop()
+        elif tag == "h2":
+            self._in_h2 = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_h2:
+            self.sections[-1] += data
+        for cell in self._cells:
+            cell.append(data)
+
+    def rows(self, table):
+        return [["".join(cell).strip() for cell in row] for row in table]
+
+    def table_with(self, header):
+        """The first table whose header row holds `header`, as rows of joined cell texts."""
+        for table in self.tables:
+            rows = self.rows(table)
+            if rows and header in rows[0]:
+                return rows
+        raise AssertionError(f"no table with a {header!r} column")
+
+
+def test_funnel_in_pipeline_order_with_percentages_that_add_up(run_dir):
     report = build_report(run_dir)
-    funnel = {row["step"]: row for row in report["funnel"]}
-    assert funnel["records read"]["documents"] == 13
-    assert funnel["after prepare"]["documents"] == 5
-    assert funnel["after prepare"]["bytes"] == 2 * len("héllo world".encode()) + 3 * len("你好".encode())
-    assert funnel["after rules"]["documents"] == 3
-    assert funnel["exported"]["tokens"] == 170
-    assert funnel["exported"]["documents"] == 3  # distinct documents; 4 counts a rebalancing copy
-    assert report["languages"] == {"en": 2, "zh": 3}
-    assert report["dedup_cluster_sizes"] == {"1": 2, "2": 1}
-    assert report["lines_removed"]["rules"] == {"lines_removed_dedup": 4}
+    funnel = report["funnel"]
+    assert [row["stage"] for row in funnel] == ["prepare", "rules", "export"]
+    prepare, rules, export = funnel
+    assert (prepare["documents_in"], prepare["documents_removed"], prepare["documents_out"]) == (13, 8, 5)
+    assert prepare["bytes_out"] == 2 * len("héllo world".encode()) + 3 * len("你好".encode())
+    assert prepare["removed_percent"] == pytest.approx(100 * 8 / 13)
+    # Each stage reads the one before: the removed shares and what is left make the first input.
+    assert sum(row["removed_percent_of_first"] for row in funnel) + export["out_percent_of_first"] == pytest.approx(100)
+    assert export["tokens_out"] == 170 and export["copies_out"] == 4  # 3 distinct documents, one rebalancing copy
+    assert report["languages"]["after prepare"] == {"en": 2, "zh": 3}
+    assert sum(report["lengths"]["after prepare"].values()) == 5 and report["lengths"]["after prepare"]["< 100"] == 5
+    assert report["dedup"] == {"ran": True, "documents_hashed": 5, "clusters": 1, "documents_in_clusters": 2,
+                               "duplicates_removed": 1, "giant_buckets": 0, "cluster_sizes": {"1": 2, "2": 1}}
+    assert list(report["seconds_per_stage"]) == ["prepare", "rules", "tokenizer", "export"]  # pipeline order
+
+
+def test_line_rejects_are_kept_apart_from_document_counts(run_dir):
+    report = build_report(run_dir)
+    rules = report["funnel"][1]
+    # 2 documents removed and 4 lines removed from kept documents: not "5 in, 3 out, 6 rejected".
+    assert (rules["documents_in"], rules["documents_removed"], rules["documents_out"], rules["lines_removed"]) == (5, 2, 3, 4)
+    assert report["stage_subtotals"]["rules"] == {"documents_in": 5, "document_rejects": 2, "document_rejects_percent": 40.0,
+                                                  "line_rejects": 4, "rules": 3}
+    page = Page(render_html(report))
+    funnel = page.table_with("lines removed")
+    row = next(r for r in funnel if r[0] == "rules")
+    header = funnel[0]
+    assert row[header.index("documents removed")] == "2" and row[header.index("lines removed")] == "4"
+    rejects = page.table_with("samples (smallest doc_id hash)")
+    subtotals = [r for r in rejects if r[0] == "rules subtotal"]
+    assert subtotals == [["rules subtotal", "documents", "2", "40.0%", ""], ["rules subtotal", "lines", "4", "(lines)", ""]]
+    line_row = next(r for r in rejects if r[0] == "line_dedup")
+    assert line_row[1:4] == ["line", "4", "(lines)"]
+    # Per-rule shares of a stage's input add up to its subtotal.
+    document_rows = [r for r in rejects[1:] if len(r) == 5 and r[1] == "document" and r[0] in ("minhash_duplicate", "c4:too_few_sentences")]
+    assert sum(float(r[3].rstrip("%")) for r in document_rows) == pytest.approx(40.0)
+
+
+def test_report_sections_header_and_tables_in_the_dom(run_dir):
+    write_stage3(run_dir)
+    config = load_config()
+    (run_dir / "config.yaml").write_text(effective_config_text(config))
+    page = Page(render_html(build_report(run_dir)))
+    for title in ("Run", "Funnel", "Reject reasons per stage", "Document length (characters)", "Languages",
+                  "MinHash near-duplicates", "Stage 3 models", "Tagger quality: score histogram",
+                  "Select: kept and removed per rule", "Mix per group vs target", "Tokens exported", "Time per stage",
+                  "Stage statistics (stats.json)"):
+        assert title in page.sections, title
+    header = {row[0]: row[1] for row in page.rows(page.tables[0])}
+    assert header["inputs"].startswith("2 file(s)") and "/crawl/<b>.warc.gz" in header["inputs"]
+    assert header["config digest"].startswith(config.digest()) and page.links == ["config.yaml"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", header["generated"])
+    assert header["thresher"]
+    assert "page_type (weak labels, accuracy 0.430, macro_f1 0.210 on 14 held-out examples)" in header["models"]
+    # Every table is a table: no JSON text in any cell.
+    for table in page.tables:
+        for row in page.rows(table):
+            for cell in row:
+                assert not cell.startswith(("{", "[")) and '": ' not in cell, cell
+    # stats.json as tables: select's rules (a list of dicts) is a table with a column per key.
+    select_stats = next(rows for rows in map(page.rows, page.tables) if rows[0] == ["key", "value"]
+                        and any(r[0] == "rebalance" for r in rows))
+    assert any(r[0] == "rules" and r[1].startswith("ruledocuments_in") for r in select_stats)  # a sub-table
+    assert page.table_with("tokens_out")[0] == ["rule", "documents_in", "documents_out", "tokens_in", "tokens_out", "copies_out"]
+    select = page.table_with("kept samples")
+    row = next(r for r in select if r[0] == "quality:top_percent")
+    kept, removed = row[select[0].index("kept samples")], row[select[0].index("removed samples")]
+    assert "http://kept.example/" in kept and "http://low.example/" in removed
+    assert next(r for r in select if r[0] == "rebalance")[2] == "1 documents written as 3 copies"
+    text = "".join(page.text)
+    assert "1 near-duplicate clusters holding 2 documents; 1 duplicates removed" in text
+    assert "3 distinct documents were exported as 4 copies" in text
+
+
+def test_no_near_duplicates_is_said_apart_from_a_stage_not_run(run_dir):
+    stats = json.loads((run_dir / "rules" / "stats.json").read_text())
+    stats["minhash_cluster_sizes"] = {"1": 5}
+    (run_dir / "rules" / "stats.json").write_text(json.dumps(stats))
+    assert "No near-duplicates found among 5 documents hashed" in render_html(build_report(run_dir))
+    shutil.rmtree(run_dir / "rules")
+    page = Page(render_html(build_report(run_dir)))
+    assert "(this stage did not run)" in "".join(page.text)
 
 
 def write_stage3(run_dir):
@@ -81,7 +216,7 @@ def write_stage3(run_dir):
     select_rules = [
         {"rule": "page_type:label_in", "documents_in": 3, "documents_out": 2, "tokens_in": 300, "tokens_out": 200},
         {"rule": "quality:top_percent", "documents_in": 2, "documents_out": 1, "tokens_in": 200, "tokens_out": 120},
-        {"rule": "rebalance", "documents_in": 1, "documents_out": 1, "tokens_in": 120, "tokens_out": 360},
+        {"rule": "rebalance", "documents_in": 1, "documents_out": 1, "tokens_in": 120, "tokens_out": 360, "copies_out": 3},
     ]
     rebalance = {"mode": "target", "unit": "tokens", "skipped": None, "targets": {"knowledge": 0.6, "rest": 0.4},
                  "shares_before": {"knowledge": 0.2, "rest": 0.8}, "shares_expected": {"knowledge": 0.5, "rest": 0.5},
@@ -165,12 +300,17 @@ def test_html_is_self_contained_and_escapes_content(run_dir):
     report["rejects"][0]["samples"][0]["snippet"] = "<script>alert(1)</script>"
     page = render_html(report)
     assert "<script>" not in page and "&lt;script&gt;" in page
-    assert "<svg" in page and "src=" not in page and "href=" not in page
+    assert "&lt;b&gt;.warc.gz" in page  # an input path is data too
+    # No external asset: the only link is to the effective config written beside the report.
+    assert "<svg" in page and "src=" not in page and "http-equiv" not in page
+    assert set(re.findall(r'href="([^"]*)"', page)) <= {"config.yaml"} and "url(" not in page
 
 
 def test_write_report_writes_both_files(run_dir):
     write_report(run_dir)
-    assert json.loads((run_dir / "report.json").read_text())["funnel"][0]["documents"] == 13
+    written = json.loads((run_dir / "report.json").read_text())
+    assert written["funnel"][0]["documents_in"] == 13
+    assert list(written["seconds_per_stage"]) == ["prepare", "rules", "tokenizer", "export"]  # not alphabetical
     assert (run_dir / "report.html").read_text().startswith("<!DOCTYPE html>")
 
 
@@ -182,7 +322,7 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
 
     write_stage3(run_dir)
     write_report(run_dir)
-    shot = tmp_path_factory.mktemp("shot") / "report.png"
+    shot = tmp_path_factory.mktemp("shot") / "report.png"  # look at it: it stays in pytest's tmp directory
     profile = tmp_path_factory.mktemp("profile")
     subprocess.run(
         [
@@ -200,3 +340,6 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
     assert dark_pixels > 2000, "screenshot looks blank: too few dark (text or chart) pixels"
     colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 16)
     assert colours is None or len(colours) > 10
+    # Text and tables down the page, not one band: many pixel rows hold something other than background.
+    rows_with_ink = sum(1 for y in range(image.height) if min(image.crop((0, y, image.width, y + 1)).getdata()) < 128)
+    assert rows_with_ink > 400, rows_with_ink
