@@ -2,9 +2,14 @@
 threshold (config `models.clutter_threshold`) are removed.
 
 The model is a two-label line classifier (`keep` / `clutter`); a line's score is P(keep). It sees
-`line_input`: the line plus coarse length and position markers, since navigation and footers are
-short and sit at the edges. `weak_clutter_label` is the transparent rule set (DCLM/C4-style line
-heuristics) that labels lines for the bootstrap model; ambiguous lines get no label.
+`line_input`: the line's words after marker tokens for what the words do not say: its place in the
+document, its length and its neighbours' lengths (navigation and footers are runs of short lines at
+the edges), its share of punctuation, digits and link-like tokens, and the kind of HTML element it
+came from (stage 1's `line_origins`: list items and table cells are the usual clutter). The shipped
+model (`default_models/clutter/`) learned these from lines labelled against real ground truth
+(classifiers.line_labels, bench/build_clutter_model.py). `weak_clutter_label` is the transparent
+rule set (DCLM/C4-style line heuristics) that labels lines for the bootstrap model when a user brings
+neither labels nor the shipped model; ambiguous lines get no label.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from classifiers.base import TextClassifier
 
 KEEP, CLUTTER = "keep", "clutter"
+SHIPPED_MODEL = "shipped"  # config models.clutter_model naming the model shipped in default_models/clutter
 LINE_CHARS = 1000  # a line's prefix that the model sees; long lines are prose anyway
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -33,6 +40,11 @@ _COUNTER = re.compile(r"^\s*[\d,.]+\s*(views?|comments?|likes?|shares?|replies|�
 _SEPARATORS = re.compile(r"[|·›»>/•]")
 
 
+def shipped_model_dir() -> Path:
+    """The clutter model shipped with thresher (rebuilt by bench/build_clutter_model.py)."""
+    return Path(__file__).resolve().parent / "default_models" / "clutter"
+
+
 def words_in(line: str) -> int:
     """Words for spaced scripts; CJK characters count as half a word each (about two per word)."""
     return len(line.split()) + len(_CJK.findall(line)) // 2
@@ -42,10 +54,51 @@ def _bucket(value: int, edges: Sequence[int]) -> int:
     return sum(value >= edge for edge in edges)
 
 
-def line_input(line: str, index: int, count: int) -> str:
-    """What the line model sees: length and position markers, then the line."""
+_PUNCTUATION = re.compile(r"[^\w\s]")
+_DIGIT = re.compile(r"\d")
+_LINK_LIKE = re.compile(r"https?://|www\.|\.(com|org|net|cn|html?)\b|@\w|#\w|[|·›»>/•]")
+_LENGTH_EDGES = (3, 8, 20, 50)
+
+
+def _share_bucket(part: int, whole: int) -> int:
+    return _bucket(round(100 * part / whole), (1, 5, 15, 30)) if whole else 0
+
+
+def line_input(line: str, index: int, count: int, origin: str = "", prev_words: int = -1, next_words: int = -1) -> str:
+    """What the line model sees: marker tokens (position, length, neighbours' lengths, punctuation,
+    digit and link-like shares, HTML origin), then the line. A neighbour of -1 is unknown (no token);
+    an empty origin is "none" (text stored without origins)."""
     position = "first" if index < 3 else "last" if index >= count - 3 else "middle"
-    return f"len{_bucket(words_in(line), (3, 8, 20, 50))} pos_{position} {line[:LINE_CHARS]}"
+    relative = _bucket(round(100 * index / max(count - 1, 1)), (20, 40, 60, 80))
+    chars = len(line.strip()) or 1
+    markers = [
+        f"len{_bucket(words_in(line), _LENGTH_EDGES)}",
+        f"pos_{position}",
+        f"__rel{relative}__",
+        f"__punct{_share_bucket(len(_PUNCTUATION.findall(line)), chars)}__",
+        f"__digit{_share_bucket(len(_DIGIT.findall(line)), chars)}__",
+        f"__link{_bucket(len(_LINK_LIKE.findall(line)), (1, 2, 4))}__",
+        f"__end{int(bool(_SENTENCE_END.search(line)))}__",
+        f"__tag_{origin or 'none'}__",
+    ]
+    if prev_words >= 0:
+        markers.append(f"__prev{_bucket(prev_words, _LENGTH_EDGES)}__")
+    if next_words >= 0:
+        markers.append(f"__next{_bucket(next_words, _LENGTH_EDGES)}__")
+    return f"{' '.join(markers)} {line[:LINE_CHARS]}"
+
+
+def document_line_inputs(lines: Sequence[str], origins: Sequence[str] | None = None) -> list[tuple[int, str]]:
+    """(index, model input) of each non-blank line of a document, with its neighbours' lengths."""
+    present = [index for index, line in enumerate(lines) if line.strip()]
+    words = {index: words_in(lines[index]) for index in present}
+    inputs = []
+    for order, index in enumerate(present):
+        origin = origins[index] if origins is not None and index < len(origins) else ""
+        prev_words = words[present[order - 1]] if order > 0 else 0
+        next_words = words[present[order + 1]] if order + 1 < len(present) else 0
+        inputs.append((index, line_input(lines[index], index, len(lines), origin, prev_words, next_words)))
+    return inputs
 
 
 def weak_clutter_label(line: str) -> tuple[str, str] | None:
@@ -79,24 +132,35 @@ class CleanedText:
     removed: list[tuple[str, float]]  # (line, score) of each removed line
 
 
-def remove_clutter(texts: Sequence[str], model: TextClassifier, threshold: float) -> list[CleanedText]:
-    """Drop lines of each text scoring below `threshold`; one model call for all lines of the batch.
-
-    Blank lines are not scored and are kept, so paragraph breaks survive; a text with nothing to
-    remove comes back unchanged.
-    """
+def line_keep_scores(
+    texts: Sequence[str], model: TextClassifier, origins: Sequence[Sequence[str] | None] | None = None
+) -> list[dict[int, float]]:
+    """P(keep) of each non-blank line of each text, by line index; one model call for the batch.
+    `origins` (optional, per text) are stage 1's line origins (pipeline.extract.extract_with_origins)."""
     inputs: list[str] = []
     where: list[tuple[int, int]] = []
-    split = [(text or "").split("\n") for text in texts]
-    for doc, lines in enumerate(split):
-        for index, line in enumerate(lines):
-            if line.strip():
-                inputs.append(line_input(line, index, len(lines)))
-                where.append((doc, index))
+    for doc, text in enumerate(texts):
+        lines = (text or "").split("\n")
+        for index, model_text in document_line_inputs(lines, origins[doc] if origins is not None else None):
+            inputs.append(model_text)
+            where.append((doc, index))
     scores = model.label_scores(inputs, KEEP) if inputs else []
     line_scores: list[dict[int, float]] = [{} for _ in texts]
     for (doc, index), score in zip(where, scores, strict=True):
         line_scores[doc][index] = float(score)
+    return line_scores
+
+
+def remove_clutter(
+    texts: Sequence[str], model: TextClassifier, threshold: float, origins: Sequence[Sequence[str] | None] | None = None
+) -> list[CleanedText]:
+    """Drop lines of each text scoring below `threshold` (scores from `line_keep_scores`).
+
+    Blank lines are not scored and are kept, so paragraph breaks survive; a text with nothing to
+    remove comes back unchanged.
+    """
+    split = [(text or "").split("\n") for text in texts]
+    line_scores = line_keep_scores(texts, model, origins)
     results = []
     for text, lines, scored in zip(texts, split, line_scores, strict=True):
         kept, removed = [], []

@@ -7,7 +7,8 @@ OUTPUT/documents/ (schemas.documents.MODELS, sorted by doc_id), OUTPUT/rejects/ 
 per removed line), OUTPUT/stats.json.
 
 Models: config `models.model_dir` (or --models-dir) holding page_type/, clutter/, topic/; make them with
-`thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output MODELS_DIR`.
+`thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output MODELS_DIR`. The clutter model
+defaults to the one shipped with thresher (`models.clutter_model: shipped`, trained on real labels).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from classifiers.base import ModelNotFoundError, read_manifest
+from classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
 from classifiers.scoring import RULE_CLUTTER_LINE, SCORED, STATUS_KEPT, ScoringSettings, score_batches
 from classifiers.topic import load_taxonomy
 from jobs.common import (
@@ -58,6 +60,8 @@ def scoring_settings(config: Config, models_dir: str | None = None) -> ScoringSe
     paths = {}
     for key in ("page_type_model", "clutter_model", "topic_model"):
         path = Path(getattr(section, key))
+        if key == "clutter_model" and getattr(section, key) == SHIPPED_MODEL:
+            path = shipped_model_dir()
         path = (path if path.is_absolute() else base / path).resolve()
         try:
             manifest = read_manifest(path)

@@ -179,12 +179,12 @@ class ModelsConfig:
 
     model_dir: str = "models"  # holds page_type/, clutter/, topic/; relative to the config file's directory
     page_type_model: str = "page_type"  # each model path: absolute, or relative to model_dir
-    clutter_model: str = "clutter"
+    clutter_model: str = "shipped"  # "shipped": classifiers/default_models/clutter, trained on real ground truth
     topic_model: str = "topic"
     topics_file: str = ""  # the taxonomy with rebalancing weights; empty: configs/topics.yaml shipped
     page_type_keep: list[str] = field(default_factory=lambda: ["article"])  # dots.llm1: keep text-rich detail pages
     page_type_drop_min_score: float = 0.5  # ours: a page leaves only when its non-kept type scores at least this
-    clutter_threshold: float = 0.5  # ours: lines with P(informative) below this are removed (report gives no value)
+    clutter_threshold: float = 0.05  # ours, cross-validated on the dev set (bench/bench_extraction.py): lines with P(keep) below go
     topic_min_score: float = 0.0  # ours: below this topic score a document keeps weight 1 (not rebalanced)
     rebalance_seed: int = 0  # which documents a fractional weight keeps: unit_hash(seed, doc_id) < frac(w)
     batch_size: int = 256  # documents per model call inside a Spark task
