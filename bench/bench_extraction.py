@@ -112,28 +112,16 @@ def score(pages: list[Page], texts: dict[str, str]) -> dict[str, dict]:
 
 def label_rows(pages: list[Page], extraction: dict[str, dict]) -> list[dict]:
     """Training rows (the clutter task's format) of every labelled line of every page."""
-    from classifiers.clutter import words_in
     from classifiers.line_labels import page_line_labels
 
     rows = []
     for page in pages:
         lines = extraction[page.url]["text"].split("\n")
-        origins = extraction[page.url]["origins"] or [""] * len(lines)
-        labels = page_line_labels(lines, page.source, page.truth)
-        present = [i for i, line in enumerate(lines) if line.strip()]
-        for order, index in enumerate(present):
-            if labels[index] is None:
-                continue
-            rows.append({
-                "url": page.url,
-                "text": lines[index],
-                "line_index": index,
-                "line_count": len(lines),
-                "origin": origins[index] if index < len(origins) else "",
-                "prev_words": words_in(lines[present[order - 1]]) if order > 0 else 0,
-                "next_words": words_in(lines[present[order + 1]]) if order + 1 < len(present) else 0,
-                "label": labels[index],
-            })
+        origins = extraction[page.url]["origins"]
+        for index, label in enumerate(page_line_labels(lines, page.source, page.truth)):
+            if label is not None:
+                origin = origins[index] if index < len(origins) else ""
+                rows.append({"url": page.url, "text": lines[index], "line_index": index, "line_count": len(lines), "origin": origin, "label": label})
     return rows
 
 
@@ -150,16 +138,14 @@ def cross_validated_cleaning(
 ) -> tuple[dict[float, dict[str, str]], dict]:
     """{threshold: {url: cleaned text}} with every page cleaned by the model of the other folds."""
     from classifiers.clutter import line_keep_scores
-    from pipeline.extraction_eval import url_fold
+    from pipeline.extraction_eval import cv_splits
 
     rows = label_rows(pages, extraction)
-    fold_of = {page.url: url_fold(page.url, FOLDS) for page in pages}
     cleaned: dict[float, dict[str, str]] = {t: {} for t in thresholds}
     stats = {"labelled_lines": len(rows), "keep_lines": sum(r["label"] == "keep" for r in rows), "scoring_cpu_s": 0.0, "lines_scored": 0}
-    for fold in range(FOLDS):
-        train = [row for row in rows if fold_of[row["url"]] != fold]
-        held = [page for page in pages if fold_of[page.url] == fold]
-        assert not {row["url"] for row in train} & {page.url for page in held}, "a held-out page leaked into training"
+    for train_urls, held_urls in cv_splits((page.url for page in pages), FOLDS):
+        train = [row for row in rows if row["url"] in train_urls]
+        held = [page for page in pages if page.url in held_urls]
         model = train_lines(train, params, use_origins)
         texts = [extraction[page.url]["text"] for page in held]
         origins = [extraction[page.url]["origins"] if use_origins else None for page in held]
@@ -174,6 +160,24 @@ def cross_validated_cleaning(
                 cleaned[threshold][page.url] = "\n".join(kept).strip()
     stats["documents"] = len(pages)
     return cleaned, stats
+
+
+def stage1_cpu(pages: list[Page], rounds: int = 2) -> dict[str, float]:
+    """CPU ms per page of stage 1's extraction call with each THRESHER option set, interleaved page
+    by page so that load on a shared machine hits all alike; the best of `rounds`."""
+    from pipeline.extract import decode_html, extract_with_origins
+
+    htmls = [(decode_html(page.payload, page.charset).html, page.url) for page in pages]
+    best = {name: float("inf") for name in THRESHER}
+    for _ in range(rounds):
+        spent = dict.fromkeys(THRESHER, 0.0)
+        for html, url in htmls:
+            for name, options in THRESHER.items():
+                started = time.process_time()
+                extract_with_origins(html, url, options)
+                spent[name] += time.process_time() - started
+        best = {name: min(best[name], spent[name] * 1000 / len(htmls)) for name in THRESHER}
+    return best
 
 
 def format_row(name: str, scores: dict) -> str:
@@ -198,6 +202,7 @@ def main() -> int:
     parser.add_argument(
         "--with-origins", action="store_true", help="also score models that see the line origins (stage 1 does not store them)"
     )
+    parser.add_argument("--stage1-cpu", action="store_true", help="only time stage 1's extraction per option set")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="fastText option, e.g. dim=16")
     args = parser.parse_args()
 
@@ -209,6 +214,10 @@ def main() -> int:
     thresholds = args.thresholds or [config.models.clutter_threshold]
     params = {**MODEL_PARAMS, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.param)}}
     pages = load_pages(Path(args.crawl), Path(args.ground_truth))
+    if args.stage1_cpu:
+        for name, ms in stage1_cpu(pages).items():
+            print(f"{name}: {ms:.1f} ms CPU per page ({THRESHER[name]})")
+        return 0
     counts = {source: sum(p.source == source for p in pages) for source in SOURCES}
     print(f"dev pages: {len(pages)} {counts}; folds: {FOLDS} by URL hash; fastText {params}")
     header = "| extraction | trafilatura snippets P R F1 | magic-html bigram P R F1 | magic article | magic forum | scrapinghub shingles P R F1 |"

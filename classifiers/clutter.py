@@ -3,8 +3,7 @@ threshold (config `models.clutter_threshold`) are removed.
 
 The model is a two-label line classifier (`keep` / `clutter`); a line's score is P(keep). It sees
 `line_input`: the line's words after marker tokens for what the words do not say: its place in the
-document, its length and its neighbours' lengths (navigation and footers are runs of short lines at
-the edges), its share of punctuation, digits and link-like tokens, and the kind of HTML element it
+document and its length (navigation and footers are short and sit at the edges), its share of punctuation, digits and link-like tokens, and the kind of HTML element it
 came from (stage 1's `line_origins`: list items and table cells are the usual clutter). The shipped
 model (`default_models/clutter/`) learned these from lines labelled against real ground truth
 (classifiers.line_labels, bench/build_clutter_model.py). `weak_clutter_label` is the transparent
@@ -64,14 +63,14 @@ def _share_bucket(part: int, whole: int) -> int:
     return _bucket(round(100 * part / whole), (1, 5, 15, 30)) if whole else 0
 
 
-def line_input(line: str, index: int, count: int, origin: str = "", prev_words: int = -1, next_words: int = -1) -> str:
-    """What the line model sees: marker tokens (position, length, neighbours' lengths, punctuation,
-    digit and link-like shares, HTML origin), then the line. A neighbour of -1 is unknown (no token);
-    an empty origin is "none" (text stored without origins)."""
+def line_input(line: str, index: int, count: int, origin: str = "") -> str:
+    """What the line model sees: marker tokens (position, length, punctuation, digit and link-like
+    shares, sentence end, HTML origin; an empty origin is "none": text stored without origins), then
+    the line."""
     position = "first" if index < 3 else "last" if index >= count - 3 else "middle"
     relative = _bucket(round(100 * index / max(count - 1, 1)), (20, 40, 60, 80))
     chars = len(line.strip()) or 1
-    markers = [
+    markers = (
         f"len{_bucket(words_in(line), _LENGTH_EDGES)}",
         f"pos_{position}",
         f"__rel{relative}__",
@@ -80,25 +79,8 @@ def line_input(line: str, index: int, count: int, origin: str = "", prev_words: 
         f"__link{_bucket(len(_LINK_LIKE.findall(line)), (1, 2, 4))}__",
         f"__end{int(bool(_SENTENCE_END.search(line)))}__",
         f"__tag_{origin or 'none'}__",
-    ]
-    if prev_words >= 0:
-        markers.append(f"__prev{_bucket(prev_words, _LENGTH_EDGES)}__")
-    if next_words >= 0:
-        markers.append(f"__next{_bucket(next_words, _LENGTH_EDGES)}__")
+    )
     return f"{' '.join(markers)} {line[:LINE_CHARS]}"
-
-
-def document_line_inputs(lines: Sequence[str], origins: Sequence[str] | None = None) -> list[tuple[int, str]]:
-    """(index, model input) of each non-blank line of a document, with its neighbours' lengths."""
-    present = [index for index, line in enumerate(lines) if line.strip()]
-    words = {index: words_in(lines[index]) for index in present}
-    inputs = []
-    for order, index in enumerate(present):
-        origin = origins[index] if origins is not None and index < len(origins) else ""
-        prev_words = words[present[order - 1]] if order > 0 else 0
-        next_words = words[present[order + 1]] if order + 1 < len(present) else 0
-        inputs.append((index, line_input(lines[index], index, len(lines), origin, prev_words, next_words)))
-    return inputs
 
 
 def weak_clutter_label(line: str) -> tuple[str, str] | None:
@@ -141,9 +123,11 @@ def line_keep_scores(
     where: list[tuple[int, int]] = []
     for doc, text in enumerate(texts):
         lines = (text or "").split("\n")
-        for index, model_text in document_line_inputs(lines, origins[doc] if origins is not None else None):
-            inputs.append(model_text)
-            where.append((doc, index))
+        doc_origins = origins[doc] if origins is not None and origins[doc] is not None else ()
+        for index, line in enumerate(lines):
+            if line.strip():
+                inputs.append(line_input(line, index, len(lines), doc_origins[index] if index < len(doc_origins) else ""))
+                where.append((doc, index))
     scores = model.label_scores(inputs, KEEP) if inputs else []
     line_scores: list[dict[int, float]] = [{} for _ in texts]
     for (doc, index), score in zip(where, scores, strict=True):

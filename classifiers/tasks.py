@@ -3,8 +3,8 @@
 - plain: the `text` field as is (e.g. a quality classifier).
 - page_type: `url` (optional) and `text` -> classifiers.page_type.page_type_input.
 - clutter: one line in `text`, with optional `line_index` and `line_count` (its place in the
-  document; without them the line counts as a middle line), `origin` (its HTML element kind),
-  `prev_words` and `next_words` (its neighbours' lengths) -> classifiers.clutter.line_input.
+  document; without them the line counts as a middle line) and `origin` (its HTML element kind,
+  pipeline.extract.extract_with_origins) -> classifiers.clutter.line_input.
 - topic: `text` -> classifiers.topic.topic_input.
 """
 
@@ -33,8 +33,6 @@ def model_input(task: str, row: dict[str, Any]) -> str:
             int(row.get("line_index", 3)),
             int(row.get("line_count", 7)),
             str(row.get("origin") or ""),
-            int(row.get("prev_words", -1)),
-            int(row.get("next_words", -1)),
         )
     if task == "topic":
         return topic_input(text)

@@ -43,6 +43,13 @@ def url_fold(url: str, folds: int = 5) -> int:
     return int(unit_hash(FOLD_SEED, url) * folds)
 
 
+def cv_splits(urls: Iterable[str], folds: int = 5) -> list[tuple[set[str], set[str]]]:
+    """(training pages, held-out pages) of each fold: every page is held out exactly once, and a page
+    (all its lines) is never on both sides."""
+    pages = set(urls)
+    return [({u for u in pages if url_fold(u, folds) != k}, {u for u in pages if url_fold(u, folds) == k}) for k in range(folds)]
+
+
 def snippet_counts(text: str | None, with_snippets: Sequence[str], without_snippets: Sequence[str]) -> tuple[int, int, int, int]:
     """(tp, fn, fp, tn) of one page, as trafilatura's evaluation counts them."""
     if not isinstance(text, str):

@@ -157,3 +157,12 @@ def test_each_worker_process_loads_a_model_once(spark, models_dir):
     assert len(tasks) == 8 and sum(t.rows for t in tasks) == 800
     loads = sum(not t.already_loaded for t in tasks)
     assert loads <= len({t.pid for t in tasks}) < 8  # Python workers are reused; each loads at most once
+
+
+def test_the_shipped_clutter_model_is_used_unless_the_config_names_another(models_dir):
+    from classifiers.clutter import shipped_model_dir
+    from jobs.models import scoring_settings
+
+    assert scoring_settings(load_config(), str(models_dir)).clutter_model == str(shipped_model_dir())
+    bootstrapped = scoring_settings(load_config(overrides={"models.clutter_model": "clutter"}), str(models_dir))
+    assert bootstrapped.clutter_model == str((models_dir / "clutter").resolve())
