@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ MODEL_PARAMS = {"epoch": 25, "lr": 0.5, "dim": 16, "wordNgrams": 2, "bucket": 10
 def main() -> int:
     from bench.bench_extraction import label_rows, load_pages
     from classifiers import cli
+    from classifiers.base import METRICS_NAME
     from pipeline.extract import decode_html, extract_with_origins
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,7 +53,14 @@ def main() -> int:
             out.write(json.dumps({**row, "origin": ""}, ensure_ascii=False) + "\n")
     print(f"{len(rows)} labelled lines from {len(pages)} pages -> {labels}", file=sys.stderr)
     params = [f"--param={key}={value}" for key, value in MODEL_PARAMS.items()]
-    return cli.main(["train", "--task", "clutter", "--data", str(labels), "--output", args.output, *params])
+    status = cli.main(["train", "--task", "clutter", "--data", str(labels), "--output", args.output, *params])
+    # metrics.json names the training data relative to the model, so that `thresher classifiers eval
+    # classifiers/default_models/clutter` finds it in any checkout after this script has run there
+    metrics_path = Path(args.output) / METRICS_NAME
+    metrics = json.loads(metrics_path.read_text())
+    metrics["data"] = [os.path.relpath(labels.resolve(), Path(args.output).resolve())]
+    metrics_path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    return status
 
 
 if __name__ == "__main__":
