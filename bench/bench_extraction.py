@@ -40,7 +40,11 @@ THRESHER = {
     "thresher_default_comments": {"include_comments": True},
     "thresher_recall": {"favor_recall": True, "include_comments": False},
     "thresher_recall_comments": {"favor_recall": True, "include_comments": True},
+    # tried, not chosen (bench/RESULTS.md): trafilatura's fallback extractors off; tables dropped
+    "thresher_comments_no_fallback": {"include_comments": True, "no_fallback": True},
+    "thresher_comments_no_tables": {"include_comments": True, "include_tables": False},
 }
+DEFAULT_VARIANTS = ("thresher_precision", "thresher_default_comments", "thresher_recall", "thresher_recall_comments")
 
 
 @dataclass
@@ -162,21 +166,21 @@ def cross_validated_cleaning(
     return cleaned, stats
 
 
-def stage1_cpu(pages: list[Page], rounds: int = 2) -> dict[str, float]:
-    """CPU ms per page of stage 1's extraction call with each THRESHER option set, interleaved page
-    by page so that load on a shared machine hits all alike; the best of `rounds`."""
+def stage1_cpu(pages: list[Page], names: list[str], rounds: int = 2) -> dict[str, float]:
+    """CPU ms per page of stage 1's extraction call with each named THRESHER option set, interleaved
+    page by page so that load on a shared machine hits all alike; the best of `rounds`."""
     from pipeline.extract import decode_html, extract_with_origins
 
     htmls = [(decode_html(page.payload, page.charset).html, page.url) for page in pages]
-    best = {name: float("inf") for name in THRESHER}
+    best = {name: float("inf") for name in names}
     for _ in range(rounds):
-        spent = dict.fromkeys(THRESHER, 0.0)
+        spent = dict.fromkeys(names, 0.0)
         for html, url in htmls:
-            for name, options in THRESHER.items():
+            for name in names:
                 started = time.process_time()
-                extract_with_origins(html, url, options)
+                extract_with_origins(html, url, THRESHER[name])
                 spent[name] += time.process_time() - started
-        best = {name: min(best[name], spent[name] * 1000 / len(htmls)) for name in THRESHER}
+        best = {name: min(best[name], spent[name] * 1000 / len(htmls)) for name in names}
     return best
 
 
@@ -197,12 +201,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crawl", default=str(DATA / "crawl"), help="folder of the dev crawl's WARC files")
     parser.add_argument("--ground-truth", default=str(DATA / "extraction" / "ground-truth.json"), help="ground-truth JSON")
-    parser.add_argument("--variants", nargs="+", default=list(THRESHER), choices=list(THRESHER), help="stage 1 variants to clean and score")
+    parser.add_argument(
+        "--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(THRESHER), help="stage 1 variants to clean and score"
+    )
     parser.add_argument("--thresholds", nargs="+", type=float, help="clutter thresholds (default: the configured models.clutter_threshold)")
     parser.add_argument(
         "--with-origins", action="store_true", help="also score models that see the line origins (stage 1 does not store them)"
     )
-    parser.add_argument("--stage1-cpu", action="store_true", help="only time stage 1's extraction per option set")
+    parser.add_argument("--stage1-cpu", action="store_true", help="only time stage 1's extraction with each of --variants")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="fastText option, e.g. dim=16")
     args = parser.parse_args()
 
@@ -215,7 +221,7 @@ def main() -> int:
     params = {**MODEL_PARAMS, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.param)}}
     pages = load_pages(Path(args.crawl), Path(args.ground_truth))
     if args.stage1_cpu:
-        for name, ms in stage1_cpu(pages).items():
+        for name, ms in stage1_cpu(pages, args.variants).items():
             print(f"{name}: {ms:.1f} ms CPU per page ({THRESHER[name]})")
         return 0
     counts = {source: sum(p.source == source for p in pages) for source in SOURCES}
