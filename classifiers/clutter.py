@@ -2,9 +2,13 @@
 threshold (config `select.line_thresholds.clutter`) are removed by stage 3's select step.
 
 The model is a two-label line classifier (`keep` / `clutter`); a line's score is P(keep). It sees
-`line_input`: the line plus coarse length and position markers, since navigation and footers are
-short and sit at the edges. `weak_clutter_label` is the transparent rule set (DCLM/C4-style line
-heuristics) that labels lines for the bootstrap model; ambiguous lines get no label.
+`line_input`: the line's words after marker tokens for what the words do not say: its place in the
+document and its length (navigation and footers are short and sit at the edges), its share of punctuation, digits and link-like tokens, and the kind of HTML element it
+came from (stage 1's `line_origins`: list items and table cells are the usual clutter). The shipped
+model (`default_models/clutter/`) learned these from lines labelled against real ground truth
+(classifiers.line_labels, bench/build_clutter_model.py). `weak_clutter_label` is the transparent
+rule set (DCLM/C4-style line heuristics) that labels lines for the bootstrap model when a user brings
+neither labels nor the shipped model; ambiguous lines get no label.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from classifiers.base import TextClassifier
 
 KEEP, CLUTTER = "keep", "clutter"
+SHIPPED_MODEL = "shipped"  # a tagger model_dir naming the clutter model shipped in default_models/clutter
 LINE_CHARS = 1000  # a line's prefix that the model sees; long lines are prose anyway
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -33,6 +39,11 @@ _COUNTER = re.compile(r"^\s*[\d,.]+\s*(views?|comments?|likes?|shares?|replies|�
 _SEPARATORS = re.compile(r"[|·›»>/•]")
 
 
+def shipped_model_dir() -> Path:
+    """The clutter model shipped with thresher (rebuilt by bench/build_clutter_model.py)."""
+    return Path(__file__).resolve().parent / "default_models" / "clutter"
+
+
 def words_in(line: str) -> int:
     """Words for spaced scripts; CJK characters count as half a word each (about two per word)."""
     return len(line.split()) + len(_CJK.findall(line)) // 2
@@ -42,10 +53,34 @@ def _bucket(value: int, edges: Sequence[int]) -> int:
     return sum(value >= edge for edge in edges)
 
 
-def line_input(line: str, index: int, count: int) -> str:
-    """What the line model sees: length and position markers, then the line."""
+_PUNCTUATION = re.compile(r"[^\w\s]")
+_DIGIT = re.compile(r"\d")
+_LINK_LIKE = re.compile(r"https?://|www\.|\.(com|org|net|cn|html?)\b|@\w|#\w|[|·›»>/•]")
+_LENGTH_EDGES = (3, 8, 20, 50)
+
+
+def _share_bucket(part: int, whole: int) -> int:
+    return _bucket(round(100 * part / whole), (1, 5, 15, 30)) if whole else 0
+
+
+def line_input(line: str, index: int, count: int, origin: str = "") -> str:
+    """What the line model sees: marker tokens (position, length, punctuation, digit and link-like
+    shares, sentence end, HTML origin; an empty origin is "none": text stored without origins), then
+    the line."""
     position = "first" if index < 3 else "last" if index >= count - 3 else "middle"
-    return f"len{_bucket(words_in(line), (3, 8, 20, 50))} pos_{position} {line[:LINE_CHARS]}"
+    relative = _bucket(round(100 * index / max(count - 1, 1)), (20, 40, 60, 80))
+    chars = len(line.strip()) or 1
+    markers = (
+        f"len{_bucket(words_in(line), _LENGTH_EDGES)}",
+        f"pos_{position}",
+        f"__rel{relative}__",
+        f"__punct{_share_bucket(len(_PUNCTUATION.findall(line)), chars)}__",
+        f"__digit{_share_bucket(len(_DIGIT.findall(line)), chars)}__",
+        f"__link{_bucket(len(_LINK_LIKE.findall(line)), (1, 2, 4))}__",
+        f"__end{int(bool(_SENTENCE_END.search(line)))}__",
+        f"__tag_{origin or 'none'}__",
+    )
+    return f"{' '.join(markers)} {line[:LINE_CHARS]}"
 
 
 def weak_clutter_label(line: str) -> tuple[str, str] | None:
@@ -79,16 +114,20 @@ class CleanedText:
     removed: list[tuple[str, float]]  # (line, score) of each removed line
 
 
-def line_scores(texts: Sequence[str], model: TextClassifier, label: str = KEEP) -> list[list[float | None]]:
+def line_scores(
+    texts: Sequence[str], model: TextClassifier, label: str = KEEP, origins: Sequence[Sequence[str] | None] | None = None
+) -> list[list[float | None]]:
     """P(`label`) of each line of each text, aligned with text.split("\n"); blank lines are not scored
-    (None). One model call for all lines of the batch."""
+    (None). One model call for all lines of the batch. `origins` (optional, per text) are stage 1's
+    line origins (pipeline.extract.extract_with_origins)."""
+    split = [(text or "").split("\n") for text in texts]
     inputs: list[str] = []
     where: list[tuple[int, int]] = []
-    split = [(text or "").split("\n") for text in texts]
     for doc, lines in enumerate(split):
+        doc_origins = origins[doc] if origins is not None and origins[doc] is not None else ()
         for index, line in enumerate(lines):
             if line.strip():
-                inputs.append(line_input(line, index, len(lines)))
+                inputs.append(line_input(line, index, len(lines), doc_origins[index] if index < len(doc_origins) else ""))
                 where.append((doc, index))
     scores = model.label_scores(inputs, label) if inputs else []
     result: list[list[float | None]] = [[None] * len(lines) for lines in split]
@@ -112,6 +151,9 @@ def remove_lines(text: str, scores: Sequence[float | None], threshold: float) ->
     return CleanedText("\n".join(kept).strip() if removed else (text or ""), removed)
 
 
-def remove_clutter(texts: Sequence[str], model: TextClassifier, threshold: float) -> list[CleanedText]:
+def remove_clutter(
+    texts: Sequence[str], model: TextClassifier, threshold: float, origins: Sequence[Sequence[str] | None] | None = None
+) -> list[CleanedText]:
     """Drop lines of each text scoring below `threshold` (scores from `line_scores`)."""
-    return [remove_lines(text, scores, threshold) for text, scores in zip(texts, line_scores(texts, model), strict=True)]
+    scored = line_scores(texts, model, origins=origins)
+    return [remove_lines(text, scores, threshold) for text, scores in zip(texts, scored, strict=True)]

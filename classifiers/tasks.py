@@ -3,7 +3,8 @@
 - plain: the `text` field as is (e.g. a quality classifier).
 - page_type: `url` (optional) and `text` -> classifiers.page_type.page_type_input.
 - clutter: one line in `text`, with optional `line_index` and `line_count` (its place in the
-  document; without them the line counts as a middle line) -> classifiers.clutter.line_input.
+  document; without them the line counts as a middle line) and `origin` (its HTML element kind,
+  pipeline.extract.extract_with_origins) -> classifiers.clutter.line_input.
 - topic: `text` -> classifiers.topic.topic_input.
 """
 
@@ -27,7 +28,12 @@ def model_input(task: str, row: dict[str, Any]) -> str:
     if task == "page_type":
         return page_type_input(row.get("url") or "", text)
     if task == "clutter":
-        return line_input(text, int(row.get("line_index", 3)), int(row.get("line_count", 7)))
+        return line_input(
+            text,
+            int(row.get("line_index", 3)),
+            int(row.get("line_count", 7)),
+            str(row.get("origin") or ""),
+        )
     if task == "topic":
         return topic_input(text)
     return text

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from classifiers.clutter import SHIPPED_MODEL
 from jobs.common import (
     DirectoryLock,
     StageOutput,
@@ -232,7 +233,8 @@ def _configured_models_dir(config: Config) -> str | None:
     """config tag.model_dir when it holds every enabled tagger's model given by a relative path, else
     None (bootstrap the defaults)."""
     path = Path(config.resolve_path(config.tag.model_dir))
-    relative = [spec.model_dir for spec in config.tag.taggers.values() if spec.model_dir and not Path(spec.model_dir).is_absolute()]
+    relative = [spec.model_dir for spec in config.tag.taggers.values()
+                if spec.model_dir and spec.model_dir != SHIPPED_MODEL and not Path(spec.model_dir).is_absolute()]
     return str(path) if relative and all((path / name).is_dir() for name in relative) else None
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from classifiers.base import ModelNotFoundError, model_digest, read_manifest, read_metrics
+from classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
 from classifiers.tagging import Tagger, check_tagger, tag_batches, tagged_schema
 from jobs.common import (
     DirectoryLock,
@@ -72,7 +73,7 @@ def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagge
             continue
         if not name.isidentifier():
             raise ConfigError(f"tag.taggers.{name}: a tagger name must be a plain identifier (it names columns)")
-        path = Path(spec.model_dir)
+        path = shipped_model_dir() if spec.model_dir == SHIPPED_MODEL else Path(spec.model_dir)
         tagger = Tagger(name, str(path if path.is_absolute() else base / path), spec.kind, spec.input, spec.top_k, spec.line_label)
         try:
             check_tagger(tagger)

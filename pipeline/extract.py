@@ -53,9 +53,12 @@ _SUPERSETS = {
     "euc_kr": "cp949",
 }
 
-# trafilatura options as FineWeb uses them, minus `deduplicate`: its cache spans calls, which
-# would make a page's text depend on which pages the same worker saw before.
-_TRAFILATURA_OPTIONS = {"favor_precision": True, "include_comments": False}
+# trafilatura's own defaults (comments kept: a forum's replies are its content), chosen on the dev
+# set by cross-validation over favor_precision / favor_recall / include_comments with the clutter
+# remover after it (bench/bench_extraction.py, bench/RESULTS.md "Issue 14"). FineWeb's favor_precision
+# lost recall that the clutter model cannot give back. No `deduplicate`: its cache spans calls,
+# which would make a page's text depend on which pages the same worker saw before.
+_TRAFILATURA_OPTIONS = {"include_comments": True}
 
 
 # Payloads declared text/html that are files of another kind: extracting them yields garbage text.
@@ -367,3 +370,56 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the closed pipe ends the loop instead, after the page
         pass
+
+
+# --- Line origins: which kind of XML element each line of the text came from -----------------
+# trafilatura's XML keeps element types that the plain text loses; the clutter model uses them
+# (navigation is list items, link lists and table cells; content is mostly paragraphs).
+_ORIGIN_TAGS = {"p": "p", "head": "head", "list": "item", "item": "item", "table": "cell", "row": "cell", "cell": "cell",
+                "quote": "quote", "code": "code", "graphic": "graphic"}
+ORIGIN_UNKNOWN = "other"
+ORIGIN_COMMENT = "comment"
+_ALIGN_WINDOW = 200  # lines searched ahead when aligning the text with the per-element rendering
+
+
+def extract_with_origins(html: str, url: str = "", options: dict | None = None) -> tuple[str, list[str]]:
+    """(text, origins): trafilatura's plain text of `html`, the same as `trafilatura.extract` with
+    `options` returns, and for each of its lines the element kind it came from (p, head, item, cell,
+    quote, code, comment, other; "" for blank lines). ("", []) when trafilatura finds no text."""
+    import trafilatura
+    from trafilatura.utils import normalize_unicode
+    from trafilatura.xml import xmltotxt
+
+    document = trafilatura.bare_extraction(
+        html, url=url or None, output_format="txt", as_dict=False, **(options if options is not None else _TRAFILATURA_OPTIONS)
+    )
+    if document is None or document.body is None:
+        return "", []
+    text = xmltotxt(document.body, False)
+    rendered: list[tuple[str, str]] = []
+    for child in document.body:
+        kind = _ORIGIN_TAGS.get(child.tag, ORIGIN_UNKNOWN)
+        rendered.extend((line.strip(), kind) for line in xmltotxt(child, False).split("\n") if line.strip())
+    if document.commentsbody is not None:
+        text = f"{text}\n{xmltotxt(document.commentsbody, False)}".strip()
+        rendered.extend((line.strip(), ORIGIN_COMMENT) for line in xmltotxt(document.commentsbody, False).split("\n") if line.strip())
+    text = normalize_unicode(text)
+    return text, align_origins(text.split("\n"), [(normalize_unicode(line), kind) for line, kind in rendered])
+
+
+def align_origins(lines: list[str], rendered: list[tuple[str, str]]) -> list[str]:
+    """The origin of each of `lines`: the kind of the next rendered line with the same stripped text."""
+    origins, position = [], 0
+    for line in lines:
+        stripped = line.strip()
+        if not stripped:
+            origins.append("")
+            continue
+        for ahead in range(position, min(position + _ALIGN_WINDOW, len(rendered))):
+            if rendered[ahead][0] == stripped:
+                origins.append(rendered[ahead][1])
+                position = ahead + 1
+                break
+        else:
+            origins.append(ORIGIN_UNKNOWN)
+    return origins

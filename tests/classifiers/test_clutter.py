@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from classifiers.base import TextClassifier
-from classifiers.clutter import CLUTTER, KEEP, line_input, remove_clutter, weak_clutter_label
+from classifiers.base import TextClassifier, load_classifier
+from classifiers.clutter import (
+    CLUTTER,
+    KEEP,
+    line_input,
+    line_keep_scores,
+    remove_clutter,
+    shipped_model_dir,
+    weak_clutter_label,
+)
+
+MARKERS = len(line_input("", 0, 1).split())
 
 
 class WordCountScorer(TextClassifier):
@@ -15,7 +25,7 @@ class WordCountScorer(TextClassifier):
         super().__init__([CLUTTER, KEEP])
 
     def predict_proba(self, texts):
-        keep = np.array([min(1.0, (len(t.split()) - 2) / 10) for t in texts])  # minus the two marker tokens
+        keep = np.array([min(1.0, (len(t.split()) - MARKERS) / 10) for t in texts])  # minus the marker tokens
         return np.column_stack([1 - keep, keep])
 
     @classmethod
@@ -43,10 +53,44 @@ def test_weak_rules_label_clear_cases_only():
     assert weak_clutter_label("   ") is None
 
 
-def test_line_input_marks_length_and_position():
-    assert line_input("Home", 0, 10) == "len0 pos_first Home"
-    assert line_input("one two three four five six seven eight nine", 5, 10).startswith("len2 pos_middle")
-    assert line_input("x", 9, 10).startswith("len0 pos_last")
+def test_line_input_marks_position_length_shares_and_origin():
+    assert line_input("Home", 0, 10).startswith("len0 pos_first __rel0__ ")
+    assert line_input("Home", 0, 10).endswith(" __tag_none__ Home")
+    assert line_input("one two three four five six seven eight nine", 5, 10).startswith("len2 pos_middle __rel2__")
+    assert line_input("x", 9, 10).startswith("len0 pos_last __rel4__")
+    assert "__tag_item__" in line_input("Home", 0, 10, "item")
+    assert "__punct0__" in line_input("plain words here", 5, 10) and "__punct4__" in line_input("a|b|c|d", 5, 10)
+    assert "__link0__" in line_input("plain words", 5, 10) and "__link2__" in line_input("see www.example.com/x", 5, 10)
+    assert "__digit4__" in line_input("2024-05-10 12:00", 5, 10) and "__end1__" in line_input("A sentence.", 5, 10)
+
+
+class OriginScorer(WordCountScorer):
+    """Removes list items and nothing else: shows that the origins reach the model input."""
+
+    def predict_proba(self, texts):
+        keep = np.array([0.0 if "__tag_item__" in t else 1.0 for t in texts])
+        return np.column_stack([1 - keep, keep])
+
+
+def test_line_origins_reach_the_model():
+    texts = ["Menu\nA paragraph of text.", "Menu\nA paragraph of text."]
+    scores = line_keep_scores(texts, OriginScorer(), [["item", "p"], None])
+    assert scores == [{0: 0.0, 1: 1.0}, {0: 1.0, 1: 1.0}]  # without origins a line is "none"
+    assert [r.text for r in remove_clutter(texts, OriginScorer(), 0.5, [["item", "p"], None])] == ["A paragraph of text.", texts[1]]
+
+
+def test_shipped_model_loads_and_tells_navigation_from_prose():
+    model = load_classifier(shipped_model_dir())
+    assert sorted(model.labels) == [CLUTTER, KEEP]
+    assert (shipped_model_dir() / "model.ftz").stat().st_size < 4_000_000  # quantized: a few MB at most
+    prose = (
+        "The river floods every spring, and the farmers plant their fields after the water recedes, "
+        "as their families have done for generations."
+    )
+    text = "\n".join(["Sign in | Register | Home | Contact", prose, prose.replace("river", "lake"), "Share on Facebook", "© 2024 All rights reserved"])
+    scores = line_keep_scores([text], model)[0]
+    assert set(scores) == {0, 1, 2, 3, 4} and all(0.0 <= s <= 1.0 for s in scores.values())
+    assert min(scores[1], scores[2]) > max(scores[0], scores[3], scores[4])
 
 
 def test_remove_clutter_drops_low_scoring_lines_and_keeps_blank_ones():

@@ -49,3 +49,17 @@ def test_labels_with_whitespace_and_single_label_are_refused():
         FastTextClassifier.train(["a", "b"], ["x y", "z"], SMALL_FASTTEXT)
     with pytest.raises(ValueError, match="at least two labels"):
         FastTextClassifier.train(["a", "b"], ["x", "x"], SMALL_FASTTEXT)
+
+
+def test_quantize_writes_a_smaller_ftz_that_loads_and_scores(chinese_labelled, tmp_path):
+    from classifiers.base import load_classifier
+
+    texts, labels = chinese_labelled
+    plain = FastTextClassifier.train(texts, labels, SMALL_FASTTEXT)
+    quantized = FastTextClassifier.train(texts, labels, {**SMALL_FASTTEXT, "quantize": True})
+    plain.save(tmp_path / "plain")
+    quantized.save(tmp_path / "quantized")
+    assert (tmp_path / "quantized" / "model.ftz").stat().st_size < (tmp_path / "plain" / "model.bin").stat().st_size
+    loaded = load_classifier(tmp_path / "quantized")
+    assert loaded.model.is_quantized()
+    np.testing.assert_allclose(loaded.predict_proba(texts[:5]), quantized.predict_proba(texts[:5]))

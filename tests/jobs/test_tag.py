@@ -157,3 +157,14 @@ def test_a_users_jsonl_of_the_same_documents_gets_the_same_tags(spark, stage2_di
     assert pq.read_table(out / "documents", columns=columns) == pq.read_table(tagged_dir / "documents", columns=columns)
     stats = read_stats(out)
     assert stats["documents_in"] == len(rows) and "warc_path" in stats["missing_input_columns"]
+
+
+def test_the_clutter_tagger_uses_the_shipped_model_unless_the_config_names_another(models_dir):
+    from classifiers.clutter import shipped_model_dir
+    from jobs.tag import resolve_taggers
+
+    by_name = {t.name: t for t in resolve_taggers(load_config(), str(models_dir))}
+    assert by_name["clutter"].model_dir == str(shipped_model_dir())
+    bootstrapped = {t.name: t for t in resolve_taggers(load_config(None, {"tag.taggers.clutter.model_dir": "clutter"}),
+                                                       str(models_dir))}
+    assert Path(bootstrapped["clutter"].model_dir).resolve() == (models_dir / "clutter").resolve()

@@ -304,3 +304,48 @@ def test_the_attribute_screen_ignores_scripts_styles_and_comments():
     js = "for(i=0;i<vendors.length&&!window.requestAnimationFrame;++i)" + ",a" * 5000
     assert parse_hazard(f"<html><body><p>{js}</p></body></html>") == ""
     assert "2000 attributes" in parse_hazard("<html><body><script>x</script>" + fake_tag + "></body></html>")
+
+
+FORUM_PAGE = (
+    "<html><body><nav><ul><li><a href='/'>Home</a></li><li><a href='/news'>News</a></li></ul></nav><article>"
+    "<h1>Spring floods in the valley</h1><p>{text}</p><ul><li>Sandbags at the town hall until Friday.</li>"
+    "<li>The bridge on Mill Road stays closed.</li></ul><p>{text}</p></article>"
+    "<div class='comments'><h3>Comments</h3><div class='comment'><p>My cellar was dry this year, thanks to the new levee, "
+    "and the neighbours say the same about theirs.</p></div></div></body></html>"
+)
+PROSE = (
+    "The river floods every spring, and the farmers of the valley plant their fields only after the water "
+    "recedes, as their families have done for generations along the whole length of the river."
+)
+
+
+def test_extract_with_origins_returns_trafilaturas_text_and_each_lines_element():
+    import trafilatura
+
+    from pipeline.extract import _TRAFILATURA_OPTIONS, extract_with_origins
+
+    html = FORUM_PAGE.format(text=PROSE)
+    text, origins = extract_with_origins(html, "https://example.org/floods")
+    assert text == trafilatura.extract(html, url="https://example.org/floods", **_TRAFILATURA_OPTIONS)
+    lines = text.split("\n")
+    assert len(origins) == len(lines)
+    kinds = dict(zip(lines, origins, strict=True))
+    assert kinds[PROSE] == "p"
+    assert kinds["- Sandbags at the town hall until Friday."] == "item"
+    assert any(origin == "head" for origin in origins)
+    assert "comment" in origins  # include_comments: a forum's replies are part of its text
+    assert extract_with_origins("<html><body></body></html>") == ("", [])
+
+
+def test_align_origins_follows_the_rendered_lines_in_order():
+    from pipeline.extract import align_origins
+
+    rendered = [("Title", "head"), ("Repeated", "p"), ("An item", "item"), ("Repeated", "item")]
+    assert align_origins(["Title", "", "Repeated", "An item", " Repeated ", "not rendered"], rendered) == [
+        "head",
+        "",
+        "p",
+        "item",
+        "item",
+        "other",
+    ]

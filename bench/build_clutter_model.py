@@ -1,0 +1,67 @@
+"""Rebuild the shipped clutter model (classifiers/default_models/clutter/) from the dev set.
+
+Stage 1 extracts each dev page of the crawl as `thresher prepare` does (pipeline.extract); each line
+is labelled keep/clutter against the page's ground truth (classifiers.line_labels); the labelled
+lines are written as clutter-task training rows (bench/work/clutter-labels.jsonl, not in the
+repository) and `thresher classifiers train --task clutter` fits the quantized fastText model.
+
+    .venv/bin/python bench/build_clutter_model.py [--output classifiers/default_models/clutter]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data"
+
+# fastText options of the shipped model, chosen with bench/bench_extraction.py (cross-validated):
+# 50 epochs and dim 16 score as well as dim 32; quantizing keeps the model near 1 MB.
+MODEL_PARAMS = {"epoch": 25, "lr": 0.5, "dim": 16, "wordNgrams": 2, "bucket": 100_000, "minCount": 1, "quantize": True}
+
+
+def main() -> int:
+    from bench.bench_extraction import label_rows, load_pages
+    from classifiers import cli
+    from classifiers.base import METRICS_NAME
+    from pipeline.extract import decode_html, extract_with_origins
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--crawl", default=str(DATA / "crawl"), help="folder of the dev crawl's WARC files")
+    parser.add_argument("--ground-truth", default=str(DATA / "extraction" / "ground-truth.json"), help="ground-truth JSON")
+    parser.add_argument("--labels", default=str(REPO / "bench" / "work" / "clutter-labels.jsonl"), help="training rows to write")
+    parser.add_argument("--output", default=str(REPO / "classifiers" / "default_models" / "clutter"), help="model directory")
+    args = parser.parse_args()
+
+    pages = load_pages(Path(args.crawl), Path(args.ground_truth))
+    extraction = {}
+    for page in pages:
+        text, origins = extract_with_origins(decode_html(page.payload, page.charset).html, page.url)
+        extraction[page.url] = {"text": text, "origins": origins}
+    rows = label_rows(pages, extraction)
+    labels = Path(args.labels)
+    labels.parent.mkdir(parents=True, exist_ok=True)
+    with labels.open("w", encoding="utf-8") as out:
+        for row in rows:
+            # stage 1 does not store line origins (they did not help, see bench/RESULTS.md), so the
+            # model must not learn them either
+            out.write(json.dumps({**row, "origin": ""}, ensure_ascii=False) + "\n")
+    print(f"{len(rows)} labelled lines from {len(pages)} pages -> {labels}", file=sys.stderr)
+    params = [f"--param={key}={value}" for key, value in MODEL_PARAMS.items()]
+    status = cli.main(["train", "--task", "clutter", "--data", str(labels), "--output", args.output, *params])
+    # metrics.json names the training data relative to the model, so that `thresher classifiers eval
+    # classifiers/default_models/clutter` finds it in any checkout after this script has run there
+    metrics_path = Path(args.output) / METRICS_NAME
+    metrics = json.loads(metrics_path.read_text())
+    metrics["data"] = [os.path.relpath(labels.resolve(), Path(args.output).resolve())]
+    metrics_path.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
