@@ -244,6 +244,8 @@ class StructureFilter(HeuristicFilter):
 
     def check(self, view):
         length = len(view.text)
+        if not length:  # nothing to judge: the empty filter names empty texts, when it runs
+            return None
         replacement = view.text.count("\ufffd") / length
         if replacement > self.config.max_replacement_char_ratio:
             return "replacement_chars", f"{replacement:.3f}"
