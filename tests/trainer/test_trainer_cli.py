@@ -6,7 +6,7 @@ import pytest
 from trainer import cli, export_hf
 from trainer.checkpoint import list_checkpoints
 from trainer.model import preset
-from trainer.train import check_mesh, read_log
+from trainer.train import TrainConfig, check_mesh, read_log
 
 
 def parse(argv, add=cli.add_arguments):
@@ -27,8 +27,8 @@ def test_counts_and_schedules():
 
 
 def test_options_reach_the_train_config():
-    args = parse(["--data", "d", "--output", "o", "--preset", "small", "--set", "num_hidden_layers=4",
-                  "--set", "routed_scaling_factor=1.5", "--max-tokens", "2M", "--batch-tokens", "64K",
+    args = parse(["--data", "d", "--output", "o", "--preset", "small", "--set", "model.num_hidden_layers=4",
+                  "--set", "model.routed_scaling_factor=1.5", "--max-tokens", "2M", "--batch-tokens", "64K",
                   "--no-bias-update", "--gamma", "0.01", "--decay-lrs", "1e-4,1e-5", "--bf16", "--compile"])
     config = cli.train_config(args)
     assert config.model_overrides == {"num_hidden_layers": 4, "routed_scaling_factor": 1.5}
@@ -41,7 +41,21 @@ def test_options_reach_the_train_config():
     assert sharded.fsdp and sharded.expert_parallel == 4 and sharded.activation_checkpointing
     assert sharded.loss_chunk_tokens == 4000 and sharded.preset == "medium"
     with pytest.raises(SystemExit):
-        parse(["--data", "d", "--output", "o", "--set", "no_such_field=1"])
+        parse(["--data", "d", "--output", "o", "--set", "model.no_such_field=1"])
+
+
+def test_set_takes_dotted_model_keys_and_names_the_old_form(capsys):
+    with pytest.raises(SystemExit):
+        parse(["--data", "d", "--output", "o", "--set", "hidden_size=32"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith("--set hidden_size=32: model fields are dotted keys now, write --set model.hidden_size=32")
+    with pytest.raises(SystemExit):
+        parse(["--data", "d", "--output", "o", "--set", "export.seq_len=64"])
+    assert "--set wants model.FIELD=VALUE" in capsys.readouterr().err
+
+
+def test_cli_defaults_are_the_train_config_defaults():
+    assert cli.train_config(parse(["--data", "d", "--output", "o"])) == TrainConfig(data_dir="d", output_dir="o")
 
 
 def test_every_option_has_help():
@@ -67,7 +81,7 @@ def test_unusable_mesh_or_resume_path_is_one_line(small_shards, tmp_path):
 def test_train_then_export_from_the_command_line(small_shards, tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = ["--data", str(small_shards), "--output", str(run_dir), "--max-tokens", "768", "--batch-tokens", "256",
-            "--set", "hidden_size=32", "--set", "num_attention_heads=2", "--checkpoint-every-tokens", "256",
+            "--set", "model.hidden_size=32", "--set", "model.num_attention_heads=2", "--checkpoint-every-tokens", "256",
             "--keep-last", "1", "--no-progress"]
     assert cli.run(parse(argv)) == 0
     captured = capsys.readouterr()
@@ -123,7 +137,7 @@ def test_torchrun_two_ranks_through_an_evaluation(make_shards, patterned, thresh
     run_dir = tmp_path / "run"
     done = thresher("train", "--data", str(shards), "--output", str(run_dir), "--max-tokens", "256",
                     "--batch-tokens", "128", "--micro-batch-size", "4", "--eval-every-tokens", "128",
-                    "--set", "hidden_size=32", "--set", "num_attention_heads=2",
+                    "--set", "model.hidden_size=32", "--set", "model.num_attention_heads=2",
                     launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
     assert done.returncode == 0, done.stderr[-3000:]
     evaluations = [r for r in read_log(run_dir) if "val_loss" in r]
