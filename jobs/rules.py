@@ -371,7 +371,8 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     written_docs = spark.read.parquet(output.staged("documents"))
     written_rejects = spark.read.parquet(output.staged("rejects"))
     by_rule = {row["rule"]: row["count"] for row in written_rejects.groupBy("rule").count().collect()}
-    lines_kept_docs = written_docs.agg(F.sum("lines_removed_dedup")).first()[0] or 0
+    # Line-dedup removals in the documents that survive (lines_removed also counts dropped documents').
+    lines_removed_in_documents_out = written_docs.agg(F.sum("lines_removed_dedup")).first()[0] or 0
     timings["total_s"] = round(time.perf_counter() - started, 3)
     stats = {
         "stage": STAGE,
@@ -381,7 +382,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
         "rejects_by_rule": dict(sorted(by_rule.items())),
         "documents_rejected": sum(n for rule, n in by_rule.items() if rule != LINE_DEDUP_RULE),
         "lines_removed": by_rule.get(LINE_DEDUP_RULE, 0),
-        "lines_removed_in_documents_out": lines_kept_docs,
+        "lines_removed_in_documents_out": lines_removed_in_documents_out,
         "documents_with_lines_removed": judged.filter(F.col("lines_removed_dedup") > 0).count(),
         **minhash_stats,
         "timings": timings,
