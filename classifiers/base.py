@@ -18,6 +18,9 @@ from typing import Any
 
 import numpy as np
 
+# Re-exported for the select step's modules that still import it from here; its home is pipeline.seeded_hash.
+from pipeline.seeded_hash import unit_hash as unit_hash
+
 MANIFEST_NAME = "classifier.json"
 METRICS_NAME = "metrics.json"
 FORMAT_VERSION = 1
@@ -143,9 +146,3 @@ def read_metrics(directory: str | Path) -> dict[str, Any]:
     """The model's metrics.json (training record with held-out figures), or {} when it has none."""
     path = Path(directory) / METRICS_NAME
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def unit_hash(seed: int, key: str) -> float:
-    """A uniform number in [0, 1) from `seed` and `key`: the same on every machine and in every run."""
-    digest = hashlib.blake2b(f"{seed}\x00{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from classifiers.base import unit_hash
 from classifiers.tasks import topic_input
+from pipeline.seeded_hash import unit_hash
 
 _WORD = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
