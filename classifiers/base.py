@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 # Re-exported for the select step's modules that still import it from here; its home is pipeline.seeded_hash.
+from pipeline.process_cache import ProcessCache
 from pipeline.seeded_hash import unit_hash as unit_hash
 
 MANIFEST_NAME = "classifier.json"
@@ -111,21 +112,23 @@ def load_classifier(directory: str | Path) -> TextClassifier:
 
 # One loaded model per path per process: Spark executors reuse their Python workers across tasks,
 # so each worker loads a model once, not once per partition or batch.
-_LOADED: dict[str, TextClassifier] = {}
+_LOADED = ProcessCache()
 # When set, every model load appends "<pid> <model dir>" to this file: an audit of which steps load
 # models (select must load none), readable across Spark's Python worker processes.
 LOAD_LOG_ENV = "THRESHER_MODEL_LOAD_LOG"
 
 
+def _load_and_log(directory: str) -> TextClassifier:
+    classifier = load_classifier(directory)
+    log = os.environ.get(LOAD_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()} {directory}\n")
+    return classifier
+
+
 def cached_classifier(directory: str | Path) -> TextClassifier:
-    key = str(Path(directory).resolve())
-    if key not in _LOADED:
-        _LOADED[key] = load_classifier(key)
-        log = os.environ.get(LOAD_LOG_ENV)
-        if log:
-            with open(log, "a", encoding="utf-8") as handle:
-                handle.write(f"{os.getpid()} {key}\n")
-    return _LOADED[key]
+    return _LOADED.by_path(directory, _load_and_log)
 
 
 def model_digest(directory: str | Path) -> str:
