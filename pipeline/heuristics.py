@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from pipeline.config import RulesConfig
 from pipeline.filters import DocumentFilter, Drop
+from pipeline.text import jieba_segmenter
 
 # Line endings that close a sentence, Western and CJK (DataTrove's TERMINAL_PUNCTUATION, abridged).
 TERMINAL_PUNCTUATION = tuple('.!?。！？…;；"”’\'」』)）')
@@ -70,15 +71,6 @@ def load_resources(rules: RulesConfig, resolve) -> RuleResources:
     )
 
 
-@functools.cache
-def _jieba():
-    import jieba
-
-    jieba.setLogLevel(60)
-    jieba.initialize()
-    return jieba
-
-
 def _has_alnum(token: str) -> bool:
     return any(ch.isalnum() for ch in token)
 
@@ -111,7 +103,7 @@ class DocumentView:
     def words(self) -> list[str]:
         """Whitespace words; for Chinese, jieba words without whitespace and punctuation tokens."""
         if self.is_zh:
-            return [t for t in _jieba().lcut(self.text) if _has_alnum(t)]
+            return [t for t in jieba_segmenter().lcut(self.text) if _has_alnum(t)]
         return self.text.split()
 
     @functools.cached_property
