@@ -14,28 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from classifiers.base import TextClassifier
+from pipeline.lexicon import COLONS, clutter_phrases, ends_sentence, estimated_words
 
 KEEP, CLUTTER = "keep", "clutter"
 LINE_CHARS = 1000  # a line's prefix that the model sees; long lines are prose anyway
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _LETTER = re.compile(r"[^\W\d_]")
-_SENTENCE_END = re.compile(r"[.!?。！？…:：;；\"”』」)）]\s*$")
-_BOILERPLATE = re.compile(
-    r"sign in|sign up|log in|login|register|subscribe|newsletter|read more|continue reading|share (this|on)|follow us|"
-    r"cookie|privacy policy|terms (of|and) (use|service)|all rights reserved|copyright|©|skip to (main )?content|back to top|"
-    r"items? in (your )?cart|shopping cart|next post|previous post|related posts|leave a (comment|reply)|"
-    r"上一篇|下一篇|上一页|下一页|登录|注册|首页|返回顶部|版权所有|分享到|关注我们|点击查看|阅读全文|阅读原文|免责声明|"
-    r"联系我们|扫一扫|二维码|客服|广告|相关阅读|相关文章|热门推荐|责任编辑|备案",
-    re.IGNORECASE,
-)
 _COUNTER = re.compile(r"^\s*[\d,.]+\s*(views?|comments?|likes?|shares?|replies|次|条|人|阅读|评论|点赞|收藏|浏览)", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[|·›»>/•]")
-
-
-def words_in(line: str) -> int:
-    """Words for spaced scripts; CJK characters count as half a word each (about two per word)."""
-    return len(line.split()) + len(_CJK.findall(line)) // 2
 
 
 def _bucket(value: int, edges: Sequence[int]) -> int:
@@ -45,7 +31,7 @@ def _bucket(value: int, edges: Sequence[int]) -> int:
 def line_input(line: str, index: int, count: int) -> str:
     """What the line model sees: length and position markers, then the line."""
     position = "first" if index < 3 else "last" if index >= count - 3 else "middle"
-    return f"len{_bucket(words_in(line), (3, 8, 20, 50))} pos_{position} {line[:LINE_CHARS]}"
+    return f"len{_bucket(estimated_words(line), (3, 8, 20, 50))} pos_{position} {line[:LINE_CHARS]}"
 
 
 def weak_clutter_label(line: str) -> tuple[str, str] | None:
@@ -53,22 +39,24 @@ def weak_clutter_label(line: str) -> tuple[str, str] | None:
     stripped = line.strip()
     if not stripped:
         return None
-    words = words_in(stripped)
+    words = estimated_words(stripped)
+    boilerplate = clutter_phrases()
+    ends_sentence_or_colon = ends_sentence(stripped, also=COLONS)
     letters = _LETTER.findall(stripped)
     if not letters:
         return CLUTTER, "no_letters"
     if _COUNTER.search(stripped):
         return CLUTTER, "counter"
-    if words < 12 and _BOILERPLATE.search(stripped):
+    if words < 12 and boilerplate.search(stripped):
         return CLUTTER, "boilerplate_phrase"
     upper = sum(ch.isupper() for ch in letters)
     if len(letters) >= 4 and upper / len(letters) > 0.5 and words < 12:
         return CLUTTER, "mostly_uppercase"
     if len(_SEPARATORS.findall(stripped)) >= 3 and words < 20:
         return CLUTTER, "navigation_separators"
-    if words < 3 and not _SENTENCE_END.search(stripped):
+    if words < 3 and not ends_sentence_or_colon:
         return CLUTTER, "short_no_punctuation"
-    if words >= 6 and _SENTENCE_END.search(stripped) and not _BOILERPLATE.search(stripped):
+    if words >= 6 and ends_sentence_or_colon and not boilerplate.search(stripped):
         return KEEP, "sentence_line"
     return None
 

@@ -42,6 +42,7 @@ def test_good_prose_is_kept(filters):
         (PROSE, "http://192.168.0.1/page", "url_meta:ip_host"),
         (PROSE, "http://335.3355703.com/news/1.html", "url_meta:digit_host"),
         (PROSE + "Play at the best online casino tonight.\n", None, "spam:gambling_term"),
+        (PROSE + "Sign in\nRegister now\n登录\nFollow us\n", None, "spam:prompt_lines"),
         (PROSE.replace("the bridge", "the bridge\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd"), None, "structure:replacement_chars"),
         ("Difference between revisions of \"Paris\"\nRevision as of 10:00\n" + PROSE, None, "diff:wiki_diff"),
         ("diff --git a/x.py b/x.py\n@@ -1,3 +1,4 @@\n" + PROSE, None, "diff:code_diff"),
