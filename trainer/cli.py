@@ -10,6 +10,7 @@ import dataclasses
 import json
 from decimal import Decimal, InvalidOperation
 
+from pipeline.config import ConfigError
 from trainer.model import PRESETS, ModelConfig
 from trainer.train import TrainConfig, train
 
@@ -45,15 +46,19 @@ MODEL_KEY_PREFIX = "model."
 
 def parse_model_override(text: str) -> tuple[str, object]:
     """'model.hidden_size=256' -> ('hidden_size', 256), typed like the ModelConfig field: a dotted key,
-    as `--set` takes in every other command."""
+    as `--set` takes in every other command. A bad one is a ConfigError (one line, before any work)."""
     key, _, value = text.partition("=")
     fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
     if not key.startswith(MODEL_KEY_PREFIX) and key in fields:
-        raise argparse.ArgumentTypeError(f"--set {text}: model fields are dotted keys now, write --set model.{text}")
+        raise ConfigError(f"--set {text}: model fields are dotted keys now, write --set model.{text}")
     field_name = key.removeprefix(MODEL_KEY_PREFIX)
     if not key.startswith(MODEL_KEY_PREFIX) or field_name not in fields or not value:
-        raise argparse.ArgumentTypeError(f"--set wants model.FIELD=VALUE with FIELD one of {sorted(fields)}")
-    return field_name, float(value) if fields[field_name].type == "float" else int(value)
+        raise ConfigError(f"--set {text}: thresher train takes model.FIELD=VALUE with FIELD one of {sorted(fields)}")
+    number = float if fields[field_name].type == "float" else int
+    try:
+        return field_name, number(value)
+    except ValueError:
+        raise ConfigError(f"--set {text}: model.{field_name} wants a{'' if number is int else ' decimal'} number") from None
 
 
 _DEFAULTS = TrainConfig(data_dir="", output_dir="")  # the CLI's defaults are the dataclass's
@@ -72,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="run directory: log.jsonl and checkpoints/")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=_DEFAULTS.preset,
                         help=f"model preset (default {_DEFAULTS.preset})")
-    parser.add_argument("--set", dest="model_overrides", type=parse_model_override, action="append", default=[],
+    parser.add_argument("--set", dest="model_overrides", action="append", default=[],
                         metavar="model.FIELD=VALUE", help="replace a model config field of the preset (repeatable), "
                                                           "e.g. --set model.num_hidden_layers=4")
     parser.add_argument("--max-tokens", type=parse_count, default=_DEFAULTS.max_tokens,
@@ -136,7 +141,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     config = TrainConfig(
-        data_dir=args.data, output_dir=args.output, preset=args.preset, model_overrides=dict(args.model_overrides),
+        data_dir=args.data, output_dir=args.output, preset=args.preset, model_overrides=dict(map(parse_model_override, args.model_overrides)),
         seed=args.seed, max_tokens=args.max_tokens, stop_at_tokens=args.stop_at_tokens, lr=args.lr,
         warmup_tokens=args.warmup_tokens, decay_tokens=args.decay_tokens, decay_lrs=args.decay_lrs,
         weight_decay=args.weight_decay, grad_clip=args.grad_clip, micro_batch_size=args.micro_batch_size,

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from pipeline.config import ConfigError
 from trainer import cli, export_hf
 from trainer.checkpoint import list_checkpoints
 from trainer.model import preset
@@ -40,18 +41,22 @@ def test_options_reach_the_train_config():
                                       "--activation-checkpointing", "--loss-chunk-tokens", "4K"]))
     assert sharded.fsdp and sharded.expert_parallel == 4 and sharded.activation_checkpointing
     assert sharded.loss_chunk_tokens == 4000 and sharded.preset == "medium"
-    with pytest.raises(SystemExit):
-        parse(["--data", "d", "--output", "o", "--set", "model.no_such_field=1"])
+    with pytest.raises(ConfigError, match="model.FIELD=VALUE with FIELD one of"):
+        cli.train_config(parse(["--data", "d", "--output", "o", "--set", "model.no_such_field=1"]))
 
 
-def test_set_takes_dotted_model_keys_and_names_the_old_form(capsys):
-    with pytest.raises(SystemExit):
-        parse(["--data", "d", "--output", "o", "--set", "hidden_size=32"])
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.endswith("--set hidden_size=32: model fields are dotted keys now, write --set model.hidden_size=32")
-    with pytest.raises(SystemExit):
-        parse(["--data", "d", "--output", "o", "--set", "export.seq_len=64"])
-    assert "--set wants model.FIELD=VALUE" in capsys.readouterr().err
+def test_set_takes_dotted_model_keys_and_the_old_form_is_one_line(capsys, tmp_path):
+    from jobs.cli import main
+
+    base = ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run")]
+    assert main(base + ["--set", "hidden_size=32"]) == 2
+    assert capsys.readouterr().err == ("thresher train: error: --set hidden_size=32: model fields are dotted keys now, "
+                                       "write --set model.hidden_size=32\n")
+    assert main(base + ["--set", "export.seq_len=64"]) == 2
+    assert "takes model.FIELD=VALUE" in capsys.readouterr().err
+    assert main(base + ["--set", "model.hidden_size=wide"]) == 2
+    assert capsys.readouterr().err == "thresher train: error: --set model.hidden_size=wide: model.hidden_size wants a number\n"
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_defaults_are_the_train_config_defaults():
@@ -66,8 +71,6 @@ def test_every_option_has_help():
 
 
 def test_unusable_mesh_or_resume_path_is_one_line(small_shards, tmp_path):
-    from pipeline.config import ConfigError
-
     base = ["--data", str(small_shards), "--output", str(tmp_path / "run"), "--no-progress"]
     with pytest.raises(ConfigError, match="--ep 2 must divide the number of processes"):
         cli.run(parse(base + ["--ep", "2"]))
