@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from classifiers.base import ModelNotFoundError, unit_hash
+from classifiers.base import ModelNotFoundError
 from classifiers.clutter import CLUTTER, KEEP
 from classifiers.page_type import PAGE_TYPES
 from classifiers.topic import DEFAULT_TOPICS_FILE
+from pipeline.seeded_hash import unit_hash
 
 ANNOTATION_TASKS = ("page_type", "topic", "clutter", "quality")
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "configs" / "prompts"

@@ -18,6 +18,10 @@ from typing import Any
 
 import numpy as np
 
+# Re-exported for the select step's modules that still import it from here; its home is pipeline.seeded_hash.
+from pipeline.process_cache import ProcessCache
+from pipeline.seeded_hash import unit_hash as unit_hash
+
 MANIFEST_NAME = "classifier.json"
 METRICS_NAME = "metrics.json"
 FORMAT_VERSION = 1
@@ -108,21 +112,23 @@ def load_classifier(directory: str | Path) -> TextClassifier:
 
 # One loaded model per path per process: Spark executors reuse their Python workers across tasks,
 # so each worker loads a model once, not once per partition or batch.
-_LOADED: dict[str, TextClassifier] = {}
+_LOADED = ProcessCache()
 # When set, every model load appends "<pid> <model dir>" to this file: an audit of which steps load
 # models (select must load none), readable across Spark's Python worker processes.
 LOAD_LOG_ENV = "THRESHER_MODEL_LOAD_LOG"
 
 
+def _load_and_log(directory: str) -> TextClassifier:
+    classifier = load_classifier(directory)
+    log = os.environ.get(LOAD_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()} {directory}\n")
+    return classifier
+
+
 def cached_classifier(directory: str | Path) -> TextClassifier:
-    key = str(Path(directory).resolve())
-    if key not in _LOADED:
-        _LOADED[key] = load_classifier(key)
-        log = os.environ.get(LOAD_LOG_ENV)
-        if log:
-            with open(log, "a", encoding="utf-8") as handle:
-                handle.write(f"{os.getpid()} {key}\n")
-    return _LOADED[key]
+    return _LOADED.by_path(directory, _load_and_log)
 
 
 def model_digest(directory: str | Path) -> str:
@@ -143,9 +149,3 @@ def read_metrics(directory: str | Path) -> dict[str, Any]:
     """The model's metrics.json (training record with held-out figures), or {} when it has none."""
     path = Path(directory) / METRICS_NAME
     return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def unit_hash(seed: int, key: str) -> float:
-    """A uniform number in [0, 1) from `seed` and `key`: the same on every machine and in every run."""
-    digest = hashlib.blake2b(f"{seed}\x00{key}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64

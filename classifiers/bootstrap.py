@@ -19,11 +19,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from classifiers.base import unit_hash
 from classifiers.clutter import weak_clutter_label
 from classifiers.page_type import weak_page_type
 from classifiers.topic import KeywordLabeler, Taxonomy, seed_examples
 from classifiers.training import LabelledData, read_labelled, train_and_save
+from pipeline.seeded_hash import unit_hash
 
 MODEL_NAMES = ("page_type", "clutter", "topic")
 # fastText options per model on top of the backend defaults. Weak labels give few long documents per

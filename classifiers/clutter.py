@@ -19,22 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from classifiers.base import TextClassifier
+from pipeline.lexicon import COLONS, clutter_phrases, ends_sentence, estimated_words
 
 KEEP, CLUTTER = "keep", "clutter"
 SHIPPED_MODEL = "shipped"  # a tagger model_dir naming the clutter model shipped in default_models/clutter
 LINE_CHARS = 1000  # a line's prefix that the model sees; long lines are prose anyway
 
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _LETTER = re.compile(r"[^\W\d_]")
-_SENTENCE_END = re.compile(r"[.!?。！？…:：;；\"”』」)）]\s*$")
-_BOILERPLATE = re.compile(
-    r"sign in|sign up|log in|login|register|subscribe|newsletter|read more|continue reading|share (this|on)|follow us|"
-    r"cookie|privacy policy|terms (of|and) (use|service)|all rights reserved|copyright|©|skip to (main )?content|back to top|"
-    r"items? in (your )?cart|shopping cart|next post|previous post|related posts|leave a (comment|reply)|"
-    r"上一篇|下一篇|上一页|下一页|登录|注册|首页|返回顶部|版权所有|分享到|关注我们|点击查看|阅读全文|阅读原文|免责声明|"
-    r"联系我们|扫一扫|二维码|客服|广告|相关阅读|相关文章|热门推荐|责任编辑|备案",
-    re.IGNORECASE,
-)
 _COUNTER = re.compile(r"^\s*[\d,.]+\s*(views?|comments?|likes?|shares?|replies|次|条|人|阅读|评论|点赞|收藏|浏览)", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[|·›»>/•]")
 
@@ -42,11 +33,6 @@ _SEPARATORS = re.compile(r"[|·›»>/•]")
 def shipped_model_dir() -> Path:
     """The clutter model shipped with thresher (rebuilt by bench/build_clutter_model.py)."""
     return Path(__file__).resolve().parent / "default_models" / "clutter"
-
-
-def words_in(line: str) -> int:
-    """Words for spaced scripts; CJK characters count as half a word each (about two per word)."""
-    return len(line.split()) + len(_CJK.findall(line)) // 2
 
 
 def _bucket(value: int, edges: Sequence[int]) -> int:
@@ -71,13 +57,13 @@ def line_input(line: str, index: int, count: int, origin: str = "") -> str:
     relative = _bucket(round(100 * index / max(count - 1, 1)), (20, 40, 60, 80))
     chars = len(line.strip()) or 1
     markers = (
-        f"len{_bucket(words_in(line), _LENGTH_EDGES)}",
+        f"len{_bucket(estimated_words(line), _LENGTH_EDGES)}",
         f"pos_{position}",
         f"__rel{relative}__",
         f"__punct{_share_bucket(len(_PUNCTUATION.findall(line)), chars)}__",
         f"__digit{_share_bucket(len(_DIGIT.findall(line)), chars)}__",
         f"__link{_bucket(len(_LINK_LIKE.findall(line)), (1, 2, 4))}__",
-        f"__end{int(bool(_SENTENCE_END.search(line)))}__",
+        f"__end{int(bool(ends_sentence(line, also=COLONS)))}__",
         f"__tag_{origin or 'none'}__",
     )
     return f"{' '.join(markers)} {line[:LINE_CHARS]}"
@@ -88,22 +74,24 @@ def weak_clutter_label(line: str) -> tuple[str, str] | None:
     stripped = line.strip()
     if not stripped:
         return None
-    words = words_in(stripped)
+    words = estimated_words(stripped)
+    boilerplate = clutter_phrases()
+    ends_sentence_or_colon = ends_sentence(stripped, also=COLONS)
     letters = _LETTER.findall(stripped)
     if not letters:
         return CLUTTER, "no_letters"
     if _COUNTER.search(stripped):
         return CLUTTER, "counter"
-    if words < 12 and _BOILERPLATE.search(stripped):
+    if words < 12 and boilerplate.search(stripped):
         return CLUTTER, "boilerplate_phrase"
     upper = sum(ch.isupper() for ch in letters)
     if len(letters) >= 4 and upper / len(letters) > 0.5 and words < 12:
         return CLUTTER, "mostly_uppercase"
     if len(_SEPARATORS.findall(stripped)) >= 3 and words < 20:
         return CLUTTER, "navigation_separators"
-    if words < 3 and not _SENTENCE_END.search(stripped):
+    if words < 3 and not ends_sentence_or_colon:
         return CLUTTER, "short_no_punctuation"
-    if words >= 6 and _SENTENCE_END.search(stripped) and not _BOILERPLATE.search(stripped):
+    if words >= 6 and ends_sentence_or_colon and not boilerplate.search(stripped):
         return KEEP, "sentence_line"
     return None
 

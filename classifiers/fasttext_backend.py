@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from classifiers.base import TextClassifier
+from pipeline.lexicon import CJK_CHAR
 
 LABEL_PREFIX = "__label__"
 MODEL_FILE = "model.bin"
 
-_CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
 _PUNCT = re.compile(r"([^\w\s])")
 _SPACE = re.compile(r"\s+")
 
@@ -48,7 +48,7 @@ QUANTIZED_MODEL_FILE = "model.ftz"
 def fasttext_tokens(text: str, max_chars: int) -> str:
     """One line of space-separated, lowercased tokens; CJK characters and punctuation stand alone."""
     text = text[:max_chars].lower()
-    text = _CJK.sub(r" \1 ", text)
+    text = CJK_CHAR.sub(r" \g<0> ", text)
     text = _PUNCT.sub(r" \1 ", text)
     return _SPACE.sub(" ", text).strip()
 

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from classifiers.base import unit_hash
 from pipeline.config import ConfigError
+from pipeline.seeded_hash import unit_hash
 
 REST = "rest"
 SHARE_TOLERANCE = 1e-9  # a target counts as reached (feasible, no shortfall) within this share

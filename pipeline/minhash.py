@@ -14,13 +14,12 @@ finalizer, then permuted with ``a * h + b mod 2**32``, parameters drawn from
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.text import normalize_text
+from pipeline.text import jieba_segmenter, normalize_text
 
 SHINGLE_SEPARATOR = " "  # tokens never contain it: normalize_text collapses whitespace, blanks are dropped
 _MASK32 = np.uint32(0xFFFFFFFF)
@@ -80,20 +79,11 @@ def shingle_hash32(shingle: bytes) -> int:
     return value
 
 
-@functools.cache
-def _jieba():
-    import jieba
-
-    jieba.setLogLevel(60)  # its "Building prefix dict" chatter would go to every executor's log
-    jieba.initialize()
-    return jieba
-
-
 def tokenize(text: str, lang: str | None) -> list[str]:
     """MinHash tokens: normalized text split into jieba words for Chinese, whitespace words otherwise."""
     normalized = normalize_text(text)
     if lang == "zh":
-        return [t for t in _jieba().lcut(normalized) if not t.isspace()]
+        return [t for t in jieba_segmenter().lcut(normalized) if not t.isspace()]
     return normalized.split()
 
 

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.seeded_hash import hash64
 from pipeline.spill import SpillReader, SpillWriter
 
 PACK_MODES = ("concat", "boundary")
@@ -32,19 +32,14 @@ TAIL_MODES = ("pad", "drop")
 SPLITS = ("train", "validation")  # split codes 0 and 1
 
 
-def _hash64(*parts: object) -> int:
-    data = "\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
-
-
 def is_validation(doc_id: str, seed: int, validation_fraction: float) -> bool:
     """Whether `doc_id` belongs to the validation split (depends on doc_id and seed only)."""
-    return _hash64("split", seed, doc_id) < validation_fraction * 2.0**64
+    return hash64("split", seed, doc_id) < validation_fraction * 2.0**64
 
 
 def document_key(doc_id: str, copy_index: int, seed: int) -> int:
     """The seeded, non-negative 63-bit sort key of one copy of a document."""
-    return _hash64("order", seed, doc_id, copy_index) >> 1
+    return hash64("order", seed, doc_id, copy_index) >> 1
 
 
 @dataclass
@@ -198,7 +193,7 @@ def permute(indices: np.ndarray, n: int, seed: int, rounds: int = 6) -> np.ndarr
         return indices.astype(np.int64)
     half_bits = max(1, ((n - 1).bit_length() + 1) // 2)
     mask = np.uint64((1 << half_bits) - 1)
-    keys = [_hash64("permute", seed, n, r) for r in range(rounds)]
+    keys = [hash64("permute", seed, n, r) for r in range(rounds)]
 
     def feistel(x: np.ndarray) -> np.ndarray:
         left, right = x >> np.uint64(half_bits), x & mask
@@ -216,7 +211,7 @@ def permute(indices: np.ndarray, n: int, seed: int, rounds: int = 6) -> np.ndarr
 
 def shuffle_seed(seed: int, split: str) -> int:
     """The `permute` seed of a split: row i of the split (ranges in order) goes to permute(i, n, this)."""
-    return _hash64("shuffle", seed, split)
+    return hash64("shuffle", seed, split)
 
 
 @dataclass(frozen=True)

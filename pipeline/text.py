@@ -24,6 +24,17 @@ def _punctuation_table() -> dict[int, None]:
     return dict.fromkeys(i for i in range(sys.maxunicode + 1) if unicodedata.category(chr(i)).startswith("P"))
 
 
+@functools.cache
+def jieba_segmenter():
+    """jieba, initialised once per process and quiet: its "Building prefix dict" chatter would go to
+    every executor's log."""
+    import jieba
+
+    jieba.setLogLevel(60)
+    jieba.initialize()
+    return jieba
+
+
 def normalize_text(text: str) -> str:
     """`text` without punctuation, in NFD, lowercased, with runs of whitespace turned into one space."""
     text = unicodedata.normalize("NFD", text)

@@ -29,6 +29,7 @@ from pipeline.packing import (
     tally_batch,
     with_zero_tally,
 )
+from pipeline.process_cache import ProcessCache
 from pipeline.spill import SpillWriter
 
 # Files that define a tokenizer, hashed into the manifest; whichever of them a directory holds.
@@ -226,16 +227,18 @@ class EncoderSpec:
         return EncoderSpec(hashlib.sha256(text.encode()).hexdigest(), share(text), tokenizer.eos_id, tokenizer.pad_id)
 
 
-_EXECUTOR_TOKENIZERS: dict[str, LoadedTokenizer] = {}
+_EXECUTOR_TOKENIZERS = ProcessCache()
 
 
 def cached_tokenizer(spec: EncoderSpec) -> LoadedTokenizer:
     """The tokenizer of `spec`, built once per process: executors call this for every batch."""
-    if spec.key not in _EXECUTOR_TOKENIZERS:
+
+    def build() -> LoadedTokenizer:
         shipped = spec.tokenizer_json
         text = shipped if isinstance(shipped, str) else shipped.value
-        _EXECUTOR_TOKENIZERS[spec.key] = LoadedTokenizer.from_json(text, spec.eos_id, spec.pad_id, 0)
-    return _EXECUTOR_TOKENIZERS[spec.key]
+        return LoadedTokenizer.from_json(text, spec.eos_id, spec.pad_id, 0)
+
+    return _EXECUTOR_TOKENIZERS.get(spec.key, build)
 
 
 DOCUMENT_SPILL_PREFIX = "documents"  # names of the spill files of documents' tokens

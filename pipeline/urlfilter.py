@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.filters import DocumentFilter, Drop
+from pipeline.lexicon import read_list
 
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 
@@ -48,12 +49,6 @@ def url_words(url: str) -> set[str]:
 def squash(text: str) -> str:
     """Lowercase and keep only [0-9a-z]: the form in which banned subwords are matched."""
     return _NON_ALNUM.sub("", text.lower())
-
-
-def read_list(path: str) -> list[str]:
-    """Non-empty, non-comment lines of a list file (utf-8; undecodable bytes replaced)."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
 
 
 def trie_regex(words: Iterable[str]) -> re.Pattern | None:

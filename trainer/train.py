@@ -181,7 +181,7 @@ def build_model_config(config: TrainConfig, manifest: dict, announce: bool = Tru
 
     A preset whose max_position_embeddings is shorter than the data's sequences takes the data's
     seq_len (RoPE tables have no learned length; a line says so); an explicit
-    `--set max_position_embeddings=N` shorter than the data is a ConfigError.
+    `--set model.max_position_embeddings=N` shorter than the data is a ConfigError.
     """
     overrides = dict(config.model_overrides)
     overrides.setdefault("vocab_size", int(manifest["vocab_size"]))
@@ -189,7 +189,7 @@ def build_model_config(config: TrainConfig, manifest: dict, announce: bool = Tru
     model_config = preset(config.preset, **overrides)
     if seq_len > model_config.max_position_embeddings:
         if "max_position_embeddings" in overrides:
-            raise ConfigError(f"--set max_position_embeddings={model_config.max_position_embeddings} is shorter than "
+            raise ConfigError(f"--set model.max_position_embeddings={model_config.max_position_embeddings} is shorter than "
                               f"the data's seq_len {seq_len}: raise it, or export with a smaller --seq-len")
         if announce:
             print(f"train: preset {config.preset!r} has max_position_embeddings "

@@ -15,7 +15,6 @@ from classifiers.base import (
     cached_classifier,
     load_classifier,
     read_manifest,
-    unit_hash,
 )
 from classifiers.transformers_backend import build_scratch_model, build_scratch_qwen2
 
@@ -112,8 +111,3 @@ def test_unknown_backend_is_refused():
         backend_class("svm")
 
 
-def test_unit_hash_is_uniform_and_stable():
-    values = [unit_hash(0, str(i)) for i in range(4000)]
-    assert all(0 <= v < 1 for v in values)
-    assert abs(np.mean(values) - 0.5) < 0.02
-    assert unit_hash(0, "a") == unit_hash(0, "a") != unit_hash(1, "a")

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from classifiers.base import unit_hash
 from classifiers.mix import REST, MixTarget, expand_groups, solve_mix, top_fraction_cut
 from classifiers.topic import load_taxonomy, sample_copies
 from pipeline.config import ConfigError
+from pipeline.seeded_hash import unit_hash
 
 
 @pytest.fixture(scope="module")

@@ -143,7 +143,10 @@ def test_line_dedup_keeps_the_first_occurrences(runs):
     assert removed == sorted(footed)[MAX_OCCURRENCES:]
     assert all(r["content"] == FOOTER for r in rejects if r["rule"] == LINE_DEDUP_RULE)
     assert stats["lines_removed"] == FOOTER_COPIES - MAX_OCCURRENCES
-    for row in pq.read_table(output / "documents").to_pylist():
+    documents = pq.read_table(output / "documents").to_pylist()
+    assert stats["lines_removed_in_documents_out"] == sum(row["lines_removed_dedup"] for row in documents)
+    assert stats["lines_removed_in_documents_out"] == len(set(removed) & {row["doc_id"] for row in documents})
+    for row in documents:
         assert (FOOTER in row["text"]) == (row["doc_id"] in sorted(footed)[:MAX_OCCURRENCES])
         assert row["lines_removed_dedup"] == (1 if row["doc_id"] in removed else 0)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.config import load_config
-from pipeline.heuristics import DocumentView, build_filters, judge_document, load_resources
+from pipeline.heuristics import DocumentView, StructureFilter, build_filters, judge_document, load_resources
 
 PROSE = (
     "The river rises in the hills to the north of the town and flows south through the valley. "
@@ -42,6 +42,7 @@ def test_good_prose_is_kept(filters):
         (PROSE, "http://192.168.0.1/page", "url_meta:ip_host"),
         (PROSE, "http://335.3355703.com/news/1.html", "url_meta:digit_host"),
         (PROSE + "Play at the best online casino tonight.\n", None, "spam:gambling_term"),
+        (PROSE + "Sign in\nRegister now\n登录\nFollow us\n", None, "spam:prompt_lines"),
         (PROSE.replace("the bridge", "the bridge\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd"), None, "structure:replacement_chars"),
         ("Difference between revisions of \"Paris\"\nRevision as of 10:00\n" + PROSE, None, "diff:wiki_diff"),
         ("diff --git a/x.py b/x.py\n@@ -1,3 +1,4 @@\n" + PROSE, None, "diff:code_diff"),
@@ -53,6 +54,13 @@ def test_good_prose_is_kept(filters):
 )
 def test_each_family_names_its_reason(filters, text, url, rule):
     assert _rule(filters, text, url=url) == rule
+
+
+def test_structure_filter_on_its_own_passes_an_empty_text():
+    """Without the empty filter before it, an empty text is no ZeroDivisionError: nothing to judge."""
+    structure = StructureFilter(load_config().rules)
+    assert structure({"text": "", "lang": "en"}) is None
+    assert structure({"text": "\ufffd" * 3, "lang": "en"}).rule == "structure:replacement_chars"
 
 
 def test_view_tokenizes_once_and_segments_chinese():

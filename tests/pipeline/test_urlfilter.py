@@ -5,13 +5,13 @@ import time
 import pytest
 
 from pipeline.filters import first_drop
+from pipeline.lexicon import read_list
 from pipeline.urlfilter import (
     DomainBlocklistFilter,
     UrlBlocklistFilter,
     UrlRegexFilter,
     UrlWordFilter,
     build_url_filters,
-    read_list,
     registered_domain_guess,
     squash,
     trie_regex,

@@ -3,10 +3,11 @@ import json
 
 import pytest
 
+from pipeline.config import ConfigError
 from trainer import cli, export_hf
 from trainer.checkpoint import list_checkpoints
 from trainer.model import preset
-from trainer.train import check_mesh, read_log
+from trainer.train import TrainConfig, check_mesh, read_log
 
 
 def parse(argv, add=cli.add_arguments):
@@ -27,8 +28,8 @@ def test_counts_and_schedules():
 
 
 def test_options_reach_the_train_config():
-    args = parse(["--data", "d", "--output", "o", "--preset", "small", "--set", "num_hidden_layers=4",
-                  "--set", "routed_scaling_factor=1.5", "--max-tokens", "2M", "--batch-tokens", "64K",
+    args = parse(["--data", "d", "--output", "o", "--preset", "small", "--set", "model.num_hidden_layers=4",
+                  "--set", "model.routed_scaling_factor=1.5", "--max-tokens", "2M", "--batch-tokens", "64K",
                   "--no-bias-update", "--gamma", "0.01", "--decay-lrs", "1e-4,1e-5", "--bf16", "--compile"])
     config = cli.train_config(args)
     assert config.model_overrides == {"num_hidden_layers": 4, "routed_scaling_factor": 1.5}
@@ -40,8 +41,26 @@ def test_options_reach_the_train_config():
                                       "--activation-checkpointing", "--loss-chunk-tokens", "4K"]))
     assert sharded.fsdp and sharded.expert_parallel == 4 and sharded.activation_checkpointing
     assert sharded.loss_chunk_tokens == 4000 and sharded.preset == "medium"
-    with pytest.raises(SystemExit):
-        parse(["--data", "d", "--output", "o", "--set", "no_such_field=1"])
+    with pytest.raises(ConfigError, match="model.FIELD=VALUE with FIELD one of"):
+        cli.train_config(parse(["--data", "d", "--output", "o", "--set", "model.no_such_field=1"]))
+
+
+def test_set_takes_dotted_model_keys_and_the_old_form_is_one_line(capsys, tmp_path):
+    from jobs.cli import main
+
+    base = ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run")]
+    assert main(base + ["--set", "hidden_size=32"]) == 2
+    assert capsys.readouterr().err == ("thresher train: error: --set hidden_size=32: model fields are dotted keys now, "
+                                       "write --set model.hidden_size=32\n")
+    assert main(base + ["--set", "export.seq_len=64"]) == 2
+    assert "takes model.FIELD=VALUE" in capsys.readouterr().err
+    assert main(base + ["--set", "model.hidden_size=wide"]) == 2
+    assert capsys.readouterr().err == "thresher train: error: --set model.hidden_size=wide: model.hidden_size wants a number\n"
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_defaults_are_the_train_config_defaults():
+    assert cli.train_config(parse(["--data", "d", "--output", "o"])) == TrainConfig(data_dir="d", output_dir="o")
 
 
 def test_every_option_has_help():
@@ -52,8 +71,6 @@ def test_every_option_has_help():
 
 
 def test_unusable_mesh_or_resume_path_is_one_line(small_shards, tmp_path):
-    from pipeline.config import ConfigError
-
     base = ["--data", str(small_shards), "--output", str(tmp_path / "run"), "--no-progress"]
     with pytest.raises(ConfigError, match="--ep 2 must divide the number of processes"):
         cli.run(parse(base + ["--ep", "2"]))
@@ -67,7 +84,7 @@ def test_unusable_mesh_or_resume_path_is_one_line(small_shards, tmp_path):
 def test_train_then_export_from_the_command_line(small_shards, tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = ["--data", str(small_shards), "--output", str(run_dir), "--max-tokens", "768", "--batch-tokens", "256",
-            "--set", "hidden_size=32", "--set", "num_attention_heads=2", "--checkpoint-every-tokens", "256",
+            "--set", "model.hidden_size=32", "--set", "model.num_attention_heads=2", "--checkpoint-every-tokens", "256",
             "--keep-last", "1", "--no-progress"]
     assert cli.run(parse(argv)) == 0
     captured = capsys.readouterr()
@@ -123,7 +140,7 @@ def test_torchrun_two_ranks_through_an_evaluation(make_shards, patterned, thresh
     run_dir = tmp_path / "run"
     done = thresher("train", "--data", str(shards), "--output", str(run_dir), "--max-tokens", "256",
                     "--batch-tokens", "128", "--micro-batch-size", "4", "--eval-every-tokens", "128",
-                    "--set", "hidden_size=32", "--set", "num_attention_heads=2",
+                    "--set", "model.hidden_size=32", "--set", "model.num_attention_heads=2",
                     launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
     assert done.returncode == 0, done.stderr[-3000:]
     evaluations = [r for r in read_log(run_dir) if "val_loss" in r]

@@ -211,7 +211,7 @@ def test_a_preset_shorter_than_the_data_takes_its_seq_len(make_shards, patterned
     assert "train: preset 'tiny' has max_position_embeddings 1024; using the data's seq_len 1100" in capsys.readouterr().err
     start = read_log(tmp_path / "run")[0]
     assert start["config"]["model"]["max_position_embeddings"] == 1100
-    with pytest.raises(ConfigError, match="--set max_position_embeddings=1024 is shorter than the data's seq_len 1100"):
+    with pytest.raises(ConfigError, match="--set model.max_position_embeddings=1024 is shorter than the data's seq_len 1100"):
         train(run_config(shards, tmp_path / "explicit", micro_batch_size=1, batch_schedule=[(0, 1100)],
                          model_overrides={**MICRO_MODEL, "max_position_embeddings": 1024}))
 
