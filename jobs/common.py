@@ -206,9 +206,18 @@ class StageOutput:
         return (self.directory / COMMITTED_MARKER).is_file()
 
     def reopen(self) -> None:
-        """Make a committed stage rerunnable (its settings changed): the marker goes first, so from here
-        on readers and reruns treat the old output as not there; `begin` then clears it."""
-        (self.directory / COMMITTED_MARKER).unlink(missing_ok=True)
+        """Make a committed stage rerunnable (its settings changed): its parts are listed as a commit
+        lists what it moves, so `begin` clears them as thresher's own, then the marker goes, so from
+        here on readers and reruns treat the old output as not there."""
+        if not self.committed:
+            return
+        self._list_parts(sorted(c.name for c in self.directory.iterdir() if c.name not in _OWN_NAMES))
+        (self.directory / COMMITTED_MARKER).unlink()
+
+    def _list_parts(self, names: list[str]) -> None:
+        parts_tmp = self.directory / (PARTS_LIST + ".tmp")
+        parts_tmp.write_text(json.dumps(names) + "\n")
+        os.replace(parts_tmp, self.directory / PARTS_LIST)
 
     def begin(self) -> None:
         """Clear what an interrupted attempt left (staging and any parts its commit moved).
@@ -252,9 +261,7 @@ class StageOutput:
         """Write stats, move every staged part into place, then write the marker last."""
         (self.staging / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
         parts = sorted(self.staging.iterdir())
-        parts_tmp = self.directory / (PARTS_LIST + ".tmp")
-        parts_tmp.write_text(json.dumps([part.name for part in parts]) + "\n")
-        os.replace(parts_tmp, self.directory / PARTS_LIST)
+        self._list_parts([part.name for part in parts])
         for part in parts:
             target = self.directory / part.name
             if target.is_dir():

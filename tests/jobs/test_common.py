@@ -234,3 +234,20 @@ def test_stage_summary_says_lines_removed_apart_from_documents_rejected():
     assert stage_summary("select", stats, 2.04) == "[thresher] select: 243 in, 217 out, 26 rejected, 696 lines removed, 2.0s"
     assert stage_summary("tag", {"documents_in": 3, "documents_out": 3, "rejects_by_rule": {}}, 1) == (
         "[thresher] tag: 3 in, 3 out, 0 rejected, 1.0s")
+
+
+def test_a_reopened_stage_begins_again_clearing_its_own_committed_parts_only(tmp_path):
+    out = StageOutput(tmp_path / "stage")
+    out.begin()
+    (tmp_path / "stage" / "_staging" / "documents").mkdir()
+    out.commit({"documents_out": 1})
+    out.reopen()  # its settings changed: rerun it
+    assert not out.committed
+    out.begin()
+    assert sorted(p.name for p in (tmp_path / "stage").iterdir()) == ["_staging"]
+    out.commit({"documents_out": 2})
+    (tmp_path / "stage" / "_COMMITTED").unlink()  # not reopened by thresher: a user's file is still refused
+    (tmp_path / "stage" / "mine.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="did not write"):
+        out.begin()
+    assert (tmp_path / "stage" / "mine.txt").read_text() == "mine"
