@@ -32,6 +32,7 @@ from classifiers.base import ModelNotFoundError
 from classifiers.clutter import CLUTTER, KEEP
 from classifiers.page_type import PAGE_TYPES
 from classifiers.topic import DEFAULT_TOPICS_FILE
+from pipeline.documents_input import read_jsonl
 from pipeline.seeded_hash import unit_hash
 
 ANNOTATION_TASKS = ("page_type", "topic", "clutter", "quality")
@@ -326,17 +327,10 @@ def read_documents(path: str | Path, columns: Sequence[str] | None = None, doc_i
                 if doc_ids is None or row["doc_id"] in doc_ids:
                     yield row
         return
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number}: not a JSON object: {exc}") from exc
-            row = _with_id(row)
-            if doc_ids is None or row["doc_id"] in doc_ids:
-                yield row
+    for row in read_jsonl(path):
+        row = _with_id(row)
+        if doc_ids is None or row["doc_id"] in doc_ids:
+            yield row
 
 
 def _with_id(row: dict) -> dict:

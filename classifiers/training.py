@@ -6,7 +6,6 @@ The held-out split is a function of each text and a seed (not of file order or r
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import time
@@ -20,6 +19,7 @@ import numpy as np
 from classifiers.base import METRICS_NAME, TextClassifier, backend_class, load_classifier
 from classifiers.metrics import classification_metrics
 from classifiers.tasks import TASKS, model_input
+from pipeline.documents_input import read_jsonl
 from pipeline.seeded_hash import unit_hash
 
 
@@ -66,18 +66,7 @@ def _read_rows(path: Path):
 
         yield from ds.dataset(str(path), format="parquet").to_table().to_pylist()
         return
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not a JSON object: {exc}") from exc
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            yield row
+    yield from read_jsonl(path)
 
 
 def holdout_rows(texts: Sequence[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -199,6 +199,13 @@ def _lines(path: Path) -> Iterator[str]:
         raise InputError(f"{path} is not readable UTF-8 JSONL: {exc}") from exc
 
 
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    """The JSON objects of a JSONL(.gz) file, blank lines skipped; a line that is none is an InputError naming it."""
+    for number, line in enumerate(_lines(Path(path)), 1):
+        if line.strip():
+            yield _parse_line(line, path, number)
+
+
 INPUT_PARSE_ERROR = "input_parse_error"  # the reject rule of a JSONL line that is no JSON object
 
 

@@ -38,7 +38,7 @@ def test_task_inputs_are_applied_when_reading(tmp_path):
 
 def test_bad_input_is_a_clear_error(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "a", "label": 1}\nnot json\n')
-    with pytest.raises(ValueError, match="bad.jsonl:2"):
+    with pytest.raises(ValueError, match="bad.jsonl line 2 is not JSON"):
         read_labelled([tmp_path / "bad.jsonl"])
     with pytest.raises(FileNotFoundError):
         read_labelled([tmp_path / "missing.jsonl"])
