@@ -29,13 +29,18 @@ RULE_DOWNSAMPLED = "rebalance_downsampled"
 REST_CLASS = ""  # documents outside every class: not reweighted by class
 TIE_SEED = 0  # top-percent ties at the cut score are broken by unit_hash(TIE_SEED, doc_id), then doc_id
 
-_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 def estimated_tokens(text: str) -> int:
     """A tokenizer-free token count: one per whitespace-separated word, one per CJK character (select
     runs before the tokenizer is trained; BPE vocabularies give about that for both scripts)."""
-    return len(_TOKEN.findall(text or ""))
+    text = text or ""
+    if text.isascii():
+        return len(text.split())
+    # Each CJK character is a token and splits the word around it: count them while turning them into spaces.
+    spaced, cjk = _CJK.subn(" ", text)
+    return cjk + len(spaced.split())
 
 
 @dataclass(frozen=True)
@@ -115,11 +120,12 @@ def filtered_schema(settings: SelectSettings) -> pa.Schema:
 
 
 def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
-    out = []
-    for row in table.to_pylist():
+    schema = filtered_schema(settings)
+    rows = table.select(_read_columns(settings, table.column_names)).to_pylist()  # only what the rules read
+    for row in rows:
         text = row.get("text") or ""
         row["status"], row["reject_detail"], row["removed_lines"] = STATUS_KEPT, None, []
-        row["tokens_in"] = estimated_tokens(text)
+        row["tokens_in"] = row["tokens"] = estimated_tokens(text)
         for check in settings.checks:
             detail = check.failure(row)
             if detail is not None:
@@ -127,12 +133,27 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
                 break
         if row["status"] == STATUS_KEPT and settings.line_thresholds:
             text = _remove_lines(row, text, settings.line_thresholds)
+            # No token spans a line break, so the removed lines' tokens are exactly what the text lost.
+            row["tokens"] -= sum(estimated_tokens(removed["line"]) for removed in row["removed_lines"])
         row["text"] = text
-        row["tokens"] = estimated_tokens(text)
         row["mix_class"] = _mix_class(row, settings)
         row["sample_copies"] = 1 if row["status"] == STATUS_KEPT else 0
-        out.append(row)
-    return pa.Table.from_pylist(out, schema=filtered_schema(settings))
+    written = set(schema.names) - set(table.column_names) | {"text"}
+    return pa.Table.from_arrays(
+        [pa.array([row.get(f.name) for row in rows], f.type) if f.name in written else table.column(f.name).cast(f.type)
+         for f in schema],
+        schema=schema,
+    )
+
+
+def _read_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
+    """The input columns filter_table reads; the others pass through as Arrow arrays."""
+    read = {"doc_id", "text", *(f"{name}_line_scores" for name, _ in settings.line_thresholds)}
+    for check in settings.checks:
+        read |= {f"{check.tagger}_label", f"{check.tagger}_score", *([f"{check.tagger}_top"] if check.score_label else [])}
+    if settings.class_tagger:
+        read |= {f"{settings.class_tagger}_label", f"{settings.class_tagger}_score"}
+    return [name for name in names if name in read]
 
 
 def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]]) -> str:
@@ -165,15 +186,19 @@ def _mix_class(row: dict, settings: SelectSettings) -> str:
 
 def copy_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     """Kept rows get sample_copies from their class weight; 0 copies makes a downsampled reject."""
-    rows = table.to_pylist()
-    for row in rows:
-        if row["status"] != STATUS_KEPT:
+    columns = {name: table.column(name).to_pylist() for name in ("doc_id", "status", "reject_detail", "mix_class", "sample_copies")}
+    status, detail, copies = columns["status"], columns["reject_detail"], columns["sample_copies"]
+    for i, (doc_id, mix_class) in enumerate(zip(columns["doc_id"], columns["mix_class"], strict=True)):
+        if status[i] != STATUS_KEPT:
             continue
-        weight = settings.weights.get(row["mix_class"], 1.0)
-        row["sample_copies"] = sample_copies(row["doc_id"], weight, settings.seed)
-        if row["sample_copies"] == 0:
-            row["status"], row["reject_detail"] = RULE_DOWNSAMPLED, f"class={row['mix_class']} weight={weight:.4f}"
-    return pa.Table.from_pylist(rows, schema=table.schema)
+        weight = settings.weights.get(mix_class, 1.0)
+        copies[i] = sample_copies(doc_id, weight, settings.seed)
+        if copies[i] == 0:
+            status[i], detail[i] = RULE_DOWNSAMPLED, f"class={mix_class} weight={weight:.4f}"
+    for name, values in (("status", status), ("reject_detail", detail), ("sample_copies", copies)):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(index), pa.array(values, table.schema.field(index).type))
+    return table
 
 
 def filter_batches(batches: Iterator[pa.RecordBatch], settings: SelectSettings) -> Iterator[pa.RecordBatch]:
