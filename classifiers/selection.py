@@ -16,7 +16,9 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from classifiers.clutter import remove_lines
 from classifiers.mix import TopFractionCut
@@ -120,35 +122,54 @@ def filtered_schema(settings: SelectSettings) -> pa.Schema:
 
 
 def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
+    """Rules in Python on the few columns they read, line scores only for the documents that pass them;
+    every column select does not change passes through as Arrow."""
     schema = filtered_schema(settings)
-    rows = table.select(_read_columns(settings, table.column_names)).to_pylist()  # only what the rules read
+    texts = pc.fill_null(table.column("text"), "").combine_chunks()
+    python_texts = texts.to_pylist()
+    tokens_in = np.array([estimated_tokens(text) for text in python_texts], np.int64)
+    rows = table.select(_rule_columns(settings, table.column_names)).to_pylist()
     for row in rows:
-        text = row.get("text") or ""
         row["status"], row["reject_detail"], row["removed_lines"] = STATUS_KEPT, None, []
-        row["tokens_in"] = row["tokens"] = estimated_tokens(text)
         for check in settings.checks:
             detail = check.failure(row)
             if detail is not None:
                 row["status"], row["reject_detail"] = check.name, detail
                 break
-        if row["status"] == STATUS_KEPT and settings.line_thresholds:
-            text = _remove_lines(row, text, settings.line_thresholds)
-            # No token spans a line break, so the removed lines' tokens are exactly what the text lost.
-            row["tokens"] -= sum(estimated_tokens(removed["line"]) for removed in row["removed_lines"])
-        row["text"] = text
+    cleaned: dict[int, str] = {}  # row -> text with lines removed
+    if settings.line_thresholds:
+        kept = [i for i, row in enumerate(rows) if row["status"] == STATUS_KEPT]
+        line_columns = [f"{name}_line_scores" for name, _ in settings.line_thresholds]
+        for i, scored in zip(kept, table.select(line_columns).take(pa.array(kept, pa.int64())).to_pylist(), strict=True):
+            rows[i].update(scored)
+            text = _remove_lines(rows[i], python_texts[i], settings.line_thresholds)
+            if rows[i]["removed_lines"]:
+                cleaned[i] = text
+    # No token spans a line break, so the removed lines' tokens are exactly what a text lost.
+    tokens = tokens_in.copy()
+    removed = [(i, entry["line"]) for i in cleaned for entry in rows[i]["removed_lines"]]
+    if removed:
+        np.subtract.at(tokens, [i for i, _ in removed], [estimated_tokens(line) for _, line in removed])
+    if cleaned:
+        mask = np.zeros(len(rows), bool)
+        mask[list(cleaned)] = True
+        texts = pc.replace_with_mask(texts, pa.array(mask), pa.array([cleaned[i] for i in sorted(cleaned)], pa.string()))
+    for row in rows:
         row["mix_class"] = _mix_class(row, settings)
         row["sample_copies"] = 1 if row["status"] == STATUS_KEPT else 0
-    written = set(schema.names) - set(table.column_names) | {"text"}
+    computed = {"text": texts, "tokens_in": pa.array(tokens_in, pa.int64()), "tokens": pa.array(tokens, pa.int64())}
+    written = set(schema.names) - set(table.column_names)
     return pa.Table.from_arrays(
-        [pa.array([row.get(f.name) for row in rows], f.type) if f.name in written else table.column(f.name).cast(f.type)
+        [computed[f.name] if f.name in computed else
+         pa.array([row.get(f.name) for row in rows], f.type) if f.name in written else table.column(f.name).cast(f.type)
          for f in schema],
         schema=schema,
     )
 
 
-def _read_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
-    """The input columns filter_table reads; the others pass through as Arrow arrays."""
-    read = {"doc_id", "text", *(f"{name}_line_scores" for name, _ in settings.line_thresholds)}
+def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
+    """The input columns the keep rules and the mix class read, for every document."""
+    read = {"doc_id"}
     for check in settings.checks:
         read |= {f"{check.tagger}_label", f"{check.tagger}_score", *([f"{check.tagger}_top"] if check.score_label else [])}
     if settings.class_tagger:
