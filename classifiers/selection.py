@@ -157,7 +157,7 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     for row in rows:
         row["mix_class"] = _mix_class(row, settings)
         row["sample_copies"] = 1 if row["status"] == STATUS_KEPT else 0
-    computed = {"text": texts, "tokens_in": pa.array(tokens_in, pa.int64()), "tokens": pa.array(tokens, pa.int64())}
+    computed = {"text": texts.cast(pa.string()), "tokens_in": pa.array(tokens_in, pa.int64()), "tokens": pa.array(tokens, pa.int64())}
     written = set(schema.names) - set(table.column_names)
     return pa.Table.from_arrays(
         [computed[f.name] if f.name in computed else
