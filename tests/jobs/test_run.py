@@ -38,10 +38,14 @@ KILL_POINTS = [
     "run:after_rules",
     "run:after_classifiers",
     "tag:scored",
+    "tag:before_commit",
     "run:after_tag",
     "select:filtered",
+    "select:copied",
     "select:before_commit",
+    "run:after_select",
     "run:after_tokenizer",
+    "run:after_export",  # every stage committed, the report not yet written
 ]
 
 
