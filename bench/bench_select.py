@@ -1,12 +1,14 @@
 """Select cost per document beside tag cost per document (target: select < 5% of tag).
 
-Select, on --documents generated tagged documents (default 10^5: a topic label drawn from the 200
-classes with crawl-like skew, a quality score, a token count): the pure pieces of the step in the
-order it runs them, one process, timed separately: the global top-50% quality cut
-(`classifiers.mix.top_fraction_cut`) and its per-document test, counting the survivors' tokens per
-class and solving the mix (`solve_mix`, the seed's knowledge-at-60% target), and
-`classifiers.topic.sample_copies` per document. Not in the figure: reading and writing Arrow
-batches, the keep-rule and line-removal code of the select job itself.
+Select, on --documents generated tagged documents (default 10^5: the real texts below, repeated,
+with every default tagger's columns plus a quality tagger: page type and topic labels drawn with
+crawl-like skew, a clutter score per line, a quality score): the code the select job runs on the
+workers, one process, in 10,000-row Arrow batches (Spark's arrow.maxRecordsPerBatch): the
+mapInArrow bodies `classifiers.selection.filter_batches` (the default keep rule on page type, a
+top-50% quality cut, clutter lines under 0.5 removed, token estimates, mix class) and
+`copy_batches` (sample_copies from the solved class weights), and between them the driver's pieces
+on the same data (`top_fraction_cut`, tokens per class + `solve_mix` for the seed's knowledge-at-60%
+target). Not in the figure: Parquet reading and writing and Spark's own scheduling.
 
 Tag, on --tag-documents real texts (DCLM English and ChineseWebText Chinese, repeated): fastText
 predict of the three default models (bootstrapped from those texts, real model size) on the inputs
@@ -25,7 +27,11 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -34,53 +40,117 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_models import source_texts, write_stage2  # noqa: E402
 
 from classifiers.mix import expand_groups, solve_mix, top_fraction_cut  # noqa: E402
-from classifiers.topic import load_taxonomy, sample_copies  # noqa: E402
+from classifiers.page_type import PAGE_TYPES  # noqa: E402
+from classifiers.selection import (  # noqa: E402
+    STATUS_KEPT,
+    TIE_SEED,
+    KeepCheck,
+    SelectSettings,
+    copy_batches,
+    filter_batches,
+    filtered_schema,
+)
+from classifiers.tagging import Tagger, tagged_schema  # noqa: E402
+from classifiers.topic import load_taxonomy  # noqa: E402
 
 WORK = REPO / "bench" / "work" / "select"
 TARGET_RATIO = 0.05
 
 
-def tagged_documents(count: int, labels: list[str], seed: int) -> list[tuple[str, str, float, int]]:
-    """(doc_id, topic label, quality score, tokens): label popularity and lengths heavy-tailed."""
+BATCH_ROWS = 10_000  # spark.sql.execution.arrow.maxRecordsPerBatch's default
+TAGGERS = (
+    Tagger("page_type", "page_type", input="page_type"),
+    Tagger("clutter", "clutter", kind="lines", input="clutter"),
+    Tagger("topic", "topic", input="topic"),
+    Tagger("quality", "quality"),
+)
+
+
+def _top(rng: random.Random, label: str, others: list[str], k: int) -> tuple[float, list[dict]]:
+    """A top label's probability and a top-k list headed by it, the rest sharing what is left."""
+    score = round(rng.uniform(1.0 / len(others), 1.0), 4)
+    rest = rng.sample([o for o in others if o != label], min(k, len(others)) - 1)
+    shares = sorted((rng.random() * (1 - score) / k for _ in rest), reverse=True)
+    return score, [{"label": label, "score": score}] + [{"label": o, "score": s} for o, s in zip(rest, shares, strict=True)]
+
+
+def tagged_documents(count: int, labels: list[str], seed: int) -> pa.Table:
+    """The tag output for `count` documents: real texts repeated, generated tag columns (label
+    popularity heavy-tailed, a random P(keep) per non-blank line)."""
     rng = random.Random(seed)
+    texts = [text for _, text, _ in source_texts()]
     popularity = [rng.lognormvariate(0, 1.2) for _ in labels]
-    chosen = rng.choices(labels, popularity, k=count)
-    return [
-        (hashlib.sha1(f"bench:{i}".encode()).hexdigest()[:32], label, round(rng.random(), 4), int(rng.lognormvariate(6, 1)) + 1)
-        for i, label in enumerate(chosen)
-    ]
+    topics = rng.choices(labels, popularity, k=count)
+    page_types = rng.choices(PAGE_TYPES, [60, 10, 5, 3, 2, 2, 10, 8], k=count)
+    rows = []
+    for i in range(count):
+        text = texts[i % len(texts)]
+        doc_id = hashlib.sha1(f"bench:{i}".encode()).hexdigest()[:32]
+        row = {"doc_id": doc_id, "url": f"https://example.com/{i}", "warc_path": "bench", "text": text, "lang": "en"}
+        for name, label, classes in (("page_type", page_types[i], list(PAGE_TYPES)), ("topic", topics[i], labels)):
+            row[f"{name}_score"], row[f"{name}_top"] = _top(rng, label, classes, 5)
+            row[f"{name}_label"] = label
+        quality = round(rng.random(), 4)
+        row["quality_label"], row["quality_score"] = ("1", quality) if quality >= 0.5 else ("0", round(1 - quality, 4))
+        row["quality_top"] = sorted([{"label": "1", "score": quality}, {"label": "0", "score": round(1 - quality, 4)}],
+                                    key=lambda e: -e["score"])
+        row["clutter_line_scores"] = [round(rng.random() ** 0.3, 4) if line.strip() else None for line in text.split("\n")]
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=tagged_schema(TAGGERS))
 
 
-def time_select(documents: list[tuple[str, str, float, int]], taxonomy) -> dict[str, float]:
-    """The quality cut first, then the mix over what it keeps, then copies, as the select step runs them."""
+def time_select(tagged: pa.Table, taxonomy) -> dict[str, float]:
+    """The select job's pieces in its order: the quality cut (driver), filter_batches (workers), the
+    class amounts and solve_mix (driver), copy_batches (workers)."""
     seconds: dict[str, float] = {}
+    quality = [next(e["score"] for e in top if e["label"] == "1") for top in tagged.column("quality_top").to_pylist()]
+    doc_ids = tagged.column("doc_id").to_pylist()
     started = time.perf_counter()
-    cut = top_fraction_cut([d[2] for d in documents], [d[0] for d in documents], 0.5, seed=0)
-    seconds["top_fraction_cut"] = time.perf_counter() - started
-    started = time.perf_counter()
-    kept = [d for d in documents if cut.keeps(d[2], d[0])]
-    seconds["cut.keeps per doc"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    amounts: dict[str, float] = {}
-    for _, label, _, tokens in kept:
-        amounts[label] = amounts.get(label, 0.0) + tokens
-    solution = solve_mix(amounts, expand_groups(taxonomy, {"knowledge": 0.6}), max_copies=4.0)
-    seconds["count + solve_mix"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    emitted = {"knowledge": 0, "all": 0}
-    knowledge = set(solution.weights) & set(expand_groups(taxonomy, {"knowledge": 0.6})[0].classes)
-    for doc_id, label, _, tokens in kept:
-        copies = sample_copies(doc_id, solution.weight(label), 0)
-        emitted["all"] += copies * tokens
-        emitted["knowledge"] += copies * tokens if label in knowledge else 0
-    seconds["sample_copies per doc"] = time.perf_counter() - started
-    print(
-        f"select: {len(documents)} docs, {len(kept)} pass the top-50% cut; knowledge {solution.shares_before['knowledge']:.3f} "
-        f"of their tokens, solved {solution.shares_after['knowledge']:.3f}, emitted {emitted['knowledge'] / emitted['all']:.3f}"
+    cut = top_fraction_cut(quality, doc_ids, 0.5, seed=TIE_SEED)
+    seconds["top_fraction_cut (driver)"] = time.perf_counter() - started
+    settings = SelectSettings(
+        taggers=TAGGERS,
+        checks=(KeepCheck("page_type", "label_in", labels=("article",), label_min_score=0.5),
+                KeepCheck("quality", "top_percent", score_label="1", threshold=50.0, cut=cut)),
+        line_thresholds=(("clutter", 0.5),),
+        class_tagger="topic",
     )
+    batches = tagged.to_batches(max_chunksize=BATCH_ROWS)
+
+    started = time.perf_counter()
+    filtered = pa.Table.from_batches(list(filter_batches(iter(batches), settings)), schema=filtered_schema(settings))
+    seconds["filter_batches (workers)"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    kept = filtered.filter(pc.equal(filtered.column("status"), STATUS_KEPT))
+    amounts = {row["mix_class"]: float(row["tokens_sum"]) for row in kept.group_by("mix_class").aggregate([("tokens", "sum")]).to_pylist()}
+    targets = expand_groups(taxonomy, {"knowledge": 0.6})
+    solution = solve_mix(amounts, targets, max_copies=4.0)
+    seconds["tokens per class + solve_mix (driver)"] = time.perf_counter() - started
+    settings = replace(settings, weights={c: solution.weight(c) for c in amounts})
+
+    started = time.perf_counter()
+    copied = pa.Table.from_batches(list(copy_batches(iter(filtered.to_batches(max_chunksize=BATCH_ROWS)), settings)),
+                                   schema=filtered.schema)
+    seconds["copy_batches (workers)"] = time.perf_counter() - started
+
+    statuses = ", ".join(f"{s['values']} {s['counts']}" for s in sorted(pc.value_counts(copied.column("status")).to_pylist(), key=str))
+    knowledge = set(targets[0].classes)
+    out = copied.filter(pc.equal(copied.column("status"), STATUS_KEPT)).select(["mix_class", "tokens", "sample_copies"]).to_pylist()
+    emitted = sum(r["tokens"] * r["sample_copies"] for r in out)
+    emitted_knowledge = sum(r["tokens"] * r["sample_copies"] for r in out if r["mix_class"] in knowledge)
+    print(f"select: {tagged.num_rows} docs -> {statuses}; "
+          f"knowledge {solution.shares_before['knowledge']:.3f} of kept tokens, solved {solution.shares_after['knowledge']:.3f}, "
+          f"emitted {emitted_knowledge / emitted:.3f}; output digest {_digest(copied)}")
     return seconds
+
+
+def _digest(table: pa.Table) -> str:
+    """A hash of every output value, to show a code change leaves the output identical."""
+    digest = hashlib.sha256()
+    for batch in table.to_batches(max_chunksize=BATCH_ROWS):
+        digest.update(repr(batch.to_pylist()).encode())
+    return digest.hexdigest()[:16]
 
 
 def time_tag(count: int) -> float:
@@ -114,15 +184,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=100_000, help="generated tagged documents for select (default: 100000)")
     parser.add_argument("--tag-documents", type=int, default=3000, help="real documents tagged to time tag (default: 3000)")
+    parser.add_argument("--select-only", action="store_true", help="time select only (no tag figure, no ratio)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated documents (default: 0)")
     args = parser.parse_args()
     taxonomy = load_taxonomy()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    documents = tagged_documents(args.documents, taxonomy.labels, args.seed)
-    parts = time_select(documents, taxonomy)
+    tagged = tagged_documents(args.documents, taxonomy.labels, args.seed)
+    parts = time_select(tagged, taxonomy)
     select_per_doc = sum(parts.values()) / args.documents
     for name, seconds in parts.items():
         print(f"  {name}: {seconds:.3f}s ({seconds / args.documents * 1e6:.2f} us/doc)")
+    print(f"select: {select_per_doc * 1e6:.2f} us/doc")
+    if args.select_only:
+        return 0
     tag_seconds = time_tag(args.tag_documents)
     tag_per_doc = tag_seconds / args.tag_documents
     print(f"tag: {args.tag_documents} docs in {tag_seconds:.1f}s = {tag_per_doc * 1e6:.0f} us/doc (3 fastText models)")

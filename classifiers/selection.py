@@ -16,7 +16,9 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from classifiers.clutter import remove_lines
 from classifiers.mix import TopFractionCut
@@ -29,13 +31,18 @@ RULE_DOWNSAMPLED = "rebalance_downsampled"
 REST_CLASS = ""  # documents outside every class: not reweighted by class
 TIE_SEED = 0  # top-percent ties at the cut score are broken by unit_hash(TIE_SEED, doc_id), then doc_id
 
-_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 def estimated_tokens(text: str) -> int:
     """A tokenizer-free token count: one per whitespace-separated word, one per CJK character (select
     runs before the tokenizer is trained; BPE vocabularies give about that for both scripts)."""
-    return len(_TOKEN.findall(text or ""))
+    text = text or ""
+    if text.isascii():
+        return len(text.split())
+    # Each CJK character is a token and splits the word around it: count them while turning them into spaces.
+    spaced, cjk = _CJK.subn(" ", text)
+    return cjk + len(spaced.split())
 
 
 @dataclass(frozen=True)
@@ -115,24 +122,59 @@ def filtered_schema(settings: SelectSettings) -> pa.Schema:
 
 
 def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
-    out = []
-    for row in table.to_pylist():
-        text = row.get("text") or ""
+    """Rules in Python on the few columns they read, line scores only for the documents that pass them;
+    every column select does not change passes through as Arrow."""
+    schema = filtered_schema(settings)
+    texts = pc.fill_null(table.column("text"), "").combine_chunks()
+    python_texts = texts.to_pylist()
+    tokens_in = np.array([estimated_tokens(text) for text in python_texts], np.int64)
+    rows = table.select(_rule_columns(settings, table.column_names)).to_pylist()
+    for row in rows:
         row["status"], row["reject_detail"], row["removed_lines"] = STATUS_KEPT, None, []
-        row["tokens_in"] = estimated_tokens(text)
         for check in settings.checks:
             detail = check.failure(row)
             if detail is not None:
                 row["status"], row["reject_detail"] = check.name, detail
                 break
-        if row["status"] == STATUS_KEPT and settings.line_thresholds:
-            text = _remove_lines(row, text, settings.line_thresholds)
-        row["text"] = text
-        row["tokens"] = estimated_tokens(text)
+    cleaned: dict[int, str] = {}  # row -> text with lines removed
+    if settings.line_thresholds:
+        kept = [i for i, row in enumerate(rows) if row["status"] == STATUS_KEPT]
+        line_columns = [f"{name}_line_scores" for name, _ in settings.line_thresholds]
+        for i, scored in zip(kept, table.select(line_columns).take(pa.array(kept, pa.int64())).to_pylist(), strict=True):
+            rows[i].update(scored)
+            text = _remove_lines(rows[i], python_texts[i], settings.line_thresholds)
+            if rows[i]["removed_lines"]:
+                cleaned[i] = text
+    # No token spans a line break, so the removed lines' tokens are exactly what a text lost.
+    tokens = tokens_in.copy()
+    removed = [(i, entry["line"]) for i in cleaned for entry in rows[i]["removed_lines"]]
+    if removed:
+        np.subtract.at(tokens, [i for i, _ in removed], [estimated_tokens(line) for _, line in removed])
+    if cleaned:
+        mask = np.zeros(len(rows), bool)
+        mask[list(cleaned)] = True
+        texts = pc.replace_with_mask(texts, pa.array(mask), pa.array([cleaned[i] for i in sorted(cleaned)], pa.string()))
+    for row in rows:
         row["mix_class"] = _mix_class(row, settings)
         row["sample_copies"] = 1 if row["status"] == STATUS_KEPT else 0
-        out.append(row)
-    return pa.Table.from_pylist(out, schema=filtered_schema(settings))
+    computed = {"text": texts.cast(pa.string()), "tokens_in": pa.array(tokens_in, pa.int64()), "tokens": pa.array(tokens, pa.int64())}
+    written = set(schema.names) - set(table.column_names)
+    return pa.Table.from_arrays(
+        [computed[f.name] if f.name in computed else
+         pa.array([row.get(f.name) for row in rows], f.type) if f.name in written else table.column(f.name).cast(f.type)
+         for f in schema],
+        schema=schema,
+    )
+
+
+def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
+    """The input columns the keep rules and the mix class read, for every document."""
+    read = {"doc_id"}
+    for check in settings.checks:
+        read |= {f"{check.tagger}_label", f"{check.tagger}_score", *([f"{check.tagger}_top"] if check.score_label else [])}
+    if settings.class_tagger:
+        read |= {f"{settings.class_tagger}_label", f"{settings.class_tagger}_score"}
+    return [name for name in names if name in read]
 
 
 def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]]) -> str:
@@ -165,15 +207,19 @@ def _mix_class(row: dict, settings: SelectSettings) -> str:
 
 def copy_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     """Kept rows get sample_copies from their class weight; 0 copies makes a downsampled reject."""
-    rows = table.to_pylist()
-    for row in rows:
-        if row["status"] != STATUS_KEPT:
+    columns = {name: table.column(name).to_pylist() for name in ("doc_id", "status", "reject_detail", "mix_class", "sample_copies")}
+    status, detail, copies = columns["status"], columns["reject_detail"], columns["sample_copies"]
+    for i, (doc_id, mix_class) in enumerate(zip(columns["doc_id"], columns["mix_class"], strict=True)):
+        if status[i] != STATUS_KEPT:
             continue
-        weight = settings.weights.get(row["mix_class"], 1.0)
-        row["sample_copies"] = sample_copies(row["doc_id"], weight, settings.seed)
-        if row["sample_copies"] == 0:
-            row["status"], row["reject_detail"] = RULE_DOWNSAMPLED, f"class={row['mix_class']} weight={weight:.4f}"
-    return pa.Table.from_pylist(rows, schema=table.schema)
+        weight = settings.weights.get(mix_class, 1.0)
+        copies[i] = sample_copies(doc_id, weight, settings.seed)
+        if copies[i] == 0:
+            status[i], detail[i] = RULE_DOWNSAMPLED, f"class={mix_class} weight={weight:.4f}"
+    for name, values in (("status", status), ("reject_detail", detail), ("sample_copies", copies)):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(index), pa.array(values, table.schema.field(index).type))
+    return table
 
 
 def filter_batches(batches: Iterator[pa.RecordBatch], settings: SelectSettings) -> Iterator[pa.RecordBatch]:

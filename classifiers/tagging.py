@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +36,9 @@ class Tagger:
     input: str = "plain"  # a classifiers.tasks task; lines taggers use "clutter" (line plus position markers)
     top_k: int = 5
     line_label: str = "keep"
+    # transformers models only: config `transformers` settings over the model's own (InferenceSettings
+    # names and values), applied in the worker to its cached model; empty for fastText.
+    inference: tuple[tuple[str, Any], ...] = ()
 
     def columns(self) -> list[pa.Field]:
         if self.kind == "lines":
@@ -73,6 +77,8 @@ def tag_table(table: pa.Table, taggers: Sequence[Tagger]) -> pa.Table:
     rows = table.to_pylist()
     for tagger in taggers:
         model = cached_classifier(tagger.model_dir)
+        if tagger.inference:
+            model = model.with_settings(dict(tagger.inference))
         if tagger.kind == "lines":
             scores = line_scores([r.get("text") or "" for r in rows], model, tagger.line_label)
             for row, line_score in zip(rows, scores, strict=True):

@@ -320,10 +320,7 @@ class TransformersClassifier(TextClassifier):
     def _load_model(cls, directory, manifest):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        stored = dict(manifest.get("inference") or {})
-        if "max_length" in manifest:  # classifier.json written before the inference settings existed
-            stored.setdefault("max_length", int(manifest["max_length"]))
-        settings = InferenceSettings().replace(stored)
+        settings = stored_settings(manifest)
         device = task_device(settings.device)
         # Our own saves are safetensors: refuse a pickled weights file dropped in their place. Loaded
         # straight in the dtype it runs in, so a 1.5B model never sits in host memory in float32.
@@ -332,6 +329,14 @@ class TransformersClassifier(TextClassifier):
         )
         tokenizer = AutoTokenizer.from_pretrained(directory)
         return cls(model, tokenizer, manifest["labels"], settings)
+
+
+def stored_settings(manifest: Mapping[str, Any]) -> InferenceSettings:
+    """The inference settings a classifier.json holds."""
+    stored = dict(manifest.get("inference") or {})
+    if "max_length" in manifest:  # classifier.json written before the inference settings existed
+        stored.setdefault("max_length", int(manifest["max_length"]))
+    return InferenceSettings().replace(stored)
 
 
 _DONE = object()

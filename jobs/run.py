@@ -51,7 +51,8 @@ STAGE_SETTINGS = {
     "prepare": ("prepare",),
     "rules": ("rules",),
     "classifiers": ("tag.topics_file",),
-    "tag": ("tag", "run.models_dir", "run.model_hash"),
+    # transformers.token_budget is not here: a transformers tagger's scores do not depend on its batching.
+    "tag": ("tag", "transformers.max_length", "transformers.truncation", "transformers.device", "run.models_dir", "run.model_hash"),
     "select": ("select", "tag.topics_file"),
     "tokenizer": (
         "export.vocab_size", "export.eos_token", "export.pad_token", "export.extra_special_tokens",

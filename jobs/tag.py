@@ -17,7 +17,7 @@ import argparse
 import functools
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,25 @@ def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagge
     return taggers
 
 
+def configured_taggers(config: Config, models_dir: str | None = None) -> list[Tagger]:
+    """The taggers as tasks run them: a transformers tagger carries config `transformers` (its
+    inference settings over the model's own), checked here against the model's stored settings."""
+    taggers = []
+    overrides = tuple(sorted(config.transformers.overrides().items()))
+    for tagger in resolve_taggers(config, models_dir):
+        manifest = read_manifest(tagger.model_dir)
+        if manifest["backend"] == "transformers" and overrides:
+            from classifiers.transformers_backend import stored_settings
+
+            try:
+                stored_settings(manifest).replace(dict(overrides))
+            except ValueError as exc:
+                raise ConfigError(f"transformers: {exc} (tagger {tagger.name}, model {tagger.model_dir})") from exc
+            tagger = replace(tagger, inference=overrides)
+        taggers.append(tagger)
+    return taggers
+
+
 def tagger_info(config: Config, models_dir: str | None = None, digests: bool = True) -> dict[str, dict[str, Any]]:
     """Per enabled tagger, from its model directory: kind, labels, top_k, model dir and content hash,
     held-out metrics and whether its labels were weak (bootstrapped). A missing model is one clear line."""
@@ -115,6 +134,8 @@ def tagger_info(config: Config, models_dir: str | None = None, digests: bool = T
             "heldout": metrics.get("heldout", {}),
             "weak_labels": any("weak_labels" in str(source) for source in metrics.get("data", [])),
         }
+    for tagger in configured_taggers(config, models_dir):  # after the missing-model check above
+        info[tagger.name]["inference"] = dict(tagger.inference)
     return info
 
 
@@ -138,7 +159,7 @@ def run_tag(
     info = tagger_info(config, models_dir)
     for line in describe_models(info):
         print(line, file=sys.stderr)
-    taggers = resolve_taggers(config, models_dir)
+    taggers = configured_taggers(config, models_dir)
     source = resolve_source(input_dir, fields)
     out = StageOutput(output_dir)
     out.begin()

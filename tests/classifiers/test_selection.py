@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import random
+import re
+import sys
+
 import pyarrow as pa
 import pytest
+from stage_rows import read_jsonl
 
 from classifiers.mix import TopFractionCut
 from classifiers.selection import (
@@ -103,6 +108,44 @@ def test_a_rejected_document_keeps_its_lines():
 @pytest.mark.parametrize(("text", "tokens"), [("", 0), ("three plain words", 3), ("你好世界", 4), ("GPT 模型 ok", 4)])
 def test_estimated_tokens_count_words_and_cjk_characters(text, tokens):
     assert estimated_tokens(text) == tokens
+
+
+# The definition estimated_tokens implements faster: one token per CJK character, one per maximal
+# run of other non-whitespace characters.
+REFERENCE_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+
+
+@pytest.fixture(scope="module")
+def real_texts(shared_data) -> list[str]:
+    """DCLM English and ChineseWebText Chinese documents."""
+    quality = shared_data / "quality"
+    return ([row["text"] for row in read_jsonl(quality / "dclm" / "majority_data.jsonl")]
+            + [row["raw_content"] for row in read_jsonl(quality / "chinesewebtext" / "cleared1.jsonl")])
+
+
+def test_estimated_tokens_equal_the_regex_definition_on_real_texts(real_texts):
+    texts = real_texts
+    assert any(not t.isascii() for t in texts) and any(re.search("[\u4e00-\u9fff]", t) for t in texts)
+    assert [estimated_tokens(t) for t in texts] == [len(REFERENCE_TOKEN.findall(t)) for t in texts]
+
+
+def test_estimated_tokens_equal_the_regex_definition_for_every_character():
+    """Every code point alone, between two words and doubled before one: str.split's whitespace is the regex's \\s."""
+    texts = [text for code in range(sys.maxunicode + 1) for char in [chr(code)] for text in (char, f"ab{char}cd", f"{char}{char} x")]
+    assert [estimated_tokens(t) for t in texts] == [len(REFERENCE_TOKEN.findall(t)) for t in texts]
+    assert estimated_tokens(None) == 0
+
+
+def test_tokens_after_line_removal_are_the_cleaned_texts_tokens(real_texts):
+    texts = real_texts[::2]
+    rng = random.Random(0)
+    rows = [tagged_row(f"d{i}", text, line_scores=[rng.random() if line.strip() else None for line in text.split("\n")])
+            for i, text in enumerate(texts)]
+    settings = SelectSettings(taggers=TAGGERS, line_thresholds=(("clutter", 0.3),))
+    result = filter_table(table(rows), settings).to_pylist()
+    assert sum(r["tokens"] < r["tokens_in"] for r in result) > 100
+    assert [r["tokens"] for r in result] == [estimated_tokens(r["text"]) for r in result]
+    assert [r["tokens_in"] for r in result] == [estimated_tokens(text) for text in texts]
 
 
 def test_copies_follow_the_class_weights_deterministically():

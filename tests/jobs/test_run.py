@@ -38,10 +38,14 @@ KILL_POINTS = [
     "run:after_rules",
     "run:after_classifiers",
     "tag:scored",
+    "tag:before_commit",
     "run:after_tag",
     "select:filtered",
+    "select:copied",
     "select:before_commit",
+    "run:after_select",
     "run:after_tokenizer",
+    "run:after_export",  # every stage committed, the report not yet written
 ]
 
 
@@ -154,6 +158,12 @@ def test_a_rerun_reruns_from_the_first_stage_whose_settings_changed(tmp_path, ca
     err = capsys.readouterr().err
     assert all(key in err for key in changed)
     assert ("rerunning from" in err) == bool(rerun) and (not rerun or f"rerunning from {rerun[0]}" in err)
+
+
+def test_transformers_settings_that_change_scores_rerun_tag_and_the_token_budget_does_not():
+    for key in ("transformers.max_length", "transformers.truncation", "transformers.device"):
+        assert run_module.stages_reading(key) == ["tag"], key
+    assert run_module.stages_reading("transformers.token_budget") == []  # scores do not depend on batching
 
 
 def test_a_run_json_of_an_older_format_is_refused(tmp_path):

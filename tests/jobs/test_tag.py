@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -168,3 +169,69 @@ def test_the_clutter_tagger_uses_the_shipped_model_unless_the_config_names_anoth
     bootstrapped = {t.name: t for t in resolve_taggers(load_config(None, {"tag.taggers.clutter.model_dir": "clutter"}),
                                                        str(models_dir))}
     assert Path(bootstrapped["clutter"].model_dir).resolve() == (models_dir / "clutter").resolve()
+
+
+@pytest.fixture(scope="module")
+def transformers_tagger(stage2_dir, tmp_path_factory) -> Path:
+    """A tiny Qwen2 sequence classifier (random weights, a BPE trained on the stage 2 texts), saved
+    as a classifier directory with its own max_length of 96 tokens."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from classifiers.transformers_backend import InferenceSettings, TransformersClassifier, build_scratch_qwen2
+
+    texts = pq.read_table(stage2_dir / "documents", columns=["text"]).column("text").to_pylist()
+    base = build_scratch_qwen2(texts[::4], tmp_path_factory.mktemp("qwen"), vocab_size=400)
+    model = AutoModelForSequenceClassification.from_pretrained(base, attn_implementation="sdpa")
+    classifier = TransformersClassifier(model, AutoTokenizer.from_pretrained(base), ["low", "high"], InferenceSettings(max_length=96))
+    return classifier.save(tmp_path_factory.mktemp("transformers") / "tagger")
+
+
+def test_a_transformers_tagger_beside_the_fasttext_ones_with_the_configured_settings(
+    spark, stage2_dir, models_dir, transformers_tagger, tmp_path
+):
+    from classifiers.base import load_classifier
+    from classifiers.tasks import model_input
+    from classifiers.transformers_backend import TransformersClassifier
+
+    stage2 = pq.read_table(stage2_dir / "documents").to_pylist()
+    in_process = load_classifier(transformers_tagger)
+    assert isinstance(in_process, TransformersClassifier) and in_process.settings.max_length == 96
+    inputs = [model_input("plain", row) for row in stage2]
+    own_settings = in_process.predict_proba(inputs)
+    tagged = {}
+    for budget in (32, 4096):
+        config = load_config(None, {
+            "tag.model_dir": str(models_dir), "tag.taggers.neural.model_dir": str(transformers_tagger),
+            "transformers.max_length": 32, "transformers.token_budget": budget, "transformers.device": "cpu",
+        })
+        out = tmp_path / f"budget{budget}"
+        stats = run_tag(spark, str(stage2_dir), str(out), config, partitions=2)
+        taggers = {entry["name"]: entry for entry in stats["taggers"]}
+        assert list(taggers) == ["page_type", "clutter", "topic", "neural"]
+        assert taggers["neural"]["backend"] == "transformers" and taggers["page_type"]["backend"] == "fasttext"
+        assert taggers["neural"]["inference"] == {"max_length": 32, "token_budget": budget, "device": "cpu"}
+        assert taggers["topic"]["inference"] == {}  # config `transformers` is for transformers models only
+        table = pq.read_table(out / "documents")
+        assert {"page_type_label", "clutter_line_scores", "topic_top", "neural_label", "neural_score", "neural_top"} <= set(table.schema.names)
+        tagged[budget] = {r["doc_id"]: r for r in table.to_pylist()}
+
+    # The workers' scores are the in-process model's under the configured settings, exactly (CPU),
+    # whatever the token budget; the configured max_length reached them (the model's own 96 scores differ).
+    expected = in_process.with_settings({"max_length": 32, "token_budget": 32, "device": "cpu"}).predict_proba(inputs)
+    assert not np.array_equal(expected, own_settings)
+    for budget, rows in tagged.items():
+        for row, probs in zip(stage2, expected, strict=True):
+            got = rows[row["doc_id"]]
+            best = int(np.argmax(probs))
+            assert (got["neural_label"], got["neural_score"]) == (in_process.labels[best], float(probs[best])), budget
+            assert {e["label"]: e["score"] for e in got["neural_top"]} == {"low": float(probs[0]), "high": float(probs[1])}
+            assert got["page_type_label"] == tagged[32][row["doc_id"]]["page_type_label"]
+    assert tagged[32] == tagged[4096]
+
+
+def test_a_bad_transformers_setting_is_a_config_error_before_any_work(spark, stage2_dir, models_dir, transformers_tagger, tmp_path):
+    config = load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.neural.model_dir": str(transformers_tagger),
+                                "transformers.token_budget": 50})  # under the model's own max_length of 96
+    with pytest.raises(ConfigError, match=r"transformers: token_budget \(50\) must be at least max_length \(96\)"):
+        run_tag(spark, str(stage2_dir), str(tmp_path / "out"), config)
+    assert not (tmp_path / "out").exists()
