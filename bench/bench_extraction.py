@@ -141,7 +141,7 @@ def cross_validated_cleaning(
     pages: list[Page], extraction: dict[str, dict], thresholds: list[float], params: dict, use_origins: bool = False
 ) -> tuple[dict[float, dict[str, str]], dict]:
     """{threshold: {url: cleaned text}} with every page cleaned by the model of the other folds."""
-    from classifiers.clutter import line_keep_scores
+    from classifiers.clutter import line_scores
     from pipeline.extraction_eval import cv_splits
 
     rows = label_rows(pages, extraction)
@@ -154,13 +154,13 @@ def cross_validated_cleaning(
         texts = [extraction[page.url]["text"] for page in held]
         origins = [extraction[page.url]["origins"] if use_origins else None for page in held]
         started = time.process_time()
-        scores = line_keep_scores(texts, model, origins)
+        scores = line_scores(texts, model, origins=origins)
         stats["scoring_cpu_s"] += time.process_time() - started
-        stats["lines_scored"] += sum(len(s) for s in scores)
-        for page, text, line_scores in zip(held, texts, scores, strict=True):
+        stats["lines_scored"] += sum(score is not None for doc in scores for score in doc)
+        for page, text, doc_scores in zip(held, texts, scores, strict=True):
             lines = text.split("\n")
             for threshold in thresholds:
-                kept = [line for i, line in enumerate(lines) if line_scores.get(i, 1.0) >= threshold]
+                kept = [line for line, score in zip(lines, doc_scores, strict=True) if score is None or score >= threshold]
                 cleaned[threshold][page.url] = "\n".join(kept).strip()
     stats["documents"] = len(pages)
     return cleaned, stats

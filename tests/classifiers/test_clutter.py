@@ -9,7 +9,7 @@ from classifiers.clutter import (
     CLUTTER,
     KEEP,
     line_input,
-    line_keep_scores,
+    line_scores,
     remove_clutter,
     shipped_model_dir,
     weak_clutter_label,
@@ -74,8 +74,8 @@ class OriginScorer(WordCountScorer):
 
 def test_line_origins_reach_the_model():
     texts = ["Menu\nA paragraph of text.", "Menu\nA paragraph of text."]
-    scores = line_keep_scores(texts, OriginScorer(), [["item", "p"], None])
-    assert scores == [{0: 0.0, 1: 1.0}, {0: 1.0, 1: 1.0}]  # without origins a line is "none"
+    scores = line_scores(texts, OriginScorer(), origins=[["item", "p"], None])
+    assert scores == [[0.0, 1.0], [1.0, 1.0]]  # without origins a line is "none"
     assert [r.text for r in remove_clutter(texts, OriginScorer(), 0.5, [["item", "p"], None])] == ["A paragraph of text.", texts[1]]
 
 
@@ -88,8 +88,8 @@ def test_shipped_model_loads_and_tells_navigation_from_prose():
         "as their families have done for generations."
     )
     text = "\n".join(["Sign in | Register | Home | Contact", prose, prose.replace("river", "lake"), "Share on Facebook", "© 2024 All rights reserved"])
-    scores = line_keep_scores([text], model)[0]
-    assert set(scores) == {0, 1, 2, 3, 4} and all(0.0 <= s <= 1.0 for s in scores.values())
+    scores = line_scores([text], model)[0]
+    assert len(scores) == 5 and all(s is not None and 0.0 <= s <= 1.0 for s in scores)
     assert min(scores[1], scores[2]) > max(scores[0], scores[3], scores[4])
 
 
