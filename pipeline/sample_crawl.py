@@ -405,7 +405,7 @@ def write_sample_crawl(directory: str | os.PathLike) -> list[str]:
                   _html_bytes(article_html("Neue Lesehalle eröffnet", [" ".join(GERMAN_ARTICLE[:4]), " ".join(GERMAN_ARTICLE[4:])], "zeitung", "de")))
     warc.response("https://app.example.com/dashboard", _html_bytes(
         "<html><head><title>Dashboard</title><script>window.app = {};</script></head>"
-        "<body><div id='root'></div><noscript>Enable JavaScript.</noscript></body></html>"))
+        "<body><div id='root'></div></body></html>"))  # a script's shell: no text at all to extract
     warc.response("https://codes.example.net/list", _html_bytes(article_html(
         "SKU", ["SKU 4471-A 東京 Москва 2024 x86_64 ID#88 ok ñ 3.14 ß 8080 Ω"], "codes", "en")))
 

@@ -84,7 +84,8 @@ def test_top_percent_is_a_global_cut_over_the_whole_input(selected, tagged_dir):
     assert quality_rejected  # the cut did something
 
 
-def test_line_removal_follows_the_tag_scores(selected, tagged_dir):
+def test_line_removal_follows_the_tag_scores(selected, tagged_dir, config_for):
+    threshold = config_for(**QUALITY_CUT).select.line_thresholds["clutter"]
     tagged = {r["doc_id"]: r for r in rows(tagged_dir)}
     line_rejects = [r for r in rows(selected[1], "rejects") if r["rule"] == "clutter_line"]
     documents = rows(selected[1])
@@ -94,7 +95,7 @@ def test_line_removal_follows_the_tag_scores(selected, tagged_dir):
     for doc in documents:
         source = tagged[doc["doc_id"]]
         lines = source["text"].split("\n")
-        kept = [line for line, s in zip(lines, source["clutter_line_scores"], strict=True) if s is None or s >= 0.5]
+        kept = [line for line, s in zip(lines, source["clutter_line_scores"], strict=True) if s is None or s >= threshold]
         expected = "\n".join(kept).strip() if len(kept) < len(lines) else source["text"]
         assert doc["text"] == expected
         assert doc["lines_removed_clutter"] == len(lines) - len(kept)
