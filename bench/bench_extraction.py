@@ -204,7 +204,7 @@ def main() -> int:
     parser.add_argument(
         "--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(THRESHER), help="stage 1 variants to clean and score"
     )
-    parser.add_argument("--thresholds", nargs="+", type=float, help="clutter thresholds (default: the configured models.clutter_threshold)")
+    parser.add_argument("--thresholds", nargs="+", type=float, help="clutter thresholds (default: the configured select.line_thresholds.clutter)")
     parser.add_argument(
         "--with-origins", action="store_true", help="also score models that see the line origins (stage 1 does not store them)"
     )
@@ -217,7 +217,7 @@ def main() -> int:
     from bench.build_clutter_model import MODEL_PARAMS
 
     config = load_config(str(REPO / "configs" / "default.yaml"))
-    thresholds = args.thresholds or [config.models.clutter_threshold]
+    thresholds = args.thresholds or [config.select.line_thresholds["clutter"]]
     params = {**MODEL_PARAMS, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.param)}}
     pages = load_pages(Path(args.crawl), Path(args.ground_truth))
     if args.stage1_cpu:
