@@ -23,23 +23,15 @@ from jobs.common import (
     script_main,
     spark_session,
 )
-from jobs.documents_input import INPUT_HELP, add_field_arguments, source_from_args
+from jobs.documents_input import source_from_args
 from jobs.selection import check_select_config, run_select
-from jobs.tag import run_tag, tagger_info
+from jobs.tag import add_stage3_arguments, run_tag, tagger_info
 from pipeline.config import Config
 from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="INPUT", help=f"{INPUT_HELP}; usually stage 2 (rules) output")
-    parser.add_argument("--output", required=True, help="output directory (tag/ and select/)")
-    add_field_arguments(parser)
-    parser.add_argument(
-        "--models-dir",
-        help="base directory of relative tagger model_dirs (default: config tag.model_dir); "
-        "make one with `thresher classifiers bootstrap`",
-    )
-    parser.add_argument("--partitions", type=int, help="repartition the input into this many tasks (default: as read)")
+    add_stage3_arguments(parser, "output directory (tag/ and select/)")
     add_common_arguments(parser, "select.line_thresholds.clutter=0.4")
 
 

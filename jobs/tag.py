@@ -46,8 +46,14 @@ HISTOGRAM_BINS = 10  # score histograms in the stats and the report: [0, 0.1), .
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_stage3_arguments(parser, "output directory (documents/, stats.json)")
+    add_common_arguments(parser, "tag.batch_size=128")
+
+
+def add_stage3_arguments(parser: argparse.ArgumentParser, output_help: str) -> None:
+    """INPUT, --output, the field mapping, --models-dir and --partitions: what `tag` and `models` share."""
     parser.add_argument("input", metavar="INPUT", help=f"{INPUT_HELP}; usually stage 2 (rules) output")
-    parser.add_argument("--output", required=True, help="output directory (documents/, stats.json)")
+    parser.add_argument("--output", required=True, help=output_help)
     add_field_arguments(parser)
     parser.add_argument(
         "--models-dir",
@@ -55,7 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "make one with `thresher classifiers bootstrap`",
     )
     parser.add_argument("--partitions", type=int, help="repartition the input into this many tasks (default: as read)")
-    add_common_arguments(parser, "tag.batch_size=128")
 
 
 def models_base(config: Config, models_dir: str | None = None) -> Path:
