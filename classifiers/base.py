@@ -20,7 +20,6 @@ import numpy as np
 
 # Re-exported for the select step's modules that still import it from here; its home is pipeline.seeded_hash.
 from pipeline.process_cache import ProcessCache
-from pipeline.seeded_hash import unit_hash as unit_hash
 
 MANIFEST_NAME = "classifier.json"
 METRICS_NAME = "metrics.json"

@@ -12,7 +12,6 @@ turns the per-class weights the driver solved for into `sample_copies` (classifi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -24,15 +23,13 @@ from classifiers.clutter import remove_lines
 from classifiers.mix import TopFractionCut
 from classifiers.tagging import Tagger, tagged_schema
 from classifiers.topic import sample_copies
+from pipeline.lexicon import HAN_CHAR
 from schemas import extend
 
 STATUS_KEPT = "kept"
 RULE_DOWNSAMPLED = "rebalance_downsampled"
 REST_CLASS = ""  # documents outside every class: not reweighted by class
 TIE_SEED = 0  # top-percent ties at the cut score are broken by unit_hash(TIE_SEED, doc_id), then doc_id
-
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-
 
 def estimated_tokens(text: str) -> int:
     """A tokenizer-free token count: one per whitespace-separated word, one per CJK character (select
@@ -41,7 +38,7 @@ def estimated_tokens(text: str) -> int:
     if text.isascii():
         return len(text.split())
     # Each CJK character is a token and splits the word around it: count them while turning them into spaces.
-    spaced, cjk = _CJK.subn(" ", text)
+    spaced, cjk = HAN_CHAR.subn(" ", text)
     return cjk + len(spaced.split())
 
 

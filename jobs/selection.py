@@ -25,7 +25,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from classifiers.base import unit_hash
 from classifiers.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
 from classifiers.selection import (
     REST_CLASS,
@@ -55,6 +54,7 @@ from jobs.common import (
     spark_session,
 )
 from pipeline.config import Config, ConfigError
+from pipeline.seeded_hash import unit_hash
 from schemas import to_spark_schema
 from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
 

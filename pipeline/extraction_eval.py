@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from classifiers.base import unit_hash
+from pipeline.seeded_hash import unit_hash
 
 FOLD_SEED = 14  # fixed: the folds are part of the benchmark's definition
 SHINGLE_TOKENS = 4

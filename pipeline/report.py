@@ -8,7 +8,6 @@ inline SVG: the HTML file opens anywhere, offline, with nothing beside it.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import html
 import json
 import re
@@ -21,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+
+from pipeline.seeded_hash import hash64
 
 STAGES = ("prepare", "rules", "tag", "select", "export")  # document stages, in pipeline order
 TIMED_STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")  # as `thresher run` runs them
@@ -271,7 +272,7 @@ def _kept_samples(documents: Path, select_stats: dict[str, Any]) -> dict[str, li
     best: dict[int, dict[str, Any]] = {}
     for batch in dataset.to_batches(columns=columns):
         for row in batch.to_pylist():
-            key = _hash64(row["doc_id"] or "")
+            key = hash64(row["doc_id"] or "")
             if len(best) < SAMPLES_PER_RULE or key < max(best):
                 best[key] = row
                 if len(best) > SAMPLES_PER_RULE:
@@ -307,7 +308,7 @@ def _reject_samples(path: Path, stage: str) -> list[dict[str, Any]]:
             continue
         doc_ids = batch.column("doc_id") if "doc_id" in columns else pa.nulls(batch.num_rows, pa.string())
         doc_ids = pc.dictionary_encode(pc.fill_null(doc_ids.cast(pa.string()), ""))
-        doc_hashes = np.fromiter((_hash64(doc_id) for doc_id in doc_ids.dictionary.to_pylist()), dtype=np.uint64)
+        doc_hashes = np.fromiter((hash64(doc_id) for doc_id in doc_ids.dictionary.to_pylist()), dtype=np.uint64)
         row_hashes = doc_hashes[doc_ids.indices.to_numpy(zero_copy_only=False)]
         rules = pc.dictionary_encode(batch.column("rule"))
         rule_of_row = rules.indices.to_numpy(zero_copy_only=False)
@@ -332,8 +333,6 @@ def _reject_samples(path: Path, stage: str) -> list[dict[str, Any]]:
     ]
 
 
-def _hash64(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
 def _sample(row: dict[str, Any]) -> dict[str, str]:

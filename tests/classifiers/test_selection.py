@@ -21,6 +21,7 @@ from classifiers.selection import (
 )
 from classifiers.tagging import Tagger, tagged_schema
 from classifiers.topic import sample_copies
+from pipeline.lexicon import HAN
 from schemas.documents import RULES
 
 TAGGERS = (Tagger("page_type", "/m/p"), Tagger("clutter", "/m/c", kind="lines", input="clutter"), Tagger("quality", "/m/q"))
@@ -112,7 +113,7 @@ def test_estimated_tokens_count_words_and_cjk_characters(text, tokens):
 
 # The definition estimated_tokens implements faster: one token per CJK character, one per maximal
 # run of other non-whitespace characters.
-REFERENCE_TOKEN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\s\u3400-\u9fff\uf900-\ufaff]+")
+REFERENCE_TOKEN = re.compile(f"[{HAN}]|[^\\s{HAN}]+")  # one per Han character, one per other run
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from stage_rows import stage3_config
 
-from classifiers.base import unit_hash
 from classifiers.selection import estimated_tokens
 from classifiers.topic import sample_copies
 from jobs.common import read_stats
 from jobs.selection import check_select_config, run_select, tagged_models
 from pipeline.config import ConfigError
+from pipeline.seeded_hash import unit_hash
 from schemas.rejects import REJECT
 
 QUALITY_CUT = {"select.keep.quality.score_label": "1", "select.keep.quality.top_percent": 50}
