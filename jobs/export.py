@@ -11,14 +11,14 @@ Plan (every step is defined by content and config, never by how the input is par
    close each with EOS. The tokens go to the task's spill file (pipeline/spill.py) and never
    through Spark: Spark moves one small row per sampling copy, pointing at them, with its split
    (seeded hash of doc_id, so all copies of a document share it), a seeded key per copy and a
-   packing range (key mod `pack_ranges`). Each task ends with tally rows: its input counts
-   (documents per split, copies, documents without text or sampled out), so the input text is
-   read once, by this pass.
+   packing range (key mod `pack_ranges`). Each task also reports its input counts (documents
+   per split, copies, documents without text or sampled out) in a small file of its own, so the
+   input text is read once, by this pass.
 2. Each (split, range) is sorted by key (a seeded shuffle of documents) and packed on its own, in
    parallel, into rows of seq_len + 1 tokens; each range's last partial row is padded or dropped.
    Packed rows' tokens go to the packing task's spill file and their pointers to its own small
-   Parquet file; what reaches the driver is one summary row per range (its counts and that file)
-   and the tally rows summed per task, so packing and counting are one Spark action.
+   Parquet file; what reaches the driver is one summary row per range (its counts and that file),
+   so tokenizing, packing and counting are one Spark action.
 3. From the per-range row counts, every row's index in its split is known; a seeded Feistel
    permutation turns it into a position (the global shuffle, with no global sort), and the
    position gives the shard (`shard_tokens`) and the row in it.
@@ -56,34 +56,22 @@ from jobs.documents_input import INPUT_HELP, add_field_arguments, source_from_ar
 from jobs.documents_input import parts_frame as source_parts_frame
 from pipeline.config import Config, ConfigError, ExportConfig
 from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, document_batches, resolve_source
-from pipeline.inputs import InputError
-from pipeline.packing import (
-    PACK_MODES,
-    PACKED,
-    PLACED,
-    RANGE_SUMMARY,
-    SPLITS,
-    TAIL_MODES,
-    TALLY_RANGE,
-    TOKENIZED_TALLIED,
-    Placement,
-    ShardPlan,
-    pack_and_summarize,
-    place_batches,
-    shard_path,
-)
-from pipeline.shards import WRITTEN, write_shard_batches
-from pipeline.tokenize import (
+from pipeline.export_encode import (
     DOCUMENT_SPILL_PREFIX,
-    PARTS,
     EncoderSpec,
+    InputTally,
     document_parts,
-    load_tokenizer,
     read_document_parts,
-    tokenize_tallied_batches,
-    tokenizer_sha256,
+    read_input_tally,
+    tokenize_parts,
 )
+from pipeline.export_plan import SPLITS, Placement, ShardPlan, place_batches, shard_path
+from pipeline.inputs import InputError
+from pipeline.packing import PACK_MODES, TAIL_MODES, pack_and_summarize
+from pipeline.shards import write_shard_batches
+from pipeline.tokenize import load_tokenizer, tokenizer_sha256
 from schemas import to_spark_schema
+from schemas.export_wire import PACKED, PARTS, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN
 from schemas.tokens import MANIFEST_FORMAT, TOKEN_COLUMNS, TOKEN_DTYPE
 
 SPILL_STAGING = "_spill"  # token spill files and packed rows' pointers, removed before the commit
@@ -124,26 +112,18 @@ def _input_parts(input_dir: Path) -> list[tuple[str, int, int]]:
 
 def parts_frame(spark, parts: list[tuple[str, int, int]]):
     """`parts` as a DataFrame (PARTS) with one partition each: executors read the documents
-    themselves (pipeline.tokenize.read_document_parts)."""
+    themselves (pipeline.export_encode.read_document_parts)."""
     return spark.createDataFrame(spark.sparkContext.parallelize(parts, len(parts)), to_spark_schema(PARTS))
 
 
-def _input_counts(summaries) -> dict:
+def _input_counts(tally: InputTally) -> dict:
     """Per split: source documents and copies to export; documents without text; documents sampled out.
 
-    Summed from the tally columns of the packing summaries: the tokenizing pass counted them.
+    The tokenizing pass counted them (`tally`, summed over its tasks).
     """
-    counts = {"empty_text": 0, "sampled_out": 0,
-              "splits": {name: {"source_documents": 0, "copies": 0} for name in SPLITS}}
-    for row in summaries:
-        split = counts["splits"][SPLITS[row["split"]]]
-        split["source_documents"] += row["source_documents"]
-        split["copies"] += row["copies"]
-        counts["empty_text"] += row["empty_text"]
-        counts["sampled_out"] += row["sampled_out"]
-    counts["documents_in"] = (counts["empty_text"] + counts["sampled_out"]
-                              + sum(split["source_documents"] for split in counts["splits"].values()))
-    return counts
+    return {"empty_text": tally.empty_text, "sampled_out": tally.sampled_out, "documents_in": tally.documents_in,
+            "splits": {name: {"source_documents": tally.source_documents[code], "copies": tally.copies[code]}
+                       for code, name in enumerate(SPLITS)}}
 
 
 def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, config: Config,
@@ -174,12 +154,12 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         encoder = EncoderSpec.of(tokenizer, share=spark.sparkContext.broadcast)
         spill_dir = output.staged(SPILL_STAGING)
         tokenized = parts.mapInArrow(
-            partial(tokenize_tallied_batches, encoder=encoder, seed=cfg.seed,
+            partial(tokenize_parts, encoder=encoder, seed=cfg.seed,
                     validation_fraction=cfg.validation_fraction, pack_ranges=cfg.pack_ranges,
                     batch_documents=cfg.encode_batch_documents, spill_dir=spill_dir, read_documents=read),
-            to_spark_schema(TOKENIZED_TALLIED),
+            to_spark_schema(TOKENIZED),
         )
-        summaries = (
+        range_rows = (
             # No partition count: the rows are small pointers, and adaptive execution merges the
             # shuffle's partitions to its advisory size (whole ranges stay together), so a small
             # export packs in a few tasks, where a task per range cost more than the packing.
@@ -196,9 +176,8 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         # documents): the documents' tokens can go, halving the scratch space from here on.
         for path in Path(spill_dir).glob(f"{DOCUMENT_SPILL_PREFIX}-*"):
             path.unlink()
-        range_rows = [row for row in summaries if row["range_id"] != TALLY_RANGE]
         packed_files = sorted({row["file"] for row in range_rows if row["file"]})
-        counts = _input_counts(summaries)
+        counts = _input_counts(read_input_tally(spill_dir, parts.rdd.getNumPartitions()))
         splits = _split_summaries(range_rows, counts, capacity, cfg.shard_tokens)
         placement = Placement(
             range_starts={code: splits[name]["range_starts"] for code, name in enumerate(SPLITS)},

@@ -374,11 +374,11 @@ EXPORT_COLUMNS = pa.schema([pa.field("doc_id", pa.string()), pa.field("text", pa
 
 def document_batches(parts: Iterator[pa.RecordBatch], batch_documents: int,
                      fields: FieldMapping) -> Iterator[pa.RecordBatch]:
-    """PARTS rows -> the export's documents (pipeline.tokenize.DOCUMENTS): copies is sample_copies,
+    """PARTS rows -> the export's documents (schemas.export_wire.DOCUMENTS): copies is sample_copies,
     or 1 where the input has none."""
     import pyarrow.compute as pc
 
-    from pipeline.tokenize import DOCUMENTS
+    from schemas.export_wire import DOCUMENTS
 
     for batch in read_source_parts(parts, fields, EXPORT_COLUMNS, batch_rows=batch_documents):
         copies = pc.fill_null(batch.column("sample_copies"), 1)

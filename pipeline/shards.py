@@ -9,20 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.packing import SPLITS, ShardPlan, list_array, shard_path
+from pipeline.export_plan import SPLITS, ShardPlan, shard_path
 from pipeline.spill import SpillReader
+from schemas.export_wire import WRITTEN, list_array
 from schemas.tokens import SHARD
-
-# What each written shard reports back to the driver, for the manifest.
-WRITTEN = pa.schema(
-    [
-        pa.field("split", pa.int8(), nullable=False),
-        pa.field("shard", pa.int32(), nullable=False),
-        pa.field("path", pa.string(), nullable=False),
-        pa.field("sequences", pa.int64(), nullable=False),
-        pa.field("tokens", pa.int64(), nullable=False),
-    ]
-)
 
 
 class ShardWriter:

@@ -1,8 +1,9 @@
-"""Tokenizers: train a byte-level BPE, save and load tokenizer directories, encode documents.
+"""Tokenizers: train a byte-level BPE, save and load tokenizer directories.
 
 A tokenizer directory is the standard Hugging Face layout (tokenizer.json, tokenizer_config.json,
 special_tokens_map.json) that `AutoTokenizer.from_pretrained(dir)` loads; any such directory, ours
-or downloaded, can be used for export. Encoding always goes through the fast (Rust) tokenizer.
+or downloaded, can be used for export (pipeline.export_encode encodes with it). Encoding always goes
+through the fast (Rust) tokenizer.
 
 The trained BPE is lossless: ByteLevel pre-tokenization without a prefix space or offset trimming,
 no normalizer and the ByteLevel decoder give decode(encode(text)) == text for every string.
@@ -13,24 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-
-from pipeline.packing import (
-    TOKENIZED,
-    TOKENIZED_TALLIED,
-    add_tally,
-    document_key,
-    is_validation,
-    tally_batch,
-    with_zero_tally,
-)
-from pipeline.process_cache import ProcessCache
-from pipeline.spill import SpillWriter
 
 # Files that define a tokenizer, hashed into the manifest; whichever of them a directory holds.
 TOKENIZER_FILES = (
@@ -205,175 +193,3 @@ def _load_with_transformers(directory: Path, eos_token: str) -> LoadedTokenizer:
         raise ValueError(f"{directory}: tokenizer has no eos_token and no {eos_token!r} in its vocabulary")
     pad_id = hf.pad_token_id if hf.pad_token_id is not None else eos_id
     return LoadedTokenizer.from_json(backend.to_str(), int(eos_id), int(pad_id), len(hf))
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """What executors need to encode: the tokenizer as JSON (a str, or a Spark broadcast of one) and EOS.
-
-    Executors build the Rust tokenizer from the JSON, once per process: they need neither
-    transformers nor the tokenizer directory.
-    """
-
-    key: str  # sha256 of the JSON: the per-process cache key
-    tokenizer_json: object  # str, or anything with `.value` holding the str (pyspark Broadcast)
-    eos_id: int
-    pad_id: int
-
-    @staticmethod
-    def of(tokenizer: LoadedTokenizer, share=lambda text: text) -> EncoderSpec:
-        """The spec of `tokenizer`; `share` wraps the JSON for shipping (e.g. SparkContext.broadcast)."""
-        text = tokenizer.to_json()
-        return EncoderSpec(hashlib.sha256(text.encode()).hexdigest(), share(text), tokenizer.eos_id, tokenizer.pad_id)
-
-
-_EXECUTOR_TOKENIZERS = ProcessCache()
-
-
-def cached_tokenizer(spec: EncoderSpec) -> LoadedTokenizer:
-    """The tokenizer of `spec`, built once per process: executors call this for every batch."""
-
-    def build() -> LoadedTokenizer:
-        shipped = spec.tokenizer_json
-        text = shipped if isinstance(shipped, str) else shipped.value
-        return LoadedTokenizer.from_json(text, spec.eos_id, spec.pad_id, 0)
-
-    return _EXECUTOR_TOKENIZERS.get(spec.key, build)
-
-
-DOCUMENT_SPILL_PREFIX = "documents"  # names of the spill files of documents' tokens
-
-# The export's input tasks: row groups first_row_group ... + row_groups - 1 of one Parquet file.
-PARTS = pa.schema([pa.field("path", pa.string()), pa.field("first_row_group", pa.int32()),
-                   pa.field("row_groups", pa.int32())])
-
-# What the export reads of a stage's documents: one row per document with its sampling copies.
-DOCUMENTS = pa.schema([pa.field("doc_id", pa.string()), pa.field("text", pa.string()),
-                       pa.field("copies", pa.int32())])
-
-
-def document_parts(paths: Iterable[str | os.PathLike], part_bytes: int = 128 * 2**20) -> list[tuple[str, int, int]]:
-    """The export's input tasks over the Parquet files `paths`: (path, first row group, row groups).
-
-    Consecutive row groups of a file are taken together until they hold `part_bytes` (uncompressed,
-    as the footer says), so files written with small row groups do not make a task each.
-    InputError when a file lacks doc_id or text, before any work starts.
-    """
-    import pyarrow.parquet as pq
-
-    from pipeline.inputs import InputError
-
-    parts = []
-    for path in paths:
-        parquet = pq.ParquetFile(path)
-        missing = {"doc_id", "text"} - set(parquet.schema_arrow.names)
-        if missing:
-            raise InputError(f"{path} lacks column(s) {sorted(missing)}")
-        first, size = 0, 0
-        for group in range(parquet.metadata.num_row_groups):
-            size += parquet.metadata.row_group(group).total_byte_size
-            if size >= part_bytes or group == parquet.metadata.num_row_groups - 1:
-                parts.append((str(path), first, group + 1 - first))
-                first, size = group + 1, 0
-    return parts
-
-
-def read_document_parts(parts: Iterator[pa.RecordBatch], batch_documents: int) -> Iterator[pa.RecordBatch]:
-    """`document_parts` rows -> DOCUMENTS batches of at most `batch_documents` rows, read with pyarrow.
-
-    Reading in the Python worker keeps the text out of the JVM: Spark's own reader would decode
-    it, convert it to rows and send it over as Arrow, about 15% of the tokenizing time again.
-    copies is sample_copies (null counts as 1), or 1 when the stage has no rebalancing.
-    """
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    for part in parts:
-        for path, first, count in zip(*(part.column(name).to_pylist() for name in PARTS.names), strict=True):
-            parquet = pq.ParquetFile(path)
-            rebalanced = "sample_copies" in parquet.schema_arrow.names
-            columns = ["doc_id", "text", "sample_copies"] if rebalanced else ["doc_id", "text"]
-            row_groups = list(range(first, first + count))
-            for batch in parquet.iter_batches(batch_size=batch_documents, row_groups=row_groups, columns=columns):
-                if rebalanced:
-                    copies = pc.fill_null(pc.cast(batch.column("sample_copies"), pa.int32()), 1)
-                else:
-                    copies = pa.array(np.ones(batch.num_rows, dtype=np.int32))
-                yield pa.RecordBatch.from_arrays(
-                    [batch.column("doc_id").cast(pa.string()), batch.column("text").cast(pa.string()), copies],
-                    schema=DOCUMENTS)
-
-
-def content_key(tokens: np.ndarray) -> int:
-    """A signed 64-bit hash of a document's tokens: orders copies whose doc_keys are equal (a repeated doc_id)."""
-    return int.from_bytes(hashlib.blake2b(tokens.tobytes(), digest_size=8).digest(), "little", signed=True)
-
-
-def tokenize_batches(batches: Iterator[pa.RecordBatch], encoder: EncoderSpec, seed: int,
-                     validation_fraction: float, pack_ranges: int, batch_documents: int, spill_dir: str,
-                     tally: dict[int, list[int]] | None = None) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: documents (doc_id, text, copies) -> TOKENIZED rows, one per copy.
-
-    The tokens, each document closed with EOS, go once to this task's spill file in `spill_dir`;
-    the rows point at them. Documents with no text or no copies emit nothing; `tally`, when given,
-    counts them and the documents and copies of each split (see packing.TALLY_FIELDS).
-    """
-    # Spark runs one task per core: the tokenizer's own thread pool would only oversubscribe it.
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    tokenizer = cached_tokenizer(encoder)
-    spill = SpillWriter(spill_dir, DOCUMENT_SPILL_PREFIX)
-    try:
-        for batch in batches:
-            for chunk_start in range(0, batch.num_rows, batch_documents):
-                chunk = batch.slice(chunk_start, batch_documents)
-                doc_ids = chunk.column("doc_id").to_pylist()
-                texts = chunk.column("text").to_pylist()
-                copies = chunk.column("copies").to_pylist()
-                keep = [i for i, (text, n) in enumerate(zip(texts, copies, strict=True)) if text and n and n > 0]
-                if tally is not None:
-                    empty = sum(1 for text in texts if not text)
-                    add_tally(tally, 0, empty_text=empty, sampled_out=len(texts) - empty - len(keep))
-                if not keep:
-                    continue
-                values, offsets = tokenizer.encode([texts[i] for i in keep])
-                first = spill.append(values)
-                columns = {name: [] for name in ("split", "range_id", "doc_key", "content_key", "start", "length")}
-                for position, i in enumerate(keep):
-                    validation = is_validation(doc_ids[i], seed, validation_fraction)
-                    if tally is not None:
-                        add_tally(tally, int(validation), source_documents=1, copies=copies[i])
-                    begin, end = int(offsets[position]), int(offsets[position + 1])
-                    content = content_key(values[begin:end])
-                    for copy_index in range(copies[i]):
-                        key = document_key(doc_ids[i], copy_index, seed)
-                        columns["split"].append(1 if validation else 0)
-                        columns["range_id"].append(key % pack_ranges)
-                        columns["doc_key"].append(key)
-                        columns["content_key"].append(content)
-                        columns["start"].append(first + begin)
-                        columns["length"].append(end - begin)
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array(columns["split"], pa.int8()), pa.array(columns["range_id"], pa.int32()),
-                     pa.array(columns["doc_key"], pa.int64()), pa.array(columns["content_key"], pa.int64()),
-                     pa.array([spill.name] * len(columns["start"]), pa.string()),
-                     pa.array(columns["start"], pa.int64()), pa.array(columns["length"], pa.int32())],
-                    schema=TOKENIZED,
-                )
-    finally:
-        spill.close()
-
-
-def tokenize_tallied_batches(parts: Iterator[pa.RecordBatch], encoder: EncoderSpec, seed: int,
-                             validation_fraction: float, pack_ranges: int, batch_documents: int,
-                             spill_dir: str, read_documents=read_document_parts) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: PARTS of the input -> `tokenize_batches`' rows as
-    TOKENIZED_TALLIED, then this task's input counts as tally rows, so that the job counts its
-    input in the pass that tokenizes it. `read_documents(parts, batch_documents)` turns parts
-    into DOCUMENTS batches (other inputs: pipeline.documents_input.document_batches)."""
-    tally: dict[int, list[int]] = {}
-    documents = read_documents(parts, batch_documents)
-    for batch in tokenize_batches(documents, encoder, seed, validation_fraction, pack_ranges, batch_documents,
-                                  spill_dir, tally):
-        yield with_zero_tally(batch, TOKENIZED_TALLIED)
-    if tally:
-        yield tally_batch(tally, TOKENIZED_TALLIED)

@@ -20,8 +20,8 @@ from jobs import cli
 from jobs.common import COMMITTED_MARKER
 from jobs.export import _input_parts, parts_frame, run_export
 from pipeline.config import ConfigError, load_config
+from pipeline.export_plan import SPLITS, document_key, is_validation, permute, shuffle_seed
 from pipeline.inputs import InputError
-from pipeline.packing import SPLITS, document_key, is_validation, permute, shuffle_seed
 from pipeline.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
 
 SETTINGS = {

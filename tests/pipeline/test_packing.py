@@ -1,4 +1,4 @@
-"""Packing, splits, keys and the seeded permutation, without Spark."""
+"""The packers (concat and boundary modes) and the export's packing task, without Spark."""
 
 from __future__ import annotations
 
@@ -7,27 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.packing import (
-    PACKED,
-    RANGE_SUMMARY,
-    TALLY_FIELDS,
-    TALLY_RANGE,
-    TOKENIZED,
-    TOKENIZED_TALLIED,
-    Packer,
-    Placement,
-    ShardPlan,
-    document_key,
-    is_validation,
-    pack_and_summarize,
-    pack_batches,
-    permute,
-    place_batches,
-    shuffle_seed,
-    tally_batch,
-    with_zero_tally,
-)
+from pipeline.packing import Packer, pack_and_summarize, pack_batches
 from pipeline.spill import SpillReader, SpillWriter
+from schemas.export_wire import PACKED, RANGE_SUMMARY, TOKENIZED
 
 EOS, PAD = 0, 1
 
@@ -47,21 +29,6 @@ def pack_all(packer, values, offsets, batch_size):
         parts.append(packer.add(values, offsets[start : min(start + batch_size, len(offsets) - 1) + 1]))
     parts.append(packer.finish())
     return parts
-
-
-def test_split_depends_on_doc_id_and_seed_and_has_the_configured_share():
-    ids = [f"doc-{i}" for i in range(20000)]
-    validation = [is_validation(d, 0, 0.1) for d in ids]
-    assert 0.09 < sum(validation) / len(ids) < 0.11
-    assert validation == [is_validation(d, 0, 0.1) for d in ids]
-    assert validation != [is_validation(d, 1, 0.1) for d in ids]
-    assert not any(is_validation(d, 0, 0.0) for d in ids)
-
-
-def test_document_keys_are_63_bit_and_differ_per_copy_and_seed():
-    keys = {document_key("a", c, 0) for c in range(100)}
-    assert len(keys) == 100 and all(0 <= k < 2**63 for k in keys)
-    assert document_key("a", 0, 0) != document_key("a", 0, 1)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 1000])
@@ -134,27 +101,6 @@ def test_packer_rejects_bad_settings():
         Packer(8, tail="keep")
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 10, 255, 256, 257, 1000, 4097])
-def test_permute_is_a_bijection(n):
-    out = permute(np.arange(n), n, seed=7)
-    assert sorted(out.tolist()) == list(range(n))
-
-
-def test_permute_depends_on_seed_and_is_not_identity():
-    n = 1000
-    a, b = permute(np.arange(n), n, 1), permute(np.arange(n), n, 2)
-    assert not np.array_equal(a, b)
-    assert (a == np.arange(n)).mean() < 0.05
-    assert np.array_equal(permute(np.arange(n)[::-1], n, 1), a[::-1])  # pointwise: any order, any piece
-
-
-def test_shard_plan():
-    plan = ShardPlan.for_split(sequences=10, capacity=100, shard_tokens=350)
-    assert plan.sequences_per_shard == 3 and plan.shards == 4
-    assert [plan.shard_sequences(s) for s in range(4)] == [3, 3, 3, 1]
-    assert ShardPlan.for_split(5, 100, 10).sequences_per_shard == 1  # at least one sequence per shard
-
-
 def tokenized_batch(rows, spill):
     """TOKENIZED rows (split, range_id, doc_key, tokens), their tokens appended to `spill` (a SpillWriter)."""
     return pa.RecordBatch.from_pylist(
@@ -175,19 +121,22 @@ def row_tokens(spill_dir, rows, capacity):
 PACK_ROWS = [(0, 0, 1, [5, 5, 0]), (0, 0, 2, [6, 6, 6, 0]), (0, 1, 3, [7, 0]), (1, 0, 4, [8, 8, 8, 8, 8, 0])]
 
 
-def test_pack_batches_packs_each_range_on_its_own_and_carries_dropped_counts(tmp_path):
+def test_pack_batches_packs_each_range_on_its_own_and_counts_the_dropped_tails_apart(tmp_path):
     spill = SpillWriter(tmp_path, "documents")
     batches = [tokenized_batch(PACK_ROWS[:2], spill), tokenized_batch(PACK_ROWS[2:], spill)]
     spill.close()
+    counts = {}
     out = pa.Table.from_batches(list(pack_batches(iter(batches), capacity=4, mode="concat", pad_id=PAD, tail="drop",
-                                                  spill_dir=str(tmp_path))), schema=PACKED).to_pylist()
+                                                  spill_dir=str(tmp_path), counts=counts)), schema=PACKED).to_pylist()
     kept = [r for r in out if r["start"] >= 0]
+    assert kept == out  # every row holds tokens
     assert [(r["split"], r["range_id"], r["seq_index"]) for r in kept] == [(0, 0, 0), (1, 0, 0)]
     assert row_tokens(tmp_path, kept, 4) == [[5, 5, 0, 6], [8, 8, 8, 8]]
     assert len({r["file"] for r in kept}) == 1 and kept[0]["file"] != spill.name  # the task's own spill file
-    dropped = {(r["split"], r["range_id"]): (r["dropped_tokens"], r["dropped_documents"]) for r in out
-               if r["start"] < 0}
+    dropped = {key: (c.dropped_tokens, c.dropped_documents) for key, c in counts.items() if c.dropped_tokens}
     assert dropped == {(0, 0): (3, 0), (0, 1): (2, 1), (1, 0): (2, 0)}
+    assert {key: (c.sequences, c.documents) for key, c in counts.items()} == {(0, 0): (1, 2), (0, 1): (0, 0),
+                                                                              (1, 0): (1, 1)}
 
 
 def test_pack_batches_reads_each_copy_from_the_shared_tokens(tmp_path):
@@ -214,18 +163,13 @@ def test_a_missing_or_truncated_spill_file_is_an_error(tmp_path):
         list(pack_batches(iter([batch]), **options))
 
 
-def test_pack_and_summarize_reports_each_range_and_sums_the_tally_rows(tmp_path):
+def test_pack_and_summarize_reports_each_range(tmp_path):
     spill = SpillWriter(tmp_path, "documents")
     batches = [tokenized_batch(PACK_ROWS[:2], spill), tokenized_batch(PACK_ROWS[2:], spill)]
     spill.close()
-    tallies = [tally_batch({0: [2, 3, 1, 0], 1: [1, 1, 0, 0]}, TOKENIZED_TALLIED),
-               tally_batch({0: [1, 1, 4, 2]}, TOKENIZED_TALLIED)]
-    # Tally rows sort first in their split (range_id -1) and may share a batch with data rows.
-    tallied = [pa.concat_batches([tallies[0], with_zero_tally(batches[0], TOKENIZED_TALLIED)]),
-               tallies[1], with_zero_tally(batches[1], TOKENIZED_TALLIED)]
     options = {"capacity": 4, "mode": "concat", "pad_id": PAD, "tail": "pad", "spill_dir": str(tmp_path)}
-    summary = pa.Table.from_batches(list(pack_and_summarize(iter(tallied), **options)), schema=RANGE_SUMMARY)
-    ranges = {(r["split"], r["range_id"]): r for r in summary.to_pylist() if r["range_id"] != TALLY_RANGE}
+    summary = pa.Table.from_batches(list(pack_and_summarize(iter(batches), **options)), schema=RANGE_SUMMARY)
+    ranges = {(r["split"], r["range_id"]): r for r in summary.to_pylist()}
     counts = {key: (r["sequences"], r["documents"], r["padding"]) for key, r in ranges.items()}
     assert counts == {(0, 0): (2, 2, 1), (0, 1): (1, 1, 2), (1, 0): (2, 1, 2)}
     (packed_file,) = {r["file"] for r in ranges.values()}
@@ -233,21 +177,15 @@ def test_pack_and_summarize_reports_each_range_and_sums_the_tally_rows(tmp_path)
     assert packed.schema.equals(PACKED) and len(packed) == 5 and min(packed.column("start").to_pylist()) >= 0
     plain = pa.Table.from_batches(list(pack_batches(iter(batches), **options)), schema=PACKED)
     assert row_tokens(tmp_path, packed.to_pylist(), 4) == row_tokens(tmp_path, plain.to_pylist(), 4)
-    sums = {r["split"]: [r[name] for name in TALLY_FIELDS] for r in summary.to_pylist() if r["range_id"] == TALLY_RANGE}
-    assert sums == {0: [3, 4, 5, 2], 1: [1, 1, 0, 0]}
 
 
-def test_place_batches_gives_each_row_a_unique_position_and_its_shard():
-    plans = {0: ShardPlan(sequences=7, sequences_per_shard=3), 1: ShardPlan(sequences=0, sequences_per_shard=3)}
-    placement = Placement(range_starts={0: {0: 0, 3: 4}, 1: {}}, plans=plans, seed=5)
-    rows = [{"split": 0, "range_id": r, "seq_index": i, "file": "rows-x.i32", "start": 10 * i, "doc_offsets": [0],
-             "documents": 1, "padding": 0, "dropped_tokens": 0, "dropped_documents": 0}
-            for r, n in ((0, 4), (3, 3)) for i in range(n)]
-    batch = pa.RecordBatch.from_pylist(rows, schema=PACKED)
-    placed = pa.Table.from_batches(list(place_batches(iter([batch.slice(0, 2), batch.slice(2)]), placement))).to_pylist()
-    positions = [p["pos"] for p in placed]
-    assert sorted(positions) == list(range(7))
-    assert all(p["shard"] == p["pos"] // 3 for p in placed)
-    assert [p["start"] for p in placed] == [10 * i for _, n in ((0, 4), (3, 3)) for i in range(n)]  # pointers kept
-    expected = permute(np.arange(7), 7, shuffle_seed(5, "train")).tolist()
-    assert positions == expected  # canonical order: range 0's rows, then range 3's
+def test_pack_and_summarize_reports_a_range_that_only_dropped(tmp_path):
+    spill = SpillWriter(tmp_path, "documents")
+    batch = tokenized_batch(PACK_ROWS, spill)
+    spill.close()
+    summary = list(pack_and_summarize(iter([batch]), capacity=4, mode="concat", pad_id=PAD, tail="drop",
+                                      spill_dir=str(tmp_path)))
+    rows = {(r["split"], r["range_id"]): r for r in pa.Table.from_batches(summary).to_pylist()}
+    assert (rows[0, 1]["file"], rows[0, 1]["sequences"]) == ("", 0)  # no rows: no file to read
+    assert (rows[0, 1]["dropped_tokens"], rows[0, 1]["dropped_documents"]) == (2, 1)
+    assert rows[0, 0]["file"] != "" and rows[0, 0]["dropped_tokens"] == 3

@@ -7,7 +7,7 @@ import hashlib
 
 import numpy as np
 
-from pipeline.packing import document_key, is_validation, shuffle_seed
+from pipeline.export_plan import document_key, is_validation, shuffle_seed
 from pipeline.seeded_hash import hash64, unit_hash
 
 KEYS = ["doc-a", "文档", "doc/\udcff", "", "x" * 300]

@@ -8,9 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.packing import PLACED, ShardPlan
-from pipeline.shards import WRITTEN, ShardWriter, write_shard_batches
+from pipeline.export_plan import ShardPlan
+from pipeline.shards import ShardWriter, write_shard_batches
 from pipeline.spill import SpillWriter
+from schemas.export_wire import PLACED, WRITTEN
 from schemas.tokens import SHARD
 
 CAPACITY = 5
