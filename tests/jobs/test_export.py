@@ -336,3 +336,20 @@ def test_an_empty_split_is_said():
         "for a validation loss"]
     assert empty_split_notes(manifest(16, 2)) == [] and empty_split_notes(manifest(16, 0, fraction=0.0)) == []
     assert empty_split_notes(manifest(0, 2))[0].startswith("export: warning: the train split is empty")
+
+
+def test_the_driver_refuses_a_range_packed_twice_or_a_document_count_that_does_not_add_up():
+    from jobs.export import _input_counts, _split_summaries
+    from pipeline.export_encode import InputTally
+
+    def summary(range_id, sequences, documents):
+        return {"split": 0, "range_id": range_id, "file": "packed-x.parquet", "sequences": sequences,
+                "documents": documents, "padding": 0, "dropped_tokens": 0, "dropped_documents": 0}
+
+    counts = _input_counts(InputTally(source_documents=[5, 0], copies=[6, 0]))
+    splits = _split_summaries([summary(1, 4, 2), summary(0, 3, 4)], counts, capacity=8, shard_tokens=16)
+    assert splits["train"]["range_starts"] == {0: 0, 1: 3} and splits["train"]["plan"].sequences == 7
+    with pytest.raises(RuntimeError, match="range 0 was packed by more than one task"):
+        _split_summaries([summary(0, 3, 4), summary(0, 4, 2)], counts, capacity=8, shard_tokens=16)
+    with pytest.raises(RuntimeError, match="5 documents packed, 6 expected"):
+        _split_summaries([summary(0, 3, 5)], counts, capacity=8, shard_tokens=16)
