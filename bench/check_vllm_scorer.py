@@ -5,9 +5,10 @@ machine where vLLM is installed (bench/gpu_checks_tagger.sh runs it only then):
 
 A Qwen2ForCausalLM with random weights (head dim 64, which vLLM's attention kernels take) and a
 byte-level BPE trained here on real documents and the prompt files; both scorers label the same real
-documents (DCLM, ChineseWebText in ../shared/data) for page_type and topic, in bf16. Printed: the
-largest difference of the label log-likelihoods on the same prompts, of the written probabilities,
-the share of rows with the same label, and documents per second of each backend. Both run bf16
+documents (DCLM, ChineseWebText in ../shared/data) for page_type and topic, in bf16, vLLM in both
+of its scoring ways (prefix_cache, prompt_logprobs). Printed: the largest difference of the label
+log-likelihoods on the same prompts, of the written probabilities, the share of rows with the same
+label, and documents per second of each. Both run bf16
 kernels of their own, so agreement is to bf16 rounding, not exact.
 """
 
@@ -46,7 +47,7 @@ def main() -> int:
     from classifiers.annotate import PROMPTS_DIR, Annotator, CausalLMScorer, annotate_file, label_sets, load_prompts
     from classifiers.topic import DEFAULT_TOPICS_FILE
     from classifiers.transformers_backend import build_scratch_qwen2
-    from classifiers.vllm_backend import VLLMScorer
+    from classifiers.vllm_backend import SCORING, VLLMScorer
 
     docs = real_documents(args.documents)
     with tempfile.TemporaryDirectory(prefix="check-vllm-") as work:
@@ -61,28 +62,34 @@ def main() -> int:
         vllm_scorer = VLLMScorer(model, dtype="bfloat16", gpu_memory_utilization=0.3)
         failures = 0
 
-        worst = 0.0
-        for task in ("page_type", "topic"):
-            labels = label_sets(task)
-            annotator = Annotator(task, transformers_scorer, load_prompts(task), labels)
-            step, label_set = ("topic_domain", labels.domains) if task == "topic" else (task, labels)
-            for doc in docs[:: max(1, len(docs) // 8)]:
-                ids, answers = annotator.request(step, label_set, "zh" if doc["lang"] == "zh" else "en", document=doc["text"][:1500], url=doc["url"])
-                a, b = transformers_scorer.label_logprobs(ids, answers), vllm_scorer.label_logprobs(ids, answers)
-                worst = max(worst, float(abs(a - b).max()))
-        ok = worst <= LOGPROB_TOLERANCE
-        failures += not ok
-        print(f"label log-likelihoods, same prompts: max |transformers - vllm| = {worst:.4f} nats (tolerance {LOGPROB_TOLERANCE}: {'ok' if ok else 'NOT ok'})")
+        for scoring in SCORING:
+            vllm_scorer.scoring = scoring  # one engine, both ways of reading it
+            worst = 0.0
+            for task in ("page_type", "topic"):
+                labels = label_sets(task)
+                annotator = Annotator(task, transformers_scorer, load_prompts(task), labels)
+                step, label_set = ("topic_domain", labels.domains) if task == "topic" else (task, labels)
+                for doc in docs[:: max(1, len(docs) // 8)]:
+                    lang = "zh" if doc["lang"] == "zh" else "en"
+                    ids, answers = annotator.request(step, label_set, lang, document=doc["text"][:1500], url=doc["url"])
+                    a, b = transformers_scorer.label_logprobs(ids, answers), vllm_scorer.label_logprobs(ids, answers)
+                    worst = max(worst, float(abs(a - b).max()))
+            ok = worst <= LOGPROB_TOLERANCE
+            failures += not ok
+            print(f"vllm {scoring}: label log-likelihoods, same prompts: max |transformers - vllm| = {worst:.4f} nats "
+                  f"(tolerance {LOGPROB_TOLERANCE}: {'ok' if ok else 'NOT ok'})")
 
-        for task in ("page_type", "topic"):
+        for task, scoring in [(task, scoring) for task in ("page_type", "topic") for scoring in SCORING]:
+            vllm_scorer.scoring = scoring
             rows, seconds = {}, {}
-            for name, scorer in (("transformers", transformers_scorer), ("vllm", vllm_scorer)):
-                out = work / f"{task}.{name}.jsonl"
+            for name, scorer in (("transformers", transformers_scorer), (f"vllm {scoring}", vllm_scorer)):
+                out = work / f"{task}.{name.replace(' ', '_')}.jsonl"
+                out.unlink(missing_ok=True)
                 started = time.perf_counter()
                 annotate_file(source, out, task, scorer, max_chars=1500)
                 seconds[name] = time.perf_counter() - started
                 rows[name] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-            pairs = list(zip(rows["transformers"], rows["vllm"], strict=True))
+            pairs = list(zip(rows["transformers"], rows[f"vllm {scoring}"], strict=True))
             assert all(a["doc_id"] == b["doc_id"] for a, b in pairs)
             same = sum(a["label"] == b["label"] for a, b in pairs) / len(pairs)
             # every row's domain (topic) or label probabilities; a topic row's subtopics where both chose the same domain

@@ -548,6 +548,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="transformers",
         help="inference engine: transformers, or vllm where it is installed (a CUDA machine) (default: transformers)",
     )
+    parser.add_argument(
+        "--vllm-scoring",
+        choices=("prefix_cache", "prompt_logprobs"),
+        default="prefix_cache",
+        help="--backend vllm: prefix_cache (one request per label token, the prompt's KV shared through vLLM's prefix cache) "
+        "or prompt_logprobs (one request per label, the prompt recomputed for each; a cross-check) (default: prefix_cache)",
+    )
     parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu or cuda:N (default: auto)")
 
 
@@ -573,7 +580,7 @@ def run(args: argparse.Namespace) -> int:
         if args.backend == "vllm":
             from classifiers.vllm_backend import VLLMScorer
 
-            scorer: LabelScorer = VLLMScorer(model_dir)
+            scorer: LabelScorer = VLLMScorer(model_dir, args.vllm_scoring)
         else:
             scorer = CausalLMScorer(model_dir, args.device)
         summary = annotate_file(
