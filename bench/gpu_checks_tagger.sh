@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 15's GPU checks, as one script for a lent GPU machine (its own python3 with torch, transformers,
-# pyspark and the shared data at ../shared/data), about 6 minutes on one H200:
+# pyspark and the shared data at ../shared/data), about 6 minutes on one H200 (8 with vLLM):
 #   bash bench/gpu_checks_tagger.sh   (writes logs under $OUT, or bench/work/gpu_tagger when OUT is unset)
 # 1. the transformers backend's tests with CUDA visible: bf16 on the GPU, scores across token budgets
 #    within bf16 tolerance, a local-mode Spark task on the first visible GPU;

@@ -107,6 +107,9 @@ class VLLMScorer(LabelScorer):
             dtype=dtype,
             enable_prefix_caching=True,
             gpu_memory_utilization=gpu_memory_utilization,
+            # Every request is a prefill that generates one token; CUDA graphs only speed up decode steps,
+            # so eager mode skips their capture at start-up (vllm EngineArgs enforce_eager).
+            enforce_eager=True,
             seed=0,
         )
 
