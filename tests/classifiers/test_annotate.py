@@ -276,3 +276,20 @@ def test_a_label_or_topic_without_a_description_is_one_line_before_the_model_loa
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and f"{topics}: topic class science.physics has no en description" in err
     assert not out.exists()
+
+
+def test_a_prompt_whose_label_list_outgrows_the_model_context_is_one_clear_error(scorer):
+    import copy
+
+    from classifiers.annotate import AnnotationError
+
+    short = copy.copy(scorer)
+    tree = label_sets("topic")
+    annotator = Annotator("topic", short, load_prompts("topic"), tree)
+    ids, _ = annotator.request("topic_domain", tree.domains, "en", document="", url="")
+    short.context = len(ids) + 40  # room for the template, the 20 domains and a little document
+    fitted, _ = annotator.request("topic_domain", tree.domains, "en", document="word " * 2000, url="")
+    assert len(ids) < len(fitted) <= short.context  # the document was cut to fit
+    short.context = len(ids) - 1
+    with pytest.raises(AnnotationError, match=r"the topic_domain\.en prompt with its label list is \d+ tokens, more than the model's context"):
+        annotator.request("topic_domain", tree.domains, "en", document="word " * 10, url="")
