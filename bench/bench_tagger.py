@@ -6,8 +6,11 @@ a plain single-process loop of the same model over the same texts (the limit).
 
 The model is a Qwen2ForSequenceClassification built from its config with random weights (no
 downloads) and a byte-level BPE tokenizer trained here on real web documents (DCLM, ChineseWebText
-in ../shared/data), joined into documents long enough to fill `--max-length` tokens. Targets: the
-Spark job at >= 0.9x the plain loop; on one H200 >= 130k tokens/s, half of the bf16 limit
+in ../shared/data), joined into documents long enough to fill `--max-length` tokens. The Spark side
+is `thresher tag`'s own: its session from config `spark` (log level included), its tagger resolved
+from config `tag` and `transformers` (the token budget arrives as a `transformers` override, which
+the plain loop gets too), the job's input reader and mapInArrow body; --config and --set change them
+as for the job. Targets: the Spark job at >= 0.9x the plain loop; on one H200 >= 130k tokens/s, half of the bf16 limit
 (~790 TFLOP/s / (2 x 1.5e9 FLOP per token) ~ 260k tokens/s).
 """
 
@@ -16,7 +19,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
 import tempfile
 import time
@@ -24,6 +26,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from jobs.common import add_common_arguments, spark_session  # noqa: E402
+from jobs.tag import configured_taggers  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "quality"
 # Qwen2-1.5B (config.json of Qwen/Qwen2-1.5B), as the seed's page-type classifier.
@@ -64,7 +69,8 @@ def documents(count: int, min_chars: int) -> list[str]:
     return out
 
 
-def build_tagger(directory: Path, shape: dict, texts: list[str], max_length: int, token_budget: int, gpu: bool) -> Path:
+def build_tagger(directory: Path, shape: dict, texts: list[str], max_length: int, gpu: bool) -> Path:
+    """A tagger saved with its model's own settings; the token budget comes from the config, as in `thresher tag`."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
 
@@ -76,7 +82,7 @@ def build_tagger(directory: Path, shape: dict, texts: list[str], max_length: int
     torch.manual_seed(0)
     with torch.device("cuda" if gpu else "cpu"):
         model = Qwen2ForSequenceClassification(config).to(torch.bfloat16 if gpu else torch.float32)
-    settings = InferenceSettings(max_length=max_length, token_budget=token_budget)
+    settings = InferenceSettings(max_length=max_length)
     classifier = TransformersClassifier(model, tokenizer, [f"label{i}" for i in range(8)], settings)
     path = classifier.save(directory / "tagger")
     del classifier, model
@@ -85,21 +91,21 @@ def build_tagger(directory: Path, shape: dict, texts: list[str], max_length: int
     return path
 
 
-def tag_batches(batches, model_dir: str, load_seconds, model_seconds):
-    """The mapInArrow body: the worker's cached classifier scores each Arrow batch's texts; the time
-    spent loading the model and inside predict_proba goes to two accumulators."""
-    import pyarrow as pa
-
+def timed_tag_batches(batches, taggers, batch_size: int, load_seconds, model_seconds):
+    """The tag job's mapInArrow body (classifiers.tagging.tag_batches), one input batch at a time, with
+    the time spent loading the model and tagging going to two accumulators."""
     from classifiers.base import cached_classifier
+    from classifiers.tagging import tag_batches
 
     started = time.perf_counter()
-    classifier = cached_classifier(model_dir)
+    for tagger in taggers:
+        cached_classifier(tagger.model_dir)
     load_seconds.add(time.perf_counter() - started)
     for batch in batches:
         started = time.perf_counter()
-        probs = classifier.predict_proba(batch.column("text").to_pylist())
+        tagged = list(tag_batches(iter([batch]), taggers, batch_size))
         model_seconds.add(time.perf_counter() - started)
-        yield pa.RecordBatch.from_pydict({"doc_id": batch.column("doc_id"), "score": pa.array(probs[:, 0])})
+        yield from tagged
 
 
 def plain_run(classifier, texts: list[str], chunk: int) -> float:
@@ -112,31 +118,65 @@ def plain_run(classifier, texts: list[str], chunk: int) -> float:
     return time.perf_counter() - started
 
 
-def spark_session(chunk: int, threads: int):
-    from pyspark.sql import SparkSession
+def bench_config(args: argparse.Namespace, model_dir: Path):
+    """The Config `thresher tag` would run with: configs/default.yaml (or --config), the bench's own
+    settings (one task on local[1], the plain loop's chunk and threads, its tagger alone, the token
+    budget as config `transformers`), then --set (which wins)."""
+    from jobs.common import config_from_args
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (
-        SparkSession.builder.master("local[1]")
-        .appName("bench-tagger")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.memory", "4g")
-        .config("spark.executorEnv.OMP_NUM_THREADS", str(threads))  # as the plain loop's torch threads
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(chunk))  # = the plain loop's chunk
-        .config("spark.sql.files.maxPartitionBytes", str(1 << 40))  # one task (one GPU or core), like the loop
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    bench = {
+        "spark.master": "local[1]",
+        "spark.driver_memory": "4g",
+        "spark.conf": {
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.executorEnv.OMP_NUM_THREADS": str(args.threads),  # as the plain loop's torch threads
+            "spark.sql.execution.arrow.maxRecordsPerBatch": str(args.chunk),  # = the plain loop's chunk
+            "spark.sql.files.maxPartitionBytes": str(1 << 40),  # one task (one GPU or core), like the loop
+        },
+        "tag.batch_size": args.chunk,
+        "tag.taggers": {"bench": {"model_dir": str(model_dir), "kind": "document", "input": "plain"}},
+        "transformers.token_budget": args.token_budget,
+    }
+    user = args.overrides
+    args.overrides = [f"{key}={json.dumps(value)}" for key, value in bench.items()] + user
+    try:
+        return config_from_args(args)
+    finally:
+        args.overrides = user
 
 
-def spark_run(spark, parquet: str, model_dir: Path) -> tuple[float, float, float]:
-    """(seconds, seconds inside predict_proba, seconds loading the model) of one Spark tag job."""
+def write_stage_input(directory: Path, texts: list[str]) -> str:
+    """The texts as a committed stage 2 output (every RULES column, the rest null), which the tag job
+    reads as it is."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobs.common import COMMITTED_MARKER
+    from schemas.documents import RULES
+
+    columns = {"doc_id": pa.array([f"{i:08d}" for i in range(len(texts))]), "text": pa.array(texts)}
+    table = pa.table({f.name: columns.get(f.name, pa.nulls(len(texts), f.type)) for f in RULES}, schema=RULES)
+    (directory / "documents").mkdir(parents=True)
+    pq.write_table(table, directory / "documents" / "part-0.parquet")
+    (directory / COMMITTED_MARKER).write_text("")
+    return str(directory)
+
+
+def spark_run(spark, stage_dir: str, taggers, batch_size: int) -> tuple[float, float, float]:
+    """(seconds, seconds tagging, seconds loading the model) of one Spark tag job: the job's input
+    reader and mapInArrow body over the job's taggers, written nowhere (the plain loop writes nothing)."""
+    from classifiers.tagging import tagged_schema
+    from jobs.documents_input import read_documents
+    from pipeline.documents_input import resolve_source
+    from schemas import to_spark_schema
+    from schemas.documents import RULES
+
     load_seconds, model_seconds = spark.sparkContext.accumulator(0.0), spark.sparkContext.accumulator(0.0)
-    tag = functools.partial(tag_batches, model_dir=str(model_dir), load_seconds=load_seconds, model_seconds=model_seconds)
+    tag = functools.partial(timed_tag_batches, taggers=taggers, batch_size=batch_size, load_seconds=load_seconds, model_seconds=model_seconds)
     started = time.perf_counter()
-    spark.read.parquet(parquet).mapInArrow(tag, "doc_id long, score double").write.format("noop").mode("overwrite").save()
+    documents = read_documents(spark, resolve_source(stage_dir), RULES)
+    documents.mapInArrow(tag, to_spark_schema(tagged_schema(taggers))).write.format("noop").mode("overwrite").save()
     return time.perf_counter() - started, model_seconds.value, load_seconds.value
 
 
@@ -167,10 +207,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads in both runs (default: 1)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each; the best counts (default: 3)")
     parser.add_argument("--skip-spark", action="store_true", help="plain loop only")
+    add_common_arguments(parser, "spark.log_level=WARN")
     args = parser.parse_args()
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     import torch
 
     if args.gpu and not torch.cuda.is_available():
@@ -182,31 +221,33 @@ def main() -> int:
     texts = documents(count, min_chars=max_length * 8)
     with tempfile.TemporaryDirectory(prefix="bench-tagger-") as work:
         work = Path(work)
-        model_dir = build_tagger(work, shape, texts, max_length, args.token_budget, args.gpu)
-        parquet = str(work / "docs.parquet")
-        pq.write_table(pa.table({"doc_id": list(range(count)), "text": texts}), parquet)
+        model_dir = build_tagger(work, shape, texts, max_length, args.gpu)
+        stage_dir = write_stage_input(work / "stage2", texts)
+        config = bench_config(args, model_dir)
+        taggers = configured_taggers(config)  # as `thresher tag` resolves them: config `transformers` applied
         from classifiers.base import load_classifier
 
-        classifier = load_classifier(model_dir)
+        classifier = load_classifier(model_dir).with_settings(dict(taggers[0].inference))  # the same settings in the loop
         tokens = sum(len(ids) for ids in classifier._token_ids(texts))
         params = sum(_param_counts(shape).values())
         print(f"tagger: Qwen2 {shape['num_hidden_layers']} layers x {shape['hidden_size']} ({params / 1e9:.3f}B non-embedding params), "
-              f"{count} documents, {tokens} tokens ({tokens / count:.0f} per document), token budget {args.token_budget}, "
+              f"{count} documents, {tokens} tokens ({tokens / count:.0f} per document), token budget {classifier.settings.token_budget}, "
               f"device {classifier.device}")
-        spark = None if args.skip_spark else spark_session(args.chunk, args.threads)
+        # The session `thresher tag` starts: config `spark` (master, memory, conf, log level).
+        spark = None if args.skip_spark else spark_session("bench-tagger", config.spark, args.master)
         # Warm-up (not timed): kernels and allocator in the driver, the model loaded into the Spark worker.
         plain_run(classifier, texts[: args.chunk], args.chunk)
         if spark is not None:
-            print(f"             spark warm-up: {spark_run(spark, parquet, model_dir)[2]:.2f} s loading the model in the worker")
+            print(f"             spark warm-up: {spark_run(spark, stage_dir, taggers, config.tag.batch_size)[2]:.2f} s loading the model in the worker")
         # Plain and Spark runs alternate, so a change in the machine's load hits both alike.
         loop_runs, spark_runs = [], []
         for run in range(1, args.repeats + 1):
             loop_runs.append(plain_run(classifier, texts, args.chunk))
             if spark is not None:
-                seconds, in_model, loading = spark_run(spark, parquet, model_dir)
+                seconds, in_model, loading = spark_run(spark, stage_dir, taggers, config.tag.batch_size)
                 spark_runs.append(seconds)
                 print(f"             run {run}: plain {loop_runs[-1]:.2f} s; spark {seconds:.2f} s, of which {in_model:.2f} s in "
-                      f"predict_proba, {loading:.2f} s loading the model")
+                      f"tag_batches, {loading:.2f} s loading the model")
         loop_seconds = min(loop_runs)
         print(f"plain loop : {loop_seconds:8.2f} s  {count / loop_seconds:9.1f} docs/s  {tokens / loop_seconds:10.0f} tokens/s  "
               f"(best of {_runs(loop_runs)})")

@@ -3,8 +3,10 @@
 For each sampled document (for clutter: each line of it) a prompt from configs/prompts/ is filled with
 the (truncated) document and the task's label set. The model's answer is never parsed: the
 log-likelihood of every allowed label after the prompt is computed, with the prompt run once and its
-key/value cache shared by all labels in one batch (`CausalLMScorer.label_logprobs`), and the
-probabilities are normalised over the labels. Topics take two steps: the domain, then a subtopic of it.
+key/value cache shared by all labels in one batch (`CausalLMScorer.label_logprobs`; with
+--backend vllm, classifiers.vllm_backend), and the probabilities are normalised over the labels.
+Topics take two steps: the domain, then a subtopic of it. The prompt lists each label with its name
+and a description (configs/prompts/labels.yaml, configs/topics.yaml); only the label is scored.
 
 The output is JSONL that `thresher classifiers train` reads (`text`, `label`, plus `url` for page
 type and `line_index`/`line_count` for clutter), one row per document or line, each recording the
@@ -14,6 +16,7 @@ the input and --seed (stratified by language), and a rerun continues after the l
 
 from __future__ import annotations
 
+import abc
 import argparse
 import hashlib
 import json
@@ -31,7 +34,7 @@ import yaml
 from classifiers.base import ModelNotFoundError
 from classifiers.clutter import CLUTTER, KEEP
 from classifiers.page_type import PAGE_TYPES
-from classifiers.topic import DEFAULT_TOPICS_FILE
+from classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
 from pipeline.documents_input import read_jsonl
 from pipeline.seeded_hash import unit_hash
 
@@ -53,13 +56,17 @@ class AnnotationError(ValueError):
 
 @dataclass(frozen=True)
 class LabelSet:
-    """The allowed answers of one scoring step and what the prompt calls them."""
+    """The allowed answers of one scoring step and what the prompt says about each: its name and a
+    description. Only the labels themselves are scored."""
 
     labels: tuple[str, ...]
     names: dict[str, dict[str, str]]  # label -> {"en": ..., "zh": ...}
+    descriptions: dict[str, dict[str, str]]  # label -> {"en": ..., "zh": ...}
 
     def listing(self, lang: str) -> str:
-        return "\n".join(f"- {label}: {self.names.get(label, {}).get(lang, label)}" for label in self.labels)
+        """One line per label for the prompt's {labels}: `- label: Name. Description` (in Chinese with ：and 。)."""
+        colon, stop = ("：", "。") if lang == "zh" else (": ", ". ")
+        return "\n".join(f"- {label}{colon}{self.names[label][lang]}{stop}{self.descriptions[label][lang]}" for label in self.labels)
 
 
 @dataclass(frozen=True)
@@ -75,29 +82,46 @@ def label_sets(task: str, prompts_dir: Path = PROMPTS_DIR, topics_file: Path | N
         return _topic_tree(Path(topics_file or DEFAULT_TOPICS_FILE))
     names_file = prompts_dir / "labels.yaml"
     try:
-        names = (yaml.safe_load(names_file.read_text(encoding="utf-8")) or {}).get(task) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        entries = (yaml.safe_load(names_file.read_text(encoding="utf-8")) or {}).get(task) or {}
+    except (OSError, yaml.YAMLError, AttributeError) as exc:
         raise AnnotationError(f"cannot read label names {names_file}: {exc}") from exc
     labels = {"page_type": PAGE_TYPES, "clutter": (KEEP, CLUTTER), "quality": QUALITY_LABELS}[task]
-    return LabelSet(tuple(labels), {label: dict(names.get(label) or {}) for label in labels})
+    names, descriptions = {}, {}
+    for label in labels:
+        entry = entries.get(label)
+        description = entry.get("description") if isinstance(entry, dict) else None
+        for lang in ("en", "zh"):
+            if not _text(entry, lang) or not _text(description, lang):
+                raise AnnotationError(
+                    f"{names_file}: {task} label {label} has no {lang} name or description; "
+                    f"give it `{label}: {{en: ..., zh: ..., description: {{en: ..., zh: ...}}}}`"
+                )
+        names[label] = {lang: entry[lang].strip() for lang in ("en", "zh")}
+        descriptions[label] = {lang: description[lang].strip() for lang in ("en", "zh")}
+    return LabelSet(tuple(labels), names, descriptions)
+
+
+def _text(node: Any, lang: str) -> bool:
+    return isinstance(node, dict) and isinstance(node.get(lang), str) and bool(node[lang].strip())
 
 
 def _topic_tree(path: Path) -> TopicTree:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise AnnotationError(f"cannot read topic taxonomy {path}: {exc}") from exc
-    domains, domain_names, subtopics = [], {}, {}
-    for domain in raw.get("domains") or []:
-        domains.append(str(domain["id"]))
-        domain_names[str(domain["id"])] = {"en": str(domain.get("en", domain["id"])), "zh": str(domain.get("zh", domain["id"]))}
-        subs = domain.get("subtopics") or []
-        subtopics[str(domain["id"])] = LabelSet(
-            tuple(str(sub["id"]) for sub in subs), {str(sub["id"]): {"en": str(sub["en"]), "zh": str(sub["zh"])} for sub in subs}
+    """Domains, then each domain's subtopics (ids without the domain), from the checked taxonomy."""
+    taxonomy = load_taxonomy(path)
+    domains = LabelSet(
+        tuple(d.id for d in taxonomy.domains),
+        {d.id: {"en": d.en, "zh": d.zh} for d in taxonomy.domains},
+        {d.id: {"en": d.description_en, "zh": d.description_zh} for d in taxonomy.domains},
+    )
+    subtopics = {}
+    for domain in taxonomy.domains:
+        topics = [t for t in taxonomy.topics if t.label.split(".", 1)[0] == domain.id]
+        subtopics[domain.id] = LabelSet(
+            tuple(t.label.split(".", 1)[1] for t in topics),
+            {t.label.split(".", 1)[1]: {"en": t.en, "zh": t.zh} for t in topics},
+            {t.label.split(".", 1)[1]: {"en": t.description_en, "zh": t.description_zh} for t in topics},
         )
-    if not domains:
-        raise AnnotationError(f"{path} defines no topic domains")
-    return TopicTree(LabelSet(tuple(domains), domain_names), subtopics)
+    return TopicTree(domains, subtopics)
 
 
 @dataclass(frozen=True)
@@ -151,28 +175,23 @@ def model_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
-class CausalLMScorer:
-    """Log-likelihoods of candidate answers after a prompt, from any local causal LM transformers loads."""
+class LabelScorer(abc.ABC):
+    """What every backend shares: the model directory's tokenizer, how a prompt and the answers become
+    token ids, and the model's name, hash and context length. A backend adds `label_logprobs`."""
 
-    def __init__(self, model_dir: str | Path, device: str = "auto"):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from classifiers.transformers_backend import task_device
+    def __init__(self, model_dir: str | Path):
+        from transformers import AutoConfig, AutoTokenizer
 
         self.directory = Path(model_dir)
         if not (self.directory / "config.json").is_file():
             raise ModelNotFoundError(f"--model {model_dir}: no config.json there; pass a local causal LM directory (transformers format)")
-        self.device = task_device(device)
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(self.directory)
-        self.model = AutoModelForCausalLM.from_pretrained(self.directory, dtype=dtype, attn_implementation="sdpa").to(self.device).eval()
-        self.name = str(getattr(self.model.config, "_name_or_path", "") or self.directory.name)
+        config = AutoConfig.from_pretrained(self.directory)
+        self.name = str(getattr(config, "_name_or_path", "") or self.directory.name)
         if Path(self.name).is_absolute():  # a local path says where it was, not what it is
             self.name = self.directory.resolve().name
         self.hash = model_hash(self.directory)
-        self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        self.context = int(getattr(config, "max_position_embeddings", 0) or 0)
 
     def encode_prompt(self, prompt: str) -> list[int]:
         return self.tokenizer(prompt)["input_ids"]
@@ -180,6 +199,35 @@ class CausalLMScorer:
     def encode_answer(self, label: str) -> list[int]:
         # A newline after the label makes the answers prefix-free ("list" cannot win inside "listing").
         return self.tokenizer(f" {label}\n", add_special_tokens=False)["input_ids"]
+
+    @abc.abstractmethod
+    def label_logprobs(self, prompt_ids: Sequence[int], answers: Sequence[Sequence[int]]) -> np.ndarray:
+        """log P(answer | prompt) for each answer (token ids), as float64."""
+
+
+def answer_requests(prompt_ids: Sequence[int], answers: Sequence[Sequence[int]]) -> list[list[int]]:
+    """One token sequence per answer, prompt then answer: what a backend that scores whole sequences
+    runs (vLLM; the transformers reference `label_logprobs_separately`). The answer's tokens are the
+    last len(answer) of its sequence."""
+    if not answers or any(not answer for answer in answers):
+        raise ValueError("every answer needs at least one token")
+    return [[*prompt_ids, *answer] for answer in answers]
+
+
+class CausalLMScorer(LabelScorer):
+    """Log-likelihoods of candidate answers after a prompt, from any local causal LM transformers loads."""
+
+    def __init__(self, model_dir: str | Path, device: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from classifiers.transformers_backend import task_device
+
+        super().__init__(model_dir)
+        self.device = task_device(device)
+        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(self.directory, dtype=dtype, attn_implementation="sdpa").to(self.device).eval()
+        self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def label_logprobs(self, prompt_ids: Sequence[int], answers: Sequence[Sequence[int]]) -> np.ndarray:
         """log P(answer | prompt) for each answer: the prompt runs once, its key/value cache is repeated
@@ -221,9 +269,8 @@ class CausalLMScorer:
 
         totals = []
         with torch.inference_mode():
-            for answer in answers:
-                ids = torch.tensor([list(prompt_ids) + list(answer)], device=self.device)
-                logprobs = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), dim=-1)
+            for sequence, answer in zip(answer_requests(prompt_ids, answers), answers, strict=True):
+                logprobs = torch.log_softmax(self.model(input_ids=torch.tensor([sequence], device=self.device)).logits[0].float(), dim=-1)
                 start = len(prompt_ids) - 1
                 totals.append(sum(float(logprobs[start + j, token]) for j, token in enumerate(answer)))
         return np.array(totals, dtype=np.float64)
@@ -241,7 +288,7 @@ def normalised(logprobs: np.ndarray) -> np.ndarray:
 @dataclass
 class Annotator:
     task: str
-    scorer: CausalLMScorer
+    scorer: LabelScorer
     prompts: dict[str, dict[str, Prompt]]
     labels: LabelSet | TopicTree
     max_chars: int = DEFAULT_MAX_CHARS
@@ -252,19 +299,29 @@ class Annotator:
             return self.prompts[self.task][lang].sha256
         return hashlib.sha256((self.prompts["topic_domain"][lang].sha256 + self.prompts["topic_subtopic"][lang].sha256).encode()).hexdigest()
 
-    def _choose(self, step: str, label_set: LabelSet, lang: str, **values: str) -> dict[str, float]:
+    def request(self, step: str, label_set: LabelSet, lang: str, **values: str) -> tuple[list[int], list[list[int]]]:
+        """(prompt token ids, one token list per label) of one scoring step: the filled prompt, its
+        document cut to fit the model's context, and the labels alone (names and descriptions are in
+        the prompt, never scored)."""
         prompt = self.prompts[step][lang]
         answers = [self.scorer.encode_answer(x) for x in label_set.labels]
         limit = self.scorer.context - max(map(len, answers)) if self.scorer.context else 0
         document = values.pop("document")
         while True:
             ids = self.scorer.encode_prompt(prompt.fill(labels=label_set.listing(lang), document=document, **values))
-            if not limit or len(ids) <= limit or not document:
-                break
+            if not limit or len(ids) <= limit:
+                return ids, answers
+            if not document:
+                raise AnnotationError(
+                    f"the {step}.{lang} prompt with its label list is {len(ids)} tokens, more than the model's context "
+                    f"({self.scorer.context}) allows with an answer: shorten the template or the label descriptions, or use a longer-context model"
+                )
             # The prompt outgrows the model's context: cut the document in proportion, with a margin.
             document = document[: int(len(document) * limit / len(ids) * 0.9)]
-        logprobs = self.scorer.label_logprobs(ids, answers)
-        return dict(zip(label_set.labels, normalised(logprobs).tolist(), strict=True))
+
+    def _choose(self, step: str, label_set: LabelSet, lang: str, **values: str) -> dict[str, float]:
+        ids, answers = self.request(step, label_set, lang, **values)
+        return dict(zip(label_set.labels, normalised(self.scorer.label_logprobs(ids, answers)).tolist(), strict=True))
 
     def annotate(self, document: dict[str, Any]) -> dict[str, Any]:
         """label, probability, label_probabilities (normalised over the step's labels), prompt_hash; for
@@ -406,7 +463,7 @@ def annotate_file(
     input_path: str | Path,
     output: str | Path,
     task: str,
-    scorer: CausalLMScorer,
+    scorer: LabelScorer,
     sample: int | None = None,
     seed: int = 0,
     max_chars: int = DEFAULT_MAX_CHARS,
@@ -485,7 +542,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prompts-dir", default=str(PROMPTS_DIR), help="directory of prompt templates and labels.yaml (default: configs/prompts)")
     parser.add_argument("--topics-file", help="topic taxonomy (default: configs/topics.yaml)")
-    parser.add_argument("--backend", choices=("transformers", "vllm"), default="transformers", help="inference engine (default: transformers)")
+    parser.add_argument(
+        "--backend",
+        choices=("transformers", "vllm"),
+        default="transformers",
+        help="inference engine: transformers, or vllm where it is installed (a CUDA machine) (default: transformers)",
+    )
+    parser.add_argument(
+        "--vllm-scoring",
+        choices=("prefix_cache", "prompt_logprobs"),
+        default="prefix_cache",
+        help="--backend vllm: prefix_cache (one request per label token, the prompt's KV shared through vLLM's prefix cache) "
+        "or prompt_logprobs (one request per label, the prompt recomputed for each; a cross-check) (default: prefix_cache)",
+    )
     parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu or cuda:N (default: auto)")
 
 
@@ -494,12 +563,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.sample is not None and args.sample < 1:
         raise ConfigError(f"--sample must be at least 1, got {args.sample}")
-    if args.backend == "vllm":
-        try:
-            import vllm  # noqa: F401
-        except ImportError:
-            raise ConfigError("--backend vllm: vLLM is not installed (pip install vllm); --backend transformers needs nothing more") from None
-        raise ConfigError("--backend vllm: constrained label scoring is implemented for transformers only so far; use --backend transformers")
+    if args.backend == "vllm" and args.device != "auto":
+        raise ConfigError("--device is for --backend transformers; vLLM runs on the visible GPU (choose it with CUDA_VISIBLE_DEVICES)")
     model_dir = Path(args.model)
     if not (model_dir / "config.json").is_file():
         raise ModelNotFoundError(f"--model {model_dir}: no config.json there; pass a local causal LM directory (transformers format)")
@@ -507,19 +572,19 @@ def run(args: argparse.Namespace) -> int:
         from pipeline.inputs import InputError
 
         raise InputError(f"input {args.input} does not exist: pass a stage output directory, a Parquet or a JSONL file")
+    prompts_dir = Path(args.prompts_dir)
+    topics_file = Path(args.topics_file) if args.topics_file else None
     try:
-        scorer = CausalLMScorer(model_dir, args.device)
+        load_prompts(args.task, prompts_dir)  # templates, label names and descriptions checked before the model loads
+        label_sets(args.task, prompts_dir, topics_file)
+        if args.backend == "vllm":
+            from classifiers.vllm_backend import VLLMScorer
+
+            scorer: LabelScorer = VLLMScorer(model_dir, args.vllm_scoring)
+        else:
+            scorer = CausalLMScorer(model_dir, args.device)
         summary = annotate_file(
-            args.input,
-            args.output,
-            args.task,
-            scorer,
-            args.sample,
-            args.seed,
-            args.max_chars,
-            args.max_lines,
-            Path(args.prompts_dir),
-            Path(args.topics_file) if args.topics_file else None,
+            args.input, args.output, args.task, scorer, args.sample, args.seed, args.max_chars, args.max_lines, prompts_dir, topics_file
         )
     except AnnotationError as exc:
         raise ConfigError(str(exc)) from exc

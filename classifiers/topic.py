@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from classifiers.tasks import topic_input
+from pipeline.config import ConfigError
 from pipeline.lexicon import HAN_RUN
 from pipeline.seeded_hash import unit_hash
 
@@ -28,6 +29,8 @@ class Topic:
     label: str  # "<domain>.<subtopic>"
     en: str
     zh: str
+    description_en: str  # what belongs in the class, shown beside the name to an annotating model
+    description_zh: str
     weight: float  # domain weight x subtopic weight
     keywords_en: tuple[str, ...]
     keywords_zh: tuple[str, ...]
@@ -35,9 +38,19 @@ class Topic:
     domain_keywords_zh: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Domain:
+    id: str
+    en: str
+    zh: str
+    description_en: str
+    description_zh: str
+
+
 @dataclass
 class Taxonomy:
     topics: list[Topic]
+    domains: list[Domain] = field(default_factory=list)  # in file order; each topic's label starts with one's id
     # named groups of classes for mix targets (topics.yaml `groups:`): name -> domain ids and labels
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _by_label: dict[str, Topic] = field(default_factory=dict, repr=False)
@@ -58,32 +71,40 @@ class Taxonomy:
         return {t.label: t.weight for t in self.topics}
 
 
-class TaxonomyError(ValueError):
-    pass
+class TaxonomyError(ConfigError):
+    """A taxonomy file that cannot be used; the message names the file and the class."""
 
 
 def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
-    """The taxonomy in `path` (default configs/topics.yaml), checked: unique ids, weights >= 0."""
+    """The taxonomy in `path` (default configs/topics.yaml), checked: unique ids, weights >= 0, every
+    domain and subtopic named and described in English and Chinese."""
     path = Path(path) if path else DEFAULT_TOPICS_FILE
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise TaxonomyError(f"cannot read topic taxonomy {path}: {exc}") from exc
     topics: list[Topic] = []
+    domains: list[Domain] = []
     for d_index, domain in enumerate((raw or {}).get("domains") or []):
         where = f"{path}: domains[{d_index}]"
+        if not isinstance(domain, dict) or not domain.get("id"):
+            raise TaxonomyError(f"{where} lacks 'id'")
+        domains.append(Domain(str(domain["id"]), *_names(domain, str(domain["id"]), path)))
         domain_weight = _weight(domain, where)
         domain_keywords = domain.get("keywords") or {}
         for s_index, sub in enumerate(domain.get("subtopics") or []):
-            for key in ("id", "en", "zh"):
-                if not sub.get(key):
-                    raise TaxonomyError(f"{where}.subtopics[{s_index}] lacks {key!r}")
+            if not isinstance(sub, dict) or not sub.get("id"):
+                raise TaxonomyError(f"{where}.subtopics[{s_index}] lacks 'id'")
+            label = f"{domain['id']}.{sub['id']}"
+            en, zh, description_en, description_zh = _names(sub, label, path)
             keywords = sub.get("keywords") or {}
             topics.append(
                 Topic(
-                    label=f"{domain['id']}.{sub['id']}",
-                    en=str(sub["en"]),
-                    zh=str(sub["zh"]),
+                    label=label,
+                    en=en,
+                    zh=zh,
+                    description_en=description_en,
+                    description_zh=description_zh,
                     weight=domain_weight * _weight(sub, f"{where}.subtopics[{s_index}]"),
                     keywords_en=tuple(str(k).lower() for k in keywords.get("en", [])),
                     keywords_zh=tuple(str(k).lower() for k in keywords.get("zh", [])),
@@ -96,7 +117,23 @@ def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
         raise TaxonomyError(f"{path} defines no topics (expected domains: [{{id, subtopics: [...]}}])")
     if len(set(labels)) != len(labels):
         raise TaxonomyError(f"{path}: duplicate topic ids: {sorted({x for x in labels if labels.count(x) > 1})}")
-    return Taxonomy(topics, _groups((raw or {}).get("groups"), labels, path))
+    return Taxonomy(topics, domains, _groups((raw or {}).get("groups"), labels, path))
+
+
+def _names(node: dict, label: str, path: Path) -> tuple[str, str, str, str]:
+    """(en, zh, description en, description zh) of a domain or subtopic; a missing one is an error naming the class."""
+    for lang in ("en", "zh"):
+        if not isinstance(node.get(lang), str) or not node[lang].strip():
+            raise TaxonomyError(f"{path}: topic class {label} has no {lang} name; give it `{lang}: ...`")
+    description = node.get("description")
+    for lang in ("en", "zh"):
+        text = description.get(lang) if isinstance(description, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise TaxonomyError(
+                f"{path}: topic class {label} has no {lang} description; give it `description: {{en: ..., zh: ...}}` "
+                "(one sentence each: what belongs there)"
+            )
+    return node["en"].strip(), node["zh"].strip(), description["en"].strip(), description["zh"].strip()
 
 
 def _groups(raw, labels: list[str], path: Path) -> dict[str, tuple[str, ...]]:

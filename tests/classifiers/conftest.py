@@ -1,5 +1,6 @@
 """Fixtures for the classifier tests: real labelled text from the shared data, a stage-2-shaped
-document set built from it, and default models bootstrapped once per session."""
+document set built from it, default models bootstrapped once per session, and a tiny causal LM
+(random weights, a tokenizer trained on the documents and the prompt files) for `thresher annotate`."""
 
 from __future__ import annotations
 
@@ -55,3 +56,24 @@ def bootstrapped(rules_dir, tmp_path_factory) -> tuple[Path, dict]:
 
     models = tmp_path_factory.mktemp("models")
     return models, bootstrap([str(rules_dir)], models, load_taxonomy(), params=SMALL_FASTTEXT)
+
+
+@pytest.fixture(scope="session")
+def lm_dir(rules_dir, tmp_path_factory) -> Path:
+    """A tiny Qwen2ForCausalLM whose tokenizer also learned the prompt templates, label names and topic
+    descriptions (so prompts stay short in tokens)."""
+    from classifiers.annotate import PROMPTS_DIR, read_documents
+    from classifiers.topic import DEFAULT_TOPICS_FILE
+    from classifiers.transformers_backend import build_scratch_qwen2
+
+    texts = [row["text"][:1500] for row in read_documents(rules_dir)][:300]
+    texts += [path.read_text(encoding="utf-8") for path in sorted(PROMPTS_DIR.glob("*.txt"))]
+    texts += [(PROMPTS_DIR / "labels.yaml").read_text(encoding="utf-8"), DEFAULT_TOPICS_FILE.read_text(encoding="utf-8")]
+    return build_scratch_qwen2(texts, tmp_path_factory.mktemp("annotator"), head="causal_lm", vocab_size=800, init_std=0.3)
+
+
+@pytest.fixture(scope="session")
+def scorer(lm_dir):
+    from classifiers.annotate import CausalLMScorer
+
+    return CausalLMScorer(lm_dir, "cpu")

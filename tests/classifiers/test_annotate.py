@@ -21,33 +21,21 @@ import torch
 
 from classifiers.annotate import (
     PROMPTS_DIR,
-    CausalLMScorer,
+    Annotator,
     annotate_file,
     label_sets,
+    load_prompts,
     model_hash,
     read_documents,
     stratified_sample,
 )
 from classifiers.page_type import PAGE_TYPES
-from classifiers.topic import load_taxonomy
-from classifiers.transformers_backend import build_scratch_qwen2
+from classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
 from jobs.cli import main as thresher
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["--max-chars", "300", "--device", "cpu"]  # short prompts: quick on two shared cores; fp32 CPU: exact reruns
-
-
-@pytest.fixture(scope="module")
-def lm_dir(rules_dir, tmp_path_factory):
-    texts = [row["text"][:1500] for row in read_documents(rules_dir)][:300]
-    texts += [path.read_text(encoding="utf-8") for path in PROMPTS_DIR.glob("*.txt")]
-    return build_scratch_qwen2(texts, tmp_path_factory.mktemp("annotator"), head="causal_lm", vocab_size=800, init_std=0.3)
-
-
-@pytest.fixture(scope="module")
-def scorer(lm_dir):
-    return CausalLMScorer(lm_dir, "cpu")
 
 
 def rows_of(path: Path) -> list[dict]:
@@ -165,8 +153,13 @@ def test_a_rerun_with_another_model_or_prompt_is_refused(rules_dir, lm_dir, tmp_
     assert "--model" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
     assert thresher(_command(tmp_path / "nothing", lm_dir, tmp_path / "x.jsonl")) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert thresher(_command(rules_dir, lm_dir, tmp_path / "x.jsonl") + ["--backend", "vllm"]) == 2
-    assert "vllm" in capsys.readouterr().err.lower()
+    assert thresher(_command(rules_dir, lm_dir, tmp_path / "x.jsonl") + ["--backend", "vllm"]) == 2  # --device cpu
+    assert "--device is for --backend transformers" in capsys.readouterr().err
+    vllm = [arg for arg in _command(rules_dir, lm_dir, tmp_path / "x.jsonl") if arg not in ("--device", "cpu")] + ["--backend", "vllm"]
+    assert thresher(vllm) == 2  # this machine has no vLLM (it is never installed here: it would replace torch)
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--backend vllm: vLLM is not installed (pip install vllm" in err and "--backend transformers" in err
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_labels_from_real_documents_train_a_fasttext_classifier(rules_dir, lm_dir, tmp_path):
@@ -223,3 +216,80 @@ def test_jsonl_input_without_ids_gets_ids_from_the_text(rules_dir, scorer, tmp_p
     assert sorted(row["text"] for row in rows) == sorted(d["text"] for d in documents)
     assert all(row["doc_id"] == hashlib.blake2b(row["text"].encode(), digest_size=16).hexdigest() for row in rows)
     assert annotate_file(source, out, "quality", scorer, max_chars=200)["rows_written"] == 0  # all there already
+
+
+def _prompt_for(annotator: Annotator, step: str, label_set, lang: str, document: str) -> tuple[str, list[str]]:
+    ids, answers = annotator.request(step, label_set, lang, document=document, url="https://example.org/a", domain="X", position="line 1 of 2")
+    decode = annotator.scorer.tokenizer.decode
+    return decode(ids), [decode(answer) for answer in answers]
+
+
+@pytest.mark.parametrize("task", ["page_type", "topic", "clutter", "quality"])
+def test_a_filled_prompt_shows_every_label_with_its_name_and_description_and_only_labels_are_scored(task, scorer):
+    labels = label_sets(task)
+    annotator = Annotator(task, scorer, load_prompts(task), labels)
+    steps = [("topic_domain", labels.domains), *(("topic_subtopic", subs) for subs in labels.subtopics.values())] if task == "topic" else [(task, labels)]
+    for step, label_set in steps:
+        for lang, (colon, stop) in (("en", (": ", ". ")), ("zh", ("：", "。"))):
+            prompt, answers = _prompt_for(annotator, step, label_set, lang, "Some document text. 一些文档内容。")
+            for label in label_set.labels:
+                name, description = label_set.names[label][lang], label_set.descriptions[label][lang]
+                assert f"\n- {label}{colon}{name}{stop}{description}\n" in prompt, (step, lang, label)
+                assert description and description != name
+            # what the model's answer is scored on: the label ids alone, never a name or description
+            assert answers == [f" {label}\n" for label in label_set.labels]
+            assert "Some document text." in prompt
+
+
+def test_the_topic_prompts_carry_the_taxonomy_descriptions(scorer):
+    taxonomy = load_taxonomy()
+    tree = label_sets("topic")
+    annotator = Annotator("topic", scorer, load_prompts("topic"), tree)
+    prompt, _ = _prompt_for(annotator, "topic_domain", tree.domains, "en", "text")
+    assert all(f"- {d.id}: {d.en}. {d.description_en}" in prompt for d in taxonomy.domains)
+    prompt, _ = _prompt_for(annotator, "topic_subtopic", tree.subtopics["science"], "zh", "文本")
+    science = [t for t in taxonomy.topics if t.label.startswith("science.")]
+    assert len(science) == 10 and all(f"- {t.label[8:]}：{t.zh}。{t.description_zh}" in prompt for t in science)
+
+
+def test_a_label_or_topic_without_a_description_is_one_line_before_the_model_loads(rules_dir, lm_dir, tmp_path, capsys):
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    for path in PROMPTS_DIR.iterdir():
+        (prompts / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    labels = (prompts / "labels.yaml").read_text(encoding="utf-8")
+    forum = next(line for line in labels.splitlines() if line.strip().startswith("forum:"))
+    (prompts / "labels.yaml").write_text(labels.replace(forum, "  forum: {en: Forum, zh: 论坛, description: {en: A forum thread.}}"), encoding="utf-8")
+    out = tmp_path / "labels.jsonl"
+    assert thresher(_command(rules_dir, lm_dir, out) + ["--prompts-dir", str(prompts)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{prompts / 'labels.yaml'}: page_type label forum has no zh name or description" in err
+    assert not out.exists()
+
+    topics = tmp_path / "topics.yaml"
+    text = DEFAULT_TOPICS_FILE.read_text(encoding="utf-8")
+    physics = next(line for line in text.splitlines() if line.strip().startswith("- {id: physics,"))
+    described = text.splitlines()[text.splitlines().index(physics) + 1]
+    topics.write_text(text.replace(described + "\n", "").replace(physics, physics.rstrip(",") + "}"), encoding="utf-8")
+    command = [arg if arg != "page_type" else "topic" for arg in _command(rules_dir, lm_dir, out)] + ["--topics-file", str(topics)]
+    assert thresher(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{topics}: topic class science.physics has no en description" in err
+    assert not out.exists()
+
+
+def test_a_prompt_whose_label_list_outgrows_the_model_context_is_one_clear_error(scorer):
+    import copy
+
+    from classifiers.annotate import AnnotationError
+
+    short = copy.copy(scorer)
+    tree = label_sets("topic")
+    annotator = Annotator("topic", short, load_prompts("topic"), tree)
+    ids, _ = annotator.request("topic_domain", tree.domains, "en", document="", url="")
+    short.context = len(ids) + 40  # room for the template, the 20 domains and a little document
+    fitted, _ = annotator.request("topic_domain", tree.domains, "en", document="word " * 2000, url="")
+    assert len(ids) < len(fitted) <= short.context  # the document was cut to fit
+    short.context = len(ids) - 1
+    with pytest.raises(AnnotationError, match=r"the topic_domain\.en prompt with its label list is \d+ tokens, more than the model's context"):
+        annotator.request("topic_domain", tree.domains, "en", document="word " * 10, url="")
