@@ -44,6 +44,14 @@ THRESHER = {
     "thresher_comments_no_fallback": {"include_comments": True, "no_fallback": True},
     "thresher_comments_no_tables": {"include_comments": True, "include_tables": False},
 }
+# Variants that also append the thread posts trafilatura missed (pipeline.extract.missing_thread_posts).
+THREAD_POSTS = {
+    "thresher_comments_posts": ({"include_comments": True}, {}),
+    "thresher_comments_posts_line10": ({"include_comments": True}, {"min_line_chars": 10}),
+    "thresher_comments_posts_line20": ({"include_comments": True}, {"min_line_chars": 20}),
+}
+for _name, (_options, _settings) in THREAD_POSTS.items():
+    THRESHER[_name] = _options
 DEFAULT_VARIANTS = ("thresher_precision", "thresher_default_comments", "thresher_recall", "thresher_recall_comments")
 
 
@@ -80,7 +88,7 @@ def extract_variant(name: str, pages: list[Page]) -> dict[str, dict]:
         return json.loads(cache.read_text(encoding="utf-8"))
     import trafilatura
 
-    from pipeline.extract import decode_html, extract_with_origins
+    from pipeline.extract import ThreadPosts, decode_html, extract_with_origins
 
     results = {}
     for page in pages:
@@ -89,7 +97,8 @@ def extract_variant(name: str, pages: list[Page]) -> dict[str, dict]:
             if name in BASELINES:
                 text, origins = trafilatura.extract(page.payload, url=page.url, **BASELINES[name]) or "", []
             else:
-                text, origins = extract_with_origins(decode_html(page.payload, page.charset).html, page.url, THRESHER[name])
+                posts = ThreadPosts(**THREAD_POSTS[name][1]) if name in THREAD_POSTS else None
+                text, origins = extract_with_origins(decode_html(page.payload, page.charset).html, page.url, THRESHER[name], posts)
         except Exception as exc:  # noqa: BLE001 - a page the extractor fails on scores as empty
             print(f"  {name}: {page.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
             text, origins = "", []
@@ -169,7 +178,7 @@ def cross_validated_cleaning(
 def stage1_cpu(pages: list[Page], names: list[str], rounds: int = 2) -> dict[str, float]:
     """CPU ms per page of stage 1's extraction call with each named THRESHER option set, interleaved
     page by page so that load on a shared machine hits all alike; the best of `rounds`."""
-    from pipeline.extract import decode_html, extract_with_origins
+    from pipeline.extract import ThreadPosts, decode_html, extract_with_origins
 
     htmls = [(decode_html(page.payload, page.charset).html, page.url) for page in pages]
     best = {name: float("inf") for name in names}
@@ -178,7 +187,7 @@ def stage1_cpu(pages: list[Page], names: list[str], rounds: int = 2) -> dict[str
         for html, url in htmls:
             for name in names:
                 started = time.process_time()
-                extract_with_origins(html, url, THRESHER[name])
+                extract_with_origins(html, url, THRESHER[name], ThreadPosts(**THREAD_POSTS[name][1]) if name in THREAD_POSTS else None)
                 spent[name] += time.process_time() - started
         best = {name: min(best[name], spent[name] * 1000 / len(htmls)) for name in names}
     return best

@@ -372,6 +372,138 @@ def _die_with_parent() -> None:
         pass
 
 
+# --- Thread posts: the replies trafilatura leaves out of a forum thread --------------------------
+# trafilatura takes one main block (on a thread page: the first post) plus the comment areas its
+# rules know; the other posts of a thread are usually sibling blocks of the same tag and class.
+# A page is treated as a thread when one such block is in trafilatura's text and its siblings are
+# not; their lines are then appended (the clutter model takes out their bylines and buttons).
+# Class and id words of post containers across forum software (phpBB, Discourse, vBulletin, IPS,
+# bbPress, wpForo, Stack Exchange, Discuz's `t_f` post cells, Baidu Tieba `l_post`, ...).
+THREAD_POST_WORDS = ("post", "reply", "comment", "answer", "message", "t_f", "floor")
+_POST_TAGS = ("div", "article", "li", "td", "section")
+# Elements that end a line of text (as in a browser); the rest are inline.
+_BLOCK_TAGS = frozenset({"p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
+                         "article", "section", "ul", "ol", "dl", "dd", "dt", "table", "header", "footer", "figure", "figcaption"})
+_NO_TEXT_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "button", "form", "input", "select",
+                           "textarea", "iframe", "head", "nav"})
+
+
+@dataclass(frozen=True)
+class ThreadPosts:
+    """How thread posts are recovered (`PrepareConfig.thread_posts`)."""
+
+    min_posts: int = 2  # sibling blocks of one tag and class that make a thread
+    min_new_chars: int = 200  # text a thread's missing posts must add before anything is appended
+    short_line_chars: int = 10  # each missing line counts its characters beyond this many
+    near_best: float = 0.85  # groups scoring this share of the best compete on fewest added characters
+    min_line_chars: int = 1  # shorter missing lines (bylines, dates, buttons) are not appended
+    probes: int = 8  # runs of the main text looked up in the raw HTML by the pre-parse check
+    probe_window: int = 3000  # characters of HTML before a run searched for a post container's class
+
+
+def element_lines(element) -> list[str]:
+    """The text of an lxml element as lines, broken at block elements, white space collapsed."""
+    lines: list[list[str]] = [[]]
+
+    def walk(node) -> None:
+        tag = node.tag.lower() if isinstance(node.tag, str) else ""
+        if tag and tag not in _NO_TEXT_TAGS:
+            block = tag in _BLOCK_TAGS
+            if block:
+                lines.append([])
+            if node.text:
+                lines[-1].append(node.text)
+            for child in node:
+                walk(child)
+            if block:
+                lines.append([])
+        if node.tail:
+            lines[-1].append(node.tail)
+
+    walk(element)
+    return [line for line in (" ".join("".join(parts).split()) for parts in lines) if line]
+
+
+_CLASS_ATTRIBUTE = re.compile(r"""class=(["'])([^"'<>]*)\1""")  # as written; spaced `class = "x"` is rare
+_PROBE_CHARS = 16  # a run of main text this long, free of characters HTML escapes, is looked up verbatim
+_PROBE_RUN = re.compile(rf"""[^&<>"'\s][^&<>"']{{{_PROBE_CHARS - 1},}}""")
+
+
+def thread_classes(html: str, main_text: str, settings: ThreadPosts) -> list[str]:
+    """The class attributes of `html` that may hold the posts of a thread: those written shortly
+    before a run of trafilatura's main text, naming a post container and occurring more than once in
+    the page. String search only, so most pages stop here unparsed ([])."""
+    classes: dict[str, None] = {}
+    for attempt, run in enumerate(_PROBE_RUN.finditer(main_text)):
+        if attempt == settings.probes:
+            break
+        position = html.find(run.group()[:_PROBE_CHARS])
+        if position < 0:
+            continue
+        for quote, value in _CLASS_ATTRIBUTE.findall(html, max(0, position - settings.probe_window), position):
+            if value not in classes and any(word in value for word in THREAD_POST_WORDS) \
+                    and html.count(f"={quote}{value}{quote}") >= settings.min_posts:
+                classes[value] = None
+    return list(classes)
+
+
+def missing_thread_posts(tree, classes: list[str], main_text: str, text: str, settings: ThreadPosts) -> list[str]:
+    """Lines of the thread posts of `tree` that trafilatura's `text` lacks, in page order: the
+    elements of one of `classes` (`thread_classes`), [] unless one of them is in trafilatura's
+    `main_text` (its body, comments aside).
+
+    Each candidate class is scored by its missing lines' characters beyond
+    `settings.short_line_chars` each, so bylines, dates and buttons weigh little; of the classes
+    within `settings.near_best` of the best score, the one adding the fewest characters wins (a
+    post body rather than the whole post box with its author card)."""
+    from lxml import etree
+
+    main_flat, flat = "".join(main_text.split()), "".join(text.split())
+    groups: dict[str, list] = {value: [] for value in classes}
+    tags = " or ".join(f"self::{tag}" for tag in _POST_TAGS)
+    names = " or ".join(f"@class = '{value}'" for value in classes)  # no quotes in them (_CLASS_ATTRIBUTE)
+    for element in etree.XPath(f"//*[{tags}][{names}]")(tree):
+        groups[element.get("class")].append(element)
+    candidates: list[tuple[float, int, list[str]]] = []
+    for members in groups.values():
+        if len(members) < settings.min_posts:
+            continue
+        inside = {id(member) for member in members}
+        members = [m for m in members if not any(id(a) in inside for a in m.iterancestors())]  # outermost only
+        if len(members) < settings.min_posts:
+            continue
+        posts = [element_lines(member) for member in members]
+        if not any(_share_in(post, main_flat) > 0.5 for post in posts):
+            continue  # trafilatura took none of these blocks as main text: not this page's thread
+        missing, seen = [], set()
+        for line in (line for post in posts for line in post):
+            key = "".join(line.split())
+            if len(line) >= settings.min_line_chars and key not in flat and key not in seen:
+                seen.add(key)
+                missing.append(line)
+        score = sum(max(0, len(line) - settings.short_line_chars) for line in missing)
+        if score >= settings.min_new_chars:
+            candidates.append((score, sum(map(len, missing)), missing))
+    if not candidates:
+        return []
+    best = max(score for score, _, _ in candidates)
+    return min((c for c in candidates if c[0] >= settings.near_best * best), key=lambda c: c[1])[2]
+
+
+def _thread_posts(html: str, main_text: str, text: str, settings: ThreadPosts) -> list[str]:
+    from trafilatura.utils import load_html
+
+    if not (classes := thread_classes(html, main_text, settings)):
+        return []
+    tree = load_html(html)  # parsed again: trafilatura's own tree is cleaned in place and not returned
+    return missing_thread_posts(tree, classes, main_text, text, settings) if tree is not None else []
+
+
+def _share_in(lines: list[str], flat_text: str) -> float:
+    """The share of the characters of `lines` whose line is in `flat_text` (white space removed)."""
+    total = sum(map(len, lines))
+    return sum(len(line) for line in lines if "".join(line.split()) in flat_text) / total if total else 0.0
+
 # --- Line origins: which kind of XML element each line of the text came from -----------------
 # trafilatura's XML keeps element types that the plain text loses; the clutter model uses them
 # (navigation is list items, link lists and table cells; content is mostly paragraphs).
@@ -379,13 +511,17 @@ _ORIGIN_TAGS = {"p": "p", "head": "head", "list": "item", "item": "item", "table
                 "quote": "quote", "code": "code", "graphic": "graphic"}
 ORIGIN_UNKNOWN = "other"
 ORIGIN_COMMENT = "comment"
+ORIGIN_POST = "post"  # a thread post trafilatura missed
 _ALIGN_WINDOW = 200  # lines searched ahead when aligning the text with the per-element rendering
 
 
-def extract_with_origins(html: str, url: str = "", options: dict | None = None) -> tuple[str, list[str]]:
+def extract_with_origins(
+    html: str, url: str = "", options: dict | None = None, thread_posts: ThreadPosts | None = None
+) -> tuple[str, list[str]]:
     """(text, origins): trafilatura's plain text of `html`, the same as `trafilatura.extract` with
-    `options` returns, and for each of its lines the element kind it came from (p, head, item, cell,
-    quote, code, comment, other; "" for blank lines). ("", []) when trafilatura finds no text."""
+    `options` returns, then with `thread_posts` the thread posts it missed (`missing_thread_posts`),
+    and for each line the element kind it came from (p, head, item, cell, quote, code, comment, post,
+    other; "" for blank lines). ("", []) when trafilatura finds no text."""
     import trafilatura
     from trafilatura.utils import normalize_unicode
     from trafilatura.xml import xmltotxt
@@ -395,7 +531,7 @@ def extract_with_origins(html: str, url: str = "", options: dict | None = None) 
     )
     if document is None or document.body is None:
         return "", []
-    text = xmltotxt(document.body, False)
+    main_text = text = xmltotxt(document.body, False)
     rendered: list[tuple[str, str]] = []
     for child in document.body:
         kind = _ORIGIN_TAGS.get(child.tag, ORIGIN_UNKNOWN)
@@ -403,6 +539,9 @@ def extract_with_origins(html: str, url: str = "", options: dict | None = None) 
     if document.commentsbody is not None:
         text = f"{text}\n{xmltotxt(document.commentsbody, False)}".strip()
         rendered.extend((line.strip(), ORIGIN_COMMENT) for line in xmltotxt(document.commentsbody, False).split("\n") if line.strip())
+    if thread_posts is not None and (posts := _thread_posts(html, main_text, text, thread_posts)):
+        text = f"{text}\n" + "\n".join(posts)
+        rendered.extend((line, ORIGIN_POST) for line in posts)
     text = normalize_unicode(text)
     return text, align_origins(text.split("\n"), [(normalize_unicode(line), kind) for line, kind in rendered])
 
