@@ -145,7 +145,7 @@ def _steps_for(config_json: str) -> _Steps:
             config.soft_word_threshold,
         ),
         lang_filter=LanguageFilter(config.languages, config.lang_threshold),
-        extractor=PageExtractor(config.extract_timeout_s, config.min_text_chars),
+        extractor=PageExtractor(config.extract_timeout_s, config.min_text_chars, config.thread_posts),
     )
 
 
