@@ -44,12 +44,12 @@ THRESHER = {
     "thresher_comments_no_fallback": {"include_comments": True, "no_fallback": True},
     "thresher_comments_no_tables": {"include_comments": True, "include_tables": False},
 }
-# Variants that also append the thread posts trafilatura missed (pipeline.extract.missing_thread_posts).
+# Variants that also append the thread posts trafilatura missed (pipeline.extract.missing_thread_posts),
+# with these ThreadPostsConfig settings over its defaults (the shipped prepare.thread_posts).
 THREAD_POSTS = {
-    "thresher_comments_posts": ({"include_comments": True}, {"min_line_chars": 1}),
-    "thresher_comments_posts_line10": ({"include_comments": True}, {"min_line_chars": 10}),
-    "thresher_comments_posts_line20": ({"include_comments": True}, {"min_line_chars": 20}),
-    "thresher_comments_posts_line20_cjk3": ({"include_comments": True}, {"min_line_chars": 20, "cjk_char_weight": 3}),
+    "thresher_comments_posts": ({"include_comments": True}, {"min_line_chars": 1, "cjk_char_weight": 1}),
+    "thresher_comments_posts_line10": ({"include_comments": True}, {"min_line_chars": 10, "cjk_char_weight": 1}),
+    "thresher_comments_posts_line20": ({"include_comments": True}, {}),  # stage 1's settings
 }
 for _name, (_options, _settings) in THREAD_POSTS.items():
     THRESHER[_name] = _options

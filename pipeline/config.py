@@ -98,7 +98,7 @@ class ThreadPostsConfig:
     min_line_chars: PositiveCount = 20  # shorter missing lines (bylines, dates, buttons) are not appended
     # Chinese/Japanese characters count this many times in the lengths above (FineWeb's 30 characters
     # of English carry about 10 Chinese ones, as rules.zh.short_line_length); 1: plain lengths.
-    cjk_char_weight: Annotated[float, Range(1.0)] = 1.0
+    cjk_char_weight: Annotated[float, Range(1.0)] = 3.0
     probes: PositiveCount = 8  # runs of the main text looked up in the raw HTML before any parse
     probe_window: PositiveCount = 3000  # characters of HTML before a found run searched for post classes
 
