@@ -472,3 +472,24 @@ def test_element_lines_breaks_at_blocks_and_skips_scripts_and_buttons():
     assert element_lines(element) == ["Hello bold world", "a paragraph", "afterwards", "next line"]
     inner = lxml_html.fromstring("<div><div>Inside</div>the tail is not the element's</div>")[0]
     assert element_lines(inner) == ["Inside"]
+
+
+@pytest.mark.parametrize("depth", [1_000, 20_000])
+def test_a_deeply_nested_thread_is_no_extraction_error(depth):
+    from pipeline.config import ThreadPostsConfig
+
+    page_html = thread_page(FIRST_POST, REPLIES)
+    body = page_html.index("<body>") + len("<body>")
+    nested = page_html[:body] + '<div class="post-wrap">' * depth + page_html[body:-len("</body></html>")] + "</div>" * depth + "</body></html>"
+    text, drop = extract_page(nested.encode(), "utf-8", "", 30, thread_posts=ThreadPostsConfig())
+    assert drop is None or drop.rule == "empty_extraction"
+    assert (drop is None) != (text == "")
+
+
+def test_extract_with_origins_marks_the_appended_posts():
+    from pipeline.config import ThreadPostsConfig
+    from pipeline.extract import extract_with_origins
+
+    text, origins = extract_with_origins(thread_page(FIRST_POST, REPLIES), "", thread_posts=ThreadPostsConfig())
+    kinds = dict(zip(text.split("\n"), origins, strict=True))
+    assert all(kinds[reply] == "post" for reply in REPLIES) and kinds[FIRST_POST.strip()] == "p"
