@@ -87,8 +87,8 @@ class SparkConfig:
 @dataclass(frozen=True)
 class ThreadPostsConfig:
     """Stage 1: the posts of a forum thread that trafilatura leaves out, appended to its text
-    (`pipeline.extract.missing_thread_posts`); values chosen on the dev set by cross-validation
-    (bench/bench_extraction.py, bench/RESULTS.md "Issue 14, extraction pass")."""
+    (`pipeline.extract.missing_thread_posts`); measured on the dev set by cross-validation, where
+    `min_line_chars` was chosen (bench/bench_extraction.py, bench/RESULTS.md "Issue 14, extraction pass")."""
 
     enabled: bool = True
     min_posts: Annotated[int, Range(2)] = 2  # sibling blocks of one tag and class that make a thread
