@@ -53,7 +53,10 @@ THREAD_POSTS = {
 }
 for _name, (_options, _settings) in THREAD_POSTS.items():
     THRESHER[_name] = _options
-DEFAULT_VARIANTS = ("thresher_precision", "thresher_default_comments", "thresher_recall", "thresher_recall_comments")
+# Stage 1 now: thresher_comments_posts_line20 (trafilatura defaults with comments, plus the thread posts).
+DEFAULT_VARIANTS = (
+    "thresher_precision", "thresher_default_comments", "thresher_recall", "thresher_recall_comments", "thresher_comments_posts_line20",
+)
 
 
 @dataclass
