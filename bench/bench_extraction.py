@@ -44,7 +44,19 @@ THRESHER = {
     "thresher_comments_no_fallback": {"include_comments": True, "no_fallback": True},
     "thresher_comments_no_tables": {"include_comments": True, "include_tables": False},
 }
-DEFAULT_VARIANTS = ("thresher_precision", "thresher_default_comments", "thresher_recall", "thresher_recall_comments")
+# Variants that also append the thread posts trafilatura missed (pipeline.extract.missing_thread_posts),
+# with these ThreadPostsConfig settings over its defaults (the shipped prepare.thread_posts).
+THREAD_POSTS = {
+    "thresher_comments_posts": ({"include_comments": True}, {"min_line_chars": 1, "cjk_char_weight": 1}),
+    "thresher_comments_posts_line10": ({"include_comments": True}, {"min_line_chars": 10, "cjk_char_weight": 1}),
+    "thresher_comments_posts_line20": ({"include_comments": True}, {}),  # stage 1's settings
+}
+for _name, (_options, _settings) in THREAD_POSTS.items():
+    THRESHER[_name] = _options
+# Stage 1 now: thresher_comments_posts_line20 (trafilatura defaults with comments, plus the thread posts).
+DEFAULT_VARIANTS = (
+    "thresher_precision", "thresher_default_comments", "thresher_recall", "thresher_recall_comments", "thresher_comments_posts_line20",
+)
 
 
 @dataclass
@@ -80,6 +92,7 @@ def extract_variant(name: str, pages: list[Page]) -> dict[str, dict]:
         return json.loads(cache.read_text(encoding="utf-8"))
     import trafilatura
 
+    from pipeline.config import ThreadPostsConfig
     from pipeline.extract import decode_html, extract_with_origins
 
     results = {}
@@ -89,7 +102,8 @@ def extract_variant(name: str, pages: list[Page]) -> dict[str, dict]:
             if name in BASELINES:
                 text, origins = trafilatura.extract(page.payload, url=page.url, **BASELINES[name]) or "", []
             else:
-                text, origins = extract_with_origins(decode_html(page.payload, page.charset).html, page.url, THRESHER[name])
+                posts = ThreadPostsConfig(**THREAD_POSTS[name][1]) if name in THREAD_POSTS else None
+                text, origins = extract_with_origins(decode_html(page.payload, page.charset).html, page.url, THRESHER[name], posts)
         except Exception as exc:  # noqa: BLE001 - a page the extractor fails on scores as empty
             print(f"  {name}: {page.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
             text, origins = "", []
@@ -138,13 +152,19 @@ def train_lines(rows: list[dict], params: dict, use_origins: bool = False):
 
 
 def cross_validated_cleaning(
-    pages: list[Page], extraction: dict[str, dict], thresholds: list[float], params: dict, use_origins: bool = False
+    pages: list[Page],
+    extraction: dict[str, dict],
+    thresholds: list[float],
+    params: dict,
+    use_origins: bool = False,
+    training_extraction: dict[str, dict] | None = None,
 ) -> tuple[dict[float, dict[str, str]], dict]:
-    """{threshold: {url: cleaned text}} with every page cleaned by the model of the other folds."""
+    """{threshold: {url: cleaned text}} with every page cleaned by the model of the other folds,
+    trained on the lines of `training_extraction` (default: `extraction` itself)."""
     from classifiers.clutter import line_scores
     from pipeline.extraction_eval import cv_splits
 
-    rows = label_rows(pages, extraction)
+    rows = label_rows(pages, training_extraction or extraction)
     cleaned: dict[float, dict[str, str]] = {t: {} for t in thresholds}
     stats = {"labelled_lines": len(rows), "keep_lines": sum(r["label"] == "keep" for r in rows), "scoring_cpu_s": 0.0, "lines_scored": 0}
     for train_urls, held_urls in cv_splits((page.url for page in pages), FOLDS):
@@ -169,6 +189,7 @@ def cross_validated_cleaning(
 def stage1_cpu(pages: list[Page], names: list[str], rounds: int = 2) -> dict[str, float]:
     """CPU ms per page of stage 1's extraction call with each named THRESHER option set, interleaved
     page by page so that load on a shared machine hits all alike; the best of `rounds`."""
+    from pipeline.config import ThreadPostsConfig
     from pipeline.extract import decode_html, extract_with_origins
 
     htmls = [(decode_html(page.payload, page.charset).html, page.url) for page in pages]
@@ -178,7 +199,7 @@ def stage1_cpu(pages: list[Page], names: list[str], rounds: int = 2) -> dict[str
         for html, url in htmls:
             for name in names:
                 started = time.process_time()
-                extract_with_origins(html, url, THRESHER[name])
+                extract_with_origins(html, url, THRESHER[name], ThreadPostsConfig(**THREAD_POSTS[name][1]) if name in THREAD_POSTS else None)
                 spent[name] += time.process_time() - started
         best = {name: min(best[name], spent[name] * 1000 / len(htmls)) for name in names}
     return best
@@ -209,6 +230,12 @@ def main() -> int:
         "--with-origins", action="store_true", help="also score models that see the line origins (stage 1 does not store them)"
     )
     parser.add_argument("--stage1-cpu", action="store_true", help="only time stage 1's extraction with each of --variants")
+    parser.add_argument(
+        "--train-on",
+        choices=list(THRESHER),
+        help="train the cross-validated line models on this variant's lines (as the shipped model, trained on "
+        "stage 1's extraction, would meet a changed extraction) instead of each variant's own",
+    )
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="fastText option, e.g. dim=16")
     args = parser.parse_args()
 
@@ -235,11 +262,13 @@ def main() -> int:
         extraction = extract_variant(name, pages)
         cpu = sum(r["cpu_s"] for r in extraction.values()) / len(extraction)
         print(format_row(f"{name} (stage 1, {cpu * 1000:.0f} ms CPU/page)", score(pages, {url: r["text"] for url, r in extraction.items()})), flush=True)
+        training = extract_variant(args.train_on, pages) if args.train_on else None
         for use_origins in (False, True) if args.with_origins else (False,):
-            cleaned, stats = cross_validated_cleaning(pages, extraction, thresholds, params, use_origins)
+            cleaned, stats = cross_validated_cleaning(pages, extraction, thresholds, params, use_origins, training)
             per_doc = stats["scoring_cpu_s"] / stats["documents"] * 1000
             for threshold in thresholds:
-                label = f"{name} + clutter{' (with origins)' if use_origins else ''} @ {threshold:g}, CV"
+                trained = f" trained on {args.train_on}" if args.train_on else ""
+                label = f"{name} + clutter{' (with origins)' if use_origins else ''}{trained} @ {threshold:g}, CV"
                 print(format_row(label, score(pages, cleaned[threshold])), flush=True)
             print(f"  ({stats['labelled_lines']} labelled lines, {stats['keep_lines']} keep; clutter scoring {per_doc:.2f} ms CPU/document)", flush=True)
     return 0

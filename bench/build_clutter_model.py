@@ -29,6 +29,7 @@ def main() -> int:
     from bench.bench_extraction import label_rows, load_pages
     from classifiers import cli
     from classifiers.base import METRICS_NAME
+    from pipeline.config import load_config
     from pipeline.extract import decode_html, extract_with_origins
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,9 +40,11 @@ def main() -> int:
     args = parser.parse_args()
 
     pages = load_pages(Path(args.crawl), Path(args.ground_truth))
+    thread_posts = load_config(str(REPO / "configs" / "default.yaml")).prepare.thread_posts
     extraction = {}
     for page in pages:
-        text, origins = extract_with_origins(decode_html(page.payload, page.charset).html, page.url)
+        html = decode_html(page.payload, page.charset).html
+        text, origins = extract_with_origins(html, page.url, thread_posts=thread_posts if thread_posts.enabled else None)
         extraction[page.url] = {"text": text, "origins": origins}
     rows = label_rows(pages, extraction)
     labels = Path(args.labels)

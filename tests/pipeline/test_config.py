@@ -43,6 +43,9 @@ def test_unknown_key_is_named_with_its_section(tmp_path):
         ("rules:\n  minhash_bands: true\n", "rules.minhash_bands"),
         ("spark: [1, 2]\n", "spark"),
         ("spark:\n  conf:\n    spark.x: 3\n", "spark.conf.spark.x"),
+        ("prepare:\n  thread_posts:\n    min_posts: 1\n", "prepare.thread_posts.min_posts"),  # one post is no thread
+        ("prepare:\n  thread_posts:\n    cjk_char_weight: 0.5\n", "prepare.thread_posts.cjk_char_weight"),
+        ("prepare:\n  thread_posts:\n    near_best: 2\n", "prepare.thread_posts.near_best"),
     ],
 )
 def test_wrong_types_are_errors_naming_the_key(tmp_path, text, key):

@@ -349,3 +349,147 @@ def test_align_origins_follows_the_rendered_lines_in_order():
         "item",
         "other",
     ]
+
+
+# --- Thread posts (issue 14): the replies of a forum thread that trafilatura leaves out ----------
+FIRST_POST = "I bought a used road bike last week and the rear derailleur skips on the three smallest cogs. " * 3
+REPLIES = (
+    "Check the cable tension first: turn the barrel adjuster a quarter turn anticlockwise and shift again.",
+    "A bent derailleur hanger does exactly that. Ask a shop to check its alignment, it takes five minutes.",
+    "Worn chains skip on the small cogs. Measure it with a chain checker before you replace anything else.",
+)
+ZH_FIRST_POST = "我的电脑分辨率是二五六零乘一四四零，登录游戏以后全屏显示，有的地方看不到了，就像把游戏界面放大了一样。" * 6
+ZH_REPLIES = (
+    "你可以在游戏设置里面把显示模式改成窗口模式，然后再手动调整窗口的大小，应该就能看到全部界面了。",
+    "显卡控制面板里有一个缩放选项，把它改成由显示器执行缩放，我之前也遇到过一样的问题，这样就解决了。",
+    "我知道，只有回去翻一下之前的网页浏览记录了，大概半年前调过一次，具体是哪一个设置已经记不清楚了。",
+)
+
+
+def thread_page(first: str, replies: tuple[str, ...], title: str = "Rear derailleur skips on small cogs") -> str:
+    """A forum thread as phpBB-like boards write it: one post box per post, author card and body."""
+
+    def post(number: int, author: str, text: str) -> str:
+        return (f'<div class="post" id="p{number}"><div class="author">{author}</div><div class="postbody">'
+                f'<div class="content"><p>{text}</p></div></div></div>')
+
+    posts = post(1, "rider42", first) + "".join(post(n + 2, f"user{n}", text) for n, text in enumerate(replies))
+    return (f'<html><head><meta charset="utf-8"><title>{title}</title></head><body><nav><a href="/">Forum</a> '
+            f'<a href="/bikes">Bikes</a></nav><h1>{title}</h1><div class="topic">{posts}</div>'
+            "<footer>About us</footer></body></html>")
+
+
+@pytest.mark.parametrize(("first", "replies"), [(FIRST_POST, REPLIES), (ZH_FIRST_POST, ZH_REPLIES)], ids=["en", "zh"])
+def test_every_reply_of_a_thread_comes_out_once(first, replies):
+    import trafilatura
+
+    from pipeline.config import ThreadPostsConfig
+    from pipeline.extract import _TRAFILATURA_OPTIONS
+
+    html = thread_page(first, replies)
+    alone = trafilatura.extract(html, **_TRAFILATURA_OPTIONS)
+    assert first.strip() in alone and not any(reply in alone for reply in replies)  # trafilatura takes the first post only
+    text, drop = extract_page(html.encode(), "utf-8", "https://forum.example/t/1", 10, thread_posts=ThreadPostsConfig())
+    assert drop is None and text.count(first.strip()) == 1
+    assert all(text.count(reply) == 1 for reply in replies)
+    assert "user0" not in text and "rider42" not in text  # post bodies, not the author cards around them
+    off, _ = extract_page(html.encode(), "utf-8", "https://forum.example/t/1", 10, thread_posts=ThreadPostsConfig(enabled=False))
+    assert off == alone
+
+
+def test_the_extraction_process_appends_thread_posts_as_extract_page_does():
+    from pipeline.config import ThreadPostsConfig
+
+    extractor = PageExtractor(timeout_s=10, min_chars=1, thread_posts=ThreadPostsConfig())
+    try:
+        payload = thread_page(FIRST_POST, REPLIES).encode()
+        text, drop, _ = extractor(payload, "utf-8", "")
+        assert drop is None and all(reply in text for reply in REPLIES)
+    finally:
+        extractor.close()
+
+
+SIDEBAR_ITEMS = (
+    "Ten quiet villages in the Alps where you can still rent a room above the bakery for the summer months.",
+    "Why night trains are back: the operators, the routes and the prices of sleeping across Europe this year.",
+    "A guide to the mountain huts of the high route, with the distances, the climbs and where to get water.",
+)
+
+
+def test_an_article_does_not_gain_its_sidebar_or_comments():
+    import trafilatura
+
+    from pipeline.config import ThreadPostsConfig
+    from pipeline.extract import _TRAFILATURA_OPTIONS
+
+    related = "".join(f'<div class="related-post"><a href="/r{n}">Related</a><p>{item}</p></div>' for n, item in enumerate(SIDEBAR_ITEMS))
+    comments = "".join(f'<div class="comment-box"><span>reader{n}</span><p>{item}</p></div>' for n, item in enumerate(REPLIES))
+    html = (f"<html><head><title>Floods</title></head><body><nav><a href='/'>Home</a></nav><div class='post-wrap'>"
+            f"<article class='post-content'><h1>Floods</h1><p>{PROSE}</p><p>{PROSE[::-1]}</p><p>{PROSE.upper()}</p></article>"
+            f"<aside class='sidebar'>{related}</aside><div class='reader-comments'>{comments}</div></div>"
+            "<footer>Contact</footer></body></html>")
+    text, drop = extract_page(html.encode(), "utf-8", "https://news.example/floods", 10, thread_posts=ThreadPostsConfig())
+    assert drop is None and PROSE in text
+    assert text == trafilatura.extract(html, url="https://news.example/floods", **_TRAFILATURA_OPTIONS)
+    assert not any(item in text for item in SIDEBAR_ITEMS)
+
+
+def test_thread_classes_are_the_repeated_post_classes_before_the_main_text():
+    from pipeline.config import ThreadPostsConfig
+    from pipeline.extract import thread_classes
+
+    html = thread_page(FIRST_POST, REPLIES)
+    assert set(thread_classes(html, FIRST_POST, ThreadPostsConfig())) == {"post", "postbody"}
+    assert thread_classes(html, FIRST_POST, ThreadPostsConfig(min_posts=5)) == []  # four posts only
+    assert thread_classes(html, "text that is nowhere in the page at all", ThreadPostsConfig()) == []
+    single = html.replace(REPLIES[0], "").split('<div class="post" id="p2">')[0] + "</div></body></html>"
+    assert thread_classes(single, FIRST_POST, ThreadPostsConfig()) == []  # one post box: no thread
+
+
+def test_missing_thread_posts_weighs_chinese_characters_by_the_configured_weight():
+    from trafilatura.utils import load_html
+
+    from pipeline.config import ThreadPostsConfig
+    from pipeline.extract import missing_thread_posts
+
+    tree = load_html(thread_page(ZH_FIRST_POST, ZH_REPLIES[:2]))
+    # Two replies of 48 characters: too little text at plain length, enough when a Chinese character counts 3.
+    assert missing_thread_posts(tree, ["post"], ZH_FIRST_POST, ZH_FIRST_POST, ThreadPostsConfig(cjk_char_weight=1)) == []
+    assert missing_thread_posts(tree, ["post"], ZH_FIRST_POST, ZH_FIRST_POST, ThreadPostsConfig(cjk_char_weight=3)) == list(ZH_REPLIES[:2])
+    # Nothing is appended when trafilatura's body holds none of the posts (a comment list under an article).
+    assert missing_thread_posts(tree, ["post"], PROSE, PROSE, ThreadPostsConfig(cjk_char_weight=3)) == []
+
+
+def test_element_lines_breaks_at_blocks_and_skips_scripts_and_buttons():
+    from lxml import html as lxml_html
+
+    from pipeline.extract import element_lines
+
+    element = lxml_html.fromstring(
+        "<div>Hello <b>bold</b>  world<p>a <i>paragraph</i></p><script>var x = 1</script>after<!-- note -->"
+        "wards<br>next <button>Reply</button>line</div>"
+    )
+    assert element_lines(element) == ["Hello bold world", "a paragraph", "afterwards", "next line"]
+    inner = lxml_html.fromstring("<div><div>Inside</div>the tail is not the element's</div>")[0]
+    assert element_lines(inner) == ["Inside"]
+
+
+@pytest.mark.parametrize("depth", [1_000, 20_000])
+def test_a_deeply_nested_thread_is_no_extraction_error(depth):
+    from pipeline.config import ThreadPostsConfig
+
+    page_html = thread_page(FIRST_POST, REPLIES)
+    body = page_html.index("<body>") + len("<body>")
+    nested = page_html[:body] + '<div class="post-wrap">' * depth + page_html[body:-len("</body></html>")] + "</div>" * depth + "</body></html>"
+    text, drop = extract_page(nested.encode(), "utf-8", "", 30, thread_posts=ThreadPostsConfig())
+    assert drop is None or drop.rule == "empty_extraction"
+    assert (drop is None) != (text == "")
+
+
+def test_extract_with_origins_marks_the_appended_posts():
+    from pipeline.config import ThreadPostsConfig
+    from pipeline.extract import extract_with_origins
+
+    text, origins = extract_with_origins(thread_page(FIRST_POST, REPLIES), "", thread_posts=ThreadPostsConfig())
+    kinds = dict(zip(text.split("\n"), origins, strict=True))
+    assert all(kinds[reply] == "post" for reply in REPLIES) and kinds[FIRST_POST.strip()] == "p"
