@@ -1,7 +1,10 @@
 """Stage 1 per file: every record of one WARC file -> document rows, reject rows, one file-stats row.
 
 This is the function each Spark task runs (`process_warc`), plain Python so it is tested without
-Spark. Exact dedup is the one step that needs the whole job and is left to the job.
+Spark. Exact dedup is the one step that needs the whole job and is left to the job. Every per-page
+step (URL parse, HTTP checks, binary check, each URL filter, extraction, language ID, MD5) is a
+`pipeline.filters.DocumentFilter`: the file-stats row carries each one's pages seen, dropped and
+seconds for that file (`rules`), and the job sums them into stats.json.
 
 Every content record (`response`, `resource`, `conversion`) becomes exactly one row: a document or
 a reject. A read failure (truncated gzip, malformed record) is one more reject, `warc_read_error`;
