@@ -6,7 +6,9 @@ Reads stage 1's committed documents (or a user's Parquet, JSONL or datasets dire
 jobs.documents_input; a missing lang is computed with lid.176), writes DIR/documents (schemas.documents.RULES), DIR/rejects
 (schemas.rejects.REJECT, stage "rules") and DIR/stats.json. Only 128 band keys per document travel
 through the MinHash shuffles; connected components are found with alternating large-star /
-small-star joins (Kiveris et al. 2014), checkpointed every round.
+small-star joins (Kiveris et al. 2014), checkpointed every round. Each heuristics task writes its
+families' counts and seconds as a small JSON file into DIR's work directory (summed into stats.json's
+`rules`), so DIR must be on a filesystem that the driver and every executor see, as for stage 1.
 """
 
 from __future__ import annotations
