@@ -97,7 +97,7 @@ def test_real_crawl_rules_count_each_step_s_pages_and_the_report_shows_their_cos
         if _step_of(reject_rule):
             dropped[_step_of(reject_rule)] += count
     assert {rule: s["dropped"] for rule, s in rules.items() if s["dropped"]} == dict(dropped)
-    assert dropped["langid"] > 0 and dropped["http_response"] > 0
+    assert dropped["langid"] > 100  # the crawl's German, French, Spanish, Polish ... pages
     assert rules["extract"]["seconds"] > 0 and not any(key.startswith("tasks_cpu_") for key in stats["timings"])
 
     page = Page(render_html(build_report(output.parent)))
