@@ -583,7 +583,8 @@ def _rule_costs_table(rows: list[dict[str, Any]]) -> str:
                  f"<td class=num>{seconds:,.3f}</td><td class=num>{_pct(_percent(seconds, seconds))}</td>")
     note = ("<p class=note>Rules in the order they run, each on what the ones before kept. Seconds are the wall-clock "
             "time spent inside each rule, summed over all tasks (tasks run in parallel, so the sum can exceed the "
-            "stage's elapsed time). Steps that run over the whole job (exact and line dedup, MinHash) are not per-"
+            "stage's elapsed time). Stage 2's rules share one view of each document: a split that several use (lines, "
+            "words, Chinese word segmentation) is timed in the first rule that makes it. Steps that run over the whole job (exact and line dedup, MinHash) are not per-"
             "document rules: their time is in the stage's timings.</p>")
     return _table(["rule", "documents seen", "dropped", "% dropped", "seconds", "share of the stage's filter time"],
                   cells, [""] * len(rows) + ["subtotal"]) + note

@@ -51,7 +51,7 @@ def test_stats_json_sorts_keys_but_keeps_the_rules_in_pipeline_order():
              "b": {"z": 1, "a": [{"y": 1, "x": 2}]}, "a": 1}
     text = stats_json(stats)
     assert text == json.dumps({"a": 1, "b": {"a": [{"x": 2, "y": 1}], "z": 1},
-                               "rules": {"read": {"dropped": 0, "seconds": 0.5, "seen": 2}, "extract": {"seen": 1}},
+                               "rules": {"read": {"seen": 2, "dropped": 0, "seconds": 0.5}, "extract": {"seen": 1}},
                                "stage": "x"}, indent=2) + "\n"
     assert list(json.loads(text)["rules"]) == ["read", "extract"]
     # Without per-rule stats, the file is what sorted keys always gave.
