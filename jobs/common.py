@@ -259,7 +259,7 @@ class StageOutput:
 
     def commit(self, stats: dict[str, Any]) -> None:
         """Write stats, move every staged part into place, then write the marker last."""
-        (self.staging / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        (self.staging / "stats.json").write_text(stats_json(stats))
         parts = sorted(self.staging.iterdir())
         self._list_parts([part.name for part in parts])
         for part in parts:
@@ -368,6 +368,26 @@ def require_committed(directory: str | os.PathLike) -> Path:
     if not (path / COMMITTED_MARKER).is_file():
         raise InputError(f"{path} holds no committed stage output (no {COMMITTED_MARKER} marker): rerun that stage")
     return path
+
+
+RULE_STATS_KEY = "rules"  # a stage's per-rule stats ({rule: {seen, dropped, seconds}}), in pipeline order
+
+
+def stats_json(stats: dict[str, Any]) -> str:
+    """stats.json's text: keys sorted at every level (a stable file), except under `rules`: the
+    rules stay in the order the stage runs them, each as {seen, dropped, seconds}."""
+
+    def sorted_keys(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: sorted_keys(value[key]) for key in sorted(value)}
+        if isinstance(value, list):
+            return [sorted_keys(item) for item in value]
+        return value
+
+    ordered = sorted_keys(stats)
+    if isinstance(stats.get(RULE_STATS_KEY), dict):
+        ordered[RULE_STATS_KEY] = stats[RULE_STATS_KEY]
+    return json.dumps(ordered, indent=2) + "\n"
 
 
 def read_stats(directory: str | os.PathLike) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from jobs.common import (
 )
 from pipeline.archive_sniff import check_archive_inputs
 from pipeline.config import Config, ConfigError, PrepareConfig
+from pipeline.filters import merge_rule_stats, rule_stats_from_json, rule_stats_report
 from pipeline.inputs import expand_inputs, input_identity
 from pipeline.records import (
     EXTRACT_FAILURE_RULES,
@@ -260,17 +261,18 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
     from pyspark.sql import functions as F
 
     kinds: Counter = Counter()
-    seconds: Counter = Counter()
     pages_by_step: Counter = Counter()
     failures_by_step: Counter = Counter()
     task_wall = 0.0
     task_wall_max = 0.0
     max_rss_kb = 0
     extract_rss_kb = 0
-    for row in records.filter(F.col("row_kind") == ROW_FILE).select("detail").collect():
+    file_rules = []
+    # One stats row per input file, from its one finished rows file: a retried task's attempts never add up.
+    for row in sorted(records.filter(F.col("row_kind") == ROW_FILE).select("warc_path", "detail").collect()):
         file_stats = json.loads(row.detail)
         kinds.update(file_stats["records_by_kind"])
-        seconds.update(file_stats["cpu_seconds"])
+        file_rules.append(rule_stats_from_json(file_stats["rules"]))
         pages_by_step.update(file_stats.get("pages_by_step", {}))
         failures_by_step.update(file_stats.get("failures_by_step", {}))
         task_wall += file_stats["wall_seconds"]
@@ -294,9 +296,9 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
         # Pages that entered each per-page step, and those whose step raised or timed out there.
         "pages_by_step": dict(sorted(pages_by_step.items())),
         "failures_by_step": dict(sorted(failures_by_step.items())),
-        # Summed over tasks: CPU seconds per step, and the tasks' wall-clock seconds.
-        "timings": {f"tasks_cpu_{step}_s": round(value, 3) for step, value in sorted(seconds.items())}
-        | {"tasks_wall_s": round(task_wall, 3), "tasks_wall_max_s": round(task_wall_max, 3)},  # the slowest file
+        # Per step, in pipeline order: pages it saw, dropped (its rejects) and its seconds, summed over files.
+        "rules": rule_stats_report(merge_rule_stats(file_rules)),
+        "timings": {"tasks_wall_s": round(task_wall, 3), "tasks_wall_max_s": round(task_wall_max, 3)},  # the slowest file
         "worker_max_rss_mb": round(max_rss_kb / 1024, 1),
         "extract_process_max_rss_mb": round(extract_rss_kb / 1024, 1),  # the worker's extraction child
         "config_digest": config.digest(),

@@ -6,7 +6,9 @@ Reads stage 1's committed documents (or a user's Parquet, JSONL or datasets dire
 jobs.documents_input; a missing lang is computed with lid.176), writes DIR/documents (schemas.documents.RULES), DIR/rejects
 (schemas.rejects.REJECT, stage "rules") and DIR/stats.json. Only 128 band keys per document travel
 through the MinHash shuffles; connected components are found with alternating large-star /
-small-star joins (Kiveris et al. 2014), checkpointed every round.
+small-star joins (Kiveris et al. 2014), checkpointed every round. Each heuristics task writes its
+families' counts and seconds as a small JSON file into DIR's work directory (summed into stats.json's
+`rules`), so DIR must be on a filesystem that the driver and every executor see, as for stage 1.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +40,7 @@ from jobs.common import (
 from jobs.documents_input import INPUT_HELP, add_field_arguments, parse_rejects, read_documents, source_from_args
 from pipeline.config import Config, RulesConfig
 from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
+from pipeline.filters import rule_stats_report
 from pipeline.process_cache import ProcessCache
 from schemas import to_spark_schema
 from schemas.documents import PREPARED, RULES
@@ -95,11 +100,17 @@ def _remove_lines_udf():
 
 
 class _HeuristicJudge:
-    """mapInPandas function: adds drop_rule / drop_detail columns; the filters load once per worker."""
+    """mapInPandas function: adds drop_rule / drop_detail columns; the filters load once per worker.
 
-    def __init__(self, rules: RulesConfig, base_dir: str):
+    Each task writes its rules' stats (seen, dropped, time) to `stats_dir/part-<partition>.json`
+    when its partition is done, replacing the file atomically: a retried or speculative attempt
+    rewrites its partition's whole count, so the driver reads each partition once, never twice.
+    """
+
+    def __init__(self, rules: RulesConfig, base_dir: str, stats_dir: str):
         self.rules = rules
         self.base_dir = base_dir
+        self.stats_dir = stats_dir
         self.key = json.dumps([dataclasses.asdict(rules), base_dir], sort_keys=True, default=str)
 
     def _filters(self):
@@ -109,21 +120,39 @@ class _HeuristicJudge:
         return _JUDGES.get(self.key, lambda: build_filters(self.rules, load_resources(self.rules, resolve)))
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from pipeline.heuristics import judge_document
+        from pyspark import TaskContext
+
+        from pipeline.filters import merge_rule_stats, take_stats
+        from pipeline.heuristics import judge_documents
 
         filters = self._filters()
+        partition_stats = take_stats(filters)  # zeros, every rule, in pipeline order (and no leftovers)
         for batch in batches:
-            rules, details = [], []
-            for text, lang, url in zip(batch["text"], batch["lang"], batch["url"], strict=True):
-                try:
-                    verdict = judge_document(filters, text or "", lang, url)
-                except Exception as exc:  # one pathological document must not fail the job
-                    rules.append("heuristics_error")
-                    details.append(f"{type(exc).__name__}: {exc}"[:200])
-                    continue
-                rules.append(verdict.rule if verdict else None)
-                details.append(verdict.detail if verdict else None)
-            yield batch.assign(drop_rule=rules, drop_detail=details)
+            verdicts, stats = judge_documents(filters, zip(batch["text"], batch["lang"], batch["url"], strict=True))
+            partition_stats = merge_rule_stats([partition_stats, stats])
+            yield batch.assign(drop_rule=[v.rule if v else None for v in verdicts],
+                               drop_detail=[v.detail if v else None for v in verdicts])
+        _write_partition_stats(self.stats_dir, TaskContext.get().partitionId(), partition_stats)
+
+
+def _write_partition_stats(directory: str, partition: int, stats) -> None:
+    from pipeline.filters import rule_stats_to_json
+
+    target = os.path.join(directory, f"part-{partition:05d}.json")
+    temporary = f"{target}.{uuid.uuid4().hex}.tmp"
+    with open(temporary, "w") as handle:
+        json.dump(rule_stats_to_json(stats), handle)
+    os.replace(temporary, target)
+
+
+def _read_rule_stats(directory: str, rules: RulesConfig, resources) -> dict:
+    """The partitions' rule stats merged, every rule listed in pipeline order (an empty input too)."""
+    from pipeline.filters import merge_rule_stats, rule_stats_from_json, take_stats
+    from pipeline.heuristics import build_filters
+
+    paths = sorted(Path(directory).glob("part-*.json"))
+    parts = [rule_stats_from_json(json.loads(path.read_text())) for path in paths]
+    return merge_rule_stats([take_stats(build_filters(rules, resources)), *parts])
 
 
 class _BandKeys:
@@ -308,7 +337,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
             f"rules.minhash_bands x rules.minhash_rows = {rules.minhash_bands * rules.minhash_rows} "
             f"exceeds rules.minhash_num_perm = {rules.minhash_num_perm}"
         )
-    load_resources(rules, config.resolve_path)  # missing word lists fail here, before any Spark work
+    resources = load_resources(rules, config.resolve_path)  # missing word lists fail here, before any Spark work
     source = resolve_source(input_dir, fields)
     output = StageOutput(output_dir)
     output.begin()
@@ -323,7 +352,9 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     input_rejects = parse_rejects(spark, f"{work_dir}/input_rejects")  # JSONL lines that are no document
     phase = time.perf_counter()
     trimmed, line_rejects = _line_dedup(docs, rules)
-    judge = _HeuristicJudge(rules, config.base_dir)
+    rule_stats_dir = f"{work_dir}/rule_stats"
+    os.makedirs(rule_stats_dir)
+    judge = _HeuristicJudge(rules, config.base_dir, rule_stats_dir)
     judged_schema = T.StructType(
         [*trimmed.schema.fields, T.StructField("drop_rule", T.StringType()), T.StructField("drop_detail", T.StringType())]
     )
@@ -331,6 +362,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     line_rejects.write.parquet(f"{work_dir}/line_rejects")
     timings["line_dedup_and_heuristics_s"] = round(time.perf_counter() - phase, 3)
     judged = spark.read.parquet(f"{work_dir}/judged")
+    rule_stats = _read_rule_stats(rule_stats_dir, rules, resources)
     kept = judged.filter(F.col("drop_rule").isNull())
 
     phase = time.perf_counter()
@@ -383,8 +415,14 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
         "lines_removed_in_documents_out": lines_removed_in_documents_out,
         "documents_with_lines_removed": judged.filter(F.col("lines_removed_dedup") > 0).count(),
         **minhash_stats,
+        # Per heuristic family, in the order they run: documents seen, dropped and seconds, summed over tasks.
+        "rules": rule_stats_report(rule_stats),
         "timings": timings,
     }
+    judged_count = next(iter(rule_stats.values())).seen
+    if judged_count != stats["documents_in"] - by_rule.get(INPUT_PARSE_ERROR, 0):
+        raise RuntimeError(f"stage 2 lost track of the heuristics' counts: {judged_count} documents judged of "
+                           f"{stats['documents_in']}; output left uncommitted in {output_dir}")
     shutil.rmtree(work_dir, ignore_errors=True)
     output.commit(stats)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Heuristic document filters of stage 2 (RefinedWeb / Gopher / C4 / FineWeb families).
 
-Each rule family is a `DocumentFilter` returning None (keep) or `Drop("<family>:<reason>", value)`.
+Each rule family is a `DocumentFilter` returning None (keep) or `Drop("<family>:<reason>", value)`;
+`judge_documents` runs them in order and returns each family's documents seen, dropped and seconds.
 A document is looked at through one `DocumentView`, built once and shared by every rule: lines,
 paragraphs and words are split (and, for Chinese, segmented with jieba) at most once per document.
 Chinese documents use the character / jieba-word forms of the word rules, so text without spaces is
@@ -13,13 +14,13 @@ import functools
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.config import RulesConfig
-from pipeline.filters import DocumentFilter, Drop
+from pipeline.filters import DocumentFilter, Drop, RuleStats, first_drop, take_stats
 from pipeline.lexicon import EN_SENTENCE_SPLIT, TERMINAL_PUNCTUATION, ZH_SENTENCE_SPLIT, phrase_pattern, read_list
 from pipeline.text import jieba_segmenter
 
@@ -433,11 +434,23 @@ def build_filters(rules: RulesConfig, resources: RuleResources) -> list[Heuristi
     ]
 
 
-def judge_document(filters: Sequence[HeuristicFilter], text: str, lang: str | None, url: str | None) -> Drop | None:
-    """The first rule that drops the document, every rule sharing one view of it; None to keep it."""
-    view = DocumentView(text, lang, url)
-    for doc_filter in filters:
-        verdict = doc_filter(view)
-        if verdict is not None:
-            return verdict
-    return None
+HEURISTICS_ERROR = "heuristics_error"  # a rule raised on the document: dropped, naming the error
+
+
+def judge_documents(
+    filters: Sequence[HeuristicFilter], documents: Iterable[tuple[str | None, str | None, str | None]]
+) -> tuple[list[Drop | None], RuleStats]:
+    """For each (text, lang, url): the first rule that drops it (None keeps it), every rule sharing
+    one view of the document; and what each rule did with these documents (seen, dropped, time).
+
+    A rule that raises drops its document as `heuristics_error` naming the error: one pathological
+    document must not fail the job.
+    """
+    take_stats(filters)  # what an abandoned earlier call in this process counted is not these documents'
+    verdicts: list[Drop | None] = []
+    for text, lang, url in documents:
+        try:
+            verdicts.append(first_drop(filters, DocumentView(text or "", lang, url)))
+        except Exception as exc:  # noqa: BLE001 - counted as a reject naming the error
+            verdicts.append(Drop(HEURISTICS_ERROR, f"{type(exc).__name__}: {exc}"[:200]))
+    return verdicts, take_stats(filters)

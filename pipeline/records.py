@@ -1,7 +1,10 @@
 """Stage 1 per file: every record of one WARC file -> document rows, reject rows, one file-stats row.
 
 This is the function each Spark task runs (`process_warc`), plain Python so it is tested without
-Spark. Exact dedup is the one step that needs the whole job and is left to the job.
+Spark. Exact dedup is the one step that needs the whole job and is left to the job. Every per-page
+step (URL parse, HTTP checks, binary check, each URL filter, extraction, language ID, MD5) is a
+`pipeline.filters.DocumentFilter`: the file-stats row carries each one's pages seen, dropped and
+seconds for that file (`rules`), and the job sums them into stats.json.
 
 Every content record (`response`, `resource`, `conversion`) becomes exactly one row: a document or
 a reject. A read failure (truncated gzip, malformed record) is one more reject, `warc_read_error`;
@@ -34,7 +37,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import PrepareConfig, ThreadPostsConfig
 from pipeline.extract import PageExtractor, binary_kind
-from pipeline.filters import DocumentFilter, Drop, first_drop
+from pipeline.filters import DocumentFilter, Drop, FilterStats, RuleStats, first_drop, rule_stats_to_json, take_stats
 from pipeline.inputs import open_input, warc_name
 from pipeline.langid import LanguageFilter, top_language
 from pipeline.text import text_md5
@@ -122,31 +125,134 @@ def _table(rows: list[tuple]) -> pa.Table:
     return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, ROW_SCHEMA, strict=True)], schema=ROW_SCHEMA)
 
 
+class _UrlParse(DocumentFilter):
+    """Sets the page's `domain`; drops nothing."""
+
+    name = "url_parse"
+
+    def judge(self, page: dict) -> None:
+        page["domain"] = registered_domain_guess(page["url"])
+
+
+class _HttpResponse(DocumentFilter):
+    """Pages that are no HTML document: an HTTP status other than 200, another content type, or a
+    payload over the size bound (not parsed)."""
+
+    name = "http_response"
+
+    def __init__(self, max_html_bytes: int):
+        super().__init__()
+        self.max_html_bytes = max_html_bytes
+
+    def judge(self, page: dict) -> Drop | None:
+        record: WarcRecord = page["record"]
+        if record.kind == "response" and record.http_status != 200:
+            return Drop(f"http_status:{record.http_status or 'unparsed'}")
+        if record.kind != "conversion" and not record.is_html:
+            return Drop("not_html", record.mime_type or "no content type")
+        if record.payload_truncated:
+            return Drop("html_too_large", f"over {self.max_html_bytes} bytes (decoded)")
+        return None
+
+
+class _BinaryCheck(DocumentFilter):
+    """Payloads declared HTML that are files of another kind (PDF, images, archives)."""
+
+    name = "binary_check"
+
+    def judge(self, page: dict) -> Drop | None:
+        record: WarcRecord = page["record"]
+        kind = binary_kind(record.payload, record.charset) if record.kind != "conversion" else ""
+        return Drop("binary_payload", f"{kind} declared {record.mime_type or 'untyped'}") if kind else None
+
+
+class _Extract(DocumentFilter):
+    """Sets the page's `text`: WET text as it is, HTML decoded and through trafilatura in the
+    extractor's child process (its time counts here: the call waits for it); too little text drops."""
+
+    name = "extract"
+
+    def __init__(self, extractor: PageExtractor, min_text_chars: int):
+        super().__init__()
+        self.extractor = extractor
+        self.min_text_chars = min_text_chars
+
+    def judge(self, page: dict) -> Drop | None:
+        record: WarcRecord = page["record"]
+        if record.kind == "conversion":  # WET: the text is already extracted
+            page["text"] = record.payload.decode("utf-8", errors="replace").strip()
+            chars = len(page["text"])
+            return None if chars >= max(1, self.min_text_chars) else Drop("empty_extraction", f"{chars} chars")
+        page["text"], drop, _child_cpu = self.extractor(record.payload, record.charset, record.url)
+        return drop
+
+
+class _LanguageId(DocumentFilter):
+    """Sets the page's `lang` and `lang_score` with lid.176; drops what `LanguageFilter` drops."""
+
+    name = "langid"
+
+    def __init__(self, model_path: str, keep: LanguageFilter):
+        super().__init__()
+        self.model_path = model_path
+        self.keep = keep
+
+    def judge(self, page: dict) -> Drop | None:
+        page["lang"], page["lang_score"] = top_language(page["text"], self.model_path)
+        return self.keep.judge(page)  # its verdict is this step's: counted here, once
+
+
+class _Md5(DocumentFilter):
+    """Sets the page's `md5` (exact dedup groups on it in the job); drops nothing."""
+
+    name = "md5"
+
+    def judge(self, page: dict) -> None:
+        page["md5"] = text_md5(page["text"])
+
+
 @dataclasses.dataclass
 class _Steps:
-    """Per-process filters built from one config: list files are read once, not per task."""
+    """Per-process steps built from one config: list files are read once, not per task.
 
-    url_filters: list[DocumentFilter]
-    lang_filter: LanguageFilter
+    `chain` is the page pipeline in order: (the step a failure is named after, its filters); a page
+    that one drops goes no further. Steps named None cannot raise on a page.
+    """
+
+    chain: list[tuple[str | None, list[DocumentFilter]]]
     extractor: PageExtractor  # decoding and trafilatura, in a child process killed past the time bound
+
+    @property
+    def filters(self) -> list[DocumentFilter]:
+        return [doc_filter for _, filters in self.chain for doc_filter in filters]
 
 
 @functools.lru_cache(maxsize=4)
 def _steps_for(config_json: str) -> _Steps:
     values = json.loads(config_json)
     config = PrepareConfig(**{**values, "thread_posts": ThreadPostsConfig(**values["thread_posts"])})
+    extractor = PageExtractor(config.extract_timeout_s, config.min_text_chars, config.thread_posts)
+    url_filters = build_url_filters(
+        config.domain_blocklists,
+        config.url_blocklists,
+        config.url_regex_lists,
+        config.banned_words_file,
+        config.banned_subwords_file,
+        config.soft_banned_words_file,
+        config.soft_word_threshold,
+    )
+    keep_language = LanguageFilter(config.languages, config.lang_threshold)
     return _Steps(
-        url_filters=build_url_filters(
-            config.domain_blocklists,
-            config.url_blocklists,
-            config.url_regex_lists,
-            config.banned_words_file,
-            config.banned_subwords_file,
-            config.soft_banned_words_file,
-            config.soft_word_threshold,
-        ),
-        lang_filter=LanguageFilter(config.languages, config.lang_threshold),
-        extractor=PageExtractor(config.extract_timeout_s, config.min_text_chars, config.thread_posts),
+        chain=[
+            ("url_parse", [_UrlParse()]),
+            (None, [_HttpResponse(config.max_html_bytes)]),
+            ("binary_check", [_BinaryCheck()]),
+            ("url_filter", url_filters),
+            ("extract", [_Extract(extractor, config.min_text_chars)]),
+            ("langid", [_LanguageId(config.lid_model_path, keep_language)]),
+            ("md5", [_Md5()]),
+        ],
+        extractor=extractor,
     )
 
 
@@ -162,35 +268,44 @@ def _reject(record_fields: dict, drop: Drop, content: str = "") -> tuple:
     return _row(ROW_REJECT, **record_fields, rule=drop.rule, detail=drop.detail, content=content[:CONTENT_SNIPPET_CHARS])
 
 
+READ_STEP = "read"  # the rule stats of reading: records read, read errors and unreadable files dropped
+
+
 def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
     """Rows (in ROW_SCHEMA order) for every content record of the WARC file at `path`, then its stats.
 
-    `config` must carry resolved (absolute) list and model paths.
+    `config` must carry resolved (absolute) list and model paths. The stats row holds each step's
+    pages seen, dropped and time for this file alone (`rules`, in pipeline order, reading first).
     """
-    started = time.perf_counter()  # wall clock for the file; steps below count CPU time (robust to contention)
+    started = time.perf_counter()
     steps = steps_for(config)
+    take_stats(steps.filters)  # an abandoned earlier file in this process may have left counts
     name = warc_name(path)
     kinds: Counter = Counter()
-    seconds: Counter = Counter()
-    steps_tried: Counter = Counter()  # pages that entered each step, and those whose step failed
-    steps_failed: Counter = Counter()
+    read = FilterStats()
+    tally = _Tally(Counter(), Counter())
 
     def want_payload(header: WarcRecord) -> bool:
         # Only pages that can become documents are worth reading; the rest are counted from headers.
         return header.kind == "conversion" or (header.may_be_html and header.http_status in (None, 200))
 
+    def file_row() -> tuple:
+        rules = {READ_STEP: read, **take_stats(steps.filters)}
+        return _file_row(path, kinds, started, tally, rules, steps.extractor)
+
+    read_started = time.perf_counter_ns()
     try:
         raw = open_input(path)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is a reject, the job goes on
         kinds["unreadable"] += 1
+        read += FilterStats(1, 1, time.perf_counter_ns() - read_started)
         yield _row(ROW_REJECT, warc_path=path, rule="warc_unreadable", detail=f"{type(exc).__name__}: {exc}"[:1000])
-        yield _file_row(path, kinds, seconds, started, steps_tried, steps_failed, steps.extractor)
+        yield file_row()
         return
 
     with raw:
-        read_started = time.process_time()
         for event in iter_records(raw, config.max_html_bytes, want_payload):
-            seconds["read"] += time.process_time() - read_started
+            read += FilterStats(1, int(isinstance(event, ReadError)), time.perf_counter_ns() - read_started)
             if isinstance(event, ReadError):
                 kinds["read_error"] += 1
                 fields = {"warc_path": path, "url": event.url or None}
@@ -200,9 +315,9 @@ def process_warc(path: str, config: PrepareConfig) -> Iterator[tuple]:
             else:
                 kinds[event.kind] += 1
                 if event.kind in CONTENT_KINDS:
-                    yield _process_record(event, path, name, config, steps, _Tally(seconds, steps_tried, steps_failed))
-            read_started = time.process_time()
-    yield _file_row(path, kinds, seconds, started, steps_tried, steps_failed, steps.extractor)
+                    yield _process_record(event, path, name, steps, tally)
+            read_started = time.perf_counter_ns()
+    yield file_row()
 
 
 # Rejects that mean extraction failed on the page (rather than judged it); other steps fail as `<step>_error`.
@@ -211,9 +326,8 @@ EXTRACT_FAILURE_RULES = frozenset({"decode_error", "extract_error", "extract_tim
 
 @dataclasses.dataclass
 class _Tally:
-    """A file's per-step counters: CPU seconds, pages that entered each step, pages whose step failed."""
+    """A file's per-step counters: pages that entered each step, pages whose step failed."""
 
-    seconds: Counter
     tried: Counter
     failed: Counter
 
@@ -227,7 +341,10 @@ class _StepFailed(Exception):
 
 
 @contextlib.contextmanager
-def _step(name: str, tally: _Tally):
+def _step(name: str | None, tally: _Tally):
+    if name is None:
+        yield
+        return
     tally.tried[name] += 1
     try:
         yield
@@ -236,85 +353,47 @@ def _step(name: str, tally: _Tally):
         raise _StepFailed(name, exc) from exc
 
 
-def _process_record(record: WarcRecord, path: str, name: str, config: PrepareConfig, steps: _Steps, tally: _Tally) -> tuple:
-    """The page's row. Its error boundary: an exception in any step is a `<step>_error` reject naming
-    the error, so one page never fails its task (and with it the job, on every rerun)."""
-    fields = {
+_RECORD_FIELDS = ("doc_id", "url", "domain", "warc_path", "warc_record_id", "fetch_time")
+
+
+def _process_record(record: WarcRecord, path: str, name: str, steps: _Steps, tally: _Tally) -> tuple:
+    """The page's row: the steps of `steps.chain` in turn, each setting its fields on the page or
+    dropping it. Its error boundary: an exception in any step is a `<step>_error` reject naming the
+    error, so one page never fails its task (and with it the job, on every rerun)."""
+    page = {
         "doc_id": make_doc_id(name, record.offset),
         "url": record.url,
         "domain": None,
         "warc_path": path,
         "warc_record_id": record.record_id,
         "fetch_time": record.date,
+        "record": record,
     }
     try:
-        with _step("url_parse", tally):
-            fields["domain"] = registered_domain_guess(record.url)
-        if record.kind == "response" and record.http_status != 200:
-            return _reject(fields, Drop(f"http_status:{record.http_status or 'unparsed'}"))
-        if record.kind != "conversion" and not record.is_html:
-            return _reject(fields, Drop("not_html", record.mime_type or "no content type"))
-        if record.payload_truncated:
-            return _reject(fields, Drop("html_too_large", f"over {config.max_html_bytes} bytes (decoded)"))
-        with _step("binary_check", tally):
-            kind = binary_kind(record.payload, record.charset) if record.kind != "conversion" else ""
-        if kind:
-            return _reject(fields, Drop("binary_payload", f"{kind} declared {record.mime_type or 'untyped'}"))
-        return _page_row(record, fields, config, steps, tally)
+        for step_name, filters in steps.chain:
+            with _step(step_name, tally):
+                drop = first_drop(filters, page)
+            if drop:
+                if drop.rule in EXTRACT_FAILURE_RULES:
+                    tally.failed["extract"] += 1
+                row_fields = {key: value for key, value in page.items() if key != "text"}  # the text goes in `content`
+                return _reject(row_fields, drop, page.get("text") or "")
     except _StepFailed as failed:
-        kept = {key: fields[key] for key in ("doc_id", "url", "domain", "warc_path", "warc_record_id", "fetch_time")}
+        kept = {key: page[key] for key in _RECORD_FIELDS}
         return _reject(kept, Drop(f"{failed.step}_error", f"{type(failed.error).__name__}: {failed.error}"[:500]))
+    return _row(ROW_DOCUMENT, **page)
 
 
-def _page_row(record: WarcRecord, fields: dict, config: PrepareConfig, steps: _Steps, tally: _Tally) -> tuple:
-    seconds = tally.seconds
-    start = time.process_time()
-    with _step("url_filter", tally):
-        drop = first_drop(steps.url_filters, fields)
-    seconds["url_filter"] += time.process_time() - start
-    if drop:
-        return _reject(fields, drop)
-
-    start = time.process_time()
-    with _step("extract", tally):
-        if record.kind == "conversion":  # WET: the text is already extracted
-            text = record.payload.decode("utf-8", errors="replace").strip()
-            drop = None if len(text) >= max(1, config.min_text_chars) else Drop("empty_extraction", f"{len(text)} chars")
-            child_cpu = 0.0
-        else:  # decoding and trafilatura, in the extractor's child process
-            text, drop, child_cpu = steps.extractor(record.payload, record.charset, record.url)
-    seconds["extract"] += time.process_time() - start + child_cpu
-    if drop and drop.rule in EXTRACT_FAILURE_RULES:
-        tally.failed["extract"] += 1
-    if drop:
-        return _reject(fields, drop, text)
-
-    start = time.process_time()
-    with _step("langid", tally):
-        fields["lang"], fields["lang_score"] = top_language(text, config.lid_model_path)
-        drop = steps.lang_filter(fields)
-    seconds["langid"] += time.process_time() - start
-    if drop:
-        return _reject(fields, drop, text)
-
-    start = time.process_time()
-    with _step("md5", tally):
-        fields["md5"] = text_md5(text)
-    seconds["md5"] += time.process_time() - start
-    return _row(ROW_DOCUMENT, **fields, text=text)
-
-
-def _file_row(path: str, kinds: Counter, seconds: Counter, started: float, tried: Counter, failed: Counter,
-              extractor: PageExtractor) -> tuple:
+def _file_row(path: str, kinds: Counter, started: float, tally: _Tally, rules: RuleStats, extractor: PageExtractor) -> tuple:
     stats = {
         "records_by_kind": dict(kinds),
-        "pages_by_step": dict(tried),  # pages that entered each step
-        "failures_by_step": dict(failed),  # of those, pages whose step raised (or timed out)
-        "cpu_seconds": {k: round(v, 4) for k, v in seconds.items()},
+        "pages_by_step": dict(tally.tried),  # pages that entered each step
+        "failures_by_step": dict(tally.failed),  # of those, pages whose step raised (or timed out)
+        "rules": rule_stats_to_json(rules),  # pages each step saw, dropped, and its time, in pipeline order
         "wall_seconds": round(time.perf_counter() - started, 4),
         # Peak resident memory of this worker process so far (KiB on Linux): the memory bound.
         "worker_max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         # ... and of its extraction process (forked from it, so most of that is shared, copy-on-write).
         "extract_process_max_rss_kb": extractor.max_rss_kb,
     }
-    return _row(ROW_FILE, warc_path=path, detail=json.dumps(stats, sort_keys=True))
+    return _row(ROW_FILE, warc_path=path, detail=json.dumps(stats))  # not key-sorted: `rules` is in pipeline order

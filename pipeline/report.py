@@ -56,6 +56,8 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         "funnel": _funnel(run_dir, stages, manifest),
         "rejects": rejects,
         "stage_subtotals": _stage_subtotals(stages, rejects),
+        "rule_costs": {name: _rule_costs(stats["rules"]) for name, stats in stages.items()
+                       if isinstance(stats.get("rules"), dict)},
         "languages": {f"after {name}": _column_counts(run_dir / name / "documents", "lang") for name in output_stages},
         "lengths": {f"after {name}": _length_counts(run_dir / name / "documents") for name in output_stages},
         "labels": stages.get("tag", {}).get("labels", {}),
@@ -335,6 +337,17 @@ def _reject_samples(path: Path, stage: str) -> list[dict[str, Any]]:
 
 
 
+def _rule_costs(rules: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stage's per-rule stats in pipeline order, with each rule's share of what it saw dropped and
+    its share of the time all the stage's rules took."""
+    total_seconds = sum(r["seconds"] for r in rules.values())
+    return [
+        {"rule": rule, "seen": r["seen"], "dropped": r["dropped"], "dropped_percent": _percent(r["dropped"], r["seen"]),
+         "seconds": r["seconds"], "seconds_percent": _percent(r["seconds"], total_seconds)}
+        for rule, r in rules.items()
+    ]
+
+
 def _sample(row: dict[str, Any]) -> dict[str, str]:
     content = (row.get("content") or "").strip()
     return {
@@ -378,6 +391,7 @@ def render_html(report: dict[str, Any]) -> str:
         _section("Funnel", _funnel_table(report["funnel"])
                  + _bar_chart({f"after {r['stage']}": r["documents_out"] for r in report["funnel"]})),
         _section("Reject reasons per stage", _rejects_table(report["rejects"], report.get("stage_subtotals", {}))),
+        *(_section(f"{stage}: cost per rule", _rule_costs_table(rows)) for stage, rows in report.get("rule_costs", {}).items()),
         _section("Document length (characters)", _distribution_table(report.get("lengths", {}), "length")),
         _section("Languages", _distribution_table(report.get("languages", {}), "language")),
         _section("MinHash near-duplicates", _dedup_html(report.get("dedup", {"ran": False}))),
@@ -556,6 +570,24 @@ def _funnel_table(funnel: list[dict[str, Any]]) -> str:
             "from documents that stay are counted apart: they are not documents.</p>")
     return _table(["stage", "documents in", "documents removed", "% of stage input", "% of first input",
                    "documents out", "% of first input", "lines removed", "text bytes out", "tokens out"], rows) + note
+
+
+def _rule_costs_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    cells = [f"<td>{_e(r['rule'])}</td>{_num(r['seen'])}{_num(r['dropped'])}<td class=num>{_pct(r['dropped_percent'])}</td>"
+             f"<td class=num>{r['seconds']:,.3f}</td><td class=num>{_pct(r['seconds_percent'])}</td>" for r in rows]
+    entering, dropped = rows[0]["seen"], sum(r["dropped"] for r in rows)
+    seconds = sum(r["seconds"] for r in rows)
+    cells.append(f"<td>total</td>{_num(entering)}{_num(dropped)}<td class=num>{_pct(_percent(dropped, entering))}</td>"
+                 f"<td class=num>{seconds:,.3f}</td><td class=num>{_pct(_percent(seconds, seconds))}</td>")
+    note = ("<p class=note>Rules in the order they run, each on what the ones before kept. Seconds are the wall-clock "
+            "time spent inside each rule, summed over all tasks (tasks run in parallel, so the sum can exceed the "
+            "stage's elapsed time). Stage 2's rules share one view of each document: a split that several use (lines, "
+            "words, Chinese word segmentation) is timed in the first rule that makes it. Steps that run over the whole job (exact and line dedup, MinHash) are not per-"
+            "document rules: their time is in the stage's timings.</p>")
+    return _table(["rule", "documents seen", "dropped", "% dropped", "seconds", "share of the stage's filter time"],
+                  cells, [""] * len(rows) + ["subtotal"]) + note
 
 
 def _samples_html(samples: list[dict[str, str]], kind: str = "") -> str:

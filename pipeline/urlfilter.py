@@ -79,14 +79,25 @@ def _trie_pattern(node: dict) -> str:
     return "(?:" + "|".join(branches) + ")"
 
 
-class DomainBlocklistFilter(DocumentFilter):
+class _ListFilter(DocumentFilter):
+    """A filter built from one list category: it drops as, and reports its stats as, `name:category`."""
+
+    def __init__(self, category: str):
+        super().__init__()
+        self.rule = f"{self.name}:{category}"
+
+    @property
+    def rule_name(self) -> str:
+        return self.rule
+
+
+class DomainBlocklistFilter(_ListFilter):
     """UT1 `domains`: a URL is dropped if its host or any parent domain is listed."""
 
     name = "url_domain_blocklist"
 
     def __init__(self, category: str, domains: Iterable[str]):
-        super().__init__()
-        self.rule = f"{self.name}:{category}"
+        super().__init__(category)
         self.domains = frozenset(d.lower().strip(".") for d in domains)
 
     def judge(self, doc: Mapping[str, Any]) -> Drop | None:
@@ -97,15 +108,14 @@ class DomainBlocklistFilter(DocumentFilter):
         return None
 
 
-class UrlBlocklistFilter(DocumentFilter):
+class UrlBlocklistFilter(_ListFilter):
     """UT1 `urls`: host/path prefixes; a URL is dropped if its host (or a parent domain) carries a
     listed path prefix that ends at a path boundary."""
 
     name = "url_blocklist"
 
     def __init__(self, category: str, entries: Iterable[str]):
-        super().__init__()
-        self.rule = f"{self.name}:{category}"
+        super().__init__(category)
         self.paths_by_host: dict[str, list[str]] = {}
         for entry in entries:
             host, _, path = entry.lower().partition("/")
@@ -124,14 +134,13 @@ class UrlBlocklistFilter(DocumentFilter):
         return None
 
 
-class UrlRegexFilter(DocumentFilter):
+class UrlRegexFilter(_ListFilter):
     """UT1 `expressions`: one regex per line, searched in the lowercased URL (all lines as one regex)."""
 
     name = "url_regex"
 
     def __init__(self, category: str, expressions: Iterable[str]):
-        super().__init__()
-        self.rule = f"{self.name}:{category}"
+        super().__init__(category)
         parts = [f"(?:{e})" for e in expressions]
         self.pattern = re.compile("|".join(parts)) if parts else None
 

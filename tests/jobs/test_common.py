@@ -23,6 +23,7 @@ from jobs.common import (
     config_from_args,
     read_stats,
     require_committed,
+    stats_json,
 )
 from pipeline.config import ConfigError
 from pipeline.inputs import InputError
@@ -43,6 +44,19 @@ def test_commit_moves_parts_into_place_and_writes_marker_last(tmp_path):
     assert not (tmp_path / "stage" / "_staging").exists()
     assert read_stats(require_committed(tmp_path / "stage")) == {"documents_out": 1}
     assert json.loads((tmp_path / "stage" / COMMITTED_MARKER).read_text())["committed_at"] > 0
+
+
+def test_stats_json_sorts_keys_but_keeps_the_rules_in_pipeline_order():
+    stats = {"stage": "x", "rules": {"read": {"seen": 2, "dropped": 0, "seconds": 0.5}, "extract": {"seen": 1}},
+             "b": {"z": 1, "a": [{"y": 1, "x": 2}]}, "a": 1}
+    text = stats_json(stats)
+    assert text == json.dumps({"a": 1, "b": {"a": [{"x": 2, "y": 1}], "z": 1},
+                               "rules": {"read": {"seen": 2, "dropped": 0, "seconds": 0.5}, "extract": {"seen": 1}},
+                               "stage": "x"}, indent=2) + "\n"
+    assert list(json.loads(text)["rules"]) == ["read", "extract"]
+    # Without per-rule stats, the file is what sorted keys always gave.
+    plain = {"b": 1, "a": {"d": 2, "c": [3]}}
+    assert stats_json(plain) == json.dumps(plain, indent=2, sort_keys=True) + "\n"
 
 
 def test_begin_discards_an_interrupted_attempt_and_refuses_committed_output(tmp_path, monkeypatch):

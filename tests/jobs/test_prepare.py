@@ -2,6 +2,7 @@ import hashlib
 import json
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,53 @@ def test_real_crawl_stats_add_up_to_the_input(spark, crawl_run):
     rows = documents.select("doc_id", "md5", "lang_score", "text").collect()
     assert len({r.doc_id for r in rows}) == len(rows) and len({r.md5 for r in rows}) == len(rows)
     assert min(r.lang_score for r in rows) >= 0.65 and all(r.text for r in rows)
+
+
+def _step_of(reject_rule):
+    """The stage 1 rule (stats.json `rules` key) whose drop a reject is; None for exact dedup (a job step)."""
+    if reject_rule.startswith(("url_domain_blocklist:", "url_blocklist:", "url_regex:")):
+        return reject_rule
+    if reject_rule in ("url_banned_word", "url_soft_words", "url_banned_subword"):
+        return "url_words"
+    if reject_rule.startswith("http_status:") or reject_rule in ("not_html", "html_too_large"):
+        return "http_response"
+    if reject_rule.startswith("lang_"):
+        return "langid"
+    return {"binary_payload": "binary_check", "warc_read_error": "read", "warc_unreadable": "read",
+            "exact_duplicate": None}.get(reject_rule, "extract")
+
+
+def test_real_crawl_rules_count_each_step_s_pages_and_the_report_shows_their_cost(crawl_run):
+    from report_page import Page
+
+    from pipeline.report import build_report, render_html
+
+    output, stats = crawl_run
+    rules, kinds = stats["rules"], stats["records_by_kind"]
+    assert list(read_stats(output)["rules"]) == list(rules)  # pipeline order, in the file too
+    url_rules = [rule for rule in rules if rule.startswith("url_") and rule != "url_parse"]
+    assert list(rules) == ["read", "url_parse", "http_response", "binary_check", *url_rules, "extract", "langid", "md5"]
+    assert "url_domain_blocklist:adult" in url_rules and "url_words" in url_rules
+    assert rules["read"]["seen"] == sum(kinds.values())
+    assert rules["url_parse"]["seen"] == stats["records_in"] - rules["read"]["dropped"]  # the content records
+    assert not stats["failures_by_step"]
+    steps = list(rules)[1:]
+    for before, after in zip(steps, steps[1:], strict=False):  # each step sees what the one before kept
+        assert rules[after]["seen"] == rules[before]["seen"] - rules[before]["dropped"], after
+    assert rules["md5"]["seen"] == stats["documents_out"] + stats["rejects_by_rule"]["exact_duplicate"]
+    dropped = Counter()
+    for reject_rule, count in stats["rejects_by_rule"].items():
+        if _step_of(reject_rule):
+            dropped[_step_of(reject_rule)] += count
+    assert {rule: s["dropped"] for rule, s in rules.items() if s["dropped"]} == dict(dropped)
+    assert dropped["langid"] > 100  # the crawl's German, French, Spanish, Polish ... pages
+    assert rules["extract"]["seconds"] > 0 and not any(key.startswith("tasks_cpu_") for key in stats["timings"])
+
+    page = Page(render_html(build_report(output.parent)))
+    table = page.table_with("share of the stage's filter time")
+    assert [row[0] for row in table[1:]] == [*rules, "total"]
+    assert [row[1] for row in table[1:-1]] == [f"{s['seen']:,}" for s in rules.values()]
+    assert "prepare: cost per rule" in page.sections
 
 
 def test_committed_output_is_not_overwritten(spark, crawl_run, shared_data):
@@ -144,7 +192,8 @@ def test_command_line_entry_point(shared_data, tmp_path, capsys):
 
 def comparable(stats):
     machine = ("timings", "worker_max_rss_mb", "extract_process_max_rss_mb", "files_resumed")  # not the output's
-    return {k: v for k, v in stats.items() if k not in machine}
+    return {k: ({rule: (s["seen"], s["dropped"]) for rule, s in v.items()} if k == "rules" else v)  # rules without seconds
+            for k, v in stats.items() if k not in machine}
 
 
 def test_a_crash_after_some_files_resumes_from_the_finished_files(spark, tmp_path, monkeypatch):

@@ -13,7 +13,8 @@ import pytest
 from jobs.common import COMMITTED_MARKER, read_stats
 from jobs.rules import LINE_DEDUP_RULE, MINHASH_RULE, run_rules
 from pipeline.config import load_config
-from pipeline.heuristics import build_filters, judge_document, load_resources
+from pipeline.filters import FilterStats, first_drop
+from pipeline.heuristics import DocumentView, build_filters, load_resources
 from schemas.documents import PREPARED, RULES
 from schemas.rejects import REJECT
 
@@ -41,14 +42,14 @@ def _make_input(shared_data, directory, files: int):
     docs = [(f"dclm-{i}", text) for i, text in enumerate(good)]
     config = load_config()
     filters = build_filters(config.rules, load_resources(config.rules, config.resolve_path))
-    passing = [d for d in docs if len(d[1].split()) > 300 and judge_document(filters, d[1], "en", None) is None]
+    passing = [d for d in docs if len(d[1].split()) > 300 and first_drop(filters, DocumentView(d[1], "en")) is None]
     originals = sorted(passing, key=lambda d: _doc_id(d[0]))[:3]
     assert len(originals) == 3
     planted = {}
     for number, (name, text) in enumerate(originals):
         copy_name = f"copy-{number}"
         copy = _near_copy(text, number)
-        assert judge_document(filters, copy, "en", None) is None
+        assert first_drop(filters, DocumentView(copy, "en")) is None
         docs.append((copy_name, copy))
         planted[_doc_id(copy_name)] = _doc_id(name)
     footed = sorted(docs[:FOOTER_COPIES], key=lambda d: _doc_id(d[0]))
@@ -156,8 +157,64 @@ def test_output_identical_with_1_and_4_partitions(runs):
     (one, stats_one), (four, stats_four) = results[1], results[4]
     assert _read(one / "documents", RULES) == _read(four / "documents", RULES)
     assert _read(one / "rejects", REJECT) == _read(four / "rejects", REJECT)
+    assert _comparable(stats_one) == _comparable(stats_four)
+
+
+def _comparable(stats):
+    """The stats that depend on the data only: no timings, no digest, the rules without their seconds."""
     drop = ("timings", "config_digest")
-    assert {k: v for k, v in stats_one.items() if k not in drop} == {k: v for k, v in stats_four.items() if k not in drop}
+    return {k: ({rule: (s["seen"], s["dropped"]) for rule, s in v.items()} if k == "rules" else v)
+            for k, v in stats.items() if k not in drop}
+
+
+def test_rules_stats_count_what_each_heuristic_family_saw_dropped_and_its_time(runs):
+    results, table, *_ = runs
+    config = load_config()
+    families = [f.name for f in build_filters(config.rules, load_resources(config.rules, config.resolve_path))]
+    for output, stats in results.values():
+        rules = stats["rules"]
+        assert list(read_stats(output)["rules"]) == list(rules) == families  # pipeline order, in the file too
+        assert rules[families[0]]["seen"] == len(table) == stats["documents_in"]
+        for before, after in zip(families, families[1:], strict=False):  # each family sees what the one before kept
+            assert rules[after]["seen"] == rules[before]["seen"] - rules[before]["dropped"]
+        rejected = {family: sum(n for rule, n in stats["rejects_by_rule"].items() if rule.split(":")[0] == family)
+                    for family in families}
+        assert {family: s["dropped"] for family, s in rules.items()} == rejected and sum(rejected.values()) > 0
+        assert all(s["seconds"] > 0 for s in rules.values() if s["seen"])
+        assert not any(key.startswith(("heuristic", "gopher", "c4")) for key in stats["timings"])
+
+
+def test_the_report_shows_each_family_s_cost_in_pipeline_order(runs, tmp_path):
+    from report_page import Page
+
+    from pipeline.report import build_report, render_html
+
+    results, *_ = runs
+    output, stats = results[4]
+    (tmp_path / "rules").symlink_to(output)
+    report = build_report(tmp_path)
+    page = Page(render_html(report))
+    table = page.table_with("share of the stage's filter time")
+    assert table[0] == ["rule", "documents seen", "dropped", "% dropped", "seconds", "share of the stage's filter time"]
+    assert [row[0] for row in table[1:-1]] == list(stats["rules"]) and table[-1][0] == "total"
+    for row, s in zip(table[1:-1], stats["rules"].values(), strict=True):
+        assert row[1] == f"{s['seen']:,}" and row[2] == f"{s['dropped']:,}"
+    assert "rules: cost per rule" in page.sections
+
+
+def test_a_retried_task_s_stats_replace_its_first_attempt_s(tmp_path):
+    from jobs.rules import _read_rule_stats, _write_partition_stats
+
+    config = load_config()
+    resources = load_resources(config.rules, config.resolve_path)
+    _write_partition_stats(str(tmp_path), 0, {"empty": FilterStats(7, 1, 5)})  # the failed attempt got this far
+    _write_partition_stats(str(tmp_path), 1, {"empty": FilterStats(4, 0, 3)})
+    _write_partition_stats(str(tmp_path), 0, {"empty": FilterStats(9, 2, 8)})  # the retry: the whole partition
+    (tmp_path / "part-00002.json.0a1b.tmp").write_text("{")  # an attempt killed while writing
+    merged = _read_rule_stats(str(tmp_path), config.rules, resources)
+    assert merged["empty"] == FilterStats(13, 2, 11)
+    assert list(merged)[1:] == [f.name for f in build_filters(config.rules, resources)][1:]
+    assert all(s == FilterStats() for s in list(merged.values())[1:])
 
 
 def _user_records(shared_data):

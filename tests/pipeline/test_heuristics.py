@@ -7,7 +7,16 @@ import json
 import pytest
 
 from pipeline.config import load_config
-from pipeline.heuristics import DocumentView, StructureFilter, build_filters, judge_document, load_resources
+from pipeline.filters import first_drop
+from pipeline.heuristics import (
+    HEURISTICS_ERROR,
+    DocumentView,
+    HeuristicFilter,
+    StructureFilter,
+    build_filters,
+    judge_documents,
+    load_resources,
+)
 
 PROSE = (
     "The river rises in the hills to the north of the town and flows south through the valley. "
@@ -26,7 +35,7 @@ def filters():
 
 
 def _rule(filters, text, lang="en", url=None):
-    verdict = judge_document(filters, text, lang, url)
+    verdict = first_drop(filters, DocumentView(text, lang, url))
     return verdict.rule if verdict else None
 
 
@@ -126,4 +135,39 @@ def test_chinese_text_is_not_one_long_word(filters):
     text = "我们今天在北京学习中文，老师说这是一门很有意思的语言。" * 6
     view = DocumentView(text, "zh")
     assert len(view.content_words) > 50
-    assert judge_document(filters, text, "en", None) is not None  # as English it is a handful of "words"
+    assert first_drop(filters, DocumentView(text, "en")) is not None  # as English it is a handful of "words"
+
+
+def test_judge_documents_returns_each_family_s_documents_seen_dropped_and_time(filters, shared_data):
+    rows = [json.loads(line) for line in (shared_data / "quality/dclm/agreement_data.jsonl").open()]
+    documents = [(row["text"], "en", None) for row in rows]
+    verdicts, stats = judge_documents(filters, documents)
+    assert verdicts == [first_drop(filters, DocumentView(text, lang, url)) for text, lang, url in documents]
+    assert list(stats) == [f.name for f in filters]  # pipeline order
+    families = list(stats)
+    assert stats[families[0]].seen == len(documents)
+    for before, after in zip(families, families[1:], strict=False):  # each sees what the one before kept
+        assert stats[after].seen == stats[before].seen - stats[before].dropped
+    dropped = {family: sum(1 for v in verdicts if v and v.rule.split(":")[0] == family) for family in families}
+    assert {family: s.dropped for family, s in stats.items()} == dropped and sum(dropped.values()) > 50
+    assert all(s.nanoseconds > 0 for s in stats.values() if s.seen)
+    # The next call reports its own documents only, not the last call's again.
+    _, again = judge_documents(filters, documents[:10])
+    assert again[families[0]].seen == 10
+
+
+class Fussy(HeuristicFilter):
+    name = "fussy"
+
+    def check(self, view):
+        if "boom" in view.text:
+            raise ValueError("cannot judge this")
+        return ("shouting", view.text) if view.text.isupper() else None
+
+
+def test_a_rule_that_raises_drops_only_its_document_as_heuristics_error():
+    fussy = Fussy()
+    verdicts, stats = judge_documents([fussy], [("fine text", "en", None), ("boom", "en", None), ("LOUD", "en", None)])
+    assert verdicts[0] is None and verdicts[2].rule == "fussy:shouting"
+    assert verdicts[1].rule == HEURISTICS_ERROR and verdicts[1].detail == "ValueError: cannot judge this"
+    assert (stats["fussy"].seen, stats["fussy"].dropped) == (3, 1)  # the error is seen, not a drop of the rule

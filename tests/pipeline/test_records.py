@@ -62,7 +62,7 @@ def test_every_content_record_is_one_row_and_file_stats_add_up(shared_data, conf
     assert len(units) == kinds["response"] + kinds["resource"]
     rules = Counter(r["rule"] for r in units if r["row_kind"] == ROW_REJECT)
     assert rules["not_html"] == 2  # wget's log and argument resource records
-    assert stats["worker_max_rss_kb"] > 0 and stats["cpu_seconds"]["extract"] > 0
+    assert stats["worker_max_rss_kb"] > 0 and stats["rules"]["extract"]["nanoseconds"] > 0
     assert len({r["doc_id"] for r in units}) == len(units)
 
 
@@ -180,3 +180,51 @@ def test_a_failing_step_is_a_reject_naming_the_step_and_the_next_page_is_a_docum
     assert first["row_kind"] == ROW_REJECT and first["rule"] == "langid_error"
     assert first["detail"] == "MemoryError: fastText could not allocate" and first["url"] == "https://boom.example/first"
     assert second["row_kind"] == ROW_DOCUMENT and second["lang"] == "en"
+
+
+def _file_stats(out):
+    (file_row,) = [r for r in out if r["row_kind"] == ROW_FILE]
+    return json.loads(file_row["detail"])
+
+
+def _counts(rules):
+    return {rule: (s["seen"], s["dropped"]) for rule, s in rules.items()}
+
+
+@pytest.mark.parametrize("name, dropping_step", [("cc-main-2020-34-sample.warc.gz", "langid"),
+                                                  ("wget-sample-0000.warc.gz", "http_response")])
+def test_the_stats_row_holds_each_step_s_pages_seen_dropped_and_time_in_pipeline_order(shared_data, config, name,
+                                                                                      dropping_step):
+    out = rows(shared_data / "warc" / name, config)
+    stats = _file_stats(out)
+    rules, kinds = stats["rules"], stats["records_by_kind"]
+    assert list(rules) == ["read", "url_parse", "http_response", "binary_check", "extract", "langid", "md5"]
+    assert rules["read"]["seen"] == sum(kinds.values()) and rules["read"]["dropped"] == kinds.get("read_error", 0)
+    assert not stats["failures_by_step"]
+    # Each step sees what the one before kept: the content records first, the documents last.
+    steps = list(rules)[1:]
+    assert rules["url_parse"]["seen"] == sum(kinds.get(kind, 0) for kind in ("response", "resource", "conversion"))
+    for before, after in zip(steps, steps[1:], strict=False):
+        assert rules[after]["seen"] == rules[before]["seen"] - rules[before]["dropped"], after
+    documents = [r for r in out if r["row_kind"] == ROW_DOCUMENT]
+    assert (rules["md5"]["seen"], rules["md5"]["dropped"]) == (len(documents), 0)
+    # Each step's drops are its rejects, by reason.
+    by_step = Counter()
+    for reject in (r for r in out if r["row_kind"] == ROW_REJECT):
+        rule = reject["rule"]
+        by_step["http_response" if rule.startswith("http_status:") or rule in ("not_html", "html_too_large")
+                else "langid" if rule.startswith("lang_") else "binary_check" if rule == "binary_payload"
+                else "read" if rule == "warc_read_error" else "extract"] += 1
+    assert by_step[dropping_step] > 0
+    assert {step: s["dropped"] for step, s in rules.items() if s["dropped"]} == dict(by_step)
+    assert rules["extract"]["nanoseconds"] > 0 and rules["langid"]["nanoseconds"] > 0
+
+
+def test_a_file_s_step_stats_are_its_own_after_an_abandoned_file_in_the_same_process(shared_data, config):
+    path = shared_data / "warc/cc-main-2020-34-sample.warc.gz"
+    first = _counts(_file_stats(rows(path, config))["rules"])
+    abandoned = process_warc(str(path), config)  # a task that failed part-way, in this worker process
+    for _ in range(5):
+        next(abandoned)
+    abandoned.close()
+    assert _counts(_file_stats(rows(path, config))["rules"]) == first

@@ -2,11 +2,11 @@ import json
 import re
 import shutil
 import subprocess
-from html.parser import HTMLParser
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from report_page import Page
 
 from jobs.config_show import effective_config_text
 from pipeline.config import load_config
@@ -57,58 +57,6 @@ def run_dir(tmp_path):
         "seconds_per_stage": {"tokenizer": 0.5, "export": 2.0, "prepare": 3.5, "rules": 1.25},
     }))
     return tmp_path
-
-
-class Page(HTMLParser):
-    """The parsed report: section titles, each table (nested ones too) as rows of cell texts, link
-    targets, all text. A cell's text includes that of anything inside it."""
-
-    def __init__(self, page):
-        super().__init__()
-        self.sections, self.tables, self.links, self.text = [], [], [], []
-        self._tables, self._cells, self._in_h2 = [], [], False  # open tables and cells, innermost last
-        self.feed(page)
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self.tables.append([])
-            self._tables.append(self.tables[-1])
-        elif tag == "tr" and self._tables:
-            self._tables[-1].append([])
-        elif tag in ("td", "th") and self._tables:
-            self._cells.append([])
-            self._tables[-1][-1].append(self._cells[-1])
-        elif tag == "h2":
-            self.sections.append("")
-            self._in_h2 = True
-        elif tag == "a":
-            self.links.append(dict(attrs).get("href"))
-
-    def handle_endtag(self, tag):
-        if tag == "table" and self._tables:
-            self._tables.pop()
-        elif tag in ("td", "th") and self._cells:
-            self._cells.pop()
-        elif tag == "h2":
-            self._in_h2 = False
-
-    def handle_data(self, data):
-        self.text.append(data)
-        if self._in_h2:
-            self.sections[-1] += data
-        for cell in self._cells:
-            cell.append(data)
-
-    def rows(self, table):
-        return [["".join(cell).strip() for cell in row] for row in table]
-
-    def table_with(self, header):
-        """The first table whose header row holds `header`, as rows of joined cell texts."""
-        for table in self.tables:
-            rows = self.rows(table)
-            if rows and header in rows[0]:
-                return rows
-        raise AssertionError(f"no table with a {header!r} column")
 
 
 def test_funnel_in_pipeline_order_with_percentages_that_add_up(run_dir):
@@ -343,3 +291,25 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
     # Text and tables down the page, not one band: many pixel rows hold something other than background.
     rows_with_ink = sum(1 for y in range(image.height) if min(image.crop((0, y, image.width, y + 1)).getdata()) < 128)
     assert rows_with_ink > 400, rows_with_ink
+
+
+def test_each_stage_s_rule_costs_are_a_table_in_pipeline_order(tmp_path):
+    rules = {"url_parse": {"seen": 200, "dropped": 0, "seconds": 0.5},
+             "extract": {"seen": 200, "dropped": 50, "seconds": 6.0},
+             "langid": {"seen": 150, "dropped": 30, "seconds": 1.5}}  # not alphabetical: the order they ran in
+    write_stage(tmp_path, "prepare", {"records_in": 200, "documents_out": 120, "rules": rules}, [], [])
+    write_stage(tmp_path, "select", {"documents_in": 120, "documents_out": 120, "rules": []}, [], [])  # select's own list
+    report = build_report(tmp_path)
+    assert [r["rule"] for r in report["rule_costs"]["prepare"]] == ["url_parse", "extract", "langid"]
+    assert report["rule_costs"]["prepare"][1] == {"rule": "extract", "seen": 200, "dropped": 50, "dropped_percent": 25.0,
+                                                   "seconds": 6.0, "seconds_percent": 75.0}
+    assert set(report["rule_costs"]) == {"prepare"}
+    page = Page(render_html(report))
+    assert "prepare: cost per rule" in page.sections
+    assert page.table_with("share of the stage's filter time") == [
+        ["rule", "documents seen", "dropped", "% dropped", "seconds", "share of the stage's filter time"],
+        ["url_parse", "200", "0", "0.0%", "0.500", "6.2%"],
+        ["extract", "200", "50", "25.0%", "6.000", "75.0%"],
+        ["langid", "150", "30", "20.0%", "1.500", "18.8%"],
+        ["total", "200", "80", "40.0%", "8.000", "100.0%"],
+    ]

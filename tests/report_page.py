@@ -1,0 +1,57 @@
+"""The report's HTML parsed for tests: sections, tables as rows of cell texts, links, text."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+
+class Page(HTMLParser):
+    """The parsed report: section titles, each table (nested ones too) as rows of cell texts, link
+    targets, all text. A cell's text includes that of anything inside it."""
+
+    def __init__(self, page):
+        super().__init__()
+        self.sections, self.tables, self.links, self.text = [], [], [], []
+        self._tables, self._cells, self._in_h2 = [], [], False  # open tables and cells, innermost last
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+            self._tables.append(self.tables[-1])
+        elif tag == "tr" and self._tables:
+            self._tables[-1].append([])
+        elif tag in ("td", "th") and self._tables:
+            self._cells.append([])
+            self._tables[-1][-1].append(self._cells[-1])
+        elif tag == "h2":
+            self.sections.append("")
+            self._in_h2 = True
+        elif tag == "a":
+            self.links.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self._tables:
+            self._tables.pop()
+        elif tag in ("td", "th") and self._cells:
+            self._cells.pop()
+        elif tag == "h2":
+            self._in_h2 = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_h2:
+            self.sections[-1] += data
+        for cell in self._cells:
+            cell.append(data)
+
+    def rows(self, table):
+        return [["".join(cell).strip() for cell in row] for row in table]
+
+    def table_with(self, header):
+        """The first table whose header row holds `header`, as rows of joined cell texts."""
+        for table in self.tables:
+            rows = self.rows(table)
+            if rows and header in rows[0]:
+                return rows
+        raise AssertionError(f"no table with a {header!r} column")
