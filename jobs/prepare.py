@@ -59,6 +59,7 @@ from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
 
 STAGE = "prepare"
 # Record kinds that become a document or a reject; the others are only counted.
+FILE_ROWS_FORMAT = 2  # bump when the per-file stats row changes shape (2: per-rule stats)
 INPUT_UNITS = ("response", "resource", "conversion", "read_error", "unreadable")
 _IDENTITY_THREADS = 16  # the driver stats (or asks a bucket about) every input in parallel: I/O, not CPU
 
@@ -245,10 +246,11 @@ def url_lists_loaded(prepare: PrepareConfig) -> dict:
 
 
 def _files_dir(output: StageOutput, prepare: PrepareConfig) -> Path:
-    """The per-file work directory, emptied when an earlier attempt ran with another prepare config."""
+    """The per-file work directory, emptied when an earlier attempt ran with another prepare config
+    or wrote another shape of per-file rows (an older thresher)."""
     files_dir = output.work / "files"
     marker = output.work / "files_config.json"
-    wanted = json.dumps(dataclasses.asdict(prepare), sort_keys=True)
+    wanted = json.dumps({"prepare": dataclasses.asdict(prepare), "file_rows": FILE_ROWS_FORMAT}, sort_keys=True)
     if files_dir.exists() and (not marker.is_file() or marker.read_text() != wanted):
         shutil.rmtree(files_dir)
     files_dir.mkdir(exist_ok=True)

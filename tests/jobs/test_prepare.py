@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import json
 import os
@@ -317,3 +318,20 @@ def test_a_documents_file_is_refused_before_spark_with_one_line(shared_data, tmp
     assert code == 2 and len(err) == 1
     assert "is not a WARC, WET or ARC file" in err[0] and "thresher rules" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_per_file_rows_of_an_older_thresher_are_not_resumed(tmp_path):
+    """Work files written before the per-rule stats (marker without a rows format) are read again,
+    not merged into a stats.json they cannot fill."""
+    from jobs.common import StageOutput
+    from jobs.prepare import _files_dir
+
+    prepare = load_config().prepare
+    output = StageOutput(tmp_path / "prepare")
+    files = output.work / "files"
+    files.mkdir(parents=True)
+    (files / "old.parquet").write_bytes(b"rows of the old shape")
+    (output.work / "files_config.json").write_text(json.dumps(dataclasses.asdict(prepare), sort_keys=True))
+    assert not any(_files_dir(output, prepare).iterdir())
+    (files / "current.parquet").write_bytes(b"rows of this shape")
+    assert [p.name for p in _files_dir(output, prepare).iterdir()] == ["current.parquet"]  # same version: kept
