@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from stage_rows import stage_stats_json
 
 from jobs.common import (
     COMMITTED_MARKER,
@@ -21,12 +22,13 @@ from jobs.common import (
     StageOutput,
     add_common_arguments,
     config_from_args,
-    read_stats,
     require_committed,
 )
-from pipeline.config import ConfigError
+from pipeline.config import Config, ConfigError
 from pipeline.inputs import InputError
+from schemas.stats import read_stats
 
+STATS = stage_stats_json("test", 1, 1)
 
 def test_commit_moves_parts_into_place_and_writes_marker_last(tmp_path):
     out = StageOutput(tmp_path / "stage")
@@ -37,11 +39,14 @@ def test_commit_moves_parts_into_place_and_writes_marker_last(tmp_path):
     assert not out.committed
     with pytest.raises(InputError, match="no committed"):
         require_committed(tmp_path / "stage")
-    out.commit({"documents_out": 1})
+    stats = out.commit_stats("rules", Config(), ["in"], 2, 1, {"gopher": 1}, {"lines_removed": 0})
     assert out.committed
     assert (tmp_path / "stage" / "documents" / "part-0.parquet").read_text() == "x"
     assert not (tmp_path / "stage" / "_staging").exists()
-    assert read_stats(require_committed(tmp_path / "stage")) == {"documents_out": 1}
+    assert read_stats(require_committed(tmp_path / "stage")) == stats
+    assert (stats["stage"], stats["config_digest"], stats["inputs"]) == ("rules", Config().digest(), ["in"])
+    assert (stats["documents_in"], stats["documents_out"], stats["details"]) == (2, 1, {"lines_removed": 0})
+    assert stats["seconds"]["total"] >= 0 and stats["started"] <= stats["finished"]
     assert json.loads((tmp_path / "stage" / COMMITTED_MARKER).read_text())["committed_at"] > 0
 
 
@@ -56,14 +61,14 @@ def test_begin_discards_an_interrupted_attempt_and_refuses_committed_output(tmp_
     monkeypatch.setenv(CRASH_MODE_ENV, "raise")
     monkeypatch.setenv(CRASH_ENV, "commit:part_moved")
     with pytest.raises(SimulatedCrash):
-        out.commit({})
+        out.commit(STATS)
     monkeypatch.delenv(CRASH_ENV)
     moved_before_crash = tmp_path / "stage" / "documents"
     assert moved_before_crash.is_dir() and not out.committed
     out.begin()
     assert not leftover.exists() and not moved_before_crash.exists()
     assert finished_unit.read_text() == "kept for resume"
-    out.commit({})
+    out.commit(STATS)
     assert not (tmp_path / "stage" / "_work").exists()
     with pytest.raises(RuntimeError, match="already committed"):
         out.begin()
@@ -115,12 +120,13 @@ def test_a_crash_mid_commit_leaves_no_committed_output_and_a_rerun_recovers(tmp_
     script = textwrap.dedent(
         f"""
         from jobs.common import StageOutput
+        from pipeline.config import Config
         out = StageOutput({str(tmp_path / "stage")!r})
         out.begin()
         for name in ("documents", "rejects"):
             with open(out.staged(name), "w") as f:
                 f.write(name)
-        out.commit({{"documents_out": 1}})
+        out.commit_stats("test", Config(), [], 1, 1, {{}}, {{}})
         """
     )
     # This checkout's code in both processes, whatever the working directory (the venv installs another).
@@ -240,12 +246,12 @@ def test_a_reopened_stage_begins_again_clearing_its_own_committed_parts_only(tmp
     out = StageOutput(tmp_path / "stage")
     out.begin()
     (tmp_path / "stage" / "_staging" / "documents").mkdir()
-    out.commit({"documents_out": 1})
+    out.commit(STATS)
     out.reopen()  # its settings changed: rerun it
     assert not out.committed
     out.begin()
     assert sorted(p.name for p in (tmp_path / "stage").iterdir()) == ["_staging"]
-    out.commit({"documents_out": 2})
+    out.commit(STATS)
     (tmp_path / "stage" / "_COMMITTED").unlink()  # not reopened by thresher: a user's file is still refused
     (tmp_path / "stage" / "mine.txt").write_text("mine")
     with pytest.raises(ConfigError, match="did not write"):

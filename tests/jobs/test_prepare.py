@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.common import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, WORK_DIR, SimulatedCrash, read_stats
+from jobs.common import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, WORK_DIR, SimulatedCrash
 from jobs.prepare import main, run_prepare
 from pipeline.config import ConfigError, load_config
 from pipeline.inputs import InputError
@@ -14,6 +14,7 @@ from pipeline.records import file_output_name
 from pipeline.sample_crawl import write_sample_crawl
 from schemas.documents import PREPARED
 from schemas.rejects import REJECT
+from schemas.stats import read_stats
 
 # One file of each format (tests/pipeline/test_warc.py reads all of them without Spark).
 SMALL_FORMATS = [
@@ -24,7 +25,7 @@ SMALL_FORMATS = [
 
 
 def balanced(stats):
-    return stats["records_in"] == stats["documents_out"] + sum(stats["rejects_by_rule"].values())
+    return stats["documents_in"] == stats["documents_out"] + sum(stats["rejects_by_rule"].values())
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def crawl_run(spark, shared_data, tmp_path_factory):
 def test_real_crawl_stats_add_up_to_the_input(spark, crawl_run):
     output, stats = crawl_run
     assert (output / COMMITTED_MARKER).is_file() and read_stats(output) == stats
-    assert stats["files_in"] == 4 and stats["records_by_kind"]["response"] == 428 and stats["records_in"] == 428
+    assert stats["details"]["files_in"] == 4 and stats["details"]["records_by_kind"]["response"] == 428 and stats["documents_in"] == 428
     assert balanced(stats)
     documents = spark.read.parquet(str(output / "documents"))
     rejects = spark.read.parquet(str(output / "rejects"))
@@ -53,7 +54,7 @@ def test_real_crawl_stats_add_up_to_the_input(spark, crawl_run):
     assert {r.stage for r in rejects.select("stage").distinct().collect()} == {"prepare"}
     # German, French, Spanish and Polish pages of the crawl go; Chinese and English stay.
     assert any(rule.startswith("lang_not_kept:") for rule in by_rule)
-    assert set(stats["documents_by_lang"]) == {"en", "zh"} and stats["documents_by_lang"]["zh"] >= 25
+    assert set(stats["details"]["documents_by_lang"]) == {"en", "zh"} and stats["details"]["documents_by_lang"]["zh"] >= 25
     rows = documents.select("doc_id", "md5", "lang_score", "text").collect()
     assert len({r.doc_id for r in rows}) == len(rows) and len({r.md5 for r in rows}) == len(rows)
     assert min(r.lang_score for r in rows) >= 0.65 and all(r.text for r in rows)
@@ -94,7 +95,7 @@ def test_same_documents_with_one_and_four_partitions(spark, mixed_inputs, tmp_pa
     assert comparable(stats) == comparable(stats4)
 
     # Every format read; every response-like record accounted for.
-    kinds = stats["records_by_kind"]
+    kinds = stats["details"]["records_by_kind"]
     assert balanced(stats)
     assert kinds["read_error"] == 2 and stats["rejects_by_rule"]["warc_read_error"] == 2  # two truncated files
     assert kinds["conversion"] == 1 and kinds["revisit"] == 1 and kinds["resource"] == 2
@@ -134,16 +135,17 @@ def test_command_line_entry_point(shared_data, tmp_path, capsys):
     assert code == 0
     stats = json.loads((output / "stats.json").read_text())
     # A config's blocklist mapping replaces the shipped one: only "mine" is loaded, with its entries.
-    assert stats["url_lists"]["domain_blocklists"] == {"mine": {"path": str(mine), "entries": 2}}
-    assert stats["url_lists"]["url_regex_lists"]["adult"]["entries"] > 0  # not named: the shipped list stays
+    assert stats["details"]["url_lists"]["domain_blocklists"] == {"mine": {"path": str(mine), "entries": 2}}
+    assert stats["details"]["url_lists"]["url_regex_lists"]["adult"]["entries"] > 0  # not named: the shipped list stays
     # The same page as WARC response and as WET text; kept once whatever its language.
-    assert stats["records_in"] == 2 and stats["documents_out"] + stats["rejects_by_rule"].get("exact_duplicate", 0) == 2
+    assert stats["documents_in"] == 2 and stats["documents_out"] + stats["rejects_by_rule"].get("exact_duplicate", 0) == 2
     assert "[thresher] prepare" in capsys.readouterr().err
 
 
 def comparable(stats):
     machine = ("timings", "worker_max_rss_mb", "extract_process_max_rss_mb", "files_resumed")  # not the output's
-    return {k: v for k, v in stats.items() if k not in machine}
+    return {**{k: v for k, v in stats.items() if k not in ("started", "finished", "seconds", "details")},
+            "details": {k: v for k, v in stats["details"].items() if k not in machine}}
 
 
 def test_a_crash_after_some_files_resumes_from_the_finished_files(spark, tmp_path, monkeypatch):
@@ -167,11 +169,11 @@ def test_a_crash_after_some_files_resumes_from_the_finished_files(spark, tmp_pat
         run_prepare(spark, inputs, str(output), config)
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # not processed again
     assert len(list(files_dir.glob("*.parquet"))) == len(inputs)
-    assert json.loads((output / "_staging" / "stats.json").read_text())["files_resumed"] == 2
+    assert json.loads((output / "_staging" / "stats.json").read_text())["details"]["files_resumed"] == 2
 
     monkeypatch.delenv(CRASH_ENV)
     stats = run_prepare(spark, inputs, str(output), config)
-    assert stats["files_resumed"] == len(inputs) and reference["files_resumed"] == 0
+    assert stats["details"]["files_resumed"] == len(inputs) and reference["details"]["files_resumed"] == 0
     assert comparable(stats) == comparable(reference) and balanced(stats)
     assert collect(spark, output) == collect(spark, tmp_path / "reference")
     assert (output / COMMITTED_MARKER).is_file() and not (output / WORK_DIR).exists()
@@ -187,7 +189,7 @@ def test_work_from_another_config_is_not_reused(spark, tmp_path, monkeypatch):
     monkeypatch.delenv(CRASH_ENV)
     stats = run_prepare(spark, inputs, str(output), load_config(None, {"prepare.files_per_batch": 2,
                                                                       "prepare.languages": ["en"]}))
-    assert stats["files_resumed"] == 0 and set(stats["documents_by_lang"]) == {"en"}
+    assert stats["details"]["files_resumed"] == 0 and set(stats["details"]["documents_by_lang"]) == {"en"}
 
 
 def test_a_file_replaced_after_a_crash_is_read_again(spark, tmp_path, monkeypatch):
@@ -213,7 +215,7 @@ def test_a_file_replaced_after_a_crash_is_read_again(spark, tmp_path, monkeypatc
         run_prepare(spark, inputs, str(output), config)
     assert not cut_version.exists()  # the old version's rows are gone, not read
     assert len(list(files_dir.glob("*.parquet"))) == len(inputs)
-    assert json.loads((output / "_staging" / "stats.json").read_text())["files_resumed"] == 1
+    assert json.loads((output / "_staging" / "stats.json").read_text())["details"]["files_resumed"] == 1
 
     monkeypatch.delenv(CRASH_ENV)
     stats = run_prepare(spark, inputs, str(output), config)
@@ -233,7 +235,7 @@ def test_special_files_in_an_input_directory_are_rejected_not_waited_on(spark, s
     (crawl / "random.warc.gz").symlink_to("/dev/urandom")
     config = load_config(None, {"prepare.languages": [], "prepare.lang_threshold": 0.0})
     stats = run_prepare(spark, [str(crawl)], str(tmp_path / "out"), config)
-    assert stats["files_in"] == 4 and stats["records_by_kind"]["unreadable"] == 3 and balanced(stats)
+    assert stats["details"]["files_in"] == 4 and stats["details"]["records_by_kind"]["unreadable"] == 3 and balanced(stats)
     assert stats["documents_out"] == 1 and stats["rejects_by_rule"] == {"warc_unreadable": 3}
     details = sorted(r.detail for r in spark.read.parquet(str(tmp_path / "out/rejects")).collect())
     assert [d.split(",")[0] for d in details] == [
