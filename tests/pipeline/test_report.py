@@ -174,10 +174,14 @@ def test_report_sections_header_and_tables_in_the_dom(run_dir):
         for row in page.rows(table):
             for cell in row:
                 assert not cell.startswith(("{", "[")) and '": ' not in cell, cell
-    # stats.json as tables: select's rules (a list of dicts) is a table with a column per key.
+    # stats.json as tables: the envelope's fields, then the stage's details as a sub-table, in which
+    # select's rules (a list of dicts) is a table with a column per key.
     select_stats = next(rows for rows in map(page.rows, page.tables) if rows[0] == ["key", "value"]
-                        and any(r[0] == "rebalance" for r in rows))
-    assert any(r[0] == "rules" and r[1].startswith("ruledocuments_in") for r in select_stats)  # a sub-table
+                        and ["stage", "select"] in rows)
+    assert any(r[0] == "details" and "rebalance" in r[1] for r in select_stats)
+    select_details = next(rows for rows in map(page.rows, page.tables)
+                          if {"rebalance", "rules"} <= {r[0] for r in rows if r})
+    assert any(r[0] == "rules" and r[1].startswith("ruledocuments_in") for r in select_details)  # a sub-table
     assert page.table_with("tokens_out")[0] == ["rule", "documents_in", "documents_out", "tokens_in", "tokens_out", "copies_out"]
     select = page.table_with("kept samples")
     row = next(r for r in select if r[0] == "quality:top_percent")
