@@ -83,13 +83,13 @@ def main() -> int:
     stats = run_prepare(spark, files, str(output), load_config())
     job_s = time.time() - started
     spark.stop()
-    pages = stats["records_in"]
-    task_cpu = sum(v for k, v in stats["timings"].items() if k.startswith("tasks_cpu_"))
+    pages = stats["documents_in"]
+    task_cpu = sum(v for k, v in stats["details"]["timings"].items() if k.startswith("tasks_cpu_"))
     print(f"job: {pages} pages in {job_s:.1f}s wall (+{session_s:.1f}s session start) = "
           f"{pages / job_s:.1f} pages/s = {pages / job_s / args.cores:.1f} pages/s per core (wall); "
           f"{stats['documents_out']} documents")
     # CPU time inside the tasks does not count time lost to other processes on a shared machine.
-    print(f"job tasks: {task_cpu:.1f}s CPU = {pages / task_cpu:.1f} pages per CPU-second; steps {stats['timings']}")
+    print(f"job tasks: {task_cpu:.1f}s CPU = {pages / task_cpu:.1f} pages per CPU-second; steps {stats['details']['timings']}")
 
     distinct = sorted(glob.glob(str(CRAWL / "*.warc.gz")))
     base_pages, base_cpu = baseline(distinct)

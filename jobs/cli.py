@@ -11,7 +11,8 @@ import sys
 
 from schemas.stats import StatsError, thresher_version
 
-# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
+# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int, or is a
+# stage job (jobs.common.StageJob) named JOB that has them.
 SUBCOMMANDS = {
     "run": ("jobs.run", "the whole pipeline: stage 1, 2, 3 (tag, select) and export in turn, rerunning only changed stages, with report.html"),
     "prepare": ("jobs.prepare", "stage 1: WARC records -> extracted, language-identified, exact-deduplicated documents"),
@@ -38,7 +39,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
-            importlib.import_module(module_name).add_arguments(sub_parser)
+            _command(importlib.import_module(module_name)).add_arguments(sub_parser)
     return parser
 
 
@@ -51,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return run_with_one_line_errors(f"thresher {args.command}", module.run, args)
+    return run_with_one_line_errors(f"thresher {args.command}", _command(module).run, args)
+
+
+def _command(module):
+    """What runs a subcommand's module: its stage job, or the module itself."""
+    return getattr(module, "JOB", module)
 
 
 def run_with_one_line_errors(prog: str, run, args: argparse.Namespace) -> int:

@@ -333,8 +333,7 @@ JOB = StageJob(
     STAGE, "thresher export", __doc__, _arguments, "export.validation_fraction=0.01", _check, _work,
     implied_overrides=lambda args: [] if args.seq_len is None else [f"export.seq_len={args.seq_len}"],  # wins over --set
 )
-add_arguments, run, main = JOB.add_arguments, JOB.run, JOB.main
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -56,8 +56,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> None:
 JOB = StageJob("models", "thresher models", __doc__,
                lambda parser: add_stage3_arguments(parser, "output directory (tag/ and select/)"),
                "select.line_thresholds.clutter=0.4", _check, _work)
-add_arguments, run, main = JOB.add_arguments, JOB.run, JOB.main
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -313,8 +313,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
 
 
 JOB = StageJob(STAGE, "thresher prepare", __doc__, _arguments, "prepare.lang_threshold=0.7", _check, _work)
-add_arguments, run, main = JOB.add_arguments, JOB.run, JOB.main
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

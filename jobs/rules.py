@@ -370,8 +370,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
 
 
 JOB = StageJob(STAGE, "thresher rules", __doc__, _arguments, "rules.gopher_quality.min_words=30", _check, _work)
-add_arguments, run, main = JOB.add_arguments, JOB.run, JOB.main
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -386,8 +386,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
 
 
 JOB = StageJob(STAGE, "thresher select", __doc__, _arguments, "select.rebalance.max_copies=2", _check, _work)
-add_arguments, run, main = JOB.add_arguments, JOB.run, JOB.main
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -210,8 +210,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
 JOB = StageJob(STAGE, "thresher tag", __doc__,
                lambda parser: add_stage3_arguments(parser, "output directory (documents/, stats.json)"),
                "tag.batch_size=128", _check, _work)
-add_arguments, run, main = JOB.add_arguments, JOB.run, JOB.main
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -110,8 +110,7 @@ JOB = StageJob(
     "tokenizer train", "thresher tokenizer", __doc__, _arguments, "export.vocab_size=16384", _check, _work,
     implied_overrides=lambda args: [] if args.vocab_size is None else [f"export.vocab_size={args.vocab_size}"],
 )
-add_arguments, run, main = JOB.add_arguments, JOB.run, JOB.main
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from jobs.common import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, WORK_DIR, SimulatedCrash
-from jobs.prepare import main, run_prepare
+from jobs.prepare import JOB, run_prepare
 from pipeline.config import ConfigError, load_config
 from pipeline.inputs import InputError
 from pipeline.records import file_output_name
@@ -126,7 +126,7 @@ def test_command_line_entry_point(shared_data, tmp_path, capsys):
     output = tmp_path / "cli"
     mine = tmp_path / "mine.txt"
     mine.write_text("# my own list\nexample-casino.com\n\nbad.example\n")
-    code = main([
+    code = JOB.main([
         str(shared_data / "warc/cc-main-2024-22-one-page.warc.gz"),
         str(shared_data / "warc/cc-main-2024-22-one-page.warc.wet.gz"),
         "--output", str(output), "--set", "prepare.languages=[]", "--set", "prepare.lang_threshold=0.0",

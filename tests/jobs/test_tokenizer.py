@@ -60,10 +60,10 @@ def test_sample_is_seeded_and_sized_and_training_deterministic(spark, stage_dir,
 
     first, again = train("a", **{"export.tokenizer_sample_documents": 60}), train("b", **{
         "export.tokenizer_sample_documents": 60})
-    assert first[1] == again[1] and first[0]["sample_chars"] == again[0]["sample_chars"]
+    assert first[1] == again[1] and first[0]["details"]["sample_chars"] == again[0]["details"]["sample_chars"]
     assert 30 <= first[0]["documents_out"] <= 90
     other_seed = train("c", **{"export.tokenizer_sample_documents": 60, "export.seed": 5})
-    assert other_seed[0]["sample_chars"] != first[0]["sample_chars"]
+    assert other_seed[0]["details"]["sample_chars"] != first[0]["details"]["sample_chars"]
 
 
 def test_command_line_train_and_vocab_size_option(stage_dir, tmp_path):
@@ -98,9 +98,9 @@ def test_a_vocabulary_short_of_the_configured_size_is_said(spark, stage_dir, tmp
     stats = run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "big"), config)
     assert stats["details"]["vocab_size"] < 200_000
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tokenizer:")]
-    assert lines == [f"tokenizer: the vocabulary has {stats['vocab_size']:,} tokens, fewer than export.vocab_size "
+    assert lines == [f"tokenizer: the vocabulary has {stats['details']['vocab_size']:,} tokens, fewer than export.vocab_size "
                      f"200,000: the sample ran out of pairs to merge (train on more documents for the full size); "
-                     f"the model uses {stats['vocab_size']:,}"]
+                     f"the model uses {stats['details']['vocab_size']:,}"]
     capsys.readouterr()
     run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "full"), load_config(None, {"export.vocab_size": 500}))
     assert "tokenizer:" not in capsys.readouterr().err
