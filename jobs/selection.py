@@ -86,8 +86,6 @@ def check_select_config(config: Config, taggers: dict[str, dict[str, Any]] | Non
         labels = entry["labels"]
         if rule.on_missing_label not in ("error", "keep"):
             raise ConfigError(f"{key}.on_missing_label: must be error or keep, got {rule.on_missing_label!r}")
-        if not 0.0 <= rule.label_min_score <= 1.0:
-            raise ConfigError(f"{key}.label_min_score: must be in [0, 1], got {rule.label_min_score}")
         for rule_name in ("label_in", "label_not_in"):
             wanted = getattr(rule, rule_name)
             if not wanted:

@@ -55,8 +55,6 @@ def models_base(config: Config, models_dir: str | None = None) -> Path:
 def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagger]:
     """The enabled taggers (a non-empty model_dir) with absolute model paths, checked; no model is read."""
     base = models_base(config, models_dir)
-    if config.tag.batch_size < 1:
-        raise ConfigError(f"tag.batch_size: must be at least 1, got {config.tag.batch_size}")
     taggers = []
     for name, spec in config.tag.taggers.items():
         if not spec.model_dir:
