@@ -144,7 +144,7 @@ def test_rebalancing_to_a_target_mix(spark, tagged_dir, config_for, tmp_path):
     assert abs(sum(domains.get(d, {}).get("after", 0) for d in knowledge_domains) - rebalance["achieved"]["knowledge"]) < 1e-5
     four = run_select(spark, str(tagged_dir), str(tmp_path / "four"), config, partitions=4)
     assert rows(tmp_path / "four") == documents  # the same copies on 4 partitions
-    assert four["rebalance"] == rebalance
+    assert four["details"]["rebalance"] == rebalance
 
 
 def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path):
