@@ -1,6 +1,7 @@
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -257,3 +258,60 @@ def test_a_reopened_stage_begins_again_clearing_its_own_committed_parts_only(tmp
     with pytest.raises(ConfigError, match="did not write"):
         out.begin()
     assert (tmp_path / "stage" / "mine.txt").read_text() == "mine"
+
+
+def test_a_stage_job_checks_before_spark_and_the_lock_then_runs_under_the_lock(tmp_path, monkeypatch, capsys):
+    import jobs.common as common
+
+    calls = []
+    monkeypatch.setattr(common, "spark_session", lambda name, spark_config, master: calls.append(("spark", name)) or "S")
+
+    def check(args, config):
+        calls.append(("check", config.export.seq_len))
+        if args.refuse:
+            raise ConfigError("refused before any work")
+        return "detail"
+
+    def work(spark, args, config):
+        calls.append(("work", spark, (tmp_path / "out" / LOCK_FILE).is_file()))
+        return STATS
+
+    def arguments(parser):
+        parser.add_argument("--output", required=True)
+        parser.add_argument("--refuse", action="store_true")
+        parser.add_argument("--seq-len", type=int)
+
+    job = common.StageJob("demo", "thresher demo", "A demo stage.\n", arguments, "export.seq_len=64", check, work,
+                          implied_overrides=lambda args: [f"export.seq_len={args.seq_len}"] if args.seq_len else [])
+    with pytest.raises(ConfigError, match="refused"):
+        job.run(parse_job(job, ["--output", str(tmp_path / "out"), "--refuse"]))
+    assert calls == [("check", 2048)] and not (tmp_path / "out").exists()
+    calls.clear()
+    assert job.run(parse_job(job, ["--output", str(tmp_path / "out"), "--set", "export.seq_len=8", "--seq-len", "16"])) == 0
+    assert calls == [("check", 16), ("spark", "thresher-demo"), ("work", "S", True)]  # --seq-len wins over --set
+    start, summary = capsys.readouterr().err.splitlines()
+    assert start == "[thresher] demo: starting (detail)"
+    assert re.fullmatch(r"\[thresher\] demo: 1 in, 1 out, 0 rejected, \d+\.\ds", summary)
+
+
+def parse_job(job, argv):
+    parser = argparse.ArgumentParser()
+    job.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_reject_rows_are_the_reject_schema_with_a_named_or_computed_rule(spark):
+    from pyspark.sql import functions as F
+
+    from jobs.common import reject_rows
+    from schemas import to_spark_schema
+    from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+
+    frame = spark.createDataFrame([("d1", "http://a/", None, "x" * 600, "why", 3)],
+                                  "doc_id string, url string, warc_path string, text string, reason string, n int")
+    named = reject_rows(frame, "rules", "gopher", F.col("n"))
+    assert [(f.name, f.dataType) for f in named.schema] == [(f.name, f.dataType) for f in to_spark_schema(REJECT)]
+    row = named.first()
+    assert (row.doc_id, row.stage, row.rule, row.detail, row.content) == ("d1", "rules", "gopher", "3", "x" * CONTENT_SNIPPET_CHARS)
+    computed = reject_rows(frame, "select", F.col("reason"), F.lit(None), F.col("url")).first()
+    assert (computed.rule, computed.detail, computed.content) == ("why", None, "http://a/")
