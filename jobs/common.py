@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.documents_input import source_from_args
 from pipeline.config import Config, ConfigError, SparkConfig, load_config
 from schemas.stats import STATS_FILE, stage_stats, thresher_version, write_stats
 
@@ -451,11 +452,14 @@ class StageJob:
     arguments: Callable[[argparse.ArgumentParser], argparse.ArgumentParser | None]  # INPUT, --output, ...; a
     # subcommand's parser when the common options go there (`tokenizer train`)
     set_example: str  # the --set example in --help
-    # Everything knowable before Spark starts (inputs, models, settings): raises the one-line
-    # errors; returns the start line's detail.
-    check: Callable[[argparse.Namespace, Config], str]
     # The stage under the lock on --output: its stats, or None where it printed its own summaries.
     work: Callable[[Any, argparse.Namespace, Config], dict[str, Any] | None]
+    # What else is knowable before Spark starts (models, settings, a stage's own inputs): raises the
+    # one-line errors; returns the start line's detail, or None.
+    check: Callable[[argparse.Namespace, Config], str | None] = lambda args, config: None
+    # The option holding a documents INPUT (jobs.documents_input), checked after `check`, before
+    # Spark starts; it is the start line's detail when `check` gives none.
+    documents_input: str = ""
     # --set items an option of the stage implies (`--seq-len N`): applied after --set, so they win.
     implied_overrides: Callable[[argparse.Namespace], list[str]] = lambda args: []
 
@@ -466,8 +470,11 @@ class StageJob:
         args.overrides = [*(args.overrides or []), *self.implied_overrides(args)]
         config = config_from_args(args)
         detail = self.check(args, config)
+        if self.documents_input:
+            source_from_args(args, getattr(args, self.documents_input))
+            detail = detail or getattr(args, self.documents_input)
         started = time.perf_counter()
-        print_stage_start(self.stage, detail)
+        print_stage_start(self.stage, detail or "")
         spark = spark_session(f"thresher-{self.stage.split()[0]}", config.spark, args.master)
         with DirectoryLock(args.output):
             stats = self.work(spark, args, config)

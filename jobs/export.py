@@ -42,7 +42,7 @@ from functools import partial
 from pathlib import Path
 
 from jobs.common import StageJob, StageOutput
-from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args, source_from_args
+from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args
 from jobs.documents_input import parts_frame as source_parts_frame
 from pipeline.config import Config, ConfigError, ExportConfig
 from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, document_batches, resolve_source
@@ -315,10 +315,8 @@ def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenize
     }
 
 
-def _check(args: argparse.Namespace, config: Config) -> str:
+def _check(args: argparse.Namespace, config: Config) -> None:
     check_export_config(config.export)
-    source_from_args(args, args.input_dir)  # an unusable input fails here, before Spark starts
-    return args.input_dir
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:
@@ -326,7 +324,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
 
 
 JOB = StageJob(
-    STAGE, "thresher export", __doc__, _arguments, "export.validation_fraction=0.01", _check, _work,
+    STAGE, "thresher export", __doc__, _arguments, "export.validation_fraction=0.01", _work, _check, "input_dir",
     implied_overrides=lambda args: [] if args.seq_len is None else [f"export.seq_len={args.seq_len}"],  # wins over --set
 )
 

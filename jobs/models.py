@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from jobs.common import StageJob, StageOutput, print_stage_summary
-from jobs.documents_input import fields_from_args, source_from_args
+from jobs.documents_input import fields_from_args
 from jobs.selection import check_select_config, run_select
 from jobs.tag import add_stage3_arguments, run_tag, tagger_info
 from pipeline.config import Config
@@ -42,10 +42,8 @@ def run_models(
     return stats
 
 
-def _check(args: argparse.Namespace, config: Config) -> str:
+def _check(args: argparse.Namespace, config: Config) -> None:
     check_select_config(config, tagger_info(config, args.models_dir, digests=False))  # before Spark starts
-    source_from_args(args, args.input)  # and the input
-    return args.input
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> None:
@@ -55,7 +53,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> None:
 
 JOB = StageJob("models", "thresher models", __doc__,
                lambda parser: add_stage3_arguments(parser, "output directory (tag/ and select/)"),
-               "select.line_thresholds.clutter=0.4", _check, _work)
+               "select.line_thresholds.clutter=0.4", _work, _check, "input")
 
 
 if __name__ == "__main__":

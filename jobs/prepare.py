@@ -304,7 +304,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
     return run_prepare(spark, args.inputs, args.output, config, args.partitions)
 
 
-JOB = StageJob(STAGE, "thresher prepare", __doc__, _arguments, "prepare.lang_threshold=0.7", _check, _work)
+JOB = StageJob(STAGE, "thresher prepare", __doc__, _arguments, "prepare.lang_threshold=0.7", _work, _check)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from jobs.documents_input import (
     fields_from_args,
     parse_rejects,
     read_documents,
-    source_from_args,
 )
 from pipeline.config import Config, RulesConfig
 from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
@@ -360,16 +359,12 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     return stats
 
 
-def _check(args: argparse.Namespace, config: Config) -> str:
-    source_from_args(args, args.input)  # an unusable input fails here, before Spark starts
-    return args.input
-
-
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:
     return run_rules(spark, args.input, args.output, config, fields_from_args(args))
 
 
-JOB = StageJob(STAGE, "thresher rules", __doc__, _arguments, "rules.gopher_quality.min_words=30", _check, _work)
+JOB = StageJob(STAGE, "thresher rules", __doc__, _arguments, "rules.gopher_quality.min_words=30", _work,
+               documents_input="input")
 
 
 if __name__ == "__main__":

@@ -383,7 +383,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
     return run_select(spark, args.input, args.output, config, args.partitions)
 
 
-JOB = StageJob(STAGE, "thresher select", __doc__, _arguments, "select.rebalance.max_copies=2", _check, _work)
+JOB = StageJob(STAGE, "thresher select", __doc__, _arguments, "select.rebalance.max_copies=2", _work, _check)
 
 
 if __name__ == "__main__":

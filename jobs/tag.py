@@ -25,7 +25,7 @@ from classifiers.base import ModelNotFoundError, model_digest, read_manifest, re
 from classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
 from classifiers.tagging import Tagger, check_tagger, tag_batches, tagged_schema
 from jobs.common import StageJob, StageOutput, crash_point
-from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args, read_documents, source_from_args
+from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args, read_documents
 from pipeline.config import Config, ConfigError
 from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
 from schemas import to_spark_schema
@@ -195,10 +195,8 @@ def _histogram(tagged, tagger: Tagger) -> list[int]:
     return [counts.get(i, 0) for i in range(HISTOGRAM_BINS)]
 
 
-def _check(args: argparse.Namespace, config: Config) -> str:
+def _check(args: argparse.Namespace, config: Config) -> None:
     tagger_info(config, args.models_dir, digests=False)  # models and settings checked before Spark starts
-    source_from_args(args, args.input)  # and the input
-    return args.input
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:
@@ -207,7 +205,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
 
 JOB = StageJob(STAGE, "thresher tag", __doc__,
                lambda parser: add_stage3_arguments(parser, "output directory (documents/, stats.json)"),
-               "tag.batch_size=128", _check, _work)
+               "tag.batch_size=128", _work, _check, "input")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import sys
 import pyarrow as pa
 
 from jobs.common import StageJob, StageOutput
-from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args, read_documents, source_from_args
+from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args, read_documents
 from pipeline.config import Config, ConfigError
 from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
 from pipeline.tokenize import save_tokenizer, tokenizer_sha256, train_byte_level_bpe
@@ -97,17 +97,13 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
     return stats
 
 
-def _check(args: argparse.Namespace, config: Config) -> str:
-    source_from_args(args, args.input_dir)  # an unusable input fails here, before Spark starts
-    return args.input_dir
-
-
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:
     return run_tokenizer_train(spark, args.input_dir, args.output, config, fields_from_args(args))
 
 
 JOB = StageJob(
-    "tokenizer train", "thresher tokenizer", __doc__, _arguments, "export.vocab_size=16384", _check, _work,
+    "tokenizer train", "thresher tokenizer", __doc__, _arguments, "export.vocab_size=16384", _work,
+    documents_input="input_dir",
     implied_overrides=lambda args: [] if args.vocab_size is None else [f"export.vocab_size={args.vocab_size}"],
 )
 

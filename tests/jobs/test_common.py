@@ -281,7 +281,7 @@ def test_a_stage_job_checks_before_spark_and_the_lock_then_runs_under_the_lock(t
         parser.add_argument("--refuse", action="store_true")
         parser.add_argument("--seq-len", type=int)
 
-    job = common.StageJob("demo", "thresher demo", "A demo stage.\n", arguments, "export.seq_len=64", check, work,
+    job = common.StageJob("demo", "thresher demo", "A demo stage.\n", arguments, "export.seq_len=64", work, check,
                           implied_overrides=lambda args: [f"export.seq_len={args.seq_len}"] if args.seq_len else [])
     with pytest.raises(ConfigError, match="refused"):
         job.run(parse_job(job, ["--output", str(tmp_path / "out"), "--refuse"]))
