@@ -74,7 +74,7 @@ from pipeline.tokenize import (
     tokenizer_sha256,
 )
 from schemas import to_spark_schema
-from schemas.stats import read_stats
+from schemas.stats import STATS_FILE, read_stats
 from schemas.tokens import MANIFEST_FORMAT, TOKEN_COLUMNS, TOKEN_DTYPE
 
 STAGE = "export"
@@ -311,7 +311,8 @@ def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenize
         "seed": cfg.seed,
         "validation_fraction": cfg.validation_fraction,
         "splits": manifest_splits,
-        "upstream_stats": read_stats(source) if committed_stage else {},  # a stage's; a user's corpus has none
+        # A stage's stats, read through the envelope; a user's corpus (a stats.json there is theirs) has none.
+        "upstream_stats": read_stats(source) if committed_stage and (source / STATS_FILE).is_file() else {},
     }
 
 
