@@ -38,6 +38,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from jobs.common import COMMITTED_MARKER  # noqa: E402
 from pipeline.tokenize import load_tokenizer, save_tokenizer, train_byte_level_bpe  # noqa: E402
+from schemas.stats import STATS_FILE, stage_stats, write_stats  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -74,7 +75,9 @@ def write_stage(directory: Path, texts: list[str], files: int = 8) -> Path:
     step = -(-len(texts) // files)
     for part in range(files):
         pq.write_table(table.slice(part * step, step), directory / f"documents/part-{part:05d}.parquet")
-    (directory / "stats.json").write_text(json.dumps({"documents_out": len(texts)}))
+    write_stats(directory / STATS_FILE, stage_stats(
+        "bench", thresher_version="bench", config_digest="", started=0.0, finished=0.0, phases={}, inputs=[],
+        documents_in=len(texts), documents_out=len(texts), rejects_by_rule={}, details={}))
     (directory / COMMITTED_MARKER).write_text("{}")
     return directory
 
@@ -192,10 +195,10 @@ def main() -> int:
     started, cpu_started = time.perf_counter(), tree_cpu_seconds()
     stats = run_export(spark, str(stage), str(out), str(tokenizer_dir), config)
     seconds, cpu_seconds = time.perf_counter() - started, tree_cpu_seconds() - cpu_started
-    tokens = stats["tokens"] - stats["padding_tokens"]
+    tokens = stats["details"]["tokens"] - stats["details"]["padding_tokens"]
     per_core = tokens / seconds / args.cores
-    print(f"export job, local[{args.cores}]: {seconds:.1f} s, {tokens} tokens, {stats['sequences']} sequences, "
-          f"{stats['shards']} shards; phases {stats['seconds']}")
+    print(f"export job, local[{args.cores}]: {seconds:.1f} s, {tokens} tokens, {stats['details']['sequences']} sequences, "
+          f"{stats['details']['shards']} shards; phases {stats['seconds']}")
     spark.stop()
     limit_after, limit_cpu_after, _ = limit_tokens_per_second(tokenizer_dir, texts, args.cores)
     limit, limit_cpu = (limit_before + limit_after) / 2, (limit_cpu_before + limit_cpu_after) / 2

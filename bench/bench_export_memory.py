@@ -78,7 +78,7 @@ def child(stage: Path, tokenizer: Path, out: Path, shard_tokens: int, driver_mem
     seconds = time.perf_counter() - started
     spark.stop()
     peaks = sampler.stop()
-    print(json.dumps({"peaks": peaks, "tokens": stats["tokens"], "shards": stats["shards"], "seconds": seconds}))
+    print(json.dumps({"peaks": peaks, "tokens": stats["details"]["tokens"], "shards": stats["details"]["shards"], "seconds": seconds}))
 
 
 def main() -> int:

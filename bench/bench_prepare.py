@@ -84,7 +84,7 @@ def main() -> int:
     stats = run_prepare(spark, files, str(output), load_config())
     job_s = time.time() - started
     spark.stop()
-    pages = stats["records_in"]
+    pages = stats["documents_in"]
     step_seconds = sum(rule["seconds"] for rule in stats["rules"].values())
     print(f"job: {pages} pages in {job_s:.1f}s wall (+{session_s:.1f}s session start) = "
           f"{pages / job_s:.1f} pages/s = {pages / job_s / args.cores:.1f} pages/s per core (wall); "

@@ -115,9 +115,9 @@ def main() -> int:
     poller.stopped.set()
     poller.join()
     spark.stop()
-    print(f"pages: {stats['records_in']} in {time.time() - started:.0f}s; documents {stats['documents_out']}")
+    print(f"pages: {stats['documents_in']} in {time.time() - started:.0f}s; documents {stats['documents_out']}")
     print(f"peak Python worker RSS (psutil polling): {poller.peak_bytes / 2**20:.0f} MiB")
-    print(f"peak Python worker RSS (ru_maxrss in the task): {stats['worker_max_rss_mb']:.0f} MiB")
+    print(f"peak Python worker RSS (ru_maxrss in the task): {stats['details']['worker_max_rss_mb']:.0f} MiB")
     return 0
 
 

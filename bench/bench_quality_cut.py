@@ -67,7 +67,7 @@ def run(work: Path, fraction: float, seed: int) -> int:
           f"training on {len(train_rows)} ({sum(str(r['label']) == '1' for r in train_rows)} labelled 1)")
     print("$ thresher " + " ".join(command))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-m", "classifiers.cli", *command[1:]], check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "jobs.classifier_cli", *command[1:]], check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
 
     model = load_classifier(model_dir)
     texts = [row["text"] for row in agreement]

@@ -124,7 +124,7 @@ def main() -> None:
         else:
             marginal = f"{(peak - baseline[1]) / (count - baseline[0]) / 1024:.1f}"
         print(f"{scale:>5} {count:>6} {stats['documents_out']:>6} {seconds:8.1f} {peak / 2**20:12.0f} {marginal:>16}")
-        print(f"      peak/doc {peak / count / 1024:.1f} KiB; minhash clusters {stats['minhash_cluster_sizes']}")
+        print(f"      peak/doc {peak / count / 1024:.1f} KiB; minhash clusters {stats['details']['minhash_cluster_sizes']}")
 
 
 if __name__ == "__main__":

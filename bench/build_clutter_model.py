@@ -27,8 +27,8 @@ MODEL_PARAMS = {"epoch": 25, "lr": 0.5, "dim": 16, "wordNgrams": 2, "bucket": 10
 
 def main() -> int:
     from bench.bench_extraction import label_rows, load_pages
-    from classifiers import cli
     from classifiers.base import METRICS_NAME
+    from jobs import classifier_cli as cli
     from pipeline.config import load_config
     from pipeline.extract import decode_html, extract_with_origins
 

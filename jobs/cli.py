@@ -9,7 +9,10 @@ import os
 import re
 import sys
 
-# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
+from schemas.stats import StatsError, thresher_version
+
+# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int, or is a
+# stage job (jobs.common.StageJob) named JOB that has them.
 SUBCOMMANDS = {
     "run": ("jobs.run", "the whole pipeline: stage 1, 2, 3 (tag, select) and export in turn, rerunning only changed stages, with report.html"),
     "prepare": ("jobs.prepare", "stage 1: WARC records -> extracted, language-identified, exact-deduplicated documents"),
@@ -18,7 +21,7 @@ SUBCOMMANDS = {
     "tag": ("jobs.tag", "stage 3a: run every tagger (page type, line clutter, topic, quality ...) and keep its scores as columns"),
     "select": ("jobs.selection", "stage 3b: keep rules, line removal and target-mix rebalancing on the tag columns (no model runs)"),
     "models": ("jobs.models", "stage 3 in one command: tag, then select"),
-    "classifiers": ("classifiers.cli", "stage 3 models: `train` on labelled data, `eval` a saved model, `bootstrap` defaults from a crawl"),
+    "classifiers": ("jobs.classifier_cli", "stage 3 models: `train` on labelled data, `eval` a saved model, `bootstrap` defaults from a crawl"),
     "annotate": ("classifiers.annotate", "labels for a stage 3 classifier from a local LLM, by scoring each allowed label"),
     "tokenizer": ("jobs.tokenizer", "tokenizer: `train` a byte-level BPE on a sample of a stage's documents"),
     "export": ("jobs.export", "export: documents -> tokenized, packed, shuffled Parquet shards and manifest.json"),
@@ -31,12 +34,12 @@ SUBCOMMANDS = {
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="thresher", description="Web-scale pretraining data pipeline on Spark.")
-    parser.add_argument("--version", action="version", version=f"thresher {_version()}")
+    parser.add_argument("--version", action="version", version=f"thresher {thresher_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
-            importlib.import_module(module_name).add_arguments(sub_parser)
+            _command(importlib.import_module(module_name)).add_arguments(sub_parser)
     return parser
 
 
@@ -49,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return run_with_one_line_errors(f"thresher {args.command}", module.run, args)
+    return run_with_one_line_errors(f"thresher {args.command}", _command(module).run, args)
+
+
+def _command(module):
+    """What runs a subcommand's module: its stage job, or the module itself."""
+    return getattr(module, "JOB", module)
 
 
 def run_with_one_line_errors(prog: str, run, args: argparse.Namespace) -> int:
@@ -106,19 +114,10 @@ def _full_directory(exc: Exception, output: str | None) -> str | None:
     return os.path.abspath(output) if output else "the output directory"
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("thresher")
-    except PackageNotFoundError:  # run from a checkout that was never pip-installed
-        return "unknown (not installed)"
-
-
 def _user_errors() -> tuple[type[Exception], ...]:
     from classifiers.base import ModelNotFoundError
     from classifiers.topic import TaxonomyError
     from pipeline.config import ConfigError
     from pipeline.inputs import InputError
 
-    return ConfigError, InputError, ModelNotFoundError, TaxonomyError
+    return ConfigError, InputError, ModelNotFoundError, TaxonomyError, StatsError

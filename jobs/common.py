@@ -14,10 +14,14 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs.documents_input import source_from_args
 from pipeline.config import Config, ConfigError, SparkConfig, load_config
+from schemas.stats import STATS_FILE, stage_stats, thresher_version, write_stats
 
 COMMITTED_MARKER = "_COMMITTED"
 STAGING_DIR = "_staging"
@@ -245,6 +249,7 @@ class StageOutput:
                 else:
                     child.unlink()
         self.staging.mkdir(parents=True)
+        self.started = time.time()
 
     @property
     def work(self) -> Path:
@@ -257,9 +262,23 @@ class StageOutput:
         """Where to write part `name` (a Parquet directory or a file) before the commit."""
         return str(self.staging / name)
 
+    def commit_stats(
+        self, stage: str, config: Config, inputs: list[str], documents_in: int, documents_out: int,
+        rejects_by_rule: dict[str, int], details: dict[str, Any], phases: dict[str, float] | None = None,
+        rules: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Commit with stats.json as the envelope (schemas.stats), timed from `begin`; returns the stats."""
+        stats = stage_stats(
+            stage, thresher_version=thresher_version(), config_digest=config.digest(), started=self.started,
+            finished=time.time(), phases=phases or {}, inputs=inputs, documents_in=documents_in,
+            documents_out=documents_out, rejects_by_rule=rejects_by_rule, details=details, rules=rules,
+        )
+        self.commit(stats)
+        return stats
+
     def commit(self, stats: dict[str, Any]) -> None:
-        """Write stats, move every staged part into place, then write the marker last."""
-        (self.staging / "stats.json").write_text(stats_json(stats))
+        """Write stats (the envelope, checked), move every staged part into place, then write the marker last."""
+        write_stats(self.staging / STATS_FILE, stats)
         parts = sorted(self.staging.iterdir())
         self._list_parts([part.name for part in parts])
         for part in parts:
@@ -370,30 +389,6 @@ def require_committed(directory: str | os.PathLike) -> Path:
     return path
 
 
-RULE_STATS_KEY = "rules"  # a stage's per-rule stats ({rule: {seen, dropped, seconds}}), in pipeline order
-
-
-def stats_json(stats: dict[str, Any]) -> str:
-    """stats.json's text: keys sorted at every level (a stable file), except under `rules`: the
-    rules stay in the order the stage runs them, each as {seen, dropped, seconds}."""
-
-    def sorted_keys(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {key: sorted_keys(value[key]) for key in sorted(value)}
-        if isinstance(value, list):
-            return [sorted_keys(item) for item in value]
-        return value
-
-    ordered = sorted_keys(stats)
-    if isinstance(stats.get(RULE_STATS_KEY), dict):
-        ordered[RULE_STATS_KEY] = stats[RULE_STATS_KEY]
-    return json.dumps(ordered, indent=2) + "\n"
-
-
-def read_stats(directory: str | os.PathLike) -> dict[str, Any]:
-    return json.loads((Path(directory) / "stats.json").read_text())
-
-
 def print_stage_start(stage: str, detail: str = "") -> None:
     """The line printed as each stage starts, before Spark's progress bar for it."""
     print(f"[thresher] {stage}: starting{' (' + detail + ')' if detail else ''}", file=sys.stderr, flush=True)
@@ -409,11 +404,83 @@ def stage_summary(stage: str, stats: dict[str, Any], seconds: float) -> str:
     kept documents are said apart, never added to the documents rejected."""
     from pipeline.report import is_line_rule
 
-    by_rule = stats.get("rejects_by_rule", {})
+    by_rule = stats["rejects_by_rule"]
     lines = sum(n for rule, n in by_rule.items() if is_line_rule(rule))
     return (
-        f"[thresher] {stage}: {stats.get('documents_in', stats.get('records_in', '?'))} in, "
-        f"{stats.get('documents_out', '?')} out, {sum(by_rule.values()) - lines} rejected, "
+        f"[thresher] {stage}: {stats['documents_in']} in, "
+        f"{stats['documents_out']} out, {sum(by_rule.values()) - lines} rejected, "
         + (f"{lines} lines removed, " if lines else "")
         + f"{seconds:.1f}s"
     )
+
+
+def reject_rows(frame, stage: str, rule, detail, content=None):
+    """`frame`'s rows as reject rows (schemas.rejects.REJECT, its column order and types): doc_id, url
+    and warc_path from `frame`; `rule` a rule name or a Column; `detail` a Column; `content` a
+    Column, by default the start of `text` (CONTENT_SNIPPET_CHARS)."""
+    from pyspark.sql import Column
+    from pyspark.sql import functions as F
+
+    from schemas import to_spark_schema
+    from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+
+    values = {
+        "doc_id": F.col("doc_id"),
+        "url": F.col("url"),
+        "warc_path": F.col("warc_path"),
+        "stage": F.lit(stage),
+        "rule": rule if isinstance(rule, Column) else F.lit(rule),
+        "detail": detail,
+        "content": F.substring("text", 1, CONTENT_SNIPPET_CHARS) if content is None else content,
+    }
+    return frame.select(*[values[f.name].cast(f.dataType).alias(f.name) for f in to_spark_schema(REJECT).fields])
+
+
+@dataclass(frozen=True)
+class StageJob:
+    """A stage as a command, `thresher <stage>` and `spark-submit jobs/<job>.py` alike.
+
+    The stage brings its own options, its checks and its work; the rest every stage does the same
+    way: --config/--master/--set, the config (its ranges checked as it is built), the checks before
+    Spark starts, the start line, the session, the lock on --output, the summary line, and a user's
+    error as one line (jobs.cli.run_with_one_line_errors).
+    """
+
+    stage: str  # names the start and summary lines and the Spark application
+    prog: str  # e.g. "thresher rules"
+    doc: str  # the job module's docstring; its first line describes the command in --help
+    arguments: Callable[[argparse.ArgumentParser], argparse.ArgumentParser | None]  # INPUT, --output, ...; a
+    # subcommand's parser when the common options go there (`tokenizer train`)
+    set_example: str  # the --set example in --help
+    # The stage under the lock on --output: its stats, or None where it printed its own summaries.
+    work: Callable[[Any, argparse.Namespace, Config], dict[str, Any] | None]
+    # What else is knowable before Spark starts (models, settings, a stage's own inputs): raises the
+    # one-line errors; returns the start line's detail, or None.
+    check: Callable[[argparse.Namespace, Config], str | None] = lambda args, config: None
+    # The option holding a documents INPUT (jobs.documents_input), checked after `check`, before
+    # Spark starts; it is the start line's detail when `check` gives none.
+    documents_input: str = ""
+    # --set items an option of the stage implies (`--seq-len N`): applied after --set, so they win.
+    implied_overrides: Callable[[argparse.Namespace], list[str]] = lambda args: []
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_common_arguments(self.arguments(parser) or parser, self.set_example)
+
+    def run(self, args: argparse.Namespace) -> int:
+        args.overrides = [*(args.overrides or []), *self.implied_overrides(args)]
+        config = config_from_args(args)
+        detail = self.check(args, config)
+        if self.documents_input:
+            source_from_args(args, getattr(args, self.documents_input))
+            detail = detail or getattr(args, self.documents_input)
+        started = time.perf_counter()
+        print_stage_start(self.stage, detail or "")
+        spark = spark_session(f"thresher-{self.stage.split()[0]}", config.spark, args.master)
+        with DirectoryLock(args.output):
+            stats = self.work(spark, args, config)
+        if stats is not None:
+            print_stage_summary(self.stage, stats, time.perf_counter() - started)
+        return 0
+
+    def main(self, argv: list[str] | None = None) -> int:
+        return script_main(self.prog, self.doc, self.add_arguments, self.run, argv)

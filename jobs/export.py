@@ -41,18 +41,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-from jobs.common import (
-    DirectoryLock,
-    StageOutput,
-    add_common_arguments,
-    config_from_args,
-    print_stage_start,
-    print_stage_summary,
-    read_stats,
-    script_main,
-    spark_session,
-)
-from jobs.documents_input import INPUT_HELP, add_field_arguments, source_from_args
+from jobs.common import StageJob, StageOutput
+from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args
 from jobs.documents_input import parts_frame as source_parts_frame
 from pipeline.config import Config, ConfigError, ExportConfig
 from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, document_batches, resolve_source
@@ -72,18 +62,19 @@ from pipeline.shards import write_shard_batches
 from pipeline.tokenize import load_tokenizer, tokenizer_sha256
 from schemas import to_spark_schema
 from schemas.export_wire import PACKED, PARTS, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN
+from schemas.stats import STATS_FILE, read_stats
 from schemas.tokens import MANIFEST_FORMAT, TOKEN_COLUMNS, TOKEN_DTYPE
 
+STAGE = "export"
 SPILL_STAGING = "_spill"  # token spill files and packed rows' pointers, removed before the commit
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input_dir", metavar="INPUT", help=INPUT_HELP)
     parser.add_argument("--output", required=True, help="directory for the shards and manifest.json")
     parser.add_argument("--tokenizer", required=True, help="Hugging Face tokenizer directory (e.g. from `thresher tokenizer train`)")
     parser.add_argument("--seq-len", type=int, help="tokens per training example (default: export.seq_len)")
     add_field_arguments(parser)
-    add_common_arguments(parser, "export.validation_fraction=0.01")
 
 
 def check_export_config(config: ExportConfig) -> None:
@@ -92,11 +83,7 @@ def check_export_config(config: ExportConfig) -> None:
         raise ConfigError(f"export.pack_mode: {config.pack_mode!r} is not one of {PACK_MODES}")
     if config.tail not in TAIL_MODES:
         raise ConfigError(f"export.tail: {config.tail!r} is not one of {TAIL_MODES}")
-    if not 0.0 <= config.validation_fraction < 1.0:
-        raise ConfigError(f"export.validation_fraction: {config.validation_fraction} must be in [0, 1)")
-    for name in ("seq_len", "pack_ranges", "encode_batch_documents", "shard_tokens", "row_group_sequences"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"export.{name}: must be at least 1, got {getattr(config, name)}")
+    # The numbers' ranges sit on ExportConfig's fields, checked as the config was built.
 
 
 def _input_parts(input_dir: Path) -> list[tuple[str, int, int]]:
@@ -142,7 +129,7 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     capacity = cfg.seq_len + 1
     output = StageOutput(output_dir)
     output.begin()
-    started = time.time()
+    started = output.started
     batch_setting = "spark.sql.execution.arrow.maxRecordsPerBatch"
     previous_batch = spark.conf.get(batch_setting, None)
     # Rows cross between the JVM and Python in bounded batches (Spark reads this at each action),
@@ -207,30 +194,25 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     encoder.tokenizer_json.destroy()
     shutil.rmtree(spill_dir, ignore_errors=True)  # absent when no document had text
 
-    manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, source)
+    manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, source, documents.committed_stage)
     Path(output.staged("manifest.json")).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     for note in empty_split_notes(manifest):
         print(note, file=sys.stderr, flush=True)
     finished = time.time()
     totals = {key: sum(manifest["splits"][name][key] for name in SPLITS)
               for key in ("documents", "source_documents", "sequences", "tokens", "padding_tokens", "dropped_tokens")}
-    stats = {
-        "documents_in": counts["documents_in"],
-        "documents_out": totals["source_documents"],
+    details = {
         "document_copies_out": totals["documents"],
         "documents_sampled_out": counts["sampled_out"],
-        "rejects_by_rule": {"empty_text": counts["empty_text"]},
         "sequences": totals["sequences"],
         "tokens": totals["tokens"],
         "padding_tokens": totals["padding_tokens"],
         "dropped_tokens": totals["dropped_tokens"],
         "shards": len(written),
-        "seconds": {"tokenize_pack": round(tokenized_at - started, 3), "place_write": round(finished - tokenized_at, 3),
-                    "total": round(finished - started, 3)},
-        "config_hash": config.digest(),
     }
-    output.commit(stats)
-    return stats
+    return output.commit_stats(STAGE, config, [input_dir, tokenizer_dir], counts["documents_in"],
+                               totals["source_documents"], {"empty_text": counts["empty_text"]}, details,
+                               phases={"tokenize_pack": tokenized_at - started, "place_write": finished - tokenized_at})
 
 
 def empty_split_notes(manifest: dict) -> list[str]:
@@ -274,7 +256,7 @@ def _split_summaries(range_rows, counts: dict, capacity: int, shard_tokens: int)
 
 
 def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenizer, tokenizer_dir: str,
-              source: Path) -> dict:
+              source: Path, committed_stage: bool) -> dict:
     by_split = {name: [] for name in SPLITS}
     for row in sorted(written, key=lambda r: (r["split"], r["shard"])):
         by_split[SPLITS[row["split"]]].append(row)
@@ -292,7 +274,6 @@ def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenize
             **{key: splits[name][key] for key in
                ("documents", "source_documents", "padding_tokens", "dropped_tokens", "dropped_documents")},
         }
-    upstream = source / "stats.json"
     return {
         "format": MANIFEST_FORMAT,
         "seq_len": cfg.seq_len,
@@ -309,28 +290,24 @@ def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenize
         "seed": cfg.seed,
         "validation_fraction": cfg.validation_fraction,
         "splits": manifest_splits,
-        "upstream_stats": read_stats(source) if upstream.is_file() else {},
+        # A stage's stats, read through the envelope; a user's corpus (a stats.json there is theirs) has none.
+        "upstream_stats": read_stats(source) if committed_stage and (source / STATS_FILE).is_file() else {},
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    overrides = [f"export.seq_len={args.seq_len}"] if args.seq_len is not None else []
-    args.overrides = [*(args.overrides or []), *overrides]  # --seq-len wins over --set
-    config = config_from_args(args)
+def _check(args: argparse.Namespace, config: Config) -> None:
     check_export_config(config.export)
-    source = source_from_args(args, args.input_dir)  # an unusable input fails here, before Spark starts
-    print_stage_start("export", args.input_dir)
-    spark = spark_session("thresher-export", config.spark, args.master)
-    started = time.time()
-    with DirectoryLock(args.output):
-        stats = run_export(spark, args.input_dir, args.output, args.tokenizer, config, source.fields)
-    print_stage_summary("export", stats, time.time() - started)
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    return script_main("thresher export", __doc__, add_arguments, run, argv)
+def _work(spark, args: argparse.Namespace, config: Config) -> dict:
+    return run_export(spark, args.input_dir, args.output, args.tokenizer, config, fields_from_args(args))
+
+
+JOB = StageJob(
+    STAGE, "thresher export", __doc__, _arguments, "export.validation_fraction=0.01", _work, _check, "input_dir",
+    implied_overrides=lambda args: [] if args.seq_len is None else [f"export.seq_len={args.seq_len}"],  # wins over --set
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -13,26 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.common import (
-    DirectoryLock,
-    StageOutput,
-    add_common_arguments,
-    config_from_args,
-    print_stage_start,
-    print_stage_summary,
-    script_main,
-    spark_session,
-)
-from jobs.documents_input import source_from_args
+from jobs.common import StageJob, StageOutput, print_stage_summary
+from jobs.documents_input import fields_from_args
 from jobs.selection import check_select_config, run_select
 from jobs.tag import add_stage3_arguments, run_tag, tagger_info
 from pipeline.config import Config
 from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_stage3_arguments(parser, "output directory (tag/ and select/)")
-    add_common_arguments(parser, "select.line_thresholds.clutter=0.4")
 
 
 def run_models(
@@ -56,20 +42,19 @@ def run_models(
     return stats
 
 
-def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+def _check(args: argparse.Namespace, config: Config) -> None:
     check_select_config(config, tagger_info(config, args.models_dir, digests=False))  # before Spark starts
-    source = source_from_args(args, args.input)  # and the input
-    print_stage_start("models", args.input)
-    spark = spark_session("thresher-models", config.spark, args.master)
-    with DirectoryLock(args.output):
-        run_models(spark, args.input, args.output, config, args.models_dir, args.partitions, source.fields)
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    return script_main("thresher models", __doc__, add_arguments, run, argv)
+def _work(spark, args: argparse.Namespace, config: Config) -> None:
+    """Both steps; each prints its own summary."""
+    run_models(spark, args.input, args.output, config, args.models_dir, args.partitions, fields_from_args(args))
+
+
+JOB = StageJob("models", "thresher models", __doc__,
+               lambda parser: add_stage3_arguments(parser, "output directory (tag/ and select/)"),
+               "select.line_thresholds.clutter=0.4", _work, _check, "input")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -29,17 +29,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from jobs.common import (
-    DirectoryLock,
-    StageOutput,
-    add_common_arguments,
-    config_from_args,
-    crash_point,
-    print_stage_start,
-    print_stage_summary,
-    script_main,
-    spark_session,
-)
+from jobs.common import StageJob, StageOutput, crash_point, reject_rows
 from pipeline.archive_sniff import check_archive_inputs
 from pipeline.config import Config, ConfigError, PrepareConfig
 from pipeline.filters import merge_rule_stats, rule_stats_from_json, rule_stats_report
@@ -55,7 +45,7 @@ from pipeline.records import (
 )
 from schemas import to_spark_schema
 from schemas.documents import PREPARED
-from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+from schemas.rejects import REJECT
 
 STAGE = "prepare"
 # Record kinds that become a document or a reject; the others are only counted.
@@ -72,7 +62,7 @@ class EveryPageFailed(ConfigError):
     """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "inputs",
         nargs="*",
@@ -92,7 +82,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="input partitions (default: one per WARC file, the unit of parallelism); output does not depend on it",
     )
-    add_common_arguments(parser)
 
 
 def resolved_prepare_config(config: Config) -> PrepareConfig:
@@ -118,15 +107,7 @@ def resolved_prepare_config(config: Config) -> PrepareConfig:
         soft_banned_words_file=checked("soft_banned_words_file", cfg.soft_banned_words_file),
         lid_model_path=checked("lid_model_path", cfg.lid_model_path),
     )
-    if not 0.0 <= resolved.lang_threshold <= 1.0:
-        raise ConfigError(f"prepare.lang_threshold: must be in [0, 1], got {resolved.lang_threshold}")
-    for key in ("max_html_bytes", "soft_word_threshold"):
-        if getattr(resolved, key) < 1:
-            raise ConfigError(f"prepare.{key}: must be at least 1, got {getattr(resolved, key)}")
-    for key in ("min_text_chars", "files_per_batch"):  # extract_timeout_s: PrepareConfig checks its range
-        if getattr(resolved, key) < 0:
-            raise ConfigError(f"prepare.{key}: must not be negative, got {getattr(resolved, key)}")
-    return resolved
+    return resolved  # the numbers' ranges sit on PrepareConfig's fields, checked as the config was built
 
 
 def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, partitions: int | None = None) -> dict:
@@ -134,7 +115,6 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
     from pyspark.sql import functions as F
     from pyspark.sql.window import Window
 
-    started = time.time()
     prepare = resolved_prepare_config(config)
     files = expand_inputs(inputs, prepare.path_prefix)
     check_archive_inputs(files)
@@ -142,6 +122,7 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
         raise ConfigError(f"--partitions must be at least 1, got {partitions}")
     output = StageOutput(output_dir)
     output.begin()
+    started = time.time()
 
     # One task per file: the file is the unit of work, of failure and of resuming.
     files_dir = _files_dir(output, prepare)
@@ -172,13 +153,9 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
     )
     ranked = docs.withColumn("_rank", F.row_number().over(by_md5)).withColumn("_kept", F.first("doc_id").over(by_md5))
     kept = ranked.filter(F.col("_rank") == 1).select(*PREPARED.names)
-    duplicates = ranked.filter(F.col("_rank") > 1).select(
-        "doc_id", "url", "warc_path", F.lit(STAGE).alias("stage"), F.lit("exact_duplicate").alias("rule"),
-        F.col("_kept").alias("detail"), F.substring("text", 1, CONTENT_SNIPPET_CHARS).alias("content"),
-    )
-    record_rejects = records.filter(F.col("row_kind") == ROW_REJECT).select(
-        "doc_id", "url", "warc_path", F.lit(STAGE).alias("stage"), "rule", "detail", "content"
-    )
+    duplicates = reject_rows(ranked.filter(F.col("_rank") > 1), STAGE, "exact_duplicate", F.col("_kept"))
+    record_rejects = reject_rows(records.filter(F.col("row_kind") == ROW_REJECT), STAGE, F.col("rule"),
+                                 F.col("detail"), F.col("content"))
     documents_path, rejects_path = output.staged("documents"), output.staged("rejects")
     kept.orderBy("doc_id").write.parquet(documents_path)
     record_rejects.unionByName(duplicates).select(*REJECT.names).orderBy("warc_path", "doc_id", "rule").write.parquet(
@@ -186,24 +163,22 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
     )
     written = time.time()
 
-    stats = _stats(spark, records, documents_path, rejects_path, files, config)
-    stats["files_resumed"] = len(files) - len(todo)  # finished by an earlier, interrupted attempt
-    stats["url_lists"] = url_lists_loaded(prepare)
-    stats["timings"] = {
-        **stats["timings"],
+    counts, details = _stats(spark, records, documents_path, rejects_path, files)
+    details["files_resumed"] = len(files) - len(todo)  # finished by an earlier, interrupted attempt
+    details["url_lists"] = url_lists_loaded(prepare)
+    details["timings"] = {
+        **details["timings"],
         "records_s": round(records_done - started, 3),
         "dedup_and_write_s": round(written - records_done, 3),
-        "total_s": round(time.time() - started, 3),
     }
-    balance = stats["documents_out"] + sum(stats["rejects_by_rule"].values())
-    if balance != stats["records_in"]:
+    balance = counts["documents_out"] + sum(counts["rejects_by_rule"].values())
+    if balance != counts["documents_in"]:
         raise RuntimeError(
-            f"stage 1 lost track of records: {stats['records_in']} in, but {stats['documents_out']} documents + "
-            f"{balance - stats['documents_out']} rejects; output left uncommitted in {output_dir}"
+            f"stage 1 lost track of records: {counts['documents_in']} in, but {counts['documents_out']} documents + "
+            f"{balance - counts['documents_out']} rejects; output left uncommitted in {output_dir}"
         )
-    _refuse_if_every_page_failed(spark, stats, rejects_path, output_dir)
-    output.commit(stats)
-    return stats
+    _refuse_if_every_page_failed(spark, counts["documents_out"], details, rejects_path, output_dir)
+    return output.commit_stats(STAGE, config, inputs, **counts, details=details)
 
 
 def _write_file_rows(item: tuple[str, str], config: PrepareConfig, directory: str) -> int:
@@ -211,14 +186,14 @@ def _write_file_rows(item: tuple[str, str], config: PrepareConfig, directory: st
     return write_warc_rows(path, config, directory, identity)
 
 
-def _refuse_if_every_page_failed(spark, stats: dict, rejects_path: str, output_dir: str) -> None:
+def _refuse_if_every_page_failed(spark, documents_out: int, details: dict, rejects_path: str, output_dir: str) -> None:
     """Raise EveryPageFailed when no page made it and every page that entered some step failed there."""
     from pyspark.sql import functions as F
 
-    if stats["documents_out"]:
+    if documents_out:
         return
-    for step, tried in sorted(stats["pages_by_step"].items()):
-        if tried and stats["failures_by_step"].get(step, 0) == tried:
+    for step, tried in sorted(details["pages_by_step"].items()):
+        if tried and details["failures_by_step"].get(step, 0) == tried:
             rules = [f"{step}_error", *(EXTRACT_FAILURE_RULES if step == "extract" else ())]
             top = (spark.read.parquet(rejects_path).filter(F.col("rule").isin(rules)).groupBy("rule", "detail")
                    .count().orderBy(F.desc("count"), "rule", "detail").first())
@@ -258,8 +233,9 @@ def _files_dir(output: StageOutput, prepare: PrepareConfig) -> Path:
     return files_dir
 
 
-def _stats(spark, records, documents_path: str, rejects_path: str, files: list[str], config: Config) -> dict:
-    """Counts from the written output and the per-file stat rows (never from accumulators)."""
+def _stats(spark, records, documents_path: str, rejects_path: str, files: list[str]) -> tuple[dict, dict]:
+    """The envelope's counts (documents_in: the input records) and the stage's details, from the
+    written output and the per-file stat rows (never from accumulators)."""
     from pyspark.sql import functions as F
 
     kinds: Counter = Counter()
@@ -287,23 +263,23 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
     }
     documents = spark.read.parquet(documents_path)
     by_lang = {row.lang: row["count"] for row in documents.groupBy("lang").count().orderBy("lang").collect()}
-    return {
-        "stage": STAGE,
-        "files_in": len(files),
-        "records_in": sum(kinds[kind] for kind in INPUT_UNITS),
-        "records_by_kind": dict(sorted(kinds.items())),
+    counts = {
+        "documents_in": sum(kinds[kind] for kind in INPUT_UNITS),
         "documents_out": documents.count(),
-        "documents_by_lang": by_lang,
         "rejects_by_rule": rejects_by_rule,
+    }
+    # Per step, in pipeline order: pages it saw, dropped (its rejects) and its seconds, summed over files.
+    counts["rules"] = rule_stats_report(merge_rule_stats(file_rules))
+    return counts, {
+        "files_in": len(files),
+        "records_by_kind": dict(sorted(kinds.items())),
+        "documents_by_lang": by_lang,
         # Pages that entered each per-page step, and those whose step raised or timed out there.
         "pages_by_step": dict(sorted(pages_by_step.items())),
         "failures_by_step": dict(sorted(failures_by_step.items())),
-        # Per step, in pipeline order: pages it saw, dropped (its rejects) and its seconds, summed over files.
-        "rules": rule_stats_report(merge_rule_stats(file_rules)),
         "timings": {"tasks_wall_s": round(task_wall, 3), "tasks_wall_max_s": round(task_wall_max, 3)},  # the slowest file
         "worker_max_rss_mb": round(max_rss_kb / 1024, 1),
         "extract_process_max_rss_mb": round(extract_rss_kb / 1024, 1),  # the worker's extraction child
-        "config_digest": config.digest(),
     }
 
 
@@ -315,28 +291,25 @@ def sample_inputs(output_dir: str) -> list[str]:
     return write_sample_crawl(directory)
 
 
-def run(args: argparse.Namespace) -> int:
-    started = time.time()
-    config = config_from_args(args)
-    resolved_prepare_config(config)  # list and model paths checked before Spark starts
-    inputs = args.inputs
-    if args.sample or not inputs:
-        if inputs:
+def _check(args: argparse.Namespace, config: Config) -> str:
+    """List and model paths, then the inputs (missing or non-WARC ones), checked before Spark starts;
+    with --sample (or no INPUT) the bundled sample crawl is written and becomes the inputs."""
+    resolved_prepare_config(config)
+    if args.sample or not args.inputs:
+        if args.inputs:
             raise ConfigError("give INPUT files or --sample, not both")
-        inputs = sample_inputs(args.output)
-        print(f"[thresher] prepare: reading the bundled sample crawl ({len(inputs)} files)", file=sys.stderr)
-    check_archive_inputs(expand_inputs(inputs, config.prepare.path_prefix))  # missing or non-WARC inputs fail here, before Spark
-    print_stage_start(STAGE, f"{len(inputs)} input(s)")
-    spark = spark_session("thresher-prepare", config.spark, args.master)
-    with DirectoryLock(args.output):
-        stats = run_prepare(spark, inputs, args.output, config, args.partitions)
-    print_stage_summary(STAGE, stats, time.time() - started)
-    return 0
+        args.inputs = sample_inputs(args.output)
+        print(f"[thresher] prepare: reading the bundled sample crawl ({len(args.inputs)} files)", file=sys.stderr)
+    check_archive_inputs(expand_inputs(args.inputs, config.prepare.path_prefix))
+    return f"{len(args.inputs)} input(s)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    return script_main("thresher prepare", __doc__, add_arguments, run, argv)
+def _work(spark, args: argparse.Namespace, config: Config) -> dict:
+    return run_prepare(spark, args.inputs, args.output, config, args.partitions)
+
+
+JOB = StageJob(STAGE, "thresher prepare", __doc__, _arguments, "prepare.lang_threshold=0.7", _work, _check)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

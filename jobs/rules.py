@@ -26,25 +26,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs.common import (
-    CHECKPOINT_DIR,
-    DirectoryLock,
-    StageOutput,
-    add_common_arguments,
-    config_from_args,
-    print_stage_start,
-    print_stage_summary,
-    script_main,
-    spark_session,
+from jobs.common import CHECKPOINT_DIR, StageJob, StageOutput, reject_rows
+from jobs.documents_input import (
+    INPUT_HELP,
+    add_field_arguments,
+    fields_from_args,
+    parse_rejects,
+    read_documents,
 )
-from jobs.documents_input import INPUT_HELP, add_field_arguments, parse_rejects, read_documents, source_from_args
 from pipeline.config import Config, RulesConfig
 from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from pipeline.filters import rule_stats_report
 from pipeline.process_cache import ProcessCache
 from schemas import to_spark_schema
 from schemas.documents import PREPARED, RULES
-from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+from schemas.rejects import REJECT
 
 STAGE = "rules"
 LINE_DEDUP_RULE = "line_dedup"
@@ -57,11 +53,10 @@ _JUDGES = ProcessCache()
 _HASHERS = ProcessCache()
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help=f"{INPUT_HELP}; usually stage 1 (prepare) output")
     parser.add_argument("--output", required=True, metavar="DIR", help="output directory for this stage")
     add_field_arguments(parser)
-    add_common_arguments(parser, "rules.gopher_quality.min_words=30")
 
 
 # --- per-partition functions (run on executors) -------------------------------------------------
@@ -207,15 +202,8 @@ def _line_dedup(docs, rules: RulesConfig):
         "occurrence", F.row_number().over(Window.partitionBy("key").orderBy("doc_id", "line_no"))
     )
     removed = ranked.filter(F.col("occurrence") > limit)
-    line_rejects = removed.select(
-        "doc_id",
-        "url",
-        "warc_path",
-        F.lit(STAGE).alias("stage"),
-        F.lit(LINE_DEDUP_RULE).alias("rule"),
-        F.format_string("line %d; seen %d times in edge lines", "line_no", "count").alias("detail"),
-        F.col("line").alias("content"),
-    )
+    line_rejects = reject_rows(removed, STAGE, LINE_DEDUP_RULE,
+                               F.format_string("line %d; seen %d times in edge lines", "line_no", "count"), F.col("line"))
     per_doc = removed.groupBy("doc_id").agg(F.collect_list("line_no").alias("removed_lines"))
     trimmed = (
         docs.join(per_doc, "doc_id", "left")
@@ -330,7 +318,6 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
 
     from pipeline.heuristics import load_resources
 
-    started = time.perf_counter()
     rules = config.rules
     if rules.minhash_bands * rules.minhash_rows > rules.minhash_num_perm:
         raise ValueError(
@@ -374,28 +361,13 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     survivors = clustered.filter(F.col("cluster").isNull()).withColumn("minhash_cluster", F.col("doc_id"))
     _conform(survivors, RULES).orderBy("doc_id").write.parquet(output.staged("documents"))
 
-    snippet = F.substring("text", 1, CONTENT_SNIPPET_CHARS)
-    heuristic_rejects = judged.filter(F.col("drop_rule").isNotNull()).select(
-        "doc_id",
-        "url",
-        "warc_path",
-        F.lit(STAGE).alias("stage"),
-        F.col("drop_rule").alias("rule"),
-        F.col("drop_detail").alias("detail"),
-        snippet.alias("content"),
-    )
-    duplicate_rejects = clustered.filter(F.col("cluster").isNotNull()).select(
-        "doc_id",
-        "url",
-        "warc_path",
-        F.lit(STAGE).alias("stage"),
-        F.lit(MINHASH_RULE).alias("rule"),
-        F.concat(F.lit("kept "), F.col("cluster")).alias("detail"),
-        snippet.alias("content"),
-    )
+    heuristic_rejects = reject_rows(judged.filter(F.col("drop_rule").isNotNull()), STAGE, F.col("drop_rule"),
+                                    F.col("drop_detail"))
+    duplicate_rejects = reject_rows(clustered.filter(F.col("cluster").isNotNull()), STAGE, MINHASH_RULE,
+                                    F.concat(F.lit("kept "), F.col("cluster")))
     rejects = (heuristic_rejects.unionByName(duplicate_rejects).unionByName(spark.read.parquet(f"{work_dir}/line_rejects"))
-               .unionByName(input_rejects.select(*heuristic_rejects.columns)))
-    _conform(rejects, REJECT).orderBy("doc_id", "rule", "detail").write.parquet(output.staged("rejects"))
+               .unionByName(_conform(input_rejects, REJECT)))
+    rejects.orderBy("doc_id", "rule", "detail").write.parquet(output.staged("rejects"))
     timings["write_s"] = round(time.perf_counter() - phase, 3)
 
     written_docs = spark.read.parquet(output.staged("documents"))
@@ -403,47 +375,35 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     by_rule = {row["rule"]: row["count"] for row in written_rejects.groupBy("rule").count().collect()}
     # Line-dedup removals in the documents that survive (lines_removed also counts dropped documents').
     lines_removed_in_documents_out = written_docs.agg(F.sum("lines_removed_dedup")).first()[0] or 0
-    timings["total_s"] = round(time.perf_counter() - started, 3)
-    stats = {
-        "stage": STAGE,
-        "config_digest": config.digest(),
-        "documents_in": docs.count() + by_rule.get(INPUT_PARSE_ERROR, 0),  # unparsable lines are input records too
-        "documents_out": written_docs.count(),
-        "rejects_by_rule": dict(sorted(by_rule.items())),
+    details = {
         "documents_rejected": sum(n for rule, n in by_rule.items() if rule != LINE_DEDUP_RULE),
         "lines_removed": by_rule.get(LINE_DEDUP_RULE, 0),
         "lines_removed_in_documents_out": lines_removed_in_documents_out,
         "documents_with_lines_removed": judged.filter(F.col("lines_removed_dedup") > 0).count(),
         **minhash_stats,
-        # Per heuristic family, in the order they run: documents seen, dropped and seconds, summed over tasks.
-        "rules": rule_stats_report(rule_stats),
         "timings": timings,
     }
+    documents_in = docs.count() + by_rule.get(INPUT_PARSE_ERROR, 0)  # unparsable lines are input records too
     judged_count = next(iter(rule_stats.values())).seen
-    if judged_count != stats["documents_in"] - by_rule.get(INPUT_PARSE_ERROR, 0):
+    if judged_count != documents_in - by_rule.get(INPUT_PARSE_ERROR, 0):
         raise RuntimeError(f"stage 2 lost track of the heuristics' counts: {judged_count} documents judged of "
-                           f"{stats['documents_in']}; output left uncommitted in {output_dir}")
+                           f"{documents_in}; output left uncommitted in {output_dir}")
     shutil.rmtree(work_dir, ignore_errors=True)
-    output.commit(stats)
+    stats = output.commit_stats(STAGE, config, [input_dir], documents_in, written_docs.count(),
+                                dict(sorted(by_rule.items())), details,
+                                # Per heuristic family, in the order they run: documents seen, dropped, seconds.
+                                rules=rule_stats_report(rule_stats))
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return stats
 
 
-def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    source = source_from_args(args, args.input)  # an unusable input fails here, before Spark starts
-    started = time.perf_counter()
-    print_stage_start(STAGE, args.input)
-    spark = spark_session("thresher-rules", config.spark, args.master)
-    with DirectoryLock(args.output):
-        stats = run_rules(spark, args.input, args.output, config, source.fields)
-    print_stage_summary(STAGE, stats, time.perf_counter() - started)
-    return 0
+def _work(spark, args: argparse.Namespace, config: Config) -> dict:
+    return run_rules(spark, args.input, args.output, config, fields_from_args(args))
 
 
-def main(argv: list[str] | None = None) -> int:
-    return script_main("thresher rules", __doc__, add_arguments, run, argv)
+JOB = StageJob(STAGE, "thresher rules", __doc__, _arguments, "rules.gopher_quality.min_words=30", _work,
+               documents_input="input")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

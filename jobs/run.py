@@ -39,11 +39,11 @@ from jobs.common import (
     crash_point,
     print_stage_start,
     print_stage_summary,
-    read_stats,
     script_main,
     spark_session,
 )
 from pipeline.config import Config, ConfigError
+from schemas.stats import read_stats
 
 STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")
 # The config keys (dotted prefixes) each stage's output depends on; `run.*` are this run's options.
@@ -248,14 +248,9 @@ def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) ->
     output.begin()
     taxonomy = load_taxonomy(config.resolve_path(config.tag.topics_file) or None)
     summary = bootstrap([prepare_dir], output.staging, taxonomy)
-    stats = {
-        "documents_in": summary["documents"],
-        "documents_out": summary["documents"],  # every sampled document was weak-labelled
-        "rejects_by_rule": {},
-        "models": summary["models"],
-    }
-    output.commit(stats)
-    return stats
+    # every sampled document was weak-labelled
+    return output.commit_stats("classifiers", config, [prepare_dir], summary["documents"], summary["documents"], {},
+                               {"models": summary["models"]})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -296,7 +291,7 @@ def _run(args: argparse.Namespace) -> int:
     export_stats = read_stats(Path(args.output) / "export")
     print(
         f"[thresher] run finished ({', '.join(run_info['stages_run'])}) in {seconds:.1f}s; report: {report}; "
-        f"exported {export_stats.get('tokens', export_stats.get('documents_out', '?'))} tokens",
+        f"exported {export_stats['details']['tokens']} tokens",
         file=sys.stderr,
     )
     return 0

@@ -20,7 +20,6 @@ import argparse
 import functools
 import math
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,23 +39,11 @@ from classifiers.selection import (
 )
 from classifiers.tagging import Tagger
 from classifiers.topic import Taxonomy, TaxonomyError, load_taxonomy
-from jobs.common import (
-    DirectoryLock,
-    StageOutput,
-    add_common_arguments,
-    config_from_args,
-    crash_point,
-    print_stage_start,
-    print_stage_summary,
-    read_stats,
-    require_committed,
-    script_main,
-    spark_session,
-)
+from jobs.common import StageJob, StageOutput, crash_point, reject_rows, require_committed
 from pipeline.config import Config, ConfigError
 from pipeline.seeded_hash import unit_hash
 from schemas import to_spark_schema
-from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+from schemas.stats import read_stats
 
 STAGE = "select"
 KEEP_RULES = ("label_in", "label_not_in", "min_score", "top_percent")
@@ -64,11 +51,10 @@ REBALANCE_MODES = ("target", "weights", "off")
 UNITS = ("tokens", "documents")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="TAGGED_DIR", help="committed `thresher tag` output directory")
     parser.add_argument("--output", required=True, help="output directory (documents/, rejects/, stats.json)")
     parser.add_argument("--partitions", type=int, help="repartition the input into this many tasks (default: as read)")
-    add_common_arguments(parser, "select.rebalance.max_copies=2")
 
 
 def taxonomy_of(config: Config) -> Taxonomy:
@@ -100,8 +86,6 @@ def check_select_config(config: Config, taggers: dict[str, dict[str, Any]] | Non
         labels = entry["labels"]
         if rule.on_missing_label not in ("error", "keep"):
             raise ConfigError(f"{key}.on_missing_label: must be error or keep, got {rule.on_missing_label!r}")
-        if not 0.0 <= rule.label_min_score <= 1.0:
-            raise ConfigError(f"{key}.label_min_score: must be in [0, 1], got {rule.label_min_score}")
         for rule_name in ("label_in", "label_not_in"):
             wanted = getattr(rule, rule_name)
             if not wanted:
@@ -176,13 +160,12 @@ def mix_targets(config: Config) -> tuple[MixTarget, ...]:
 
 def tagged_models(tagged_dir: Path) -> dict[str, dict[str, Any]]:
     """name -> tagger entry (kind, labels, top_k, model, held-out metrics) as the tag job recorded it, in column order."""
-    return {entry["name"]: entry for entry in read_stats(tagged_dir)["taggers"]}
+    return {entry["name"]: entry for entry in read_stats(tagged_dir)["details"]["taggers"]}
 
 
 def run_select(spark, input_dir: str, output_dir: str, config: Config, partitions: int | None = None) -> dict:
     from pyspark.sql import functions as F
 
-    started = time.perf_counter()
     input_path = require_committed(input_dir)
     tagged_by = tagged_models(input_path)
     taggers = tuple(Tagger(**{k: entry[k] for k in ("name", "model_dir", "kind", "input", "top_k", "line_label")})
@@ -212,34 +195,24 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     final.filter(F.col("status") == STATUS_KEPT).select(*selected_schema(settings).names).orderBy("doc_id").write.parquet(
         out.staged("documents")
     )
-    doc_rejects = final.filter(F.col("status") != STATUS_KEPT).select(
-        "doc_id", "url", "warc_path", F.lit(STAGE).alias("stage"), F.col("status").alias("rule"),
-        F.col("reject_detail").alias("detail"), F.substring("text", 1, CONTENT_SNIPPET_CHARS).alias("content"),
-    )
-    line_rejects = final.select("doc_id", "url", "warc_path", F.explode("removed_lines").alias("removed")).select(
-        "doc_id", "url", "warc_path", F.lit(STAGE).alias("stage"), F.col("removed.rule").alias("rule"),
-        F.format_string("score=%.4f", F.col("removed.score")).alias("detail"), F.col("removed.line").alias("content"),
-    )
-    reject_schema = to_spark_schema(REJECT)
-    rejects = doc_rejects.unionByName(line_rejects).select(*[F.col(f.name).cast(f.dataType) for f in reject_schema.fields])
+    doc_rejects = reject_rows(final.filter(F.col("status") != STATUS_KEPT), STAGE, F.col("status"), F.col("reject_detail"))
+    line_rejects = reject_rows(final.select("doc_id", "url", "warc_path", F.explode("removed_lines").alias("removed")),
+                               STAGE, F.col("removed.rule"), F.format_string("score=%.4f", F.col("removed.score")),
+                               F.col("removed.line"))
+    rejects = doc_rejects.unionByName(line_rejects)
     rejects.orderBy("doc_id", "rule", "content", "detail").write.parquet(out.staged("rejects"))
 
-    stats = _stats(final, settings, documents_in)
+    counts, details = _stats(final, settings, documents_in)
     rebalance["achieved"] = _achieved_mix(final, config, rebalance)
     if config.select.rebalance.mode != "off" and not rebalance["skipped"]:
         rebalance["domains"] = _domain_mix(final, config.select.rebalance.unit)
-    stats.update({
-        "stage": STAGE,
-        "input": str(input_path),
+    details.update({
         "taggers": {name: {k: entry[k] for k in ("model_dir", "model_hash", "heldout", "weak_labels")}
                     for name, entry in tagged_by.items()},
         "rebalance": rebalance,
-        "config_digest": config.digest(),
-        "seconds": {"total": round(time.perf_counter() - started, 3)},
     })
     crash_point("select:before_commit")
-    out.commit(stats)
-    return stats
+    return out.commit_stats(STAGE, config, [str(input_path)], **counts, details=details)
 
 
 def _score_column(check: KeepCheck):
@@ -349,9 +322,10 @@ def _achieved_mix(final, config: Config, rebalance: dict[str, Any]) -> dict[str,
     return {name: round(value, 6) for name, value in shares.items()}
 
 
-def _stats(final, settings: SelectSettings, documents_in: int) -> dict[str, Any]:
-    """Counts from the written rows (never accumulators), in one aggregation: documents and tokens in
-    and out of each rule in order (keep rules, then line removal, then rebalancing)."""
+def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The envelope's counts and the stage's details, from the written rows (never accumulators), in
+    one aggregation: documents and tokens in and out of each rule in order (keep rules, then line
+    removal, then rebalancing)."""
     from pyspark.sql import functions as F
 
     line_columns = [f"lines_removed_{name}" for name, _ in settings.line_thresholds]
@@ -385,35 +359,32 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> dict[str, Any]
     kept = by_status.get(STATUS_KEPT, {})
     funnel.append({"rule": "rebalance", "documents_in": docs, "documents_out": kept.get("documents", 0),
                    "tokens_in": tokens, "tokens_out": kept.get("tokens_copied") or 0, "copies_out": kept.get("copies") or 0})
-    return {
+    counts = {
         "documents_in": documents_in,
         "documents_out": kept.get("documents", 0),
+        "rejects_by_rule": dict(sorted(rejects_by_rule.items())),
+    }
+    return counts, {
         "documents_rejected": documents_in - kept.get("documents", 0),
         "tokens_in": sum(row["tokens_in"] or 0 for row in by_status.values()),
         "tokens_out": kept.get("tokens_copied") or 0,
         "sample_copies_total": kept.get("copies") or 0,
         "lines_removed": {c.removeprefix("lines_removed_"): sum(row.get(c) or 0 for row in by_status.values()) for c in line_columns},
-        "rejects_by_rule": dict(sorted(rejects_by_rule.items())),
         "rules": funnel,
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    config = config_from_args(args)
-    input_path = require_committed(args.input)
-    check_select_config(config, tagged_models(input_path))  # before Spark starts
-    print_stage_start(STAGE, args.input)
-    spark = spark_session("thresher-select", config.spark, args.master)
-    with DirectoryLock(args.output):
-        stats = run_select(spark, args.input, args.output, config, args.partitions)
-    print_stage_summary(STAGE, stats, time.perf_counter() - started)
-    return 0
+def _check(args: argparse.Namespace, config: Config) -> str:
+    check_select_config(config, tagged_models(require_committed(args.input)))  # before Spark starts
+    return args.input
 
 
-def main(argv: list[str] | None = None) -> int:
-    return script_main("thresher select", __doc__, add_arguments, run, argv)
+def _work(spark, args: argparse.Namespace, config: Config) -> dict:
+    return run_select(spark, args.input, args.output, config, args.partitions)
+
+
+JOB = StageJob(STAGE, "thresher select", __doc__, _arguments, "select.rebalance.max_copies=2", _work, _check)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

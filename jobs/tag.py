@@ -24,18 +24,8 @@ from typing import Any
 from classifiers.base import ModelNotFoundError, model_digest, read_manifest, read_metrics
 from classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
 from classifiers.tagging import Tagger, check_tagger, tag_batches, tagged_schema
-from jobs.common import (
-    DirectoryLock,
-    StageOutput,
-    add_common_arguments,
-    config_from_args,
-    crash_point,
-    print_stage_start,
-    print_stage_summary,
-    script_main,
-    spark_session,
-)
-from jobs.documents_input import INPUT_HELP, add_field_arguments, read_documents, source_from_args
+from jobs.common import StageJob, StageOutput, crash_point
+from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args, read_documents
 from pipeline.config import Config, ConfigError
 from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
 from schemas import to_spark_schema
@@ -43,11 +33,6 @@ from schemas.documents import RULES
 
 STAGE = "tag"
 HISTOGRAM_BINS = 10  # score histograms in the stats and the report: [0, 0.1), ..., [0.9, 1.0]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_stage3_arguments(parser, "output directory (documents/, stats.json)")
-    add_common_arguments(parser, "tag.batch_size=128")
 
 
 def add_stage3_arguments(parser: argparse.ArgumentParser, output_help: str) -> None:
@@ -70,8 +55,6 @@ def models_base(config: Config, models_dir: str | None = None) -> Path:
 def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagger]:
     """The enabled taggers (a non-empty model_dir) with absolute model paths, checked; no model is read."""
     base = models_base(config, models_dir)
-    if config.tag.batch_size < 1:
-        raise ConfigError(f"tag.batch_size: must be at least 1, got {config.tag.batch_size}")
     taggers = []
     for name, spec in config.tag.taggers.items():
         if not spec.model_dir:
@@ -160,7 +143,6 @@ def run_tag(
     spark, input_dir: str, output_dir: str, config: Config, models_dir: str | None = None, partitions: int | None = None,
     fields: FieldMapping = DEFAULT_FIELDS,
 ) -> dict:
-    started = time.perf_counter()
     info = tagger_info(config, models_dir)
     for line in describe_models(info):
         print(line, file=sys.stderr)
@@ -168,6 +150,7 @@ def run_tag(
     source = resolve_source(input_dir, fields)
     out = StageOutput(output_dir)
     out.begin()
+    started = time.perf_counter()
     # Columns stage 2 did not write (or a user's input lacks) are null.
     documents = read_documents(spark, source, RULES)
     missing_columns = [name for name in RULES.names if name not in source.columns]
@@ -183,22 +166,15 @@ def run_tag(
     tagged = spark.read.parquet(tagged_path)
     tagged.orderBy("doc_id").write.parquet(out.staged("documents"))
     documents_in = tagged.count()
-    stats = {
-        "stage": STAGE,
-        "input": str(Path(input_dir).resolve()),
-        "documents_in": documents_in,
-        "documents_out": documents_in,
-        "rejects_by_rule": {},
+    details = {
         "missing_input_columns": missing_columns,
-        "taggers": list(info.values()),  # a list: tagger order is column order (stats.json sorts keys)
+        "taggers": list(info.values()),  # a list: tagger order is column order
         "labels": {t.name: _label_counts(tagged, t.name) for t in taggers if t.kind == "document"},
         "score_histograms": {t.name: _histogram(tagged, t) for t in taggers},
-        "config_digest": config.digest(),
-        "seconds": {"tagging": round(tag_seconds, 3), "total": round(time.perf_counter() - started, 3)},
     }
     crash_point("tag:before_commit")
-    out.commit(stats)
-    return stats
+    return out.commit_stats(STAGE, config, [str(Path(input_dir).resolve())], documents_in, documents_in, {}, details,
+                            phases={"tagging": tag_seconds})
 
 
 def _label_counts(tagged, name: str) -> dict[str, int]:
@@ -219,22 +195,18 @@ def _histogram(tagged, tagger: Tagger) -> list[int]:
     return [counts.get(i, 0) for i in range(HISTOGRAM_BINS)]
 
 
-def run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    config = config_from_args(args)
+def _check(args: argparse.Namespace, config: Config) -> None:
     tagger_info(config, args.models_dir, digests=False)  # models and settings checked before Spark starts
-    source = source_from_args(args, args.input)  # and the input
-    print_stage_start(STAGE, args.input)
-    spark = spark_session("thresher-tag", config.spark, args.master)
-    with DirectoryLock(args.output):
-        stats = run_tag(spark, args.input, args.output, config, args.models_dir, args.partitions, source.fields)
-    print_stage_summary(STAGE, stats, time.perf_counter() - started)
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    return script_main("thresher tag", __doc__, add_arguments, run, argv)
+def _work(spark, args: argparse.Namespace, config: Config) -> dict:
+    return run_tag(spark, args.input, args.output, config, args.models_dir, args.partitions, fields_from_args(args))
+
+
+JOB = StageJob(STAGE, "thresher tag", __doc__,
+               lambda parser: add_stage3_arguments(parser, "output directory (documents/, stats.json)"),
+               "tag.batch_size=128", _work, _check, "input")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

@@ -16,30 +16,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import pyarrow as pa
 
-from jobs.common import (
-    DirectoryLock,
-    StageOutput,
-    add_common_arguments,
-    config_from_args,
-    print_stage_start,
-    print_stage_summary,
-    script_main,
-    spark_session,
-)
-from jobs.documents_input import INPUT_HELP, add_field_arguments, read_documents, source_from_args
+from jobs.common import StageJob, StageOutput
+from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args, read_documents
 from pipeline.config import Config, ConfigError
 from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
 from pipeline.tokenize import save_tokenizer, tokenizer_sha256, train_byte_level_bpe
 
+STAGE = "tokenizer"
 # What the sample needs of each document: doc_id (for the seeded hash) and the text.
 _SAMPLED_COLUMNS = pa.schema([pa.field("doc_id", pa.string()), pa.field("text", pa.string())])
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def _arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
     train = sub.add_parser("train", help="train a byte-level BPE on a sample of a stage's documents",
                            description="train a byte-level BPE on a sample of a stage's documents")
@@ -47,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--output", required=True, help="tokenizer directory to write (AutoTokenizer loads it)")
     train.add_argument("--vocab-size", type=int, help="vocabulary size, special tokens included (default: export.vocab_size)")
     add_field_arguments(train)
-    add_common_arguments(train, "export.vocab_size=16384")
+    return train
 
 
 def vocabulary_note(trained: int, configured: int) -> str | None:
@@ -72,7 +63,6 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
     source = resolve_source(input_dir, fields)
     output = StageOutput(output_dir)
     output.begin()
-    started = time.time()
 
     docs = read_documents(spark, source, _SAMPLED_COLUMNS).where(F.length("text") > 0)
     documents_in = docs.count()
@@ -94,41 +84,29 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
 
     tokenizer = train_byte_level_bpe(texts(), cfg.vocab_size, special_tokens, cfg.tokenizer_min_frequency)
     save_tokenizer(tokenizer, output.staging, cfg.eos_token, cfg.pad_token, cfg.extra_special_tokens)
-    stats = {
-        "documents_in": documents_in,
-        "documents_out": sampled["documents"],
+    details = {
         "sample_chars": sampled["chars"],
-        "rejects_by_rule": {},
         "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
         "special_tokens": special_tokens,
         "sha256": tokenizer_sha256(output.staging),
-        "seconds": round(time.time() - started, 3),
-        "config_hash": config.digest(),
     }
-    output.commit(stats)
-    note = vocabulary_note(stats["vocab_size"], cfg.vocab_size)
+    stats = output.commit_stats(STAGE, config, [input_dir], documents_in, sampled["documents"], {}, details)
+    note = vocabulary_note(details["vocab_size"], cfg.vocab_size)
     if note:
         print(note, file=sys.stderr, flush=True)
     return stats
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.vocab_size is not None:
-        args.overrides = [*(args.overrides or []), f"export.vocab_size={args.vocab_size}"]  # --vocab-size wins
-    config = config_from_args(args)
-    source = source_from_args(args, args.input_dir)  # an unusable input fails here, before Spark starts
-    print_stage_start("tokenizer train", args.input_dir)
-    spark = spark_session("thresher-tokenizer", config.spark, args.master)
-    started = time.time()
-    with DirectoryLock(args.output):
-        stats = run_tokenizer_train(spark, args.input_dir, args.output, config, source.fields)
-    print_stage_summary("tokenizer train", stats, time.time() - started)
-    return 0
+def _work(spark, args: argparse.Namespace, config: Config) -> dict:
+    return run_tokenizer_train(spark, args.input_dir, args.output, config, fields_from_args(args))
 
 
-def main(argv: list[str] | None = None) -> int:
-    return script_main("thresher tokenizer", __doc__, add_arguments, run, argv)
+JOB = StageJob(
+    "tokenizer train", "thresher tokenizer", __doc__, _arguments, "export.vocab_size=16384", _work,
+    documents_input="input_dir",
+    implied_overrides=lambda args: [] if args.vocab_size is None else [f"export.vocab_size={args.vocab_size}"],
+)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(JOB.main())

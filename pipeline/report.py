@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from pipeline.seeded_hash import hash64
+from schemas.stats import STATS_FILE, read_stats, thresher_version
 
 STAGES = ("prepare", "rules", "tag", "select", "export")  # document stages, in pipeline order
 TIMED_STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")  # as `thresher run` runs them
@@ -40,8 +41,8 @@ def is_line_rule(rule: str) -> bool:
 def build_report(run_dir: str | Path) -> dict[str, Any]:
     """Everything the report shows, as plain JSON-able data."""
     run_dir = Path(run_dir)
-    stages = {name: _read_json(run_dir / name / "stats.json") for name in STAGES}
-    stages = {name: stats for name, stats in stages.items() if stats is not None}
+    stages = _read_stage_stats(run_dir, STAGES)
+    details = {name: stats["details"] for name, stats in stages.items()}
     run_info = _read_json(run_dir / "run.json") or {}
     manifest = _read_json(run_dir / "export" / "manifest.json")
 
@@ -60,18 +61,18 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
                        if isinstance(stats.get("rules"), dict)},
         "languages": {f"after {name}": _column_counts(run_dir / name / "documents", "lang") for name in output_stages},
         "lengths": {f"after {name}": _length_counts(run_dir / name / "documents") for name in output_stages},
-        "labels": stages.get("tag", {}).get("labels", {}),
-        "score_histograms": stages.get("tag", {}).get("score_histograms", {}),
-        "models": _models(stages.get("tag", {})),
-        "select_rules": stages.get("select", {}).get("rules", []),
-        "kept_samples": _kept_samples(run_dir / "select" / "documents", stages.get("select", {})),
-        "mix": _mix(stages.get("select", {})),
+        "labels": details.get("tag", {}).get("labels", {}),
+        "score_histograms": details.get("tag", {}).get("score_histograms", {}),
+        "models": _models(details.get("tag", {})),
+        "select_rules": details.get("select", {}).get("rules", []),
+        "kept_samples": _kept_samples(run_dir / "select" / "documents", details.get("select", {})),
+        "mix": _mix(details.get("select", {})),
         "dedup": _dedup(stages.get("rules")),
-        "dedup_cluster_sizes": stages.get("rules", {}).get("minhash_cluster_sizes", {}),
+        "dedup_cluster_sizes": details.get("rules", {}).get("minhash_cluster_sizes", {}),
         "lines_removed": {
-            name: {k: v for k, v in stats.items() if k.startswith("lines_removed")} for name, stats in stages.items()
+            name: {k: v for k, v in entries.items() if k.startswith("lines_removed")} for name, entries in details.items()
         },
-        "tokens": _token_summary(manifest, _read_json(run_dir / "tokenizer" / "stats.json"), stages.get("select")),
+        "tokens": _token_summary(manifest, _read_stage_stats(run_dir, ("tokenizer",)).get("tokenizer"), stages.get("select")),
         "seconds_per_stage": {
             stage: run_info["seconds_per_stage"][stage]
             for stage in (*TIMED_STAGES, *sorted(run_info.get("seconds_per_stage", {})))
@@ -98,10 +99,10 @@ def _header(run_dir: Path, run_info: dict[str, Any], stages: dict[str, dict[str,
     if config_path.is_file():
         match = re.match(r"# effective thresher config, digest (\w+)", config_path.read_text(encoding="utf-8"))
         digest = match.group(1) if match else None
-    stage_digests = {name: s.get("config_digest") or s.get("config_hash") for name, s in stages.items()}
+    stage_digests = {name: s["config_digest"] for name, s in stages.items()}
     return {
         "generated_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "thresher_version": _thresher_version(),
+        "thresher_version": thresher_version(),
         "inputs": list(run_info.get("inputs", [])),
         "config_digest": digest or next((d for d in stage_digests.values() if d), None),
         "config_file": CONFIG_FILE if config_path.is_file() else None,
@@ -109,23 +110,12 @@ def _header(run_dir: Path, run_info: dict[str, Any], stages: dict[str, dict[str,
     }
 
 
-def _thresher_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("thresher")
-    except PackageNotFoundError:  # run from a checkout that was never pip-installed
-        return "unknown (not installed)"
-
-
 def _funnel(run_dir: Path, stages: dict[str, dict[str, Any]], manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
     """One row per stage in pipeline order: documents in, removed and out, each also as a share of
     what the first stage read; lines removed from kept documents are counted apart, never as documents."""
     rows = []
     for name, stats in stages.items():
-        documents_in = stats.get("records_in", stats.get("documents_in", 0)) if name == "prepare" else stats.get("documents_in", 0)
-        documents_out = stats.get("documents_out", 0)
-        by_rule = stats.get("rejects_by_rule", {})
+        documents_in, documents_out, by_rule = stats["documents_in"], stats["documents_out"], stats["rejects_by_rule"]
         row = {
             "stage": name,
             "documents_in": documents_in,
@@ -140,8 +130,8 @@ def _funnel(run_dir: Path, stages: dict[str, dict[str, Any]], manifest: dict[str
             row["copies_out"] = sum(s.get("documents", 0) for s in splits)
             row["tokens_out"] = sum(s.get("tokens", 0) for s in splits)
         elif name == "select":
-            row["copies_out"] = stats.get("sample_copies_total")
-            row["tokens_out"] = stats.get("tokens_out")
+            row["copies_out"] = stats["details"].get("sample_copies_total")
+            row["tokens_out"] = stats["details"].get("tokens_out")
         rows.append(row)
     first = rows[0]["documents_in"] if rows else 0
     for row in rows:
@@ -160,7 +150,7 @@ def _stage_subtotals(stages: dict[str, dict[str, Any]], rejects: list[dict[str, 
     subtotals = {}
     for name, stats in stages.items():
         entries = [r for r in rejects if r["stage"] == name]
-        documents_in = stats.get("records_in", stats.get("documents_in", 0)) if name == "prepare" else stats.get("documents_in", 0)
+        documents_in = stats["documents_in"]
         document_rejects = sum(r["count"] for r in entries if not is_line_rule(r["rule"]))
         subtotals[name] = {
             "documents_in": documents_in,
@@ -176,14 +166,15 @@ def _dedup(rules_stats: dict[str, Any] | None) -> dict[str, Any]:
     """MinHash near-duplicate clustering: documents hashed, clusters found (maybe none), duplicates removed."""
     if rules_stats is None:
         return {"ran": False}
-    sizes = {int(size): count for size, count in rules_stats.get("minhash_cluster_sizes", {}).items()}
+    details = rules_stats["details"]
+    sizes = {int(size): count for size, count in details.get("minhash_cluster_sizes", {}).items()}
     return {
         "ran": True,
-        "documents_hashed": rules_stats.get("minhash_documents_hashed"),
+        "documents_hashed": details.get("minhash_documents_hashed"),
         "clusters": sum(count for size, count in sizes.items() if size > 1),
         "documents_in_clusters": sum(size * count for size, count in sizes.items() if size > 1),
-        "duplicates_removed": rules_stats.get("rejects_by_rule", {}).get("minhash_duplicate", 0),
-        "giant_buckets": rules_stats.get("minhash_giant_buckets", 0),
+        "duplicates_removed": rules_stats["rejects_by_rule"].get("minhash_duplicate", 0),
+        "giant_buckets": details.get("minhash_giant_buckets", 0),
         "cluster_sizes": {str(size): sizes[size] for size in sorted(sizes)},
     }
 
@@ -200,6 +191,11 @@ def _length_counts(path: Path) -> dict[str, int]:
         lengths = pc.fill_null(pc.utf8_length(batch.column("text")), 0).to_numpy(zero_copy_only=False)
         counts += np.bincount(np.digitize(lengths, LENGTH_BINS), minlength=len(labels))
     return dict(zip(labels, counts.tolist(), strict=True))
+
+
+def _read_stage_stats(run_dir: Path, stages: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """stats.json of each of `stages` that wrote one, read through the envelope (schemas.stats)."""
+    return {name: read_stats(run_dir / name) for name in stages if (run_dir / name / STATS_FILE).is_file()}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -237,18 +233,18 @@ def _value_counts(array) -> tuple[list, list]:
     return result.field("values").to_pylist(), result.field("counts").to_pylist()
 
 
-def _models(tag_stats: dict[str, Any]) -> list[dict[str, Any]]:
+def _models(tag_details: dict[str, Any]) -> list[dict[str, Any]]:
     """Each tagger's model with its held-out figures; bootstrapped (weak-label) models are flagged."""
     return [
         {"tagger": t["name"], "model_dir": t["model_dir"], "model_hash": t.get("model_hash"),
          "heldout": t.get("heldout") or {}, "weak_labels": bool(t.get("weak_labels"))}
-        for t in tag_stats.get("taggers", [])
+        for t in tag_details.get("taggers", [])
     ]
 
 
-def _mix(select_stats: dict[str, Any]) -> dict[str, Any]:
+def _mix(select_details: dict[str, Any]) -> dict[str, Any]:
     """Per group: the target share, the share before rebalancing, the solver's and the achieved one."""
-    rebalance = select_stats.get("rebalance") or {}
+    rebalance = select_details.get("rebalance") or {}
     groups = {}
     for group in rebalance.get("shares_before", {}):
         groups[group] = {
@@ -262,11 +258,11 @@ def _mix(select_stats: dict[str, Any]) -> dict[str, Any]:
             "groups": groups, "domains": rebalance.get("domains", {})}
 
 
-def _kept_samples(documents: Path, select_stats: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def _kept_samples(documents: Path, select_details: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Per document keep rule (`<tagger>:<rule>`), SAMPLES_PER_RULE kept documents (smallest doc_id
     hash) with the tagger's label and score: what the rule let through, beside its rejects."""
     dataset = _dataset(documents)
-    taggers = sorted({step["rule"].split(":")[0] for step in select_stats.get("rules", []) if ":" in step["rule"]})
+    taggers = sorted({step["rule"].split(":")[0] for step in select_details.get("rules", []) if ":" in step["rule"]})
     if dataset is None or not taggers:
         return {}
     names = dataset.schema.names
@@ -280,7 +276,7 @@ def _kept_samples(documents: Path, select_stats: dict[str, Any]) -> dict[str, li
                 if len(best) > SAMPLES_PER_RULE:
                     del best[max(best)]
     samples = {}
-    for step in select_stats.get("rules", []):
+    for step in select_details.get("rules", []):
         if ":" not in step["rule"]:
             continue
         tagger = step["rule"].split(":")[0]
@@ -374,9 +370,9 @@ def _token_summary(manifest: dict[str, Any] | None, tokenizer_stats: dict[str, A
         "tokenizer": {
             "path": tokenizer.get("path") or tokenizer.get("name"),
             "sha256": tokenizer.get("sha256"),
-            "vocab_size": (tokenizer_stats or {}).get("vocab_size"),
+            "vocab_size": tokenizer_stats["details"].get("vocab_size") if tokenizer_stats else None,
         },
-        "rebalanced": bool((select_stats or {}).get("sample_copies_total", 0) != (select_stats or {}).get("documents_out", 0)),
+        "rebalanced": select_stats is not None and select_stats["details"].get("sample_copies_total", 0) != select_stats["documents_out"],
         "splits": splits,
     }
 
@@ -447,7 +443,7 @@ def _section(title: str, content: str) -> str:
 
 
 def _line_taggers(report: dict[str, Any]) -> set[str]:
-    taggers = report.get("stats", {}).get("tag", {}).get("taggers", [])
+    taggers = report.get("stats", {}).get("tag", {}).get("details", {}).get("taggers", [])
     return {t["name"] for t in taggers if t.get("kind") == "lines"}
 
 

@@ -43,3 +43,14 @@ def stage3_config(models_dir: Path, quality_model: Path, **overrides):
     from pipeline.config import load_config
 
     return load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.quality.model_dir": str(quality_model), **overrides})
+
+
+def stage_stats_json(stage: str, documents_in: int, documents_out: int, rejects_by_rule: dict | None = None,
+                     config_digest: str = "0123456789abcdef", rule_stats: dict | None = None, **details) -> dict:
+    """A stats.json envelope (schemas.stats) as a stage writes it, for a stage directory built by hand;
+    `rule_stats` is the envelope's `rules` (per-rule costs), `details` the stage's own figures."""
+    from schemas.stats import stage_stats
+
+    return stage_stats(stage, thresher_version="test", config_digest=config_digest, started=1.7e9, finished=1.7e9 + 1,
+                       phases={}, inputs=[], documents_in=documents_in, documents_out=documents_out,
+                       rejects_by_rule=rejects_by_rule or {}, details=details, rules=rule_stats)

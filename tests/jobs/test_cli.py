@@ -224,3 +224,14 @@ def test_a_users_error_raised_in_a_spark_task_is_one_line(spark, tmp_path, capsy
     assert "Traceback" not in err and "at org.apache" not in err
     [line] = thresher_lines(err)
     assert line.startswith(f"thresher export: error: {docs} line 3 is not JSON: "), line
+
+
+def test_a_malformed_stats_file_of_the_input_is_one_line_naming_it(tmp_path, capsys):
+    tagged = tmp_path / "tag"
+    (tagged / "documents").mkdir(parents=True)
+    (tagged / "stats.json").write_text('{"documents_out": 3, "taggers": []}')  # not the envelope
+    (tagged / "_COMMITTED").write_text("{}")
+    assert main(["select", str(tagged), "--output", str(tmp_path / "select")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"thresher select: error: {tagged / 'stats.json'}: no 'schema_version' field")
+    assert err.count("\n") == 1 and not (tmp_path / "select").exists()

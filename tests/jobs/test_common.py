@@ -1,6 +1,7 @@
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -10,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from stage_rows import stage_stats_json
 
 from jobs.common import (
     COMMITTED_MARKER,
@@ -21,13 +23,13 @@ from jobs.common import (
     StageOutput,
     add_common_arguments,
     config_from_args,
-    read_stats,
     require_committed,
-    stats_json,
 )
-from pipeline.config import ConfigError
+from pipeline.config import Config, ConfigError
 from pipeline.inputs import InputError
+from schemas.stats import read_stats
 
+STATS = stage_stats_json("test", 1, 1)
 
 def test_commit_moves_parts_into_place_and_writes_marker_last(tmp_path):
     out = StageOutput(tmp_path / "stage")
@@ -38,25 +40,15 @@ def test_commit_moves_parts_into_place_and_writes_marker_last(tmp_path):
     assert not out.committed
     with pytest.raises(InputError, match="no committed"):
         require_committed(tmp_path / "stage")
-    out.commit({"documents_out": 1})
+    stats = out.commit_stats("rules", Config(), ["in"], 2, 1, {"gopher": 1}, {"lines_removed": 0})
     assert out.committed
     assert (tmp_path / "stage" / "documents" / "part-0.parquet").read_text() == "x"
     assert not (tmp_path / "stage" / "_staging").exists()
-    assert read_stats(require_committed(tmp_path / "stage")) == {"documents_out": 1}
+    assert read_stats(require_committed(tmp_path / "stage")) == stats
+    assert (stats["stage"], stats["config_digest"], stats["inputs"]) == ("rules", Config().digest(), ["in"])
+    assert (stats["documents_in"], stats["documents_out"], stats["details"]) == (2, 1, {"lines_removed": 0})
+    assert stats["seconds"]["total"] >= 0 and stats["started"] <= stats["finished"]
     assert json.loads((tmp_path / "stage" / COMMITTED_MARKER).read_text())["committed_at"] > 0
-
-
-def test_stats_json_sorts_keys_but_keeps_the_rules_in_pipeline_order():
-    stats = {"stage": "x", "rules": {"read": {"seen": 2, "dropped": 0, "seconds": 0.5}, "extract": {"seen": 1}},
-             "b": {"z": 1, "a": [{"y": 1, "x": 2}]}, "a": 1}
-    text = stats_json(stats)
-    assert text == json.dumps({"a": 1, "b": {"a": [{"x": 2, "y": 1}], "z": 1},
-                               "rules": {"read": {"seen": 2, "dropped": 0, "seconds": 0.5}, "extract": {"seen": 1}},
-                               "stage": "x"}, indent=2) + "\n"
-    assert list(json.loads(text)["rules"]) == ["read", "extract"]
-    # Without per-rule stats, the file is what sorted keys always gave.
-    plain = {"b": 1, "a": {"d": 2, "c": [3]}}
-    assert stats_json(plain) == json.dumps(plain, indent=2, sort_keys=True) + "\n"
 
 
 def test_begin_discards_an_interrupted_attempt_and_refuses_committed_output(tmp_path, monkeypatch):
@@ -70,14 +62,14 @@ def test_begin_discards_an_interrupted_attempt_and_refuses_committed_output(tmp_
     monkeypatch.setenv(CRASH_MODE_ENV, "raise")
     monkeypatch.setenv(CRASH_ENV, "commit:part_moved")
     with pytest.raises(SimulatedCrash):
-        out.commit({})
+        out.commit(STATS)
     monkeypatch.delenv(CRASH_ENV)
     moved_before_crash = tmp_path / "stage" / "documents"
     assert moved_before_crash.is_dir() and not out.committed
     out.begin()
     assert not leftover.exists() and not moved_before_crash.exists()
     assert finished_unit.read_text() == "kept for resume"
-    out.commit({})
+    out.commit(STATS)
     assert not (tmp_path / "stage" / "_work").exists()
     with pytest.raises(RuntimeError, match="already committed"):
         out.begin()
@@ -129,12 +121,13 @@ def test_a_crash_mid_commit_leaves_no_committed_output_and_a_rerun_recovers(tmp_
     script = textwrap.dedent(
         f"""
         from jobs.common import StageOutput
+        from pipeline.config import Config
         out = StageOutput({str(tmp_path / "stage")!r})
         out.begin()
         for name in ("documents", "rejects"):
             with open(out.staged(name), "w") as f:
                 f.write(name)
-        out.commit({{"documents_out": 1}})
+        out.commit_stats("test", Config(), [], 1, 1, {{}}, {{}})
         """
     )
     # This checkout's code in both processes, whatever the working directory (the venv installs another).
@@ -254,14 +247,71 @@ def test_a_reopened_stage_begins_again_clearing_its_own_committed_parts_only(tmp
     out = StageOutput(tmp_path / "stage")
     out.begin()
     (tmp_path / "stage" / "_staging" / "documents").mkdir()
-    out.commit({"documents_out": 1})
+    out.commit(STATS)
     out.reopen()  # its settings changed: rerun it
     assert not out.committed
     out.begin()
     assert sorted(p.name for p in (tmp_path / "stage").iterdir()) == ["_staging"]
-    out.commit({"documents_out": 2})
+    out.commit(STATS)
     (tmp_path / "stage" / "_COMMITTED").unlink()  # not reopened by thresher: a user's file is still refused
     (tmp_path / "stage" / "mine.txt").write_text("mine")
     with pytest.raises(ConfigError, match="did not write"):
         out.begin()
     assert (tmp_path / "stage" / "mine.txt").read_text() == "mine"
+
+
+def test_a_stage_job_checks_before_spark_and_the_lock_then_runs_under_the_lock(tmp_path, monkeypatch, capsys):
+    import jobs.common as common
+
+    calls = []
+    monkeypatch.setattr(common, "spark_session", lambda name, spark_config, master: calls.append(("spark", name)) or "S")
+
+    def check(args, config):
+        calls.append(("check", config.export.seq_len))
+        if args.refuse:
+            raise ConfigError("refused before any work")
+        return "detail"
+
+    def work(spark, args, config):
+        calls.append(("work", spark, (tmp_path / "out" / LOCK_FILE).is_file()))
+        return STATS
+
+    def arguments(parser):
+        parser.add_argument("--output", required=True)
+        parser.add_argument("--refuse", action="store_true")
+        parser.add_argument("--seq-len", type=int)
+
+    job = common.StageJob("demo", "thresher demo", "A demo stage.\n", arguments, "export.seq_len=64", work, check,
+                          implied_overrides=lambda args: [f"export.seq_len={args.seq_len}"] if args.seq_len else [])
+    with pytest.raises(ConfigError, match="refused"):
+        job.run(parse_job(job, ["--output", str(tmp_path / "out"), "--refuse"]))
+    assert calls == [("check", 2048)] and not (tmp_path / "out").exists()
+    calls.clear()
+    assert job.run(parse_job(job, ["--output", str(tmp_path / "out"), "--set", "export.seq_len=8", "--seq-len", "16"])) == 0
+    assert calls == [("check", 16), ("spark", "thresher-demo"), ("work", "S", True)]  # --seq-len wins over --set
+    start, summary = capsys.readouterr().err.splitlines()
+    assert start == "[thresher] demo: starting (detail)"
+    assert re.fullmatch(r"\[thresher\] demo: 1 in, 1 out, 0 rejected, \d+\.\ds", summary)
+
+
+def parse_job(job, argv):
+    parser = argparse.ArgumentParser()
+    job.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_reject_rows_are_the_reject_schema_with_a_named_or_computed_rule(spark):
+    from pyspark.sql import functions as F
+
+    from jobs.common import reject_rows
+    from schemas import to_spark_schema
+    from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+
+    frame = spark.createDataFrame([("d1", "http://a/", None, "x" * 600, "why", 3)],
+                                  "doc_id string, url string, warc_path string, text string, reason string, n int")
+    named = reject_rows(frame, "rules", "gopher", F.col("n"))
+    assert [(f.name, f.dataType) for f in named.schema] == [(f.name, f.dataType) for f in to_spark_schema(REJECT)]
+    row = named.first()
+    assert (row.doc_id, row.stage, row.rule, row.detail, row.content) == ("d1", "rules", "gopher", "3", "x" * CONTENT_SNIPPET_CHARS)
+    computed = reject_rows(frame, "select", F.col("reason"), F.lit(None), F.col("url")).first()
+    assert (computed.rule, computed.detail, computed.content) == ("why", None, "http://a/")

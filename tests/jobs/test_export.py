@@ -23,6 +23,7 @@ from pipeline.config import ConfigError, load_config
 from pipeline.export_plan import SPLITS, document_key, is_validation, permute, shuffle_seed
 from pipeline.inputs import InputError
 from pipeline.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
+from schemas.stats import stage_stats
 
 SETTINGS = {
     "export.seq_len": 255,
@@ -32,7 +33,9 @@ SETTINGS = {
     "export.shard_tokens": 100_000,
     "export.row_group_sequences": 64,
 }
-UPSTREAM_STATS = {"documents_in": 400, "documents_out": 385, "rejects_by_rule": {"gopher": 15}}
+UPSTREAM_STATS = stage_stats("select", thresher_version="test", config_digest="0123456789abcdef", started=1.7e9,
+                             finished=1.7e9 + 1, phases={}, inputs=[], documents_in=400, documents_out=385,
+                             rejects_by_rule={"gopher": 15}, details={})
 
 
 def stage_rows(shared_data):
@@ -183,9 +186,9 @@ def test_manifest_counts_match_the_shards_and_the_input(concat_run, rows, tokeni
     with_text = [r for r in rows if r["text"]]
     assert stats["documents_in"] == len(rows)
     assert stats["rejects_by_rule"] == {"empty_text": 1}
-    assert stats["documents_sampled_out"] == sum(1 for r in with_text if r["sample_copies"] == 0)
+    assert stats["details"]["documents_sampled_out"] == sum(1 for r in with_text if r["sample_copies"] == 0)
     assert stats["documents_out"] == sum(1 for r in with_text if r["sample_copies"] != 0)
-    assert stats["document_copies_out"] == sum(len(v) for v in expected.values())
+    assert stats["details"]["document_copies_out"] == sum(len(v) for v in expected.values())
     assert sorted(p.name for p in out.iterdir()) == ["_COMMITTED", "manifest.json", "stats.json", "train",
                                                      "validation"]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 from stage_rows import stage3_config
 
-from jobs.common import COMMITTED_MARKER, read_stats
+from jobs.common import COMMITTED_MARKER
 from jobs.models import run_models
 from jobs.selection import run_select
+from schemas.stats import read_stats
 
 
 def test_models_is_tag_then_select(spark, stage2_dir, models_dir, quality_model, tagged_dir, tmp_path, capsys):
@@ -22,7 +23,7 @@ def test_models_is_tag_then_select(spark, stage2_dir, models_dir, quality_model,
     config = stage3_config(models_dir, quality_model)
     run_select(spark, str(tagged_dir), str(tmp_path / "select"), config)
     assert pq.read_table(out / "select" / "documents").to_pylist() == pq.read_table(tmp_path / "select" / "documents").to_pylist()
-    assert read_stats(out / "select")["rules"] == read_stats(tmp_path / "select")["rules"]
+    assert read_stats(out / "select")["details"]["rules"] == read_stats(tmp_path / "select")["details"]["rules"]
     capsys.readouterr()
     assert run_models(spark, str(stage2_dir), str(out), config) == {}  # both steps committed: kept
     assert "is committed; kept" in capsys.readouterr().err

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from jobs.common import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, WORK_DIR, SimulatedCrash, read_stats
-from jobs.prepare import main, run_prepare
+from jobs.common import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, WORK_DIR, SimulatedCrash
+from jobs.prepare import JOB, run_prepare
 from pipeline.config import ConfigError, load_config
 from pipeline.inputs import InputError
 from pipeline.records import file_output_name
 from pipeline.sample_crawl import write_sample_crawl
 from schemas.documents import PREPARED
 from schemas.rejects import REJECT
+from schemas.stats import read_stats
 
 # One file of each format (tests/pipeline/test_warc.py reads all of them without Spark).
 SMALL_FORMATS = [
@@ -26,7 +27,7 @@ SMALL_FORMATS = [
 
 
 def balanced(stats):
-    return stats["records_in"] == stats["documents_out"] + sum(stats["rejects_by_rule"].values())
+    return stats["documents_in"] == stats["documents_out"] + sum(stats["rejects_by_rule"].values())
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def crawl_run(spark, shared_data, tmp_path_factory):
 def test_real_crawl_stats_add_up_to_the_input(spark, crawl_run):
     output, stats = crawl_run
     assert (output / COMMITTED_MARKER).is_file() and read_stats(output) == stats
-    assert stats["files_in"] == 4 and stats["records_by_kind"]["response"] == 428 and stats["records_in"] == 428
+    assert stats["details"]["files_in"] == 4 and stats["details"]["records_by_kind"]["response"] == 428 and stats["documents_in"] == 428
     assert balanced(stats)
     documents = spark.read.parquet(str(output / "documents"))
     rejects = spark.read.parquet(str(output / "rejects"))
@@ -56,7 +57,7 @@ def test_real_crawl_stats_add_up_to_the_input(spark, crawl_run):
     assert {r.stage for r in rejects.select("stage").distinct().collect()} == {"prepare"}
     # German, French, Spanish and Polish pages of the crawl go; Chinese and English stay.
     assert any(rule.startswith("lang_not_kept:") for rule in by_rule)
-    assert set(stats["documents_by_lang"]) == {"en", "zh"} and stats["documents_by_lang"]["zh"] >= 25
+    assert set(stats["details"]["documents_by_lang"]) == {"en", "zh"} and stats["details"]["documents_by_lang"]["zh"] >= 25
     rows = documents.select("doc_id", "md5", "lang_score", "text").collect()
     assert len({r.doc_id for r in rows}) == len(rows) and len({r.md5 for r in rows}) == len(rows)
     assert min(r.lang_score for r in rows) >= 0.65 and all(r.text for r in rows)
@@ -82,14 +83,14 @@ def test_real_crawl_rules_count_each_step_s_pages_and_the_report_shows_their_cos
     from pipeline.report import build_report, render_html
 
     output, stats = crawl_run
-    rules, kinds = stats["rules"], stats["records_by_kind"]
+    rules, kinds = stats["rules"], stats["details"]["records_by_kind"]
     assert list(read_stats(output)["rules"]) == list(rules)  # pipeline order, in the file too
     url_rules = [rule for rule in rules if rule.startswith("url_") and rule != "url_parse"]
     assert list(rules) == ["read", "url_parse", "http_response", "binary_check", *url_rules, "extract", "langid", "md5"]
     assert "url_domain_blocklist:adult" in url_rules and "url_words" in url_rules
     assert rules["read"]["seen"] == sum(kinds.values())
-    assert rules["url_parse"]["seen"] == stats["records_in"] - rules["read"]["dropped"]  # the content records
-    assert not stats["failures_by_step"]
+    assert rules["url_parse"]["seen"] == stats["documents_in"] - rules["read"]["dropped"]  # the content records
+    assert not stats["details"]["failures_by_step"]
     steps = list(rules)[1:]
     for before, after in zip(steps, steps[1:], strict=False):  # each step sees what the one before kept
         assert rules[after]["seen"] == rules[before]["seen"] - rules[before]["dropped"], after
@@ -100,7 +101,7 @@ def test_real_crawl_rules_count_each_step_s_pages_and_the_report_shows_their_cos
             dropped[_step_of(reject_rule)] += count
     assert {rule: s["dropped"] for rule, s in rules.items() if s["dropped"]} == dict(dropped)
     assert dropped["langid"] > 100  # the crawl's German, French, Spanish, Polish ... pages
-    assert rules["extract"]["seconds"] > 0 and not any(key.startswith("tasks_cpu_") for key in stats["timings"])
+    assert rules["extract"]["seconds"] > 0 and not any(key.startswith("tasks_cpu_") for key in stats["details"]["timings"])
 
     page = Page(render_html(build_report(output.parent)))
     table = page.table_with("share of the stage's filter time")
@@ -144,7 +145,7 @@ def test_same_documents_with_one_and_four_partitions(spark, mixed_inputs, tmp_pa
     assert comparable(stats) == comparable(stats4)
 
     # Every format read; every response-like record accounted for.
-    kinds = stats["records_by_kind"]
+    kinds = stats["details"]["records_by_kind"]
     assert balanced(stats)
     assert kinds["read_error"] == 2 and stats["rejects_by_rule"]["warc_read_error"] == 2  # two truncated files
     assert kinds["conversion"] == 1 and kinds["revisit"] == 1 and kinds["resource"] == 2
@@ -175,7 +176,7 @@ def test_command_line_entry_point(shared_data, tmp_path, capsys):
     output = tmp_path / "cli"
     mine = tmp_path / "mine.txt"
     mine.write_text("# my own list\nexample-casino.com\n\nbad.example\n")
-    code = main([
+    code = JOB.main([
         str(shared_data / "warc/cc-main-2024-22-one-page.warc.gz"),
         str(shared_data / "warc/cc-main-2024-22-one-page.warc.wet.gz"),
         "--output", str(output), "--set", "prepare.languages=[]", "--set", "prepare.lang_threshold=0.0",
@@ -184,17 +185,18 @@ def test_command_line_entry_point(shared_data, tmp_path, capsys):
     assert code == 0
     stats = json.loads((output / "stats.json").read_text())
     # A config's blocklist mapping replaces the shipped one: only "mine" is loaded, with its entries.
-    assert stats["url_lists"]["domain_blocklists"] == {"mine": {"path": str(mine), "entries": 2}}
-    assert stats["url_lists"]["url_regex_lists"]["adult"]["entries"] > 0  # not named: the shipped list stays
+    assert stats["details"]["url_lists"]["domain_blocklists"] == {"mine": {"path": str(mine), "entries": 2}}
+    assert stats["details"]["url_lists"]["url_regex_lists"]["adult"]["entries"] > 0  # not named: the shipped list stays
     # The same page as WARC response and as WET text; kept once whatever its language.
-    assert stats["records_in"] == 2 and stats["documents_out"] + stats["rejects_by_rule"].get("exact_duplicate", 0) == 2
+    assert stats["documents_in"] == 2 and stats["documents_out"] + stats["rejects_by_rule"].get("exact_duplicate", 0) == 2
     assert "[thresher] prepare" in capsys.readouterr().err
 
 
 def comparable(stats):
     machine = ("timings", "worker_max_rss_mb", "extract_process_max_rss_mb", "files_resumed")  # not the output's
-    return {k: ({rule: (s["seen"], s["dropped"]) for rule, s in v.items()} if k == "rules" else v)  # rules without seconds
-            for k, v in stats.items() if k not in machine}
+    return {**{k: v for k, v in stats.items() if k not in ("started", "finished", "seconds", "details", "rules")},
+            "rules": {rule: (s["seen"], s["dropped"]) for rule, s in stats["rules"].items()},  # without seconds
+            "details": {k: v for k, v in stats["details"].items() if k not in machine}}
 
 
 def test_a_crash_after_some_files_resumes_from_the_finished_files(spark, tmp_path, monkeypatch):
@@ -218,11 +220,11 @@ def test_a_crash_after_some_files_resumes_from_the_finished_files(spark, tmp_pat
         run_prepare(spark, inputs, str(output), config)
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # not processed again
     assert len(list(files_dir.glob("*.parquet"))) == len(inputs)
-    assert json.loads((output / "_staging" / "stats.json").read_text())["files_resumed"] == 2
+    assert json.loads((output / "_staging" / "stats.json").read_text())["details"]["files_resumed"] == 2
 
     monkeypatch.delenv(CRASH_ENV)
     stats = run_prepare(spark, inputs, str(output), config)
-    assert stats["files_resumed"] == len(inputs) and reference["files_resumed"] == 0
+    assert stats["details"]["files_resumed"] == len(inputs) and reference["details"]["files_resumed"] == 0
     assert comparable(stats) == comparable(reference) and balanced(stats)
     assert collect(spark, output) == collect(spark, tmp_path / "reference")
     assert (output / COMMITTED_MARKER).is_file() and not (output / WORK_DIR).exists()
@@ -238,7 +240,7 @@ def test_work_from_another_config_is_not_reused(spark, tmp_path, monkeypatch):
     monkeypatch.delenv(CRASH_ENV)
     stats = run_prepare(spark, inputs, str(output), load_config(None, {"prepare.files_per_batch": 2,
                                                                       "prepare.languages": ["en"]}))
-    assert stats["files_resumed"] == 0 and set(stats["documents_by_lang"]) == {"en"}
+    assert stats["details"]["files_resumed"] == 0 and set(stats["details"]["documents_by_lang"]) == {"en"}
 
 
 def test_a_file_replaced_after_a_crash_is_read_again(spark, tmp_path, monkeypatch):
@@ -264,7 +266,7 @@ def test_a_file_replaced_after_a_crash_is_read_again(spark, tmp_path, monkeypatc
         run_prepare(spark, inputs, str(output), config)
     assert not cut_version.exists()  # the old version's rows are gone, not read
     assert len(list(files_dir.glob("*.parquet"))) == len(inputs)
-    assert json.loads((output / "_staging" / "stats.json").read_text())["files_resumed"] == 1
+    assert json.loads((output / "_staging" / "stats.json").read_text())["details"]["files_resumed"] == 1
 
     monkeypatch.delenv(CRASH_ENV)
     stats = run_prepare(spark, inputs, str(output), config)
@@ -284,7 +286,7 @@ def test_special_files_in_an_input_directory_are_rejected_not_waited_on(spark, s
     (crawl / "random.warc.gz").symlink_to("/dev/urandom")
     config = load_config(None, {"prepare.languages": [], "prepare.lang_threshold": 0.0})
     stats = run_prepare(spark, [str(crawl)], str(tmp_path / "out"), config)
-    assert stats["files_in"] == 4 and stats["records_by_kind"]["unreadable"] == 3 and balanced(stats)
+    assert stats["details"]["files_in"] == 4 and stats["details"]["records_by_kind"]["unreadable"] == 3 and balanced(stats)
     assert stats["documents_out"] == 1 and stats["rejects_by_rule"] == {"warc_unreadable": 3}
     details = sorted(r.detail for r in spark.read.parquet(str(tmp_path / "out/rejects")).collect())
     assert [d.split(",")[0] for d in details] == [

@@ -324,12 +324,12 @@ def test_each_hostile_input_ends_as_counted_rejects_and_the_good_page_after_it_a
 def test_the_job_finishes_its_stats_add_up_and_no_file_runs_past_the_time_bound(hostile):
     stats = hostile["stats"]
     assert (hostile["output"] / COMMITTED_MARKER).is_file()
-    assert stats["records_in"] == stats["documents_out"] + sum(stats["rejects_by_rule"].values())
-    assert stats["files_in"] == len(CASES) and stats["records_by_kind"]["unreadable"] == 1
+    assert stats["documents_in"] == stats["documents_out"] + sum(stats["rejects_by_rule"].values())
+    assert stats["details"]["files_in"] == len(CASES) and stats["details"]["records_by_kind"]["unreadable"] == 1
     # Each file holds at most one page that can stall; the rest of its pages take milliseconds.
-    assert stats["timings"]["tasks_wall_max_s"] < TIMEOUT_S + KILL_GRACE_S + SLACK_S
+    assert stats["details"]["timings"]["tasks_wall_max_s"] < TIMEOUT_S + KILL_GRACE_S + SLACK_S
     # trafilatura, lid.176 and one page: the 5 GB bombs add nothing (the 50 MB page is read 5 MB at most)
-    assert stats["worker_max_rss_mb"] < 1500 and 0 < stats["extract_process_max_rss_mb"] < 1500
+    assert stats["details"]["worker_max_rss_mb"] < 1500 and 0 < stats["details"]["extract_process_max_rss_mb"] < 1500
 
 
 def test_input_names_never_become_paths_outside_the_output(hostile):

@@ -10,13 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.common import COMMITTED_MARKER, read_stats
+from jobs.common import COMMITTED_MARKER
 from jobs.rules import LINE_DEDUP_RULE, MINHASH_RULE, run_rules
 from pipeline.config import load_config
 from pipeline.filters import FilterStats, first_drop
 from pipeline.heuristics import DocumentView, build_filters, load_resources
 from schemas.documents import PREPARED, RULES
 from schemas.rejects import REJECT
+from schemas.stats import read_stats
 
 FOOTER = "Subscribe to our newsletter for weekly updates on all our stories"
 FOOTER_COPIES = 10
@@ -116,7 +117,7 @@ def test_stats_add_up(runs):
     results, table, *_ = runs
     output, stats = results[4]
     assert stats["documents_in"] == len(table)
-    assert stats["documents_in"] == stats["documents_out"] + stats["documents_rejected"]
+    assert stats["documents_in"] == stats["documents_out"] + stats["details"]["documents_rejected"]
     rejects = pq.read_table(output / "rejects").to_pylist()
     assert sum(stats["rejects_by_rule"].values()) == len(rejects)
     assert all(r["stage"] == "rules" for r in rejects)
@@ -133,7 +134,7 @@ def test_minhash_removes_planted_near_duplicates(runs):
         assert duplicates.get(dropped) == f"kept {kept}"
         assert kept in kept_ids and dropped not in kept_ids
     assert len(duplicates) == len(planted)
-    assert stats["minhash_cluster_sizes"] == {"2": len(planted)}
+    assert stats["details"]["minhash_cluster_sizes"] == {"2": len(planted)}
 
 
 def test_line_dedup_keeps_the_first_occurrences(runs):
@@ -143,10 +144,10 @@ def test_line_dedup_keeps_the_first_occurrences(runs):
     removed = sorted(r["doc_id"] for r in rejects if r["rule"] == LINE_DEDUP_RULE)
     assert removed == sorted(footed)[MAX_OCCURRENCES:]
     assert all(r["content"] == FOOTER for r in rejects if r["rule"] == LINE_DEDUP_RULE)
-    assert stats["lines_removed"] == FOOTER_COPIES - MAX_OCCURRENCES
+    assert stats["details"]["lines_removed"] == FOOTER_COPIES - MAX_OCCURRENCES
     documents = pq.read_table(output / "documents").to_pylist()
-    assert stats["lines_removed_in_documents_out"] == sum(row["lines_removed_dedup"] for row in documents)
-    assert stats["lines_removed_in_documents_out"] == len(set(removed) & {row["doc_id"] for row in documents})
+    assert stats["details"]["lines_removed_in_documents_out"] == sum(row["lines_removed_dedup"] for row in documents)
+    assert stats["details"]["lines_removed_in_documents_out"] == len(set(removed) & {row["doc_id"] for row in documents})
     for row in documents:
         assert (FOOTER in row["text"]) == (row["doc_id"] in sorted(footed)[:MAX_OCCURRENCES])
         assert row["lines_removed_dedup"] == (1 if row["doc_id"] in removed else 0)
@@ -161,10 +162,11 @@ def test_output_identical_with_1_and_4_partitions(runs):
 
 
 def _comparable(stats):
-    """The stats that depend on the data only: no timings, no digest, the rules without their seconds."""
-    drop = ("timings", "config_digest")
-    return {k: ({rule: (s["seen"], s["dropped"]) for rule, s in v.items()} if k == "rules" else v)
-            for k, v in stats.items() if k not in drop}
+    """The stats that depend on the data only: no times, digest or inputs; the rules without their seconds."""
+    drop = ("started", "finished", "seconds", "config_digest", "inputs", "details", "rules")
+    return {**{k: v for k, v in stats.items() if k not in drop},
+            "rules": {rule: (s["seen"], s["dropped"]) for rule, s in stats["rules"].items()},
+            "details": {k: v for k, v in stats["details"].items() if k != "timings"}}
 
 
 def test_rules_stats_count_what_each_heuristic_family_saw_dropped_and_its_time(runs):
@@ -181,7 +183,7 @@ def test_rules_stats_count_what_each_heuristic_family_saw_dropped_and_its_time(r
                     for family in families}
         assert {family: s["dropped"] for family, s in rules.items()} == rejected and sum(rejected.values()) > 0
         assert all(s["seconds"] > 0 for s in rules.values() if s["seen"])
-        assert not any(key.startswith(("heuristic", "gopher", "c4")) for key in stats["timings"])
+        assert not any(key.startswith(("heuristic", "gopher", "c4")) for key in stats["details"]["timings"])
 
 
 def test_the_report_shows_each_family_s_cost_in_pipeline_order(runs, tmp_path):
@@ -258,7 +260,7 @@ def test_user_documents_go_through_rules(spark, shared_data, tmp_path, kind):
 
     stats = read_stats(tmp_path / "out")
     assert stats["documents_in"] == len(records)
-    assert stats["documents_out"] + stats["documents_rejected"] == len(records) and stats["documents_out"] > 0
+    assert stats["documents_out"] + stats["details"]["documents_rejected"] == len(records) and stats["documents_out"] > 0
     assert not (tmp_path / "out" / "_work").exists() and not (tmp_path / "out" / "_staging").exists()
     name = {"parquet": "docs.parquet", "jsonl": "docs.jsonl", "datasets": "data-00000-of-00001.arrow",
             "stage_text_url": "part-0.parquet"}[kind]
@@ -294,7 +296,7 @@ def test_a_malformed_jsonl_line_past_the_first_is_a_counted_reject(spark, shared
     stats = read_stats(tmp_path / "out")
     assert stats["rejects_by_rule"][INPUT_PARSE_ERROR] == 1
     assert stats["documents_in"] == len(records) + 1  # the unparsable line is an input record, rejected
-    assert stats["documents_out"] + stats["documents_rejected"] == stats["documents_in"]
+    assert stats["documents_out"] + stats["details"]["documents_rejected"] == stats["documents_in"]
     [reject] = [r for r in pq.read_table(tmp_path / "out" / "rejects").to_pylist() if r["rule"] == INPUT_PARSE_ERROR]
     assert reject["detail"].startswith(f"{path} line 4 is not JSON: ") and reject["content"] == '{"content": "cut off in the mid'
     assert reject["stage"] == "rules" and reject["doc_id"] is None

@@ -20,6 +20,7 @@ from jobs.common import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, SimulatedCr
 from jobs.run import STAGES, run_pipeline
 from pipeline.config import ConfigError, load_config
 from pipeline.sample_crawl import write_sample_crawl
+from schemas.stats import read_stats
 
 # Small enough to keep the test quick; the recipe's numbers (MinHash 2048 = 128 x 16, ...) stay.
 OVERRIDES = {
@@ -90,16 +91,16 @@ def test_run_commits_every_stage_and_reports(reference_run):
     for stage in STAGES:
         assert (reference_run / stage / COMMITTED_MARKER).is_file(), stage
     prepare = json.loads((reference_run / "prepare" / "stats.json").read_text())
-    assert prepare["records_in"] == prepare["documents_out"] + sum(prepare["rejects_by_rule"].values())
+    assert prepare["documents_in"] == prepare["documents_out"] + sum(prepare["rejects_by_rule"].values())
     rules = json.loads((reference_run / "rules" / "stats.json").read_text())
     assert rules["documents_in"] == prepare["documents_out"]
     report = json.loads((reference_run / "report.json").read_text())
     funnel = {row["stage"]: row["documents_out"] for row in report["funnel"]}
     assert list(funnel) == ["prepare", "rules", "tag", "select", "export"]  # pipeline order
-    assert report["funnel"][0]["documents_in"] == prepare["records_in"]
+    assert report["funnel"][0]["documents_in"] == prepare["documents_in"]
     assert funnel["select"] == len(snapshot(reference_run)["select/documents"])
     assert funnel["tag"] == funnel["rules"]
-    assert funnel["select"] <= funnel["rules"] <= funnel["prepare"] < prepare["records_in"]
+    assert funnel["select"] <= funnel["rules"] <= funnel["prepare"] < prepare["documents_in"]
     select = json.loads((reference_run / "select" / "stats.json").read_text())
     assert select["documents_out"] == funnel["select"] and select["documents_in"] == funnel["tag"]
     assert list(report["seconds_per_stage"]) == list(STAGES)
@@ -107,6 +108,14 @@ def test_run_commits_every_stage_and_reports(reference_run):
     # The effective config beside the report, as `thresher config show` prints it; the report links it.
     assert (reference_run / "config.yaml").read_text().startswith(f"# effective thresher config, digest {prepare['config_digest']}\n")
     assert report["header"]["config_file"] == "config.yaml" and report["header"]["config_digest"] == prepare["config_digest"]
+
+
+def test_every_stage_of_a_run_writes_stats_the_schema_reads(reference_run):
+    for stage in STAGES:
+        stats = read_stats(reference_run / stage)  # StatsError if a stage wrote anything but the envelope
+        assert stats["stage"] == stage and stats["seconds"]["total"] >= 0, stage
+    prepare = read_stats(reference_run / "prepare")
+    assert {read_stats(reference_run / stage)["config_digest"] for stage in STAGES} == {prepare["config_digest"]}
 
 
 def test_rerunning_a_finished_run_does_nothing(spark, reference_run, sample_inputs, config):
@@ -423,7 +432,7 @@ def test_the_rerun_texts_follow_the_new_thresholds(crawl_runs):
     second = rows(out / "select" / "documents", ("doc_id",))
     stats = json.loads((out / "select" / "stats.json").read_text())
     assert stats["rejects_by_rule"]["quality:top_percent"] > 0
-    assert {step["rule"] for step in stats["rules"]} >= {"quality:top_percent", "line_removal"}
+    assert {step["rule"] for step in stats["details"]["rules"]} >= {"quality:top_percent", "line_removal"}
     shorter = 0
     for doc in second:
         source = tagged[doc["doc_id"]]

@@ -12,11 +12,11 @@ from stage_rows import stage3_config
 
 from classifiers.selection import estimated_tokens
 from classifiers.topic import sample_copies
-from jobs.common import read_stats
 from jobs.selection import check_select_config, run_select, tagged_models
 from pipeline.config import ConfigError
 from pipeline.seeded_hash import unit_hash
 from schemas.rejects import REJECT
+from schemas.stats import read_stats
 
 QUALITY_CUT = {"select.keep.quality.score_label": "1", "select.keep.quality.top_percent": 50}
 
@@ -57,13 +57,13 @@ def test_rules_drop_with_named_rejects_and_the_funnel_adds_up(selected, tagged_d
     tagged = {r["doc_id"]: r for r in rows(tagged_dir)}
     documents, rejects = rows(out), rows(out, "rejects")
     assert pq.read_table(out / "rejects").schema.names == REJECT.names
-    funnel = {step["rule"]: step for step in stats["rules"]}
+    funnel = {step["rule"]: step for step in stats["details"]["rules"]}
     assert list(funnel) == ["page_type:label_in", "quality:top_percent", "line_removal", "rebalance"]
     assert funnel["page_type:label_in"]["documents_in"] == 200 == stats["documents_in"]
-    steps = stats["rules"]
+    steps = stats["details"]["rules"]
     for before, after in zip(steps, steps[1:], strict=False):
         assert before["documents_out"] == after["documents_in"] and before["tokens_out"] == after["tokens_in"]
-    assert stats["tokens_in"] == sum(estimated_tokens(r["text"]) for r in tagged.values())
+    assert stats["details"]["tokens_in"] == sum(estimated_tokens(r["text"]) for r in tagged.values())
     for reject in (r for r in rejects if r["rule"] == "page_type:label_in"):
         row = tagged[reject["doc_id"]]
         assert row["page_type_label"] != "article" and row["page_type_score"] >= 0.5
@@ -107,7 +107,7 @@ def test_weak_topic_model_skips_rebalancing_with_a_warning(selected, tagged_dir)
     stats = read_stats(selected[1])
     accuracy = tagged_models(tagged_dir)["topic"]["heldout"]["accuracy"]
     assert accuracy < 0.5  # the bootstrapped topic model of 200 documents is weak
-    assert "held-out accuracy" in stats["rebalance"]["skipped"]
+    assert "held-out accuracy" in stats["details"]["rebalance"]["skipped"]
     assert all(d["sample_copies"] == 1 for d in rows(selected[1]))
 
 
@@ -115,7 +115,7 @@ def test_same_output_whatever_the_partitioning(selected):
     for name, keys in (("documents", ("doc_id",)), ("rejects", ("doc_id", "rule", "content", "detail"))):
         one, four = (sorted(rows(selected[p], name), key=lambda r: tuple(str(r[k]) for k in keys)) for p in (1, 4))
         assert one == four, name
-    strip = {"seconds", "config_digest", "input"}
+    strip = {"started", "finished", "seconds", "config_digest", "inputs"}
     assert {k: v for k, v in read_stats(selected[1]).items() if k not in strip} == {
         k: v for k, v in read_stats(selected[4]).items() if k not in strip}
 
@@ -124,7 +124,7 @@ def test_rebalancing_to_a_target_mix(spark, tagged_dir, config_for, tmp_path):
     """On the (weak) test topic model with the floor lowered: the solver's class weights become copies."""
     config = config_for(**{"select.rebalance.min_model_accuracy": 0.0, "select.rebalance.max_copies": 3.0})
     stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config)
-    rebalance = stats["rebalance"]
+    rebalance = stats["details"]["rebalance"]
     assert rebalance["skipped"] is None and rebalance["targets"]["knowledge"] == 0.6
     assert set(rebalance["shares_before"]) == {"knowledge", "rest"}
     weights = rebalance["class_weights"]
@@ -133,7 +133,7 @@ def test_rebalancing_to_a_target_mix(spark, tagged_dir, config_for, tmp_path):
     for doc in documents:
         assert doc["sample_copies"] == sample_copies(doc["doc_id"], weights.get(doc["topic_label"], 1.0), 0) >= 1
     downsampled = [r for r in rows(tmp_path / "out", "rejects") if r["rule"] == "rebalance_downsampled"]
-    assert stats["sample_copies_total"] == sum(d["sample_copies"] for d in documents)
+    assert stats["details"]["sample_copies_total"] == sum(d["sample_copies"] for d in documents)
     assert stats["rejects_by_rule"].get("rebalance_downsampled", 0) == len(downsampled)
     assert set(rebalance["achieved"]) == {"knowledge", "rest"} and abs(sum(rebalance["achieved"].values()) - 1) < 1e-6
     domains = rebalance["domains"]
@@ -144,7 +144,7 @@ def test_rebalancing_to_a_target_mix(spark, tagged_dir, config_for, tmp_path):
     assert abs(sum(domains.get(d, {}).get("after", 0) for d in knowledge_domains) - rebalance["achieved"]["knowledge"]) < 1e-5
     four = run_select(spark, str(tagged_dir), str(tmp_path / "four"), config, partitions=4)
     assert rows(tmp_path / "four") == documents  # the same copies on 4 partitions
-    assert four["rebalance"] == rebalance
+    assert four["details"]["rebalance"] == rebalance
 
 
 def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path):
@@ -155,7 +155,7 @@ def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path)
     taxonomy = load_taxonomy()
     for doc in rows(tmp_path / "out"):
         assert doc["sample_copies"] == sample_copies(doc["doc_id"], taxonomy.weight(doc["topic_label"]), 0) >= 1
-    assert stats["rebalance"]["class_weights"] == {c: taxonomy.weight(c) for c in stats["rebalance"]["class_weights"]}
+    assert stats["details"]["rebalance"]["class_weights"] == {c: taxonomy.weight(c) for c in stats["details"]["rebalance"]["class_weights"]}
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from classifiers.base import ModelNotFoundError, model_digest, read_manifest
-from jobs.common import read_stats
 from jobs.tag import run_tag
 from pipeline.config import ConfigError, load_config
 from schemas.documents import RULES
+from schemas.stats import read_stats
 
 TAGGERS = ("page_type", "clutter", "topic", "quality")
 
@@ -58,17 +58,17 @@ def test_every_tagger_writes_its_columns_and_nothing_else_changes(tagged_dir, st
 def test_stats_trace_each_tagger_to_its_model_files(tagged_dir, models_dir, quality_model):
     stats = read_stats(tagged_dir)
     assert stats["documents_in"] == stats["documents_out"] == 200 and stats["rejects_by_rule"] == {}
-    assert [entry["name"] for entry in stats["taggers"]] == list(TAGGERS)
-    taggers = {entry["name"]: entry for entry in stats["taggers"]}
+    assert [entry["name"] for entry in stats["details"]["taggers"]] == list(TAGGERS)
+    taggers = {entry["name"]: entry for entry in stats["details"]["taggers"]}
     for name, directory in (("page_type", models_dir / "page_type"), ("quality", quality_model)):
         entry = taggers[name]
         assert entry["model_dir"] == str(directory.resolve()) and entry["model_hash"] == model_digest(directory)
         assert entry["heldout"] == json.loads((directory / "metrics.json").read_text())["heldout"]
     assert taggers["page_type"]["weak_labels"] and not taggers["quality"]["weak_labels"]
-    assert sum(stats["score_histograms"]["quality"]) == 200 and sum(stats["labels"]["topic"].values()) == 200
+    assert sum(stats["details"]["score_histograms"]["quality"]) == 200 and sum(stats["details"]["labels"]["topic"].values()) == 200
     scored_lines = sum(1 for r in pq.read_table(tagged_dir / "documents").column("clutter_line_scores").to_pylist()
                        for s in r if s is not None)
-    assert sum(stats["score_histograms"]["clutter"]) == scored_lines
+    assert sum(stats["details"]["score_histograms"]["clutter"]) == scored_lines
 
 
 def test_model_digest_changes_with_the_model_files(models_dir, tmp_path):
@@ -86,7 +86,7 @@ def test_model_digest_changes_with_the_model_files(models_dir, tmp_path):
 def test_same_tags_whatever_the_partitioning(tagged_dir, tagged_four):
     one, four = (pq.read_table(d / "documents").to_pylist() for d in (tagged_dir, tagged_four))
     assert one == four
-    strip = {"seconds", "input", "config_digest"}  # the command names the models by --models-dir
+    strip = {"started", "finished", "seconds", "inputs", "config_digest"}  # the command names the models by --models-dir
     assert {k: v for k, v in read_stats(tagged_dir).items() if k not in strip} == {
         k: v for k, v in read_stats(tagged_four).items() if k not in strip}
 
@@ -157,7 +157,7 @@ def test_a_users_jsonl_of_the_same_documents_gets_the_same_tags(spark, stage2_di
                "clutter_line_scores"]
     assert pq.read_table(out / "documents", columns=columns) == pq.read_table(tagged_dir / "documents", columns=columns)
     stats = read_stats(out)
-    assert stats["documents_in"] == len(rows) and "warc_path" in stats["missing_input_columns"]
+    assert stats["documents_in"] == len(rows) and "warc_path" in stats["details"]["missing_input_columns"]
 
 
 def test_the_clutter_tagger_uses_the_shipped_model_unless_the_config_names_another(models_dir):
@@ -206,7 +206,7 @@ def test_a_transformers_tagger_beside_the_fasttext_ones_with_the_configured_sett
         })
         out = tmp_path / f"budget{budget}"
         stats = run_tag(spark, str(stage2_dir), str(out), config, partitions=2)
-        taggers = {entry["name"]: entry for entry in stats["taggers"]}
+        taggers = {entry["name"]: entry for entry in stats["details"]["taggers"]}
         assert list(taggers) == ["page_type", "clutter", "topic", "neural"]
         assert taggers["neural"]["backend"] == "transformers" and taggers["page_type"]["backend"] == "fasttext"
         assert taggers["neural"]["inference"] == {"max_length": 32, "token_budget": budget, "device": "cpu"}

@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import cli
-from jobs.common import COMMITTED_MARKER, read_stats
+from jobs.common import COMMITTED_MARKER
 from jobs.tokenizer import run_tokenizer_train
 from pipeline.config import ConfigError, load_config
 from pipeline.tokenize import load_tokenizer, tokenizer_sha256
+from schemas.stats import read_stats
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_train_writes_a_committed_tokenizer_directory_that_round_trips(spark, st
     assert (out / COMMITTED_MARKER).is_file()
     assert stats == read_stats(out)
     assert stats["documents_in"] == 160 and stats["documents_out"] == 160  # the empty text is not sampled
-    assert stats["vocab_size"] == 700 and stats["sha256"] == tokenizer_sha256(out)
+    assert stats["details"]["vocab_size"] == 700 and stats["details"]["sha256"] == tokenizer_sha256(out)
     hf = AutoTokenizer.from_pretrained(str(out))
     assert (hf.eos_token, hf.pad_token) == ("<|endoftext|>", "<|pad|>")
     assert hf.convert_tokens_to_ids("<|im_start|>") == 2
@@ -59,10 +60,10 @@ def test_sample_is_seeded_and_sized_and_training_deterministic(spark, stage_dir,
 
     first, again = train("a", **{"export.tokenizer_sample_documents": 60}), train("b", **{
         "export.tokenizer_sample_documents": 60})
-    assert first[1] == again[1] and first[0]["sample_chars"] == again[0]["sample_chars"]
+    assert first[1] == again[1] and first[0]["details"]["sample_chars"] == again[0]["details"]["sample_chars"]
     assert 30 <= first[0]["documents_out"] <= 90
     other_seed = train("c", **{"export.tokenizer_sample_documents": 60, "export.seed": 5})
-    assert other_seed[0]["sample_chars"] != first[0]["sample_chars"]
+    assert other_seed[0]["details"]["sample_chars"] != first[0]["details"]["sample_chars"]
 
 
 def test_command_line_train_and_vocab_size_option(stage_dir, tmp_path):
@@ -88,18 +89,18 @@ def test_a_users_jsonl_trains_the_same_tokenizer_as_the_stage(spark, stage_dir, 
                      "--id-field", "uid", "--set", "export.vocab_size=500",
                      "--set", "export.tokenizer_sample_documents=60"]) == 0
     user = read_stats(tmp_path / "from-jsonl")
-    assert user["sha256"] == stage["sha256"] and user["documents_out"] == stage["documents_out"] < 160
+    assert user["details"]["sha256"] == stage["details"]["sha256"] and user["documents_out"] == stage["documents_out"] < 160
 
 
 def test_a_vocabulary_short_of_the_configured_size_is_said(spark, stage_dir, tmp_path, capsys):
     # 160 documents run out of pairs to merge long before 200,000 tokens.
     config = load_config(None, {"export.vocab_size": 200_000})
     stats = run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "big"), config)
-    assert stats["vocab_size"] < 200_000
+    assert stats["details"]["vocab_size"] < 200_000
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tokenizer:")]
-    assert lines == [f"tokenizer: the vocabulary has {stats['vocab_size']:,} tokens, fewer than export.vocab_size "
+    assert lines == [f"tokenizer: the vocabulary has {stats['details']['vocab_size']:,} tokens, fewer than export.vocab_size "
                      f"200,000: the sample ran out of pairs to merge (train on more documents for the full size); "
-                     f"the model uses {stats['vocab_size']:,}"]
+                     f"the model uses {stats['details']['vocab_size']:,}"]
     capsys.readouterr()
     run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "full"), load_config(None, {"export.vocab_size": 500}))
     assert "tokenizer:" not in capsys.readouterr().err

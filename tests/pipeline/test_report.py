@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from report_page import Page
+from stage_rows import stage_stats_json
 
 from jobs.config_show import effective_config_text
 from pipeline.config import load_config
@@ -36,12 +37,13 @@ def run_dir(tmp_path):
         {"doc_id": f"r{i}", "url": f"http://spam{i}.example/", "stage": "prepare", "rule": "url_domain_blocklist:gambling", "content": "x" * 500}
         for i in range(7)
     ] + [{"doc_id": "e0", "url": "http://e.example/", "stage": "prepare", "rule": "empty_extraction"}]
-    write_stage(tmp_path, "prepare", {"records_in": 13, "documents_out": 5}, docs, rejects)
+    write_stage(tmp_path, "prepare", stage_stats_json("prepare", 13, 5, {"url_domain_blocklist:gambling": 7, "empty_extraction": 1}),
+                docs, rejects)
     write_stage(
         tmp_path,
         "rules",
-        {"documents_in": 5, "documents_out": 3, "minhash_cluster_sizes": {"1": 2, "2": 1}, "minhash_documents_hashed": 5,
-         "lines_removed": 4, "rejects_by_rule": {"minhash_duplicate": 1, "c4:too_few_sentences": 1, "line_dedup": 4}},
+        stage_stats_json("rules", 5, 3, {"minhash_duplicate": 1, "c4:too_few_sentences": 1, "line_dedup": 4},
+                         minhash_cluster_sizes={"1": 2, "2": 1}, minhash_documents_hashed=5, lines_removed=4),
         docs[:3],
         [{"doc_id": "d3", "stage": "rules", "rule": "minhash_duplicate", "detail": "d1"},
          {"doc_id": "d4", "stage": "rules", "rule": "c4:too_few_sentences", "detail": "1"}]
@@ -51,7 +53,7 @@ def run_dir(tmp_path):
     (tmp_path / "export" / "manifest.json").write_text(
         json.dumps({"seq_len": 16, "splits": {"train": {"tokens": 170, "sequences": 10, "documents": 4, "source_documents": 3}}})
     )
-    (tmp_path / "export" / "stats.json").write_text(json.dumps({"documents_in": 3, "documents_out": 3, "rejects_by_rule": {}}))
+    (tmp_path / "export" / "stats.json").write_text(json.dumps(stage_stats_json("export", 3, 3)))
     (tmp_path / "run.json").write_text(json.dumps({
         "inputs": ["/crawl/a.warc.gz", "/crawl/<b>.warc.gz"],
         "seconds_per_stage": {"tokenizer": 0.5, "export": 2.0, "prepare": 3.5, "rules": 1.25},
@@ -120,10 +122,14 @@ def test_report_sections_header_and_tables_in_the_dom(run_dir):
         for row in page.rows(table):
             for cell in row:
                 assert not cell.startswith(("{", "[")) and '": ' not in cell, cell
-    # stats.json as tables: select's rules (a list of dicts) is a table with a column per key.
+    # stats.json as tables: the envelope's fields, then the stage's details as a sub-table, in which
+    # select's rules (a list of dicts) is a table with a column per key.
     select_stats = next(rows for rows in map(page.rows, page.tables) if rows[0] == ["key", "value"]
-                        and any(r[0] == "rebalance" for r in rows))
-    assert any(r[0] == "rules" and r[1].startswith("ruledocuments_in") for r in select_stats)  # a sub-table
+                        and ["stage", "select"] in rows)
+    assert any(r[0] == "details" and "rebalance" in r[1] for r in select_stats)
+    select_details = next(rows for rows in map(page.rows, page.tables)
+                          if {"rebalance", "rules"} <= {r[0] for r in rows if r})
+    assert any(r[0] == "rules" and r[1].startswith("ruledocuments_in") for r in select_details)  # a sub-table
     assert page.table_with("tokens_out")[0] == ["rule", "documents_in", "documents_out", "tokens_in", "tokens_out", "copies_out"]
     select = page.table_with("kept samples")
     row = next(r for r in select if r[0] == "quality:top_percent")
@@ -137,7 +143,7 @@ def test_report_sections_header_and_tables_in_the_dom(run_dir):
 
 def test_no_near_duplicates_is_said_apart_from_a_stage_not_run(run_dir):
     stats = json.loads((run_dir / "rules" / "stats.json").read_text())
-    stats["minhash_cluster_sizes"] = {"1": 5}
+    stats["details"]["minhash_cluster_sizes"] = {"1": 5}
     (run_dir / "rules" / "stats.json").write_text(json.dumps(stats))
     assert "No near-duplicates found among 5 documents hashed" in render_html(build_report(run_dir))
     shutil.rmtree(run_dir / "rules")
@@ -157,10 +163,10 @@ def write_stage3(run_dir):
          "heldout": {"accuracy": 0.83, "examples": 42}},
     ]
     (run_dir / "tag").mkdir()
-    (run_dir / "tag" / "stats.json").write_text(json.dumps({
-        "documents_in": 3, "documents_out": 3, "taggers": taggers, "labels": {"page_type": {"article": 2, "forum": 1}},
-        "score_histograms": {"quality": [0, 1, 0, 0, 0, 0, 0, 0, 1, 1]},
-    }))
+    (run_dir / "tag" / "stats.json").write_text(json.dumps(stage_stats_json(
+        "tag", 3, 3, taggers=taggers, labels={"page_type": {"article": 2, "forum": 1}},
+        score_histograms={"quality": [0, 1, 0, 0, 0, 0, 0, 0, 1, 1]},
+    )))
     select_rules = [
         {"rule": "page_type:label_in", "documents_in": 3, "documents_out": 2, "tokens_in": 300, "tokens_out": 200},
         {"rule": "quality:top_percent", "documents_in": 2, "documents_out": 1, "tokens_in": 200, "tokens_out": 120},
@@ -173,7 +179,7 @@ def write_stage3(run_dir):
     settings = SelectSettings(taggers=(Tagger("page_type", "/m/page_type"), Tagger("quality", "/m/quality")))
     doc = {"doc_id": "k1", "url": "http://kept.example/", "text": "kept text", "page_type_label": "article",
            "page_type_score": 0.9, "quality_label": "1", "quality_score": 0.75, "sample_copies": 3}
-    write_stage(run_dir, "select", {"documents_in": 3, "documents_out": 1, "rules": select_rules, "rebalance": rebalance}, [], [
+    write_stage(run_dir, "select", stage_stats_json("select", 3, 1, rules=select_rules, rebalance=rebalance), [], [
         {"doc_id": "f1", "url": "http://forum.example/", "stage": "select", "rule": "page_type:label_in", "detail": "label=forum score=0.8000"},
         {"doc_id": "q1", "url": "http://low.example/", "stage": "select", "rule": "quality:top_percent", "detail": "score=0.1 cut=0.5"},
     ])
@@ -205,7 +211,7 @@ def test_stage_3_models_histograms_rules_samples_and_mix(run_dir):
 def test_a_skipped_rebalancing_is_said(run_dir):
     write_stage3(run_dir)
     stats = json.loads((run_dir / "select" / "stats.json").read_text())
-    stats["rebalance"] = {"mode": "target", "skipped": "the topic model's held-out accuracy is 0.1"}
+    stats["details"]["rebalance"] = {"mode": "target", "skipped": "the topic model's held-out accuracy is 0.1"}
     (run_dir / "select" / "stats.json").write_text(json.dumps(stats))
     assert "Rebalancing skipped:</b> the topic model&#x27;s held-out accuracy is 0.1" in render_html(build_report(run_dir))
 
@@ -297,8 +303,8 @@ def test_each_stage_s_rule_costs_are_a_table_in_pipeline_order(tmp_path):
     rules = {"url_parse": {"seen": 200, "dropped": 0, "seconds": 0.5},
              "extract": {"seen": 200, "dropped": 50, "seconds": 6.0},
              "langid": {"seen": 150, "dropped": 30, "seconds": 1.5}}  # not alphabetical: the order they ran in
-    write_stage(tmp_path, "prepare", {"records_in": 200, "documents_out": 120, "rules": rules}, [], [])
-    write_stage(tmp_path, "select", {"documents_in": 120, "documents_out": 120, "rules": []}, [], [])  # select's own list
+    write_stage(tmp_path, "prepare", stage_stats_json("prepare", 200, 120, rule_stats=rules), [], [])
+    write_stage(tmp_path, "select", stage_stats_json("select", 120, 120, rules=[]), [], [])  # select's own list, in details
     report = build_report(tmp_path)
     assert [r["rule"] for r in report["rule_costs"]["prepare"]] == ["url_parse", "extract", "langid"]
     assert report["rule_costs"]["prepare"][1] == {"rule": "extract", "seen": 200, "dropped": 50, "dropped_percent": 25.0,

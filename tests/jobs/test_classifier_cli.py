@@ -24,10 +24,10 @@ def test_train_then_eval_reproduces_and_detects_tampering(shared_data, tmp_path,
     assert main(["classifiers", "eval", str(out), "--split", "all"]) == 0
 
 
-def test_bootstrap_command_makes_the_models_dir(rules_dir, tmp_path, capsys):
+def test_bootstrap_command_makes_the_models_dir(stage2_dir, tmp_path, capsys):
     out = tmp_path / "models"
     small = ["--param", "bucket=20000", "--param", "dim=16"]
-    code = main(["classifiers", "bootstrap", "--input", str(rules_dir), "--output", str(out), "--max-documents", "150", *small])
+    code = main(["classifiers", "bootstrap", "--input", str(stage2_dir), "--output", str(out), "--max-documents", "150", *small])
     assert code == 0
     assert {p.name for p in out.iterdir()} >= {"page_type", "clutter", "topic", "weak_labels", "bootstrap.json"}
     assert json.loads((out / "bootstrap.json").read_text())["documents"] == 150

@@ -1,5 +1,10 @@
 """`thresher classifiers train|eval|bootstrap`: fit a classifier on labelled data, re-measure a saved
-one, or make the three default stage 3 models from a crawl with weak labels."""
+one, or make the three default stage 3 models from a crawl with weak labels.
+
+The driver of the library in classifiers/ (which imports nothing from jobs/). Not named
+classifiers.py: `python jobs/<job>.py` puts jobs/ first on sys.path, where it would shadow the
+classifiers package.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,10 @@ import yaml
 
 from classifiers.base import BACKENDS, METRICS_NAME
 from classifiers.tasks import TASKS
+from jobs.common import add_common_arguments, config_from_args, script_main
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from jobs.common import add_common_arguments
-
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     train = _action(actions, "train", "train a classifier on labelled JSONL/Parquet (text, label)")
@@ -106,7 +110,6 @@ def run(args: argparse.Namespace) -> int:
 def _bootstrap(args: argparse.Namespace) -> int:
     from classifiers.bootstrap import bootstrap
     from classifiers.topic import load_taxonomy
-    from jobs.common import config_from_args
 
     config = config_from_args(args)
     taxonomy = load_taxonomy(config.resolve_path(config.tag.topics_file) or None)
@@ -138,8 +141,6 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.common import script_main
-
     return script_main("thresher classifiers", __doc__, add_arguments, run, argv)
 
 
