@@ -201,9 +201,9 @@ def test_the_readme_walkthrough_runs_as_written(rules_dir, lm_dir, bootstrapped,
     assert stats["documents_in"] == len(list(read_documents(rules_dir, ("doc_id",))))
     labels = {row["label"] for row in rows_of(tmp_path / "labels" / "topic.jsonl")}
     assert json.loads((tmp_path / "models" / "topic" / "classifier.json").read_text())["labels"] == sorted(labels)
-    topic = next(t for t in stats["taggers"] if t["name"] == "topic")
+    topic = next(t for t in stats["details"]["taggers"] if t["name"] == "topic")
     assert topic["model_dir"] == str((tmp_path / "models" / "topic").resolve())
-    assert set(stats["labels"]["topic"]) <= labels  # the tagger that annotate -> train made
+    assert set(stats["details"]["labels"]["topic"]) <= labels  # the tagger that annotate -> train made
 
 
 def test_jsonl_input_without_ids_gets_ids_from_the_text(rules_dir, scorer, tmp_path):
