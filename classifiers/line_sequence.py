@@ -1,0 +1,224 @@
+"""Line sequence backend: clutter line scores from the whole page's line sequence, not one line alone.
+
+Clutter comes in blocks (menus, related-link lists, footers, sign-up prompts), so a line's neighbours
+and its place in the page say what its own words often do not. Each non-blank line of a document
+becomes a vector: a learned mean of hashed word unigram and bigram embeddings (tokens as fastText
+sees them, `fasttext_tokens`: CJK characters stand alone, so Chinese gets character bigrams) beside
+the numeric features of `classifiers.clutter.line_features`. A one-layer bidirectional GRU runs over
+the document's line vectors, and each line's output (with its own vector) gives P(keep).
+
+Documents are scored one at a time, so a line's score depends on its document only, never on the
+batch. Training is seeded and single-threaded (same data and seed, same model). The model is a few
+MB of float32 in safetensors plus the manifest's settings.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifiers.base import TextClassifier
+from classifiers.clutter import CLUTTER, KEEP, LINE_CHARS, LINE_FEATURES, line_features
+from classifiers.fasttext_backend import fasttext_tokens
+
+WEIGHTS_FILE = "line_sequence.safetensors"
+LABELS = (CLUTTER, KEEP)
+DEFAULT_PARAMS: dict[str, Any] = {
+    "buckets": 32_768,  # hashed token rows: 32k x 16 float32 = 2 MB
+    "embedding_dim": 16,
+    "hidden": 32,
+    "epochs": 12,
+    "lr": 0.003,
+    "weight_decay": 0.0,
+    "dropout": 0.2,
+    "clutter_weight": 1.0,  # loss weight of a clutter line relative to a keep line
+    "batch_documents": 8,  # documents per optimizer step (training only; scoring takes one at a time)
+}
+_NET_KEYS = ("buckets", "embedding_dim", "hidden", "dropout")
+
+
+def token_ids(line: str, buckets: int) -> list[int]:
+    """Hashed ids of the line's tokens and token bigrams (crc32: the same in every process)."""
+    tokens = fasttext_tokens(line, LINE_CHARS).split()
+    grams = tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+    return [zlib.crc32(gram.encode("utf-8")) % buckets for gram in grams]
+
+
+def _network(settings: dict[str, Any]):
+    import torch
+    from torch import nn
+
+    class LineSequenceNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            hidden = int(settings["hidden"])
+            self.embedding = nn.EmbeddingBag(int(settings["buckets"]), int(settings["embedding_dim"]), mode="mean")
+            self.project = nn.Linear(int(settings["embedding_dim"]) + len(LINE_FEATURES), hidden)
+            self.dropout = nn.Dropout(float(settings["dropout"]))
+            self.context = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True)
+            self.out = nn.Linear(3 * hidden, 1)
+
+        def forward(self, ids, offsets, features, lengths):
+            """Logits of P(keep) of the lines of documents laid end to end: ids/offsets as
+            EmbeddingBag takes them, features (lines, LINE_FEATURES), lengths the documents' line
+            counts (the GRU runs over each document alone)."""
+            lines = torch.cat([self.embedding(ids, offsets), features], dim=1)
+            own = self.dropout(torch.relu(self.project(lines)))
+            if len(lengths) == 1:
+                around = self.context(own.unsqueeze(0))[0].squeeze(0)
+            else:
+                packed = nn.utils.rnn.pack_sequence(torch.split(own, lengths), enforce_sorted=False)
+                padded, _ = nn.utils.rnn.pad_packed_sequence(self.context(packed)[0], batch_first=True)
+                around = torch.cat([padded[i, :n] for i, n in enumerate(lengths)])
+            return self.out(torch.cat([own, around], dim=1)).squeeze(1)
+
+    return LineSequenceNet()
+
+
+def _document_inputs(lines: Sequence[str], buckets: int) -> tuple[list[list[int]], list[list[float]]]:
+    """(token ids, features) of each of a document's lines (all non-blank)."""
+    return [token_ids(line, buckets) for line in lines], line_features(lines)
+
+
+def _batch_tensors(documents: Sequence[tuple[list[list[int]], list[list[float]]]]):
+    """The network's inputs (ids, offsets, features, lengths) for documents laid end to end."""
+    import torch
+
+    ids: list[int] = []
+    offsets: list[int] = []
+    features: list[list[float]] = []
+    for line_ids, line_features_ in documents:
+        for one in line_ids:
+            offsets.append(len(ids))
+            ids.extend(one)
+        features.extend(line_features_)
+    return (
+        torch.tensor(ids, dtype=torch.long),
+        torch.tensor(offsets, dtype=torch.long),
+        torch.tensor(features, dtype=torch.float32),
+        [len(line_ids) for line_ids, _ in documents],
+    )
+
+
+def _scored_lines(text: str) -> tuple[list[str], list[int]]:
+    """A text's non-blank lines (the ones scored) and their indexes in text.split("\\n")."""
+    lines = (text or "").split("\n")
+    where = [i for i, line in enumerate(lines) if line.strip()]
+    return [lines[i] for i in where], where
+
+
+class LineSequenceClassifier(TextClassifier):
+    backend = "line_sequence"
+    scores_documents = True  # classifiers.clutter.line_scores hands it whole documents
+
+    def __init__(self, net, settings: dict[str, Any]):
+        super().__init__(LABELS)
+        self.net = net.eval()
+        self.settings = dict(settings)
+
+    def document_line_scores(self, texts: Sequence[str], label: str = KEEP) -> list[list[float | None]]:
+        """P(`label`) of each line of each text, aligned with text.split("\\n"); None for blank lines."""
+        import torch
+
+        if label not in self.labels:
+            raise ValueError(f"unknown label {label!r} (labels: {', '.join(self.labels)})")
+        result: list[list[float | None]] = []
+        with torch.inference_mode():
+            for text in texts:
+                lines, where = _scored_lines(text)
+                scores: list[float | None] = [None] * len((text or "").split("\n"))
+                if lines:
+                    inputs = _batch_tensors([_document_inputs(lines, int(self.settings["buckets"]))])
+                    keep = torch.sigmoid(self.net(*inputs)).double().numpy()
+                    for index, p in zip(where, keep if label == KEEP else 1.0 - keep, strict=True):
+                        scores[index] = float(p)
+                result.append(scores)
+        return result
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Each text scored as a document of one line (no neighbours); columns in `labels` order."""
+        keep = np.array([self.document_line_scores([" ".join((t or "").split()) or "-"])[0][0] for t in texts], dtype=np.float64)
+        return np.column_stack([1.0 - keep, keep]) if len(texts) else np.zeros((0, 2))
+
+    @classmethod
+    def train(cls, texts, labels, params=None, seed=0):
+        raise ValueError(
+            "the line_sequence backend learns from whole documents, not single texts: "
+            "train it with `thresher classifiers train --task clutter --backend line_sequence`"
+        )
+
+    @classmethod
+    def train_documents(
+        cls, documents: Sequence[tuple[Sequence[str], Sequence[str | None]]], params: dict[str, Any] | None = None, seed: int = 0
+    ) -> LineSequenceClassifier:
+        """Fit on documents given as (lines, label of each line: keep, clutter or None for unlabelled
+        lines, which still serve as context). Blank lines are dropped first (they are never scored)."""
+        import torch
+
+        settings = {**DEFAULT_PARAMS, **(params or {})}
+        unknown = sorted(set(settings) - set(DEFAULT_PARAMS))
+        if unknown:
+            raise ValueError(f"unknown line_sequence options {unknown} (known: {', '.join(DEFAULT_PARAMS)})")
+        prepared = []
+        for lines, labels in documents:
+            if len(lines) != len(labels):
+                raise ValueError(f"{len(labels)} labels for a document of {len(lines)} lines")
+            kept = [(line, label) for line, label in zip(lines, labels, strict=True) if line.strip()]
+            bad = {label for _, label in kept} - {KEEP, CLUTTER, None}
+            if bad:
+                raise ValueError(f"line labels must be {KEEP} or {CLUTTER} (or empty), got {sorted(map(str, bad))[:5]}")
+            if any(label is not None for _, label in kept):
+                target = [1.0 if label == KEEP else 0.0 for _, label in kept]
+                weight = [0.0 if label is None else float(settings["clutter_weight"]) if label == CLUTTER else 1.0 for _, label in kept]
+                prepared.append((_document_inputs([line for line, _ in kept], int(settings["buckets"])), target, weight))
+        labelled = {label for _, labels in documents for label in labels if label is not None}
+        if labelled != {KEEP, CLUTTER}:
+            raise ValueError(f"training needs lines of both labels ({KEEP}, {CLUTTER}), got {sorted(labelled)}")
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            torch.manual_seed(seed)
+            net = _network(settings)
+            optimizer = torch.optim.Adam(net.parameters(), lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"]))
+            order = random.Random(seed)
+            net.train()
+            size = int(settings["batch_documents"])
+            for _epoch in range(int(settings["epochs"])):
+                shuffled = order.sample(range(len(prepared)), len(prepared))
+                for start in range(0, len(shuffled), size):
+                    batch = [prepared[i] for i in shuffled[start : start + size]]
+                    target = torch.tensor([t for _, targets, _ in batch for t in targets])
+                    weight = torch.tensor([w for _, _, weights in batch for w in weights])
+                    logits = net(*_batch_tensors([inputs for inputs, _, _ in batch]))
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum")
+                    optimizer.zero_grad()
+                    (loss / max(float(weight.sum()), 1.0)).backward()
+                    optimizer.step()
+        finally:
+            torch.set_num_threads(threads)
+        return cls(net, {key: settings[key] for key in _NET_KEYS} | {"train": settings})
+
+    def _save_model(self, directory: Path) -> dict[str, Any]:
+        from safetensors.torch import save_file
+
+        save_file({name: tensor.detach().contiguous() for name, tensor in self.net.state_dict().items()}, str(directory / WEIGHTS_FILE))
+        return {"weights_file": WEIGHTS_FILE, "settings": self.settings, "line_features": list(LINE_FEATURES)}
+
+    @classmethod
+    def _load_model(cls, directory, manifest):
+        from safetensors.torch import load_file
+
+        if manifest.get("line_features") != list(LINE_FEATURES):
+            raise ValueError(
+                f"the line_sequence model in {directory} was trained on other line features than this thresher computes: retrain it"
+            )
+        settings = manifest["settings"]
+        net = _network(settings)
+        net.load_state_dict(load_file(str(Path(directory) / manifest.get("weights_file", WEIGHTS_FILE))))
+        return cls(net, settings)
