@@ -126,8 +126,9 @@ def score(pages: list[Page], texts: dict[str, str]) -> dict[str, dict]:
     return out
 
 
-def label_rows(pages: list[Page], extraction: dict[str, dict]) -> list[dict]:
-    """Training rows (the clutter task's format) of every labelled line of every page."""
+def label_rows(pages: list[Page], extraction: dict[str, dict], context: bool = False) -> list[dict]:
+    """Training rows (the clutter task's format) of every labelled line of every page; with `context`,
+    also every other non-blank line, without a label (a model over the whole page sees them)."""
     from classifiers.line_labels import page_line_labels
 
     rows = []
@@ -135,7 +136,7 @@ def label_rows(pages: list[Page], extraction: dict[str, dict]) -> list[dict]:
         lines = extraction[page.url]["text"].split("\n")
         origins = extraction[page.url]["origins"]
         for index, label in enumerate(page_line_labels(lines, page.source, page.truth)):
-            if label is not None:
+            if label is not None or (context and lines[index].strip()):
                 origin = origins[index] if index < len(origins) else ""
                 rows.append({"url": page.url, "text": lines[index], "line_index": index, "line_count": len(lines), "origin": origin, "label": label})
     return rows

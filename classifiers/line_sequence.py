@@ -14,6 +14,7 @@ MB of float32 in safetensors plus the manifest's settings.
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from collections.abc import Sequence
@@ -22,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.base import TextClassifier
+from classifiers.base import TextClassifier, load_classifier
 from classifiers.clutter import CLUTTER, KEEP, LINE_CHARS, LINE_FEATURES, line_features
 from classifiers.fasttext_backend import fasttext_tokens
+from pipeline.seeded_hash import unit_hash
 
 WEIGHTS_FILE = "line_sequence.safetensors"
 LABELS = (CLUTTER, KEEP)
@@ -38,8 +40,15 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "dropout": 0.2,
     "clutter_weight": 1.0,  # loss weight of a clutter line relative to a keep line
     "batch_documents": 8,  # documents per optimizer step (training only; scoring takes one at a time)
+    # > 0: a fastText line model (the clutter task's line_input) is a first stage whose P(keep) is one
+    # more line input; the network learns from its out-of-fold scores over this many folds of the
+    # training documents, and the first stage kept is trained on all of them
+    "first_stage_folds": 0,
+    "first_stage": {"epoch": 25, "lr": 0.5, "dim": 16, "wordNgrams": 2, "bucket": 100_000, "minCount": 1, "quantize": True},
 }
 _NET_KEYS = ("buckets", "embedding_dim", "hidden", "dropout")
+FIRST_STAGE_DIR = "first_stage"
+_LOGIT_CLIP = 6.0
 
 
 def token_ids(line: str, buckets: int) -> list[int]:
@@ -57,8 +66,11 @@ def _network(settings: dict[str, Any]):
         def __init__(self):
             super().__init__()
             hidden = int(settings["hidden"])
-            self.embedding = nn.EmbeddingBag(int(settings["buckets"]), int(settings["embedding_dim"]), mode="mean")
-            self.project = nn.Linear(int(settings["embedding_dim"]) + len(LINE_FEATURES), hidden)
+            # embedding_dim 0: no words at all, the line features and the sequence only
+            words = int(settings["embedding_dim"])
+            self.embedding = nn.EmbeddingBag(int(settings["buckets"]), words, mode="mean") if words else None
+            inputs = int(settings["embedding_dim"]) + len(LINE_FEATURES) + int(bool(settings.get("first_stage")))
+            self.project = nn.Linear(inputs, hidden)
             self.dropout = nn.Dropout(float(settings["dropout"]))
             self.context = nn.GRU(hidden, hidden, batch_first=True, bidirectional=True)
             self.out = nn.Linear(3 * hidden, 1)
@@ -67,7 +79,7 @@ def _network(settings: dict[str, Any]):
             """Logits of P(keep) of the lines of documents laid end to end: ids/offsets as
             EmbeddingBag takes them, features (lines, LINE_FEATURES), lengths the documents' line
             counts (the GRU runs over each document alone)."""
-            lines = torch.cat([self.embedding(ids, offsets), features], dim=1)
+            lines = torch.cat([self.embedding(ids, offsets), features], dim=1) if self.embedding is not None else features
             own = self.dropout(torch.relu(self.project(lines)))
             if len(lengths) == 1:
                 around = self.context(own.unsqueeze(0))[0].squeeze(0)
@@ -80,9 +92,53 @@ def _network(settings: dict[str, Any]):
     return LineSequenceNet()
 
 
-def _document_inputs(lines: Sequence[str], buckets: int) -> tuple[list[list[int]], list[list[float]]]:
-    """(token ids, features) of each of a document's lines (all non-blank)."""
-    return [token_ids(line, buckets) for line in lines], line_features(lines)
+def _document_inputs(
+    lines: Sequence[str], buckets: int, first_stage: Sequence[float] | None = None
+) -> tuple[list[list[int]], list[list[float]]]:
+    """(token ids, features) of each of a document's lines (all non-blank); the first stage's P(keep)
+    of each line, when there is one, is a last feature (as a clipped logit)."""
+    features = line_features(lines)
+    if first_stage is not None:
+        for row, p in zip(features, first_stage, strict=True):
+            p = min(max(p, 1e-6), 1 - 1e-6)
+            row.append(max(-_LOGIT_CLIP, min(_LOGIT_CLIP, math.log(p / (1 - p)))) / _LOGIT_CLIP)
+    return [token_ids(line, buckets) for line in lines], features
+
+
+def _train_first_stage(documents: Sequence[tuple[Sequence[str], Sequence[str | None]]], params: dict[str, Any], seed: int):
+    """The fastText line model on the labelled lines of `documents`, fed as the clutter tagger feeds it."""
+    from classifiers.clutter import line_input
+    from classifiers.fasttext_backend import FastTextClassifier
+
+    texts, labels = [], []
+    for lines, line_labels in documents:
+        for index, (line, label) in enumerate(zip(lines, line_labels, strict=True)):
+            if label is not None and line.strip():
+                texts.append(line_input(line, index, len(lines)))
+                labels.append(label)
+    return FastTextClassifier.train(texts, labels, params, seed=seed)
+
+
+def _first_stage_scores(model, texts: Sequence[str]) -> list[list[float | None]]:
+    from classifiers.clutter import line_scores
+
+    return line_scores(texts, model, KEEP)
+
+
+def _out_of_fold_first_stage(documents, params: dict[str, Any], folds: int, seed: int) -> list[list[float | None]]:
+    """Each document's first-stage scores from a model trained on the other folds' documents only
+    (folds by a hash of the document's text), so the network learns how far to trust unseen scores."""
+    texts = ["\n".join(lines) for lines, _ in documents]
+    fold = [int(unit_hash(seed, text) * folds) for text in texts]
+    scores: list[list[float | None]] = [[] for _ in documents]
+    for k in range(folds):
+        held = [i for i, f in enumerate(fold) if f == k]
+        train = [documents[i] for i, f in enumerate(fold) if f != k]
+        if not held or not {label for _, labels in train for label in labels if label is not None} >= {KEEP, CLUTTER}:
+            raise ValueError(f"first_stage_folds {folds}: too few labelled documents for a first stage in every fold")
+        for i, doc_scores in zip(held, _first_stage_scores(_train_first_stage(train, params, seed), [texts[i] for i in held]), strict=True):
+            scores[i] = doc_scores
+    return scores
 
 
 def _batch_tensors(documents: Sequence[tuple[list[list[int]], list[list[float]]]]):
@@ -116,10 +172,11 @@ class LineSequenceClassifier(TextClassifier):
     backend = "line_sequence"
     scores_documents = True  # classifiers.clutter.line_scores hands it whole documents
 
-    def __init__(self, net, settings: dict[str, Any]):
+    def __init__(self, net, settings: dict[str, Any], first_stage: TextClassifier | None = None):
         super().__init__(LABELS)
         self.net = net.eval()
         self.settings = dict(settings)
+        self.first_stage = first_stage
 
     def document_line_scores(self, texts: Sequence[str], label: str = KEEP) -> list[list[float | None]]:
         """P(`label`) of each line of each text, aligned with text.split("\\n"); None for blank lines."""
@@ -128,16 +185,25 @@ class LineSequenceClassifier(TextClassifier):
         if label not in self.labels:
             raise ValueError(f"unknown label {label!r} (labels: {', '.join(self.labels)})")
         result: list[list[float | None]] = []
-        with torch.inference_mode():
-            for text in texts:
-                lines, where = _scored_lines(text)
-                scores: list[float | None] = [None] * len((text or "").split("\n"))
-                if lines:
-                    inputs = _batch_tensors([_document_inputs(lines, int(self.settings["buckets"]))])
-                    keep = torch.sigmoid(self.net(*inputs)).double().numpy()
-                    for index, p in zip(where, keep if label == KEEP else 1.0 - keep, strict=True):
-                        scores[index] = float(p)
-                result.append(scores)
+        # one thread: the matrices are tiny, and more threads only spin (8 ms instead of 2.5 ms CPU per
+        # document measured with two), besides competing with Spark's other workers
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        first_stage = _first_stage_scores(self.first_stage, texts) if self.first_stage is not None else None
+        try:
+            with torch.inference_mode():
+                for number, text in enumerate(texts):
+                    lines, where = _scored_lines(text)
+                    scores: list[float | None] = [None] * len((text or "").split("\n"))
+                    if lines:
+                        prior = [first_stage[number][i] for i in where] if first_stage is not None else None
+                        inputs = _batch_tensors([_document_inputs(lines, int(self.settings["buckets"]), prior)])
+                        keep = torch.sigmoid(self.net(*inputs)).double().numpy()
+                        for index, p in zip(where, keep if label == KEEP else 1.0 - keep, strict=True):
+                            scores[index] = float(p)
+                    result.append(scores)
+        finally:
+            torch.set_num_threads(threads)
         return result
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -164,27 +230,34 @@ class LineSequenceClassifier(TextClassifier):
         unknown = sorted(set(settings) - set(DEFAULT_PARAMS))
         if unknown:
             raise ValueError(f"unknown line_sequence options {unknown} (known: {', '.join(DEFAULT_PARAMS)})")
-        prepared = []
         for lines, labels in documents:
             if len(lines) != len(labels):
                 raise ValueError(f"{len(labels)} labels for a document of {len(lines)} lines")
-            kept = [(line, label) for line, label in zip(lines, labels, strict=True) if line.strip()]
-            bad = {label for _, label in kept} - {KEEP, CLUTTER, None}
+            bad = {label for label in labels} - {KEEP, CLUTTER, None}
             if bad:
                 raise ValueError(f"line labels must be {KEEP} or {CLUTTER} (or empty), got {sorted(map(str, bad))[:5]}")
-            if any(label is not None for _, label in kept):
-                target = [1.0 if label == KEEP else 0.0 for _, label in kept]
-                weight = [0.0 if label is None else float(settings["clutter_weight"]) if label == CLUTTER else 1.0 for _, label in kept]
-                prepared.append((_document_inputs([line for line, _ in kept], int(settings["buckets"])), target, weight))
         labelled = {label for _, labels in documents for label in labels if label is not None}
         if labelled != {KEEP, CLUTTER}:
             raise ValueError(f"training needs lines of both labels ({KEEP}, {CLUTTER}), got {sorted(labelled)}")
+        folds = int(settings["first_stage_folds"])
+        first_stage_params = dict(settings["first_stage"]) if folds else {}
+        priors = _out_of_fold_first_stage(documents, first_stage_params, folds, seed) if folds else None
+        prepared = []
+        for number, (lines, labels) in enumerate(documents):
+            kept = [i for i, line in enumerate(lines) if line.strip()]
+            if any(labels[i] is not None for i in kept):
+                target = [1.0 if labels[i] == KEEP else 0.0 for i in kept]
+                weight = [0.0 if labels[i] is None else float(settings["clutter_weight"]) if labels[i] == CLUTTER else 1.0 for i in kept]
+                prior = [priors[number][i] for i in kept] if priors is not None else None
+                prepared.append((_document_inputs([lines[i] for i in kept], int(settings["buckets"]), prior), target, weight))
 
+        # what the saved model needs to rebuild the network (and, under "train", how it was trained)
+        kept = {key: settings[key] for key in _NET_KEYS} | {"first_stage": bool(folds), "train": settings}
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             torch.manual_seed(seed)
-            net = _network(settings)
+            net = _network(kept)
             optimizer = torch.optim.Adam(net.parameters(), lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"]))
             order = random.Random(seed)
             net.train()
@@ -202,12 +275,15 @@ class LineSequenceClassifier(TextClassifier):
                     optimizer.step()
         finally:
             torch.set_num_threads(threads)
-        return cls(net, {key: settings[key] for key in _NET_KEYS} | {"train": settings})
+        first_stage = _train_first_stage(documents, first_stage_params, seed) if folds else None
+        return cls(net, kept, first_stage)
 
     def _save_model(self, directory: Path) -> dict[str, Any]:
         from safetensors.torch import save_file
 
         save_file({name: tensor.detach().contiguous() for name, tensor in self.net.state_dict().items()}, str(directory / WEIGHTS_FILE))
+        if self.first_stage is not None:
+            self.first_stage.save(directory / FIRST_STAGE_DIR)
         return {"weights_file": WEIGHTS_FILE, "settings": self.settings, "line_features": list(LINE_FEATURES)}
 
     @classmethod
@@ -221,4 +297,5 @@ class LineSequenceClassifier(TextClassifier):
         settings = manifest["settings"]
         net = _network(settings)
         net.load_state_dict(load_file(str(Path(directory) / manifest.get("weights_file", WEIGHTS_FILE))))
-        return cls(net, settings)
+        first_stage = load_classifier(Path(directory) / FIRST_STAGE_DIR) if settings.get("first_stage") else None
+        return cls(net, settings, first_stage)

@@ -142,3 +142,15 @@ def test_trained_from_clutter_rows_with_a_document_holdout_that_eval_reproduces(
     assert record["holdout_by"] == "document" and record["train_documents"] + 0 < 40
     assert record["heldout"]["examples"] > 0 and record["heldout"]["auc"] > 0.9
     assert evaluate_saved(tmp_path / "m") == record["heldout"]
+
+
+def test_a_fasttext_first_stage_is_learned_out_of_fold_and_travels_with_the_model(tmp_path):
+    stacked = LineSequenceClassifier.train_documents(pages(0, 30), SMALL | {"first_stage_folds": 2}, seed=3)
+    assert stacked.first_stage is not None and stacked.first_stage.backend == "fasttext"
+    texts = ["\n".join(lines) for lines, _ in pages(5, 4)]
+    stacked.save(tmp_path / "stacked")
+    assert (tmp_path / "stacked" / "first_stage" / "classifier.json").is_file()
+    assert load_classifier(tmp_path / "stacked").document_line_scores(texts) == stacked.document_line_scores(texts)
+    for (_lines, labels), scores in zip(pages(5, 4), stacked.document_line_scores(texts), strict=True):
+        menu = [s for s, label in zip(scores, labels, strict=True) if label == CLUTTER]
+        assert max(menu) < 0.5 < min(s for s, label in zip(scores, labels, strict=True) if label == KEEP)
