@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         train_and_save,
         train_and_save_documents,
     )
+    from pipeline.config import ConfigError
 
     if args.action == "train":
         params = _params(args.param)
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             params["base_model"] = str(Path(args.base_model).resolve())
         if getattr(backend_class(args.backend), "scores_documents", False):
             if args.task != "clutter":
-                raise ValueError(f"the {args.backend} backend scores the lines of documents: use it with --task clutter")
+                raise ConfigError(f"the {args.backend} backend scores the lines of documents: use it with --task clutter")
             documents = read_line_documents(args.data, args.text_field, args.label_field)
             record = train_and_save_documents(
                 args.backend, documents, args.output, params, args.holdout, args.seed, args.data, args.text_field, args.label_field

@@ -39,6 +39,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "weight_decay": 0.0,
     "dropout": 0.2,
     "clutter_weight": 1.0,  # loss weight of a clutter line relative to a keep line
+    "length_weight": 0.0,  # a line's loss weight also grows as chars ** this: the benchmarks count characters and words, not lines
     "batch_documents": 8,  # documents per optimizer step (training only; scoring takes one at a time)
     # > 0: a fastText line model (the clutter task's line_input) is a first stage whose P(keep) is one
     # more line input; the network learns from its out-of-fold scores over this many folds of the
@@ -247,7 +248,11 @@ class LineSequenceClassifier(TextClassifier):
             kept = [i for i, line in enumerate(lines) if line.strip()]
             if any(labels[i] is not None for i in kept):
                 target = [1.0 if labels[i] == KEEP else 0.0 for i in kept]
-                weight = [0.0 if labels[i] is None else float(settings["clutter_weight"]) if labels[i] == CLUTTER else 1.0 for i in kept]
+                weight = [
+                    (0.0 if labels[i] is None else float(settings["clutter_weight"]) if labels[i] == CLUTTER else 1.0)
+                    * len(lines[i].strip()) ** float(settings["length_weight"])
+                    for i in kept
+                ]
                 prior = [priors[number][i] for i in kept] if priors is not None else None
                 prepared.append((_document_inputs([lines[i] for i in kept], int(settings["buckets"]), prior), target, weight))
 

@@ -20,6 +20,7 @@ from classifiers.base import METRICS_NAME, TextClassifier, backend_class, load_c
 from classifiers.metrics import classification_metrics
 from classifiers.tasks import TASKS, model_input
 from pipeline.documents_input import read_jsonl
+from pipeline.inputs import InputError
 from pipeline.seeded_hash import unit_hash
 
 
@@ -96,19 +97,19 @@ def read_line_documents(
         for number, row in enumerate(_read_rows(Path(path)), 1):
             document, index, count = row.get(document_field), row.get("line_index"), row.get("line_count")
             if document is None or index is None or count is None:
-                raise ValueError(
+                raise InputError(
                     f"{path} row {number}: line_sequence training needs `{document_field}`, `line_index` and `line_count` in every row"
                 )
             index, count = int(index), int(count)
             if not 0 <= index < count:
-                raise ValueError(f"{path} row {number}: line_index {index} is outside the document's {count} lines")
+                raise InputError(f"{path} row {number}: line_index {index} is outside the document's {count} lines")
             doc = grouped.setdefault(str(document), {"count": count, "lines": {}})
             if doc["count"] != count:
-                raise ValueError(f"{path} row {number}: document {document} has line_count {count} here and {doc['count']} before")
+                raise InputError(f"{path} row {number}: document {document} has line_count {count} here and {doc['count']} before")
             label = row.get(label_field)
             doc["lines"][index] = (str(row.get(text_field) or ""), str(label).strip() if label is not None and str(label).strip() else None)
     if not any(label is not None for doc in grouped.values() for _, label in doc["lines"].values()):
-        raise ValueError(f"no labelled lines (fields {text_field!r}, {label_field!r}) in {', '.join(map(str, paths))}")
+        raise InputError(f"no labelled lines (fields {text_field!r}, {label_field!r}) in {', '.join(map(str, paths))}")
     ids = sorted(grouped)
     lines = [[grouped[d]["lines"].get(i, ("", None))[0] for i in range(grouped[d]["count"])] for d in ids]
     labels = [[grouped[d]["lines"].get(i, ("", None))[1] for i in range(grouped[d]["count"])] for d in ids]
