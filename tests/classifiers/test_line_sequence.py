@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from classifiers.base import load_classifier
-from classifiers.clutter import CLUTTER, KEEP, LINE_FEATURES, line_features, line_scores
+from classifiers.clutter import CLUTTER, KEEP, line_scores
 from classifiers.line_sequence import LineSequenceClassifier, token_ids
 from classifiers.tagging import Tagger, tag_table
 from classifiers.training import evaluate_saved, read_line_documents, train_and_save_documents
@@ -60,12 +60,7 @@ def scores_of(model, lines):
     return model.document_line_scores(["\n".join(lines)])[0]
 
 
-def test_features_and_token_ids_are_per_line_and_stable():
-    rows = line_features(["Home", "A full sentence of words.", "Home", ""])
-    assert len(rows) == 4 and all(len(row) == len(LINE_FEATURES) for row in rows)
-    repeated = LINE_FEATURES.index("repeated_in_document")
-    assert [row[repeated] for row in rows] == [1.0, 0.0, 1.0, 0.0]
-    assert rows[1][LINE_FEATURES.index("ends_sentence")] == 1.0 and rows[0][LINE_FEATURES.index("first_lines")] == 1.0
+def test_token_ids_are_stable_hashes_of_tokens_and_bigrams():
     assert token_ids("Hello world", 1000) == token_ids("Hello world", 1000) and len(token_ids("Hello world", 1000)) == 3
     assert len(token_ids("研究人员", 1000)) == 4 + 3  # CJK characters stand alone, plus their bigrams
 
