@@ -25,9 +25,10 @@ DATA = REPO.parent / "shared" / "data"
 # fastText options of the shipped model, chosen with bench/bench_extraction.py (cross-validated):
 # 50 epochs and dim 16 score as well as dim 32; quantizing keeps the model near 1 MB.
 MODEL_PARAMS = {"epoch": 25, "lr": 0.5, "dim": 16, "wordNgrams": 2, "bucket": 100_000, "minCount": 1, "quantize": True}
-# line_sequence options (classifiers/line_sequence.py), the best cross-validated variant (bench/RESULTS.md,
-# "Issue 14, third pass"); it ties the fastText model, which stays the shipped backend.
-SEQUENCE_PARAMS: dict = {"epochs": 6, "length_weight": 0.5}
+# line_sequence options over classifiers/line_sequence.py's DEFAULT_PARAMS, which are the best
+# cross-validated variant (bench/RESULTS.md, "Issue 14, third pass": epochs 6, length_weight 0.5); it ties
+# the fastText model, which stays the shipped backend.
+SEQUENCE_PARAMS: dict = {}
 SHIPPED_BACKEND = "fasttext"
 
 

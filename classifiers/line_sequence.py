@@ -18,6 +18,7 @@ import math
 import random
 import zlib
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "buckets": 32_768,  # hashed token rows: 32k x 16 float32 = 2 MB
     "embedding_dim": 16,
     "hidden": 32,
-    "epochs": 12,
+    "epochs": 6,
     "lr": 0.003,
     "weight_decay": 0.0,
     "dropout": 0.2,
     "clutter_weight": 1.0,  # loss weight of a clutter line relative to a keep line
-    "length_weight": 0.0,  # a line's loss weight also grows as chars ** this: the benchmarks count characters and words, not lines
+    "length_weight": 0.5,  # a line's loss weight also grows as chars ** this: the benchmarks count characters and words, not lines
     "batch_documents": 8,  # documents per optimizer step (training only; scoring takes one at a time)
     # > 0: a fastText line model (the clutter task's line_input) is a first stage whose P(keep) is one
     # more line input; the network learns from its out-of-fold scores over this many folds of the
@@ -162,6 +163,20 @@ def _batch_tensors(documents: Sequence[tuple[list[list[int]], list[list[float]]]
     )
 
 
+@contextmanager
+def _one_torch_thread():
+    """Torch on one thread while scoring: the matrices are tiny, and more threads only spin (8.9 ms
+    instead of 2.5 ms CPU per document measured with two), besides competing with Spark's workers."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _scored_lines(text: str) -> tuple[list[str], list[int]]:
     """A text's non-blank lines (the ones scored) and their indexes in text.split("\\n")."""
     lines = (text or "").split("\n")
@@ -179,38 +194,41 @@ class LineSequenceClassifier(TextClassifier):
         self.settings = dict(settings)
         self.first_stage = first_stage
 
-    def document_line_scores(self, texts: Sequence[str], label: str = KEEP) -> list[list[float | None]]:
-        """P(`label`) of each line of each text, aligned with text.split("\\n"); None for blank lines."""
+    def _keep(self, lines: Sequence[str], prior: Sequence[float] | None) -> np.ndarray:
+        """P(keep) of one document's lines (the network in inference mode, on the calling thread)."""
         import torch
 
+        with torch.inference_mode():
+            inputs = _batch_tensors([_document_inputs(lines, int(self.settings["buckets"]), prior)])
+            return torch.sigmoid(self.net(*inputs)).double().numpy()
+
+    def document_line_scores(self, texts: Sequence[str], label: str = KEEP) -> list[list[float | None]]:
+        """P(`label`) of each line of each text, aligned with text.split("\\n"); None for blank lines."""
         if label not in self.labels:
             raise ValueError(f"unknown label {label!r} (labels: {', '.join(self.labels)})")
-        result: list[list[float | None]] = []
-        # one thread: the matrices are tiny, and more threads only spin (8 ms instead of 2.5 ms CPU per
-        # document measured with two), besides competing with Spark's other workers
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
         first_stage = _first_stage_scores(self.first_stage, texts) if self.first_stage is not None else None
-        try:
-            with torch.inference_mode():
-                for number, text in enumerate(texts):
-                    lines, where = _scored_lines(text)
-                    scores: list[float | None] = [None] * len((text or "").split("\n"))
-                    if lines:
-                        prior = [first_stage[number][i] for i in where] if first_stage is not None else None
-                        inputs = _batch_tensors([_document_inputs(lines, int(self.settings["buckets"]), prior)])
-                        keep = torch.sigmoid(self.net(*inputs)).double().numpy()
-                        for index, p in zip(where, keep if label == KEEP else 1.0 - keep, strict=True):
-                            scores[index] = float(p)
-                    result.append(scores)
-        finally:
-            torch.set_num_threads(threads)
+        result: list[list[float | None]] = []
+        with _one_torch_thread():
+            for number, text in enumerate(texts):
+                lines, where = _scored_lines(text)
+                scores: list[float | None] = [None] * len((text or "").split("\n"))
+                if lines:
+                    keep = self._keep(lines, [first_stage[number][i] for i in where] if first_stage is not None else None)
+                    for index, p in zip(where, keep if label == KEEP else 1.0 - keep, strict=True):
+                        scores[index] = float(p)
+                result.append(scores)
         return result
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Each text scored as a document of one line (no neighbours); columns in `labels` order."""
-        keep = np.array([self.document_line_scores([" ".join((t or "").split()) or "-"])[0][0] for t in texts], dtype=np.float64)
-        return np.column_stack([1.0 - keep, keep]) if len(texts) else np.zeros((0, 2))
+        """Each text scored as a document of one line (newlines read as spaces; no neighbours, and no
+        first stage); columns in `labels` order."""
+        if not len(texts):
+            return np.zeros((0, len(self.labels)))
+        if self.first_stage is not None:
+            raise ValueError("a line_sequence model with a first stage scores whole documents only (document_line_scores)")
+        with _one_torch_thread():
+            keep = np.array([self._keep([" ".join((text or "").split())], None)[0] for text in texts], dtype=np.float64)
+        return np.column_stack([1.0 - keep, keep])
 
     @classmethod
     def train(cls, texts, labels, params=None, seed=0):

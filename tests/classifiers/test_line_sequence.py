@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -110,6 +111,13 @@ def test_the_lines_tagger_runs_it_like_any_clutter_model(model, tmp_path):
     tagged = tag_table(pa.Table.from_pylist(rows, schema=RULES), [tagger]).to_pylist()
     assert [row["clutter_line_scores"] for row in tagged] == model.document_line_scores(texts)
     assert all(len(row["clutter_line_scores"]) == len(row["text"].split("\n")) for row in tagged)
+
+
+def test_single_texts_score_as_one_line_documents(model):
+    probs = model.predict_proba(["Home", "The river rose after the long winter and people noticed it early.", ""])
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(axis=1), 1.0)
+    assert probs[0, 1] == model.document_line_scores(["Home"])[0][0]
+    assert model.predict_proba([]).shape == (0, 2)
 
 
 def test_bad_training_input_is_refused():
