@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -85,6 +86,18 @@ def load_pages(crawl: Path, ground_truth: Path) -> list[Page]:
     return [pages[url] for url in sorted(pages)]
 
 
+def cached_variants() -> list[str]:
+    return sorted(path.stem for path in WORK.glob("*.json"))
+
+
+def pages_from_truth(ground_truth: Path, urls: set[str]) -> list[Page]:
+    """The dev pages among `urls` (a cached extraction's pages) without their HTML: enough to score
+    and label cached extractions without reading the crawl again."""
+    truth = json.loads(ground_truth.read_text(encoding="utf-8"))
+    pages = [Page(url, source, record, b"", "") for source in SOURCES for url, record in truth.get(source, {}).items() if url in urls]
+    return sorted(pages, key=lambda page: page.url)
+
+
 def extract_variant(name: str, pages: list[Page]) -> dict[str, dict]:
     """{url: {"text", "origins", "cpu_s"}} of one extraction variant, cached on disk."""
     cache = WORK / f"{name}.json"
@@ -128,8 +141,9 @@ def score(pages: list[Page], texts: dict[str, str]) -> dict[str, dict]:
     return out
 
 
-def label_rows(pages: list[Page], extraction: dict[str, dict]) -> list[dict]:
-    """Training rows (the clutter task's format) of every labelled line of every page."""
+def label_rows(pages: list[Page], extraction: dict[str, dict], context: bool = False) -> list[dict]:
+    """Training rows (the clutter task's format) of every labelled line of every page; with `context`,
+    also every other non-blank line, without a label (a model over the whole page sees them)."""
     from classifiers.line_labels import page_line_labels
 
     rows = []
@@ -137,7 +151,7 @@ def label_rows(pages: list[Page], extraction: dict[str, dict]) -> list[dict]:
         lines = extraction[page.url]["text"].split("\n")
         origins = extraction[page.url]["origins"]
         for index, label in enumerate(page_line_labels(lines, page.source, page.truth)):
-            if label is not None:
+            if label is not None or (context and lines[index].strip()):
                 origin = origins[index] if index < len(origins) else ""
                 rows.append({"url": page.url, "text": lines[index], "line_index": index, "line_count": len(lines), "origin": origin, "label": label})
     return rows
@@ -151,6 +165,24 @@ def train_lines(rows: list[dict], params: dict, use_origins: bool = False):
     return FastTextClassifier.train(texts, [row["label"] for row in rows], params, seed=0)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (fastText trains in a child process)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def train_sequence(pages: list[Page], extraction: dict[str, dict], params: dict):
+    """A line_sequence model on whole pages: every line as context, the labelled ones as targets."""
+    from classifiers.line_labels import page_line_labels
+    from classifiers.line_sequence import LineSequenceClassifier
+
+    documents = []
+    for page in pages:
+        lines = extraction[page.url]["text"].split("\n")
+        documents.append((lines, page_line_labels(lines, page.source, page.truth)))
+    return LineSequenceClassifier.train_documents(documents, params, seed=0)
+
+
 def cross_validated_cleaning(
     pages: list[Page],
     extraction: dict[str, dict],
@@ -158,6 +190,7 @@ def cross_validated_cleaning(
     params: dict,
     use_origins: bool = False,
     training_extraction: dict[str, dict] | None = None,
+    backend: str = "fasttext",
 ) -> tuple[dict[float, dict[str, str]], dict]:
     """{threshold: {url: cleaned text}} with every page cleaned by the model of the other folds,
     trained on the lines of `training_extraction` (default: `extraction` itself)."""
@@ -167,10 +200,16 @@ def cross_validated_cleaning(
     rows = label_rows(pages, training_extraction or extraction)
     cleaned: dict[float, dict[str, str]] = {t: {} for t in thresholds}
     stats = {"labelled_lines": len(rows), "keep_lines": sum(r["label"] == "keep" for r in rows), "scoring_cpu_s": 0.0, "lines_scored": 0}
+    stats["train_cpu_s"] = 0.0
     for train_urls, held_urls in cv_splits((page.url for page in pages), FOLDS):
         train = [row for row in rows if row["url"] in train_urls]
         held = [page for page in pages if page.url in held_urls]
-        model = train_lines(train, params, use_origins)
+        started = cpu_seconds()
+        if backend == "line_sequence":
+            model = train_sequence([page for page in pages if page.url in train_urls], training_extraction or extraction, params)
+        else:
+            model = train_lines(train, params, use_origins)
+        stats["train_cpu_s"] += cpu_seconds() - started
         texts = [extraction[page.url]["text"] for page in held]
         origins = [extraction[page.url]["origins"] if use_origins else None for page in held]
         started = time.process_time()
@@ -216,6 +255,58 @@ def format_row(name: str, scores: dict) -> str:
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
+def page_stats(pages: list[Page], texts: dict[str, str]) -> dict[str, list]:
+    """Each subset's per-page scoring inputs of `texts`, so that resampled page sets rescore fast."""
+    from pipeline import extraction_eval as ev
+
+    return {
+        "trafilatura": [ev.snippet_counts(texts[p.url], p.truth["with"], p.truth["without"]) for p in pages if p.source == "trafilatura"],
+        "magic_html": [ev.bigram_prf(p.truth["content"], texts[p.url]) for p in pages if p.source == "magic_html"],
+        "scrapinghub": [ev.shingle_tp_fp_fn(p.truth["articleBody"], texts[p.url]) for p in pages if p.source == "scrapinghub"],
+    }
+
+
+def _subset_f1(source: str, stats: list) -> float:
+    from pipeline import extraction_eval as ev
+
+    scorer = {"trafilatura": ev.snippet_scores, "magic_html": ev.bigram_scores, "scrapinghub": ev.shingle_scores}[source]
+    return scorer(stats).f1
+
+
+def paired_bootstrap(pages: list[Page], texts_a: dict[str, str], texts_b: dict[str, str], resamples: int = 500, seed: int = 14) -> dict:
+    """F1 of A minus F1 of B per subset and their mean, with a 90% interval from resampling each
+    subset's pages with replacement (the same pages for A and B: a paired bootstrap)."""
+    import random
+
+    stats_a, stats_b = page_stats(pages, texts_a), page_stats(pages, texts_b)
+    rng = random.Random(seed)
+    deltas: dict[str, list[float]] = {source: [] for source in (*SOURCES, "mean")}
+    for _ in range(resamples):
+        total = 0.0
+        for source in SOURCES:
+            picks = [rng.randrange(len(stats_a[source])) for _ in stats_a[source]]
+            delta = _subset_f1(source, [stats_a[source][i] for i in picks]) - _subset_f1(source, [stats_b[source][i] for i in picks])
+            deltas[source].append(delta)
+            total += delta
+        deltas["mean"].append(total / len(SOURCES))
+    observed = {source: _subset_f1(source, stats_a[source]) - _subset_f1(source, stats_b[source]) for source in SOURCES}
+    observed["mean"] = sum(observed.values()) / len(SOURCES)
+    result = {}
+    for key, values in deltas.items():
+        values.sort()
+        result[key] = (observed[key], values[int(0.05 * len(values))], values[int(0.95 * len(values)) - 1])
+    return result
+
+
+def format_bootstrap(label: str, result: dict) -> str:
+    cells = ", ".join(f"{key} {d:+.4f} [{lo:+.4f}, {hi:+.4f}]" for key, (d, lo, hi) in result.items())
+    return f"  bootstrap F1 {label}: {cells}"
+
+
+def mean_f1(scores: dict) -> float:
+    return sum(scores[source].f1 for source in SOURCES) / len(SOURCES)
+
+
 def main() -> int:
     from pipeline.config import load_config
 
@@ -223,11 +314,14 @@ def main() -> int:
     parser.add_argument("--crawl", default=str(DATA / "crawl"), help="folder of the dev crawl's WARC files")
     parser.add_argument("--ground-truth", default=str(DATA / "extraction" / "ground-truth.json"), help="ground-truth JSON")
     parser.add_argument(
-        "--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(THRESHER), help="stage 1 variants to clean and score"
+        "--variants",
+        nargs="+",
+        default=list(DEFAULT_VARIANTS),
+        help=f"stage 1 variants to clean and score: {', '.join(THRESHER)}, or any extraction cached in {WORK} (its file name without .json)",
     )
     parser.add_argument("--thresholds", nargs="+", type=float, help="clutter thresholds (default: the configured select.line_thresholds.clutter)")
     parser.add_argument(
-        "--with-origins", action="store_true", help="also score models that see the line origins (stage 1 does not store them)"
+        "--with-origins", action="store_true", help="also score fastText models that see the line origins (stage 1 does not store them)"
     )
     parser.add_argument("--stage1-cpu", action="store_true", help="only time stage 1's extraction with each of --variants")
     parser.add_argument(
@@ -236,41 +330,80 @@ def main() -> int:
         help="train the cross-validated line models on this variant's lines (as the shipped model, trained on "
         "stage 1's extraction, would meet a changed extraction) instead of each variant's own",
     )
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        default=["fasttext"],
+        choices=("fasttext", "line_sequence"),
+        help="line models to cross-validate (default: fasttext); with two or more, each later one is compared with the first by a paired bootstrap",
+    )
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="fastText option, e.g. dim=16")
+    parser.add_argument("--sequence-param", action="append", default=[], metavar="KEY=VALUE", help="line_sequence option, e.g. hidden=64")
+    parser.add_argument("--resamples", type=int, default=500, help="paired bootstrap resamples (default: 500)")
     args = parser.parse_args()
 
     import yaml
 
-    from bench.build_clutter_model import MODEL_PARAMS
+    from bench.build_clutter_model import MODEL_PARAMS, SEQUENCE_PARAMS
 
+    unknown = sorted(set(args.variants) - set(THRESHER) - set(cached_variants()))
+    if unknown:
+        parser.error(f"unknown variants {unknown}: name one of {', '.join(THRESHER)} or an extraction cached in {WORK}")
     config = load_config(str(REPO / "configs" / "default.yaml"))
     thresholds = args.thresholds or [config.select.line_thresholds["clutter"]]
-    params = {**MODEL_PARAMS, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.param)}}
-    pages = load_pages(Path(args.crawl), Path(args.ground_truth))
+    params = {
+        "fasttext": {**MODEL_PARAMS, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.param)}},
+        "line_sequence": {**SEQUENCE_PARAMS, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.sequence_param)}},
+    }
+    needed = [*BASELINES, *args.variants]
+    if args.stage1_cpu or not all((WORK / f"{name}.json").exists() for name in needed):
+        pages = load_pages(Path(args.crawl), Path(args.ground_truth))
+    else:
+        pages = pages_from_truth(Path(args.ground_truth), set(json.loads((WORK / f"{args.variants[0]}.json").read_text(encoding="utf-8"))))
     if args.stage1_cpu:
         for name, ms in stage1_cpu(pages, args.variants).items():
             print(f"{name}: {ms:.1f} ms CPU per page ({THRESHER[name]})")
         return 0
     counts = {source: sum(p.source == source for p in pages) for source in SOURCES}
-    print(f"dev pages: {len(pages)} {counts}; folds: {FOLDS} by URL hash; fastText {params}")
-    header = "| extraction | trafilatura snippets P R F1 | magic-html bigram P R F1 | magic article | magic forum | scrapinghub shingles P R F1 |"
+    print(f"dev pages: {len(pages)} {counts}; folds: {FOLDS} by URL hash; " + "; ".join(f"{b} {params[b]}" for b in args.backends))
+    header = "| extraction | trafilatura snippets P R F1 | magic-html bigram P R F1 | magic article | magic forum | scrapinghub shingles P R F1 | mean F1 |"
     print(header)
-    print("|" + "---|" * 6)
+    print("|" + "---|" * 7)
+    baseline_texts = {}
     for name in BASELINES:
-        print(format_row(name, score(pages, {url: r["text"] for url, r in extract_variant(name, pages).items()})), flush=True)
+        baseline_texts[name] = {url: r["text"] for url, r in extract_variant(name, pages).items()}
+        scores = score(pages, baseline_texts[name])
+        print(format_row(name, scores) + f" {mean_f1(scores):.4f} |", flush=True)
     for name in args.variants:
         extraction = extract_variant(name, pages)
         cpu = sum(r["cpu_s"] for r in extraction.values()) / len(extraction)
-        print(format_row(f"{name} (stage 1, {cpu * 1000:.0f} ms CPU/page)", score(pages, {url: r["text"] for url, r in extraction.items()})), flush=True)
+        scores = score(pages, {url: r["text"] for url, r in extraction.items()})
+        print(format_row(f"{name} (stage 1, {cpu * 1000:.0f} ms CPU/page)", scores) + f" {mean_f1(scores):.4f} |", flush=True)
         training = extract_variant(args.train_on, pages) if args.train_on else None
-        for use_origins in (False, True) if args.with_origins else (False,):
-            cleaned, stats = cross_validated_cleaning(pages, extraction, thresholds, params, use_origins, training)
+        trained = f" trained on {args.train_on}" if args.train_on else ""
+        runs = [(backend, False) for backend in args.backends] + ([("fasttext", True)] if args.with_origins else [])
+        reference = None
+        for backend, use_origins in runs:
+            cleaned, stats = cross_validated_cleaning(pages, extraction, thresholds, params[backend], use_origins, training, backend)
             per_doc = stats["scoring_cpu_s"] / stats["documents"] * 1000
             for threshold in thresholds:
-                trained = f" trained on {args.train_on}" if args.train_on else ""
-                label = f"{name} + clutter{' (with origins)' if use_origins else ''}{trained} @ {threshold:g}, CV"
-                print(format_row(label, score(pages, cleaned[threshold])), flush=True)
-            print(f"  ({stats['labelled_lines']} labelled lines, {stats['keep_lines']} keep; clutter scoring {per_doc:.2f} ms CPU/document)", flush=True)
+                label = f"{name} + {backend}{' (with origins)' if use_origins else ''}{trained} @ {threshold:g}, CV"
+                scores = score(pages, cleaned[threshold])
+                print(format_row(label, scores) + f" {mean_f1(scores):.4f} |", flush=True)
+            print(
+                f"  ({stats['labelled_lines']} labelled lines, {stats['keep_lines']} keep; training {stats['train_cpu_s']:.0f} s CPU "
+                f"for {FOLDS} folds; clutter scoring {per_doc:.2f} ms CPU/document)",
+                flush=True,
+            )
+            if reference is None:
+                # the first backend at the configured threshold (or the first one given)
+                reference = (backend, cleaned.get(config.select.line_thresholds["clutter"], cleaned[thresholds[0]]))
+                continue
+            for threshold in thresholds:
+                against = [(f"{reference[0]}", reference[1]), ("trafilatura_default", baseline_texts["trafilatura_default"])]
+                for other, texts in against:
+                    result = paired_bootstrap(pages, cleaned[threshold], texts, args.resamples)
+                    print(format_bootstrap(f"{backend} @ {threshold:g} minus {other}", result), flush=True)
     return 0
 
 

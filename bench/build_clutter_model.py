@@ -1,11 +1,13 @@
 """Rebuild the shipped clutter model (classifiers/default_models/clutter/) from the dev set.
 
 Stage 1 extracts each dev page of the crawl as `thresher prepare` does (pipeline.extract); each line
-is labelled keep/clutter against the page's ground truth (classifiers.line_labels); the labelled
-lines are written as clutter-task training rows (bench/work/clutter-labels.jsonl, not in the
-repository) and `thresher classifiers train --task clutter` fits the quantized fastText model.
+is labelled keep/clutter against the page's ground truth (classifiers.line_labels); every non-blank
+line is written as a clutter-task training row (bench/work/clutter-labels.jsonl, not in the
+repository; lines the ground truth says nothing about have no label: context for a model over the
+page's lines, skipped by fastText) and `thresher classifiers train --task clutter --backend BACKEND`
+fits the model.
 
-    .venv/bin/python bench/build_clutter_model.py [--output classifiers/default_models/clutter]
+    .venv/bin/python bench/build_clutter_model.py [--backend fasttext] [--output classifiers/default_models/clutter]
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ DATA = REPO.parent / "shared" / "data"
 # fastText options of the shipped model, chosen with bench/bench_extraction.py (cross-validated):
 # 50 epochs and dim 16 score as well as dim 32; quantizing keeps the model near 1 MB.
 MODEL_PARAMS = {"epoch": 25, "lr": 0.5, "dim": 16, "wordNgrams": 2, "bucket": 100_000, "minCount": 1, "quantize": True}
+# line_sequence options over classifiers/line_sequence.py's DEFAULT_PARAMS, which are the best
+# cross-validated variant (bench/RESULTS.md, "Issue 14, third pass": epochs 6, length_weight 0.5); it ties
+# the fastText model, which stays the shipped backend.
+SEQUENCE_PARAMS: dict = {}
+SHIPPED_BACKEND = "fasttext"
 
 
 def main() -> int:
@@ -37,6 +44,9 @@ def main() -> int:
     parser.add_argument("--ground-truth", default=str(DATA / "extraction" / "ground-truth.json"), help="ground-truth JSON")
     parser.add_argument("--labels", default=str(REPO / "bench" / "work" / "clutter-labels.jsonl"), help="training rows to write")
     parser.add_argument("--output", default=str(REPO / "classifiers" / "default_models" / "clutter"), help="model directory")
+    parser.add_argument(
+        "--backend", choices=("fasttext", "line_sequence"), default=SHIPPED_BACKEND, help=f"line model (default: {SHIPPED_BACKEND})"
+    )
     args = parser.parse_args()
 
     pages = load_pages(Path(args.crawl), Path(args.ground_truth))
@@ -46,7 +56,7 @@ def main() -> int:
         html = decode_html(page.payload, page.charset).html
         text, origins = extract_with_origins(html, page.url, thread_posts=thread_posts if thread_posts.enabled else None)
         extraction[page.url] = {"text": text, "origins": origins}
-    rows = label_rows(pages, extraction)
+    rows = label_rows(pages, extraction, context=True)
     labels = Path(args.labels)
     labels.parent.mkdir(parents=True, exist_ok=True)
     with labels.open("w", encoding="utf-8") as out:
@@ -54,9 +64,11 @@ def main() -> int:
             # stage 1 does not store line origins (they did not help, see bench/RESULTS.md), so the
             # model must not learn them either
             out.write(json.dumps({**row, "origin": ""}, ensure_ascii=False) + "\n")
-    print(f"{len(rows)} labelled lines from {len(pages)} pages -> {labels}", file=sys.stderr)
-    params = [f"--param={key}={value}" for key, value in MODEL_PARAMS.items()]
-    status = cli.main(["train", "--task", "clutter", "--data", str(labels), "--output", args.output, *params])
+    labelled = sum(row["label"] is not None for row in rows)
+    print(f"{labelled} labelled lines ({len(rows)} with context) from {len(pages)} pages -> {labels}", file=sys.stderr)
+    chosen = MODEL_PARAMS if args.backend == "fasttext" else SEQUENCE_PARAMS
+    params = [f"--param={key}={json.dumps(value)}" for key, value in chosen.items()]
+    status = cli.main(["train", "--task", "clutter", "--backend", args.backend, "--data", str(labels), "--output", args.output, *params])
     # metrics.json names the training data relative to the model, so that `thresher classifiers eval
     # classifiers/default_models/clutter` finds it in any checkout after this script has run there
     metrics_path = Path(args.output) / METRICS_NAME

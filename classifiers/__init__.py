@@ -1,5 +1,6 @@
 """Stage 3 classifiers: page type, line clutter and topic, each behind one interface with a fastText
-(default, CPU) and a transformers backend.
+(default, CPU) and a transformers backend; line clutter also has line_sequence (a small torch
+BiGRU over the page's lines, classifiers.line_sequence).
 
 Models out of the box
 ---------------------

@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 BACKENDS = {
     "fasttext": "classifiers.fasttext_backend:FastTextClassifier",
     "transformers": "classifiers.transformers_backend:TransformersClassifier",
+    "line_sequence": "classifiers.line_sequence:LineSequenceClassifier",
 }
 
 

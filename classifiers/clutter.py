@@ -13,13 +13,15 @@ neither labels nor the shipped model; ambiguous lines get no label.
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from classifiers.base import TextClassifier
-from pipeline.lexicon import COLONS, clutter_phrases, ends_sentence, estimated_words
+from pipeline.lexicon import CJK_CHAR, COLONS, clutter_phrases, ends_sentence, estimated_words
 
 KEEP, CLUTTER = "keep", "clutter"
 SHIPPED_MODEL = "shipped"  # a tagger model_dir naming the clutter model shipped in default_models/clutter
@@ -69,6 +71,61 @@ def line_input(line: str, index: int, count: int, origin: str = "") -> str:
     return f"{' '.join(markers)} {line[:LINE_CHARS]}"
 
 
+LINE_FEATURES = (
+    "log_chars",
+    "log_words",
+    "relative_position",
+    "first_lines",
+    "last_lines",
+    "punctuation_share",
+    "digit_share",
+    "log_link_like",
+    "ends_sentence",
+    "uppercase_share",
+    "cjk_share",
+    "repeated_in_document",
+    "document_char_share",
+    "log_document_lines",
+    "boilerplate_phrase",
+)
+
+
+def line_features(lines: Sequence[str]) -> list[list[float]]:
+    """Numeric features (LINE_FEATURES, in that order) of each line of one document: the same
+    measurements as `line_input`'s markers, unbucketed, plus what only the whole document tells
+    (a line repeated in it, its share of the document's characters, the document's length)."""
+    stripped = [line.strip() for line in lines]
+    repeats = Counter(line for line in stripped if line)
+    total_chars = sum(len(line) for line in stripped) or 1
+    count = len(lines)
+    boilerplate = clutter_phrases()
+    rows = []
+    for index, line in enumerate(stripped):
+        chars = len(line) or 1
+        letters = _LETTER.findall(line)
+        words = estimated_words(line)
+        rows.append(
+            [
+                math.log1p(len(line)) / 7,
+                math.log1p(words) / 5,
+                index / max(count - 1, 1),
+                float(index < 3),
+                float(index >= count - 3),
+                len(_PUNCTUATION.findall(line)) / chars,
+                len(_DIGIT.findall(line)) / chars,
+                math.log1p(len(_LINK_LIKE.findall(line))),
+                float(bool(line) and ends_sentence(line, also=COLONS)),
+                sum(ch.isupper() for ch in letters) / len(letters) if letters else 0.0,
+                len(CJK_CHAR.findall(line)) / chars,
+                float(repeats[line] > 1),
+                len(line) / total_chars,
+                math.log1p(count) / 7,
+                float(words < 12 and bool(boilerplate.search(line))),
+            ]
+        )
+    return rows
+
+
 def weak_clutter_label(line: str) -> tuple[str, str] | None:
     """(keep | clutter, rule) for clear cases, None for lines the rules cannot call."""
     stripped = line.strip()
@@ -107,7 +164,10 @@ def line_scores(
 ) -> list[list[float | None]]:
     """P(`label`) of each line of each text, aligned with text.split("\n"); blank lines are not scored
     (None). One model call for all lines of the batch. `origins` (optional, per text) are stage 1's
-    line origins (pipeline.extract.extract_with_origins)."""
+    line origins (pipeline.extract.extract_with_origins). A model that scores whole documents (the
+    line_sequence backend: `scores_documents`) gets the texts themselves and no origins."""
+    if getattr(model, "scores_documents", False):
+        return model.document_line_scores(texts, label)
     split = [(text or "").split("\n") for text in texts]
     inputs: list[str] = []
     where: list[tuple[int, int]] = []

@@ -20,6 +20,7 @@ from classifiers.base import METRICS_NAME, TextClassifier, backend_class, load_c
 from classifiers.metrics import classification_metrics
 from classifiers.tasks import TASKS, model_input
 from pipeline.documents_input import read_jsonl
+from pipeline.inputs import InputError
 from pipeline.seeded_hash import unit_hash
 
 
@@ -67,6 +68,52 @@ def _read_rows(path: Path):
         yield from ds.dataset(str(path), format="parquet").to_table().to_pylist()
         return
     yield from read_jsonl(path)
+
+
+@dataclass
+class LineDocuments:
+    """Documents as line sequences with a label (or None) per line: what a model over the whole
+    page's lines (the line_sequence backend) trains on."""
+
+    ids: list[str]
+    lines: list[list[str]]
+    labels: list[list[str | None]]
+
+    def subset(self, rows: Sequence[int]) -> LineDocuments:
+        return LineDocuments([self.ids[i] for i in rows], [self.lines[i] for i in rows], [self.labels[i] for i in rows])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def read_line_documents(
+    paths: Sequence[str | Path], text_field: str = "text", label_field: str = "label", document_field: str = "url"
+) -> LineDocuments:
+    """Clutter-task rows (one line each: `text`, `line_index`, `line_count`, the document's `url`, and a
+    label or none) put back together into documents, in document order. A row without a label is a
+    context line; an index no row names is a blank line."""
+    grouped: dict[str, dict] = {}
+    for path in paths:
+        for number, row in enumerate(_read_rows(Path(path)), 1):
+            document, index, count = row.get(document_field), row.get("line_index"), row.get("line_count")
+            if document is None or index is None or count is None:
+                raise InputError(
+                    f"{path} row {number}: line_sequence training needs `{document_field}`, `line_index` and `line_count` in every row"
+                )
+            index, count = int(index), int(count)
+            if not 0 <= index < count:
+                raise InputError(f"{path} row {number}: line_index {index} is outside the document's {count} lines")
+            doc = grouped.setdefault(str(document), {"count": count, "lines": {}})
+            if doc["count"] != count:
+                raise InputError(f"{path} row {number}: document {document} has line_count {count} here and {doc['count']} before")
+            label = row.get(label_field)
+            doc["lines"][index] = (str(row.get(text_field) or ""), str(label).strip() if label is not None and str(label).strip() else None)
+    if not any(label is not None for doc in grouped.values() for _, label in doc["lines"].values()):
+        raise InputError(f"no labelled lines (fields {text_field!r}, {label_field!r}) in {', '.join(map(str, paths))}")
+    ids = sorted(grouped)
+    lines = [[grouped[d]["lines"].get(i, ("", None))[0] for i in range(grouped[d]["count"])] for d in ids]
+    labels = [[grouped[d]["lines"].get(i, ("", None))[1] for i in range(grouped[d]["count"])] for d in ids]
+    return LineDocuments(ids, lines, labels)
 
 
 def holdout_rows(texts: Sequence[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -128,6 +175,69 @@ def train_and_save(
     return record
 
 
+def evaluate_documents(classifier: TextClassifier, data: LineDocuments) -> dict[str, Any]:
+    """Line metrics of a document model on the labelled lines of `data`'s documents."""
+    from classifiers.clutter import line_scores
+
+    label = classifier.labels[-1]
+    scores = line_scores(["\n".join(lines) for lines in data.lines], classifier, label)
+    truth, positive = [], []
+    for doc_labels, doc_scores in zip(data.labels, scores, strict=True):
+        for truth_label, score in zip(doc_labels, doc_scores, strict=True):
+            if truth_label is not None and score is not None:
+                truth.append(truth_label)
+                positive.append(score)
+    if not truth:
+        return {"examples": 0}
+    probs = np.column_stack([1.0 - np.array(positive), np.array(positive)]) if len(classifier.labels) == 2 else None
+    return classification_metrics(truth, classifier.labels, probs)
+
+
+def holdout_documents(ids: Sequence[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train documents, held-out documents), by a hash of the document id: all of a document's lines
+    are on one side."""
+    return holdout_rows(ids, fraction, seed)
+
+
+def train_and_save_documents(
+    backend: str,
+    data: LineDocuments,
+    output_dir: str | Path,
+    params: dict[str, Any] | None = None,
+    holdout: float = 0.1,
+    seed: int = 0,
+    sources: Sequence[str] = (),
+    text_field: str = "text",
+    label_field: str = "label",
+) -> dict[str, Any]:
+    """`train_and_save` for a model over whole documents' lines: the held-out split is by document."""
+    train_rows, eval_rows = holdout_documents(data.ids, holdout, seed)
+    train = data.subset(train_rows)
+    started = time.perf_counter()
+    classifier = backend_class(backend).train_documents(list(zip(train.lines, train.labels, strict=True)), params or {}, seed=seed)
+    train_seconds = time.perf_counter() - started
+    classifier.save(output_dir)
+    line_labels = [label for labels in data.labels for label in labels if label is not None]
+    record = {
+        "backend": backend,
+        "task": "clutter",
+        "data": [_portable_path(source, Path(output_dir)) for source in sources],
+        "text_field": text_field,
+        "label_field": label_field,
+        "holdout_fraction": holdout,
+        "holdout_by": "document",
+        "seed": seed,
+        "params": params or {},
+        "train_documents": len(train),
+        "train_examples": sum(label is not None for labels in train.labels for label in labels),
+        "label_counts": dict(sorted(_count(line_labels).items())),
+        "train_seconds": round(train_seconds, 3),
+        "heldout": evaluate_documents(classifier, data.subset(eval_rows)) if eval_rows else {"examples": 0},
+    }
+    (Path(output_dir) / METRICS_NAME).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return record
+
+
 def evaluate_saved(model_dir: str | Path, data_paths: Sequence[str] | None = None, split: str = "heldout") -> dict[str, Any]:
     """Metrics of the model in `model_dir` on its recorded held-out split (`split="heldout"`) or on every
     row (`split="all"`) of `data_paths`, which default to the data it was trained on."""
@@ -135,6 +245,14 @@ def evaluate_saved(model_dir: str | Path, data_paths: Sequence[str] | None = Non
     paths = list(data_paths or [Path(model_dir) / path for path in recorded["data"]])
     if not paths:
         raise ValueError(f"{model_dir}/{METRICS_NAME} names no training data: pass the data to evaluate on")
+    if recorded.get("holdout_by") == "document":
+        documents = read_line_documents(paths, recorded.get("text_field", "text"), recorded.get("label_field", "label"))
+        if split == "heldout":
+            _, rows = holdout_documents(documents.ids, recorded["holdout_fraction"], recorded["seed"])
+            documents = documents.subset(rows)
+        elif split != "all":
+            raise ValueError(f"split must be 'heldout' or 'all', not {split!r}")
+        return evaluate_documents(load_classifier(model_dir), documents)
     data = read_labelled(
         paths, recorded.get("text_field", "text"), recorded.get("label_field", "label"), recorded.get("task", "plain")
     )

@@ -83,12 +83,29 @@ def _same(a, b) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from classifiers.training import evaluate_saved, read_labelled, train_and_save
+    from classifiers.base import backend_class
+    from classifiers.training import (
+        evaluate_saved,
+        read_labelled,
+        read_line_documents,
+        train_and_save,
+        train_and_save_documents,
+    )
+    from pipeline.config import ConfigError
 
     if args.action == "train":
         params = _params(args.param)
         if args.base_model:
             params["base_model"] = str(Path(args.base_model).resolve())
+        if getattr(backend_class(args.backend), "scores_documents", False):
+            if args.task != "clutter":
+                raise ConfigError(f"the {args.backend} backend scores the lines of documents: use it with --task clutter")
+            documents = read_line_documents(args.data, args.text_field, args.label_field)
+            record = train_and_save_documents(
+                args.backend, documents, args.output, params, args.holdout, args.seed, args.data, args.text_field, args.label_field
+            )
+            print(json.dumps(record["heldout"], indent=2))
+            return 0
         data = read_labelled(args.data, args.text_field, args.label_field, args.task)
         record = train_and_save(
             args.backend, data, args.output, params, args.holdout, args.seed, args.data, None, args.text_field, args.label_field, args.task

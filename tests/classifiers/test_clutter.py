@@ -8,6 +8,8 @@ from classifiers.base import TextClassifier, load_classifier
 from classifiers.clutter import (
     CLUTTER,
     KEEP,
+    LINE_FEATURES,
+    line_features,
     line_input,
     line_scores,
     remove_clutter,
@@ -62,6 +64,19 @@ def test_line_input_marks_position_length_shares_and_origin():
     assert "__punct0__" in line_input("plain words here", 5, 10) and "__punct4__" in line_input("a|b|c|d", 5, 10)
     assert "__link0__" in line_input("plain words", 5, 10) and "__link2__" in line_input("see www.example.com/x", 5, 10)
     assert "__digit4__" in line_input("2024-05-10 12:00", 5, 10) and "__end1__" in line_input("A sentence.", 5, 10)
+
+
+def test_line_features_measure_each_line_and_its_document():
+    rows = line_features(["Home", "A full sentence of words.", "Home", "研究人员在湖边", ""])
+    assert len(rows) == 5 and all(len(row) == len(LINE_FEATURES) for row in rows)
+    column = {name: [row[i] for row in rows] for i, name in enumerate(LINE_FEATURES)}
+    assert column["repeated_in_document"] == [1.0, 0.0, 1.0, 0.0, 0.0]
+    assert column["ends_sentence"] == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert column["first_lines"] == [1.0, 1.0, 1.0, 0.0, 0.0] and column["last_lines"] == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert column["relative_position"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert column["cjk_share"][3] == 1.0 and column["cjk_share"][1] == 0.0
+    assert abs(sum(column["document_char_share"]) - 1.0) < 1e-9
+    assert column["log_chars"][1] > column["log_chars"][0] and column["log_chars"][4] == 0.0
 
 
 class OriginScorer(WordCountScorer):

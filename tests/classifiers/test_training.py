@@ -86,3 +86,27 @@ def test_cross_validation_covers_every_row_once(shared_data):
     result = cross_validate("fasttext", data, folds=2, params=SMALL_FASTTEXT, seed=0)
     assert sum(fold["examples"] for fold in result["per_fold"]) == len(data)
     assert 0.7 < result["auc_mean"] <= 1.0 and result["auc_std"] >= 0
+
+
+def test_line_rows_come_back_as_documents_and_bad_rows_are_named(tmp_path):
+    from classifiers.training import read_line_documents
+    from pipeline.inputs import InputError
+
+    rows = [
+        {"url": "b", "text": "second page", "line_index": 0, "line_count": 1, "label": "keep"},
+        {"url": "a", "text": "Menu", "line_index": 2, "line_count": 3, "label": "clutter"},
+        {"url": "a", "text": "Title", "line_index": 0, "line_count": 3, "label": None},
+    ]
+    (tmp_path / "l.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    documents = read_line_documents([tmp_path / "l.jsonl"])
+    assert documents.ids == ["a", "b"]
+    assert documents.lines == [["Title", "", "Menu"], ["second page"]]  # an index no row names is a blank line
+    assert documents.labels == [[None, None, "clutter"], ["keep"]]
+    for bad, message in [
+        ({"text": "x", "line_index": 0, "line_count": 1, "label": "keep"}, "needs `url`, `line_index` and `line_count`"),
+        ({"url": "a", "text": "x", "line_index": 3, "line_count": 3, "label": "keep"}, "line_index 3 is outside"),
+        ({"url": "a", "text": "x", "line_index": 0, "line_count": 4, "label": "keep"}, "has line_count 4 here and 3 before"),
+    ]:
+        (tmp_path / "bad.jsonl").write_text("\n".join(json.dumps(r) for r in [*rows, bad]) + "\n")
+        with pytest.raises(InputError, match=message):
+            read_line_documents([tmp_path / "bad.jsonl"])

@@ -32,3 +32,40 @@ def test_bootstrap_command_makes_the_models_dir(stage2_dir, tmp_path, capsys):
     assert {p.name for p in out.iterdir()} >= {"page_type", "clutter", "topic", "weak_labels", "bootstrap.json"}
     assert json.loads((out / "bootstrap.json").read_text())["documents"] == 150
     assert "point tag.model_dir there" in capsys.readouterr().err
+
+
+def write_line_rows(path, documents: int = 30) -> None:
+    """Clutter-task rows of hand-made pages: menu lines (clutter), paragraphs (keep), and one
+    unlabelled context line per page."""
+    with path.open("w") as out:
+        for number in range(documents):
+            lines = ["Home", "News", "Contact"] + [f"Paragraph {number} tells how the river rose {k} feet after the rain." for k in range(4)]
+            lines.append("Share this")
+            labels = ["clutter"] * 3 + ["keep"] * 4 + [None]
+            for index, (line, label) in enumerate(zip(lines, labels, strict=True)):
+                row = {"url": f"https://x.org/{number}", "text": line, "line_index": index, "line_count": len(lines), "label": label}
+                out.write(json.dumps(row) + "\n")
+
+
+def test_train_a_line_sequence_clutter_model_then_eval_reproduces(tmp_path, capsys):
+    data, out = tmp_path / "lines.jsonl", tmp_path / "clutter"
+    write_line_rows(data)
+    small = ["--param", "buckets=2048", "--param", "embedding_dim=8", "--param", "hidden=8", "--param", "epochs=10"]
+    args = ["classifiers", "train", "--task", "clutter", "--backend", "line_sequence", "--data", str(data), "--output", str(out)]
+    assert main([*args, "--holdout", "0.3", *small]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["examples"] > 0 and printed["auc"] > 0.9
+    assert load_classifier(out).backend == "line_sequence"
+    assert main(["classifiers", "eval", str(out)]) == 0
+    assert "reproduces" in capsys.readouterr().err
+    # the same rows train the fastText line model (unlabelled context lines are skipped)
+    assert main(["classifiers", "train", "--task", "clutter", "--data", str(data), "--output", str(tmp_path / "ft"), "--param", "bucket=2000"]) == 0
+    assert json.loads((tmp_path / "ft" / "metrics.json").read_text())["label_counts"] == {"clutter": 90, "keep": 120}
+
+
+def test_a_line_sequence_model_needs_the_clutter_task(tmp_path, capsys):
+    data = tmp_path / "lines.jsonl"
+    write_line_rows(data, 2)
+    code = main(["classifiers", "train", "--backend", "line_sequence", "--data", str(data), "--output", str(tmp_path / "m")])
+    assert code != 0
+    assert "use it with --task clutter" in capsys.readouterr().err
