@@ -55,13 +55,14 @@ def read_labelled(
                 texts.append(model_input(task, {**row, "text": str(text)}))
                 labels.append(str(label).strip())
     if not texts:
-        raise ValueError(f"no labelled rows (fields {text_field!r}, {label_field!r}) in {', '.join(map(str, paths))}")
+        raise InputError(f"no labelled rows (fields {text_field!r}, {label_field!r}) in {', '.join(map(str, paths))}: "
+                         "give files with a text and a label per row, or name the fields with --text-field/--label-field")
     return LabelledData(texts, labels)
 
 
 def _read_rows(path: Path):
     if not path.exists():
-        raise FileNotFoundError(f"training data {path} does not exist")
+        raise InputError(f"labelled data {path} does not exist: check the path")
     if path.is_dir() or path.suffix == ".parquet":
         import pyarrow.dataset as ds
 
@@ -241,10 +242,17 @@ def train_and_save_documents(
 def evaluate_saved(model_dir: str | Path, data_paths: Sequence[str] | None = None, split: str = "heldout") -> dict[str, Any]:
     """Metrics of the model in `model_dir` on its recorded held-out split (`split="heldout"`) or on every
     row (`split="all"`) of `data_paths`, which default to the data it was trained on."""
-    recorded = json.loads((Path(model_dir) / METRICS_NAME).read_text())
+    metrics_file = Path(model_dir) / METRICS_NAME
+    if not metrics_file.is_file():
+        raise InputError(f"{model_dir}: no {METRICS_NAME} (not a model directory thresher wrote): check the path")
+    recorded = json.loads(metrics_file.read_text())
     paths = list(data_paths or [Path(model_dir) / path for path in recorded["data"]])
     if not paths:
-        raise ValueError(f"{model_dir}/{METRICS_NAME} names no training data: pass the data to evaluate on")
+        raise InputError(f"{metrics_file} names no training data: pass --data FILE to evaluate on")
+    missing = [path for path in paths if not data_paths and not Path(path).exists()]
+    if missing:
+        raise InputError(f"{model_dir}: the data it was trained on ({os.path.normpath(missing[0])}) is not here: "
+                         "pass --data FILE to evaluate on labelled data (or rebuild that data where the model was made)")
     if recorded.get("holdout_by") == "document":
         documents = read_line_documents(paths, recorded.get("text_field", "text"), recorded.get("label_field", "label"))
         if split == "heldout":

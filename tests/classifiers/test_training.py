@@ -17,6 +17,7 @@ from classifiers.training import (
     read_labelled,
     train_and_save,
 )
+from pipeline.inputs import InputError
 
 from .conftest import SMALL_FASTTEXT
 
@@ -40,8 +41,11 @@ def test_bad_input_is_a_clear_error(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"text": "a", "label": 1}\nnot json\n')
     with pytest.raises(ValueError, match="bad.jsonl line 2 is not JSON"):
         read_labelled([tmp_path / "bad.jsonl"])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="missing.jsonl does not exist"):
         read_labelled([tmp_path / "missing.jsonl"])
+    (tmp_path / "unlabelled.jsonl").write_text('{"text": "a"}\n')
+    with pytest.raises(InputError, match="no labelled rows"):
+        read_labelled([tmp_path / "unlabelled.jsonl"])
     with pytest.raises(ValueError, match="unknown task"):
         read_labelled([tmp_path / "bad.jsonl"], task="nope")
 

@@ -69,3 +69,18 @@ def test_a_line_sequence_model_needs_the_clutter_task(tmp_path, capsys):
     code = main(["classifiers", "train", "--backend", "line_sequence", "--data", str(data), "--output", str(tmp_path / "m")])
     assert code != 0
     assert "use it with --task clutter" in capsys.readouterr().err
+
+
+def test_eval_of_the_shipped_clutter_model_without_its_labels_is_one_line(tmp_path, capsys):
+    """The shipped model's metrics name labels that bench/build_clutter_model.py writes, not shipped."""
+    import shutil
+
+    from classifiers.clutter import shipped_model_dir
+
+    model = tmp_path / "clutter"
+    shutil.copytree(shipped_model_dir(), model)  # beside no bench/work/ labels
+    assert main(["classifiers", "eval", str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not here: pass --data FILE" in err and "Traceback" not in err
+    assert main(["classifiers", "eval", str(tmp_path / "nothing")]) == 2
+    assert "not a model directory thresher wrote" in capsys.readouterr().err
