@@ -474,9 +474,9 @@ class StageJob:
             source_from_args(args, getattr(args, self.documents_input))
             detail = detail or getattr(args, self.documents_input)
         started = time.perf_counter()
-        print_stage_start(self.stage, detail or "")
-        spark = spark_session(f"thresher-{self.stage.split()[0]}", config.spark, args.master)
-        with DirectoryLock(args.output):
+        with DirectoryLock(args.output):  # before Spark's start-up: a second run on --output is refused at once
+            print_stage_start(self.stage, detail or "")
+            spark = spark_session(f"thresher-{self.stage.split()[0]}", config.spark, args.master)
             stats = self.work(spark, args, config)
         if stats is not None:
             print_stage_summary(self.stage, stats, time.perf_counter() - started)

@@ -292,6 +292,15 @@ def test_a_stage_job_checks_before_spark_and_the_lock_then_runs_under_the_lock(t
     start, summary = capsys.readouterr().err.splitlines()
     assert start == "[thresher] demo: starting (detail)"
     assert re.fullmatch(r"\[thresher\] demo: 1 in, 1 out, 0 rejected, \d+\.\ds", summary)
+    calls.clear()
+    holder = hold_lock(tmp_path / "out")  # another run holds --output: refused before Spark starts
+    try:
+        with pytest.raises(ConfigError, match="in use by another thresher run"):
+            job.run(parse_job(job, ["--output", str(tmp_path / "out")]))
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert calls == [("check", 2048)]
 
 
 def parse_job(job, argv):
