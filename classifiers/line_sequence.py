@@ -27,7 +27,6 @@ import numpy as np
 from classifiers.base import TextClassifier, load_classifier
 from classifiers.clutter import CLUTTER, KEEP, LINE_CHARS, LINE_FEATURES, line_features
 from classifiers.fasttext_backend import fasttext_tokens
-from pipeline.seeded_hash import unit_hash
 
 WEIGHTS_FILE = "line_sequence.safetensors"
 LABELS = (CLUTTER, KEEP)
@@ -130,8 +129,10 @@ def _first_stage_scores(model, texts: Sequence[str]) -> list[list[float | None]]
 def _out_of_fold_first_stage(documents, params: dict[str, Any], folds: int, seed: int) -> list[list[float | None]]:
     """Each document's first-stage scores from a model trained on the other folds' documents only
     (folds by a hash of the document's text), so the network learns how far to trust unseen scores."""
+    from classifiers.training import fold_of
+
     texts = ["\n".join(lines) for lines, _ in documents]
-    fold = [int(unit_hash(seed, text) * folds) for text in texts]
+    fold = fold_of(texts, folds, seed)
     scores: list[list[float | None]] = [[] for _ in documents]
     for k in range(folds):
         held = [i for i, f in enumerate(fold) if f == k]

@@ -158,12 +158,7 @@ def train_and_save(
     train_seconds = time.perf_counter() - started
     classifier.save(output_dir)
     record = {
-        "backend": backend,
-        "task": task,
-        "data": [_portable_path(source, Path(output_dir)) for source in sources],
-        "text_field": text_field,
-        "label_field": label_field,
-        "holdout_fraction": holdout,
+        **_record_head(backend, task, sources, output_dir, text_field, label_field, holdout),
         "seed": seed,
         "params": params or {},
         "train_examples": len(train),
@@ -172,8 +167,7 @@ def train_and_save(
         "train_seconds": round(train_seconds, 3),
         "heldout": evaluate(classifier, data.subset(eval_rows)) if eval_rows else {"examples": 0},
     }
-    (Path(output_dir) / METRICS_NAME).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    return record
+    return _write_record(output_dir, record)
 
 
 def evaluate_documents(classifier: TextClassifier, data: LineDocuments) -> dict[str, Any]:
@@ -220,12 +214,7 @@ def train_and_save_documents(
     classifier.save(output_dir)
     line_labels = [label for labels in data.labels for label in labels if label is not None]
     record = {
-        "backend": backend,
-        "task": "clutter",
-        "data": [_portable_path(source, Path(output_dir)) for source in sources],
-        "text_field": text_field,
-        "label_field": label_field,
-        "holdout_fraction": holdout,
+        **_record_head(backend, "clutter", sources, output_dir, text_field, label_field, holdout),
         "holdout_by": "document",
         "seed": seed,
         "params": params or {},
@@ -235,6 +224,23 @@ def train_and_save_documents(
         "train_seconds": round(train_seconds, 3),
         "heldout": evaluate_documents(classifier, data.subset(eval_rows)) if eval_rows else {"examples": 0},
     }
+    return _write_record(output_dir, record)
+
+
+def _record_head(backend: str, task: str, sources: Sequence[str], output_dir: str | Path, text_field: str,
+                 label_field: str, holdout: float) -> dict[str, Any]:
+    """The fields of metrics.json that say what was trained on what (every training path writes them first)."""
+    return {
+        "backend": backend,
+        "task": task,
+        "data": [_portable_path(source, Path(output_dir)) for source in sources],
+        "text_field": text_field,
+        "label_field": label_field,
+        "holdout_fraction": holdout,
+    }
+
+
+def _write_record(output_dir: str | Path, record: dict[str, Any]) -> dict[str, Any]:
     (Path(output_dir) / METRICS_NAME).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return record
 
