@@ -383,11 +383,12 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
         **minhash_stats,
         "timings": timings,
     }
-    documents_in = docs.count() + by_rule.get(INPUT_PARSE_ERROR, 0)  # unparsable lines are input records too
-    judged_count = next(iter(rule_stats.values())).seen
-    if judged_count != documents_in - by_rule.get(INPUT_PARSE_ERROR, 0):
+    documents_read = docs.count()
+    judged_count = next(iter(rule_stats.values())).seen  # the first rule sees every document
+    if judged_count != documents_read:
         raise RuntimeError(f"stage 2 lost track of the heuristics' counts: {judged_count} documents judged of "
-                           f"{documents_in}; output left uncommitted in {output_dir}")
+                           f"{documents_read}; output left uncommitted in {output_dir}")
+    documents_in = documents_read + by_rule.get(INPUT_PARSE_ERROR, 0)  # unparsable lines are input records too
     shutil.rmtree(work_dir, ignore_errors=True)
     stats = output.commit_stats(STAGE, config, [input_dir], documents_in, written_docs.count(),
                                 dict(sorted(by_rule.items())), details,
