@@ -2,14 +2,13 @@ import json
 
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 
 from pipeline.config import ConfigError
 from trainer.export_hf import export_checkpoint, export_model, run_tokenizer, special_token_ids
 from trainer.model import Transformer, preset
 from trainer.train import TrainConfig, train
-
-transformers = pytest.importorskip("transformers")
 
 
 def random_model(seed=0):
