@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 
 from pipeline.documents_input import (
+    INPUT_PARSE_ERROR,
     PARTS,
     DocumentSource,
     FieldMapping,
@@ -74,3 +76,25 @@ def parse_rejects(spark, rejects_dir: str):
     if not any(Path(rejects_dir).glob("*.parquet")):
         return spark.createDataFrame([], schema)
     return spark.read.schema(schema).parquet(f"{rejects_dir}/*.parquet")
+
+
+def fresh_rejects_dir(work: Path) -> str:
+    """An empty `input_rejects` directory under a stage's work directory, for the JSONL lines that
+    `read_documents` sets aside (a crashed attempt's files would count lines the input may no longer have)."""
+    path = work / "input_rejects"
+    shutil.rmtree(path, ignore_errors=True)
+    return str(path)
+
+
+def skipped_lines_note(rejects_dir: str, stage: str) -> tuple[int, str | None]:
+    """(the JSONL lines set aside in `rejects_dir`, the console line that says so, None when there are none),
+    read on the driver once the reading job has run."""
+    import pyarrow.parquet as pq
+
+    details = [detail for path in sorted(Path(rejects_dir).glob("*.parquet"))
+               for detail in pq.read_table(path, columns=["detail"]).column("detail").to_pylist()]
+    if not details:
+        return 0, None
+    lines = "line that is" if len(details) == 1 else "lines that are"
+    return len(details), (f"[thresher] {stage}: skipped {len(details):,} JSONL {lines} no JSON object, counted as "
+                          f"{INPUT_PARSE_ERROR} rejects; the first: {details[0]}")

@@ -42,10 +42,16 @@ from functools import partial
 from pathlib import Path
 
 from jobs.common import StageJob, StageOutput
-from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args
+from jobs.documents_input import (
+    INPUT_HELP,
+    add_field_arguments,
+    fields_from_args,
+    fresh_rejects_dir,
+    skipped_lines_note,
+)
 from jobs.documents_input import parts_frame as source_parts_frame
 from pipeline.config import Config, ConfigError, ExportConfig
-from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, document_batches, resolve_source
+from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, document_batches, resolve_source
 from pipeline.export_encode import (
     DOCUMENT_SPILL_PREFIX,
     EncoderSpec,
@@ -120,15 +126,17 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     check_export_config(cfg)
     documents = resolve_source(input_dir, fields)
     source = Path(input_dir)
-    if documents.committed_stage and documents.has_columns(["doc_id", "text"]):
-        parts, read = parts_frame(spark, _input_parts(source)), read_document_parts
-    else:  # conformed in the workers: ids derived where missing, sample_copies null (one copy) where absent
-        parts, read = source_parts_frame(spark, documents), partial(document_batches, fields=documents.fields)
     tokenizer = load_tokenizer(tokenizer_dir, cfg.eos_token)
     tokenizer_dir = str(Path(tokenizer_dir).resolve())
     capacity = cfg.seq_len + 1
     output = StageOutput(output_dir)
     output.begin()
+    rejects_dir = fresh_rejects_dir(output.work)
+    if documents.committed_stage and documents.has_columns(["doc_id", "text"]):
+        parts, read = parts_frame(spark, _input_parts(source)), read_document_parts
+    else:  # conformed in the workers: ids derived where missing, sample_copies null (one copy) where absent
+        parts = source_parts_frame(spark, documents)
+        read = partial(document_batches, fields=documents.fields, rejects_dir=rejects_dir, stage=STAGE)
     started = output.started
     batch_setting = "spark.sql.execution.arrow.maxRecordsPerBatch"
     previous_batch = spark.conf.get(batch_setting, None)
@@ -194,6 +202,9 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     encoder.tokenizer_json.destroy()
     shutil.rmtree(spill_dir, ignore_errors=True)  # absent when no document had text
 
+    skipped, note = skipped_lines_note(rejects_dir, STAGE)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, source, documents.committed_stage)
     Path(output.staged("manifest.json")).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     for note in empty_split_notes(manifest):
@@ -210,8 +221,10 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         "dropped_tokens": totals["dropped_tokens"],
         "shards": len(written),
     }
-    return output.commit_stats(STAGE, config, [input_dir, tokenizer_dir], counts["documents_in"],
-                               totals["source_documents"], {"empty_text": counts["empty_text"]}, details,
+    rejects_by_rule = {"empty_text": counts["empty_text"], **({INPUT_PARSE_ERROR: skipped} if skipped else {})}
+    # unparsable lines are input records too
+    return output.commit_stats(STAGE, config, [input_dir, tokenizer_dir], counts["documents_in"] + skipped,
+                               totals["source_documents"], rejects_by_rule, details,
                                phases={"tokenize_pack": tokenized_at - started, "place_write": finished - tokenized_at})
 
 

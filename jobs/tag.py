@@ -3,9 +3,10 @@
 Reads a committed stage 2 output (documents/ Parquet), runs the taggers of config `tag.taggers` in
 batches inside Spark tasks (mapInArrow; each Python worker loads each model once), and writes
 OUTPUT/documents/ (the stage 2 columns plus each tagger's, see classifiers.tagging; sorted by
-doc_id) and OUTPUT/stats.json, which records per tagger its model directory, a content hash of
-the model files, its labels and held-out metrics, and score histograms. No document is dropped and
-`text` is unchanged: thresholds live in `thresher select`.
+doc_id), OUTPUT/rejects/ (the lines of a user's JSONL input that are no JSON object; rule
+input_parse_error) and OUTPUT/stats.json, which records per tagger its model directory, a content
+hash of the model files, its labels and held-out metrics, and score histograms. No document is
+dropped and `text` is unchanged: thresholds live in `thresher select`.
 
 Models: each tagger's `model_dir` (absolute, or relative to config `tag.model_dir` / --models-dir);
 make the defaults with `thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output MODELS_DIR`.
@@ -25,9 +26,17 @@ from classifiers.base import ModelNotFoundError, model_digest, read_manifest, re
 from classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
 from classifiers.tagging import Tagger, check_tagger, tag_batches, tagged_schema
 from jobs.common import StageJob, StageOutput, crash_point
-from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args, read_documents
+from jobs.documents_input import (
+    INPUT_HELP,
+    add_field_arguments,
+    fields_from_args,
+    fresh_rejects_dir,
+    parse_rejects,
+    read_documents,
+    skipped_lines_note,
+)
 from pipeline.config import Config, ConfigError
-from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
+from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from schemas import to_spark_schema
 from schemas.documents import RULES
 
@@ -152,7 +161,8 @@ def run_tag(
     out.begin()
     started = time.perf_counter()
     # Columns stage 2 did not write (or a user's input lacks) are null.
-    documents = read_documents(spark, source, RULES)
+    rejects_dir = fresh_rejects_dir(out.work)
+    documents = read_documents(spark, source, RULES, rejects_dir=rejects_dir, stage=STAGE)
     missing_columns = [name for name in RULES.names if name not in source.columns]
     if partitions:
         documents = documents.repartition(partitions, "doc_id")
@@ -165,7 +175,11 @@ def run_tag(
     crash_point("tag:scored")
     tagged = spark.read.parquet(tagged_path)
     tagged.orderBy("doc_id").write.parquet(out.staged("documents"))
-    documents_in = tagged.count()
+    parse_rejects(spark, rejects_dir).orderBy("warc_path", "detail").write.parquet(out.staged("rejects"))
+    skipped, note = skipped_lines_note(rejects_dir, STAGE)
+    if note:
+        print(note, file=sys.stderr, flush=True)
+    documents_out = tagged.count()
     details = {
         "missing_input_columns": missing_columns,
         "taggers": list(info.values()),  # a list: tagger order is column order
@@ -173,7 +187,10 @@ def run_tag(
         "score_histograms": {t.name: _histogram(tagged, t) for t in taggers},
     }
     crash_point("tag:before_commit")
-    return out.commit_stats(STAGE, config, [str(Path(input_dir).resolve())], documents_in, documents_in, {}, details,
+    rejects_by_rule = {INPUT_PARSE_ERROR: skipped} if skipped else {}
+    # unparsable lines are input records too
+    return out.commit_stats(STAGE, config, [str(Path(input_dir).resolve())], documents_out + skipped, documents_out,
+                            rejects_by_rule, details,
                             phases={"tagging": tag_seconds})
 
 
@@ -204,7 +221,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
 
 
 JOB = StageJob(STAGE, "thresher tag", __doc__,
-               lambda parser: add_stage3_arguments(parser, "output directory (documents/, stats.json)"),
+               lambda parser: add_stage3_arguments(parser, "output directory (documents/, rejects/, stats.json)"),
                "tag.batch_size=128", _work, _check, "input")
 
 

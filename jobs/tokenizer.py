@@ -20,9 +20,16 @@ import sys
 import pyarrow as pa
 
 from jobs.common import StageJob, StageOutput
-from jobs.documents_input import INPUT_HELP, add_field_arguments, fields_from_args, read_documents
+from jobs.documents_input import (
+    INPUT_HELP,
+    add_field_arguments,
+    fields_from_args,
+    fresh_rejects_dir,
+    read_documents,
+    skipped_lines_note,
+)
 from pipeline.config import Config, ConfigError
-from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping, resolve_source
+from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from pipeline.tokenize import save_tokenizer, tokenizer_sha256, train_byte_level_bpe
 
 STAGE = "tokenizer"
@@ -64,8 +71,12 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
     output = StageOutput(output_dir)
     output.begin()
 
-    docs = read_documents(spark, source, _SAMPLED_COLUMNS).where(F.length("text") > 0)
+    rejects_dir = fresh_rejects_dir(output.work)
+    docs = read_documents(spark, source, _SAMPLED_COLUMNS, rejects_dir=rejects_dir, stage=STAGE).where(F.length("text") > 0)
     documents_in = docs.count()
+    skipped, note = skipped_lines_note(rejects_dir, STAGE)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     keep = min(1.0, cfg.tokenizer_sample_documents / max(documents_in, 1))
     # xxhash64 is a signed 64-bit value: keep the lowest `keep` share of its range.
     cut = int(-(2**63) + keep * 2**64)
@@ -90,7 +101,8 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
         "special_tokens": special_tokens,
         "sha256": tokenizer_sha256(output.staging),
     }
-    stats = output.commit_stats(STAGE, config, [input_dir], documents_in, sampled["documents"], {}, details)
+    rejects_by_rule = {INPUT_PARSE_ERROR: skipped} if skipped else {}
+    stats = output.commit_stats(STAGE, config, [input_dir], documents_in + skipped, sampled["documents"], rejects_by_rule, details)
     note = vocabulary_note(details["vocab_size"], cfg.vocab_size)
     if note:
         print(note, file=sys.stderr, flush=True)

@@ -372,14 +372,15 @@ EXPORT_COLUMNS = pa.schema([pa.field("doc_id", pa.string()), pa.field("text", pa
                             pa.field("sample_copies", pa.int32())])
 
 
-def document_batches(parts: Iterator[pa.RecordBatch], batch_documents: int,
-                     fields: FieldMapping) -> Iterator[pa.RecordBatch]:
+def document_batches(parts: Iterator[pa.RecordBatch], batch_documents: int, fields: FieldMapping,
+                     rejects_dir: str | None = None, stage: str = "") -> Iterator[pa.RecordBatch]:
     """PARTS rows -> the export's documents (schemas.export_wire.DOCUMENTS): copies is sample_copies,
-    or 1 where the input has none."""
+    or 1 where the input has none. `rejects_dir` and `stage` as in `read_source_parts`."""
     import pyarrow.compute as pc
 
     from schemas.export_wire import DOCUMENTS
 
-    for batch in read_source_parts(parts, fields, EXPORT_COLUMNS, batch_rows=batch_documents):
+    for batch in read_source_parts(parts, fields, EXPORT_COLUMNS, batch_rows=batch_documents, rejects_dir=rejects_dir,
+                                   stage=stage):
         copies = pc.fill_null(batch.column("sample_copies"), 1)
         yield pa.RecordBatch.from_arrays([batch.column("doc_id"), batch.column("text"), copies], schema=DOCUMENTS)

@@ -23,7 +23,7 @@ from pipeline.config import ConfigError, load_config
 from pipeline.export_plan import SPLITS, document_key, is_validation, permute, shuffle_seed
 from pipeline.inputs import InputError
 from pipeline.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
-from schemas.stats import stage_stats
+from schemas.stats import read_stats, stage_stats
 
 SETTINGS = {
     "export.seq_len": 255,
@@ -291,7 +291,9 @@ def write_user_documents(directory, rows, kind):
         path = directory / "docs.jsonl.gz"
         import gzip
 
-        path.write_bytes(gzip.compress("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()))
+        lines = [json.dumps(r, ensure_ascii=False) for r in records]
+        lines.insert(1, "not json")  # a broken record: a counted reject (the test below), not a failed job
+        path.write_bytes(gzip.compress("".join(line + "\n" for line in lines).encode()))
     else:
         path = directory / "hf"
         datasets.Dataset.from_list(records).save_to_disk(str(path))
@@ -307,6 +309,9 @@ def test_user_documents_export_to_the_same_shards_as_a_stage(concat_run, rows, t
     code = cli.main(["export", str(path), "--output", str(out), "--tokenizer", str(tokenizer_dir),
                      "--text-field", "body", "--id-field", "uid", "--url-field", "link", *settings])
     assert code == 0
+    stats = read_stats(out)
+    assert stats["rejects_by_rule"].get("input_parse_error", 0) == (kind == "jsonl")
+    assert stats["documents_in"] == read_stats(out_stage)["documents_in"] + (kind == "jsonl")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["splits"] == json.loads((out_stage / "manifest.json").read_text())["splits"]
     for split in SPLITS:

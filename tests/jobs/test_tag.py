@@ -141,14 +141,15 @@ def test_each_worker_process_loads_a_model_once(spark, models_dir):
     assert loads <= len({t.pid for t in tasks}) < 8  # Python workers are reused; each loads at most once
 
 
-def test_a_users_jsonl_of_the_same_documents_gets_the_same_tags(spark, stage2_dir, models_dir, quality_model,
-                                                                tagged_dir, tmp_path):
+def test_a_users_jsonl_of_the_same_documents_gets_the_same_tags_and_a_broken_line_is_a_counted_reject(
+        spark, stage2_dir, models_dir, quality_model, tagged_dir, tmp_path, capsys):
     from jobs.cli import main
 
     rows = pq.read_table(stage2_dir / "documents").to_pylist()
+    lines = [json.dumps({"uid": r["doc_id"], "body": r["text"], "link": r["url"]}, ensure_ascii=False) for r in rows]
+    lines.insert(3, '{"uid": "cut-off", "body": "a record cut off in the mid')  # a broken record: the job goes on
     path = tmp_path / "docs.jsonl"
-    path.write_text("".join(json.dumps({"uid": r["doc_id"], "body": r["text"], "link": r["url"]}, ensure_ascii=False)
-                            + "\n" for r in rows), encoding="utf-8")
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     out = tmp_path / "out"
     assert main(["tag", str(path), "--output", str(out), "--models-dir", str(models_dir),
                  "--text-field", "body", "--id-field", "uid", "--url-field", "link",
@@ -157,7 +158,14 @@ def test_a_users_jsonl_of_the_same_documents_gets_the_same_tags(spark, stage2_di
                "clutter_line_scores"]
     assert pq.read_table(out / "documents", columns=columns) == pq.read_table(tagged_dir / "documents", columns=columns)
     stats = read_stats(out)
-    assert stats["documents_in"] == len(rows) and "warc_path" in stats["details"]["missing_input_columns"]
+    assert stats["documents_in"] == len(rows) + 1 and stats["documents_out"] == len(rows)
+    assert stats["rejects_by_rule"] == {"input_parse_error": 1} and "warc_path" in stats["details"]["missing_input_columns"]
+    (reject,) = pq.read_table(out / "rejects").to_pylist()
+    assert reject["rule"] == "input_parse_error" and reject["stage"] == "tag" and reject["warc_path"] == str(path)
+    assert reject["detail"].startswith(f"{path} line 4 is not JSON") and reject["content"].startswith('{"uid": "cut-off"')
+    notes = [line for line in capsys.readouterr().err.splitlines() if "JSON" in line]
+    assert notes == [f"[thresher] tag: skipped 1 JSONL line that is no JSON object, counted as input_parse_error rejects; "
+                     f"the first: {reject['detail']}"]
 
 
 def test_the_clutter_tagger_uses_the_shipped_model_unless_the_config_names_another(models_dir):

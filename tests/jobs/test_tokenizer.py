@@ -78,11 +78,12 @@ def test_too_small_vocabulary_is_a_config_error(spark, stage_dir, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_a_users_jsonl_trains_the_same_tokenizer_as_the_stage(spark, stage_dir, tmp_path):
+def test_a_users_jsonl_trains_the_same_tokenizer_as_the_stage_and_a_broken_line_is_a_counted_reject(spark, stage_dir, tmp_path):
     rows = pq.read_table(stage_dir / "documents").to_pylist()
+    lines = [json.dumps({"uid": r["doc_id"], "body": r["text"]}, ensure_ascii=False) for r in rows]
+    lines.insert(10, "[1, 2, 3]")  # JSON, but no object: skipped and counted, the job goes on
     path = tmp_path / "docs.jsonl"
-    path.write_text("".join(json.dumps({"uid": r["doc_id"], "body": r["text"]}, ensure_ascii=False) + "\n"
-                            for r in rows), encoding="utf-8")
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     config = load_config(None, {"export.vocab_size": 500, "export.tokenizer_sample_documents": 60})
     stage = run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "from-stage"), config)
     assert cli.main(["tokenizer", "train", str(path), "--output", str(tmp_path / "from-jsonl"), "--text-field", "body",
@@ -90,6 +91,8 @@ def test_a_users_jsonl_trains_the_same_tokenizer_as_the_stage(spark, stage_dir, 
                      "--set", "export.tokenizer_sample_documents=60"]) == 0
     user = read_stats(tmp_path / "from-jsonl")
     assert user["details"]["sha256"] == stage["details"]["sha256"] and user["documents_out"] == stage["documents_out"] < 160
+    assert user["rejects_by_rule"] == {"input_parse_error": 1} and user["documents_in"] == stage["documents_in"] + 1
+    assert not (tmp_path / "from-jsonl" / "_work").exists()
 
 
 def test_a_vocabulary_short_of_the_configured_size_is_said(spark, stage_dir, tmp_path, capsys):
