@@ -104,17 +104,6 @@ def html_context_tokens(html: str, lines: Sequence[str]) -> list[str]:
     return tokens
 
 
-def line_auc(pairs: Sequence[tuple[float, bool]]) -> float:
-    """The probability that a keep line scores above a clutter line (ties count half): the
-    Mann-Whitney AUC of (score, is_keep) pairs; nan without both kinds."""
-    keep = sorted(score for score, is_keep in pairs if is_keep)
-    clutter = [score for score, is_keep in pairs if not is_keep]
-    if not keep or not clutter:
-        return float("nan")
-    below = sum(bisect.bisect_left(keep, s) + (bisect.bisect_right(keep, s) - bisect.bisect_left(keep, s)) / 2 for s in clutter)
-    return 1 - below / (len(keep) * len(clutter))
-
-
 def training_share(urls: set[str], share: float) -> set[str]:
     """The `share` of `urls` picked by a URL hash independent of the folds (1.0: all of them)."""
     from pipeline.seeded_hash import unit_hash
@@ -164,21 +153,23 @@ def cross_validated_scores(
 
 
 def cleaned_texts(lines_of: dict[str, list[str]], scores: dict[str, list[float | None]], threshold: float) -> dict[str, str]:
-    """Each page's text without its lines scoring under `threshold` (as classifiers.clutter.remove_lines)."""
-    return {
-        url: "\n".join(line for line, s in zip(lines, scores[url], strict=True) if s is None or s >= threshold).strip()
-        for url, lines in lines_of.items()
-    }
+    """Each page's text without its lines scoring under `threshold`."""
+    from classifiers.clutter import remove_lines
+
+    return {url: remove_lines("\n".join(lines), scores[url], threshold).text for url, lines in lines_of.items()}
 
 
 def aucs(pages: Sequence[Page], labels_of: dict[str, list[str | None]], scores: dict[str, list[float | None]]) -> dict[str, float]:
-    """Line AUC per benchmark and over all labelled lines."""
+    """Line AUC (keep as the positive class) per benchmark and over all labelled lines."""
+    from classifiers.metrics import roc_auc
+
     pairs: dict[str, list[tuple[float, bool]]] = {source: [] for source in SOURCES}
     for page in pages:
         for label, value in zip(labels_of[page.url], scores[page.url], strict=True):
             if label is not None and value is not None:
                 pairs[page.source].append((value, label == "keep"))
-    return {**{source: line_auc(found) for source, found in pairs.items()}, "all": line_auc([p for found in pairs.values() for p in found])}
+    pairs["all"] = [pair for source in SOURCES for pair in pairs[source]]
+    return {key: roc_auc([keep for _, keep in found], [value for value, _ in found]) for key, found in pairs.items()}
 
 
 HEADER = (

@@ -1,16 +1,13 @@
 """The extraction-limits bench's parts on hand-made pages: visible text, a line's HTML context,
-line AUC, training shares and the cross-validated line scores."""
+training shares and the cross-validated line scores."""
 
 from __future__ import annotations
-
-import math
 
 from bench.bench_extraction import Page
 from bench.bench_extraction_limits import (
     cleaned_texts,
     cross_validated_scores,
     html_context_tokens,
-    line_auc,
     training_share,
     visible_text,
 )
@@ -56,14 +53,6 @@ def test_each_line_gets_its_element_and_ancestors_class_words():
     # a line that is only part of an element's text is found by its start
     part = html_context_tokens(PAGE, ["Residents were told to leave before noon and more words"])[0].split()
     assert part[:2] == ["ctx_prefix", "t_p"]
-
-
-def test_line_auc_counts_ties_half_and_needs_both_kinds():
-    assert line_auc([(0.9, True), (0.8, True), (0.1, False)]) == 1.0
-    assert line_auc([(0.1, True), (0.9, False)]) == 0.0
-    assert line_auc([(0.5, True), (0.5, False)]) == 0.5
-    assert line_auc([(0.9, True), (0.4, True), (0.5, False)]) == 0.5
-    assert math.isnan(line_auc([(0.9, True)]))
 
 
 def test_training_shares_grow_by_nesting_and_cut_across_folds():
