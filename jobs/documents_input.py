@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -86,15 +87,15 @@ def fresh_rejects_dir(work: Path) -> str:
     return str(path)
 
 
-def skipped_lines_note(rejects_dir: str, stage: str) -> tuple[int, str | None]:
-    """(the JSONL lines set aside in `rejects_dir`, the console line that says so, None when there are none),
-    read on the driver once the reading job has run."""
+def count_skipped_lines(rejects_dir: str, stage: str) -> int:
+    """The JSONL lines set aside in `rejects_dir`, read on the driver once the reading job has run; when
+    there are any, one console line says how many and names the first."""
     import pyarrow.parquet as pq
 
     details = [detail for path in sorted(Path(rejects_dir).glob("*.parquet"))
                for detail in pq.read_table(path, columns=["detail"]).column("detail").to_pylist()]
-    if not details:
-        return 0, None
-    lines = "line that is" if len(details) == 1 else "lines that are"
-    return len(details), (f"[thresher] {stage}: skipped {len(details):,} JSONL {lines} no JSON object, counted as "
-                          f"{INPUT_PARSE_ERROR} rejects; the first: {details[0]}")
+    if details:
+        lines = "line that is" if len(details) == 1 else "lines that are"
+        print(f"[thresher] {stage}: skipped {len(details):,} JSONL {lines} no JSON object, counted as "
+              f"{INPUT_PARSE_ERROR} rejects; the first: {details[0]}", file=sys.stderr, flush=True)
+    return len(details)

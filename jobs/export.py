@@ -45,9 +45,9 @@ from jobs.common import StageJob, StageOutput
 from jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
+    count_skipped_lines,
     fields_from_args,
     fresh_rejects_dir,
-    skipped_lines_note,
 )
 from jobs.documents_input import parts_frame as source_parts_frame
 from pipeline.config import Config, ConfigError, ExportConfig
@@ -202,9 +202,7 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     encoder.tokenizer_json.destroy()
     shutil.rmtree(spill_dir, ignore_errors=True)  # absent when no document had text
 
-    skipped, note = skipped_lines_note(rejects_dir, STAGE)
-    if note:
-        print(note, file=sys.stderr, flush=True)
+    skipped = count_skipped_lines(rejects_dir, STAGE)
     manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, source, documents.committed_stage)
     Path(output.staged("manifest.json")).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     for note in empty_split_notes(manifest):

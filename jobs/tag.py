@@ -29,11 +29,11 @@ from jobs.common import StageJob, StageOutput, crash_point
 from jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
+    count_skipped_lines,
     fields_from_args,
     fresh_rejects_dir,
     parse_rejects,
     read_documents,
-    skipped_lines_note,
 )
 from pipeline.config import Config, ConfigError
 from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
@@ -176,9 +176,7 @@ def run_tag(
     tagged = spark.read.parquet(tagged_path)
     tagged.orderBy("doc_id").write.parquet(out.staged("documents"))
     parse_rejects(spark, rejects_dir).orderBy("warc_path", "detail").write.parquet(out.staged("rejects"))
-    skipped, note = skipped_lines_note(rejects_dir, STAGE)
-    if note:
-        print(note, file=sys.stderr, flush=True)
+    skipped = count_skipped_lines(rejects_dir, STAGE)
     documents_out = tagged.count()
     details = {
         "missing_input_columns": missing_columns,

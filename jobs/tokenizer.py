@@ -23,10 +23,10 @@ from jobs.common import StageJob, StageOutput
 from jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
+    count_skipped_lines,
     fields_from_args,
     fresh_rejects_dir,
     read_documents,
-    skipped_lines_note,
 )
 from pipeline.config import Config, ConfigError
 from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
@@ -74,9 +74,7 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
     rejects_dir = fresh_rejects_dir(output.work)
     docs = read_documents(spark, source, _SAMPLED_COLUMNS, rejects_dir=rejects_dir, stage=STAGE).where(F.length("text") > 0)
     documents_in = docs.count()
-    skipped, note = skipped_lines_note(rejects_dir, STAGE)
-    if note:
-        print(note, file=sys.stderr, flush=True)
+    skipped = count_skipped_lines(rejects_dir, STAGE)
     keep = min(1.0, cfg.tokenizer_sample_documents / max(documents_in, 1))
     # xxhash64 is a signed 64-bit value: keep the lowest `keep` share of its range.
     cut = int(-(2**63) + keep * 2**64)
