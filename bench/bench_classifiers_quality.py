@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from classifiers.training import cross_validate, read_labelled  # noqa: E402
+from thresher.classifiers.training import cross_validate, read_labelled  # noqa: E402
 
 DCLM = REPO.parent / "shared" / "data" / "quality" / "dclm"
 

@@ -31,14 +31,13 @@ from pathlib import Path
 os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core for the limit, as one Spark task has
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from jobs.common import COMMITTED_MARKER  # noqa: E402
-from pipeline.tokenize import load_tokenizer, save_tokenizer, train_byte_level_bpe  # noqa: E402
-from schemas.stats import STATS_FILE, stage_stats, write_stats  # noqa: E402
+from thresher.pipeline.export.tokenize import load_tokenizer, save_tokenizer, train_byte_level_bpe  # noqa: E402
+from thresher.pipeline.stagedir import COMMITTED_MARKER  # noqa: E402
+from thresher.schemas.stats import STATS_FILE, stage_stats, write_stats  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -171,8 +170,8 @@ def main() -> int:
     print(f"limit before the job: encode_batch loops on {args.cores} cores: {limit_before:,.0f} tokens/s per core, "
           f"{limit_cpu_before:,.0f} tokens per CPU second")
 
-    from jobs.export import run_export
-    from pipeline.config import load_config
+    from thresher.jobs.export import run_export
+    from thresher.pipeline.config import load_config
 
     started = time.perf_counter()
     spark = spark_session(args.cores)

@@ -66,8 +66,8 @@ class PeakSampler(threading.Thread):
 
 def child(stage: Path, tokenizer: Path, out: Path, shard_tokens: int, driver_memory: str) -> None:
     """One export in this process, printing the peaks and counts as JSON on the last line."""
-    from jobs.export import run_export
-    from pipeline.config import load_config
+    from thresher.jobs.export import run_export
+    from thresher.pipeline.config import load_config
 
     sampler = PeakSampler()
     sampler.start()

@@ -18,14 +18,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 CRAWL = REPO.parent / "shared" / "data" / "crawl"
 LIMIT = 0.05
 
 
 def crawl_pages() -> list[tuple[bytes, str, str]]:
-    from pipeline.extract import binary_kind
-    from pipeline.warc import WarcRecord, iter_records
+    from thresher.pipeline.prepare.extract import binary_kind
+    from thresher.pipeline.prepare.warc import WarcRecord, iter_records
 
     pages = []
     for path in sorted(CRAWL.glob("*.warc.gz")):
@@ -42,7 +41,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each way (default 2)")
     args = parser.parse_args()
 
-    from pipeline.extract import PageExtractor, decode_html, extract_page, parse_hazard
+    from thresher.pipeline.prepare.extract import PageExtractor, decode_html, extract_page, parse_hazard
 
     pages = crawl_pages()
     htmls = [decode_html(payload, charset).html for payload, charset, _ in pages]

@@ -1,9 +1,9 @@
 """Extraction quality on the dev set (../shared/data/extraction/ground-truth.json), scored as each
-source benchmark scores it (pipeline.extraction_eval): thresher's stage 1 text, and stage 1 + the
+source benchmark scores it (pipeline.prepare.extraction_eval): thresher's stage 1 text, and stage 1 + the
 clutter remover, beside plain trafilatura (default, favor_precision, favor_recall) on the same pages.
 
 Clutter-removal figures are cross-validated: pages are split into 5 folds by a hash of their URL
-(pipeline.extraction_eval.url_fold); for each fold a fastText line model is trained on the lines of
+(pipeline.prepare.extraction_eval.url_fold); for each fold a fastText line model is trained on the lines of
 the other four folds' pages (labels: classifiers.line_labels) and removes clutter from the held-out
 fold's pages only. No page is ever scored by a model that saw it.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 DATA = REPO.parent / "shared" / "data"
 WORK = REPO / "bench" / "work" / "extraction"
 SOURCES = ("trafilatura", "magic_html", "scrapinghub")
@@ -45,7 +45,7 @@ THRESHER = {
     "thresher_comments_no_fallback": {"include_comments": True, "no_fallback": True},
     "thresher_comments_no_tables": {"include_comments": True, "include_tables": False},
 }
-# Variants that also append the thread posts trafilatura missed (pipeline.extract.missing_thread_posts),
+# Variants that also append the thread posts trafilatura missed (pipeline.prepare.extract.missing_thread_posts),
 # with these ThreadPostsConfig settings over its defaults (the shipped prepare.thread_posts).
 THREAD_POSTS = {
     "thresher_comments_posts": ({"include_comments": True}, {"min_line_chars": 1, "cjk_char_weight": 1}),
@@ -71,8 +71,8 @@ class Page:
 
 def load_pages(crawl: Path, ground_truth: Path) -> list[Page]:
     """Every crawl page that has ground truth, in URL order."""
-    from pipeline.inputs import open_input
-    from pipeline.warc import WarcRecord, iter_records
+    from thresher.pipeline.prepare.inputs import open_input
+    from thresher.pipeline.prepare.warc import WarcRecord, iter_records
 
     truth = json.loads(ground_truth.read_text(encoding="utf-8"))
     source_of = {url: (source, record) for source in SOURCES for url, record in truth.get(source, {}).items()}
@@ -105,8 +105,8 @@ def extract_variant(name: str, pages: list[Page]) -> dict[str, dict]:
         return json.loads(cache.read_text(encoding="utf-8"))
     import trafilatura
 
-    from pipeline.config import ThreadPostsConfig
-    from pipeline.extract import decode_html, extract_with_origins
+    from thresher.pipeline.config import ThreadPostsConfig
+    from thresher.pipeline.prepare.extract import decode_html, extract_with_origins
 
     results = {}
     for page in pages:
@@ -128,7 +128,7 @@ def extract_variant(name: str, pages: list[Page]) -> dict[str, dict]:
 
 def score(pages: list[Page], texts: dict[str, str]) -> dict[str, dict]:
     """Each source's scores of `texts` ({url: text}) over its pages; magic_html also per kind."""
-    from pipeline import extraction_eval as ev
+    from thresher.pipeline.prepare import extraction_eval as ev
 
     out = {}
     snippet = [ev.snippet_counts(texts[p.url], p.truth["with"], p.truth["without"]) for p in pages if p.source == "trafilatura"]
@@ -144,7 +144,7 @@ def score(pages: list[Page], texts: dict[str, str]) -> dict[str, dict]:
 def label_rows(pages: list[Page], extraction: dict[str, dict], context: bool = False) -> list[dict]:
     """Training rows (the clutter task's format) of every labelled line of every page; with `context`,
     also every other non-blank line, without a label (a model over the whole page sees them)."""
-    from classifiers.line_labels import page_line_labels
+    from thresher.classifiers.line_labels import page_line_labels
 
     rows = []
     for page in pages:
@@ -158,8 +158,8 @@ def label_rows(pages: list[Page], extraction: dict[str, dict], context: bool = F
 
 
 def train_lines(rows: list[dict], params: dict, use_origins: bool = False):
-    from classifiers.fasttext_backend import FastTextClassifier
-    from classifiers.tasks import model_input
+    from thresher.classifiers.fasttext_backend import FastTextClassifier
+    from thresher.classifiers.tasks import model_input
 
     texts = [model_input("clutter", row if use_origins else {**row, "origin": ""}) for row in rows]
     return FastTextClassifier.train(texts, [row["label"] for row in rows], params, seed=0)
@@ -173,8 +173,8 @@ def cpu_seconds() -> float:
 
 def train_sequence(pages: list[Page], extraction: dict[str, dict], params: dict):
     """A line_sequence model on whole pages: every line as context, the labelled ones as targets."""
-    from classifiers.line_labels import page_line_labels
-    from classifiers.line_sequence import LineSequenceClassifier
+    from thresher.classifiers.line_labels import page_line_labels
+    from thresher.classifiers.line_sequence import LineSequenceClassifier
 
     documents = []
     for page in pages:
@@ -194,8 +194,8 @@ def cross_validated_cleaning(
 ) -> tuple[dict[float, dict[str, str]], dict]:
     """{threshold: {url: cleaned text}} with every page cleaned by the model of the other folds,
     trained on the lines of `training_extraction` (default: `extraction` itself)."""
-    from classifiers.clutter import line_scores
-    from pipeline.extraction_eval import cv_splits
+    from thresher.classifiers.clutter import line_scores
+    from thresher.pipeline.prepare.extraction_eval import cv_splits
 
     rows = label_rows(pages, training_extraction or extraction)
     cleaned: dict[float, dict[str, str]] = {t: {} for t in thresholds}
@@ -228,8 +228,8 @@ def cross_validated_cleaning(
 def stage1_cpu(pages: list[Page], names: list[str], rounds: int = 2) -> dict[str, float]:
     """CPU ms per page of stage 1's extraction call with each named THRESHER option set, interleaved
     page by page so that load on a shared machine hits all alike; the best of `rounds`."""
-    from pipeline.config import ThreadPostsConfig
-    from pipeline.extract import decode_html, extract_with_origins
+    from thresher.pipeline.config import ThreadPostsConfig
+    from thresher.pipeline.prepare.extract import decode_html, extract_with_origins
 
     htmls = [(decode_html(page.payload, page.charset).html, page.url) for page in pages]
     best = {name: float("inf") for name in names}
@@ -257,7 +257,7 @@ def format_row(name: str, scores: dict) -> str:
 
 def page_stats(pages: list[Page], texts: dict[str, str]) -> dict[str, list]:
     """Each subset's per-page scoring inputs of `texts`, so that resampled page sets rescore fast."""
-    from pipeline import extraction_eval as ev
+    from thresher.pipeline.prepare import extraction_eval as ev
 
     return {
         "trafilatura": [ev.snippet_counts(texts[p.url], p.truth["with"], p.truth["without"]) for p in pages if p.source == "trafilatura"],
@@ -267,7 +267,7 @@ def page_stats(pages: list[Page], texts: dict[str, str]) -> dict[str, list]:
 
 
 def _subset_f1(source: str, stats: list) -> float:
-    from pipeline import extraction_eval as ev
+    from thresher.pipeline.prepare import extraction_eval as ev
 
     scorer = {"trafilatura": ev.snippet_scores, "magic_html": ev.bigram_scores, "scrapinghub": ev.shingle_scores}[source]
     return scorer(stats).f1
@@ -308,7 +308,7 @@ def mean_f1(scores: dict) -> float:
 
 
 def main() -> int:
-    from pipeline.config import load_config
+    from thresher.pipeline.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crawl", default=str(DATA / "crawl"), help="folder of the dev crawl's WARC files")

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
 from bench.bench_extraction import DATA, FOLDS, SOURCES, Page, extract_variant, load_pages, mean_f1, score  # noqa: E402
 
@@ -106,7 +106,7 @@ def html_context_tokens(html: str, lines: Sequence[str]) -> list[str]:
 
 def training_share(urls: set[str], share: float) -> set[str]:
     """The `share` of `urls` picked by a URL hash independent of the folds (1.0: all of them)."""
-    from pipeline.seeded_hash import unit_hash
+    from thresher.pipeline.seeded_hash import unit_hash
 
     return set(urls) if share >= 1 else {url for url in urls if unit_hash(SHARE_SEED, url) < share}
 
@@ -123,9 +123,9 @@ def cross_validated_scores(
     """P(keep) of every non-blank line of every page from a fastText line model that never saw the
     page: trained, for each fold, on the labelled lines of `share` of the other folds' pages (with
     `per_source`, one model per benchmark on its own pages). `extra` adds tokens after the line."""
-    from classifiers.clutter import line_input
-    from classifiers.fasttext_backend import FastTextClassifier
-    from pipeline.extraction_eval import cv_splits
+    from thresher.classifiers.clutter import line_input
+    from thresher.classifiers.fasttext_backend import FastTextClassifier
+    from thresher.pipeline.prepare.extraction_eval import cv_splits
 
     def inputs(page: Page) -> list[str]:
         lines = lines_of[page.url]
@@ -154,14 +154,14 @@ def cross_validated_scores(
 
 def cleaned_texts(lines_of: dict[str, list[str]], scores: dict[str, list[float | None]], threshold: float) -> dict[str, str]:
     """Each page's text without its lines scoring under `threshold`."""
-    from classifiers.clutter import remove_lines
+    from thresher.classifiers.clutter import remove_lines
 
     return {url: remove_lines("\n".join(lines), scores[url], threshold).text for url, lines in lines_of.items()}
 
 
 def aucs(pages: Sequence[Page], labels_of: dict[str, list[str | None]], scores: dict[str, list[float | None]]) -> dict[str, float]:
     """Line AUC (keep as the positive class) per benchmark and over all labelled lines."""
-    from classifiers.metrics import roc_auc
+    from thresher.classifiers.metrics import roc_auc
 
     pairs: dict[str, list[tuple[float, bool]]] = {source: [] for source in SOURCES}
     for page in pages:
@@ -179,7 +179,7 @@ HEADER = (
 
 
 def score_row(label: str, pages: Sequence[Page], texts: dict[str, str], more: str = "") -> str:
-    from pipeline.extraction_eval import Scores
+    from thresher.pipeline.prepare.extraction_eval import Scores
 
     s = score(list(pages), texts)
     empty = Scores(0.0, 0.0, 0.0, 0)  # a magic-html kind without pages
@@ -200,8 +200,8 @@ def model_rows(label: str, pages, lines_of, labels_of, scores, thresholds) -> li
 
 def main() -> int:
     from bench.build_clutter_model import MODEL_PARAMS
-    from classifiers.line_labels import page_line_labels
-    from pipeline.extract import decode_html
+    from thresher.classifiers.line_labels import page_line_labels
+    from thresher.pipeline.prepare.extract import decode_html
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crawl", default=str(DATA / "crawl"), help="folder of the dev crawl's WARC files")

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
 LIMIT_PERCENT = 2.0
 
@@ -35,7 +34,7 @@ def _bare_call(self, doc):
 def _timed(run, rounds: int) -> tuple[float, float]:
     """Fastest round with the contract and without it, in CPU seconds of this process (other
     processes on a shared machine do not count), rounds interleaved."""
-    from pipeline.filters import DocumentFilter
+    from thresher.pipeline.filters import DocumentFilter
 
     shipped = DocumentFilter.__call__
     with_contract, without = [], []
@@ -64,7 +63,7 @@ def _line(what: str, units: int, unit: str, with_contract: float, without: float
 
 def _per_call_overhead_s(calls: int = 200_000, rounds: int = 5) -> float:
     """Seconds the counting and timing add to one call: a rule that does nothing, called both ways."""
-    from pipeline.filters import DocumentFilter
+    from thresher.pipeline.filters import DocumentFilter
 
     class Nothing(DocumentFilter):
         def judge(self, doc):
@@ -84,8 +83,8 @@ def _per_call_overhead_s(calls: int = 200_000, rounds: int = 5) -> float:
 
 
 def stage2(rounds: int) -> None:
-    from pipeline.config import load_config
-    from pipeline.heuristics import build_filters, judge_documents, load_resources
+    from thresher.pipeline.config import load_config
+    from thresher.pipeline.rules.heuristics import build_filters, judge_documents, load_resources
 
     config = load_config()
     filters = build_filters(config.rules, load_resources(config.rules, config.resolve_path))
@@ -106,9 +105,9 @@ def stage2(rounds: int) -> None:
 
 
 def stage1(rounds: int) -> None:
-    from jobs.prepare import resolved_prepare_config
-    from pipeline.config import load_config
-    from pipeline.records import ROW_FILE, ROW_SCHEMA, process_warc
+    from thresher.jobs.prepare import resolved_prepare_config
+    from thresher.pipeline.config import load_config
+    from thresher.pipeline.prepare.records import ROW_FILE, ROW_SCHEMA, process_warc
 
     prepare = resolved_prepare_config(load_config())
     files = sorted(str(path) for path in (DATA / "crawl").glob("*.warc.gz"))

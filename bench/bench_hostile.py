@@ -1,7 +1,7 @@
 """Per-case time and memory of the hostile-input suite (tests/jobs/test_prepare_hostile.py's CASES).
 
 Writes every case's file to bench/work/hostile/, then runs stage 1's per-file function
-(`pipeline.records.process_warc`, what each Spark task runs) on each in turn in this one process,
+(`pipeline.prepare.records.process_warc`, what each Spark task runs) on each in turn in this one process,
 with the suite's extraction time bound. Prints, per case, what its hostile pages became, the file's
 wall time beside the bound (time bound + kill grace + the suite's slack), and the process's peak RSS
 (worker and extraction child) after the case, beside the suite's limit: a case that held a
@@ -26,10 +26,10 @@ WORK = REPO / "bench" / "work" / "hostile"
 def main() -> int:
     from test_prepare_hostile import CASES, SLACK_S, TIMEOUT_S
 
-    from jobs.prepare import resolved_prepare_config
-    from pipeline.config import load_config
-    from pipeline.extract import KILL_GRACE_S
-    from pipeline.records import ROW_DOCUMENT, ROW_FILE, ROW_SCHEMA, process_warc, steps_for
+    from thresher.jobs.prepare import resolved_prepare_config
+    from thresher.pipeline.config import load_config
+    from thresher.pipeline.prepare.extract import KILL_GRACE_S
+    from thresher.pipeline.prepare.records import ROW_DOCUMENT, ROW_FILE, ROW_SCHEMA, process_warc, steps_for
 
     WORK.mkdir(parents=True, exist_ok=True)
     config = resolved_prepare_config(load_config(None, {"prepare.extract_timeout_s": TIMEOUT_S}))

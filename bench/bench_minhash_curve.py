@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.minhash import MinHasher, band_keys, collision_probability, tokenize
+from thresher.pipeline.rules.minhash import MinHasher, band_keys, collision_probability, tokenize
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "quality" / "dclm"
 LEVELS = (0.5, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_minhash_speed.py [--docs N] [--repeats R]
 
-Same texts, same tokens, same shingle hash (pipeline.minhash.shingle_hash32) for both; datasketch is
+Same texts, same tokens, same shingle hash (pipeline.rules.minhash.shingle_hash32) for both; datasketch is
 also timed with its default sha1_hash32. One process, one core. Signatures are checked bit-identical.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from datasketch import MinHash
 
-from pipeline.minhash import MinHasher, shingle_hash32, shingles, tokenize
+from thresher.pipeline.rules.minhash import MinHasher, shingle_hash32, shingles, tokenize
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "quality" / "dclm"
 

@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from schemas.documents import RULES  # noqa: E402
+from thresher.schemas.documents import RULES  # noqa: E402
 
 QUALITY = REPO.parent / "shared" / "data" / "quality"
 WORK = REPO / "bench" / "work" / "tag"
@@ -68,12 +67,12 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=2, help="Spark local[N] cores (default: 2)")
     args = parser.parse_args()
 
-    from classifiers.base import cached_classifier
-    from classifiers.bootstrap import bootstrap
-    from classifiers.tagging import tag_table
-    from classifiers.topic import load_taxonomy
-    from jobs.tag import resolve_taggers, run_tag
-    from pipeline.config import load_config
+    from thresher.classifiers.base import cached_classifier
+    from thresher.classifiers.bootstrap import bootstrap
+    from thresher.classifiers.tagging import tag_table
+    from thresher.classifiers.topic import load_taxonomy
+    from thresher.jobs.tag import resolve_taggers, run_tag
+    from thresher.pipeline.config import load_config
 
     if WORK.exists():
         shutil.rmtree(WORK)
@@ -95,7 +94,7 @@ def main() -> int:
     print(f"plain loop, 1 core: {loop_seconds:.1f}s, {args.documents / loop_seconds:.0f} docs/s per core")
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from jobs.common import spark_session
+    from thresher.jobs.session import spark_session
 
     spark = spark_session("bench-tag", config.spark, f"local[{args.cores}]")
     spark.sparkContext.setLogLevel("ERROR")

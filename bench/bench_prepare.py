@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 CRAWL = REPO.parent / "shared" / "data" / "crawl"
 WORK = REPO / "bench" / "work"
 
@@ -63,8 +62,8 @@ def main() -> int:
 
     from pyspark.sql import SparkSession
 
-    from jobs.prepare import run_prepare
-    from pipeline.config import load_config
+    from thresher.jobs.prepare import run_prepare
+    from thresher.pipeline.config import load_config
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     files = replicate(args.copies)

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 CRAWL = REPO.parent / "shared" / "data" / "crawl"
 WORK = REPO / "bench" / "work"
 
@@ -94,8 +93,8 @@ def main() -> int:
 
     from pyspark.sql import SparkSession
 
-    from jobs.prepare import run_prepare
-    from pipeline.config import load_config
+    from thresher.jobs.prepare import run_prepare
+    from thresher.pipeline.config import load_config
 
     path = build(args.target_mb * 2**20)
     print(f"input: {path} ({path.stat().st_size / 2**20:.0f} MiB)", flush=True)

@@ -3,7 +3,7 @@
 agreement_data.jsonl (281 documents where the annotators agreed) is a subset of majority_data.jsonl
 (499), so the quality model is trained with `thresher classifiers train --task plain` on
 majority_data minus every document whose text (SHA-256) is in agreement_data; it then scores the 281
-agreement documents, none of which it saw, and `classifiers.mix.top_fraction_cut` keeps the top
+agreement documents, none of which it saw, and `pipeline.select.mix.top_fraction_cut` keeps the top
 half by P(label 1), as the select step's global percentile rule does.
 
     .venv/bin/python bench/bench_quality_cut.py [--fraction 0.5] [--seed 0] [--work DIR]
@@ -21,11 +21,10 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from classifiers.base import load_classifier  # noqa: E402
-from classifiers.metrics import classification_metrics  # noqa: E402
-from classifiers.mix import top_fraction_cut  # noqa: E402
+from thresher.classifiers.base import load_classifier  # noqa: E402
+from thresher.classifiers.metrics import classification_metrics  # noqa: E402
+from thresher.pipeline.select.mix import top_fraction_cut  # noqa: E402
 
 DCLM = REPO.parent / "shared" / "data" / "quality" / "dclm"
 
@@ -67,7 +66,7 @@ def run(work: Path, fraction: float, seed: int) -> int:
           f"training on {len(train_rows)} ({sum(str(r['label']) == '1' for r in train_rows)} labelled 1)")
     print("$ thresher " + " ".join(command))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, "-m", "jobs.classifier_cli", *command[1:]], check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "thresher.jobs.classifier_cli", *command[1:]], check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
 
     model = load_classifier(model_dir)
     texts = [row["text"] for row in agreement]

@@ -29,8 +29,8 @@ DATA = REPO.parent / "shared" / "data" / "quality" / "dclm"
 CHILD = """
 import sys, json
 from pyspark.sql import SparkSession
-from jobs.rules import run_rules
-from pipeline.config import load_config
+from thresher.jobs.rules import run_rules
+from thresher.pipeline.config import load_config
 spark = (SparkSession.builder.master(sys.argv[3]).config("spark.ui.enabled", "false")
          .config("spark.sql.shuffle.partitions", "8").config("spark.driver.memory", sys.argv[4]).getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
@@ -43,8 +43,8 @@ def write_input(directory: Path, count: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from jobs.common import COMMITTED_MARKER
-    from schemas.documents import PREPARED
+    from thresher.pipeline.stagedir import COMMITTED_MARKER
+    from thresher.schemas.documents import PREPARED
 
     texts = [
         json.loads(line)["text"] for name in ("agreement", "majority") for line in (DATA / f"{name}_data.jsonl").open()

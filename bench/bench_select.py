@@ -4,7 +4,7 @@ Select, on --documents generated tagged documents (default 10^5: the real texts 
 with every default tagger's columns plus a quality tagger: page type and topic labels drawn with
 crawl-like skew, a clutter score per line, a quality score): the code the select job runs on the
 workers, one process, in 10,000-row Arrow batches (Spark's arrow.maxRecordsPerBatch): the
-mapInArrow bodies `classifiers.selection.filter_batches` (the default keep rule on page type, a
+mapInArrow bodies `pipeline.select.selection.filter_batches` (the default keep rule on page type, a
 top-50% quality cut, clutter lines under 0.5 removed, token estimates, mix class) and
 `copy_batches` (sample_copies from the solved class weights), and between them the driver's pieces
 on the same data (`top_fraction_cut`, tokens per class + `solve_mix` for the seed's knowledge-at-60%
@@ -34,14 +34,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_models import source_texts, write_stage2  # noqa: E402
 
-from classifiers.mix import expand_groups, solve_mix, top_fraction_cut  # noqa: E402
-from classifiers.page_type import PAGE_TYPES  # noqa: E402
-from classifiers.selection import (  # noqa: E402
+from thresher.classifiers.page_type import PAGE_TYPES  # noqa: E402
+from thresher.classifiers.tagging import Tagger, tagged_schema  # noqa: E402
+from thresher.classifiers.topic import load_taxonomy  # noqa: E402
+from thresher.pipeline.select.mix import expand_groups, solve_mix, top_fraction_cut  # noqa: E402
+from thresher.pipeline.select.selection import (  # noqa: E402
     STATUS_KEPT,
     TIE_SEED,
     KeepCheck,
@@ -50,8 +51,6 @@ from classifiers.selection import (  # noqa: E402
     filter_batches,
     filtered_schema,
 )
-from classifiers.tagging import Tagger, tagged_schema  # noqa: E402
-from classifiers.topic import load_taxonomy  # noqa: E402
 
 WORK = REPO / "bench" / "work" / "select"
 TARGET_RATIO = 0.05
@@ -154,11 +153,11 @@ def _digest(table: pa.Table) -> str:
 
 
 def time_tag(count: int) -> float:
-    from classifiers.base import cached_classifier
-    from classifiers.bootstrap import bootstrap
-    from classifiers.clutter import line_input
-    from classifiers.page_type import page_type_input
-    from classifiers.tasks import topic_input
+    from thresher.classifiers.base import cached_classifier
+    from thresher.classifiers.bootstrap import bootstrap
+    from thresher.classifiers.clutter import line_input
+    from thresher.classifiers.page_type import page_type_input
+    from thresher.classifiers.tasks import topic_input
 
     if WORK.exists():
         shutil.rmtree(WORK)

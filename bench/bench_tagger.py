@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from jobs.common import add_common_arguments, spark_session  # noqa: E402
-from jobs.tag import configured_taggers  # noqa: E402
+from thresher.jobs.session import spark_session  # noqa: E402
+from thresher.jobs.stage_job import add_common_arguments  # noqa: E402
+from thresher.jobs.tag import configured_taggers  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "quality"
 # Qwen2-1.5B (config.json of Qwen/Qwen2-1.5B), as the seed's page-type classifier.
@@ -74,7 +74,7 @@ def build_tagger(directory: Path, shape: dict, texts: list[str], max_length: int
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForSequenceClassification
 
-    from classifiers.transformers_backend import InferenceSettings, TransformersClassifier, build_scratch_qwen2
+    from thresher.classifiers.transformers_backend import InferenceSettings, TransformersClassifier, build_scratch_qwen2
 
     base = build_scratch_qwen2(texts[:400], directory / "base", vocab_size=8000, layers=1, hidden_size=32, heads=2, kv_heads=1)
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -94,8 +94,8 @@ def build_tagger(directory: Path, shape: dict, texts: list[str], max_length: int
 def timed_tag_batches(batches, taggers, batch_size: int, load_seconds, model_seconds):
     """The tag job's mapInArrow body (classifiers.tagging.tag_batches), one input batch at a time, with
     the time spent loading the model and tagging going to two accumulators."""
-    from classifiers.base import cached_classifier
-    from classifiers.tagging import tag_batches
+    from thresher.classifiers.base import cached_classifier
+    from thresher.classifiers.tagging import tag_batches
 
     started = time.perf_counter()
     for tagger in taggers:
@@ -122,7 +122,7 @@ def bench_config(args: argparse.Namespace, model_dir: Path):
     """The Config `thresher tag` would run with: configs/default.yaml (or --config), the bench's own
     settings (one task on local[1], the plain loop's chunk and threads, its tagger alone, the token
     budget as config `transformers`), then --set (which wins)."""
-    from jobs.common import config_from_args
+    from thresher.jobs.stage_job import config_from_args
 
     bench = {
         "spark.master": "local[1]",
@@ -152,8 +152,8 @@ def write_stage_input(directory: Path, texts: list[str]) -> str:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from jobs.common import COMMITTED_MARKER
-    from schemas.documents import RULES
+    from thresher.pipeline.stagedir import COMMITTED_MARKER
+    from thresher.schemas.documents import RULES
 
     columns = {"doc_id": pa.array([f"{i:08d}" for i in range(len(texts))]), "text": pa.array(texts)}
     table = pa.table({f.name: columns.get(f.name, pa.nulls(len(texts), f.type)) for f in RULES}, schema=RULES)
@@ -166,11 +166,11 @@ def write_stage_input(directory: Path, texts: list[str]) -> str:
 def spark_run(spark, stage_dir: str, taggers, batch_size: int) -> tuple[float, float, float]:
     """(seconds, seconds tagging, seconds loading the model) of one Spark tag job: the job's input
     reader and mapInArrow body over the job's taggers, written nowhere (the plain loop writes nothing)."""
-    from classifiers.tagging import tagged_schema
-    from jobs.documents_input import read_documents
-    from pipeline.documents_input import resolve_source
-    from schemas import to_spark_schema
-    from schemas.documents import RULES
+    from thresher.classifiers.tagging import tagged_schema
+    from thresher.jobs.documents_input import read_documents
+    from thresher.pipeline.stagedir.documents import resolve_source
+    from thresher.schemas import to_spark_schema
+    from thresher.schemas.documents import RULES
 
     load_seconds, model_seconds = spark.sparkContext.accumulator(0.0), spark.sparkContext.accumulator(0.0)
     tag = functools.partial(timed_tag_batches, taggers=taggers, batch_size=batch_size, load_seconds=load_seconds, model_seconds=model_seconds)
@@ -225,7 +225,7 @@ def main() -> int:
         stage_dir = write_stage_input(work / "stage2", texts)
         config = bench_config(args, model_dir)
         taggers = configured_taggers(config)  # as `thresher tag` resolves them: config `transformers` applied
-        from classifiers.base import load_classifier
+        from thresher.classifiers.base import load_classifier
 
         classifier = load_classifier(model_dir).with_settings(dict(taggers[0].inference))  # the same settings in the loop
         tokens = sum(len(ids) for ids in classifier._token_ids(texts))

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from bench_trainer_learning import DEFAULT_TEXT, build_byte_shards
 
-from trainer.data import read_manifest
-from trainer.train import TrainConfig, read_log, train
+from thresher.trainer.data import read_manifest
+from thresher.trainer.train import TrainConfig, read_log, train
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -26,9 +26,16 @@ import time
 import torch
 import torch.distributed as dist
 
-from trainer.model import Transformer, count_parameters, flops_per_token, load_imbalance, preset, update_router_biases
-from trainer.parallel import build_mesh, clip_grad_norm_, parallelize
-from trainer.train import parameter_groups
+from thresher.trainer.model import (
+    Transformer,
+    count_parameters,
+    flops_per_token,
+    load_imbalance,
+    preset,
+    update_router_biases,
+)
+from thresher.trainer.parallel import build_mesh, clip_grad_norm_, parallelize
+from thresher.trainer.train import parameter_groups
 
 # Dense bf16 tensor-core peak, TFLOP/s (no sparsity).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}

@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from schemas.tokens import MANIFEST_FORMAT, SHARD
-from trainer.data import TokenShardReader, read_manifest
-from trainer.train import TrainConfig, read_log, train
+from thresher.schemas.tokens import MANIFEST_FORMAT, SHARD
+from thresher.trainer.data import TokenShardReader, read_manifest
+from thresher.trainer.train import TrainConfig, read_log, train
 
 DEFAULT_TEXT = str(Path(__file__).resolve().parents[2] / "shared/data/quality/dclm/*.jsonl")  # ../shared beside the repo
 BYTE_EOS = 256

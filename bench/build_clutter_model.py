@@ -1,6 +1,6 @@
 """Rebuild the shipped clutter model (classifiers/default_models/clutter/) from the dev set.
 
-Stage 1 extracts each dev page of the crawl as `thresher prepare` does (pipeline.extract); each line
+Stage 1 extracts each dev page of the crawl as `thresher prepare` does (pipeline.prepare.extract); each line
 is labelled keep/clutter against the page's ground truth (classifiers.line_labels); every non-blank
 line is written as a clutter-task training row (bench/work/clutter-labels.jsonl, not in the
 repository; lines the ground truth says nothing about have no label: context for a model over the
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 DATA = REPO.parent / "shared" / "data"
 
 # fastText options of the shipped model, chosen with bench/bench_extraction.py (cross-validated):
@@ -34,10 +34,10 @@ SHIPPED_BACKEND = "fasttext"
 
 def main() -> int:
     from bench.bench_extraction import label_rows, load_pages
-    from classifiers.base import METRICS_NAME
-    from jobs import classifier_cli as cli
-    from pipeline.config import load_config
-    from pipeline.extract import decode_html, extract_with_origins
+    from thresher.classifiers.base import METRICS_NAME
+    from thresher.jobs import classifier_cli as cli
+    from thresher.pipeline.config import load_config
+    from thresher.pipeline.prepare.extract import decode_html, extract_with_origins
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crawl", default=str(DATA / "crawl"), help="folder of the dev crawl's WARC files")

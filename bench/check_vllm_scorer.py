@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 SHARED = REPO.parent / "shared" / "data" / "quality"
 LOGPROB_TOLERANCE = 0.1  # nats: bf16 logits of a 2-layer model, two engines' kernels
@@ -44,10 +43,17 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=40, help="documents labelled per task, half English, half Chinese (default: 40)")
     args = parser.parse_args()
 
-    from classifiers.annotate import PROMPTS_DIR, Annotator, CausalLMScorer, annotate_file, label_sets, load_prompts
-    from classifiers.topic import DEFAULT_TOPICS_FILE
-    from classifiers.transformers_backend import build_scratch_qwen2
-    from classifiers.vllm_backend import SCORING, VLLMScorer
+    from thresher.classifiers.annotate import (
+        PROMPTS_DIR,
+        Annotator,
+        CausalLMScorer,
+        annotate_file,
+        label_sets,
+        load_prompts,
+    )
+    from thresher.classifiers.topic import DEFAULT_TOPICS_FILE
+    from thresher.classifiers.transformers_backend import build_scratch_qwen2
+    from thresher.classifiers.vllm_backend import SCORING, VLLMScorer
 
     docs = real_documents(args.documents)
     with tempfile.TemporaryDirectory(prefix="check-vllm-") as work:

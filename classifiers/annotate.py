@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from classifiers.base import ModelNotFoundError
-from classifiers.clutter import CLUTTER, KEEP
-from classifiers.page_type import PAGE_TYPES
-from classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
-from pipeline.documents_input import read_jsonl
-from pipeline.seeded_hash import unit_hash
+from thresher.classifiers.base import ModelNotFoundError
+from thresher.classifiers.clutter import CLUTTER, KEEP
+from thresher.classifiers.page_type import PAGE_TYPES
+from thresher.classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
+from thresher.pipeline.seeded_hash import unit_hash
+from thresher.pipeline.stagedir.documents import read_jsonl
 
 ANNOTATION_TASKS = ("page_type", "topic", "clutter", "quality")
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "configs" / "prompts"
@@ -221,7 +221,7 @@ class CausalLMScorer(LabelScorer):
         import torch
         from transformers import AutoModelForCausalLM
 
-        from classifiers.transformers_backend import task_device
+        from thresher.classifiers.transformers_backend import task_device
 
         super().__init__(model_dir)
         self.device = task_device(device)
@@ -360,7 +360,7 @@ class Annotator:
 def read_documents(path: str | Path, columns: Sequence[str] | None = None, doc_ids: set[str] | None = None) -> Iterator[dict]:
     """Rows (doc_id, url, text, lang) of a committed stage directory's documents/, a Parquet file or
     directory, or a JSONL file; a row without doc_id gets the hash of its text as one."""
-    from pipeline.inputs import InputError
+    from thresher.pipeline.prepare.inputs import InputError
 
     path = Path(path)
     if path.is_dir() and (path / "documents").is_dir():
@@ -559,7 +559,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.config import ConfigError
+    from thresher.pipeline.config import ConfigError
 
     if args.sample is not None and args.sample < 1:
         raise ConfigError(f"--sample must be at least 1, got {args.sample}")
@@ -569,7 +569,7 @@ def run(args: argparse.Namespace) -> int:
     if not (model_dir / "config.json").is_file():
         raise ModelNotFoundError(f"--model {model_dir}: no config.json there; pass a local causal LM directory (transformers format)")
     if not Path(args.input).exists():
-        from pipeline.inputs import InputError
+        from thresher.pipeline.prepare.inputs import InputError
 
         raise InputError(f"input {args.input} does not exist: pass a stage output directory, a Parquet or a JSONL file")
     prompts_dir = Path(args.prompts_dir)
@@ -578,7 +578,7 @@ def run(args: argparse.Namespace) -> int:
         load_prompts(args.task, prompts_dir)  # templates, label names and descriptions checked before the model loads
         label_sets(args.task, prompts_dir, topics_file)
         if args.backend == "vllm":
-            from classifiers.vllm_backend import VLLMScorer
+            from thresher.classifiers.vllm_backend import VLLMScorer
 
             scorer: LabelScorer = VLLMScorer(model_dir, args.vllm_scoring)
         else:

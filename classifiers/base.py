@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 # Re-exported for the select step's modules that still import it from here; its home is pipeline.seeded_hash.
-from pipeline.process_cache import ProcessCache
+from thresher.pipeline.process_cache import ProcessCache
 
 MANIFEST_NAME = "classifier.json"
 METRICS_NAME = "metrics.json"
@@ -27,9 +27,9 @@ FORMAT_VERSION = 1
 
 # backend name -> "module:class"
 BACKENDS = {
-    "fasttext": "classifiers.fasttext_backend:FastTextClassifier",
-    "transformers": "classifiers.transformers_backend:TransformersClassifier",
-    "line_sequence": "classifiers.line_sequence:LineSequenceClassifier",
+    "fasttext": "thresher.classifiers.fasttext_backend:FastTextClassifier",
+    "transformers": "thresher.classifiers.transformers_backend:TransformersClassifier",
+    "line_sequence": "thresher.classifiers.line_sequence:LineSequenceClassifier",
 }
 
 

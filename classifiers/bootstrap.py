@@ -1,6 +1,6 @@
 """Default models from a crawl with one command: weak labels from transparent rules, then fastText.
 
-Labels come from classifiers.page_type.weak_page_type (URL patterns, then text features),
+Labels come from thresher.classifiers.page_type.weak_page_type (URL patterns, then text features),
 classifiers.clutter.weak_clutter_label (DCLM/C4-style line rules) and classifiers.topic.KeywordLabeler
 (bilingual keyword seeds from the taxonomy). They are written to MODELS_DIR/weak_labels/*.jsonl in
 the same format users bring, so they can be inspected, corrected and retrained with
@@ -19,11 +19,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from classifiers.clutter import weak_clutter_label
-from classifiers.page_type import weak_page_type
-from classifiers.topic import KeywordLabeler, Taxonomy, seed_examples
-from classifiers.training import LabelledData, read_labelled, train_and_save
-from pipeline.seeded_hash import unit_hash
+from thresher.classifiers.clutter import weak_clutter_label
+from thresher.classifiers.page_type import weak_page_type
+from thresher.classifiers.topic import KeywordLabeler, Taxonomy, seed_examples
+from thresher.classifiers.training import LabelledData, read_labelled, train_and_save
+from thresher.pipeline.seeded_hash import unit_hash
 
 MODEL_NAMES = ("page_type", "clutter", "topic")
 # fastText options per model on top of the backend defaults. Weak labels give few long documents per
@@ -81,7 +81,7 @@ def _jsonl_documents(path: Path) -> Iterator[tuple[str, str]]:
 
 
 def _warc_documents(path: Path, prepare_config) -> Iterator[tuple[str, str]]:
-    from pipeline.records import ROW_DOCUMENT, ROW_SCHEMA, process_warc
+    from thresher.pipeline.prepare.records import ROW_DOCUMENT, ROW_SCHEMA, process_warc
 
     if prepare_config is None:
         raise ValueError("WARC inputs need the prepare config (language ID, extraction settings)")

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from classifiers.base import TextClassifier
-from pipeline.lexicon import CJK_CHAR, COLONS, clutter_phrases, ends_sentence, estimated_words
+from thresher.classifiers.base import TextClassifier
+from thresher.pipeline.lexicon import CJK_CHAR, COLONS, clutter_phrases, ends_sentence, estimated_words
 
 KEEP, CLUTTER = "keep", "clutter"
 SHIPPED_MODEL = "shipped"  # a tagger model_dir naming the clutter model shipped in default_models/clutter
@@ -164,7 +164,7 @@ def line_scores(
 ) -> list[list[float | None]]:
     """P(`label`) of each line of each text, aligned with text.split("\n"); blank lines are not scored
     (None). One model call for all lines of the batch. `origins` (optional, per text) are stage 1's
-    line origins (pipeline.extract.extract_with_origins). A model that scores whole documents (the
+    line origins (pipeline.prepare.extract.extract_with_origins). A model that scores whole documents (the
     line_sequence backend: `scores_documents`) gets the texts themselves and no origins."""
     if getattr(model, "scores_documents", False):
         return model.document_line_scores(texts, label)

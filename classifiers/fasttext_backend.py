@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.base import TextClassifier
-from pipeline.lexicon import CJK_CHAR
+from thresher.classifiers.base import TextClassifier
+from thresher.pipeline.lexicon import CJK_CHAR
 
 LABEL_PREFIX = "__label__"
 MODEL_FILE = "model.bin"

@@ -24,7 +24,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 
-from classifiers.clutter import CLUTTER, KEEP
+from thresher.classifiers.clutter import CLUTTER, KEEP
 
 KEEP_COVERAGE = 0.5
 CLUTTER_COVERAGE = 0.2

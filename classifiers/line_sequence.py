@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.base import TextClassifier, load_classifier
-from classifiers.clutter import CLUTTER, KEEP, LINE_CHARS, LINE_FEATURES, line_features
-from classifiers.fasttext_backend import fasttext_tokens
+from thresher.classifiers.base import TextClassifier, load_classifier
+from thresher.classifiers.clutter import CLUTTER, KEEP, LINE_CHARS, LINE_FEATURES, line_features
+from thresher.classifiers.fasttext_backend import fasttext_tokens
 
 WEIGHTS_FILE = "line_sequence.safetensors"
 LABELS = (CLUTTER, KEEP)
@@ -108,8 +108,8 @@ def _document_inputs(
 
 def _train_first_stage(documents: Sequence[tuple[Sequence[str], Sequence[str | None]]], params: dict[str, Any], seed: int):
     """The fastText line model on the labelled lines of `documents`, fed as the clutter tagger feeds it."""
-    from classifiers.clutter import line_input
-    from classifiers.fasttext_backend import FastTextClassifier
+    from thresher.classifiers.clutter import line_input
+    from thresher.classifiers.fasttext_backend import FastTextClassifier
 
     texts, labels = [], []
     for lines, line_labels in documents:
@@ -121,7 +121,7 @@ def _train_first_stage(documents: Sequence[tuple[Sequence[str], Sequence[str | N
 
 
 def _first_stage_scores(model, texts: Sequence[str]) -> list[list[float | None]]:
-    from classifiers.clutter import line_scores
+    from thresher.classifiers.clutter import line_scores
 
     return line_scores(texts, model, KEEP)
 
@@ -129,7 +129,7 @@ def _first_stage_scores(model, texts: Sequence[str]) -> list[list[float | None]]
 def _out_of_fold_first_stage(documents, params: dict[str, Any], folds: int, seed: int) -> list[list[float | None]]:
     """Each document's first-stage scores from a model trained on the other folds' documents only
     (folds by a hash of the document's text), so the network learns how far to trust unseen scores."""
-    from classifiers.training import fold_of
+    from thresher.classifiers.training import fold_of
 
     texts = ["\n".join(lines) for lines, _ in documents]
     fold = fold_of(texts, folds, seed)

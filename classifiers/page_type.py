@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from pipeline.lexicon import ends_sentence, estimated_words
+from thresher.pipeline.lexicon import ends_sentence, estimated_words
 
 PAGE_TYPES = ("article", "forum", "tool", "video", "audio", "adult", "listing", "product")
 INPUT_TEXT_CHARS = 3000  # the start of the page carries its type; the rest adds cost, not signal

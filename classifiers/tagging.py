@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from classifiers.base import cached_classifier
-from classifiers.clutter import line_scores
-from classifiers.tasks import TASKS, model_input
-from schemas import extend
-from schemas.documents import RULES
+from thresher.classifiers.base import cached_classifier
+from thresher.classifiers.clutter import line_scores
+from thresher.classifiers.tasks import TASKS, model_input
+from thresher.schemas import extend
+from thresher.schemas.documents import RULES
 
 KINDS = ("document", "lines")
 LABEL_SCORE = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float64())])

@@ -4,7 +4,7 @@
 - page_type: `url` (optional) and `text` -> classifiers.page_type.page_type_input.
 - clutter: one line in `text`, with optional `line_index` and `line_count` (its place in the
   document; without them the line counts as a middle line) and `origin` (its HTML element kind,
-  pipeline.extract.extract_with_origins) -> classifiers.clutter.line_input.
+  pipeline.prepare.extract.extract_with_origins) -> classifiers.clutter.line_input.
 - topic: `text` -> classifiers.topic.topic_input.
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from classifiers.clutter import line_input
-from classifiers.page_type import page_type_input
+from thresher.classifiers.clutter import line_input
+from thresher.classifiers.page_type import page_type_input
 
 TASKS = ("plain", "page_type", "clutter", "topic")
 TOPIC_INPUT_CHARS = 5000  # topic shows early in a document; the cap bounds scoring cost

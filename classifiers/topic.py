@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from classifiers.tasks import topic_input
-from pipeline.config import ConfigError
-from pipeline.lexicon import HAN_RUN
-from pipeline.seeded_hash import unit_hash
+from thresher.classifiers.tasks import topic_input
+from thresher.pipeline.config import ConfigError
+from thresher.pipeline.lexicon import HAN_RUN
+from thresher.pipeline.seeded_hash import unit_hash
 
 _WORD = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
 DEFAULT_TOPICS_FILE = Path(__file__).resolve().parent.parent / "configs" / "topics.yaml"

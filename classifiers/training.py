@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.base import METRICS_NAME, TextClassifier, backend_class, load_classifier
-from classifiers.metrics import classification_metrics
-from classifiers.tasks import TASKS, model_input
-from pipeline.documents_input import read_jsonl
-from pipeline.inputs import InputError
-from pipeline.seeded_hash import unit_hash
+from thresher.classifiers.base import METRICS_NAME, TextClassifier, backend_class, load_classifier
+from thresher.classifiers.metrics import classification_metrics
+from thresher.classifiers.tasks import TASKS, model_input
+from thresher.pipeline.prepare.inputs import InputError
+from thresher.pipeline.seeded_hash import unit_hash
+from thresher.pipeline.stagedir.documents import read_jsonl
 
 
 @dataclass
@@ -172,7 +172,7 @@ def train_and_save(
 
 def evaluate_documents(classifier: TextClassifier, data: LineDocuments) -> dict[str, Any]:
     """Line metrics of a document model on the labelled lines of `data`'s documents."""
-    from classifiers.clutter import line_scores
+    from thresher.classifiers.clutter import line_scores
 
     label = classifier.labels[-1]
     scores = line_scores(["\n".join(lines) for lines in data.lines], classifier, label)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.base import TextClassifier
+from thresher.classifiers.base import TextClassifier
 
 TRUNCATION_MODES = ("head", "head_tail")
 # Characters kept from each end before tokenizing: bounds tokenization cost on huge pages. Tokens

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from classifiers.annotate import LabelScorer, answer_requests
-from pipeline.config import ConfigError
+from thresher.classifiers.annotate import LabelScorer, answer_requests
+from thresher.pipeline.config import ConfigError
 
 INSTALL_HINT = "--backend vllm: vLLM is not installed (pip install vllm, on a CUDA machine); --backend transformers needs nothing more"
 SCORING = ("prefix_cache", "prompt_logprobs")

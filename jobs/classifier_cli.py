@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from classifiers.base import BACKENDS, METRICS_NAME
-from classifiers.tasks import TASKS
-from jobs.common import add_common_arguments, config_from_args, script_main
+from thresher.classifiers.base import BACKENDS, METRICS_NAME
+from thresher.classifiers.tasks import TASKS
+from thresher.jobs.stage_job import add_common_arguments, config_from_args, script_main
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,15 +83,15 @@ def _same(a, b) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from classifiers.base import backend_class
-    from classifiers.training import (
+    from thresher.classifiers.base import backend_class
+    from thresher.classifiers.training import (
         evaluate_saved,
         read_labelled,
         read_line_documents,
         train_and_save,
         train_and_save_documents,
     )
-    from pipeline.config import ConfigError
+    from thresher.pipeline.config import ConfigError
 
     if args.action == "train":
         params = _params(args.param)
@@ -125,14 +125,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from classifiers.bootstrap import bootstrap
-    from classifiers.topic import load_taxonomy
+    from thresher.classifiers.bootstrap import bootstrap
+    from thresher.classifiers.topic import load_taxonomy
 
     config = config_from_args(args)
     taxonomy = load_taxonomy(config.resolve_path(config.tag.topics_file) or None)
     prepare_config = None
     if any(".warc" in Path(p).name.lower() or Path(p).name.lower().endswith((".arc", ".arc.gz")) for p in args.input):
-        from jobs.prepare import resolved_prepare_config
+        from thresher.jobs.prepare import resolved_prepare_config
 
         prepare_config = resolved_prepare_config(config)
     summary = bootstrap(

@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 import sys
 
-from jobs.common import config_from_args
+from thresher.jobs.stage_job import config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

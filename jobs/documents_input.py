@@ -1,4 +1,4 @@
-"""The documents input of the stages after stage 1, as a Spark DataFrame (see pipeline.documents_input)."""
+"""The documents input of the stages after stage 1, as a Spark DataFrame (see pipeline.stagedir.documents)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.documents_input import (
+from thresher.pipeline.stagedir.documents import (
     INPUT_PARSE_ERROR,
     PARTS,
     DocumentSource,
@@ -19,7 +19,7 @@ from pipeline.documents_input import (
     resolve_source,
     source_parts,
 )
-from schemas import to_spark_schema
+from thresher.schemas import to_spark_schema
 
 INPUT_HELP = ("documents: a committed thresher stage directory, a Parquet file or directory, a JSONL(.gz) file "
               "or directory, or a Hugging Face datasets directory (save_to_disk)")
@@ -45,7 +45,7 @@ def source_from_args(args: argparse.Namespace, path: str) -> DocumentSource:
 
 
 def parts_frame(spark, source: DocumentSource, part_rows: int = 100_000):
-    """One partition per part of `source` (pipeline.documents_input.PARTS)."""
+    """One partition per part of `source` (pipeline.stagedir.documents.PARTS)."""
     parts = source_parts(source, part_rows)
     return spark.createDataFrame(spark.sparkContext.parallelize(parts, len(parts)), to_spark_schema(PARTS))
 
@@ -71,7 +71,7 @@ def read_documents(spark, source: DocumentSource, schema: pa.Schema, lid_model_p
 
 def parse_rejects(spark, rejects_dir: str):
     """The reject rows `read_documents` wrote to `rejects_dir` (none: an empty frame), once its frame was computed."""
-    from schemas.rejects import REJECT
+    from thresher.schemas.rejects import REJECT
 
     schema = to_spark_schema(REJECT)
     if not any(Path(rejects_dir).glob("*.parquet")):

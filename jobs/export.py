@@ -41,18 +41,17 @@ import time
 from functools import partial
 from pathlib import Path
 
-from jobs.common import StageJob, StageOutput
-from jobs.documents_input import (
+from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
     count_skipped_lines,
     fields_from_args,
     fresh_rejects_dir,
 )
-from jobs.documents_input import parts_frame as source_parts_frame
-from pipeline.config import Config, ConfigError, ExportConfig
-from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, document_batches, resolve_source
-from pipeline.export_encode import (
+from thresher.jobs.documents_input import parts_frame as source_parts_frame
+from thresher.jobs.stage_job import StageJob
+from thresher.pipeline.config import Config, ConfigError, ExportConfig
+from thresher.pipeline.export.encode import (
     DOCUMENT_SPILL_PREFIX,
     EncoderSpec,
     InputTally,
@@ -61,15 +60,23 @@ from pipeline.export_encode import (
     read_input_tally,
     tokenize_parts,
 )
-from pipeline.export_plan import SPLITS, Placement, ShardPlan, place_batches, shard_path
-from pipeline.inputs import InputError
-from pipeline.packing import PACK_MODES, TAIL_MODES, pack_and_summarize
-from pipeline.shards import write_shard_batches
-from pipeline.tokenize import load_tokenizer, tokenizer_sha256
-from schemas import to_spark_schema
-from schemas.export_wire import PACKED, PARTS, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN
-from schemas.stats import STATS_FILE, read_stats
-from schemas.tokens import MANIFEST_FORMAT, TOKEN_COLUMNS, TOKEN_DTYPE
+from thresher.pipeline.export.packing import PACK_MODES, TAIL_MODES, pack_and_summarize
+from thresher.pipeline.export.plan import SPLITS, Placement, ShardPlan, place_batches, shard_path
+from thresher.pipeline.export.shards import write_shard_batches
+from thresher.pipeline.export.tokenize import load_tokenizer, tokenizer_sha256
+from thresher.pipeline.prepare.inputs import InputError
+from thresher.pipeline.stagedir import StageOutput
+from thresher.pipeline.stagedir.documents import (
+    DEFAULT_FIELDS,
+    INPUT_PARSE_ERROR,
+    FieldMapping,
+    document_batches,
+    resolve_source,
+)
+from thresher.schemas import to_spark_schema
+from thresher.schemas.export_wire import PACKED, PARTS, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN
+from thresher.schemas.stats import STATS_FILE, read_stats
+from thresher.schemas.tokens import MANIFEST_FORMAT, TOKEN_COLUMNS, TOKEN_DTYPE
 
 STAGE = "export"
 SPILL_STAGING = "_spill"  # token spill files and packed rows' pointers, removed before the commit
@@ -105,7 +112,7 @@ def _input_parts(input_dir: Path) -> list[tuple[str, int, int]]:
 
 def parts_frame(spark, parts: list[tuple[str, int, int]]):
     """`parts` as a DataFrame (PARTS) with one partition each: executors read the documents
-    themselves (pipeline.export_encode.read_document_parts)."""
+    themselves (pipeline.export.encode.read_document_parts)."""
     return spark.createDataFrame(spark.sparkContext.parallelize(parts, len(parts)), to_spark_schema(PARTS))
 
 

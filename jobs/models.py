@@ -13,12 +13,13 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.common import StageJob, StageOutput, print_stage_summary
-from jobs.documents_input import fields_from_args
-from jobs.selection import check_select_config, run_select
-from jobs.tag import add_stage3_arguments, run_tag, tagger_info
-from pipeline.config import Config
-from pipeline.documents_input import DEFAULT_FIELDS, FieldMapping
+from thresher.jobs.documents_input import fields_from_args
+from thresher.jobs.selection import check_select_config, run_select
+from thresher.jobs.stage_job import StageJob, print_stage_summary
+from thresher.jobs.tag import add_stage3_arguments, run_tag, tagger_info
+from thresher.pipeline.config import Config
+from thresher.pipeline.stagedir import StageOutput
+from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, FieldMapping
 
 
 def run_models(

@@ -1,6 +1,6 @@
 """Stage 1 job: WARC files -> extracted, language-identified, exact-deduplicated documents.
 
-One Spark task per WARC file runs `pipeline.records.process_warc` (records, URL filter,
+One Spark task per WARC file runs `pipeline.prepare.records.process_warc` (records, URL filter,
 extraction, language ID, MD5) and writes that file's rows itself, as one Parquet file in
 OUTPUT/_work/files/ named by a hash of the file's base name and of its version (size, mtime and
 head, or a remote file's ETag), renamed into place only when the file is finished. Exact dedup (a
@@ -29,12 +29,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from jobs.common import StageJob, StageOutput, crash_point, reject_rows
-from pipeline.archive_sniff import check_archive_inputs
-from pipeline.config import Config, ConfigError, PrepareConfig
-from pipeline.filters import merge_rule_stats, rule_stats_from_json, rule_stats_report
-from pipeline.inputs import expand_inputs, input_identity
-from pipeline.records import (
+from thresher.jobs.stage_job import StageJob, reject_rows
+from thresher.pipeline.config import Config, ConfigError, PrepareConfig
+from thresher.pipeline.filters import merge_rule_stats, rule_stats_from_json, rule_stats_report
+from thresher.pipeline.prepare.archive_sniff import check_archive_inputs
+from thresher.pipeline.prepare.inputs import expand_inputs, input_identity
+from thresher.pipeline.prepare.records import (
     EXTRACT_FAILURE_RULES,
     ROW_DOCUMENT,
     ROW_FILE,
@@ -43,9 +43,10 @@ from pipeline.records import (
     file_output_name,
     write_warc_rows,
 )
-from schemas import to_spark_schema
-from schemas.documents import PREPARED
-from schemas.rejects import REJECT
+from thresher.pipeline.stagedir import StageOutput, crash_point
+from thresher.schemas import to_spark_schema
+from thresher.schemas.documents import PREPARED
+from thresher.schemas.rejects import REJECT
 
 STAGE = "prepare"
 # Record kinds that become a document or a reject; the others are only counted.
@@ -207,7 +208,7 @@ def _refuse_if_every_page_failed(spark, documents_out: int, details: dict, rejec
 def url_lists_loaded(prepare: PrepareConfig) -> dict:
     """The URL filter lists this run loaded (resolved paths) with their entry counts, for stats.json:
     a config's blocklist mapping replaces the shipped one, so this says which lists were in force."""
-    from pipeline.lexicon import read_list
+    from thresher.pipeline.lexicon import read_list
 
     def entry(path: str) -> dict:
         return {"path": path, "entries": len(read_list(path))}
@@ -285,7 +286,7 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
 
 def sample_inputs(output_dir: str) -> list[str]:
     """Write the bundled sample crawl next to `output_dir` and return its files."""
-    from pipeline.sample_crawl import write_sample_crawl
+    from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
 
     directory = os.path.join(os.path.dirname(os.path.abspath(output_dir)), "sample-crawl")
     return write_sample_crawl(directory)

@@ -26,21 +26,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs.common import CHECKPOINT_DIR, StageJob, StageOutput, reject_rows
-from jobs.documents_input import (
+from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
     fields_from_args,
     parse_rejects,
     read_documents,
 )
-from pipeline.config import Config, RulesConfig
-from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
-from pipeline.filters import rule_stats_report
-from pipeline.process_cache import ProcessCache
-from schemas import to_spark_schema
-from schemas.documents import PREPARED, RULES
-from schemas.rejects import REJECT
+from thresher.jobs.stage_job import StageJob, reject_rows
+from thresher.pipeline.config import Config, RulesConfig
+from thresher.pipeline.filters import rule_stats_report
+from thresher.pipeline.process_cache import ProcessCache
+from thresher.pipeline.stagedir import CHECKPOINT_DIR, StageOutput
+from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
+from thresher.schemas import to_spark_schema
+from thresher.schemas.documents import PREPARED, RULES
+from thresher.schemas.rejects import REJECT
 
 STAGE = "rules"
 LINE_DEDUP_RULE = "line_dedup"
@@ -66,7 +67,7 @@ def _edge_lines_udf(edge: int):
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from pipeline.line_dedup import edge_lines
+    from thresher.pipeline.rules.line_dedup import edge_lines
 
     item = T.StructType(
         [
@@ -82,7 +83,7 @@ def _remove_lines_udf():
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from pipeline.line_dedup import remove_lines
+    from thresher.pipeline.rules.line_dedup import remove_lines
 
     def apply(text, line_numbers):
         if not line_numbers:
@@ -109,7 +110,7 @@ class _HeuristicJudge:
         self.key = json.dumps([dataclasses.asdict(rules), base_dir], sort_keys=True, default=str)
 
     def _filters(self):
-        from pipeline.heuristics import build_filters, load_resources
+        from thresher.pipeline.rules.heuristics import build_filters, load_resources
 
         resolve = Config(base_dir=self.base_dir).resolve_path
         return _JUDGES.get(self.key, lambda: build_filters(self.rules, load_resources(self.rules, resolve)))
@@ -117,8 +118,8 @@ class _HeuristicJudge:
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from pyspark import TaskContext
 
-        from pipeline.filters import merge_rule_stats, take_stats
-        from pipeline.heuristics import judge_documents
+        from thresher.pipeline.filters import merge_rule_stats, take_stats
+        from thresher.pipeline.rules.heuristics import judge_documents
 
         filters = self._filters()
         partition_stats = take_stats(filters)  # zeros, every rule, in pipeline order (and no leftovers)
@@ -131,7 +132,7 @@ class _HeuristicJudge:
 
 
 def _write_partition_stats(directory: str, partition: int, stats) -> None:
-    from pipeline.filters import rule_stats_to_json
+    from thresher.pipeline.filters import rule_stats_to_json
 
     target = os.path.join(directory, f"part-{partition:05d}.json")
     temporary = f"{target}.{uuid.uuid4().hex}.tmp"
@@ -142,8 +143,8 @@ def _write_partition_stats(directory: str, partition: int, stats) -> None:
 
 def _read_rule_stats(directory: str, rules: RulesConfig, resources) -> dict:
     """The partitions' rule stats merged, every rule listed in pipeline order (an empty input too)."""
-    from pipeline.filters import merge_rule_stats, rule_stats_from_json, take_stats
-    from pipeline.heuristics import build_filters
+    from thresher.pipeline.filters import merge_rule_stats, rule_stats_from_json, take_stats
+    from thresher.pipeline.rules.heuristics import build_filters
 
     paths = sorted(Path(directory).glob("part-*.json"))
     parts = [rule_stats_from_json(json.loads(path.read_text())) for path in paths]
@@ -160,7 +161,7 @@ class _BandKeys:
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import numpy as np
 
-        from pipeline.minhash import MinHasher, band_keys, tokenize
+        from thresher.pipeline.rules.minhash import MinHasher, band_keys, tokenize
 
         setting = (self.num_perm, self.seed, self.ngram)
         hasher = _HASHERS.get(setting, lambda: MinHasher(*setting))
@@ -316,7 +317,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from pipeline.heuristics import load_resources
+    from thresher.pipeline.rules.heuristics import load_resources
 
     rules = config.rules
     if rules.minhash_bands * rules.minhash_rows > rules.minhash_num_perm:

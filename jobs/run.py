@@ -30,20 +30,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from classifiers.clutter import SHIPPED_MODEL
-from jobs.common import (
-    DirectoryLock,
-    StageOutput,
+from thresher.classifiers.clutter import SHIPPED_MODEL
+from thresher.jobs.session import spark_session
+from thresher.jobs.stage_job import (
     add_common_arguments,
     config_from_args,
-    crash_point,
     print_stage_start,
     print_stage_summary,
     script_main,
-    spark_session,
 )
-from pipeline.config import Config, ConfigError
-from schemas.stats import read_stats
+from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.stagedir import StageOutput, crash_point
+from thresher.pipeline.stagedir.lock import DirectoryLock
+from thresher.schemas.stats import read_stats
 
 STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")
 # The config keys (dotted prefixes) each stage's output depends on; `run.*` are this run's options.
@@ -100,13 +99,13 @@ def _run_stages(
     spark, inputs: list[str], output_dir: str, config: Config, models_dir: str | None, tokenizer_dir: str | None,
     from_stage: str | None,
 ) -> dict[str, Any]:
-    from jobs.export import run_export
-    from jobs.prepare import run_prepare
-    from jobs.rules import run_rules
-    from jobs.selection import check_select_config, run_select
-    from jobs.tag import run_tag, tagger_info
-    from jobs.tokenizer import run_tokenizer_train
-    from pipeline.report import write_report
+    from thresher.jobs.export import run_export
+    from thresher.jobs.prepare import run_prepare
+    from thresher.jobs.rules import run_rules
+    from thresher.jobs.selection import check_select_config, run_select
+    from thresher.jobs.tag import run_tag, tagger_info
+    from thresher.jobs.tokenizer import run_tokenizer_train
+    from thresher.pipeline.report.html import write_report
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +153,7 @@ def _run_stages(
 def run_settings(config: Config, models_dir: str, tokenizer_dir: str, dirs: dict[str, str]) -> dict[str, Any]:
     """Every config value as a flat dotted key, plus the run's own inputs to stages (`run.*`): the
     models directory and, for models this run did not bootstrap, a content hash of each."""
-    from jobs.tag import tagger_info
+    from thresher.jobs.tag import tagger_info
 
     settings = dataclasses.asdict(config)
     del settings["base_dir"]
@@ -222,8 +221,8 @@ def _write_run_info(out: Path, run_info: dict[str, Any]) -> None:
 
 def _write_effective_config(out: Path, config: Config) -> None:
     """OUTPUT/config.yaml, the config this run used (as `thresher config show` prints it): the report links it."""
-    from jobs.config_show import effective_config_text
-    from pipeline.report import CONFIG_FILE
+    from thresher.jobs.config_show import effective_config_text
+    from thresher.pipeline.report.html import CONFIG_FILE
 
     tmp = out / f"{CONFIG_FILE}.tmp"
     tmp.write_text(effective_config_text(config), encoding="utf-8")
@@ -241,8 +240,8 @@ def _configured_models_dir(config: Config) -> str | None:
 
 def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) -> dict[str, Any]:
     """The default fastText models, weak-labelled on this run's stage 1 documents, committed like a stage."""
-    from classifiers.bootstrap import bootstrap
-    from classifiers.topic import load_taxonomy
+    from thresher.classifiers.bootstrap import bootstrap
+    from thresher.classifiers.topic import load_taxonomy
 
     output = StageOutput(output_dir)
     output.begin()
@@ -259,21 +258,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from jobs.selection import check_select_config
-    from jobs.tag import resolve_taggers, tagger_info
+    from thresher.jobs.selection import check_select_config
+    from thresher.jobs.tag import resolve_taggers, tagger_info
 
     config = config_from_args(args)
     inputs = list(args.inputs)
     if args.sample:
         if inputs:
             raise ConfigError("give INPUT files or --sample, not both")
-        from pipeline.sample_crawl import write_sample_crawl
+        from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
 
         inputs = write_sample_crawl(str(Path(args.output) / "input"))
     if not inputs:
         raise ConfigError("no INPUT given (or pass --sample for the bundled sample crawl)")
-    from pipeline.archive_sniff import check_archive_inputs
-    from pipeline.inputs import expand_inputs
+    from thresher.pipeline.prepare.archive_sniff import check_archive_inputs
+    from thresher.pipeline.prepare.inputs import expand_inputs
 
     # A missing or non-WARC local input fails here, before Spark starts.
     check_archive_inputs(expand_inputs(inputs, config.prepare.path_prefix))

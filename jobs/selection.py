@@ -1,7 +1,7 @@
 """Stage 3b job, select: keep rules, line removal and rebalancing on the tag columns; no model runs.
 
 Reads a committed tag output (documents/ with every tagger's columns, stats.json naming the
-taggers and their labels) and writes OUTPUT/documents/ (classifiers.selection.selected_schema: text
+taggers and their labels) and writes OUTPUT/documents/ (pipeline.select.selection.selected_schema: text
 with low-scoring lines removed, sample_copies; sorted by doc_id), OUTPUT/rejects/ (`<tagger>:<rule>`
 document rejects with the failing value, one `<tagger>_line` row per removed line,
 `<tagger>_emptied` and `rebalance_downsampled` documents) and OUTPUT/stats.json (documents and
@@ -11,7 +11,7 @@ The module is not named select.py: `spark-submit jobs/<job>.py` puts jobs/ first
 a select.py would shadow the standard library's `select`.
 
 Settings: config `select` (keep rules per tagger, line thresholds per lines tagger, rebalancing to
-target shares by classifiers.mix.solve_mix, or by the taxonomy's fixed weights).
+target shares by pipeline.select.mix.solve_mix, or by the taxonomy's fixed weights).
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from classifiers.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
-from classifiers.selection import (
+from thresher.classifiers.tagging import Tagger
+from thresher.classifiers.topic import Taxonomy, TaxonomyError, load_taxonomy
+from thresher.jobs.stage_job import StageJob, reject_rows
+from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.seeded_hash import unit_hash
+from thresher.pipeline.select.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
+from thresher.pipeline.select.selection import (
     REST_CLASS,
     RULE_DOWNSAMPLED,
     STATUS_KEPT,
@@ -37,13 +42,9 @@ from classifiers.selection import (
     filtered_schema,
     selected_schema,
 )
-from classifiers.tagging import Tagger
-from classifiers.topic import Taxonomy, TaxonomyError, load_taxonomy
-from jobs.common import StageJob, StageOutput, crash_point, reject_rows, require_committed
-from pipeline.config import Config, ConfigError
-from pipeline.seeded_hash import unit_hash
-from schemas import to_spark_schema
-from schemas.stats import read_stats
+from thresher.pipeline.stagedir import StageOutput, crash_point, require_committed
+from thresher.schemas import to_spark_schema
+from thresher.schemas.stats import read_stats
 
 STAGE = "select"
 KEEP_RULES = ("label_in", "label_not_in", "min_score", "top_percent")
@@ -153,7 +154,7 @@ def check_select_config(config: Config, taggers: dict[str, dict[str, Any]] | Non
 
 
 def mix_targets(config: Config) -> tuple[MixTarget, ...]:
-    """The configured target groups expanded to taxonomy labels (classifiers.mix.expand_groups checks
+    """The configured target groups expanded to taxonomy labels (pipeline.select.mix.expand_groups checks
     shares, known classes and overlaps, naming the key)."""
     return expand_groups(taxonomy_of(config), config.select.rebalance.targets, "select.rebalance.targets")
 
@@ -225,7 +226,7 @@ def _score_column(check: KeepCheck):
 
 
 def _with_cut(tagged, check: KeepCheck, documents_in: int) -> KeepCheck:
-    """A top-percent rule with its global cut over the whole input, as classifiers.mix.top_fraction_cut
+    """A top-percent rule with its global cut over the whole input, as pipeline.select.mix.top_fraction_cut
     defines it (floor(p% x N + 0.5) documents; ties at the cut score by (unit_hash(seed, doc_id),
     doc_id)), found with Spark: only the documents tied at the cut score come to the driver."""
     from pyspark.sql import functions as F

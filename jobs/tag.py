@@ -22,11 +22,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from classifiers.base import ModelNotFoundError, model_digest, read_manifest, read_metrics
-from classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
-from classifiers.tagging import Tagger, check_tagger, tag_batches, tagged_schema
-from jobs.common import StageJob, StageOutput, crash_point
-from jobs.documents_input import (
+from thresher.classifiers.base import ModelNotFoundError, model_digest, read_manifest, read_metrics
+from thresher.classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
+from thresher.classifiers.tagging import Tagger, check_tagger, tag_batches, tagged_schema
+from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
     count_skipped_lines,
@@ -35,10 +34,12 @@ from jobs.documents_input import (
     parse_rejects,
     read_documents,
 )
-from pipeline.config import Config, ConfigError
-from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
-from schemas import to_spark_schema
-from schemas.documents import RULES
+from thresher.jobs.stage_job import StageJob
+from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.stagedir import StageOutput, crash_point
+from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
+from thresher.schemas import to_spark_schema
+from thresher.schemas.documents import RULES
 
 STAGE = "tag"
 HISTOGRAM_BINS = 10  # score histograms in the stats and the report: [0, 0.1), ..., [0.9, 1.0]
@@ -93,7 +94,7 @@ def configured_taggers(config: Config, models_dir: str | None = None) -> list[Ta
     for tagger in resolve_taggers(config, models_dir):
         manifest = read_manifest(tagger.model_dir)
         if manifest["backend"] == "transformers" and overrides:
-            from classifiers.transformers_backend import stored_settings
+            from thresher.classifiers.transformers_backend import stored_settings
 
             try:
                 stored_settings(manifest).replace(dict(overrides))

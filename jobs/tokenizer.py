@@ -19,8 +19,7 @@ import sys
 
 import pyarrow as pa
 
-from jobs.common import StageJob, StageOutput
-from jobs.documents_input import (
+from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
     count_skipped_lines,
@@ -28,9 +27,11 @@ from jobs.documents_input import (
     fresh_rejects_dir,
     read_documents,
 )
-from pipeline.config import Config, ConfigError
-from pipeline.documents_input import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
-from pipeline.tokenize import save_tokenizer, tokenizer_sha256, train_byte_level_bpe
+from thresher.jobs.stage_job import StageJob
+from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.export.tokenize import save_tokenizer, tokenizer_sha256, train_byte_level_bpe
+from thresher.pipeline.stagedir import StageOutput
+from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 
 STAGE = "tokenizer"
 # What the sample needs of each document: doc_id (for the seeded hash) and the text.

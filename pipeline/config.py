@@ -87,7 +87,7 @@ class SparkConfig:
 @dataclass(frozen=True)
 class ThreadPostsConfig:
     """Stage 1: the posts of a forum thread that trafilatura leaves out, appended to its text
-    (`pipeline.extract.missing_thread_posts`); measured on the dev set by cross-validation, where
+    (`pipeline.prepare.extract.missing_thread_posts`); measured on the dev set by cross-validation, where
     `min_line_chars` was chosen (bench/bench_extraction.py, bench/RESULTS.md "Issue 14, extraction pass")."""
 
     enabled: bool = True

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.filters import DocumentFilter, Drop
-from pipeline.process_cache import ProcessCache
+from thresher.pipeline.filters import DocumentFilter, Drop
+from thresher.pipeline.process_cache import ProcessCache
 
 _LABEL_PREFIX = "__label__"
 

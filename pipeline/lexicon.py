@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.process_cache import ProcessCache
+from thresher.pipeline.process_cache import ProcessCache
 
 # Han ideographs: CJK Unified Ideographs Extension A, the URO block, Compatibility Ideographs.
 HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"

@@ -2,7 +2,7 @@
 
 import pyarrow as pa
 
-from schemas import extend
+from thresher.schemas import extend
 
 # Stage 1 (prepare) output.
 PREPARED = pa.schema(
@@ -28,4 +28,4 @@ RULES = extend(
 )
 
 # Stage 3 columns depend on the configured taggers: classifiers.tagging.tagged_schema (tag) and
-# classifiers.selection.selected_schema (select) derive them.
+# pipeline.select.selection.selected_schema (select) derive them.

@@ -3,7 +3,7 @@
 These are internal to `thresher export` (its outputs are schemas/tokens.py). Tokens never travel
 in these rows: they stay in spill files (pipeline/spill.py) and rows point at them with `file`
 (a spill file's name, relative to the spill directory) and `start` (the offset of the first token
-in it, in tokens). `split` is a split code, an index into pipeline.export_plan.SPLITS.
+in it, in tokens). `split` is a split code, an index into pipeline.export.plan.SPLITS.
 
 Counts travel in outputs of their own, never as marked rows inside a pointer stream: each
 tokenizing task reports its input counts as one INPUT_TALLY row in a file of its own, each packing
@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 # The export's input tasks over a committed stage: row groups first_row_group ... + row_groups - 1
-# of one Parquet file (other inputs: pipeline.documents_input.PARTS).
+# of one Parquet file (other inputs: pipeline.stagedir.documents.PARTS).
 PARTS = pa.schema([pa.field("path", pa.string()), pa.field("first_row_group", pa.int32()),
                    pa.field("row_groups", pa.int32())])
 

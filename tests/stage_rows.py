@@ -40,7 +40,7 @@ def rules_row(source: str, i: int, url: str, text: str, lang: str) -> dict:
 
 def stage3_config(models_dir: Path, quality_model: Path, **overrides):
     """The default config with the test models and the quality tagger switched on."""
-    from pipeline.config import load_config
+    from thresher.pipeline.config import load_config
 
     return load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.quality.model_dir": str(quality_model), **overrides})
 
@@ -49,7 +49,7 @@ def stage_stats_json(stage: str, documents_in: int, documents_out: int, rejects_
                      config_digest: str = "0123456789abcdef", rule_stats: dict | None = None, **details) -> dict:
     """A stats.json envelope (schemas.stats) as a stage writes it, for a stage directory built by hand;
     `rule_stats` is the envelope's `rules` (per-rule costs), `details` the stage's own figures."""
-    from schemas.stats import stage_stats
+    from thresher.schemas.stats import stage_stats
 
     return stage_stats(stage, thresher_version="test", config_digest=config_digest, started=1.7e9, finished=1.7e9 + 1,
                        phases={}, inputs=[], documents_in=documents_in, documents_out=documents_out,

@@ -7,7 +7,7 @@ Quick start
     thresher train --data SHARDS --preset tiny --output RUN --max-tokens 2M --resume latest
     thresher train-export RUN --output HF_DIR                # newest checkpoint -> Hugging Face Dots1,
                                                              # with the run's tokenizer and generation config
-    from transformers import pipeline
+    from transformers import thresher.pipeline
     generate = pipeline("text-generation", model="HF_DIR")
 
 A preset shorter than the data's seq_len takes it (a line says so); the last step is shrunk so

@@ -10,9 +10,9 @@ import dataclasses
 import json
 from decimal import Decimal, InvalidOperation
 
-from pipeline.config import ConfigError
-from trainer.model import PRESETS, ModelConfig
-from trainer.train import TrainConfig, train
+from thresher.pipeline.config import ConfigError
+from thresher.trainer.model import PRESETS, ModelConfig
+from thresher.trainer.train import TrainConfig, train
 
 SUFFIXES = {"K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from schemas.tokens import MANIFEST_FORMAT
+from thresher.schemas.tokens import MANIFEST_FORMAT
 
 
 def read_manifest(data_dir: str | Path) -> dict:

@@ -28,10 +28,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from pipeline.config import ConfigError
-from pipeline.tokenize import TOKENIZER_FILES, tokenizer_sha256
-from trainer.checkpoint import is_checkpoint, latest_checkpoint, load_checkpoint
-from trainer.model import ModelConfig
+from thresher.pipeline.config import ConfigError
+from thresher.pipeline.export.tokenize import TOKENIZER_FILES, tokenizer_sha256
+from thresher.trainer.checkpoint import is_checkpoint, latest_checkpoint, load_checkpoint
+from thresher.trainer.model import ModelConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -24,7 +24,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor
 
-from trainer.model import ModelConfig, Transformer, count_parameters, local_tensor
+from thresher.trainer.model import ModelConfig, Transformer, count_parameters, local_tensor
 
 
 def build_mesh(device_type: str, world_size: int, expert_parallel: int) -> DeviceMesh:

@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from pipeline.config import ConfigError
-from trainer import checkpoint
-from trainer.data import TokenShardReader, read_manifest
-from trainer.model import IGNORED, ModelConfig, Transformer, load_imbalance, preset, update_router_biases
-from trainer.parallel import build_mesh, clip_grad_norm_, format_memory, memory_per_rank, parallelize
+from thresher.pipeline.config import ConfigError
+from thresher.trainer import checkpoint
+from thresher.trainer.data import TokenShardReader, read_manifest
+from thresher.trainer.model import IGNORED, ModelConfig, Transformer, load_imbalance, preset, update_router_biases
+from thresher.trainer.parallel import build_mesh, clip_grad_norm_, format_memory, memory_per_rank, parallelize
 
 
 @dataclass

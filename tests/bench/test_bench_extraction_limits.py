@@ -11,7 +11,7 @@ from bench.bench_extraction_limits import (
     training_share,
     visible_text,
 )
-from pipeline.extraction_eval import cv_splits
+from thresher.pipeline.prepare.extraction_eval import cv_splits
 
 PAGE = """<html><head><title>T</title><style>p { color: red }</style></head><body>
 <nav class="main-nav"><ul><li><a href="/">Home</a></li><li>Sports</li></ul></nav>
@@ -68,8 +68,8 @@ def test_training_shares_grow_by_nesting_and_cut_across_folds():
 def test_cross_validated_scores_never_score_a_page_with_a_model_that_saw_it():
     """Each page's keep and clutter lines are worded only on that page and have the same shape, so
     only a model that trained on the page can tell them apart; half the pages put the keep line first."""
-    from classifiers.clutter import line_input
-    from classifiers.fasttext_backend import FastTextClassifier
+    from thresher.classifiers.clutter import line_input
+    from thresher.classifiers.fasttext_backend import FastTextClassifier
 
     pages, lines_of, labels_of = [], {}, {}
     for i in range(40):

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from stage_rows import URL_SHAPES, read_jsonl, rules_row
 
-from schemas.documents import RULES
+from thresher.schemas.documents import RULES
 
 # Small fastText models for tests: same code path, a fraction of the default memory and time.
 SMALL_FASTTEXT = {"bucket": 20_000, "dim": 16}
@@ -51,8 +51,8 @@ def rules_dir(shared_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bootstrapped(rules_dir, tmp_path_factory) -> tuple[Path, dict]:
     """(models dir, bootstrap summary) made from `rules_dir` with small fastText models."""
-    from classifiers.bootstrap import bootstrap
-    from classifiers.topic import load_taxonomy
+    from thresher.classifiers.bootstrap import bootstrap
+    from thresher.classifiers.topic import load_taxonomy
 
     models = tmp_path_factory.mktemp("models")
     return models, bootstrap([str(rules_dir)], models, load_taxonomy(), params=SMALL_FASTTEXT)
@@ -62,9 +62,9 @@ def bootstrapped(rules_dir, tmp_path_factory) -> tuple[Path, dict]:
 def lm_dir(rules_dir, tmp_path_factory) -> Path:
     """A tiny Qwen2ForCausalLM whose tokenizer also learned the prompt templates, label names and topic
     descriptions (so prompts stay short in tokens)."""
-    from classifiers.annotate import PROMPTS_DIR, read_documents
-    from classifiers.topic import DEFAULT_TOPICS_FILE
-    from classifiers.transformers_backend import build_scratch_qwen2
+    from thresher.classifiers.annotate import PROMPTS_DIR, read_documents
+    from thresher.classifiers.topic import DEFAULT_TOPICS_FILE
+    from thresher.classifiers.transformers_backend import build_scratch_qwen2
 
     texts = [row["text"][:1500] for row in read_documents(rules_dir)][:300]
     texts += [path.read_text(encoding="utf-8") for path in sorted(PROMPTS_DIR.glob("*.txt"))]
@@ -74,6 +74,6 @@ def lm_dir(rules_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def scorer(lm_dir):
-    from classifiers.annotate import CausalLMScorer
+    from thresher.classifiers.annotate import CausalLMScorer
 
     return CausalLMScorer(lm_dir, "cpu")

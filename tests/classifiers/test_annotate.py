@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from classifiers.annotate import (
+from thresher.classifiers.annotate import (
     PROMPTS_DIR,
     Annotator,
     annotate_file,
@@ -29,9 +29,9 @@ from classifiers.annotate import (
     read_documents,
     stratified_sample,
 )
-from classifiers.page_type import PAGE_TYPES
-from classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
-from jobs.cli import main as thresher
+from thresher.classifiers.page_type import PAGE_TYPES
+from thresher.classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
+from thresher.jobs.cli import main as thresher
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -118,7 +118,7 @@ def test_a_killed_run_resumes_after_its_last_complete_row_and_annotates_nothing_
 
     killed = tmp_path / "killed.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    code = "import sys; from jobs.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from thresher.jobs.cli import main; sys.exit(main(sys.argv[1:]))"
     # A slow copy of the same run (one row a second at most) so the kill lands mid-run.
     slow = "import time, classifiers.annotate as a; f = a.Annotator.annotate; a.Annotator.annotate = lambda s, d: (time.sleep(0.5), f(s, d))[1]; "
     process = subprocess.Popen([sys.executable, "-c", slow + code, *_command(rules_dir, lm_dir, killed, "24")], env=env, cwd=REPO)
@@ -281,7 +281,7 @@ def test_a_label_or_topic_without_a_description_is_one_line_before_the_model_loa
 def test_a_prompt_whose_label_list_outgrows_the_model_context_is_one_clear_error(scorer):
     import copy
 
-    from classifiers.annotate import AnnotationError
+    from thresher.classifiers.annotate import AnnotationError
 
     short = copy.copy(scorer)
     tree = label_sets("topic")

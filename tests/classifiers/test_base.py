@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from classifiers.base import (
+from thresher.classifiers.base import (
     MANIFEST_NAME,
     ModelNotFoundError,
     backend_class,
@@ -16,7 +16,7 @@ from classifiers.base import (
     load_classifier,
     read_manifest,
 )
-from classifiers.transformers_backend import build_scratch_model, build_scratch_qwen2
+from thresher.classifiers.transformers_backend import build_scratch_model, build_scratch_qwen2
 
 from .conftest import SMALL_FASTTEXT, read_jsonl
 

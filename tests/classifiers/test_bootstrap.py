@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from classifiers.base import load_classifier, read_manifest
-from classifiers.bootstrap import MODEL_NAMES, read_documents, sample_documents, weak_label_rows
-from classifiers.topic import load_taxonomy
-from classifiers.training import evaluate_saved
+from thresher.classifiers.base import load_classifier, read_manifest
+from thresher.classifiers.bootstrap import MODEL_NAMES, read_documents, sample_documents, weak_label_rows
+from thresher.classifiers.topic import load_taxonomy
+from thresher.classifiers.training import evaluate_saved
 
 
 def test_bootstrap_writes_three_models_with_metrics_and_their_labels(bootstrapped):
@@ -49,8 +49,8 @@ def test_reads_stage_dirs_jsonl_and_warcs(rules_dir, shared_data, tmp_path):
     jsonl = shared_data / "quality" / "chinesewebtext" / "cleared1.jsonl"
     url, text = next(read_documents([str(jsonl)]))
     assert url.startswith("http") and text
-    from jobs.prepare import resolved_prepare_config
-    from pipeline.config import load_config
+    from thresher.jobs.prepare import resolved_prepare_config
+    from thresher.pipeline.config import load_config
 
     warc = shared_data / "warc" / "cc-main-2020-34-sample.warc.gz"
     documents = list(read_documents([str(warc)], resolved_prepare_config(load_config())))
@@ -60,7 +60,7 @@ def test_reads_stage_dirs_jsonl_and_warcs(rules_dir, shared_data, tmp_path):
 
 
 def test_too_few_labels_is_a_clear_error(tmp_path):
-    from classifiers.bootstrap import bootstrap
+    from thresher.classifiers.bootstrap import bootstrap
 
     (tmp_path / "one.jsonl").write_text(json.dumps({"url": "https://x.com/a", "text": "hello"}) + "\n")
     with pytest.raises(ValueError, match="at least two labels"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from classifiers.base import TextClassifier, load_classifier
-from classifiers.clutter import (
+from thresher.classifiers.base import TextClassifier, load_classifier
+from thresher.classifiers.clutter import (
     CLUTTER,
     KEEP,
     LINE_FEATURES,
@@ -122,7 +122,7 @@ def test_remove_clutter_drops_low_scoring_lines_and_keeps_blank_ones():
 
 
 def test_line_scores_align_with_the_lines_and_remove_lines_uses_them():
-    from classifiers.clutter import line_scores, remove_lines
+    from thresher.classifiers.clutter import line_scores, remove_lines
 
     text = "Home\n\nA sentence of quite a few words to keep here.\nShare"
     (scores,) = line_scores([text], WordCountScorer())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from classifiers.fasttext_backend import FastTextClassifier, fasttext_tokens
+from thresher.classifiers.fasttext_backend import FastTextClassifier, fasttext_tokens
 
 from .conftest import SMALL_FASTTEXT, read_jsonl
 
@@ -52,7 +52,7 @@ def test_labels_with_whitespace_and_single_label_are_refused():
 
 
 def test_quantize_writes_a_smaller_ftz_that_loads_and_scores(chinese_labelled, tmp_path):
-    from classifiers.base import load_classifier
+    from thresher.classifiers.base import load_classifier
 
     texts, labels = chinese_labelled
     plain = FastTextClassifier.train(texts, labels, SMALL_FASTTEXT)

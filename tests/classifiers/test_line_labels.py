@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from classifiers.clutter import CLUTTER, KEEP
-from classifiers.line_labels import content_labels, normalize, page_line_labels, snippet_labels, units
+from thresher.classifiers.clutter import CLUTTER, KEEP
+from thresher.classifiers.line_labels import content_labels, normalize, page_line_labels, snippet_labels, units
 
 ARTICLE = (
     "River towns prepare for spring\n"

@@ -10,12 +10,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from classifiers.base import load_classifier
-from classifiers.clutter import CLUTTER, KEEP, line_scores
-from classifiers.line_sequence import LineSequenceClassifier, token_ids
-from classifiers.tagging import Tagger, tag_table
-from classifiers.training import evaluate_saved, read_line_documents, train_and_save_documents
-from schemas.documents import RULES
+from thresher.classifiers.base import load_classifier
+from thresher.classifiers.clutter import CLUTTER, KEEP, line_scores
+from thresher.classifiers.line_sequence import LineSequenceClassifier, token_ids
+from thresher.classifiers.tagging import Tagger, tag_table
+from thresher.classifiers.training import evaluate_saved, read_line_documents, train_and_save_documents
+from thresher.schemas.documents import RULES
 
 SMALL = {"buckets": 4096, "embedding_dim": 8, "hidden": 16, "epochs": 40, "lr": 0.01, "dropout": 0.0}
 TOPICS = ["rivers", "markets", "harvests", "bridges", "schools", "storms", "trains", "forests"]

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from classifiers.metrics import accuracy, classification_metrics, macro_f1, positive_label, roc_auc
+from thresher.classifiers.metrics import accuracy, classification_metrics, macro_f1, positive_label, roc_auc
 
 
 def test_auc_counts_ordered_pairs_and_half_ties():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from classifiers.page_type import page_type_input, text_features, url_words, weak_page_type
+from thresher.classifiers.page_type import page_type_input, text_features, url_words, weak_page_type
 
 PROSE = "\n".join(
     ["The council met on Tuesday to discuss the new library, which will open next spring in the old market hall."] * 6

@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from classifiers.base import cached_classifier
-from classifiers.tagging import Tagger, check_tagger, tag_batches, tag_table, tagged_schema, top_labels
+from thresher.classifiers.base import cached_classifier
+from thresher.classifiers.tagging import Tagger, check_tagger, tag_batches, tag_table, tagged_schema, top_labels
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from classifiers.clutter import line_input
-from classifiers.page_type import page_type_input
-from classifiers.tasks import model_input, topic_input
+from thresher.classifiers.clutter import line_input
+from thresher.classifiers.page_type import page_type_input
+from thresher.classifiers.tasks import model_input, topic_input
 
 
 def test_each_task_builds_the_scoring_input():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from classifiers.topic import KeywordLabeler, TaxonomyError, load_taxonomy, sample_copies, seed_examples
-from pipeline.config import ConfigError
+from thresher.classifiers.topic import KeywordLabeler, TaxonomyError, load_taxonomy, sample_copies, seed_examples
+from thresher.pipeline.config import ConfigError
 
 DESCRIBED = 'en: A, zh: 甲, description: {en: "Things of kind A.", zh: "甲类的东西。"}'
 

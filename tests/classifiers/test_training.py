@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from classifiers.base import METRICS_NAME
-from classifiers.training import (
+from thresher.classifiers.base import METRICS_NAME
+from thresher.classifiers.training import (
     LabelledData,
     cross_validate,
     evaluate_saved,
@@ -17,7 +17,7 @@ from classifiers.training import (
     read_labelled,
     train_and_save,
 )
-from pipeline.inputs import InputError
+from thresher.pipeline.prepare.inputs import InputError
 
 from .conftest import SMALL_FASTTEXT
 
@@ -93,8 +93,8 @@ def test_cross_validation_covers_every_row_once(shared_data):
 
 
 def test_line_rows_come_back_as_documents_and_bad_rows_are_named(tmp_path):
-    from classifiers.training import read_line_documents
-    from pipeline.inputs import InputError
+    from thresher.classifiers.training import read_line_documents
+    from thresher.pipeline.prepare.inputs import InputError
 
     rows = [
         {"url": "b", "text": "second page", "line_index": 0, "line_count": 1, "label": "keep"},

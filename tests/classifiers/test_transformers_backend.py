@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from classifiers.base import load_classifier
-from classifiers.transformers_backend import TransformersClassifier, build_scratch_model
+from thresher.classifiers.base import load_classifier
+from thresher.classifiers.transformers_backend import TransformersClassifier, build_scratch_model
 
 torch.set_num_threads(1)
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -74,7 +74,7 @@ DOCUMENTS = [
 def qwen_tagger(tmp_path_factory):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from classifiers.transformers_backend import InferenceSettings, build_scratch_qwen2
+    from thresher.classifiers.transformers_backend import InferenceSettings, build_scratch_qwen2
 
     base = build_scratch_qwen2(DOCUMENTS, tmp_path_factory.mktemp("qwen"), vocab_size=400)
     model = AutoModelForSequenceClassification.from_pretrained(base, attn_implementation="sdpa")
@@ -113,7 +113,7 @@ def test_batches_respect_the_token_budget_and_group_one_padded_length(qwen_tagge
 
 
 def test_head_tail_truncation_keeps_both_ends(qwen_tagger):
-    from classifiers.transformers_backend import truncate_ids
+    from thresher.classifiers.transformers_backend import truncate_ids
 
     ids = list(range(100))
     assert truncate_ids(ids, 10, "head") == list(range(10))
@@ -155,8 +155,8 @@ def test_host_memory_is_bounded_by_the_window_not_the_number_of_documents(qwen_t
 
 
 def test_settings_are_stored_checked_and_overridden_by_config(qwen_tagger, tmp_path):
-    from classifiers.transformers_backend import InferenceSettings
-    from pipeline.config import load_config
+    from thresher.classifiers.transformers_backend import InferenceSettings
+    from thresher.pipeline.config import load_config
 
     manifest = json.loads((qwen_tagger.save(tmp_path / "again") / "classifier.json").read_text())
     assert manifest["inference"]["max_length"] == 96 and manifest["inference"]["device"] == "auto"
@@ -178,8 +178,8 @@ def test_a_spark_task_runs_on_the_first_visible_gpu_or_the_cpu(spark, qwen_tagge
     the CPU when there is none; a mapInArrow over the tagger returns the plain call's scores, row by row."""
     import pyarrow as pa
 
-    from classifiers.base import cached_classifier
-    from classifiers.transformers_backend import task_device
+    from thresher.classifiers.base import cached_classifier
+    from thresher.classifiers.transformers_backend import task_device
 
     directory = str(qwen_tagger.save(tmp_path / "spark_tagger"))
 
@@ -211,7 +211,7 @@ def test_on_a_gpu_the_tagger_runs_in_bf16_and_scores_match_across_budgets(qwen_t
 
 
 def test_a_spark_gpu_address_maps_to_its_cuda_index(monkeypatch):
-    from classifiers.transformers_backend import visible_index
+    from thresher.classifiers.transformers_backend import visible_index
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert visible_index("3") == 3

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from classifiers.annotate import CausalLMScorer, annotate_file, answer_requests, label_sets, normalised
-from classifiers.page_type import PAGE_TYPES
-from classifiers.vllm_backend import answer_logprobs, answer_logprobs_from_steps, sampled_logprob, token_steps
-from pipeline.config import ConfigError
+from thresher.classifiers.annotate import CausalLMScorer, annotate_file, answer_requests, label_sets, normalised
+from thresher.classifiers.page_type import PAGE_TYPES
+from thresher.classifiers.vllm_backend import answer_logprobs, answer_logprobs_from_steps, sampled_logprob, token_steps
+from thresher.pipeline.config import ConfigError
 
 torch.set_num_threads(1)
 
@@ -97,7 +97,7 @@ def test_sampled_logprob_reads_the_allowed_token_and_refuses_another():
 
 
 def test_the_vllm_scorer_without_vllm_is_one_line(lm_dir):
-    from classifiers.vllm_backend import VLLMScorer
+    from thresher.classifiers.vllm_backend import VLLMScorer
 
     with pytest.raises(ConfigError, match=r"^--backend vllm: vLLM is not installed \(pip install vllm"):
         VLLMScorer(lm_dir)

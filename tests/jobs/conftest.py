@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from schemas.documents import RULES
+from thresher.schemas.documents import RULES
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +33,8 @@ def stage2_dir(shared_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def models_dir(stage2_dir, tmp_path_factory) -> Path:
-    from classifiers.bootstrap import bootstrap
-    from classifiers.topic import load_taxonomy
+    from thresher.classifiers.bootstrap import bootstrap
+    from thresher.classifiers.topic import load_taxonomy
 
     directory = tmp_path_factory.mktemp("models")
     bootstrap([str(stage2_dir)], directory, load_taxonomy(), params={"bucket": 20_000, "dim": 16})
@@ -45,7 +45,7 @@ def models_dir(stage2_dir, tmp_path_factory) -> Path:
 def quality_model(shared_data, tmp_path_factory) -> Path:
     """A 0/1 quality classifier trained as a user would, with `thresher classifiers train --task plain`
     on DCLM's majority-vote labels."""
-    from jobs.cli import main
+    from thresher.jobs.cli import main
 
     directory = tmp_path_factory.mktemp("quality") / "model"
     argv = ["classifiers", "train", "--task", "plain", "--data", str(shared_data / "quality" / "dclm" / "majority_data.jsonl"),
@@ -59,7 +59,7 @@ def tagged_dir(spark, stage2_dir, models_dir, quality_model, tmp_path_factory) -
     """`thresher tag` on the stage 2 fixture with all four taggers, on one input partition."""
     from stage_rows import stage3_config
 
-    from jobs.tag import run_tag
+    from thresher.jobs.tag import run_tag
 
     directory = tmp_path_factory.mktemp("tagged")
     run_tag(spark, str(stage2_dir), str(directory), stage3_config(models_dir, quality_model), partitions=1)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from classifiers.base import load_classifier
-from jobs.cli import main
+from thresher.classifiers.base import load_classifier
+from thresher.jobs.cli import main
 
 
 def test_train_then_eval_reproduces_and_detects_tampering(shared_data, tmp_path, capsys):
@@ -75,7 +75,7 @@ def test_eval_of_the_shipped_clutter_model_without_its_labels_is_one_line(tmp_pa
     """The shipped model's metrics name labels that bench/build_clutter_model.py writes, not shipped."""
     import shutil
 
-    from classifiers.clutter import shipped_model_dir
+    from thresher.classifiers.clutter import shipped_model_dir
 
     model = tmp_path / "clutter"
     shutil.copytree(shipped_model_dir(), model)  # beside no bench/work/ labels

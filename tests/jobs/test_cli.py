@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from jobs.cli import SUBCOMMANDS, build_parser, main
+from thresher.jobs.cli import SUBCOMMANDS, build_parser, main
 
 
 def all_parsers(parser: argparse.ArgumentParser):
@@ -31,7 +31,7 @@ def test_no_command_prints_help_and_fails(capsys):
 
 
 def test_console_script_help_lists_every_subcommand():
-    result = subprocess.run([sys.executable, "-c", "from jobs.cli import main; raise SystemExit(main())", "--help"],
+    result = subprocess.run([sys.executable, "-c", "from thresher.jobs.cli import main; raise SystemExit(main())", "--help"],
                             capture_output=True, text=True, check=True)
     for command in SUBCOMMANDS:
         assert command in result.stdout
@@ -41,7 +41,7 @@ def test_a_bad_config_is_a_clear_error_before_spark_starts(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("prepare:\n  lang_threshold: high\n")
     result = subprocess.run(
-        [sys.executable, "-c", "from jobs.cli import main; raise SystemExit(main())", "prepare", "x.warc.gz",
+        [sys.executable, "-c", "from thresher.jobs.cli import main; raise SystemExit(main())", "prepare", "x.warc.gz",
          "--output", str(tmp_path / "out"), "--config", str(bad)],
         capture_output=True, text=True,
     )
@@ -65,7 +65,7 @@ def test_a_full_disk_at_a_stage_boundary_is_one_line_naming_the_directory(spark,
     import errno
     import pathlib
 
-    from pipeline.sample_crawl import write_sample_crawl
+    from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
 
     inputs = write_sample_crawl(tmp_path / "sample")
     out = tmp_path / "run"
@@ -108,8 +108,8 @@ def small_disk(tmp_path):
 def test_a_full_disk_during_stage_1_is_one_line_and_the_rerun_after_freeing_space_finishes(
     spark, small_disk, tmp_path, capsys
 ):
-    from jobs.common import COMMITTED_MARKER
-    from pipeline.sample_crawl import write_sample_crawl
+    from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
+    from thresher.pipeline.stagedir import COMMITTED_MARKER
 
     mount, filler = small_disk
     inputs = write_sample_crawl(tmp_path / "sample")
@@ -134,7 +134,7 @@ def test_version_is_the_installed_package_version(capsys):
 
 
 def test_config_show_prints_a_config_that_loads_back_the_same(tmp_path, capsys):
-    from pipeline.config import load_config
+    from thresher.pipeline.config import load_config
 
     layer = tmp_path / "mine.yaml"
     layer.write_text("rules:\n  minhash_seed: 9\n")
@@ -154,7 +154,7 @@ def test_config_show_prints_a_config_that_loads_back_the_same(tmp_path, capsys):
 def test_set_examples_name_a_real_key_of_the_subcommands_own_section(command):
     import yaml
 
-    from pipeline.config import load_config
+    from thresher.pipeline.config import load_config
 
     sections = {"rules": "rules", "tag": "tag", "select": "select", "models": "select", "export": "export",
                 "prepare": "prepare", "tokenizer": "export", "classifiers": "tag"}
@@ -178,12 +178,12 @@ def test_classifiers_subcommands_have_descriptions():
 
 
 def test_ctrl_c_before_spark_starts_is_one_line_and_130(monkeypatch, capsys):
-    import jobs.config_show
+    import thresher.jobs.config_show
 
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(jobs.config_show, "run", interrupted)
+    monkeypatch.setattr(thresher.jobs.config_show, "run", interrupted)
     assert main(["config", "show"]) == 130
     assert capsys.readouterr().err == "[thresher] interrupted; run the same command again to resume\n"
 
@@ -207,10 +207,10 @@ def test_train_help_says_how_to_launch_it_under_torchrun(capsys):
 def test_a_users_error_raised_in_a_spark_task_is_one_line(spark, tmp_path, capsys):
     """A malformed JSONL line past the first, met by a stage that takes no input rejects (the reader's
     InputError raised in a Python worker), is one line naming the file and line, not a Java stack."""
-    from jobs.cli import run_with_one_line_errors
-    from jobs.documents_input import read_documents
-    from pipeline.documents_input import resolve_source
-    from schemas.documents import PREPARED
+    from thresher.jobs.documents_input import read_documents
+    from thresher.jobs.errors import run_with_one_line_errors
+    from thresher.pipeline.stagedir.documents import resolve_source
+    from thresher.schemas.documents import PREPARED
 
     docs = tmp_path / "docs.jsonl"
     good = '{"text": "A first document with a sentence or two. It is fine.", "url": "http://a.example/"}\n'

@@ -13,21 +13,20 @@ from pathlib import Path
 import pytest
 from stage_rows import stage_stats_json
 
-from jobs.common import (
+from thresher.jobs.stage_job import add_common_arguments, config_from_args
+from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.prepare.inputs import InputError
+from thresher.pipeline.stagedir import (
     COMMITTED_MARKER,
     CRASH_ENV,
     CRASH_MODE_ENV,
     LOCK_FILE,
-    DirectoryLock,
     SimulatedCrash,
     StageOutput,
-    add_common_arguments,
-    config_from_args,
     require_committed,
 )
-from pipeline.config import Config, ConfigError
-from pipeline.inputs import InputError
-from schemas.stats import read_stats
+from thresher.pipeline.stagedir.lock import DirectoryLock
+from thresher.schemas.stats import read_stats
 
 STATS = stage_stats_json("test", 1, 1)
 
@@ -120,8 +119,8 @@ def test_a_crash_mid_commit_leaves_no_committed_output_and_a_rerun_recovers(tmp_
 
     script = textwrap.dedent(
         f"""
-        from jobs.common import StageOutput
-        from pipeline.config import Config
+        from thresher.pipeline.stagedir import StageOutput
+        from thresher.pipeline.config import Config
         out = StageOutput({str(tmp_path / "stage")!r})
         out.begin()
         for name in ("documents", "rejects"):
@@ -145,7 +144,7 @@ def test_a_crash_mid_commit_leaves_no_committed_output_and_a_rerun_recovers(tmp_
 
 
 def test_crash_point_fires_only_where_named(monkeypatch):
-    from jobs.common import SimulatedCrash, crash_point
+    from thresher.pipeline.stagedir import SimulatedCrash, crash_point
 
     monkeypatch.setenv("THRESHER_CRASH_MODE", "raise")
     monkeypatch.setenv("THRESHER_CRASH_AT", "rules:after_line_dedup")
@@ -159,7 +158,7 @@ def hold_lock(directory, then="wait"):
     action = "sys.stdin.read()" if then == "wait" else "os.kill(os.getpid(), signal.SIGKILL)"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        from jobs.common import DirectoryLock
+        from thresher.pipeline.stagedir.lock import DirectoryLock
         with DirectoryLock({str(directory)!r}):
             print("held", flush=True)
             {action}
@@ -204,8 +203,8 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 
 
 def test_gpu_scheduling_settings_come_from_the_spark_section(tmp_path):
-    from jobs.common import spark_settings
-    from pipeline.config import load_config
+    from thresher.jobs.session import spark_settings
+    from thresher.pipeline.config import load_config
 
     plain = spark_settings(load_config().spark)
     assert not any("resource.gpu" in key for key in plain)  # no GPU asked for: none scheduled
@@ -223,8 +222,8 @@ def test_gpu_scheduling_settings_come_from_the_spark_section(tmp_path):
 
 
 def test_gpu_scheduling_without_a_task_amount_or_script_is_a_config_error(tmp_path):
-    from jobs.common import spark_settings
-    from pipeline.config import ConfigError, load_config
+    from thresher.jobs.session import spark_settings
+    from thresher.pipeline.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="spark.task_gpu_amount"):
         spark_settings(load_config(None, {"spark.executor_gpu_amount": 1}).spark)
@@ -234,7 +233,7 @@ def test_gpu_scheduling_without_a_task_amount_or_script_is_a_config_error(tmp_pa
 
 
 def test_stage_summary_says_lines_removed_apart_from_documents_rejected():
-    from jobs.common import stage_summary
+    from thresher.jobs.stage_job import stage_summary
 
     stats = {"documents_in": 243, "documents_out": 217,
              "rejects_by_rule": {"page_type:label_in": 26, "clutter_line": 690, "line_dedup": 6}}
@@ -261,7 +260,7 @@ def test_a_reopened_stage_begins_again_clearing_its_own_committed_parts_only(tmp
 
 
 def test_a_stage_job_checks_before_spark_and_the_lock_then_runs_under_the_lock(tmp_path, monkeypatch, capsys):
-    import jobs.common as common
+    import thresher.jobs.stage_job as common
 
     calls = []
     monkeypatch.setattr(common, "spark_session", lambda name, spark_config, master: calls.append(("spark", name)) or "S")
@@ -312,9 +311,9 @@ def parse_job(job, argv):
 def test_reject_rows_are_the_reject_schema_with_a_named_or_computed_rule(spark):
     from pyspark.sql import functions as F
 
-    from jobs.common import reject_rows
-    from schemas import to_spark_schema
-    from schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+    from thresher.jobs.stage_job import reject_rows
+    from thresher.schemas import to_spark_schema
+    from thresher.schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
 
     frame = spark.createDataFrame([("d1", "http://a/", None, "x" * 600, "why", 3)],
                                   "doc_id string, url string, warc_path string, text string, reason string, n int")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.common import COMMITTED_MARKER
-from jobs.documents_input import parts_frame, read_documents
-from pipeline.documents_input import FieldMapping, derived_doc_id, resolve_source
-from schemas.documents import PREPARED, RULES
+from thresher.jobs.documents_input import parts_frame, read_documents
+from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.pipeline.stagedir.documents import FieldMapping, derived_doc_id, resolve_source
+from thresher.schemas.documents import PREPARED, RULES
 
 
 def test_derived_ids_are_the_same_with_1_and_4_partitions(spark, tmp_path):

@@ -16,14 +16,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import cli
-from jobs.common import COMMITTED_MARKER
-from jobs.export import _input_parts, parts_frame, run_export
-from pipeline.config import ConfigError, load_config
-from pipeline.export_plan import SPLITS, document_key, is_validation, permute, shuffle_seed
-from pipeline.inputs import InputError
-from pipeline.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
-from schemas.stats import read_stats, stage_stats
+from thresher.jobs import cli
+from thresher.jobs.export import _input_parts, parts_frame, run_export
+from thresher.pipeline.config import ConfigError, load_config
+from thresher.pipeline.export.plan import SPLITS, document_key, is_validation, permute, shuffle_seed
+from thresher.pipeline.export.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
+from thresher.pipeline.prepare.inputs import InputError
+from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.schemas.stats import read_stats, stage_stats
 
 SETTINGS = {
     "export.seq_len": 255,
@@ -320,7 +320,7 @@ def test_user_documents_export_to_the_same_shards_as_a_stage(concat_run, rows, t
 
 
 def test_user_documents_without_ids_export_under_derived_ids(spark, rows, tokenizer_dir, config, tmp_path):
-    from pipeline.documents_input import FieldMapping, derived_doc_id
+    from thresher.pipeline.stagedir.documents import FieldMapping, derived_doc_id
 
     path = write_user_documents(tmp_path, [{**r, "doc_id": None} for r in rows], "parquet")
     stats = run_export(spark, str(path), str(tmp_path / "out"), str(tokenizer_dir), config, FieldMapping(text="body"))
@@ -332,7 +332,7 @@ def test_user_documents_without_ids_export_under_derived_ids(spark, rows, tokeni
 
 
 def test_an_empty_split_is_said():
-    from jobs.export import empty_split_notes
+    from thresher.jobs.export import empty_split_notes
 
     def manifest(train, validation, fraction=0.005):
         return {"validation_fraction": fraction,
@@ -347,8 +347,8 @@ def test_an_empty_split_is_said():
 
 
 def test_the_driver_refuses_a_range_packed_twice_or_a_document_count_that_does_not_add_up():
-    from jobs.export import _input_counts, _split_summaries
-    from pipeline.export_encode import InputTally
+    from thresher.jobs.export import _input_counts, _split_summaries
+    from thresher.pipeline.export.encode import InputTally
 
     def summary(range_id, sequences, documents):
         return {"split": 0, "range_id": range_id, "file": "packed-x.parquet", "sequences": sequences,

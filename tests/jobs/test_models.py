@@ -5,14 +5,14 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 from stage_rows import stage3_config
 
-from jobs.common import COMMITTED_MARKER
-from jobs.models import run_models
-from jobs.selection import run_select
-from schemas.stats import read_stats
+from thresher.jobs.models import run_models
+from thresher.jobs.selection import run_select
+from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.schemas.stats import read_stats
 
 
 def test_models_is_tag_then_select(spark, stage2_dir, models_dir, quality_model, tagged_dir, tmp_path, capsys):
-    from jobs.cli import main
+    from thresher.jobs.cli import main
 
     out = tmp_path / "models"
     argv = ["models", str(stage2_dir), "--output", str(out), "--models-dir", str(models_dir),

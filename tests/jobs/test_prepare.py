@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from jobs.common import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, WORK_DIR, SimulatedCrash
-from jobs.prepare import JOB, run_prepare
-from pipeline.config import ConfigError, load_config
-from pipeline.inputs import InputError
-from pipeline.records import file_output_name
-from pipeline.sample_crawl import write_sample_crawl
-from schemas.documents import PREPARED
-from schemas.rejects import REJECT
-from schemas.stats import read_stats
+from thresher.jobs.prepare import JOB, run_prepare
+from thresher.pipeline.config import ConfigError, load_config
+from thresher.pipeline.prepare.inputs import InputError
+from thresher.pipeline.prepare.records import file_output_name
+from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
+from thresher.pipeline.stagedir import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, WORK_DIR, SimulatedCrash
+from thresher.schemas.documents import PREPARED
+from thresher.schemas.rejects import REJECT
+from thresher.schemas.stats import read_stats
 
 # One file of each format (tests/pipeline/test_warc.py reads all of them without Spark).
 SMALL_FORMATS = [
@@ -80,7 +80,7 @@ def _step_of(reject_rule):
 def test_real_crawl_rules_count_each_step_s_pages_and_the_report_shows_their_cost(crawl_run):
     from report_page import Page
 
-    from pipeline.report import build_report, render_html
+    from thresher.pipeline.report.html import build_report, render_html
 
     output, stats = crawl_run
     rules, kinds = stats["rules"], stats["details"]["records_by_kind"]
@@ -296,7 +296,7 @@ def test_special_files_in_an_input_directory_are_rejected_not_waited_on(spark, s
 
 
 def test_a_job_whose_every_page_fails_one_step_exits_non_zero_naming_it(shared_data, tmp_path, capsys):
-    from jobs.cli import main as thresher
+    from thresher.jobs.cli import main as thresher
 
     not_a_model = tmp_path / "lid.ftz"
     not_a_model.write_text("this is no fastText model\n")  # exists, so it passes the path check
@@ -311,7 +311,7 @@ def test_a_job_whose_every_page_fails_one_step_exits_non_zero_naming_it(shared_d
 
 
 def test_a_documents_file_is_refused_before_spark_with_one_line(shared_data, tmp_path, capsys):
-    from jobs import cli
+    from thresher.jobs import cli
 
     docs = tmp_path / "docs.jsonl"
     docs.write_text("".join((shared_data / "quality/dclm/agreement_data.jsonl").open().readlines()[:5]))
@@ -325,8 +325,8 @@ def test_a_documents_file_is_refused_before_spark_with_one_line(shared_data, tmp
 def test_per_file_rows_of_an_older_thresher_are_not_resumed(tmp_path):
     """Work files written before the per-rule stats (marker without a rows format) are read again,
     not merged into a stats.json they cannot fill."""
-    from jobs.common import StageOutput
-    from jobs.prepare import _files_dir
+    from thresher.jobs.prepare import _files_dir
+    from thresher.pipeline.stagedir import StageOutput
 
     prepare = load_config().prepare
     output = StageOutput(tmp_path / "prepare")

@@ -10,14 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.common import COMMITTED_MARKER
-from jobs.rules import LINE_DEDUP_RULE, MINHASH_RULE, run_rules
-from pipeline.config import load_config
-from pipeline.filters import FilterStats, first_drop
-from pipeline.heuristics import DocumentView, build_filters, load_resources
-from schemas.documents import PREPARED, RULES
-from schemas.rejects import REJECT
-from schemas.stats import read_stats
+from thresher.jobs.rules import LINE_DEDUP_RULE, MINHASH_RULE, run_rules
+from thresher.pipeline.config import load_config
+from thresher.pipeline.filters import FilterStats, first_drop
+from thresher.pipeline.rules.heuristics import DocumentView, build_filters, load_resources
+from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.schemas.documents import PREPARED, RULES
+from thresher.schemas.rejects import REJECT
+from thresher.schemas.stats import read_stats
 
 FOOTER = "Subscribe to our newsletter for weekly updates on all our stories"
 FOOTER_COPIES = 10
@@ -189,7 +189,7 @@ def test_rules_stats_count_what_each_heuristic_family_saw_dropped_and_its_time(r
 def test_the_report_shows_each_family_s_cost_in_pipeline_order(runs, tmp_path):
     from report_page import Page
 
-    from pipeline.report import build_report, render_html
+    from thresher.pipeline.report.html import build_report, render_html
 
     results, *_ = runs
     output, stats = results[4]
@@ -205,7 +205,7 @@ def test_the_report_shows_each_family_s_cost_in_pipeline_order(runs, tmp_path):
 
 
 def test_a_retried_task_s_stats_replace_its_first_attempt_s(tmp_path):
-    from jobs.rules import _read_rule_stats, _write_partition_stats
+    from thresher.jobs.rules import _read_rule_stats, _write_partition_stats
 
     config = load_config()
     resources = load_resources(config.rules, config.resolve_path)
@@ -249,14 +249,14 @@ def _write_user_input(directory, records, kind):
 
 @pytest.mark.parametrize("kind", ["parquet", "jsonl", "datasets", "stage_text_url"])
 def test_user_documents_go_through_rules(spark, shared_data, tmp_path, kind):
-    from jobs import cli
+    from thresher.jobs import cli
 
     records = _user_records(shared_data)
     path = _write_user_input(tmp_path, records, kind)
     mapping = [] if kind == "stage_text_url" else ["--text-field", "content", "--url-field", "link"]
     code = cli.main(["rules", str(path), "--output", str(tmp_path / "out"), *mapping])
     assert code == 0
-    from pipeline.documents_input import derived_doc_id
+    from thresher.pipeline.stagedir.documents import derived_doc_id
 
     stats = read_stats(tmp_path / "out")
     assert stats["documents_in"] == len(records)
@@ -274,7 +274,7 @@ def test_user_documents_go_through_rules(spark, shared_data, tmp_path, kind):
 
 
 def test_a_text_column_under_another_name_is_one_line_before_spark(tmp_path, capsys):
-    from jobs import cli
+    from thresher.jobs import cli
 
     pq.write_table(pa.table({"content": ["some text"]}), tmp_path / "docs.parquet")
     code = cli.main(["rules", str(tmp_path / "docs.parquet"), "--output", str(tmp_path / "out")])
@@ -284,8 +284,8 @@ def test_a_text_column_under_another_name_is_one_line_before_spark(tmp_path, cap
 
 
 def test_a_malformed_jsonl_line_past_the_first_is_a_counted_reject(spark, shared_data, tmp_path):
-    from jobs import cli
-    from pipeline.documents_input import INPUT_PARSE_ERROR
+    from thresher.jobs import cli
+    from thresher.pipeline.stagedir.documents import INPUT_PARSE_ERROR
 
     records = _user_records(shared_data)[:8]
     lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in records]

@@ -15,12 +15,12 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-import jobs.run as run_module
-from jobs.common import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, SimulatedCrash
-from jobs.run import STAGES, run_pipeline
-from pipeline.config import ConfigError, load_config
-from pipeline.sample_crawl import write_sample_crawl
-from schemas.stats import read_stats
+import thresher.jobs.run as run_module
+from thresher.jobs.run import STAGES, run_pipeline
+from thresher.pipeline.config import ConfigError, load_config
+from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
+from thresher.pipeline.stagedir import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, SimulatedCrash
+from thresher.schemas.stats import read_stats
 
 # Small enough to keep the test quick; the recipe's numbers (MinHash 2048 = 128 x 16, ...) stay.
 OVERRIDES = {
@@ -294,7 +294,7 @@ def test_a_second_run_on_the_same_output_refuses_and_touches_nothing(tmp_path):
     # The first run, at work in stage 1: it holds the lock on OUTPUT and has files in prepare/_staging/.
     first = subprocess.Popen([sys.executable, "-c", (
         "import pathlib, sys\n"
-        "from jobs.common import DirectoryLock\n"
+        "from thresher.pipeline.stagedir.lock import DirectoryLock\n"
         f"out = pathlib.Path({str(out)!r})\n"
         "with DirectoryLock(out):\n"
         "    (out / 'prepare' / '_staging').mkdir(parents=True)\n"
@@ -307,7 +307,7 @@ def test_a_second_run_on_the_same_output_refuses_and_touches_nothing(tmp_path):
         part = out / "prepare" / "_staging" / "part-0.parquet"
         before = part.stat().st_mtime_ns
         # As `thresher run`, and as `spark-submit jobs/run.py` runs it.
-        for command in (["-c", "from jobs.cli import main; raise SystemExit(main())", "run"], [run_module.__file__]):
+        for command in (["-c", "from thresher.jobs.cli import main; raise SystemExit(main())", "run"], [run_module.__file__]):
             second = subprocess.run([sys.executable, *command, "--sample", "--output", str(out)],
                                     capture_output=True, text=True, env=env, timeout=240)
             assert second.returncode == 2
@@ -323,7 +323,7 @@ def test_a_second_run_on_the_same_output_refuses_and_touches_nothing(tmp_path):
 
 
 def test_a_value_out_of_range_fails_before_any_output(tmp_path, capsys):
-    from jobs import cli
+    from thresher.jobs import cli
 
     out = tmp_path / "run"
     code = cli.main(["run", "--sample", "--output", str(out), "--set", "select.rebalance.min_model_accuracy=7"])
@@ -335,7 +335,7 @@ def test_a_value_out_of_range_fails_before_any_output(tmp_path, capsys):
 
 def test_ctrl_c_prints_one_line_and_exits_130_and_spark_stays_quiet(tmp_path):
     """A real `thresher run` in its own process group, sent SIGINT as a terminal's Ctrl-C would be."""
-    command = [sys.executable, "-c", "from jobs.cli import main; raise SystemExit(main())",
+    command = [sys.executable, "-c", "from thresher.jobs.cli import main; raise SystemExit(main())",
                "run", "--sample", "--output", str(tmp_path / "run"), "--master", "local[2]"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
@@ -380,7 +380,7 @@ def crawl_runs(spark, shared_data, quality_model, tmp_path_factory):
     import contextlib
     import io
 
-    from classifiers.base import LOAD_LOG_ENV
+    from thresher.classifiers.base import LOAD_LOG_ENV
 
     inputs = sorted(str(p) for p in (shared_data / "crawl").glob("*.warc.gz"))
     out = tmp_path_factory.mktemp("crawl-run")
@@ -446,7 +446,7 @@ def test_the_rerun_texts_follow_the_new_thresholds(crawl_runs):
 
 
 def test_rerunning_the_finished_run_says_already_complete(crawl_runs, capsys):
-    from jobs.cli import main
+    from thresher.jobs.cli import main
 
     argv = ["run", *crawl_runs["inputs"], "--output", str(crawl_runs["out"])]
     for key, value in {**crawl_runs["base"], **QUALITY_CUT}.items():

@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 from stage_rows import stage3_config
 
-from classifiers.selection import estimated_tokens
-from classifiers.topic import sample_copies
-from jobs.selection import check_select_config, run_select, tagged_models
-from pipeline.config import ConfigError
-from pipeline.seeded_hash import unit_hash
-from schemas.rejects import REJECT
-from schemas.stats import read_stats
+from thresher.classifiers.topic import sample_copies
+from thresher.jobs.selection import check_select_config, run_select, tagged_models
+from thresher.pipeline.config import ConfigError
+from thresher.pipeline.seeded_hash import unit_hash
+from thresher.pipeline.select.selection import estimated_tokens
+from thresher.schemas.rejects import REJECT
+from thresher.schemas.stats import read_stats
 
 QUALITY_CUT = {"select.keep.quality.score_label": "1", "select.keep.quality.top_percent": 50}
 
@@ -29,7 +29,7 @@ def config_for(models_dir, quality_model):
 @pytest.fixture(scope="module")
 def selected(spark, tagged_dir, config_for, tmp_path_factory):
     """Select with the default rules plus a quality top-50% cut, on 1 and on 4 partitions (the command)."""
-    from jobs.cli import main
+    from thresher.jobs.cli import main
 
     one = tmp_path_factory.mktemp("select1")
     run_select(spark, str(tagged_dir), str(one), config_for(**QUALITY_CUT), partitions=1)
@@ -148,7 +148,7 @@ def test_rebalancing_to_a_target_mix(spark, tagged_dir, config_for, tmp_path):
 
 
 def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path):
-    from classifiers.topic import load_taxonomy
+    from thresher.classifiers.topic import load_taxonomy
 
     config = config_for(**{"select.rebalance.mode": "weights", "select.rebalance.min_model_accuracy": 0.0})
     stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config)
@@ -181,7 +181,7 @@ def test_bad_settings_are_one_config_error_before_any_work(tagged_dir, config_fo
 
 
 def test_the_command_refuses_bad_settings_in_one_line_before_spark(tagged_dir, tmp_path, capsys):
-    from jobs.cli import main
+    from thresher.jobs.cli import main
 
     out = tmp_path / "out"
     assert main(["select", str(tagged_dir), "--output", str(out), "--set", "select.rebalance.max_copies=-1"]) == 2

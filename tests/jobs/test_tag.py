@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from classifiers.base import ModelNotFoundError, model_digest, read_manifest
-from jobs.tag import run_tag
-from pipeline.config import ConfigError, load_config
-from schemas.documents import RULES
-from schemas.stats import read_stats
+from thresher.classifiers.base import ModelNotFoundError, model_digest, read_manifest
+from thresher.jobs.tag import run_tag
+from thresher.pipeline.config import ConfigError, load_config
+from thresher.schemas.documents import RULES
+from thresher.schemas.stats import read_stats
 
 TAGGERS = ("page_type", "clutter", "topic", "quality")
 
@@ -22,7 +22,7 @@ TAGGERS = ("page_type", "clutter", "topic", "quality")
 @pytest.fixture(scope="module")
 def tagged_four(spark, stage2_dir, models_dir, quality_model, tmp_path_factory):
     """The same tagging through the `thresher tag` command on 4 partitions."""
-    from jobs.cli import main
+    from thresher.jobs.cli import main
 
     out = tmp_path_factory.mktemp("tagged4")
     argv = ["tag", str(stage2_dir), "--output", str(out), "--models-dir", str(models_dir), "--partitions", "4",
@@ -101,7 +101,7 @@ def test_missing_model_or_bad_tagger_fails_before_any_work(spark, stage2_dir, mo
 
 
 def test_cli_reports_a_missing_model_in_one_line(stage2_dir, tmp_path, capsys):
-    from jobs.cli import main
+    from thresher.jobs.cli import main
 
     assert main(["tag", str(stage2_dir), "--output", str(tmp_path / "out"), "--models-dir", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -120,7 +120,7 @@ def _model_loads(batches, model_dir):
     """mapInArrow body: which worker process ran the task, and whether it had the model already."""
     import os
 
-    from classifiers import base
+    from thresher.classifiers import base
 
     already = str(Path(model_dir).resolve()) in base._LOADED
     base.cached_classifier(model_dir)
@@ -143,7 +143,7 @@ def test_each_worker_process_loads_a_model_once(spark, models_dir):
 
 def test_a_users_jsonl_of_the_same_documents_gets_the_same_tags_and_a_broken_line_is_a_counted_reject(
         spark, stage2_dir, models_dir, quality_model, tagged_dir, tmp_path, capsys):
-    from jobs.cli import main
+    from thresher.jobs.cli import main
 
     rows = pq.read_table(stage2_dir / "documents").to_pylist()
     lines = [json.dumps({"uid": r["doc_id"], "body": r["text"], "link": r["url"]}, ensure_ascii=False) for r in rows]
@@ -169,8 +169,8 @@ def test_a_users_jsonl_of_the_same_documents_gets_the_same_tags_and_a_broken_lin
 
 
 def test_the_clutter_tagger_uses_the_shipped_model_unless_the_config_names_another(models_dir):
-    from classifiers.clutter import shipped_model_dir
-    from jobs.tag import resolve_taggers
+    from thresher.classifiers.clutter import shipped_model_dir
+    from thresher.jobs.tag import resolve_taggers
 
     by_name = {t.name: t for t in resolve_taggers(load_config(), str(models_dir))}
     assert by_name["clutter"].model_dir == str(shipped_model_dir())
@@ -185,7 +185,7 @@ def transformers_tagger(stage2_dir, tmp_path_factory) -> Path:
     as a classifier directory with its own max_length of 96 tokens."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from classifiers.transformers_backend import InferenceSettings, TransformersClassifier, build_scratch_qwen2
+    from thresher.classifiers.transformers_backend import InferenceSettings, TransformersClassifier, build_scratch_qwen2
 
     texts = pq.read_table(stage2_dir / "documents", columns=["text"]).column("text").to_pylist()
     base = build_scratch_qwen2(texts[::4], tmp_path_factory.mktemp("qwen"), vocab_size=400)
@@ -197,9 +197,9 @@ def transformers_tagger(stage2_dir, tmp_path_factory) -> Path:
 def test_a_transformers_tagger_beside_the_fasttext_ones_with_the_configured_settings(
     spark, stage2_dir, models_dir, transformers_tagger, tmp_path
 ):
-    from classifiers.base import load_classifier
-    from classifiers.tasks import model_input
-    from classifiers.transformers_backend import TransformersClassifier
+    from thresher.classifiers.base import load_classifier
+    from thresher.classifiers.tasks import model_input
+    from thresher.classifiers.transformers_backend import TransformersClassifier
 
     stage2 = pq.read_table(stage2_dir / "documents").to_pylist()
     in_process = load_classifier(transformers_tagger)

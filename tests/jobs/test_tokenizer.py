@@ -9,12 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import cli
-from jobs.common import COMMITTED_MARKER
-from jobs.tokenizer import run_tokenizer_train
-from pipeline.config import ConfigError, load_config
-from pipeline.tokenize import load_tokenizer, tokenizer_sha256
-from schemas.stats import read_stats
+from thresher.jobs import cli
+from thresher.jobs.tokenizer import run_tokenizer_train
+from thresher.pipeline.config import ConfigError, load_config
+from thresher.pipeline.export.tokenize import load_tokenizer, tokenizer_sha256
+from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.schemas.stats import read_stats
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipeline.tokenize import save_tokenizer, train_byte_level_bpe
+from thresher.pipeline.export.tokenize import save_tokenizer, train_byte_level_bpe
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from pipeline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from thresher.pipeline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 
 
 def write(tmp_path, text):

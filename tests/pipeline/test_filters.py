@@ -1,7 +1,7 @@
 import itertools
 import time
 
-from pipeline.filters import (
+from thresher.pipeline.filters import (
     DocumentFilter,
     Drop,
     FilterStats,
@@ -12,7 +12,7 @@ from pipeline.filters import (
     rule_stats_to_json,
     take_stats,
 )
-from pipeline.urlfilter import DomainBlocklistFilter
+from thresher.pipeline.prepare.urlfilter import DomainBlocklistFilter
 
 
 class ShortText(DocumentFilter):

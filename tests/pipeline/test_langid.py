@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.langid import LanguageFilter, default_model_path, load_model, predict_language, top_language
+from thresher.pipeline.langid import LanguageFilter, default_model_path, load_model, predict_language, top_language
 
 
 def sentences(shared_data, lang):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import re
 
-from pipeline.config import load_config
-from pipeline.lexicon import (
+from thresher.pipeline.config import load_config
+from thresher.pipeline.lexicon import (
     CJK_CHAR,
     COLONS,
     HAN_CHAR,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pipeline.process_cache import ProcessCache
+from thresher.pipeline.process_cache import ProcessCache
 
 
 def test_each_key_is_built_once():

@@ -7,8 +7,8 @@ import hashlib
 
 import numpy as np
 
-from pipeline.export_plan import document_key, is_validation, shuffle_seed
-from pipeline.seeded_hash import hash64, unit_hash
+from thresher.pipeline.export.plan import document_key, is_validation, shuffle_seed
+from thresher.pipeline.seeded_hash import hash64, unit_hash
 
 KEYS = ["doc-a", "文档", "doc/\udcff", "", "x" * 300]
 

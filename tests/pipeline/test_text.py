@@ -1,6 +1,6 @@
 import hashlib
 
-from pipeline.text import normalize_text, text_md5
+from thresher.pipeline.text import normalize_text, text_md5
 
 
 def test_removes_unicode_punctuation_of_every_script():

@@ -3,8 +3,8 @@
 import numpy as np
 import pyarrow as pa
 
-from schemas import to_spark_schema
-from schemas.export_wire import INPUT_TALLY, PACKED, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN, list_array
+from thresher.schemas import to_spark_schema
+from thresher.schemas.export_wire import INPUT_TALLY, PACKED, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN, list_array
 
 
 def test_every_stage_schema_converts_to_spark():

@@ -1,12 +1,12 @@
 import pyarrow as pa
 import pytest
 
-from classifiers.selection import SelectSettings, selected_schema
-from classifiers.tagging import Tagger, tagged_schema
-from schemas import extend, to_spark_schema
-from schemas.documents import PREPARED, RULES
-from schemas.rejects import REJECT
-from schemas.tokens import SHARD
+from thresher.classifiers.tagging import Tagger, tagged_schema
+from thresher.pipeline.select.selection import SelectSettings, selected_schema
+from thresher.schemas import extend, to_spark_schema
+from thresher.schemas.documents import PREPARED, RULES
+from thresher.schemas.rejects import REJECT
+from thresher.schemas.tokens import SHARD
 
 
 def test_each_stage_keeps_the_previous_columns_in_order():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from schemas.stats import STATS_FILE, StatsError, read_stats, stage_stats, validate_stats, write_stats
+from thresher.schemas.stats import STATS_FILE, StatsError, read_stats, stage_stats, validate_stats, write_stats
 
 
 def envelope(**overrides):

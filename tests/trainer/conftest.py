@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from schemas.tokens import MANIFEST_FORMAT, SHARD
+from thresher.schemas.tokens import MANIFEST_FORMAT, SHARD
 
 
 def write_token_shards(directory: Path, splits: dict[str, list[list[int]]], seq_len: int, vocab_size: int,
@@ -109,7 +109,7 @@ def run_thresher(*argv: str, launcher: tuple[str, ...] = (), timeout: int = 600)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
     # torchrun starts a script file (the installed `thresher`) in each process; alone, `-c` does the same.
     entry = [str(Path(sys.executable).parent / "thresher")] if launcher else \
-        ["-c", "import sys; from jobs.cli import main; sys.exit(main())"]
+        ["-c", "import sys; from thresher.jobs.cli import main; sys.exit(main())"]
     command = [sys.executable, *launcher, *entry, *argv]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 

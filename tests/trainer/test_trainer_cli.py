@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from pipeline.config import ConfigError
-from trainer import cli, export_hf
-from trainer.checkpoint import list_checkpoints
-from trainer.model import preset
-from trainer.train import TrainConfig, check_mesh, read_log
+from thresher.pipeline.config import ConfigError
+from thresher.trainer import cli, export_hf
+from thresher.trainer.checkpoint import list_checkpoints
+from thresher.trainer.model import preset
+from thresher.trainer.train import TrainConfig, check_mesh, read_log
 
 
 def parse(argv, add=cli.add_arguments):
@@ -46,7 +46,7 @@ def test_options_reach_the_train_config():
 
 
 def test_set_takes_dotted_model_keys_and_the_old_form_is_one_line(capsys, tmp_path):
-    from jobs.cli import main
+    from thresher.jobs.cli import main
 
     base = ["train", "--data", str(tmp_path), "--output", str(tmp_path / "run")]
     assert main(base + ["--set", "hidden_size=32"]) == 2

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from trainer.data import TokenShardReader, read_manifest
+from thresher.trainer.data import TokenShardReader, read_manifest
 
 
 def numbered_rows(count, seq_len):

@@ -5,10 +5,10 @@ import torch
 import transformers
 from safetensors.torch import load_file
 
-from pipeline.config import ConfigError
-from trainer.export_hf import export_checkpoint, export_model, run_tokenizer, special_token_ids
-from trainer.model import Transformer, preset
-from trainer.train import TrainConfig, train
+from thresher.pipeline.config import ConfigError
+from thresher.trainer.export_hf import export_checkpoint, export_model, run_tokenizer, special_token_ids
+from thresher.trainer.model import Transformer, preset
+from thresher.trainer.train import TrainConfig, train
 
 
 def random_model(seed=0):
@@ -81,7 +81,7 @@ def test_exports_a_trained_run(small_shards, tmp_path):
 def test_the_runs_tokenizer_is_shipped_only_unchanged(tmp_path):
     from tokenizers import Tokenizer, models
 
-    from pipeline.tokenize import save_tokenizer, tokenizer_sha256
+    from thresher.pipeline.export.tokenize import save_tokenizer, tokenizer_sha256
 
     tokenizer_dir = tmp_path / "tok"
     save_tokenizer(Tokenizer(models.BPE()), tokenizer_dir, "<|endoftext|>", "<|pad|>")

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainer.model import (
+from thresher.trainer.model import (
     PRESETS,
     RoutedExperts,
     Transformer,

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from trainer.model import PRESETS, Transformer, count_parameters, preset
-from trainer.parallel import GiB, build_mesh, clip_grad_norm_, format_memory, memory_per_rank, parallelize
+from thresher.trainer.model import PRESETS, Transformer, count_parameters, preset
+from thresher.trainer.parallel import GiB, build_mesh, clip_grad_norm_, format_memory, memory_per_rank, parallelize
 
 
 def micro_config(**overrides):

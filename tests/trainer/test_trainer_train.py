@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.config import ConfigError
-from trainer import checkpoint
-from trainer.export_hf import export_checkpoint
-from trainer.model import Transformer, preset
-from trainer.train import (
+from thresher.pipeline.config import ConfigError
+from thresher.trainer import checkpoint
+from thresher.trainer.export_hf import export_checkpoint
+from thresher.trainer.model import Transformer, preset
+from thresher.trainer.train import (
     TrainConfig,
     batch_tokens_at,
     loss_targets,

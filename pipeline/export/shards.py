@@ -1,0 +1,120 @@
+"""Writing token shards (schemas/tokens.py SHARD) as Parquet, streaming, one row group at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from thresher.pipeline.export.plan import SPLITS, ShardPlan, shard_path
+from thresher.pipeline.export.spill import SpillReader
+from thresher.schemas.export_wire import WRITTEN, list_array
+from thresher.schemas.tokens import SHARD
+
+
+class ShardWriter:
+    """One shard file: rows are buffered up to `row_group_sequences`, then written as a row group.
+
+    Memory holds at most one row group plus the incoming batch, whatever the shard's size.
+    """
+
+    def __init__(self, path: str | Path, row_group_sequences: int):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.row_group_sequences = row_group_sequences
+        # Tokens are near-uniform ids: dictionaries and min/max statistics buy nothing; zstd still does.
+        self._writer = pq.ParquetWriter(self.path, SHARD, compression="zstd", use_dictionary=False,
+                                        write_statistics=False)
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered = 0
+        self.sequences = 0
+        self.tokens = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Append SHARD rows."""
+        self.sequences += batch.num_rows
+        self.tokens += len(batch.column("tokens").flatten())  # flatten honours slicing
+        while batch.num_rows:
+            take = min(batch.num_rows, self.row_group_sequences - self._buffered)
+            self._buffer.append(batch.slice(0, take))
+            self._buffered += take
+            batch = batch.slice(take)
+            if self._buffered == self.row_group_sequences:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._buffered:
+            table = pa.Table.from_batches(self._buffer, schema=SHARD).combine_chunks()
+            self._writer.write_table(table, row_group_size=self.row_group_sequences)
+        self._buffer, self._buffered = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+
+def write_shard_batches(batches: Iterator[pa.RecordBatch], output_dir: str, spill_dir: str, capacity: int,
+                        plans: dict[int, ShardPlan], row_group_sequences: int) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: PLACED rows sorted by (split, shard, pos) -> shard files, and a WRITTEN row for each.
+
+    Each row's `capacity` tokens are read from its spill file in `spill_dir`. Checks that each
+    shard receives exactly its planned positions, in order: a shard with a gap or a duplicate is
+    an error, never a silently different file.
+    """
+    reader = SpillReader(spill_dir)
+    try:
+        yield from _write_shards(batches, output_dir, reader, capacity, plans, row_group_sequences)
+    finally:
+        reader.close()
+
+
+def _shard_rows(batch: pa.RecordBatch, reader: SpillReader, capacity: int) -> pa.RecordBatch:
+    """PLACED rows as SHARD rows, their tokens read from the spill files."""
+    values, offsets = reader.gather(batch.column("file").to_pylist(), batch.column("start").to_numpy(),
+                                    np.full(batch.num_rows, capacity, dtype=np.int64))
+    return pa.RecordBatch.from_arrays([list_array(values, offsets), batch.column("doc_offsets")], schema=SHARD)
+
+
+def _write_shards(batches: Iterator[pa.RecordBatch], output_dir: str, reader: SpillReader, capacity: int,
+                  plans: dict[int, ShardPlan], row_group_sequences: int) -> Iterator[pa.RecordBatch]:
+    writer: ShardWriter | None = None
+    current: tuple[int, int] | None = None
+    expected_pos = 0
+
+    def finish() -> pa.RecordBatch:
+        split, shard = current
+        writer.close()
+        planned = plans[split].shard_sequences(shard)
+        if writer.sequences != planned:
+            raise RuntimeError(f"{writer.path}: {writer.sequences} sequences written, {planned} planned")
+        return pa.RecordBatch.from_pylist(
+            [{"split": split, "shard": shard, "path": shard_path(SPLITS[split], shard),
+              "sequences": writer.sequences, "tokens": writer.tokens}],
+            schema=WRITTEN,
+        )
+
+    for batch in batches:
+        splits = batch.column("split").to_numpy()
+        shards = batch.column("shard").to_numpy()
+        positions = batch.column("pos").to_numpy()
+        change = np.flatnonzero((splits[1:] != splits[:-1]) | (shards[1:] != shards[:-1])) + 1
+        for start, end in zip([0, *change.tolist()], [*change.tolist(), batch.num_rows], strict=True):
+            if start == end:
+                continue
+            key = (int(splits[start]), int(shards[start]))
+            if key != current:
+                if writer is not None:
+                    yield finish()
+                current = key
+                writer = ShardWriter(Path(output_dir) / shard_path(SPLITS[key[0]], key[1]), row_group_sequences)
+                expected_pos = key[1] * plans[key[0]].sequences_per_shard
+            expected = np.arange(expected_pos, expected_pos + end - start)
+            if not np.array_equal(positions[start:end], expected):
+                raise RuntimeError(f"{writer.path}: positions out of order or missing near {expected_pos}")
+            expected_pos += end - start
+            writer.write(_shard_rows(batch.slice(start, end - start), reader, capacity))
+    if writer is not None:
+        yield finish()

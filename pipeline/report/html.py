@@ -1,0 +1,762 @@
+"""The run report: what happened to the data, as report.json and a self-contained report.html.
+
+Built from what the stages committed (stats.json, documents, rejects, the token manifest), read
+with pyarrow in batches, so it needs no Spark and its memory does not grow with the data. Charts are
+inline SVG: the HTML file opens anywhere, offline, with nothing beside it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from thresher.pipeline.seeded_hash import hash64
+from thresher.schemas.stats import STATS_FILE, read_stats, thresher_version
+
+STAGES = ("prepare", "rules", "tag", "select", "export")  # document stages, in pipeline order
+TIMED_STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")  # as `thresher run` runs them
+SAMPLES_PER_RULE = 3
+SNIPPET_CHARS = 200
+CONFIG_FILE = "config.yaml"  # the effective config, written beside the report by `thresher run`
+LINE_RULES = ("line_dedup",)  # line rejects besides the taggers' `<tagger>_line`: lines, not documents
+LENGTH_BINS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)  # characters; bin edges of the length table
+
+
+def is_line_rule(rule: str) -> bool:
+    """Whether a reject rule removes lines from a kept document (not the document itself)."""
+    return rule in LINE_RULES or rule.endswith("_line")
+
+
+def build_report(run_dir: str | Path) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON-able data."""
+    run_dir = Path(run_dir)
+    stages = _read_stage_stats(run_dir, STAGES)
+    details = {name: stats["details"] for name, stats in stages.items()}
+    run_info = _read_json(run_dir / "run.json") or {}
+    manifest = _read_json(run_dir / "export" / "manifest.json")
+
+    rejects = []
+    for name in stages:
+        rejects.extend(_reject_samples(run_dir / name / "rejects", name))
+    output_stages = [name for name in ("prepare", "rules", "select") if (run_dir / name / "documents").is_dir()]
+
+    return {
+        "run_dir": str(run_dir),
+        "header": _header(run_dir, run_info, stages),
+        "funnel": _funnel(run_dir, stages, manifest),
+        "rejects": rejects,
+        "stage_subtotals": _stage_subtotals(stages, rejects),
+        "rule_costs": {name: _rule_costs(stats["rules"]) for name, stats in stages.items()
+                       if isinstance(stats.get("rules"), dict)},
+        "languages": {f"after {name}": _column_counts(run_dir / name / "documents", "lang") for name in output_stages},
+        "lengths": {f"after {name}": _length_counts(run_dir / name / "documents") for name in output_stages},
+        "labels": details.get("tag", {}).get("labels", {}),
+        "score_histograms": details.get("tag", {}).get("score_histograms", {}),
+        "models": _models(details.get("tag", {})),
+        "select_rules": details.get("select", {}).get("rules", []),
+        "kept_samples": _kept_samples(run_dir / "select" / "documents", details.get("select", {})),
+        "mix": _mix(details.get("select", {})),
+        "dedup": _dedup(stages.get("rules")),
+        "dedup_cluster_sizes": details.get("rules", {}).get("minhash_cluster_sizes", {}),
+        "lines_removed": {
+            name: {k: v for k, v in entries.items() if k.startswith("lines_removed")} for name, entries in details.items()
+        },
+        "tokens": _token_summary(manifest, _read_stage_stats(run_dir, ("tokenizer",)).get("tokenizer"), stages.get("select")),
+        "seconds_per_stage": {
+            stage: run_info["seconds_per_stage"][stage]
+            for stage in (*TIMED_STAGES, *sorted(run_info.get("seconds_per_stage", {})))
+            if stage in run_info.get("seconds_per_stage", {})
+        },
+        "stats": stages,
+    }
+
+
+def write_report(run_dir: str | Path) -> dict[str, Any]:
+    """Build the report and write run_dir/report.json (keys in the report's order: stages in pipeline
+    order) and run_dir/report.html; returns the report."""
+    run_dir = Path(run_dir)
+    report = build_report(run_dir)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (run_dir / "report.html").write_text(render_html(report), encoding="utf-8")
+    return report
+
+
+def _header(run_dir: Path, run_info: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What the run read and with what: inputs, the config (digest and file), thresher's version, the date."""
+    config_path = run_dir / CONFIG_FILE
+    digest = None
+    if config_path.is_file():
+        match = re.match(r"# effective thresher config, digest (\w+)", config_path.read_text(encoding="utf-8"))
+        digest = match.group(1) if match else None
+    stage_digests = {name: s["config_digest"] for name, s in stages.items()}
+    return {
+        "generated_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "thresher_version": thresher_version(),
+        "inputs": list(run_info.get("inputs", [])),
+        "config_digest": digest or next((d for d in stage_digests.values() if d), None),
+        "config_file": CONFIG_FILE if config_path.is_file() else None,
+        "stage_config_digests": {name: d for name, d in stage_digests.items() if d},
+    }
+
+
+def _funnel(run_dir: Path, stages: dict[str, dict[str, Any]], manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per stage in pipeline order: documents in, removed and out, each also as a share of
+    what the first stage read; lines removed from kept documents are counted apart, never as documents."""
+    rows = []
+    for name, stats in stages.items():
+        documents_in, documents_out, by_rule = stats["documents_in"], stats["documents_out"], stats["rejects_by_rule"]
+        row = {
+            "stage": name,
+            "documents_in": documents_in,
+            "documents_removed": documents_in - documents_out,
+            "documents_out": documents_out,
+            "lines_removed": sum(n for rule, n in by_rule.items() if is_line_rule(rule)),
+            "bytes_out": _count_documents(run_dir / name / "documents")[1] if name != "export" else None,
+            "tokens_out": None,
+        }
+        if name == "export" and manifest is not None:
+            splits = manifest.get("splits", {}).values()
+            row["copies_out"] = sum(s.get("documents", 0) for s in splits)
+            row["tokens_out"] = sum(s.get("tokens", 0) for s in splits)
+        elif name == "select":
+            row["copies_out"] = stats["details"].get("sample_copies_total")
+            row["tokens_out"] = stats["details"].get("tokens_out")
+        rows.append(row)
+    first = rows[0]["documents_in"] if rows else 0
+    for row in rows:
+        row["removed_percent"] = _percent(row["documents_removed"], row["documents_in"])
+        row["removed_percent_of_first"] = _percent(row["documents_removed"], first)
+        row["out_percent_of_first"] = _percent(row["documents_out"], first)
+    return rows
+
+
+def _percent(part: float, whole: float) -> float | None:
+    return 100.0 * part / whole if whole else None
+
+
+def _stage_subtotals(stages: dict[str, dict[str, Any]], rejects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per stage: document rejects and line rejects, each summed over the stage's rules."""
+    subtotals = {}
+    for name, stats in stages.items():
+        entries = [r for r in rejects if r["stage"] == name]
+        documents_in = stats["documents_in"]
+        document_rejects = sum(r["count"] for r in entries if not is_line_rule(r["rule"]))
+        subtotals[name] = {
+            "documents_in": documents_in,
+            "document_rejects": document_rejects,
+            "document_rejects_percent": _percent(document_rejects, documents_in),
+            "line_rejects": sum(r["count"] for r in entries if is_line_rule(r["rule"])),
+            "rules": len(entries),
+        }
+    return subtotals
+
+
+def _dedup(rules_stats: dict[str, Any] | None) -> dict[str, Any]:
+    """MinHash near-duplicate clustering: documents hashed, clusters found (maybe none), duplicates removed."""
+    if rules_stats is None:
+        return {"ran": False}
+    details = rules_stats["details"]
+    sizes = {int(size): count for size, count in details.get("minhash_cluster_sizes", {}).items()}
+    return {
+        "ran": True,
+        "documents_hashed": details.get("minhash_documents_hashed"),
+        "clusters": sum(count for size, count in sizes.items() if size > 1),
+        "documents_in_clusters": sum(size * count for size, count in sizes.items() if size > 1),
+        "duplicates_removed": rules_stats["rejects_by_rule"].get("minhash_duplicate", 0),
+        "giant_buckets": details.get("minhash_giant_buckets", 0),
+        "cluster_sizes": {str(size): sizes[size] for size in sorted(sizes)},
+    }
+
+
+def _length_counts(path: Path) -> dict[str, int]:
+    """Documents per text length bin (characters), the bins in increasing order."""
+    dataset = _dataset(path)
+    labels = [f"< {LENGTH_BINS[0]:,}"] + [f"{a:,} to {b:,}" for a, b in zip(LENGTH_BINS[:-1], LENGTH_BINS[1:], strict=True)]
+    labels.append(f">= {LENGTH_BINS[-1]:,}")
+    counts = np.zeros(len(labels), dtype=np.int64)
+    if dataset is None:
+        return {}
+    for batch in dataset.to_batches(columns=["text"]):
+        lengths = pc.fill_null(pc.utf8_length(batch.column("text")), 0).to_numpy(zero_copy_only=False)
+        counts += np.bincount(np.digitize(lengths, LENGTH_BINS), minlength=len(labels))
+    return dict(zip(labels, counts.tolist(), strict=True))
+
+
+def _read_stage_stats(run_dir: Path, stages: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """stats.json of each of `stages` that wrote one, read through the envelope (schemas.stats)."""
+    return {name: read_stats(run_dir / name) for name in stages if (run_dir / name / STATS_FILE).is_file()}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _dataset(path: Path):
+    return ds.dataset(str(path), format="parquet") if path.is_dir() else None
+
+
+def _count_documents(path: Path) -> tuple[int, int]:
+    dataset = _dataset(path)
+    if dataset is None:
+        return 0, 0
+    docs = text_bytes = 0
+    for batch in dataset.to_batches(columns=["text"]):
+        docs += batch.num_rows
+        text_bytes += pc.sum(pc.binary_length(batch.column("text"))).as_py() or 0
+    return docs, text_bytes
+
+
+def _column_counts(path: Path, column: str) -> dict[str, int]:
+    dataset = _dataset(path)
+    if dataset is None or column not in dataset.schema.names:
+        return {}
+    counts: Counter = Counter()
+    for batch in dataset.to_batches(columns=[column]):
+        for value, count in zip(*_value_counts(batch.column(column)), strict=True):
+            counts["(not set)" if value is None else str(value)] += count
+    return dict(counts.most_common())
+
+
+def _value_counts(array) -> tuple[list, list]:
+    result = pc.value_counts(array)
+    return result.field("values").to_pylist(), result.field("counts").to_pylist()
+
+
+def _models(tag_details: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each tagger's model with its held-out figures; bootstrapped (weak-label) models are flagged."""
+    return [
+        {"tagger": t["name"], "model_dir": t["model_dir"], "model_hash": t.get("model_hash"),
+         "heldout": t.get("heldout") or {}, "weak_labels": bool(t.get("weak_labels"))}
+        for t in tag_details.get("taggers", [])
+    ]
+
+
+def _mix(select_details: dict[str, Any]) -> dict[str, Any]:
+    """Per group: the target share, the share before rebalancing, the solver's and the achieved one."""
+    rebalance = select_details.get("rebalance") or {}
+    groups = {}
+    for group in rebalance.get("shares_before", {}):
+        groups[group] = {
+            "target": rebalance.get("targets", {}).get(group),
+            "before": rebalance["shares_before"].get(group),
+            "expected": rebalance.get("shares_expected", {}).get(group),
+            "after": rebalance.get("achieved", {}).get(group),
+            "short_by": rebalance.get("shortfalls", {}).get(group),
+        }
+    return {"mode": rebalance.get("mode"), "unit": rebalance.get("unit"), "skipped": rebalance.get("skipped"),
+            "groups": groups, "domains": rebalance.get("domains", {})}
+
+
+def _kept_samples(documents: Path, select_details: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per document keep rule (`<tagger>:<rule>`), SAMPLES_PER_RULE kept documents (smallest doc_id
+    hash) with the tagger's label and score: what the rule let through, beside its rejects."""
+    dataset = _dataset(documents)
+    taggers = sorted({step["rule"].split(":")[0] for step in select_details.get("rules", []) if ":" in step["rule"]})
+    if dataset is None or not taggers:
+        return {}
+    names = dataset.schema.names
+    columns = ["doc_id", "url", "text", *[c for t in taggers for c in (f"{t}_label", f"{t}_score") if c in names]]
+    best: dict[int, dict[str, Any]] = {}
+    for batch in dataset.to_batches(columns=columns):
+        for row in batch.to_pylist():
+            key = hash64(row["doc_id"] or "")
+            if len(best) < SAMPLES_PER_RULE or key < max(best):
+                best[key] = row
+                if len(best) > SAMPLES_PER_RULE:
+                    del best[max(best)]
+    samples = {}
+    for step in select_details.get("rules", []):
+        if ":" not in step["rule"]:
+            continue
+        tagger = step["rule"].split(":")[0]
+        samples[step["rule"]] = [
+            _sample({"url": row["url"], "content": row["text"],
+                     "detail": f"label={row.get(f'{tagger}_label')} score={row.get(f'{tagger}_score') or 0:.4f}"})
+            for _, row in sorted(best.items())
+        ]
+    return samples
+
+
+def _reject_samples(path: Path, stage: str) -> list[dict[str, Any]]:
+    """Per rule: the count, and samples from the SAMPLES_PER_RULE documents with the smallest hash
+    of doc_id (stable, and spread over documents), each document's first reject of the rule.
+
+    Counting is vectorised and each batch hashes only its distinct doc_ids (a document's line
+    rejects are adjacent), so hundreds of millions of line rejects take minutes, not hours.
+    """
+    dataset = _dataset(path)
+    if dataset is None:
+        return []
+    columns = [c for c in ("doc_id", "url", "rule", "detail", "content") if c in dataset.schema.names]
+    counts: Counter = Counter()
+    samples: dict[str, dict[int, dict[str, str]]] = {}  # rule -> doc_id hash -> sample
+    for batch in dataset.to_batches(columns=columns):
+        if not batch.num_rows:
+            continue
+        doc_ids = batch.column("doc_id") if "doc_id" in columns else pa.nulls(batch.num_rows, pa.string())
+        doc_ids = pc.dictionary_encode(pc.fill_null(doc_ids.cast(pa.string()), ""))
+        doc_hashes = np.fromiter((hash64(doc_id) for doc_id in doc_ids.dictionary.to_pylist()), dtype=np.uint64)
+        row_hashes = doc_hashes[doc_ids.indices.to_numpy(zero_copy_only=False)]
+        rules = pc.dictionary_encode(batch.column("rule"))
+        rule_of_row = rules.indices.to_numpy(zero_copy_only=False)
+        for code, rule in enumerate(rules.dictionary.to_pylist()):
+            rows = np.flatnonzero(rule_of_row == code)
+            counts[rule] += len(rows)
+            kept = samples.setdefault(rule, {})
+            hashes, first = np.unique(row_hashes[rows], return_index=True)  # ascending; first row of each
+            for doc_hash, row in zip(hashes[:SAMPLES_PER_RULE].tolist(), rows[first[:SAMPLES_PER_RULE]].tolist(),
+                                     strict=True):
+                if doc_hash in kept:  # an earlier reject of this document stays its sample
+                    continue
+                if len(kept) == SAMPLES_PER_RULE and doc_hash > max(kept):
+                    break
+                kept[doc_hash] = _sample(batch.slice(row, 1).to_pylist()[0])
+                if len(kept) > SAMPLES_PER_RULE:
+                    del kept[max(kept)]
+    return [
+        {"stage": stage, "rule": rule, "count": count,
+         "samples": [samples[rule][doc_hash] for doc_hash in sorted(samples[rule])]}
+        for rule, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
+
+
+
+
+def _rule_costs(rules: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stage's per-rule stats in pipeline order, with each rule's share of what it saw dropped and
+    its share of the time all the stage's rules took."""
+    total_seconds = sum(r["seconds"] for r in rules.values())
+    return [
+        {"rule": rule, "seen": r["seen"], "dropped": r["dropped"], "dropped_percent": _percent(r["dropped"], r["seen"]),
+         "seconds": r["seconds"], "seconds_percent": _percent(r["seconds"], total_seconds)}
+        for rule, r in rules.items()
+    ]
+
+
+def _sample(row: dict[str, Any]) -> dict[str, str]:
+    content = (row.get("content") or "").strip()
+    return {
+        "url": row.get("url") or "",
+        "detail": (row.get("detail") or "")[:SNIPPET_CHARS],
+        "snippet": content[:SNIPPET_CHARS] + ("…" if len(content) > SNIPPET_CHARS else ""),
+    }
+
+
+def _token_summary(manifest: dict[str, Any] | None, tokenizer_stats: dict[str, Any] | None,
+                   select_stats: dict[str, Any] | None) -> dict[str, Any]:
+    """The export: tokenizer (path, vocabulary, hash), sequence length, and per split the distinct
+    documents, the copies written (select's rebalancing repeats documents), tokens and sequences."""
+    if manifest is None:
+        return {}
+    tokenizer = manifest.get("tokenizer", {})
+    splits = {
+        name: {k: split.get(k) for k in ("source_documents", "documents", "sequences", "tokens", "padding_tokens", "dropped_tokens")}
+        for name, split in manifest.get("splits", {}).items()
+    }
+    return {
+        "seq_len": manifest.get("seq_len"),
+        "pack_mode": manifest.get("pack_mode"),
+        "tokenizer": {
+            "path": tokenizer.get("path") or tokenizer.get("name"),
+            "sha256": tokenizer.get("sha256"),
+            "vocab_size": tokenizer_stats["details"].get("vocab_size") if tokenizer_stats else None,
+        },
+        "rebalanced": select_stats is not None and select_stats["details"].get("sample_copies_total", 0) != select_stats["documents_out"],
+        "splits": splits,
+    }
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def render_html(report: dict[str, Any]) -> str:
+    header = report.get("header", {})
+    sections = [
+        _section("Run", _header_html(header, report.get("models", []), report.get("tokens", {}))),
+        _section("Funnel", _funnel_table(report["funnel"])
+                 + _bar_chart({f"after {r['stage']}": r["documents_out"] for r in report["funnel"]})),
+        _section("Reject reasons per stage", _rejects_table(report["rejects"], report.get("stage_subtotals", {}))),
+        *(_section(f"{stage}: cost per rule", _rule_costs_table(rows)) for stage, rows in report.get("rule_costs", {}).items()),
+        _section("Document length (characters)", _distribution_table(report.get("lengths", {}), "length")),
+        _section("Languages", _distribution_table(report.get("languages", {}), "language")),
+        _section("MinHash near-duplicates", _dedup_html(report.get("dedup", {"ran": False}))),
+        _section("Stage 3 models", _models_table(report["models"])),
+    ]
+    for tagger, histogram in report["score_histograms"].items():
+        bins = len(histogram)
+        total = sum(histogram)
+        bars = {f"{i / bins:.1f}-{(i + 1) / bins:.1f}": count for i, count in enumerate(histogram)}
+        what = "lines" if tagger in _line_taggers(report) else "documents"
+        sections.append(_section(f"Tagger {tagger}: score histogram",
+                                 f"<p>{total:,} {what} scored; bars count {what} per score bin.</p>"
+                                 + _bar_chart(bars, total=total)))
+    for tagger, counts in report["labels"].items():
+        sections.append(_section(f"Tagger {tagger}: labels", _bar_chart(dict(Counter(counts).most_common(25)),
+                                                                     total=sum(counts.values()))))
+    sections.append(_section("Select: kept and removed per rule",
+                             _select_table(report["select_rules"], report["kept_samples"], report["rejects"])))
+    sections.append(_section("Mix per group vs target", _mix_table(report["mix"])))
+    sections.append(_section("Tokens exported", _tokens_html(report["tokens"], report["funnel"])))
+    sections.append(_section("Time per stage", _bar_chart(report["seconds_per_stage"], unit="s")))
+    sections.append(_section("Stage statistics (stats.json)", "".join(
+        f"<details><summary>{_e(name)}</summary>{_value_html(stats)}</details>" for name, stats in report["stats"].items()
+    )))
+    body = "\n".join(sections)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>thresher run report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 75em; }}
+h1 {{ color: #234; margin-bottom: .2em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }}
+table {{ border-collapse: collapse; margin: .5em 0; }}
+td, th {{ border: 1px solid #ddd; padding: .25em .6em; text-align: left; vertical-align: top; font-size: 90%; }}
+th {{ background: #eef; }} .num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+tr.subtotal td {{ background: #f6f6f6; font-weight: 600; }} tr.stage td {{ background: #eef3fa; font-weight: 600; }}
+td table {{ margin: 0; }} td table td {{ font-size: 100%; }}
+.sample {{ color: #555; font-size: 85%; overflow-wrap: anywhere; max-width: 40em; margin-bottom: .4em; }}
+.note {{ color: #555; font-size: 90%; }} .kept {{ border-left: 3px solid #3a3; padding-left: .4em; }}
+.removed {{ border-left: 3px solid #c33; padding-left: .4em; }} summary {{ cursor: pointer; margin: .3em 0; }}
+</style></head><body>
+<h1>thresher run report</h1>
+<p class=note>{_e(report["run_dir"])}</p>
+{body}
+</body></html>
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _section(title: str, content: str) -> str:
+    return f"<section><h2>{_e(title)}</h2>\n{content or '<p>(this stage did not run)</p>'}</section>"
+
+
+def _line_taggers(report: dict[str, Any]) -> set[str]:
+    taggers = report.get("stats", {}).get("tag", {}).get("details", {}).get("taggers", [])
+    return {t["name"] for t in taggers if t.get("kind") == "lines"}
+
+
+def _table(headers: list[str], rows: list[str], row_classes: list[str] | None = None) -> str:
+    """A table from header texts (none: no header row) and rows of ready cells (`<td>...</td>` strings)."""
+    head = f"<tr>{''.join(f'<th>{_e(h)}</th>' for h in headers)}</tr>" if headers else ""
+    classes = row_classes or [""] * len(rows)
+    body = "".join(f"<tr{f' class={c}' if c else ''}>{row}</tr>" for row, c in zip(rows, classes, strict=True))
+    return f"<table>{head}{body}</table>"
+
+
+def _num(value: Any) -> str:
+    return f"<td class=num>{_format(value)}</td>"
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.1f}"
+    return _e(value)
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}%"
+
+
+def _value_html(value: Any, depth: int = 0) -> str:
+    """Any JSON value as HTML, never as JSON text: a dict becomes a two-column table (nested, a
+    "key: value" list when its values are plain), a list of dicts a table with a column per key, a
+    list of plain values a comma-separated list."""
+    if isinstance(value, dict):
+        if not value:
+            return "<span class=note>(none)</span>"
+        if depth and not any(isinstance(v, dict | list) for v in value.values()):
+            return "<br>".join(f"{_e(k)}: {_format(v)}" for k, v in value.items())
+        rows = [f"<td>{_e(k)}</td><td{' class=num' if _is_number(v) else ''}>{_value_html(v, depth + 1)}</td>"
+                for k, v in value.items()]
+        return _table([] if depth else ["key", "value"], rows)
+    if isinstance(value, list):
+        if not value:
+            return "<span class=note>(none)</span>"
+        if all(isinstance(v, dict) for v in value):
+            keys = list(dict.fromkeys(k for v in value for k in v))
+            return _table(keys, ["".join(f"<td{' class=num' if _is_number(v.get(k)) else ''}>{_value_html(v.get(k), depth + 1)}</td>"
+                                         for k in keys) for v in value])
+        return ", ".join(_value_html(v, depth + 1) for v in value)
+    return _format(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _header_html(header: dict[str, Any], models: list[dict[str, Any]], tokens: dict[str, Any]) -> str:
+    if not header:
+        return ""
+    inputs = header.get("inputs") or []
+    shown = "".join(f"<li>{_e(path)}</li>" for path in inputs[:20])
+    if len(inputs) > 20:
+        shown += f"<li>… and {len(inputs) - 20:,} more (run.json lists them all)</li>"
+    config = _e(header.get("config_digest") or "not recorded")
+    if header.get("config_file"):
+        config += f' (<a href="{_e(header["config_file"])}">{_e(header["config_file"])}</a>, the effective config)'
+    digests = set(header.get("stage_config_digests", {}).values())
+    if len(digests) > 1:
+        config += "<br>stages ran with different configs: " + ", ".join(
+            f"{_e(stage)} {_e(d)}" for stage, d in header["stage_config_digests"].items())
+    tokenizer = tokens.get("tokenizer", {})
+    model_list = ", ".join(
+        f"{_e(m['tagger'])} ({'weak labels' if m['weak_labels'] else 'trained'}, {_e(_heldout_text(m['heldout']))})" for m in models
+    )
+    rows = [
+        f"<td>generated</td><td>{_e(header.get('generated_utc'))}</td>",
+        f"<td>thresher</td><td>{_e(header.get('thresher_version'))}</td>",
+        f"<td>inputs</td><td>{len(inputs):,} file(s)<ul>{shown}</ul></td>",
+        f"<td>config digest</td><td>{config}</td>",
+        f"<td>models</td><td>{model_list or '(no stage 3 models used)'}</td>",
+    ]
+    if tokenizer.get("path"):
+        rows.append(f"<td>tokenizer</td><td>{_e(_tokenizer_text(tokenizer))}</td>")
+    return _table([], rows)
+
+
+def _tokenizer_text(tokenizer: dict[str, Any]) -> str:
+    facts = [f"vocabulary {tokenizer['vocab_size']:,}" if tokenizer.get("vocab_size") else "",
+             f"sha256 {tokenizer['sha256'][:16]}" if tokenizer.get("sha256") else ""]
+    facts = ", ".join(f for f in facts if f)
+    return f"{tokenizer.get('path') or 'not recorded'}" + (f" ({facts})" if facts else "")
+
+
+def _heldout_text(heldout: dict[str, Any]) -> str:
+    figures = ", ".join(f"{k} {heldout[k]:.3f}" for k in ("accuracy", "macro_f1", "auc")
+                        if isinstance(heldout.get(k), float) and heldout[k] == heldout[k])
+    return f"{figures or 'not measured'} on {heldout.get('examples', 0)} held-out examples"
+
+
+def _funnel_table(funnel: list[dict[str, Any]]) -> str:
+    if not funnel:
+        return ""
+    rows = []
+    for r in funnel:
+        out = _format(r["documents_out"])
+        if r.get("copies_out") not in (None, r["documents_out"]):
+            out += f"<br><span class=note>as {r['copies_out']:,} copies</span>"
+        rows.append(
+            f"<td>{_e(r['stage'])}</td>{_num(r['documents_in'])}{_num(r['documents_removed'])}"
+            f"<td class=num>{_pct(r['removed_percent'])}</td><td class=num>{_pct(r['removed_percent_of_first'])}</td>"
+            f"<td class=num>{out}</td><td class=num>{_pct(r['out_percent_of_first'])}</td>"
+            f"{_num(r['lines_removed'])}{_num(r.get('bytes_out'))}{_num(r.get('tokens_out'))}"
+        )
+    first = funnel[0]
+    note = (f"<p class=note>Percentages of the {first['documents_in']:,} "
+            f"{'records' if first['stage'] == 'prepare' else 'documents'} {_e(first['stage'])} read: every stage's removed "
+            "share plus the last stage's output add up to 100% when each stage reads the one before. Lines removed "
+            "from documents that stay are counted apart: they are not documents.</p>")
+    return _table(["stage", "documents in", "documents removed", "% of stage input", "% of first input",
+                   "documents out", "% of first input", "lines removed", "text bytes out", "tokens out"], rows) + note
+
+
+def _rule_costs_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    cells = [f"<td>{_e(r['rule'])}</td>{_num(r['seen'])}{_num(r['dropped'])}<td class=num>{_pct(r['dropped_percent'])}</td>"
+             f"<td class=num>{r['seconds']:,.3f}</td><td class=num>{_pct(r['seconds_percent'])}</td>" for r in rows]
+    entering, dropped = rows[0]["seen"], sum(r["dropped"] for r in rows)
+    seconds = sum(r["seconds"] for r in rows)
+    cells.append(f"<td>total</td>{_num(entering)}{_num(dropped)}<td class=num>{_pct(_percent(dropped, entering))}</td>"
+                 f"<td class=num>{seconds:,.3f}</td><td class=num>{_pct(_percent(seconds, seconds))}</td>")
+    note = ("<p class=note>Rules in the order they run, each on what the ones before kept. Seconds are the wall-clock "
+            "time spent inside each rule, summed over all tasks (tasks run in parallel, so the sum can exceed the "
+            "stage's elapsed time). Stage 2's rules share one view of each document: a split that several use (lines, "
+            "words, Chinese word segmentation) is timed in the first rule that makes it. Steps that run over the whole job (exact and line dedup, MinHash) are not per-"
+            "document rules: their time is in the stage's timings.</p>")
+    return _table(["rule", "documents seen", "dropped", "% dropped", "seconds", "share of the stage's filter time"],
+                  cells, [""] * len(rows) + ["subtotal"]) + note
+
+
+def _samples_html(samples: list[dict[str, str]], kind: str = "") -> str:
+    return "".join(
+        f"<div class='sample {kind}'><b>{_e(s['url'])}</b> {_e(s['detail'])}<br>{_e(s['snippet'])}</div>" for s in samples
+    )
+
+
+def _rejects_table(rejects: list[dict[str, Any]], subtotals: dict[str, dict[str, Any]]) -> str:
+    if not subtotals:
+        return ""
+    rows, classes = [], []
+    for stage, total in subtotals.items():
+        entries = [r for r in rejects if r["stage"] == stage]
+        rows.append(f"<td colspan=5>{_e(stage)}: {total['documents_in']:,} "
+                    f"{'records' if stage == 'prepare' else 'documents'} in</td>")
+        classes.append("stage")
+        for kind in ("document", "line"):
+            for entry in (e for e in entries if is_line_rule(e["rule"]) == (kind == "line")):
+                share = _pct(_percent(entry["count"], total["documents_in"])) if kind == "document" else "(lines)"
+                rows.append(f"<td>{_e(entry['rule'])}</td><td>{kind}</td>{_num(entry['count'])}"
+                            f"<td class=num>{share}</td><td>{_samples_html(entry['samples'], 'removed')}</td>")
+                classes.append("")
+        rows.append(f"<td>{_e(stage)} subtotal</td><td>documents</td>{_num(total['document_rejects'])}"
+                    f"<td class=num>{_pct(total['document_rejects_percent'])}</td><td></td>")
+        classes.append("subtotal")
+        if total["line_rejects"]:
+            rows.append(f"<td>{_e(stage)} subtotal</td><td>lines</td>{_num(total['line_rejects'])}"
+                        "<td class=num>(lines)</td><td></td>")
+            classes.append("subtotal")
+    return _table(["rule", "removes", "count", "% of stage input", "samples (smallest doc_id hash)"], rows, classes)
+
+
+def _distribution_table(per_stage: dict[str, dict[str, int]], what: str) -> str:
+    per_stage = {stage: counts for stage, counts in per_stage.items() if counts}
+    if not per_stage:
+        return ""
+    keys = list(dict.fromkeys(k for counts in per_stage.values() for k in counts))
+    totals = {stage: sum(counts.values()) for stage, counts in per_stage.items()}
+    rows = [
+        f"<td>{_e(key)}</td>" + "".join(
+            f"{_num(counts.get(key, 0))}<td class=num>{_pct(_percent(counts.get(key, 0), totals[stage]))}</td>"
+            for stage, counts in per_stage.items()
+        )
+        for key in keys
+    ]
+    rows.append("<td>total</td>" + "".join(f"{_num(totals[stage])}<td class=num>100.0%</td>" for stage in per_stage))
+    headers = [what] + [h for stage in per_stage for h in (f"{stage}: documents", "%")]
+    return _table(headers, rows, [""] * (len(rows) - 1) + ["subtotal"])
+
+
+def _dedup_html(dedup: dict[str, Any]) -> str:
+    if not dedup.get("ran"):
+        return ""
+    hashed = dedup.get("documents_hashed")
+    summary = (f"<p>{_format(hashed)} documents hashed; {dedup['clusters']:,} near-duplicate clusters holding "
+               f"{dedup['documents_in_clusters']:,} documents; {dedup['duplicates_removed']:,} duplicates removed "
+               f"(one document of each cluster is kept).</p>")
+    if not dedup["clusters"]:
+        summary = f"<p>No near-duplicates found among {_format(hashed)} documents hashed: every document is its own cluster.</p>"
+    sizes = dedup.get("cluster_sizes", {})
+    table = _table(["documents per cluster", "clusters"], [f"{_num(int(size))}{_num(n)}" for size, n in sizes.items()]) if sizes else ""
+    return summary + table
+
+
+def _models_table(models: list[dict[str, Any]]) -> str:
+    if not models:
+        return ""
+    rows = []
+    for model in models:
+        weak = "<b>bootstrapped from weak labels</b>" if model["weak_labels"] else "trained"
+        rows.append(
+            f"<td>{_e(model['tagger'])}</td><td>{weak}</td><td>{_e(_heldout_text(model['heldout']))}</td>"
+            f"<td class=sample>{_e(model['model_dir'])} {_e(model.get('model_hash') or '')}</td>"
+        )
+    return _table(["tagger", "labels", "held-out", "model"], rows)
+
+
+def _select_table(steps: list[dict[str, Any]], kept_samples: dict[str, list[dict[str, str]]],
+                  rejects: list[dict[str, Any]]) -> str:
+    if not steps:
+        return ""
+    removed = {r["rule"]: r["samples"] for r in rejects if r["stage"] == "select"}
+    rows = []
+    for step in steps:
+        rule = step["rule"]
+        removed_docs = step["documents_in"] - step["documents_out"]
+        tokens_change = step["tokens_out"] - step["tokens_in"]
+        if rule == "rebalance" and step.get("copies_out") is not None:
+            change = f"{step['documents_out']:,} documents written as {step['copies_out']:,} copies"
+        else:
+            change = f"{removed_docs:,} removed ({_pct(_percent(removed_docs, step['documents_in']))})"
+        line_samples = [s for name, samples in removed.items() if is_line_rule(name) for s in samples] if rule == "line_removal" else []
+        rows.append(
+            f"<td>{_e(rule)}</td>{_num(step['documents_in'])}<td>{_e(change)}</td>{_num(step['tokens_in'])}"
+            f"<td class=num>{tokens_change:+,}</td><td>{_samples_html(kept_samples.get(rule, []), 'kept')}</td>"
+            f"<td>{_samples_html(removed.get(rule, []) or line_samples, 'removed') or '<span class=note>(none removed)</span>'}</td>"
+        )
+    return (_table(["rule", "documents in", "documents", "tokens in", "tokens change", "kept samples", "removed samples"], rows)
+            + "<p class=note>Rules run in this order, each on what the one before kept. The rebalancing step repeats "
+              "documents of under-represented groups (and samples down over-represented ones), so tokens can grow there.</p>")
+
+
+def _mix_table(mix: dict[str, Any]) -> str:
+    if mix.get("skipped"):
+        return f"<p><b>Rebalancing skipped:</b> {_e(mix['skipped'])}</p>"
+    if not mix.get("groups"):
+        return ""
+
+    def share(value):
+        return "" if value is None else f"{value:.1%}"
+
+    rows = [
+        f"<td>{_e(group)}</td><td class=num>{share(v['target'])}</td><td class=num>{share(v['before'])}</td>"
+        f"<td class=num>{share(v['expected'])}</td><td class=num>{share(v['after'])}</td><td class=num>{share(v['short_by'])}</td>"
+        for group, v in mix["groups"].items()
+    ]
+    domains = [
+        f"<td>{_e(domain)}</td><td class=num>{share(v.get('before'))}</td><td class=num>{share(v.get('after'))}</td>"
+        for domain, v in mix.get("domains", {}).items()
+    ]
+    return (f"<p>Shares of {_e(mix.get('unit'))}.</p>"
+            + _table(["group", "target", "before", "solved", "after (written)", "short by"], rows)
+            + (_table(["domain", "before", "after"], domains) if domains else ""))
+
+
+def _tokens_html(tokens: dict[str, Any], funnel: list[dict[str, Any]]) -> str:
+    if not tokens:
+        return ""
+    splits = tokens.get("splits", {})
+    rows = [
+        f"<td>{_e(name)}</td>{_num(s.get('source_documents'))}{_num(s.get('documents'))}{_num(s.get('sequences'))}"
+        f"{_num(s.get('tokens'))}{_num(s.get('padding_tokens'))}{_num(s.get('dropped_tokens'))}"
+        for name, s in splits.items()
+    ]
+    distinct = sum(s.get("source_documents") or 0 for s in splits.values())
+    copies = sum(s.get("documents") or 0 for s in splits.values())
+    if copies != distinct:
+        copies_note = (f"{distinct:,} distinct documents were exported as {copies:,} copies: select's rebalancing "
+                       "repeats documents of groups below their target share, and each copy is tokenized and packed.")
+    else:
+        copies_note = f"{distinct:,} documents exported, each once (no rebalancing copies)."
+    tokenizer = tokens.get("tokenizer", {})
+    packing = f" ({tokens['pack_mode']} packing)" if tokens.get("pack_mode") else ""
+    return (f"<p>Tokenizer {_e(_tokenizer_text(tokenizer))}; sequences of {_format(tokens.get('seq_len'))} tokens{_e(packing)}.</p>"
+            f"<p>{_e(copies_note)}</p>"
+            + _table(["split", "distinct documents", "document copies", "sequences", "tokens", "padding tokens", "dropped tokens"], rows))
+
+
+def _bar_chart(values: dict[str, float], unit: str = "", total: float | None = None) -> str:
+    """A horizontal bar chart as inline SVG, one bar per key, scaled to the largest value; with
+    `total`, each bar's label gives its share of it."""
+    items: Iterable[tuple[str, float]] = [(str(k), float(v)) for k, v in values.items() if v is not None]
+    items = list(items)
+    if not items:
+        return ""
+    bar_height, label_width, bar_width = 18, 260, 420
+    top = max(v for _, v in items) or 1.0
+    parts = []
+    for i, (label, value) in enumerate(items):
+        y = i * (bar_height + 4)
+        width = max(1.0, bar_width * value / top) if value > 0 else 0.0
+        shown = f"{value:,.1f}{unit}" if unit else f"{value:,.0f}"
+        if total:
+            shown += f" ({100 * value / total:.1f}%)"
+        parts.append(
+            f'<text x="{label_width - 6}" y="{y + 13}" text-anchor="end" font-size="12">{html.escape(label[:40])}</text>'
+            f'<rect x="{label_width}" y="{y}" width="{width:.1f}" height="{bar_height}" fill="#4a7ab5"/>'
+            f'<text x="{label_width + width + 4:.1f}" y="{y + 13}" font-size="12">{shown}</text>'
+        )
+    height = len(items) * (bar_height + 4)
+    total_width = label_width + bar_width + 130
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_width}" height="{height}" '
+        f'role="img">{"".join(parts)}</svg>'
+    )

@@ -1,0 +1,229 @@
+"""Stage 3 select step on a batch of tagged documents, without Spark: keep rules, line removal,
+and rebalancing copies, all from the tag columns (no model runs here).
+
+`filter_table` gives each tagged row its fate: `status` is "kept" or the first keep rule it fails
+(`<tagger>:<rule>`, AND-combined in config order), `reject_detail` the value that failed; lines a
+lines tagger scored under its threshold are removed (`text` rewritten, each line kept in
+`removed_lines` for a `<tagger>_line` reject; a document left empty is a `<tagger>_emptied`
+reject). It also counts estimated tokens and names the document's mix class. `copy_table` then
+turns the per-class weights the driver solved for into `sample_copies` (classifiers.topic.sample_copies;
+0 copies is a `rebalance_downsampled` reject).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from thresher.classifiers.clutter import remove_lines
+from thresher.classifiers.tagging import Tagger, tagged_schema
+from thresher.classifiers.topic import sample_copies
+from thresher.pipeline.lexicon import HAN_CHAR
+from thresher.pipeline.select.mix import TopFractionCut
+from thresher.schemas import extend
+
+STATUS_KEPT = "kept"
+RULE_DOWNSAMPLED = "rebalance_downsampled"
+REST_CLASS = ""  # documents outside every class: not reweighted by class
+TIE_SEED = 0  # top-percent ties at the cut score are broken by unit_hash(TIE_SEED, doc_id), then doc_id
+
+def estimated_tokens(text: str) -> int:
+    """A tokenizer-free token count: one per whitespace-separated word, one per CJK character (select
+    runs before the tokenizer is trained; BPE vocabularies give about that for both scripts)."""
+    text = text or ""
+    if text.isascii():
+        return len(text.split())
+    # Each CJK character is a token and splits the word around it: count them while turning them into spaces.
+    spaced, cjk = HAN_CHAR.subn(" ", text)
+    return cjk + len(spaced.split())
+
+
+@dataclass(frozen=True)
+class KeepCheck:
+    """One keep rule on one document tagger, resolved against its model's labels."""
+
+    tagger: str
+    rule: str  # label_in | label_not_in | min_score | top_percent
+    labels: tuple[str, ...] = ()
+    label_min_score: float = 0.0
+    score_label: str = ""
+    threshold: float = 0.0  # min_score
+    cut: TopFractionCut | None = None  # top_percent, found over the whole input on the driver
+
+    @property
+    def name(self) -> str:
+        return f"{self.tagger}:{self.rule}"
+
+    def score(self, row: dict) -> float:
+        """The score this rule reads: the tagger's top score, or `score_label`'s probability from its top list."""
+        if not self.score_label:
+            return float(row[f"{self.tagger}_score"])
+        return next(float(e["score"]) for e in row[f"{self.tagger}_top"] if e["label"] == self.score_label)
+
+    def failure(self, row: dict) -> str | None:
+        """None when the row passes, else the reject detail."""
+        label, top_score = row[f"{self.tagger}_label"], float(row[f"{self.tagger}_score"])
+        if self.rule in ("label_in", "label_not_in"):
+            hit = label in self.labels
+            if hit == (self.rule == "label_in") or top_score < self.label_min_score:
+                return None
+            return f"label={label} score={top_score:.4f}"
+        score = self.score(row)
+        if self.rule == "min_score":
+            return None if score >= self.threshold else f"score={score:.4f} min={self.threshold:g}"
+        assert self.cut is not None, "top_percent cut not computed"
+        return None if self.cut.keeps(score, row["doc_id"]) else f"score={score:.4f} cut={self.cut.threshold:.4f}"
+
+
+@dataclass(frozen=True)
+class SelectSettings:
+    taggers: tuple[Tagger, ...]  # as tagged: the input's columns
+    checks: tuple[KeepCheck, ...] = ()
+    line_thresholds: tuple[tuple[str, float], ...] = ()  # (lines tagger, threshold), in config order
+    class_tagger: str = ""  # whose label is the mix class; empty: no rebalancing
+    class_min_score: float = 0.0
+    weights: dict[str, float] = field(default_factory=dict)  # class -> weight (copy_table); missing: 1
+    seed: int = 0
+
+
+REMOVED_LINE = pa.struct([pa.field("line", pa.string()), pa.field("score", pa.float64()), pa.field("rule", pa.string())])
+
+
+def selected_schema(settings: SelectSettings) -> pa.Schema:
+    """The select documents: the tag columns without line scores (text may be rewritten, so they would
+    no longer align; they stay in the tag output), then lines removed per lines tagger and sample_copies."""
+    tagged = tagged_schema(settings.taggers)
+    kept = pa.schema([f for f in tagged if not f.name.endswith("_line_scores")])
+    return extend(
+        kept,
+        *[pa.field(f"lines_removed_{name}", pa.int32()) for name, _ in settings.line_thresholds],
+        pa.field("sample_copies", pa.int32()),  # how many times export emits this document (rebalancing)
+    )
+
+
+def filtered_schema(settings: SelectSettings) -> pa.Schema:
+    """Between the two passes: every document with its fate, token counts and mix class."""
+    return extend(
+        selected_schema(settings),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reject_detail", pa.string()),
+        pa.field("removed_lines", pa.list_(REMOVED_LINE)),
+        pa.field("tokens_in", pa.int64()),  # estimated tokens of the tagged text
+        pa.field("tokens", pa.int64()),  # after line removal
+        pa.field("mix_class", pa.string()),
+    )
+
+
+def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
+    """Rules in Python on the few columns they read, line scores only for the documents that pass them;
+    every column select does not change passes through as Arrow."""
+    schema = filtered_schema(settings)
+    texts = pc.fill_null(table.column("text"), "").combine_chunks()
+    python_texts = texts.to_pylist()
+    tokens_in = np.array([estimated_tokens(text) for text in python_texts], np.int64)
+    rows = table.select(_rule_columns(settings, table.column_names)).to_pylist()
+    for row in rows:
+        row["status"], row["reject_detail"], row["removed_lines"] = STATUS_KEPT, None, []
+        for check in settings.checks:
+            detail = check.failure(row)
+            if detail is not None:
+                row["status"], row["reject_detail"] = check.name, detail
+                break
+    cleaned: dict[int, str] = {}  # row -> text with lines removed
+    if settings.line_thresholds:
+        kept = [i for i, row in enumerate(rows) if row["status"] == STATUS_KEPT]
+        line_columns = [f"{name}_line_scores" for name, _ in settings.line_thresholds]
+        for i, scored in zip(kept, table.select(line_columns).take(pa.array(kept, pa.int64())).to_pylist(), strict=True):
+            rows[i].update(scored)
+            text = _remove_lines(rows[i], python_texts[i], settings.line_thresholds)
+            if rows[i]["removed_lines"]:
+                cleaned[i] = text
+    # No token spans a line break, so the removed lines' tokens are exactly what a text lost.
+    tokens = tokens_in.copy()
+    removed = [(i, entry["line"]) for i in cleaned for entry in rows[i]["removed_lines"]]
+    if removed:
+        np.subtract.at(tokens, [i for i, _ in removed], [estimated_tokens(line) for _, line in removed])
+    if cleaned:
+        mask = np.zeros(len(rows), bool)
+        mask[list(cleaned)] = True
+        texts = pc.replace_with_mask(texts, pa.array(mask), pa.array([cleaned[i] for i in sorted(cleaned)], pa.string()))
+    for row in rows:
+        row["mix_class"] = _mix_class(row, settings)
+        row["sample_copies"] = 1 if row["status"] == STATUS_KEPT else 0
+    computed = {"text": texts.cast(pa.string()), "tokens_in": pa.array(tokens_in, pa.int64()), "tokens": pa.array(tokens, pa.int64())}
+    written = set(schema.names) - set(table.column_names)
+    return pa.Table.from_arrays(
+        [computed[f.name] if f.name in computed else
+         pa.array([row.get(f.name) for row in rows], f.type) if f.name in written else table.column(f.name).cast(f.type)
+         for f in schema],
+        schema=schema,
+    )
+
+
+def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
+    """The input columns the keep rules and the mix class read, for every document."""
+    read = {"doc_id"}
+    for check in settings.checks:
+        read |= {f"{check.tagger}_label", f"{check.tagger}_score", *([f"{check.tagger}_top"] if check.score_label else [])}
+    if settings.class_tagger:
+        read |= {f"{settings.class_tagger}_label", f"{settings.class_tagger}_score"}
+    return [name for name in names if name in read]
+
+
+def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]]) -> str:
+    """Lines any lines tagger scored under its threshold, removed (a line counts for the first tagger
+    that removes it); sets the row's removed lines, counts and, when nothing is left, its reject."""
+    scores: list[float | None] = [None] * len(text.split("\n"))
+    rule_of: dict[int, str] = {}
+    for name, threshold in thresholds:
+        row[f"lines_removed_{name}"] = 0
+        for index, score in enumerate(row.get(f"{name}_line_scores") or []):
+            if score is not None and score < threshold and index not in rule_of and index < len(scores):
+                rule_of[index], scores[index] = name, score
+                row[f"lines_removed_{name}"] += 1
+    cleaned = remove_lines(text, scores, 1.0 if rule_of else 0.0)  # exactly the marked lines go
+    row["removed_lines"] = [
+        {"line": line, "score": score, "rule": f"{rule_of[index]}_line"}
+        for index, (line, score) in zip(sorted(rule_of), cleaned.removed, strict=True)
+    ]
+    if rule_of and not cleaned.text.strip():
+        first = rule_of[min(rule_of)]
+        row["status"], row["reject_detail"] = f"{first}_emptied", f"lines_removed={len(rule_of)}"
+    return cleaned.text
+
+
+def _mix_class(row: dict, settings: SelectSettings) -> str:
+    if not settings.class_tagger or float(row[f"{settings.class_tagger}_score"]) < settings.class_min_score:
+        return REST_CLASS
+    return row[f"{settings.class_tagger}_label"]
+
+
+def copy_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
+    """Kept rows get sample_copies from their class weight; 0 copies makes a downsampled reject."""
+    columns = {name: table.column(name).to_pylist() for name in ("doc_id", "status", "reject_detail", "mix_class", "sample_copies")}
+    status, detail, copies = columns["status"], columns["reject_detail"], columns["sample_copies"]
+    for i, (doc_id, mix_class) in enumerate(zip(columns["doc_id"], columns["mix_class"], strict=True)):
+        if status[i] != STATUS_KEPT:
+            continue
+        weight = settings.weights.get(mix_class, 1.0)
+        copies[i] = sample_copies(doc_id, weight, settings.seed)
+        if copies[i] == 0:
+            status[i], detail[i] = RULE_DOWNSAMPLED, f"class={mix_class} weight={weight:.4f}"
+    for name, values in (("status", status), ("reject_detail", detail), ("sample_copies", copies)):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(index), pa.array(values, table.schema.field(index).type))
+    return table
+
+
+def filter_batches(batches: Iterator[pa.RecordBatch], settings: SelectSettings) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield from filter_table(pa.Table.from_batches([batch]), settings).to_batches()
+
+
+def copy_batches(batches: Iterator[pa.RecordBatch], settings: SelectSettings) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield from copy_table(pa.Table.from_batches([batch]), settings).to_batches()

@@ -1,0 +1,386 @@
+"""Documents a user brings to any stage after stage 1: a committed thresher stage directory, Parquet
+files or directories, JSONL(.gz) files, or a Hugging Face `datasets` directory (`save_to_disk`).
+
+`resolve_source` finds the files and checks their columns on the driver, before Spark starts;
+`read_source_parts` (a mapInArrow body) reads them in the Python workers with pyarrow and conforms
+each batch to a stage's input schema (`conform_columns`):
+
+- the text, id and URL columns come from the field mapping (`--text-field`, `--id-field`, `--url-field`);
+- a missing or null doc_id is derived from the file's name and the row's number in the file, so it is
+  the same however the files are split into tasks;
+- a missing lang is computed with lid.176 when the stage needs it (stage 2's Chinese rules);
+- other columns of the schema that the input lacks are null;
+- a JSONL line that is not a JSON object is skipped and written as a reject (INPUT_PARSE_ERROR) where
+  the stage collects them (`rejects_dir`), else an InputError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from thresher.pipeline.prepare.inputs import InputError
+
+COMMITTED_MARKER = "_COMMITTED"  # as pipeline.stagedir writes it
+# What a thresher stage directory holds besides documents/: one of these without the marker is a
+# stage that did not finish, not a user's folder of Parquet.
+_STAGE_SIGNS = ("stats.json", "rejects", "_staging", "_work", "_checkpoints")
+PARQUET, JSONL, ARROW = "parquet", "jsonl", "arrow"
+_JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
+FIELD_OPTIONS = {"text": "--text-field", "id": "--id-field", "url": "--url-field"}
+
+# One task's share of the input: a run of Parquet row groups, or a whole JSONL or Arrow file.
+PARTS = pa.schema(
+    [
+        pa.field("path", pa.string()),
+        pa.field("name", pa.string()),  # the file's path below the input root: what derived doc_ids hash
+        pa.field("kind", pa.string()),
+        pa.field("first_group", pa.int64()),  # Parquet row groups [first_group, first_group + groups)
+        pa.field("groups", pa.int64()),
+        pa.field("first_row", pa.int64()),  # the part's first row's number in its file
+    ]
+)
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """Which input columns hold the text, the document id and the URL."""
+
+    text: str = "text"
+    id: str = ""  # empty: doc_id, else id, else derived from the file name and row number
+    url: str = "url"
+
+    def id_column(self, columns: list[str]) -> str | None:
+        if self.id:
+            return self.id
+        return next((name for name in ("doc_id", "id") if name in columns), None)
+
+
+DEFAULT_FIELDS = FieldMapping()
+
+
+@dataclass(frozen=True)
+class DocumentSource:
+    """Input files of one kind, found and checked; `committed_stage` when a thresher stage wrote them."""
+
+    path: str
+    kind: str
+    root: str  # derived doc_ids hash file paths relative to this
+    files: tuple[str, ...]
+    columns: tuple[str, ...]  # the columns every file has
+    fields: FieldMapping
+    committed_stage: bool = False
+
+    def has_columns(self, names: list[str]) -> bool:
+        """Whether the files hold every column of `names` under those names (no mapping, no filling)."""
+        plain = self.fields.text == "text" and self.fields.id in ("", "doc_id") and self.fields.url == "url"
+        return plain and set(names) <= set(self.columns)
+
+
+def resolve_source(path: str, fields: FieldMapping = DEFAULT_FIELDS) -> DocumentSource:
+    """The documents at `path`; InputError (one line naming the path) when there are none or the text
+    column is missing."""
+    given = Path(path)
+    if not given.exists():
+        raise InputError(f"input {path} does not exist")
+    committed = False
+    if given.is_file():
+        kind, root, files = _file_kind(given), given.parent, [given]
+    elif (given / COMMITTED_MARKER).is_file():
+        committed, root = True, given / "documents"
+        kind, files = PARQUET, _parquet_files(root)
+        if not files:
+            raise InputError(f"{root} holds no Parquet files")
+    elif _unfinished_stage(given):
+        raise InputError(f"{path} is a thresher stage output that was not committed (no {COMMITTED_MARKER}): rerun that stage")
+    else:
+        kind, root, files = _directory_kind(given)
+    columns = _common_columns(kind, files)
+    if fields.text not in columns:
+        bad = next(file for file in files if fields.text not in _columns(kind, file))
+        raise InputError(
+            f"{bad} has no column {fields.text!r} (columns: {', '.join(sorted(_columns(kind, bad)))}); "
+            f"name the text column with {FIELD_OPTIONS['text']}"
+        )
+    for key in ("id", "url"):
+        name = getattr(fields, key)
+        if name and name not in {"doc_id", "url"} and name not in columns:
+            raise InputError(f"{path}: no column {name!r} in every file, as {FIELD_OPTIONS[key]} names")
+    return DocumentSource(str(path), kind, str(root), tuple(str(f) for f in files), tuple(sorted(columns)), fields,
+                          committed)
+
+
+def _unfinished_stage(directory: Path) -> bool:
+    """A thresher stage directory without its marker: staging or work left, or documents/ beside stats or rejects."""
+    if (directory / "_staging").exists() or (directory / "_work").exists():
+        return True
+    return (directory / "documents").is_dir() and any((directory / sign).exists() for sign in _STAGE_SIGNS)
+
+
+def _file_kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return PARQUET
+    if name.endswith(_JSONL_SUFFIXES):
+        return JSONL
+    if name.endswith(".arrow"):
+        return ARROW
+    raise InputError(f"{path}: not a Parquet (.parquet), JSONL (.jsonl, .jsonl.gz) or Arrow (.arrow) file")
+
+
+def _parquet_files(directory: Path) -> list[Path]:
+    # As Spark's reader does: every Parquet file below, except under names starting with . or _.
+    return sorted(path for path in directory.rglob("*.parquet")
+                  if not any(part.startswith((".", "_")) for part in path.relative_to(directory).parts))
+
+
+def _directory_kind(directory: Path) -> tuple[str, Path, list[Path]]:
+    if (directory / "dataset_dict.json").is_file():
+        splits = sorted(p.name for p in directory.iterdir() if p.is_dir())
+        raise InputError(f"{directory} is a datasets DatasetDict: give one split's directory ({', '.join(splits)})")
+    if (directory / "state.json").is_file():
+        state = json.loads((directory / "state.json").read_text())
+        files = [directory / item["filename"] for item in state.get("_data_files", [])]
+        if not files:
+            raise InputError(f"{directory}/state.json names no data files")
+        return ARROW, directory, files
+    parquet = _parquet_files(directory)
+    if parquet:
+        return PARQUET, directory, parquet
+    jsonl = sorted(path for path in directory.rglob("*") if path.is_file() and path.name.lower().endswith(_JSONL_SUFFIXES)
+                   and not any(part.startswith((".", "_")) for part in path.relative_to(directory).parts))
+    if jsonl:
+        return JSONL, directory, jsonl
+    raise InputError(f"{directory} holds no documents: no Parquet or JSONL files, no datasets state.json")
+
+
+def _columns(kind: str, path: Path) -> set[str]:
+    if kind == PARQUET:
+        import pyarrow.parquet as pq
+
+        try:
+            return set(pq.read_schema(path).names)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{path} is not a readable Parquet file: {exc}") from exc
+    if kind == ARROW:
+        try:
+            with pa.memory_map(str(path)) as source:
+                return set(pa.ipc.open_stream(source).schema.names)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{path} is not a readable Arrow stream file: {exc}") from exc
+    for number, line in enumerate(_lines(path), 1):  # JSONL: the keys of the first record
+        if line.strip():
+            return set(_parse_line(line, path, number))
+    return set()
+
+
+def _common_columns(kind: str, files: list[Path]) -> set[str]:
+    common = None
+    for path in files:
+        columns = _columns(kind, path)
+        if kind == JSONL and not columns:
+            continue  # an empty file has no rows whose columns could be missing
+        common = columns if common is None else common & columns
+    return common or set()
+
+
+def _lines(path: Path) -> Iterator[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            yield from handle
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise InputError(f"{path} is not readable UTF-8 JSONL: {exc}") from exc
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict]:
+    """The JSON objects of a JSONL(.gz) file, blank lines skipped; a line that is none is an InputError naming it."""
+    for number, line in enumerate(_lines(Path(path)), 1):
+        if line.strip():
+            yield _parse_line(line, path, number)
+
+
+INPUT_PARSE_ERROR = "input_parse_error"  # the reject rule of a JSONL line that is no JSON object
+
+
+def _parse_line(line: str, path: Path | str, number: int) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path} line {number} is not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise InputError(f"{path} line {number} is a JSON {type(record).__name__}, not an object")
+    return record
+
+
+def source_parts(source: DocumentSource, part_rows: int = 100_000) -> list[tuple]:
+    """PARTS rows for `source`: Parquet files split into runs of row groups of about `part_rows` rows."""
+    import pyarrow.parquet as pq
+
+    root = Path(source.root)
+    parts = []
+    for file in map(Path, source.files):
+        name = file.name if file.parent == root else str(file.relative_to(root))
+        if source.kind != PARQUET:
+            parts.append((str(file), name, source.kind, 0, 0, 0))
+            continue
+        metadata = pq.ParquetFile(file).metadata
+        first_group, first_row, rows = 0, 0, 0
+        for group in range(metadata.num_row_groups):
+            rows += metadata.row_group(group).num_rows
+            if rows >= part_rows or group == metadata.num_row_groups - 1:
+                parts.append((str(file), name, PARQUET, first_group, group + 1 - first_group, first_row))
+                first_group, first_row, rows = group + 1, first_row + rows, 0
+    return parts
+
+
+def derived_doc_id(name: str, row: int) -> str:
+    """The doc_id of row `row` (from 0) of the input file `name`, for inputs that have none."""
+    return hashlib.sha1(f"{name}#row{row}".encode()).hexdigest()[:32]
+
+
+def conform_columns(columns: dict[str, pa.Array], num_rows: int, name: str, first_row: int, fields: FieldMapping,
+                    schema: pa.Schema, lid_model_path: str | None = None) -> pa.RecordBatch:
+    """One batch of input columns -> a batch of `schema`: mapped, ids derived, lang computed when
+    `lid_model_path` is not None (empty: the shipped lid.176), the rest of the schema filled with nulls."""
+    from thresher.pipeline.prepare.urlfilter import registered_domain_guess
+
+    values: dict[str, pa.Array] = {}
+    text = columns.get(fields.text)
+    values["text"] = text.cast(pa.string()) if text is not None else pa.nulls(num_rows, pa.string())
+    id_column = fields.id_column(list(columns))
+    ids = columns[id_column].cast(pa.string()).to_pylist() if id_column in columns else [None] * num_rows
+    values["doc_id"] = pa.array([doc_id if doc_id is not None and doc_id != "" else derived_doc_id(name, first_row + i)
+                                 for i, doc_id in enumerate(ids)], pa.string())
+    if fields.url in columns:
+        values["url"] = columns[fields.url].cast(pa.string())
+    if "domain" in schema.names and "domain" not in columns and "url" in values:
+        values["domain"] = pa.array([registered_domain_guess(url) if url else None
+                                     for url in values["url"].to_pylist()], pa.string())
+    if lid_model_path is not None and "lang" in schema.names and "lang" not in columns:
+        from thresher.pipeline.langid import top_language
+
+        predicted = [top_language(text or "", lid_model_path) for text in values["text"].to_pylist()]
+        values["lang"] = pa.array([lang or None for lang, _ in predicted], pa.string())
+        values["lang_score"] = pa.array([score for _, score in predicted], pa.float64())
+    arrays = []
+    for field in schema:
+        column = values.get(field.name, columns.get(field.name))
+        arrays.append(pa.nulls(num_rows, field.type) if column is None else column.cast(field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def read_source_parts(parts: Iterator[pa.RecordBatch], fields: FieldMapping, schema: pa.Schema,
+                      lid_model_path: str | None = None, batch_rows: int = 4096, rejects_dir: str | None = None,
+                      stage: str = "") -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: PARTS rows -> `schema` batches of at most `batch_rows` rows (see `conform_columns`).
+
+    With `rejects_dir`, a JSONL line that is no JSON object is skipped and written, with the file and
+    line, as a `stage` reject row to `rejects_dir/<hash of the part>.parquet` (a retried task rewrites
+    the same file); without it, it is an InputError."""
+    for part in parts:
+        for row in part.to_pylist():
+            bad_lines: list[dict] | None = [] if rejects_dir is not None else None
+            for columns, num_rows, first_row in _read_part(row, batch_rows, bad_lines):
+                yield conform_columns(columns, num_rows, row["name"], first_row, fields, schema, lid_model_path)
+            if bad_lines:
+                _write_parse_rejects(bad_lines, row["path"], rejects_dir, stage)
+
+
+def _write_parse_rejects(bad_lines: list[dict], path: str, rejects_dir: str, stage: str) -> None:
+    import pyarrow.parquet as pq
+
+    from thresher.schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
+
+    rows = [{"doc_id": None, "url": None, "warc_path": path, "stage": stage, "rule": INPUT_PARSE_ERROR,
+             "detail": bad["error"], "content": bad["content"][:CONTENT_SNIPPET_CHARS]}
+            for bad in bad_lines]
+    Path(rejects_dir).mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha1(path.encode()).hexdigest()[:16]
+    tmp = Path(rejects_dir) / f".{name}.parquet.tmp"
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECT), tmp)
+    tmp.replace(Path(rejects_dir) / f"{name}.parquet")
+
+
+def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None) -> Iterator[tuple[dict[str, pa.Array], int, int]]:
+    """(columns, rows, number of the first row in its file) for each batch of one part; JSONL lines
+    that are no JSON object go to `bad_lines` when it is a list (else they raise InputError)."""
+    first_row = part["first_row"]
+    if part["kind"] == PARQUET:
+        import pyarrow.parquet as pq
+
+        groups = list(range(part["first_group"], part["first_group"] + part["groups"]))
+        batches = pq.ParquetFile(part["path"]).iter_batches(batch_size=batch_rows, row_groups=groups)
+    elif part["kind"] == ARROW:
+        batches = _arrow_batches(part["path"], batch_rows)
+    else:
+        batches = _jsonl_batches(part["path"], batch_rows, bad_lines)
+    for batch in batches:
+        yield dict(zip(batch.schema.names, batch.columns, strict=True)), batch.num_rows, first_row
+        first_row += batch.num_rows
+
+
+def _arrow_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    with pa.memory_map(path) as source:
+        for batch in pa.ipc.open_stream(source):
+            for start in range(0, batch.num_rows, batch_rows):
+                yield batch.slice(start, batch_rows)
+
+
+def _jsonl_batches(path: str, batch_rows: int, bad_lines: list[dict] | None = None) -> Iterator[pa.RecordBatch]:
+    """JSONL rows as batches; values that are not strings, numbers or null become their JSON text.
+    A line that is no JSON object raises InputError, or goes to `bad_lines` (error, content)."""
+    records: list[dict] = []
+    for number, line in enumerate(_lines(Path(path)), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(_parse_line(line, path, number))
+        except InputError as exc:
+            if bad_lines is None:
+                raise
+            bad_lines.append({"error": str(exc), "content": line.rstrip("\n")})  # the error names file and line
+            continue
+        if len(records) == batch_rows:
+            yield _records_batch(records)
+            records = []
+    if records:
+        yield _records_batch(records)
+
+
+def _records_batch(records: list[dict]) -> pa.RecordBatch:
+    names = sorted({key for record in records for key in record})
+    arrays = []
+    for name in names:
+        column = [record.get(name) for record in records]
+        try:
+            arrays.append(pa.array(column))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep each value as JSON text
+            arrays.append(pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in column],
+                                   pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+# The export's view of a document: its id, its text and how many times rebalancing samples it.
+EXPORT_COLUMNS = pa.schema([pa.field("doc_id", pa.string()), pa.field("text", pa.string()),
+                            pa.field("sample_copies", pa.int32())])
+
+
+def document_batches(parts: Iterator[pa.RecordBatch], batch_documents: int, fields: FieldMapping,
+                     rejects_dir: str | None = None, stage: str = "") -> Iterator[pa.RecordBatch]:
+    """PARTS rows -> the export's documents (schemas.export_wire.DOCUMENTS): copies is sample_copies,
+    or 1 where the input has none. `rejects_dir` and `stage` as in `read_source_parts`."""
+    import pyarrow.compute as pc
+
+    from thresher.schemas.export_wire import DOCUMENTS
+
+    for batch in read_source_parts(parts, fields, EXPORT_COLUMNS, batch_rows=batch_documents, rejects_dir=rejects_dir,
+                                   stage=stage):
+        copies = pc.fill_null(batch.column("sample_copies"), 1)
+        yield pa.RecordBatch.from_arrays([batch.column("doc_id"), batch.column("text"), copies], schema=DOCUMENTS)

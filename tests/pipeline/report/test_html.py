@@ -1,0 +1,321 @@
+import json
+import re
+import shutil
+import subprocess
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from report_page import Page
+from stage_rows import stage_stats_json
+
+from thresher.jobs.config_show import effective_config_text
+from thresher.pipeline.config import load_config
+from thresher.pipeline.report.html import _reject_samples, build_report, render_html, write_report
+from thresher.schemas.documents import PREPARED
+from thresher.schemas.rejects import REJECT
+
+
+def write_stage(run_dir, name, stats, documents, rejects):
+    stage = run_dir / name
+    (stage / "documents").mkdir(parents=True)
+    (stage / "rejects").mkdir()
+    (stage / "stats.json").write_text(json.dumps(stats))
+    full = [{field: doc.get(field) for field in PREPARED.names} for doc in documents]
+    pq.write_table(pa.Table.from_pylist(full, schema=PREPARED), stage / "documents" / "part-0.parquet")
+    rows = [{field: r.get(field) for field in REJECT.names} for r in rejects]
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECT), stage / "rejects" / "part-0.parquet")
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    docs = [
+        {"doc_id": f"d{i}", "text": "héllo world" if i % 2 else "你好", "lang": "en" if i % 2 else "zh"}
+        for i in range(5)
+    ]
+    rejects = [
+        {"doc_id": f"r{i}", "url": f"http://spam{i}.example/", "stage": "prepare", "rule": "url_domain_blocklist:gambling", "content": "x" * 500}
+        for i in range(7)
+    ] + [{"doc_id": "e0", "url": "http://e.example/", "stage": "prepare", "rule": "empty_extraction"}]
+    write_stage(tmp_path, "prepare", stage_stats_json("prepare", 13, 5, {"url_domain_blocklist:gambling": 7, "empty_extraction": 1}),
+                docs, rejects)
+    write_stage(
+        tmp_path,
+        "rules",
+        stage_stats_json("rules", 5, 3, {"minhash_duplicate": 1, "c4:too_few_sentences": 1, "line_dedup": 4},
+                         minhash_cluster_sizes={"1": 2, "2": 1}, minhash_documents_hashed=5, lines_removed=4),
+        docs[:3],
+        [{"doc_id": "d3", "stage": "rules", "rule": "minhash_duplicate", "detail": "d1"},
+         {"doc_id": "d4", "stage": "rules", "rule": "c4:too_few_sentences", "detail": "1"}]
+        + [{"doc_id": "d0", "stage": "rules", "rule": "line_dedup", "content": f"menu line {i}"} for i in range(4)],
+    )
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "manifest.json").write_text(
+        json.dumps({"seq_len": 16, "splits": {"train": {"tokens": 170, "sequences": 10, "documents": 4, "source_documents": 3}}})
+    )
+    (tmp_path / "export" / "stats.json").write_text(json.dumps(stage_stats_json("export", 3, 3)))
+    (tmp_path / "run.json").write_text(json.dumps({
+        "inputs": ["/crawl/a.warc.gz", "/crawl/<b>.warc.gz"],
+        "seconds_per_stage": {"tokenizer": 0.5, "export": 2.0, "prepare": 3.5, "rules": 1.25},
+    }))
+    return tmp_path
+
+
+def test_funnel_in_pipeline_order_with_percentages_that_add_up(run_dir):
+    report = build_report(run_dir)
+    funnel = report["funnel"]
+    assert [row["stage"] for row in funnel] == ["prepare", "rules", "export"]
+    prepare, rules, export = funnel
+    assert (prepare["documents_in"], prepare["documents_removed"], prepare["documents_out"]) == (13, 8, 5)
+    assert prepare["bytes_out"] == 2 * len("héllo world".encode()) + 3 * len("你好".encode())
+    assert prepare["removed_percent"] == pytest.approx(100 * 8 / 13)
+    # Each stage reads the one before: the removed shares and what is left make the first input.
+    assert sum(row["removed_percent_of_first"] for row in funnel) + export["out_percent_of_first"] == pytest.approx(100)
+    assert export["tokens_out"] == 170 and export["copies_out"] == 4  # 3 distinct documents, one rebalancing copy
+    assert report["languages"]["after prepare"] == {"en": 2, "zh": 3}
+    assert sum(report["lengths"]["after prepare"].values()) == 5 and report["lengths"]["after prepare"]["< 100"] == 5
+    assert report["dedup"] == {"ran": True, "documents_hashed": 5, "clusters": 1, "documents_in_clusters": 2,
+                               "duplicates_removed": 1, "giant_buckets": 0, "cluster_sizes": {"1": 2, "2": 1}}
+    assert list(report["seconds_per_stage"]) == ["prepare", "rules", "tokenizer", "export"]  # pipeline order
+
+
+def test_line_rejects_are_kept_apart_from_document_counts(run_dir):
+    report = build_report(run_dir)
+    rules = report["funnel"][1]
+    # 2 documents removed and 4 lines removed from kept documents: not "5 in, 3 out, 6 rejected".
+    assert (rules["documents_in"], rules["documents_removed"], rules["documents_out"], rules["lines_removed"]) == (5, 2, 3, 4)
+    assert report["stage_subtotals"]["rules"] == {"documents_in": 5, "document_rejects": 2, "document_rejects_percent": 40.0,
+                                                  "line_rejects": 4, "rules": 3}
+    page = Page(render_html(report))
+    funnel = page.table_with("lines removed")
+    row = next(r for r in funnel if r[0] == "rules")
+    header = funnel[0]
+    assert row[header.index("documents removed")] == "2" and row[header.index("lines removed")] == "4"
+    rejects = page.table_with("samples (smallest doc_id hash)")
+    subtotals = [r for r in rejects if r[0] == "rules subtotal"]
+    assert subtotals == [["rules subtotal", "documents", "2", "40.0%", ""], ["rules subtotal", "lines", "4", "(lines)", ""]]
+    line_row = next(r for r in rejects if r[0] == "line_dedup")
+    assert line_row[1:4] == ["line", "4", "(lines)"]
+    # Per-rule shares of a stage's input add up to its subtotal.
+    document_rows = [r for r in rejects[1:] if len(r) == 5 and r[1] == "document" and r[0] in ("minhash_duplicate", "c4:too_few_sentences")]
+    assert sum(float(r[3].rstrip("%")) for r in document_rows) == pytest.approx(40.0)
+
+
+def test_report_sections_header_and_tables_in_the_dom(run_dir):
+    write_stage3(run_dir)
+    config = load_config()
+    (run_dir / "config.yaml").write_text(effective_config_text(config))
+    page = Page(render_html(build_report(run_dir)))
+    for title in ("Run", "Funnel", "Reject reasons per stage", "Document length (characters)", "Languages",
+                  "MinHash near-duplicates", "Stage 3 models", "Tagger quality: score histogram",
+                  "Select: kept and removed per rule", "Mix per group vs target", "Tokens exported", "Time per stage",
+                  "Stage statistics (stats.json)"):
+        assert title in page.sections, title
+    header = {row[0]: row[1] for row in page.rows(page.tables[0])}
+    assert header["inputs"].startswith("2 file(s)") and "/crawl/<b>.warc.gz" in header["inputs"]
+    assert header["config digest"].startswith(config.digest()) and page.links == ["config.yaml"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", header["generated"])
+    assert header["thresher"]
+    assert "page_type (weak labels, accuracy 0.430, macro_f1 0.210 on 14 held-out examples)" in header["models"]
+    # Every table is a table: no JSON text in any cell.
+    for table in page.tables:
+        for row in page.rows(table):
+            for cell in row:
+                assert not cell.startswith(("{", "[")) and '": ' not in cell, cell
+    # stats.json as tables: the envelope's fields, then the stage's details as a sub-table, in which
+    # select's rules (a list of dicts) is a table with a column per key.
+    select_stats = next(rows for rows in map(page.rows, page.tables) if rows[0] == ["key", "value"]
+                        and ["stage", "select"] in rows)
+    assert any(r[0] == "details" and "rebalance" in r[1] for r in select_stats)
+    select_details = next(rows for rows in map(page.rows, page.tables)
+                          if {"rebalance", "rules"} <= {r[0] for r in rows if r})
+    assert any(r[0] == "rules" and r[1].startswith("ruledocuments_in") for r in select_details)  # a sub-table
+    assert page.table_with("tokens_out")[0] == ["rule", "documents_in", "documents_out", "tokens_in", "tokens_out", "copies_out"]
+    select = page.table_with("kept samples")
+    row = next(r for r in select if r[0] == "quality:top_percent")
+    kept, removed = row[select[0].index("kept samples")], row[select[0].index("removed samples")]
+    assert "http://kept.example/" in kept and "http://low.example/" in removed
+    assert next(r for r in select if r[0] == "rebalance")[2] == "1 documents written as 3 copies"
+    text = "".join(page.text)
+    assert "1 near-duplicate clusters holding 2 documents; 1 duplicates removed" in text
+    assert "3 distinct documents were exported as 4 copies" in text
+
+
+def test_no_near_duplicates_is_said_apart_from_a_stage_not_run(run_dir):
+    stats = json.loads((run_dir / "rules" / "stats.json").read_text())
+    stats["details"]["minhash_cluster_sizes"] = {"1": 5}
+    (run_dir / "rules" / "stats.json").write_text(json.dumps(stats))
+    assert "No near-duplicates found among 5 documents hashed" in render_html(build_report(run_dir))
+    shutil.rmtree(run_dir / "rules")
+    page = Page(render_html(build_report(run_dir)))
+    assert "(this stage did not run)" in "".join(page.text)
+
+
+def write_stage3(run_dir):
+    """tag and select outputs as the jobs write them: a weak and a trained tagger, two select rules, a mix."""
+    from thresher.classifiers.tagging import Tagger
+    from thresher.pipeline.select.selection import SelectSettings, selected_schema
+
+    taggers = [
+        {"name": "page_type", "model_dir": "/m/page_type", "model_hash": "abc", "weak_labels": True,
+         "heldout": {"accuracy": 0.43, "macro_f1": 0.21, "examples": 14}},
+        {"name": "quality", "model_dir": "/m/quality", "model_hash": "def", "weak_labels": False,
+         "heldout": {"accuracy": 0.83, "examples": 42}},
+    ]
+    (run_dir / "tag").mkdir()
+    (run_dir / "tag" / "stats.json").write_text(json.dumps(stage_stats_json(
+        "tag", 3, 3, taggers=taggers, labels={"page_type": {"article": 2, "forum": 1}},
+        score_histograms={"quality": [0, 1, 0, 0, 0, 0, 0, 0, 1, 1]},
+    )))
+    select_rules = [
+        {"rule": "page_type:label_in", "documents_in": 3, "documents_out": 2, "tokens_in": 300, "tokens_out": 200},
+        {"rule": "quality:top_percent", "documents_in": 2, "documents_out": 1, "tokens_in": 200, "tokens_out": 120},
+        {"rule": "rebalance", "documents_in": 1, "documents_out": 1, "tokens_in": 120, "tokens_out": 360, "copies_out": 3},
+    ]
+    rebalance = {"mode": "target", "unit": "tokens", "skipped": None, "targets": {"knowledge": 0.6, "rest": 0.4},
+                 "shares_before": {"knowledge": 0.2, "rest": 0.8}, "shares_expected": {"knowledge": 0.5, "rest": 0.5},
+                 "achieved": {"knowledge": 0.48, "rest": 0.52}, "shortfalls": {"knowledge": 0.1},
+                 "domains": {"science": {"before": 0.2, "after": 0.48}, "shopping": {"before": 0.8, "after": 0.52}}}
+    settings = SelectSettings(taggers=(Tagger("page_type", "/m/page_type"), Tagger("quality", "/m/quality")))
+    doc = {"doc_id": "k1", "url": "http://kept.example/", "text": "kept text", "page_type_label": "article",
+           "page_type_score": 0.9, "quality_label": "1", "quality_score": 0.75, "sample_copies": 3}
+    write_stage(run_dir, "select", stage_stats_json("select", 3, 1, rules=select_rules, rebalance=rebalance), [], [
+        {"doc_id": "f1", "url": "http://forum.example/", "stage": "select", "rule": "page_type:label_in", "detail": "label=forum score=0.8000"},
+        {"doc_id": "q1", "url": "http://low.example/", "stage": "select", "rule": "quality:top_percent", "detail": "score=0.1 cut=0.5"},
+    ])
+    shutil.rmtree(run_dir / "select" / "documents")
+    (run_dir / "select" / "documents").mkdir()
+    schema = selected_schema(settings)
+    pq.write_table(pa.Table.from_pylist([{f: doc.get(f) for f in schema.names}], schema=schema),
+                   run_dir / "select" / "documents" / "part-0.parquet")
+
+
+def test_stage_3_models_histograms_rules_samples_and_mix(run_dir):
+    write_stage3(run_dir)
+    report = build_report(run_dir)
+    assert [(m["tagger"], m["weak_labels"]) for m in report["models"]] == [("page_type", True), ("quality", False)]
+    assert report["score_histograms"] == {"quality": [0, 1, 0, 0, 0, 0, 0, 0, 1, 1]}
+    assert [step["rule"] for step in report["select_rules"]] == ["page_type:label_in", "quality:top_percent", "rebalance"]
+    kept = report["kept_samples"]
+    assert set(kept) == {"page_type:label_in", "quality:top_percent"}
+    assert kept["quality:top_percent"][0]["detail"] == "label=1 score=0.7500"
+    assert report["mix"]["groups"]["knowledge"] == {"target": 0.6, "before": 0.2, "expected": 0.5, "after": 0.48, "short_by": 0.1}
+    removed = {r["rule"]: r for r in report["rejects"] if r["stage"] == "select"}
+    assert removed["quality:top_percent"]["samples"][0]["url"] == "http://low.example/"
+    page = render_html(report)
+    for text in ("bootstrapped from weak labels", "Tagger quality: score histogram", "quality:top_percent",
+                 "Mix per group vs target", "60.0%", "48.0%", "http://kept.example/", "<td>shopping</td><td class=num>80.0%"):
+        assert text in page, text
+
+
+def test_a_skipped_rebalancing_is_said(run_dir):
+    write_stage3(run_dir)
+    stats = json.loads((run_dir / "select" / "stats.json").read_text())
+    stats["details"]["rebalance"] = {"mode": "target", "skipped": "the topic model's held-out accuracy is 0.1"}
+    (run_dir / "select" / "stats.json").write_text(json.dumps(stats))
+    assert "Rebalancing skipped:</b> the topic model&#x27;s held-out accuracy is 0.1" in render_html(build_report(run_dir))
+
+
+def test_rejects_are_counted_per_rule_with_three_stable_samples(run_dir):
+    rejects = build_report(run_dir)["rejects"]
+    by_rule = {r["rule"]: r for r in rejects}
+    blocklist = by_rule["url_domain_blocklist:gambling"]
+    assert blocklist["count"] == 7 and len(blocklist["samples"]) == 3
+    assert all(len(s["snippet"]) <= 201 for s in blocklist["samples"])
+    assert by_rule["empty_extraction"]["count"] == 1
+    assert by_rule["minhash_duplicate"]["samples"][0]["detail"] == "d1"
+    assert rejects == build_report(run_dir)["rejects"]
+    assert [r["rule"] for r in rejects][0] == "url_domain_blocklist:gambling"
+
+
+def test_reject_samples_come_from_distinct_documents_whatever_the_batches(tmp_path):
+    # Line rejects: many per document, adjacent, as the stages write them.
+    rejects = [{"doc_id": f"doc{d}", "url": f"http://site{d}.example/", "stage": "rules", "rule": rule,
+                "content": f"line {line} of doc{d}"}
+               for d in range(40) for rule in ("line_dedup", "clutter_line") for line in range(5)]
+    rows = [{field: r.get(field) for field in REJECT.names} for r in rejects]
+    table = pa.Table.from_pylist(rows, schema=REJECT)
+    for name, row_group_size in (("one", len(rows)), ("many", 7)):
+        (tmp_path / name).mkdir()
+        pq.write_table(table, tmp_path / name / "part-0.parquet", row_group_size=row_group_size)
+    one = _reject_samples(tmp_path / "one", "rules")
+    assert one == _reject_samples(tmp_path / "many", "rules")  # batch boundaries do not matter
+    assert {r["rule"]: r["count"] for r in one} == {"line_dedup": 200, "clutter_line": 200}
+    for entry in one:
+        urls = [s["url"] for s in entry["samples"]]
+        assert len(set(urls)) == 3  # three documents, not three lines of one
+        assert all(s["snippet"].startswith("line 0 ") for s in entry["samples"])  # each document's first reject
+    # Both rules hit every document: the same three (smallest doc_id hash) are sampled for each.
+    assert [s["url"] for s in one[0]["samples"]] == [s["url"] for s in one[1]["samples"]]
+
+
+def test_html_is_self_contained_and_escapes_content(run_dir):
+    report = build_report(run_dir)
+    report["rejects"][0]["samples"][0]["snippet"] = "<script>alert(1)</script>"
+    page = render_html(report)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "&lt;b&gt;.warc.gz" in page  # an input path is data too
+    # No external asset: the only link is to the effective config written beside the report.
+    assert "<svg" in page and "src=" not in page and "http-equiv" not in page
+    assert set(re.findall(r'href="([^"]*)"', page)) <= {"config.yaml"} and "url(" not in page
+
+
+def test_write_report_writes_both_files(run_dir):
+    write_report(run_dir)
+    written = json.loads((run_dir / "report.json").read_text())
+    assert written["funnel"][0]["documents_in"] == 13
+    assert list(written["seconds_per_stage"]) == ["prepare", "rules", "tokenizer", "export"]  # not alphabetical
+    assert (run_dir / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make test installs Debian's chromium package)")
+    from PIL import Image
+
+    write_stage3(run_dir)
+    write_report(run_dir)
+    shot = tmp_path_factory.mktemp("shot") / "report.png"  # look at it: it stays in pytest's tmp directory
+    profile = tmp_path_factory.mktemp("profile")
+    subprocess.run(
+        [
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,1600",
+            (run_dir / "report.html").as_uri(),
+        ],
+        check=True, timeout=120, capture_output=True,
+    )
+    image = Image.open(shot).convert("L")
+    histogram = image.histogram()
+    dark_pixels = sum(histogram[:128])
+    assert image.size == (1200, 1600)
+    assert dark_pixels > 2000, "screenshot looks blank: too few dark (text or chart) pixels"
+    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 10
+    # Text and tables down the page, not one band: many pixel rows hold something other than background.
+    rows_with_ink = sum(1 for y in range(image.height) if min(image.crop((0, y, image.width, y + 1)).getdata()) < 128)
+    assert rows_with_ink > 400, rows_with_ink
+
+
+def test_each_stage_s_rule_costs_are_a_table_in_pipeline_order(tmp_path):
+    rules = {"url_parse": {"seen": 200, "dropped": 0, "seconds": 0.5},
+             "extract": {"seen": 200, "dropped": 50, "seconds": 6.0},
+             "langid": {"seen": 150, "dropped": 30, "seconds": 1.5}}  # not alphabetical: the order they ran in
+    write_stage(tmp_path, "prepare", stage_stats_json("prepare", 200, 120, rule_stats=rules), [], [])
+    write_stage(tmp_path, "select", stage_stats_json("select", 120, 120, rules=[]), [], [])  # select's own list, in details
+    report = build_report(tmp_path)
+    assert [r["rule"] for r in report["rule_costs"]["prepare"]] == ["url_parse", "extract", "langid"]
+    assert report["rule_costs"]["prepare"][1] == {"rule": "extract", "seen": 200, "dropped": 50, "dropped_percent": 25.0,
+                                                   "seconds": 6.0, "seconds_percent": 75.0}
+    assert set(report["rule_costs"]) == {"prepare"}
+    page = Page(render_html(report))
+    assert "prepare: cost per rule" in page.sections
+    assert page.table_with("share of the stage's filter time") == [
+        ["rule", "documents seen", "dropped", "% dropped", "seconds", "share of the stage's filter time"],
+        ["url_parse", "200", "0", "0.0%", "0.500", "6.2%"],
+        ["extract", "200", "50", "25.0%", "6.000", "75.0%"],
+        ["langid", "150", "30", "20.0%", "1.500", "18.8%"],
+        ["total", "200", "80", "40.0%", "8.000", "100.0%"],
+    ]

@@ -1,0 +1,171 @@
+"""Select on tagged rows without Spark: keep rules, global cuts and ties, line removal, copies."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+
+import pyarrow as pa
+import pytest
+from stage_rows import read_jsonl
+
+from thresher.classifiers.tagging import Tagger, tagged_schema
+from thresher.classifiers.topic import sample_copies
+from thresher.pipeline.lexicon import HAN
+from thresher.pipeline.select.mix import TopFractionCut
+from thresher.pipeline.select.selection import (
+    STATUS_KEPT,
+    KeepCheck,
+    SelectSettings,
+    copy_table,
+    estimated_tokens,
+    filter_table,
+)
+from thresher.schemas.documents import RULES
+
+TAGGERS = (Tagger("page_type", "/m/p"), Tagger("clutter", "/m/c", kind="lines", input="clutter"), Tagger("quality", "/m/q"))
+
+
+def tagged_row(doc_id, text, page_type=("article", 0.9), line_scores=None, quality=0.5):
+    row = {name: None for name in RULES.names}
+    row.update({"doc_id": doc_id, "url": f"http://{doc_id}.example/", "text": text})
+    row.update({"page_type_label": page_type[0], "page_type_score": page_type[1],
+                "page_type_top": [{"label": page_type[0], "score": page_type[1]}]})
+    row["clutter_line_scores"] = line_scores if line_scores is not None else [1.0 if line.strip() else None for line in text.split("\n")]
+    label = "1" if quality >= 0.5 else "0"
+    row.update({"quality_label": label, "quality_score": max(quality, 1 - quality),
+                "quality_top": sorted([{"label": "1", "score": quality}, {"label": "0", "score": 1 - quality}], key=lambda e: -e["score"])})
+    return row
+
+
+def table(rows):
+    return pa.Table.from_pylist(rows, schema=tagged_schema(TAGGERS))
+
+
+def by_id(result):
+    return {r["doc_id"]: r for r in result.to_pylist()}
+
+
+def test_keep_rules_and_combine_in_order_with_named_rejects():
+    rows = [
+        tagged_row("a", "good text here", ("article", 0.9), quality=0.9),
+        tagged_row("b", "forum text", ("forum", 0.8), quality=0.9),
+        tagged_row("c", "unsure forum", ("forum", 0.3), quality=0.9),  # under label_min_score: the page rule lets it pass
+        tagged_row("d", "low quality", ("article", 0.9), quality=0.2),
+        tagged_row("e", "forum and low", ("forum", 0.8), quality=0.2),  # fails both: the first rule names it
+    ]
+    settings = SelectSettings(taggers=TAGGERS, checks=(
+        KeepCheck("page_type", "label_in", labels=("article",), label_min_score=0.5),
+        KeepCheck("quality", "min_score", score_label="1", threshold=0.5),
+    ))
+    result = by_id(filter_table(table(rows), settings))
+    assert {k: v["status"] for k, v in result.items()} == {
+        "a": STATUS_KEPT, "b": "page_type:label_in", "c": STATUS_KEPT, "d": "quality:min_score", "e": "page_type:label_in"}
+    assert result["b"]["reject_detail"] == "label=forum score=0.8000"
+    assert result["d"]["reject_detail"] == "score=0.2000 min=0.5"
+    assert result["a"]["text"] == "good text here" and result["a"]["tokens"] == 3 == result["a"]["tokens_in"]
+
+
+def test_label_not_in_drops_only_the_named_labels():
+    check = KeepCheck("page_type", "label_not_in", labels=("adult",))
+    assert check.failure(tagged_row("a", "x", ("adult", 0.7))) == "label=adult score=0.7000"
+    assert check.failure(tagged_row("b", "x", ("article", 0.7))) is None
+
+
+def test_a_top_percent_rule_reads_its_label_score_against_the_global_cut():
+    cut = TopFractionCut(threshold=0.6, tie_hash=0.0, tie_key="", seed=0, kept=1)
+    check = KeepCheck("quality", "top_percent", score_label="1", threshold=50, cut=cut)
+    assert check.failure(tagged_row("a", "x", quality=0.7)) is None
+    assert check.failure(tagged_row("b", "x", quality=0.3)) == "score=0.3000 cut=0.6000"  # P(1), not the top label's 0.7
+
+
+def test_lines_under_the_threshold_go_and_an_emptied_document_is_a_reject():
+    text = "Home | News | Sport\n\nA long informative sentence about science.\nShare this"
+    rows = [
+        tagged_row("a", text, line_scores=[0.1, None, 0.9, 0.4]),
+        tagged_row("b", "Login\nRegister", line_scores=[0.2, 0.3]),
+        tagged_row("c", "Fine line.", line_scores=[0.95]),
+    ]
+    settings = SelectSettings(taggers=TAGGERS, line_thresholds=(("clutter", 0.5),))
+    result = by_id(filter_table(table(rows), settings))
+    assert result["a"]["text"] == "A long informative sentence about science."
+    assert result["a"]["lines_removed_clutter"] == 2 and result["a"]["status"] == STATUS_KEPT
+    assert [(r["line"], r["score"], r["rule"]) for r in result["a"]["removed_lines"]] == [
+        ("Home | News | Sport", 0.1, "clutter_line"), ("Share this", 0.4, "clutter_line")]
+    assert result["b"]["status"] == "clutter_emptied" and result["b"]["reject_detail"] == "lines_removed=2"
+    assert result["c"]["text"] == "Fine line." and result["c"]["removed_lines"] == []
+    assert result["a"]["tokens_in"] == estimated_tokens(text) > result["a"]["tokens"]
+
+
+def test_a_rejected_document_keeps_its_lines():
+    rows = [tagged_row("a", "Menu\nBody text.", ("forum", 0.9), line_scores=[0.1, 0.9])]
+    settings = SelectSettings(taggers=TAGGERS, checks=(KeepCheck("page_type", "label_in", labels=("article",)),),
+                              line_thresholds=(("clutter", 0.5),))
+    row = filter_table(table(rows), settings).to_pylist()[0]
+    assert row["status"] == "page_type:label_in" and row["text"] == "Menu\nBody text." and row["removed_lines"] == []
+
+
+@pytest.mark.parametrize(("text", "tokens"), [("", 0), ("three plain words", 3), ("你好世界", 4), ("GPT 模型 ok", 4)])
+def test_estimated_tokens_count_words_and_cjk_characters(text, tokens):
+    assert estimated_tokens(text) == tokens
+
+
+# The definition estimated_tokens implements faster: one token per CJK character, one per maximal
+# run of other non-whitespace characters.
+REFERENCE_TOKEN = re.compile(f"[{HAN}]|[^\\s{HAN}]+")  # one per Han character, one per other run
+
+
+@pytest.fixture(scope="module")
+def real_texts(shared_data) -> list[str]:
+    """DCLM English and ChineseWebText Chinese documents."""
+    quality = shared_data / "quality"
+    return ([row["text"] for row in read_jsonl(quality / "dclm" / "majority_data.jsonl")]
+            + [row["raw_content"] for row in read_jsonl(quality / "chinesewebtext" / "cleared1.jsonl")])
+
+
+def test_estimated_tokens_equal_the_regex_definition_on_real_texts(real_texts):
+    texts = real_texts
+    assert any(not t.isascii() for t in texts) and any(re.search("[\u4e00-\u9fff]", t) for t in texts)
+    assert [estimated_tokens(t) for t in texts] == [len(REFERENCE_TOKEN.findall(t)) for t in texts]
+
+
+def test_estimated_tokens_equal_the_regex_definition_for_every_character():
+    """Every code point alone, between two words and doubled before one: str.split's whitespace is the regex's \\s."""
+    texts = [text for code in range(sys.maxunicode + 1) for char in [chr(code)] for text in (char, f"ab{char}cd", f"{char}{char} x")]
+    assert [estimated_tokens(t) for t in texts] == [len(REFERENCE_TOKEN.findall(t)) for t in texts]
+    assert estimated_tokens(None) == 0
+
+
+def test_tokens_after_line_removal_are_the_cleaned_texts_tokens(real_texts):
+    texts = real_texts[::2]
+    rng = random.Random(0)
+    rows = [tagged_row(f"d{i}", text, line_scores=[rng.random() if line.strip() else None for line in text.split("\n")])
+            for i, text in enumerate(texts)]
+    settings = SelectSettings(taggers=TAGGERS, line_thresholds=(("clutter", 0.3),))
+    result = filter_table(table(rows), settings).to_pylist()
+    assert sum(r["tokens"] < r["tokens_in"] for r in result) > 100
+    assert [r["tokens"] for r in result] == [estimated_tokens(r["text"]) for r in result]
+    assert [r["tokens_in"] for r in result] == [estimated_tokens(text) for text in texts]
+
+
+def test_copies_follow_the_class_weights_deterministically():
+    rows = [tagged_row(f"d{i}", "text") for i in range(40)]
+    for i, row in enumerate(rows):
+        row["page_type_label"] = "science.physics" if i % 2 else "shopping.fashion"
+    settings = SelectSettings(taggers=TAGGERS, class_tagger="page_type", weights={"science.physics": 2.5, "shopping.fashion": 0.3}, seed=7)
+    filtered = filter_table(table(rows), settings)
+    assert set(filtered.column("mix_class").to_pylist()) == {"science.physics", "shopping.fashion"}
+    copied = copy_table(filtered, settings).to_pylist()
+    for row in copied:
+        weight = settings.weights[row["mix_class"]]
+        assert row["sample_copies"] == sample_copies(row["doc_id"], weight, 7)
+        assert (row["status"] == "rebalance_downsampled") == (row["sample_copies"] == 0)
+    assert {r["sample_copies"] for r in copied if r["mix_class"] == "science.physics"} == {2, 3}
+    assert copy_table(filtered, settings).to_pylist() == copied
+
+
+def test_a_low_class_score_is_not_reweighted():
+    rows = [tagged_row("a", "text", ("science.physics", 0.2)), tagged_row("b", "text", ("science.physics", 0.8))]
+    settings = SelectSettings(taggers=TAGGERS, class_tagger="page_type", class_min_score=0.5)
+    assert [r["mix_class"] for r in filter_table(table(rows), settings).to_pylist()] == ["", "science.physics"]

@@ -1,0 +1,175 @@
+"""Documents a user brings: finding and checking the files, and conforming their rows, without Spark."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from thresher.pipeline.prepare.inputs import InputError
+from thresher.pipeline.stagedir.documents import (
+    COMMITTED_MARKER,
+    PARTS,
+    FieldMapping,
+    derived_doc_id,
+    document_batches,
+    read_source_parts,
+    resolve_source,
+    source_parts,
+)
+from thresher.schemas.documents import PREPARED
+
+ENGLISH = "The committee met on Tuesday to discuss the budget for the new library and the park."
+CHINESE = "今天天气很好，我们一起去公园散步，然后在湖边的茶馆喝茶聊天。"
+
+
+def rows(n=6):
+    return [{"content": ENGLISH if i % 2 == 0 else CHINESE, "link": f"https://www.example.org/{i}", "n": i}
+            for i in range(n)]
+
+
+def read_all(source, schema=PREPARED, part_rows=100_000, lid=None):
+    parts = pa.RecordBatch.from_pylist([dict(zip(PARTS.names, p, strict=True)) for p in source_parts(source, part_rows)],
+                                       schema=PARTS)
+    return pa.Table.from_batches(list(read_source_parts(iter([parts]), source.fields, schema, lid, batch_rows=4)),
+                                 schema=schema)
+
+
+def write_jsonl(path, records):
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+def test_a_parquet_file_jsonl_file_and_datasets_directory_are_found(tmp_path):
+    pq.write_table(pa.Table.from_pylist(rows()), tmp_path / "docs.parquet")
+    write_jsonl(tmp_path / "docs.jsonl.gz", rows())
+    datasets.Dataset.from_list(rows()).save_to_disk(str(tmp_path / "hf"))
+    fields = FieldMapping(text="content", url="link")
+    for path, kind in [("docs.parquet", "parquet"), ("docs.jsonl.gz", "jsonl"), ("hf", "arrow")]:
+        source = resolve_source(str(tmp_path / path), fields)
+        assert source.kind == kind and not source.committed_stage
+        assert {"content", "link", "n"} <= set(source.columns)
+        table = read_all(source)
+        assert table.column("text").to_pylist() == [r["content"] for r in rows()]
+        assert table.column("url").to_pylist() == [r["link"] for r in rows()]
+        assert set(table.column("domain").to_pylist()) == {"example.org"}
+        assert table.column("lang").to_pylist() == [None] * 6  # computed only when asked
+
+
+def test_the_field_mapping_picks_id_text_and_url(tmp_path):
+    records = [{"body": ENGLISH, "uid": 100 + i, "id": f"other-{i}", "where": f"https://a.example/{i}"} for i in range(3)]
+    source = resolve_source(str(write_jsonl(tmp_path / "d.jsonl", records)), FieldMapping("body", "uid", "where"))
+    table = read_all(source)
+    assert table.column("doc_id").to_pylist() == ["100", "101", "102"]
+    assert table.column("url").to_pylist() == [r["where"] for r in records]
+    # Without --id-field: id (doc_id would win over it); a null or empty id is derived.
+    records[1]["id"] = None
+    records[2]["id"] = ""
+    source = resolve_source(str(write_jsonl(tmp_path / "e.jsonl", records)), FieldMapping("body"))
+    assert read_all(source).column("doc_id").to_pylist() == ["other-0", derived_doc_id("e.jsonl", 1),
+                                                            derived_doc_id("e.jsonl", 2)]
+    assert read_all(source).column("url").to_pylist() == [None] * 3
+
+
+def test_derived_ids_depend_on_file_name_and_row_not_on_the_split_into_parts(tmp_path):
+    directory = tmp_path / "corpus"
+    (directory / "sub").mkdir(parents=True)
+    table = pa.Table.from_pylist(rows(8))
+    pq.write_table(table, directory / "sub" / "a.parquet", row_group_size=2)
+    pq.write_table(table, directory / "b.parquet", row_group_size=8)
+    source = resolve_source(str(directory), FieldMapping(text="content"))
+    assert len(source_parts(source, part_rows=100)) == 2 and len(source_parts(source, part_rows=1)) == 5
+    whole, split = read_all(source, part_rows=100), read_all(source, part_rows=1)
+    assert whole.equals(split)
+    ids = whole.column("doc_id").to_pylist()
+    assert ids[:8] == [derived_doc_id("b.parquet", i) for i in range(8)]
+    assert ids[8:] == [derived_doc_id("sub/a.parquet", i) for i in range(8)]
+    assert len(set(ids)) == 16
+
+
+def test_lang_is_computed_with_lid176_when_asked(tmp_path):
+    pq.write_table(pa.Table.from_pylist(rows(4)), tmp_path / "docs.parquet")
+    table = read_all(resolve_source(str(tmp_path / "docs.parquet"), FieldMapping(text="content")), lid="")
+    assert table.column("lang").to_pylist() == ["en", "zh", "en", "zh"]
+    assert all(score > 0.5 for score in table.column("lang_score").to_pylist())
+
+
+def test_export_documents_take_sample_copies_or_one(tmp_path):
+    pq.write_table(pa.Table.from_pylist([{"text": "a", "sample_copies": 3}, {"text": "b", "sample_copies": None}]),
+                   tmp_path / "x.parquet")
+    source = resolve_source(str(tmp_path / "x.parquet"))
+    parts = pa.RecordBatch.from_pylist([dict(zip(PARTS.names, p, strict=True)) for p in source_parts(source)],
+                                       schema=PARTS)
+    (batch,) = document_batches(iter([parts]), 10, source.fields)
+    assert batch.column("copies").to_pylist() == [3, 1]
+    assert batch.column("doc_id").to_pylist() == [derived_doc_id("x.parquet", 0), derived_doc_id("x.parquet", 1)]
+
+
+def test_a_stage_directory_is_committed_or_refused_in_one_line(tmp_path):
+    stage = tmp_path / "stage"
+    (stage / "documents").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{"doc_id": "x", "text": ENGLISH}]), stage / "documents" / "part-0.parquet")
+    # A user's folder with documents/ and nothing of a stage's: just read.
+    assert resolve_source(str(stage)).kind == "parquet"
+    (stage / "stats.json").write_text("{}")
+    with pytest.raises(InputError, match=f"not committed \\(no {COMMITTED_MARKER}\\): rerun that stage"):
+        resolve_source(str(stage))
+    crashed = tmp_path / "crashed"
+    (crashed / "_staging").mkdir(parents=True)  # a stage that died before moving anything into place
+    with pytest.raises(InputError, match="not committed"):
+        resolve_source(str(crashed))
+    (stage / COMMITTED_MARKER).write_text("{}")
+    source = resolve_source(str(stage))
+    assert source.committed_stage and source.root == str(stage / "documents")
+    assert source.has_columns(["doc_id", "text"]) and not source.has_columns(["doc_id", "text", "url"])
+
+
+def test_unusable_inputs_are_one_line_naming_the_file(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [{"body": ENGLISH}])
+    with pytest.raises(InputError, match=r"a.jsonl has no column 'text' \(columns: body\); name the text column with --text-field"):
+        resolve_source(str(tmp_path / "a.jsonl"))
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_source(str(tmp_path / "missing.parquet"))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="not a Parquet"):
+        resolve_source(str(tmp_path / "notes.txt"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no documents"):
+        resolve_source(str(tmp_path / "empty"))
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        resolve_source(str(tmp_path / "bad.parquet"))
+    write_jsonl(tmp_path / "b.jsonl", [{"text": ENGLISH}])
+    with pytest.raises(InputError, match="--id-field"):
+        resolve_source(str(tmp_path / "b.jsonl"), FieldMapping(id="uid"))
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows(2))}).save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(InputError, match="DatasetDict: give one split's directory \\(train\\)"):
+        resolve_source(str(tmp_path / "dd"))
+
+
+def test_a_bad_jsonl_line_is_a_reject_row_where_the_stage_collects_them_else_one_line(tmp_path):
+    from thresher.pipeline.stagedir.documents import INPUT_PARSE_ERROR
+
+    path = write_jsonl(tmp_path / "docs.jsonl", rows(4))
+    with path.open("a") as handle:
+        handle.write('[1, 2]\n{"content": "unterminated\n')
+        handle.write(json.dumps(rows(1)[0]) + "\n")
+    source = resolve_source(str(path), FieldMapping(text="content", url="link"))
+    with pytest.raises(InputError, match=r"docs.jsonl line 5 is a JSON list, not an object"):
+        read_all(source)
+    parts = pa.RecordBatch.from_pylist([dict(zip(PARTS.names, p, strict=True)) for p in source_parts(source)], schema=PARTS)
+    rejects_dir = tmp_path / "rejects"
+    documents = pa.Table.from_batches(list(read_source_parts(iter([parts]), source.fields, PREPARED, batch_rows=4,
+                                                             rejects_dir=str(rejects_dir), stage="rules")), schema=PREPARED)
+    assert documents.num_rows == 5
+    rejects = pq.read_table(rejects_dir).to_pylist()
+    assert [(r["rule"], r["stage"]) for r in rejects] == [(INPUT_PARSE_ERROR, "rules")] * 2
+    assert rejects[0]["detail"] == f"{path} line 5 is a JSON list, not an object"
+    assert rejects[1]["detail"].startswith(f"{path} line 6 is not JSON: ")
+    assert [r["content"] for r in rejects] == ["[1, 2]", '{"content": "unterminated']
+    assert not list(rejects_dir.glob(".*.tmp"))
