@@ -360,7 +360,7 @@ class Annotator:
 def read_documents(path: str | Path, columns: Sequence[str] | None = None, doc_ids: set[str] | None = None) -> Iterator[dict]:
     """Rows (doc_id, url, text, lang) of a committed stage directory's documents/, a Parquet file or
     directory, or a JSONL file; a row without doc_id gets the hash of its text as one."""
-    from thresher.pipeline.prepare.inputs import InputError
+    from thresher.schemas.errors import InputError
 
     path = Path(path)
     if path.is_dir() and (path / "documents").is_dir():
@@ -569,7 +569,7 @@ def run(args: argparse.Namespace) -> int:
     if not (model_dir / "config.json").is_file():
         raise ModelNotFoundError(f"--model {model_dir}: no config.json there; pass a local causal LM directory (transformers format)")
     if not Path(args.input).exists():
-        from thresher.pipeline.prepare.inputs import InputError
+        from thresher.schemas.errors import InputError
 
         raise InputError(f"input {args.input} does not exist: pass a stage output directory, a Parquet or a JSONL file")
     prompts_dir = Path(args.prompts_dir)

@@ -20,6 +20,7 @@ import numpy as np
 
 # Re-exported for the select step's modules that still import it from here; its home is pipeline.seeded_hash.
 from thresher.pipeline.process_cache import ProcessCache
+from thresher.schemas.errors import UserError
 
 MANIFEST_NAME = "classifier.json"
 METRICS_NAME = "metrics.json"
@@ -33,7 +34,7 @@ BACKENDS = {
 }
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(UserError):
     """A model directory that is missing or holds no classifier.json."""
 
 

@@ -19,9 +19,9 @@ import numpy as np
 from thresher.classifiers.base import METRICS_NAME, TextClassifier, backend_class, load_classifier
 from thresher.classifiers.metrics import classification_metrics
 from thresher.classifiers.tasks import TASKS, model_input
-from thresher.pipeline.prepare.inputs import InputError
 from thresher.pipeline.seeded_hash import unit_hash
 from thresher.pipeline.stagedir.documents import read_jsonl
+from thresher.schemas.errors import InputError
 
 
 @dataclass

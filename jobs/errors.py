@@ -8,14 +8,14 @@ import os
 import re
 import sys
 
-from thresher.schemas.stats import StatsError
+from thresher.schemas.errors import UserError
 
 
 def run_with_one_line_errors(prog: str, run, args: argparse.Namespace) -> int:
     """`run(args)`, with a user's error or a full disk printed as one line (exit 2 and 1) instead of a traceback."""
     try:
         return run(args)
-    except _user_errors() as exc:
+    except UserError as exc:
         # Bad config, inputs or model paths: the message says what to fix; a traceback would bury it.
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -25,7 +25,8 @@ def run_with_one_line_errors(prog: str, run, args: argparse.Namespace) -> int:
         print(INTERRUPTED_MESSAGE, file=sys.stderr, flush=True)
         return INTERRUPTED_EXIT
     except Exception as exc:
-        if (message := _task_user_error(exc)) is not None:
+        # A user's error raised in a Spark task reaches here as the text of the task's failure.
+        if (message := UserError.in_task_failure(exc)) is not None:
             print(f"{prog}: error: {message}", file=sys.stderr)
             return 2
         full = _full_directory(exc, getattr(args, "output", None))
@@ -35,17 +36,6 @@ def run_with_one_line_errors(prog: str, run, args: argparse.Namespace) -> int:
         print(f"{prog}: error: no space left on the device holding {full}: free space there "
               "and rerun the same command; it goes on from where this one stopped", file=sys.stderr)
         return 1
-
-
-# A user's error raised in a Spark task (a bad JSONL line met while reading) reaches the driver as
-# the text of the worker's traceback, whose last line is "pipeline.prepare.inputs.InputError: <message>".
-_TASK_USER_ERROR = re.compile(r"^(?:thresher\.pipeline\.prepare\.inputs\.InputError|thresher\.pipeline\.config\.ConfigError): (.+)$", re.MULTILINE)
-
-
-def _task_user_error(exc: Exception) -> str | None:
-    """The message of a user's error that a Spark task raised, else None."""
-    match = _TASK_USER_ERROR.search(str(exc))
-    return match.group(1).strip() if match else None
 
 
 _NO_SPACE = re.compile(r"No space left on device(?:: '([^']+)')?|Disk quota exceeded(?:: '([^']+)')?")
@@ -64,11 +54,3 @@ def _full_directory(exc: Exception, output: str | None) -> str | None:
         return os.path.dirname(os.path.abspath(path)) if not os.path.isdir(path) else os.path.abspath(path)
     return os.path.abspath(output) if output else "the output directory"
 
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from thresher.classifiers.base import ModelNotFoundError
-    from thresher.classifiers.topic import TaxonomyError
-    from thresher.pipeline.config import ConfigError
-    from thresher.pipeline.prepare.inputs import InputError
-
-    return ConfigError, InputError, ModelNotFoundError, TaxonomyError, StatsError

@@ -64,7 +64,6 @@ from thresher.pipeline.export.packing import PACK_MODES, TAIL_MODES, pack_and_su
 from thresher.pipeline.export.plan import SPLITS, Placement, ShardPlan, place_batches, shard_path
 from thresher.pipeline.export.shards import write_shard_batches
 from thresher.pipeline.export.tokenize import load_tokenizer, tokenizer_sha256
-from thresher.pipeline.prepare.inputs import InputError
 from thresher.pipeline.stagedir import StageOutput
 from thresher.pipeline.stagedir.documents import (
     DEFAULT_FIELDS,
@@ -74,6 +73,7 @@ from thresher.pipeline.stagedir.documents import (
     resolve_source,
 )
 from thresher.schemas import to_spark_schema
+from thresher.schemas.errors import InputError
 from thresher.schemas.export_wire import PACKED, PARTS, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN
 from thresher.schemas.stats import STATS_FILE, read_stats
 from thresher.schemas.tokens import MANIFEST_FORMAT, TOKEN_COLUMNS, TOKEN_DTYPE

@@ -19,8 +19,10 @@ from typing import Annotated, Any
 
 import yaml
 
+from thresher.schemas.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A configuration file or value that cannot be used; the message names the key."""
 
 

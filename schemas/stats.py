@@ -28,6 +28,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from thresher.schemas.errors import UserError
+
 STATS_FILE = "stats.json"
 SCHEMA_VERSION = 1
 RULE_FIELDS = {"seen": int, "dropped": int, "seconds": float}
@@ -48,7 +50,7 @@ _REQUIRED = {
 _OPTIONAL = {"rules": dict}
 
 
-class StatsError(ValueError):
+class StatsError(UserError):
     """A stats.json that is not the envelope (hand-edited, cut short, or from an older thresher)."""
 
 

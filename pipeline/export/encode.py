@@ -97,7 +97,7 @@ def document_parts(paths: Iterable[str | os.PathLike], part_bytes: int = 128 * 2
     """
     import pyarrow.parquet as pq
 
-    from thresher.pipeline.prepare.inputs import InputError
+    from thresher.schemas.errors import InputError
 
     parts = []
     for path in paths:

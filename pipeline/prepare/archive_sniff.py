@@ -10,7 +10,8 @@ import gzip
 import zlib
 from pathlib import Path
 
-from thresher.pipeline.prepare.inputs import InputError, is_url
+from thresher.pipeline.prepare.inputs import is_url
+from thresher.schemas.errors import InputError
 
 _SNIFF_BYTES = 64
 _ARCHIVE_STARTS = (b"WARC/", b"filedesc://")  # a WARC (and WET) record; an ARC file's version block

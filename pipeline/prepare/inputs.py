@@ -21,13 +21,11 @@ import os
 import stat
 from pathlib import PurePosixPath
 
+from thresher.schemas.errors import InputError
+
 LISTING_SUFFIXES = (".paths", ".paths.gz", ".txt", ".txt.gz", ".lst")
 _IDENTITY_HEAD_BYTES = 1 << 16  # hashed into a local file's identity, beside its size and mtime
 _ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz", ".wat", ".wat.gz")
-
-
-class InputError(ValueError):
-    """An input argument that names nothing readable; raised before any work starts."""
 
 
 def is_url(path: str) -> bool:

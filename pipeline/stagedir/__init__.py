@@ -174,7 +174,7 @@ class StageOutput:
 
 def require_committed(directory: str | os.PathLike) -> Path:
     """`directory` as a Path if it holds a committed stage output; a clear error otherwise."""
-    from thresher.pipeline.prepare.inputs import InputError
+    from thresher.schemas.errors import InputError
 
     path = Path(directory)
     if not path.is_dir():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from thresher.pipeline.prepare.inputs import InputError
+from thresher.schemas.errors import InputError
 
 COMMITTED_MARKER = "_COMMITTED"  # as pipeline.stagedir writes it
 # What a thresher stage directory holds besides documents/: one of these without the marker is a

@@ -17,7 +17,7 @@ from thresher.classifiers.training import (
     read_labelled,
     train_and_save,
 )
-from thresher.pipeline.prepare.inputs import InputError
+from thresher.schemas.errors import InputError
 
 from .conftest import SMALL_FASTTEXT
 
@@ -94,7 +94,7 @@ def test_cross_validation_covers_every_row_once(shared_data):
 
 def test_line_rows_come_back_as_documents_and_bad_rows_are_named(tmp_path):
     from thresher.classifiers.training import read_line_documents
-    from thresher.pipeline.prepare.inputs import InputError
+    from thresher.schemas.errors import InputError
 
     rows = [
         {"url": "b", "text": "second page", "line_index": 0, "line_count": 1, "label": "keep"},

@@ -15,7 +15,6 @@ from stage_rows import stage_stats_json
 
 from thresher.jobs.stage_job import add_common_arguments, config_from_args
 from thresher.pipeline.config import Config, ConfigError
-from thresher.pipeline.prepare.inputs import InputError
 from thresher.pipeline.stagedir import (
     COMMITTED_MARKER,
     CRASH_ENV,
@@ -26,6 +25,7 @@ from thresher.pipeline.stagedir import (
     require_committed,
 )
 from thresher.pipeline.stagedir.lock import DirectoryLock
+from thresher.schemas.errors import InputError
 from thresher.schemas.stats import read_stats
 
 STATS = stage_stats_json("test", 1, 1)

@@ -21,8 +21,8 @@ from thresher.jobs.export import _input_parts, parts_frame, run_export
 from thresher.pipeline.config import ConfigError, load_config
 from thresher.pipeline.export.plan import SPLITS, document_key, is_validation, permute, shuffle_seed
 from thresher.pipeline.export.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
-from thresher.pipeline.prepare.inputs import InputError
 from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.schemas.errors import InputError
 from thresher.schemas.stats import read_stats, stage_stats
 
 SETTINGS = {

@@ -10,11 +10,11 @@ import pytest
 
 from thresher.jobs.prepare import JOB, run_prepare
 from thresher.pipeline.config import ConfigError, load_config
-from thresher.pipeline.prepare.inputs import InputError
 from thresher.pipeline.prepare.records import file_output_name
 from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
 from thresher.pipeline.stagedir import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, WORK_DIR, SimulatedCrash
 from thresher.schemas.documents import PREPARED
+from thresher.schemas.errors import InputError
 from thresher.schemas.rejects import REJECT
 from thresher.schemas.stats import read_stats
 

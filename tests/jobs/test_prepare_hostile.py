@@ -25,8 +25,8 @@ from warcio.warcwriter import WARCWriter
 from thresher.jobs.prepare import run_prepare
 from thresher.pipeline.config import ConfigError, load_config
 from thresher.pipeline.prepare.extract import KILL_GRACE_S
-from thresher.pipeline.prepare.inputs import InputError
 from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.schemas.errors import InputError
 
 CHINESE = "茶叶的历史可以追溯到几千年前，人们在山间种植茶树，采摘嫩叶，再经过杀青、揉捻和干燥制成成品。" * 8
 HUGE_PAGE_BYTES = 50 * 1024 * 1024

@@ -21,7 +21,7 @@ from thresher.pipeline.export.encode import (
 from thresher.pipeline.export.plan import document_key, is_validation
 from thresher.pipeline.export.spill import SpillReader
 from thresher.pipeline.export.tokenize import load_tokenizer
-from thresher.pipeline.prepare.inputs import InputError
+from thresher.schemas.errors import InputError
 from thresher.schemas.export_wire import DOCUMENTS, PARTS, TOKENIZED
 
 

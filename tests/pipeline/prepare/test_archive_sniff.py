@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from thresher.pipeline.prepare.archive_sniff import check_archive_inputs, first_bytes, looks_like_archive
-from thresher.pipeline.prepare.inputs import InputError
+from thresher.schemas.errors import InputError
 
 
 def test_every_shared_archive_looks_like_one(shared_data):

@@ -3,8 +3,9 @@ import gzip
 import fsspec
 import pytest
 
-from thresher.pipeline.prepare.inputs import InputError, expand_inputs, open_input, warc_name
+from thresher.pipeline.prepare.inputs import expand_inputs, open_input, warc_name
 from thresher.pipeline.prepare.warc import WarcRecord, iter_records
+from thresher.schemas.errors import InputError
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from thresher.pipeline.prepare.inputs import InputError
 from thresher.pipeline.stagedir.documents import (
     COMMITTED_MARKER,
     PARTS,
@@ -22,6 +21,7 @@ from thresher.pipeline.stagedir.documents import (
     source_parts,
 )
 from thresher.schemas.documents import PREPARED
+from thresher.schemas.errors import InputError
 
 ENGLISH = "The committee met on Tuesday to discuss the budget for the new library and the park."
 CHINESE = "今天天气很好，我们一起去公园散步，然后在湖边的茶馆喝茶聊天。"
