@@ -14,6 +14,7 @@ from thresher.jobs.errors import run_with_one_line_errors
 from thresher.jobs.session import spark_session
 from thresher.pipeline.config import Config, ConfigError, load_config
 from thresher.pipeline.stagedir.lock import DirectoryLock
+from thresher.schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT, is_line_rule
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, set_example: str = "prepare.lang_threshold=0.7") -> None:
@@ -63,8 +64,6 @@ def print_stage_summary(stage: str, stats: dict[str, Any], seconds: float) -> No
 def stage_summary(stage: str, stats: dict[str, Any], seconds: float) -> str:
     """`[thresher] rules: 54 in, 48 out, 6 rejected, 12 lines removed, 16.6s`: lines removed from
     kept documents are said apart, never added to the documents rejected."""
-    from thresher.pipeline.report.html import is_line_rule
-
     by_rule = stats["rejects_by_rule"]
     lines = sum(n for rule, n in by_rule.items() if is_line_rule(rule))
     return (
@@ -83,7 +82,6 @@ def reject_rows(frame, stage: str, rule, detail, content=None):
     from pyspark.sql import functions as F
 
     from thresher.schemas import to_spark_schema
-    from thresher.schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT
 
     values = {
         "doc_id": F.col("doc_id"),
@@ -104,7 +102,7 @@ class StageJob:
     The stage brings its own options, its checks and its work; the rest every stage does the same
     way: --config/--master/--set, the config (its ranges checked as it is built), the checks before
     Spark starts, the start line, the session, the lock on --output, the summary line, and a user's
-    error as one line (jobs.cli.run_with_one_line_errors).
+    error as one line (jobs.errors.run_with_one_line_errors).
     """
 
     stage: str  # names the start and summary lines and the Spark application

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from thresher.pipeline.seeded_hash import hash64
+from thresher.schemas.rejects import is_line_rule
 from thresher.schemas.stats import STATS_FILE, read_stats, thresher_version
 
 STAGES = ("prepare", "rules", "tag", "select", "export")  # document stages, in pipeline order
@@ -29,13 +30,7 @@ TIMED_STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer",
 SAMPLES_PER_RULE = 3
 SNIPPET_CHARS = 200
 CONFIG_FILE = "config.yaml"  # the effective config, written beside the report by `thresher run`
-LINE_RULES = ("line_dedup",)  # line rejects besides the taggers' `<tagger>_line`: lines, not documents
 LENGTH_BINS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)  # characters; bin edges of the length table
-
-
-def is_line_rule(rule: str) -> bool:
-    """Whether a reject rule removes lines from a kept document (not the document itself)."""
-    return rule in LINE_RULES or rule.endswith("_line")
 
 
 def build_report(run_dir: str | Path) -> dict[str, Any]:
