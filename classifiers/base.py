@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-# Re-exported for the select step's modules that still import it from here; its home is pipeline.seeded_hash.
 from thresher.pipeline.process_cache import ProcessCache
 from thresher.schemas.errors import UserError
 

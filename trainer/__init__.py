@@ -7,7 +7,7 @@ Quick start
     thresher train --data SHARDS --preset tiny --output RUN --max-tokens 2M --resume latest
     thresher train-export RUN --output HF_DIR                # newest checkpoint -> Hugging Face Dots1,
                                                              # with the run's tokenizer and generation config
-    from transformers import thresher.pipeline
+    from transformers import pipeline
     generate = pipeline("text-generation", model="HF_DIR")
 
 A preset shorter than the data's seq_len takes it (a line says so); the last step is shrunk so
@@ -17,10 +17,10 @@ as not to pass --max-tokens; the splits are checked against the run at start-up 
 Modules
 -------
 - `trainer.model`: the model (one file, nanoGPT style) with its expert-parallel dispatch, and
-  presets: `tiny` (CPU tests), `small` (about 105M active non-embedding parameters, 8 of 64
-  experts per token; one GPU), `medium` (2.7B active / 14.2B total; needs sharding, e.g. 8 GPUs)
-  and `dots.llm1` (the published shapes: 62 layers, width 4096, 128 + 2 experts, 14B active /
-  142B total parameters).
+  presets: `tiny` (CPU tests), `small` (about 105M active non-embedding parameters, 6 of 64
+  routed experts per token plus 2 shared; one GPU), `medium` (2.7B active / 14.2B total; needs
+  sharding, e.g. 8 GPUs) and `dots.llm1` (the published shapes: 62 layers, width 4096, 128 + 2
+  experts, 14B active / 142B total parameters).
 - `trainer.parallel`: the (dp, ep) DeviceMesh, FSDP2 per block, gradient clipping over shards,
   memory per rank on paper.
 - `trainer.data`: streaming, seeded, resumable reader of the shards of schemas/tokens.py; one
