@@ -18,7 +18,7 @@ SUBCOMMANDS = {
     "rules": ("thresher.jobs.rules", "stage 2: cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup"),
     "tag": ("thresher.jobs.tag", "stage 3a: run every tagger (page type, line clutter, topic, quality ...) and keep its scores as columns"),
     "select": ("thresher.jobs.selection", "stage 3b: keep rules, line removal and target-mix rebalancing on the tag columns (no model runs)"),
-    "models": ("thresher.jobs.models", "stage 3 in one command: tag, then select"),
+    "tag-select": ("thresher.jobs.tag_select", "stage 3 in one command: tag, then select"),
     "classifiers": ("thresher.jobs.classifier_cli", "stage 3 models: `train` on labelled data, `eval` a saved model, `bootstrap` defaults from a crawl"),
     "annotate": ("thresher.classifiers.annotate", "labels for a stage 3 classifier from a local LLM, by scoring each allowed label"),
     "tokenizer": ("thresher.jobs.tokenizer", "tokenizer: `train` a byte-level BPE on a sample of a stage's documents"),
@@ -28,6 +28,9 @@ SUBCOMMANDS = {
     "train-export": ("thresher.trainer.export_hf", "convert a training checkpoint to the Hugging Face Dots1 format"),
     "config": ("thresher.jobs.config_show", "`show` the effective config (defaults, --config file, --set overrides) as YAML"),
 }
+# Commands renamed because the old name misled: old name -> new name. The old name still runs the command,
+# with one line saying so.
+RENAMED = {"models": "tag-select"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -38,17 +41,26 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:
             _command(importlib.import_module(module_name)).add_arguments(sub_parser)
+    for old, new in RENAMED.items():
+        help_text = f"the old name of `thresher {new}` (still works)"
+        sub_parser = sub.add_parser(old, help=help_text, description=help_text)
+        if old == command:
+            _command(importlib.import_module(SUBCOMMANDS[new][0])).add_arguments(sub_parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command if command in SUBCOMMANDS else None)
+    parser = build_parser(command if command in SUBCOMMANDS or command in RENAMED else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in RENAMED:
+        print(f"[thresher] `thresher {args.command}` is now `thresher {RENAMED[args.command]}`; "
+              "the old name still works", file=sys.stderr)
+        args.command = RENAMED[args.command]
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     return run_with_one_line_errors(f"thresher {args.command}", _command(module).run, args)
 

@@ -69,7 +69,7 @@ def test_set_examples_name_a_real_key_of_the_subcommands_own_section(command):
 
     from thresher.pipeline.config import load_config
 
-    sections = {"rules": "rules", "tag": "tag", "select": "select", "models": "select", "export": "export",
+    sections = {"rules": "rules", "tag": "tag", "select": "select", "tag-select": "select", "export": "export",
                 "prepare": "prepare", "tokenizer": "export", "classifiers": "tag"}
     for sub in all_parsers(build_parser(command)):
         for action in sub._actions:

@@ -1,4 +1,4 @@
-"""Stage 3 in one command: `thresher tag` then `thresher select`, for scripts that ran the old models stage.
+"""Stage 3 in one command: `thresher tag` then `thresher select` (`thresher models`, its old name, still works).
 
 Writes OUTPUT/tag/ (every tagger's scores as columns) and OUTPUT/select/ (the selected documents
 that the tokenizer and export read, rejects, stats.json). A committed step is kept, so rerunning
@@ -22,7 +22,7 @@ from thresher.pipeline.stagedir import StageOutput
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, FieldMapping
 
 
-def run_models(
+def run_tag_select(
     spark, input_dir: str, output_dir: str, config: Config, models_dir: str | None = None, partitions: int | None = None,
     fields: FieldMapping = DEFAULT_FIELDS,
 ) -> dict[str, dict]:
@@ -49,10 +49,10 @@ def _check(args: argparse.Namespace, config: Config) -> None:
 
 def _work(spark, args: argparse.Namespace, config: Config) -> None:
     """Both steps; each prints its own summary."""
-    run_models(spark, args.input, args.output, config, args.models_dir, args.partitions, fields_from_args(args))
+    run_tag_select(spark, args.input, args.output, config, args.models_dir, args.partitions, fields_from_args(args))
 
 
-JOB = StageJob("models", "thresher models", __doc__,
+JOB = StageJob("tag-select", "thresher tag-select", __doc__,
                lambda parser: add_stage3_arguments(parser, "output directory (tag/ and select/)"),
                "select.line_thresholds.clutter=0.4", _work, _check, "input")
 

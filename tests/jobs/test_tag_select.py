@@ -1,21 +1,21 @@
-"""`thresher models`: tag then select in one command, as the two jobs run one after the other."""
+"""`thresher tag-select`: tag then select in one command, as the two jobs run one after the other."""
 
 from __future__ import annotations
 
 import pyarrow.parquet as pq
 from stage_rows import stage3_config
 
-from thresher.jobs.models import run_models
 from thresher.jobs.selection import run_select
+from thresher.jobs.tag_select import run_tag_select
 from thresher.pipeline.stagedir import COMMITTED_MARKER
 from thresher.schemas.stats import read_stats
 
 
-def test_models_is_tag_then_select(spark, stage2_dir, models_dir, quality_model, tagged_dir, tmp_path, capsys):
+def test_tag_select_is_tag_then_select(spark, stage2_dir, models_dir, quality_model, tagged_dir, tmp_path, capsys):
     from thresher.jobs.cli import main
 
     out = tmp_path / "models"
-    argv = ["models", str(stage2_dir), "--output", str(out), "--models-dir", str(models_dir),
+    argv = ["tag-select", str(stage2_dir), "--output", str(out), "--models-dir", str(models_dir),
             "--set", f"tag.taggers.quality.model_dir={quality_model}"]
     assert main(argv) == 0
     assert (out / "tag" / COMMITTED_MARKER).is_file() and (out / "select" / COMMITTED_MARKER).is_file()
@@ -25,5 +25,17 @@ def test_models_is_tag_then_select(spark, stage2_dir, models_dir, quality_model,
     assert pq.read_table(out / "select" / "documents").to_pylist() == pq.read_table(tmp_path / "select" / "documents").to_pylist()
     assert read_stats(out / "select")["details"]["rules"] == read_stats(tmp_path / "select")["details"]["rules"]
     capsys.readouterr()
-    assert run_models(spark, str(stage2_dir), str(out), config) == {}  # both steps committed: kept
+    assert run_tag_select(spark, str(stage2_dir), str(out), config) == {}  # both steps committed: kept
     assert "is committed; kept" in capsys.readouterr().err
+
+
+def test_the_old_name_models_still_runs_tag_select_and_says_so(spark, stage2_dir, models_dir, quality_model, tmp_path, capsys):
+    from thresher.jobs.cli import main
+
+    out = tmp_path / "models"
+    assert main(["models", str(stage2_dir), "--output", str(out), "--models-dir", str(models_dir),
+                 "--set", f"tag.taggers.quality.model_dir={quality_model}"]) == 0
+    assert (out / "select" / COMMITTED_MARKER).is_file()
+    err = capsys.readouterr().err
+    assert err.startswith("[thresher] `thresher models` is now `thresher tag-select`; the old name still works\n")
+    assert "[thresher] select: " in err
