@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from thresher.pipeline.stagedir import COMMITTED_MARKER  # noqa: E402
 from thresher.schemas.documents import RULES  # noqa: E402
 
 QUALITY = REPO.parent / "shared" / "data" / "quality"
@@ -57,7 +58,7 @@ def write_stage2(directory: Path, count: int) -> pa.Table:
     table = pa.Table.from_pylist(rows, schema=RULES)
     (directory / "documents").mkdir(parents=True)
     pq.write_table(table, directory / "documents" / "part-0.parquet")
-    (directory / "_COMMITTED").write_text("{}\n")
+    (directory / COMMITTED_MARKER).write_text("{}\n")
     return table
 
 

@@ -167,7 +167,7 @@ def spark_run(spark, stage_dir: str, taggers, batch_size: int) -> tuple[float, f
     """(seconds, seconds tagging, seconds loading the model) of one Spark tag job: the job's input
     reader and mapInArrow body over the job's taggers, written nowhere (the plain loop writes nothing)."""
     from thresher.classifiers.tagging import tagged_schema
-    from thresher.jobs.documents_input import read_documents
+    from thresher.jobs.documents_input import documents_frame
     from thresher.pipeline.stagedir.documents import resolve_source
     from thresher.schemas import to_spark_schema
     from thresher.schemas.documents import RULES
@@ -175,7 +175,7 @@ def spark_run(spark, stage_dir: str, taggers, batch_size: int) -> tuple[float, f
     load_seconds, model_seconds = spark.sparkContext.accumulator(0.0), spark.sparkContext.accumulator(0.0)
     tag = functools.partial(timed_tag_batches, taggers=taggers, batch_size=batch_size, load_seconds=load_seconds, model_seconds=model_seconds)
     started = time.perf_counter()
-    documents = read_documents(spark, resolve_source(stage_dir), RULES)
+    documents = documents_frame(spark, resolve_source(stage_dir), RULES)
     documents.mapInArrow(tag, to_spark_schema(tagged_schema(taggers))).write.format("noop").mode("overwrite").save()
     return time.perf_counter() - started, model_seconds.value, load_seconds.value
 

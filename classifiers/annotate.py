@@ -12,6 +12,8 @@ The output is JSONL that `thresher classifiers train` reads (`text`, `label`, pl
 type and `line_index`/`line_count` for clutter), one row per document or line, each recording the
 prompt template's hash and the model's name and hash. Which documents are annotated is a function of
 the input and --seed (stratified by language), and a rerun continues after the last complete row.
+The input is read as every stage reads documents (pipeline.stagedir.documents.read_documents): a
+document without an id gets the one derived from its file and row number.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from thresher.classifiers.clutter import CLUTTER, KEEP
 from thresher.classifiers.page_type import PAGE_TYPES
 from thresher.classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
 from thresher.pipeline.seeded_hash import unit_hash
-from thresher.pipeline.stagedir.documents import read_jsonl
+from thresher.pipeline.stagedir.documents import read_documents, resolve_source
 
 ANNOTATION_TASKS = ("page_type", "topic", "clutter", "quality")
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "configs" / "prompts"
@@ -357,45 +359,6 @@ class Annotator:
 # Input, sampling, resumable output
 
 
-def read_documents(path: str | Path, columns: Sequence[str] | None = None, doc_ids: set[str] | None = None) -> Iterator[dict]:
-    """Rows (doc_id, url, text, lang) of a committed stage directory's documents/, a Parquet file or
-    directory, or a JSONL file; a row without doc_id gets the hash of its text as one."""
-    from thresher.schemas.errors import InputError
-
-    path = Path(path)
-    if path.is_dir() and (path / "documents").is_dir():
-        if not (path / "_COMMITTED").is_file():
-            raise InputError(f"{path} holds no committed stage output (no _COMMITTED marker): rerun that stage")
-        path = path / "documents"
-    if not path.exists():
-        raise InputError(f"input {path} does not exist: pass a stage output directory, a Parquet or a JSONL file")
-    if path.is_dir() or path.suffix == ".parquet":
-        import pyarrow.dataset as ds
-
-        dataset = ds.dataset(str(path), format="parquet")
-        if "text" not in dataset.schema.names:
-            raise InputError(f"{path} has no `text` column")
-        wanted = [c for c in (columns or ("doc_id", "url", "text", "lang")) if c in dataset.schema.names]
-        if "doc_id" not in dataset.schema.names and "text" not in wanted:
-            wanted.append("text")  # the id is the text's hash
-        for batch in dataset.to_batches(columns=wanted):
-            for row in batch.to_pylist():
-                row = _with_id(row)
-                if doc_ids is None or row["doc_id"] in doc_ids:
-                    yield row
-        return
-    for row in read_jsonl(path):
-        row = _with_id(row)
-        if doc_ids is None or row["doc_id"] in doc_ids:
-            yield row
-
-
-def _with_id(row: dict) -> dict:
-    if not row.get("doc_id"):
-        row["doc_id"] = hashlib.blake2b((row.get("text") or "").encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-    return row
-
-
 def stratified_sample(docs: Sequence[tuple[str, str]], sample: int | None, seed: int) -> list[str]:
     """doc_ids to annotate, in annotation order. `docs` are (doc_id, lang). Each language gets its share
     of `sample` (largest remainder), filled with its documents of smallest unit_hash(seed, doc_id);
@@ -487,9 +450,10 @@ def annotate_file(
             )
         if row["prompt_hash"] not in hashes:
             raise AnnotationError(f"{output} was written with another prompt template; pass another --output to start a new file")
-    order = stratified_sample([(r["doc_id"], r.get("lang") or "") for r in read_documents(input_path, ("doc_id", "lang"))], sample, seed)
-    wanted = set(order)
-    documents = {row["doc_id"]: row for row in read_documents(input_path, doc_ids=wanted - done if task != "clutter" else wanted)}
+    order = stratified_sample([(r["doc_id"], r["lang"] or "") for r in read_documents(input_path, columns=("doc_id", "lang"))],
+                              sample, seed)
+    wanted = set(order) - done if task != "clutter" else set(order)
+    documents = {row["doc_id"]: row for row in read_documents(input_path) if row["doc_id"] in wanted}
     output.parent.mkdir(parents=True, exist_ok=True)
     written = skipped = 0
     with open(output, "a", encoding="utf-8") as out:
@@ -568,10 +532,7 @@ def run(args: argparse.Namespace) -> int:
     model_dir = Path(args.model)
     if not (model_dir / "config.json").is_file():
         raise ModelNotFoundError(f"--model {model_dir}: no config.json there; pass a local causal LM directory (transformers format)")
-    if not Path(args.input).exists():
-        from thresher.schemas.errors import InputError
-
-        raise InputError(f"input {args.input} does not exist: pass a stage output directory, a Parquet or a JSONL file")
+    resolve_source(args.input)  # an unusable input (missing, no text column, an uncommitted stage) before the model loads
     prompts_dir = Path(args.prompts_dir)
     topics_file = Path(args.topics_file) if args.topics_file else None
     try:

@@ -7,8 +7,9 @@ the same format users bring, so they can be inspected, corrected and retrained w
 `thresher classifiers train`. The topic model also learns one seed example per class (names and
 keywords), so all 200 classes exist even when the crawl lacks some.
 
-Input: stage output directories (their documents/ Parquet), Parquet files, JSONL files with `text`
-(or `raw_content`) and optionally `url`, or WARC files (run through stage 1's per-file extraction).
+Input: any documents input (pipeline.stagedir.documents.read_documents: committed stage directories,
+Parquet, JSONL with `text` (or `raw_content`) and optionally `url`, datasets directories), or WARC
+files (run through stage 1's per-file extraction).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from thresher.classifiers.clutter import weak_clutter_label
 from thresher.classifiers.page_type import weak_page_type
 from thresher.classifiers.topic import KeywordLabeler, Taxonomy, seed_examples
 from thresher.classifiers.training import LabelledData, read_labelled, train_and_save
+from thresher.pipeline.prepare.inputs import InputError
 from thresher.pipeline.seeded_hash import unit_hash
+from thresher.pipeline.stagedir.documents import FieldMapping, document_file_kind, read_documents
 
 MODEL_NAMES = ("page_type", "clutter", "topic")
 # fastText options per model on top of the backend defaults. Weak labels give few long documents per
@@ -38,46 +41,28 @@ WEAK_LABELS_DIR = "weak_labels"
 SUMMARY_NAME = "bootstrap.json"
 
 
-def read_documents(paths: Sequence[str], prepare_config=None) -> Iterator[tuple[str, str]]:
-    """(url, text) of every document under `paths`; `prepare_config` (a resolved PrepareConfig) is
-    needed only for WARC inputs."""
+def bootstrap_texts(paths: Sequence[str], prepare_config=None) -> Iterator[tuple[str, str]]:
+    """(url, text) of every document under `paths`: WARC files through stage 1's extraction (they need
+    `prepare_config`, a resolved PrepareConfig), everything else through the documents reader."""
     for name in paths:
         path = Path(name)
-        if not path.exists():
-            raise FileNotFoundError(f"bootstrap input {path} does not exist")
-        lowered = path.name.lower()
-        if path.is_dir() and (path / "documents").is_dir():
-            yield from _parquet_documents(path / "documents")
-        elif path.is_dir() or lowered.endswith(".parquet"):
-            yield from _parquet_documents(path)
-        elif lowered.endswith((".jsonl", ".jsonl.gz", ".json")):
-            yield from _jsonl_documents(path)
-        elif ".warc" in lowered or lowered.endswith((".arc", ".arc.gz")):
+        if not path.is_file() or document_file_kind(path) is not None:
+            yield from ((row["url"] or "", row["text"] or "") for row in _documents(name))
+        elif ".warc" in path.name.lower() or path.name.lower().endswith((".arc", ".arc.gz")):
             yield from _warc_documents(path, prepare_config)
         else:
-            raise ValueError(f"bootstrap input {path}: expected a stage directory, Parquet, JSONL or WARC")
+            raise InputError(f"bootstrap input {path}: expected a stage directory, Parquet, JSONL or WARC")
 
 
-def _parquet_documents(path: Path) -> Iterator[tuple[str, str]]:
-    import pyarrow.dataset as ds
-
-    dataset = ds.dataset(str(path), format="parquet")
-    columns = [c for c in ("url", "text") if c in dataset.schema.names]
-    for batch in dataset.to_batches(columns=columns):
-        rows = batch.to_pydict()
-        urls = rows.get("url") or [""] * batch.num_rows
-        yield from zip((u or "" for u in urls), (t or "" for t in rows["text"]), strict=True)
-
-
-def _jsonl_documents(path: Path) -> Iterator[tuple[str, str]]:
-    import gzip
-
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                row = json.loads(line)
-                yield row.get("url") or "", row.get("text") or row.get("raw_content") or ""
+def _documents(path: str) -> Iterator[dict]:
+    """The (url, text) rows of a documents input; one without `text` is read from RedPajama's `raw_content`."""
+    try:
+        return read_documents(path, columns=("url", "text"))
+    except InputError as no_text:
+        try:
+            return read_documents(path, FieldMapping(text="raw_content"), columns=("url", "text"))
+        except InputError:
+            raise no_text from None
 
 
 def _warc_documents(path: Path, prepare_config) -> Iterator[tuple[str, str]]:
@@ -141,7 +126,7 @@ def bootstrap(
 ) -> dict[str, Any]:
     """Weak-label the documents under `inputs` and train the three fastText models into `output_dir`."""
     output_dir = Path(output_dir)
-    documents = sample_documents(read_documents(inputs, prepare_config), max_documents, seed)
+    documents = sample_documents(bootstrap_texts(inputs, prepare_config), max_documents, seed)
     if not documents:
         raise ValueError(f"no documents with text under {', '.join(inputs)}")
     rows = weak_label_rows(documents, taxonomy, max_lines_per_label, seed)

@@ -50,9 +50,9 @@ def parts_frame(spark, source: DocumentSource, part_rows: int = 100_000):
     return spark.createDataFrame(spark.sparkContext.parallelize(parts, len(parts)), to_spark_schema(PARTS))
 
 
-def read_documents(spark, source: DocumentSource, schema: pa.Schema, lid_model_path: str | None = None,
-                   scratch_dir: str | None = None, part_rows: int = 100_000, rejects_dir: str | None = None,
-                   stage: str = ""):
+def documents_frame(spark, source: DocumentSource, schema: pa.Schema, lid_model_path: str | None = None,
+                    scratch_dir: str | None = None, part_rows: int = 100_000, rejects_dir: str | None = None,
+                    stage: str = ""):
     """`source` as a DataFrame of `schema`. A committed stage with every column is read as it is;
     anything else is conformed in the Python workers, with lang computed when `lid_model_path` is
     not None, and written to `scratch_dir` when given, so that no later action converts it again.
@@ -70,7 +70,7 @@ def read_documents(spark, source: DocumentSource, schema: pa.Schema, lid_model_p
 
 
 def parse_rejects(spark, rejects_dir: str):
-    """The reject rows `read_documents` wrote to `rejects_dir` (none: an empty frame), once its frame was computed."""
+    """The reject rows `documents_frame` wrote to `rejects_dir` (none: an empty frame), once its frame was computed."""
     from thresher.schemas.rejects import REJECT
 
     schema = to_spark_schema(REJECT)
@@ -81,7 +81,7 @@ def parse_rejects(spark, rejects_dir: str):
 
 def fresh_rejects_dir(work: Path) -> str:
     """An empty `input_rejects` directory under a stage's work directory, for the JSONL lines that
-    `read_documents` sets aside (a crashed attempt's files would count lines the input may no longer have)."""
+    `documents_frame` sets aside (a crashed attempt's files would count lines the input may no longer have)."""
     path = work / "input_rejects"
     shutil.rmtree(path, ignore_errors=True)
     return str(path)

@@ -29,9 +29,9 @@ import pandas as pd
 from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
+    documents_frame,
     fields_from_args,
     parse_rejects,
-    read_documents,
 )
 from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, RulesConfig
@@ -335,7 +335,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     timings = {}
 
     lid_model = config.resolve_path(config.prepare.lid_model_path)  # the Chinese rules and MinHash need lang
-    docs = read_documents(spark, source, PREPARED, lid_model_path=lid_model, scratch_dir=f"{work_dir}/input",
+    docs = documents_frame(spark, source, PREPARED, lid_model_path=lid_model, scratch_dir=f"{work_dir}/input",
                           rejects_dir=f"{work_dir}/input_rejects", stage=STAGE)
     input_rejects = parse_rejects(spark, f"{work_dir}/input_rejects")  # JSONL lines that are no document
     phase = time.perf_counter()

@@ -40,11 +40,10 @@ from thresher.jobs.stage_job import (
     script_main,
 )
 from thresher.pipeline.config import Config, ConfigError
-from thresher.pipeline.stagedir import StageOutput, crash_point
+from thresher.pipeline.stagedir import STAGES, StageOutput, crash_point
 from thresher.pipeline.stagedir.lock import DirectoryLock
 from thresher.schemas.stats import read_stats
 
-STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")
 # The config keys (dotted prefixes) each stage's output depends on; `run.*` are this run's options.
 STAGE_SETTINGS = {
     "prepare": ("prepare",),

@@ -29,10 +29,10 @@ from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
     count_skipped_lines,
+    documents_frame,
     fields_from_args,
     fresh_rejects_dir,
     parse_rejects,
-    read_documents,
 )
 from thresher.jobs.stage_job import StageJob
 from thresher.pipeline.config import Config, ConfigError
@@ -163,7 +163,7 @@ def run_tag(
     started = time.perf_counter()
     # Columns stage 2 did not write (or a user's input lacks) are null.
     rejects_dir = fresh_rejects_dir(out.work)
-    documents = read_documents(spark, source, RULES, rejects_dir=rejects_dir, stage=STAGE)
+    documents = documents_frame(spark, source, RULES, rejects_dir=rejects_dir, stage=STAGE)
     missing_columns = [name for name in RULES.names if name not in source.columns]
     if partitions:
         documents = documents.repartition(partitions, "doc_id")

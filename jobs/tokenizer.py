@@ -23,9 +23,9 @@ from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
     count_skipped_lines,
+    documents_frame,
     fields_from_args,
     fresh_rejects_dir,
-    read_documents,
 )
 from thresher.jobs.stage_job import StageJob
 from thresher.pipeline.config import Config, ConfigError
@@ -73,7 +73,7 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
     output.begin()
 
     rejects_dir = fresh_rejects_dir(output.work)
-    docs = read_documents(spark, source, _SAMPLED_COLUMNS, rejects_dir=rejects_dir, stage=STAGE).where(F.length("text") > 0)
+    docs = documents_frame(spark, source, _SAMPLED_COLUMNS, rejects_dir=rejects_dir, stage=STAGE).where(F.length("text") > 0)
     documents_in = docs.count()
     skipped = count_skipped_lines(rejects_dir, STAGE)
     keep = min(1.0, cfg.tokenizer_sample_documents / max(documents_in, 1))

@@ -22,11 +22,12 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from thresher.pipeline.seeded_hash import hash64
+from thresher.pipeline.stagedir import STAGES
 from thresher.schemas.rejects import is_line_rule
 from thresher.schemas.stats import STATS_FILE, read_stats, thresher_version
 
-STAGES = ("prepare", "rules", "tag", "select", "export")  # document stages, in pipeline order
-TIMED_STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")  # as `thresher run` runs them
+# The stages that pass documents on, in pipeline order (not those that train the models and the tokenizer).
+DOCUMENT_STAGES = tuple(stage for stage in STAGES if stage not in ("classifiers", "tokenizer"))
 SAMPLES_PER_RULE = 3
 SNIPPET_CHARS = 200
 CONFIG_FILE = "config.yaml"  # the effective config, written beside the report by `thresher run`
@@ -36,7 +37,7 @@ LENGTH_BINS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)  # characters; b
 def build_report(run_dir: str | Path) -> dict[str, Any]:
     """Everything the report shows, as plain JSON-able data."""
     run_dir = Path(run_dir)
-    stages = _read_stage_stats(run_dir, STAGES)
+    stages = _read_stage_stats(run_dir, DOCUMENT_STAGES)
     details = {name: stats["details"] for name, stats in stages.items()}
     run_info = _read_json(run_dir / "run.json") or {}
     manifest = _read_json(run_dir / "export" / "manifest.json")
@@ -70,7 +71,7 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
         "tokens": _token_summary(manifest, _read_stage_stats(run_dir, ("tokenizer",)).get("tokenizer"), stages.get("select")),
         "seconds_per_stage": {
             stage: run_info["seconds_per_stage"][stage]
-            for stage in (*TIMED_STAGES, *sorted(run_info.get("seconds_per_stage", {})))
+            for stage in (*STAGES, *sorted(run_info.get("seconds_per_stage", {})))
             if stage in run_info.get("seconds_per_stage", {})
         },
         "stats": stages,

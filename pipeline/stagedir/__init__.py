@@ -17,6 +17,10 @@ from typing import Any
 from thresher.pipeline.config import Config, ConfigError
 from thresher.schemas.stats import STATS_FILE, stage_stats, thresher_version, write_stats
 
+# The pipeline's stages in the order `thresher run` runs them, each writing the stage directory of its name.
+STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")
+
+
 COMMITTED_MARKER = "_COMMITTED"
 
 

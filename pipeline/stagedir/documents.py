@@ -3,7 +3,8 @@ files or directories, JSONL(.gz) files, or a Hugging Face `datasets` directory (
 
 `resolve_source` finds the files and checks their columns on the driver, before Spark starts;
 `read_source_parts` (a mapInArrow body) reads them in the Python workers with pyarrow and conforms
-each batch to a stage's input schema (`conform_columns`):
+each batch to a stage's input schema (`conform_columns`). `read_documents` reads them the same way
+without Spark, as rows, for the commands that run on one machine (annotate, classifiers bootstrap):
 
 - the text, id and URL columns come from the field mapping (`--text-field`, `--id-field`, `--url-field`);
 - a missing or null doc_id is derived from the file's name and the row's number in the file, so it is
@@ -19,18 +20,19 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
+from thresher.pipeline.stagedir import CHECKPOINT_DIR, COMMITTED_MARKER, STAGING_DIR, WORK_DIR
 from thresher.schemas.errors import InputError
+from thresher.schemas.stats import STATS_FILE
 
-COMMITTED_MARKER = "_COMMITTED"  # as pipeline.stagedir writes it
 # What a thresher stage directory holds besides documents/: one of these without the marker is a
 # stage that did not finish, not a user's folder of Parquet.
-_STAGE_SIGNS = ("stats.json", "rejects", "_staging", "_work", "_checkpoints")
+_STAGE_SIGNS = (STATS_FILE, "rejects", STAGING_DIR, WORK_DIR, CHECKPOINT_DIR)
 PARQUET, JSONL, ARROW = "parquet", "jsonl", "arrow"
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
 FIELD_OPTIONS = {"text": "--text-field", "id": "--id-field", "url": "--url-field"}
@@ -91,7 +93,9 @@ def resolve_source(path: str, fields: FieldMapping = DEFAULT_FIELDS) -> Document
         raise InputError(f"input {path} does not exist")
     committed = False
     if given.is_file():
-        kind, root, files = _file_kind(given), given.parent, [given]
+        kind, root, files = document_file_kind(given), given.parent, [given]
+        if kind is None:
+            raise InputError(f"{path}: not a Parquet (.parquet), JSONL (.jsonl, .jsonl.gz) or Arrow (.arrow) file")
     elif (given / COMMITTED_MARKER).is_file():
         committed, root = True, given / "documents"
         kind, files = PARQUET, _parquet_files(root)
@@ -118,12 +122,13 @@ def resolve_source(path: str, fields: FieldMapping = DEFAULT_FIELDS) -> Document
 
 def _unfinished_stage(directory: Path) -> bool:
     """A thresher stage directory without its marker: staging or work left, or documents/ beside stats or rejects."""
-    if (directory / "_staging").exists() or (directory / "_work").exists():
+    if (directory / STAGING_DIR).exists() or (directory / WORK_DIR).exists():
         return True
     return (directory / "documents").is_dir() and any((directory / sign).exists() for sign in _STAGE_SIGNS)
 
 
-def _file_kind(path: Path) -> str:
+def document_file_kind(path: Path) -> str | None:
+    """PARQUET, JSONL or ARROW, by the file's name; None for a file that holds no documents."""
     name = path.name.lower()
     if name.endswith(".parquet"):
         return PARQUET
@@ -131,7 +136,7 @@ def _file_kind(path: Path) -> str:
         return JSONL
     if name.endswith(".arrow"):
         return ARROW
-    raise InputError(f"{path}: not a Parquet (.parquet), JSONL (.jsonl, .jsonl.gz) or Arrow (.arrow) file")
+    return None
 
 
 def _parquet_files(directory: Path) -> list[Path]:
@@ -293,6 +298,31 @@ def read_source_parts(parts: Iterator[pa.RecordBatch], fields: FieldMapping, sch
                 _write_parse_rejects(bad_lines, row["path"], rejects_dir, stage)
 
 
+def read_documents(path: str | Path, fields: FieldMapping = DEFAULT_FIELDS,
+                   columns: Sequence[str] = ("doc_id", "url", "text", "lang"), bad_lines: list[dict] | None = None,
+                   batch_rows: int = 4096) -> Iterator[dict]:
+    """The documents at `path` (any input `resolve_source` takes) as rows of `columns`, each str or None,
+    without Spark: mapped and filled as `conform_columns` does, so a row without an id gets the
+    `derived_doc_id` the Spark reader gives it. The input is checked at once (InputError); its rows are
+    read as they are asked for. A JSONL line that is no JSON object is an InputError naming it, or,
+    when `bad_lines` is a list, skipped and appended there (error, content)."""
+    source = resolve_source(str(path), fields)
+    return _document_rows(source, pa.schema([pa.field(name, pa.string()) for name in columns]), bad_lines, batch_rows)
+
+
+def _document_rows(source: DocumentSource, schema: pa.Schema, bad_lines: list[dict] | None,
+                   batch_rows: int) -> Iterator[dict]:
+    # Only the input columns that fill `schema` are read from Parquet: no text when `schema` has none.
+    fields = source.fields
+    sources = {"text": {fields.text}, "doc_id": {fields.id, "doc_id", "id"}, "url": {fields.url},
+               "domain": {"domain", fields.url}}
+    wanted = set().union(*(sources.get(name, {name}) for name in schema.names))
+    for values in source_parts(source):
+        part = dict(zip(PARTS.names, values, strict=True))
+        for columns, num_rows, first_row in _read_part(part, batch_rows, bad_lines, wanted):
+            yield from conform_columns(columns, num_rows, part["name"], first_row, fields, schema).to_pylist()
+
+
 def _write_parse_rejects(bad_lines: list[dict], path: str, rejects_dir: str, stage: str) -> None:
     import pyarrow.parquet as pq
 
@@ -308,15 +338,19 @@ def _write_parse_rejects(bad_lines: list[dict], path: str, rejects_dir: str, sta
     tmp.replace(Path(rejects_dir) / f"{name}.parquet")
 
 
-def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None) -> Iterator[tuple[dict[str, pa.Array], int, int]]:
+def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None,
+               columns: set[str] | None = None) -> Iterator[tuple[dict[str, pa.Array], int, int]]:
     """(columns, rows, number of the first row in its file) for each batch of one part; JSONL lines
-    that are no JSON object go to `bad_lines` when it is a list (else they raise InputError)."""
+    that are no JSON object go to `bad_lines` when it is a list (else they raise InputError). Given
+    `columns`, a Parquet part's other columns are not read."""
     first_row = part["first_row"]
     if part["kind"] == PARQUET:
         import pyarrow.parquet as pq
 
         groups = list(range(part["first_group"], part["first_group"] + part["groups"]))
-        batches = pq.ParquetFile(part["path"]).iter_batches(batch_size=batch_rows, row_groups=groups)
+        file = pq.ParquetFile(part["path"])
+        names = None if columns is None else [name for name in file.schema_arrow.names if name in columns]
+        batches = file.iter_batches(batch_size=batch_rows, row_groups=groups, columns=names)
     elif part["kind"] == ARROW:
         batches = _arrow_batches(part["path"], batch_rows)
     else:

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from stage_rows import URL_SHAPES, read_jsonl, rules_row
 
+from thresher.pipeline.stagedir import COMMITTED_MARKER
 from thresher.schemas.documents import RULES
 
 # Small fastText models for tests: same code path, a fraction of the default memory and time.
@@ -39,7 +40,7 @@ def write_stage_dir(rows: list[dict], directory: Path) -> Path:
     """A committed stage-2-shaped output: documents/ Parquet and the _COMMITTED marker."""
     (directory / "documents").mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=RULES), directory / "documents" / "part-0.parquet")
-    (directory / "_COMMITTED").write_text("{}\n")
+    (directory / COMMITTED_MARKER).write_text("{}\n")
     return directory
 
 
@@ -62,9 +63,10 @@ def bootstrapped(rules_dir, tmp_path_factory) -> tuple[Path, dict]:
 def lm_dir(rules_dir, tmp_path_factory) -> Path:
     """A tiny Qwen2ForCausalLM whose tokenizer also learned the prompt templates, label names and topic
     descriptions (so prompts stay short in tokens)."""
-    from thresher.classifiers.annotate import PROMPTS_DIR, read_documents
+    from thresher.classifiers.annotate import PROMPTS_DIR
     from thresher.classifiers.topic import DEFAULT_TOPICS_FILE
     from thresher.classifiers.transformers_backend import build_scratch_qwen2
+    from thresher.pipeline.stagedir.documents import read_documents
 
     texts = [row["text"][:1500] for row in read_documents(rules_dir)][:300]
     texts += [path.read_text(encoding="utf-8") for path in sorted(PROMPTS_DIR.glob("*.txt"))]

@@ -26,12 +26,12 @@ from thresher.classifiers.annotate import (
     label_sets,
     load_prompts,
     model_hash,
-    read_documents,
     stratified_sample,
 )
 from thresher.classifiers.page_type import PAGE_TYPES
 from thresher.classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
 from thresher.jobs.cli import main as thresher
+from thresher.pipeline.stagedir.documents import derived_doc_id, read_documents
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[2]
@@ -198,7 +198,7 @@ def test_the_readme_walkthrough_runs_as_written(rules_dir, lm_dir, bootstrapped,
         argv = argv[:2] + [str(tmp_path / arg) if arg.split("/")[0] in ("out", "labels", "models") else arg for arg in argv[2:]]
         assert thresher(argv[1:]) == 0, command
     stats = json.loads((tmp_path / "out" / "tag" / "stats.json").read_text())
-    assert stats["documents_in"] == len(list(read_documents(rules_dir, ("doc_id",))))
+    assert stats["documents_in"] == len(list(read_documents(rules_dir, columns=("doc_id",))))
     labels = {row["label"] for row in rows_of(tmp_path / "labels" / "topic.jsonl")}
     assert json.loads((tmp_path / "models" / "topic" / "classifier.json").read_text())["labels"] == sorted(labels)
     topic = next(t for t in stats["details"]["taggers"] if t["name"] == "topic")
@@ -206,7 +206,7 @@ def test_the_readme_walkthrough_runs_as_written(rules_dir, lm_dir, bootstrapped,
     assert set(stats["details"]["labels"]["topic"]) <= labels  # the tagger that annotate -> train made
 
 
-def test_jsonl_input_without_ids_gets_ids_from_the_text(rules_dir, scorer, tmp_path):
+def test_jsonl_input_without_ids_gets_the_ids_derived_from_file_and_row(rules_dir, scorer, tmp_path):
     documents = [row for row in read_documents(rules_dir)][:5]
     source = tmp_path / "docs.jsonl"
     source.write_text("".join(json.dumps({"text": d["text"], "url": d["url"], "lang": d["lang"]}) + "\n" for d in documents))
@@ -214,7 +214,8 @@ def test_jsonl_input_without_ids_gets_ids_from_the_text(rules_dir, scorer, tmp_p
     annotate_file(source, out, "quality", scorer, max_chars=200)
     rows = rows_of(out)
     assert sorted(row["text"] for row in rows) == sorted(d["text"] for d in documents)
-    assert all(row["doc_id"] == hashlib.blake2b(row["text"].encode(), digest_size=16).hexdigest() for row in rows)
+    derived = {d["text"]: derived_doc_id("docs.jsonl", i) for i, d in enumerate(documents)}
+    assert all(row["doc_id"] == derived[row["text"]] for row in rows)
     assert annotate_file(source, out, "quality", scorer, max_chars=200)["rows_written"] == 0  # all there already
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from thresher.classifiers.base import load_classifier, read_manifest
-from thresher.classifiers.bootstrap import MODEL_NAMES, read_documents, sample_documents, weak_label_rows
+from thresher.classifiers.bootstrap import MODEL_NAMES, bootstrap_texts, sample_documents, weak_label_rows
 from thresher.classifiers.topic import load_taxonomy
 from thresher.classifiers.training import evaluate_saved
 
@@ -45,18 +45,41 @@ def test_clutter_lines_are_capped_per_label():
 
 
 def test_reads_stage_dirs_jsonl_and_warcs(rules_dir, shared_data, tmp_path):
-    assert sum(1 for _ in read_documents([str(rules_dir)])) == 619
+    assert sum(1 for _ in bootstrap_texts([str(rules_dir)])) == 619
     jsonl = shared_data / "quality" / "chinesewebtext" / "cleared1.jsonl"
-    url, text = next(read_documents([str(jsonl)]))
+    url, text = next(bootstrap_texts([str(jsonl)]))
     assert url.startswith("http") and text
     from thresher.jobs.prepare import resolved_prepare_config
     from thresher.pipeline.config import load_config
 
     warc = shared_data / "warc" / "cc-main-2020-34-sample.warc.gz"
-    documents = list(read_documents([str(warc)], resolved_prepare_config(load_config())))
+    documents = list(bootstrap_texts([str(warc)], resolved_prepare_config(load_config())))
     assert documents and all(url.startswith("http") for url, _ in documents)
     with pytest.raises(ValueError, match="expected a stage directory"):
-        list(read_documents([str(shared_data / "quality" / "chinesewebtext" / "train.txt")]))
+        list(bootstrap_texts([str(shared_data / "quality" / "chinesewebtext" / "train.txt")]))
+
+
+def test_a_stage_directory_without_its_marker_is_refused_in_one_line(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from thresher.classifiers.bootstrap import bootstrap
+    from thresher.pipeline.prepare.inputs import InputError
+    from thresher.pipeline.stagedir import COMMITTED_MARKER
+
+    stage = tmp_path / "rules"
+    (stage / "documents").mkdir(parents=True)
+    pq.write_table(pa.table({"doc_id": ["a"], "url": ["https://x.com/a"], "text": ["hello"]}),
+                   stage / "documents" / "part-0.parquet")
+    (stage / "stats.json").write_text("{}")
+    refusal = f"^{stage} is a thresher stage output that was not committed \\(no {COMMITTED_MARKER}\\): rerun that stage$"
+    with pytest.raises(InputError, match=refusal):
+        list(bootstrap_texts([str(stage)]))
+    with pytest.raises(InputError, match=refusal):
+        bootstrap([str(stage)], tmp_path / "models", load_taxonomy())
+    assert not (tmp_path / "models").exists()
+    (stage / COMMITTED_MARKER).write_text("{}")
+    assert list(bootstrap_texts([str(stage)])) == [("https://x.com/a", "hello")]
 
 
 def test_too_few_labels_is_a_clear_error(tmp_path):

@@ -114,7 +114,7 @@ def test_ctrl_c_before_spark_starts_is_one_line_and_130(monkeypatch, capsys):
 def test_a_users_error_raised_in_a_spark_task_is_one_line(spark, tmp_path, capsys):
     """A malformed JSONL line past the first, met by a stage that takes no input rejects (the reader's
     InputError raised in a Python worker), is one line naming the file and line, not a Java stack."""
-    from thresher.jobs.documents_input import read_documents
+    from thresher.jobs.documents_input import documents_frame
     from thresher.pipeline.stagedir.documents import resolve_source
     from thresher.schemas.documents import PREPARED
 
@@ -123,7 +123,7 @@ def test_a_users_error_raised_in_a_spark_task_is_one_line(spark, tmp_path, capsy
     docs.write_text(good + good.replace("a.example", "b.example") + '{"text": "cut off in the mid\n' + good)
 
     def count_documents(args):
-        return read_documents(spark, resolve_source(str(docs)), PREPARED).count()
+        return documents_frame(spark, resolve_source(str(docs)), PREPARED).count()
 
     assert run_with_one_line_errors("thresher export", count_documents, argparse.Namespace()) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Documents a user brings: finding and checking the files, and conforming their rows, without Spark."""
+"""Documents a user brings: finding and checking the files, conforming their rows, and reading them without Spark."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from thresher.pipeline.stagedir.documents import (
     FieldMapping,
     derived_doc_id,
     document_batches,
+    read_documents,
     read_source_parts,
     resolve_source,
     source_parts,
@@ -173,3 +174,69 @@ def test_a_bad_jsonl_line_is_a_reject_row_where_the_stage_collects_them_else_one
     assert rejects[1]["detail"].startswith(f"{path} line 6 is not JSON: ")
     assert [r["content"] for r in rejects] == ["[1, 2]", '{"content": "unterminated']
     assert not list(rejects_dir.glob(".*.tmp"))
+
+
+def test_the_one_reader_reads_every_kind_of_input_with_the_field_mapping(tmp_path):
+    pq.write_table(pa.Table.from_pylist(rows()), tmp_path / "docs.parquet", row_group_size=4)
+    write_jsonl(tmp_path / "docs.jsonl.gz", rows())
+    datasets.Dataset.from_list(rows()).save_to_disk(str(tmp_path / "hf"))
+    stage = tmp_path / "stage"
+    (stage / "documents").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{"doc_id": f"d{r['n']}", "text": r["content"], "url": r["link"], "lang": "en"}
+                                         for r in rows()]), stage / "documents" / "part-0.parquet")
+    (stage / "stats.json").write_text("{}")
+    (stage / COMMITTED_MARKER).write_text("{}")
+    fields = FieldMapping(text="content", url="link")
+    inputs = {"docs.parquet": "docs.parquet", "docs.jsonl.gz": "docs.jsonl.gz", "hf": "data-00000-of-00001.arrow"}
+    for path, name in inputs.items():
+        documents = list(read_documents(tmp_path / path, fields))
+        assert documents == [{"doc_id": derived_doc_id(name, r["n"]), "url": r["link"], "text": r["content"], "lang": None}
+                             for r in rows()], path
+    assert list(read_documents(stage)) == [{"doc_id": f"d{r['n']}", "url": r["link"], "text": r["content"], "lang": "en"}
+                                           for r in rows()]
+    # Only the columns asked for; the ids are derived the same without the text.
+    assert list(read_documents(tmp_path / "docs.parquet", fields, columns=("doc_id", "n"))) == [
+        {"doc_id": derived_doc_id("docs.parquet", r["n"]), "n": str(r["n"])} for r in rows()]
+
+
+def test_the_one_reader_derives_the_ids_the_spark_reader_gives(spark, tmp_path):
+    from thresher.jobs.documents_input import documents_frame
+
+    directory = tmp_path / "corpus"
+    (directory / "sub").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows(8)), directory / "sub" / "a.parquet", row_group_size=2)
+    pq.write_table(pa.Table.from_pylist(rows(5)), directory / "b.parquet", row_group_size=3)
+    jsonl = write_jsonl(tmp_path / "docs.jsonl", [{**r, "doc_id": "given" if r["n"] == 2 else None} for r in rows(5)])
+    fields = FieldMapping(text="content", url="link")
+    for path in (directory, jsonl):
+        source = resolve_source(str(path), fields)
+        spark_ids = sorted((row.doc_id, row.text) for row in
+                           documents_frame(spark, source, PREPARED, part_rows=1).select("doc_id", "text").collect())
+        assert sorted((row["doc_id"], row["text"]) for row in read_documents(path, fields)) == spark_ids
+        assert len({doc_id for doc_id, _ in spark_ids}) == len(spark_ids)
+    assert [row["doc_id"] for row in read_documents(jsonl, fields)][1:3] == [derived_doc_id("docs.jsonl", 1), "given"]
+
+
+def test_the_one_reader_refuses_an_uncommitted_stage_directory_at_once(tmp_path):
+    stage = tmp_path / "stage"
+    (stage / "documents").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{"doc_id": "x", "text": ENGLISH}]), stage / "documents" / "part-0.parquet")
+    (stage / "stats.json").write_text("{}")
+    with pytest.raises(InputError, match=f"^{stage} is a thresher stage output that was not committed "
+                                         f"\\(no {COMMITTED_MARKER}\\): rerun that stage$"):
+        read_documents(stage)  # on the call, before any row is asked for
+
+
+def test_the_one_reader_raises_on_a_bad_jsonl_line_or_sets_it_aside(tmp_path):
+    path = write_jsonl(tmp_path / "docs.jsonl", rows(2))
+    with path.open("a") as handle:
+        handle.write('"just a string"\n')
+        handle.write(json.dumps(rows(3)[2]) + "\n")
+    fields = FieldMapping(text="content")
+    with pytest.raises(InputError, match=r"docs.jsonl line 3 is a JSON str, not an object"):
+        list(read_documents(path, fields))
+    bad_lines = []
+    documents = list(read_documents(path, fields, bad_lines=bad_lines))
+    assert [d["text"] for d in documents] == [r["content"] for r in rows(3)]
+    assert [d["doc_id"] for d in documents] == [derived_doc_id("docs.jsonl", i) for i in range(3)]
+    assert bad_lines == [{"error": f"{path} line 3 is a JSON str, not an object", "content": '"just a string"'}]
