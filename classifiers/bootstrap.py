@@ -24,9 +24,9 @@ from thresher.classifiers.clutter import weak_clutter_label
 from thresher.classifiers.page_type import weak_page_type
 from thresher.classifiers.topic import KeywordLabeler, Taxonomy, seed_examples
 from thresher.classifiers.training import LabelledData, read_labelled, train_and_save
-from thresher.pipeline.prepare.inputs import InputError
 from thresher.pipeline.seeded_hash import unit_hash
 from thresher.pipeline.stagedir.documents import FieldMapping, document_file_kind, read_documents
+from thresher.schemas.errors import InputError
 
 MODEL_NAMES = ("page_type", "clutter", "topic")
 # fastText options per model on top of the backend defaults. Weak labels give few long documents per

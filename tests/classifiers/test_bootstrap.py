@@ -64,8 +64,8 @@ def test_a_stage_directory_without_its_marker_is_refused_in_one_line(tmp_path):
     import pyarrow.parquet as pq
 
     from thresher.classifiers.bootstrap import bootstrap
-    from thresher.pipeline.prepare.inputs import InputError
     from thresher.pipeline.stagedir import COMMITTED_MARKER
+    from thresher.schemas.errors import InputError
 
     stage = tmp_path / "rules"
     (stage / "documents").mkdir(parents=True)
