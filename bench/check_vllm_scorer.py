@@ -46,11 +46,11 @@ def main() -> int:
     from thresher.classifiers.annotate import (
         PROMPTS_DIR,
         Annotator,
-        CausalLMScorer,
         annotate_file,
         label_sets,
         load_prompts,
     )
+    from thresher.classifiers.label_scoring import CausalLMScorer
     from thresher.classifiers.topic import DEFAULT_TOPICS_FILE
     from thresher.classifiers.transformers_backend import build_scratch_qwen2
     from thresher.classifiers.vllm_backend import SCORING, VLLMScorer

@@ -1,5 +1,5 @@
 """vLLM as the engine of `thresher annotate --backend vllm`: the same constrained label scoring as the
-transformers scorer (classifiers.annotate.CausalLMScorer), from vLLM's offline `LLM.generate`.
+transformers scorer (classifiers.label_scoring.CausalLMScorer), from vLLM's offline `LLM.generate`.
 Tokenizer, prompts, the domain-then-subtopic walk and the normalisation are the ones the transformers
 scorer uses (classifiers.annotate); only `label_logprobs` is vLLM's. Two ways to get it:
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from thresher.classifiers.annotate import LabelScorer, answer_requests
+from thresher.classifiers.label_scoring import LabelScorer, answer_requests
 from thresher.pipeline.config import ConfigError
 
 INSTALL_HINT = "--backend vllm: vLLM is not installed (pip install vllm, on a CUDA machine); --backend transformers needs nothing more"

@@ -76,6 +76,6 @@ def lm_dir(rules_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def scorer(lm_dir):
-    from thresher.classifiers.annotate import CausalLMScorer
+    from thresher.classifiers.label_scoring import CausalLMScorer
 
     return CausalLMScorer(lm_dir, "cpu")

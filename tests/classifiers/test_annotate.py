@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -25,9 +24,9 @@ from thresher.classifiers.annotate import (
     annotate_file,
     label_sets,
     load_prompts,
-    model_hash,
     stratified_sample,
 )
+from thresher.classifiers.label_scoring import model_hash
 from thresher.classifiers.page_type import PAGE_TYPES
 from thresher.classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
 from thresher.jobs.cli import main as thresher
@@ -41,19 +40,6 @@ SMALL = ["--max-chars", "300", "--device", "cpu"]  # short prompts: quick on two
 def rows_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
-
-def test_shared_prefix_scoring_equals_scoring_each_label_separately(scorer):
-    taxonomy_domains = label_sets("topic").domains.labels
-    prompt = scorer.encode_prompt("Which domain is this document about? 这篇文档属于哪个领域？\nAnswer:")
-    for labels in (PAGE_TYPES, taxonomy_domains, ("keep", "clutter")):
-        answers = [scorer.encode_answer(label) for label in labels]
-        assert len({len(a) for a in answers}) > 1 or len(labels) == 2  # answers of several lengths share a batch
-        shared = scorer.label_logprobs(prompt, answers)
-        separate = scorer.label_logprobs_separately(prompt, answers)
-        assert np.allclose(shared, separate, atol=1e-5, rtol=0), np.abs(shared - separate).max()
-        assert len(np.unique(np.round(shared, 3))) > 1  # real, differing scores
-    one_token = [[scorer.tokenizer.eos_token_id], [5], [7, 9]]
-    assert np.allclose(scorer.label_logprobs(prompt, one_token), scorer.label_logprobs_separately(prompt, one_token), atol=1e-5)
 
 
 @pytest.mark.parametrize("task", ["page_type", "topic", "clutter", "quality"])

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from thresher.classifiers.annotate import CausalLMScorer, annotate_file, answer_requests, label_sets, normalised
+from thresher.classifiers.annotate import annotate_file, label_sets
+from thresher.classifiers.label_scoring import CausalLMScorer, answer_requests, normalised
 from thresher.classifiers.page_type import PAGE_TYPES
 from thresher.classifiers.vllm_backend import answer_logprobs, answer_logprobs_from_steps, sampled_logprob, token_steps
 from thresher.pipeline.config import ConfigError
@@ -104,11 +105,6 @@ def test_the_vllm_scorer_without_vllm_is_one_line(lm_dir):
     with pytest.raises(ConfigError, match="--vllm-scoring must be one of prefix_cache, prompt_logprobs"):
         VLLMScorer(lm_dir, scoring="sampled")
 
-
-def test_answer_requests_are_the_prompt_then_each_answer():
-    assert answer_requests([1, 2, 3], [[7], [8, 9]]) == [[1, 2, 3, 7], [1, 2, 3, 8, 9]]
-    with pytest.raises(ValueError, match="at least one token"):
-        answer_requests([1, 2], [[7], []])
 
 
 def test_answer_logprobs_sum_the_answer_positions_only_and_refuse_a_mismatch():
