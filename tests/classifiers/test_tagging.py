@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from thresher.classifiers.base import cached_classifier
-from thresher.classifiers.tagging import Tagger, check_tagger, tag_batches, tag_table, tagged_schema, top_labels
+from thresher.classifiers.tagging import Tagger, check_tagger, tag_batches, tag_table, top_labels
+from thresher.schemas.tags import tagged_schema
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pyarrow as pa
 import pytest
 from stage_rows import read_jsonl
 
-from thresher.classifiers.tagging import Tagger, tagged_schema
 from thresher.classifiers.topic import sample_copies
 from thresher.pipeline.lexicon import HAN
 from thresher.pipeline.select.mix import TopFractionCut
@@ -23,8 +22,9 @@ from thresher.pipeline.select.selection import (
     filter_table,
 )
 from thresher.schemas.documents import RULES
+from thresher.schemas.tags import DeclaredTagger, tagged_schema
 
-TAGGERS = (Tagger("page_type", "/m/p"), Tagger("clutter", "/m/c", kind="lines", input="clutter"), Tagger("quality", "/m/q"))
+TAGGERS = (DeclaredTagger("page_type", "/m/p"), DeclaredTagger("clutter", "/m/c", kind="lines"), DeclaredTagger("quality", "/m/q"))
 
 
 def tagged_row(doc_id, text, page_type=("article", 0.9), line_scores=None, quality=0.5):
