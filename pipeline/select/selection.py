@@ -6,7 +6,7 @@ and rebalancing copies, all from the tag columns (no model runs here).
 lines tagger scored under its threshold are removed (`text` rewritten, each line kept in
 `removed_lines` for a `<tagger>_line` reject; a document left empty is a `<tagger>_emptied`
 reject). It also counts estimated tokens and names the document's mix class. `copy_table` then
-turns the per-class weights the driver solved for into `sample_copies` (classifiers.topic.sample_copies;
+turns the per-class weights the driver solved for into `sample_copies` (pipeline.select.mix.sample_copies;
 0 copies is a `rebalance_downsampled` reject). The tag columns are those the taggers declare (schemas.tags).
 """
 
@@ -19,10 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from thresher.classifiers.clutter import remove_lines
-from thresher.classifiers.topic import sample_copies
 from thresher.pipeline.lexicon import HAN_CHAR
-from thresher.pipeline.select.mix import TopFractionCut
+from thresher.pipeline.select.mix import TopFractionCut, sample_copies
 from thresher.schemas import extend
 from thresher.schemas.tags import (
     DeclaredTagger,
@@ -177,6 +175,27 @@ def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
     if settings.class_tagger:
         read |= {label_column(settings.class_tagger), score_column(settings.class_tagger)}
     return [name for name in names if name in read]
+
+
+@dataclass
+class CleanedText:
+    text: str
+    removed: list[tuple[str, float]]  # (line, score) of each removed line
+
+
+def remove_lines(text: str, scores: Sequence[float | None], threshold: float) -> CleanedText:
+    """`text` without the lines whose score is below `threshold`; blank (unscored) lines stay, so
+    paragraph breaks survive, and a text with nothing to remove comes back unchanged."""
+    lines = (text or "").split("\n")
+    if len(lines) != len(scores):
+        raise ValueError(f"{len(scores)} line scores for a text of {len(lines)} lines")
+    kept, removed = [], []
+    for line, score in zip(lines, scores, strict=True):
+        if score is not None and score < threshold:
+            removed.append((line, score))
+        else:
+            kept.append(line)
+    return CleanedText("\n".join(kept).strip() if removed else (text or ""), removed)
 
 
 def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]]) -> str:

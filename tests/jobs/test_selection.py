@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from stage_rows import stage3_config
 
-from thresher.classifiers.topic import sample_copies
 from thresher.jobs.selection import check_select_config, run_select
 from thresher.pipeline.config import ConfigError
 from thresher.pipeline.seeded_hash import unit_hash
+from thresher.pipeline.select.mix import sample_copies
 from thresher.pipeline.select.selection import estimated_tokens
 from thresher.schemas.rejects import REJECT
 from thresher.schemas.stats import read_stats
