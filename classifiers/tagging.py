@@ -17,9 +17,8 @@ import pyarrow as pa
 
 from thresher.classifiers.base import cached_classifier
 from thresher.classifiers.clutter import line_scores
-from thresher.classifiers.tasks import TASKS, model_input
+from thresher.classifiers.tasks import model_input
 from thresher.schemas.tags import (
-    KINDS,
     DeclaredTagger,
     label_column,
     line_scores_column,
@@ -42,14 +41,9 @@ class Tagger(DeclaredTagger):
 
 
 def check_tagger(tagger: Tagger) -> None:
-    if tagger.kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {tagger.kind!r}")
-    if tagger.input not in TASKS:
-        raise ValueError(f"input must be one of {', '.join(TASKS)}, got {tagger.input!r}")
+    """What the config's declarations cannot say: a lines tagger's model reads lines."""
     if tagger.kind == "lines" and tagger.input != "clutter":
         raise ValueError("a lines tagger scores lines as the clutter task does: input must be clutter")
-    if tagger.top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {tagger.top_k}")
 
 
 def top_labels(probs: np.ndarray, labels: Sequence[str], k: int) -> list[list[dict]]:

@@ -47,8 +47,6 @@ from thresher.schemas import to_spark_schema
 from thresher.schemas.tags import DeclaredTagger, read_taggers, score_column, top_column
 
 STAGE = "select"
-REBALANCE_MODES = ("target", "weights", "off")
-UNITS = ("tokens", "documents")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,9 +63,10 @@ def taxonomy_of(config: Config) -> Taxonomy:
 
 
 def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None = None) -> SelectSettings:
-    """Every select setting checked, before Spark starts. `taggers` (as a tag output declares them, or
-    as their models give them) adds the checks against the models' labels; without it (the models do
-    not exist yet) only the config's own consistency is checked."""
+    """The select settings checked against the taggers, before Spark starts (config.py checked each
+    value on its own when the config was built). `taggers` (as a tag output declares them, or as
+    their models give them) adds the checks against the models' labels; without it (the models do not
+    exist yet) only the configured taggers' names and kinds are checked."""
     section = config.select
     configured = {name: spec for name, spec in config.tag.taggers.items() if spec.model_dir}
     if taggers is None:
@@ -85,8 +84,6 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
     for name, rule in section.keep.items():
         key = f"select.keep.{name}"
         labels = tagger_of_kind(name, key, "document", "keep rules need").labels  # empty: not known yet
-        if rule.on_missing_label not in ("error", "keep"):
-            raise ConfigError(f"{key}.on_missing_label: must be error or keep, got {rule.on_missing_label!r}")
         for rule_name in ("label_in", "label_not_in"):
             wanted = getattr(rule, rule_name)
             if not wanted:
@@ -109,34 +106,19 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
             if labels and known[name].top_k < len(labels):
                 raise ConfigError(f"{key}.score_label needs every label's score: set tag.taggers.{name}.top_k to {len(labels)}")
         if rule.min_score is not None:
-            if not 0.0 <= rule.min_score <= 1.0:
-                raise ConfigError(f"{key}.min_score: must be in [0, 1], got {rule.min_score}")
             checks.append(KeepCheck(name, "min_score", score_label=rule.score_label, threshold=rule.min_score))
         if rule.top_percent is not None:
-            if not 0.0 < rule.top_percent <= 100.0:
-                raise ConfigError(f"{key}.top_percent: must be in (0, 100], got {rule.top_percent}")
             checks.append(KeepCheck(name, "top_percent", score_label=rule.score_label, threshold=rule.top_percent))
 
     line_thresholds = []
     for name, threshold in section.line_thresholds.items():
-        key = f"select.line_thresholds.{name}"
-        tagger_of_kind(name, key, "lines", "line thresholds need")
-        if not 0.0 <= threshold <= 1.0:
-            raise ConfigError(f"{key}: must be in [0, 1], got {threshold}")
-        line_thresholds.append((name, float(threshold)))
+        tagger_of_kind(name, f"select.line_thresholds.{name}", "lines", "line thresholds need")
+        line_thresholds.append((name, threshold))
 
     rebalance = section.rebalance
-    if rebalance.mode not in REBALANCE_MODES:
-        raise ConfigError(f"select.rebalance.mode: must be one of {', '.join(REBALANCE_MODES)}, got {rebalance.mode!r}")
     class_tagger = ""
     if rebalance.mode != "off":
         class_tagger = tagger_of_kind(rebalance.tagger, "select.rebalance.tagger", "document", "rebalancing needs").name
-        if rebalance.unit not in UNITS:
-            raise ConfigError(f"select.rebalance.unit: must be one of {', '.join(UNITS)}, got {rebalance.unit!r}")
-        if rebalance.max_copies < 1.0:
-            raise ConfigError(f"select.rebalance.max_copies: must be at least 1 (one copy of a document), got {rebalance.max_copies}")
-        if not 0.0 <= rebalance.min_score <= 1.0:
-            raise ConfigError(f"select.rebalance.min_score: must be in [0, 1], got {rebalance.min_score}")
         if rebalance.mode == "target":
             mix_targets(config)
     return SelectSettings(

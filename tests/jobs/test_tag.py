@@ -109,7 +109,7 @@ def test_missing_model_or_bad_tagger_fails_before_any_work(spark, stage2_dir, mo
     with pytest.raises(ModelNotFoundError, match="tag.taggers.quality: no model at"):
         run_tag(spark, str(stage2_dir), str(tmp_path / "out"),
                 load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.quality.model_dir": str(tmp_path / "none")}))
-    with pytest.raises(ConfigError, match="tag.taggers.topic: kind must be one of document, lines"):
+    with pytest.raises(ConfigError, match="tag.taggers.topic.kind: 'page' is not one of 'document', 'lines'"):
         run_tag(spark, str(stage2_dir), str(tmp_path / "out"), load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.topic.kind": "page"}))
     assert not (tmp_path / "out").exists()
 
