@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_models import source_texts, write_stage2  # noqa: E402
 
 from thresher.classifiers.page_type import PAGE_TYPES  # noqa: E402
-from thresher.classifiers.tagging import Tagger, tagged_schema  # noqa: E402
+from thresher.classifiers.tagging import Tagger  # noqa: E402
 from thresher.classifiers.topic import load_taxonomy  # noqa: E402
 from thresher.pipeline.select.mix import expand_groups, solve_mix, top_fraction_cut  # noqa: E402
 from thresher.pipeline.select.selection import (  # noqa: E402
@@ -51,6 +51,7 @@ from thresher.pipeline.select.selection import (  # noqa: E402
     filter_batches,
     filtered_schema,
 )
+from thresher.schemas.tags import tagged_schema  # noqa: E402
 
 WORK = REPO / "bench" / "work" / "select"
 TARGET_RATIO = 0.05

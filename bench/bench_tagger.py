@@ -166,11 +166,11 @@ def write_stage_input(directory: Path, texts: list[str]) -> str:
 def spark_run(spark, stage_dir: str, taggers, batch_size: int) -> tuple[float, float, float]:
     """(seconds, seconds tagging, seconds loading the model) of one Spark tag job: the job's input
     reader and mapInArrow body over the job's taggers, written nowhere (the plain loop writes nothing)."""
-    from thresher.classifiers.tagging import tagged_schema
     from thresher.jobs.documents_input import documents_frame
     from thresher.pipeline.stagedir.documents import resolve_source
     from thresher.schemas import to_spark_schema
     from thresher.schemas.documents import RULES
+    from thresher.schemas.tags import tagged_schema
 
     load_seconds, model_seconds = spark.sparkContext.accumulator(0.0), spark.sparkContext.accumulator(0.0)
     tag = functools.partial(timed_tag_batches, taggers=taggers, batch_size=batch_size, load_seconds=load_seconds, model_seconds=model_seconds)

@@ -17,11 +17,11 @@ import math
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from thresher.classifiers.base import TextClassifier
 from thresher.pipeline.lexicon import CJK_CHAR, COLONS, clutter_phrases, ends_sentence, estimated_words
+from thresher.pipeline.select.selection import CleanedText, remove_lines
 
 KEEP, CLUTTER = "keep", "clutter"
 SHIPPED_MODEL = "shipped"  # a tagger model_dir naming the clutter model shipped in default_models/clutter
@@ -153,12 +153,6 @@ def weak_clutter_label(line: str) -> tuple[str, str] | None:
     return None
 
 
-@dataclass
-class CleanedText:
-    text: str
-    removed: list[tuple[str, float]]  # (line, score) of each removed line
-
-
 def line_scores(
     texts: Sequence[str], model: TextClassifier, label: str = KEEP, origins: Sequence[Sequence[str] | None] | None = None
 ) -> list[list[float | None]]:
@@ -182,21 +176,6 @@ def line_scores(
     for (doc, index), score in zip(where, scores, strict=True):
         result[doc][index] = float(score)
     return result
-
-
-def remove_lines(text: str, scores: Sequence[float | None], threshold: float) -> CleanedText:
-    """`text` without the lines whose score is below `threshold`; blank (unscored) lines stay, so
-    paragraph breaks survive, and a text with nothing to remove comes back unchanged."""
-    lines = (text or "").split("\n")
-    if len(lines) != len(scores):
-        raise ValueError(f"{len(scores)} line scores for a text of {len(lines)} lines")
-    kept, removed = [], []
-    for line, score in zip(lines, scores, strict=True):
-        if score is not None and score < threshold:
-            removed.append((line, score))
-        else:
-            kept.append(line)
-    return CleanedText("\n".join(kept).strip() if removed else (text or ""), removed)
 
 
 def remove_clutter(

@@ -1,9 +1,8 @@
 """Stage 3 tag step on a batch of documents, without Spark: every tagger's scores as columns.
 
-A document tagger adds `<name>_label` (its top label), `<name>_score` (that label's probability) and
-`<name>_top` (the `top_k` best labels with their probabilities); a lines tagger adds
-`<name>_line_scores`, one score per line aligned with text.split("\\n") (null for blank lines, which
-are never scored). No row is dropped and `text` is never changed, so no tag depends on a select
+Each tagger adds the columns it declares (schemas.tags: `<name>_label`, `<name>_score`, `<name>_top`
+for a document tagger; `<name>_line_scores` for a lines tagger, null for blank lines, which are
+never scored). No row is dropped and `text` is never changed, so no tag depends on a select
 setting. Models come from the per-process cache: a Spark worker loads each model once.
 """
 
@@ -18,52 +17,33 @@ import pyarrow as pa
 
 from thresher.classifiers.base import cached_classifier
 from thresher.classifiers.clutter import line_scores
-from thresher.classifiers.tasks import TASKS, model_input
-from thresher.schemas import extend
-from thresher.schemas.documents import RULES
-
-KINDS = ("document", "lines")
-LABEL_SCORE = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float64())])
+from thresher.classifiers.tasks import model_input
+from thresher.schemas.tags import (
+    DeclaredTagger,
+    label_column,
+    line_scores_column,
+    score_column,
+    tagged_schema,
+    top_column,
+)
 
 
 @dataclass(frozen=True)
-class Tagger:
-    """One resolved tagger: an absolute model path and how to feed it. Small and picklable."""
+class Tagger(DeclaredTagger):
+    """One resolved tagger: what it declares (name, an absolute model path, kind, top_k; the model's
+    labels and trace once read) and how to feed its model. Small and picklable."""
 
-    name: str
-    model_dir: str
-    kind: str = "document"
     input: str = "plain"  # a classifiers.tasks task; lines taggers use "clutter" (line plus position markers)
-    top_k: int = 5
     line_label: str = "keep"
     # transformers models only: config `transformers` settings over the model's own (InferenceSettings
     # names and values), applied in the worker to its cached model; empty for fastText.
     inference: tuple[tuple[str, Any], ...] = ()
 
-    def columns(self) -> list[pa.Field]:
-        if self.kind == "lines":
-            return [pa.field(f"{self.name}_line_scores", pa.list_(pa.float64()))]
-        return [
-            pa.field(f"{self.name}_label", pa.string()),
-            pa.field(f"{self.name}_score", pa.float64()),
-            pa.field(f"{self.name}_top", pa.list_(LABEL_SCORE)),
-        ]
-
-
-def tagged_schema(taggers: Sequence[Tagger]) -> pa.Schema:
-    """The tag output: the stage 2 columns, then each tagger's, in tagger order (the one place it is derived)."""
-    return extend(RULES, *[column for tagger in taggers for column in tagger.columns()])
-
 
 def check_tagger(tagger: Tagger) -> None:
-    if tagger.kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {tagger.kind!r}")
-    if tagger.input not in TASKS:
-        raise ValueError(f"input must be one of {', '.join(TASKS)}, got {tagger.input!r}")
+    """What the config's declarations cannot say: a lines tagger's model reads lines."""
     if tagger.kind == "lines" and tagger.input != "clutter":
         raise ValueError("a lines tagger scores lines as the clutter task does: input must be clutter")
-    if tagger.top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {tagger.top_k}")
 
 
 def top_labels(probs: np.ndarray, labels: Sequence[str], k: int) -> list[list[dict]]:
@@ -82,13 +62,13 @@ def tag_table(table: pa.Table, taggers: Sequence[Tagger]) -> pa.Table:
         if tagger.kind == "lines":
             scores = line_scores([r.get("text") or "" for r in rows], model, tagger.line_label)
             for row, line_score in zip(rows, scores, strict=True):
-                row[f"{tagger.name}_line_scores"] = line_score
+                row[line_scores_column(tagger.name)] = line_score
             continue
         probs = model.predict_proba([model_input(tagger.input, row) for row in rows])
         for row, top in zip(rows, top_labels(probs, model.labels, tagger.top_k), strict=True):
-            row[f"{tagger.name}_label"] = top[0]["label"]
-            row[f"{tagger.name}_score"] = top[0]["score"]
-            row[f"{tagger.name}_top"] = top
+            row[label_column(tagger.name)] = top[0]["label"]
+            row[score_column(tagger.name)] = top[0]["score"]
+            row[top_column(tagger.name)] = top
     return pa.Table.from_pylist(rows, schema=tagged_schema(taggers))
 
 

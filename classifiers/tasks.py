@@ -14,8 +14,8 @@ from typing import Any
 
 from thresher.classifiers.clutter import line_input
 from thresher.classifiers.page_type import page_type_input
+from thresher.pipeline.config import TASKS as TASKS  # the task names, declared where the config checks them
 
-TASKS = ("plain", "page_type", "clutter", "topic")
 TOPIC_INPUT_CHARS = 5000  # topic shows early in a document; the cap bounds scoring cost
 
 

@@ -1,14 +1,10 @@
-"""Topic: a 200-class taxonomy (configs/topics.yaml), the classifier's input, weak labels from
-bilingual keyword seeds, and rebalancing by per-class weights as deterministic re-sampling.
-
-`sample_copies(doc_id, w)` = floor(w) + (1 if unit_hash(seed, doc_id) < frac(w) else 0): in
-expectation a class is scaled by w, each document's outcome is fixed by its id, and no document is
-split. Copies are a column (export writes a document that many times); 0 copies is a reject.
+"""Topic: a 200-class taxonomy (configs/topics.yaml) with each class's rebalancing weight, the
+classifier's input, and weak labels from bilingual keyword seeds. Select turns a class weight into
+copies of each document (pipeline.select.mix.sample_copies).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +14,6 @@ import yaml
 from thresher.classifiers.tasks import topic_input
 from thresher.pipeline.config import ConfigError
 from thresher.pipeline.lexicon import HAN_RUN
-from thresher.pipeline.seeded_hash import unit_hash
 
 _WORD = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
 DEFAULT_TOPICS_FILE = Path(__file__).resolve().parent.parent / "configs" / "topics.yaml"
@@ -160,12 +155,6 @@ def _weight(node: dict, where: str) -> float:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
         raise TaxonomyError(f"{where}: weight must be a number >= 0, got {weight!r}")
     return float(weight)
-
-
-def sample_copies(doc_id: str, weight: float, seed: int) -> int:
-    """floor(weight) copies, plus one more when the document's hash falls under frac(weight)."""
-    whole = math.floor(weight)
-    return whole + (1 if unit_hash(seed, doc_id) < weight - whole else 0)
 
 
 class KeywordLabeler:

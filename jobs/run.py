@@ -102,7 +102,7 @@ def _run_stages(
     from thresher.jobs.prepare import run_prepare
     from thresher.jobs.rules import run_rules
     from thresher.jobs.selection import check_select_config, run_select
-    from thresher.jobs.tag import run_tag, tagger_info
+    from thresher.jobs.tag import configured_taggers, run_tag
     from thresher.jobs.tokenizer import run_tokenizer_train
     from thresher.pipeline.report.html import write_report
 
@@ -119,7 +119,7 @@ def _run_stages(
     _write_effective_config(out, config)
 
     def tag():
-        check_select_config(config, tagger_info(config, models_dir, digests=False))  # before any stage 3 work
+        check_select_config(config, configured_taggers(config, models_dir, digests=False))  # before any stage 3 work
         return run_tag(spark, dirs["rules"], dirs["tag"], config, models_dir=models_dir)
 
     steps = {
@@ -152,7 +152,7 @@ def _run_stages(
 def run_settings(config: Config, models_dir: str, tokenizer_dir: str, dirs: dict[str, str]) -> dict[str, Any]:
     """Every config value as a flat dotted key, plus the run's own inputs to stages (`run.*`): the
     models directory and, for models this run did not bootstrap, a content hash of each."""
-    from thresher.jobs.tag import tagger_info
+    from thresher.jobs.tag import configured_taggers
 
     settings = dataclasses.asdict(config)
     del settings["base_dir"]
@@ -160,8 +160,8 @@ def run_settings(config: Config, models_dir: str, tokenizer_dir: str, dirs: dict
     flat["run.models_dir"] = str(Path(models_dir).resolve())
     flat["run.tokenizer"] = str(Path(tokenizer_dir).resolve())
     if models_dir != dirs["classifiers"]:
-        for name, entry in tagger_info(config, models_dir).items():
-            flat[f"run.model_hash.{name}"] = entry["model_hash"]
+        for tagger in configured_taggers(config, models_dir):
+            flat[f"run.model_hash.{tagger.name}"] = tagger.model_hash
     return json.loads(json.dumps(flat, default=str))
 
 
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from thresher.jobs.selection import check_select_config
-    from thresher.jobs.tag import resolve_taggers, tagger_info
+    from thresher.jobs.tag import configured_taggers, resolve_taggers
 
     config = config_from_args(args)
     inputs = list(args.inputs)
@@ -278,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
     # Stage 3 settings checked before Spark starts: against the models when they exist already.
     resolve_taggers(config, args.models_dir)
     models_dir = args.models_dir or _configured_models_dir(config)
-    check_select_config(config, tagger_info(config, models_dir, digests=False) if models_dir else None)
+    check_select_config(config, configured_taggers(config, models_dir, digests=False) if models_dir else None)
     spark = spark_session("thresher-run", config.spark, args.master)
     run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer, args.from_stage)
     report = Path(args.output).resolve() / "report.html"

@@ -1,8 +1,9 @@
 """Stage 3b job, select: keep rules, line removal and rebalancing on the tag columns; no model runs.
 
-Reads a committed tag output (documents/ with every tagger's columns, stats.json naming the
-taggers and their labels) and writes OUTPUT/documents/ (pipeline.select.selection.selected_schema: text
-with low-scoring lines removed, sample_copies; sorted by doc_id), OUTPUT/rejects/ (`<tagger>:<rule>`
+Reads a committed tag output (documents/ with every tagger's columns; taggers.json declaring the
+taggers, their kinds, labels and models: schemas.tags) and writes OUTPUT/documents/
+(pipeline.select.selection.selected_schema: text with low-scoring lines removed, sample_copies;
+sorted by doc_id), OUTPUT/rejects/ (`<tagger>:<rule>`
 document rejects with the failing value, one `<tagger>_line` row per removed line,
 `<tagger>_emptied` and `rebalance_downsampled` documents) and OUTPUT/stats.json (documents and
 tokens in and out per rule; the mix per group before and after, against the target).
@@ -20,11 +21,10 @@ import argparse
 import functools
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from thresher.classifiers.tagging import Tagger
 from thresher.classifiers.topic import Taxonomy, TaxonomyError, load_taxonomy
 from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, ConfigError
@@ -44,12 +44,9 @@ from thresher.pipeline.select.selection import (
 )
 from thresher.pipeline.stagedir import StageOutput, crash_point, require_committed
 from thresher.schemas import to_spark_schema
-from thresher.schemas.stats import read_stats
+from thresher.schemas.tags import DeclaredTagger, read_taggers, score_column, top_column
 
 STAGE = "select"
-KEEP_RULES = ("label_in", "label_not_in", "min_score", "top_percent")
-REBALANCE_MODES = ("target", "weights", "off")
-UNITS = ("tokens", "documents")
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,82 +62,63 @@ def taxonomy_of(config: Config) -> Taxonomy:
         raise ConfigError(f"tag.topics_file: {exc}") from exc
 
 
-def check_select_config(config: Config, taggers: dict[str, dict[str, Any]] | None = None) -> SelectSettings:
-    """Every select setting checked, before Spark starts. `taggers` (name -> kind, labels, top_k, as
-    tag's stats.json records them) adds the checks against the models' labels; without it (the
-    models do not exist yet) only the config's own consistency is checked."""
+def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None = None) -> SelectSettings:
+    """The select settings checked against the taggers, before Spark starts (config.py checked each
+    value on its own when the config was built). `taggers` (as a tag output declares them, or as
+    their models give them) adds the checks against the models' labels; without it (the models do not
+    exist yet) only the configured taggers' names and kinds are checked."""
     section = config.select
     configured = {name: spec for name, spec in config.tag.taggers.items() if spec.model_dir}
-    known = taggers if taggers is not None else {n: {"kind": s.kind, "labels": None, "top_k": s.top_k} for n, s in configured.items()}
+    if taggers is None:
+        taggers = [DeclaredTagger(name, kind=spec.kind, top_k=spec.top_k) for name, spec in configured.items()]
+    known = {tagger.name: tagger for tagger in taggers}
 
-    def document_tagger(name: str, key: str) -> dict[str, Any]:
+    def tagger_of_kind(name: str, key: str, kind: str, needs: str) -> DeclaredTagger:
         if name not in known:
             raise ConfigError(f"{key}: no tagger named {name!r} (taggers: {', '.join(known) or 'none'}; see tag.taggers)")
-        if known[name]["kind"] != "document":
-            raise ConfigError(f"{key}: {name} is a {known[name]['kind']} tagger; keep rules need a document tagger")
+        if known[name].kind != kind:
+            raise ConfigError(f"{key}: {name} is a {known[name].kind} tagger; {needs} a {kind} tagger")
         return known[name]
 
     checks: list[KeepCheck] = []
     for name, rule in section.keep.items():
         key = f"select.keep.{name}"
-        entry = document_tagger(name, key)
-        labels = entry["labels"]
-        if rule.on_missing_label not in ("error", "keep"):
-            raise ConfigError(f"{key}.on_missing_label: must be error or keep, got {rule.on_missing_label!r}")
+        labels = tagger_of_kind(name, key, "document", "keep rules need").labels  # empty: not known yet
         for rule_name in ("label_in", "label_not_in"):
             wanted = getattr(rule, rule_name)
             if not wanted:
                 continue
-            missing = [label for label in wanted if labels is not None and label not in labels]
+            missing = [label for label in wanted if labels and label not in labels]
             if missing and rule.on_missing_label == "error":
-                raise ConfigError(f"{key}.{rule_name}: {missing} not label(s) of the {name} model ({labels})")
+                raise ConfigError(f"{key}.{rule_name}: {missing} not label(s) of the {name} model ({list(labels)})")
             if missing and (rule_name == "label_not_in" or len(missing) == len(wanted)):
                 # label_in with no known label would drop everything; label_not_in with an unknown one drops nothing
                 print(f"[thresher] select.keep.{name}.{rule_name}: the {name} model has no label {missing} "
-                      f"(its labels: {labels}); rule off, documents kept (on_missing_label: keep)", file=sys.stderr)
+                      f"(its labels: {list(labels)}); rule off, documents kept (on_missing_label: keep)", file=sys.stderr)
                 if rule_name == "label_in":
                     continue
-            present = tuple(label for label in wanted if labels is None or label in labels)
+            present = tuple(label for label in wanted if not labels or label in labels)
             if present:
                 checks.append(KeepCheck(name, rule_name, labels=present, label_min_score=rule.label_min_score))
         if rule.score_label:
-            if labels is not None and rule.score_label not in labels:
-                raise ConfigError(f"{key}.score_label: {rule.score_label!r} is not a label of the {name} model ({labels})")
-            if labels is not None and entry["top_k"] < len(labels):
+            if labels and rule.score_label not in labels:
+                raise ConfigError(f"{key}.score_label: {rule.score_label!r} is not a label of the {name} model ({list(labels)})")
+            if labels and known[name].top_k < len(labels):
                 raise ConfigError(f"{key}.score_label needs every label's score: set tag.taggers.{name}.top_k to {len(labels)}")
         if rule.min_score is not None:
-            if not 0.0 <= rule.min_score <= 1.0:
-                raise ConfigError(f"{key}.min_score: must be in [0, 1], got {rule.min_score}")
             checks.append(KeepCheck(name, "min_score", score_label=rule.score_label, threshold=rule.min_score))
         if rule.top_percent is not None:
-            if not 0.0 < rule.top_percent <= 100.0:
-                raise ConfigError(f"{key}.top_percent: must be in (0, 100], got {rule.top_percent}")
             checks.append(KeepCheck(name, "top_percent", score_label=rule.score_label, threshold=rule.top_percent))
 
     line_thresholds = []
     for name, threshold in section.line_thresholds.items():
-        key = f"select.line_thresholds.{name}"
-        if name not in known:
-            raise ConfigError(f"{key}: no tagger named {name!r} (taggers: {', '.join(known) or 'none'}; see tag.taggers)")
-        if known[name]["kind"] != "lines":
-            raise ConfigError(f"{key}: {name} is a {known[name]['kind']} tagger; line thresholds need a lines tagger")
-        if not 0.0 <= threshold <= 1.0:
-            raise ConfigError(f"{key}: must be in [0, 1], got {threshold}")
-        line_thresholds.append((name, float(threshold)))
+        tagger_of_kind(name, f"select.line_thresholds.{name}", "lines", "line thresholds need")
+        line_thresholds.append((name, threshold))
 
     rebalance = section.rebalance
-    if rebalance.mode not in REBALANCE_MODES:
-        raise ConfigError(f"select.rebalance.mode: must be one of {', '.join(REBALANCE_MODES)}, got {rebalance.mode!r}")
     class_tagger = ""
     if rebalance.mode != "off":
-        document_tagger(rebalance.tagger, "select.rebalance.tagger")
-        class_tagger = rebalance.tagger
-        if rebalance.unit not in UNITS:
-            raise ConfigError(f"select.rebalance.unit: must be one of {', '.join(UNITS)}, got {rebalance.unit!r}")
-        if rebalance.max_copies < 1.0:
-            raise ConfigError(f"select.rebalance.max_copies: must be at least 1 (one copy of a document), got {rebalance.max_copies}")
-        if not 0.0 <= rebalance.min_score <= 1.0:
-            raise ConfigError(f"select.rebalance.min_score: must be in [0, 1], got {rebalance.min_score}")
+        class_tagger = tagger_of_kind(rebalance.tagger, "select.rebalance.tagger", "document", "rebalancing needs").name
         if rebalance.mode == "target":
             mix_targets(config)
     return SelectSettings(
@@ -159,19 +137,12 @@ def mix_targets(config: Config) -> tuple[MixTarget, ...]:
     return expand_groups(taxonomy_of(config), config.select.rebalance.targets, "select.rebalance.targets")
 
 
-def tagged_models(tagged_dir: Path) -> dict[str, dict[str, Any]]:
-    """name -> tagger entry (kind, labels, top_k, model, held-out metrics) as the tag job recorded it, in column order."""
-    return {entry["name"]: entry for entry in read_stats(tagged_dir)["details"]["taggers"]}
-
-
 def run_select(spark, input_dir: str, output_dir: str, config: Config, partitions: int | None = None) -> dict:
     from pyspark.sql import functions as F
 
     input_path = require_committed(input_dir)
-    tagged_by = tagged_models(input_path)
-    taggers = tuple(Tagger(**{k: entry[k] for k in ("name", "model_dir", "kind", "input", "top_k", "line_label")})
-                    for entry in tagged_by.values())
-    settings = replace(check_select_config(config, tagged_by), taggers=taggers)
+    taggers = read_taggers(input_path)
+    settings = replace(check_select_config(config, taggers), taggers=taggers)
     out = StageOutput(output_dir)
     out.begin()
     tagged = spark.read.parquet(str(input_path / "documents"))
@@ -186,7 +157,7 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     crash_point("select:filtered")
     filtered = spark.read.parquet(filtered_path)
 
-    rebalance = _rebalance(filtered, config, tagged_by, settings)
+    rebalance = _rebalance(filtered, config, {t.name: t for t in taggers})
     settings = replace(settings, weights=rebalance.get("class_weights", {}))
     copied_path = str(out.work / "copied")
     filtered.mapInArrow(functools.partial(copy_batches, settings=settings), schema).write.mode("overwrite").parquet(copied_path)
@@ -208,8 +179,8 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     if config.select.rebalance.mode != "off" and not rebalance["skipped"]:
         rebalance["domains"] = _domain_mix(final, config.select.rebalance.unit)
     details.update({
-        "taggers": {name: {k: entry[k] for k in ("model_dir", "model_hash", "heldout", "weak_labels")}
-                    for name, entry in tagged_by.items()},
+        "taggers": {t.name: {"model_dir": t.model_dir, "model_hash": t.model_hash, "heldout": t.heldout,
+                             "weak_labels": t.weak_labels} for t in taggers},
         "rebalance": rebalance,
     })
     crash_point("select:before_commit")
@@ -220,8 +191,8 @@ def _score_column(check: KeepCheck):
     from pyspark.sql import functions as F
 
     if not check.score_label:
-        return F.col(f"{check.tagger}_score")
-    matching = F.filter(F.col(f"{check.tagger}_top"), lambda e: e["label"] == F.lit(check.score_label))
+        return F.col(score_column(check.tagger))
+    matching = F.filter(F.col(top_column(check.tagger)), lambda e: e["label"] == F.lit(check.score_label))
     return F.element_at(matching, 1)["score"]
 
 
@@ -247,7 +218,7 @@ def _with_cut(tagged, check: KeepCheck, documents_in: int) -> KeepCheck:
     return replace(check, cut=TopFractionCut(threshold, tie_hash, tie_key, TIE_SEED, keep))
 
 
-def _rebalance(filtered, config: Config, taggers: dict[str, dict[str, Any]], settings: SelectSettings) -> dict[str, Any]:
+def _rebalance(filtered, config: Config, taggers: dict[str, DeclaredTagger]) -> dict[str, Any]:
     """Per-class weights for the kept documents (solved for the target mix, or the taxonomy's), with
     the mix before and (expected) after per group; skipped with a warning on a too-weak class model."""
     from pyspark.sql import functions as F
@@ -256,7 +227,7 @@ def _rebalance(filtered, config: Config, taggers: dict[str, dict[str, Any]], set
     result: dict[str, Any] = {"mode": section.mode, "unit": section.unit, "tagger": section.tagger, "skipped": None}
     if section.mode == "off":
         return result
-    accuracy = (taggers[section.tagger].get("heldout") or {}).get("accuracy")
+    accuracy = taggers[section.tagger].heldout.get("accuracy")
     if not isinstance(accuracy, float) or math.isnan(accuracy) or accuracy < section.min_model_accuracy:
         measured = f"{accuracy:.3f}" if isinstance(accuracy, float) else "not measured (no metrics.json)"
         result["skipped"] = (f"the {section.tagger} model's held-out accuracy is {measured} (floor "
@@ -376,7 +347,7 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
 
 
 def _check(args: argparse.Namespace, config: Config) -> str:
-    check_select_config(config, tagged_models(require_committed(args.input)))  # before Spark starts
+    check_select_config(config, read_taggers(require_committed(args.input)))  # before Spark starts
     return args.input
 
 

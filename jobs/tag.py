@@ -4,9 +4,10 @@ Reads a committed stage 2 output (documents/ Parquet), runs the taggers of confi
 batches inside Spark tasks (mapInArrow; each Python worker loads each model once), and writes
 OUTPUT/documents/ (the stage 2 columns plus each tagger's, see classifiers.tagging; sorted by
 doc_id), OUTPUT/rejects/ (the lines of a user's JSONL input that are no JSON object; rule
-input_parse_error) and OUTPUT/stats.json, which records per tagger its model directory, a content
-hash of the model files, its labels and held-out metrics, and score histograms. No document is
-dropped and `text` is unchanged: thresholds live in `thresher select`.
+input_parse_error), OUTPUT/taggers.json (schemas.tags: per tagger its kind, top_k, labels, columns
+and model; what select reads) and OUTPUT/stats.json, which records per tagger its model directory,
+a content hash of the model files, its labels and held-out metrics, and score histograms. No
+document is dropped and `text` is unchanged: thresholds live in `thresher select`.
 
 Models: each tagger's `model_dir` (absolute, or relative to config `tag.model_dir` / --models-dir);
 make the defaults with `thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output MODELS_DIR`.
@@ -24,7 +25,7 @@ from typing import Any
 
 from thresher.classifiers.base import ModelNotFoundError, model_digest, read_manifest, read_metrics
 from thresher.classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
-from thresher.classifiers.tagging import Tagger, check_tagger, tag_batches, tagged_schema
+from thresher.classifiers.tagging import Tagger, check_tagger, tag_batches
 from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
@@ -40,6 +41,14 @@ from thresher.pipeline.stagedir import StageOutput, crash_point
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from thresher.schemas import to_spark_schema
 from thresher.schemas.documents import RULES
+from thresher.schemas.tags import (
+    TAGGERS_FILE,
+    label_column,
+    line_scores_column,
+    score_column,
+    tagged_schema,
+    write_taggers,
+)
 
 STAGE = "tag"
 HISTOGRAM_BINS = 10  # score histograms in the stats and the report: [0, 0.1), ..., [0.9, 1.0]
@@ -72,7 +81,8 @@ def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagge
         if not name.isidentifier():
             raise ConfigError(f"tag.taggers.{name}: a tagger name must be a plain identifier (it names columns)")
         path = shipped_model_dir() if spec.model_dir == SHIPPED_MODEL else Path(spec.model_dir)
-        tagger = Tagger(name, str(path if path.is_absolute() else base / path), spec.kind, spec.input, spec.top_k, spec.line_label)
+        tagger = Tagger(name, str(path if path.is_absolute() else base / path), kind=spec.kind, top_k=spec.top_k,
+                        input=spec.input, line_label=spec.line_label)
         try:
             check_tagger(tagger)
         except ValueError as exc:
@@ -86,29 +96,12 @@ def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagge
     return taggers
 
 
-def configured_taggers(config: Config, models_dir: str | None = None) -> list[Tagger]:
-    """The taggers as tasks run them: a transformers tagger carries config `transformers` (its
-    inference settings over the model's own), checked here against the model's stored settings."""
-    taggers = []
-    overrides = tuple(sorted(config.transformers.overrides().items()))
-    for tagger in resolve_taggers(config, models_dir):
-        manifest = read_manifest(tagger.model_dir)
-        if manifest["backend"] == "transformers" and overrides:
-            from thresher.classifiers.transformers_backend import stored_settings
-
-            try:
-                stored_settings(manifest).replace(dict(overrides))
-            except ValueError as exc:
-                raise ConfigError(f"transformers: {exc} (tagger {tagger.name}, model {tagger.model_dir})") from exc
-            tagger = replace(tagger, inference=overrides)
-        taggers.append(tagger)
-    return taggers
-
-
-def tagger_info(config: Config, models_dir: str | None = None, digests: bool = True) -> dict[str, dict[str, Any]]:
-    """Per enabled tagger, from its model directory: kind, labels, top_k, model dir and content hash,
-    held-out metrics and whether its labels were weak (bootstrapped). A missing model is one clear line."""
-    info = {}
+def configured_taggers(config: Config, models_dir: str | None = None, digests: bool = True) -> list[Tagger]:
+    """The taggers as tasks run them, each declaring its model's labels, content hash (with `digests`),
+    held-out metrics and whether its labels were weak (bootstrapped). A missing model is one clear line;
+    a transformers tagger carries config `transformers` (its inference settings over the model's own),
+    checked here against the model's stored settings."""
+    declared = []
     for tagger in resolve_taggers(config, models_dir):
         try:
             manifest = read_manifest(tagger.model_dir)
@@ -124,27 +117,42 @@ def tagger_info(config: Config, models_dir: str | None = None, digests: bool = T
                 f"({manifest['labels']})"
             )
         metrics = read_metrics(tagger.model_dir)
-        info[tagger.name] = {
-            **asdict(tagger),
-            "backend": manifest["backend"],
-            "labels": list(manifest["labels"]),
-            "model_hash": model_digest(tagger.model_dir) if digests else None,
-            "heldout": metrics.get("heldout", {}),
-            "weak_labels": any("weak_labels" in str(source) for source in metrics.get("data", [])),
-        }
-    for tagger in configured_taggers(config, models_dir):  # after the missing-model check above
-        info[tagger.name]["inference"] = dict(tagger.inference)
-    return info
+        declared.append((replace(
+            tagger,
+            labels=tuple(manifest["labels"]),
+            model_hash=model_digest(tagger.model_dir) if digests else None,
+            heldout=metrics.get("heldout", {}),
+            weak_labels=any("weak_labels" in str(source) for source in metrics.get("data", [])),
+        ), manifest))
+    overrides = tuple(sorted(config.transformers.overrides().items()))
+    taggers = []
+    for tagger, manifest in declared:  # after every tagger's missing-model check above
+        if manifest["backend"] == "transformers" and overrides:
+            from thresher.classifiers.transformers_backend import stored_settings
+
+            try:
+                stored_settings(manifest).replace(dict(overrides))
+            except ValueError as exc:
+                raise ConfigError(f"transformers: {exc} (tagger {tagger.name}, model {tagger.model_dir})") from exc
+            tagger = replace(tagger, inference=overrides)
+        taggers.append(tagger)
+    return taggers
 
 
-def describe_models(info: dict[str, dict[str, Any]]) -> list[str]:
+def tagger_record(tagger: Tagger) -> dict[str, Any]:
+    """What tag's stats keep of a tagger (the report shows it): its declaration, how it ran, its model's backend."""
+    return {**asdict(tagger), "labels": list(tagger.labels), "inference": dict(tagger.inference),
+            "backend": read_manifest(tagger.model_dir)["backend"]}
+
+
+def describe_models(taggers: list[Tagger]) -> list[str]:
     """One console line per tagger: its model and held-out figures, flagging bootstrapped (weak) models."""
     lines = []
-    for name, entry in info.items():
-        heldout = entry.get("heldout") or {}
+    for tagger in taggers:
+        heldout = tagger.heldout
         figures = ", ".join(f"{k}={heldout[k]:.3f}" for k in ("accuracy", "macro_f1", "auc") if isinstance(heldout.get(k), float))
-        weak = " (bootstrapped from weak labels: a rough default; train your own with `thresher classifiers train`)" if entry["weak_labels"] else ""
-        lines.append(f"[thresher] tagger {name}: {entry['model_dir']} held-out {figures or 'not measured'} "
+        weak = " (bootstrapped from weak labels: a rough default; train your own with `thresher classifiers train`)" if tagger.weak_labels else ""
+        lines.append(f"[thresher] tagger {tagger.name}: {tagger.model_dir} held-out {figures or 'not measured'} "
                      f"on {heldout.get('examples', 0)} examples{weak}")
     return lines
 
@@ -153,10 +161,9 @@ def run_tag(
     spark, input_dir: str, output_dir: str, config: Config, models_dir: str | None = None, partitions: int | None = None,
     fields: FieldMapping = DEFAULT_FIELDS,
 ) -> dict:
-    info = tagger_info(config, models_dir)
-    for line in describe_models(info):
-        print(line, file=sys.stderr)
     taggers = configured_taggers(config, models_dir)
+    for line in describe_models(taggers):
+        print(line, file=sys.stderr)
     source = resolve_source(input_dir, fields)
     out = StageOutput(output_dir)
     out.begin()
@@ -177,12 +184,13 @@ def run_tag(
     tagged = spark.read.parquet(tagged_path)
     tagged.orderBy("doc_id").write.parquet(out.staged("documents"))
     parse_rejects(spark, rejects_dir).orderBy("warc_path", "detail").write.parquet(out.staged("rejects"))
+    write_taggers(out.staged(TAGGERS_FILE), taggers)
     skipped = count_skipped_lines(rejects_dir, STAGE)
     documents_out = tagged.count()
     details = {
         "missing_input_columns": missing_columns,
-        "taggers": list(info.values()),  # a list: tagger order is column order
-        "labels": {t.name: _label_counts(tagged, t.name) for t in taggers if t.kind == "document"},
+        "taggers": [tagger_record(t) for t in taggers],  # a list: tagger order is column order
+        "labels": {t.name: _label_counts(tagged, t) for t in taggers if t.kind == "document"},
         "score_histograms": {t.name: _histogram(tagged, t) for t in taggers},
     }
     crash_point("tag:before_commit")
@@ -193,8 +201,8 @@ def run_tag(
                             phases={"tagging": tag_seconds})
 
 
-def _label_counts(tagged, name: str) -> dict[str, int]:
-    rows = tagged.groupBy(f"{name}_label").count().collect()
+def _label_counts(tagged, tagger: Tagger) -> dict[str, int]:
+    rows = tagged.groupBy(label_column(tagger.name)).count().collect()
     return dict(sorted((str(row[0]), row["count"]) for row in rows))
 
 
@@ -203,16 +211,16 @@ def _histogram(tagged, tagger: Tagger) -> list[int]:
     from pyspark.sql import functions as F
 
     if tagger.kind == "lines":
-        scores = tagged.select(F.explode(f"{tagger.name}_line_scores").alias("score")).filter(F.col("score").isNotNull())
+        scores = tagged.select(F.explode(line_scores_column(tagger.name)).alias("score")).filter(F.col("score").isNotNull())
     else:
-        scores = tagged.select(F.col(f"{tagger.name}_score").alias("score"))
+        scores = tagged.select(F.col(score_column(tagger.name)).alias("score"))
     bins = F.least(F.floor(F.col("score") * HISTOGRAM_BINS), F.lit(HISTOGRAM_BINS - 1)).cast("int")
     counts = dict(scores.groupBy(bins.alias("bin")).count().collect())
     return [counts.get(i, 0) for i in range(HISTOGRAM_BINS)]
 
 
 def _check(args: argparse.Namespace, config: Config) -> None:
-    tagger_info(config, args.models_dir, digests=False)  # models and settings checked before Spark starts
+    configured_taggers(config, args.models_dir, digests=False)  # models and settings checked before Spark starts
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 from thresher.jobs.documents_input import fields_from_args
 from thresher.jobs.selection import check_select_config, run_select
 from thresher.jobs.stage_job import StageJob, print_stage_summary
-from thresher.jobs.tag import add_stage3_arguments, run_tag, tagger_info
+from thresher.jobs.tag import add_stage3_arguments, configured_taggers, run_tag
 from thresher.pipeline.config import Config
 from thresher.pipeline.stagedir import StageOutput
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, FieldMapping
@@ -27,7 +27,7 @@ def run_tag_select(
     fields: FieldMapping = DEFAULT_FIELDS,
 ) -> dict[str, dict]:
     """Tag then select; returns both steps' stats."""
-    check_select_config(config, tagger_info(config, models_dir, digests=False))
+    check_select_config(config, configured_taggers(config, models_dir, digests=False))
     out = Path(output_dir)
     stats = {}
     for step, run_step in (
@@ -44,7 +44,7 @@ def run_tag_select(
 
 
 def _check(args: argparse.Namespace, config: Config) -> None:
-    check_select_config(config, tagger_info(config, args.models_dir, digests=False))  # before Spark starts
+    check_select_config(config, configured_taggers(config, args.models_dir, digests=False))  # before Spark starts
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> None:

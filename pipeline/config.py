@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import yaml
 
 from thresher.schemas.errors import UserError
+from thresher.schemas.tags import KINDS
 
 
 class ConfigError(UserError):
@@ -38,14 +39,16 @@ class Range:
     low: float | None = None
     high: float | None = None
     high_open: bool = False  # high itself excluded
+    low_open: bool = False  # low itself excluded
 
     def check(self, value: float, key: str) -> None:
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
-        if (self.low is not None and value < self.low) or above:
+        if below or above:
             if self.high is None:
-                bound = f"at least {self.low:g}"
+                bound = f"{'above' if self.low_open else 'at least'} {self.low:g}"
             else:
-                bound = f"in [{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+                bound = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
             raise ConfigError(f"{key}: {value!r} is out of range, must be {bound}")
 
 
@@ -59,6 +62,10 @@ class OneOf:
         if value not in self.choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(c) for c in self.choices)}")
 
+
+# The tasks a model may read its input as (classifiers.tasks.model_input builds each); a tagger's
+# `input` names one. Declared here, the lowest layer that checks it.
+TASKS = ("plain", "page_type", "clutter", "topic")
 
 # Annotated field types: the range sits next to each field.
 Fraction = Annotated[float, Range(0.0, 1.0)]  # a share or probability
@@ -255,8 +262,8 @@ class TaggerConfig:
     """One stage 3 tagger: a model whose scores become columns; it never drops or changes a document."""
 
     model_dir: str = ""  # absolute, or relative to tag.model_dir; empty: the tagger is off
-    kind: str = "document"  # document: <name>_label, <name>_score, <name>_top; lines: <name>_line_scores
-    input: str = "plain"  # what the model sees (classifiers.tasks): plain, page_type, topic; lines: clutter
+    kind: Annotated[str, OneOf(KINDS)] = "document"  # document: <name>_label, <name>_score, <name>_top; lines: <name>_line_scores
+    input: Annotated[str, OneOf(TASKS)] = "plain"  # what the model sees (classifiers.tasks): plain, page_type, topic; lines: clutter
     top_k: PositiveCount = 5  # labels kept in <name>_top, best first (document taggers)
     line_label: str = "keep"  # lines taggers: the label whose probability is a line's score
 
@@ -280,26 +287,30 @@ class KeepRule:
     label_not_in: list[str] = field(default_factory=list)  # drop documents whose <name>_label is one of these
     label_min_score: Fraction = 0.0  # the label rules drop a document only when <name>_score is at least this
     score_label: str = ""  # min_score/top_percent act on this label's probability (from <name>_top); empty: <name>_score
-    min_score: float | None = None  # keep documents scoring at least this
-    top_percent: float | None = None  # keep the best p% of the whole input by score (ties: doc_id hash)
-    on_missing_label: str = "error"  # a label_in/label_not_in label the model lacks: error, or keep (rule off, warned)
+    min_score: Fraction | None = None  # keep documents scoring at least this
+    # keep the best p% of the whole input by score (ties: doc_id hash)
+    top_percent: Annotated[float, Range(0.0, 100.0, low_open=True)] | None = None
+    # a label_in/label_not_in label the model lacks: error, or keep (rule off, warned)
+    on_missing_label: Annotated[str, OneOf(("error", "keep"))] = "error"
 
 
 @dataclass(frozen=True)
 class MixTargetConfig:
     classes: list[str] = field(default_factory=list)  # topics.yaml groups, domains ("science") or labels ("science.physics"); empty: the group named like the target
-    share: float = 0.0  # of the output's tokens (or documents, see rebalance.unit)
+    share: Fraction = 0.0  # of the output's tokens (or documents, see rebalance.unit)
 
 
 @dataclass(frozen=True)
 class RebalanceConfig:
-    mode: str = "target"  # target: solve for class weights that reach `targets`; weights: topics.yaml weights; off
+    # target: solve for class weights that reach `targets`; weights: topics.yaml weights; off
+    mode: Annotated[str, OneOf(("target", "weights", "off"))] = "target"
     tagger: str = "topic"  # the document tagger whose label is the class
-    unit: str = "tokens"  # what shares measure: tokens (estimated: a word or a CJK character each) or documents
+    # what shares measure: tokens (estimated: a word or a CJK character each) or documents
+    unit: Annotated[str, OneOf(("tokens", "documents"))] = "tokens"
     targets: dict[str, MixTargetConfig] = field(default_factory=dict)  # group -> classes and share; the rest fills up
-    max_copies: float = 4.0  # upsampling cap: the most copies any document may get
+    max_copies: Annotated[float, Range(1.0)] = 4.0  # upsampling cap: the most copies any document may get (one: none)
     allow_downsampling: bool = True  # classes over their share may be sampled below one copy
-    min_score: float = 0.0  # a document whose class scores below this is not reweighted (one copy, class "rest")
+    min_score: Fraction = 0.0  # a document whose class scores below this is not reweighted (one copy, class "rest")
     min_model_accuracy: Fraction = 0.5  # skip rebalancing (warn) when the class model's held-out accuracy is lower
     seed: int = 0  # which documents a fractional weight keeps: unit_hash(seed, doc_id) < frac(w)
 
@@ -310,7 +321,7 @@ class SelectConfig:
     so changing anything here reruns select and the stages after it, never a tagger."""
 
     keep: dict[str, KeepRule] = field(default_factory=dict)  # document tagger name -> its keep rules
-    line_thresholds: dict[str, float] = field(default_factory=dict)  # lines tagger -> lines scoring below are removed
+    line_thresholds: dict[str, Fraction] = field(default_factory=dict)  # lines tagger -> lines scoring below are removed
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
 
 
@@ -465,16 +476,9 @@ def _check(hint: Any, value: Any, key: str):
         return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value, key + ".")
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for option in typing.get_args(hint):
-            if option is type(None) and value is None:
-                return None
-            try:
-                return _check(option, value, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{key}: {_describe(value)} matches none of {hint}")
+    if origin in (typing.Union, types.UnionType):  # `X | None` (the one union a field takes): null, or X's own check
+        (present,) = [option for option in typing.get_args(hint) if option is not type(None)]
+        return None if value is None else _check(present, value, key)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{key}: expected a list, got {_describe(value)}")

@@ -27,5 +27,5 @@ RULES = extend(
     pa.field("minhash_cluster", pa.string()),  # doc_id of the cluster's kept document (itself if alone)
 )
 
-# Stage 3 columns depend on the configured taggers: classifiers.tagging.tagged_schema (tag) and
+# Stage 3 columns depend on the configured taggers: schemas.tags.tagged_schema (tag) and
 # pipeline.select.selection.selected_schema (select) derive them.

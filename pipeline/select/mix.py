@@ -1,5 +1,5 @@
-"""Rebalancing to a target mix, and the global top-fraction cut: pure functions the select step runs
-on counts and scores, without Spark or a model.
+"""Rebalancing to a target mix, copies of a document from its class weight, and the global
+top-fraction cut: pure functions the select step runs on counts and scores, without Spark or a model.
 
 Mix
 ---
@@ -18,6 +18,12 @@ change to the data: the smallest weight of a kept group is 1 (nothing dropped, n
 beyond what the mix needs) when every weight then stays <= max_copies, otherwise the largest weight
 sits at the cap and the rest are downsampled. A group with no amount gets weight 1 (there is nothing
 to copy) and a share of 0, so a positive target on it is short.
+
+Copies
+------
+`sample_copies(doc_id, w)` = floor(w) + (1 if unit_hash(seed, doc_id) < frac(w) else 0): in
+expectation a class is scaled by w, each document's outcome is fixed by its id, and no document is
+split. Copies are a column (export writes a document that many times); 0 copies is a reject.
 
 Cut
 ---
@@ -200,6 +206,12 @@ def _least_change_weights(shares: np.ndarray, amounts: np.ndarray, lo: float, ca
     if ratios.max() * scale > cap * (1 + 1e-12):
         scale = cap / ratios.max()
     return np.clip(ratios * scale, lo, cap)
+
+
+def sample_copies(doc_id: str, weight: float, seed: int) -> int:
+    """floor(weight) copies, plus one more when the document's hash falls under frac(weight)."""
+    whole = math.floor(weight)
+    return whole + (1 if unit_hash(seed, doc_id) < weight - whole else 0)
 
 
 def expand_groups(taxonomy, spec: Mapping, key: str = "select.rebalance.targets") -> tuple[MixTarget, ...]:

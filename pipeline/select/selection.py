@@ -6,8 +6,8 @@ and rebalancing copies, all from the tag columns (no model runs here).
 lines tagger scored under its threshold are removed (`text` rewritten, each line kept in
 `removed_lines` for a `<tagger>_line` reject; a document left empty is a `<tagger>_emptied`
 reject). It also counts estimated tokens and names the document's mix class. `copy_table` then
-turns the per-class weights the driver solved for into `sample_copies` (classifiers.topic.sample_copies;
-0 copies is a `rebalance_downsampled` reject).
+turns the per-class weights the driver solved for into `sample_copies` (pipeline.select.mix.sample_copies;
+0 copies is a `rebalance_downsampled` reject). The tag columns are those the taggers declare (schemas.tags).
 """
 
 from __future__ import annotations
@@ -19,12 +19,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from thresher.classifiers.clutter import remove_lines
-from thresher.classifiers.tagging import Tagger, tagged_schema
-from thresher.classifiers.topic import sample_copies
 from thresher.pipeline.lexicon import HAN_CHAR
-from thresher.pipeline.select.mix import TopFractionCut
+from thresher.pipeline.select.mix import TopFractionCut, sample_copies
 from thresher.schemas import extend
+from thresher.schemas.tags import (
+    DeclaredTagger,
+    label_column,
+    line_scores_column,
+    score_column,
+    tagged_schema,
+    top_column,
+)
 
 STATUS_KEPT = "kept"
 RULE_DOWNSAMPLED = "rebalance_downsampled"
@@ -61,12 +66,12 @@ class KeepCheck:
     def score(self, row: dict) -> float:
         """The score this rule reads: the tagger's top score, or `score_label`'s probability from its top list."""
         if not self.score_label:
-            return float(row[f"{self.tagger}_score"])
-        return next(float(e["score"]) for e in row[f"{self.tagger}_top"] if e["label"] == self.score_label)
+            return float(row[score_column(self.tagger)])
+        return next(float(e["score"]) for e in row[top_column(self.tagger)] if e["label"] == self.score_label)
 
     def failure(self, row: dict) -> str | None:
         """None when the row passes, else the reject detail."""
-        label, top_score = row[f"{self.tagger}_label"], float(row[f"{self.tagger}_score"])
+        label, top_score = row[label_column(self.tagger)], float(row[score_column(self.tagger)])
         if self.rule in ("label_in", "label_not_in"):
             hit = label in self.labels
             if hit == (self.rule == "label_in") or top_score < self.label_min_score:
@@ -81,7 +86,7 @@ class KeepCheck:
 
 @dataclass(frozen=True)
 class SelectSettings:
-    taggers: tuple[Tagger, ...]  # as tagged: the input's columns
+    taggers: tuple[DeclaredTagger, ...]  # as tag declared them: the input's columns
     checks: tuple[KeepCheck, ...] = ()
     line_thresholds: tuple[tuple[str, float], ...] = ()  # (lines tagger, threshold), in config order
     class_tagger: str = ""  # whose label is the mix class; empty: no rebalancing
@@ -96,10 +101,8 @@ REMOVED_LINE = pa.struct([pa.field("line", pa.string()), pa.field("score", pa.fl
 def selected_schema(settings: SelectSettings) -> pa.Schema:
     """The select documents: the tag columns without line scores (text may be rewritten, so they would
     no longer align; they stay in the tag output), then lines removed per lines tagger and sample_copies."""
-    tagged = tagged_schema(settings.taggers)
-    kept = pa.schema([f for f in tagged if not f.name.endswith("_line_scores")])
     return extend(
-        kept,
+        tagged_schema([tagger for tagger in settings.taggers if tagger.kind != "lines"]),
         *[pa.field(f"lines_removed_{name}", pa.int32()) for name, _ in settings.line_thresholds],
         pa.field("sample_copies", pa.int32()),  # how many times export emits this document (rebalancing)
     )
@@ -136,7 +139,7 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     cleaned: dict[int, str] = {}  # row -> text with lines removed
     if settings.line_thresholds:
         kept = [i for i, row in enumerate(rows) if row["status"] == STATUS_KEPT]
-        line_columns = [f"{name}_line_scores" for name, _ in settings.line_thresholds]
+        line_columns = [line_scores_column(name) for name, _ in settings.line_thresholds]
         for i, scored in zip(kept, table.select(line_columns).take(pa.array(kept, pa.int64())).to_pylist(), strict=True):
             rows[i].update(scored)
             text = _remove_lines(rows[i], python_texts[i], settings.line_thresholds)
@@ -168,10 +171,31 @@ def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
     """The input columns the keep rules and the mix class read, for every document."""
     read = {"doc_id"}
     for check in settings.checks:
-        read |= {f"{check.tagger}_label", f"{check.tagger}_score", *([f"{check.tagger}_top"] if check.score_label else [])}
+        read |= {label_column(check.tagger), score_column(check.tagger), *([top_column(check.tagger)] if check.score_label else [])}
     if settings.class_tagger:
-        read |= {f"{settings.class_tagger}_label", f"{settings.class_tagger}_score"}
+        read |= {label_column(settings.class_tagger), score_column(settings.class_tagger)}
     return [name for name in names if name in read]
+
+
+@dataclass
+class CleanedText:
+    text: str
+    removed: list[tuple[str, float]]  # (line, score) of each removed line
+
+
+def remove_lines(text: str, scores: Sequence[float | None], threshold: float) -> CleanedText:
+    """`text` without the lines whose score is below `threshold`; blank (unscored) lines stay, so
+    paragraph breaks survive, and a text with nothing to remove comes back unchanged."""
+    lines = (text or "").split("\n")
+    if len(lines) != len(scores):
+        raise ValueError(f"{len(scores)} line scores for a text of {len(lines)} lines")
+    kept, removed = [], []
+    for line, score in zip(lines, scores, strict=True):
+        if score is not None and score < threshold:
+            removed.append((line, score))
+        else:
+            kept.append(line)
+    return CleanedText("\n".join(kept).strip() if removed else (text or ""), removed)
 
 
 def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]]) -> str:
@@ -181,7 +205,7 @@ def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]])
     rule_of: dict[int, str] = {}
     for name, threshold in thresholds:
         row[f"lines_removed_{name}"] = 0
-        for index, score in enumerate(row.get(f"{name}_line_scores") or []):
+        for index, score in enumerate(row.get(line_scores_column(name)) or []):
             if score is not None and score < threshold and index not in rule_of and index < len(scores):
                 rule_of[index], scores[index] = name, score
                 row[f"lines_removed_{name}"] += 1
@@ -197,9 +221,9 @@ def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]])
 
 
 def _mix_class(row: dict, settings: SelectSettings) -> str:
-    if not settings.class_tagger or float(row[f"{settings.class_tagger}_score"]) < settings.class_min_score:
+    if not settings.class_tagger or float(row[score_column(settings.class_tagger)]) < settings.class_min_score:
         return REST_CLASS
-    return row[f"{settings.class_tagger}_label"]
+    return row[label_column(settings.class_tagger)]
 
 
 def copy_table(table: pa.Table, settings: SelectSettings) -> pa.Table:

@@ -1,11 +1,10 @@
-"""The 200-class taxonomy, keyword weak labels, and deterministic rebalancing."""
+"""The 200-class taxonomy and its rebalancing weights, and keyword weak labels."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from thresher.classifiers.topic import KeywordLabeler, TaxonomyError, load_taxonomy, sample_copies, seed_examples
+from thresher.classifiers.topic import KeywordLabeler, TaxonomyError, load_taxonomy, seed_examples
 from thresher.pipeline.config import ConfigError
 
 DESCRIBED = 'en: A, zh: 甲, description: {en: "Things of kind A.", zh: "甲类的东西。"}'
@@ -67,16 +66,6 @@ def test_weights_favour_knowledge_over_fiction_and_products(taxonomy):
     for downweighted in ("literature.fiction", "literature.web_fiction", "shopping.product_descriptions"):
         assert w[downweighted] < 1
     assert taxonomy.weight("no.such_topic") == 1.0
-
-
-def test_sample_copies_scale_a_class_by_its_weight_in_expectation():
-    ids = [f"doc-{i}" for i in range(20000)]
-    for weight in (0.3, 1.0, 1.75, 2.0):
-        copies = [sample_copies(doc_id, weight, seed=0) for doc_id in ids]
-        assert set(copies) <= {int(weight), int(weight) + 1}
-        assert abs(np.mean(copies) - weight) < 0.02
-    assert [sample_copies(d, 0.5, 0) for d in ids[:50]] == [sample_copies(d, 0.5, 0) for d in ids[:50]]
-    assert [sample_copies(d, 0.5, 0) for d in ids[:50]] != [sample_copies(d, 0.5, 1) for d in ids[:50]]
 
 
 def test_keyword_labels_in_english_and_chinese(taxonomy):

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
 from stage_rows import stage3_config
 
-from thresher.classifiers.topic import sample_copies
-from thresher.jobs.selection import check_select_config, run_select, tagged_models
+from thresher.jobs.selection import check_select_config, run_select
 from thresher.pipeline.config import ConfigError
 from thresher.pipeline.seeded_hash import unit_hash
+from thresher.pipeline.select.mix import sample_copies
 from thresher.pipeline.select.selection import estimated_tokens
 from thresher.schemas.rejects import REJECT
 from thresher.schemas.stats import read_stats
+from thresher.schemas.tags import TAGGERS_FILE, read_taggers
 
 QUALITY_CUT = {"select.keep.quality.score_label": "1", "select.keep.quality.top_percent": 50}
 
@@ -105,7 +107,7 @@ def test_line_removal_follows_the_tag_scores(selected, tagged_dir, config_for):
 
 def test_weak_topic_model_skips_rebalancing_with_a_warning(selected, tagged_dir):
     stats = read_stats(selected[1])
-    accuracy = tagged_models(tagged_dir)["topic"]["heldout"]["accuracy"]
+    accuracy = next(t for t in read_taggers(tagged_dir) if t.name == "topic").heldout["accuracy"]
     assert accuracy < 0.5  # the bootstrapped topic model of 200 documents is weak
     assert "held-out accuracy" in stats["details"]["rebalance"]["skipped"]
     assert all(d["sample_copies"] == 1 for d in rows(selected[1]))
@@ -166,18 +168,18 @@ def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path)
          r"select.keep.page_type.label_in: \['artcle'\] not label\(s\) of the page_type model"),
         ({"select.keep.clutter.min_score": 0.5}, "clutter is a lines tagger"),
         ({"select.keep.quality.score_label": "2", "select.keep.quality.min_score": 0.5}, "'2' is not a label of the quality model"),
-        ({"select.keep.quality.top_percent": 0}, r"top_percent: must be in \(0, 100\]"),
+        ({"select.keep.quality.top_percent": 0}, r"select.keep.quality.top_percent: 0.0 is out of range, must be in \(0, 100\]"),
         ({"select.line_thresholds.topic": 0.5}, "topic is a document tagger"),
-        ({"select.rebalance.targets.knowledge.share": 1.2}, "knowledge.share: must be a number in"),
+        ({"select.rebalance.targets.knowledge.share": 1.2}, r"knowledge.share: 1.2 is out of range, must be in \[0, 1\]"),
         ({"select.rebalance.targets.fiction": {"classes": ["literature"], "share": 0.5}}, "shares sum to 1.1, more than 1"),
         ({"select.rebalance.targets.knowledge.classes": ["science.alchemy"]}, "knowledge.classes"),
-        ({"select.rebalance.max_copies": -1}, "max_copies: must be at least 1"),
+        ({"select.rebalance.max_copies": -1}, "max_copies: -1.0 is out of range, must be at least 1"),
         ({"select.rebalance.tagger": "topics"}, "select.rebalance.tagger: no tagger named 'topics'"),
     ],
 )
 def test_bad_settings_are_one_config_error_before_any_work(tagged_dir, config_for, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        check_select_config(config_for(**overrides), tagged_models(tagged_dir))
+        check_select_config(config_for(**overrides), read_taggers(tagged_dir))
 
 
 def test_the_command_refuses_bad_settings_in_one_line_before_spark(tagged_dir, tmp_path, capsys):
@@ -187,6 +189,17 @@ def test_the_command_refuses_bad_settings_in_one_line_before_spark(tagged_dir, t
     assert main(["select", str(tagged_dir), "--output", str(out), "--set", "select.rebalance.max_copies=-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "select.rebalance.max_copies" in err[0] and not out.exists()
+
+
+def test_a_tag_output_without_its_declaration_is_refused_in_one_line(tagged_dir, tmp_path, capsys):
+    from thresher.jobs.cli import main
+
+    older = shutil.copytree(tagged_dir, tmp_path / "tag")  # as a thresher before taggers.json left it
+    (older / TAGGERS_FILE).unlink()
+    out = tmp_path / "out"
+    assert main(["select", str(older), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{older / TAGGERS_FILE}: no such file" in err[0] and "rerun tag" in err[0] and not out.exists()
 
 
 def test_a_model_lacking_a_kept_label_keeps_documents_when_told(spark, tagged_dir, config_for, tmp_path, capsys):

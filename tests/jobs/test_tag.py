@@ -15,6 +15,7 @@ from thresher.jobs.tag import run_tag
 from thresher.pipeline.config import ConfigError, load_config
 from thresher.schemas.documents import RULES
 from thresher.schemas.stats import read_stats
+from thresher.schemas.tags import read_taggers, tagged_schema
 
 TAGGERS = ("page_type", "clutter", "topic", "quality")
 
@@ -71,6 +72,19 @@ def test_stats_trace_each_tagger_to_its_model_files(tagged_dir, models_dir, qual
     assert sum(stats["details"]["score_histograms"]["clutter"]) == scored_lines
 
 
+def test_the_declared_taggers_are_the_columns_and_models_written(tagged_dir, models_dir, quality_model):
+    declared = read_taggers(tagged_dir)
+    assert [t.name for t in declared] == list(TAGGERS)
+    assert tagged_schema(declared).names == pq.read_table(tagged_dir / "documents").schema.names
+    stats = {entry["name"]: entry for entry in read_stats(tagged_dir)["details"]["taggers"]}
+    for tagger in declared:
+        assert (tagger.kind, tagger.top_k, list(tagger.labels)) == (stats[tagger.name]["kind"], 5, stats[tagger.name]["labels"])
+        assert (tagger.model_dir, tagger.model_hash, tagger.heldout) == (
+            stats[tagger.name]["model_dir"], stats[tagger.name]["model_hash"], stats[tagger.name]["heldout"])
+    assert list(next(t for t in declared if t.name == "quality").labels) == read_manifest(quality_model)["labels"]
+    assert next(t for t in declared if t.name == "clutter").kind == "lines"
+
+
 def test_model_digest_changes_with_the_model_files(models_dir, tmp_path):
     import shutil
 
@@ -95,7 +109,7 @@ def test_missing_model_or_bad_tagger_fails_before_any_work(spark, stage2_dir, mo
     with pytest.raises(ModelNotFoundError, match="tag.taggers.quality: no model at"):
         run_tag(spark, str(stage2_dir), str(tmp_path / "out"),
                 load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.quality.model_dir": str(tmp_path / "none")}))
-    with pytest.raises(ConfigError, match="tag.taggers.topic: kind must be one of document, lines"):
+    with pytest.raises(ConfigError, match="tag.taggers.topic.kind: 'page' is not one of 'document', 'lines'"):
         run_tag(spark, str(stage2_dir), str(tmp_path / "out"), load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.topic.kind": "page"}))
     assert not (tmp_path / "out").exists()
 

@@ -133,6 +133,14 @@ def test_an_extraction_time_bound_the_mechanism_cannot_keep_is_an_error(tmp_path
         ("rules.gopher_quality.min_alpha_words_ratio", 1.5, "in [0, 1]"),
         ("rules.minhash_bands", -3, "at least 1"),
         ("spark.shuffle_partitions", 0, "at least 1"),
+        ("tag.taggers.topic.top_k", 0, "at least 1"),
+        ("select.keep.quality.min_score", 1.5, "in [0, 1]"),
+        ("select.keep.quality.top_percent", 0, "in (0, 100]"),
+        ("select.keep.quality.top_percent", 100.5, "in (0, 100]"),
+        ("select.line_thresholds.clutter", -0.1, "in [0, 1]"),
+        ("select.rebalance.max_copies", 0.5, "at least 1"),
+        ("select.rebalance.min_score", 2, "in [0, 1]"),
+        ("select.rebalance.targets.knowledge.share", 1.2, "in [0, 1]"),
     ],
 )
 def test_values_out_of_range_are_refused_when_the_config_is_built(tmp_path, key, value, bound):
@@ -141,6 +149,30 @@ def test_values_out_of_range_are_refused_when_the_config_is_built(tmp_path, key,
     assert str(error.value).endswith(f"is out of range, must be {bound}")
     with pytest.raises(ConfigError, match=re.escape(key)):  # from a file as from --set
         load_config(write(tmp_path, yaml.safe_dump(_nested(key, value))))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "choices"),
+    [
+        ("tag.taggers.topic.kind", "spans", "'document', 'lines'"),
+        ("tag.taggers.topic.input", "pages", "'plain', 'page_type', 'clutter', 'topic'"),
+        ("select.keep.page_type.on_missing_label", "drop", "'error', 'keep'"),
+        ("select.rebalance.mode", "solve", "'target', 'weights', 'off'"),
+        ("select.rebalance.unit", "bytes", "'tokens', 'documents'"),
+    ],
+)
+def test_values_outside_their_choices_are_refused_when_the_config_is_built(tmp_path, key, value, choices):
+    with pytest.raises(ConfigError, match=re.escape(f"{key}: {value!r} is not one of {choices}")):
+        load_config(None, {key: value})
+    with pytest.raises(ConfigError, match=re.escape(key)):  # from a file as from --set
+        load_config(write(tmp_path, yaml.safe_dump(_nested(key, value))))
+
+
+def test_a_field_that_may_be_null_takes_null_or_a_checked_value():
+    assert load_config(None, {"select.keep.quality.min_score": None}).select.keep["quality"].min_score is None
+    assert load_config(None, {"select.keep.quality.top_percent": 100}).select.keep["quality"].top_percent == 100.0
+    with pytest.raises(ConfigError, match=r"select\.keep\.quality\.min_score: expected a number, got str"):
+        load_config(None, {"select.keep.quality.min_score": "high"})
 
 
 def _nested(key, value):

@@ -1,17 +1,17 @@
 import pyarrow as pa
 import pytest
 
-from thresher.classifiers.tagging import Tagger, tagged_schema
 from thresher.pipeline.select.selection import SelectSettings, selected_schema
 from thresher.schemas import extend, to_spark_schema
 from thresher.schemas.documents import PREPARED, RULES
 from thresher.schemas.rejects import REJECT
+from thresher.schemas.tags import DeclaredTagger, tagged_schema
 from thresher.schemas.tokens import SHARD
 
 
 def test_each_stage_keeps_the_previous_columns_in_order():
     assert RULES.names[: len(PREPARED)] == PREPARED.names
-    taggers = (Tagger("page_type", "/m/p"), Tagger("clutter", "/m/c", kind="lines", input="clutter"))
+    taggers = (DeclaredTagger("page_type", "/m/p"), DeclaredTagger("clutter", "/m/c", kind="lines"))
     tagged = tagged_schema(taggers)
     assert tagged.names[: len(RULES)] == RULES.names
     assert tagged.names[len(RULES):] == ["page_type_label", "page_type_score", "page_type_top", "clutter_line_scores"]

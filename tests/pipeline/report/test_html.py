@@ -153,8 +153,8 @@ def test_no_near_duplicates_is_said_apart_from_a_stage_not_run(run_dir):
 
 def write_stage3(run_dir):
     """tag and select outputs as the jobs write them: a weak and a trained tagger, two select rules, a mix."""
-    from thresher.classifiers.tagging import Tagger
     from thresher.pipeline.select.selection import SelectSettings, selected_schema
+    from thresher.schemas.tags import DeclaredTagger
 
     taggers = [
         {"name": "page_type", "model_dir": "/m/page_type", "model_hash": "abc", "weak_labels": True,
@@ -176,7 +176,7 @@ def write_stage3(run_dir):
                  "shares_before": {"knowledge": 0.2, "rest": 0.8}, "shares_expected": {"knowledge": 0.5, "rest": 0.5},
                  "achieved": {"knowledge": 0.48, "rest": 0.52}, "shortfalls": {"knowledge": 0.1},
                  "domains": {"science": {"before": 0.2, "after": 0.48}, "shopping": {"before": 0.8, "after": 0.52}}}
-    settings = SelectSettings(taggers=(Tagger("page_type", "/m/page_type"), Tagger("quality", "/m/quality")))
+    settings = SelectSettings(taggers=(DeclaredTagger("page_type", "/m/page_type"), DeclaredTagger("quality", "/m/quality")))
     doc = {"doc_id": "k1", "url": "http://kept.example/", "text": "kept text", "page_type_label": "article",
            "page_type_score": 0.9, "quality_label": "1", "quality_score": 0.75, "sample_copies": 3}
     write_stage(run_dir, "select", stage_stats_json("select", 3, 1, rules=select_rules, rebalance=rebalance), [], [

@@ -1,4 +1,4 @@
-"""The mix solver, group expansion and the top-fraction cut: achieved shares are recomputed here from
+"""The mix solver, copies from class weights, group expansion and the top-fraction cut: achieved shares are recomputed here from
 the weights and the amounts, never read back from the solution's own numbers."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from thresher.classifiers.topic import load_taxonomy, sample_copies
+from thresher.classifiers.topic import load_taxonomy
 from thresher.pipeline.config import ConfigError
 from thresher.pipeline.seeded_hash import unit_hash
-from thresher.pipeline.select.mix import REST, MixTarget, expand_groups, solve_mix, top_fraction_cut
+from thresher.pipeline.select.mix import REST, MixTarget, expand_groups, sample_copies, solve_mix, top_fraction_cut
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +252,16 @@ def test_solver_input_errors_are_config_errors():
         solve_mix({"a": 1.0}, [MixTarget("A", ("a",), 0.2), MixTarget("B", ("a",), 0.2)])
     with pytest.raises(ConfigError, match="share"):
         solve_mix({"a": 1.0}, [MixTarget("A", ("a",), -0.1)])
+
+
+def test_sample_copies_scale_a_class_by_its_weight_in_expectation():
+    ids = [f"doc-{i}" for i in range(20000)]
+    for weight in (0.3, 1.0, 1.75, 2.0):
+        copies = [sample_copies(doc_id, weight, seed=0) for doc_id in ids]
+        assert set(copies) <= {int(weight), int(weight) + 1}
+        assert abs(np.mean(copies) - weight) < 0.02
+    assert [sample_copies(d, 0.5, 0) for d in ids[:50]] == [sample_copies(d, 0.5, 0) for d in ids[:50]]
+    assert [sample_copies(d, 0.5, 0) for d in ids[:50]] != [sample_copies(d, 0.5, 1) for d in ids[:50]]
 
 
 def test_taxonomy_knowledge_group(taxonomy):

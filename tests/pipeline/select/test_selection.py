@@ -10,10 +10,8 @@ import pyarrow as pa
 import pytest
 from stage_rows import read_jsonl
 
-from thresher.classifiers.tagging import Tagger, tagged_schema
-from thresher.classifiers.topic import sample_copies
 from thresher.pipeline.lexicon import HAN
-from thresher.pipeline.select.mix import TopFractionCut
+from thresher.pipeline.select.mix import TopFractionCut, sample_copies
 from thresher.pipeline.select.selection import (
     STATUS_KEPT,
     KeepCheck,
@@ -21,10 +19,12 @@ from thresher.pipeline.select.selection import (
     copy_table,
     estimated_tokens,
     filter_table,
+    remove_lines,
 )
 from thresher.schemas.documents import RULES
+from thresher.schemas.tags import DeclaredTagger, tagged_schema
 
-TAGGERS = (Tagger("page_type", "/m/p"), Tagger("clutter", "/m/c", kind="lines", input="clutter"), Tagger("quality", "/m/q"))
+TAGGERS = (DeclaredTagger("page_type", "/m/p"), DeclaredTagger("clutter", "/m/c", kind="lines"), DeclaredTagger("quality", "/m/q"))
 
 
 def tagged_row(doc_id, text, page_type=("article", 0.9), line_scores=None, quality=0.5):
@@ -96,6 +96,15 @@ def test_lines_under_the_threshold_go_and_an_emptied_document_is_a_reject():
     assert result["b"]["status"] == "clutter_emptied" and result["b"]["reject_detail"] == "lines_removed=2"
     assert result["c"]["text"] == "Fine line." and result["c"]["removed_lines"] == []
     assert result["a"]["tokens_in"] == estimated_tokens(text) > result["a"]["tokens"]
+
+
+def test_remove_lines_drops_the_lines_scored_under_the_threshold_and_keeps_blank_ones():
+    text = "Home\n\nA sentence of quite a few words to keep here.\nShare"
+    scores = [0.1, None, 0.9, 0.2]  # as classifiers.clutter.line_scores gives them: blank lines unscored
+    cleaned = remove_lines(text, scores, 0.5)
+    assert cleaned.text == "A sentence of quite a few words to keep here."
+    assert [line for line, _ in cleaned.removed] == ["Home", "Share"]
+    assert remove_lines(text, scores, 0.0).text == text  # nothing under the threshold: unchanged
 
 
 def test_a_rejected_document_keeps_its_lines():
