@@ -48,9 +48,10 @@ from thresher.pipeline.filters import (
 from thresher.pipeline.langid import LanguageFilter, top_language
 from thresher.pipeline.prepare.extract import PageExtractor, binary_kind
 from thresher.pipeline.prepare.inputs import open_input, warc_name
-from thresher.pipeline.prepare.urlfilter import build_url_filters, registered_domain_guess
+from thresher.pipeline.prepare.urlfilter import build_url_filters
 from thresher.pipeline.prepare.warc import CONTENT_KINDS, ReadError, WarcRecord, iter_records
 from thresher.pipeline.text import text_md5
+from thresher.pipeline.urls import registered_domain_guess
 from thresher.schemas.rejects import CONTENT_SNIPPET_CHARS
 
 ROW_DOCUMENT = "document"

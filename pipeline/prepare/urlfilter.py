@@ -16,22 +16,9 @@ from urllib.parse import urlsplit
 
 from thresher.pipeline.filters import DocumentFilter, Drop
 from thresher.pipeline.lexicon import read_list
+from thresher.pipeline.urls import url_host
 
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
-
-
-def url_host(url: str) -> str:
-    """Lowercased host of `url` without port, userinfo or trailing dot ("" when there is none)."""
-    try:
-        host = urlsplit(url.strip()).hostname or ""
-    except ValueError:
-        return ""
-    return host.rstrip(".")
-
-
-def registered_domain_guess(url: str) -> str:
-    """The host without a leading `www.`: the `domain` column (no public-suffix list needed)."""
-    return url_host(url).removeprefix("www.")
 
 
 def host_suffixes(host: str) -> Iterable[str]:

@@ -254,7 +254,7 @@ def conform_columns(columns: dict[str, pa.Array], num_rows: int, name: str, firs
                     schema: pa.Schema, lid_model_path: str | None = None) -> pa.RecordBatch:
     """One batch of input columns -> a batch of `schema`: mapped, ids derived, lang computed when
     `lid_model_path` is not None (empty: the shipped lid.176), the rest of the schema filled with nulls."""
-    from thresher.pipeline.prepare.urlfilter import registered_domain_guess
+    from thresher.pipeline.urls import registered_domain_guess
 
     values: dict[str, pa.Array] = {}
     text = columns.get(fields.text)

@@ -12,10 +12,8 @@ from thresher.pipeline.prepare.urlfilter import (
     UrlRegexFilter,
     UrlWordFilter,
     build_url_filters,
-    registered_domain_guess,
     squash,
     trie_regex,
-    url_host,
 )
 
 
@@ -39,12 +37,6 @@ def real_filters(lists):
 
 def judge(filters, url):
     return first_drop(filters, {"url": url})
-
-
-def test_hosts():
-    assert url_host("https://User@WWW.Example.COM.:8080/a") == "www.example.com"
-    assert url_host("not a url") == ""
-    assert registered_domain_guess("http://www.bbc.co.uk/news") == "bbc.co.uk"
 
 
 def test_ut1_domains_match_the_domain_and_its_subdomains(lists, real_filters):
