@@ -104,7 +104,7 @@ def _run_stages(
     from thresher.jobs.selection import check_select_config, run_select
     from thresher.jobs.tag import configured_taggers, run_tag
     from thresher.jobs.tokenizer import run_tokenizer_train
-    from thresher.pipeline.report.html import write_report
+    from thresher.pipeline.report import write_report
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,7 +221,7 @@ def _write_run_info(out: Path, run_info: dict[str, Any]) -> None:
 def _write_effective_config(out: Path, config: Config) -> None:
     """OUTPUT/config.yaml, the config this run used (as `thresher config show` prints it): the report links it."""
     from thresher.jobs.config_show import effective_config_text
-    from thresher.pipeline.report.html import CONFIG_FILE
+    from thresher.pipeline.report.data import CONFIG_FILE
 
     tmp = out / f"{CONFIG_FILE}.tmp"
     tmp.write_text(effective_config_text(config), encoding="utf-8")

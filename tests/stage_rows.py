@@ -6,6 +6,12 @@ import hashlib
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from thresher.schemas.documents import PREPARED
+from thresher.schemas.rejects import REJECT
+
 # URL shapes the page-type weak labels tell apart: mostly articles, plus forum, shop, listing, video.
 URL_SHAPES = ["https://news{i}.example.com/2019/05/story-{i}.html"] * 6 + [
     "https://bbs.example{i}.com/thread-{i}-1-1.html",
@@ -54,3 +60,15 @@ def stage_stats_json(stage: str, documents_in: int, documents_out: int, rejects_
     return stage_stats(stage, thresher_version="test", config_digest=config_digest, started=1.7e9, finished=1.7e9 + 1,
                        phases={}, inputs=[], documents_in=documents_in, documents_out=documents_out,
                        rejects_by_rule=rejects_by_rule or {}, details=details, rules=rule_stats)
+
+
+def write_stage(run_dir, name, stats, documents, rejects):
+    """A committed-looking stage directory: stats.json, PREPARED documents and REJECT rows."""
+    stage = run_dir / name
+    (stage / "documents").mkdir(parents=True)
+    (stage / "rejects").mkdir()
+    (stage / "stats.json").write_text(json.dumps(stats))
+    full = [{field: doc.get(field) for field in PREPARED.names} for doc in documents]
+    pq.write_table(pa.Table.from_pylist(full, schema=PREPARED), stage / "documents" / "part-0.parquet")
+    rows = [{field: r.get(field) for field in REJECT.names} for r in rejects]
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECT), stage / "rejects" / "part-0.parquet")

@@ -80,7 +80,8 @@ def _step_of(reject_rule):
 def test_real_crawl_rules_count_each_step_s_pages_and_the_report_shows_their_cost(crawl_run):
     from report_page import Page
 
-    from thresher.pipeline.report.html import build_report, render_html
+    from thresher.pipeline.report.data import build_report
+    from thresher.pipeline.report.html import render_html
 
     output, stats = crawl_run
     rules, kinds = stats["rules"], stats["details"]["records_by_kind"]

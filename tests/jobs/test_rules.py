@@ -189,7 +189,8 @@ def test_rules_stats_count_what_each_heuristic_family_saw_dropped_and_its_time(r
 def test_the_report_shows_each_family_s_cost_in_pipeline_order(runs, tmp_path):
     from report_page import Page
 
-    from thresher.pipeline.report.html import build_report, render_html
+    from thresher.pipeline.report.data import build_report
+    from thresher.pipeline.report.html import render_html
 
     results, *_ = runs
     output, stats = results[4]

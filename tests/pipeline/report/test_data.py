@@ -1,0 +1,57 @@
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from thresher.pipeline.report.data import _reject_samples, build_report
+from thresher.schemas.rejects import REJECT
+
+
+def test_funnel_in_pipeline_order_with_percentages_that_add_up(run_dir):
+    report = build_report(run_dir)
+    funnel = report["funnel"]
+    assert [row["stage"] for row in funnel] == ["prepare", "rules", "export"]
+    prepare, rules, export = funnel
+    assert (prepare["documents_in"], prepare["documents_removed"], prepare["documents_out"]) == (13, 8, 5)
+    assert prepare["bytes_out"] == 2 * len("héllo world".encode()) + 3 * len("你好".encode())
+    assert prepare["removed_percent"] == pytest.approx(100 * 8 / 13)
+    # Each stage reads the one before: the removed shares and what is left make the first input.
+    assert sum(row["removed_percent_of_first"] for row in funnel) + export["out_percent_of_first"] == pytest.approx(100)
+    assert export["tokens_out"] == 170 and export["copies_out"] == 4  # 3 distinct documents, one rebalancing copy
+    assert report["languages"]["after prepare"] == {"en": 2, "zh": 3}
+    assert sum(report["lengths"]["after prepare"].values()) == 5 and report["lengths"]["after prepare"]["< 100"] == 5
+    assert report["dedup"] == {"ran": True, "documents_hashed": 5, "clusters": 1, "documents_in_clusters": 2,
+                               "duplicates_removed": 1, "giant_buckets": 0, "cluster_sizes": {"1": 2, "2": 1}}
+    assert list(report["seconds_per_stage"]) == ["prepare", "rules", "tokenizer", "export"]  # pipeline order
+
+
+def test_rejects_are_counted_per_rule_with_three_stable_samples(run_dir):
+    rejects = build_report(run_dir)["rejects"]
+    by_rule = {r["rule"]: r for r in rejects}
+    blocklist = by_rule["url_domain_blocklist:gambling"]
+    assert blocklist["count"] == 7 and len(blocklist["samples"]) == 3
+    assert all(len(s["snippet"]) <= 201 for s in blocklist["samples"])
+    assert by_rule["empty_extraction"]["count"] == 1
+    assert by_rule["minhash_duplicate"]["samples"][0]["detail"] == "d1"
+    assert rejects == build_report(run_dir)["rejects"]
+    assert [r["rule"] for r in rejects][0] == "url_domain_blocklist:gambling"
+
+
+def test_reject_samples_come_from_distinct_documents_whatever_the_batches(tmp_path):
+    # Line rejects: many per document, adjacent, as the stages write them.
+    rejects = [{"doc_id": f"doc{d}", "url": f"http://site{d}.example/", "stage": "rules", "rule": rule,
+                "content": f"line {line} of doc{d}"}
+               for d in range(40) for rule in ("line_dedup", "clutter_line") for line in range(5)]
+    rows = [{field: r.get(field) for field in REJECT.names} for r in rejects]
+    table = pa.Table.from_pylist(rows, schema=REJECT)
+    for name, row_group_size in (("one", len(rows)), ("many", 7)):
+        (tmp_path / name).mkdir()
+        pq.write_table(table, tmp_path / name / "part-0.parquet", row_group_size=row_group_size)
+    one = _reject_samples(tmp_path / "one", "rules")
+    assert one == _reject_samples(tmp_path / "many", "rules")  # batch boundaries do not matter
+    assert {r["rule"]: r["count"] for r in one} == {"line_dedup": 200, "clutter_line": 200}
+    for entry in one:
+        urls = [s["url"] for s in entry["samples"]]
+        assert len(set(urls)) == 3  # three documents, not three lines of one
+        assert all(s["snippet"].startswith("line 0 ") for s in entry["samples"])  # each document's first reject
+    # Both rules hit every document: the same three (smallest doc_id hash) are sampled for each.
+    assert [s["url"] for s in one[0]["samples"]] == [s["url"] for s in one[1]["samples"]]
