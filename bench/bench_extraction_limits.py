@@ -154,7 +154,7 @@ def cross_validated_scores(
 
 def cleaned_texts(lines_of: dict[str, list[str]], scores: dict[str, list[float | None]], threshold: float) -> dict[str, str]:
     """Each page's text without its lines scoring under `threshold`."""
-    from thresher.pipeline.select.selection import remove_lines
+    from thresher.pipeline.select.batches import remove_lines
 
     return {url: remove_lines("\n".join(lines), scores[url], threshold).text for url, lines in lines_of.items()}
 

@@ -4,7 +4,7 @@ Select, on --documents generated tagged documents (default 10^5: the real texts 
 with every default tagger's columns plus a quality tagger: page type and topic labels drawn with
 crawl-like skew, a clutter score per line, a quality score): the code the select job runs on the
 workers, one process, in 10,000-row Arrow batches (Spark's arrow.maxRecordsPerBatch): the
-mapInArrow bodies `pipeline.select.selection.filter_batches` (the default keep rule on page type, a
+mapInArrow bodies `pipeline.select.batches.filter_batches` (the default keep rule on page type, a
 top-50% quality cut, clutter lines under 0.5 removed, token estimates, mix class) and
 `copy_batches` (sample_copies from the solved class weights), and between them the driver's pieces
 on the same data (`top_fraction_cut`, tokens per class + `solve_mix` for the seed's knowledge-at-60%
@@ -41,8 +41,7 @@ from bench_models import source_texts, write_stage2  # noqa: E402
 from thresher.classifiers.page_type import PAGE_TYPES  # noqa: E402
 from thresher.classifiers.tagging import Tagger  # noqa: E402
 from thresher.classifiers.topic import load_taxonomy  # noqa: E402
-from thresher.pipeline.select.mix import expand_groups, solve_mix, top_fraction_cut  # noqa: E402
-from thresher.pipeline.select.selection import (  # noqa: E402
+from thresher.pipeline.select.batches import (  # noqa: E402
     STATUS_KEPT,
     TIE_SEED,
     KeepCheck,
@@ -51,6 +50,7 @@ from thresher.pipeline.select.selection import (  # noqa: E402
     filter_batches,
     filtered_schema,
 )
+from thresher.pipeline.select.mix import expand_groups, solve_mix, top_fraction_cut  # noqa: E402
 from thresher.schemas.tags import tagged_schema  # noqa: E402
 
 WORK = REPO / "bench" / "work" / "select"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from thresher.classifiers.base import TextClassifier
 from thresher.pipeline.lexicon import CJK_CHAR, COLONS, clutter_phrases, ends_sentence, estimated_words
-from thresher.pipeline.select.selection import CleanedText, remove_lines
+from thresher.pipeline.select.batches import CleanedText, remove_lines
 
 KEEP, CLUTTER = "keep", "clutter"
 SHIPPED_MODEL = "shipped"  # a tagger model_dir naming the clutter model shipped in default_models/clutter

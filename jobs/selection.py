@@ -2,7 +2,7 @@
 
 Reads a committed tag output (documents/ with every tagger's columns; taggers.json declaring the
 taggers, their kinds, labels and models: schemas.tags) and writes OUTPUT/documents/
-(pipeline.select.selection.selected_schema: text with low-scoring lines removed, sample_copies;
+(pipeline.select.batches.selected_schema: text with low-scoring lines removed, sample_copies;
 sorted by doc_id), OUTPUT/rejects/ (`<tagger>:<rule>`
 document rejects with the failing value, one `<tagger>_line` row per removed line,
 `<tagger>_emptied` and `rebalance_downsampled` documents) and OUTPUT/stats.json (documents and
@@ -29,8 +29,7 @@ from thresher.classifiers.topic import Taxonomy, TaxonomyError, load_taxonomy
 from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, ConfigError
 from thresher.pipeline.seeded_hash import unit_hash
-from thresher.pipeline.select.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
-from thresher.pipeline.select.selection import (
+from thresher.pipeline.select.batches import (
     REST_CLASS,
     RULE_DOWNSAMPLED,
     STATUS_KEPT,
@@ -42,6 +41,7 @@ from thresher.pipeline.select.selection import (
     filtered_schema,
     selected_schema,
 )
+from thresher.pipeline.select.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
 from thresher.pipeline.stagedir import StageOutput, crash_point, require_committed
 from thresher.schemas import to_spark_schema
 from thresher.schemas.tags import DeclaredTagger, read_taggers, score_column, top_column

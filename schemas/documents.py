@@ -28,4 +28,4 @@ RULES = extend(
 )
 
 # Stage 3 columns depend on the configured taggers: schemas.tags.tagged_schema (tag) and
-# pipeline.select.selection.selected_schema (select) derive them.
+# pipeline.select.batches.selected_schema (select) derive them.

@@ -123,7 +123,7 @@ def test_remove_clutter_drops_low_scoring_lines_and_keeps_blank_ones():
 
 def test_line_scores_align_with_the_lines_and_remove_lines_uses_them():
     from thresher.classifiers.clutter import line_scores
-    from thresher.pipeline.select.selection import remove_lines
+    from thresher.pipeline.select.batches import remove_lines
 
     text = "Home\n\nA sentence of quite a few words to keep here.\nShare"
     (scores,) = line_scores([text], WordCountScorer())

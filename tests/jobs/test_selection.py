@@ -14,8 +14,8 @@ from stage_rows import stage3_config
 from thresher.jobs.selection import check_select_config, run_select
 from thresher.pipeline.config import ConfigError
 from thresher.pipeline.seeded_hash import unit_hash
+from thresher.pipeline.select.batches import estimated_tokens
 from thresher.pipeline.select.mix import sample_copies
-from thresher.pipeline.select.selection import estimated_tokens
 from thresher.schemas.rejects import REJECT
 from thresher.schemas.stats import read_stats
 from thresher.schemas.tags import TAGGERS_FILE, read_taggers

@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from thresher.pipeline.select.selection import SelectSettings, selected_schema
+from thresher.pipeline.select.batches import SelectSettings, selected_schema
 from thresher.schemas import extend, to_spark_schema
 from thresher.schemas.documents import PREPARED, RULES
 from thresher.schemas.rejects import REJECT

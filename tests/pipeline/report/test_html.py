@@ -90,7 +90,7 @@ def test_no_near_duplicates_is_said_apart_from_a_stage_not_run(run_dir):
 
 def write_stage3(run_dir):
     """tag and select outputs as the jobs write them: a weak and a trained tagger, two select rules, a mix."""
-    from thresher.pipeline.select.selection import SelectSettings, selected_schema
+    from thresher.pipeline.select.batches import SelectSettings, selected_schema
     from thresher.schemas.tags import DeclaredTagger
 
     taggers = [

@@ -11,8 +11,7 @@ import pytest
 from stage_rows import read_jsonl
 
 from thresher.pipeline.lexicon import HAN
-from thresher.pipeline.select.mix import TopFractionCut, sample_copies
-from thresher.pipeline.select.selection import (
+from thresher.pipeline.select.batches import (
     STATUS_KEPT,
     KeepCheck,
     SelectSettings,
@@ -21,6 +20,7 @@ from thresher.pipeline.select.selection import (
     filter_table,
     remove_lines,
 )
+from thresher.pipeline.select.mix import TopFractionCut, sample_copies
 from thresher.schemas.documents import RULES
 from thresher.schemas.tags import DeclaredTagger, tagged_schema
 
