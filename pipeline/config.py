@@ -45,11 +45,19 @@ class Range:
         below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if below or above:
+            low, high = _bound_text(self.low), _bound_text(self.high)
             if self.high is None:
-                bound = f"{'above' if self.low_open else 'at least'} {self.low:g}"
+                bound = f"{'above' if self.low_open else 'at least'} {low}"
             else:
-                bound = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+                bound = f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
             raise ConfigError(f"{key}: {value!r} is out of range, must be {bound}")
+
+
+def _bound_text(bound: float | None) -> str:
+    """A bound as a person writes it: 1048576, not 1.04858e+06; 0.5 as 0.5."""
+    if bound is None:
+        return ""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 @dataclass(frozen=True)
@@ -343,7 +351,7 @@ class TransformersInferenceConfig:
 class ExportConfig:
     """Export: tokenizer and shards."""
 
-    seq_len: PositiveCount = 2048  # tokens per training example; each row holds seq_len + 1 (inputs and shifted targets)
+    seq_len: Annotated[int, Range(1, 1_048_576)] = 2048  # tokens per training example (at most 2^20); each row holds seq_len + 1 (inputs and shifted targets)
     seed: int = 0  # drives the train/validation split, the document order and the sequence shuffle
     # Tokenizer training (`thresher tokenizer train`): byte-level BPE with HF `tokenizers`.
     vocab_size: PositiveCount = 32768  # a small default for a small corpus; dots.llm1 uses a Qwen2 vocabulary of 152,064

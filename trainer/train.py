@@ -29,7 +29,7 @@ from thresher.pipeline.config import ConfigError
 from thresher.trainer import checkpoint
 from thresher.trainer.data import TokenShardReader, read_manifest
 from thresher.trainer.model import IGNORED, ModelConfig, Transformer, load_imbalance, preset, update_router_biases
-from thresher.trainer.parallel import build_mesh, clip_grad_norm_, format_memory, memory_per_rank, parallelize
+from thresher.trainer.parallel import GiB, build_mesh, clip_grad_norm_, format_memory, memory_per_rank, parallelize
 
 
 @dataclass
@@ -315,7 +315,11 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
     if resume_path is not None:
         if not checkpoint.is_checkpoint(resume_path):
             raise ConfigError(f"--resume {resume_path}: not a checkpoint directory (RUN_DIR/checkpoints/tokens-...)")
-        model_config = ModelConfig(**json.loads((resume_path / "config.json").read_text())["model"])
+        try:
+            model_config = ModelConfig(**json.loads((resume_path / "config.json").read_text())["model"])
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"--resume {resume_path}: its config.json holds no model configuration thresher wrote "
+                              f"({type(exc).__name__}: {exc})") from None
     else:
         model_config = build_model_config(config, manifest, announce=env.is_main)
 
@@ -323,11 +327,14 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
     evaluating = check_splits(config, manifest, env.world_size, announce=env.is_main)
     for _, batch_tokens in config.batch_schedule:  # every batch size splits into micro-batches
         step_micro_batches(batch_tokens, batch_tokens, config.micro_batch_size, seq_len, env.world_size)
+    sharded = env.enabled or config.fsdp or config.expert_parallel > 1
+    mesh_shape = (env.world_size // config.expert_parallel, config.expert_parallel)
+    memory = memory_per_rank(model_config, *mesh_shape, config.micro_batch_size, seq_len, config.bf16,
+                             config.activation_checkpointing, config.loss_chunk_tokens, sharded)
+    check_memory(memory, device, env)  # before the model is built: a model too big for the machine is one line
     run_dir.mkdir(parents=True, exist_ok=True)  # only once the run can start
     torch.manual_seed(config.seed)
     model = Transformer(model_config).to(device)
-    sharded = env.enabled or config.fsdp or config.expert_parallel > 1
-    mesh_shape = (env.world_size // config.expert_parallel, config.expert_parallel)
     if sharded:
         mesh = build_mesh(device.type, env.world_size, config.expert_parallel)
         parallelize(model, mesh, config.bf16, config.activation_checkpointing, compile_blocks=config.compile)
@@ -349,8 +356,6 @@ def run_training(config: TrainConfig, env: Distributed, device: torch.device) ->
     log = RunLog(run_dir, env.is_main, config.progress)
     full_config = {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model_config), "seq_len": seq_len,
                    "data": data_record(manifest)}
-    memory = memory_per_rank(model_config, *mesh_shape, config.micro_batch_size, seq_len, config.bf16,
-                             config.activation_checkpointing, config.loss_chunk_tokens, sharded)
     if env.is_main:
         print(format_memory(memory, *mesh_shape), file=sys.stderr, flush=True)
         log.write({"event": "start" if resume_path is None else "resume", "config": full_config,
@@ -448,6 +453,25 @@ def data_record(manifest: dict) -> dict:
     return {"dir": str(Path(manifest["_dir"]).resolve()), "tokenizer": manifest.get("tokenizer", {}),
             "vocab_size": manifest.get("vocab_size"), "eos_token_id": manifest.get("eos_token_id"),
             "pad_token_id": manifest.get("pad_token_id")}
+
+
+def check_memory(memory: dict[str, float], device: torch.device, env: Distributed) -> None:
+    """Refuse, before the model is built, a run whose memory per rank on paper exceeds what this process
+    can have: the GPU's memory, or on CPU the machine's available memory shared by its local ranks."""
+    if device.type == "cuda":
+        have = torch.cuda.get_device_properties(device).total_memory / GiB
+        where = f"GPU {device} has {have:.1f} GiB"
+    else:
+        import psutil
+
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        have = psutil.virtual_memory().available / GiB / local_ranks
+        where = f"this machine has {have:.1f} GiB available" + (f" per process ({local_ranks} here)" if local_ranks > 1 else "")
+    if memory["total"] > have:
+        raise ConfigError(
+            f"the model needs about {memory['total']:.1f} GiB per process on paper (weights, gradients, AdamW "
+            f"state, activations) and {where}: choose a smaller preset or --set model.*, a smaller "
+            "--micro-batch-size, or shard it over more processes (--fsdp, torchrun)")
 
 
 def check_mesh(expert_parallel: int, world_size: int, model_config: ModelConfig) -> None:

@@ -129,7 +129,7 @@ def test_an_extraction_time_bound_the_mechanism_cannot_keep_is_an_error(tmp_path
         ("select.rebalance.min_model_accuracy", 7, "in [0, 1]"),
         ("prepare.lang_threshold", -0.1, "in [0, 1]"),
         ("export.validation_fraction", 1.0, "in [0, 1)"),
-        ("export.seq_len", 0, "at least 1"),
+        ("export.seq_len", 0, "in [1, 1048576]"),
         ("rules.gopher_quality.min_alpha_words_ratio", 1.5, "in [0, 1]"),
         ("rules.minhash_bands", -3, "at least 1"),
         ("spark.shuffle_partitions", 0, "at least 1"),
@@ -191,3 +191,8 @@ def test_taggers_and_keep_rules_layer_key_by_key():
     assert config.select.keep["page_type"].label_in == ["article"]
     with pytest.raises(ConfigError, match="select.keep.quality.top_percnt"):
         load_config(None, {"select.keep.quality.top_percnt": 50})
+
+
+def test_sizes_have_an_upper_bound_checked_before_work():
+    with pytest.raises(ConfigError, match=r"export.seq_len: 99999999999 is out of range, must be in \[1, 1048576\]"):
+        load_config(None, {"export.seq_len": 99999999999})

@@ -81,6 +81,21 @@ def test_unusable_mesh_or_resume_path_is_one_line(small_shards, tmp_path):
     assert not (tmp_path / "run" / "log.jsonl").exists()
 
 
+def test_a_checkpoint_config_that_builds_a_model_too_big_for_the_machine_is_one_line(small_shards, tmp_path):
+    """{"model": {}} is the full dots.llm1 (hundreds of GiB): refused on paper before a weight is allocated."""
+    checkpoint = tmp_path / "run" / "checkpoints" / "tokens-000000000000256"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / ".metadata").write_bytes(b"")
+    (checkpoint / "meta.json").write_text('{"step": 1, "tokens_seen": 256, "sequences_read": 16, "permanent": false}')
+    (checkpoint / "config.json").write_text('{"model": {}}')
+    base = ["--data", str(small_shards), "--output", str(tmp_path / "run"), "--no-progress", "--resume", "latest"]
+    with pytest.raises(ConfigError, match=r"the model needs about \d+\.\d GiB per process on paper .* and this machine has"):
+        cli.run(parse(base))
+    (checkpoint / "config.json").write_text('{"model": {"hidden_sise": 8}}')
+    with pytest.raises(ConfigError, match="its config.json holds no model configuration thresher wrote"):
+        cli.run(parse(base))
+
+
 def test_train_then_export_from_the_command_line(small_shards, tmp_path, capsys):
     run_dir = tmp_path / "run"
     argv = ["--data", str(small_shards), "--output", str(run_dir), "--max-tokens", "768", "--batch-tokens", "256",
