@@ -12,7 +12,7 @@ from typing import Any
 from thresher.jobs.documents_input import source_from_args
 from thresher.jobs.errors import run_with_one_line_errors
 from thresher.jobs.session import spark_session
-from thresher.pipeline.config import Config, ConfigError, load_config
+from thresher.pipeline.config import Config, ConfigError, load_config, load_yaml
 from thresher.pipeline.stagedir.lock import DirectoryLock
 from thresher.schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT, is_line_rule
 
@@ -40,14 +40,12 @@ def script_main(prog: str, doc: str, add_arguments, run, argv: list[str] | None 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The checked Config named by --config and --set; raises ConfigError before any work starts."""
-    import yaml
-
     overrides = {}
     for item in args.overrides or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
+        overrides[key.strip()] = load_yaml(value)
     return load_config(args.config, overrides)
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -414,7 +415,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     if path.resolve() != DEFAULT_CONFIG_PATH:
         _merge(raw, _read_yaml(path))
     for dotted, value in (overrides or {}).items():
-        _set_dotted(raw, dotted, value)
+        _merge(raw, _nested(dotted, value))  # as a config file naming the key would: sections merge
     raw["base_dir"] = str(path.resolve().parent)
     return build(Config, raw, "")
 
@@ -432,13 +433,31 @@ def _merge(base: dict, layer: dict) -> None:
 _REPLACED_MAPPINGS = {"domain_blocklists", "url_regex_lists", "url_blocklists", "conf"}
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML as version 1.2 reads it: only true/false are booleans. PyYAML's 1.1 rules turn `off`, `no`,
+    `on`, `yes` into booleans, so `mode: off` (a rebalance mode) would be False."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """A config file's text, or a `--set` value, as thresher reads both (YAML 1.2 booleans)."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
 def _read_yaml(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     raw = {} if raw is None else raw
@@ -449,14 +468,13 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
-def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = raw
-    for key in parents:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{dotted}: {key} is not a section")
-    node[leaf] = value
+def _nested(dotted: str, value: Any) -> dict:
+    """`a.b.c` = value as the mapping {a: {b: {c: value}}} a config file would hold."""
+    if not all(dotted.split(".")):
+        raise ConfigError(f"{dotted}: not a dotted key (e.g. prepare.lang_threshold)")
+    for key in reversed(dotted.split(".")):
+        value = {key: value}
+    return value
 
 
 def build(cls: type, raw: Any, where: str):

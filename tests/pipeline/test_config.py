@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from thresher.pipeline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from thresher.pipeline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, load_yaml
 
 
 def write(tmp_path, text):
@@ -196,3 +196,20 @@ def test_taggers_and_keep_rules_layer_key_by_key():
 def test_sizes_have_an_upper_bound_checked_before_work():
     with pytest.raises(ConfigError, match=r"export.seq_len: 99999999999 is out of range, must be in \[1, 1048576\]"):
         load_config(None, {"export.seq_len": 99999999999})
+
+
+def test_off_and_no_are_strings_in_config_files_and_in_set_values(tmp_path):
+    """YAML 1.1 reads `off` as false: the rebalance mode `off` was a type error."""
+    assert load_config(None, {"select.rebalance.mode": load_yaml("off")}).select.rebalance.mode == "off"
+    config_file = tmp_path / "mine.yaml"
+    config_file.write_text("select:\n  rebalance:\n    mode: off\n")
+    assert load_config(config_file).select.rebalance.mode == "off"
+    assert load_yaml("true") is True and load_yaml("False") is False and load_yaml("no") == "no"
+
+
+def test_set_merges_a_mapping_as_a_config_file_does(tmp_path):
+    config_file = tmp_path / "mine.yaml"
+    config_file.write_text("select:\n  rebalance:\n    max_copies: 3\n")
+    from_file = load_config(config_file).select.rebalance
+    from_set = load_config(None, {"select.rebalance": load_yaml("{max_copies: 3}")}).select.rebalance
+    assert from_set == from_file and from_set.mode == load_config().select.rebalance.mode
