@@ -37,6 +37,10 @@ class ModelNotFoundError(UserError):
     """A model directory that is missing or holds no classifier.json."""
 
 
+class UnusableModelError(UserError):
+    """A model directory whose classifier.json or model files cannot be read or loaded."""
+
+
 class TextClassifier(ABC):
     """Maps texts to a probability per label. Subclasses implement training, scoring and storage.
 
@@ -74,6 +78,11 @@ class TextClassifier(ABC):
         """Write the backend's files into `directory`; return extra keys for classifier.json."""
 
     @classmethod
+    def _check_files(cls, directory: Path, manifest: dict[str, Any]) -> None:
+        """Raise when the model's files cannot be loaded; by default by loading it (small models)."""
+        cls._load_model(directory, manifest)
+
+    @classmethod
     @abstractmethod
     def _load_model(cls, directory: Path, manifest: dict[str, Any]) -> TextClassifier:
         """The classifier stored in `directory` by `_save_model`."""
@@ -89,7 +98,7 @@ class TextClassifier(ABC):
 
 def backend_class(name: str) -> type[TextClassifier]:
     if name not in BACKENDS:
-        raise ValueError(f"unknown classifier backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
+        raise UnusableModelError(f"unknown classifier backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
     module_name, class_name = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
@@ -101,7 +110,35 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             f"no classifier at {directory} (missing {MANIFEST_NAME}); train one with `thresher classifiers train` "
             "or make the default models with `thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output MODELS_DIR`"
         )
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UnusableModelError(f"{path}: not JSON ({exc}); train the model again or copy it whole") from None
+    missing = [key for key in ("backend", "labels") if not isinstance(manifest, dict) or key not in manifest]
+    if missing:
+        raise UnusableModelError(f"{path}: no {' or '.join(missing)} (not a thresher classifier.json); "
+                                 "train the model again or copy it whole")
+    return manifest
+
+
+def check_model(directory: str | Path) -> None:
+    """Load (or, for large backends, read the headers of) the model in `directory` once in this process, so
+    that a broken model is one line naming it on the driver, never a failure inside Spark tasks."""
+    _CHECKED.by_path(directory, _check_model_files)
+
+
+def _check_model_files(directory: str) -> bool:
+    manifest = read_manifest(directory)
+    backend = backend_class(manifest["backend"])
+    try:
+        backend._check_files(Path(directory), manifest)
+    except UserError:
+        raise
+    except Exception as exc:  # whatever the backend's library raises for files it cannot read
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UnusableModelError(f"{directory}: its {manifest['backend']} model cannot be loaded "
+                                 f"({type(exc).__name__}: {reason}); train it again or copy it whole") from None
+    return True
 
 
 def load_classifier(directory: str | Path) -> TextClassifier:
@@ -113,6 +150,7 @@ def load_classifier(directory: str | Path) -> TextClassifier:
 # One loaded model per path per process: Spark executors reuse their Python workers across tasks,
 # so each worker loads a model once, not once per partition or batch.
 _LOADED = ProcessCache()
+_CHECKED = ProcessCache()  # model directories check_model has passed in this process
 # When set, every model load appends "<pid> <model dir>" to this file: an audit of which steps load
 # models (select must load none), readable across Spark's Python worker processes.
 LOAD_LOG_ENV = "THRESHER_MODEL_LOAD_LOG"

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from thresher.classifiers.base import TextClassifier
+from thresher.classifiers.base import TextClassifier, UnusableModelError
 
 TRUNCATION_MODES = ("head", "head_tail")
 # Characters kept from each end before tokenizing: bounds tokenization cost on huge pages. Tokens
@@ -315,6 +315,24 @@ class TransformersClassifier(TextClassifier):
         settings = dataclasses.asdict(self.settings)
         settings["device"] = InferenceSettings.device  # where it ran is not a property of the model
         return {"inference": settings}
+
+    @classmethod
+    def _check_files(cls, directory, manifest):
+        """What loading needs, without the weights: config, tokenizer, and safetensors headers (a 1.5B model is
+        not loaded on the driver to be checked)."""
+        from safetensors import safe_open
+        from transformers import AutoConfig, AutoTokenizer
+
+        stored_settings(manifest)
+        AutoConfig.from_pretrained(directory)
+        AutoTokenizer.from_pretrained(directory)
+        weights = sorted(Path(directory).glob("*.safetensors"))
+        if not weights:
+            raise UnusableModelError(f"{directory}: no .safetensors weights (pickled weights are never loaded: "
+                                     "they can run code); save the model with save_pretrained(safe_serialization=True)")
+        for path in weights:
+            with safe_open(str(path), framework="pt") as handle:
+                handle.keys()
 
     @classmethod
     def _load_model(cls, directory, manifest):

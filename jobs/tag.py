@@ -23,7 +23,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from thresher.classifiers.base import ModelNotFoundError, model_digest, read_manifest, read_metrics
+from thresher.classifiers.base import ModelNotFoundError, check_model, model_digest, read_manifest, read_metrics
 from thresher.classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
 from thresher.classifiers.tagging import Tagger, check_tagger, tag_batches
 from thresher.jobs.documents_input import (
@@ -162,6 +162,7 @@ def run_tag(
     fields: FieldMapping = DEFAULT_FIELDS,
 ) -> dict:
     taggers = configured_taggers(config, models_dir)
+    check_models(taggers)
     for line in describe_models(taggers):
         print(line, file=sys.stderr)
     source = resolve_source(input_dir, fields)
@@ -219,8 +220,15 @@ def _histogram(tagged, tagger: Tagger) -> list[int]:
     return [counts.get(i, 0) for i in range(HISTOGRAM_BINS)]
 
 
+def check_models(taggers: list[Tagger]) -> None:
+    """Every tagger's model loaded (or its files read) once on the driver: a broken model is one line here,
+    not an error in every Spark task."""
+    for tagger in taggers:
+        check_model(tagger.model_dir)
+
+
 def _check(args: argparse.Namespace, config: Config) -> None:
-    configured_taggers(config, args.models_dir, digests=False)  # models and settings checked before Spark starts
+    check_models(configured_taggers(config, args.models_dir, digests=False))  # before Spark starts
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 from thresher.jobs.documents_input import fields_from_args
 from thresher.jobs.selection import check_select_config, run_select
 from thresher.jobs.stage_job import StageJob, print_stage_summary
-from thresher.jobs.tag import add_stage3_arguments, configured_taggers, run_tag
+from thresher.jobs.tag import add_stage3_arguments, check_models, configured_taggers, run_tag
 from thresher.pipeline.config import Config
 from thresher.pipeline.stagedir import StageOutput
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, FieldMapping
@@ -44,7 +44,9 @@ def run_tag_select(
 
 
 def _check(args: argparse.Namespace, config: Config) -> None:
-    check_select_config(config, configured_taggers(config, args.models_dir, digests=False))  # before Spark starts
+    taggers = configured_taggers(config, args.models_dir, digests=False)
+    check_models(taggers)
+    check_select_config(config, taggers)  # before Spark starts
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> None:

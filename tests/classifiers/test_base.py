@@ -11,8 +11,10 @@ import torch
 from thresher.classifiers.base import (
     MANIFEST_NAME,
     ModelNotFoundError,
+    UnusableModelError,
     backend_class,
     cached_classifier,
+    check_model,
     load_classifier,
     read_manifest,
 )
@@ -107,7 +109,37 @@ def test_missing_model_names_the_bootstrap_command(tmp_path):
 
 
 def test_unknown_backend_is_refused():
-    with pytest.raises(ValueError, match="unknown classifier backend"):
+    with pytest.raises(UnusableModelError, match="unknown classifier backend"):
         backend_class("svm")
 
 
+
+
+def test_a_broken_model_is_one_clear_error_from_check_model(trained, tmp_path):
+    """What a task would hit (a truncated fastText file, weights only as a pickle, a classifier.json that is
+    no JSON or names no backend) is found by check_model on the driver, naming the directory."""
+    import shutil
+
+    _, directory, _ = trained
+    copy = shutil.copytree(directory, tmp_path / "model")
+    check_model(copy)  # an intact model passes
+    backend = read_manifest(copy)["backend"]
+    broken = shutil.copytree(directory, tmp_path / "broken")
+    if backend == "fasttext":
+        model_file = broken / read_manifest(broken).get("model_file", "model.bin")
+        model_file.write_bytes(model_file.read_bytes()[:1000])
+        expected = "its fasttext model cannot be loaded"
+    else:
+        for weights in broken.glob("*.safetensors"):
+            weights.unlink()
+        torch.save({"weight": torch.zeros(2)}, broken / "pytorch_model.bin")
+        expected = "no .safetensors weights"
+    with pytest.raises(UnusableModelError, match=expected) as error:
+        check_model(broken)
+    assert str(broken) in str(error.value) and "\n" not in str(error.value)
+    (copy / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(UnusableModelError, match=f"{MANIFEST_NAME}: not JSON"):
+        read_manifest(copy)
+    (copy / MANIFEST_NAME).write_text(json.dumps({"labels": ["a", "b"]}))
+    with pytest.raises(UnusableModelError, match="no backend"):
+        read_manifest(copy)

@@ -122,6 +122,22 @@ def test_cli_reports_a_missing_model_in_one_line(stage2_dir, tmp_path, capsys):
     assert len(err) == 1 and "tag.taggers.page_type: no model at" in err[0] and "classifiers bootstrap" in err[0]
 
 
+def test_a_truncated_tagger_model_is_one_line_before_spark_starts(stage2_dir, models_dir, tmp_path, capsys):
+    import shutil
+
+    from thresher.jobs.cli import main
+
+    broken = shutil.copytree(models_dir / "topic", tmp_path / "topic")
+    model_file = max((p for p in broken.iterdir() if p.suffix in (".ftz", ".bin")), key=lambda p: p.stat().st_size)
+    model_file.write_bytes(model_file.read_bytes()[:1000])
+    argv = ["tag", str(stage2_dir), "--output", str(tmp_path / "out"), "--models-dir", str(models_dir),
+            "--set", f"tag.taggers.topic.model_dir={broken}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"thresher tag: error: {broken}: its fasttext model cannot be loaded"), err
+    assert not (tmp_path / "out").exists()
+
+
 def test_committed_output_is_refused(spark, stage2_dir, models_dir, quality_model, tagged_dir):
     # Imported here: Spark workers import this module (for _model_loads) without tests/ on their path.
     from stage_rows import stage3_config
