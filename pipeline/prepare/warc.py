@@ -314,7 +314,8 @@ def iter_records(
                 url = ""
             break
         except Exception as exc:  # noqa: BLE001 - any failure of a file becomes a counted reject
-            if failure is None and not url and records.current is not None:  # its header parsed, then it failed
+            if failure is None and records.current is not None and records.current.claimed_end is None:
+                # a record whose header parsed but gave no length: the error is that record's
                 offset, url = records.offset, _target_uri(records.current.rec_headers)
             if failure is None:
                 failure = ReadError(offset=offset_base + offset, url=url,
@@ -896,11 +897,14 @@ def _unbrotli(pieces: Iterator[bytes], coding: str, notes: _PayloadNotes) -> Ite
             yield out
         if decompressor.is_finished():
             return
-        data = b""
-        if decompressor.can_accept_more_data():  # else: output is pending, to be had with empty input
+        if decompressor.can_accept_more_data():
             data = next(pieces, None)
             if data is None:
                 return
+        elif out:  # output is pending, to be had with empty input
+            data = b""
+        else:  # pending, yet none came: no progress to be had
+            return
         try:
             out = decompressor.process(data, output_buffer_limit=_READ_CHUNK)
         except brotli.error:
