@@ -1,6 +1,7 @@
 """Main-content extraction (stage 1, step 3): bytes -> correctly decoded HTML -> trafilatura text.
 
-Decoding order: a byte-order mark; strict UTF-8 (valid multi-byte UTF-8 almost never happens by
+Decoding order: a byte-order mark; UTF-16 declared, or recognised without a BOM by its NUL bytes
+(ASCII markup in UTF-16 puts a NUL in every other byte, at odd offsets in UTF-16LE); strict UTF-8 (valid multi-byte UTF-8 almost never happens by
 accident, and pages that declare latin-1 but are UTF-8 are common); the HTTP Content-Type charset;
 the `<meta>` charset in the first 4 KB; then detection with charset_normalizer. A declared charset
 whose decoding produces many U+FFFD is treated as wrong and the next candidate is tried. Legacy
@@ -74,6 +75,13 @@ _BINARY_SIGNATURES = (
 _CONTROL_BYTES = bytes(sorted(set(range(32)) - {9, 10, 12, 13, 27}))
 MAX_CONTROL_BYTE_RATIO = 0.05
 _BINARY_SNIFF_BYTES = 4096
+# UTF-16 without a byte-order mark: at least this share of the bytes at one parity are NUL (the high
+# bytes of ASCII markup), at most the second share at the other, and the text decodes clean.
+_UTF16_NUL_SHARE = (0.1, 0.05)
+_UTF16_SNIFF_MIN_BYTES = 32
+# libxml2 stops parsing a document nested deeper than this many elements (without XML_PARSE_HUGE,
+# which lxml's HTML parser does not set): the page's text is lost, and `html_too_deep` says so.
+_DEPTH_LIMIT_MESSAGE = re.compile(r"Excessive depth in document: (\d+)")
 
 
 # A charset label names a codec only when it looks like one: letters, digits and - _ . : (WHATWG labels).
@@ -107,7 +115,7 @@ class ExtractTimeout(BaseException):
 class Decoded:
     html: str
     encoding: str  # the Python codec used
-    source: str  # bom | utf-8 | http | meta | detected | fallback
+    source: str  # bom | http | sniffed (UTF-16 without a BOM) | utf-8 | meta | detected | fallback
 
 
 def normalize_encoding(name: str) -> str:
@@ -152,9 +160,28 @@ def binary_kind(payload: bytes, http_charset: str = "") -> str:
     # UTF-16/32 text is full of NUL bytes.
     if payload.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or http_charset.lower().startswith(("utf-16", "utf-32")):
         return ""
+    if utf16_without_bom(payload):
+        return ""
     sample = payload[:_BINARY_SNIFF_BYTES]
     control = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
     return "binary" if control > MAX_CONTROL_BYTE_RATIO * len(sample) else ""
+
+
+def utf16_without_bom(payload: bytes) -> str:
+    """"utf-16-le" or "utf-16-be" when `payload` is UTF-16 text without a byte-order mark; "" otherwise."""
+    sample = payload[: _BINARY_SNIFF_BYTES & ~1]
+    sample = sample[: len(sample) & ~1]
+    if len(sample) < _UTF16_SNIFF_MIN_BYTES:
+        return ""
+    half = len(sample) // 2
+    even, odd = sample[0::2].count(0) / half, sample[1::2].count(0) / half
+    most, fewest = _UTF16_NUL_SHARE
+    encoding = "utf-16-le" if odd >= most and even <= fewest else "utf-16-be" if even >= most and odd <= fewest else ""
+    if not encoding:
+        return ""
+    text = sample.decode(encoding, errors="replace")
+    unreadable = sum(1 for char in text if char == "\ufffd" or (char < " " and char not in "\t\n\r\f"))
+    return encoding if unreadable <= MAX_CONTROL_BYTE_RATIO * len(text) else ""
 
 
 def decode_html(payload: bytes, http_charset: str = "") -> Decoded:
@@ -166,6 +193,8 @@ def decode_html(payload: bytes, http_charset: str = "") -> Decoded:
     if declared.startswith(("utf-16", "utf-32")) and b"\x00" in payload[:_META_SCAN_BYTES]:
         # UTF-16 without a BOM, as the header says: its NUL bytes would pass for (valid) UTF-8 below.
         return Decoded(payload.decode(declared, errors="replace"), declared, "http")
+    if sniffed := utf16_without_bom(payload):  # undeclared, or declared as something it is not
+        return Decoded(payload.decode(sniffed, errors="replace"), sniffed, "sniffed")
     try:
         return Decoded(payload.decode("utf-8"), "utf-8", "utf-8")
     except UnicodeDecodeError:
@@ -302,8 +331,26 @@ def extract_page(
         return "", Drop("extract_error", f"{type(exc).__name__}: {exc}"[:500])
     text = text.strip()
     if len(text) < max(1, min_chars):
+        if too_deep := nesting_too_deep(decoded.html):
+            return "", Drop("html_too_deep", too_deep)
         return "", Drop("empty_extraction", f"{len(text)} chars extracted")
     return text, None
+
+
+def nesting_too_deep(html: str) -> str:
+    """Why libxml2 stops parsing `html` early for its nesting depth (losing the text below); "" when it does not."""
+    from lxml import etree
+
+    parser = etree.HTMLParser(encoding="utf-8", collect_ids=False, default_doctype=False, no_network=True)
+    try:
+        etree.fromstring(html.encode("utf-8", errors="replace"), parser)
+    except (etree.LxmlError, ValueError):
+        pass
+    for entry in parser.error_log:
+        if match := _DEPTH_LIMIT_MESSAGE.search(entry.message):
+            return (f"elements nested over {match.group(1)} deep (libxml2's limit): parsing stops at line {entry.line}, "
+                    f"column {entry.column}, and the text from there on is lost")
+    return ""
 
 
 class PageExtractor:

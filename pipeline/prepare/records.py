@@ -135,12 +135,16 @@ def _table(rows: list[tuple]) -> pa.Table:
 
 
 class _UrlParse(DocumentFilter):
-    """Sets the page's `domain`; drops nothing."""
+    """Sets the page's `domain`; drops a record that names no URL (`no_target_uri`: an empty or `<>`
+    WARC-Target-URI), which no URL rule could judge and no document could cite."""
 
     name = "url_parse"
 
-    def judge(self, page: dict) -> None:
+    def judge(self, page: dict) -> Drop | None:
+        if not page["url"].strip():
+            return Drop("no_target_uri", "the record's WARC-Target-URI is empty")
         page["domain"] = registered_domain_guess(page["url"])
+        return None
 
 
 class _HttpResponse(DocumentFilter):
@@ -165,13 +169,20 @@ class _HttpResponse(DocumentFilter):
 
 
 class _BinaryCheck(DocumentFilter):
-    """Payloads declared HTML that are files of another kind (PDF, images, archives)."""
+    """Payloads that are not the text they are declared: a body whose chunked framing broke
+    (`chunked_encoding_error`), one left in a content coding that was not decoded
+    (`content_encoding_not_decoded`, naming the coding), files of another kind declared HTML (PDF,
+    images, archives: `binary_payload`)."""
 
     name = "binary_check"
 
     def judge(self, page: dict) -> Drop | None:
         record: WarcRecord = page["record"]
+        if record.framing_error:
+            return Drop("chunked_encoding_error", record.framing_error)
         kind = binary_kind(record.payload, record.charset) if record.kind != "conversion" else ""
+        if record.undecoded_coding and (kind or not record.payload):
+            return Drop("content_encoding_not_decoded", f"{kind or 'empty'} payload: {record.undecoded_coding}")
         return Drop("binary_payload", f"{kind} declared {record.mime_type or 'untyped'}") if kind else None
 
 

@@ -73,8 +73,9 @@ def _step_of(reject_rule):
         return "http_response"
     if reject_rule.startswith("lang_"):
         return "langid"
-    return {"binary_payload": "binary_check", "warc_read_error": "read", "warc_unreadable": "read",
-            "exact_duplicate": None}.get(reject_rule, "extract")
+    return {"binary_payload": "binary_check", "chunked_encoding_error": "binary_check",
+            "content_encoding_not_decoded": "binary_check", "no_target_uri": "url_parse", "warc_read_error": "read",
+            "warc_unreadable": "read", "exact_duplicate": None}.get(reject_rule, "extract")
 
 
 def test_real_crawl_rules_count_each_step_s_pages_and_the_report_shows_their_cost(crawl_run):

@@ -295,6 +295,31 @@ def test_utf16_without_a_bom_is_decoded_as_declared():
     assert decode_html(page(CHINESE).encode(), "utf-16").html == page(CHINESE)
 
 
+def test_utf16_without_a_bom_or_a_declaration_is_recognised_and_decoded():
+    english, chinese = page("An English page stored as UTF-16 and declared nothing. " * 10), page(CHINESE)
+    for codec in ("utf-16-le", "utf-16-be"):
+        for html, declared in ((english, ""), (english, "iso-8859-1"), (chinese, "")):
+            payload = html.encode(codec)
+            assert binary_kind(payload, declared) == "", (codec, declared)  # not "binary": text, NUL bytes and all
+            decoded = decode_html(payload, declared)
+            assert decoded.html == html and decoded.encoding == codec, (codec, declared)
+        text, drop = extract_page(english.encode(codec), "", "", 30)
+        assert drop is None and "declared nothing" in text
+    # Binary that is NUL-heavy at one parity is still binary: its other bytes do not decode as text.
+    assert binary_kind(bytes([1, 0, 2, 0, 3, 0, 4, 0]) * 100) == "binary"
+    # ... and UTF-8 with a few NULs sprinkled through it stays UTF-8.
+    assert decode_html(english.replace(". ", ".\x00 ").encode()).encoding == "utf-8"
+
+
+@pytest.mark.parametrize("depth", [300, 100_000])
+def test_html_nested_deeper_than_libxml2_parses_is_named_with_its_depth(depth):
+    html = "<html><body>" + "<div>" * depth + "<p>" + "deep text " * 50 + "</p>" + "</div>" * depth + "</body></html>"
+    text, drop = extract_page(html.encode(), "utf-8", "", 30)
+    assert text == "" and drop.rule == "html_too_deep" and "nested over 256 deep" in drop.detail
+    shallow = html.replace("<div>" * depth, "<div>" * 100).replace("</div>" * depth, "</div>" * 100)
+    assert extract_page(shallow.encode(), "utf-8", "", 30)[1] is None
+
+
 def test_the_attribute_screen_ignores_scripts_styles_and_comments():
     fake_tag = "<b " + " ".join(f"x{i}" for i in range(2000))  # `if (a <b x0 x1 ...`: not a tag in a script
     for wrapper in ("<script>if (a {0}) {{}}</script>", "<SCRIPT type='x'>{0}</SCRIPT>", "<style>{0}</style>",
@@ -482,7 +507,7 @@ def test_a_deeply_nested_thread_is_no_extraction_error(depth):
     body = page_html.index("<body>") + len("<body>")
     nested = page_html[:body] + '<div class="post-wrap">' * depth + page_html[body:-len("</body></html>")] + "</div>" * depth + "</body></html>"
     text, drop = extract_page(nested.encode(), "utf-8", "", 30, thread_posts=ThreadPostsConfig())
-    assert drop is None or drop.rule == "empty_extraction"
+    assert drop is None or drop.rule in ("empty_extraction", "html_too_deep")  # too deep for libxml2: said so
     assert (drop is None) != (text == "")
 
 

@@ -4,6 +4,7 @@ import re
 from collections import Counter
 
 import pytest
+from hostile_inputs import chunked, http_response
 
 from thresher.pipeline.config import load_config
 from thresher.pipeline.prepare.records import (
@@ -213,8 +214,9 @@ def test_the_stats_row_holds_each_step_s_pages_seen_dropped_and_time_in_pipeline
     for reject in (r for r in out if r["row_kind"] == ROW_REJECT):
         rule = reject["rule"]
         by_step["http_response" if rule.startswith("http_status:") or rule in ("not_html", "html_too_large")
-                else "langid" if rule.startswith("lang_") else "binary_check" if rule == "binary_payload"
-                else "read" if rule == "warc_read_error" else "extract"] += 1
+                else "langid" if rule.startswith("lang_")
+                else "binary_check" if rule in ("binary_payload", "chunked_encoding_error", "content_encoding_not_decoded")
+                else "url_parse" if rule == "no_target_uri" else "read" if rule == "warc_read_error" else "extract"] += 1
     assert by_step[dropping_step] > 0
     assert {step: s["dropped"] for step, s in rules.items() if s["dropped"]} == dict(by_step)
     assert rules["extract"]["nanoseconds"] > 0 and rules["langid"]["nanoseconds"] > 0
@@ -228,3 +230,37 @@ def test_a_file_s_step_stats_are_its_own_after_an_abandoned_file_in_the_same_pro
         next(abandoned)
     abandoned.close()
     assert _counts(_file_stats(rows(path, config))["rules"]) == first
+
+
+def test_records_naming_no_url_and_bodies_not_as_their_headers_frame_them_are_named_rejects(config, tmp_path):
+    import brotli
+
+    page = f"<html><body><article><p>{WESTERN}</p></article></body></html>".encode()
+    html = [("Content-Type", "text/html")]
+    no_uri = http_response("https://gone.example/", page).replace(b"WARC-Target-URI: https://gone.example/\r\n", b"")
+    records = [
+        http_response("", page), http_response("<>", page), no_uri,
+        http_response("https://chunks.example/", b"40\r\n" + page[:64] + b"\r\nzz\r\n" + page[64:] + b"\r\n0\r\n\r\n",
+                      [*html, ("Transfer-Encoding", "chunked")]),
+        http_response("https://compress.example/", b"\x1f\x9d\x90" + bytes(range(256)) * 8, [*html, ("Content-Encoding", "compress")]),
+        http_response("https://br.example/", chunked(brotli.compress(page), 100),
+                      [*html, ("Content-Encoding", "br"), ("Transfer-Encoding", "chunked")]),
+        http_response("https://utf16.example/", page.decode().encode("utf-16-le"), html),
+    ]
+    path = tmp_path / "named.warc"
+    path.write_bytes(b"".join(records))
+    out = rows(path, config)
+    units = [r for r in out if r["row_kind"] in (ROW_DOCUMENT, ROW_REJECT)]
+    assert len(units) == len(records)
+    rejects = [(r["url"], r["rule"]) for r in units if r["row_kind"] == ROW_REJECT]
+    assert rejects == [("", "no_target_uri")] * 3 + [("https://chunks.example/", "chunked_encoding_error"),
+                                                     ("https://compress.example/", "content_encoding_not_decoded")]
+    details = {r["rule"]: r["detail"] for r in units if r["row_kind"] == ROW_REJECT}
+    assert "b'zz" in details["chunked_encoding_error"] and "'compress'" in details["content_encoding_not_decoded"]
+    documents = {r["url"]: r["text"] for r in units if r["row_kind"] == ROW_DOCUMENT}
+    assert set(documents) == {"https://br.example/", "https://utf16.example/"}
+    assert all("menu of the day" in text for text in documents.values())
+    assert not any("zz" in r["content"] for r in units if r["row_kind"] == ROW_REJECT and r["content"])
+    rules = _file_stats(out)["rules"]
+    assert (rules["url_parse"]["seen"], rules["url_parse"]["dropped"]) == (len(records), 3)
+    assert rules["binary_check"]["dropped"] == 2

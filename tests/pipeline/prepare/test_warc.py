@@ -4,7 +4,21 @@ import zlib
 from collections import Counter
 
 import pytest
-from hostile_inputs import MIB, chunked, deflate_bomb, http_response
+from hostile_inputs import (
+    ARC_FILE_HEADER,
+    MIB,
+    arc_record,
+    broken_stored_block,
+    brotli_bomb,
+    chunked,
+    deflate_bomb,
+    http_response,
+    huge_window_zstd,
+    member_storing,
+    with_bad_checksum,
+    with_content_length,
+    zstd_bomb,
+)
 
 from thresher.pipeline.prepare.warc import GzipMembers, ReadError, WarcRecord, iter_records, parse_content_type
 
@@ -301,6 +315,107 @@ def test_after_a_corrupt_member_the_next_real_member_is_read_whole():
     assert len(errors_of(events)) == 1
 
 
+# ---------------------------------------------------------------- the phantom record (issue 26, finding 9)
+
+FILLER = b"<html><body><p>" + b"".join(b"line %d of a page that shows a file it links to\n" % i for i in range(3000))
+
+
+@pytest.mark.parametrize("filler", [b"", FILLER], ids=["small member", "member over 64 KiB"])
+@pytest.mark.parametrize("damage", ["crc", "stored byte"])
+def test_a_member_with_a_wrong_checksum_ends_where_its_deflate_data_ends(filler, damage):
+    # A page serving a .warc.gz, stored verbatim (level 0, as compressors store incompressible data);
+    # its member's checksum fails, so zlib stops at the trailer: the quoted member must stay unread.
+    record = warc_record("http://x.example/", filler + gzip.compress(QUOTED), "application/gzip")
+    member = gzip.compress(record, compresslevel=0)
+    if damage == "crc":
+        member = with_bad_checksum(member)
+    else:  # a flipped byte in the stored data: deflate goes on, the CRC fails at the end
+        at = member.index(b"a file it links to") if filler else member.index(b"WARC-Type")
+        member = member[:at] + bytes([member[at] ^ 1]) + member[at + 1 :]
+    data = gzip.compress(warc_record("http://a.example/", PAGE)) + member + gzip.compress(warc_record("http://d.example/", PAGE))
+    events = list(iter_records(io.BytesIO(data), 5_000_000))
+    assert [r.url for r in records_of(events)] == ["http://a.example/", "http://d.example/"]
+    assert len(errors_of(events)) == 1 and "incorrect data check" in errors_of(events)[0].message
+
+
+def quoting_member(stored: bytes, filler: bytes = FILLER) -> bytes:
+    """A member whose record's payload is compressed text (Huffman blocks), then `stored` verbatim."""
+    return member_storing(warc_record("http://x.example/", filler + stored, "application/gzip"), stored)
+
+
+def test_after_broken_deflate_data_a_stored_warc_gz_is_never_a_resume_point():
+    # The stored block's own header is what broke: nothing marks where its verbatim bytes end.
+    stored = gzip.compress(QUOTED) + gzip.compress(QUOTED_TOO)
+    member = quoting_member(stored, FILLER[:2000])
+    assert gzip.decompress(member).endswith(stored + b"\r\n\r\n")
+    broken = broken_stored_block(member, stored)
+    size = len(gzip.decompress(member))
+    garbage = b"\x00\xff no member here \x01" * (size // 10)  # longer than the broken member could be
+    short_garbage = garbage[:100]
+    # The next member right after (the broken one's ISIZE says it ends there), past garbage longer
+    # than the broken member can reach, or past garbage within that reach (not found: it could be inside).
+    for after, found in ((b"", ["http://d.example/"]), (garbage, ["http://d.example/"]), (short_garbage, [])):
+        data = gzip.compress(warc_record("http://a.example/", PAGE)) + broken + after + gzip.compress(
+            warc_record("http://d.example/", PAGE))
+        events = list(iter_records(io.BytesIO(data), 5_000_000))
+        assert [r.url for r in records_of(events)] == ["http://a.example/", *found], len(after)
+        assert len(errors_of(events)) == 1
+
+
+def test_a_member_with_a_damaged_header_is_not_searched_for_members():
+    # The member's first bytes are gone: no gzip header at its start, its stored .warc.gz further on.
+    member = quoting_member(gzip.compress(QUOTED))
+    data = gzip.compress(warc_record("http://a.example/", PAGE)) + b"\x00" * 10 + member[10:] + gzip.compress(
+        warc_record("http://d.example/", PAGE))
+    events = list(iter_records(io.BytesIO(data), 5_000_000))
+    assert "http://phantom.example/quoted" not in [r.url for r in records_of(events)]
+    assert [r.url for r in records_of(events)][0] == "http://a.example/"
+
+
+UNPARSEABLE_LENGTHS = [b"12abc", b"-5", b"", None, b"99999999"]
+
+
+@pytest.mark.parametrize("length", UNPARSEABLE_LENGTHS, ids=lambda v: repr(v))
+def test_an_uncompressed_record_whose_length_does_not_parse_ends_where_its_digest_proves(length):
+    quoting = warc_record("http://x.example/", b"<html><body><pre>" + QUOTED + b"</pre></body></html>")
+    assert b"WARC-Block-Digest: sha1:" in quoting
+    data = warc_record("http://a.example/", PAGE) + with_content_length(quoting, length) + warc_record("http://d.example/", PAGE)
+    events = list(iter_records(io.BytesIO(data), 5_000_000))
+    assert [r.url for r in records_of(events)] == ["http://a.example/", "http://d.example/"]
+    assert len(errors_of(events)) == 1 and errors_of(events)[0].url == "http://x.example/"
+
+
+def test_a_record_of_unknown_length_without_a_digest_ends_where_its_http_content_length_ends_it():
+    body = b"<html><body><pre>" + QUOTED + b"</pre></body></html>"
+    framed = http_response("http://x.example/", body, [("Content-Type", "text/html"), ("Content-Length", str(len(body)))])
+    unframed = http_response("http://y.example/", body, [("Content-Type", "text/html")])
+    for record, after in ((framed, ["http://d.example/"]), (unframed, [])):  # without any proof: the rest is lost
+        data = warc_record("http://a.example/", PAGE) + with_content_length(record, b"oops") + warc_record(
+            "http://d.example/", PAGE)
+        events = list(iter_records(io.BytesIO(data), 5_000_000))
+        assert [r.url for r in records_of(events)] == ["http://a.example/", *after]
+        assert len(errors_of(events)) == 1
+
+
+ARC_PAGE = b"<html><body><article><p>" + b"An ARC page. " * 30 + b"</p></article></body></html>"
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-5", b"99999999", b"10"])
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+def test_an_arc_record_with_a_bad_length_costs_that_record_only(length, gzipped):
+    parts = [ARC_FILE_HEADER, arc_record("http://a.example/", ARC_PAGE),
+             arc_record("http://bad.example/", ARC_PAGE + b"<pre>" + arc_record("http://quoted.example/", ARC_PAGE) + b"</pre>",
+                        length),
+             arc_record("http://c.example/", ARC_PAGE)]
+    data = b"".join(gzip.compress(part) for part in parts) if gzipped else b"".join(parts)
+    events = list(iter_records(io.BytesIO(data), 5_000_000))
+    urls = [r.url for r in records_of(events) if r.kind == "response"]
+    assert urls[0] == "http://a.example/" and urls[-1] == "http://c.example/"
+    assert "http://quoted.example/" not in urls and len(errors_of(events)) == 1
+    bad = [r for r in records_of(events) if r.url == "http://bad.example/"]
+    assert not bad or bad[0].payload != ARC_PAGE  # a record cut at its too-short length is never read whole
+
+
 class EndlessGarbage(io.RawIOBase):
     """A seekable stream of text lines that never ends and holds no record (a link to a device, say)."""
 
@@ -358,6 +473,11 @@ def bombs() -> dict[str, bytes]:
         "gzip-in-gzip": http_response("https://bomb.example/gzip-gzip",
                                       zlib.compress(deflate_bomb(BOMB_BYTES, 31), 9, wbits=31),
                                       [("Content-Type", "text/html"), ("Content-Encoding", "gzip, gzip")]),
+        "brotli": http_response("https://bomb.example/br", brotli_bomb(BOMB_BYTES),
+                                [("Content-Type", "text/html"), ("Content-Encoding", "br")]),
+        "zstd-small-chunks": http_response("https://bomb.example/zstd", chunked(zstd_bomb(BOMB_BYTES), 4096),
+                                           [("Content-Type", "text/html"), ("Content-Encoding", "zstd"),
+                                            ("Transfer-Encoding", "chunked")]),
     }
 
 
@@ -434,3 +554,55 @@ def test_chunked_and_content_encoded_payloads_decode_as_before(tmp_path):
     assert {name: payloads[name] == page for name in variants if name != "unknown-coding"} == {
         name: True for name in variants if name != "unknown-coding"}
     assert payloads["unknown-coding"] == b"\x8b\x00brotli-ish"  # left as sent: binary, rejected downstream
+
+
+def test_brotli_and_zstd_bodies_are_decoded_and_a_coding_left_undecoded_is_named(tmp_path):
+    import brotli
+    import zstandard
+
+    page = GOOD_PAGE * 50
+    decoded = {
+        "br": (brotli.compress(page), [("Content-Encoding", "br")]),
+        "zstd": (zstandard.ZstdCompressor().compress(page), [("Content-Encoding", "zstd")]),
+        "zstd-two-frames": (zstandard.ZstdCompressor().compress(page[:1000]) + zstandard.ZstdCompressor().compress(
+            page[1000:]), [("Content-Encoding", "zstd")]),
+        "chunked-br": (chunked(brotli.compress(page), 7), [("Content-Encoding", "br"), ("Transfer-Encoding", "chunked")]),
+        "br-in-gzip": (zlib.compress(brotli.compress(page), wbits=31), [("Content-Encoding", "br, gzip")]),
+        "mislabelled-br": (page, [("Content-Encoding", "br")]),
+        "mislabelled-zstd": (page, [("Content-Encoding", "zstd")]),
+    }
+    undecoded = {
+        "compress": (b"\x1f\x9d\x90" + bytes(range(256)) * 8, [("Content-Encoding", "compress")], "'compress' is not one"),
+        "garbage-br": (b"\x1b\x03\x00\xf8" + bytes((i * 31) % 256 for i in range(4000)), [("Content-Encoding", "br")],
+                       "not br data"),
+        "garbage-zstd": (b"\x28\xb5\x2f\xfd" + b"\xff" * 100, [("Content-Encoding", "zstd")], "not zstd data"),
+        "huge-zstd-window": (huge_window_zstd(page), [("Content-Encoding", "zstd")], "too much memory"),
+    }
+    path = tmp_path / "codings.warc"
+    path.write_bytes(b"".join(http_response(f"https://coding.example/{name}", body, [("Content-Type", "text/html"), *headers])
+                              for name, (body, headers, *_) in {**decoded, **undecoded}.items()))
+    events = read_all(path)
+    assert not errors_of(events)
+    records = {r.url.rsplit("/", 1)[1]: r for r in records_of(events)}
+    assert {name: records[name].payload == page for name in decoded} == dict.fromkeys(decoded, True)
+    assert [name for name in decoded if records[name].undecoded_coding] == ["mislabelled-br", "mislabelled-zstd"]
+    for name, (_, _, said) in undecoded.items():
+        assert said in records[name].undecoded_coding, (name, records[name].undecoded_coding)
+
+
+def test_chunked_framing_that_breaks_after_a_chunk_is_noted_and_never_read_as_text(tmp_path):
+    page = GOOD_PAGE * 4
+    bodies = {
+        "bad-size-line": b"40\r\n" + page[:64] + b"\r\nzz not a size\r\n" + page[64:] + b"\r\n0\r\n\r\n",
+        "chunk-longer-than-its-size": b"40\r\n" + page[:100] + b"\r\n0\r\n\r\n",
+        "cut-after-a-chunk": b"40\r\n" + page[:64] + b"\r\n",  # a capture cut short: no framing error
+    }
+    path = tmp_path / "chunks.warc"
+    path.write_bytes(b"".join(http_response(f"https://chunks.example/{name}", body,
+                                            [("Content-Type", "text/html"), ("Transfer-Encoding", "chunked")])
+                              for name, body in bodies.items()))
+    records = {r.url.rsplit("/", 1)[1]: r for r in records_of(read_all(path))}
+    assert records["bad-size-line"].payload == page[:64] and "b'zz not a size" in records["bad-size-line"].framing_error
+    assert records["chunk-longer-than-its-size"].payload == page[:64]
+    assert "longer than its size line" in records["chunk-longer-than-its-size"].framing_error
+    assert records["cut-after-a-chunk"].payload == page[:64] and not records["cut-after-a-chunk"].framing_error
