@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
+from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
 from thresher.classifiers.training import cross_validate, read_labelled  # noqa: E402
 
-DCLM = REPO.parent / "shared" / "data" / "quality" / "dclm"
+DATA = REPO.parent / "shared" / "data"
 
 
 def main() -> int:
@@ -26,9 +28,14 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5, help="k of k-fold cross-validation (default: 5)")
     parser.add_argument("--backend", default="fasttext", help="classifier backend (default: fasttext)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the folds and training (default: 0)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        announce()
+        args.folds = 2
+    dclm = (tiny_data() if args.smoke else DATA) / "quality" / "dclm"
     for name in ("majority_data.jsonl", "agreement_data.jsonl"):
-        data = read_labelled([DCLM / name])
+        data = read_labelled([dclm / name])
         started = time.perf_counter()
         result = cross_validate(args.backend, data, folds=args.folds, seed=args.seed)
         seconds = time.perf_counter() - started

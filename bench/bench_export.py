@@ -31,10 +31,12 @@ from pathlib import Path
 os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core for the limit, as one Spark task has
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
 from thresher.pipeline.export.tokenize import load_tokenizer, save_tokenizer, train_byte_level_bpe  # noqa: E402
 from thresher.pipeline.stagedir import COMMITTED_MARKER  # noqa: E402
 from thresher.schemas.stats import STATS_FILE, stage_stats, write_stats  # noqa: E402
@@ -42,12 +44,12 @@ from thresher.schemas.stats import STATS_FILE, stage_stats, write_stats  # noqa:
 DATA = REPO.parent / "shared" / "data"
 
 
-def real_texts() -> list[str]:
+def real_texts(data: Path = DATA) -> list[str]:
     texts = []
     for name in ("agreement_data.jsonl", "majority_data.jsonl"):
-        texts += [json.loads(line)["text"] for line in (DATA / "quality/dclm" / name).open()]
+        texts += [json.loads(line)["text"] for line in (data / "quality/dclm" / name).open()]
     for name in ("cleared1.jsonl", "clean.jsonl", "dirty.jsonl"):
-        for line in (DATA / "quality/chinesewebtext" / name).open():
+        for line in (data / "quality/chinesewebtext" / name).open():
             record = json.loads(line)
             texts.append(record.get("raw_content") or record.get("text") or "")
     return [t for t in texts if t]
@@ -81,10 +83,10 @@ def write_stage(directory: Path, texts: list[str], files: int = 8) -> Path:
     return directory
 
 
-def bench_tokenizer(work: Path, vocab_size: int) -> Path:
+def bench_tokenizer(work: Path, vocab_size: int, data: Path = DATA) -> Path:
     directory = work / "tokenizer"
     if not (directory / "tokenizer.json").is_file():
-        save_tokenizer(train_byte_level_bpe(real_texts(), vocab_size, ["<|endoftext|>", "<|pad|>"]), directory,
+        save_tokenizer(train_byte_level_bpe(real_texts(data), vocab_size, ["<|endoftext|>", "<|pad|>"]), directory,
                        "<|endoftext|>", "<|pad|>")
     return directory
 
@@ -158,12 +160,18 @@ def main() -> int:
     parser.add_argument("--work", default=str(REPO / "bench/work/export"), help="scratch directory")
     parser.add_argument("--warm-up-mb", type=float, default=0,
                         help="first export this many MB untimed, so the JVM has compiled the job's code (0: cold)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    data = DATA
+    if args.smoke:
+        announce()
+        data, args.work = tiny_data(), str(scratch_directory())
+        args.mb, args.vocab_size, args.seq_len, args.cores = 0.05, 300, 64, 1
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    texts = replicated(real_texts(), args.mb)
+    texts = replicated(real_texts(data), args.mb)
     stage = write_stage(work / "stage", texts)
-    tokenizer_dir = bench_tokenizer(work, args.vocab_size)
+    tokenizer_dir = bench_tokenizer(work, args.vocab_size, data)
     limit_before, limit_cpu_before, limit_tokens = limit_tokens_per_second(tokenizer_dir, texts, args.cores)
     print(f"input: {len(texts)} documents, {sum(len(t.encode()) for t in texts) / 1e6:.1f} MB, "
           f"{limit_tokens} tokens (+{len(texts)} EOS)")

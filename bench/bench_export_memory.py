@@ -21,9 +21,11 @@ import threading
 import time
 from pathlib import Path
 
-import bench_export
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench import bench_export  # noqa: E402
+from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
 
 
 class PeakSampler(threading.Thread):
@@ -89,14 +91,19 @@ def main() -> int:
     parser.add_argument("--driver-memory", default="2g", help="JVM heap (local mode: driver and executors)")
     parser.add_argument("--work", default=str(REPO / "bench/work/export-memory"))
     parser.add_argument("--child", nargs=3, metavar=("STAGE", "TOKENIZER", "OUT"), help=argparse.SUPPRESS)
+    add_smoke_flag(parser)
     args = parser.parse_args()
     if args.child:
         child(*(Path(p) for p in args.child), args.shard_tokens, args.driver_memory)
         return 0
+    data, vocab_size = bench_export.DATA, 32768
+    if args.smoke:
+        announce()
+        data, args.work, args.mb, args.scales, vocab_size = tiny_data(), str(scratch_directory()), 0.05, [1], 300
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    tokenizer = bench_export.bench_tokenizer(work, 32768)
-    texts = bench_export.real_texts()
+    tokenizer = bench_export.bench_tokenizer(work, vocab_size, data)
+    texts = bench_export.real_texts(data)
     mib = 2**20
     print("| input | tokens | shards | seconds | driver | JVM | largest Python worker | all Python workers | total |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

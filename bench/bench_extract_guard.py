@@ -18,16 +18,20 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
+
 CRAWL = REPO.parent / "shared" / "data" / "crawl"
 LIMIT = 0.05
 
 
-def crawl_pages() -> list[tuple[bytes, str, str]]:
+def crawl_pages(crawl: Path = CRAWL) -> list[tuple[bytes, str, str]]:
     from thresher.pipeline.prepare.extract import binary_kind
     from thresher.pipeline.prepare.warc import WarcRecord, iter_records
 
     pages = []
-    for path in sorted(CRAWL.glob("*.warc.gz")):
+    for path in sorted(crawl.glob("*.warc.gz")):
         with open(path, "rb") as handle:
             for event in iter_records(handle, 5_000_000):
                 if (isinstance(event, WarcRecord) and event.kind == "response" and event.http_status == 200
@@ -39,11 +43,16 @@ def crawl_pages() -> list[tuple[bytes, str, str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of each way (default 2)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    crawl = CRAWL
+    if args.smoke:
+        announce()
+        crawl, args.rounds = tiny_data() / "crawl", 1
 
     from thresher.pipeline.prepare.extract import PageExtractor, decode_html, extract_page, parse_hazard
 
-    pages = crawl_pages()
+    pages = crawl_pages(crawl)
     htmls = [decode_html(payload, charset).html for payload, charset, _ in pages]
     in_process, guarded, screen, plumbing, same = [], [], [], [], True
     for _ in range(args.rounds):

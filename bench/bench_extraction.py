@@ -24,6 +24,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 WORK = REPO / "bench" / "work" / "extraction"
 SOURCES = ("trafilatura", "magic_html", "scrapinghub")
@@ -86,8 +89,8 @@ def load_pages(crawl: Path, ground_truth: Path) -> list[Page]:
     return [pages[url] for url in sorted(pages)]
 
 
-def cached_variants() -> list[str]:
-    return sorted(path.stem for path in WORK.glob("*.json"))
+def cached_variants(cache: Path = WORK) -> list[str]:
+    return sorted(path.stem for path in cache.glob("*.json"))
 
 
 def pages_from_truth(ground_truth: Path, urls: set[str]) -> list[Page]:
@@ -98,11 +101,11 @@ def pages_from_truth(ground_truth: Path, urls: set[str]) -> list[Page]:
     return sorted(pages, key=lambda page: page.url)
 
 
-def extract_variant(name: str, pages: list[Page]) -> dict[str, dict]:
-    """{url: {"text", "origins", "cpu_s"}} of one extraction variant, cached on disk."""
-    cache = WORK / f"{name}.json"
-    if cache.exists():
-        return json.loads(cache.read_text(encoding="utf-8"))
+def extract_variant(name: str, pages: list[Page], cache: Path = WORK) -> dict[str, dict]:
+    """{url: {"text", "origins", "cpu_s"}} of one extraction variant, cached on disk in `cache`."""
+    cached = cache / f"{name}.json"
+    if cached.exists():
+        return json.loads(cached.read_text(encoding="utf-8"))
     import trafilatura
 
     from thresher.pipeline.config import ThreadPostsConfig
@@ -121,8 +124,8 @@ def extract_variant(name: str, pages: list[Page]) -> dict[str, dict]:
             print(f"  {name}: {page.url}: {type(exc).__name__}: {exc}", file=sys.stderr)
             text, origins = "", []
         results[page.url] = {"text": text, "origins": origins, "cpu_s": time.process_time() - started}
-    WORK.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
+    cache.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(results, ensure_ascii=False), encoding="utf-8")
     return results
 
 
@@ -340,15 +343,24 @@ def main() -> int:
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="fastText option, e.g. dim=16")
     parser.add_argument("--sequence-param", action="append", default=[], metavar="KEY=VALUE", help="line_sequence option, e.g. hidden=64")
     parser.add_argument("--resamples", type=int, default=500, help="paired bootstrap resamples (default: 500)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    cache = WORK
+    if args.smoke:  # stage 1's variant and both line models (the bootstrap compares them), trained briefly
+        announce()
+        data, cache = tiny_data(), scratch_directory()
+        args.crawl, args.ground_truth = str(data / "crawl"), str(data / "extraction" / "ground-truth.json")
+        args.variants, args.backends, args.resamples = [DEFAULT_VARIANTS[-1]], ["fasttext", "line_sequence"], 20
+        args.param = ["quantize=false", *args.param]
+        args.sequence_param = ["epochs=1", "buckets=1024", *args.sequence_param]
 
     import yaml
 
     from bench.build_clutter_model import MODEL_PARAMS, SEQUENCE_PARAMS
 
-    unknown = sorted(set(args.variants) - set(THRESHER) - set(cached_variants()))
+    unknown = sorted(set(args.variants) - set(THRESHER) - set(cached_variants(cache)))
     if unknown:
-        parser.error(f"unknown variants {unknown}: name one of {', '.join(THRESHER)} or an extraction cached in {WORK}")
+        parser.error(f"unknown variants {unknown}: name one of {', '.join(THRESHER)} or an extraction cached in {cache}")
     config = load_config(str(REPO / "configs" / "default.yaml"))
     thresholds = args.thresholds or [config.select.line_thresholds["clutter"]]
     params = {
@@ -356,10 +368,10 @@ def main() -> int:
         "line_sequence": {**SEQUENCE_PARAMS, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.sequence_param)}},
     }
     needed = [*BASELINES, *args.variants]
-    if args.stage1_cpu or not all((WORK / f"{name}.json").exists() for name in needed):
+    if args.stage1_cpu or not all((cache / f"{name}.json").exists() for name in needed):
         pages = load_pages(Path(args.crawl), Path(args.ground_truth))
     else:
-        pages = pages_from_truth(Path(args.ground_truth), set(json.loads((WORK / f"{args.variants[0]}.json").read_text(encoding="utf-8"))))
+        pages = pages_from_truth(Path(args.ground_truth), set(json.loads((cache / f"{args.variants[0]}.json").read_text(encoding="utf-8"))))
     if args.stage1_cpu:
         for name, ms in stage1_cpu(pages, args.variants).items():
             print(f"{name}: {ms:.1f} ms CPU per page ({THRESHER[name]})")
@@ -371,15 +383,15 @@ def main() -> int:
     print("|" + "---|" * 7)
     baseline_texts = {}
     for name in BASELINES:
-        baseline_texts[name] = {url: r["text"] for url, r in extract_variant(name, pages).items()}
+        baseline_texts[name] = {url: r["text"] for url, r in extract_variant(name, pages, cache).items()}
         scores = score(pages, baseline_texts[name])
         print(format_row(name, scores) + f" {mean_f1(scores):.4f} |", flush=True)
     for name in args.variants:
-        extraction = extract_variant(name, pages)
+        extraction = extract_variant(name, pages, cache)
         cpu = sum(r["cpu_s"] for r in extraction.values()) / len(extraction)
         scores = score(pages, {url: r["text"] for url, r in extraction.items()})
         print(format_row(f"{name} (stage 1, {cpu * 1000:.0f} ms CPU/page)", scores) + f" {mean_f1(scores):.4f} |", flush=True)
-        training = extract_variant(args.train_on, pages) if args.train_on else None
+        training = extract_variant(args.train_on, pages, cache) if args.train_on else None
         trained = f" trained on {args.train_on}" if args.train_on else ""
         runs = [(backend, False) for backend in args.backends] + ([("fasttext", True)] if args.with_origins else [])
         reference = None

@@ -28,7 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
-from bench.bench_extraction import DATA, FOLDS, SOURCES, Page, extract_variant, load_pages, mean_f1, score  # noqa: E402
+from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
+from bench.bench_extraction import DATA, FOLDS, SOURCES, WORK, Page, extract_variant, load_pages, mean_f1, score  # noqa: E402
 
 STAGE1_VARIANT = "thresher_comments_posts_line20"  # stage 1's extraction (bench_extraction.py)
 SHARE_SEED = 1414  # not the folds' seed: the shares cut across folds
@@ -209,15 +210,22 @@ def main() -> int:
     parser.add_argument("--parts", nargs="+", default=["ceiling", "curve", "context"], choices=("ceiling", "curve", "context"), help="what to measure")
     parser.add_argument("--thresholds", nargs="+", type=float, default=[0.02, 0.05, 0.1], help="clutter thresholds of the model rows")
     parser.add_argument("--shares", nargs="+", type=float, default=[0.25, 0.5, 0.75, 1.0], help="shares of the training pages (curve)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    params, cache = MODEL_PARAMS, WORK
+    if args.smoke:
+        announce()
+        data, cache = tiny_data(), scratch_directory()
+        args.crawl, args.ground_truth = str(data / "crawl"), str(data / "extraction" / "ground-truth.json")
+        args.thresholds, args.shares, params = [0.05], [1.0], {**MODEL_PARAMS, "quantize": False}
     if not Path(args.ground_truth).is_file():
         parser.error(f"no ground truth at {args.ground_truth}: pass --ground-truth (see ../shared/data/README.md)")
 
     pages = load_pages(Path(args.crawl), Path(args.ground_truth))
-    extraction = extract_variant(STAGE1_VARIANT, pages)
+    extraction = extract_variant(STAGE1_VARIANT, pages, cache)
     lines_of = {p.url: extraction[p.url]["text"].split("\n") for p in pages}
     labels_of = {p.url: page_line_labels(lines_of[p.url], p.source, p.truth) for p in pages}
-    print(f"dev pages: {len(pages)}; stage 1 = {STAGE1_VARIANT}; folds: {FOLDS} by URL hash; fastText {MODEL_PARAMS}")
+    print(f"dev pages: {len(pages)}; stage 1 = {STAGE1_VARIANT}; folds: {FOLDS} by URL hash; fastText {params}")
     auc_header = " line AUC (snippets / magic-html / scrapinghub / all) |"
     if "ceiling" in args.parts:
         html_of = {p.url: decode_html(p.payload, p.charset).html for p in pages}
@@ -230,7 +238,7 @@ def main() -> int:
     if "curve" in args.parts:
         print(HEADER.format(what="training pages (share of each fold's)", more=auc_header, dashes="---|"))
         for share in args.shares:
-            scores = cross_validated_scores(pages, lines_of, labels_of, MODEL_PARAMS, share=share)
+            scores = cross_validated_scores(pages, lines_of, labels_of, params, share=share)
             print("\n".join(model_rows(f"{share:.0%}", pages, lines_of, labels_of, scores, args.thresholds)), flush=True)
     if "context" in args.parts:
         html_of = {p.url: decode_html(p.payload, p.charset).html for p in pages}
@@ -243,7 +251,7 @@ def main() -> int:
         ]
         print(HEADER.format(what="model input", more=auc_header, dashes="---|"))
         for label, options in variants:
-            scores = cross_validated_scores(pages, lines_of, labels_of, MODEL_PARAMS, **options)
+            scores = cross_validated_scores(pages, lines_of, labels_of, params, **options)
             print("\n".join(model_rows(label, pages, lines_of, labels_of, scores, args.thresholds)), flush=True)
     return 0
 

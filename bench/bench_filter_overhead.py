@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 LIMIT_PERCENT = 2.0
 
@@ -82,7 +86,7 @@ def _per_call_overhead_s(calls: int = 200_000, rounds: int = 5) -> float:
     return max(0.0, (best["contract"] - best["bare"]) / calls)
 
 
-def stage2(rounds: int) -> None:
+def stage2(rounds: int, data: Path = DATA) -> None:
     from thresher.pipeline.config import load_config
     from thresher.pipeline.rules.heuristics import build_filters, judge_documents, load_resources
 
@@ -90,9 +94,9 @@ def stage2(rounds: int) -> None:
     filters = build_filters(config.rules, load_resources(config.rules, config.resolve_path))
     documents = []
     for name in ("agreement_data", "majority_data"):
-        documents += [(json.loads(line)["text"], "en", None) for line in (DATA / "quality/dclm" / f"{name}.jsonl").open()]
+        documents += [(json.loads(line)["text"], "en", None) for line in (data / "quality/dclm" / f"{name}.jsonl").open()]
     for name in ("cleared1", "clean"):
-        rows = [json.loads(line) for line in (DATA / "quality/chinesewebtext" / f"{name}.jsonl").open()]
+        rows = [json.loads(line) for line in (data / "quality/chinesewebtext" / f"{name}.jsonl").open()]
         documents += [(r.get("raw_content") or r.get("text"), "zh", r.get("url")) for r in rows]
     _, stats = judge_documents(filters, documents)  # warm: jieba's dictionary, regex caches
     calls = sum(s.seen for s in stats.values())
@@ -104,13 +108,13 @@ def stage2(rounds: int) -> None:
     print(f"stage 2 time per family (warm-up pass): {share}")
 
 
-def stage1(rounds: int) -> None:
+def stage1(rounds: int, data: Path = DATA) -> None:
     from thresher.jobs.prepare import resolved_prepare_config
     from thresher.pipeline.config import load_config
     from thresher.pipeline.prepare.records import ROW_FILE, ROW_SCHEMA, process_warc
 
     prepare = resolved_prepare_config(load_config())
-    files = sorted(str(path) for path in (DATA / "crawl").glob("*.warc.gz"))
+    files = sorted(str(path) for path in (data / "crawl").glob("*.warc.gz"))
     detail = ROW_SCHEMA.names.index("detail")
 
     def run() -> int:
@@ -131,11 +135,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="stage 2 rounds per variant (default 7)")
     parser.add_argument("--stage1-rounds", type=int, default=3, help="stage 1 rounds per variant (default 3; 0 skips)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    data = DATA
+    if args.smoke:
+        announce()
+        data, args.rounds, args.stage1_rounds = tiny_data(), 1, 1
     print(f"machine: {os.cpu_count()} cores, load average before {os.getloadavg()[0]:.1f}")
-    stage2(args.rounds)
+    stage2(args.rounds, data)
     if args.stage1_rounds:
-        stage1(args.stage1_rounds)
+        stage1(args.stage1_rounds, data)
     print(f"load average after {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -12,6 +12,7 @@ decompressed bomb would show as a jump.
 
 from __future__ import annotations
 
+import argparse
 import resource
 import sys
 import time
@@ -22,6 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "jobs")]
 WORK = REPO / "bench" / "work" / "hostile"
 
+from bench._smoke import add_smoke_flag, announce, scratch_directory  # noqa: E402
+
 
 def main() -> int:
     from test_prepare_hostile import CASES, SLACK_S, TIMEOUT_S
@@ -31,17 +34,24 @@ def main() -> int:
     from thresher.pipeline.prepare.extract import KILL_GRACE_S
     from thresher.pipeline.prepare.records import ROW_DOCUMENT, ROW_FILE, ROW_SCHEMA, process_warc, steps_for
 
-    WORK.mkdir(parents=True, exist_ok=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_smoke_flag(parser)
+    args = parser.parse_args()
+    work, cases = WORK, CASES
+    if args.smoke:  # the WARC container's cases, the first ten
+        announce()
+        work, cases = scratch_directory(), CASES[:10]
+    work.mkdir(parents=True, exist_ok=True)
     config = resolved_prepare_config(load_config(None, {"prepare.extract_timeout_s": TIMEOUT_S}))
     bound = TIMEOUT_S + KILL_GRACE_S + SLACK_S
     print(f"| case | hostile pages became | file wall s (bound {bound:g}) | worker / extraction peak RSS MiB |")
     print("|---|---|---:|---:|")
     slowest, worker_peak, child_peak = 0.0, 0, 0
-    for case in CASES:
+    for case in cases:
         if case.data is None:
             path = f"memory://hostile/{case.file_name}"
         else:
-            path = str(WORK / case.file_name)
+            path = str(work / case.file_name)
             Path(path).write_bytes(case.data())
         started = time.perf_counter()
         rows = [dict(zip(ROW_SCHEMA.names, row, strict=True)) for row in process_warc(path, config)]

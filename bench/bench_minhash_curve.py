@@ -12,14 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from thresher.pipeline.rules.minhash import MinHasher, band_keys, collision_probability, tokenize
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "quality" / "dclm"
+from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
+from thresher.pipeline.rules.minhash import MinHasher, band_keys, collision_probability, tokenize  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
 LEVELS = (0.5, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
 
 
@@ -35,7 +40,12 @@ def pair_at(rng, jaccard, length=300, ngram=5):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=1000, help="generated pairs per Jaccard level")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    data = DATA
+    if args.smoke:
+        announce()
+        data, args.pairs = tiny_data(), 5
     hasher = MinHasher(2048, seed=1, ngram=5)
     rng = random.Random(0)
     print(f"{'J target':>8} {'J mean':>7} {'theory':>7} {'flagged':>8} {'|diff|':>7}")
@@ -60,7 +70,7 @@ def main() -> None:
         dict.fromkeys(
             json.loads(line)["text"]
             for name in ("agreement", "majority")
-            for line in (DATA / f"{name}_data.jsonl").open()
+            for line in (data / "quality" / "dclm" / f"{name}_data.jsonl").open()
         )
     )
     shingle_sets, buckets = [], defaultdict(list)

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from datasketch import MinHash
 
-from thresher.pipeline.rules.minhash import MinHasher, shingle_hash32, shingles, tokenize
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "quality" / "dclm"
+from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
+from thresher.pipeline.rules.minhash import MinHasher, shingle_hash32, shingles, tokenize  # noqa: E402
+
+DATA = REPO.parent / "shared" / "data"
 
 
 def best_rate(function, count, repeats):
@@ -34,10 +39,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=400, help="documents from the DCLM files")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best is reported")
+    add_smoke_flag(parser)
     args = parser.parse_args()
-    texts = [
-        json.loads(line)["text"] for name in ("agreement", "majority") for line in (DATA / f"{name}_data.jsonl").open()
-    ]
+    data = DATA
+    if args.smoke:
+        announce()
+        data, args.docs, args.repeats = tiny_data(), 10, 1
+    dclm = data / "quality" / "dclm"
+    texts = [json.loads(line)["text"] for name in ("agreement", "majority") for line in (dclm / f"{name}_data.jsonl").open()]
     texts = texts[: args.docs]
     tokens = [tokenize(text, "en") for text in texts]
     shingle_bytes = [[s.encode() for s in shingles(t, 5)] for t in tokens]

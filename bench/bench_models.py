@@ -22,10 +22,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
 from thresher.pipeline.stagedir import COMMITTED_MARKER  # noqa: E402
 from thresher.schemas.documents import RULES  # noqa: E402
 
@@ -33,19 +35,19 @@ QUALITY = REPO.parent / "shared" / "data" / "quality"
 WORK = REPO / "bench" / "work" / "tag"
 
 
-def source_texts() -> list[tuple[str, str, str]]:
-    """(url, text, lang) of the real documents the benchmark repeats."""
+def source_texts(quality: Path = QUALITY) -> list[tuple[str, str, str]]:
+    """(url, text, lang) of the real documents (under `quality`) the benchmark repeats."""
     texts = []
-    for i, line in enumerate((QUALITY / "dclm" / "majority_data.jsonl").read_text().splitlines()):
+    for i, line in enumerate((quality / "dclm" / "majority_data.jsonl").read_text().splitlines()):
         texts.append((f"https://news{i}.example.com/2019/05/story-{i}.html", json.loads(line)["text"], "en"))
-    for line in (QUALITY / "chinesewebtext" / "cleared1.jsonl").read_text().splitlines():
+    for line in (quality / "chinesewebtext" / "cleared1.jsonl").read_text().splitlines():
         row = json.loads(line)
         texts.append((row["url"], row["raw_content"], "zh"))
     return texts
 
 
-def write_stage2(directory: Path, count: int) -> pa.Table:
-    base = source_texts()
+def write_stage2(directory: Path, count: int, quality: Path = QUALITY) -> pa.Table:
+    base = source_texts(quality)
     rows = []
     for i in range(count):
         url, text, lang = base[i % len(base)]
@@ -66,7 +68,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=5000, help="documents to score (default: 5000)")
     parser.add_argument("--cores", type=int, default=2, help="Spark local[N] cores (default: 2)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    quality, work, attempts = QUALITY, WORK, ("cold", "warm")
+    if args.smoke:
+        announce()
+        quality, work, attempts, args.documents, args.cores = tiny_data() / "quality", scratch_directory(), ("cold",), 60, 1
 
     from thresher.classifiers.base import cached_classifier
     from thresher.classifiers.bootstrap import bootstrap
@@ -75,13 +82,13 @@ def main() -> int:
     from thresher.jobs.tag import resolve_taggers, run_tag
     from thresher.pipeline.config import load_config
 
-    if WORK.exists():
-        shutil.rmtree(WORK)
-    stage2 = WORK / "stage2"
-    table = write_stage2(stage2, args.documents)
-    bootstrap([str(stage2)], WORK / "models", load_taxonomy(), max_documents=len(source_texts()))
+    if work.exists():
+        shutil.rmtree(work)
+    stage2 = work / "stage2"
+    table = write_stage2(stage2, args.documents, quality)
+    bootstrap([str(stage2)], work / "models", load_taxonomy(), max_documents=len(source_texts(quality)))
     config = load_config()
-    taggers = resolve_taggers(config, str(WORK / "models"))
+    taggers = resolve_taggers(config, str(work / "models"))
     batch_size = config.tag.batch_size
     lines = sum(len([x for x in t.split("\n") if x.strip()]) for t in table.column("text").to_pylist())
     print(f"{args.documents} documents, {lines} non-blank lines; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -99,9 +106,9 @@ def main() -> int:
 
     spark = spark_session("bench-tag", config.spark, f"local[{args.cores}]")
     spark.sparkContext.setLogLevel("ERROR")
-    for attempt in ("cold", "warm"):
-        out = WORK / f"out_{attempt}"
-        stats = run_tag(spark, str(stage2), str(out), config, models_dir=str(WORK / "models"), partitions=args.cores * 4)
+    for attempt in attempts:
+        out = work / f"out_{attempt}"
+        stats = run_tag(spark, str(stage2), str(out), config, models_dir=str(work / "models"), partitions=args.cores * 4)
         scoring, total = stats["seconds"]["tagging"], stats["seconds"]["total"]
         print(
             f"spark local[{args.cores}] {attempt}: tagging stage {scoring:.1f}s "

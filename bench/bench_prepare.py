@@ -20,18 +20,22 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
+
 CRAWL = REPO.parent / "shared" / "data" / "crawl"
 WORK = REPO / "bench" / "work"
 
 
-def replicate(copies: int) -> list[str]:
+def replicate(copies: int, crawl: Path = CRAWL, work: Path = WORK) -> list[str]:
     """`copies` links to each crawl file, under distinct names (doc ids hash the file name)."""
-    directory = WORK / f"crawl-x{copies}"
+    directory = work / f"crawl-x{copies}"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     files = []
     for copy in range(copies):
-        for source in sorted(CRAWL.glob("*.warc.gz")):
+        for source in sorted(crawl.glob("*.warc.gz")):
             link = directory / f"copy{copy}-{source.name}"
             link.symlink_to(source)
             files.append(str(link))
@@ -58,7 +62,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=3, help="replicas of the 428-page crawl (default 3: 1,284 pages)")
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="Spark local cores (default: all)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    crawl, work = CRAWL, WORK
+    if args.smoke:
+        announce()
+        crawl, work, args.copies, args.cores = tiny_data() / "crawl", scratch_directory(), 1, 1
 
     from pyspark.sql import SparkSession
 
@@ -66,7 +75,7 @@ def main() -> int:
     from thresher.pipeline.config import load_config
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    files = replicate(args.copies)
+    files = replicate(args.copies, crawl, work)
     print(f"machine: {os.cpu_count()} cores, load average before {os.getloadavg()[0]:.1f}; Spark local[{args.cores}]")
 
     started = time.time()
@@ -77,7 +86,7 @@ def main() -> int:
     )
     spark.sparkContext.setLogLevel("ERROR")
     session_s = time.time() - started
-    output = WORK / "bench-prepare-out"
+    output = work / "bench-prepare-out"
     shutil.rmtree(output, ignore_errors=True)
     started = time.time()
     stats = run_prepare(spark, files, str(output), load_config())
@@ -92,7 +101,7 @@ def main() -> int:
     print(f"job tasks: {step_seconds:.1f}s in the steps = {pages / step_seconds:.1f} pages per step-second; "
           f"per step {json.dumps(stats['rules'])}")
 
-    distinct = sorted(glob.glob(str(CRAWL / "*.warc.gz")))
+    distinct = sorted(glob.glob(str(crawl / "*.warc.gz")))
     base_pages, base_cpu = baseline(distinct)
     print(f"baseline (1 process, warcio + trafilatura.extract): {base_pages} pages in {base_cpu:.1f}s CPU = "
           f"{base_pages / base_cpu:.1f} pages/s per core")

@@ -19,16 +19,20 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
+
 CRAWL = REPO.parent / "shared" / "data" / "crawl"
 WORK = REPO / "bench" / "work"
 
 
-def build(target_bytes: int) -> Path:
-    path = WORK / "crawl-1gb.warc.gz"
+def build(target_bytes: int, crawl: Path = CRAWL, work: Path = WORK) -> Path:
+    path = work / "crawl-1gb.warc.gz"
     if path.is_file() and path.stat().st_size >= target_bytes:
         return path
-    WORK.mkdir(parents=True, exist_ok=True)
-    sources = [p.read_bytes() for p in sorted(CRAWL.glob("*.warc.gz"))]
+    work.mkdir(parents=True, exist_ok=True)
+    sources = [p.read_bytes() for p in sorted(crawl.glob("*.warc.gz"))]
     written = 0
     with open(path, "wb") as out:
         while written < target_bytes:
@@ -89,14 +93,19 @@ class WorkerRssPoller(threading.Thread):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-mb", type=int, default=1024, help="size of the WARC file to build (MiB)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    crawl, work, target_bytes = CRAWL, WORK, args.target_mb * 2**20
+    if args.smoke:  # one copy of each crawl file
+        announce()
+        crawl, work, target_bytes = tiny_data() / "crawl", scratch_directory(), 1
 
     from pyspark.sql import SparkSession
 
     from thresher.jobs.prepare import run_prepare
     from thresher.pipeline.config import load_config
 
-    path = build(args.target_mb * 2**20)
+    path = build(target_bytes, crawl, work)
     print(f"input: {path} ({path.stat().st_size / 2**20:.0f} MiB)", flush=True)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (
@@ -105,7 +114,7 @@ def main() -> int:
         .config("spark.driver.memory", "2g").config("spark.ui.showConsoleProgress", "false").getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
-    output = WORK / "bench-memory-out"
+    output = work / "bench-memory-out"
     shutil.rmtree(output, ignore_errors=True)
     poller = WorkerRssPoller(path)
     poller.start()

@@ -21,7 +21,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
+from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
 from thresher.classifiers.base import load_classifier  # noqa: E402
 from thresher.classifiers.metrics import classification_metrics  # noqa: E402
 from thresher.pipeline.select.mix import top_fraction_cut  # noqa: E402
@@ -42,20 +44,25 @@ def main() -> int:
     parser.add_argument("--fraction", type=float, default=0.5, help="fraction of documents the cut keeps (default: 0.5)")
     parser.add_argument("--seed", type=int, default=0, help="seed for training, hold-out split and tie-breaks (default: 0)")
     parser.add_argument("--work", help="directory for the training file and the model (default: a temporary one)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
-    if not DCLM.is_dir():
-        print(f"DCLM data not found at {DCLM}", file=sys.stderr)
+    dclm = DCLM
+    if args.smoke:
+        announce()
+        dclm = tiny_data() / "quality" / "dclm"
+    if not dclm.is_dir():
+        print(f"DCLM data not found at {dclm}", file=sys.stderr)
         return 1
     if args.work:
         Path(args.work).mkdir(parents=True, exist_ok=True)
-        return run(Path(args.work), args.fraction, args.seed)
+        return run(Path(args.work), args.fraction, args.seed, dclm)
     with tempfile.TemporaryDirectory(prefix="bench_quality_cut_") as work:
-        return run(Path(work), args.fraction, args.seed)
+        return run(Path(work), args.fraction, args.seed, dclm)
 
 
-def run(work: Path, fraction: float, seed: int) -> int:
-    agreement = read_jsonl(DCLM / "agreement_data.jsonl")
-    majority = read_jsonl(DCLM / "majority_data.jsonl")
+def run(work: Path, fraction: float, seed: int, dclm: Path = DCLM) -> int:
+    agreement = read_jsonl(dclm / "agreement_data.jsonl")
+    majority = read_jsonl(dclm / "majority_data.jsonl")
     held_out = {text_hash(row["text"]) for row in agreement}
     train_rows = [row for row in majority if text_hash(row["text"]) not in held_out]
     train_file = work / "majority_minus_agreement.jsonl"

@@ -24,6 +24,10 @@ from pathlib import Path
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data" / "quality" / "dclm"
 
 CHILD = """
@@ -39,7 +43,7 @@ print("STATS " + json.dumps(stats))
 """
 
 
-def write_input(directory: Path, count: int) -> None:
+def write_input(directory: Path, count: int, dclm: Path = DATA) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -47,7 +51,7 @@ def write_input(directory: Path, count: int) -> None:
     from thresher.schemas.documents import PREPARED
 
     texts = [
-        json.loads(line)["text"] for name in ("agreement", "majority") for line in (DATA / f"{name}_data.jsonl").open()
+        json.loads(line)["text"] for name in ("agreement", "majority") for line in (dclm / f"{name}_data.jsonl").open()
     ]
     rng = random.Random(0)
     rows = []
@@ -95,13 +99,18 @@ def main() -> None:
         help="JVM heap of the child (hosts the executor in local mode); cap it to tell data from lazy heap growth",
     )
     parser.add_argument("--scales", default="1,2,4", help="input multiples of --base-docs to run")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    dclm = DATA
+    if args.smoke:
+        announce()
+        dclm, args.base_docs, args.master, args.scales = tiny_data() / "quality" / "dclm", 20, "local[1]", "1"
     print(f"{'scale':>5} {'docs':>6} {'out':>6} {'seconds':>8} {'peak RSS MiB':>12} {'KiB/doc over 1x':>16}")
     baseline = None
     for scale in (int(x) for x in args.scales.split(",")):
         count = args.base_docs * scale
         with tempfile.TemporaryDirectory() as tmp:
-            write_input(Path(tmp) / "in", count)
+            write_input(Path(tmp) / "in", count, dclm)
             start = time.perf_counter()
             child = subprocess.Popen(
                 [sys.executable, "-c", CHILD, f"{tmp}/in", f"{tmp}/out", args.master, args.driver_memory],

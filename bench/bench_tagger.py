@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
+from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
 from thresher.jobs.session import spark_session  # noqa: E402
 from thresher.jobs.stage_job import add_common_arguments  # noqa: E402
 from thresher.jobs.tag import configured_taggers  # noqa: E402
@@ -47,17 +49,17 @@ SMALL = {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4, "
 H200_BF16_FLOPS = 790e12  # dense bf16 tensor-core peak the issue's target is derived from
 
 
-def real_texts() -> list[str]:
+def real_texts(quality: Path = SHARED) -> list[str]:
     texts = []
-    for path, field in ((SHARED / "dclm" / "majority_data.jsonl", "text"), (SHARED / "chinesewebtext" / "cleared1.jsonl", "raw_content")):
+    for path, field in ((quality / "dclm" / "majority_data.jsonl", "text"), (quality / "chinesewebtext" / "cleared1.jsonl", "raw_content")):
         with open(path, encoding="utf-8") as lines:
             texts += [json.loads(line)[field] for line in lines if line.strip()]
     return [t for t in texts if t]
 
 
-def documents(count: int, min_chars: int) -> list[str]:
+def documents(count: int, min_chars: int, quality: Path = SHARED) -> list[str]:
     """`count` documents of at least `min_chars` characters, each a run of real texts (cycled)."""
-    texts, out, i = real_texts(), [], 0
+    texts, out, i = real_texts(quality), [], 0
     while len(out) < count:
         parts, size = [], 0
         while size < min_chars:
@@ -208,7 +210,12 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each; the best counts (default: 3)")
     parser.add_argument("--skip-spark", action="store_true", help="plain loop only")
     add_common_arguments(parser, "spark.log_level=WARN")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    quality = SHARED
+    if args.smoke:
+        announce()
+        quality, args.documents, args.max_length, args.chunk, args.repeats = tiny_data() / "quality", 16, 32, 8, 1
 
     import torch
 
@@ -218,7 +225,7 @@ def main() -> int:
     count = args.documents or (8192 if args.gpu else 2400)
     max_length = args.max_length or (512 if args.gpu else 128)
     shape = QWEN2_1_5B if args.gpu else SMALL
-    texts = documents(count, min_chars=max_length * 8)
+    texts = documents(count, min_chars=max_length * 8, quality=quality)
     with tempfile.TemporaryDirectory(prefix="bench-tagger-") as work:
         work = Path(work)
         model_dir = build_tagger(work, shape, texts, max_length, args.gpu)

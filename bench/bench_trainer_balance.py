@@ -16,10 +16,14 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_trainer_learning import DEFAULT_TEXT, build_byte_shards
+from bench_trainer_learning import DEFAULT_TEXT, SMOKE_TEXT, build_byte_shards
 
-from thresher.trainer.data import read_manifest
-from thresher.trainer.train import TrainConfig, read_log, train
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
+from thresher.trainer.data import read_manifest  # noqa: E402
+from thresher.trainer.train import TrainConfig, read_log, train  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gamma", type=float, default=1e-3, help="router bias update speed")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (more only helps on idle cores)")
+    add_smoke_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -48,6 +53,10 @@ def imbalance_summary(run_dir: Path) -> tuple[list[float], list[float], float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.smoke:
+        announce()
+        args.text, args.data, args.seq_len, args.max_tokens, args.batch_tokens, args.experts = (
+            str(tiny_data() / SMOKE_TEXT), None, 32, 1024, 512, 8)
     torch.set_num_threads(args.threads)
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_trainer_balance-") as workspace:

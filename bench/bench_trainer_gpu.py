@@ -22,11 +22,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from thresher.trainer.model import (
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, not_run  # noqa: E402
+from thresher.trainer.model import (  # noqa: E402
     Transformer,
     count_parameters,
     flops_per_token,
@@ -34,8 +39,8 @@ from thresher.trainer.model import (
     preset,
     update_router_biases,
 )
-from thresher.trainer.parallel import build_mesh, clip_grad_norm_, parallelize
-from thresher.trainer.train import parameter_groups
+from thresher.trainer.parallel import build_mesh, clip_grad_norm_, parallelize  # noqa: E402
+from thresher.trainer.train import parameter_groups  # noqa: E402
 
 # Dense bf16 tensor-core peak, TFLOP/s (no sparsity).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
@@ -59,20 +64,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="with --fsdp: routed experts through the expert-parallel all-to-all (1-rank group)")
     parser.add_argument("--activation-checkpointing", action="store_true", help="recompute each layer in backward")
     parser.add_argument("--peak-tflops", type=float, help="GPU dense bf16 peak (default: from the device name)")
+    add_smoke_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if args.smoke:  # the tiny preset, a few steps; without a GPU the same steps on CPU
+        announce()
+        args.preset, args.seq_len, args.micro_batch_size, args.steps, args.warmup_steps = "tiny", 16, 2, 2, 1
+        if not cuda:
+            not_run("bf16 autocast, peak GPU memory and MFU", "no CUDA device: the steps ran on CPU in fp32")
+    elif not cuda:
         print("no CUDA device: this benchmark needs a GPU", file=sys.stderr)
         return 1
-    device = torch.device("cuda")
+    device = torch.device("cuda" if cuda else "cpu")
     config, model, forward, optimizer = build(args, device)
     tokens_BT1 = torch.randint(0, config.vocab_size, (args.micro_batch_size, args.seq_len + 1), device=device)
 
     def step() -> tuple[float, list[float]]:
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
             output = forward(tokens_BT1[:, :-1], tokens_BT1[:, 1:], loss_chunk_tokens=args.loss_chunk_tokens)
         output.loss.backward()
         clip_grad_norm_(list(model.parameters()), 1.0)
@@ -83,17 +95,19 @@ def main(argv: list[str] | None = None) -> int:
 
     for _ in range(args.warmup_steps):
         step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     for _ in range(args.steps):
         loss, imbalance = step()
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
 
     tokens_per_s = args.steps * args.micro_batch_size * args.seq_len / elapsed
     achieved_tflops = flops_per_token(config, args.seq_len) * tokens_per_s / 1e12
-    name = torch.cuda.get_device_name(device)
+    name = torch.cuda.get_device_name(device) if cuda else "cpu"
     peak = args.peak_tflops or peak_tflops(name)
     counts = count_parameters(config)
     print(f"device: {name}; preset {args.preset}: {counts['active'] / 1e6:.0f}M active "
@@ -102,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.loss_chunk_tokens}; fsdp {args.fsdp}; expert dispatch {args.expert_dispatch}; "
           f"activation checkpointing {args.activation_checkpointing}")
     print(f"tokens/s: {tokens_per_s:,.0f}")
-    print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+    if cuda:
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
     mfu = f"{100 * achieved_tflops / peak:.1f}%" if peak else "unknown (pass --peak-tflops)"
     print(f"model TFLOP/s: {achieved_tflops:.1f}; MFU: {mfu} (peak used: {peak} TFLOP/s dense bf16)")
     print(f"last loss {loss:.3f}; max expert imbalance {max(imbalance):.2f}")

@@ -25,11 +25,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from thresher.schemas.tokens import MANIFEST_FORMAT, SHARD
-from thresher.trainer.data import TokenShardReader, read_manifest
-from thresher.trainer.train import TrainConfig, read_log, train
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
-DEFAULT_TEXT = str(Path(__file__).resolve().parents[2] / "shared/data/quality/dclm/*.jsonl")  # ../shared beside the repo
+from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
+from thresher.schemas.tokens import MANIFEST_FORMAT, SHARD  # noqa: E402
+from thresher.trainer.data import TokenShardReader, read_manifest  # noqa: E402
+from thresher.trainer.train import TrainConfig, read_log, train  # noqa: E402
+
+DEFAULT_TEXT = str(REPO.parent / "shared/data/quality/dclm/*.jsonl")  # ../shared beside the repo
+SMOKE_TEXT = "quality/dclm/*.jsonl"  # the same files in the smoke run's tiny data
 BYTE_EOS = 256
 
 
@@ -87,11 +92,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--evals", type=int, default=10, help="validation points on the curve")
     parser.add_argument("--eval-sequences", type=int, default=128, help="validation sequences per point")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (more only helps on idle cores)")
+    add_smoke_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.smoke:
+        announce()
+        args.text, args.data, args.seq_len = str(tiny_data() / SMOKE_TEXT), None, 32
+        args.max_tokens, args.batch_tokens, args.micro_batch_size, args.evals, args.eval_sequences = 4096, 1024, 8, 2, 8
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_trainer_learning-") as workspace:
         data_dir = Path(args.data) if args.data else build_byte_shards(args.text, Path(workspace) / "shards", args.seq_len)

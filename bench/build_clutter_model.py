@@ -20,6 +20,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 
 # fastText options of the shipped model, chosen with bench/bench_extraction.py (cross-validated):
@@ -47,7 +50,15 @@ def main() -> int:
     parser.add_argument(
         "--backend", choices=("fasttext", "line_sequence"), default=SHIPPED_BACKEND, help=f"line model (default: {SHIPPED_BACKEND})"
     )
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    chosen = MODEL_PARAMS if args.backend == "fasttext" else SEQUENCE_PARAMS
+    if args.smoke:  # never over the shipped model; unquantized, which trains in a fraction of the time
+        announce()
+        data, work = tiny_data(), scratch_directory()
+        args.crawl, args.ground_truth = str(data / "crawl"), str(data / "extraction" / "ground-truth.json")
+        args.labels, args.output = str(work / "clutter-labels.jsonl"), str(work / "clutter")
+        chosen = {**chosen, "quantize": False} if args.backend == "fasttext" else {**chosen, "epochs": 1}
 
     pages = load_pages(Path(args.crawl), Path(args.ground_truth))
     thread_posts = load_config(str(REPO / "configs" / "default.yaml")).prepare.thread_posts
@@ -66,7 +77,6 @@ def main() -> int:
             out.write(json.dumps({**row, "origin": ""}, ensure_ascii=False) + "\n")
     labelled = sum(row["label"] is not None for row in rows)
     print(f"{labelled} labelled lines ({len(rows)} with context) from {len(pages)} pages -> {labels}", file=sys.stderr)
-    chosen = MODEL_PARAMS if args.backend == "fasttext" else SEQUENCE_PARAMS
     params = [f"--param={key}={json.dumps(value)}" for key, value in chosen.items()]
     status = cli.main(["train", "--task", "clutter", "--backend", args.backend, "--data", str(labels), "--output", args.output, *params])
     # metrics.json names the training data relative to the model, so that `thresher classifiers eval

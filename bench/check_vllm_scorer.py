@@ -15,6 +15,7 @@ kernels of their own, so agreement is to bf16 rounding, not exact.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -22,15 +23,18 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, not_run, tiny_data  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "quality"
 LOGPROB_TOLERANCE = 0.1  # nats: bf16 logits of a 2-layer model, two engines' kernels
 PROBABILITY_TOLERANCE = 0.03
 
 
-def real_documents(count: int) -> list[dict]:
+def real_documents(count: int, quality: Path = SHARED) -> list[dict]:
     half, docs = count // 2, []
-    for path, field, lang in ((SHARED / "dclm" / "majority_data.jsonl", "text", "en"), (SHARED / "chinesewebtext" / "cleared1.jsonl", "raw_content", "zh")):
+    for path, field, lang in ((quality / "dclm" / "majority_data.jsonl", "text", "en"), (quality / "chinesewebtext" / "cleared1.jsonl", "raw_content", "zh")):
         with open(path, encoding="utf-8") as lines:
             rows = [json.loads(line) for line in lines if line.strip()]
         docs += [{"doc_id": f"{lang}-{i}", "url": row.get("url") or f"https://example.org/{lang}/{i}", "text": row[field], "lang": lang}
@@ -41,7 +45,12 @@ def real_documents(count: int) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=40, help="documents labelled per task, half English, half Chinese (default: 40)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    quality, device = SHARED, "cuda:0"
+    if args.smoke:  # on CPU where there is no GPU
+        announce()
+        quality, device, args.documents = tiny_data() / "quality", "auto", 2
 
     from thresher.classifiers.annotate import (
         PROMPTS_DIR,
@@ -55,7 +64,7 @@ def main() -> int:
     from thresher.classifiers.transformers_backend import build_scratch_qwen2
     from thresher.classifiers.vllm_backend import SCORING, VLLMScorer
 
-    docs = real_documents(args.documents)
+    docs = real_documents(args.documents, quality)
     with tempfile.TemporaryDirectory(prefix="check-vllm-") as work:
         work = Path(work)
         texts = [d["text"][:2000] for d in docs] + [p.read_text(encoding="utf-8") for p in sorted(PROMPTS_DIR.glob("*.txt"))]
@@ -64,8 +73,13 @@ def main() -> int:
                                     max_positions=4096, init_std=0.3)
         source = work / "docs.jsonl"
         source.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
-        transformers_scorer = CausalLMScorer(model, "cuda:0")
-        vllm_scorer = VLLMScorer(model, dtype="bfloat16", gpu_memory_utilization=0.3)
+        transformers_scorer = CausalLMScorer(model, device)
+        if args.smoke and importlib.util.find_spec("vllm") is None:
+            not_run("the vLLM scorer", "vllm is not installed: the transformers scorer stands in for it, so every "
+                    "comparison below is transformers with itself")
+            vllm_scorer = transformers_scorer
+        else:
+            vllm_scorer = VLLMScorer(model, dtype="bfloat16", gpu_memory_utilization=0.3)
         failures = 0
 
         for scoring in SCORING:

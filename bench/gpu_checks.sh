@@ -15,7 +15,12 @@
 set -u
 OUT=${OUT:-bench/work/gpu}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+# The package `thresher` is this checkout (setup.cfg maps it here): a link named thresher to it lets
+# this machine's python3 import it uninstalled.
+PACKAGE_PATH=$(mktemp -d)
+trap 'rm -rf "$PACKAGE_PATH"' EXIT
+ln -s "$PWD" "$PACKAGE_PATH/thresher"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PACKAGE_PATH:$PWD
 nvidia-smi -L
 python3 -c "import torch, transformers; import torch.nn.functional as F
 print('torch', torch.__version__, 'transformers', transformers.__version__,
