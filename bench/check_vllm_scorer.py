@@ -53,22 +53,22 @@ def main() -> int:
         quality, device, args.documents = tiny_data() / "quality", "auto", 2
 
     from thresher.classifiers.annotate import (
-        PROMPTS_DIR,
         Annotator,
         annotate_file,
         label_sets,
         load_prompts,
+        shipped_prompts_dir,
     )
     from thresher.classifiers.label_scoring import CausalLMScorer
-    from thresher.classifiers.topic import DEFAULT_TOPICS_FILE
+    from thresher.classifiers.topic import default_topics_file
     from thresher.classifiers.transformers_backend import build_scratch_qwen2
     from thresher.classifiers.vllm_backend import SCORING, VLLMScorer
 
     docs = real_documents(args.documents, quality)
     with tempfile.TemporaryDirectory(prefix="check-vllm-") as work:
         work = Path(work)
-        texts = [d["text"][:2000] for d in docs] + [p.read_text(encoding="utf-8") for p in sorted(PROMPTS_DIR.glob("*.txt"))]
-        texts += [(PROMPTS_DIR / "labels.yaml").read_text(encoding="utf-8"), DEFAULT_TOPICS_FILE.read_text(encoding="utf-8")]
+        texts = [d["text"][:2000] for d in docs] + [p.read_text(encoding="utf-8") for p in sorted(shipped_prompts_dir().glob("*.txt"))]
+        texts += [(shipped_prompts_dir() / "labels.yaml").read_text(encoding="utf-8"), default_topics_file().read_text(encoding="utf-8")]
         model = build_scratch_qwen2(texts, work / "lm", head="causal_lm", hidden_size=256, heads=4, kv_heads=2, vocab_size=4000,
                                     max_positions=4096, init_std=0.3)
         source = work / "docs.jsonl"

@@ -35,16 +35,21 @@ from thresher.classifiers.base import ModelNotFoundError
 from thresher.classifiers.clutter import CLUTTER, KEEP
 from thresher.classifiers.label_scoring import CausalLMScorer, LabelScorer, normalised
 from thresher.classifiers.page_type import PAGE_TYPES
-from thresher.classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
+from thresher.classifiers.topic import default_topics_file, load_taxonomy
+from thresher.pipeline.package_files import package_path
 from thresher.pipeline.seeded_hash import unit_hash
 from thresher.pipeline.stagedir.documents import read_documents, resolve_source
 
 ANNOTATION_TASKS = ("page_type", "topic", "clutter", "quality")
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "configs" / "prompts"
 QUALITY_LABELS = ("high", "low")
 TRAIN_TASK = {"page_type": "page_type", "topic": "topic", "clutter": "clutter", "quality": "plain"}
 DEFAULT_MAX_CHARS = 3000  # the document prefix in a prompt; page type and topic show early in a page
 DEFAULT_MAX_LINES = 40  # clutter: lines judged per document (chosen by seeded hash)
+
+
+def shipped_prompts_dir() -> Path:
+    """configs/prompts: the prompt templates and label names thresher ships."""
+    return package_path("configs/prompts")
 
 
 class AnnotationError(ValueError):
@@ -76,12 +81,12 @@ class TopicTree:
     subtopics: dict[str, LabelSet]  # domain id -> its subtopics (ids without the domain)
 
 
-def label_sets(task: str, prompts_dir: Path = PROMPTS_DIR, topics_file: Path | None = None) -> LabelSet | TopicTree:
-    """The labels `task` is annotated with: page types, keep/clutter and high/low from labels.yaml,
-    topics (domain, then subtopic) from the taxonomy file."""
+def label_sets(task: str, prompts_dir: Path | None = None, topics_file: Path | None = None) -> LabelSet | TopicTree:
+    """The labels `task` is annotated with: page types, keep/clutter and high/low from labels.yaml
+    (default: the shipped prompts'), topics (domain, then subtopic) from the taxonomy file."""
     if task == "topic":
-        return _topic_tree(Path(topics_file or DEFAULT_TOPICS_FILE))
-    names_file = prompts_dir / "labels.yaml"
+        return _topic_tree(Path(topics_file or default_topics_file()))
+    names_file = (prompts_dir or shipped_prompts_dir()) / "labels.yaml"
     try:
         entries = (yaml.safe_load(names_file.read_text(encoding="utf-8")) or {}).get(task) or {}
     except (OSError, yaml.YAMLError, AttributeError) as exc:
@@ -138,8 +143,10 @@ class Prompt:
         return text.rstrip()
 
 
-def load_prompts(task: str, prompts_dir: Path = PROMPTS_DIR) -> dict[str, dict[str, Prompt]]:
-    """step -> language -> Prompt; a step is the task itself, or topic_domain and topic_subtopic."""
+def load_prompts(task: str, prompts_dir: Path | None = None) -> dict[str, dict[str, Prompt]]:
+    """step -> language -> Prompt; a step is the task itself, or topic_domain and topic_subtopic
+    (templates from `prompts_dir`, default the shipped ones)."""
+    prompts_dir = prompts_dir or shipped_prompts_dir()
     steps = ("topic_domain", "topic_subtopic") if task == "topic" else (task,)
     prompts: dict[str, dict[str, Prompt]] = {}
     for step in steps:
@@ -308,7 +315,7 @@ def annotate_file(
     seed: int = 0,
     max_chars: int = DEFAULT_MAX_CHARS,
     max_lines: int = DEFAULT_MAX_LINES,
-    prompts_dir: Path = PROMPTS_DIR,
+    prompts_dir: Path | None = None,
     topics_file: Path | None = None,
     progress=None,
 ) -> dict[str, int]:
@@ -381,7 +388,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-lines", type=int, default=DEFAULT_MAX_LINES, help=f"clutter: lines judged per document (default: {DEFAULT_MAX_LINES})"
     )
-    parser.add_argument("--prompts-dir", default=str(PROMPTS_DIR), help="directory of prompt templates and labels.yaml (default: configs/prompts)")
+    parser.add_argument("--prompts-dir", help="directory of prompt templates and labels.yaml (default: configs/prompts)")
     parser.add_argument("--topics-file", help="topic taxonomy (default: configs/topics.yaml)")
     parser.add_argument(
         "--backend",
@@ -410,7 +417,7 @@ def run(args: argparse.Namespace) -> int:
     if not (model_dir / "config.json").is_file():
         raise ModelNotFoundError(f"--model {model_dir}: no config.json there; pass a local causal LM directory (transformers format)")
     resolve_source(args.input)  # an unusable input (missing, no text column, an uncommitted stage) before the model loads
-    prompts_dir = Path(args.prompts_dir)
+    prompts_dir = Path(args.prompts_dir) if args.prompts_dir else shipped_prompts_dir()
     topics_file = Path(args.topics_file) if args.topics_file else None
     try:
         load_prompts(args.task, prompts_dir)  # templates, label names and descriptions checked before the model loads

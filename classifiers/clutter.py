@@ -21,6 +21,7 @@ from pathlib import Path
 
 from thresher.classifiers.base import TextClassifier
 from thresher.pipeline.lexicon import CJK_CHAR, COLONS, clutter_phrases, ends_sentence, estimated_words
+from thresher.pipeline.package_files import package_path
 from thresher.pipeline.select.batches import CleanedText, remove_lines
 
 KEEP, CLUTTER = "keep", "clutter"
@@ -34,7 +35,7 @@ _SEPARATORS = re.compile(r"[|·›»>/•]")
 
 def shipped_model_dir() -> Path:
     """The clutter model shipped with thresher (rebuilt by bench/build_clutter_model.py)."""
-    return Path(__file__).resolve().parent / "default_models" / "clutter"
+    return package_path("classifiers/default_models/clutter")
 
 
 def _bucket(value: int, edges: Sequence[int]) -> int:

@@ -14,9 +14,9 @@ import yaml
 from thresher.classifiers.tasks import topic_input
 from thresher.pipeline.config import ConfigError
 from thresher.pipeline.lexicon import HAN_RUN
+from thresher.pipeline.package_files import package_path
 
 _WORD = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
-DEFAULT_TOPICS_FILE = Path(__file__).resolve().parent.parent / "configs" / "topics.yaml"
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,11 @@ class Taxonomy:
         return {t.label: t.weight for t in self.topics}
 
 
+def default_topics_file() -> Path:
+    """configs/topics.yaml, the shipped taxonomy."""
+    return package_path("configs/topics.yaml")
+
+
 class TaxonomyError(ConfigError):
     """A taxonomy file that cannot be used; the message names the file and the class."""
 
@@ -73,7 +78,7 @@ class TaxonomyError(ConfigError):
 def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
     """The taxonomy in `path` (default configs/topics.yaml), checked: unique ids, weights >= 0, every
     domain and subtopic named and described in English and Chinese."""
-    path = Path(path) if path else DEFAULT_TOPICS_FILE
+    path = Path(path) if path else default_topics_file()
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

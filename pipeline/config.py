@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import yaml
 
+from thresher.pipeline.package_files import package_path
 from thresher.schemas.errors import UserError
 from thresher.schemas.tags import KINDS
 
@@ -390,7 +391,7 @@ class Config:
         if not path or "://" in path or Path(path).is_absolute():
             return path
         local = Path(self.base_dir or ".") / path
-        shipped = DEFAULT_CONFIG_PATH.parent / path
+        shipped = package_path("configs") / path
         return str(shipped if not local.exists() and shipped.exists() else local)
 
     def digest(self) -> str:
@@ -401,7 +402,9 @@ class Config:
         return hashlib.sha256(as_json.encode()).hexdigest()[:16]
 
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+def default_config_path() -> Path:
+    """configs/default.yaml, the defaults every config is layered over."""
+    return package_path("configs/default.yaml")
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -410,9 +413,10 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     A user file names only what it changes. `overrides` maps dotted keys
     (``"prepare.lang_threshold"``) to values applied last.
     """
-    raw = _read_yaml(DEFAULT_CONFIG_PATH)
-    path = Path(path) if path else DEFAULT_CONFIG_PATH
-    if path.resolve() != DEFAULT_CONFIG_PATH:
+    defaults = default_config_path()
+    raw = _read_yaml(defaults)
+    path = Path(path) if path else defaults
+    if path.resolve() != defaults.resolve():
         _merge(raw, _read_yaml(path))
     for dotted, value in (overrides or {}).items():
         _merge(raw, _nested(dotted, value))  # as a config file naming the key would: sections merge

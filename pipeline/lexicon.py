@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from thresher.pipeline.package_files import package_path
 from thresher.pipeline.process_cache import ProcessCache
 
 # Han ideographs: CJK Unified Ideographs Extension A, the URO block, Compatibility Ideographs.
@@ -31,8 +32,7 @@ COLONS = ":："  # a line ending in one introduces what follows (a list, a quote
 EN_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
 ZH_SENTENCE_SPLIT = re.compile(r"(?<=[。！？!?])")
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
-CLUTTER_PHRASES_FILE = CONFIGS_DIR / "boilerplate" / "clutter_lines.txt"
+CLUTTER_PHRASES_FILE = "configs/boilerplate/clutter_lines.txt"  # in the package (pipeline.package_files)
 
 _PATTERNS = ProcessCache()
 
@@ -66,4 +66,4 @@ def phrase_pattern(path: str | Path) -> re.Pattern:
 def clutter_phrases() -> re.Pattern:
     """The clutter weak labeler's boilerplate phrases (`CLUTTER_PHRASES_FILE`), once per process;
     called per line, so keyed by the constant rather than by a resolved path."""
-    return _PATTERNS.get(CLUTTER_PHRASES_FILE, lambda: _compile_phrases(CLUTTER_PHRASES_FILE))
+    return _PATTERNS.get(CLUTTER_PHRASES_FILE, lambda: _compile_phrases(package_path(CLUTTER_PHRASES_FILE)))

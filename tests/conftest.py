@@ -1,8 +1,10 @@
-"""Fixtures shared by all tests: one Spark session for the whole run, and the shared real data."""
+"""Fixtures shared by all tests: one Spark session for the whole run, the shared real data, and dist/
+as `make dist` builds it."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +20,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def dist() -> Path:
+    """dist/ built by `make dist` (the wheel, thresher.zip, thresher-venv.tar.gz, Dockerfile), once per
+    test run; make rebuilds only what a change made stale (about a minute), else nothing."""
+    built = subprocess.run(["make", "dist", f"VENV={sys.prefix}"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return REPO_ROOT / "dist"
 
 
 @pytest.fixture(scope="session")

@@ -63,14 +63,14 @@ def bootstrapped(rules_dir, tmp_path_factory) -> tuple[Path, dict]:
 def lm_dir(rules_dir, tmp_path_factory) -> Path:
     """A tiny Qwen2ForCausalLM whose tokenizer also learned the prompt templates, label names and topic
     descriptions (so prompts stay short in tokens)."""
-    from thresher.classifiers.annotate import PROMPTS_DIR
-    from thresher.classifiers.topic import DEFAULT_TOPICS_FILE
+    from thresher.classifiers.annotate import shipped_prompts_dir
+    from thresher.classifiers.topic import default_topics_file
     from thresher.classifiers.transformers_backend import build_scratch_qwen2
     from thresher.pipeline.stagedir.documents import read_documents
 
     texts = [row["text"][:1500] for row in read_documents(rules_dir)][:300]
-    texts += [path.read_text(encoding="utf-8") for path in sorted(PROMPTS_DIR.glob("*.txt"))]
-    texts += [(PROMPTS_DIR / "labels.yaml").read_text(encoding="utf-8"), DEFAULT_TOPICS_FILE.read_text(encoding="utf-8")]
+    texts += [path.read_text(encoding="utf-8") for path in sorted(shipped_prompts_dir().glob("*.txt"))]
+    texts += [(shipped_prompts_dir() / "labels.yaml").read_text(encoding="utf-8"), default_topics_file().read_text(encoding="utf-8")]
     return build_scratch_qwen2(texts, tmp_path_factory.mktemp("annotator"), head="causal_lm", vocab_size=800, init_std=0.3)
 
 

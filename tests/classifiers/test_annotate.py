@@ -19,16 +19,16 @@ import pytest
 import torch
 
 from thresher.classifiers.annotate import (
-    PROMPTS_DIR,
     Annotator,
     annotate_file,
     label_sets,
     load_prompts,
+    shipped_prompts_dir,
     stratified_sample,
 )
 from thresher.classifiers.label_scoring import model_hash
 from thresher.classifiers.page_type import PAGE_TYPES
-from thresher.classifiers.topic import DEFAULT_TOPICS_FILE, load_taxonomy
+from thresher.classifiers.topic import default_topics_file, load_taxonomy
 from thresher.jobs.cli import main as thresher
 from thresher.pipeline.stagedir.documents import derived_doc_id, read_documents
 
@@ -67,12 +67,12 @@ def test_every_label_is_allowed_probabilities_sum_to_one_and_rows_say_where_they
             domain = row["label"].split(".")[0]
             assert row["probability"] == pytest.approx(row["domain_probabilities"][domain] * row["label_probabilities"][row["label"]])
             assert len(row["label_probabilities"]) == 10  # the chosen domain's subtopics
-            templates = [(PROMPTS_DIR / f"{step}.{lang}.txt").read_bytes() for step in ("topic_domain", "topic_subtopic")]
+            templates = [(shipped_prompts_dir() / f"{step}.{lang}.txt").read_bytes() for step in ("topic_domain", "topic_subtopic")]
             expected = hashlib.sha256("".join(hashlib.sha256(t).hexdigest() for t in templates).encode()).hexdigest()
         else:
             assert row["probability"] == row["label_probabilities"][row["label"]] == max(row["label_probabilities"].values())
             assert len(row["label_probabilities"]) == len(allowed)
-            expected = hashlib.sha256((PROMPTS_DIR / f"{task}.{lang}.txt").read_bytes()).hexdigest()
+            expected = hashlib.sha256((shipped_prompts_dir() / f"{task}.{lang}.txt").read_bytes()).hexdigest()
         assert row["prompt_hash"] == expected
     if task == "clutter":  # line rows, in the shape `classifiers train --task clutter` reads
         assert all(0 <= row["line_index"] < row["line_count"] and "\n" not in row["text"] for row in rows)
@@ -130,7 +130,7 @@ def test_a_rerun_with_another_model_or_prompt_is_refused(rules_dir, lm_dir, tmp_
     assert thresher(_command(rules_dir, lm_dir, out, "2")) == 0
     prompts = tmp_path / "prompts"
     prompts.mkdir()
-    for path in PROMPTS_DIR.iterdir():
+    for path in shipped_prompts_dir().iterdir():
         (prompts / path.name).write_text(path.read_text(encoding="utf-8") + ("\nBe brief.\n" if path.suffix == ".txt" else ""), encoding="utf-8")
     assert thresher(_command(rules_dir, lm_dir, out, "4") + ["--prompts-dir", str(prompts)]) == 2
     assert "another prompt template" in capsys.readouterr().err
@@ -242,7 +242,7 @@ def test_the_topic_prompts_carry_the_taxonomy_descriptions(scorer):
 def test_a_label_or_topic_without_a_description_is_one_line_before_the_model_loads(rules_dir, lm_dir, tmp_path, capsys):
     prompts = tmp_path / "prompts"
     prompts.mkdir()
-    for path in PROMPTS_DIR.iterdir():
+    for path in shipped_prompts_dir().iterdir():
         (prompts / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     labels = (prompts / "labels.yaml").read_text(encoding="utf-8")
     forum = next(line for line in labels.splitlines() if line.strip().startswith("forum:"))
@@ -254,7 +254,7 @@ def test_a_label_or_topic_without_a_description_is_one_line_before_the_model_loa
     assert not out.exists()
 
     topics = tmp_path / "topics.yaml"
-    text = DEFAULT_TOPICS_FILE.read_text(encoding="utf-8")
+    text = default_topics_file().read_text(encoding="utf-8")
     physics = next(line for line in text.splitlines() if line.strip().startswith("- {id: physics,"))
     described = text.splitlines()[text.splitlines().index(physics) + 1]
     topics.write_text(text.replace(described + "\n", "").replace(physics, physics.rstrip(",") + "}"), encoding="utf-8")

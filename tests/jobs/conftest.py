@@ -1,8 +1,16 @@
-"""Stage 3 fixtures: a stage-2-shaped input of real DCLM and ChineseWebText documents, and small
-default models bootstrapped from it (shared by the tag, select and models job tests)."""
+"""Job fixtures: a stage-2-shaped input of real DCLM and ChineseWebText documents, and small default
+models bootstrapped from it (shared by the tag, select and models job tests); a standalone Spark
+cluster of two workers (the cluster tests of run and of the built artifacts)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -64,3 +72,76 @@ def tagged_dir(spark, stage2_dir, models_dir, quality_model, tmp_path_factory) -
     directory = tmp_path_factory.mktemp("tagged")
     run_tag(spark, str(stage2_dir), str(directory), stage3_config(models_dir, quality_model), partitions=1)
     return directory
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_log(path: Path, needle: str, count: int = 1, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and path.read_text(errors="replace").count(needle) >= count:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{needle!r} x{count} not in {path} after {timeout}s:\n{path.read_text(errors='replace')[-3000:]}")
+
+
+@dataclass(frozen=True)
+class StandaloneCluster:
+    url: str  # spark://127.0.0.1:PORT
+    web_ui: str  # the master's, http://127.0.0.1:PORT (its status as JSON at /json)
+    workers: list[subprocess.Popen]
+    work_dirs: list[Path]  # each worker's --work-dir: an application's executor directories and logs
+    env: dict[str, str]  # for spark-submit: SPARK_HOME, and this interpreter as the driver's and executors' Python
+    spark_home: Path
+
+
+@pytest.fixture(scope="module")
+def standalone_cluster(tmp_path_factory):
+    """A Spark standalone master and two one-core workers on 127.0.0.1, from the pyspark installation;
+    every process is killed at the end, whatever happened."""
+    import py4j
+    import pyspark
+
+    spark_home = Path(pyspark.__file__).parent
+    logs = tmp_path_factory.mktemp("cluster-logs")
+    # A Spark distribution gives executors its Python side from $SPARK_HOME/python/lib; the pip package
+    # has no such folder, so the workers get pyspark and py4j here (Pythons without them, such as a
+    # packed virtualenv shipped with --archives, need it).
+    spark_python = logs / "spark-python"
+    spark_python.mkdir()
+    for package in (pyspark, py4j):
+        (spark_python / package.__name__).symlink_to(Path(package.__file__).parent)
+    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
+           "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    port, web_port = free_port(), free_port()
+    url = f"spark://127.0.0.1:{port}"
+    spark_class = str(spark_home / "bin" / "spark-class")
+    processes = []
+
+    def start(name, *args, **extra_env):
+        log = logs / f"{name}.log"
+        with log.open("w") as handle:
+            processes.append(subprocess.Popen([spark_class, *args], stdout=handle, stderr=subprocess.STDOUT,
+                                              env={**env, **extra_env}, start_new_session=True))
+        return log
+
+    work_dirs = [logs / f"work-{i}" for i in range(2)]
+    try:
+        master_log = start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                           "--port", str(port), "--webui-port", str(web_port))
+        wait_for_log(master_log, "I have been elected leader")
+        for i, work_dir in enumerate(work_dirs):
+            start(f"worker-{i}", "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "1",
+                  "--memory", "1500m", "--webui-port", str(free_port()), "--work-dir", str(work_dir),
+                  PYTHONPATH=str(spark_python))
+        wait_for_log(master_log, "Registering worker", count=2)
+        yield StandaloneCluster(url, f"http://127.0.0.1:{web_port}", processes[1:], work_dirs, env, spark_home)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -197,63 +196,11 @@ def test_crash_at_every_kill_point_then_rerun_equals_an_uninterrupted_run(
 # ---------------------------------------------------------------- a real standalone cluster
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_log(path: Path, needle: str, count: int = 1, timeout: float = 120.0) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.exists() and path.read_text(errors="replace").count(needle) >= count:
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"{needle!r} x{count} not in {path} after {timeout}s:\n{path.read_text(errors='replace')[-3000:]}")
-
-
-@pytest.fixture(scope="module")
-def standalone_cluster(tmp_path_factory):
-    """A Spark standalone master and two one-core workers on 127.0.0.1, from the pyspark installation."""
-    import pyspark
-
-    spark_home = Path(pyspark.__file__).parent
-    logs = tmp_path_factory.mktemp("cluster-logs")
-    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
-           "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
-    port = free_port()
-    url = f"spark://127.0.0.1:{port}"
-    spark_class = str(spark_home / "bin" / "spark-class")
-    processes = []
-
-    def start(name, *args):
-        log = logs / f"{name}.log"
-        handle = log.open("w")
-        processes.append(
-            subprocess.Popen([spark_class, *args], stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        )
-        return log
-
-    try:
-        master_log = start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-                           "--port", str(port), "--webui-port", str(free_port()))
-        wait_for_log(master_log, "I have been elected leader")
-        for i in range(2):
-            start(f"worker-{i}", "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1",
-                  "--cores", "1", "--memory", "1500m", "--webui-port", str(free_port()), "--work-dir", str(logs / f"work-{i}"))
-        wait_for_log(master_log, "Registering worker", count=2)
-        yield url, processes[1:], env, spark_home
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-
 def test_cluster_mode_survives_a_killed_worker_and_driver_and_matches_local_mode(
     reference_run, sample_inputs, standalone_cluster, tmp_path
 ):
-    url, workers, env, spark_home = standalone_cluster
+    url, workers, env, spark_home = (standalone_cluster.url, standalone_cluster.workers, standalone_cluster.env,
+                                     standalone_cluster.spark_home)
     out = tmp_path / "cluster-run"
     command = [str(spark_home / "bin" / "spark-submit"), "--master", url, "--conf", "spark.executor.memory=1g",
                "--conf", "spark.ui.enabled=false", str(Path(run_module.__file__)), *sample_inputs, "--output", str(out)]

@@ -3,7 +3,7 @@ import re
 import pytest
 import yaml
 
-from thresher.pipeline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, load_yaml
+from thresher.pipeline.config import Config, ConfigError, default_config_path, load_config, load_yaml
 
 
 def write(tmp_path, text):
@@ -87,7 +87,7 @@ def test_a_user_file_is_layered_over_the_defaults(tmp_path):
 def test_relative_paths_resolve_against_the_config_directory_then_configs(tmp_path):
     config = load_config(write(tmp_path, ""))
     assert config.resolve_path("lists/a.txt") == str(tmp_path / "lists" / "a.txt")
-    shipped = DEFAULT_CONFIG_PATH.parent / "topics.yaml"
+    shipped = default_config_path().parent / "topics.yaml"
     assert config.resolve_path("topics.yaml") == str(shipped)
     (tmp_path / "topics.yaml").write_text("mine")
     assert config.resolve_path("topics.yaml") == str(tmp_path / "topics.yaml")
