@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 
 import yaml
 
+from thresher.pipeline.locations import is_url, resolve_location
 from thresher.schemas.errors import UserError
 from thresher.schemas.tags import KINDS
 
@@ -76,7 +78,7 @@ NonNegative = Annotated[float, Range(0.0)]
 
 @dataclass(frozen=True)
 class SparkConfig:
-    master: str = "local[*]"  # any Spark master URL; --master on the command line wins
+    master: str = "local[*]"  # any Spark master URL; used only when nothing else names one (jobs.session)
     shuffle_partitions: PositiveCount = 8  # spark.sql.shuffle.partitions; output does not depend on it
     driver_memory: str = "2g"
     executor_memory: str = "2g"
@@ -86,6 +88,9 @@ class SparkConfig:
     executor_gpu_amount: int = 0  # spark.executor.resource.gpu.amount: GPUs per executor
     task_gpu_amount: float = 0.0  # spark.task.resource.gpu.amount: e.g. 1 (a GPU per task) or 0.5 (two share)
     gpu_discovery_script: str = "jobs/gpu_discovery.sh"  # spark.executor.resource.gpu.discoveryScript
+    # Absolute local path prefixes that every node mounts alike (NFS, Lustre): under a master other than local,
+    # a path on this machine's disk outside them is refused before Spark starts (jobs.session).
+    shared_local_paths: list[str] = field(default_factory=list)
 
 
     # Spark's own console log (log4j level: ERROR, WARN, INFO, DEBUG, OFF; empty: Spark's log4j
@@ -376,13 +381,14 @@ class Config:
     base_dir: str = ""  # set by the loader: the config file's directory, for relative paths
 
     def resolve_path(self, path: str) -> str:
-        """`path` as given when absolute or a URL, else relative to the config file's directory,
-        falling back to configs/ (where the defaults that a user file is layered over live)."""
-        if not path or "://" in path or Path(path).is_absolute():
-            return path
-        local = Path(self.base_dir or ".") / path
-        shipped = DEFAULT_CONFIG_PATH.parent / path
-        return str(shipped if not local.exists() and shipped.exists() else local)
+        """`path` as an absolute location (pipeline.locations): a URL as given, a relative path from the
+        config file's directory, falling back to configs/ (where the defaults that a user file is
+        layered over live)."""
+        local = resolve_location(path, self.base_dir or None)
+        if not path or is_url(path) or os.path.isabs(path.removeprefix("file://")):
+            return local
+        shipped = resolve_location(path, str(DEFAULT_CONFIG_PATH.parent))
+        return shipped if not os.path.exists(local) and os.path.exists(shipped) else local
 
     def digest(self) -> str:
         """A short hash of every setting, recorded in outputs so results can be traced to configs."""
