@@ -281,6 +281,8 @@ def test_cluster_mode_survives_a_killed_worker_and_driver_and_matches_local_mode
     # Attempt 2, on the one surviving worker: goes on from stage 3 and finishes.
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert finished.returncode == 0, finished.stderr[-3000:]
+    # On the cluster, not under the config's local[*] (spark-submit joins the driver's stderr to its stdout).
+    assert re.search(rf"^\[thresher\] run: Spark master {re.escape(url)}, application app-[\d-]+$", finished.stdout, re.M)
     assert "[thresher] prepare" not in finished.stderr  # committed stages were not rerun
     assert snapshot(out) == snapshot(reference_run)
 
