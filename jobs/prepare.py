@@ -32,6 +32,7 @@ from pathlib import Path
 from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, ConfigError, PrepareConfig
 from thresher.pipeline.filters import merge_rule_stats, rule_stats_from_json, rule_stats_report
+from thresher.pipeline.locations import is_url
 from thresher.pipeline.prepare.archive_sniff import check_archive_inputs
 from thresher.pipeline.prepare.inputs import expand_inputs, input_identity
 from thresher.pipeline.prepare.records import (
@@ -85,8 +86,14 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# The files stage 1's tasks open: mappings of category -> file, and single files (empty: off).
+_FILE_MAPPINGS = ("domain_blocklists", "url_blocklists", "url_regex_lists")
+_FILES = ("banned_words_file", "banned_subwords_file", "soft_banned_words_file", "lid_model_path")
+
+
 def resolved_prepare_config(config: Config) -> PrepareConfig:
-    """The prepare section with every list and model path made absolute and checked to exist.
+    """The prepare section with every list and model path made absolute (Config.resolve_path) and checked
+    to exist.
 
     Raises ConfigError naming the key, before any work starts.
     """
@@ -94,21 +101,22 @@ def resolved_prepare_config(config: Config) -> PrepareConfig:
 
     def checked(key: str, path: str) -> str:
         resolved = config.resolve_path(path)
-        if resolved and "://" not in resolved and not Path(resolved).is_file():
+        if resolved and not is_url(resolved) and not Path(resolved).is_file():
             raise ConfigError(f"prepare.{key}: file not found: {resolved}")
-        return str(Path(resolved).resolve()) if resolved and "://" not in resolved else resolved
+        return resolved
 
-    resolved = dataclasses.replace(
+    return dataclasses.replace(  # the numbers' ranges sit on PrepareConfig's fields, checked as the config was built
         cfg,
-        domain_blocklists={k: checked(f"domain_blocklists.{k}", v) for k, v in cfg.domain_blocklists.items()},
-        url_blocklists={k: checked(f"url_blocklists.{k}", v) for k, v in cfg.url_blocklists.items()},
-        url_regex_lists={k: checked(f"url_regex_lists.{k}", v) for k, v in cfg.url_regex_lists.items()},
-        banned_words_file=checked("banned_words_file", cfg.banned_words_file),
-        banned_subwords_file=checked("banned_subwords_file", cfg.banned_subwords_file),
-        soft_banned_words_file=checked("soft_banned_words_file", cfg.soft_banned_words_file),
-        lid_model_path=checked("lid_model_path", cfg.lid_model_path),
+        **{key: {k: checked(f"{key}.{k}", v) for k, v in getattr(cfg, key).items()} for key in _FILE_MAPPINGS},
+        **{key: checked(key, getattr(cfg, key)) for key in _FILES},
     )
-    return resolved  # the numbers' ranges sit on PrepareConfig's fields, checked as the config was built
+
+
+def prepare_files(prepare: PrepareConfig) -> list[tuple[str, str]]:
+    """(config key, path) of every file stage 1's tasks open."""
+    files = [(f"prepare.{key}.{category}", path) for key in _FILE_MAPPINGS for category, path in getattr(prepare, key).items()]
+    files += [(f"prepare.{key}", getattr(prepare, key)) for key in _FILES]
+    return [(key, path) for key, path in files if path]
 
 
 def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, partitions: int | None = None) -> dict:
@@ -301,15 +309,22 @@ def _check(args: argparse.Namespace, config: Config) -> str:
             raise ConfigError("give INPUT files or --sample, not both")
         args.inputs = sample_inputs(args.output)
         print(f"[thresher] prepare: reading the bundled sample crawl ({len(args.inputs)} files)", file=sys.stderr)
-    check_archive_inputs(expand_inputs(args.inputs, config.prepare.path_prefix))
+    args.input_files = expand_inputs(args.inputs, config.prepare.path_prefix)
+    check_archive_inputs(args.input_files)
     return f"{len(args.inputs)} input(s)"
+
+
+def executor_paths(input_files: list[str], config: Config) -> list[tuple[str, str]]:
+    """What stage 1's tasks open: the WARC files (a listing's entries, not the listing) and the config's lists."""
+    return [("INPUT", path) for path in input_files] + prepare_files(resolved_prepare_config(config))
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:
     return run_prepare(spark, args.inputs, args.output, config, args.partitions)
 
 
-JOB = StageJob(STAGE, "thresher prepare", __doc__, _arguments, "prepare.lang_threshold=0.7", _work, _check)
+JOB = StageJob(STAGE, "thresher prepare", __doc__, _arguments, "prepare.lang_threshold=0.7", _work, _check,
+               executor_paths=lambda args, config: executor_paths(args.input_files, config))
 
 
 if __name__ == "__main__":

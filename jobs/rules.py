@@ -103,17 +103,16 @@ class _HeuristicJudge:
     rewrites its partition's whole count, so the driver reads each partition once, never twice.
     """
 
-    def __init__(self, rules: RulesConfig, base_dir: str, stats_dir: str):
-        self.rules = rules
-        self.base_dir = base_dir
+    def __init__(self, rules: RulesConfig, stats_dir: str):
+        self.rules = rules  # its files resolved on the driver (resolved_rules_config)
         self.stats_dir = stats_dir
-        self.key = json.dumps([dataclasses.asdict(rules), base_dir], sort_keys=True, default=str)
+        self.key = json.dumps(dataclasses.asdict(rules), sort_keys=True, default=str)
 
     def _filters(self):
         from thresher.pipeline.rules.heuristics import build_filters, load_resources
 
-        resolve = Config(base_dir=self.base_dir).resolve_path
-        return _JUDGES.get(self.key, lambda: build_filters(self.rules, load_resources(self.rules, resolve)))
+        # The paths are absolute already: `str` resolves nothing.
+        return _JUDGES.get(self.key, lambda: build_filters(self.rules, load_resources(self.rules, str)))
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from pyspark import TaskContext
@@ -312,6 +311,26 @@ def _conform(frame, arrow_schema):
     return frame.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in spark_schema.fields])
 
 
+# The files the heuristics' tasks open, as (section, field) of RulesConfig.
+_FILES = (("zh", "stop_words_file"), ("spam", "terms_file"), ("spam", "patterns_file"),
+          ("spam", "prompt_lines_file"), ("c4", "policy_lines_file"))
+
+
+def resolved_rules_config(config: Config) -> RulesConfig:
+    """The rules section with every file path absolute (Config.resolve_path), as the tasks open them."""
+    sections = {name: getattr(config.rules, name) for name, _ in _FILES}
+    for name, field in _FILES:
+        sections[name] = dataclasses.replace(sections[name], **{field: config.resolve_path(getattr(sections[name], field))})
+    return dataclasses.replace(config.rules, **sections)
+
+
+def executor_paths(config: Config) -> list[tuple[str, str]]:
+    """What stage 2's tasks open besides INPUT and --output: the rules' files and the lid model."""
+    rules = resolved_rules_config(config)
+    files = [(f"rules.{name}.{field}", getattr(getattr(rules, name), field)) for name, field in _FILES]
+    return [*files, ("prepare.lid_model_path", config.resolve_path(config.prepare.lid_model_path))]
+
+
 def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: FieldMapping = DEFAULT_FIELDS) -> dict:
     """Run stage 2 on `input_dir` (stage 1 output or any documents input) into `output_dir`; returns the stats written."""
     from pyspark.sql import functions as F
@@ -319,13 +338,13 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
 
     from thresher.pipeline.rules.heuristics import load_resources
 
-    rules = config.rules
+    rules = resolved_rules_config(config)
     if rules.minhash_bands * rules.minhash_rows > rules.minhash_num_perm:
         raise ValueError(
             f"rules.minhash_bands x rules.minhash_rows = {rules.minhash_bands * rules.minhash_rows} "
             f"exceeds rules.minhash_num_perm = {rules.minhash_num_perm}"
         )
-    resources = load_resources(rules, config.resolve_path)  # missing word lists fail here, before any Spark work
+    resources = load_resources(rules, str)  # resolved already; missing word lists fail here, before any Spark work
     source = resolve_source(input_dir, fields)
     output = StageOutput(output_dir)
     output.begin()
@@ -342,7 +361,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     trimmed, line_rejects = _line_dedup(docs, rules)
     rule_stats_dir = f"{work_dir}/rule_stats"
     os.makedirs(rule_stats_dir)
-    judge = _HeuristicJudge(rules, config.base_dir, rule_stats_dir)
+    judge = _HeuristicJudge(rules, rule_stats_dir)
     judged_schema = T.StructType(
         [*trimmed.schema.fields, T.StructField("drop_rule", T.StringType()), T.StructField("drop_detail", T.StringType())]
     )
@@ -404,7 +423,7 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
 
 
 JOB = StageJob(STAGE, "thresher rules", __doc__, _arguments, "rules.gopher_quality.min_words=30", _work,
-               documents_input="input")
+               documents_input="input", executor_paths=lambda args, config: executor_paths(config))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from thresher.jobs.stage_job import (
     config_from_args,
     print_stage_start,
     print_stage_summary,
+    resolve_path_options,
     script_main,
 )
 from thresher.pipeline.config import Config, ConfigError
@@ -252,13 +253,17 @@ def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_path_options(args)
     with DirectoryLock(args.output):  # before anything is written or Spark starts: a second run refuses at once
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from thresher.jobs.prepare import executor_paths as prepare_paths
+    from thresher.jobs.rules import executor_paths as rules_paths
     from thresher.jobs.selection import check_select_config
     from thresher.jobs.tag import configured_taggers, resolve_taggers
+    from thresher.jobs.tag import executor_paths as tag_paths
 
     config = config_from_args(args)
     inputs = list(args.inputs)
@@ -274,12 +279,15 @@ def _run(args: argparse.Namespace) -> int:
     from thresher.pipeline.prepare.inputs import expand_inputs
 
     # A missing or non-WARC local input fails here, before Spark starts.
-    check_archive_inputs(expand_inputs(inputs, config.prepare.path_prefix))
+    input_files = expand_inputs(inputs, config.prepare.path_prefix)
+    check_archive_inputs(input_files)
     # Stage 3 settings checked before Spark starts: against the models when they exist already.
     resolve_taggers(config, args.models_dir)
     models_dir = args.models_dir or _configured_models_dir(config)
     check_select_config(config, configured_taggers(config, models_dir, digests=False) if models_dir else None)
-    spark = spark_session("thresher-run", config.spark, args.master)
+    task_paths = [("--output", args.output), *prepare_paths(input_files, config), *rules_paths(config),
+                  *tag_paths(config, models_dir or str(Path(args.output) / "classifiers"))]
+    spark = spark_session("thresher-run", config.spark, args.master, executor_paths=task_paths)
     run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer, args.from_stage)
     report = Path(args.output).resolve() / "report.html"
     if not run_info["stages_run"]:

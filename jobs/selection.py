@@ -44,6 +44,7 @@ from thresher.pipeline.select.batches import (
 from thresher.pipeline.select.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
 from thresher.pipeline.stagedir import StageOutput, crash_point, require_committed
 from thresher.schemas import to_spark_schema
+from thresher.schemas.stats import read_stats
 from thresher.schemas.tags import DeclaredTagger, read_taggers, score_column, top_column
 
 STAGE = "select"
@@ -347,7 +348,9 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
 
 
 def _check(args: argparse.Namespace, config: Config) -> str:
-    check_select_config(config, read_taggers(require_committed(args.input)))  # before Spark starts
+    tagged = require_committed(args.input)
+    read_stats(tagged)  # the input's envelope first: a stats.json that is not thresher's is named as such
+    check_select_config(config, read_taggers(tagged))  # before Spark starts
     return args.input
 
 

@@ -13,6 +13,7 @@ from thresher.jobs.documents_input import source_from_args
 from thresher.jobs.errors import run_with_one_line_errors
 from thresher.jobs.session import spark_session
 from thresher.pipeline.config import Config, ConfigError, load_config, load_yaml
+from thresher.pipeline.locations import resolve_location
 from thresher.pipeline.stagedir.lock import DirectoryLock
 from thresher.schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT, is_line_rule
 
@@ -29,6 +30,24 @@ def add_common_arguments(parser: argparse.ArgumentParser, set_example: str = "pr
         metavar="KEY=VALUE",
         help=f"override one config value, e.g. --set {set_example} (VALUE is parsed as YAML; repeatable)",
     )
+
+
+# The options that name paths (a job has some of them): made absolute (pipeline.locations) before anything
+# reads them, so that no task resolves a path against a working directory of its own.
+PATH_OPTIONS = ("input", "input_dir", "inputs", "output", "models_dir", "tokenizer")
+# Of those, the ones every stage's tasks read or write, by the name a user's error gives them; prepare
+# names its INPUT files itself (a listing's entries, not the listing), in its `executor_paths`.
+_TASK_PATH_OPTIONS = {"input": "INPUT", "input_dir": "INPUT", "output": "--output"}
+
+
+def resolve_path_options(args: argparse.Namespace) -> None:
+    """Every path option of `args` (PATH_OPTIONS) as an absolute location, in place."""
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str):
+            setattr(args, name, resolve_location(value))
+        elif isinstance(value, list):
+            setattr(args, name, [resolve_location(item) for item in value])
 
 
 def script_main(prog: str, doc: str, add_arguments, run, argv: list[str] | None = None) -> int:
@@ -119,6 +138,10 @@ class StageJob:
     documents_input: str = ""
     # --set items an option of the stage implies (`--seq-len N`): applied after --set, so they win.
     implied_overrides: Callable[[argparse.Namespace], list[str]] = lambda args: []
+    # The paths the stage's tasks open besides INPUT and --output (input files, the config's lists,
+    # models) as (option or config key, resolved path) pairs; run after `check`. Under a master whose
+    # executors run elsewhere, each must be on storage every node sees (jobs.session).
+    executor_paths: Callable[[argparse.Namespace, Config], list[tuple[str, str]]] = lambda args, config: []
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_common_arguments(self.arguments(parser) or parser, self.set_example)
@@ -126,14 +149,18 @@ class StageJob:
     def run(self, args: argparse.Namespace) -> int:
         args.overrides = [*(args.overrides or []), *self.implied_overrides(args)]
         config = config_from_args(args)
+        resolve_path_options(args)
         detail = self.check(args, config)
         if self.documents_input:
             source_from_args(args, getattr(args, self.documents_input))
             detail = detail or getattr(args, self.documents_input)
+        task_paths = [(label, getattr(args, name)) for name, label in _TASK_PATH_OPTIONS.items() if hasattr(args, name)]
+        task_paths += self.executor_paths(args, config)
         started = time.perf_counter()
         with DirectoryLock(args.output):  # before Spark's start-up: a second run on --output is refused at once
             print_stage_start(self.stage, detail or "")
-            spark = spark_session(f"thresher-{self.stage.split()[0]}", config.spark, args.master)
+            spark = spark_session(f"thresher-{self.stage.split()[0]}", config.spark, args.master,
+                                  executor_paths=task_paths)
             stats = self.work(spark, args, config)
         if stats is not None:
             print_stage_summary(self.stage, stats, time.perf_counter() - started)

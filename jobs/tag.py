@@ -37,6 +37,7 @@ from thresher.jobs.documents_input import (
 )
 from thresher.jobs.stage_job import StageJob
 from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.locations import resolve_location
 from thresher.pipeline.stagedir import StageOutput, crash_point
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from thresher.schemas import to_spark_schema
@@ -68,7 +69,12 @@ def add_stage3_arguments(parser: argparse.ArgumentParser, output_help: str) -> N
 
 
 def models_base(config: Config, models_dir: str | None = None) -> Path:
-    return (Path(models_dir) if models_dir else Path(config.resolve_path(config.tag.model_dir))).resolve()
+    return Path(resolve_location(models_dir) if models_dir else config.resolve_path(config.tag.model_dir))
+
+
+def executor_paths(config: Config, models_dir: str | None = None) -> list[tuple[str, str]]:
+    """What tag's tasks open besides INPUT and --output: every enabled tagger's model directory."""
+    return [(f"tag.taggers.{tagger.name}.model_dir", tagger.model_dir) for tagger in resolve_taggers(config, models_dir)]
 
 
 def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagger]:
@@ -237,7 +243,8 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
 
 JOB = StageJob(STAGE, "thresher tag", __doc__,
                lambda parser: add_stage3_arguments(parser, "output directory (documents/, rejects/, stats.json)"),
-               "tag.batch_size=128", _work, _check, "input")
+               "tag.batch_size=128", _work, _check, "input",
+               executor_paths=lambda args, config: executor_paths(config, args.models_dir))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 from thresher.jobs.documents_input import fields_from_args
 from thresher.jobs.selection import check_select_config, run_select
 from thresher.jobs.stage_job import StageJob, print_stage_summary
-from thresher.jobs.tag import add_stage3_arguments, check_models, configured_taggers, run_tag
+from thresher.jobs.tag import add_stage3_arguments, check_models, configured_taggers, executor_paths, run_tag
 from thresher.pipeline.config import Config
 from thresher.pipeline.stagedir import StageOutput
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, FieldMapping
@@ -56,7 +56,8 @@ def _work(spark, args: argparse.Namespace, config: Config) -> None:
 
 JOB = StageJob("tag-select", "thresher tag-select", __doc__,
                lambda parser: add_stage3_arguments(parser, "output directory (tag/ and select/)"),
-               "select.line_thresholds.clutter=0.4", _work, _check, "input")
+               "select.line_thresholds.clutter=0.4", _work, _check, "input",
+               executor_paths=lambda args, config: executor_paths(config, args.models_dir))
 
 
 if __name__ == "__main__":

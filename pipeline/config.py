@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 
 import yaml
 
+from thresher.pipeline.locations import is_url, resolve_location
 from thresher.pipeline.package_files import package_path
 from thresher.schemas.errors import UserError
 from thresher.schemas.tags import KINDS
@@ -86,7 +88,7 @@ NonNegative = Annotated[float, Range(0.0)]
 
 @dataclass(frozen=True)
 class SparkConfig:
-    master: str = "local[*]"  # any Spark master URL; --master on the command line wins
+    master: str = "local[*]"  # any Spark master URL; used only when nothing else names one (jobs.session)
     shuffle_partitions: PositiveCount = 8  # spark.sql.shuffle.partitions; output does not depend on it
     driver_memory: str = "2g"
     executor_memory: str = "2g"
@@ -96,6 +98,9 @@ class SparkConfig:
     executor_gpu_amount: int = 0  # spark.executor.resource.gpu.amount: GPUs per executor
     task_gpu_amount: float = 0.0  # spark.task.resource.gpu.amount: e.g. 1 (a GPU per task) or 0.5 (two share)
     gpu_discovery_script: str = "jobs/gpu_discovery.sh"  # spark.executor.resource.gpu.discoveryScript
+    # Absolute local path prefixes that every node mounts alike (NFS, Lustre): under a master other than local,
+    # a path on this machine's disk outside them is refused before Spark starts (jobs.session).
+    shared_local_paths: list[str] = field(default_factory=list)
 
 
     # Spark's own console log (log4j level: ERROR, WARN, INFO, DEBUG, OFF; empty: Spark's log4j
@@ -393,6 +398,14 @@ class Config:
         local = Path(self.base_dir or ".") / path
         shipped = package_path("configs") / path
         return str(shipped if not local.exists() and shipped.exists() else local)
+        """`path` as an absolute location (pipeline.locations): a URL as given, a relative path from the
+        config file's directory, falling back to configs/ (where the defaults that a user file is
+        layered over live)."""
+        local = resolve_location(path, self.base_dir or None)
+        if not path or is_url(path) or os.path.isabs(path.removeprefix("file://")):
+            return local
+        shipped = resolve_location(path, str(package_path("configs")))
+        return shipped if not os.path.exists(local) and os.path.exists(shipped) else local
 
     def digest(self) -> str:
         """A short hash of every setting, recorded in outputs so results can be traced to configs."""

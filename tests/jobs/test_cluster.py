@@ -18,6 +18,8 @@ from thresher.pipeline.stagedir import COMMITTED_MARKER
 # The job's own config values, the same in both runs (so the config digests match too); executors
 # of 1 GB fit the fixture's workers.
 SETTINGS = ["--set", "spark.executor_memory=1g", "--set", "spark.shuffle_partitions=2"]
+# The workers share this machine's disk: the corpus, the output and thresher's shipped lists are on it.
+SHARED_DISK = ["--set", "spark.shared_local_paths=[/]"]
 FOOTER = "Share this story with your friends and family on social media"
 
 
@@ -76,8 +78,7 @@ def test_rules_submitted_to_two_workers_with_the_built_artifacts_equals_local_mo
     out = tmp_path / "cluster"
     jobs_dir = Path(cli.__file__).resolve().parent
     # The driver runs this interpreter (it has pyspark); thresher comes from the zip, first on its path.
-    # Executors run the archive's Python. The job's own --master too, until a master given to
-    # spark-submit wins over the config's `spark.master` (jobs/session.py).
+    # Executors run the archive's Python. The master is spark-submit's alone: it wins over the config's.
     env = {k: v for k, v in cluster.env.items() if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
     events = tmp_path / "events"
     events.mkdir()
@@ -87,11 +88,12 @@ def test_rules_submitted_to_two_workers_with_the_built_artifacts_equals_local_mo
         "--conf", "spark.pyspark.python=./venv/bin/python", "--conf", f"spark.pyspark.driver.python={sys.executable}",
         "--conf", "spark.ui.enabled=false", "--conf", "spark.eventLog.enabled=true", "--conf", "spark.eventLog.compress=false",
         "--conf", "spark.eventLog.rolling.enabled=false", "--conf", f"spark.eventLog.dir={events}",  # where each task ran
-        str(jobs_dir / "rules.py"), str(corpus), "--output", str(out), "--master", cluster.url, *SETTINGS,
+        str(jobs_dir / "rules.py"), str(corpus), "--output", str(out), *SETTINGS, *SHARED_DISK,
     ]
     submitted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert submitted.returncode == 0, submitted.stderr[-5000:]
     assert (out / COMMITTED_MARKER).is_file()
+    assert f"[thresher] rules: Spark master {cluster.url}, application app-" in submitted.stdout
 
     [app] = [a for a in master_status(cluster)["completedapps"] if a["name"] == "thresher-rules"]
     assert app["state"] == "FINISHED"

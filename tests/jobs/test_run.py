@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -203,7 +204,8 @@ def test_cluster_mode_survives_a_killed_worker_and_driver_and_matches_local_mode
                                      standalone_cluster.spark_home)
     out = tmp_path / "cluster-run"
     command = [str(spark_home / "bin" / "spark-submit"), "--master", url, "--conf", "spark.executor.memory=1g",
-               "--conf", "spark.ui.enabled=false", str(Path(run_module.__file__)), *sample_inputs, "--output", str(out)]
+               "--conf", "spark.ui.enabled=false", str(Path(run_module.__file__)), *sample_inputs, "--output", str(out),
+               "--set", "spark.shared_local_paths=[/]"]  # the workers run on this machine: they share its disk
     for key, value in OVERRIDES.items():
         command += ["--set", f"{key}={value}"]
 
@@ -226,6 +228,8 @@ def test_cluster_mode_survives_a_killed_worker_and_driver_and_matches_local_mode
     # Attempt 2, on the one surviving worker: goes on from stage 3 and finishes.
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert finished.returncode == 0, finished.stderr[-3000:]
+    # On the cluster, not under the config's local[*] (spark-submit joins the driver's stderr to its stdout).
+    assert re.search(rf"^\[thresher\] run: Spark master {re.escape(url)}, application app-[\d-]+$", finished.stdout, re.M)
     assert "[thresher] prepare" not in finished.stderr  # committed stages were not rerun
     assert snapshot(out) == snapshot(reference_run)
 
@@ -269,6 +273,22 @@ def test_a_second_run_on_the_same_output_refuses_and_touches_nothing(tmp_path):
     assert first.returncode == 0 and not (out / "_LOCK").exists()
 
 
+def test_under_a_cluster_master_a_run_names_the_first_file_its_tasks_could_not_open(tmp_path):
+    """The crawl and OUTPUT are on a declared shared mount, thresher's shipped lists are not: refused,
+    naming the list, before Spark starts (spark://127.0.0.1:1 has no master behind it)."""
+    crawl = write_sample_crawl(str(tmp_path / "crawl"))
+    repo = Path(run_module.__file__).resolve().parents[1]
+    command = [sys.executable, "-c", "from thresher.jobs.cli import main; raise SystemExit(main())", "run", *crawl,
+               "--output", str(tmp_path / "run"), "--master", "spark://127.0.0.1:1", "--set", f"spark.shared_local_paths=[{tmp_path}]"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f"thresher run: error: prepare.domain_blocklists.gambling {repo}/configs/blocklists/gambling/domains is on this "
+        "machine's disk, which the executors under spark://127.0.0.1:1 do not see: put it on s3://, hdfs:// or other "
+        "storage every node reads, or on a mount listed in spark.shared_local_paths"]
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_value_out_of_range_fails_before_any_output(tmp_path, capsys):
     from thresher.jobs import cli
 
@@ -306,8 +326,9 @@ def test_ctrl_c_prints_one_line_and_exits_130_and_spark_stays_quiet(tmp_path):
     assert "Traceback" not in err and "KeyboardInterrupt" not in err and "Exception" not in err
     # Spark's start-up warnings (loopback address, native Hadoop, log4j profile) are quiet by default;
     # the JVM's own notice about the vector module is not a log and cannot be turned off.
-    assert [line for line in lines if not line.startswith("WARNING: Using incubator modules")] == [
-        "[thresher] prepare: starting", "[thresher] interrupted; run the same command again to resume"]
+    lines = [line for line in lines if not line.startswith("WARNING: Using incubator modules")]
+    assert re.fullmatch(r"\[thresher\] run: Spark master local\[2\], application local-\d+", lines[0])
+    assert lines[1:] == ["[thresher] prepare: starting", "[thresher] interrupted; run the same command again to resume"]
 
 
 # ---------------------------------------------------------------- the real crawl, rerun by stage

@@ -43,7 +43,8 @@ def test_a_stage_job_checks_before_spark_and_the_lock_then_runs_under_the_lock(t
     import thresher.jobs.stage_job as common
 
     calls = []
-    monkeypatch.setattr(common, "spark_session", lambda name, spark_config, master: calls.append(("spark", name)) or "S")
+    monkeypatch.setattr(common, "spark_session",
+                        lambda name, spark_config, master, executor_paths: calls.append(("spark", name)) or "S")
 
     def check(args, config):
         calls.append(("check", config.export.seq_len))
@@ -80,6 +81,34 @@ def test_a_stage_job_checks_before_spark_and_the_lock_then_runs_under_the_lock(t
         holder.stdin.close()
         holder.wait(timeout=60)
     assert calls == [("check", 2048)]
+
+
+def test_a_stage_job_resolves_its_paths_before_its_check_and_names_what_the_tasks_open(tmp_path, monkeypatch):
+    """Relative paths are taken from the working directory once, on the driver; the session gets every
+    path the tasks open (INPUT, --output and the stage's own) to check against the master."""
+    import thresher.jobs.stage_job as common
+
+    monkeypatch.chdir(tmp_path)
+    seen = {}
+    monkeypatch.setattr(common, "spark_session",
+                        lambda name, spark_config, master, executor_paths: seen.update(session=executor_paths) or "S")
+
+    def arguments(parser):
+        parser.add_argument("input")
+        parser.add_argument("--output", required=True)
+        parser.add_argument("--tokenizer")
+        parser.add_argument("--models-dir")
+
+    def check(args, config):
+        seen["check"] = (args.input, args.output, args.tokenizer, args.models_dir)
+
+    job = common.StageJob("demo", "thresher demo", "A demo stage.\n", arguments, "export.seq_len=64",
+                          lambda spark, args, config: STATS, check,
+                          executor_paths=lambda args, config: [("demo.list_file", "/srv/lists/a.txt")])
+    job.run(parse_job(job, ["docs", "--output", "runs/../out", "--tokenizer", "s3://bucket/tok", "--models-dir", "file:///srv/m"]))
+    assert seen["check"] == (str(tmp_path / "docs"), str(tmp_path / "out"), "s3://bucket/tok", "/srv/m")
+    assert seen["session"] == [("INPUT", str(tmp_path / "docs")), ("--output", str(tmp_path / "out")),
+                               ("demo.list_file", "/srv/lists/a.txt")]
 
 
 def parse_job(job, argv):

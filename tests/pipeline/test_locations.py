@@ -1,0 +1,48 @@
+"""pipeline.locations: every path a job names, as one absolute form on the driver."""
+
+import os
+
+import pytest
+
+from thresher.pipeline.locations import is_local_master, is_url, resolve_location, under_any
+
+
+def test_a_relative_local_path_becomes_absolute_from_the_working_directory_or_a_base(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_location("crawl/a.warc.gz") == str(tmp_path / "crawl" / "a.warc.gz")
+    assert resolve_location("./out/../out/") == str(tmp_path / "out")  # normalized, no trailing slash
+    assert resolve_location("crawl/*.warc.gz") == str(tmp_path / "crawl" / "*.warc.gz")  # a glob stays a glob
+    assert resolve_location("lists/a.txt", "/etc/thresher") == "/etc/thresher/lists/a.txt"
+    assert resolve_location("/data/a.warc.gz", "/etc/thresher") == "/data/a.warc.gz"  # absolute: as it is
+
+
+def test_a_file_url_is_a_local_path_and_other_urls_stay_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_location("file:///data/a.warc.gz") == "/data/a.warc.gz"
+    assert not is_url("file:///data/a.warc.gz")
+    for url in ("s3://bucket/crawl/", "s3a://bucket/x", "hdfs:///out", "gs://b/c/../d", "https://data.commoncrawl.org/x"):
+        assert is_url(url) and resolve_location(url) == url
+    assert resolve_location("") == ""  # an unset path stays off
+
+
+def test_symbolic_links_are_kept_so_a_path_stays_under_its_declared_mount(tmp_path):
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "shared")
+    assert resolve_location(str(tmp_path / "shared" / "x")) == str(tmp_path / "shared" / "x")
+
+
+def test_shared_prefixes_match_whole_path_components():
+    assert under_any("/mnt/shared/crawl/a.warc.gz", ["/mnt/shared"])
+    assert under_any("/mnt/shared", ["/mnt/shared/"])
+    assert not under_any("/mnt/shared2/a", ["/mnt/shared"])
+    assert not under_any("/home/me/a", ["/mnt/shared", "/srv"])
+    assert under_any("/home/me/a", ["/"])
+    assert not under_any("/home/me/a", [])
+
+
+@pytest.mark.parametrize(("master", "local"), [
+    ("local", True), ("local[4]", True), ("local[*]", True), ("local[2,3]", True), ("local-cluster[2,1,1024]", True),
+    ("spark://head:7077", False), ("yarn", False), ("k8s://https://api:6443", False),
+])
+def test_only_local_masters_run_every_executor_on_this_machine(master, local):
+    assert is_local_master(master) is local
