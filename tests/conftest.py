@@ -1,9 +1,12 @@
-"""Fixtures shared by all tests: one Spark session for the whole run, and the shared real data."""
+"""Fixtures shared by all tests: one Spark session for the whole run, the shared real data, and a local S3 server."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,53 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    bucket: str
+    environment: dict[str, str]  # the AWS variables a client (driver or executor) needs to reach it
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 (a free port) with one bucket, for the whole run; clients find it through
+    the usual AWS variables (AWS_ENDPOINT_URL included, which botocore and so s3fs honour)."""
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    environment = {
+        "AWS_ACCESS_KEY_ID": "thresher-test", "AWS_SECRET_ACCESS_KEY": "thresher-test",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_EC2_METADATA_DISABLED": "true",  # never ask the (absent) instance metadata service
+    }
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    bucket = "thresher-test"
+    s3fs.S3FileSystem(skip_instance_cache=True).mkdir(bucket)
+    yield S3Server(endpoint=environment["AWS_ENDPOINT_URL"], bucket=bucket, environment=environment)
+    server.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def s3_url(s3_server) -> str:
+    """A fresh, empty prefix in the test bucket: s3://BUCKET/TEST-UNIQUE."""
+    return f"s3://{s3_server.bucket}/{uuid.uuid4().hex}"
+
+
+@pytest.fixture(scope="session")
+def spark_s3(spark, s3_server):
+    """The Spark session with its Python workers reaching the S3 server, whichever of the two started first:
+    SparkContext.environment is what spark.executorEnv.* sets on a cluster."""
+    spark.sparkContext.environment.update(s3_server.environment)
+    return spark
