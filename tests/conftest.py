@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -95,3 +96,30 @@ def spark_s3(spark, s3_server):
     SparkContext.environment is what spark.executorEnv.* sets on a cluster."""
     spark.sparkContext.environment.update(s3_server.environment)
     return spark
+
+
+@pytest.fixture
+def copies_and_renames(monkeypatch) -> list[str]:
+    """Every rename, move or copy asked of s3fs in this process, and every copy the S3 server carried out
+    for any client (the server runs in this process: the Spark workers' requests reach it too)."""
+    import s3fs
+    from moto.s3.models import S3Backend
+
+    calls: list[str] = []
+
+    def recording(name, original):
+        def record(*args, **kwargs):
+            calls.append(name)
+            return original(*args, **kwargs)
+
+        async def record_async(*args, **kwargs):  # still a coroutine function, as fsspec's sync mirrors need
+            calls.append(name)
+            return await original(*args, **kwargs)
+        return record_async if inspect.iscoroutinefunction(original) else record
+
+    # The async methods s3fs's own sync ones call at call time (a patched sync method would lose s3fs's).
+    for name in ("mv", "move", "rename", "_copy", "_cp_file", "_mv_file"):
+        monkeypatch.setattr(s3fs.S3FileSystem, name, recording(name, getattr(s3fs.S3FileSystem, name)))
+    for name in ("copy_object", "upload_part_copy"):
+        monkeypatch.setattr(S3Backend, name, recording(f"server {name}", getattr(S3Backend, name)))
+    return calls

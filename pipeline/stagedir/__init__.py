@@ -31,7 +31,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from thresher.pipeline.config import Config, ConfigError
-from thresher.schemas.stats import STATS_FILE, stage_stats, thresher_version, validate_stats
+from thresher.schemas.stats import STATS_FILE, stage_stats, thresher_version, validate_stats, write_stats
 
 # The pipeline's stages in the order `thresher run` runs them, each writing the stage directory of its name.
 STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")
@@ -147,7 +147,7 @@ class StageOutput:
         self.fs, self.root = storage(directory)
         self._given = Path(directory)
         self._tables: dict[str, dict[str, Any]] = {}
-        self._files: dict[str, int] = {}  # what put_file wrote: name -> size
+        self._files: dict[str, int] = {}  # what put_file wrote or the commit moved: name -> size
         self._pending: list[str] = []  # what _PARTS names
 
     @property
@@ -286,6 +286,15 @@ class StageOutput:
                 raise ValueError(f"{part.name} is not an attempt's part of table {table}")
         self._tables[table] = {"schema": schema, "parts": sorted(parts, key=lambda part: part.name)}
 
+    def written(self, table: str) -> tuple[list[Part], dict[str, Any] | None]:
+        """The parts this attempt wrote for `table` so far, in order, and the schema recorded with them."""
+        entry = self._tables[table]
+        return entry["parts"], entry["schema"]
+
+    def location(self, name: str) -> str:
+        """The full URL of `name` in the directory (file:// on local disk), for a task to open."""
+        return self.fs.unstrip_protocol(self._path(name))
+
     def commit_stats(
         self, stage: str, config: Config, inputs: list[str], documents_in: int, documents_out: int,
         rejects_by_rule: dict[str, int], details: dict[str, Any], phases: dict[str, float] | None = None,
@@ -303,12 +312,14 @@ class StageOutput:
     def commit(self, stats: dict[str, Any]) -> None:
         """Write stats.json (the envelope, checked), move parts staged on local disk into place, drop parts
         of attempts that did not finish, then write the marker last: it lists every committed object."""
-        validate_stats(stats, f"{self.url}/{STATS_FILE}")
-        self.put_file(STATS_FILE, (json.dumps(stats, indent=2) + "\n").encode())
-        files = dict(self._files)
         if self.local and self.staging.is_dir():
+            write_stats(self.staging / STATS_FILE, stats)  # moved into place with what else is staged
             for name in self._move_staged():
-                files.update(self._files_below(name) if (self.directory / name).is_dir() else {name: os.path.getsize(self._path(name))})
+                self._files.update(self._files_below(name) if (self.directory / name).is_dir()
+                                   else {name: os.path.getsize(self._path(name))})
+        else:
+            validate_stats(stats, f"{self.url}/{STATS_FILE}")
+            self.put_file(STATS_FILE, (json.dumps(stats, indent=2) + "\n").encode())
         if self._children().get(WORK_DIR) is not None:
             self._remove(WORK_DIR)
         self._drop_unlisted_attempts()
@@ -316,7 +327,7 @@ class StageOutput:
         marker = {
             "format": MARKER_FORMAT,
             "committed_at": time.time(),
-            "files": [Part(name, size).to_json() for name, size in sorted(files.items())],
+            "files": [Part(name, size).to_json() for name, size in sorted(self._files.items())],
             "tables": {table: {"schema": entry["schema"], "parts": [part.to_json() for part in entry["parts"]]}
                        for table, entry in sorted(self._tables.items())},
             "stats": stats,

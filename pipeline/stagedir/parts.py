@@ -33,9 +33,8 @@ def write_part(batches: Iterator[pa.RecordBatch], url: str, table: str) -> Itera
     first = next(batches, None)
     if first is None:
         return
-    fs, root = storage(url)
     name = part_name(table, TaskContext.get().partitionId())
-    path = f"{root}/{name}"
+    fs, path = storage(f"{url.rstrip('/')}/{name}")
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # a local directory; nothing on an object store
     rows = 0
     with fs.open(path, "wb") as file:
@@ -49,9 +48,20 @@ def write_part(batches: Iterator[pa.RecordBatch], url: str, table: str) -> Itera
 
 def write_parts(frame, output: StageOutput, table: str) -> list[Part]:
     """Write `frame` (a Spark DataFrame), one part per partition, as `table` of `output`, and have the commit
-    list the parts; returns them in partition order."""
-    written = frame.mapInArrow(functools.partial(write_part, url=output.url, table=table), _WRITTEN_DDL).collect()
+    list the parts; returns them in partition order. A table with no rows is one empty part (its schema),
+    so that a reader of the bare directory (Spark's, pyarrow's) finds the table too."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    stage_url = output.fs.unstrip_protocol(output.root)  # absolute: a relative local path means the driver's
+    written = frame.mapInArrow(functools.partial(write_part, url=stage_url, table=table), _WRITTEN_DDL).collect()
     parts = sorted((Part(row["name"], row["size"], row["rows"]) for row in written), key=lambda part: part.name)
+    if not parts:
+        name = part_name(table, 0)
+        fs, path = storage(output.location(name))
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with fs.open(path, "wb") as file:
+            pq.write_table(to_arrow_schema(frame.schema).empty_table(), file)
+            parts = [Part(name, file.tell(), 0)]
     output.add_parts(table, parts, frame.schema.jsonValue())
     return parts
 
@@ -82,8 +92,19 @@ def read_parts(spark, directory: str, table: str):
         from thresher.schemas.errors import InputError
 
         raise InputError(f"{directory} holds no table {table}")
-    if not parts:
+    return _parts_frame(spark, [commit.fs.unstrip_protocol(commit.path(part.name)) for part in parts], schema)
+
+
+def read_written(spark, output: StageOutput, table: str):
+    """`table` as this attempt of `output` wrote it, before the commit, read as `read_parts` reads."""
+    from pyspark.sql.types import StructType
+
+    parts, schema = output.written(table)
+    return _parts_frame(spark, [output.location(part.name) for part in parts], StructType.fromJson(schema))
+
+
+def _parts_frame(spark, urls: list[str], schema):
+    if not urls:
         return spark.createDataFrame([], schema)
-    urls = [(commit.fs.unstrip_protocol(commit.path(part.name)),) for part in parts]
-    paths = spark.createDataFrame(spark.sparkContext.parallelize(urls, len(urls)), _PATH_DDL)
+    paths = spark.createDataFrame(spark.sparkContext.parallelize([(url,) for url in urls], len(urls)), _PATH_DDL)
     return paths.mapInArrow(read_part, schema)

@@ -14,7 +14,7 @@ from thresher.pipeline.stagedir import (
     read_commit,
     storage,
 )
-from thresher.pipeline.stagedir.parts import read_parts, write_parts
+from thresher.pipeline.stagedir.parts import read_parts, read_written, write_parts
 from thresher.schemas.errors import InputError
 
 STATS = stage_stats_json("test", 1, 1)
@@ -42,10 +42,12 @@ def _documents(spark):
 def test_parts_written_from_spark_read_back_row_identical_in_order(session, stage_url):
     documents = _documents(session)
     rejects = documents.filter("score < 0")  # no rows: a table with no part
+    fs, _ = storage(stage_url)
     out = StageOutput(stage_url)
     out.begin()
     written = write_parts(documents, out, "documents")
     write_parts(rejects, out, "rejects")
+    assert read_written(session, out, "documents").collect() == ROWS  # this attempt's, before the commit
     out.commit(STATS)
     expected = [rows for rows in PARTITIONS if rows]
     back = read_parts(session, stage_url, "documents")
@@ -53,10 +55,11 @@ def test_parts_written_from_spark_read_back_row_identical_in_order(session, stag
     assert back.rdd.glom().collect() == expected  # partition by partition, rows in order
     assert [part.rows for part in written] == [len(partition) for partition in expected]
     commit = read_commit(stage_url)
-    assert commit.parts("documents") == written and commit.parts("rejects") == []
+    assert commit.parts("documents") == written and [part.rows for part in commit.parts("rejects")] == [0]
     empty = read_parts(session, stage_url, "rejects")
     assert empty.schema == rejects.schema and empty.count() == 0
-    fs, _ = storage(stage_url)
+    with fs.open(commit.path(commit.parts("rejects")[0].name), "rb") as part:  # a bare directory's reader finds it
+        assert pq.read_schema(part).names == rejects.schema.names
     with fs.open(commit.path(written[0].name), "rb") as part:  # a plain Parquet file any reader reads
         assert pq.read_table(part).column("doc_id").to_pylist() == [row[0] for row in expected[0]]
 
