@@ -34,16 +34,21 @@ def write_part(batches: Iterator[pa.RecordBatch], url: str, table: str) -> Itera
     if first is None:
         return
     name = part_name(table, TaskContext.get().partitionId())
-    fs, path = storage(f"{url.rstrip('/')}/{name}")
+    size, rows = _write_parquet(f"{url.rstrip('/')}/{name}", first.schema, itertools.chain([first], batches))
+    yield pa.RecordBatch.from_pylist([{"name": name, "size": size, "rows": rows}], schema=WRITTEN)
+
+
+def _write_parquet(url: str, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> tuple[int, int]:
+    """One Parquet file at `url` (an object appears whole when the upload completes); its size and rows."""
+    fs, path = storage(url)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # a local directory; nothing on an object store
     rows = 0
     with fs.open(path, "wb") as file:
-        with pq.ParquetWriter(file, first.schema) as writer:
-            for batch in itertools.chain([first], batches):
+        with pq.ParquetWriter(file, schema) as writer:
+            for batch in batches:
                 writer.write_batch(batch)
                 rows += batch.num_rows
-        size = file.tell()
-    yield pa.RecordBatch.from_pylist([{"name": name, "size": size, "rows": rows}], schema=WRITTEN)
+        return file.tell(), rows
 
 
 def write_parts(frame, output: StageOutput, table: str) -> list[Part]:
@@ -57,11 +62,7 @@ def write_parts(frame, output: StageOutput, table: str) -> list[Part]:
     parts = sorted((Part(row["name"], row["size"], row["rows"]) for row in written), key=lambda part: part.name)
     if not parts:
         name = part_name(table, 0)
-        fs, path = storage(output.location(name))
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        with fs.open(path, "wb") as file:
-            pq.write_table(to_arrow_schema(frame.schema).empty_table(), file)
-            parts = [Part(name, file.tell(), 0)]
+        parts = [Part(name, *_write_parquet(output.location(name), to_arrow_schema(frame.schema), iter([])))]
     output.add_parts(table, parts, frame.schema.jsonValue())
     return parts
 
