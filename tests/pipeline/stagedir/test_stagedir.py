@@ -2,6 +2,7 @@
 require_committed."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -301,3 +302,27 @@ def test_require_committed_on_s3(s3_url):
         require_committed(s3_url)
     with pytest.raises(RuntimeError, match="not on local disk"):
         StageOutput(s3_url).staged("documents")
+
+
+def test_a_driver_killed_before_the_marker_leaves_no_committed_stage_and_the_same_command_commits(stage_url):
+    script = textwrap.dedent(
+        f"""
+        from thresher.pipeline.config import Config
+        from thresher.pipeline.stagedir import Part, StageOutput, part_name, storage
+        out = StageOutput({stage_url!r})
+        out.begin()
+        fs, root = storage({stage_url!r})
+        name = part_name("documents", 0)
+        fs.makedirs(f"{{root}}/documents", exist_ok=True)
+        fs.pipe_file(f"{{root}}/{{name}}", b"rows")
+        out.add_parts("documents", [Part(name, 4, 1)])
+        out.commit_stats("test", Config(), [], 1, 1, {{}}, {{}})
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}  # the AWS variables included
+    killed = subprocess.run([sys.executable, "-c", script], env={**env, CRASH_ENV: "commit:before_marker"})
+    assert killed.returncode == -9
+    assert not StageOutput(stage_url).committed and "_PARTS" in _objects(stage_url)
+    assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 0
+    listed = [part.name for part in read_commit(stage_url).parts("documents")]
+    assert sorted(_objects(stage_url)) == sorted([COMMITTED_MARKER, "stats.json", *listed])
