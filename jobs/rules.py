@@ -9,16 +9,20 @@ through the MinHash shuffles; connected components are found with alternating la
 small-star joins (Kiveris et al. 2014), checkpointed every round. Each heuristics task writes its
 families' counts and seconds as a small JSON file into DIR's work directory (summed into stats.json's
 `rules`), so DIR must be on a filesystem that the driver and every executor see, as for stage 1.
+DIR may be an object store URL (s3://...) in local mode: documents and rejects are written as parts
+from the Python workers (pipeline.stagedir.parts), the intermediates on local disk.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,11 +38,12 @@ from thresher.jobs.documents_input import (
     parse_rejects,
 )
 from thresher.jobs.stage_job import StageJob, reject_rows
-from thresher.pipeline.config import Config, RulesConfig
+from thresher.pipeline.config import Config, ConfigError, RulesConfig
 from thresher.pipeline.filters import rule_stats_report
 from thresher.pipeline.process_cache import ProcessCache
 from thresher.pipeline.stagedir import CHECKPOINT_DIR, StageOutput
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
+from thresher.pipeline.stagedir.parts import read_written, write_parts
 from thresher.schemas import to_spark_schema
 from thresher.schemas.documents import PREPARED, RULES
 from thresher.schemas.rejects import REJECT
@@ -347,9 +352,13 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     resources = load_resources(rules, str)  # resolved already; missing word lists fail here, before any Spark work
     source = resolve_source(input_dir, fields)
     output = StageOutput(output_dir)
+    if not output.local and not spark.sparkContext.master.startswith("local"):
+        raise ConfigError(f"--output {output_dir}: rules writes to an object store in local mode only for now "
+                          "(its intermediate files need a disk that every executor sees); give a shared-filesystem --output")
     output.begin()
-    work_dir = output.staged(_WORK_DIR)
-    checkpoint_dir = Path(output_dir) / CHECKPOINT_DIR
+    scratch = Path(output_dir) if output.local else _local_scratch(output_dir)
+    work_dir = output.staged(_WORK_DIR) if output.local else str(scratch / _WORK_DIR)
+    checkpoint_dir = scratch / CHECKPOINT_DIR
     spark.sparkContext.setCheckpointDir(str(checkpoint_dir))
     timings = {}
 
@@ -379,7 +388,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     phase = time.perf_counter()
     clustered = kept.join(labels, "doc_id", "left")
     survivors = clustered.filter(F.col("cluster").isNull()).withColumn("minhash_cluster", F.col("doc_id"))
-    _conform(survivors, RULES).orderBy("doc_id").write.parquet(output.staged("documents"))
+    documents_written = write_parts(_conform(survivors, RULES).orderBy("doc_id"), output, "documents")
 
     heuristic_rejects = reject_rows(judged.filter(F.col("drop_rule").isNotNull()), STAGE, F.col("drop_rule"),
                                     F.col("drop_detail"))
@@ -387,11 +396,11 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
                                     F.concat(F.lit("kept "), F.col("cluster")))
     rejects = (heuristic_rejects.unionByName(duplicate_rejects).unionByName(spark.read.parquet(f"{work_dir}/line_rejects"))
                .unionByName(_conform(input_rejects, REJECT)))
-    rejects.orderBy("doc_id", "rule", "detail").write.parquet(output.staged("rejects"))
+    write_parts(rejects.orderBy("doc_id", "rule", "detail"), output, "rejects")
     timings["write_s"] = round(time.perf_counter() - phase, 3)
 
-    written_docs = spark.read.parquet(output.staged("documents"))
-    written_rejects = spark.read.parquet(output.staged("rejects"))
+    written_docs = read_written(spark, output, "documents")
+    written_rejects = read_written(spark, output, "rejects")
     by_rule = {row["rule"]: row["count"] for row in written_rejects.groupBy("rule").count().collect()}
     # Line-dedup removals in the documents that survive (lines_removed also counts dropped documents').
     lines_removed_in_documents_out = written_docs.agg(F.sum("lines_removed_dedup")).first()[0] or 0
@@ -410,12 +419,21 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
                            f"{documents_read}; output left uncommitted in {output_dir}")
     documents_in = documents_read + by_rule.get(INPUT_PARSE_ERROR, 0)  # unparsable lines are input records too
     shutil.rmtree(work_dir, ignore_errors=True)
-    stats = output.commit_stats(STAGE, config, [input_dir], documents_in, written_docs.count(),
+    stats = output.commit_stats(STAGE, config, [input_dir], documents_in, sum(part.rows for part in documents_written),
                                 dict(sorted(by_rule.items())), details,
                                 # Per heuristic family, in the order they run: documents seen, dropped, seconds.
                                 rules=rule_stats_report(rule_stats))
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    shutil.rmtree(checkpoint_dir if output.local else scratch, ignore_errors=True)
     return stats
+
+
+def _local_scratch(output_url: str) -> Path:
+    """Where Spark's own writer keeps the intermediates of a stage whose output is on an object store (which
+    the JVM cannot write): a local directory of that output's own, emptied of a crashed run's files."""
+    scratch = Path(tempfile.gettempdir()) / f"thresher-rules-{hashlib.sha256(output_url.encode()).hexdigest()[:16]}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    return scratch
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from thresher.pipeline.stagedir import CHECKPOINT_DIR, COMMITTED_MARKER, STAGING_DIR, WORK_DIR
+from thresher.pipeline.stagedir import CHECKPOINT_DIR, COMMITTED_MARKER, STAGING_DIR, WORK_DIR, read_commit
 from thresher.schemas.errors import InputError
 from thresher.schemas.stats import STATS_FILE
 
@@ -98,7 +98,7 @@ def resolve_source(path: str, fields: FieldMapping = DEFAULT_FIELDS) -> Document
             raise InputError(f"{path}: not a Parquet (.parquet), JSONL (.jsonl, .jsonl.gz) or Arrow (.arrow) file")
     elif (given / COMMITTED_MARKER).is_file():
         committed, root = True, given / "documents"
-        kind, files = PARQUET, _parquet_files(root)
+        kind, files = PARQUET, [given / part.name for part in read_commit(given).parts("documents")]  # what the marker lists
         if not files:
             raise InputError(f"{root} holds no Parquet files")
     elif _unfinished_stage(given):

@@ -169,6 +169,53 @@ def _comparable(stats):
             "details": {k: v for k, v in stats["details"].items() if k != "timings"}}
 
 
+def test_rules_commits_to_s3_the_same_objects_it_commits_to_local_disk(runs, spark_s3, shared_data, s3_url, tmp_path,
+                                                                      copies_and_renames):
+    from thresher.pipeline.stagedir import read_commit, storage
+    from thresher.pipeline.stagedir.parts import read_parts
+
+    results, *_ = runs
+    local, local_stats = results[4]
+    _make_input(shared_data, tmp_path / "input", 4)
+    config = load_config(overrides={"rules.line_dedup_max_occurrences": MAX_OCCURRENCES})
+    previous = spark_s3.conf.get("spark.sql.shuffle.partitions")
+    spark_s3.conf.set("spark.sql.shuffle.partitions", "4")
+    try:
+        stats = run_rules(spark_s3, str(tmp_path / "input"), f"{s3_url}/rules", config)
+    finally:
+        spark_s3.conf.set("spark.sql.shuffle.partitions", previous)
+    assert _comparable(stats) == _comparable(local_stats)
+    on_s3, on_disk = read_commit(f"{s3_url}/rules"), read_commit(local)
+    assert on_s3.stats == stats
+    for table in ("documents", "rejects"):
+        assert (read_parts(spark_s3, f"{s3_url}/rules", table).collect()
+                == read_parts(spark_s3, str(local), table).collect())  # row-identical, in the same order
+        s3_parts, disk_parts = on_s3.parts(table), on_disk.parts(table)
+        assert [on_s3.fs.cat_file(on_s3.path(part.name)) for part in s3_parts] == [
+            on_disk.fs.cat_file(on_disk.path(part.name)) for part in disk_parts]  # byte-identical parts
+    fs, root = storage(f"{s3_url}/rules")
+    fs.invalidate_cache(root)
+    assert sorted(path[len(root) + 1:] for path in fs.find(root)) == sorted(
+        ["_COMMITTED", "stats.json", *(part.name for table in ("documents", "rejects") for part in on_s3.parts(table))])
+    assert copies_and_renames == []
+
+
+def test_rules_refuses_an_object_store_output_under_a_cluster_master_before_writing(s3_url, tmp_path):
+    from types import SimpleNamespace
+
+    from thresher.pipeline.config import ConfigError
+    from thresher.pipeline.stagedir import storage
+
+    (tmp_path / "input").mkdir()
+    pq.write_table(pa.table({"text": ["a document"]}), tmp_path / "input" / "docs.parquet")
+    cluster = SimpleNamespace(sparkContext=SimpleNamespace(master="spark://head:7077"))  # refused before any Spark call
+    with pytest.raises(ConfigError, match=rf"^--output {s3_url}/rules: rules writes to an object store in local mode "
+                                          r"only for now \(its intermediate files need a disk that every executor sees\)"):
+        run_rules(cluster, str(tmp_path / "input"), f"{s3_url}/rules", load_config())
+    fs, root = storage(s3_url)
+    assert not fs.exists(root)
+
+
 def test_rules_stats_count_what_each_heuristic_family_saw_dropped_and_its_time(runs):
     results, table, *_ = runs
     config = load_config()
