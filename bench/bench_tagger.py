@@ -125,7 +125,10 @@ def bench_config(args: argparse.Namespace, model_dir: Path):
     settings (one task on local[1], the plain loop's chunk and threads, its tagger alone, the token
     budget as config `transformers`), then --set (which wins)."""
     from thresher.jobs.stage_job import config_from_args
+    from thresher.pipeline.config import load_config
 
+    # --set merges a mapping as a config file does: the shipped taggers are turned off by name.
+    alone = {name: {"model_dir": ""} for name in load_config().tag.taggers}
     bench = {
         "spark.master": "local[1]",
         "spark.driver_memory": "4g",
@@ -137,7 +140,7 @@ def bench_config(args: argparse.Namespace, model_dir: Path):
             "spark.sql.files.maxPartitionBytes": str(1 << 40),  # one task (one GPU or core), like the loop
         },
         "tag.batch_size": args.chunk,
-        "tag.taggers": {"bench": {"model_dir": str(model_dir), "kind": "document", "input": "plain"}},
+        "tag.taggers": {**alone, "bench": {"model_dir": str(model_dir), "kind": "document", "input": "plain"}},
         "transformers.token_budget": args.token_budget,
     }
     user = args.overrides

@@ -134,6 +134,21 @@ class FastTextClassifier(TextClassifier):
         return {"model_file": name, "max_chars": self.max_chars}
 
     @classmethod
+    def _check_files(cls, directory, manifest):
+        """Loaded in a child process whose address space is bounded: a damaged file's header can make
+        fastText allocate (and fill) gigabytes before it fails, which the driver must not do."""
+        path = Path(directory) / manifest.get("model_file", MODEL_FILE)
+        limit = max(2 << 30, 8 * path.stat().st_size)
+        probe = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (int(sys.argv[2]),) * 2); "
+                 "import fasttext; fasttext.load_model(sys.argv[1])")
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([sys.executable, "-c", probe, str(path), str(limit)], capture_output=True, text=True,
+                              env=env, timeout=300)
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+            raise ValueError(lines[-1] if lines else f"the loading process ended with status {done.returncode}")
+
+    @classmethod
     def _load_model(cls, directory, manifest):
         import fasttext
 

@@ -17,9 +17,9 @@ from thresher.pipeline.stagedir import COMMITTED_MARKER
 
 # The job's own config values, the same in both runs (so the config digests match too); executors
 # of 1 GB fit the fixture's workers.
-SETTINGS = ["--set", "spark.executor_memory=1g", "--set", "spark.shuffle_partitions=2"]
-# The workers share this machine's disk: the corpus, the output and thresher's shipped lists are on it.
-SHARED_DISK = ["--set", "spark.shared_local_paths=[/]"]
+# The workers share this machine's disk (the corpus, the output and thresher's shipped lists are on it):
+# spark.shared_local_paths says so, in both runs, so that their config digests agree.
+SETTINGS = ["--set", "spark.executor_memory=1g", "--set", "spark.shuffle_partitions=2", "--set", "spark.shared_local_paths=[/]"]
 FOOTER = "Share this story with your friends and family on social media"
 
 
@@ -88,7 +88,7 @@ def test_rules_submitted_to_two_workers_with_the_built_artifacts_equals_local_mo
         "--conf", "spark.pyspark.python=./venv/bin/python", "--conf", f"spark.pyspark.driver.python={sys.executable}",
         "--conf", "spark.ui.enabled=false", "--conf", "spark.eventLog.enabled=true", "--conf", "spark.eventLog.compress=false",
         "--conf", "spark.eventLog.rolling.enabled=false", "--conf", f"spark.eventLog.dir={events}",  # where each task ran
-        str(jobs_dir / "rules.py"), str(corpus), "--output", str(out), *SETTINGS, *SHARED_DISK,
+        str(jobs_dir / "rules.py"), str(corpus), "--output", str(out), *SETTINGS,
     ]
     submitted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert submitted.returncode == 0, submitted.stderr[-5000:]
