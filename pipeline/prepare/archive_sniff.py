@@ -10,7 +10,7 @@ import gzip
 import zlib
 from pathlib import Path
 
-from thresher.pipeline.prepare.inputs import is_url
+from thresher.pipeline.locations import is_url
 from thresher.schemas.errors import InputError
 
 _SNIFF_BYTES = 64

@@ -21,15 +21,12 @@ import os
 import stat
 from pathlib import PurePosixPath
 
+from thresher.pipeline.locations import is_url
 from thresher.schemas.errors import InputError
 
 LISTING_SUFFIXES = (".paths", ".paths.gz", ".txt", ".txt.gz", ".lst")
 _IDENTITY_HEAD_BYTES = 1 << 16  # hashed into a local file's identity, beside its size and mtime
 _ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz", ".wat", ".wat.gz")
-
-
-def is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
 
 
 def expand_inputs(arguments: list[str], path_prefix: str = "") -> list[str]:
