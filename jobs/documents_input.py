@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from functools import partial
-from pathlib import Path
 
 import pyarrow as pa
 
+from thresher.pipeline.stagedir import StageOutput, storage
 from thresher.pipeline.stagedir.documents import (
     INPUT_PARSE_ERROR,
     PARTS,
@@ -19,6 +18,7 @@ from thresher.pipeline.stagedir.documents import (
     resolve_source,
     source_parts,
 )
+from thresher.pipeline.stagedir.parts import read_parquet_files, read_parts, write_scratch
 from thresher.schemas import to_spark_schema
 
 INPUT_HELP = ("documents: a committed thresher stage directory, a Parquet file or directory, a JSONL(.gz) file "
@@ -51,40 +51,36 @@ def parts_frame(spark, source: DocumentSource, part_rows: int = 100_000):
 
 
 def documents_frame(spark, source: DocumentSource, schema: pa.Schema, lid_model_path: str | None = None,
-                    scratch_dir: str | None = None, part_rows: int = 100_000, rejects_dir: str | None = None,
-                    stage: str = ""):
-    """`source` as a DataFrame of `schema`. A committed stage with every column is read as it is;
-    anything else is conformed in the Python workers, with lang computed when `lid_model_path` is
-    not None, and written to `scratch_dir` when given, so that no later action converts it again.
-    With `rejects_dir`, JSONL lines that are no JSON object become `stage` reject rows there
-    (`parse_rejects`) instead of failing the job."""
+                    scratch: tuple[StageOutput, str] | None = None, part_rows: int = 100_000,
+                    rejects_dir: str | None = None, stage: str = ""):
+    """`source` as a DataFrame of `schema`. A committed stage with every column is read as its marker lists
+    it; anything else is conformed in the Python workers, with lang computed when `lid_model_path` is not
+    None, and, given `scratch` (a stage output and a name), written below that output's work directory, so
+    that no later action converts it again. With `rejects_dir` (any URL), JSONL lines that are no JSON
+    object become `stage` reject rows there (`parse_rejects`) instead of failing the job."""
+    from pyspark.sql import functions as F
+
+    spark_schema = to_spark_schema(schema)
     if source.committed_stage and source.has_columns(schema.names):
-        return spark.read.schema(to_spark_schema(schema)).parquet(source.root)
+        stored = read_parts(spark, source.path, "documents")
+        return stored.select(*[F.col(field.name).cast(field.dataType) for field in spark_schema.fields])
     reader = partial(read_source_parts, fields=source.fields, schema=schema, lid_model_path=lid_model_path,
                      rejects_dir=rejects_dir, stage=stage)
-    frame = parts_frame(spark, source, part_rows).mapInArrow(reader, to_spark_schema(schema))
-    if scratch_dir is None:
-        return frame
-    frame.write.parquet(scratch_dir)
-    return spark.read.schema(to_spark_schema(schema)).parquet(scratch_dir)
+    frame = parts_frame(spark, source, part_rows).mapInArrow(reader, spark_schema)
+    return frame if scratch is None else write_scratch(frame, *scratch)
 
 
 def parse_rejects(spark, rejects_dir: str):
     """The reject rows `documents_frame` wrote to `rejects_dir` (none: an empty frame), once its frame was computed."""
     from thresher.schemas.rejects import REJECT
 
-    schema = to_spark_schema(REJECT)
-    if not any(Path(rejects_dir).glob("*.parquet")):
-        return spark.createDataFrame([], schema)
-    return spark.read.schema(schema).parquet(f"{rejects_dir}/*.parquet")
+    return read_parquet_files(spark, rejects_dir, to_spark_schema(REJECT))
 
 
-def fresh_rejects_dir(work: Path) -> str:
-    """An empty `input_rejects` directory under a stage's work directory, for the JSONL lines that
-    `documents_frame` sets aside (a crashed attempt's files would count lines the input may no longer have)."""
-    path = work / "input_rejects"
-    shutil.rmtree(path, ignore_errors=True)
-    return str(path)
+def fresh_rejects_dir(output: StageOutput) -> str:
+    """An empty `input_rejects` directory under a stage's work directory (any store), for the JSONL lines
+    that `documents_frame` sets aside (a crashed attempt's files would count lines the input may no longer have)."""
+    return output.work_location("input_rejects")
 
 
 def count_skipped_lines(rejects_dir: str, stage: str) -> int:
@@ -92,8 +88,13 @@ def count_skipped_lines(rejects_dir: str, stage: str) -> int:
     there are any, one console line says how many and names the first."""
     import pyarrow.parquet as pq
 
-    details = [detail for path in sorted(Path(rejects_dir).glob("*.parquet"))
-               for detail in pq.read_table(path, columns=["detail"]).column("detail").to_pylist()]
+    fs, directory = storage(rejects_dir)
+    fs.invalidate_cache(directory)
+    names = sorted(fs.glob(f"{directory}/*.parquet")) if fs.exists(directory) else []
+    details = []
+    for name in names:
+        with fs.open(name, "rb") as file:
+            details += pq.read_table(file, columns=["detail"]).column("detail").to_pylist()
     if details:
         lines = "line that is" if len(details) == 1 else "lines that are"
         print(f"[thresher] {stage}: skipped {len(details):,} JSONL {lines} no JSON object, counted as "

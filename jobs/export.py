@@ -138,7 +138,7 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     capacity = cfg.seq_len + 1
     output = StageOutput(output_dir)
     output.begin()
-    rejects_dir = fresh_rejects_dir(output.work)
+    rejects_dir = fresh_rejects_dir(output)
     if documents.committed_stage and documents.has_columns(["doc_id", "text"]):
         parts, read = parts_frame(spark, _input_parts(source)), read_document_parts
     else:  # conformed in the workers: ids derived where missing, sample_copies null (one copy) where absent

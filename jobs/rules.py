@@ -6,27 +6,21 @@ Reads stage 1's committed documents (or a user's Parquet, JSONL or datasets dire
 jobs.documents_input; a missing lang is computed with lid.176), writes DIR/documents (schemas.documents.RULES), DIR/rejects
 (schemas.rejects.REJECT, stage "rules") and DIR/stats.json. Only 128 band keys per document travel
 through the MinHash shuffles; connected components are found with alternating large-star /
-small-star joins (Kiveris et al. 2014), checkpointed every round. Each heuristics task writes its
-families' counts and seconds as a small JSON file into DIR's work directory (summed into stats.json's
-`rules`), so DIR must be on a filesystem that the driver and every executor see, as for stage 1.
-DIR may be an object store URL (s3://...) in local mode: documents and rejects are written as parts
-from the Python workers (pipeline.stagedir.parts), the intermediates on local disk.
+small-star joins (Kiveris et al. 2014), each round's edges written out to cut the lineage. Each
+heuristics task writes its families' counts and seconds as a small JSON file into DIR's work directory
+(summed into stats.json's `rules`). DIR may be a local path every node sees or any object store URL
+(s3://...): every table, intermediates included, is written as parts from the Python workers
+(pipeline.stagedir.parts), so the JVM needs no connector for the store.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pandas as pd
 
@@ -35,15 +29,16 @@ from thresher.jobs.documents_input import (
     add_field_arguments,
     documents_frame,
     fields_from_args,
+    fresh_rejects_dir,
     parse_rejects,
 )
 from thresher.jobs.stage_job import StageJob, reject_rows
-from thresher.pipeline.config import Config, ConfigError, RulesConfig
+from thresher.pipeline.config import Config, RulesConfig
 from thresher.pipeline.filters import rule_stats_report
 from thresher.pipeline.process_cache import ProcessCache
-from thresher.pipeline.stagedir import CHECKPOINT_DIR, StageOutput
+from thresher.pipeline.stagedir import StageOutput, storage, write_whole
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
-from thresher.pipeline.stagedir.parts import read_written, write_parts
+from thresher.pipeline.stagedir.parts import read_written, write_parts, write_scratch
 from thresher.schemas import to_spark_schema
 from thresher.schemas.documents import PREPARED, RULES
 from thresher.schemas.rejects import REJECT
@@ -138,11 +133,9 @@ class _HeuristicJudge:
 def _write_partition_stats(directory: str, partition: int, stats) -> None:
     from thresher.pipeline.filters import rule_stats_to_json
 
-    target = os.path.join(directory, f"part-{partition:05d}.json")
-    temporary = f"{target}.{uuid.uuid4().hex}.tmp"
-    with open(temporary, "w") as handle:
-        json.dump(rule_stats_to_json(stats), handle)
-    os.replace(temporary, target)
+    fs, path = storage(directory)
+    fs.makedirs(path, exist_ok=True)
+    write_whole(fs, f"{path}/part-{partition:05d}.json", json.dumps(rule_stats_to_json(stats)).encode())
 
 
 def _read_rule_stats(directory: str, rules: RulesConfig, resources) -> dict:
@@ -150,8 +143,10 @@ def _read_rule_stats(directory: str, rules: RulesConfig, resources) -> dict:
     from thresher.pipeline.filters import merge_rule_stats, rule_stats_from_json, take_stats
     from thresher.pipeline.rules.heuristics import build_filters
 
-    paths = sorted(Path(directory).glob("part-*.json"))
-    parts = [rule_stats_from_json(json.loads(path.read_text())) for path in paths]
+    fs, path = storage(directory)
+    fs.invalidate_cache(path)
+    paths = sorted(fs.glob(f"{path}/part-*.json")) if fs.exists(path) else []
+    parts = [rule_stats_from_json(json.loads(fs.cat_file(name))) for name in paths]
     return merge_rule_stats([take_stats(build_filters(rules, resources)), *parts])
 
 
@@ -255,13 +250,14 @@ def _normalized(pairs):
     )
 
 
-def _connected_components(edges) -> tuple[object, int]:
+def _connected_components(edges, output: StageOutput) -> tuple[object, int]:
     """(doc_id, cluster) for every document in a component of more than one, cluster = its smallest
-    doc_id; and the number of rounds. At convergence the graph is a set of stars around the minima."""
+    doc_id; and the number of rounds. At convergence the graph is a set of stars around the minima.
+    Each round's edges are written to the work directory, which cuts the lineage as a checkpoint would."""
     rounds = 0
     while True:
         rounds += 1
-        updated = _small_star(_large_star(edges)).checkpoint()
+        updated = write_scratch(_small_star(_large_star(edges)), output, f"components-{rounds % 2}")
         if updated.exceptAll(edges).isEmpty() and edges.exceptAll(updated).isEmpty():
             edges = updated
             break
@@ -271,7 +267,7 @@ def _connected_components(edges) -> tuple[object, int]:
     return edges.selectExpr("b AS doc_id", "a AS cluster"), rounds
 
 
-def _minhash(spark, docs, rules: RulesConfig, work_dir: str):
+def _minhash(docs, rules: RulesConfig, output: StageOutput):
     """(cluster labels of duplicates: doc_id, cluster; statistics dict)."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -283,9 +279,7 @@ def _minhash(spark, docs, rules: RulesConfig, work_dir: str):
             T.StructField("key", T.LongType(), False),
         ]
     )
-    bands_path = f"{work_dir}/bands"
-    docs.select("doc_id", "text", "lang").mapInPandas(_BandKeys(rules), band_schema).write.parquet(bands_path)
-    bands = spark.read.parquet(bands_path)
+    bands = write_scratch(docs.select("doc_id", "text", "lang").mapInPandas(_BandKeys(rules), band_schema), output, "bands")
     buckets = bands.groupBy("band", "key").agg(F.count("*").alias("size"), F.min("doc_id").alias("root"))
     giant = buckets.filter(F.col("size") > rules.minhash_max_bucket)
     shared = buckets.filter((F.col("size") > 1) & (F.col("size") <= rules.minhash_max_bucket))
@@ -295,8 +289,8 @@ def _minhash(spark, docs, rules: RulesConfig, work_dir: str):
         .select(F.col("root").alias("a"), F.col("doc_id").alias("b"))
         .distinct()
     )
-    labels, rounds = _connected_components(edges)
-    labels = labels.checkpoint()
+    labels, rounds = _connected_components(edges, output)
+    labels = write_scratch(labels, output, "labels")
     sizes = labels.groupBy("cluster").count().groupBy((F.col("count") + 1).alias("size")).count().collect()
     giant_docs = bands.join(giant.select("band", "key"), ["band", "key"]).select("doc_id").distinct().count()
     stats = {
@@ -352,37 +346,29 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     resources = load_resources(rules, str)  # resolved already; missing word lists fail here, before any Spark work
     source = resolve_source(input_dir, fields)
     output = StageOutput(output_dir)
-    if not output.local and not spark.sparkContext.master.startswith("local"):
-        raise ConfigError(f"--output {output_dir}: rules writes to an object store in local mode only for now "
-                          "(its intermediate files need a disk that every executor sees); give a shared-filesystem --output")
     output.begin()
-    scratch = Path(output_dir) if output.local else _local_scratch(output_dir)
-    work_dir = output.staged(_WORK_DIR) if output.local else str(scratch / _WORK_DIR)
-    checkpoint_dir = scratch / CHECKPOINT_DIR
-    spark.sparkContext.setCheckpointDir(str(checkpoint_dir))
     timings = {}
 
     lid_model = config.resolve_path(config.prepare.lid_model_path)  # the Chinese rules and MinHash need lang
-    docs = documents_frame(spark, source, PREPARED, lid_model_path=lid_model, scratch_dir=f"{work_dir}/input",
-                          rejects_dir=f"{work_dir}/input_rejects", stage=STAGE)
-    input_rejects = parse_rejects(spark, f"{work_dir}/input_rejects")  # JSONL lines that are no document
+    rejects_dir = fresh_rejects_dir(output)
+    docs = documents_frame(spark, source, PREPARED, lid_model_path=lid_model, scratch=(output, "input"),
+                           rejects_dir=rejects_dir, stage=STAGE)
+    input_rejects = parse_rejects(spark, rejects_dir)  # JSONL lines that are no document
     phase = time.perf_counter()
     trimmed, line_rejects = _line_dedup(docs, rules)
-    rule_stats_dir = f"{work_dir}/rule_stats"
-    os.makedirs(rule_stats_dir)
+    rule_stats_dir = output.work_location("rule_stats")
     judge = _HeuristicJudge(rules, rule_stats_dir)
     judged_schema = T.StructType(
         [*trimmed.schema.fields, T.StructField("drop_rule", T.StringType()), T.StructField("drop_detail", T.StringType())]
     )
-    trimmed.mapInPandas(judge, judged_schema).write.parquet(f"{work_dir}/judged")
-    line_rejects.write.parquet(f"{work_dir}/line_rejects")
+    judged = write_scratch(trimmed.mapInPandas(judge, judged_schema), output, "judged")
+    line_rejects = write_scratch(line_rejects, output, "line_rejects")
     timings["line_dedup_and_heuristics_s"] = round(time.perf_counter() - phase, 3)
-    judged = spark.read.parquet(f"{work_dir}/judged")
     rule_stats = _read_rule_stats(rule_stats_dir, rules, resources)
     kept = judged.filter(F.col("drop_rule").isNull())
 
     phase = time.perf_counter()
-    labels, minhash_stats = _minhash(spark, kept, rules, work_dir)
+    labels, minhash_stats = _minhash(kept, rules, output)
     timings["minhash_s"] = round(time.perf_counter() - phase, 3)
 
     phase = time.perf_counter()
@@ -394,7 +380,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
                                     F.col("drop_detail"))
     duplicate_rejects = reject_rows(clustered.filter(F.col("cluster").isNotNull()), STAGE, MINHASH_RULE,
                                     F.concat(F.lit("kept "), F.col("cluster")))
-    rejects = (heuristic_rejects.unionByName(duplicate_rejects).unionByName(spark.read.parquet(f"{work_dir}/line_rejects"))
+    rejects = (heuristic_rejects.unionByName(duplicate_rejects).unionByName(line_rejects)
                .unionByName(_conform(input_rejects, REJECT)))
     write_parts(rejects.orderBy("doc_id", "rule", "detail"), output, "rejects")
     timings["write_s"] = round(time.perf_counter() - phase, 3)
@@ -418,22 +404,11 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
         raise RuntimeError(f"stage 2 lost track of the heuristics' counts: {judged_count} documents judged of "
                            f"{documents_read}; output left uncommitted in {output_dir}")
     documents_in = documents_read + by_rule.get(INPUT_PARSE_ERROR, 0)  # unparsable lines are input records too
-    shutil.rmtree(work_dir, ignore_errors=True)
     stats = output.commit_stats(STAGE, config, [input_dir], documents_in, sum(part.rows for part in documents_written),
                                 dict(sorted(by_rule.items())), details,
                                 # Per heuristic family, in the order they run: documents seen, dropped, seconds.
                                 rules=rule_stats_report(rule_stats))
-    shutil.rmtree(checkpoint_dir if output.local else scratch, ignore_errors=True)
     return stats
-
-
-def _local_scratch(output_url: str) -> Path:
-    """Where Spark's own writer keeps the intermediates of a stage whose output is on an object store (which
-    the JVM cannot write): a local directory of that output's own, emptied of a crashed run's files."""
-    scratch = Path(tempfile.gettempdir()) / f"thresher-rules-{hashlib.sha256(output_url.encode()).hexdigest()[:16]}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    return scratch
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:

@@ -176,7 +176,7 @@ def run_tag(
     out.begin()
     started = time.perf_counter()
     # Columns stage 2 did not write (or a user's input lacks) are null.
-    rejects_dir = fresh_rejects_dir(out.work)
+    rejects_dir = fresh_rejects_dir(out)
     documents = documents_frame(spark, source, RULES, rejects_dir=rejects_dir, stage=STAGE)
     missing_columns = [name for name in RULES.names if name not in source.columns]
     if partitions:

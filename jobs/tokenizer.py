@@ -72,7 +72,7 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
     output = StageOutput(output_dir)
     output.begin()
 
-    rejects_dir = fresh_rejects_dir(output.work)
+    rejects_dir = fresh_rejects_dir(output)
     docs = documents_frame(spark, source, _SAMPLED_COLUMNS, rejects_dir=rejects_dir, stage=STAGE).where(F.length("text") > 0)
     documents_in = docs.count()
     skipped = count_skipped_lines(rejects_dir, STAGE)

@@ -82,7 +82,7 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def _write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+def write_whole(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write an object a reader must see whole or not at all: one PUT on an object store; on local disk a
     temporary file (PATH.tmp, a name of thresher's own) moved into place."""
     if is_local(fs):
@@ -190,7 +190,7 @@ class StageOutput:
 
     def _note_pending(self, names: list[str]) -> None:
         self._pending = sorted(set(names))
-        _write_whole(self.fs, self._path(PARTS_LIST), (json.dumps(self._pending) + "\n").encode())
+        write_whole(self.fs, self._path(PARTS_LIST), (json.dumps(self._pending) + "\n").encode())
 
     def _children(self) -> dict[str, bool]:
         """The directory's top-level names, each with whether it is a directory (a prefix, on an object store)."""
@@ -262,6 +262,15 @@ class StageOutput:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def work_location(self, name: str) -> str:
+        """The URL of `name` below the work directory (any store), emptied of what an earlier attempt left
+        there: intermediates a stage writes and reads back, removed with the work directory by the commit."""
+        path = self._path(f"{WORK_DIR}/{name}")
+        self.fs.invalidate_cache(path)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+        return self.fs.unstrip_protocol(path)
+
     def staged(self, name: str) -> str:
         """Where to write part `name` (a Parquet directory or a file) before the commit; local disk only."""
         return str(self.staging / name)
@@ -332,7 +341,7 @@ class StageOutput:
                        for table, entry in sorted(self._tables.items())},
             "stats": stats,
         }
-        _write_whole(self.fs, self._path(COMMITTED_MARKER), (json.dumps(marker, indent=1) + "\n").encode())
+        write_whole(self.fs, self._path(COMMITTED_MARKER), (json.dumps(marker, indent=1) + "\n").encode())
         self.fs.rm_file(self._path(PARTS_LIST))
 
     def _move_staged(self) -> list[str]:

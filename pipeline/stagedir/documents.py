@@ -19,14 +19,25 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 
-from thresher.pipeline.stagedir import CHECKPOINT_DIR, COMMITTED_MARKER, STAGING_DIR, WORK_DIR, read_commit
+from thresher.pipeline.locations import is_url
+from thresher.pipeline.stagedir import (
+    CHECKPOINT_DIR,
+    COMMITTED_MARKER,
+    STAGING_DIR,
+    WORK_DIR,
+    read_commit,
+    storage,
+    write_whole,
+)
 from thresher.schemas.errors import InputError
 from thresher.schemas.stats import STATS_FILE
 
@@ -86,25 +97,9 @@ class DocumentSource:
 
 
 def resolve_source(path: str, fields: FieldMapping = DEFAULT_FIELDS) -> DocumentSource:
-    """The documents at `path`; InputError (one line naming the path) when there are none or the text
-    column is missing."""
-    given = Path(path)
-    if not given.exists():
-        raise InputError(f"input {path} does not exist")
-    committed = False
-    if given.is_file():
-        kind, root, files = document_file_kind(given), given.parent, [given]
-        if kind is None:
-            raise InputError(f"{path}: not a Parquet (.parquet), JSONL (.jsonl, .jsonl.gz) or Arrow (.arrow) file")
-    elif (given / COMMITTED_MARKER).is_file():
-        committed, root = True, given / "documents"
-        kind, files = PARQUET, [given / part.name for part in read_commit(given).parts("documents")]  # what the marker lists
-        if not files:
-            raise InputError(f"{root} holds no Parquet files")
-    elif _unfinished_stage(given):
-        raise InputError(f"{path} is a thresher stage output that was not committed (no {COMMITTED_MARKER}): rerun that stage")
-    else:
-        kind, root, files = _directory_kind(given)
+    """The documents at `path`, a local path or any fsspec URL (s3://...); InputError (one line naming the
+    path) when there are none or the text column is missing."""
+    kind, root, files, committed = _find_url(path) if is_url(path) else _find_local(Path(path))
     columns = _common_columns(kind, files)
     if fields.text not in columns:
         bad = next(file for file in files if fields.text not in _columns(kind, file))
@@ -118,6 +113,56 @@ def resolve_source(path: str, fields: FieldMapping = DEFAULT_FIELDS) -> Document
             raise InputError(f"{path}: no column {name!r} in every file, as {FIELD_OPTIONS[key]} names")
     return DocumentSource(str(path), kind, str(root), tuple(str(f) for f in files), tuple(sorted(columns)), fields,
                           committed)
+
+
+def _find_local(given: Path) -> tuple[str, Path, list[Path], bool]:
+    """(kind, root, files, whether a committed stage) of the documents at local path `given`."""
+    if not given.exists():
+        raise InputError(f"input {given} does not exist")
+    if given.is_file():
+        kind = document_file_kind(given)
+        if kind is None:
+            raise InputError(f"{given}: not a Parquet (.parquet), JSONL (.jsonl, .jsonl.gz) or Arrow (.arrow) file")
+        return kind, given.parent, [given], False
+    if (given / COMMITTED_MARKER).is_file():
+        root = given / "documents"
+        files = [given / part.name for part in read_commit(given).parts("documents")]  # what the marker lists
+        if not files:
+            raise InputError(f"{root} holds no Parquet files")
+        return PARQUET, root, files, True
+    if _unfinished_stage(given):
+        raise InputError(f"{given} is a thresher stage output that was not committed (no {COMMITTED_MARKER}): rerun that stage")
+    return (*_directory_kind(given), False)
+
+
+def _find_url(url: str) -> tuple[str, str, list[str], bool]:
+    """As `_find_local`, for documents on an object store: a committed stage, a Parquet or JSONL file, or a
+    prefix holding such files (datasets' Arrow directories are read from local disk only)."""
+    fs, root = storage(url)
+    fs.invalidate_cache(root)
+    if fs.isfile(root):
+        kind = document_file_kind(Path(root))
+        if kind not in (PARQUET, JSONL):
+            raise InputError(f"{url}: not a Parquet (.parquet) or JSONL (.jsonl, .jsonl.gz) file")
+        return kind, url.rsplit("/", 1)[0], [url], False
+    found = sorted(name[len(root) + 1:] for name in fs.find(root, withdirs=False))
+    if not found:
+        raise InputError(f"input {url} does not exist or holds nothing")
+    base = url.rstrip("/")
+    if COMMITTED_MARKER in found:
+        files = [f"{base}/{part.name}" for part in read_commit(url).parts("documents")]
+        if not files:
+            raise InputError(f"{base}/documents holds no Parquet files")
+        return PARQUET, f"{base}/documents", files, True
+    tops = {name.split("/", 1)[0] for name in found}
+    if {STAGING_DIR, WORK_DIR} & tops or ("documents" in tops and tops & set(_STAGE_SIGNS)):
+        raise InputError(f"{url} is a thresher stage output that was not committed (no {COMMITTED_MARKER}): rerun that stage")
+    visible = [name for name in found if not any(step.startswith((".", "_")) for step in name.split("/"))]
+    for kind in (PARQUET, JSONL):
+        files = [f"{base}/{name}" for name in visible if document_file_kind(Path(name)) == kind]
+        if files:
+            return kind, base, files, False
+    raise InputError(f"{url} holds no documents: no Parquet or JSONL files")
 
 
 def _unfinished_stage(directory: Path) -> bool:
@@ -165,12 +210,13 @@ def _directory_kind(directory: Path) -> tuple[str, Path, list[Path]]:
     raise InputError(f"{directory} holds no documents: no Parquet or JSONL files, no datasets state.json")
 
 
-def _columns(kind: str, path: Path) -> set[str]:
+def _columns(kind: str, path: Path | str) -> set[str]:
     if kind == PARQUET:
         import pyarrow.parquet as pq
 
         try:
-            return set(pq.read_schema(path).names)
+            with _binary(path) as file:
+                return set(pq.read_schema(file).names)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"{path} is not a readable Parquet file: {exc}") from exc
     if kind == ARROW:
@@ -185,7 +231,7 @@ def _columns(kind: str, path: Path) -> set[str]:
     return set()
 
 
-def _common_columns(kind: str, files: list[Path]) -> set[str]:
+def _common_columns(kind: str, files: Sequence[Path | str]) -> set[str]:
     common = None
     for path in files:
         columns = _columns(kind, path)
@@ -195,18 +241,27 @@ def _common_columns(kind: str, files: list[Path]) -> set[str]:
     return common or set()
 
 
-def _lines(path: Path) -> Iterator[str]:
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
+def _binary(path: Path | str) -> BinaryIO:
+    """`path` (a local path or any fsspec URL) opened for reading bytes."""
+    if is_url(str(path)):
+        import fsspec
+
+        return fsspec.open(str(path), "rb").open()
+    return open(path, "rb")
+
+
+def _lines(path: Path | str) -> Iterator[str]:
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            yield from handle
+        with _binary(path) as raw:
+            source = gzip.open(raw) if str(path).lower().endswith(".gz") else raw
+            yield from io.TextIOWrapper(source, encoding="utf-8")
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         raise InputError(f"{path} is not readable UTF-8 JSONL: {exc}") from exc
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
     """The JSON objects of a JSONL(.gz) file, blank lines skipped; a line that is none is an InputError naming it."""
-    for number, line in enumerate(_lines(Path(path)), 1):
+    for number, line in enumerate(_lines(path), 1):
         if line.strip():
             yield _parse_line(line, path, number)
 
@@ -228,14 +283,14 @@ def source_parts(source: DocumentSource, part_rows: int = 100_000) -> list[tuple
     """PARTS rows for `source`: Parquet files split into runs of row groups of about `part_rows` rows."""
     import pyarrow.parquet as pq
 
-    root = Path(source.root)
     parts = []
-    for file in map(Path, source.files):
-        name = file.name if file.parent == root else str(file.relative_to(root))
+    for file in source.files:
+        name = file[len(source.root) + 1:] if file.startswith(source.root.rstrip("/") + "/") else file.rsplit("/", 1)[-1]
         if source.kind != PARQUET:
-            parts.append((str(file), name, source.kind, 0, 0, 0))
+            parts.append((file, name, source.kind, 0, 0, 0))
             continue
-        metadata = pq.ParquetFile(file).metadata
+        with _binary(file) as handle:
+            metadata = pq.ParquetFile(handle).metadata
         first_group, first_row, rows = 0, 0, 0
         for group in range(metadata.num_row_groups):
             rows += metadata.row_group(group).num_rows
@@ -331,11 +386,13 @@ def _write_parse_rejects(bad_lines: list[dict], path: str, rejects_dir: str, sta
     rows = [{"doc_id": None, "url": None, "warc_path": path, "stage": stage, "rule": INPUT_PARSE_ERROR,
              "detail": bad["error"], "content": bad["content"][:CONTENT_SNIPPET_CHARS]}
             for bad in bad_lines]
-    Path(rejects_dir).mkdir(parents=True, exist_ok=True)
+    # One object per input file, written whole (a retried task rewrites it): a PUT, or a local file moved into place.
     name = hashlib.sha1(path.encode()).hexdigest()[:16]
-    tmp = Path(rejects_dir) / f".{name}.parquet.tmp"
-    pq.write_table(pa.Table.from_pylist(rows, schema=REJECT), tmp)
-    tmp.replace(Path(rejects_dir) / f"{name}.parquet")
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=REJECT), buffer)
+    fs, directory = storage(rejects_dir)
+    fs.makedirs(directory, exist_ok=True)
+    write_whole(fs, f"{directory}/{name}.parquet", buffer.getvalue().to_pybytes())
 
 
 def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None,
@@ -348,7 +405,7 @@ def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None,
         import pyarrow.parquet as pq
 
         groups = list(range(part["first_group"], part["first_group"] + part["groups"]))
-        file = pq.ParquetFile(part["path"])
+        file = pq.ParquetFile(_binary(part["path"]) if is_url(part["path"]) else part["path"])
         names = None if columns is None else [name for name in file.schema_arrow.names if name in columns]
         batches = file.iter_batches(batch_size=batch_rows, row_groups=groups, columns=names)
     elif part["kind"] == ARROW:
@@ -371,7 +428,7 @@ def _jsonl_batches(path: str, batch_rows: int, bad_lines: list[dict] | None = No
     """JSONL rows as batches; values that are not strings, numbers or null become their JSON text.
     A line that is no JSON object raises InputError, or goes to `bad_lines` (error, content)."""
     records: list[dict] = []
-    for number, line in enumerate(_lines(Path(path)), 1):
+    for number, line in enumerate(_lines(path), 1):
         if not line.strip():
             continue
         try:

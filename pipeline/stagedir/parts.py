@@ -67,6 +67,17 @@ def write_parts(frame, output: StageOutput, table: str) -> list[Part]:
     return parts
 
 
+def write_scratch(frame, output: StageOutput, name: str):
+    """`frame` computed once and written as parts below the work directory of `output` (any store, no
+    connector needed), read back as a frame of the same schema: what a stage reads more than once, and
+    what breaks a long lineage (in place of Spark's checkpoint, which needs a store the JVM can write)."""
+    directory = output.work_location(name)
+    root = directory.rsplit("/", 1)[0]
+    written = frame.mapInArrow(functools.partial(write_part, url=root, table=name), _WRITTEN_DDL).collect()
+    urls = [f"{root}/{row['name']}" for row in sorted(written, key=lambda row: row["name"])]
+    return _parts_frame(frame.sparkSession, urls, frame.schema)
+
+
 def read_part(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: the rows of each part whose URL the input batches hold, in order."""
     for batch in batches:
@@ -74,6 +85,19 @@ def read_part(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             fs, path = storage(url)
             with fs.open(path, "rb") as file:
                 yield from pq.ParquetFile(file).iter_batches()
+
+
+def read_parquet_files(spark, directory: str, schema):
+    """Every Parquet file directly in `directory` (any URL; none there, or no directory: no rows), in name
+    order, as a frame of `schema` (a Spark StructType): files the Python workers wrote whole, one per task."""
+    fs, path = storage(directory)
+    fs.invalidate_cache(path)
+    try:
+        names = sorted(name for name in fs.ls(path, detail=False) if name.endswith(".parquet")
+                       and not name.rsplit("/", 1)[-1].startswith((".", "_")))
+    except FileNotFoundError:
+        names = []
+    return _parts_frame(spark, [fs.unstrip_protocol(name) for name in names], schema)
 
 
 def read_parts(spark, directory: str, table: str):

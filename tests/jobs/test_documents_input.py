@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thresher.jobs.documents_input import documents_frame, parts_frame
-from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.jobs.documents_input import documents_frame, fresh_rejects_dir, parse_rejects, parts_frame
+from thresher.pipeline.stagedir import COMMITTED_MARKER, StageOutput
 from thresher.pipeline.stagedir.documents import FieldMapping, derived_doc_id, resolve_source
 from thresher.schemas.documents import PREPARED, RULES
 
@@ -18,8 +18,9 @@ def test_derived_ids_are_the_same_with_1_and_4_partitions(spark, tmp_path):
     frames = {}
     for partitions, part_rows in ((1, 100), (4, 10)):
         assert parts_frame(spark, source, part_rows).rdd.getNumPartitions() == partitions
-        frame = documents_frame(spark, source, PREPARED, part_rows=part_rows,
-                                scratch_dir=str(tmp_path / f"scratch{partitions}"))
+        output = StageOutput(tmp_path / f"out{partitions}")
+        output.begin()
+        frame = documents_frame(spark, source, PREPARED, part_rows=part_rows, scratch=(output, "input"))
         frames[partitions] = sorted((row.doc_id, row.text) for row in frame.select("doc_id", "text").collect())
     assert frames[1] == frames[4] == sorted((derived_doc_id("docs.parquet", i), t) for i, t in enumerate(texts))
 
@@ -30,5 +31,28 @@ def test_a_complete_committed_stage_is_read_as_it_is(spark, tmp_path):
     pq.write_table(pa.Table.from_pylist([row], schema=RULES), tmp_path / "documents" / "part-0.parquet")
     (tmp_path / COMMITTED_MARKER).write_text("{}")
     frame = documents_frame(spark, resolve_source(str(tmp_path)), RULES)
-    assert "mapInArrow" not in frame._jdf.queryExecution().toString()  # Spark's own reader, no conversion
+    assert "read_source_parts" not in frame._jdf.queryExecution().toString()  # its parts as they are, no conversion
     assert [r.asDict() for r in frame.collect()] == [row]
+
+
+def test_documents_on_s3_read_as_the_same_documents_on_local_disk(spark_s3, s3_url, tmp_path):
+    import fsspec
+
+    texts = [f"document {i} on a shared store" for i in range(30)]
+    pq.write_table(pa.table({"text": texts, "id": [f"d{i}" for i in range(30)]}), tmp_path / "a.parquet",
+                   row_group_size=7)
+    (tmp_path / "b.jsonl").write_text("".join(f'{{"text": "jsonl {i}"}}\n' for i in range(5)) + "not json\n")
+    fsspec.filesystem("s3").put(str(tmp_path / "a.parquet"), f"{s3_url}/parquet/a.parquet")
+    fsspec.filesystem("s3").put(str(tmp_path / "b.jsonl"), f"{s3_url}/jsonl/b.jsonl")
+    for local, remote in ((tmp_path / "a.parquet", f"{s3_url}/parquet"), (tmp_path / "b.jsonl", f"{s3_url}/jsonl/b.jsonl")):
+        rows = {}
+        for where, path in (("local", str(local)), ("s3", remote)):
+            output = StageOutput(tmp_path / f"out-{where}" if where == "local" else f"{s3_url}/out")
+            output.begin()
+            rejects = fresh_rejects_dir(output)
+            frame = documents_frame(spark_s3, resolve_source(path), RULES, part_rows=10, rejects_dir=rejects, stage="rules")
+            rows[where] = (sorted(tuple(row) for row in frame.select("doc_id", "text").collect()),
+                           [row.detail.replace(path, "INPUT") for row in parse_rejects(spark_s3, rejects).collect()])
+        assert rows["s3"] == rows["local"]
+        assert len(rows["s3"][0]) == (30 if "parquet" in remote else 5)
+    assert rows["s3"][1] == ["INPUT line 6 is not JSON: Expecting value: line 1 column 1 (char 0)"]  # the JSONL line that is no object, counted on s3 too

@@ -200,22 +200,6 @@ def test_rules_commits_to_s3_the_same_objects_it_commits_to_local_disk(runs, spa
     assert copies_and_renames == []
 
 
-def test_rules_refuses_an_object_store_output_under_a_cluster_master_before_writing(s3_url, tmp_path):
-    from types import SimpleNamespace
-
-    from thresher.pipeline.config import ConfigError
-    from thresher.pipeline.stagedir import storage
-
-    (tmp_path / "input").mkdir()
-    pq.write_table(pa.table({"text": ["a document"]}), tmp_path / "input" / "docs.parquet")
-    cluster = SimpleNamespace(sparkContext=SimpleNamespace(master="spark://head:7077"))  # refused before any Spark call
-    with pytest.raises(ConfigError, match=rf"^--output {s3_url}/rules: rules writes to an object store in local mode "
-                                          r"only for now \(its intermediate files need a disk that every executor sees\)"):
-        run_rules(cluster, str(tmp_path / "input"), f"{s3_url}/rules", load_config())
-    fs, root = storage(s3_url)
-    assert not fs.exists(root)
-
-
 def test_rules_stats_count_what_each_heuristic_family_saw_dropped_and_its_time(runs):
     results, table, *_ = runs
     config = load_config()
