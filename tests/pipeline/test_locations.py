@@ -46,3 +46,26 @@ def test_shared_prefixes_match_whole_path_components():
 ])
 def test_only_local_masters_run_every_executor_on_this_machine(master, local):
     assert is_local_master(master) is local
+
+
+def test_a_url_is_fetched_once_per_version_and_a_local_path_is_itself(s3_url, tmp_path, monkeypatch):
+    import fsspec
+
+    from thresher.pipeline.locations import local_copy
+
+    monkeypatch.setenv("THRESHER_FETCH_CACHE", str(tmp_path / "cache"))
+    assert local_copy(str(tmp_path)) == str(tmp_path)
+    s3 = fsspec.filesystem("s3")
+    s3.pipe({f"{s3_url}/model/config.json": b'{"a": 1}', f"{s3_url}/model/sub/weights.bin": b"\x00" * 10})
+    first = local_copy(f"{s3_url}/model")
+    assert open(os.path.join(first, "config.json")).read() == '{"a": 1}'
+    assert os.path.getsize(os.path.join(first, "sub", "weights.bin")) == 10
+    assert local_copy(f"{s3_url}/model/") == first  # the same version: the same copy, nothing fetched again
+    s3.pipe(f"{s3_url}/model/config.json", b'{"a": 2}')
+    second = local_copy(f"{s3_url}/model")
+    assert second != first and open(os.path.join(second, "config.json")).read() == '{"a": 2}'
+    single = local_copy(f"{s3_url}/model/config.json")
+    assert open(single).read() == '{"a": 2}' and not os.path.isdir(single)
+    assert not [name for name in os.listdir(tmp_path / "cache") if name.startswith(".")]  # no partial copy left
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        local_copy(f"{s3_url}/missing")
