@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,8 @@ from thresher.jobs.stage_job import (
     script_main,
 )
 from thresher.pipeline.config import Config, ConfigError
-from thresher.pipeline.stagedir import STAGES, StageOutput, crash_point
+from thresher.pipeline.locations import resolve_location
+from thresher.pipeline.stagedir import STAGES, StageOutput, crash_point, is_local, read_commit, storage, write_whole
 from thresher.pipeline.stagedir.lock import DirectoryLock
 from thresher.schemas.stats import read_stats
 
@@ -107,9 +110,8 @@ def _run_stages(
     from thresher.jobs.tokenizer import run_tokenizer_train
     from thresher.pipeline.report import write_report
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dirs = {stage: str(out / stage) for stage in STAGES}
+    out = RunDirectory(output_dir)
+    dirs = {stage: out.child(stage) for stage in STAGES}
     models_dir = models_dir or _configured_models_dir(config) or dirs["classifiers"]
     tokenizer_dir = tokenizer_dir or dirs["tokenizer"]
     skipped = {
@@ -138,15 +140,16 @@ def _run_stages(
             continue
         print_stage_start(stage)
         started = time.time()
-        stats = steps[stage]()
+        with DirectoryLock(dirs[stage]):  # a stage run by hand on this directory meanwhile is refused, and refuses
+            stats = steps[stage]()
         seconds = time.time() - started
         run_info["seconds_per_stage"][stage] = round(seconds, 3)
         _write_run_info(out, run_info)
         print_stage_summary(stage, stats, seconds)
         ran.append(stage)
         crash_point(f"run:after_{stage}")
-    if ran or not (out / "report.html").is_file():
-        write_report(out)
+    if ran or not out.exists("report.html"):
+        write_report(output_dir)
     return {**run_info, "stages_run": ran}
 
 
@@ -158,8 +161,8 @@ def run_settings(config: Config, models_dir: str, tokenizer_dir: str, dirs: dict
     settings = dataclasses.asdict(config)
     del settings["base_dir"]
     flat = _flatten(settings)
-    flat["run.models_dir"] = str(Path(models_dir).resolve())
-    flat["run.tokenizer"] = str(Path(tokenizer_dir).resolve())
+    flat["run.models_dir"] = resolve_location(models_dir)
+    flat["run.tokenizer"] = resolve_location(tokenizer_dir)
     if models_dir != dirs["classifiers"]:
         for tagger in configured_taggers(config, models_dir):
             flat[f"run.model_hash.{tagger.name}"] = tagger.model_hash
@@ -179,15 +182,41 @@ def stages_reading(key: str) -> list[str]:
     return [stage for stage, prefixes in STAGE_SETTINGS.items() if any(key == p or key.startswith(p + ".") for p in prefixes)]
 
 
-def _start_run_info(out: Path, inputs: list[str], settings: dict[str, Any], from_stage: str | None) -> dict[str, Any]:
+class RunDirectory:
+    """A run's directory, a local path or any fsspec URL: its stages' directories and its own files
+    (run.json, config.yaml), each written whole (one PUT on an object store, a file moved into place on disk)."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.fs, self.root = storage(url)
+        if is_local(self.fs):
+            os.makedirs(self.root, exist_ok=True)
+
+    def child(self, name: str) -> str:
+        return str(Path(self.url) / name) if is_local(self.fs) else f"{self.url}/{name}"
+
+    def exists(self, name: str) -> bool:
+        self.fs.invalidate_cache(self.root)
+        return self.fs.isfile(f"{self.root}/{name}")
+
+    def read_text(self, name: str) -> str:
+        return self.fs.cat_file(f"{self.root}/{name}").decode("utf-8")
+
+    def write_text(self, name: str, text: str) -> None:
+        write_whole(self.fs, f"{self.root}/{name}", text.encode("utf-8"))
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, Any], from_stage: str | None) -> dict[str, Any]:
     """run.json of an earlier attempt, checked to be the same inputs; the stages whose settings changed
     (and every stage after the first of them) are uncommitted, so that they rerun."""
-    path = out / "run.json"
     fresh = {"format": RUN_FORMAT, "inputs": list(inputs), "settings": settings, "seconds_per_stage": {}}
-    if not path.is_file():
+    if not out.exists("run.json"):
         _write_run_info(out, fresh)
         return fresh
-    earlier = json.loads(path.read_text())
+    earlier = json.loads(out.read_text("run.json"))
     if earlier.get("inputs") != fresh["inputs"]:
         raise ConfigError(
             f"{out} holds a run with other inputs ({earlier.get('inputs')!r}); "
@@ -206,27 +235,24 @@ def _start_run_info(out: Path, inputs: list[str], settings: dict[str, Any], from
         rerun = STAGES[STAGES.index(first):]
         print(f"[thresher] rerunning from {first}: {', '.join(rerun)}", file=sys.stderr)
         for stage in rerun:
-            StageOutput(out / stage).reopen()
+            StageOutput(out.child(stage)).reopen()
             earlier["seconds_per_stage"].pop(stage, None)
     earlier["settings"] = settings
     _write_run_info(out, earlier)
     return earlier
 
 
-def _write_run_info(out: Path, run_info: dict[str, Any]) -> None:
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps({k: v for k, v in run_info.items() if k != "stages_run"}, indent=2, sort_keys=True) + "\n")
-    tmp.replace(out / "run.json")
+def _write_run_info(out: RunDirectory, run_info: dict[str, Any]) -> None:
+    out.write_text("run.json", json.dumps({k: v for k, v in run_info.items() if k != "stages_run"}, indent=2,
+                                          sort_keys=True) + "\n")
 
 
-def _write_effective_config(out: Path, config: Config) -> None:
+def _write_effective_config(out: RunDirectory, config: Config) -> None:
     """OUTPUT/config.yaml, the config this run used (as `thresher config show` prints it): the report links it."""
     from thresher.jobs.config_show import effective_config_text
     from thresher.pipeline.report.data import CONFIG_FILE
 
-    tmp = out / f"{CONFIG_FILE}.tmp"
-    tmp.write_text(effective_config_text(config), encoding="utf-8")
-    tmp.replace(out / CONFIG_FILE)
+    out.write_text(CONFIG_FILE, effective_config_text(config))
 
 
 def _configured_models_dir(config: Config) -> str | None:
@@ -246,7 +272,11 @@ def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) ->
     output = StageOutput(output_dir)
     output.begin()
     taxonomy = load_taxonomy(config.resolve_path(config.tag.topics_file) or None)
-    summary = bootstrap([prepare_dir], output.staging, taxonomy)
+    with tempfile.TemporaryDirectory(prefix="thresher-classifiers-") as trained:
+        summary = bootstrap([prepare_dir], trained, taxonomy)
+        for path in sorted(Path(trained).rglob("*")):  # committed like any stage's files, on any store
+            if path.is_file():
+                output.put_file(str(path.relative_to(trained)), path.read_bytes())
     # every sampled document was weak-labelled
     return output.commit_stats("classifiers", config, [prepare_dir], summary["documents"], summary["documents"], {},
                                {"models": summary["models"]})
@@ -272,7 +302,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError("give INPUT files or --sample, not both")
         from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
 
-        inputs = write_sample_crawl(str(Path(args.output) / "input"))
+        inputs = _sample_inputs(args.output, write_sample_crawl)
     if not inputs:
         raise ConfigError("no INPUT given (or pass --sample for the bundled sample crawl)")
     from thresher.pipeline.prepare.archive_sniff import check_archive_inputs
@@ -286,21 +316,36 @@ def _run(args: argparse.Namespace) -> int:
     models_dir = args.models_dir or _configured_models_dir(config)
     check_select_config(config, configured_taggers(config, models_dir, digests=False) if models_dir else None)
     task_paths = [("--output", args.output), *prepare_paths(input_files, config), *rules_paths(config),
-                  *tag_paths(config, models_dir or str(Path(args.output) / "classifiers"))]
+                  *tag_paths(config, models_dir or RunDirectory(args.output).child("classifiers"))]
     spark = spark_session("thresher-run", config.spark, args.master, executor_paths=task_paths)
     run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer, args.from_stage)
-    report = Path(args.output).resolve() / "report.html"
+    report = RunDirectory(args.output).child("report.html")
     if not run_info["stages_run"]:
         print(f"[thresher] run already complete: nothing changed since the last run; report: {report}", file=sys.stderr)
         return 0
     seconds = sum(run_info["seconds_per_stage"].get(stage, 0.0) for stage in run_info["stages_run"])
-    export_stats = read_stats(Path(args.output) / "export")
+    export_stats = read_commit(RunDirectory(args.output).child("export")).stats or read_stats(
+        RunDirectory(args.output).child("export"))
     print(
         f"[thresher] run finished ({', '.join(run_info['stages_run'])}) in {seconds:.1f}s; report: {report}; "
         f"exported {export_stats['details']['tokens']} tokens",
         file=sys.stderr,
     )
     return 0
+
+
+def _sample_inputs(output: str, write_sample_crawl) -> list[str]:
+    """The bundled sample crawl written to OUTPUT/input/ (uploaded there, for a run on an object store)."""
+    out = RunDirectory(output)
+    if is_local(out.fs):
+        return write_sample_crawl(out.child("input"))
+    with tempfile.TemporaryDirectory(prefix="thresher-sample-") as local:
+        inputs = []
+        for path in write_sample_crawl(local):
+            target = out.child(f"input/{Path(path).name}")
+            out.fs.put_file(path, storage(target)[1])
+            inputs.append(target)
+    return inputs
 
 
 def main(argv: list[str] | None = None) -> int:

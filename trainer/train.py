@@ -12,6 +12,7 @@ path there too. The data order, and with it every step's batch, is the same at a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -26,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from thresher.pipeline.config import ConfigError
+from thresher.pipeline.stagedir.lock import DirectoryLock
 from thresher.trainer import checkpoint
 from thresher.trainer.data import TokenShardReader, read_manifest
 from thresher.trainer.model import IGNORED, ModelConfig, Transformer, load_imbalance, preset, update_router_biases
@@ -301,6 +303,13 @@ def train(config: TrainConfig) -> dict:
 
 
 def run_training(config: TrainConfig, env: Distributed, device: torch.device) -> dict:
+    # Rank 0 holds the run directory's lock: a second `thresher train` on it is refused at once (its other
+    # ranks end with it, as torchrun ends a job whose rank failed), so `--resume latest` reads one run's checkpoints.
+    with DirectoryLock(config.output_dir) if env.rank == 0 else contextlib.nullcontext():
+        return _run_training(config, env, device)
+
+
+def _run_training(config: TrainConfig, env: Distributed, device: torch.device) -> dict:
     run_dir = Path(config.output_dir)
     manifest = read_manifest(config.data_dir)
     seq_len = int(manifest["seq_len"])

@@ -45,16 +45,19 @@ class DirectoryLock:
     def __enter__(self) -> DirectoryLock:
         if self._object is not None:
             return self._enter_object_store()
+        _refuse_if_a_run_above_holds(self.directory)
         self._created_directory = not self.directory.exists()
         self.directory.mkdir(parents=True, exist_ok=True)
         while self._fd is None:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             except FileExistsError:
                 try:
-                    fd = os.open(self.path, os.O_RDWR)
+                    fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW)
                 except FileNotFoundError:  # released meanwhile: try again
                     continue
+                except OSError:  # a symbolic link (ELOOP) or a directory: not a lock thresher made
+                    raise _not_ours(self.path, "it is a symbolic link or a directory") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -64,6 +67,14 @@ class DirectoryLock:
                     self._created_directory = False
                     return self  # held by this process already: the outer `with` releases it
                 raise _in_use(self.directory, holder, "") from None
+            found = os.pread(fd, 4096, 0)
+            stale = _read_holder(fd)
+            if found and not _is_holder(stale):  # someone else's file under our name: never overwritten
+                os.close(fd)
+                raise _not_ours(self.path, f"it holds {found[:60].decode('utf-8', 'replace').strip()!r}")
+            if _is_holder(stale) and stale["host"] != socket.gethostname():
+                os.close(fd)  # flock cannot see a holder on another host (a shared filesystem): ask
+                raise _in_use(self.directory, stale, f"; if that run is dead, delete {self.path}")
             try:
                 same_file = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -116,6 +127,34 @@ class DirectoryLock:
         if self._created_directory:
             with contextlib.suppress(OSError):  # left in place once it holds anything
                 self.directory.rmdir()
+
+
+def _refuse_if_a_run_above_holds(directory: Path) -> None:
+    """A stage directory inside a run's directory that another live process has locked (`thresher tag
+    --output RUN/tag` while `thresher run` writes RUN) is refused, naming that run."""
+    for parent in directory.resolve().parents:
+        path = parent / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            if not (holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid()):
+                raise ConfigError(f"{directory} is inside {parent}, which another thresher run is writing "
+                                  f"({_describe(holder)}): wait for it to finish, or use another --output") from None
+        finally:
+            os.close(fd)  # a shared lock taken here goes with the descriptor
+
+
+def _not_ours(path: Path, why: str) -> ConfigError:
+    return ConfigError(f"{path} is not a lock thresher wrote ({why}): move it away, or use another --output")
+
+
+def _is_holder(found: dict) -> bool:
+    return {"host", "pid", "started"} <= found.keys()
 
 
 def _holder() -> dict:

@@ -278,3 +278,17 @@ def test_a_validation_split_smaller_than_the_ranks_is_evaluated_at_two(make_shar
     assert len(two) == 2 and None not in two
     assert two == pytest.approx(one, rel=2e-6)
     assert checkpoint.latest_checkpoint(tmp_path / "two").name == "tokens-000000000000256"
+
+
+@pytest.mark.timeout(120)
+def test_a_second_training_run_on_one_output_is_refused_before_any_work(small_shards, tmp_path):
+    from lock_holder import hold_lock
+
+    holder = hold_lock(tmp_path / "run")  # another `thresher train` writing the run directory
+    try:
+        with pytest.raises(ConfigError, match=rf"^{tmp_path}/run is in use by another thresher run \(host .*pid {holder.pid}"):
+            train(run_config(small_shards, tmp_path / "run"))
+        assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["_LOCK"]  # no log, no checkpoint
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)

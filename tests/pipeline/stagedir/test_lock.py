@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 
@@ -40,6 +41,52 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     with DirectoryLock(tmp_path / "run"):
         assert json.loads((tmp_path / "run" / LOCK_FILE).read_text())["pid"] == os.getpid()
     assert not (tmp_path / "run" / LOCK_FILE).exists()
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda path: path.write_text("locked by nightly-sync job 981\n"), "it holds 'locked by nightly-sync job 981'"),
+    (lambda path: path.symlink_to(path.parent.parent / "elsewhere.txt"), "it is a symbolic link or a directory"),
+    (lambda path: path.mkdir(), "it is a symbolic link or a directory"),
+])
+def test_a_lock_file_thresher_did_not_write_is_refused_and_left_as_it_was(tmp_path, make, why):
+    (tmp_path / "elsewhere.txt").write_text("a user's file the lock links to\n")
+    (tmp_path / "run").mkdir()
+    path = tmp_path / "run" / LOCK_FILE
+    make(path)
+    before = path.read_text() if path.is_file() else None
+    with pytest.raises(ConfigError, match=rf"^{path} is not a lock thresher wrote \({re.escape(why)}\): move it away"):
+        with DirectoryLock(tmp_path / "run"):
+            pass
+    assert (path.read_text() if path.is_file() else None) == before
+    assert path.exists() or path.is_symlink()
+    assert (tmp_path / "elsewhere.txt").read_text() == "a user's file the lock links to\n"
+
+
+def test_a_lock_naming_another_host_is_not_taken_over_without_a_word(tmp_path):
+    (tmp_path / "run").mkdir()
+    other = {"host": "worker-17.cluster", "pid": 4242, "started": "2026-12-01T00:00:00+00:00"}
+    (tmp_path / "run" / LOCK_FILE).write_text(json.dumps(other))
+    with pytest.raises(ConfigError, match=r"in use by another thresher run \(host worker-17.cluster, pid 4242, .*"
+                                          rf"if that run is dead, delete {tmp_path}/run/{LOCK_FILE}$"):
+        with DirectoryLock(tmp_path / "run"):
+            pass
+    assert json.loads((tmp_path / "run" / LOCK_FILE).read_text()) == other
+
+
+@pytest.mark.timeout(120)
+def test_a_stage_directory_inside_a_run_another_process_writes_is_refused(tmp_path):
+    holder = hold_lock(tmp_path / "run")
+    try:
+        with pytest.raises(ConfigError, match=rf"^{tmp_path}/run/tag is inside {tmp_path}/run, which another thresher "
+                                               rf"run is writing \(host .*pid {holder.pid}"):
+            with DirectoryLock(tmp_path / "run" / "tag"):
+                pass
+        assert not (tmp_path / "run" / "tag").exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    with DirectoryLock(tmp_path / "run"), DirectoryLock(tmp_path / "run" / "tag"):  # the run's own stages: allowed
+        pass
 
 
 # On an object store the lock is an object created only if absent (S3's If-None-Match: *).
