@@ -14,6 +14,7 @@ from thresher.jobs.errors import run_with_one_line_errors
 from thresher.jobs.session import spark_session
 from thresher.pipeline.config import Config, ConfigError, load_config, load_yaml
 from thresher.pipeline.locations import resolve_location
+from thresher.pipeline.stagedir import StageOutput
 from thresher.pipeline.stagedir.lock import DirectoryLock
 from thresher.schemas.rejects import CONTENT_SNIPPET_CHARS, REJECT, is_line_rule
 
@@ -154,6 +155,9 @@ class StageJob:
         if self.documents_input:
             source_from_args(args, getattr(args, self.documents_input))
             detail = detail or getattr(args, self.documents_input)
+        if StageOutput(args.output).committed:  # before the lock and Spark: nothing would be written
+            raise ConfigError(f"--output {args.output} holds a committed {self.stage} output already: "
+                              "choose another --output, or delete that directory to run the stage again")
         task_paths = [(label, getattr(args, name)) for name, label in _TASK_PATH_OPTIONS.items() if hasattr(args, name)]
         task_paths += self.executor_paths(args, config)
         started = time.perf_counter()

@@ -9,7 +9,7 @@ from stage_rows import stage_stats_json
 
 from thresher.jobs.stage_job import add_common_arguments, config_from_args
 from thresher.pipeline.config import ConfigError
-from thresher.pipeline.stagedir import LOCK_FILE
+from thresher.pipeline.stagedir import COMMITTED_MARKER, LOCK_FILE
 
 STATS = stage_stats_json("test", 1, 1)
 
@@ -81,6 +81,13 @@ def test_a_stage_job_checks_before_spark_and_the_lock_then_runs_under_the_lock(t
         holder.stdin.close()
         holder.wait(timeout=60)
     assert calls == [("check", 2048)]
+    calls.clear()
+    (tmp_path / "out").mkdir(exist_ok=True)
+    (tmp_path / "out" / COMMITTED_MARKER).write_text("{}")  # a finished stage, run again by hand
+    with pytest.raises(ConfigError, match=rf"^--output {tmp_path}/out holds a committed demo output already: choose "
+                                          "another --output, or delete that directory to run the stage again$"):
+        job.run(parse_job(job, ["--output", str(tmp_path / "out")]))
+    assert calls == [("check", 2048)]  # before Spark starts
 
 
 def test_a_stage_job_resolves_its_paths_before_its_check_and_names_what_the_tasks_open(tmp_path, monkeypatch):
