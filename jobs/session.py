@@ -77,6 +77,7 @@ def spark_session(app_name: str, spark_config: SparkConfig, master: str | None =
         # Read when the driver JVM starts (local executors share it), so Spark's start-up warnings obey it too.
         options["spark.driver.extraJavaOptions"] = (
             f"-Dlog4j2.configurationFile=file:{package_path('configs/log4j2-console.properties')} -Dthresher.log.level={spark_config.log_level} "
+            f"-Dthresher.task.log.level={_task_log_level(spark_config.log_level)} "
             + options.get("spark.driver.extraJavaOptions", "")).strip()
     if master:  # known before the JVM starts: a path the executors do not see is refused before it
         check_executors_see(master, executor_paths, spark_config.shared_local_paths)
@@ -96,6 +97,12 @@ def spark_session(app_name: str, spark_config: SparkConfig, master: str | None =
         signal.signal(signal.SIGINT, _exit_on_interrupt)
     _print_session_line(app_name, session)
     return session
+
+
+def _task_log_level(level: str) -> str:
+    """The level of the executor's and task scheduler's logs: none at ERROR (a failed task's stack reaches the
+    driver's error anyway), else the level asked for."""
+    return "off" if level.upper() == "ERROR" else level
 
 
 def check_executors_see(master: str, paths: Sequence[tuple[str, str]], shared_local_paths: Sequence[str]) -> None:

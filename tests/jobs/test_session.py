@@ -153,3 +153,26 @@ def test_a_job_under_a_cluster_master_refuses_a_local_input_before_connecting(tm
         "listed in spark.shared_local_paths"]
     assert refused.stderr.splitlines()[-1] == errors[0] and "Spark master" not in refused.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.timeout(180)
+def test_a_failed_task_prints_no_java_stack_at_the_default_log_level(tmp_path):
+    """A disk-full error in a task reached the console under the executor's 18-frame Java stack."""
+    script = tmp_path / "failing_task.py"
+    script.write_text(
+        "import sys\n"
+        "from thresher.jobs.session import spark_session\n"
+        "from thresher.pipeline.config import load_config\n"
+        "spark = spark_session('failing-task', load_config().spark, 'local[1]')\n"
+        "def fill_the_disk(rows):\n"
+        "    raise OSError(28, 'No space left on device', '/data/out/part-0')\n"
+        "    yield\n"
+        "try:\n"
+        "    spark.sparkContext.parallelize([1]).mapPartitions(fill_the_disk).collect()\n"
+        "except Exception as exc:\n"
+        "    print('the driver saw', 'No space left on device' in str(exc), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=170)
+    assert "the driver saw True" in done.stderr
+    assert not re.search(r"^\s+at (org|java|scala)\.", done.stderr, re.M), done.stderr[-2000:]
+    assert "ERROR Executor" not in done.stderr
