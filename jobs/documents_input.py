@@ -20,6 +20,7 @@ from thresher.pipeline.stagedir.documents import (
 )
 from thresher.pipeline.stagedir.parts import read_parquet_files, read_parts, write_scratch
 from thresher.schemas import to_spark_schema
+from thresher.schemas.errors import InputError
 
 INPUT_HELP = ("documents: a committed thresher stage directory, a Parquet file or directory, a JSONL(.gz) file "
               "or directory, or a Hugging Face datasets directory (save_to_disk)")
@@ -33,10 +34,14 @@ def add_field_arguments(parser: argparse.ArgumentParser) -> None:
         help="input column holding a document id (default: doc_id, else id, else one derived from file name and row)",
     )
     parser.add_argument("--url-field", default="url", metavar="NAME", help="input column holding the page URL, if any (default: url)")
+    parser.add_argument(
+        "--ids-per-file", action="store_true",
+        help="the id column is unique within each file only (each file numbers from 0): doc_id becomes FILE:ID",
+    )
 
 
 def fields_from_args(args: argparse.Namespace) -> FieldMapping:
-    return FieldMapping(text=args.text_field, id=args.id_field, url=args.url_field)
+    return FieldMapping(text=args.text_field, id=args.id_field, url=args.url_field, ids_per_file=getattr(args, "ids_per_file", False))
 
 
 def source_from_args(args: argparse.Namespace, path: str) -> DocumentSource:
@@ -67,7 +72,29 @@ def documents_frame(spark, source: DocumentSource, schema: pa.Schema, lid_model_
     reader = partial(read_source_parts, fields=source.fields, schema=schema, lid_model_path=lid_model_path,
                      rejects_dir=rejects_dir, stage=stage)
     frame = parts_frame(spark, source, part_rows).mapInArrow(reader, spark_schema)
-    return frame if scratch is None else write_scratch(frame, *scratch)
+    if scratch is None:
+        return frame
+    frame = write_scratch(frame, *scratch)
+    if source.fields.id_column(list(source.columns)) in source.columns:
+        refuse_duplicate_ids(frame, source)
+    return frame
+
+
+def refuse_duplicate_ids(frame, source: DocumentSource) -> None:
+    """InputError naming an id that the input's id column gives to more than one document: merged under
+    one doc_id, they would be joined and deduplicated as one (a corpus whose files each number from 0)."""
+    from pyspark.sql import functions as F
+
+    repeated = frame.groupBy("doc_id").count().filter(F.col("count") > 1)
+    first = repeated.orderBy(F.desc("count"), "doc_id").first()
+    if first is None:
+        return
+    column = source.fields.id_column(list(source.columns))
+    raise InputError(
+        f"{source.path}: {repeated.count():,} ids of column {column!r} are on more than one document (e.g. "
+        f"{first['doc_id']!r}, {first['count']} times): pass --ids-per-file when each file numbers its own "
+        "(doc_id becomes FILE:ID), or name a column of unique ids with --id-field"
+    )
 
 
 def parse_rejects(spark, rejects_dir: str):

@@ -68,6 +68,7 @@ class FieldMapping:
     text: str = "text"
     id: str = ""  # empty: doc_id, else id, else derived from the file name and row number
     url: str = "url"
+    ids_per_file: bool = False  # each file numbers its own ids: doc_id is "<file>:<id>", unique across files
 
     def id_column(self, columns: list[str]) -> str | None:
         if self.id:
@@ -316,7 +317,8 @@ def conform_columns(columns: dict[str, pa.Array], num_rows: int, name: str, firs
     values["text"] = text.cast(pa.string()) if text is not None else pa.nulls(num_rows, pa.string())
     id_column = fields.id_column(list(columns))
     ids = columns[id_column].cast(pa.string()).to_pylist() if id_column in columns else [None] * num_rows
-    values["doc_id"] = pa.array([doc_id if doc_id is not None and doc_id != "" else derived_doc_id(name, first_row + i)
+    scope = f"{name}:" if fields.ids_per_file else ""
+    values["doc_id"] = pa.array([scope + doc_id if doc_id is not None and doc_id != "" else derived_doc_id(name, first_row + i)
                                  for i, doc_id in enumerate(ids)], pa.string())
     if fields.url in columns:
         values["url"] = columns[fields.url].cast(pa.string())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from thresher.jobs.documents_input import documents_frame, fresh_rejects_dir, parse_rejects, parts_frame
 from thresher.pipeline.stagedir import COMMITTED_MARKER, StageOutput
@@ -56,3 +57,22 @@ def test_documents_on_s3_read_as_the_same_documents_on_local_disk(spark_s3, s3_u
         assert rows["s3"] == rows["local"]
         assert len(rows["s3"][0]) == (30 if "parquet" in remote else 5)
     assert rows["s3"][1] == ["INPUT line 6 is not JSON: Expecting value: line 1 column 1 (char 0)"]  # the JSONL line that is no object, counted on s3 too
+
+
+def test_ids_unique_only_per_file_are_refused_in_one_line_or_scoped_by_file(spark, tmp_path):
+    """Each file of a sharded corpus numbering its ids from 0 gave 43 documents 23 ids, merged without a word."""
+    from thresher.schemas.errors import InputError
+
+    (tmp_path / "corpus").mkdir()
+    for shard, count in (("a", 23), ("b", 20)):
+        (tmp_path / "corpus" / f"{shard}.jsonl").write_text(
+            "".join(f'{{"id": {i}, "text": "shard {shard} document {i}"}}\n' for i in range(count)))
+    output = StageOutput(tmp_path / "out")
+    output.begin()
+    with pytest.raises(InputError, match=rf"^{tmp_path}/corpus: 20 ids of column 'id' are on more than one document "
+                                         r"\(e.g. '0', 2 times\): pass --ids-per-file when each file numbers its own"):
+        documents_frame(spark, resolve_source(str(tmp_path / "corpus")), PREPARED, scratch=(output, "input"))
+    scoped = resolve_source(str(tmp_path / "corpus"), FieldMapping(ids_per_file=True))
+    frame = documents_frame(spark, scoped, PREPARED, scratch=(output, "input"))
+    ids = [row.doc_id for row in frame.collect()]
+    assert len(ids) == len(set(ids)) == 43 and {"a.jsonl:0", "b.jsonl:0", "a.jsonl:22"} <= set(ids)
