@@ -333,6 +333,7 @@ class StageOutput:
             self._remove(WORK_DIR)
         self._drop_unlisted_attempts()
         crash_point("commit:before_marker")
+        crash_point(f"{stats.get('stage')}:before_marker")  # the same moment, in one stage
         marker = {
             "format": MARKER_FORMAT,
             "committed_at": time.time(),
