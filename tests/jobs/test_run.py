@@ -12,14 +12,16 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 import thresher.jobs.run as run_module
 from thresher.jobs.run import STAGES, run_pipeline
 from thresher.pipeline.config import ConfigError, load_config
 from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
-from thresher.pipeline.stagedir import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, SimulatedCrash
+from thresher.pipeline.stagedir import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, SimulatedCrash, read_commit, storage
 from thresher.schemas.stats import read_stats
 
 # Small enough to keep the test quick; the recipe's numbers (MinHash 2048 = 128 x 16, ...) stay.
@@ -67,23 +69,30 @@ def reference_run(spark, sample_inputs, config, tmp_path_factory):
     return out
 
 
-def rows(path: Path, sort_keys: tuple[str, ...]) -> list[dict]:
-    table = ds.dataset(str(path), format="parquet").to_table()
-    return sorted(table.to_pylist(), key=lambda row: tuple(str(row.get(k)) for k in sort_keys))
+def rows(commit, table: str, sort_keys: tuple[str, ...], inputs_at: str = "") -> list[dict]:
+    """`table` of a committed stage as its marker lists it; `warc_path` relative to the inputs' folder."""
+    parts = [pq.read_table(commit.fs.open(commit.path(part.name), "rb")) for part in commit.parts(table)]
+    found = pa.concat_tables(parts).to_pylist() if parts else []
+    for row in found:
+        if inputs_at and row.get("warc_path"):
+            row["warc_path"] = row["warc_path"].removeprefix(inputs_at)
+    return sorted(found, key=lambda row: tuple(str(row.get(k)) for k in sort_keys))
 
 
-def snapshot(run_dir: Path) -> dict:
-    """Everything a user consumes from a run, in a comparable form."""
+def snapshot(run_dir, inputs_at: str = "") -> dict:
+    """Everything a user consumes from a run (a local path or a URL), in a comparable form."""
     result = {}
     for stage in ("prepare", "rules", "tag", "select"):
-        result[f"{stage}/documents"] = rows(run_dir / stage / "documents", ("doc_id",))
+        commit = read_commit(f"{run_dir}/{stage}")
+        result[f"{stage}/documents"] = rows(commit, "documents", ("doc_id",), inputs_at)
         if stage != "tag":  # tag drops nothing
-            result[f"{stage}/rejects"] = rows(run_dir / stage / "rejects", ("doc_id", "rule", "content", "detail"))
-    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+            result[f"{stage}/rejects"] = rows(commit, "rejects", ("doc_id", "rule", "content", "detail"), inputs_at)
+    export = read_commit(f"{run_dir}/export")
+    manifest = json.loads(export.fs.cat_file(export.path("manifest.json")))
     result["export/splits"] = manifest["splits"]
     for split in manifest["splits"].values():
         for shard in split["shards"]:
-            result[f"export/{shard['path']}"] = ds.dataset(str(run_dir / "export" / shard["path"])).to_table().to_pylist()
+            result[f"export/{shard['path']}"] = pq.read_table(export.fs.open(export.path(shard["path"]), "rb")).to_pylist()
     return result
 
 
@@ -192,6 +201,51 @@ def test_crash_at_every_kill_point_then_rerun_equals_an_uninterrupted_run(
     monkeypatch.delenv(CRASH_ENV)
     run_pipeline(spark, sample_inputs, str(tmp_path), config)
     assert snapshot(tmp_path) == snapshot(reference_run)
+
+
+# ---------------------------------------------------------------- object storage
+
+# One kill point in each stage, the driver's state at each as a SIGKILL there leaves it.
+S3_KILL_POINTS = ["prepare:files_partly_done", "rules:before_marker", "classifiers:before_marker", "tag:scored",
+                  "select:copied", "tokenizer:before_marker", "export:before_marker", "run:after_export"]
+
+
+def upload_inputs(paths: list[str], url: str) -> list[str]:
+    fs, root = storage(url)
+    for path in paths:
+        fs.put_file(path, f"{root}/{Path(path).name}")
+    return [f"{url}/{Path(path).name}" for path in paths]
+
+
+def test_a_run_on_s3_equals_the_run_on_local_disk_and_recovers_from_a_kill_in_every_stage(
+    spark_s3, reference_run, sample_inputs, config, s3_url, monkeypatch, copies_and_renames
+):
+    inputs = upload_inputs(sample_inputs, f"{s3_url}/crawl")
+    out = f"{s3_url}/out"
+    monkeypatch.setenv(CRASH_MODE_ENV, "raise")
+    for point in S3_KILL_POINTS:
+        monkeypatch.setenv(CRASH_ENV, point)
+        with pytest.raises(SimulatedCrash, match=point):
+            run_pipeline(spark_s3, inputs, out, config)
+        for stage in STAGES:  # what a reader finds now: a whole committed stage, or none
+            fs, root = storage(f"{out}/{stage}")
+            if fs.isfile(f"{root}/{COMMITTED_MARKER}"):
+                commit = read_commit(f"{out}/{stage}")
+                for table in (commit.marker.get("tables") or {}):
+                    commit.parts(table)  # every listed part present, of its listed size
+    monkeypatch.delenv(CRASH_ENV)
+    run_pipeline(spark_s3, inputs, out, config)
+    assert snapshot(out, f"{s3_url}/crawl/") == snapshot(reference_run, str(Path(sample_inputs[0]).parent) + "/")
+    for stage in STAGES:
+        on_s3, on_disk = read_commit(f"{out}/{stage}").stats, read_stats(reference_run / stage)
+        for stats in (on_s3, on_disk):
+            for volatile in ("started", "finished", "seconds", "inputs", "phases"):
+                stats.pop(volatile, None)
+            stats.get("details", {}).pop("timings", None)
+        assert on_s3 == on_disk, stage
+    fs, root = storage(out)
+    assert fs.isfile(f"{root}/report.html") and not fs.exists(f"{root}/_LOCK")
+    assert copies_and_renames == []  # nothing renamed or copied on the store, crashes and reruns included
 
 
 # ---------------------------------------------------------------- a real standalone cluster
