@@ -22,6 +22,7 @@ import numpy as np
 
 from thresher.classifiers.base import TextClassifier
 from thresher.pipeline.lexicon import CJK_CHAR
+from thresher.schemas.errors import InputError
 
 LABEL_PREFIX = "__label__"
 MODEL_FILE = "model.bin"
@@ -111,10 +112,12 @@ class FastTextClassifier(TextClassifier):
         options = {**DEFAULT_PARAMS, **(params or {})}
         max_chars = int(options.pop("max_chars"))
         if len(set(labels)) < 2:
-            raise ValueError(f"training needs at least two labels, got {sorted(set(labels))}")
+            raise InputError(f"training needs at least two labels, got only {sorted(set(labels))}: "
+                             "add examples of another label")
         bad = sorted({label for label in labels if not label or _SPACE.search(label)})
         if bad:
-            raise ValueError(f"labels must be non-empty and without whitespace for fastText: {bad[:5]}")
+            raise InputError(f"fastText labels are single words, these hold whitespace: {bad[:5]}: "
+                             f"rename them (e.g. {_SPACE.sub('_', bad[0].strip()) or 'a_label'!r})")
         handle, train_path = tempfile.mkstemp(prefix="thresher-fasttext-", suffix=".txt")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:

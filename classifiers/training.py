@@ -10,7 +10,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from thresher.schemas.errors import InputError
 class LabelledData:
     texts: list[str]
     labels: list[str]
+    skipped: dict[str, int] = field(default_factory=dict)  # rows read but not used, by reason
 
     def subset(self, rows: Sequence[int]) -> LabelledData:
         return LabelledData([self.texts[i] for i in rows], [self.labels[i] for i in rows])
@@ -42,22 +43,28 @@ def read_labelled(
     """Rows with a text and a label from JSONL (.jsonl, .json, .jsonl.gz) or Parquet files or directories,
     turned into model inputs the way `task` scores them (see classifiers.tasks).
 
-    Labels are read as strings (0/1 become "0"/"1"); rows with an empty text or a missing label are skipped.
+    Labels are read as strings (0/1 become "0"/"1"); rows with an empty text or a missing label are skipped
+    and counted by reason (`skipped`, recorded in metrics.json and said on the console).
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r} (known: {', '.join(TASKS)})")
     texts: list[str] = []
     labels: list[str] = []
+    skipped = {"empty text": 0, "no label": 0}
     for path in paths:
         for row in _read_rows(Path(path)):
             text, label = row.get(text_field), row.get(label_field)
-            if text and label is not None and str(label).strip():
+            if not text:
+                skipped["empty text"] += 1
+            elif label is None or not str(label).strip():
+                skipped["no label"] += 1
+            else:
                 texts.append(model_input(task, {**row, "text": str(text)}))
                 labels.append(str(label).strip())
     if not texts:
         raise InputError(f"no labelled rows (fields {text_field!r}, {label_field!r}) in {', '.join(map(str, paths))}: "
                          "give files with a text and a label per row, or name the fields with --text-field/--label-field")
-    return LabelledData(texts, labels)
+    return LabelledData(texts, labels, {reason: count for reason, count in skipped.items() if count})
 
 
 def _read_rows(path: Path):
@@ -164,6 +171,7 @@ def train_and_save(
         "train_examples": len(train),
         "extra_train_examples": len(extra_train) if extra_train is not None else 0,
         "label_counts": dict(sorted(_count(data.labels).items())),
+        "rows_skipped": data.skipped,
         "train_seconds": round(train_seconds, 3),
         "heldout": evaluate(classifier, data.subset(eval_rows)) if eval_rows else {"examples": 0},
     }

@@ -107,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(record["heldout"], indent=2))
             return 0
         data = read_labelled(args.data, args.text_field, args.label_field, args.task)
+        if data.skipped:
+            reasons = ", ".join(f"{count:,} with {reason}" for reason, count in data.skipped.items())
+            print(f"[thresher] classifiers train: {len(data):,} labelled rows; skipped {reasons}", file=sys.stderr)
         record = train_and_save(
             args.backend, data, args.output, params, args.holdout, args.seed, args.data, None, args.text_field, args.label_field, args.task
         )

@@ -84,3 +84,31 @@ def test_eval_of_the_shipped_clutter_model_without_its_labels_is_one_line(tmp_pa
     assert len(err.splitlines()) == 1 and "is not here: pass --data FILE" in err and "Traceback" not in err
     assert main(["classifiers", "eval", str(tmp_path / "nothing")]) == 2
     assert "not a model directory thresher wrote" in capsys.readouterr().err
+
+
+def _labelled(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_labels_with_spaces_or_a_single_label_are_one_line_before_training(tmp_path, capsys):
+    spaced = _labelled(tmp_path / "spaced.jsonl", [{"text": f"page {i} about things", "label": ("news article", "shop")[i % 2]}
+                                                   for i in range(20)])
+    assert main(["classifiers", "train", "--data", str(spaced), "--output", str(tmp_path / "m1")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("thresher classifiers: error: fastText labels are single words, these hold whitespace: "
+                   "['news article']: rename them (e.g. 'news_article')")
+    single = _labelled(tmp_path / "single.jsonl", [{"text": f"page {i}", "label": "news"} for i in range(10)])
+    assert main(["classifiers", "train", "--data", str(single), "--output", str(tmp_path / "m2")]) == 2
+    assert capsys.readouterr().err.strip() == ("thresher classifiers: error: training needs at least two labels, got "
+                                               "only ['news']: add examples of another label")
+
+
+def test_rows_without_a_label_or_text_are_counted_not_dropped_silently(tmp_path, capsys):
+    rows = [{"text": f"page {i} about {('cooking', 'football')[i % 2]}", "label": str(i % 2)} for i in range(40)]
+    rows += [{"text": "no label here", "label": None}, {"text": "", "label": "1"}, {"text": "blank", "label": " "}]
+    out = tmp_path / "model"
+    assert main(["classifiers", "train", "--data", str(_labelled(tmp_path / "d.jsonl", rows)), "--output", str(out),
+                 "--param", "bucket=2000", "--param", "dim=8"]) == 0
+    assert "[thresher] classifiers train: 40 labelled rows; skipped 1 with empty text, 2 with no label" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["rows_skipped"] == {"empty text": 1, "no label": 2}
