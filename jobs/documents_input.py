@@ -61,8 +61,8 @@ def documents_frame(spark, source: DocumentSource, schema: pa.Schema, lid_model_
     """`source` as a DataFrame of `schema`. A committed stage with every column is read as its marker lists
     it; anything else is conformed in the Python workers, with lang computed when `lid_model_path` is not
     None, and, given `scratch` (a stage output and a name), written below that output's work directory, so
-    that no later action converts it again. With `rejects_dir` (any URL), JSONL lines that are no JSON
-    object become `stage` reject rows there (`parse_rejects`) instead of failing the job."""
+    that no later action converts it again. With `rejects_dir` (any URL), input records that cannot be read
+    (pipeline.stagedir.documents: a JSONL line that is no JSON object, not UTF-8, ...) become `stage` reject rows there (`parse_rejects`) instead of failing the job."""
     from pyspark.sql import functions as F
 
     spark_schema = to_spark_schema(schema)
@@ -123,7 +123,7 @@ def count_skipped_lines(rejects_dir: str, stage: str) -> int:
         with fs.open(name, "rb") as file:
             details += pq.read_table(file, columns=["detail"]).column("detail").to_pylist()
     if details:
-        lines = "line that is" if len(details) == 1 else "lines that are"
-        print(f"[thresher] {stage}: skipped {len(details):,} JSONL {lines} no JSON object, counted as "
+        records = "record" if len(details) == 1 else "records"
+        print(f"[thresher] {stage}: skipped {len(details):,} input {records} that could not be read, counted as "
               f"{INPUT_PARSE_ERROR} rejects; the first: {details[0]}", file=sys.stderr, flush=True)
     return len(details)

@@ -11,16 +11,20 @@ without Spark, as rows, for the commands that run on one machine (annotate, clas
   the same however the files are split into tasks;
 - a missing lang is computed with lid.176 when the stage needs it (stage 2's Chinese rules);
 - other columns of the schema that the input lacks are null;
-- a JSONL line that is not a JSON object is skipped and written as a reject (INPUT_PARSE_ERROR) where
-  the stage collects them (`rejects_dir`), else an InputError naming the file and line.
+- a record that cannot be read (a JSONL line that is no JSON object, not UTF-8, nested too deeply, with
+  a number of more than 4,300 digits, a lone surrogate, or a text that is a list or an object; the cut
+  of a truncated .gz, whose earlier lines are read; a Parquet text value that is not UTF-8) is skipped
+  and written as a reject (INPUT_PARSE_ERROR) naming the file and line or row where the stage collects
+  them (`rejects_dir`), else an InputError naming them; values of other fields that are lists or
+  objects are read as their JSON text.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,7 +230,7 @@ def _columns(kind: str, path: Path | str) -> set[str]:
                 return set(pa.ipc.open_stream(source).schema.names)
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"{path} is not a readable Arrow stream file: {exc}") from exc
-    for number, line in enumerate(_lines(path), 1):  # JSONL: the keys of the first record
+    for number, line in _lines(path):  # JSONL: the keys of the first record
         if line.strip():
             return set(_parse_line(line, path, number))
     return set()
@@ -251,23 +255,41 @@ def _binary(path: Path | str) -> BinaryIO:
     return open(path, "rb")
 
 
-def _lines(path: Path | str) -> Iterator[str]:
+def _lines(path: Path | str, bad_lines: list[dict] | None = None) -> Iterator[tuple[int, str]]:
+    """(number, text) of each line of a JSONL(.gz) file. A line that is not UTF-8, or the end of a file cut
+    short (a truncated gzip member), raises InputError naming the file and line, or, when `bad_lines` is a
+    list, goes there and reading goes on (after a cut, nothing is left to read: the lines before it stay)."""
+    number = 0
     try:
         with _binary(path) as raw:
             source = gzip.open(raw) if str(path).lower().endswith(".gz") else raw
-            yield from io.TextIOWrapper(source, encoding="utf-8")
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise InputError(f"{path} is not readable UTF-8 JSONL: {exc}") from exc
+            for number, data in enumerate(source, 1):
+                try:
+                    yield number, data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    _bad_line(bad_lines, f"{path} line {number} is not UTF-8 ({exc.reason} at byte {exc.start})",
+                              data.decode("utf-8", "replace"))
+    except (OSError, EOFError, zlib.error) as exc:
+        if number == 0 and not isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+            raise InputError(f"{path} is not readable: {exc}") from exc
+        _bad_line(bad_lines, f"{path} is cut short after line {number} ({exc or type(exc).__name__}): "
+                             "the lines before the cut are read", "")
+
+
+def _bad_line(bad_lines: list[dict] | None, error: str, content: str) -> None:
+    if bad_lines is None:
+        raise InputError(error)
+    bad_lines.append({"error": error, "content": content})
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
     """The JSON objects of a JSONL(.gz) file, blank lines skipped; a line that is none is an InputError naming it."""
-    for number, line in enumerate(_lines(path), 1):
+    for number, line in _lines(path):
         if line.strip():
             yield _parse_line(line, path, number)
 
 
-INPUT_PARSE_ERROR = "input_parse_error"  # the reject rule of a JSONL line that is no JSON object
+INPUT_PARSE_ERROR = "input_parse_error"  # the reject rule of an input record that cannot be read
 
 
 def _parse_line(line: str, path: Path | str, number: int) -> dict:
@@ -275,9 +297,30 @@ def _parse_line(line: str, path: Path | str, number: int) -> dict:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} line {number} is not JSON: {exc}") from exc
+    except ValueError as exc:  # a number of more than 4,300 digits
+        raise InputError(f"{path} line {number} is not JSON thresher reads: {str(exc).split(';')[0]}") from exc
+    except RecursionError:
+        raise InputError(f"{path} line {number} is not JSON thresher reads: a value nested too deeply") from None
     if not isinstance(record, dict):
         raise InputError(f"{path} line {number} is a JSON {type(record).__name__}, not an object")
+    if "\\ud" in line.lower() and _has_lone_surrogate(record):
+        raise InputError(f"{path} line {number} holds a lone surrogate (an escaped \\ud800-\\udfff without its pair): "
+                         "not valid Unicode")
     return record
+
+
+def _has_lone_surrogate(value) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(key) or _has_lone_surrogate(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
 
 
 def source_parts(source: DocumentSource, part_rows: int = 100_000) -> list[tuple]:
@@ -349,8 +392,10 @@ def read_source_parts(parts: Iterator[pa.RecordBatch], fields: FieldMapping, sch
     for part in parts:
         for row in part.to_pylist():
             bad_lines: list[dict] | None = [] if rejects_dir is not None else None
-            for columns, num_rows, first_row in _read_part(row, batch_rows, bad_lines):
-                yield conform_columns(columns, num_rows, row["name"], first_row, fields, schema, lid_model_path)
+            for columns, num_rows, first_row in _read_part(row, batch_rows, bad_lines, text_field=fields.text):
+                columns, valid = _utf8_text(columns, fields.text, row["path"], first_row, bad_lines)
+                batch = conform_columns(columns, num_rows, row["name"], first_row, fields, schema, lid_model_path)
+                yield batch if valid is None else batch.filter(valid)
             if bad_lines:
                 _write_parse_rejects(bad_lines, row["path"], rejects_dir, stage)
 
@@ -376,8 +421,35 @@ def _document_rows(source: DocumentSource, schema: pa.Schema, bad_lines: list[di
     wanted = set().union(*(sources.get(name, {name}) for name in schema.names))
     for values in source_parts(source):
         part = dict(zip(PARTS.names, values, strict=True))
-        for columns, num_rows, first_row in _read_part(part, batch_rows, bad_lines, wanted):
-            yield from conform_columns(columns, num_rows, part["name"], first_row, fields, schema).to_pylist()
+        for columns, num_rows, first_row in _read_part(part, batch_rows, bad_lines, wanted, fields.text):
+            columns, valid = _utf8_text(columns, fields.text, part["path"], first_row, bad_lines)
+            batch = conform_columns(columns, num_rows, part["name"], first_row, fields, schema)
+            yield from (batch if valid is None else batch.filter(valid)).to_pylist()
+
+
+def _utf8_text(columns: dict[str, pa.Array], text_field: str, path: str, first_row: int,
+               bad_lines: list[dict] | None) -> tuple[dict[str, pa.Array], pa.Array | None]:
+    """A binary text column (Parquet's bytes) as text; a row whose bytes are not UTF-8 raises InputError naming
+    the file and row, or goes to `bad_lines` and is masked out (the mask, else None: every row is kept).
+    Its row keeps its number, so the derived ids of the rows after it do not move."""
+    text = columns.get(text_field)
+    if text is None or not (pa.types.is_binary(text.type) or pa.types.is_large_binary(text.type)):
+        return columns, None
+    try:
+        return {**columns, text_field: text.cast(pa.string())}, None
+    except pa.ArrowInvalid:
+        pass
+    decoded, valid = [], []
+    for index, value in enumerate(text.to_pylist()):
+        try:
+            decoded.append(None if value is None else value.decode("utf-8"))
+            valid.append(True)
+        except UnicodeDecodeError as exc:
+            _bad_line(bad_lines, f"{path} row {first_row + index}: {text_field!r} is not UTF-8 ({exc.reason} at byte "
+                                 f"{exc.start})", value[:200].decode("utf-8", "replace"))
+            decoded.append(None)
+            valid.append(False)
+    return {**columns, text_field: pa.array(decoded, pa.string())}, pa.array(valid)
 
 
 def _write_parse_rejects(bad_lines: list[dict], path: str, rejects_dir: str, stage: str) -> None:
@@ -397,8 +469,8 @@ def _write_parse_rejects(bad_lines: list[dict], path: str, rejects_dir: str, sta
     write_whole(fs, f"{directory}/{name}.parquet", buffer.getvalue().to_pybytes())
 
 
-def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None,
-               columns: set[str] | None = None) -> Iterator[tuple[dict[str, pa.Array], int, int]]:
+def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None, columns: set[str] | None = None,
+               text_field: str = "text") -> Iterator[tuple[dict[str, pa.Array], int, int]]:
     """(columns, rows, number of the first row in its file) for each batch of one part; JSONL lines
     that are no JSON object go to `bad_lines` when it is a list (else they raise InputError). Given
     `columns`, a Parquet part's other columns are not read."""
@@ -413,7 +485,7 @@ def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None,
     elif part["kind"] == ARROW:
         batches = _arrow_batches(part["path"], batch_rows)
     else:
-        batches = _jsonl_batches(part["path"], batch_rows, bad_lines)
+        batches = _jsonl_batches(part["path"], batch_rows, bad_lines, text_field)
     for batch in batches:
         yield dict(zip(batch.schema.names, batch.columns, strict=True)), batch.num_rows, first_row
         first_row += batch.num_rows
@@ -426,20 +498,24 @@ def _arrow_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
                 yield batch.slice(start, batch_rows)
 
 
-def _jsonl_batches(path: str, batch_rows: int, bad_lines: list[dict] | None = None) -> Iterator[pa.RecordBatch]:
-    """JSONL rows as batches; values that are not strings, numbers or null become their JSON text.
-    A line that is no JSON object raises InputError, or goes to `bad_lines` (error, content)."""
+def _jsonl_batches(path: str, batch_rows: int, bad_lines: list[dict] | None = None,
+                   text_field: str = "text") -> Iterator[pa.RecordBatch]:
+    """JSONL rows as batches; values that are not strings, numbers or null become their JSON text. A line
+    that is no JSON object thresher reads, or whose `text_field` is a list or an object, raises InputError,
+    or goes to `bad_lines` (error, content), as do lines that are not UTF-8 and the cut of a truncated file."""
     records: list[dict] = []
-    for number, line in enumerate(_lines(path), 1):
+    for number, line in _lines(path, bad_lines):
         if not line.strip():
             continue
         try:
-            records.append(_parse_line(line, path, number))
+            record = _parse_line(line, path, number)
+            if isinstance(record.get(text_field), (list, dict)):
+                kind = "a list" if isinstance(record[text_field], list) else "an object"
+                raise InputError(f"{path} line {number}: field {text_field!r} is {kind}, not text")
         except InputError as exc:
-            if bad_lines is None:
-                raise
-            bad_lines.append({"error": str(exc), "content": line.rstrip("\n")})  # the error names file and line
+            _bad_line(bad_lines, str(exc), line.rstrip("\n"))  # the error names file and line
             continue
+        records.append(record)
         if len(records) == batch_rows:
             yield _records_batch(records)
             records = []
@@ -452,12 +528,16 @@ def _records_batch(records: list[dict]) -> pa.RecordBatch:
     arrays = []
     for name in names:
         column = [record.get(name) for record in records]
+        nested = any(isinstance(value, (list, dict)) for value in column)
         try:
-            arrays.append(pa.array(column))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep each value as JSON text
-            arrays.append(pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in column],
-                                   pa.string()))
+            arrays.append(pa.array(column) if not nested else _json_text(column))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed types, huge integers: JSON text
+            arrays.append(_json_text(column))
     return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _json_text(column: list) -> pa.Array:
+    return pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v) for v in column], pa.string())
 
 
 # The export's view of a document: its id, its text and how many times rebalancing samples it.

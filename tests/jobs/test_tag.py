@@ -194,7 +194,7 @@ def test_a_users_jsonl_of_the_same_documents_gets_the_same_tags_and_a_broken_lin
     assert reject["rule"] == "input_parse_error" and reject["stage"] == "tag" and reject["warc_path"] == str(path)
     assert reject["detail"].startswith(f"{path} line 4 is not JSON") and reject["content"].startswith('{"uid": "cut-off"')
     notes = [line for line in capsys.readouterr().err.splitlines() if "JSON" in line]
-    assert notes == [f"[thresher] tag: skipped 1 JSONL line that is no JSON object, counted as input_parse_error rejects; "
+    assert notes == [f"[thresher] tag: skipped 1 input record that could not be read, counted as input_parse_error rejects; "
                      f"the first: {reject['detail']}"]
 
 

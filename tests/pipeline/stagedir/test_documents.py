@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import json
 
 import datasets
@@ -240,3 +241,61 @@ def test_the_one_reader_raises_on_a_bad_jsonl_line_or_sets_it_aside(tmp_path):
     assert [d["text"] for d in documents] == [r["content"] for r in rows(3)]
     assert [d["doc_id"] for d in documents] == [derived_doc_id("docs.jsonl", i) for i in range(3)]
     assert bad_lines == [{"error": f"{path} line 3 is a JSON str, not an object", "content": '"just a string"'}]
+
+
+def _good(i: int) -> bytes:
+    return json.dumps({"id": f"d{i}", "text": f"document {i} of a user's corpus"}).encode() + b"\n"
+
+
+@pytest.mark.parametrize("case, bad, error", [
+    ("lone surrogate", b'{"id": "x", "text": "an emoji cut in half \\ud83d here"}\n',
+     r"line 3 holds a lone surrogate"),
+    ("invalid UTF-8", b'{"id": "x", "text": "caf\xe9 latin-1"}\n', r"line 3 is not UTF-8 \(invalid continuation byte"),
+    ("deep JSON in an unused field", b'{"id": "x", "text": "t", "meta": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+     r"line 3 is not JSON thresher reads: a value nested too deeply"),
+    ("a 5,000-digit number", b'{"id": "x", "text": "t", "n": ' + b"7" * 5000 + b"}\n",
+     r"line 3 is not JSON thresher reads: Exceeds the limit \(4300 digits\)"),
+    ("text a list", b'{"id": "x", "text": ["a", "b"]}\n', r"line 3: field 'text' is a list, not text"),
+    ("text an object", b'{"id": "x", "text": {"body": "b"}}\n', r"line 3: field 'text' is an object, not text"),
+])
+def test_one_bad_jsonl_line_is_a_counted_reject_and_the_other_lines_are_read(tmp_path, case, bad, error):
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(_good(1) + _good(2) + bad + _good(4))
+    bad_lines: list[dict] = []
+    rows = list(read_documents(str(path), bad_lines=bad_lines))
+    assert [row["doc_id"] for row in rows] == ["d1", "d2", "d4"]
+    assert len(bad_lines) == 1 and re.search(rf"^{path} {error}", bad_lines[0]["error"]), bad_lines
+    with pytest.raises(InputError, match=error):  # where no stage collects rejects: one line naming the line
+        list(read_documents(str(path)))
+
+
+def test_lists_objects_and_huge_numbers_in_other_fields_become_their_json_text(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    rows = [{"id": "a", "text": "one", "lang": ["en", "de"]}, {"id": "b", "text": "two", "lang": {"code": "en"}},
+            {"id": "c", "text": "three", "lang": "en", "big": 2 ** 80}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    found = list(read_documents(str(path), columns=("doc_id", "text", "lang")))
+    assert found == [{"doc_id": "a", "text": "one", "lang": '["en", "de"]'},
+                     {"doc_id": "b", "text": "two", "lang": '{"code": "en"}'}, {"doc_id": "c", "text": "three", "lang": "en"}]
+
+
+def test_a_truncated_jsonl_gz_keeps_the_lines_before_the_cut(tmp_path):
+    whole = gzip.compress(b"".join(_good(i) for i in range(200)))
+    path = tmp_path / "corpus.jsonl.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    bad_lines: list[dict] = []
+    rows = list(read_documents(str(path), bad_lines=bad_lines))
+    assert 0 < len(rows) < 200 and [row["doc_id"] for row in rows] == [f"d{i}" for i in range(len(rows))]
+    assert len(bad_lines) == 1
+    assert re.fullmatch(rf"{path} is cut short after line \d+ \(.*\): the lines before the cut are read", bad_lines[0]["error"])
+
+
+def test_a_parquet_text_value_that_is_not_utf8_is_a_reject_naming_its_row(tmp_path):
+    texts = [b"first document", b"caf\xe9 in latin-1", b"third document"]
+    pq.write_table(pa.table({"text": pa.array(texts, pa.binary())}), tmp_path / "docs.parquet")
+    bad_lines: list[dict] = []
+    rows = list(read_documents(str(tmp_path / "docs.parquet"), bad_lines=bad_lines))
+    assert [row["text"] for row in rows] == ["first document", "third document"]
+    assert [row["doc_id"] for row in rows] == [derived_doc_id("docs.parquet", 0), derived_doc_id("docs.parquet", 2)]
+    assert [bad["error"] for bad in bad_lines] == [
+        f"{tmp_path}/docs.parquet row 1: 'text' is not UTF-8 (invalid continuation byte at byte 3)"]
