@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from functools import partial
 
@@ -42,6 +43,11 @@ def add_field_arguments(parser: argparse.ArgumentParser) -> None:
 
 def fields_from_args(args: argparse.Namespace) -> FieldMapping:
     return FieldMapping(text=args.text_field, id=args.id_field, url=args.url_field, ids_per_file=getattr(args, "ids_per_file", False))
+
+
+def with_limits(fields: FieldMapping, config) -> FieldMapping:
+    """`fields` reading no document longer than the config's input.max_document_bytes."""
+    return dataclasses.replace(fields, max_document_bytes=config.input.max_document_bytes)
 
 
 def source_from_args(args: argparse.Namespace, path: str) -> DocumentSource:

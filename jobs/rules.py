@@ -31,6 +31,7 @@ from thresher.jobs.documents_input import (
     fields_from_args,
     fresh_rejects_dir,
     parse_rejects,
+    with_limits,
 )
 from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, RulesConfig
@@ -344,7 +345,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
             f"exceeds rules.minhash_num_perm = {rules.minhash_num_perm}"
         )
     resources = load_resources(rules, str)  # resolved already; missing word lists fail here, before any Spark work
-    source = resolve_source(input_dir, fields)
+    source = resolve_source(input_dir, with_limits(fields, config))
     output = StageOutput(output_dir)
     output.begin()
     timings = {}

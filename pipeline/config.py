@@ -380,8 +380,18 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class InputConfig:
+    """Documents a user brings to any stage after stage 1 (JSONL, Parquet, datasets directories)."""
+
+    # A document (a JSONL line, a Parquet text value) above this is a counted input_parse_error reject, never
+    # read whole: what one task holds of one document, and so every stage's memory, stays bounded.
+    max_document_bytes: Annotated[int, Range(1, 1 << 31)] = 10_000_000
+
+
+@dataclass(frozen=True)
 class Config:
     spark: SparkConfig = field(default_factory=SparkConfig)
+    input: InputConfig = field(default_factory=InputConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
     tag: TagConfig = field(default_factory=TagConfig)

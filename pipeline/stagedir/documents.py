@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import zlib
 from collections.abc import Iterator, Sequence
@@ -51,6 +52,8 @@ _STAGE_SIGNS = (STATS_FILE, "rejects", STAGING_DIR, WORK_DIR, CHECKPOINT_DIR)
 PARQUET, JSONL, ARROW = "parquet", "jsonl", "arrow"
 _JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".ndjson.gz")
 FIELD_OPTIONS = {"text": "--text-field", "id": "--id-field", "url": "--url-field"}
+DEFAULT_FIELDS_MAX_BYTES = 10_000_000  # the config's input.max_document_bytes
+BATCH_BYTES = 64 << 20  # a JSONL batch ends at this many bytes of lines, however few they are
 
 # One task's share of the input: a run of Parquet row groups, or a whole JSONL or Arrow file.
 PARTS = pa.schema(
@@ -73,6 +76,7 @@ class FieldMapping:
     id: str = ""  # empty: doc_id, else id, else derived from the file name and row number
     url: str = "url"
     ids_per_file: bool = False  # each file numbers its own ids: doc_id is "<file>:<id>", unique across files
+    max_document_bytes: int = DEFAULT_FIELDS_MAX_BYTES  # a longer JSONL line or text value is a reject, never read whole (config input.*)
 
     def id_column(self, columns: list[str]) -> str | None:
         if self.id:
@@ -251,19 +255,29 @@ def _binary(path: Path | str) -> BinaryIO:
     if is_url(str(path)):
         import fsspec
 
-        return fsspec.open(str(path), "rb").open()
+        # Buffered by io, whose readline takes a limit (fsspec's reads a whole line, however long).
+        return io.BufferedReader(fsspec.open(str(path), "rb").open(), buffer_size=1 << 20)
     return open(path, "rb")
 
 
-def _lines(path: Path | str, bad_lines: list[dict] | None = None) -> Iterator[tuple[int, str]]:
-    """(number, text) of each line of a JSONL(.gz) file. A line that is not UTF-8, or the end of a file cut
-    short (a truncated gzip member), raises InputError naming the file and line, or, when `bad_lines` is a
-    list, goes there and reading goes on (after a cut, nothing is left to read: the lines before it stay)."""
+def _lines(path: Path | str, bad_lines: list[dict] | None = None,
+           max_bytes: int = DEFAULT_FIELDS_MAX_BYTES) -> Iterator[tuple[int, str]]:
+    """(number, text) of each line of a JSONL(.gz) file. A line that is not UTF-8 or longer than `max_bytes`
+    (read no further than that: the rest is skipped in chunks), or the end of a file cut short (a truncated
+    gzip member), raises InputError naming the file and line, or, when `bad_lines` is a list, goes there and
+    reading goes on (after a cut, nothing is left to read: the lines before it stay)."""
     number = 0
     try:
         with _binary(path) as raw:
             source = gzip.open(raw) if str(path).lower().endswith(".gz") else raw
-            for number, data in enumerate(source, 1):
+            while data := source.readline(max_bytes + 1):
+                number += 1
+                if len(data) > max_bytes and not data.endswith(b"\n"):
+                    while (rest := source.readline(1 << 20)) and not rest.endswith(b"\n"):
+                        pass
+                    _bad_line(bad_lines, f"{path} line {number} is longer than {max_bytes:,} bytes "
+                                         "(input.max_document_bytes)", data[:200].decode("utf-8", "replace"))
+                    continue
                 try:
                     yield number, data.decode("utf-8")
                 except UnicodeDecodeError as exc:
@@ -392,8 +406,9 @@ def read_source_parts(parts: Iterator[pa.RecordBatch], fields: FieldMapping, sch
     for part in parts:
         for row in part.to_pylist():
             bad_lines: list[dict] | None = [] if rejects_dir is not None else None
-            for columns, num_rows, first_row in _read_part(row, batch_rows, bad_lines, text_field=fields.text):
-                columns, valid = _utf8_text(columns, fields.text, row["path"], first_row, bad_lines)
+            for columns, num_rows, first_row in _read_part(row, batch_rows, bad_lines, text_field=fields.text,
+                                                           max_bytes=fields.max_document_bytes):
+                columns, valid = _checked_text(columns, fields, row["path"], first_row, bad_lines)
                 batch = conform_columns(columns, num_rows, row["name"], first_row, fields, schema, lid_model_path)
                 yield batch if valid is None else batch.filter(valid)
             if bad_lines:
@@ -421,35 +436,51 @@ def _document_rows(source: DocumentSource, schema: pa.Schema, bad_lines: list[di
     wanted = set().union(*(sources.get(name, {name}) for name in schema.names))
     for values in source_parts(source):
         part = dict(zip(PARTS.names, values, strict=True))
-        for columns, num_rows, first_row in _read_part(part, batch_rows, bad_lines, wanted, fields.text):
-            columns, valid = _utf8_text(columns, fields.text, part["path"], first_row, bad_lines)
+        for columns, num_rows, first_row in _read_part(part, batch_rows, bad_lines, wanted, fields.text,
+                                                       fields.max_document_bytes):
+            columns, valid = _checked_text(columns, fields, part["path"], first_row, bad_lines)
             batch = conform_columns(columns, num_rows, part["name"], first_row, fields, schema)
             yield from (batch if valid is None else batch.filter(valid)).to_pylist()
 
 
-def _utf8_text(columns: dict[str, pa.Array], text_field: str, path: str, first_row: int,
-               bad_lines: list[dict] | None) -> tuple[dict[str, pa.Array], pa.Array | None]:
-    """A binary text column (Parquet's bytes) as text; a row whose bytes are not UTF-8 raises InputError naming
-    the file and row, or goes to `bad_lines` and is masked out (the mask, else None: every row is kept).
-    Its row keeps its number, so the derived ids of the rows after it do not move."""
-    text = columns.get(text_field)
-    if text is None or not (pa.types.is_binary(text.type) or pa.types.is_large_binary(text.type)):
+def _checked_text(columns: dict[str, pa.Array], fields: FieldMapping, path: str, first_row: int,
+                  bad_lines: list[dict] | None) -> tuple[dict[str, pa.Array], pa.Array | None]:
+    """The text column of a Parquet or Arrow batch as text, each value checked: one that is not UTF-8 (a
+    binary column's bytes) or longer than `fields.max_document_bytes` raises InputError naming the file and
+    row, or goes to `bad_lines` and is masked out (the mask, else None: every row is kept). Its row keeps its
+    number, so the derived ids of the rows after it do not move."""
+    import pyarrow.compute as pc
+
+    text = columns.get(fields.text)
+    if text is None or not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)
+                            or pa.types.is_binary(text.type) or pa.types.is_large_binary(text.type)):
         return columns, None
-    try:
-        return {**columns, text_field: text.cast(pa.string())}, None
-    except pa.ArrowInvalid:
-        pass
-    decoded, valid = [], []
-    for index, value in enumerate(text.to_pylist()):
+    too_long = pc.fill_null(pc.greater(pc.binary_length(text), fields.max_document_bytes), False)
+    if pa.types.is_binary(text.type) or pa.types.is_large_binary(text.type):
         try:
-            decoded.append(None if value is None else value.decode("utf-8"))
+            text = text.cast(pa.string())
+        except pa.ArrowInvalid:
+            text = None  # decoded value by value below
+    if text is not None and not pc.any(too_long).as_py():
+        return {**columns, fields.text: text}, None
+    decoded, valid = [], []
+    values = (text if text is not None else columns[fields.text]).to_pylist()
+    for index, (value, long) in enumerate(zip(values, too_long.to_pylist(), strict=True)):
+        if long:
+            _bad_line(bad_lines, f"{path} row {first_row + index}: {fields.text!r} is longer than "
+                                 f"{fields.max_document_bytes:,} bytes (input.max_document_bytes)", "")
+            decoded.append(None)
+            valid.append(False)
+            continue
+        try:
+            decoded.append(value.decode("utf-8") if isinstance(value, bytes) else value)
             valid.append(True)
         except UnicodeDecodeError as exc:
-            _bad_line(bad_lines, f"{path} row {first_row + index}: {text_field!r} is not UTF-8 ({exc.reason} at byte "
+            _bad_line(bad_lines, f"{path} row {first_row + index}: {fields.text!r} is not UTF-8 ({exc.reason} at byte "
                                  f"{exc.start})", value[:200].decode("utf-8", "replace"))
             decoded.append(None)
             valid.append(False)
-    return {**columns, text_field: pa.array(decoded, pa.string())}, pa.array(valid)
+    return {**columns, fields.text: pa.array(decoded, pa.string())}, pa.array(valid)
 
 
 def _write_parse_rejects(bad_lines: list[dict], path: str, rejects_dir: str, stage: str) -> None:
@@ -470,7 +501,8 @@ def _write_parse_rejects(bad_lines: list[dict], path: str, rejects_dir: str, sta
 
 
 def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None, columns: set[str] | None = None,
-               text_field: str = "text") -> Iterator[tuple[dict[str, pa.Array], int, int]]:
+               text_field: str = "text", max_bytes: int = DEFAULT_FIELDS_MAX_BYTES,
+               ) -> Iterator[tuple[dict[str, pa.Array], int, int]]:
     """(columns, rows, number of the first row in its file) for each batch of one part; JSONL lines
     that are no JSON object go to `bad_lines` when it is a list (else they raise InputError). Given
     `columns`, a Parquet part's other columns are not read."""
@@ -485,7 +517,7 @@ def _read_part(part: dict, batch_rows: int, bad_lines: list[dict] | None = None,
     elif part["kind"] == ARROW:
         batches = _arrow_batches(part["path"], batch_rows)
     else:
-        batches = _jsonl_batches(part["path"], batch_rows, bad_lines, text_field)
+        batches = _jsonl_batches(part["path"], batch_rows, bad_lines, text_field, max_bytes)
     for batch in batches:
         yield dict(zip(batch.schema.names, batch.columns, strict=True)), batch.num_rows, first_row
         first_row += batch.num_rows
@@ -498,13 +530,14 @@ def _arrow_batches(path: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
                 yield batch.slice(start, batch_rows)
 
 
-def _jsonl_batches(path: str, batch_rows: int, bad_lines: list[dict] | None = None,
-                   text_field: str = "text") -> Iterator[pa.RecordBatch]:
+def _jsonl_batches(path: str, batch_rows: int, bad_lines: list[dict] | None = None, text_field: str = "text",
+                   max_bytes: int = DEFAULT_FIELDS_MAX_BYTES) -> Iterator[pa.RecordBatch]:
     """JSONL rows as batches; values that are not strings, numbers or null become their JSON text. A line
     that is no JSON object thresher reads, or whose `text_field` is a list or an object, raises InputError,
     or goes to `bad_lines` (error, content), as do lines that are not UTF-8 and the cut of a truncated file."""
     records: list[dict] = []
-    for number, line in _lines(path, bad_lines):
+    held = 0  # bytes of the records in hand: a batch ends at batch_rows records or BATCH_BYTES
+    for number, line in _lines(path, bad_lines, max_bytes):
         if not line.strip():
             continue
         try:
@@ -516,9 +549,10 @@ def _jsonl_batches(path: str, batch_rows: int, bad_lines: list[dict] | None = No
             _bad_line(bad_lines, str(exc), line.rstrip("\n"))  # the error names file and line
             continue
         records.append(record)
-        if len(records) == batch_rows:
+        held += len(line)
+        if len(records) == batch_rows or held >= BATCH_BYTES:
             yield _records_batch(records)
-            records = []
+            records, held = [], 0
     if records:
         yield _records_batch(records)
 

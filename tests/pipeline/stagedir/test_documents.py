@@ -299,3 +299,20 @@ def test_a_parquet_text_value_that_is_not_utf8_is_a_reject_naming_its_row(tmp_pa
     assert [row["doc_id"] for row in rows] == [derived_doc_id("docs.parquet", 0), derived_doc_id("docs.parquet", 2)]
     assert [bad["error"] for bad in bad_lines] == [
         f"{tmp_path}/docs.parquet row 1: 'text' is not UTF-8 (invalid continuation byte at byte 3)"]
+
+
+def test_a_document_over_the_size_bound_is_a_reject_and_is_never_read_whole(tmp_path):
+    fields = FieldMapping(max_document_bytes=1000)
+    path = tmp_path / "corpus.jsonl"
+    huge = json.dumps({"id": "huge", "text": "word " * 50_000}).encode() + b"\n"
+    path.write_bytes(_good(1) + huge + _good(3))
+    bad_lines: list[dict] = []
+    assert [row["doc_id"] for row in read_documents(str(path), fields, bad_lines=bad_lines)] == ["d1", "d3"]
+    assert [bad["error"] for bad in bad_lines] == [f"{path} line 2 is longer than 1,000 bytes (input.max_document_bytes)"]
+    assert len(bad_lines[0]["content"]) <= 200
+    pq.write_table(pa.table({"text": ["short", "x" * 1001, "short too"]}), tmp_path / "docs.parquet")
+    bad_lines = []
+    rows = list(read_documents(str(tmp_path / "docs.parquet"), fields, bad_lines=bad_lines))
+    assert [row["text"] for row in rows] == ["short", "short too"]
+    assert [bad["error"] for bad in bad_lines] == [
+        f"{tmp_path}/docs.parquet row 1: 'text' is longer than 1,000 bytes (input.max_document_bytes)"]
