@@ -409,6 +409,8 @@ def read_source_parts(parts: Iterator[pa.RecordBatch], fields: FieldMapping, sch
             for columns, num_rows, first_row in _read_part(row, batch_rows, bad_lines, text_field=fields.text,
                                                            max_bytes=fields.max_document_bytes):
                 columns, valid = _checked_text(columns, fields, row["path"], first_row, bad_lines)
+                if "sample_copies" in schema.names and "sample_copies" in columns:
+                    columns, valid = _checked_copies(columns, valid, row["path"], first_row, bad_lines)
                 batch = conform_columns(columns, num_rows, row["name"], first_row, fields, schema, lid_model_path)
                 yield batch if valid is None else batch.filter(valid)
             if bad_lines:
@@ -481,6 +483,49 @@ def _checked_text(columns: dict[str, pa.Array], fields: FieldMapping, path: str,
             decoded.append(None)
             valid.append(False)
     return {**columns, fields.text: pa.array(decoded, pa.string())}, pa.array(valid)
+
+
+MAX_SAMPLE_COPIES = 1000  # a document repeated more often than this in a corpus is an error, not a mix
+
+
+def _checked_copies(columns: dict[str, pa.Array], valid: pa.Array | None, path: str, first_row: int,
+                    bad_lines: list[dict] | None) -> tuple[dict[str, pa.Array], pa.Array | None]:
+    """sample_copies as int32, each value a whole number from 0 to MAX_SAMPLE_COPIES or null (one copy); any
+    other (-7, "many", 2.5) raises InputError naming the file and row, or goes to `bad_lines`, masked out."""
+    copies = columns["sample_copies"]
+    if pa.types.is_integer(copies.type):
+        import pyarrow.compute as pc
+
+        in_range = pc.and_(pc.greater_equal(copies, 0), pc.less_equal(copies, MAX_SAMPLE_COPIES))
+        if pc.all(pc.fill_null(in_range, True)).as_py():
+            return {**columns, "sample_copies": copies.cast(pa.int32())}, valid
+    kept, mask = [], [] if valid is None else valid.to_pylist()
+    for index, value in enumerate(copies.to_pylist()):
+        value = _number(value)  # a JSONL column of mixed types holds its numbers as their JSON text
+        whole = isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer()
+        if value is None or whole and 0 <= value <= MAX_SAMPLE_COPIES:
+            kept.append(None if value is None else int(value))
+            if valid is None:
+                mask.append(True)
+            continue
+        _bad_line(bad_lines, f"{path} row {first_row + index}: sample_copies {value!r} is not a whole number of copies "
+                             f"from 0 to {MAX_SAMPLE_COPIES:,}", "")
+        kept.append(None)
+        if valid is None:
+            mask.append(False)
+        else:
+            mask[index] = False
+    return {**columns, "sample_copies": pa.array(kept, pa.int32())}, pa.array(mask)
+
+
+def _number(value):
+    if not isinstance(value, str):
+        return value
+    try:
+        number = json.loads(value)
+    except ValueError:
+        return value
+    return number if isinstance(number, (int, float)) else value
 
 
 def _write_parse_rejects(bad_lines: list[dict], path: str, rejects_dir: str, stage: str) -> None:

@@ -316,3 +316,24 @@ def test_a_document_over_the_size_bound_is_a_reject_and_is_never_read_whole(tmp_
     assert [row["text"] for row in rows] == ["short", "short too"]
     assert [bad["error"] for bad in bad_lines] == [
         f"{tmp_path}/docs.parquet row 1: 'text' is longer than 1,000 bytes (input.max_document_bytes)"]
+
+
+def test_sample_copies_that_are_no_count_are_rejects_naming_the_row(tmp_path):
+    path = tmp_path / "mix.jsonl"
+    rows = [{"doc_id": "a", "text": "one", "sample_copies": 2}, {"doc_id": "b", "text": "two", "sample_copies": -7},
+            {"doc_id": "c", "text": "three", "sample_copies": "many"}, {"doc_id": "d", "text": "four"},
+            {"doc_id": "e", "text": "five", "sample_copies": 3.0}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    source = resolve_source(str(path))
+    parts = pa.RecordBatch.from_pylist([dict(zip(PARTS.names, p, strict=True)) for p in source_parts(source)],
+                                       schema=PARTS)
+    batches = list(document_batches(iter([parts]), 16, source.fields, rejects_dir=str(tmp_path / "rejects"),
+                                    stage="export"))
+    found = pa.Table.from_batches(batches).to_pylist()
+    assert [(row["doc_id"], row["copies"]) for row in found] == [("a", 2), ("d", 1), ("e", 3)]
+    (rejects,) = (tmp_path / "rejects").glob("*.parquet")
+    assert [(row["rule"], row["detail"]) for row in pq.read_table(rejects).to_pylist()] == [
+        ("input_parse_error", f"{path} row 1: sample_copies -7 is not a whole number of copies from 0 to 1,000"),
+        ("input_parse_error", f"{path} row 2: sample_copies 'many' is not a whole number of copies from 0 to 1,000")]
+    with pytest.raises(InputError, match="row 1: sample_copies -7 is not a whole number"):
+        list(document_batches(iter([parts]), 16, source.fields))
