@@ -3,16 +3,22 @@
 One Spark task per WARC file runs `pipeline.prepare.records.process_warc` (records, URL filter,
 extraction, language ID, MD5) and writes that file's rows itself, as one Parquet file in
 OUTPUT/_work/files/ named by a hash of the file's base name and of its version (size, mtime and
-head, or a remote file's ETag), renamed into place only when the file is finished. Exact dedup (a
-window over the MD5) and the outputs are DataFrame operations on those files. Output:
-OUTPUT/documents/ (schemas.documents.PREPARED), OUTPUT/rejects/ (schemas.rejects.REJECT),
-OUTPUT/stats.json, committed together.
+head, or a remote file's ETag), written whole only when the file is finished (one PUT on an object
+store). Exact dedup (a window over the MD5) and the outputs are DataFrame operations on those files.
+Output: OUTPUT/documents/ (schemas.documents.PREPARED), OUTPUT/rejects/ (schemas.rejects.REJECT),
+each written as Parquet parts by the Python workers (pipeline.stagedir.parts) and listed by the
+`_COMMITTED` marker, and OUTPUT/stats.json, committed together.
+
+Inputs and OUTPUT may be local paths or any fsspec URL (s3://, gs://, ...), on one code path: the
+driver lists the inputs, each task streams its file through fsspec, and every object of OUTPUT, the
+work files included, is written from Python with fsspec and pyarrow, never by Spark's own reader or
+writer (the JVM needs no connector for the store) and never renamed on an object store. Lists and the
+language-ID model given as URLs are fetched once per node (`pipeline.locations.local_copy`).
 
 Resuming: a rerun after a crash (driver or executors) processes only the input files that have no
 finished Parquet file for their current version yet; a file replaced since is read again.
-Executors write into OUTPUT themselves, so OUTPUT must be on a filesystem that the driver and
-every executor see: any path in local mode, a shared filesystem (NFS, Lustre, a mounted bucket) on
-a cluster.
+Executors write into OUTPUT themselves, so OUTPUT must be one that the driver and every executor
+reach: any path in local mode, a shared filesystem (NFS, Lustre) or an object store on a cluster.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ import dataclasses
 import functools
 import json
 import os
-import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +38,7 @@ from pathlib import Path
 from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, ConfigError, PrepareConfig
 from thresher.pipeline.filters import merge_rule_stats, rule_stats_from_json, rule_stats_report
-from thresher.pipeline.locations import is_url
+from thresher.pipeline.locations import is_url, local_copy
 from thresher.pipeline.prepare.archive_sniff import check_archive_inputs
 from thresher.pipeline.prepare.inputs import expand_inputs, input_identity
 from thresher.pipeline.prepare.records import (
@@ -44,7 +50,8 @@ from thresher.pipeline.prepare.records import (
     file_output_name,
     write_warc_rows,
 )
-from thresher.pipeline.stagedir import StageOutput, crash_point
+from thresher.pipeline.stagedir import WORK_DIR, StageOutput, crash_point, storage, write_whole
+from thresher.pipeline.stagedir.parts import read_parquet_files, read_written, write_parts
 from thresher.schemas import to_spark_schema
 from thresher.schemas.documents import PREPARED
 from thresher.schemas.rejects import REJECT
@@ -135,25 +142,28 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
 
     # One task per file: the file is the unit of work, of failure and of resuming.
     files_dir = _files_dir(output, prepare)
-    for leftover in files_dir.glob("*.tmp"):  # a crashed attempt's half-written file
-        leftover.unlink()
+    fs, files_root = storage(files_dir)
     # Finished work is keyed by the version of each file, so a file replaced since is read again.
     with ThreadPoolExecutor(max_workers=_IDENTITY_THREADS) as pool:
         identities = list(pool.map(input_identity, files))
-    file_outputs = [files_dir / file_output_name(path, identity) for path, identity in zip(files, identities, strict=True)]
-    for stale in set(files_dir.glob("*.parquet")) - set(file_outputs):  # an earlier version's rows (ours to remove)
-        stale.unlink()
+    file_outputs = [file_output_name(path, identity) for path, identity in zip(files, identities, strict=True)]
+    present = _work_files(fs, files_root)
+    for name in present:
+        if name.endswith(".tmp") or (name.endswith(".parquet") and name not in file_outputs):
+            fs.rm_file(f"{files_root}/{name}")  # a crashed attempt's half-written file; an earlier version's rows
     todo = [(path, identity) for path, identity, done in zip(files, identities, file_outputs, strict=True)
-            if not done.is_file()]
+            if done not in present]
     batch_size = prepare.files_per_batch or len(todo) or 1
-    write = functools.partial(_write_file_rows, config=prepare, directory=str(files_dir))
+    write = functools.partial(_write_file_rows, config=prepare, directory=files_dir)
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]
         spark.sparkContext.parallelize(batch, numSlices=min(partitions or len(batch), len(batch))).map(write).collect()
         if start + batch_size < len(todo):
             crash_point("prepare:files_partly_done")
+    crash_point("prepare:files_done")
     records_done = time.time()
-    records = spark.read.schema(to_spark_schema(ROW_SCHEMA)).parquet(*(str(path) for path in file_outputs))
+    # Every input's finished rows file (stale versions were removed above), one partition each, in name order.
+    records = read_parquet_files(spark, files_dir, to_spark_schema(ROW_SCHEMA))
 
     # Exact dedup: per MD5, keep the smallest sha1("<seed>:<doc_id>"), ties broken by doc_id.
     docs = records.filter(F.col("row_kind") == ROW_DOCUMENT)
@@ -165,14 +175,12 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
     duplicates = reject_rows(ranked.filter(F.col("_rank") > 1), STAGE, "exact_duplicate", F.col("_kept"))
     record_rejects = reject_rows(records.filter(F.col("row_kind") == ROW_REJECT), STAGE, F.col("rule"),
                                  F.col("detail"), F.col("content"))
-    documents_path, rejects_path = output.staged("documents"), output.staged("rejects")
-    kept.orderBy("doc_id").write.parquet(documents_path)
-    record_rejects.unionByName(duplicates).select(*REJECT.names).orderBy("warc_path", "doc_id", "rule").write.parquet(
-        rejects_path
-    )
+    write_parts(kept.orderBy("doc_id"), output, "documents")
+    write_parts(record_rejects.unionByName(duplicates).select(*REJECT.names).orderBy("warc_path", "doc_id", "rule"),
+                output, "rejects")
     written = time.time()
 
-    counts, details = _stats(spark, records, documents_path, rejects_path, files)
+    counts, details = _stats(spark, records, output, files)
     details["files_resumed"] = len(files) - len(todo)  # finished by an earlier, interrupted attempt
     details["url_lists"] = url_lists_loaded(prepare)
     details["timings"] = {
@@ -186,7 +194,7 @@ def run_prepare(spark, inputs: list[str], output_dir: str, config: Config, parti
             f"stage 1 lost track of records: {counts['documents_in']} in, but {counts['documents_out']} documents + "
             f"{balance - counts['documents_out']} rejects; output left uncommitted in {output_dir}"
         )
-    _refuse_if_every_page_failed(spark, counts["documents_out"], details, rejects_path, output_dir)
+    _refuse_if_every_page_failed(spark, counts["documents_out"], details, output, output_dir)
     return output.commit_stats(STAGE, config, inputs, **counts, details=details)
 
 
@@ -195,7 +203,7 @@ def _write_file_rows(item: tuple[str, str], config: PrepareConfig, directory: st
     return write_warc_rows(path, config, directory, identity)
 
 
-def _refuse_if_every_page_failed(spark, documents_out: int, details: dict, rejects_path: str, output_dir: str) -> None:
+def _refuse_if_every_page_failed(spark, documents_out: int, details: dict, output: StageOutput, output_dir: str) -> None:
     """Raise EveryPageFailed when no page made it and every page that entered some step failed there."""
     from pyspark.sql import functions as F
 
@@ -204,7 +212,7 @@ def _refuse_if_every_page_failed(spark, documents_out: int, details: dict, rejec
     for step, tried in sorted(details["pages_by_step"].items()):
         if tried and details["failures_by_step"].get(step, 0) == tried:
             rules = [f"{step}_error", *(EXTRACT_FAILURE_RULES if step == "extract" else ())]
-            top = (spark.read.parquet(rejects_path).filter(F.col("rule").isin(rules)).groupBy("rule", "detail")
+            top = (read_written(spark, output, "rejects").filter(F.col("rule").isin(rules)).groupBy("rule", "detail")
                    .count().orderBy(F.desc("count"), "rule", "detail").first())
             reason = f"{top.rule}: {top.detail}" if top else "no reject recorded"
             raise EveryPageFailed(
@@ -219,7 +227,7 @@ def url_lists_loaded(prepare: PrepareConfig) -> dict:
     from thresher.pipeline.lexicon import read_list
 
     def entry(path: str) -> dict:
-        return {"path": path, "entries": len(read_list(path))}
+        return {"path": path, "entries": len(read_list(local_copy(path)))}  # a list at a URL: its cached copy
 
     lists: dict = {key: {category: entry(path) for category, path in sorted(getattr(prepare, key).items())}
                    for key in ("domain_blocklists", "url_blocklists", "url_regex_lists")}
@@ -229,20 +237,36 @@ def url_lists_loaded(prepare: PrepareConfig) -> dict:
     return lists
 
 
-def _files_dir(output: StageOutput, prepare: PrepareConfig) -> Path:
-    """The per-file work directory, emptied when an earlier attempt ran with another prepare config
-    or wrote another shape of per-file rows (an older thresher)."""
-    files_dir = output.work / "files"
-    marker = output.work / "files_config.json"
+def _files_dir(output: StageOutput, prepare: PrepareConfig) -> str:
+    """The URL of the per-file work directory (`_work/files` on the output's store), emptied when an earlier
+    attempt ran with another prepare config or wrote another shape of per-file rows (an older thresher).
+
+    Its marker, `_work/files_config.json`, is written whole (one PUT on an object store)."""
+    fs, root = output.fs, output.root
+    files_dir, marker = f"{root}/{WORK_DIR}/files", f"{root}/{WORK_DIR}/files_config.json"
     wanted = json.dumps({"prepare": dataclasses.asdict(prepare), "file_rows": FILE_ROWS_FORMAT}, sort_keys=True)
-    if files_dir.exists() and (not marker.is_file() or marker.read_text() != wanted):
-        shutil.rmtree(files_dir)
-    files_dir.mkdir(exist_ok=True)
-    marker.write_text(wanted)
-    return files_dir
+    fs.invalidate_cache(f"{root}/{WORK_DIR}")
+    try:
+        recorded = fs.cat_file(marker).decode("utf-8", "replace")
+    except FileNotFoundError:
+        recorded = None
+    if recorded != wanted and _work_files(fs, files_dir):
+        fs.rm(files_dir, recursive=True)
+    fs.makedirs(files_dir, exist_ok=True)  # a local directory; nothing on an object store
+    write_whole(fs, marker, wanted.encode())
+    return fs.unstrip_protocol(files_dir)
 
 
-def _stats(spark, records, documents_path: str, rejects_path: str, files: list[str]) -> tuple[dict, dict]:
+def _work_files(fs, files_dir: str) -> set[str]:
+    """The names of the files in the work directory `files_dir` (a path on `fs`); none when it is not there."""
+    fs.invalidate_cache(files_dir)
+    try:
+        return {name.rstrip("/").rsplit("/", 1)[-1] for name in fs.ls(files_dir, detail=False)}
+    except FileNotFoundError:
+        return set()
+
+
+def _stats(spark, records, output: StageOutput, files: list[str]) -> tuple[dict, dict]:
     """The envelope's counts (documents_in: the input records) and the stage's details, from the
     written output and the per-file stat rows (never from accumulators)."""
     from pyspark.sql import functions as F
@@ -268,13 +292,13 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
         extract_rss_kb = max(extract_rss_kb, file_stats.get("extract_process_max_rss_kb", 0))
     rejects_by_rule = {
         row.rule: row["count"]
-        for row in spark.read.parquet(rejects_path).groupBy("rule").count().orderBy("rule").collect()
+        for row in read_written(spark, output, "rejects").groupBy("rule").count().orderBy("rule").collect()
     }
-    documents = spark.read.parquet(documents_path)
+    documents = read_written(spark, output, "documents")
     by_lang = {row.lang: row["count"] for row in documents.groupBy("lang").count().orderBy("lang").collect()}
     counts = {
         "documents_in": sum(kinds[kind] for kind in INPUT_UNITS),
-        "documents_out": documents.count(),
+        "documents_out": sum(part.rows for part in output.written("documents")[0]),
         "rejects_by_rule": rejects_by_rule,
     }
     # Per step, in pipeline order: pages it saw, dropped (its rejects) and its seconds, summed over files.
@@ -293,11 +317,26 @@ def _stats(spark, records, documents_path: str, rejects_path: str, files: list[s
 
 
 def sample_inputs(output_dir: str) -> list[str]:
-    """Write the bundled sample crawl next to `output_dir` and return its files."""
+    """Write the bundled sample crawl next to `output_dir` (in sample-crawl/, on its store) and return its files.
+
+    At a URL, the crawl is generated in a local temporary directory and each file put whole (one PUT)
+    where no object of its size is yet, so a rerun finds the same versions and resumes."""
     from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
 
-    directory = os.path.join(os.path.dirname(os.path.abspath(output_dir)), "sample-crawl")
-    return write_sample_crawl(directory)
+    if not is_url(output_dir):
+        return write_sample_crawl(os.path.join(os.path.dirname(os.path.abspath(output_dir)), "sample-crawl"))
+    fs, root = storage(output_dir)
+    directory = f"{root.rsplit('/', 1)[0]}/sample-crawl"
+    urls = []
+    with tempfile.TemporaryDirectory() as local:
+        for path in write_sample_crawl(local):
+            target = f"{directory}/{os.path.basename(path)}"
+            data = Path(path).read_bytes()
+            fs.invalidate_cache(target)
+            if not fs.exists(target) or fs.size(target) != len(data):
+                write_whole(fs, target, data)
+            urls.append(fs.unstrip_protocol(target))
+    return urls
 
 
 def _check(args: argparse.Namespace, config: Config) -> str:

@@ -1,9 +1,12 @@
 """Input arguments -> the list of WARC files to read, checked before any Spark work starts.
 
 An argument is a WARC/ARC/WET path or URL, a glob, a directory, or a listing file (`.txt`, `.lst`,
-`.paths`, `.paths.gz`: one path per line, as Common Crawl's `warc.paths.gz`). Relative entries of a
-listing are joined to `path_prefix` (e.g. https://data.commoncrawl.org/). Local paths that do not
-exist are an error here; remote files are opened only by the tasks, where a failure is a reject.
+`.paths`, `.paths.gz`: one path per line, as Common Crawl's `warc.paths.gz`). Each may be local or at
+any fsspec URL (s3://bucket/crawl/, s3://bucket/crawl/*.warc.gz, a listing on s3 naming s3 URLs): the
+driver lists them here, and each task streams its file through fsspec (`open_input`). Relative entries
+of a listing are joined to `path_prefix` (e.g. https://data.commoncrawl.org/), or else to the listing's
+own directory. Local paths that do not exist are an error here; remote files are opened only by the
+tasks, where a failure is a reject.
 
 Only regular files are inputs: a FIFO would block the reader forever and a device (`/dev/zero`)
 never ends. Named explicitly (or in a listing), one is refused here; found in a directory or by a
@@ -17,7 +20,9 @@ import glob
 import gzip
 import hashlib
 import io
+import json
 import os
+import posixpath
 import stat
 from pathlib import PurePosixPath
 
@@ -26,6 +31,9 @@ from thresher.schemas.errors import InputError
 
 LISTING_SUFFIXES = (".paths", ".paths.gz", ".txt", ".txt.gz", ".lst")
 _IDENTITY_HEAD_BYTES = 1 << 16  # hashed into a local file's identity, beside its size and mtime
+# What tells one version of a remote file from another, as filesystems name it (S3, GCS, Azure, HTTP, memory).
+_VERSION_KEYS = ("size", "ETag", "etag", "VersionId", "generation", "md5Hash", "LastModified", "last_modified",
+                 "updated", "mtime", "created")
 _ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz", ".wat", ".wat.gz")
 
 
@@ -71,7 +79,9 @@ def _expand_one(argument: str, path_prefix: str) -> list[str]:
     if is_url(argument):
         if argument.endswith(LISTING_SUFFIXES):
             return _read_listing(argument, path_prefix)
-        return [argument]
+        if argument.rstrip("/").endswith(_ARCHIVE_SUFFIXES):
+            return [argument]  # a file: opened by its task alone, where a failure is a reject
+        return _url_directory(argument) or [argument]
     if os.path.isdir(local):
         found = sorted(
             os.path.join(local, name) for name in os.listdir(local) if name.endswith(_ARCHIVE_SUFFIXES)
@@ -83,6 +93,23 @@ def _expand_one(argument: str, path_prefix: str) -> list[str]:
     if local.endswith(LISTING_SUFFIXES):
         return _read_listing(local, path_prefix)
     return [os.path.abspath(local)]
+
+
+def _url_directory(url: str) -> list[str]:
+    """The archives directly under `url` when it names a directory (a prefix, on an object store), in name
+    order; [] when it names none. Asked only of a URL without an archive's suffix: an HTTP filesystem
+    would read a whole file to tell it from a directory."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    path = path.rstrip("/")
+    fs.invalidate_cache(path)
+    if not fs.isdir(path):
+        return []
+    found = sorted(name for name in fs.ls(path, detail=False) if name.rstrip("/").endswith(_ARCHIVE_SUFFIXES))
+    if not found:
+        raise InputError(f"input directory {url!r} holds no .warc/.arc/.wet files")
+    return [fs.unstrip_protocol(name.rstrip("/")) for name in found]
 
 
 def _glob(pattern: str) -> list[str]:
@@ -106,7 +133,10 @@ def _read_listing(path: str, path_prefix: str) -> list[str]:
         if not is_url(entry) and not os.path.isabs(entry):
             if path_prefix:
                 entry = path_prefix.rstrip("/") + "/" + entry
-            elif not is_url(path):  # no prefix: relative to the listing file's directory
+            elif is_url(path):  # no prefix: relative to the listing file's directory, at its URL too
+                scheme, _, listed_at = path.partition("://")
+                entry = f"{scheme}://{posixpath.normpath(posixpath.join(posixpath.dirname(listed_at), entry))}"
+            else:
                 entry = os.path.join(os.path.dirname(os.path.abspath(path)), entry)
         entries.append(entry)
     if not entries:
@@ -183,7 +213,8 @@ def open_input(path: str):
 
 def input_identity(path: str) -> str:
     """What tells this version of the input `path` from another: size, mtime and a SHA-1 of the first
-    64 KiB for a local file; fsspec's key of the file's properties (ETag, size, ...) for a remote one.
+    64 KiB for a local file; for a remote one, the properties its store gives of each version (size, ETag,
+    version id, modification time, ...), asked afresh, so that every process finds the same.
 
     Never raises: a file that cannot be read has an identity saying so, and its task makes it a reject.
     """
@@ -191,8 +222,11 @@ def input_identity(path: str) -> str:
         if is_url(path):
             import fsspec
 
-            fs, _, (remote,) = fsspec.get_fs_token_paths(path)
-            return f"remote:{fs.ukey(remote)}"
+            fs, remote = fsspec.core.url_to_fs(path)
+            fs.invalidate_cache(remote)  # asked of the store itself, not of a listing cached since
+            info = fs.info(remote)
+            version = {key: str(info[key]) for key in _VERSION_KEYS if info.get(key) is not None}
+            return "remote:" + json.dumps(version, sort_keys=True)
         with open_input(path) as handle:  # refuses special files without blocking on them
             status = os.fstat(handle.fileno())
             head = hashlib.sha1(handle.read(_IDENTITY_HEAD_BYTES)).hexdigest()

@@ -31,6 +31,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -46,10 +47,12 @@ from thresher.pipeline.filters import (
     take_stats,
 )
 from thresher.pipeline.langid import LanguageFilter, top_language
+from thresher.pipeline.locations import local_copy
 from thresher.pipeline.prepare.extract import PageExtractor, binary_kind
 from thresher.pipeline.prepare.inputs import open_input, warc_name
 from thresher.pipeline.prepare.urlfilter import build_url_filters
 from thresher.pipeline.prepare.warc import CONTENT_KINDS, ReadError, WarcRecord, iter_records
+from thresher.pipeline.stagedir import is_local, storage, write_whole
 from thresher.pipeline.text import text_md5
 from thresher.pipeline.urls import registered_domain_guess
 from thresher.schemas.rejects import CONTENT_SNIPPET_CHARS
@@ -104,28 +107,38 @@ def file_output_name(path: str, identity: str = "") -> str:
 def write_warc_rows(path: str, config: PrepareConfig, directory: str, identity: str = "") -> int:
     """Write `process_warc(path)`'s rows to `directory/file_output_name(path, identity)`; returns the row count.
 
-    Written to a temporary name and renamed when the file is finished, so the final name exists
-    only for a complete file: a rerun after a crash reuses it and skips the file. `directory` must
-    be one the Spark executors and the driver both see (local mode, or a shared filesystem).
+    `directory` is a local path or any fsspec URL (s3://...) that the driver and every executor reach.
+    The file is built in memory and written whole only once it is finished: one PUT on an object store
+    (no rename, no copy), a temporary name of this attempt's own moved into place on local disk (two
+    attempts of one file may overlap). So the final name exists only for a complete file: a rerun after
+    a crash reuses it and skips the file, and a task that fails halfway leaves nothing at that name.
     """
-    target = os.path.join(directory, file_output_name(path, identity))
-    temporary = f"{target}.{uuid.uuid4().hex}.tmp"  # one per attempt: retried tasks never share a file
+    fs, root = storage(directory)
+    target = f"{root}/{file_output_name(path, identity)}"
+    buffer = pa.BufferOutputStream()
     count = 0
-    try:
-        with pq.ParquetWriter(temporary, ROW_SCHEMA) as writer:
-            batch: list[tuple] = []
-            for row in process_warc(path, config):
-                batch.append(row)
-                if len(batch) >= _ROWS_PER_BATCH:
-                    writer.write_table(_table(batch))
-                    count += len(batch)
-                    batch = []
-            writer.write_table(_table(batch))
-            count += len(batch)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with pq.ParquetWriter(buffer, ROW_SCHEMA) as writer:
+        batch: list[tuple] = []
+        for row in process_warc(path, config):
+            batch.append(row)
+            if len(batch) >= _ROWS_PER_BATCH:
+                writer.write_table(_table(batch))
+                count += len(batch)
+                batch = []
+        writer.write_table(_table(batch))
+        count += len(batch)
+    data = buffer.getvalue().to_pybytes()
+    if is_local(fs):
+        fs.makedirs(root, exist_ok=True)
+        temporary = f"{target}.{uuid.uuid4().hex}.tmp"  # one per attempt: retried tasks never share a file
+        try:
+            Path(temporary).write_bytes(data)
+            os.replace(temporary, target)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+    else:
+        write_whole(fs, target, data)
     return count
 
 
@@ -247,10 +260,24 @@ class _Steps:
         return [doc_filter for _, filters in self.chain for doc_filter in filters]
 
 
+_LIST_MAPPINGS = ("domain_blocklists", "url_blocklists", "url_regex_lists")
+_LIST_FILES = ("banned_words_file", "banned_subwords_file", "soft_banned_words_file", "lid_model_path")
+
+
+def local_files(config: PrepareConfig) -> PrepareConfig:
+    """`config` with every list and the model given as a URL (s3://...) replaced by this machine's cached copy
+    of it (`pipeline.locations.local_copy`, fetched once per node and content version); local paths unchanged."""
+    return dataclasses.replace(
+        config,
+        **{key: {name: local_copy(path) for name, path in getattr(config, key).items()} for key in _LIST_MAPPINGS},
+        **{key: local_copy(getattr(config, key)) if getattr(config, key) else "" for key in _LIST_FILES},
+    )
+
+
 @functools.lru_cache(maxsize=4)
 def _steps_for(config_json: str) -> _Steps:
     values = json.loads(config_json)
-    config = PrepareConfig(**{**values, "thread_posts": ThreadPostsConfig(**values["thread_posts"])})
+    config = local_files(PrepareConfig(**{**values, "thread_posts": ThreadPostsConfig(**values["thread_posts"])}))
     extractor = PageExtractor(config.extract_timeout_s, config.min_text_chars, config.thread_posts)
     url_filters = build_url_filters(
         config.domain_blocklists,

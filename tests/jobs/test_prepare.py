@@ -216,13 +216,14 @@ def test_a_crash_after_some_files_resumes_from_the_finished_files(spark, tmp_pat
     finished = {path: path.stat().st_mtime_ns for path in files_dir.glob("*.parquet")}
     assert len(finished) == 2 and not (output / COMMITTED_MARKER).exists()
 
-    # Second attempt dies inside the commit, while the work directory is still there to inspect.
+    # Second attempt dies inside the commit (stats.json moved into place, no marker yet), while the work
+    # directory is still there to inspect.
     monkeypatch.setenv(CRASH_ENV, "commit:part_moved")
     with pytest.raises(SimulatedCrash):
         run_prepare(spark, inputs, str(output), config)
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # not processed again
     assert len(list(files_dir.glob("*.parquet"))) == len(inputs)
-    assert json.loads((output / "_staging" / "stats.json").read_text())["details"]["files_resumed"] == 2
+    assert json.loads((output / "stats.json").read_text())["details"]["files_resumed"] == 2
 
     monkeypatch.delenv(CRASH_ENV)
     stats = run_prepare(spark, inputs, str(output), config)
@@ -268,7 +269,7 @@ def test_a_file_replaced_after_a_crash_is_read_again(spark, tmp_path, monkeypatc
         run_prepare(spark, inputs, str(output), config)
     assert not cut_version.exists()  # the old version's rows are gone, not read
     assert len(list(files_dir.glob("*.parquet"))) == len(inputs)
-    assert json.loads((output / "_staging" / "stats.json").read_text())["details"]["files_resumed"] == 1
+    assert json.loads((output / "stats.json").read_text())["details"]["files_resumed"] == 1
 
     monkeypatch.delenv(CRASH_ENV)
     stats = run_prepare(spark, inputs, str(output), config)
@@ -336,6 +337,143 @@ def test_per_file_rows_of_an_older_thresher_are_not_resumed(tmp_path):
     files.mkdir(parents=True)
     (files / "old.parquet").write_bytes(b"rows of the old shape")
     (output.work / "files_config.json").write_text(json.dumps(dataclasses.asdict(prepare), sort_keys=True))
-    assert not any(_files_dir(output, prepare).iterdir())
+    assert _files_dir(output, prepare) == files.as_uri() and not any(files.iterdir())
     (files / "current.parquet").write_bytes(b"rows of this shape")
-    assert [p.name for p in _files_dir(output, prepare).iterdir()] == ["current.parquet"]  # same version: kept
+    _files_dir(output, prepare)
+    assert [p.name for p in files.iterdir()] == ["current.parquet"]  # same version: kept
+
+
+# Two small real WARCs, for the object store tests: a few seconds of Spark each run.
+S3_WARCS = ["cc-main-2020-34-sample.warc.gz", "wget-sample-0000.warc.gz"]
+S3_CONFIG = {"prepare.files_per_batch": 1}
+
+
+@pytest.fixture(scope="module")
+def local_reference(spark, shared_data, tmp_path_factory):
+    """S3_WARCS prepared from local disk to local disk: what the same job on S3 must commit."""
+    output = tmp_path_factory.mktemp("local-reference") / "prepare"
+    stats = run_prepare(spark, [str(shared_data / "warc" / name) for name in S3_WARCS], str(output),
+                        load_config(None, S3_CONFIG))
+    return output, stats
+
+
+def upload_warcs(shared_data, s3_url):
+    """S3_WARCS uploaded below s3_url/crawl/ (with fsspec); the prefix, as an input argument."""
+    from thresher.pipeline.stagedir import storage
+
+    fs, root = storage(s3_url)
+    for name in S3_WARCS:
+        fs.pipe_file(f"{root}/crawl/{name}", (shared_data / "warc" / name).read_bytes())
+    return f"{s3_url}/crawl/"
+
+
+def committed_rows(spark, directory, table):
+    """The rows of a committed table in their written order, each input named by its base name (a local
+    path and an S3 URL of one file are one input)."""
+    from thresher.pipeline.stagedir.parts import read_parts
+
+    rows = [row.asDict() for row in read_parts(spark, str(directory), table).collect()]
+    return [{**row, "warc_path": row["warc_path"].rsplit("/", 1)[-1]} for row in rows]
+
+
+def without_locations(stats):
+    """`comparable` less what names where the inputs are (the paths given, the lists' locations are alike)."""
+    return {k: v for k, v in comparable(stats).items() if k != "inputs"}
+
+
+def stage_objects(url):
+    from thresher.pipeline.stagedir import storage
+
+    fs, root = storage(url)
+    fs.invalidate_cache(root)
+    return sorted(path[len(root) + 1:] for path in fs.find(root))
+
+
+def test_prepare_commits_to_s3_from_s3_what_it_commits_to_local_disk(spark_s3, shared_data, s3_url, local_reference,
+                                                                      copies_and_renames):
+    from thresher.pipeline.stagedir import read_commit
+    from thresher.pipeline.stagedir.parts import read_parts
+
+    local, local_stats = local_reference
+    output = f"{s3_url}/prepare"
+    stats = run_prepare(spark_s3, [upload_warcs(shared_data, s3_url)], output, load_config(None, S3_CONFIG))
+    assert without_locations(stats) == without_locations(local_stats) and balanced(stats)
+    assert stats["documents_out"] > 10 and stats["details"]["files_in"] == 2
+    on_s3, on_disk = read_commit(output), read_commit(local)
+    assert on_s3.stats == stats and on_disk.stats == local_stats
+    for table in ("documents", "rejects"):
+        rows = committed_rows(spark_s3, output, table)
+        assert rows == committed_rows(spark_s3, local, table) and rows  # row-identical, in the same order
+        assert all(row["warc_path"] in S3_WARCS for row in rows)
+        # The same parts (they differ in bytes only where the rows name their input's location).
+        assert ([(p.name.split("-")[1], p.rows) for p in on_s3.parts(table)]
+                == [(p.name.split("-")[1], p.rows) for p in on_disk.parts(table)])
+    assert {row.warc_path for row in read_parts(spark_s3, output, "documents").select("warc_path").collect()} == {
+        f"{s3_url}/crawl/{name}" for name in S3_WARCS}  # read from S3
+    # Nothing but what the marker lists: the work directory is gone, and nothing was renamed or copied.
+    assert stage_objects(output) == sorted(
+        ["_COMMITTED", "stats.json", *(part.name for table in ("documents", "rejects") for part in on_s3.parts(table))])
+    assert copies_and_renames == []
+
+
+def test_a_crash_on_s3_resumes_from_the_finished_work_files_on_s3(spark_s3, shared_data, s3_url, local_reference,
+                                                                  copies_and_renames, monkeypatch):
+    from moto.s3.models import S3Backend
+
+    from thresher.pipeline.stagedir import read_commit, storage
+
+    local, local_stats = local_reference
+    inputs, output, config = [upload_warcs(shared_data, s3_url)], f"{s3_url}/prepare", load_config(None, S3_CONFIG)
+    fs, root = storage(output)
+    puts = []
+    original_put = S3Backend.put_object
+
+    def recording_put(self, bucket_name, key_name, *args, **kwargs):
+        puts.append(key_name)
+        return original_put(self, bucket_name, key_name, *args, **kwargs)
+
+    monkeypatch.setattr(S3Backend, "put_object", recording_put)
+    monkeypatch.setenv(CRASH_MODE_ENV, "raise")
+    monkeypatch.setenv(CRASH_ENV, "prepare:files_partly_done")  # one file finished, the other not started
+    with pytest.raises(SimulatedCrash):
+        run_prepare(spark_s3, inputs, output, config)
+    work = f"{WORK_DIR}/files/"
+    (finished,) = [name for name in stage_objects(output) if name.startswith(work)]
+    before = fs.info(f"{root}/{finished}")
+    assert not fs.exists(f"{root}/{COMMITTED_MARKER}") and finished.endswith(".parquet")
+    assert [key for key in puts if key.endswith(finished)] == [f"{root.split('/', 1)[1]}/{finished}"]  # one PUT
+
+    # The second attempt reads only the other file, and dies with both finished, before the dedup.
+    puts.clear()
+    monkeypatch.setenv(CRASH_ENV, "prepare:files_done")
+    with pytest.raises(SimulatedCrash):
+        run_prepare(spark_s3, inputs, output, config)
+    files = [name for name in stage_objects(output) if name.startswith(work)]
+    assert len(files) == 2 and finished in files and not [key for key in puts if key.endswith(finished)]
+    assert fs.info(f"{root}/{finished}")["ETag"] == before["ETag"]
+
+    puts.clear()
+    monkeypatch.delenv(CRASH_ENV)
+    stats = run_prepare(spark_s3, inputs, output, config)
+    assert stats["details"]["files_resumed"] == 2 and local_stats["details"]["files_resumed"] == 0
+    assert not [key for key in puts if f"/{WORK_DIR}/files/" in key]  # no input read again
+    assert without_locations(stats) == without_locations(local_stats) and balanced(stats)
+    for table in ("documents", "rejects"):
+        assert committed_rows(spark_s3, output, table) == committed_rows(spark_s3, local, table)
+    committed = read_commit(output)
+    assert stage_objects(output) == sorted(["_COMMITTED", "stats.json", *(
+        part.name for table in ("documents", "rejects") for part in committed.parts(table))])
+    assert copies_and_renames == []
+
+
+def test_the_sample_crawl_of_an_s3_output_is_put_next_to_it_once(s3_url):
+    from thresher.jobs.prepare import sample_inputs
+    from thresher.pipeline.stagedir import storage
+
+    urls = sample_inputs(f"{s3_url}/prepare")
+    assert urls and all(url.startswith(f"{s3_url}/sample-crawl/sample-") for url in urls)
+    fs, _ = storage(s3_url)
+    versions = [fs.info(url)["ETag"] + str(fs.info(url)["LastModified"]) for url in urls]
+    assert sample_inputs(f"{s3_url}/prepare") == urls
+    fs.invalidate_cache()
+    assert [fs.info(url)["ETag"] + str(fs.info(url)["LastModified"]) for url in urls] == versions  # not put again

@@ -134,3 +134,42 @@ def test_input_identity_tells_versions_of_a_file_apart(tmp_path, special_files):
     # Special files are never read (a FIFO would block): their identity says why they are unreadable.
     assert input_identity(str(special_files / "fifo.warc")).startswith("unreadable:InputError:")
     assert input_identity(str(special_files / "zero.warc")).startswith("unreadable:InputError:")
+
+
+def test_s3_files_prefixes_globs_and_listings_on_s3_are_found_on_the_driver(s3_url, shared_data):
+    """Inputs on an object store: a file, a prefix (with or without its slash), a glob, and a listing that is
+    itself on S3 naming S3 URLs (absolute, or relative to the listing); each task then streams its file."""
+    from thresher.pipeline.stagedir import storage
+
+    fs, root = storage(s3_url)
+    source = (shared_data / "warc/cc-main-2020-34-sample.warc.gz").read_bytes()
+    for name in ("a.warc.gz", "b.arc.gz", "notes.md", "deeper/c.warc.gz"):
+        fs.pipe_file(f"{root}/crawl/{name}", source)
+    a, b, c = (f"{s3_url}/crawl/{name}" for name in ("a.warc.gz", "b.arc.gz", "deeper/c.warc.gz"))
+    assert expand_inputs([a]) == [a]
+    assert expand_inputs([f"{s3_url}/crawl/"]) == expand_inputs([f"{s3_url}/crawl"]) == [a, b]  # not recursive
+    assert expand_inputs([f"{s3_url}/crawl/*.warc.gz"]) == [a]
+    fs.pipe_file(f"{root}/lists/warc.paths", f"# on s3\n{b}\n../crawl/deeper/c.warc.gz\n".encode())
+    fs.pipe_file(f"{root}/lists/cc.paths.gz", gzip.compress(b"deeper/c.warc.gz\n"))
+    assert expand_inputs([f"{s3_url}/lists/warc.paths"]) == [b, c]
+    assert expand_inputs([f"{s3_url}/lists/cc.paths.gz"], path_prefix=f"{s3_url}/crawl/") == [c]
+    fs.pipe_file(f"{root}/empty/notes.md", b"x")
+    with pytest.raises(InputError, match="holds no .warc"):
+        expand_inputs([f"{s3_url}/empty/"])
+    with open_input(c) as raw:
+        records = [r for r in iter_records(raw, 1_000_000) if isinstance(r, WarcRecord)]
+    assert sum(r.kind == "response" for r in records) == 16
+
+
+def test_s3_input_identity_is_the_object_s_version_whoever_asks(s3_url):
+    from thresher.pipeline.prepare.inputs import input_identity
+    from thresher.pipeline.stagedir import storage
+
+    fs, root = storage(s3_url)
+    fs.pipe_file(f"{root}/x.warc.gz", b"first")
+    url = f"{s3_url}/x.warc.gz"
+    first = input_identity(url)
+    fs.ls(root)  # a listing cached by the driver does not change what the identity says
+    assert first.startswith("remote:") and input_identity(url) == first and '"size": "5"' in first
+    fs.pipe_file(f"{root}/x.warc.gz", b"other")  # the same size, another content
+    assert input_identity(url) != first
