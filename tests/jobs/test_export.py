@@ -22,6 +22,7 @@ from thresher.pipeline.config import ConfigError, load_config
 from thresher.pipeline.export.plan import SPLITS, document_key, is_validation, permute, shuffle_seed
 from thresher.pipeline.export.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
 from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.pipeline.stagedir.documents import resolve_source
 from thresher.schemas.errors import InputError
 from thresher.schemas.stats import read_stats, stage_stats
 
@@ -90,7 +91,7 @@ def config():
 @pytest.fixture(scope="module")
 def concat_run(spark, stages, tokenizer_dir, config, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "concat"
-    assert parts_frame(spark, _input_parts(stages[1])).rdd.getNumPartitions() == 1
+    assert parts_frame(spark, _input_parts(resolve_source(str(stages[1])))).rdd.getNumPartitions() == 1
     stats = run_export(spark, str(stages[1]), str(out), str(tokenizer_dir), config)
     return out, stats
 
@@ -196,7 +197,7 @@ def test_manifest_counts_match_the_shards_and_the_input(concat_run, rows, tokeni
 def test_shards_are_identical_with_four_input_partitions(spark, concat_run, stages, tokenizer_dir, config, tmp_path):
     out_one, _ = concat_run
     out_four = tmp_path / "four"
-    assert parts_frame(spark, _input_parts(stages[4])).rdd.getNumPartitions() == 4
+    assert parts_frame(spark, _input_parts(resolve_source(str(stages[4])))).rdd.getNumPartitions() == 4
     run_export(spark, str(stages[4]), str(out_four), str(tokenizer_dir), config)
     assert (out_four / "manifest.json").read_text() == (out_one / "manifest.json").read_text()
     manifest = json.loads((out_one / "manifest.json").read_text())
