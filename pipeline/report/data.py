@@ -25,7 +25,7 @@ import pyarrow.dataset as ds
 
 from thresher.pipeline.locations import is_url
 from thresher.pipeline.seeded_hash import hash64
-from thresher.pipeline.stagedir import COMMITTED_MARKER, STAGES, read_commit, storage
+from thresher.pipeline.stagedir import COMMITTED_MARKER, PARTS_LIST, STAGES, read_commit, storage
 from thresher.schemas.rejects import is_line_rule
 from thresher.schemas.stats import STATS_FILE, read_stats, thresher_version
 from thresher.schemas.tags import label_column, score_column
@@ -44,7 +44,7 @@ def build_report(run_dir: str | os.PathLike) -> dict[str, Any]:
     stages = _read_stage_stats(run_dir, DOCUMENT_STAGES)
     details = {name: stats["details"] for name, stats in stages.items()}
     run_info = _read_json(_join(run_dir, "run.json")) or {}
-    manifest = _read_json(_join(run_dir, "export", "manifest.json"))
+    manifest = _read_json(_join(run_dir, "export", "manifest.json")) if "export" in stages else None
 
     rejects = []
     for name in stages:
@@ -202,7 +202,8 @@ def _read_stage_stats(run_dir: str, stages: Iterable[str]) -> dict[str, dict[str
             if stats is not None:
                 found[name] = stats
                 continue
-        if _is_file(_join(directory, STATS_FILE)):
+        # A stage cut short before its marker (its _PARTS list still there) committed nothing to report.
+        if _is_file(_join(directory, STATS_FILE)) and not _is_file(_join(directory, PARTS_LIST)):
             found[name] = read_stats(directory)
     return found
 
