@@ -26,7 +26,15 @@ Plan (every step is defined by content and config, never by how the input is par
    pyarrow ParquetWriter, reading rows from the spill files one row group at a time, so memory
    stays at a row group or two, whatever the total.
 
-Shard and spill files are written from the executors: DIR must be on a filesystem they all see.
+Shard and spill files are written from the executors' Python workers with pyarrow and fsspec, never
+by Spark's own reader or writer, so DIR (and INPUT, and TOKENIZER_DIR) may be a local path every node
+sees or any fsspec URL (s3://, gs://...) with no connector in the JVM, and nothing is ever renamed
+there: spill files and the tasks' counts go below DIR's work directory (`StageOutput.work_location`,
+removed by the commit); each shard is written once, whole, at its fixed name (train/shard-00000.parquet),
+every shard name listed in `_PARTS` before any is written, so a rerun after a crash clears them;
+manifest.json is written by the driver (`put_file`) and the `_COMMITTED` marker, written last, lists
+every shard, so no reader sees a half-committed export. A tokenizer given as a URL is fetched once
+into the local cache (pipeline.locations.local_copy); the manifest records the URL as given.
 Packing on the driver over a sorted stream (toLocalIterator) would be simpler, but it is a single
 core after the tokenization barrier; ranges keep packing and writing as parallel as tokenizing.
 """
@@ -35,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from functools import partial
@@ -64,22 +71,24 @@ from thresher.pipeline.export.packing import PACK_MODES, TAIL_MODES, pack_and_su
 from thresher.pipeline.export.plan import SPLITS, Placement, ShardPlan, place_batches, shard_path
 from thresher.pipeline.export.shards import write_shard_batches
 from thresher.pipeline.export.tokenize import load_tokenizer, tokenizer_sha256
-from thresher.pipeline.stagedir import StageOutput
+from thresher.pipeline.locations import is_url, local_copy
+from thresher.pipeline.stagedir import StageOutput, crash_point, read_commit, storage
 from thresher.pipeline.stagedir.documents import (
     DEFAULT_FIELDS,
     INPUT_PARSE_ERROR,
+    DocumentSource,
     FieldMapping,
     document_batches,
     resolve_source,
 )
+from thresher.pipeline.stagedir.parts import read_parquet_urls
 from thresher.schemas import to_spark_schema
-from thresher.schemas.errors import InputError
 from thresher.schemas.export_wire import PACKED, PARTS, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN
 from thresher.schemas.stats import STATS_FILE, read_stats
 from thresher.schemas.tokens import MANIFEST_FORMAT, TOKEN_COLUMNS, TOKEN_DTYPE
 
 STAGE = "export"
-SPILL_STAGING = "_spill"  # token spill files and packed rows' pointers, removed before the commit
+SPILL_WORK = "spill"  # below the work directory: token spill files, packed rows' pointers, the tasks' counts
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,15 +108,10 @@ def check_export_config(config: ExportConfig) -> None:
     # The numbers' ranges sit on ExportConfig's fields, checked as the config was built.
 
 
-def _input_parts(input_dir: Path) -> list[tuple[str, int, int]]:
-    """The input's documents as `document_parts` (runs of Parquet row groups); InputError if there are none."""
-    documents = input_dir / "documents"
-    # As Spark's reader does: every Parquet file below, except under names starting with . or _.
-    files = sorted(path for path in documents.rglob("*.parquet")
-                   if not any(part.startswith((".", "_")) for part in path.relative_to(documents).parts))
-    if not files:
-        raise InputError(f"{documents} holds no Parquet files")
-    return document_parts(files)
+def _input_parts(source: DocumentSource) -> list[tuple[str, int, int]]:
+    """A committed stage's documents (the Parquet parts its marker lists, on any store; resolve_source
+    refused a stage with none) as `document_parts` (runs of Parquet row groups)."""
+    return document_parts(source.files)
 
 
 def parts_frame(spark, parts: list[tuple[str, int, int]]):
@@ -132,15 +136,17 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     cfg = config.export
     check_export_config(cfg)
     documents = resolve_source(input_dir, fields)
-    source = Path(input_dir)
-    tokenizer = load_tokenizer(tokenizer_dir, cfg.eos_token)
-    tokenizer_dir = str(Path(tokenizer_dir).resolve())
+    tokenizer_files = local_copy(tokenizer_dir)  # a URL's directory fetched once into the local cache
+    tokenizer = load_tokenizer(tokenizer_files, cfg.eos_token)
+    if not is_url(tokenizer_dir):
+        tokenizer_dir = tokenizer_files = str(Path(tokenizer_dir).resolve())
     capacity = cfg.seq_len + 1
     output = StageOutput(output_dir)
     output.begin()
+    output_url = output.fs.unstrip_protocol(output.root)  # absolute: a relative local path means the driver's
     rejects_dir = fresh_rejects_dir(output)
     if documents.committed_stage and documents.has_columns(["doc_id", "text"]):
-        parts, read = parts_frame(spark, _input_parts(source)), read_document_parts
+        parts, read = parts_frame(spark, _input_parts(documents)), read_document_parts
     else:  # conformed in the workers: ids derived where missing, sample_copies null (one copy) where absent
         parts = source_parts_frame(spark, documents)
         read = partial(document_batches, fields=documents.fields, rejects_dir=rejects_dir, stage=STAGE)
@@ -154,7 +160,7 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     try:
         # The prepared tokenizer travels as a broadcast JSON string: executors skip transformers entirely.
         encoder = EncoderSpec.of(tokenizer, share=spark.sparkContext.broadcast)
-        spill_dir = output.staged(SPILL_STAGING)
+        spill_dir = output.work_location(SPILL_WORK)
         tokenized = parts.mapInArrow(
             partial(tokenize_parts, encoder=encoder, seed=cfg.seed,
                     validation_fraction=cfg.validation_fraction, pack_ranges=cfg.pack_ranges,
@@ -176,8 +182,11 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         tokenized_at = time.time()
         # The shard writers read only the packed rows (a fresh read below, no lineage back to the
         # documents): the documents' tokens can go, halving the scratch space from here on.
-        for path in Path(spill_dir).glob(f"{DOCUMENT_SPILL_PREFIX}-*"):
-            path.unlink()
+        spill_fs, spill_root = storage(spill_dir)
+        spill_fs.invalidate_cache(spill_root)
+        spent = spill_fs.glob(f"{spill_root}/{DOCUMENT_SPILL_PREFIX}-*")
+        if spent:
+            spill_fs.rm(spent)
         packed_files = sorted({row["file"] for row in range_rows if row["file"]})
         counts = _input_counts(read_input_tally(spill_dir, parts.rdd.getNumPartitions()))
         splits = _split_summaries(range_rows, counts, capacity, cfg.shard_tokens)
@@ -190,13 +199,16 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         spark.conf.set(batch_setting, str(cfg.row_group_sequences))
         written = []
         if total_shards:
-            packed = spark.read.schema(to_spark_schema(PACKED)).parquet(
-                *(str(Path(spill_dir) / name) for name in packed_files))
+            # Every shard's fixed name goes to _PARTS before any task writes one (a rerun clears them).
+            output.expect_files([shard_path(SPLITS[code], shard) for code, plan in sorted(placement.plans.items())
+                                 for shard in range(plan.shards)])
+            packed = read_parquet_urls(spark, [f"{spill_dir}/{name}" for name in packed_files],
+                                       to_spark_schema(PACKED))
             written = (
                 packed.mapInArrow(partial(place_batches, placement=placement), to_spark_schema(PLACED))
                 .repartition(total_shards, "split", "shard")
                 .sortWithinPartitions("split", "shard", "pos")
-                .mapInArrow(partial(write_shard_batches, output_dir=output.staged(""), spill_dir=spill_dir,
+                .mapInArrow(partial(write_shard_batches, output_dir=output_url, spill_dir=spill_dir,
                                     capacity=capacity, plans=placement.plans,
                                     row_group_sequences=cfg.row_group_sequences), to_spark_schema(WRITTEN))
                 .collect()
@@ -207,11 +219,14 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         else:
             spark.conf.set(batch_setting, previous_batch)
     encoder.tokenizer_json.destroy()
-    shutil.rmtree(spill_dir, ignore_errors=True)  # absent when no document had text
+    output.add_files({row["path"]: row["size"] for row in written})
+    crash_point("export:shards_written")
+    # The spill files go with the work directory at the commit.
 
     skipped = count_skipped_lines(rejects_dir, STAGE)
-    manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, source, documents.committed_stage)
-    Path(output.staged("manifest.json")).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, tokenizer_files,
+                         _upstream_stats(input_dir) if documents.committed_stage else {})
+    output.put_file("manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     for note in empty_split_notes(manifest):
         print(note, file=sys.stderr, flush=True)
     finished = time.time()
@@ -273,8 +288,18 @@ def _split_summaries(range_rows, counts: dict, capacity: int, shard_tokens: int)
     return splits
 
 
+def _upstream_stats(input_dir: str) -> dict:
+    """A committed stage's stats, as its marker holds them (a marker from before the list: its stats.json,
+    read through the envelope); none when it has none."""
+    commit = read_commit(input_dir)
+    if commit.stats is not None:
+        return commit.stats
+    commit.fs.invalidate_cache(commit.path(STATS_FILE))
+    return read_stats(input_dir) if commit.fs.isfile(commit.path(STATS_FILE)) else {}
+
+
 def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenizer, tokenizer_dir: str,
-              source: Path, committed_stage: bool) -> dict:
+              tokenizer_files: str, upstream_stats: dict) -> dict:
     by_split = {name: [] for name in SPLITS}
     for row in sorted(written, key=lambda r: (r["split"], r["shard"])):
         by_split[SPLITS[row["split"]]].append(row)
@@ -301,15 +326,16 @@ def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenize
         "pad_token_id": tokenizer.pad_id,
         "pack_mode": cfg.pack_mode,
         "tail": cfg.tail,
-        # path: where train-export copies the tokenizer from (checked against sha256 first)
-        "tokenizer": {"name": Path(tokenizer_dir).name, "path": tokenizer_dir, "sha256": tokenizer_sha256(tokenizer_dir)},
+        # path: where train-export copies the tokenizer from (checked against sha256 first): a URL as given
+        "tokenizer": {"name": tokenizer_dir.rstrip("/").rsplit("/", 1)[-1], "path": tokenizer_dir,
+                      "sha256": tokenizer_sha256(tokenizer_files)},
         "columns": TOKEN_COLUMNS,
         "config_hash": config.digest(),
         "seed": cfg.seed,
         "validation_fraction": cfg.validation_fraction,
         "splits": manifest_splits,
-        # A stage's stats, read through the envelope; a user's corpus (a stats.json there is theirs) has none.
-        "upstream_stats": read_stats(source) if committed_stage and (source / STATS_FILE).is_file() else {},
+        # A stage's stats; a user's corpus (a stats.json there is theirs) has none.
+        "upstream_stats": upstream_stats,
     }
 
 

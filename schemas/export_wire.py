@@ -96,6 +96,7 @@ WRITTEN = pa.schema(
         pa.field("path", pa.string(), nullable=False),
         pa.field("sequences", pa.int64(), nullable=False),
         pa.field("tokens", pa.int64(), nullable=False),
+        pa.field("size", pa.int64(), nullable=False),  # the shard file's bytes, for the commit's list
     ]
 )
 

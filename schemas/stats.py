@@ -157,10 +157,21 @@ def write_stats(path: str | os.PathLike, stats: dict[str, Any]) -> None:
 
 
 def read_stats(directory: str | os.PathLike) -> dict[str, Any]:
-    """DIRECTORY/stats.json, checked; StatsError naming the file when it is missing, not JSON or not the envelope."""
-    path = Path(directory) / STATS_FILE
+    """DIRECTORY/stats.json (a local path or any fsspec URL), checked; StatsError naming the file when it is
+    missing, not JSON or not the envelope."""
+    given = str(directory)
+    if "://" in given and not given.startswith("file://"):
+        import fsspec
+
+        path = f"{given.rstrip('/')}/{STATS_FILE}"
+        fs, located = fsspec.core.url_to_fs(path)
+        fs.invalidate_cache(located)
+        read = lambda: fs.cat_file(located).decode()  # noqa: E731
+    else:
+        path = Path(directory) / STATS_FILE
+        read = path.read_text
     try:
-        stats = json.loads(path.read_text())
+        stats = json.loads(read())
     except FileNotFoundError:
         raise StatsError(f"{path}: no such file (the stage did not commit there)") from None
     except (ValueError, UnicodeDecodeError) as exc:

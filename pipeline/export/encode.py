@@ -7,9 +7,11 @@ task's spill file and emit one TOKENIZED pointer row per sampling copy (schemas/
 with its split, seeded key and packing range (pipeline.export.plan).
 
 Each task's input counts (`InputTally`) leave it by a channel of their own: one INPUT_TALLY file
-per task in the spill directory, named by the input part it read. A part's counts depend only on
+per task attempt in the spill directory (a local path or any fsspec URL), named by the input part it
+read and written whole. A part's counts depend only on
 its documents, so a retried or speculative attempt writes the same counts, and the driver takes
-one file per part (`read_input_tally`) however many attempts ran.
+one file per part (`read_input_tally`) however many attempts ran. The input's Parquet files, too, may
+be on any fsspec URL (a committed stage on s3://...): they are opened through fsspec.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +29,7 @@ from thresher.pipeline.export.plan import SPLITS, document_key, is_validation
 from thresher.pipeline.export.spill import SpillWriter
 from thresher.pipeline.export.tokenize import LoadedTokenizer
 from thresher.pipeline.process_cache import ProcessCache
+from thresher.pipeline.stagedir import storage, write_whole
 from thresher.schemas.export_wire import DOCUMENTS, INPUT_TALLY, PARTS, TOKENIZED
 
 DOCUMENT_SPILL_PREFIX = "documents"  # names of the spill files of documents' tokens
@@ -95,13 +97,11 @@ def document_parts(paths: Iterable[str | os.PathLike], part_bytes: int = 128 * 2
     as the footer says), so files written with small row groups do not make a task each.
     InputError when a file lacks doc_id or text, before any work starts.
     """
-    import pyarrow.parquet as pq
-
     from thresher.schemas.errors import InputError
 
     parts = []
     for path in paths:
-        parquet = pq.ParquetFile(path)
+        parquet = open_parquet(path)
         missing = {"doc_id", "text"} - set(parquet.schema_arrow.names)
         if missing:
             raise InputError(f"{path} lacks column(s) {sorted(missing)}")
@@ -114,6 +114,14 @@ def document_parts(paths: Iterable[str | os.PathLike], part_bytes: int = 128 * 2
     return parts
 
 
+def open_parquet(path: str | os.PathLike):
+    """A pyarrow ParquetFile of the Parquet file at `path`, a local path or any fsspec URL."""
+    import pyarrow.parquet as pq
+
+    fs, located = storage(path)
+    return pq.ParquetFile(located, filesystem=fs)
+
+
 def read_document_parts(parts: Iterator[pa.RecordBatch], batch_documents: int) -> Iterator[pa.RecordBatch]:
     """`document_parts` rows -> DOCUMENTS batches of at most `batch_documents` rows, read with pyarrow.
 
@@ -122,11 +130,10 @@ def read_document_parts(parts: Iterator[pa.RecordBatch], batch_documents: int) -
     copies is sample_copies (null counts as 1), or 1 when the stage has no rebalancing.
     """
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     for part in parts:
         for path, first, count in zip(*(part.column(name).to_pylist() for name in PARTS.names), strict=True):
-            parquet = pq.ParquetFile(path)
+            parquet = open_parquet(path)
             rebalanced = "sample_copies" in parquet.schema_arrow.names
             columns = ["doc_id", "text", "sample_copies"] if rebalanced else ["doc_id", "text"]
             row_groups = list(range(first, first + count))
@@ -213,17 +220,19 @@ def _task_part() -> int:
 
 
 def write_input_tally(spill_dir: str | os.PathLike, part: int, tally: InputTally) -> None:
-    """`tally` as this attempt's INPUT_TALLY file of `part`, complete or absent (written, then renamed)."""
+    """`tally` as this attempt's INPUT_TALLY file of `part` in `spill_dir` (any URL), complete or absent
+    (one PUT on an object store)."""
     import pyarrow.parquet as pq
 
-    directory = Path(spill_dir)
-    directory.mkdir(parents=True, exist_ok=True)
+    fs, directory = storage(spill_dir)
+    fs.makedirs(directory, exist_ok=True)  # a local directory; nothing on an object store
     name = f"{TALLY_PREFIX}-{part:05d}-{uuid.uuid4().hex}.parquet"
     table = pa.Table.from_pylist([{"part": part, "source_documents": tally.source_documents, "copies": tally.copies,
                                    "empty_text": tally.empty_text, "sampled_out": tally.sampled_out}],
                                  schema=INPUT_TALLY)
-    pq.write_table(table, directory / f".{name}")
-    os.replace(directory / f".{name}", directory / name)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    write_whole(fs, f"{directory}/{name}", buffer.getvalue().to_pybytes())
 
 
 def read_input_tally(spill_dir: str | os.PathLike, parts: int) -> InputTally:
@@ -234,9 +243,11 @@ def read_input_tally(spill_dir: str | os.PathLike, parts: int) -> InputTally:
     """
     import pyarrow.parquet as pq
 
+    fs, directory = storage(spill_dir)
+    fs.invalidate_cache(directory)
     by_part: dict[int, dict] = {}
-    for path in sorted(Path(spill_dir).glob(f"{TALLY_PREFIX}-*.parquet")):
-        for row in pq.read_table(path, schema=INPUT_TALLY).to_pylist():
+    for path in sorted(fs.glob(f"{directory}/{TALLY_PREFIX}-*.parquet")):
+        for row in pq.read_table(path, schema=INPUT_TALLY, filesystem=fs).to_pylist():
             seen = by_part.setdefault(row["part"], row)
             if seen != row:
                 raise RuntimeError(f"input part {row['part']}: two attempts counted differently: {seen} and {row}")

@@ -5,7 +5,8 @@ A packer turns a stream of documents (each closed with EOS) into rows of `capaci
 boundary mode starts a document that fits in one row on a fresh row when the current one has no
 room, padding the rest, and records where documents start in each row. Each range of the export
 (pipeline.export.plan) is packed by a packer of its own; what each range packed is counted beside
-its rows (`RangeCounts`), never inside them.
+its rows (`RangeCounts`), never inside them. A packing task's spill file and its Parquet file of
+packed rows go to the spill directory, a local path or any fsspec URL, through fsspec.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thresher.pipeline.export.spill import SpillReader, SpillWriter
+from thresher.pipeline.export.spill import WRITE_BLOCK_BYTES, SpillReader, SpillWriter
+from thresher.pipeline.stagedir import storage
 from thresher.schemas.export_wire import PACKED, RANGE_SUMMARY, list_array
 
 PACK_MODES = ("concat", "boundary")
@@ -255,15 +256,20 @@ def pack_and_summarize(batches: Iterator[pa.RecordBatch], capacity: int, mode: s
     """
     counts: dict[tuple[int, int], RangeCounts] = {}
     name = f"packed-{uuid.uuid4().hex}.parquet"
-    writer = None
+    fs, directory = storage(spill_dir)
+    file = writer = None
     try:
         for packed in pack_batches(batches, capacity, mode, pad_id, tail, spill_dir, counts):
             if writer is None:
-                writer = pq.ParquetWriter(Path(spill_dir) / name, PACKED)
+                fs.makedirs(directory, exist_ok=True)  # a local directory; nothing on an object store
+                file = fs.open(f"{directory}/{name}", "wb", block_size=WRITE_BLOCK_BYTES)
+                writer = pq.ParquetWriter(file, PACKED)
             writer.write_batch(packed)
     finally:
         if writer is not None:
             writer.close()
+        if file is not None:
+            file.close()  # on an object store: the upload completes, the object appears whole
     if counts:
         rows = [{"split": split, "range_id": range_id, "file": name if entry.sequences else "", **asdict(entry)}
                 for (split, range_id), entry in sorted(counts.items())]

@@ -1,16 +1,23 @@
-"""Writing token shards (schemas/tokens.py SHARD) as Parquet, streaming, one row group at a time."""
+"""Writing token shards (schemas/tokens.py SHARD) as Parquet, streaming, one row group at a time.
+
+A shard goes straight to its committed name in the export's directory, a local path or any fsspec URL,
+through fsspec: on an object store it is one object, which appears whole when its upload completes (a
+task that fails discards its upload); the job names every shard in the commit's `_PARTS` before any is
+written, and readers trust only the `_COMMITTED` marker, so no reader sees a half-committed export.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thresher.pipeline.export.plan import SPLITS, ShardPlan, shard_path
-from thresher.pipeline.export.spill import SpillReader
+from thresher.pipeline.export.spill import WRITE_BLOCK_BYTES, SpillReader
+from thresher.pipeline.stagedir import is_local, storage
 from thresher.schemas.export_wire import WRITTEN, list_array
 from thresher.schemas.tokens import SHARD
 
@@ -21,17 +28,20 @@ class ShardWriter:
     Memory holds at most one row group plus the incoming batch, whatever the shard's size.
     """
 
-    def __init__(self, path: str | Path, row_group_sequences: int):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | os.PathLike, row_group_sequences: int):
+        self.path = str(path)
+        fs, located = storage(path)
+        fs.makedirs(located.rsplit("/", 1)[0], exist_ok=True)  # a local directory; nothing on an object store
         self.row_group_sequences = row_group_sequences
+        self._file = fs.open(located, "wb", block_size=WRITE_BLOCK_BYTES)
         # Tokens are near-uniform ids: dictionaries and min/max statistics buy nothing; zstd still does.
-        self._writer = pq.ParquetWriter(self.path, SHARD, compression="zstd", use_dictionary=False,
+        self._writer = pq.ParquetWriter(self._file, SHARD, compression="zstd", use_dictionary=False,
                                         write_statistics=False)
         self._buffer: list[pa.RecordBatch] = []
         self._buffered = 0
         self.sequences = 0
         self.tokens = 0
+        self.size = 0  # bytes, once closed
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Append SHARD rows."""
@@ -54,6 +64,21 @@ class ShardWriter:
     def close(self) -> None:
         self._flush()
         self._writer.close()
+        self.size = self._file.tell()
+        self._file.close()  # on an object store: the upload completes, the object appears whole
+
+    def discard(self) -> None:
+        """Give up the shard (its task failed): on an object store the upload is aborted and nothing appears;
+        on local disk the partial file stays at its name, which `_PARTS` names, until a retry or rerun."""
+        try:
+            self._writer.close()  # its footer, into what is thrown away (else the writer writes it when collected)
+        except Exception:  # noqa: BLE001 - the task's own error is the one to report
+            pass
+        if is_local(self._file.fs):
+            self._file.close()
+        else:
+            self._file.discard()  # aborts a multipart upload begun; a smaller shard was never sent
+            self._file.closed = True  # closing it would upload what is left
 
 
 def write_shard_batches(batches: Iterator[pa.RecordBatch], output_dir: str, spill_dir: str, capacity: int,
@@ -92,29 +117,35 @@ def _write_shards(batches: Iterator[pa.RecordBatch], output_dir: str, reader: Sp
             raise RuntimeError(f"{writer.path}: {writer.sequences} sequences written, {planned} planned")
         return pa.RecordBatch.from_pylist(
             [{"split": split, "shard": shard, "path": shard_path(SPLITS[split], shard),
-              "sequences": writer.sequences, "tokens": writer.tokens}],
+              "sequences": writer.sequences, "tokens": writer.tokens, "size": writer.size}],
             schema=WRITTEN,
         )
 
-    for batch in batches:
-        splits = batch.column("split").to_numpy()
-        shards = batch.column("shard").to_numpy()
-        positions = batch.column("pos").to_numpy()
-        change = np.flatnonzero((splits[1:] != splits[:-1]) | (shards[1:] != shards[:-1])) + 1
-        for start, end in zip([0, *change.tolist()], [*change.tolist(), batch.num_rows], strict=True):
-            if start == end:
-                continue
-            key = (int(splits[start]), int(shards[start]))
-            if key != current:
-                if writer is not None:
-                    yield finish()
-                current = key
-                writer = ShardWriter(Path(output_dir) / shard_path(SPLITS[key[0]], key[1]), row_group_sequences)
-                expected_pos = key[1] * plans[key[0]].sequences_per_shard
-            expected = np.arange(expected_pos, expected_pos + end - start)
-            if not np.array_equal(positions[start:end], expected):
-                raise RuntimeError(f"{writer.path}: positions out of order or missing near {expected_pos}")
-            expected_pos += end - start
-            writer.write(_shard_rows(batch.slice(start, end - start), reader, capacity))
+    try:
+        for batch in batches:
+            splits = batch.column("split").to_numpy()
+            shards = batch.column("shard").to_numpy()
+            positions = batch.column("pos").to_numpy()
+            change = np.flatnonzero((splits[1:] != splits[:-1]) | (shards[1:] != shards[:-1])) + 1
+            for start, end in zip([0, *change.tolist()], [*change.tolist(), batch.num_rows], strict=True):
+                if start == end:
+                    continue
+                key = (int(splits[start]), int(shards[start]))
+                if key != current:
+                    if writer is not None:
+                        yield finish()
+                    current = key
+                    writer = ShardWriter(f"{output_dir.rstrip('/')}/{shard_path(SPLITS[key[0]], key[1])}",
+                                         row_group_sequences)
+                    expected_pos = key[1] * plans[key[0]].sequences_per_shard
+                expected = np.arange(expected_pos, expected_pos + end - start)
+                if not np.array_equal(positions[start:end], expected):
+                    raise RuntimeError(f"{writer.path}: positions out of order or missing near {expected_pos}")
+                expected_pos += end - start
+                writer.write(_shard_rows(batch.slice(start, end - start), reader, capacity))
+    except BaseException:
+        if writer is not None and writer.size == 0:
+            writer.discard()  # the shard this attempt was writing: nothing of it appears
+        raise
     if writer is not None:
         yield finish()

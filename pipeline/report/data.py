@@ -1,14 +1,17 @@
 """The run report's figures: what happened to the data, as plain JSON-able data (report.json).
 
-Built from what the stages committed (stats.json, documents, rejects, the token manifest), read
-with pyarrow in batches, so it needs no Spark and its memory does not grow with the data. Rendering
-is pipeline.report.html.
+Built from what the stages committed (their stats, documents, rejects, the token manifest), read
+with pyarrow in batches, so it needs no Spark and its memory does not grow with the data. The run
+directory may be a local path or any fsspec URL (s3://...): a committed stage's stats are read from its
+`_COMMITTED` marker (stats.json where the marker holds none) and its tables as the marker lists them,
+all through fsspec. Rendering is pipeline.report.html.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -20,8 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from thresher.pipeline.locations import is_url
 from thresher.pipeline.seeded_hash import hash64
-from thresher.pipeline.stagedir import STAGES
+from thresher.pipeline.stagedir import COMMITTED_MARKER, PARTS_LIST, STAGES, read_commit, storage
 from thresher.schemas.rejects import is_line_rule
 from thresher.schemas.stats import STATS_FILE, read_stats, thresher_version
 from thresher.schemas.tags import label_column, score_column
@@ -34,34 +38,35 @@ CONFIG_FILE = "config.yaml"  # the effective config, written beside the report b
 LENGTH_BINS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)  # characters; bin edges of the length table
 
 
-def build_report(run_dir: str | Path) -> dict[str, Any]:
-    """Everything the report shows, as plain JSON-able data."""
-    run_dir = Path(run_dir)
+def build_report(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON-able data; `run_dir` a local path or any fsspec URL."""
+    run_dir = str(run_dir) if is_url(str(run_dir)) else str(Path(run_dir))
     stages = _read_stage_stats(run_dir, DOCUMENT_STAGES)
     details = {name: stats["details"] for name, stats in stages.items()}
-    run_info = _read_json(run_dir / "run.json") or {}
-    manifest = _read_json(run_dir / "export" / "manifest.json")
+    run_info = _read_json(_join(run_dir, "run.json")) or {}
+    manifest = _read_json(_join(run_dir, "export", "manifest.json")) if "export" in stages else None
 
     rejects = []
     for name in stages:
-        rejects.extend(_reject_samples(run_dir / name / "rejects", name))
-    output_stages = [name for name in ("prepare", "rules", "select") if (run_dir / name / "documents").is_dir()]
+        rejects.extend(_reject_samples(_join(run_dir, name, "rejects"), name))
+    output_stages = [name for name in ("prepare", "rules", "select") if _dataset(_join(run_dir, name, "documents"))]
 
     return {
-        "run_dir": str(run_dir),
+        "run_dir": run_dir,
         "header": _header(run_dir, run_info, stages),
         "funnel": _funnel(run_dir, stages, manifest),
         "rejects": rejects,
         "stage_subtotals": _stage_subtotals(stages, rejects),
         "rule_costs": {name: _rule_costs(stats["rules"]) for name, stats in stages.items()
                        if isinstance(stats.get("rules"), dict)},
-        "languages": {f"after {name}": _column_counts(run_dir / name / "documents", "lang") for name in output_stages},
-        "lengths": {f"after {name}": _length_counts(run_dir / name / "documents") for name in output_stages},
+        "languages": {f"after {name}": _column_counts(_join(run_dir, name, "documents"), "lang")
+                      for name in output_stages},
+        "lengths": {f"after {name}": _length_counts(_join(run_dir, name, "documents")) for name in output_stages},
         "labels": details.get("tag", {}).get("labels", {}),
         "score_histograms": details.get("tag", {}).get("score_histograms", {}),
         "models": _models(details.get("tag", {})),
         "select_rules": details.get("select", {}).get("rules", []),
-        "kept_samples": _kept_samples(run_dir / "select" / "documents", details.get("select", {})),
+        "kept_samples": _kept_samples(_join(run_dir, "select", "documents"), details.get("select", {})),
         "mix": _mix(details.get("select", {})),
         "dedup": _dedup(stages.get("rules")),
         "dedup_cluster_sizes": details.get("rules", {}).get("minhash_cluster_sizes", {}),
@@ -80,12 +85,12 @@ def build_report(run_dir: str | Path) -> dict[str, Any]:
 
 
 
-def _header(run_dir: Path, run_info: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _header(run_dir: str, run_info: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """What the run read and with what: inputs, the config (digest and file), thresher's version, the date."""
-    config_path = run_dir / CONFIG_FILE
+    config_text = _read_text(_join(run_dir, CONFIG_FILE))
     digest = None
-    if config_path.is_file():
-        match = re.match(r"# effective thresher config, digest (\w+)", config_path.read_text(encoding="utf-8"))
+    if config_text is not None:
+        match = re.match(r"# effective thresher config, digest (\w+)", config_text)
         digest = match.group(1) if match else None
     stage_digests = {name: s["config_digest"] for name, s in stages.items()}
     return {
@@ -93,12 +98,12 @@ def _header(run_dir: Path, run_info: dict[str, Any], stages: dict[str, dict[str,
         "thresher_version": thresher_version(),
         "inputs": list(run_info.get("inputs", [])),
         "config_digest": digest or next((d for d in stage_digests.values() if d), None),
-        "config_file": CONFIG_FILE if config_path.is_file() else None,
+        "config_file": CONFIG_FILE if config_text is not None else None,
         "stage_config_digests": {name: d for name, d in stage_digests.items() if d},
     }
 
 
-def _funnel(run_dir: Path, stages: dict[str, dict[str, Any]], manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
+def _funnel(run_dir: str, stages: dict[str, dict[str, Any]], manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
     """One row per stage in pipeline order: documents in, removed and out, each also as a share of
     what the first stage read; lines removed from kept documents are counted apart, never as documents."""
     rows = []
@@ -110,7 +115,7 @@ def _funnel(run_dir: Path, stages: dict[str, dict[str, Any]], manifest: dict[str
             "documents_removed": documents_in - documents_out,
             "documents_out": documents_out,
             "lines_removed": sum(n for rule, n in by_rule.items() if is_line_rule(rule)),
-            "bytes_out": _count_documents(run_dir / name / "documents")[1] if name != "export" else None,
+            "bytes_out": _count_documents(_join(run_dir, name, "documents"))[1] if name != "export" else None,
             "tokens_out": None,
         }
         if name == "export" and manifest is not None:
@@ -167,7 +172,7 @@ def _dedup(rules_stats: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _length_counts(path: Path) -> dict[str, int]:
+def _length_counts(path: str | os.PathLike) -> dict[str, int]:
     """Documents per text length bin (characters), the bins in increasing order."""
     dataset = _dataset(path)
     labels = [f"< {LENGTH_BINS[0]:,}"] + [f"{a:,} to {b:,}" for a, b in zip(LENGTH_BINS[:-1], LENGTH_BINS[1:], strict=True)]
@@ -181,20 +186,72 @@ def _length_counts(path: Path) -> dict[str, int]:
     return dict(zip(labels, counts.tolist(), strict=True))
 
 
-def _read_stage_stats(run_dir: Path, stages: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """stats.json of each of `stages` that wrote one, read through the envelope (schemas.stats)."""
-    return {name: read_stats(run_dir / name) for name in stages if (run_dir / name / STATS_FILE).is_file()}
+def _join(base: str | os.PathLike, *names: str) -> str:
+    """`names` below `base` (a local path or any URL)."""
+    return "/".join([str(base).rstrip("/"), *names])
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _read_stage_stats(run_dir: str, stages: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The stats of each of `stages` that committed or wrote stats.json: the committed marker's, else
+    stats.json read through the envelope (schemas.stats)."""
+    found = {}
+    for name in stages:
+        directory = _join(run_dir, name)
+        if _is_file(_join(directory, COMMITTED_MARKER)):
+            stats = read_commit(directory).stats
+            if stats is not None:
+                found[name] = stats
+                continue
+        # A stage cut short before its marker (its _PARTS list still there) committed nothing to report.
+        if _is_file(_join(directory, STATS_FILE)) and not _is_file(_join(directory, PARTS_LIST)):
+            found[name] = read_stats(directory)
+    return found
 
 
-def _dataset(path: Path):
-    return ds.dataset(str(path), format="parquet") if path.is_dir() else None
+def _is_file(location: str) -> bool:
+    fs, path = storage(location)
+    fs.invalidate_cache(path)
+    return fs.isfile(path)
 
 
-def _count_documents(path: Path) -> tuple[int, int]:
+def _read_text(location: str) -> str | None:
+    """The file at `location` (any URL) as text; None when there is none."""
+    fs, path = storage(location)
+    fs.invalidate_cache(path)
+    try:
+        return fs.cat_file(path).decode("utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def _read_json(location: str) -> dict[str, Any] | None:
+    text = _read_text(location)
+    return None if text is None else json.loads(text)
+
+
+def _dataset(path: str | os.PathLike):
+    """The table at `path` (STAGE/TABLE, any URL) as a pyarrow dataset: the parts a committed stage's marker
+    lists, else every Parquet file below (a stage without a marker: the report's own tests); None if none."""
+    table = str(path).rstrip("/")
+    stage, name = table.rsplit("/", 1)
+    if _is_file(_join(stage, COMMITTED_MARKER)):
+        commit = read_commit(stage)
+        has_table = _lists(commit, name) if "format" in commit.marker else commit.fs.isdir(commit.path(name))
+        parts = commit.parts(name) if has_table else []
+        return ds.dataset([commit.path(part.name) for part in parts], filesystem=commit.fs,
+                          format="parquet") if parts else None
+    fs, located = storage(table)
+    fs.invalidate_cache(located)
+    return ds.dataset(located, filesystem=fs, format="parquet") if fs.isdir(located) else None
+
+
+def _lists(commit, table: str) -> bool:
+    """Whether a marker that lists its objects lists any of `table`."""
+    return table in commit.marker.get("tables", {}) or any(
+        entry["name"].startswith(table + "/") for entry in commit.marker.get("files", []))
+
+
+def _count_documents(path: str | os.PathLike) -> tuple[int, int]:
     dataset = _dataset(path)
     if dataset is None:
         return 0, 0
@@ -205,7 +262,7 @@ def _count_documents(path: Path) -> tuple[int, int]:
     return docs, text_bytes
 
 
-def _column_counts(path: Path, column: str) -> dict[str, int]:
+def _column_counts(path: str | os.PathLike, column: str) -> dict[str, int]:
     dataset = _dataset(path)
     if dataset is None or column not in dataset.schema.names:
         return {}
@@ -246,7 +303,7 @@ def _mix(select_details: dict[str, Any]) -> dict[str, Any]:
             "groups": groups, "domains": rebalance.get("domains", {})}
 
 
-def _kept_samples(documents: Path, select_details: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def _kept_samples(documents: str | os.PathLike, select_details: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Per document keep rule (`<tagger>:<rule>`), SAMPLES_PER_RULE kept documents (smallest doc_id
     hash) with the tagger's label and score: what the rule let through, beside its rejects."""
     dataset = _dataset(documents)
@@ -276,7 +333,7 @@ def _kept_samples(documents: Path, select_details: dict[str, Any]) -> dict[str, 
     return samples
 
 
-def _reject_samples(path: Path, stage: str) -> list[dict[str, Any]]:
+def _reject_samples(path: str | os.PathLike, stage: str) -> list[dict[str, Any]]:
     """Per rule: the count, and samples from the SAMPLES_PER_RULE documents with the smallest hash
     of doc_id (stable, and spread over documents), each document's first reject of the rule.
 

@@ -139,7 +139,8 @@ class StageOutput:
     half-written output; a rerun of a committed stage is a no-op, and a rerun after a crash starts clean.
     Parts come two ways: written by task attempts under names of their own (`parts.write_parts`, any
     URL), or, on local disk only, written in `_staging/` (`staged`) and moved into place by the commit.
-    A file the driver writes (`put_file`) is named in `_PARTS` before it is written.
+    A file the driver writes (`put_file`), or files tasks write at fixed names (`expect_files`, then
+    `add_files`), are named in `_PARTS` before they are written.
     """
 
     def __init__(self, directory: str | os.PathLike):
@@ -284,6 +285,22 @@ class StageOutput:
             self.fs.makedirs(self._path(name).rsplit("/", 1)[0], exist_ok=True)
         self.fs.pipe_file(self._path(name), data)
         self._files[name] = len(data)
+
+    def expect_files(self, names: list[str]) -> None:
+        """Name in `_PARTS` the files that tasks are about to write at fixed names (relative to the directory,
+        e.g. train/shard-00000.parquet), before any is written: should the commit be cut short, a rerun
+        clears them as thresher's. `add_files` then has the commit list those written."""
+        for name in names:
+            if name.split("/", 1)[0] in _OWN_NAMES:
+                raise ValueError(f"{name} is one of thresher's own names in a stage directory")
+        self._note_pending([*self._pending, *names])
+
+    def add_files(self, files: dict[str, int]) -> None:
+        """Have the commit list `files` (name -> size), written by tasks at names `expect_files` gave."""
+        unnamed = sorted(name for name in files if not _covered(name, self._pending))
+        if unnamed:
+            raise ValueError(f"{unnamed[0]} was not named by expect_files before it was written")
+        self._files.update(files)
 
     def add_parts(self, table: str, parts: list[Part], schema: dict[str, Any] | None = None) -> None:
         """Have the commit list `parts`, written by task attempts for `table` (names from `part_name`);

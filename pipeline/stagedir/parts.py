@@ -128,6 +128,12 @@ def read_written(spark, output: StageOutput, table: str):
     return _parts_frame(spark, [output.location(part.name) for part in parts], StructType.fromJson(schema))
 
 
+def read_parquet_urls(spark, urls: list[str], schema):
+    """The Parquet files at `urls` (any store), one partition each, in the given order, as a frame of `schema`
+    (a Spark StructType), read by the Python workers: in place of Spark's reader, which needs a connector."""
+    return _parts_frame(spark, urls, schema)
+
+
 def _parts_frame(spark, urls: list[str], schema):
     if not urls:
         return spark.createDataFrame([], schema)

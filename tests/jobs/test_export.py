@@ -22,6 +22,7 @@ from thresher.pipeline.config import ConfigError, load_config
 from thresher.pipeline.export.plan import SPLITS, document_key, is_validation, permute, shuffle_seed
 from thresher.pipeline.export.tokenize import load_tokenizer, save_tokenizer, tokenizer_sha256, train_byte_level_bpe
 from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.pipeline.stagedir.documents import resolve_source
 from thresher.schemas.errors import InputError
 from thresher.schemas.stats import read_stats, stage_stats
 
@@ -90,7 +91,7 @@ def config():
 @pytest.fixture(scope="module")
 def concat_run(spark, stages, tokenizer_dir, config, tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "concat"
-    assert parts_frame(spark, _input_parts(stages[1])).rdd.getNumPartitions() == 1
+    assert parts_frame(spark, _input_parts(resolve_source(str(stages[1])))).rdd.getNumPartitions() == 1
     stats = run_export(spark, str(stages[1]), str(out), str(tokenizer_dir), config)
     return out, stats
 
@@ -196,7 +197,7 @@ def test_manifest_counts_match_the_shards_and_the_input(concat_run, rows, tokeni
 def test_shards_are_identical_with_four_input_partitions(spark, concat_run, stages, tokenizer_dir, config, tmp_path):
     out_one, _ = concat_run
     out_four = tmp_path / "four"
-    assert parts_frame(spark, _input_parts(stages[4])).rdd.getNumPartitions() == 4
+    assert parts_frame(spark, _input_parts(resolve_source(str(stages[4])))).rdd.getNumPartitions() == 4
     run_export(spark, str(stages[4]), str(out_four), str(tokenizer_dir), config)
     assert (out_four / "manifest.json").read_text() == (out_one / "manifest.json").read_text()
     manifest = json.loads((out_one / "manifest.json").read_text())
@@ -361,3 +362,92 @@ def test_the_driver_refuses_a_range_packed_twice_or_a_document_count_that_does_n
         _split_summaries([summary(0, 3, 4), summary(0, 4, 2)], counts, capacity=8, shard_tokens=16)
     with pytest.raises(RuntimeError, match="5 documents packed, 6 expected"):
         _split_summaries([summary(0, 3, 5)], counts, capacity=8, shard_tokens=16)
+
+
+def _comparable_stats(stats):
+    """Stats without what differs between two runs of the same export: times and the paths read."""
+    return {key: value for key, value in stats.items() if key not in ("started", "finished", "seconds", "inputs")}
+
+
+def _comparable_manifest(manifest):
+    return {**manifest, "tokenizer": {**manifest["tokenizer"], "path": None}}
+
+
+def _objects(url):
+    """Every object below `url`, by its name relative to it, with its bytes."""
+    from thresher.pipeline.stagedir import storage
+
+    fs, root = storage(url)
+    fs.invalidate_cache(root)
+    return {path[len(root) + 1:]: fs.cat_file(path) for path in fs.find(root)}
+
+
+@pytest.fixture(scope="module")
+def s3_stage(stages, tokenizer_dir, s3_server):
+    """The one-file stage and the tokenizer, uploaded to a fresh prefix of the test bucket."""
+    import uuid
+
+    from thresher.pipeline.stagedir import storage
+
+    base = f"s3://{s3_server.bucket}/{uuid.uuid4().hex}"
+    fs, root = storage(base)
+    for local, name in ((stages[1], "in1"), (tokenizer_dir, tokenizer_dir.name)):
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            fs.pipe_file(f"{root}/{name}/{path.relative_to(local)}", path.read_bytes())
+    return f"{base}/in1", f"{base}/{tokenizer_dir.name}"
+
+
+def test_export_from_s3_to_s3_commits_the_same_shards_manifest_and_stats_as_local_to_local(
+        spark_s3, concat_run, s3_stage, tokenizer_dir, config, s3_url, copies_and_renames):
+    from thresher.pipeline.stagedir import read_commit
+
+    local, local_stats = concat_run
+    input_url, tokenizer_url = s3_stage
+    stats = run_export(spark_s3, input_url, f"{s3_url}/export", tokenizer_url, config)
+    assert _comparable_stats(stats) == _comparable_stats(local_stats)
+    assert stats["inputs"] == [input_url, tokenizer_url]
+    objects = _objects(f"{s3_url}/export")
+    manifest = json.loads(objects["manifest.json"])
+    local_manifest = json.loads((local / "manifest.json").read_text())
+    assert _comparable_manifest(manifest) == _comparable_manifest(local_manifest)
+    assert manifest["tokenizer"]["path"] == tokenizer_url  # the URL given; its sha256 is the local one's
+    shards = [shard["path"] for split in SPLITS for shard in manifest["splits"][split]["shards"]]
+    assert len(shards) > 2
+    assert {name: objects[name] for name in shards} == {name: (local / name).read_bytes() for name in shards}
+    commit = read_commit(f"{s3_url}/export")
+    assert commit.stats == stats == json.loads(objects["stats.json"])
+    listed = {entry["name"]: entry["size"] for entry in commit.marker["files"]}
+    assert listed == {name: len(data) for name, data in objects.items() if name != COMMITTED_MARKER}
+    assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards])
+    assert copies_and_renames == []
+
+
+@pytest.mark.parametrize("point", ["export:shards_written", "commit:before_marker"])
+def test_a_crash_mid_export_on_s3_is_never_read_and_a_rerun_commits_the_same_objects(
+        spark_s3, concat_run, s3_stage, config, s3_url, copies_and_renames, monkeypatch, point):
+    from thresher.pipeline.report.data import build_report
+    from thresher.pipeline.stagedir import CRASH_ENV, CRASH_MODE_ENV, SimulatedCrash, read_commit
+
+    local, _ = concat_run
+    input_url, tokenizer_url = s3_stage
+    out = f"{s3_url}/export"
+    monkeypatch.setenv(CRASH_MODE_ENV, "raise")
+    monkeypatch.setenv(CRASH_ENV, point)
+    with pytest.raises(SimulatedCrash):
+        run_export(spark_s3, input_url, out, tokenizer_url, config)
+    crashed = _objects(out)
+    assert any(name.startswith("train/shard-") for name in crashed)  # shards written, the export not committed
+    assert COMMITTED_MARKER not in crashed
+    with pytest.raises(InputError, match="no committed stage output"):
+        read_commit(out)
+    assert "export" not in build_report(s3_url)["stats"]  # the report does not read it either
+    monkeypatch.delenv(CRASH_ENV)
+    run_export(spark_s3, input_url, out, tokenizer_url, config)
+    objects = _objects(out)
+    manifest = json.loads(objects["manifest.json"])
+    local_manifest = json.loads((local / "manifest.json").read_text())
+    assert _comparable_manifest(manifest) == _comparable_manifest(local_manifest)
+    shards = [shard["path"] for split in SPLITS for shard in manifest["splits"][split]["shards"]]
+    assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards])
+    assert {name: objects[name] for name in shards} == {name: (local / name).read_bytes() for name in shards}
+    assert copies_and_renames == []

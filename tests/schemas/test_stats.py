@@ -71,3 +71,14 @@ def test_a_stage_cannot_write_anything_but_the_envelope(tmp_path):
     with pytest.raises(StatsError, match="no 'schema_version' field"):
         write_stats(tmp_path / STATS_FILE, {"documents_out": 1})
     assert not (tmp_path / STATS_FILE).exists()
+
+
+def test_stats_on_an_object_store_read_as_on_local_disk(s3_url):
+    import fsspec
+
+    stats = envelope()
+    fs, root = fsspec.core.url_to_fs(s3_url)
+    fs.pipe_file(f"{root}/stage/{STATS_FILE}", json.dumps(stats).encode())
+    assert read_stats(f"{s3_url}/stage") == stats
+    with pytest.raises(StatsError, match=rf"^{s3_url}/elsewhere/{STATS_FILE}: no such file"):
+        read_stats(f"{s3_url}/elsewhere")

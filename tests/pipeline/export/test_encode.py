@@ -126,7 +126,7 @@ def test_input_counts_are_taken_once_per_part_whatever_the_attempts(tmp_path):
     write_input_tally(tmp_path, 1, second)
     total = read_input_tally(tmp_path, parts=2)
     assert (total.source_documents, total.copies, total.empty_text, total.sampled_out) == ([3, 5], [5, 6], 1, 2)
-    assert not list(tmp_path.glob(".*"))  # written under a hidden name, then renamed
+    assert not list(tmp_path.glob(".*")) and not list(tmp_path.glob("*.tmp"))  # each file written whole
     with pytest.raises(RuntimeError, match=r"parts \[2\] reported none"):
         read_input_tally(tmp_path, parts=3)
     write_input_tally(tmp_path, 1, InputTally([0, 4], [0, 5]))
@@ -138,3 +138,28 @@ def test_tokenize_parts_outside_spark_needs_its_part(tokenizer_dir, tmp_path):
     spec = EncoderSpec.of(load_tokenizer(tokenizer_dir))
     with pytest.raises(RuntimeError, match="Spark task"):
         next(tokenize_parts(iter([]), spec, 3, 0.3, 4, 7, str(tmp_path)))
+
+
+def test_input_on_s3_is_read_and_tokens_and_counts_spilled_to_s3_as_on_local_disk(tokenizer_dir, tmp_path, s3_url,
+                                                                                  copies_and_renames):
+    from thresher.pipeline.stagedir import storage
+
+    docs = pa.table({"doc_id": [f"doc-{i}" for i in range(30)], "text": ["" if i % 7 == 0 else f"text {i}" for i in range(30)],
+                     "sample_copies": pa.array([i % 3 for i in range(30)], pa.int32())})
+    pq.write_table(docs, tmp_path / "stage.parquet", row_group_size=10)
+    fs, root = storage(s3_url)
+    fs.pipe_file(f"{root}/stage.parquet", (tmp_path / "stage.parquet").read_bytes())
+    spec = EncoderSpec.of(load_tokenizer(tokenizer_dir))
+    options = {"seed": 3, "validation_fraction": 0.3, "pack_ranges": 4, "batch_documents": 7}
+    results = {}
+    for name, stage, spill in (("local", str(tmp_path / "stage.parquet"), str(tmp_path / "spill")),
+                               ("s3", f"{s3_url}/stage.parquet", f"{s3_url}/spill")):
+        parts = document_parts([stage], part_bytes=1)
+        assert [part[1:] for part in parts] == [(0, 1), (1, 1), (2, 1)]
+        rows = pa.Table.from_batches(list(tokenize_parts(iter([parts_batch(parts)]), spec, part=0, spill_dir=spill,
+                                                         **options)), schema=TOKENIZED)
+        tokens = SpillReader(spill).gather(rows.column("file").to_pylist(), rows.column("start").to_numpy(),
+                                           rows.column("length").to_numpy())[0]
+        results[name] = (rows.drop_columns(["file"]), tokens.tolist(), read_input_tally(spill, parts=1))
+    assert results["s3"] == results["local"]
+    assert copies_and_renames == []

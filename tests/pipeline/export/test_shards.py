@@ -71,6 +71,7 @@ def test_write_shard_batches_writes_each_planned_shard_and_reports_it(tmp_path):
         ("validation/shard-00000.parquet", 1, 5),
     ]
     assert pq.read_table(tmp_path / "train/shard-00001.parquet").column("tokens").to_pylist() == [[2] * 5, [3] * 5]
+    assert all(r["size"] == (tmp_path / r["path"]).stat().st_size for r in written)
 
 
 @pytest.mark.parametrize("positions", [[0, 2], [1, 0], [0, 0]])
@@ -84,3 +85,23 @@ def test_a_short_shard_is_an_error(tmp_path):
     plans = {0: ShardPlan(sequences=4, sequences_per_shard=2)}
     with pytest.raises(RuntimeError, match="planned"):
         write_shards([placed_batch(tmp_path, 0, 0, [0])], tmp_path, tmp_path, plans)
+
+
+def test_shards_on_s3_appear_whole_and_a_failed_shard_leaves_no_object(tmp_path, s3_url, copies_and_renames):
+    from thresher.pipeline.stagedir import storage
+
+    plans = {0: ShardPlan(sequences=6, sequences_per_shard=4)}
+    written = write_shards([placed_batch(f"{s3_url}/spill", 0, 0, range(4)),
+                            placed_batch(f"{s3_url}/spill", 0, 1, range(4, 6))], s3_url, f"{s3_url}/spill", plans)
+    fs, root = storage(s3_url)
+    fs.invalidate_cache(root)
+    for row in pa.Table.from_batches(written).to_pylist():
+        with fs.open(f"{root}/{row['path']}", "rb") as file:
+            table = pq.read_table(file)
+        assert row["size"] == fs.size(f"{root}/{row['path']}") and table.num_rows == row["sequences"]
+    with pytest.raises(RuntimeError, match="positions"):
+        write_shards([placed_batch(f"{s3_url}/spill", 0, 0, [0, 2])], f"{s3_url}/failed", f"{s3_url}/spill",
+                     {0: ShardPlan(sequences=2, sequences_per_shard=2)})
+    fs.invalidate_cache(root)
+    assert not fs.exists(f"{root}/failed")
+    assert copies_and_renames == []

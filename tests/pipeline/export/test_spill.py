@@ -64,3 +64,30 @@ def test_reads_past_the_end_and_names_outside_the_directory_are_errors(tmp_path)
         with pytest.raises(ValueError, match="bad spill file name"):
             reader.gather([bad], np.array([0]), np.array([1]))
     reader.close()
+
+
+def test_spill_files_on_s3_are_objects_written_whole_and_read_back_by_ranges(s3_url, copies_and_renames):
+    from thresher.pipeline.stagedir import storage
+
+    rng = np.random.default_rng(1)
+    pieces = []
+    for _ in range(3):
+        writer = SpillWriter(f"{s3_url}/spill", "rows")
+        for _ in range(30):
+            tokens = rng.integers(0, 50_000, rng.integers(0, 40), dtype=np.int64).astype(np.int32)
+            pieces.append((writer.name, writer.append(tokens), tokens))
+        writer.close()
+    fs, root = storage(f"{s3_url}/spill")
+    fs.invalidate_cache(root)
+    assert sorted(name.rsplit("/", 1)[-1] for name in fs.ls(root)) == sorted({name for name, _, _ in pieces})
+    order = rng.permutation(len(pieces))
+    reader = SpillReader(f"{s3_url}/spill")
+    values, offsets = reader.gather([pieces[i][0] for i in order], np.array([pieces[i][1] for i in order]),
+                                    np.array([len(pieces[i][2]) for i in order]))
+    for k, i in enumerate(order):
+        np.testing.assert_array_equal(values[offsets[k] : offsets[k + 1]], pieces[i][2])
+    name, start, tokens = pieces[-1]
+    with pytest.raises(RuntimeError, match="ends before token"):
+        reader.gather([name], np.array([start]), np.array([len(tokens) + 5]))
+    reader.close()
+    assert copies_and_renames == []

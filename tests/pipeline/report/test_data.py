@@ -1,3 +1,5 @@
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -55,3 +57,44 @@ def test_reject_samples_come_from_distinct_documents_whatever_the_batches(tmp_pa
         assert all(s["snippet"].startswith("line 0 ") for s in entry["samples"])  # each document's first reject
     # Both rules hit every document: the same three (smallest doc_id hash) are sampled for each.
     assert [s["url"] for s in one[0]["samples"]] == [s["url"] for s in one[1]["samples"]]
+
+
+def _parquet_bytes(rows, schema):
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist([{field: row.get(field) for field in schema.names} for row in rows],
+                                        schema=schema), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def test_committed_stages_are_read_as_their_marker_lists_them_on_any_store(tmp_path, s3_url):
+    import uuid
+
+    from stage_rows import stage_stats_json
+
+    from thresher.pipeline.stagedir import PARTS_LIST, StageOutput, storage
+    from thresher.schemas.documents import PREPARED
+
+    docs = [{"doc_id": f"d{i}", "text": "x" * (50 * i), "lang": "en"} for i in range(4)]
+    rejects = [{"doc_id": "r0", "stage": "prepare", "rule": "empty_extraction"}]
+    reports = {}
+    for run in (str(tmp_path / "run"), s3_url):
+        output = StageOutput(f"{run}/prepare")
+        output.begin()
+        output.put_file("documents/part-0.parquet", _parquet_bytes(docs, PREPARED))
+        output.put_file("rejects/part-0.parquet", _parquet_bytes(rejects, REJECT))
+        output.commit(stage_stats_json("prepare", 5, 4, {"empty_extraction": 1}))
+        fs, root = storage(run)
+        # A part no commit lists (a task attempt's leftover) is not the stage's: the report never reads it.
+        fs.pipe_file(f"{root}/prepare/documents/part-00001-{uuid.uuid4().hex}.parquet", _parquet_bytes(docs, PREPARED))
+        # A stage cut short before its marker (stats.json written, _PARTS still there) is not reported.
+        fs.makedirs(f"{root}/rules", exist_ok=True)
+        fs.pipe_file(f"{root}/rules/stats.json", json.dumps(stage_stats_json("rules", 4, 1)).encode())
+        fs.pipe_file(f"{root}/rules/{PARTS_LIST}", b'["stats.json"]')
+        reports[run] = build_report(run)
+    local, on_s3 = reports.values()
+    for report in (local, on_s3):
+        assert [row["stage"] for row in report["funnel"]] == ["prepare"]
+        assert report["funnel"][0]["bytes_out"] == 50 * (1 + 2 + 3)
+        assert report["languages"]["after prepare"] == {"en": 4}
+        assert [(r["rule"], r["count"]) for r in report["rejects"]] == [("empty_extraction", 1)]
+    assert on_s3["stats"] == local["stats"] and on_s3["funnel"] == local["funnel"]

@@ -326,3 +326,30 @@ def test_a_driver_killed_before_the_marker_leaves_no_committed_stage_and_the_sam
     assert subprocess.run([sys.executable, "-c", script], env=env).returncode == 0
     listed = [part.name for part in read_commit(stage_url).parts("documents")]
     assert sorted(_objects(stage_url)) == sorted([COMMITTED_MARKER, "stats.json", *listed])
+
+
+def test_files_tasks_write_at_fixed_names_are_thresher_s_once_expected_and_listed_once_added(stage_url):
+    fs, root = storage(stage_url)
+    out = StageOutput(stage_url)
+    out.begin()
+    names = ["train/shard-00000.parquet", "train/shard-00001.parquet"]
+    out.expect_files(names)
+    fs.makedirs(f"{root}/train", exist_ok=True)
+    fs.pipe_file(f"{root}/{names[0]}", b"half of the shards")  # then the driver dies
+    with pytest.raises(ValueError, match="one of thresher's own names"):
+        out.expect_files(["_work/x"])
+    again = StageOutput(stage_url)
+    again.begin()  # the shard an attempt wrote is thresher's: named in _PARTS before it was written
+    assert not any(name.startswith("train/") for name in _objects(stage_url))
+    again.expect_files(names)
+    fs.makedirs(f"{root}/train", exist_ok=True)
+    for name in names:
+        fs.pipe_file(f"{root}/{name}", name.encode())
+    with pytest.raises(ValueError, match="validation/shard-00000.parquet was not named by expect_files"):
+        again.add_files({"validation/shard-00000.parquet": 3})
+    again.add_files({name: len(name) for name in names})
+    again.commit(STATS)
+    marker = read_commit(stage_url).marker
+    assert {entry["name"]: entry["size"] for entry in marker["files"]} == {
+        **{name: len(name) for name in names}, "stats.json": len(_objects(stage_url)["stats.json"])}
+    assert set(_objects(stage_url)) == {COMMITTED_MARKER, "stats.json", *names}
