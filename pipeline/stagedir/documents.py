@@ -37,6 +37,7 @@ from thresher.pipeline.locations import is_url
 from thresher.pipeline.stagedir import (
     CHECKPOINT_DIR,
     COMMITTED_MARKER,
+    PARTS_LIST,
     STAGING_DIR,
     WORK_DIR,
     read_commit,
@@ -164,7 +165,7 @@ def _find_url(url: str) -> tuple[str, str, list[str], bool]:
             raise InputError(f"{base}/documents holds no Parquet files")
         return PARQUET, f"{base}/documents", files, True
     tops = {name.split("/", 1)[0] for name in found}
-    if {STAGING_DIR, WORK_DIR} & tops or ("documents" in tops and tops & set(_STAGE_SIGNS)):
+    if {STAGING_DIR, WORK_DIR, PARTS_LIST} & tops or ("documents" in tops and tops & set(_STAGE_SIGNS)):
         raise InputError(f"{url} is a thresher stage output that was not committed (no {COMMITTED_MARKER}): rerun that stage")
     visible = [name for name in found if not any(step.startswith((".", "_")) for step in name.split("/"))]
     for kind in (PARQUET, JSONL):
@@ -176,7 +177,7 @@ def _find_url(url: str) -> tuple[str, str, list[str], bool]:
 
 def _unfinished_stage(directory: Path) -> bool:
     """A thresher stage directory without its marker: staging or work left, or documents/ beside stats or rejects."""
-    if (directory / STAGING_DIR).exists() or (directory / WORK_DIR).exists():
+    if any((directory / name).exists() for name in (STAGING_DIR, WORK_DIR, PARTS_LIST)):
         return True
     return (directory / "documents").is_dir() and any((directory / sign).exists() for sign in _STAGE_SIGNS)
 

@@ -125,6 +125,12 @@ def test_a_stage_directory_is_committed_or_refused_in_one_line(tmp_path):
     (crashed / "_staging").mkdir(parents=True)  # a stage that died before moving anything into place
     with pytest.raises(InputError, match="not committed"):
         resolve_source(str(crashed))
+    cut = tmp_path / "cut"  # a commit cut short: its _PARTS list left beside parts written at fixed names
+    (cut / "train").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{"doc_id": "x", "text": ENGLISH}]), cut / "train" / "shard-00000.parquet")
+    (cut / "_PARTS").write_text('["train/shard-00000.parquet"]')
+    with pytest.raises(InputError, match="not committed"):
+        resolve_source(str(cut))
     (stage / COMMITTED_MARKER).write_text("{}")
     source = resolve_source(str(stage))
     assert source.committed_stage and source.root == str(stage / "documents")
