@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from thresher.pipeline.config import ConfigError
+from thresher.pipeline.stagedir import COMMITTED_MARKER, PARTS_LIST
 from thresher.schemas.tokens import MANIFEST_FORMAT
 
 
@@ -32,6 +34,10 @@ def read_manifest(data_dir: str | Path) -> dict:
     path = Path(data_dir)
     if path.is_dir():
         path = path / "manifest.json"
+    if (path.parent / PARTS_LIST).exists() and not (path.parent / COMMITTED_MARKER).exists():
+        raise ConfigError(f"{path.parent} is an export cut short (no {COMMITTED_MARKER} marker): rerun thresher export")
+    if not path.is_file():
+        raise ConfigError(f"--data {data_dir}: no manifest.json there: point it at a thresher export directory")
     manifest = json.loads(path.read_text())
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {MANIFEST_FORMAT!r}")

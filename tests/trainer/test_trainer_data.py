@@ -107,3 +107,13 @@ def test_manifest_checks(numbered_shards, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="format"):
         read_manifest(tmp_path)
+
+
+def test_an_export_cut_short_or_a_directory_without_a_manifest_is_one_line(numbered_shards, tmp_path):
+    from thresher.pipeline.config import ConfigError
+
+    (numbered_shards / "_PARTS").write_text('["train/shard-00000.parquet"]')  # the export died before its marker
+    with pytest.raises(ConfigError, match=rf"^{numbered_shards} is an export cut short \(no _COMMITTED marker\): rerun"):
+        read_manifest(numbered_shards)
+    with pytest.raises(ConfigError, match=rf"^--data {tmp_path}: no manifest.json there: point it at a thresher export"):
+        read_manifest(tmp_path)
