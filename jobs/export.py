@@ -54,6 +54,7 @@ from thresher.jobs.documents_input import (
     count_skipped_lines,
     fields_from_args,
     fresh_rejects_dir,
+    with_limits,
 )
 from thresher.jobs.documents_input import parts_frame as source_parts_frame
 from thresher.jobs.stage_job import StageJob
@@ -135,7 +136,7 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     """Tokenize, pack, shuffle and shard the documents of `input_dir` into `output_dir`; returns the stats."""
     cfg = config.export
     check_export_config(cfg)
-    documents = resolve_source(input_dir, fields)
+    documents = resolve_source(input_dir, with_limits(fields, config))
     tokenizer_files = local_copy(tokenizer_dir)  # a URL's directory fetched once into the local cache
     tokenizer = load_tokenizer(tokenizer_files, cfg.eos_token)
     if not is_url(tokenizer_dir):
