@@ -3,13 +3,15 @@
 Each tagger adds the columns it declares (schemas.tags: `<name>_label`, `<name>_score`, `<name>_top`
 for a document tagger; `<name>_line_scores` for a lines tagger, null for blank lines, which are
 never scored). No row is dropped and `text` is never changed, so no tag depends on a select
-setting. Models come from the per-process cache: a Spark worker loads each model once.
+setting. Models come from the per-process cache: a Spark worker loads each model once. A tagger's
+model directory may be a URL (s3://...): the worker reads it from this node's local copy
+(pipeline.locations.local_copy), fetched once per node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ import pyarrow as pa
 from thresher.classifiers.base import cached_classifier
 from thresher.classifiers.clutter import line_scores
 from thresher.classifiers.tasks import model_input
+from thresher.pipeline.locations import local_copy
 from thresher.schemas.tags import (
     DeclaredTagger,
     label_column,
@@ -73,7 +76,11 @@ def tag_table(table: pa.Table, taggers: Sequence[Tagger]) -> pa.Table:
 
 
 def tag_batches(batches: Iterator[pa.RecordBatch], taggers: Sequence[Tagger], batch_size: int) -> Iterator[pa.RecordBatch]:
-    """The mapInArrow body: RULES-shaped record batches in, tagged batches out, `batch_size` rows per model call."""
+    """The mapInArrow body: RULES-shaped record batches in, tagged batches out, `batch_size` rows per model call.
+    Models at a URL are read from this node's copy, fetched when the task has its first batch."""
+    local = None
     for batch in batches:
+        if local is None:
+            local = [replace(tagger, model_dir=local_copy(tagger.model_dir)) for tagger in taggers]
         for start in range(0, batch.num_rows, batch_size):
-            yield from tag_table(pa.Table.from_batches([batch.slice(start, batch_size)]), taggers).to_batches()
+            yield from tag_table(pa.Table.from_batches([batch.slice(start, batch_size)]), local).to_batches()

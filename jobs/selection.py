@@ -8,6 +8,11 @@ document rejects with the failing value, one `<tagger>_line` row per removed lin
 `<tagger>_emptied` and `rebalance_downsampled` documents) and OUTPUT/stats.json (documents and
 tokens in and out per rule; the mix per group before and after, against the target).
 
+TAGGED_DIR and OUTPUT may be local paths every node sees or any object store URL (s3://...): the tagged
+documents are read, and every table, the `_work/filtered` and `_work/copied` intermediates included,
+written as parts from the Python workers (pipeline.stagedir.parts), so the JVM needs no connector for
+the store, and nothing is renamed.
+
 The module is not named select.py: `spark-submit jobs/<job>.py` puts jobs/ first on sys.path, where
 a select.py would shadow the standard library's `select`.
 
@@ -43,6 +48,7 @@ from thresher.pipeline.select.batches import (
 )
 from thresher.pipeline.select.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
 from thresher.pipeline.stagedir import StageOutput, crash_point, require_committed
+from thresher.pipeline.stagedir.parts import read_parts, write_parts, write_scratch
 from thresher.schemas import to_spark_schema
 from thresher.schemas.stats import read_stats
 from thresher.schemas.tags import DeclaredTagger, read_taggers, score_column, top_column
@@ -146,34 +152,29 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     settings = replace(check_select_config(config, taggers), taggers=taggers)
     out = StageOutput(output_dir)
     out.begin()
-    tagged = spark.read.parquet(str(input_path / "documents"))
+    tagged = read_parts(spark, input_dir, "documents")
     if partitions:
         tagged = tagged.repartition(partitions, "doc_id")
     documents_in = tagged.count()
     settings = replace(settings, checks=tuple(_with_cut(tagged, check, documents_in) for check in settings.checks))
 
-    filtered_path = str(out.work / "filtered")
     schema = to_spark_schema(filtered_schema(settings))
-    tagged.mapInArrow(functools.partial(filter_batches, settings=settings), schema).write.mode("overwrite").parquet(filtered_path)
+    filtered = write_scratch(tagged.mapInArrow(functools.partial(filter_batches, settings=settings), schema), out, "filtered")
     crash_point("select:filtered")
-    filtered = spark.read.parquet(filtered_path)
 
     rebalance = _rebalance(filtered, config, {t.name: t for t in taggers})
     settings = replace(settings, weights=rebalance.get("class_weights", {}))
-    copied_path = str(out.work / "copied")
-    filtered.mapInArrow(functools.partial(copy_batches, settings=settings), schema).write.mode("overwrite").parquet(copied_path)
+    final = write_scratch(filtered.mapInArrow(functools.partial(copy_batches, settings=settings), schema), out, "copied")
     crash_point("select:copied")
-    final = spark.read.parquet(copied_path)
 
-    final.filter(F.col("status") == STATUS_KEPT).select(*selected_schema(settings).names).orderBy("doc_id").write.parquet(
-        out.staged("documents")
-    )
+    write_parts(final.filter(F.col("status") == STATUS_KEPT).select(*selected_schema(settings).names).orderBy("doc_id"),
+                out, "documents")
     doc_rejects = reject_rows(final.filter(F.col("status") != STATUS_KEPT), STAGE, F.col("status"), F.col("reject_detail"))
     line_rejects = reject_rows(final.select("doc_id", "url", "warc_path", F.explode("removed_lines").alias("removed")),
                                STAGE, F.col("removed.rule"), F.format_string("score=%.4f", F.col("removed.score")),
                                F.col("removed.line"))
     rejects = doc_rejects.unionByName(line_rejects)
-    rejects.orderBy("doc_id", "rule", "content", "detail").write.parquet(out.staged("rejects"))
+    write_parts(rejects.orderBy("doc_id", "rule", "content", "detail"), out, "rejects")
 
     counts, details = _stats(final, settings, documents_in)
     rebalance["achieved"] = _achieved_mix(final, config, rebalance)

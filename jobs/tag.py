@@ -9,21 +9,36 @@ and model; what select reads) and OUTPUT/stats.json, which records per tagger it
 a content hash of the model files, its labels and held-out metrics, and score histograms. No
 document is dropped and `text` is unchanged: thresholds live in `thresher select`.
 
-Models: each tagger's `model_dir` (absolute, or relative to config `tag.model_dir` / --models-dir);
-make the defaults with `thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output MODELS_DIR`.
+INPUT and OUTPUT may be local paths every node sees or any object store URL (s3://...): the input is
+read and every table, the scored intermediate included, written as parts from the Python workers
+(pipeline.stagedir.parts), so the JVM needs no connector for the store, and nothing is renamed.
+
+Models: each tagger's `model_dir` (absolute, or relative to config `tag.model_dir` / --models-dir),
+a local path or a URL. The driver checks each model from a local copy (pipeline.locations.local_copy)
+before Spark starts, so a model that cannot be read is one line; the tasks are handed the URL and
+each node fetches it once into its cache. Make the defaults with
+`thresher classifiers bootstrap --input CRAWL_OR_STAGE_DIR --output MODELS_DIR`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import os
 import sys
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 
-from thresher.classifiers.base import ModelNotFoundError, check_model, model_digest, read_manifest, read_metrics
+from thresher.classifiers.base import (
+    ModelNotFoundError,
+    UnusableModelError,
+    check_model,
+    model_digest,
+    read_manifest,
+    read_metrics,
+)
 from thresher.classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
 from thresher.classifiers.tagging import Tagger, check_tagger, tag_batches
 from thresher.jobs.documents_input import (
@@ -34,12 +49,14 @@ from thresher.jobs.documents_input import (
     fields_from_args,
     fresh_rejects_dir,
     parse_rejects,
+    with_limits,
 )
 from thresher.jobs.stage_job import StageJob
 from thresher.pipeline.config import Config, ConfigError
-from thresher.pipeline.locations import resolve_location
+from thresher.pipeline.locations import is_url, local_copy, resolve_location
 from thresher.pipeline.stagedir import StageOutput, crash_point
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
+from thresher.pipeline.stagedir.parts import write_parts, write_scratch
 from thresher.schemas import to_spark_schema
 from thresher.schemas.documents import RULES
 from thresher.schemas.tags import (
@@ -48,7 +65,7 @@ from thresher.schemas.tags import (
     line_scores_column,
     score_column,
     tagged_schema,
-    write_taggers,
+    taggers_json,
 )
 
 STAGE = "tag"
@@ -68,8 +85,27 @@ def add_stage3_arguments(parser: argparse.ArgumentParser, output_help: str) -> N
     parser.add_argument("--partitions", type=int, help="repartition the input into this many tasks (default: as read)")
 
 
-def models_base(config: Config, models_dir: str | None = None) -> Path:
-    return Path(resolve_location(models_dir) if models_dir else config.resolve_path(config.tag.model_dir))
+def models_base(config: Config, models_dir: str | None = None) -> str:
+    """The base of relative tagger model_dirs: an absolute local path or a URL."""
+    return resolve_location(models_dir) if models_dir else config.resolve_path(config.tag.model_dir)
+
+
+def _model_location(base: str, model_dir: str) -> str:
+    """`model_dir` as the tasks are handed it: a URL or absolute path as given, a relative one below `base`."""
+    if is_url(model_dir) or os.path.isabs(model_dir.removeprefix("file://")):
+        return resolve_location(model_dir)
+    if is_url(base):
+        return f"{base.rstrip('/')}/{model_dir.removeprefix('./')}"
+    return os.path.normpath(os.path.join(base, model_dir))
+
+
+def local_model(tagger: Tagger) -> str:
+    """A local path holding `tagger`'s model (its directory, or a copy of the one at a URL, fetched once per
+    version into this machine's cache); a URL that holds nothing is the tagger's ModelNotFoundError."""
+    try:
+        return local_copy(tagger.model_dir)
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"no classifier at {tagger.model_dir} ({exc})") from None
 
 
 def executor_paths(config: Config, models_dir: str | None = None) -> list[tuple[str, str]]:
@@ -86,9 +122,8 @@ def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagge
             continue
         if not name.isidentifier():
             raise ConfigError(f"tag.taggers.{name}: a tagger name must be a plain identifier (it names columns)")
-        path = shipped_model_dir() if spec.model_dir == SHIPPED_MODEL else Path(spec.model_dir)
-        tagger = Tagger(name, str(path if path.is_absolute() else base / path), kind=spec.kind, top_k=spec.top_k,
-                        input=spec.input, line_label=spec.line_label)
+        path = str(shipped_model_dir()) if spec.model_dir == SHIPPED_MODEL else _model_location(base, spec.model_dir)
+        tagger = Tagger(name, path, kind=spec.kind, top_k=spec.top_k, input=spec.input, line_label=spec.line_label)
         try:
             check_tagger(tagger)
         except ValueError as exc:
@@ -110,7 +145,9 @@ def configured_taggers(config: Config, models_dir: str | None = None, digests: b
     declared = []
     for tagger in resolve_taggers(config, models_dir):
         try:
-            manifest = read_manifest(tagger.model_dir)
+            local = local_model(tagger)
+            with _named_as_given(tagger, local):
+                manifest = read_manifest(local)
         except ModelNotFoundError as exc:
             raise ModelNotFoundError(
                 f"tag.taggers.{tagger.name}: no model at {tagger.model_dir}. Make the default models with "
@@ -122,11 +159,11 @@ def configured_taggers(config: Config, models_dir: str | None = None, digests: b
                 f"tag.taggers.{tagger.name}.line_label: {tagger.line_label!r} is not a label of {tagger.model_dir} "
                 f"({manifest['labels']})"
             )
-        metrics = read_metrics(tagger.model_dir)
+        metrics = read_metrics(local)
         declared.append((replace(
             tagger,
             labels=tuple(manifest["labels"]),
-            model_hash=model_digest(tagger.model_dir) if digests else None,
+            model_hash=model_digest(local) if digests else None,
             heldout=metrics.get("heldout", {}),
             weak_labels=any("weak_labels" in str(source) for source in metrics.get("data", [])),
         ), manifest))
@@ -148,7 +185,7 @@ def configured_taggers(config: Config, models_dir: str | None = None, digests: b
 def tagger_record(tagger: Tagger) -> dict[str, Any]:
     """What tag's stats keep of a tagger (the report shows it): its declaration, how it ran, its model's backend."""
     return {**asdict(tagger), "labels": list(tagger.labels), "inference": dict(tagger.inference),
-            "backend": read_manifest(tagger.model_dir)["backend"]}
+            "backend": read_manifest(local_model(tagger))["backend"]}
 
 
 def describe_models(taggers: list[Tagger]) -> list[str]:
@@ -171,7 +208,7 @@ def run_tag(
     check_models(taggers)
     for line in describe_models(taggers):
         print(line, file=sys.stderr)
-    source = resolve_source(input_dir, fields)
+    source = resolve_source(input_dir, with_limits(fields, config))
     out = StageOutput(output_dir)
     out.begin()
     started = time.perf_counter()
@@ -182,18 +219,16 @@ def run_tag(
     if partitions:
         documents = documents.repartition(partitions, "doc_id")
     schema = tagged_schema(taggers)
-    tagged_path = str(out.work / "tagged")
-    documents.mapInArrow(
-        functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size), to_spark_schema(schema)
-    ).write.mode("overwrite").parquet(tagged_path)
+    scored = documents.mapInArrow(
+        functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size), to_spark_schema(schema))
+    tagged = write_scratch(scored, out, "tagged")  # the models run once, whatever reads the scores
     tag_seconds = time.perf_counter() - started
     crash_point("tag:scored")
-    tagged = spark.read.parquet(tagged_path)
-    tagged.orderBy("doc_id").write.parquet(out.staged("documents"))
-    parse_rejects(spark, rejects_dir).orderBy("warc_path", "detail").write.parquet(out.staged("rejects"))
-    write_taggers(out.staged(TAGGERS_FILE), taggers)
+    written = write_parts(tagged.orderBy("doc_id"), out, "documents")
+    write_parts(parse_rejects(spark, rejects_dir).orderBy("warc_path", "detail"), out, "rejects")
+    out.put_file(TAGGERS_FILE, taggers_json(taggers))
     skipped = count_skipped_lines(rejects_dir, STAGE)
-    documents_out = tagged.count()
+    documents_out = sum(part.rows for part in written)
     details = {
         "missing_input_columns": missing_columns,
         "taggers": [tagger_record(t) for t in taggers],  # a list: tagger order is column order
@@ -203,7 +238,7 @@ def run_tag(
     crash_point("tag:before_commit")
     rejects_by_rule = {INPUT_PARSE_ERROR: skipped} if skipped else {}
     # unparsable lines are input records too
-    return out.commit_stats(STAGE, config, [str(Path(input_dir).resolve())], documents_out + skipped, documents_out,
+    return out.commit_stats(STAGE, config, [resolve_location(input_dir)], documents_out + skipped, documents_out,
                             rejects_by_rule, details,
                             phases={"tagging": tag_seconds})
 
@@ -227,10 +262,23 @@ def _histogram(tagged, tagger: Tagger) -> list[int]:
 
 
 def check_models(taggers: list[Tagger]) -> None:
-    """Every tagger's model loaded (or its files read) once on the driver: a broken model is one line here,
-    not an error in every Spark task."""
+    """Every tagger's model loaded (or its files read) once on the driver, from a local copy where it is at a
+    URL: a broken model is one line here, not an error in every Spark task."""
     for tagger in taggers:
-        check_model(tagger.model_dir)
+        local = local_model(tagger)
+        with _named_as_given(tagger, local):
+            check_model(local)
+
+
+@contextlib.contextmanager
+def _named_as_given(tagger: Tagger, local: str):
+    """A model error about the local copy of a model at a URL names the URL instead."""
+    try:
+        yield
+    except UnusableModelError as exc:
+        if local == tagger.model_dir:
+            raise
+        raise UnusableModelError(str(exc).replace(local, tagger.model_dir)) from None
 
 
 def _check(args: argparse.Namespace, config: Config) -> None:

@@ -10,12 +10,19 @@ The sample is the documents whose seeded hash of doc_id falls below a cut chosen
 texts stream to the driver in hash order (toLocalIterator, one partition at a time) into the
 `tokenizers` trainer, which keeps word counts, not texts. The directory written is a standard
 Hugging Face tokenizer directory, committed with a `_COMMITTED` marker and stats.json.
+
+INPUT and TOKENIZER_DIR may be local paths or any object store URL (s3://...): the documents are read
+from the Python workers, and the tokenizer, saved on the driver to a temporary directory, is committed
+file by file (StageOutput.put_file), with no rename. A process that loads a tokenizer from a URL reads
+its local copy (pipeline.locations.local_copy).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -26,6 +33,7 @@ from thresher.jobs.documents_input import (
     documents_frame,
     fields_from_args,
     fresh_rejects_dir,
+    with_limits,
 )
 from thresher.jobs.stage_job import StageJob
 from thresher.pipeline.config import Config, ConfigError
@@ -68,7 +76,7 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
         raise ConfigError(f"export.vocab_size: {cfg.vocab_size} cannot hold 256 bytes and {len(special_tokens)} special tokens")
     if len(set(special_tokens)) != len(special_tokens):
         raise ConfigError(f"export: special tokens must differ, got {special_tokens}")
-    source = resolve_source(input_dir, fields)
+    source = resolve_source(input_dir, with_limits(fields, config))
     output = StageOutput(output_dir)
     output.begin()
 
@@ -93,12 +101,16 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
             yield row["text"]
 
     tokenizer = train_byte_level_bpe(texts(), cfg.vocab_size, special_tokens, cfg.tokenizer_min_frequency)
-    save_tokenizer(tokenizer, output.staging, cfg.eos_token, cfg.pad_token, cfg.extra_special_tokens)
+    with tempfile.TemporaryDirectory(prefix="thresher-tokenizer-") as saved:
+        save_tokenizer(tokenizer, saved, cfg.eos_token, cfg.pad_token, cfg.extra_special_tokens)
+        sha256 = tokenizer_sha256(saved)
+        for path in sorted(Path(saved).iterdir()):
+            output.put_file(path.name, path.read_bytes())
     details = {
         "sample_chars": sampled["chars"],
         "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
         "special_tokens": special_tokens,
-        "sha256": tokenizer_sha256(output.staging),
+        "sha256": sha256,
     }
     rejects_by_rule = {INPUT_PARSE_ERROR: skipped} if skipped else {}
     stats = output.commit_stats(STAGE, config, [input_dir], documents_in + skipped, sampled["documents"], rejects_by_rule, details)

@@ -150,6 +150,23 @@ def _check_type(value: Any, kind: type, key: str, fail) -> None:
         raise fail(f"{key} should be {'a number' if kind is float else kind.__name__}, got {type(value).__name__}")
 
 
+def file_in(directory: str | os.PathLike, name: str) -> tuple[str | Path, Any]:
+    """`name` in `directory` (a local path or any fsspec URL): how to show it (a Path on local disk) and a
+    function that reads its bytes (FileNotFoundError when it is not there)."""
+    if "://" not in str(directory) or str(directory).startswith("file://"):
+        path = Path(str(directory).removeprefix("file://")) / name
+        return path, path.read_bytes
+    import fsspec
+
+    url = f"{str(directory).rstrip('/')}/{name}"
+
+    def read() -> bytes:
+        fs, located = fsspec.core.url_to_fs(url)
+        fs.invalidate_cache(located)
+        return fs.cat_file(located)
+    return url, read
+
+
 def write_stats(path: str | os.PathLike, stats: dict[str, Any]) -> None:
     """Write a checked envelope (keys in the order given: `rules` keeps the pipeline's order)."""
     validate_stats(stats, str(path))
@@ -157,19 +174,9 @@ def write_stats(path: str | os.PathLike, stats: dict[str, Any]) -> None:
 
 
 def read_stats(directory: str | os.PathLike) -> dict[str, Any]:
-    """DIRECTORY/stats.json (a local path or any fsspec URL), checked; StatsError naming the file when it is
-    missing, not JSON or not the envelope."""
-    given = str(directory)
-    if "://" in given and not given.startswith("file://"):
-        import fsspec
-
-        path = f"{given.rstrip('/')}/{STATS_FILE}"
-        fs, located = fsspec.core.url_to_fs(path)
-        fs.invalidate_cache(located)
-        read = lambda: fs.cat_file(located).decode()  # noqa: E731
-    else:
-        path = Path(directory) / STATS_FILE
-        read = path.read_text
+    """DIRECTORY/stats.json (DIRECTORY a local path or any fsspec URL), checked; StatsError naming the file
+    when it is missing, not JSON or not the envelope."""
+    path, read = file_in(directory, STATS_FILE)
     try:
         stats = json.loads(read())
     except FileNotFoundError:

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from thresher.schemas import extend
 from thresher.schemas.documents import RULES
-from thresher.schemas.stats import StatsError
+from thresher.schemas.stats import StatsError, file_in
 
 TAGGERS_FILE = "taggers.json"
 FORMAT = 1
@@ -95,23 +95,29 @@ _ENTRY_TYPES = {"name": str, "kind": str, "top_k": int, "labels": list, "columns
 _DECLARED = [f.name for f in dataclasses.fields(DeclaredTagger)]
 
 
-def write_taggers(path: str | os.PathLike, taggers: Sequence[DeclaredTagger]) -> None:
-    """The declaration of `taggers` (in column order) as a taggers.json at `path`."""
+def taggers_json(taggers: Sequence[DeclaredTagger]) -> bytes:
+    """The declaration of `taggers` (in column order): a taggers.json's content."""
     entries = [{**{name: getattr(t, name) for name in _DECLARED}, "labels": list(t.labels),
                 "columns": [c.name for c in t.columns()]} for t in taggers]
-    Path(path).write_text(json.dumps({"format": FORMAT, "taggers": entries}, indent=2) + "\n")
+    return (json.dumps({"format": FORMAT, "taggers": entries}, indent=2) + "\n").encode()
+
+
+def write_taggers(path: str | os.PathLike, taggers: Sequence[DeclaredTagger]) -> None:
+    """The declaration of `taggers` (in column order) as a taggers.json at `path` (local disk)."""
+    Path(path).write_bytes(taggers_json(taggers))
 
 
 def read_taggers(directory: str | os.PathLike) -> tuple[DeclaredTagger, ...]:
     """The taggers a committed tag output declares, in column order; TaggersFileError naming the file
-    when it is missing (a tag output of an older thresher) or not the declaration."""
-    path = Path(directory) / TAGGERS_FILE
+    when it is missing (a tag output of an older thresher) or not the declaration. `directory` is a local
+    path or any fsspec URL."""
+    path, read = file_in(directory, TAGGERS_FILE)
 
     def fail(what: str) -> TaggersFileError:
         return TaggersFileError(f"{path}: {what} (not a thresher {TAGGERS_FILE} of format {FORMAT}; rerun tag)")
 
     try:
-        declared = json.loads(path.read_text())
+        declared = json.loads(read())
     except FileNotFoundError:
         raise TaggersFileError(f"{path}: no such file (a tag output from a thresher that did not declare its "
                                "taggers; rerun tag to write one)") from None

@@ -72,3 +72,27 @@ def write_stage(run_dir, name, stats, documents, rejects):
     pq.write_table(pa.Table.from_pylist(full, schema=PREPARED), stage / "documents" / "part-0.parquet")
     rows = [{field: r.get(field) for field in REJECT.names} for r in rejects]
     pq.write_table(pa.Table.from_pylist(rows, schema=REJECT), stage / "rejects" / "part-0.parquet")
+
+
+def upload_tree(local: Path, url: str) -> str:
+    """Every file below `local` put at the same relative name below `url` (one PUT each, no copy); returns `url`."""
+    from thresher.pipeline.stagedir import storage
+
+    fs, root = storage(url)
+    for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
+        fs.pipe_file(f"{root}/{path.relative_to(local).as_posix()}", path.read_bytes())
+    return url
+
+
+def committed_names(url: str) -> list[str]:
+    """Every object below the stage directory at `url`, by its name relative to it, sorted."""
+    from thresher.pipeline.stagedir import storage
+
+    fs, root = storage(url)
+    fs.invalidate_cache(root)
+    return sorted(path[len(root) + 1:] for path in fs.find(root))
+
+
+def without_timings(stats: dict, *also: str) -> dict:
+    """A stage's stats without what depends on when and from where it ran (times, inputs) and `also`."""
+    return {k: v for k, v in stats.items() if k not in {"started", "finished", "seconds", "inputs", *also}}

@@ -124,22 +124,34 @@ def export_model(model_state: dict[str, torch.Tensor], config: ModelConfig, outp
 
 def run_tokenizer(data: dict, tokenizer_dir: str | Path | None = None) -> Path | None:
     """The tokenizer directory to ship: `tokenizer_dir` if given, else the one the run's data manifest
-    names, if it is still there unchanged (same sha256); None when the run records none."""
+    names, if it is still there unchanged (same sha256); None when the run records none. Either may be a
+    URL (s3://...): what is returned is then this machine's local copy of it (pipeline.locations.local_copy)."""
     if tokenizer_dir is not None:
-        path = Path(tokenizer_dir)
-        if not (path / "tokenizer.json").is_file():
-            raise ConfigError(f"--tokenizer {path}: no tokenizer.json there (a Hugging Face tokenizer directory)")
+        path = _local_tokenizer(str(tokenizer_dir))
+        if path is None or not (path / "tokenizer.json").is_file():
+            raise ConfigError(f"--tokenizer {tokenizer_dir}: no tokenizer.json there (a Hugging Face tokenizer directory)")
         return path
     recorded = data.get("tokenizer", {})
     if not recorded.get("path"):
         return None
-    path = Path(recorded["path"])
-    if not (path / "tokenizer.json").is_file():
-        raise ConfigError(f"the run's tokenizer {path} is gone: pass --tokenizer DIR (the one the data was exported with)")
+    path = _local_tokenizer(recorded["path"])
+    if path is None or not (path / "tokenizer.json").is_file():
+        raise ConfigError(f"the run's tokenizer {recorded['path']} is gone: pass --tokenizer DIR (the one the data was "
+                          "exported with)")
     if recorded.get("sha256") and tokenizer_sha256(path) != recorded["sha256"]:
-        raise ConfigError(f"the run's tokenizer {path} changed since the export (sha256 differs): pass --tokenizer "
+        raise ConfigError(f"the run's tokenizer {recorded['path']} changed since the export (sha256 differs): pass --tokenizer "
                           f"DIR with the one the data was exported with")
     return path
+
+
+def _local_tokenizer(location: str) -> Path | None:
+    """A local path holding the tokenizer directory at `location` (a path or a URL); None when a URL holds nothing."""
+    from thresher.pipeline.locations import local_copy
+
+    try:
+        return Path(local_copy(location))
+    except FileNotFoundError:
+        return None
 
 
 def copy_tokenizer(tokenizer_dir: Path, output_dir: str | Path) -> list[str]:

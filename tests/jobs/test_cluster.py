@@ -10,7 +10,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from thresher.pipeline.stagedir import COMMITTED_MARKER
@@ -106,3 +108,36 @@ def test_rules_submitted_to_two_workers_with_the_built_artifacts_equals_local_mo
         assert executor.name in ran_tasks
 
     assert output(out) == output(local)
+
+
+def test_rules_on_the_cluster_commits_to_s3_without_a_jvm_connector_and_equals_local_mode(
+    spark, dist, corpus, standalone_cluster, s3_server, s3_url, tmp_path
+):
+    """Every table and intermediate goes through the Python workers (s3fs): the JVM has no S3 connector."""
+    from thresher.jobs import cli
+    from thresher.pipeline.stagedir import read_commit
+
+    local = tmp_path / "local"
+    assert cli.main(["rules", str(corpus), "--output", str(local), *SETTINGS]) == 0
+    cluster = standalone_cluster
+    env = {k: v for k, v in cluster.env.items() if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
+    env.update(s3_server.environment)  # the driver's credentials and endpoint; the executors get theirs below
+    executor_env = [arg for name, value in s3_server.environment.items()
+                    for arg in ("--conf", f"spark.executorEnv.{name}={value}")]
+    command = [
+        str(cluster.spark_home / "bin" / "spark-submit"), "--master", cluster.url,
+        "--py-files", str(dist / "thresher.zip"), "--archives", f"{dist / 'thresher-venv.tar.gz'}#venv",
+        "--conf", "spark.pyspark.python=./venv/bin/python", "--conf", f"spark.pyspark.driver.python={sys.executable}",
+        "--conf", "spark.ui.enabled=false", *executor_env,
+        str(Path(cli.__file__).resolve().parent / "rules.py"), str(corpus), "--output", f"{s3_url}/rules", *SETTINGS,
+    ]
+    submitted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert submitted.returncode == 0, submitted.stderr[-5000:]
+    on_s3, on_disk = read_commit(f"{s3_url}/rules"), read_commit(local)
+    for table, keys in (("documents", ("doc_id",)), ("rejects", ("doc_id", "rule", "content", "detail"))):
+        found = []
+        for commit in (on_s3, on_disk):
+            tables = [pq.read_table(commit.fs.open(commit.path(part.name), "rb")) for part in commit.parts(table)]
+            found.append(sorted(pa.concat_tables(tables).to_pylist(), key=lambda row: tuple(str(row[k]) for k in keys)))
+        assert found[0] == found[1], table
+    assert without_timings(on_s3.stats) == without_timings(on_disk.stats)

@@ -207,3 +207,40 @@ def test_a_model_lacking_a_kept_label_keeps_documents_when_told(spark, tagged_di
     stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config)  # on_missing_label: keep (default config)
     assert "the page_type model has no label ['encyclopedia_page']" in capsys.readouterr().err
     assert stats["documents_out"] == 200 and stats["rejects_by_rule"] == {}
+
+
+def test_select_from_a_tag_stage_on_s3_to_s3_commits_what_local_disk_commits(spark_s3, selected, tagged_dir, config_for, s3_url,
+                                                                           copies_and_renames):
+    from stage_rows import committed_names, upload_tree, without_timings
+
+    from thresher.pipeline.stagedir import read_commit
+    from thresher.pipeline.stagedir.parts import read_parts
+
+    upload_tree(tagged_dir, f"{s3_url}/tag")  # a committed tag stage: its marker lists its parts
+    stats = run_select(spark_s3, f"{s3_url}/tag", f"{s3_url}/select", config_for(**QUALITY_CUT), partitions=1)
+    local = selected[1]
+    on_s3, on_disk = read_commit(f"{s3_url}/select"), read_commit(local)
+    assert on_s3.stats == stats
+    assert without_timings(stats) == without_timings(read_stats(local))
+    for table in ("documents", "rejects"):
+        assert read_parts(spark_s3, f"{s3_url}/select", table).collect() == read_parts(spark_s3, str(local), table).collect()
+        assert [on_s3.fs.cat_file(on_s3.path(part.name)) for part in on_s3.parts(table)] == [
+            on_disk.fs.cat_file(on_disk.path(part.name)) for part in on_disk.parts(table)]  # byte-identical parts
+    assert committed_names(f"{s3_url}/select") == sorted(
+        ["_COMMITTED", "stats.json", *(part.name for table in ("documents", "rejects") for part in on_s3.parts(table))])
+    assert copies_and_renames == []
+
+
+def test_select_checks_a_tag_stage_on_s3_before_spark_starts(tagged_dir, s3_url, tmp_path, capsys):
+    from stage_rows import upload_tree
+
+    from thresher.jobs.cli import main
+    from thresher.pipeline.stagedir import storage
+
+    upload_tree(tagged_dir, f"{s3_url}/tag")
+    fs, root = storage(f"{s3_url}/tag")
+    fs.rm_file(f"{root}/{TAGGERS_FILE}")
+    out = tmp_path / "out"
+    assert main(["select", f"{s3_url}/tag", "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{s3_url}/tag/{TAGGERS_FILE}: no such file" in err[0] and not out.exists()

@@ -273,3 +273,68 @@ def test_a_bad_transformers_setting_is_a_config_error_before_any_work(spark, sta
     with pytest.raises(ConfigError, match=r"transformers: token_budget \(50\) must be at least max_length \(96\)"):
         run_tag(spark, str(stage2_dir), str(tmp_path / "out"), config)
     assert not (tmp_path / "out").exists()
+
+
+def test_tag_from_s3_to_s3_with_models_on_s3_commits_what_local_disk_commits(
+        spark_s3, stage2_dir, models_dir, quality_model, tagged_dir, s3_url, copies_and_renames):
+    """The stage 2 input, the models and the output all on S3: the same committed tables, byte for byte,
+    the same declaration and stats (but the models' locations) as the local run, and no copy or rename."""
+    from stage_rows import committed_names, stage3_config, upload_tree, without_timings
+
+    from thresher.pipeline.stagedir import read_commit
+    from thresher.pipeline.stagedir.parts import read_parts
+
+    upload_tree(stage2_dir, f"{s3_url}/rules")
+    models = {"models": upload_tree(models_dir, f"{s3_url}/models"), "quality": upload_tree(quality_model, f"{s3_url}/quality")}
+    stats = run_tag(spark_s3, f"{s3_url}/rules", f"{s3_url}/tag", stage3_config(models["models"], models["quality"]),
+                    partitions=1)
+    on_s3, on_disk = read_commit(f"{s3_url}/tag"), read_commit(tagged_dir)
+    assert on_s3.stats == stats
+    for table in ("documents", "rejects"):
+        assert (read_parts(spark_s3, f"{s3_url}/tag", table).collect()
+                == read_parts(spark_s3, str(tagged_dir), table).collect())  # row-identical, in the same order
+        assert [on_s3.fs.cat_file(on_s3.path(part.name)) for part in on_s3.parts(table)] == [
+            on_disk.fs.cat_file(on_disk.path(part.name)) for part in on_disk.parts(table)]  # byte-identical parts
+    local_dirs = {str(models_dir / name): f"{models['models']}/{name}" for name in ("page_type", "topic")}
+    local_dirs[str(quality_model)] = models["quality"]
+
+    def at_s3(tagger):  # a local tagger entry as the S3 run records it: its model at its URL
+        return {**tagger, "model_dir": local_dirs.get(tagger["model_dir"], tagger["model_dir"])}
+
+    local_stats = read_stats(tagged_dir)
+    assert without_timings(stats, "config_digest", "details") == without_timings(local_stats, "config_digest", "details")
+    assert stats["details"] == {**local_stats["details"], "taggers": [at_s3(t) for t in local_stats["details"]["taggers"]]}
+    assert [t.__dict__ for t in read_taggers(f"{s3_url}/tag")] == [
+        at_s3(t.__dict__) for t in read_taggers(tagged_dir)]  # the same models' hashes, their URLs
+    assert committed_names(f"{s3_url}/tag") == sorted(
+        ["_COMMITTED", "stats.json", "taggers.json", *(part.name for table in ("documents", "rejects") for part in on_s3.parts(table))])
+    assert copies_and_renames == []
+
+
+def test_a_model_url_that_holds_nothing_is_one_line_before_spark_starts(stage2_dir, models_dir, s3_url, tmp_path, capsys):
+    from thresher.jobs.cli import main
+
+    argv = ["tag", str(stage2_dir), "--output", str(tmp_path / "out"), "--models-dir", str(models_dir),
+            "--set", f"tag.taggers.topic.model_dir={s3_url}/no-model"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"tag.taggers.topic: no model at {s3_url}/no-model" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_truncated_model_at_a_url_is_one_line_naming_the_url(stage2_dir, models_dir, s3_url, tmp_path, capsys):
+    from stage_rows import upload_tree
+
+    from thresher.jobs.cli import main
+    from thresher.pipeline.stagedir import storage
+
+    url = upload_tree(models_dir / "topic", f"{s3_url}/topic")
+    model_file = max((p for p in (models_dir / "topic").iterdir() if p.suffix in (".ftz", ".bin")), key=lambda p: p.stat().st_size)
+    fs, root = storage(url)
+    fs.pipe_file(f"{root}/{model_file.name}", model_file.read_bytes()[:1000])
+    argv = ["tag", str(stage2_dir), "--output", str(tmp_path / "out"), "--models-dir", str(models_dir),
+            "--set", f"tag.taggers.topic.model_dir={url}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"thresher tag: error: {url}: its fasttext model cannot be loaded"), err
+    assert not (tmp_path / "out").exists()

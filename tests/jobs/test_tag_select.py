@@ -39,3 +39,23 @@ def test_the_old_name_models_still_runs_tag_select_and_says_so(spark, stage2_dir
     err = capsys.readouterr().err
     assert err.startswith("[thresher] `thresher models` is now `thresher tag-select`; the old name still works\n")
     assert "[thresher] select: " in err
+
+
+def test_tag_select_from_s3_to_s3_is_what_tag_then_select_commit_on_local_disk(
+        spark_s3, stage2_dir, models_dir, quality_model, tagged_dir, s3_url, tmp_path, copies_and_renames):
+    from stage_rows import upload_tree, without_timings
+
+    from thresher.pipeline.stagedir.parts import read_parts
+
+    config = stage3_config(models_dir, quality_model)
+    stats = run_tag_select(spark_s3, upload_tree(stage2_dir, f"{s3_url}/rules"), f"{s3_url}/out", config, partitions=1)
+    assert read_parts(spark_s3, f"{s3_url}/out/tag", "documents").collect() == read_parts(
+        spark_s3, str(tagged_dir), "documents").collect()
+    local = run_select(spark_s3, str(tagged_dir), str(tmp_path / "select"), config, partitions=1)
+    for table in ("documents", "rejects"):
+        assert read_parts(spark_s3, f"{s3_url}/out/select", table).collect() == read_parts(
+            spark_s3, str(tmp_path / "select"), table).collect()
+    assert without_timings(stats["select"]) == without_timings(local)
+    assert read_stats(f"{s3_url}/out/select") == stats["select"]
+    assert copies_and_renames == []
+    assert run_tag_select(spark_s3, f"{s3_url}/rules", f"{s3_url}/out", config) == {}  # both committed: kept

@@ -107,3 +107,28 @@ def test_a_vocabulary_short_of_the_configured_size_is_said(spark, stage_dir, tmp
     capsys.readouterr()
     run_tokenizer_train(spark, str(stage_dir), str(tmp_path / "full"), load_config(None, {"export.vocab_size": 500}))
     assert "tokenizer:" not in capsys.readouterr().err
+
+
+def test_train_from_s3_to_s3_commits_what_local_disk_commits_and_loads_from_its_url(spark_s3, stage_dir, s3_url, tmp_path,
+                                                                                   copies_and_renames):
+    from stage_rows import committed_names, upload_tree, without_timings
+
+    from thresher.pipeline.locations import local_copy
+    from thresher.pipeline.stagedir import read_commit
+    from thresher.trainer.export_hf import run_tokenizer
+
+    config = load_config(None, {"export.vocab_size": 500, "export.tokenizer_sample_documents": 60})
+    local = run_tokenizer_train(spark_s3, str(stage_dir), str(tmp_path / "tok"), config)
+    url = f"{s3_url}/tok"
+    stats = run_tokenizer_train(spark_s3, upload_tree(stage_dir, f"{s3_url}/stage"), url, config)
+    assert without_timings(stats) == without_timings(local) and read_commit(url).stats == stats == read_stats(url)
+    names = committed_names(url)
+    saved = ["special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+    assert names == committed_names(str(tmp_path / "tok")) == sorted([COMMITTED_MARKER, "stats.json", *saved])
+    commit = read_commit(url)
+    for name in saved:
+        assert commit.fs.cat_file(commit.path(name)) == (tmp_path / "tok" / name).read_bytes()
+    copy = local_copy(url)  # what a process that loads the tokenizer reads
+    assert tokenizer_sha256(copy) == stats["details"]["sha256"] and load_tokenizer(copy).vocab_size == 500
+    assert str(run_tokenizer({}, url)) == copy
+    assert copies_and_renames == []
