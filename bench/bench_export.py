@@ -39,7 +39,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
 from thresher.pipeline.export.tokenize import load_tokenizer, save_tokenizer, train_byte_level_bpe  # noqa: E402
 from thresher.pipeline.stagedir import COMMITTED_MARKER  # noqa: E402
-from thresher.schemas.stats import STATS_FILE, stage_stats, write_stats  # noqa: E402
+from thresher.schemas.stats import STATS_FILE, stage_stats, stats_json  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 
@@ -76,9 +76,9 @@ def write_stage(directory: Path, texts: list[str], files: int = 8) -> Path:
     step = -(-len(texts) // files)
     for part in range(files):
         pq.write_table(table.slice(part * step, step), directory / f"documents/part-{part:05d}.parquet")
-    write_stats(directory / STATS_FILE, stage_stats(
+    (directory / STATS_FILE).write_bytes(stats_json(stage_stats(
         "bench", thresher_version="bench", config_digest="", started=0.0, finished=0.0, phases={}, inputs=[],
-        documents_in=len(texts), documents_out=len(texts), rejects_by_rule={}, details={}))
+        documents_in=len(texts), documents_out=len(texts), rejects_by_rule={}, details={}), str(directory / STATS_FILE)))
     (directory / COMMITTED_MARKER).write_text("{}")
     return directory
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from thresher.classifiers.base import ModelNotFoundError
+from thresher.classifiers.base import ModelNotFoundError, UnusableModelError
 from thresher.classifiers.clutter import CLUTTER, KEEP
 from thresher.classifiers.label_scoring import CausalLMScorer, LabelScorer, normalised
 from thresher.classifiers.page_type import PAGE_TYPES
@@ -406,6 +406,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu or cuda:N (default: auto)")
 
 
+def _load_scorer(args: argparse.Namespace, model_dir: Path) -> LabelScorer:
+    """The --model's scorer; a model that does not load (a bad config.json, pickled-only or broken weights)
+    is one line naming it, not the library's chained tracebacks."""
+    from thresher.schemas.errors import UserError
+
+    try:
+        if args.backend == "vllm":
+            from thresher.classifiers.vllm_backend import VLLMScorer
+
+            return VLLMScorer(model_dir, args.vllm_scoring)
+        return CausalLMScorer(model_dir, args.device)
+    except UserError:
+        raise
+    except Exception as exc:  # whatever transformers, safetensors or vLLM raise for files they cannot read
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise UnusableModelError(f"--model {model_dir}: cannot be loaded ({type(exc).__name__}: {reason}); pass a "
+                                 "causal LM directory in transformers format with .safetensors weights") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from thresher.pipeline.config import ConfigError
 
@@ -422,12 +441,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         load_prompts(args.task, prompts_dir)  # templates, label names and descriptions checked before the model loads
         label_sets(args.task, prompts_dir, topics_file)
-        if args.backend == "vllm":
-            from thresher.classifiers.vllm_backend import VLLMScorer
-
-            scorer: LabelScorer = VLLMScorer(model_dir, args.vllm_scoring)
-        else:
-            scorer = CausalLMScorer(model_dir, args.device)
+        scorer = _load_scorer(args, model_dir)
         summary = annotate_file(
             args.input, args.output, args.task, scorer, args.sample, args.seed, args.max_chars, args.max_lines, prompts_dir, topics_file
         )

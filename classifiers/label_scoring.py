@@ -80,7 +80,9 @@ class CausalLMScorer(LabelScorer):
         super().__init__(model_dir)
         self.device = task_device(device)
         dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(self.directory, dtype=dtype, attn_implementation="sdpa").to(self.device).eval()
+        # safetensors only: pickled weights (pytorch_model.bin) can run code as they load, so they are never read.
+        self.model = AutoModelForCausalLM.from_pretrained(self.directory, dtype=dtype, attn_implementation="sdpa",
+                                                          use_safetensors=True).to(self.device).eval()
         self._pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def label_logprobs(self, prompt_ids: Sequence[int], answers: Sequence[Sequence[int]]) -> np.ndarray:

@@ -23,6 +23,7 @@ target shares by pipeline.select.mix.solve_mix, or by the taxonomy's fixed weigh
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import math
 import sys
@@ -98,6 +99,11 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
             missing = [label for label in wanted if labels and label not in labels]
             if missing and rule.on_missing_label == "error":
                 raise ConfigError(f"{key}.{rule_name}: {missing} not label(s) of the {name} model ({list(labels)})")
+            typos = {label: close[0] for label in missing if (close := difflib.get_close_matches(label, labels, 1, 0.8))}
+            if typos:  # `keep` is for a class a model lacks, not for a misspelled one, which would turn the rule off
+                label, meant = next(iter(typos.items()))
+                raise ConfigError(f"{key}.{rule_name}: {label!r} is not a label of the {name} model: did you mean "
+                                  f"{meant!r}? (on_missing_label: keep is for a class the model lacks)")
             if missing and (rule_name == "label_not_in" or len(missing) == len(wanted)):
                 # label_in with no known label would drop everything; label_not_in with an unknown one drops nothing
                 print(f"[thresher] select.keep.{name}.{rule_name}: the {name} model has no label {missing} "

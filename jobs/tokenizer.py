@@ -40,6 +40,7 @@ from thresher.pipeline.config import Config, ConfigError
 from thresher.pipeline.export.tokenize import save_tokenizer, tokenizer_sha256, train_byte_level_bpe
 from thresher.pipeline.stagedir import StageOutput
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
+from thresher.schemas.errors import InputError
 
 STAGE = "tokenizer"
 # What the sample needs of each document: doc_id (for the seeded hash) and the text.
@@ -84,6 +85,10 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
     docs = documents_frame(spark, source, _SAMPLED_COLUMNS, rejects_dir=rejects_dir, stage=STAGE).where(F.length("text") > 0)
     documents_in = docs.count()
     skipped = count_skipped_lines(rejects_dir, STAGE)
+    if documents_in == 0:  # a BPE of no text is the 256 bytes alone: useless, and it would look like success
+        raise InputError(f"{input_dir} holds no document with text to train the tokenizer on"
+                         + (f" ({skipped:,} unreadable, counted as {INPUT_PARSE_ERROR})" if skipped else "")
+                         + ": check INPUT and --text-field")
     keep = min(1.0, cfg.tokenizer_sample_documents / max(documents_in, 1))
     # xxhash64 is a signed 64-bit value: keep the lowest `keep` share of its range.
     cut = int(-(2**63) + keep * 2**64)

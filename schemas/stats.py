@@ -167,10 +167,11 @@ def file_in(directory: str | os.PathLike, name: str) -> tuple[str | Path, Any]:
     return url, read
 
 
-def write_stats(path: str | os.PathLike, stats: dict[str, Any]) -> None:
-    """Write a checked envelope (keys in the order given: `rules` keeps the pipeline's order)."""
-    validate_stats(stats, str(path))
-    Path(path).write_text(json.dumps(stats, indent=2) + "\n")
+def stats_json(stats: dict[str, Any], where: str) -> bytes:
+    """The text of stats.json for `where`, the envelope checked (keys in the order given: `rules` keeps the
+    pipeline's order); StatsError naming `where` for anything but the envelope."""
+    validate_stats(stats, where)
+    return (json.dumps(stats, indent=2) + "\n").encode()
 
 
 def read_stats(directory: str | os.PathLike) -> dict[str, Any]:

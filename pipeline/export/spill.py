@@ -28,6 +28,8 @@ from thresher.pipeline.stagedir import is_local, storage
 TOKEN_ITEMSIZE = 4  # int32, little-endian
 SUFFIX = ".i32"
 WRITE_BLOCK_BYTES = 8 * 2**20  # an object store's upload buffer: the most a writer holds in memory
+MERGE_GAP_BYTES = 256 * 2**10  # object store reads: ranges closer than this are one request (the gap read too)
+MERGED_BYTES = 4 * 2**20  # ... of at most this many bytes
 
 
 class SpillWriter:
@@ -115,7 +117,9 @@ class SpillReader:
             done += got
 
     def _read_remote(self, ranges: list[tuple[str, int, memoryview]]) -> None:
-        """Every non-empty range of the batch in one concurrent request set; adjacent ranges of a file merged."""
+        """Every non-empty range of the batch in one concurrent request set; ranges of a file less than
+        MERGE_GAP_BYTES apart merged into one request of at most MERGED_BYTES (a request costs more than
+        reading the gap: packing asks for documents in shuffled order, mostly near one another)."""
         by_file: dict[str, list[tuple[int, memoryview]]] = defaultdict(list)
         for name, start, target in ranges:
             self._path(name)
@@ -124,8 +128,10 @@ class SpillReader:
         requests: list[tuple[str, int, int, list[tuple[int, memoryview]]]] = []  # path, begin, end, pieces
         for name, pieces in by_file.items():
             for position, target in sorted(pieces, key=lambda piece: piece[0]):
-                if requests and requests[-1][0] == name and requests[-1][2] == position:
-                    requests[-1] = (name, requests[-1][1], position + len(target), [*requests[-1][3], (position, target)])
+                last = requests[-1] if requests else None
+                if (last and last[0] == name and position - last[2] <= MERGE_GAP_BYTES
+                        and position + len(target) - last[1] <= MERGED_BYTES):
+                    requests[-1] = (name, last[1], max(last[2], position + len(target)), [*last[3], (position, target)])
                 else:
                     requests.append((name, position, position + len(target), [(position, target)]))
         if not requests:

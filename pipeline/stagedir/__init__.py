@@ -9,9 +9,9 @@ The commit renames nothing on an object store: each task attempt writes its part
 own (`part_name`), and the stage commits by writing one object, `_COMMITTED`, that lists the committed
 parts with their sizes, and the stats. Readers read only what that marker lists, so a part a failed or
 duplicate task attempt left behind is never read; a rerun deletes only what a marker, the `_PARTS`
-list or the attempt-name pattern says thresher wrote. On local disk, parts a stage still writes in
-`_staging/` are moved into place first (os.replace), as before the marker listed anything; a marker
-written before it did (no "format" in it) still reads: its directory's files are the committed ones.
+list or the attempt-name pattern says thresher wrote. Local disk takes the same path (only the marker
+and `_PARTS` are written as a temporary file moved into place); a marker written before the marker
+listed anything (no "format" in it) still reads: its directory's files are the committed ones.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from thresher.pipeline.config import Config, ConfigError
-from thresher.schemas.stats import STATS_FILE, stage_stats, thresher_version, validate_stats, write_stats
+from thresher.schemas.stats import STATS_FILE, stage_stats, stats_json, thresher_version
 
 # The pipeline's stages in the order `thresher run` runs them, each writing the stage directory of its name.
 STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "export")
@@ -40,7 +40,7 @@ STAGES = ("prepare", "rules", "classifiers", "tag", "select", "tokenizer", "expo
 COMMITTED_MARKER = "_COMMITTED"
 
 
-STAGING_DIR = "_staging"
+STAGING_DIR = "_staging"  # where stages wrote their parts before the marker listed them: an old attempt's, cleared
 
 
 WORK_DIR = "_work"  # finished units of work (e.g. per WARC file) that survive a crash, for resuming
@@ -137,8 +137,7 @@ class StageOutput:
 
     Readers only trust a directory with the marker, and only what it lists, so they never see
     half-written output; a rerun of a committed stage is a no-op, and a rerun after a crash starts clean.
-    Parts come two ways: written by task attempts under names of their own (`parts.write_parts`, any
-    URL), or, on local disk only, written in `_staging/` (`staged`) and moved into place by the commit.
+    Parts are written by task attempts under names of their own (`parts.write_parts`, any URL).
     A file the driver writes (`put_file`), or files tasks write at fixed names (`expect_files`, then
     `add_files`), are named in `_PARTS` before they are written.
     """
@@ -146,7 +145,6 @@ class StageOutput:
     def __init__(self, directory: str | os.PathLike):
         self.url = str(directory)
         self.fs, self.root = storage(directory)
-        self._given = Path(directory)
         self._tables: dict[str, dict[str, Any]] = {}
         self._files: dict[str, int] = {}  # what put_file wrote or the commit moved: name -> size
         self._pending: list[str] = []  # what _PARTS names
@@ -154,16 +152,6 @@ class StageOutput:
     @property
     def local(self) -> bool:
         return is_local(self.fs)
-
-    @property
-    def directory(self) -> Path:
-        if not self.local:
-            raise RuntimeError(f"{self.url} is not on local disk: write its parts with pipeline.stagedir.parts")
-        return self._given
-
-    @property
-    def staging(self) -> Path:
-        return self.directory / STAGING_DIR
 
     def _path(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -214,7 +202,7 @@ class StageOutput:
         return is_dir and all(_covered(file, pending) or _ATTEMPT_PART.fullmatch(file) for file in self._files_below(name))
 
     def begin(self) -> None:
-        """Clear what an interrupted attempt left (staging, parts written or moved, files named in `_PARTS`).
+        """Clear what an interrupted attempt left (parts written, files named in `_PARTS`, intermediates).
 
         Only what thresher wrote is removed: a directory that holds anything else is refused
         (ConfigError naming it), so no user file is ever deleted.
@@ -235,8 +223,6 @@ class StageOutput:
                 self._remove(name)
         if PARTS_LIST in children:  # last: until now it accounts for what is left
             self._remove(PARTS_LIST)
-        if self.local:
-            self.staging.mkdir(parents=True)
         self.started = time.time()
         self._tables, self._files, self._pending = {}, {}, []
 
@@ -250,18 +236,11 @@ class StageOutput:
         if not self.local:
             self.fs.rm(self._path(name), recursive=True)
             return
-        child = self.directory / name
+        child = Path(self._path(name))
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
         else:
             child.unlink()
-
-    @property
-    def work(self) -> Path:
-        """A directory for finished units of work that a rerun after a crash may reuse."""
-        path = self.directory / WORK_DIR
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
     def work_location(self, name: str) -> str:
         """The URL of `name` below the work directory (any store), emptied of what an earlier attempt left
@@ -271,10 +250,6 @@ class StageOutput:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
         return self.fs.unstrip_protocol(path)
-
-    def staged(self, name: str) -> str:
-        """Where to write part `name` (a Parquet directory or a file) before the commit; local disk only."""
-        return str(self.staging / name)
 
     def put_file(self, name: str, data: bytes) -> None:
         """Write `name` (relative to the directory, e.g. taggers.json) as part of this commit."""
@@ -336,16 +311,10 @@ class StageOutput:
         return stats
 
     def commit(self, stats: dict[str, Any]) -> None:
-        """Write stats.json (the envelope, checked), move parts staged on local disk into place, drop parts
-        of attempts that did not finish, then write the marker last: it lists every committed object."""
-        if self.local and self.staging.is_dir():
-            write_stats(self.staging / STATS_FILE, stats)  # moved into place with what else is staged
-            for name in self._move_staged():
-                self._files.update(self._files_below(name) if (self.directory / name).is_dir()
-                                   else {name: os.path.getsize(self._path(name))})
-        else:
-            validate_stats(stats, f"{self.url}/{STATS_FILE}")
-            self.put_file(STATS_FILE, (json.dumps(stats, indent=2) + "\n").encode())
+        """Write stats.json (the envelope, checked), drop parts of attempts that did not finish and the work
+        directory, then write the marker last: it lists every committed object."""
+        self.put_file(STATS_FILE, stats_json(stats, f"{self.url}/{STATS_FILE}"))
+        crash_point("commit:stats_written")
         if self._children().get(WORK_DIR) is not None:
             self._remove(WORK_DIR)
         self._drop_unlisted_attempts()
@@ -361,21 +330,6 @@ class StageOutput:
         }
         write_whole(self.fs, self._path(COMMITTED_MARKER), (json.dumps(marker, indent=1) + "\n").encode())
         self.fs.rm_file(self._path(PARTS_LIST))
-
-    def _move_staged(self) -> list[str]:
-        """Move what `_staging/` holds into place (local disk), naming it in `_PARTS` first; the names moved."""
-        names = sorted(part.name for part in self.staging.iterdir())
-        self._note_pending([*self._pending, *names])
-        for name in names:
-            target = self.directory / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            os.replace(self.staging / name, target)
-            crash_point("commit:part_moved")
-        self.staging.rmdir()
-        return names
 
     def _drop_unlisted_attempts(self) -> None:
         """Delete the parts of task attempts that failed or lost to a duplicate: no commit lists them."""

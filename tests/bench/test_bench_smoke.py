@@ -55,7 +55,7 @@ FIGURES = {
     "bench_minhash_speed": [r"^bit-identical to datasketch .*: True", r"^thresher MinHasher\.signature .* docs/s",
                             r"^datasketch MinHash\.bulk, default sha1_hash32: .* docs/s"],
     "bench_models": [r"^60 documents, \d+ non-blank lines", r"^plain loop, 1 core: ", r"^spark local\[1\] cold: tagging stage"],
-    "bench_objstore": [r"^round 1 disk: [\d.]+s \(prepare", r"^round 1   s3: [\d.]+s \(prepare",
+    "bench_objstore": [r"^round 1 disk: [\d.]+s \(prepare", r"^round 1   s3: [\d.]+s \(prepare", r"^per stage, median: prepare ",
                        r"^whole run, median of 1: local disk [\d.]+s, S3 [\d.]+s: [\d.]+x \(limit 1\.15x\)"],
     "bench_prepare": [r"^job: \d+ pages in .* \d+ documents", r"^job tasks: ", r"^baseline \(1 process, warcio \+ trafilatura\.extract\)"],
     "bench_prepare_memory": [r"^pages: \d+ in \d+s; documents \d+", r"^peak Python worker RSS \(psutil polling\): \d+ MiB",

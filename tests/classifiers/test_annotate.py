@@ -280,3 +280,24 @@ def test_a_prompt_whose_label_list_outgrows_the_model_context_is_one_clear_error
     short.context = len(ids) - 1
     with pytest.raises(AnnotationError, match=r"the topic_domain\.en prompt with its label list is \d+ tokens, more than the model's context"):
         annotator.request("topic_domain", tree.domains, "en", document="word " * 10, url="")
+
+
+@pytest.mark.parametrize("damage", ["config not json", "pickled weights only", "weights cut short"])
+def test_a_model_that_does_not_load_is_one_line_naming_it(rules_dir, lm_dir, tmp_path, capsys, damage):
+    """A bad --model gave UnpicklingError, SafetensorError or four chained tracebacks (bad config.json)."""
+    import shutil
+
+    model = shutil.copytree(lm_dir, tmp_path / "model")
+    weights = next(model.glob("*.safetensors"))
+    if damage == "config not json":
+        (model / "config.json").write_text("{not json")
+    elif damage == "pickled weights only":
+        weights.rename(model / "pytorch_model.bin")  # never unpickled: it could run code
+    else:
+        weights.write_bytes(weights.read_bytes()[:1000])
+    out = tmp_path / "labels.jsonl"
+    assert thresher(_command(rules_dir, model, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    assert err.startswith(f"thresher annotate: error: --model {model}: cannot be loaded (")
+    assert not out.exists()

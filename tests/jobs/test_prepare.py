@@ -216,9 +216,9 @@ def test_a_crash_after_some_files_resumes_from_the_finished_files(spark, tmp_pat
     finished = {path: path.stat().st_mtime_ns for path in files_dir.glob("*.parquet")}
     assert len(finished) == 2 and not (output / COMMITTED_MARKER).exists()
 
-    # Second attempt dies inside the commit (stats.json moved into place, no marker yet), while the work
+    # Second attempt dies inside the commit (stats.json written, no marker yet), while the work
     # directory is still there to inspect.
-    monkeypatch.setenv(CRASH_ENV, "commit:part_moved")
+    monkeypatch.setenv(CRASH_ENV, "commit:stats_written")
     with pytest.raises(SimulatedCrash):
         run_prepare(spark, inputs, str(output), config)
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # not processed again
@@ -264,7 +264,7 @@ def test_a_file_replaced_after_a_crash_is_read_again(spark, tmp_path, monkeypatc
     replacement = Path(inputs[0]).with_suffix(".part")
     replacement.write_bytes(complete)  # the download completes, and replaces the cut file
     os.replace(replacement, inputs[0])
-    monkeypatch.setenv(CRASH_ENV, "commit:part_moved")
+    monkeypatch.setenv(CRASH_ENV, "commit:stats_written")
     with pytest.raises(SimulatedCrash):
         run_prepare(spark, inputs, str(output), config)
     assert not cut_version.exists()  # the old version's rows are gone, not read

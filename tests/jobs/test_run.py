@@ -37,7 +37,7 @@ OVERRIDES = {
 # In pipeline order; each attempt crashes at the next one, then one clean rerun finishes the run.
 KILL_POINTS = [
     "prepare:files_partly_done",  # stage 1: two input files finished, the others not started
-    "commit:part_moved",  # inside stage 1's commit: documents moved, marker not yet written
+    "commit:stats_written",  # inside stage 1's commit: parts and stats.json written, marker not yet
     "run:after_prepare",
     "run:after_rules",
     "run:after_classifiers",
@@ -278,7 +278,7 @@ def test_cluster_mode_survives_a_killed_worker_and_driver_and_matches_local_mode
     # Attempt 1: a worker is killed while stage 1 runs, and the driver is killed after stage 2.
     def kill_a_worker_once_stage_1_starts():
         deadline = time.time() + 300
-        while time.time() < deadline and not (out / "prepare" / "_staging").exists():
+        while time.time() < deadline and not (out / "prepare" / "_LOCK").exists():  # the run locks it as it starts it
             time.sleep(0.2)
         time.sleep(2.0)
         os.killpg(workers[0].pid, signal.SIGKILL)
@@ -308,20 +308,20 @@ def test_a_second_run_on_the_same_output_refuses_and_touches_nothing(tmp_path):
     out = tmp_path / "run"
     repo = Path(run_module.__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    # The first run, at work in stage 1: it holds the lock on OUTPUT and has files in prepare/_staging/.
+    # The first run, at work in stage 1: it holds the lock on OUTPUT and has written a part in prepare/.
     first = subprocess.Popen([sys.executable, "-c", (
         "import pathlib, sys\n"
         "from thresher.pipeline.stagedir.lock import DirectoryLock\n"
         f"out = pathlib.Path({str(out)!r})\n"
         "with DirectoryLock(out):\n"
-        "    (out / 'prepare' / '_staging').mkdir(parents=True)\n"
-        "    (out / 'prepare' / '_staging' / 'part-0.parquet').write_text('the first run')\n"
+        "    (out / 'prepare' / 'documents').mkdir(parents=True)\n"
+        "    (out / 'prepare' / 'documents' / 'part-0.parquet').write_text('the first run')\n"
         "    print('running', flush=True)\n"
         "    sys.stdin.read()\n"
     )], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert first.stdout.readline() == "running\n"
-        part = out / "prepare" / "_staging" / "part-0.parquet"
+        part = out / "prepare" / "documents" / "part-0.parquet"
         before = part.stat().st_mtime_ns
         # As `thresher run`, and as `spark-submit jobs/run.py` runs it.
         for command in (["-c", "from thresher.jobs.cli import main; raise SystemExit(main())", "run"], [run_module.__file__]):

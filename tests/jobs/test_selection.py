@@ -166,6 +166,9 @@ def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path)
         ({"select.keep.qualty.min_score": 0.5}, "select.keep.qualty: no tagger named 'qualty'"),
         ({"select.keep.page_type.label_in": ["artcle"], "select.keep.page_type.on_missing_label": "error"},
          r"select.keep.page_type.label_in: \['artcle'\] not label\(s\) of the page_type model"),
+        ({"select.keep.page_type.label_in": ["artcle"], "select.keep.page_type.on_missing_label": "keep"},
+         r"select.keep.page_type.label_in: 'artcle' is not a label of the page_type model: did you mean 'article'\? "
+         r"\(on_missing_label: keep is for a class the model lacks\)"),
         ({"select.keep.clutter.min_score": 0.5}, "clutter is a lines tagger"),
         ({"select.keep.quality.score_label": "2", "select.keep.quality.min_score": 0.5}, "'2' is not a label of the quality model"),
         ({"select.keep.quality.top_percent": 0}, r"select.keep.quality.top_percent: 0.0 is out of range, must be in \(0, 100\]"),

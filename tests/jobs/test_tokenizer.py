@@ -78,6 +78,17 @@ def test_too_small_vocabulary_is_a_config_error(spark, stage_dir, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_corpus_with_no_text_is_one_line_not_a_tokenizer_of_bytes(tmp_path, capsys):
+    """A zero-row corpus committed a 258-token tokenizer with exit 0."""
+    corpus = tmp_path / "empty.jsonl"
+    corpus.write_text('{"text": ""}\n{"text": "", "id": 2}\nnot json\n')
+    assert cli.main(["tokenizer", "train", str(corpus), "--output", str(tmp_path / "tok")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert err == [f"thresher tokenizer: error: {corpus} holds no document with text to train the tokenizer on "
+                   "(1 unreadable, counted as input_parse_error): check INPUT and --text-field"]
+    assert not (tmp_path / "tok" / COMMITTED_MARKER).exists()
+
+
 def test_a_users_jsonl_trains_the_same_tokenizer_as_the_stage_and_a_broken_line_is_a_counted_reject(spark, stage_dir, tmp_path):
     rows = pq.read_table(stage_dir / "documents").to_pylist()
     lines = [json.dumps({"uid": r["doc_id"], "body": r["text"]}, ensure_ascii=False) for r in rows]
