@@ -47,8 +47,11 @@ KILL_POINTS = [
     "select:filtered",
     "select:copied",
     "select:before_commit",
+    "select:before_marker",  # inside select's commit: parts and stats.json written, marker not yet
     "run:after_select",
     "run:after_tokenizer",
+    "export:shards_written",  # every shard written at its name, the manifest and marker not yet
+    "export:before_marker",
     "run:after_export",  # every stage committed, the report not yet written
 ]
 
