@@ -5,6 +5,9 @@ host/path prefixes; `expressions`: regexes) and DataTrove's URLFilter word lists
 line). Every filter judges a mapping with a "url" key and names its rule:
 `url_domain_blocklist:<category>`, `url_blocklist:<category>`, `url_regex:<category>`,
 `url_banned_word`, `url_banned_subword`, `url_soft_words`.
+
+Banned subwords match only at a word start of the URL (`word_starts`), so `cialis` still drops
+`cialis-online.example` and `buy-cialis` but no longer `socialistworker.org`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,56 @@ def url_words(url: str) -> set[str]:
 def squash(text: str) -> str:
     """Lowercase and keep only [0-9a-z]: the form in which banned subwords are matched."""
     return _NON_ALNUM.sub("", text.lower())
+
+
+def _kind(char: str) -> str:
+    """'l' lowercase ASCII letter, 'u' uppercase, 'd' digit, '' anything else (a separator)."""
+    if "a" <= char <= "z":
+        return "l"
+    if "A" <= char <= "Z":
+        return "u"
+    if "0" <= char <= "9":
+        return "d"
+    return ""
+
+
+def _is_phrase(subword: str) -> bool:
+    """A subword written as several words ("2 girls 1 cup", "call girl")."""
+    return len(url_words(subword)) > 1
+
+
+def word_starts(url: str) -> tuple[str, list[int], list[int]]:
+    """The URL squashed to [0-9a-z], the squashed positions where a word starts, and for each squashed
+    character its index in `url`.
+
+    A word starts at an ASCII letter or digit that is the URL's first character or follows
+    - a character that is not an ASCII letter or digit (`/`, `.`, `-`, `_`, `%`, `?`, a non-ASCII letter ...),
+    - a letter when it is a digit, or a digit when it is a letter (`2girls1cup`: 2 | girls | 1 | cup),
+    - a lowercase letter when it is uppercase (`WatchPornFree`: Watch | Porn | Free),
+    - an uppercase letter when it is uppercase and followed by a lowercase one (`XXXVideos`: XXX | Videos).
+    Within a run of lowercase letters there is no word start: `socialistworker` is one word.
+    """
+    squashed: list[str] = []
+    starts: list[int] = []
+    origin: list[int] = []
+    previous = ""
+    for index, char in enumerate(url):
+        kind = _kind(char)
+        if not kind:
+            previous = ""
+            continue
+        following = _kind(url[index + 1]) if index + 1 < len(url) else ""
+        if (
+            not previous
+            or (kind == "d") != (previous == "d")
+            or (kind == "u" and previous == "l")
+            or (kind == "u" and previous == "u" and following == "l")
+        ):
+            starts.append(len(squashed))
+        squashed.append(char.lower())
+        origin.append(index)
+        previous = kind
+    return "".join(squashed), starts, origin
 
 
 def trie_regex(words: Iterable[str]) -> re.Pattern | None:
@@ -138,7 +191,17 @@ class UrlRegexFilter(_ListFilter):
 
 class UrlWordFilter(DocumentFilter):
     """DataTrove URLFilter words: banned whole words, banned subwords, and soft words (drop at
-    `soft_word_threshold` or more distinct ones)."""
+    `soft_word_threshold` or more distinct ones).
+
+    DataTrove matches a subword anywhere in the squashed URL. Here a one-word subword (`cialis`,
+    `porn`, `threesome`) must begin at a word start (`word_starts`) and may run on into the middle of a
+    word: `porn` hits `pornhub.com` and `free-porn-videos`, but `cialis` misses `socialistworker.org`
+    and `porn` misses `sporny`. A phrase (several words in the list: `gang bang`, `call girl`) is
+    matched anywhere, as DataTrove does: its squashed form (`gangbang`, `callgirl`) is itself the
+    evidence, and it is what concatenated spam domains spell (`bestbrutalgangbang.com`). The cost of
+    word starts is one-word subwords inside a lowercase run (`findathreesome.com`, `buyviagranow`):
+    bench/RESULTS.md "Issue 25: URL subwords" counts both sides.
+    """
 
     name = "url_words"
 
@@ -153,8 +216,11 @@ class UrlWordFilter(DocumentFilter):
         self.banned_words = frozenset(w.lower() for w in banned_words)
         self.soft_words = frozenset(w.lower() for w in soft_words)
         self.soft_word_threshold = soft_word_threshold
-        # Subwords match inside the squashed URL ("2 girls 1 cup" -> "2girls1cup").
-        self.subwords = trie_regex(squash(w) for w in banned_subwords)
+        # Subwords match in the squashed URL ("2 girls 1 cup" -> "2girls1cup"): one-word subwords from
+        # a word start, phrases anywhere.
+        banned_subwords = [w for w in banned_subwords if squash(w)]
+        self.subwords = trie_regex(squash(w) for w in banned_subwords if not _is_phrase(w))
+        self.phrases = trie_regex(squash(w) for w in banned_subwords if _is_phrase(w))
 
     def judge(self, doc: Mapping[str, Any]) -> Drop | None:
         url = doc["url"]
@@ -165,11 +231,25 @@ class UrlWordFilter(DocumentFilter):
         soft = words & self.soft_words
         if len(soft) >= max(1, self.soft_word_threshold):
             return Drop("url_soft_words", ",".join(sorted(soft)))
-        if self.subwords is not None:
-            match = self.subwords.search(squash(url))
-            if match:
-                return Drop("url_banned_subword", match.group(0))
+        hit = self.banned_subword(url)
+        if hit:
+            return Drop("url_banned_subword", hit)
         return None
+
+    def banned_subword(self, url: str) -> str:
+        """'<squashed subword> in <the URL's characters it covers>' for the first phrase found anywhere or
+        one-word subword found at a word start; '' when none is."""
+        if self.subwords is None and self.phrases is None:
+            return ""
+        squashed, starts, origin = word_starts(url)
+        match = self.phrases.search(squashed) if self.phrases is not None else None
+        for start in starts if match is None and self.subwords is not None else ():
+            match = self.subwords.match(squashed, start)
+            if match:
+                break
+        if match is None:
+            return ""
+        return f"{match.group(0)} in {url[origin[match.start()] : origin[match.end() - 1] + 1]}"
 
 
 def build_url_filters(

@@ -73,6 +73,8 @@ FIGURES = {
     "bench_trainer_learning": [r"unigram entropy of training tokens: [\d.]+ nats/token", r"^trained `tiny` on 4,096 tokens",
                                r"^\| 2,048 \| [\d.]+ \|", r"^\| 4,096 \| [\d.]+ \|"],
     "build_clutter_model": [r'^  "accuracy": ', r'^  "macro_f1": '],
+    "bench_url_subwords": [r"^ordinary URLs: \d+; configs/blocklists/banned_subwords\.txt \(3 subwords\): hit anywhere \(before\) \d+, by the word-start rule \(after\) \d+",
+                           r"^blocklist entries: \d+; datatrove/banned_subwords\.txt \(\d+ subwords\): hit anywhere \(before\) \d+, by the word-start rule \(after\) \d+"],
     "check_vllm_scorer": [r"^vllm prefix_cache: label log-likelihoods", r"^vllm prompt_logprobs: label log-likelihoods",
                           r"^page_type: 2 rows, same label", r"^topic: 2 rows, same label", r"^vLLM check: passed"]
     + ([NOT_RUN + r"the vLLM scorer \(vllm is not installed"] if importlib.util.find_spec("vllm") is None else []),

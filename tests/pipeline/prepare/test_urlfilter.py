@@ -1,3 +1,4 @@
+import json
 import random
 import string
 import time
@@ -14,6 +15,7 @@ from thresher.pipeline.prepare.urlfilter import (
     build_url_filters,
     squash,
     trie_regex,
+    word_starts,
 )
 
 
@@ -77,11 +79,12 @@ def test_word_filter_rules():
     words = UrlWordFilter(["xxx"], ["viagra", "2 girls 1 cup"], ["hot", "sexy", "babes"], soft_word_threshold=2)
     assert words({"url": "https://e.com/free-xxx"}).rule == "url_banned_word"
     assert words({"url": "https://e.com/xxxl-shirts"}) is None  # whole tokens only
-    assert words({"url": "https://e.com/buyviagranow"}).detail == "viagra"
+    assert words({"url": "https://e.com/buy-viagranow"}).detail == "viagra in viagra"
+    assert words({"url": "https://e.com/buyviagranow"}) is None  # inside a lowercase word: no word start
     assert words({"url": "https://e.com/2girls1cup"}).rule == "url_banned_subword"
     assert words({"url": "https://e.com/hot-sexy"}).detail == "hot,sexy"
     assert words({"url": "https://e.com/hot-tips"}) is None
-    assert words.stats.seen == 6 and words.stats.dropped == 4
+    assert words.stats.seen == 7 and words.stats.dropped == 4
 
 
 def test_regex_filter_combines_lines():
@@ -112,3 +115,54 @@ def test_thirty_thousand_subwords_stay_fast():
     per_url = (time.perf_counter() - start) / 1000
     assert per_url < 0.002  # a plain alternation of 30k words takes tens of ms per URL
     assert pattern.search(squash("https://x.com/" + words[12345].upper())) is not None
+
+
+def test_subwords_match_at_word_starts_only():
+    """Issue 25: `cialis` dropped socialistworker.org, `porn` a tech-news path."""
+    words = UrlWordFilter(banned_subwords=["cialis", "porn", "xvideos", "2 girls 1 cup", "gang bang"])
+    kept = [
+        "https://socialistworker.org/2024/05/01/may-day",
+        "https://www.theverge.com/2023/tech/sporny-keyboards-reviewed",
+        "https://news.example.com/tech/antiporn-filters-fail",
+        "https://www.interracialism.org/history",
+        "https://e.com/x/specialists",
+    ]
+    for url in kept:
+        assert words({"url": url}) is None, url
+    dropped = {
+        "https://cialis-online.example/": "cialis in cialis",
+        "https://e.com/buy-Cialis": "cialis in Cialis",
+        "https://pornhub.example/": "porn in porn",
+        "https://e.com/WatchPornFree": "porn in Porn",
+        "https://e.com/free/porn/videos": "porn in porn",
+        "https://e.com/v/2-girls-1-cup": "2girls1cup in 2-girls-1-cup",
+        "https://e.com/2girls1cup": "2girls1cup in 2girls1cup",
+        "https://e.com/x/XVideos24": "xvideos in XVideos",
+        # A phrase is matched anywhere: its squashed form is what spam domains spell.
+        "https://bestbrutalgangbang.example/en/": "gangbang in gangbang",
+    }
+    for url, detail in dropped.items():
+        drop = words({"url": url})
+        assert drop is not None and drop.rule == "url_banned_subword" and drop.detail == detail, url
+
+
+def test_word_starts():
+    squashed, starts, origin = word_starts("https://XMLHttp2go.example/WatchPornFree")
+    assert squashed == "httpsxmlhttp2goexamplewatchpornfree"
+    words = [squashed[a:b] for a, b in zip(starts, [*starts[1:], len(squashed)], strict=True)]
+    assert words == ["https", "xml", "http", "2", "go", "example", "watch", "porn", "free"]
+    assert origin[starts[1]] == 8  # the X of XMLHttp in the URL
+    assert word_starts("socialistworker.org")[1] == [0, 15]
+    assert word_starts("")[0] == ""
+
+
+def test_real_subword_list_keeps_the_crawl_and_hits_blocked_domains(lists, shared_data):
+    """The DataTrove subword list against the real crawl's URLs (none hit) and UT1's blocked
+    domains (bench/bench_url_subwords.py counts them all)."""
+    words = UrlWordFilter(banned_subwords=read_list(str(lists / "datatrove/banned_subwords.txt")))
+    truth = json.loads((shared_data / "extraction/ground-truth.json").read_text(encoding="utf-8"))
+    crawl = {url for source in truth.values() for url in source}
+    assert len(crawl) > 400
+    assert [url for url in crawl if words({"url": url})] == []
+    blocked = [u for u in read_list(str(lists / "ut1/adult/urls")) if words({"url": f"https://{u}"})]
+    assert len(blocked) == 48  # of 1,090 (anywhere in the squashed URL: 49)
