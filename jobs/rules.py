@@ -35,7 +35,7 @@ from thresher.jobs.documents_input import (
 )
 from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, RulesConfig
-from thresher.pipeline.filters import rule_stats_report
+from thresher.pipeline.filters import SKIPPED, rule_stats_report
 from thresher.pipeline.process_cache import ProcessCache
 from thresher.pipeline.stagedir import StageOutput, storage, write_whole
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
@@ -366,6 +366,9 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     line_rejects = write_scratch(line_rejects, output, "line_rejects")
     timings["line_dedup_and_heuristics_s"] = round(time.perf_counter() - phase, 3)
     rule_stats = _read_rule_stats(rule_stats_dir, rules, resources)
+    for rule, counted in rule_stats.items():  # a check some documents did not get: say so, not only in stats.json
+        if SKIPPED in rule:
+            print(f"rules: warning: {rule}: {counted.seen} documents not checked", file=sys.stderr)
     kept = judged.filter(F.col("drop_rule").isNull())
 
     phase = time.perf_counter()

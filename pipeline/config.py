@@ -198,6 +198,9 @@ class C4Config:
     min_sentences: Count = 5  # C4: documents under 5 sentences are dropped
     filter_lorem_ipsum: bool = True  # C4: placeholder text
     filter_curly_bracket: bool = True  # C4: "{" marks code, not prose
+    # ours: dropped only when more than this share of the non-blank lines hold a "{" (0: C4, any "{" drops);
+    # a Wikipedia article's leftover template brace in a reference line is not code (bench/RESULTS.md "Issue 25")
+    curly_bracket_max_line_ratio: Fraction = 0.02
     filter_no_terminal_punct: bool = False  # C4 drops lines without it; FineWeb turns it off
     policy_lines_file: str = "boilerplate/policy_lines.txt"  # regexes, one a line: cookie/terms notices, not sentences
 

@@ -14,6 +14,7 @@ exactly, so merging task stats gives the same figures in any order or grouping.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,16 @@ class FilterStats:
 # Rule name -> its stats, in pipeline order (the order the rules run in).
 RuleStats = dict[str, FilterStats]
 
+# A check a filter could not apply to a document is reported as its own entry of the rule stats,
+# `<rule>:<check>:skipped:<reason>` (e.g. `gopher_quality:stop_words:skipped:no_list:ko`), right after
+# its filter's entry: `seen` counts the documents it was skipped for, `dropped` and time are 0.
+SKIPPED = ":skipped:"
+
+
+def skipped_owner(key: str) -> str:
+    """The filter a skip entry belongs to: `gopher_quality:stop_words:skipped:no_list:ko` -> `gopher_quality`."""
+    return key.split(SKIPPED, 1)[0].rsplit(":", 1)[0]
+
 
 class DocumentFilter:
     """Base class. `name` prefixes the rules a filter reports (``name`` or ``name:detail_rule``)."""
@@ -54,6 +65,11 @@ class DocumentFilter:
 
     def __init__(self) -> None:
         self.stats = FilterStats()
+        self.skips: Counter[str] = Counter()  # "<check>:skipped:<reason>" -> documents
+
+    def skip(self, check: str, reason: str) -> None:
+        """Count a document `check` was not applied to, and why: never a silent pass."""
+        self.skips[f"{check}{SKIPPED}{reason}"] += 1
 
     @property
     def rule_name(self) -> str:
@@ -101,6 +117,10 @@ def take_stats(filters: Iterable[DocumentFilter]) -> RuleStats:
     for doc_filter in filters:
         stats[doc_filter.rule_name] = stats.get(doc_filter.rule_name, FilterStats()) + doc_filter.stats
         doc_filter.stats = FilterStats()
+        for key, count in sorted(doc_filter.skips.items()):
+            name = f"{doc_filter.rule_name}:{key}"
+            stats[name] = stats.get(name, FilterStats()) + FilterStats(seen=count)
+        doc_filter.skips = Counter()
     return stats
 
 
@@ -114,7 +134,17 @@ def merge_rule_stats(parts: Iterable[Mapping[str, FilterStats]]) -> RuleStats:
     for part in parts:
         for rule, stats in part.items():
             merged[rule] = merged.get(rule, FilterStats()) + stats
-    return merged
+    # A skip entry first seen in a later part goes after its filter's entry (and that filter's other skips).
+    ordered: RuleStats = {}
+    skips = sorted(rule for rule in merged if SKIPPED in rule)
+    for rule, stats in merged.items():
+        if SKIPPED in rule and skipped_owner(rule) in merged:
+            continue
+        ordered[rule] = stats
+        for skip in skips:
+            if skipped_owner(skip) == rule:
+                ordered[skip] = merged[skip]
+    return ordered
 
 
 def rule_stats_to_json(stats: Mapping[str, FilterStats]) -> dict[str, dict[str, int]]:

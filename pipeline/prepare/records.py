@@ -173,7 +173,9 @@ class _HttpResponse(DocumentFilter):
     def judge(self, page: dict) -> Drop | None:
         record: WarcRecord = page["record"]
         if record.kind == "response" and record.http_status != 200:
-            return Drop(f"http_status:{record.http_status or 'unparsed'}")
+            status = record.http_status
+            return Drop(f"http_status:{status or 'unparsed'}",
+                        f"HTTP status {status}; only 200 is extracted" if status else "the HTTP status line has no status code")
         if record.kind != "conversion" and not record.is_html:
             return Drop("not_html", record.mime_type or "no content type")
         if record.payload_truncated:

@@ -6,6 +6,15 @@ A document is looked at through one `DocumentView`, built once and shared by eve
 paragraphs and words are split (and, for Chinese, segmented with jieba) at most once per document.
 Chinese documents use the character / jieba-word forms of the word rules, so text without spaces is
 judged on its words, not dropped for having "one word".
+
+The one rule that needs a language's own words, Gopher's stop words, uses English's (the config's)
+for `en` and documents without lang, `rules.zh.stop_words_file` for `zh`, and for any other language
+the list the `stopwordsiso` package has for it (curated lists for 50-odd ISO 639-1 languages, MIT);
+where it has none, or the language is written without spaces between words (`ja`, `th`: whitespace
+words are not words there), the check is skipped and counted as
+`gopher_quality:stop_words:skipped:<why>:<lang>` in the rule stats (stats.json `rules`, the report).
+Other word lists (spam terms, prompt and policy phrases, "lorem ipsum") only ever drop on a match,
+so a language they do not cover is judged less strictly, never dropped for it.
 """
 
 from __future__ import annotations
@@ -29,6 +38,22 @@ from thresher.pipeline.lexicon import (
     read_list,
 )
 from thresher.pipeline.text import jieba_segmenter
+
+# Written without spaces between words: whitespace splitting yields phrases, not words, so a stop-word
+# count over them means nothing (Chinese has jieba; these have no segmenter here).
+UNSEGMENTED_LANGUAGES = frozenset({"ja", "th", "lo", "km", "my", "bo"})
+
+
+@functools.cache
+def stop_words_for(lang: str) -> frozenset[str] | None:
+    """stopwordsiso's stop words for `lang` (ISO 639-1), lowercased, one-word entries only; None where
+    the package has no list for it."""
+    import stopwordsiso
+
+    if not lang or not stopwordsiso.has_lang(lang):
+        return None
+    words = frozenset(w.lower() for w in stopwordsiso.stopwords(lang) if w.strip() and len(w.split()) == 1)
+    return words or None
 
 BULLETS = ("•", "-", "*", "·", "●", "◆", "■", "▪", "►", "–")
 ELLIPSES = ("...", "…")
@@ -140,6 +165,21 @@ def _duplicated_ngram_chars(words: Sequence[str], n: int) -> int:
     return repeated
 
 
+def _snippet(line: str, at: int, width: int = 80) -> str:
+    """Up to `width` characters of `line` around position `at`, stripped."""
+    start = max(0, at - width // 2)
+    return line[start : start + width].strip()
+
+
+def _line_at(text: str, at: int) -> str:
+    """'line N: <snippet>' for the character at `at` of `text` (lines counted from 1, blank ones too)."""
+    number = text.count("\n", 0, at) + 1
+    line_start = text.rfind("\n", 0, at) + 1
+    line_end = text.find("\n", at)
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    return f"line {number}: {_snippet(line, at - line_start)}"
+
+
 class HeuristicFilter(DocumentFilter):
     """A rule family: `check(view)` returns None or (reason, value); the Drop is `name:reason`."""
 
@@ -159,7 +199,7 @@ class EmptyFilter(HeuristicFilter):
 
     def check(self, view):
         if not view.text.strip():
-            return "no_text", ""
+            return "no_text", f"{len(view.text)} characters, all whitespace" if view.text else "0 characters"
         if not view.content_words:
             return "no_words", view.text[:80]
         return None
@@ -255,8 +295,10 @@ class DiffFilter(HeuristicFilter):
         markers = {m.group(0) for m in _WIKI_DIFF_MARKERS.finditer(view.text)}
         if len(markers) >= 2:
             return "wiki_diff", ", ".join(sorted(markers))
-        if _CODE_DIFF_HUNK.search(view.text) and _CODE_DIFF_HEADER.search(view.text):
-            return "code_diff", ""
+        hunk = _CODE_DIFF_HUNK.search(view.text)
+        header = _CODE_DIFF_HEADER.search(view.text) if hunk else None
+        if hunk and header:
+            return "code_diff", f"{_line_at(view.text, header.start())}; {_line_at(view.text, hunk.start())}"
         return None
 
 
@@ -348,11 +390,25 @@ class GopherQualityFilter(HeuristicFilter):
             stop_words = self.resources.stop_words_zh
             hits = sum(1 for w in words if w in stop_words)
         else:
-            stop_words = self.resources.stop_words_en
-            hits = sum(1 for w in words if w.strip(".,;:!?\"'()[]").lower() in stop_words)
+            stop_words = self._stop_words(view.lang)
+            if stop_words is None:
+                return None  # counted as skipped, with the reason
+            hits = sum(1 for w in words if w.strip(".,;:!?\"'()[]«»„“”‚‘’¿¡").lower() in stop_words)
         if hits < config.min_stop_words:
-            return "stop_words", hits
+            return "stop_words", f"{hits} of {config.min_stop_words} needed ({view.lang or 'en'} list)"
         return None
+
+    def _stop_words(self, lang: str | None) -> frozenset[str] | None:
+        """The stop words for a document in `lang`; None (and the skip counted) where there are none."""
+        if not lang or lang == "en":
+            return self.resources.stop_words_en
+        if lang in UNSEGMENTED_LANGUAGES:
+            self.skip("stop_words", f"unsegmented:{lang}")
+            return None
+        words = stop_words_for(lang)
+        if words is None:
+            self.skip("stop_words", f"no_list:{lang}")
+        return words
 
 
 class C4Filter(HeuristicFilter):
@@ -369,9 +425,14 @@ class C4Filter(HeuristicFilter):
     def check(self, view):
         config = self.config
         if config.filter_lorem_ipsum and "lorem ipsum" in view.lower:
-            return "lorem_ipsum", ""
+            return "lorem_ipsum", _line_at(view.text, view.lower.index("lorem ipsum"))
         if config.filter_curly_bracket and "{" in view.text:
-            return "curly_bracket", ""
+            lines = view.lines
+            braced = [number for number, line in enumerate(lines, 1) if "{" in line]
+            if len(braced) / len(lines) > config.curly_bracket_max_line_ratio:
+                first = lines[braced[0] - 1]
+                return "curly_bracket", (f"{len(braced)}/{len(lines)} lines; line {braced[0]}, column "
+                                         f"{first.index('{') + 1}: {_snippet(first, first.index('{'))}")
         min_sentences = self.zh.min_sentences if view.is_zh else config.min_sentences
         sentences = 0
         for line in view.lines:
@@ -407,7 +468,7 @@ class FineWebFilter(HeuristicFilter):
     def check(self, view):
         config, lines = self.config, view.lines
         if not lines:
-            return "no_lines", ""
+            return "no_lines", f"no non-blank line in {len(view.text)} characters"
         if not view.is_zh or len(lines) >= self.min_lines_for_line_ratios:
             punct = sum(1 for line in lines if line.rstrip().endswith(TERMINAL_PUNCTUATION)) / len(lines)
             if punct < config.min_line_punct_ratio:

@@ -114,3 +114,29 @@ def test_task_stats_travel_exactly_and_are_reported_in_seconds():
     report = rule_stats_report(stats)
     assert list(report) == ["z_last_alphabetically", "a"]
     assert report["z_last_alphabetically"] == {"seen": 5, "dropped": 2, "seconds": 1.5}
+
+
+class Picky(DocumentFilter):
+    """Skips its check on documents without a language, and says so."""
+
+    name = "picky"
+
+    def judge(self, doc):
+        if not doc.get("lang"):
+            self.skip("words", "no_lang")
+        return None
+
+
+def test_a_skipped_check_is_counted_with_its_reason_right_after_its_filter():
+    filters = [Picky(), ShortText(3)]
+    for doc in ({"text": "long enough", "lang": "de"}, {"text": "long enough"}, {"text": "also long", "lang": None}):
+        first_drop(filters, doc)
+    stats = take_stats(filters)
+    assert list(stats) == ["picky", "picky:words:skipped:no_lang", "short"]
+    assert stats["picky:words:skipped:no_lang"] == FilterStats(seen=2, dropped=0, nanoseconds=0)
+    assert "picky:words:skipped:no_lang" not in take_stats(filters)  # reset
+    # A task that met the skip after others that did not: the merged entry still follows its filter.
+    zeros = {"picky": FilterStats(), "short": FilterStats()}
+    merged = merge_rule_stats([zeros, {**zeros}, stats])
+    assert list(merged) == ["picky", "picky:words:skipped:no_lang", "short"]
+    assert set(rule_stats_report(merged)["picky:words:skipped:no_lang"]) == {"seen", "dropped", "seconds"}

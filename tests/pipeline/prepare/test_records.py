@@ -264,3 +264,15 @@ def test_records_naming_no_url_and_bodies_not_as_their_headers_frame_them_are_na
     rules = _file_stats(out)["rules"]
     assert (rules["url_parse"]["seen"], rules["url_parse"]["dropped"]) == (len(records), 3)
     assert rules["binary_check"]["dropped"] == 2
+
+
+def test_http_status_rejects_name_the_status():
+    from types import SimpleNamespace
+
+    from thresher.pipeline.prepare.records import _HttpResponse
+
+    step = _HttpResponse(1000)
+    drop = step({"record": SimpleNamespace(kind="response", http_status=404)})
+    assert (drop.rule, drop.detail) == ("http_status:404", "HTTP status 404; only 200 is extracted")
+    drop = step({"record": SimpleNamespace(kind="response", http_status=None)})
+    assert (drop.rule, drop.detail) == ("http_status:unparsed", "the HTTP status line has no status code")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -171,3 +172,131 @@ def test_a_rule_that_raises_drops_only_its_document_as_heuristics_error():
     assert verdicts[0] is None and verdicts[2].rule == "fussy:shouting"
     assert verdicts[1].rule == HEURISTICS_ERROR and verdicts[1].detail == "ValueError: cannot judge this"
     assert (stats["fussy"].seen, stats["fussy"].dropped) == (3, 1)  # the error is seen, not a drop of the rule
+
+
+def _words(n, word="river"):
+    return " ".join(f"{word}{i % 7}" for i in range(n))
+
+
+SHORT_LINES = "\n".join(f"Item {i}." for i in range(40))
+# (family, text, url, rule): every reason of every family, each family judging alone.
+EVERY_REJECT = [
+    ("empty", "   \n  ", None, "empty:no_text"),
+    ("empty", "", None, "empty:no_text"),
+    ("empty", "--- *** ---", None, "empty:no_words"),
+    ("url_meta", PROSE, "http://e.com/" + "a" * 3000, "url_meta:url_too_long"),
+    ("url_meta", PROSE, "http://192.168.0.1/page", "url_meta:ip_host"),
+    ("url_meta", PROSE, "http://335.3355703.com/news/1.html", "url_meta:digit_host"),
+    ("spam", PROSE + "现金网\n", None, "spam:gambling_term"),
+    ("spam", PROSE + "皇冠体育app下载\n", None, "spam:gambling_pattern"),
+    ("spam", PROSE + "Sign in\nRegister now\n登录\nFollow us\n", None, "spam:prompt_lines"),
+    ("structure", PROSE + "\ufffd" * 20, None, "structure:replacement_chars"),
+    ("structure", PROSE + "\x01" * 20, None, "structure:control_chars"),
+    ("structure", "a" * 60_000, None, "structure:long_line"),
+    ("diff", "Difference between revisions of \"Paris\"\nRevision as of 10:00\n" + PROSE, None, "diff:wiki_diff"),
+    ("diff", PROSE + "diff --git a/x.py b/x.py\n@@ -1,3 +1,4 @@\n", None, "diff:code_diff"),
+    ("c4", PROSE + "Lorem ipsum dolor sit amet.\n", None, "c4:lorem_ipsum"),
+    ("c4", PROSE + "function f() { return 1; }\n", None, "c4:curly_bracket"),
+    ("c4", "Hello there, this is short.\n", None, "c4:too_few_sentences"),
+    ("fineweb", "  \n ", None, "fineweb:no_lines"),
+    ("fineweb", "\n".join(f"line without an end number {i}" for i in range(10)), None, "fineweb:line_punct_ratio"),
+    ("fineweb", SHORT_LINES, None, "fineweb:short_line_ratio"),
+    ("fineweb", PROSE * 2, None, "fineweb:char_dup_ratio"),
+    ("fineweb", "\n".join(f"This is a longer line of text, number {i}." for i in range(30)) + "\n\n\n\n\n" * 30, None, "fineweb:list_ratio"),
+    ("gopher_quality", _words(10), None, "gopher_quality:short_doc"),
+    ("gopher_quality", _words(100_001), None, "gopher_quality:long_doc"),
+    ("gopher_quality", " ".join(["ab"] * 60), None, "gopher_quality:mean_word_length_low"),
+    ("gopher_quality", " ".join(["abcdefghijklmnop"] * 60), None, "gopher_quality:mean_word_length_high"),
+    ("gopher_quality", PROSE + "#tag " * 30, None, "gopher_quality:hash_ratio"),
+    ("gopher_quality", PROSE + "more... " * 30, None, "gopher_quality:ellipsis_ratio"),
+    ("gopher_quality", "\n".join(f"- the list item number {i} of many" for i in range(20)), None, "gopher_quality:bullet_lines"),
+    ("gopher_quality", "\n".join(f"the river and the hills and then {i} words more of it..." for i in range(10)), None,
+     "gopher_quality:ellipsis_lines"),
+    ("gopher_quality", PROSE + " 12345" * 60, None, "gopher_quality:alpha_words"),
+    ("gopher_quality", _words(80, "water"), None, "gopher_quality:stop_words"),
+    ("gopher_repetition", "a b c\n\na b c\n\na b c", None, "gopher_repetition:dup_para_frac"),
+    ("gopher_repetition", "\n\n".join([PROSE, PROSE, "one.", "two.", "three.", "four.", "five."]), None,
+     "gopher_repetition:dup_para_char_frac"),
+    ("gopher_repetition", "x y\nx y\nx y\nz w", None, "gopher_repetition:dup_line_frac"),
+    ("gopher_repetition", "\n".join([PROSE.strip(), PROSE.strip(), "one.", "two.", "three.", "four.", "five."]), None,
+     "gopher_repetition:dup_line_char_frac"),
+    ("gopher_repetition", "aa bb " * 10 + _words(20), None, "gopher_repetition:top_2_gram"),
+    ("gopher_repetition", (PROSE.strip() + " ") * 4, None, "gopher_repetition:duplicated_5_gram"),
+]
+
+
+def test_every_reject_of_every_rule_carries_a_detail(filters):
+    """Issue 25: `c4:curly_bracket` dropped Wikipedia articles with an empty detail. Every reason of
+    every family (listed from the source, so a new one must be added here) names what it saw."""
+    import inspect
+
+    from thresher.pipeline.rules import heuristics
+
+    by_name = {f.name: f for f in filters}
+    seen = set()
+    for family, text, url, rule in EVERY_REJECT:
+        drop = by_name[family](DocumentView(text, "en", url))
+        assert drop is not None and drop.rule == rule, (rule, drop)
+        assert drop.detail.strip(), f"{rule}: empty detail"
+        seen.add(rule.split(":")[1])
+    source = inspect.getsource(heuristics)
+    reasons = set(re.findall(r'return "([a-z_0-9]+)", ', source))
+    reasons |= {m.replace("{n}", "2" if m.startswith("top") else "5") for m in re.findall(r'return f"([a-z_]+\{n\}[a-z_]+)", ', source)}
+    assert reasons - seen == set(), "reasons without a case in EVERY_REJECT"
+
+
+def test_detail_says_where_the_curly_bracket_is(filters):
+    c4 = next(f for f in filters if f.name == "c4")
+    drop = c4(DocumentView(PROSE + "function f() { return 1; }\n", "en"))
+    assert drop.detail == "1/2 lines; line 2, column 14: function f() { return 1; }"
+    lorem = c4(DocumentView(PROSE + "Lorem ipsum dolor sit amet.\n", "en"))
+    assert lorem.detail == "line 2: Lorem ipsum dolor sit amet."
+
+
+def test_a_stray_brace_in_a_long_article_is_not_code(filters):
+    """A Wikipedia article with one leftover template brace in a reference line (real: en.wikipedia.org
+    /wiki/Language_model, 1 of 83 lines) is kept; C4's rule (ratio 0) still drops it."""
+    article = PROSE * 1 + "".join(f"Paragraph {i}: " + PROSE for i in range(60)) + "- ^ Smith, J. {{cite web}} (2020).\n"
+    c4 = next(f for f in filters if f.name == "c4")
+    assert c4(DocumentView(article, "en")) is None
+    rules = load_config(overrides={"rules": {"c4": {"curly_bracket_max_line_ratio": 0.0}}}).rules
+    strict = build_filters(rules, load_resources(rules, load_config().resolve_path))
+    assert next(f for f in strict if f.name == "c4")(DocumentView(article, "en")).rule == "c4:curly_bracket"
+
+
+GERMAN = (
+    "Der Fluss entspringt in den Hügeln nördlich der Stadt und fließt durch das Tal nach Süden. "
+    "Über Jahrhunderte wurde er genutzt, um Holz und Getreide an die Küste zu bringen, und die alten Mühlen "
+    "stehen noch heute. Heute sind die Ufer ein Park mit Wanderwegen, und das Wasser ist sauber genug, dass "
+    "die Fische zurückkehren. Schulen aus der Umgebung bringen Kinder dorthin, damit sie etwas über die "
+    "Geschichte der Gegend und über die Tiere lernen. Im Frühling werden die Wiesen überflutet, weshalb die "
+    "Häuser auf dem höheren Gelände im Osten gebaut wurden. Besucher können an der Brücke Boote mieten.\n"
+)
+
+
+def test_german_documents_are_judged_on_german_stop_words(filters):
+    """Issue 25: a German corpus lost 18 of 20 documents to the English stop words."""
+    gopher = next(f for f in filters if f.name == "gopher_quality")
+    assert gopher(DocumentView(GERMAN, "de")) is None
+    assert first_drop(filters, DocumentView(GERMAN, "de")) is None
+    # The German list still drops German word salad; English text labelled de is judged on German words.
+    drop = gopher(DocumentView(_words(80, "wasser"), "de"))
+    assert drop.rule == "gopher_quality:stop_words" and drop.detail == "0 of 2 needed (de list)"
+    assert gopher(DocumentView(GERMAN, "en")).rule == "gopher_quality:stop_words"
+
+
+def test_a_language_without_stop_words_skips_the_rule_and_counts_why(filters):
+    from thresher.pipeline.filters import take_stats
+
+    take_stats(filters)
+    documents = [(GERMAN, "ceb", None), (GERMAN, "ceb", None), (GERMAN, "ja", None), (GERMAN, "de", None)]
+    verdicts, stats = judge_documents(filters, documents)
+    assert verdicts == [None] * 4
+    names = list(stats)
+    at = names.index("gopher_quality")
+    assert names[at + 1 : at + 3] == ["gopher_quality:stop_words:skipped:no_list:ceb",
+                                      "gopher_quality:stop_words:skipped:unsegmented:ja"]
+    assert stats["gopher_quality:stop_words:skipped:no_list:ceb"].seen == 2
+    assert stats["gopher_quality:stop_words:skipped:no_list:ceb"].dropped == 0
+    _, again = judge_documents(filters, documents[3:])  # counted once, not again
+    assert not any("skipped" in name for name in again)
