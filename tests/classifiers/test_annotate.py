@@ -158,7 +158,8 @@ def test_labels_from_real_documents_train_a_fasttext_classifier(rules_dir, lm_di
     model = tmp_path / "model"
     assert thresher(["classifiers", "train", "--task", "page_type", "--data", str(labels), "--output", str(model), "--param", "bucket=20000", "--param", "dim=16"]) == 0
     manifest = json.loads((model / "classifier.json").read_text())
-    assert manifest["backend"] == "fasttext" and set(manifest["labels"]) == {row["label"] for row in rows}
+    # calibrated scores spread the labels: one seen once may sit only in the held-out split
+    assert manifest["backend"] == "fasttext" and 2 <= len(manifest["labels"]) and set(manifest["labels"]) <= {row["label"] for row in rows}
     assert json.loads((model / "metrics.json").read_text())["train_examples"] > 0
 
 
