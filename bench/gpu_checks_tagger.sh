@@ -26,6 +26,9 @@ for budget in 32768 65536; do
   timeout 240 python3 bench/bench_tagger.py --gpu --documents 4096 --token-budget "$budget" --repeats 2 --threads 4 2>&1 \
     | grep -v "Loading weights\|Writing model" | tee "$OUT/bench_tagger_gpu_b$budget.txt" | tail -12
 done
+# Issue 25: annotate throughput on the GPU, a Qwen2-0.5B-shaped causal LM, batched against one at a time.
+timeout 240 python3 bench/bench_annotate.py --gpu --documents 256 --batch-size 16 2>&1 \
+  | grep -v "Loading weights\|Writing model" | tee "$OUT/bench_annotate_gpu.txt" | tail -10
 if python3 -c "import vllm" 2>/dev/null; then
   timeout 300 python3 bench/check_vllm_scorer.py 2>&1 | grep -v "Loading weights\|Writing model" | tee "$OUT/check_vllm_scorer.txt" | tail -8
 else

@@ -25,7 +25,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,14 @@ import yaml
 
 from thresher.classifiers.base import ModelNotFoundError, UnusableModelError
 from thresher.classifiers.clutter import CLUTTER, KEEP
-from thresher.classifiers.label_scoring import CausalLMScorer, LabelScorer, normalised
+from thresher.classifiers.label_scoring import (
+    NORMALISATIONS,
+    CausalLMScorer,
+    LabelScorer,
+    ScoringRequest,
+    label_scores,
+    normalised,
+)
 from thresher.classifiers.page_type import PAGE_TYPES
 from thresher.classifiers.topic import default_topics_file, load_taxonomy
 from thresher.pipeline.package_files import package_path
@@ -45,6 +52,9 @@ QUALITY_LABELS = ("high", "low")
 TRAIN_TASK = {"page_type": "page_type", "topic": "topic", "clutter": "clutter", "quality": "plain"}
 DEFAULT_MAX_CHARS = 3000  # the document prefix in a prompt; page type and topic show early in a page
 DEFAULT_MAX_LINES = 40  # clutter: lines judged per document (chosen by seeded hash)
+DEFAULT_BATCH_SIZE = 8  # documents (clutter: lines) whose prompts run in one forward pass
+DEFAULT_LABEL_SCORE = "calibrated"  # bench/bench_annotate.py measures the choice
+CONTENT_FREE = "N/A"  # the document of the content-free prompt that calibrates label scores
 
 
 def shipped_prompts_dir() -> Path:
@@ -80,6 +90,11 @@ class TopicTree:
     domains: LabelSet
     subtopics: dict[str, LabelSet]  # domain id -> its subtopics (ids without the domain)
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every `domain.subtopic` of the taxonomy."""
+        return tuple(f"{domain}.{sub}" for domain, subs in self.subtopics.items() for sub in subs.labels)
+
 
 def label_sets(task: str, prompts_dir: Path | None = None, topics_file: Path | None = None) -> LabelSet | TopicTree:
     """The labels `task` is annotated with: page types, keep/clutter and high/low from labels.yaml
@@ -92,6 +107,12 @@ def label_sets(task: str, prompts_dir: Path | None = None, topics_file: Path | N
     except (OSError, yaml.YAMLError, AttributeError) as exc:
         raise AnnotationError(f"cannot read label names {names_file}: {exc}") from exc
     labels = {"page_type": PAGE_TYPES, "clutter": (KEEP, CLUTTER), "quality": QUALITY_LABELS}[task]
+    if not isinstance(entries, dict):
+        raise AnnotationError(f"{names_file}: {task} must map each label to its names and description")
+    unknown = sorted(str(label) for label in entries if label not in labels)
+    if unknown:  # a label the classifier and select do not know would be annotated, trained and weighted
+        raise AnnotationError(f"{names_file}: {task} label {unknown[0]} is not one of the task's labels ({', '.join(labels)}); "
+                              "remove it or correct its name")
     names, descriptions = {}, {}
     for label in labels:
         entry = entries.get(label)
@@ -178,6 +199,9 @@ class Annotator:
     prompts: dict[str, dict[str, Prompt]]
     labels: LabelSet | TopicTree
     max_chars: int = DEFAULT_MAX_CHARS
+    label_score: str = DEFAULT_LABEL_SCORE
+    _shared: dict = field(default_factory=dict, repr=False)  # (step, lang, values) -> shared instruction tokens
+    _content_free: dict = field(default_factory=dict, repr=False)  # content-free prompt ids -> label log-likelihoods
 
     def prompt_hash(self, lang: str) -> str:
         """What a row records: the template's SHA-256; for topic, one hash of both steps' templates."""
@@ -186,9 +210,9 @@ class Annotator:
         return hashlib.sha256((self.prompts["topic_domain"][lang].sha256 + self.prompts["topic_subtopic"][lang].sha256).encode()).hexdigest()
 
     def request(self, step: str, label_set: LabelSet, lang: str, **values: str) -> tuple[list[int], list[list[int]]]:
-        """(prompt token ids, one token list per label) of one scoring step: the filled prompt, its
-        document cut to fit the model's context, and the labels alone (names and descriptions are in
-        the prompt, never scored)."""
+        """(prompt token ids, one token list per label) of one scoring step: the filled prompt (in the
+        model's chat template where it has one), its document cut to fit the model's context, and the
+        labels alone (names and descriptions are in the prompt, never scored)."""
         prompt = self.prompts[step][lang]
         answers = [self.scorer.encode_answer(x) for x in label_set.labels]
         limit = self.scorer.context - max(map(len, answers)) if self.scorer.context else 0
@@ -205,13 +229,40 @@ class Annotator:
             # The prompt outgrows the model's context: cut the document in proportion, with a margin.
             document = document[: int(len(document) * limit / len(ids) * 0.9)]
 
-    def _choose(self, step: str, label_set: LabelSet, lang: str, **values: str) -> dict[str, float]:
-        ids, answers = self.request(step, label_set, lang, **values)
-        return dict(zip(label_set.labels, normalised(self.scorer.label_logprobs(ids, answers)).tolist(), strict=True))
+    def _shared_tokens(self, step: str, label_set: LabelSet, lang: str, values: dict[str, str]) -> int:
+        """How many leading tokens of this step's prompts come before the document (the same for every
+        document): where two prompts with different documents first differ."""
+        key = (step, lang, label_set.labels, tuple(sorted((k, v) for k, v in values.items() if k != "document")))
+        if key not in self._shared:
+            a, _ = self.request(step, label_set, lang, **{**values, "document": "\x01"})
+            b, _ = self.request(step, label_set, lang, **{**values, "document": "\x02"})
+            self._shared[key] = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        return self._shared[key]
 
-    def annotate(self, document: dict[str, Any]) -> dict[str, Any]:
-        """label, probability, label_probabilities (normalised over the step's labels), prompt_hash; for
-        topic also domain_probabilities, and probability = P(domain) x P(subtopic | domain)."""
+    def _choose_many(self, step: str, asks: list[tuple[LabelSet, str, dict[str, str]]]) -> list[dict[str, float]]:
+        """Normalised label probabilities of one step for several documents, scored as one batch."""
+        requests = []
+        for label_set, lang, values in asks:
+            ids, answers = self.request(step, label_set, lang, **values)
+            requests.append(ScoringRequest(ids, answers, self._shared_tokens(step, label_set, lang, values)))
+        totals = self.scorer.score_many(requests)
+        results = []
+        for (label_set, lang, values), request, total in zip(asks, requests, totals, strict=True):
+            content_free = self._content_free_totals(step, label_set, lang, values) if self.label_score == "calibrated" else None
+            scores = label_scores(total, request.answers, self.label_score, content_free)
+            results.append(dict(zip(label_set.labels, normalised(scores).tolist(), strict=True)))
+        return results
+
+    def _content_free_totals(self, step: str, label_set: LabelSet, lang: str, values: dict[str, str]):
+        """The labels' log-likelihoods after the prompt with "N/A" for the document (computed once per
+        distinct prompt, alone, so the figure never depends on the batch it was first needed in)."""
+        ids, answers = self.request(step, label_set, lang, **{**values, "document": CONTENT_FREE})
+        key = tuple(ids)
+        if key not in self._content_free:
+            self._content_free[key] = self.scorer.score_many([ScoringRequest(ids, answers, 0)])[0]
+        return self._content_free[key]
+
+    def _values(self, document: dict[str, Any]) -> tuple[str, dict[str, str]]:
         lang = prompt_language(document.get("lang"))
         values = {"document": (document.get("text") or "")[: self.max_chars], "url": document.get("url") or ""}
         if self.task == "clutter":
@@ -220,23 +271,43 @@ class Annotator:
                 if lang == "en"
                 else f"第 {document['line_index'] + 1} 行，共 {document['line_count']} 行"
             )
+        return lang, values
+
+    def annotate(self, document: dict[str, Any]) -> dict[str, Any]:
+        """One document's labels (`annotate_many` of one)."""
+        return self.annotate_many([document])[0]
+
+    def annotate_many(self, documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per document: label, probability, label_probabilities (normalised over the step's labels),
+        prompt_hash; for topic also domain_probabilities, and probability = P(domain) x P(subtopic |
+        domain). The documents' prompts of a step are scored together (CausalLMScorer.score_many)."""
+        prepared = [self._values(document) for document in documents]
         if self.task != "topic":
-            probabilities = self._choose(self.task, self.labels, lang, **values)
-            label = max(probabilities, key=probabilities.get)
-            return {"label": label, "probability": probabilities[label], "label_probabilities": probabilities, "prompt_hash": self.prompt_hash(lang)}
+            chosen = self._choose_many(self.task, [(self.labels, lang, values) for lang, values in prepared])
+            results = []
+            for (lang, _), probabilities in zip(prepared, chosen, strict=True):
+                label = max(probabilities, key=probabilities.get)
+                results.append({"label": label, "probability": probabilities[label], "label_probabilities": probabilities,
+                                "prompt_hash": self.prompt_hash(lang)})
+            return results
         tree: TopicTree = self.labels
-        domains = self._choose("topic_domain", tree.domains, lang, **values)
-        domain = max(domains, key=domains.get)
-        domain_name = tree.domains.names[domain][lang]
-        subtopics = self._choose("topic_subtopic", tree.subtopics[domain], lang, domain=domain_name, **values)
-        subtopic = max(subtopics, key=subtopics.get)
-        return {
-            "label": f"{domain}.{subtopic}",
-            "probability": domains[domain] * subtopics[subtopic],
-            "label_probabilities": {f"{domain}.{sub}": p for sub, p in subtopics.items()},
-            "domain_probabilities": domains,
-            "prompt_hash": self.prompt_hash(lang),
-        }
+        domains = self._choose_many("topic_domain", [(tree.domains, lang, values) for lang, values in prepared])
+        picked = [max(d, key=d.get) for d in domains]
+        subtopics = self._choose_many("topic_subtopic", [
+            (tree.subtopics[domain], lang, {**values, "domain": tree.domains.names[domain][lang]})
+            for domain, (lang, values) in zip(picked, prepared, strict=True)
+        ])
+        results = []
+        for domain, domain_probabilities, subs, (lang, _) in zip(picked, domains, subtopics, prepared, strict=True):
+            subtopic = max(subs, key=subs.get)
+            results.append({
+                "label": f"{domain}.{subtopic}",
+                "probability": domain_probabilities[domain] * subs[subtopic],
+                "label_probabilities": {f"{domain}.{sub}": p for sub, p in subs.items()},
+                "domain_probabilities": domain_probabilities,
+                "prompt_hash": self.prompt_hash(lang),
+            })
+        return results
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,9 +354,10 @@ def row_key(row: dict) -> str:
     return f"{row['doc_id']}:{row['line_index']}" if "line_index" in row else str(row["doc_id"])
 
 
-def resume_state(output: Path) -> tuple[set[str], list[dict]]:
+def resume_state(output: Path, allowed: Sequence[str] | None = None) -> tuple[set[str], list[dict]]:
     """(keys of the complete rows already written, those rows' provenance); a partial last line (a
-    killed run) is cut off the file so the rerun appends after the last complete row."""
+    killed run) is cut off the file so the rerun appends after the last complete row. A row whose label
+    is not one of `allowed` (the task's labels, the taxonomy's for topic) is refused, naming it."""
     if not output.exists():
         return set(), []
     data = output.read_bytes()
@@ -293,6 +365,7 @@ def resume_state(output: Path) -> tuple[set[str], list[dict]]:
     if len(complete) != len(data):
         with open(output, "r+b") as handle:
             handle.truncate(len(complete))
+    known = set(allowed) if allowed is not None else None
     done, provenance = set(), []
     for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
         if not line.strip():
@@ -301,9 +374,58 @@ def resume_state(output: Path) -> tuple[set[str], list[dict]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise AnnotationError(f"{output}:{number}: not a labels row ({exc}); pass another --output") from exc
+        if known is not None and row.get("label") not in known:
+            raise AnnotationError(f"{output}:{number}: label {row.get('label')} is not in the task's labels (for topic: the taxonomy); "
+                                  "pass another --output or the taxonomy it was annotated with")
         done.add(row_key(row))
-        provenance.append({key: row.get(key) for key in ("task", "model_hash", "prompt_hash")})
+        provenance.append({key: row.get(key) for key in ("task", "model_hash", "prompt_hash", "label_score")})
     return done, provenance
+
+
+def part_paths(output: Path) -> list[Path]:
+    """The per-process parts of a several-device run of `output` (OUTPUT.parts/part-I-of-N.jsonl)."""
+    directory = output.parent / f"{output.name}.parts"
+    return sorted(directory.glob("part-*.jsonl")) if directory.is_dir() else []
+
+
+def part_path(output: Path, index: int, count: int) -> Path:
+    return output.parent / f"{output.name}.parts" / f"part-{index:03d}-of-{count:03d}.jsonl"
+
+
+def merge_parts(output: Path, order: Sequence[str]) -> int:
+    """Fold every part of `output` into it: the rows of both, each key once, in plan order (document
+    order of the sample, then line order), written to a temporary file and renamed over `output`; the
+    parts are removed after. The result is the same whatever the number of processes that wrote them.
+    Returns the rows merged from parts."""
+    parts = part_paths(output)
+    if not parts:
+        return 0
+    rank = {doc_id: i for i, doc_id in enumerate(order)}
+    rows: dict[str, tuple[tuple, str]] = {}
+    merged = 0
+    for number, path in enumerate([output, *parts]):
+        if not path.exists():
+            continue
+        data = path.read_bytes()
+        for position, line in enumerate(data[: data.rfind(b"\n") + 1].decode("utf-8").splitlines()):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            key = row_key(row)
+            if key not in rows:
+                merged += number > 0
+                rows[key] = ((rank.get(row["doc_id"], len(rank)), row.get("line_index", 0), number, position), line)
+    temporary = output.parent / f".{output.name}.merging"
+    with open(temporary, "w", encoding="utf-8") as out:
+        for _, line in sorted(rows.values()):
+            out.write(line + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, output)
+    for path in parts:
+        path.unlink()
+    parts[0].parent.rmdir()
+    return merged
 
 
 def annotate_file(
@@ -318,14 +440,30 @@ def annotate_file(
     prompts_dir: Path | None = None,
     topics_file: Path | None = None,
     progress=None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    label_score: str = DEFAULT_LABEL_SCORE,
+    shard: tuple[int, int] = (0, 1),
+    done_in: Sequence[Path] = (),
 ) -> dict[str, int]:
-    """Annotate the sample of `input_path` into `output` (JSONL, appended and flushed row by row)."""
+    """Annotate the sample of `input_path` into `output` (JSONL, appended and flushed batch by batch).
+
+    The plan's items (documents; for clutter their chosen lines) are cut into batches of `batch_size`
+    in plan order; process `shard` = (i, n) scores the batches k with k % n == i. A batch is always the
+    same items, whatever was done before or by whom, so a resumed or several-process run writes the
+    rows an uninterrupted one-process run writes. Rows already in `output` or `done_in` are skipped."""
     if task not in ANNOTATION_TASKS:
         raise AnnotationError(f"unknown annotation task {task!r} (known: {', '.join(ANNOTATION_TASKS)})")
+    if label_score not in NORMALISATIONS:
+        raise AnnotationError(f"--label-score must be one of {', '.join(NORMALISATIONS)}, got {label_score!r}")
     prompts = load_prompts(task, prompts_dir)
-    annotator = Annotator(task, scorer, prompts, label_sets(task, prompts_dir, topics_file), max_chars)
+    labels = label_sets(task, prompts_dir, topics_file)
+    annotator = Annotator(task, scorer, prompts, labels, max_chars, label_score)
     output = Path(output)
-    done, provenance = resume_state(output)
+    done, provenance = set(), []
+    for path in (output, *done_in):
+        keys, rows = resume_state(Path(path), labels.labels)
+        done |= keys
+        provenance += rows
     hashes = {annotator.prompt_hash(lang) for lang in ("en", "zh")}
     for row in provenance:
         if row["task"] != task or row["model_hash"] != scorer.hash:
@@ -334,24 +472,37 @@ def annotate_file(
             )
         if row["prompt_hash"] not in hashes:
             raise AnnotationError(f"{output} was written with another prompt template; pass another --output to start a new file")
+        if (row["label_score"] or "sum") != label_score:
+            raise AnnotationError(f"{output} was written with --label-score {row['label_score'] or 'sum'}; pass that or another --output")
     order = stratified_sample([(r["doc_id"], r["lang"] or "") for r in read_documents(input_path, columns=("doc_id", "lang"))],
                               sample, seed)
-    wanted = set(order) - done if task != "clutter" else set(order)
-    documents = {row["doc_id"]: row for row in read_documents(input_path) if row["doc_id"] in wanted}
+    index, count = shard
+    if task == "clutter":  # lines are only known from the text
+        documents = {row["doc_id"]: row for row in read_documents(input_path) if row["doc_id"] in set(order)}
+        items = [line for doc_id in order for line in clutter_lines(documents[doc_id], max_lines, seed)]
+        batches = [items[k:k + batch_size] for k in range(0, len(items), batch_size)]
+    else:
+        keys = [[{"doc_id": d} for d in order[k:k + batch_size]] for k in range(0, len(order), batch_size)]
+        needed = {row["doc_id"] for number, batch in enumerate(keys) if number % count == index
+                  for row in batch if row["doc_id"] not in done}
+        documents = {row["doc_id"]: row for row in read_documents(input_path) if row["doc_id"] in needed}
+        batches = keys
     output.parent.mkdir(parents=True, exist_ok=True)
     written = skipped = 0
     with open(output, "a", encoding="utf-8") as out:
-        for doc_id in order:
-            document = documents.get(doc_id)
-            if document is None:  # annotated by an earlier run
-                skipped += 1
+        for number, batch in enumerate(batches):
+            todo = [row_key(item) not in done for item in batch]
+            if number % count != index:
                 continue
-            items = clutter_lines(document, max_lines, seed) if task == "clutter" else [document]
-            for item in items:
-                if row_key(item) in done:
-                    skipped += 1
+            skipped += todo.count(False)
+            if not any(todo):
+                continue
+            if task != "clutter":
+                batch = [documents[item["doc_id"]] for item in batch]
+            results = annotator.annotate_many(batch)  # the whole batch, rows written or not: the same figures as ever
+            for item, result, wanted in zip(batch, results, todo, strict=True):
+                if not wanted:
                     continue
-                result = annotator.annotate(item)
                 row = {
                     "doc_id": item["doc_id"],
                     "url": item.get("url") or "",
@@ -360,15 +511,15 @@ def annotate_file(
                     **({"line_index": item["line_index"], "line_count": item["line_count"]} if task == "clutter" else {}),
                     "task": task,
                     **result,
+                    "label_score": label_score,
                     "model": scorer.name,
                     "model_hash": scorer.hash,
                 }
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                out.flush()
                 written += 1
-                if progress:
-                    progress(written)
-            documents.pop(doc_id, None)
+            out.flush()
+            if progress:
+                progress(written)
         os.fsync(out.fileno())
     return {"documents": len(order), "rows_written": written, "rows_skipped": skipped, "rows_total": len(done) + written}
 
@@ -404,9 +555,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "or prompt_logprobs (one request per label, the prompt recomputed for each; a cross-check) (default: prefix_cache)",
     )
     parser.add_argument("--device", default="auto", help="auto (first GPU, else CPU), cpu or cuda:N (default: auto)")
+    parser.add_argument(
+        "--devices",
+        help="several devices, one process each (e.g. cuda:0,cuda:1 or cpu,cpu): each writes its own resumable part "
+        "(OUTPUT.parts/), merged into OUTPUT in plan order; the output is the same whatever the number of processes",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+        help=f"documents (clutter: lines) scored per forward pass, the instructions' key/value cache shared (default: {DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--label-score", choices=NORMALISATIONS, default=DEFAULT_LABEL_SCORE,
+        help="how label log-likelihoods become probabilities: sum over the label's tokens (short labels win), mean per token, "
+        f"or calibrated against the content-free prompt (document \"N/A\"; Zhao et al. 2021) (default: {DEFAULT_LABEL_SCORE})",
+    )
 
 
-def _load_scorer(args: argparse.Namespace, model_dir: Path) -> LabelScorer:
+def _load_scorer(args: argparse.Namespace, model_dir: Path, device: str | None = None) -> LabelScorer:
     """The --model's scorer; a model that does not load (a bad config.json, pickled-only or broken weights)
     is one line naming it, not the library's chained tracebacks."""
     from thresher.schemas.errors import UserError
@@ -416,7 +581,7 @@ def _load_scorer(args: argparse.Namespace, model_dir: Path) -> LabelScorer:
             from thresher.classifiers.vllm_backend import VLLMScorer
 
             return VLLMScorer(model_dir, args.vllm_scoring)
-        return CausalLMScorer(model_dir, args.device)
+        return CausalLMScorer(model_dir, device or args.device)
     except UserError:
         raise
     except Exception as exc:  # whatever transformers, safetensors or vLLM raise for files they cannot read
@@ -438,13 +603,30 @@ def run(args: argparse.Namespace) -> int:
     resolve_source(args.input)  # an unusable input (missing, no text column, an uncommitted stage) before the model loads
     prompts_dir = Path(args.prompts_dir) if args.prompts_dir else shipped_prompts_dir()
     topics_file = Path(args.topics_file) if args.topics_file else None
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    devices = [d.strip() for d in args.devices.split(",")] if args.devices else []
+    if devices and (args.device != "auto" or args.backend == "vllm" or not all(devices)):
+        raise ConfigError("--devices is for --backend transformers, instead of --device; give it as cpu,cpu or cuda:0,cuda:1")
     try:
         load_prompts(args.task, prompts_dir)  # templates, label names and descriptions checked before the model loads
-        label_sets(args.task, prompts_dir, topics_file)
-        scorer = _load_scorer(args, model_dir)
-        summary = annotate_file(
-            args.input, args.output, args.task, scorer, args.sample, args.seed, args.max_chars, args.max_lines, prompts_dir, topics_file
-        )
+        labels = label_sets(args.task, prompts_dir, topics_file)
+        output = Path(args.output)
+        if part_paths(output) or len(devices) > 1:  # labels outside the task's checked before any model loads
+            resume_state(output, labels.labels)
+            for part in part_paths(output):
+                resume_state(part, labels.labels)
+        if len(devices) > 1:
+            summary = _annotate_on_devices(args, devices, prompts_dir, topics_file)
+        else:
+            if part_paths(output):  # a several-device run was stopped: its rows first
+                merge_parts(output, _plan(args))
+            resume_state(output, labels.labels)
+            scorer = _load_scorer(args, model_dir, devices[0] if devices else None)
+            summary = annotate_file(
+                args.input, args.output, args.task, scorer, args.sample, args.seed, args.max_chars, args.max_lines, prompts_dir,
+                topics_file, batch_size=args.batch_size, label_score=args.label_score,
+            )
     except AnnotationError as exc:
         raise ConfigError(str(exc)) from exc
     print(
@@ -454,3 +636,43 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _plan(args: argparse.Namespace) -> list[str]:
+    return stratified_sample([(r["doc_id"], r["lang"] or "") for r in read_documents(args.input, columns=("doc_id", "lang"))],
+                             args.sample, args.seed)
+
+
+def _annotate_part(args: argparse.Namespace, index: int, count: int, device: str, prompts_dir, topics_file) -> dict[str, int]:
+    """One process of a several-device run: its batches into its own part, the rows already in OUTPUT skipped."""
+    if device.startswith("cpu"):  # the cores shared out, one share a process
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+    scorer = _load_scorer(args, Path(args.model), device)
+    output = Path(args.output)
+    part = part_path(output, index, count)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    return annotate_file(
+        args.input, part, args.task, scorer, args.sample, args.seed, args.max_chars, args.max_lines, prompts_dir, topics_file,
+        batch_size=args.batch_size, label_score=args.label_score, shard=(index, count), done_in=[output],
+    )
+
+
+def _annotate_on_devices(args: argparse.Namespace, devices: list[str], prompts_dir, topics_file) -> dict[str, int]:
+    """One process per device (spawned: CUDA and torch threads start clean), each on every n-th batch;
+    their parts merged into OUTPUT. Parts of a stopped run (any number of processes) are merged first."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    output = Path(args.output)
+    order = _plan(args)
+    merge_parts(output, order)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(len(devices), mp_context=context) as pool:
+        futures = [pool.submit(_annotate_part, args, i, len(devices), device, prompts_dir, topics_file) for i, device in enumerate(devices)]
+        summaries = [future.result() for future in futures]
+    merge_parts(output, order)
+    written = sum(s["rows_written"] for s in summaries)
+    total = sum(1 for line in output.read_text(encoding="utf-8").splitlines() if line.strip()) if output.exists() else 0
+    return {"documents": len(order), "rows_written": written, "rows_skipped": sum(s["rows_skipped"] for s in summaries), "rows_total": total}

@@ -33,6 +33,8 @@ NOT_RUN = r"^\[smoke\] not run: "
 
 # Lines (regular expressions, multiline) each script's smoke run must print on stdout: its usual figures.
 FIGURES = {
+    "bench_annotate": [r"^one at a time: [\d.]+ docs/s, \d+ label tokens/s", r"^batched x\d+: [\d.]+ docs/s, \d+ label tokens/s",
+                       r"^batched vs one at a time: largest probability difference", r"^\| calibrated \| [\d.]+ \| [\d.]+ \| [\d.]+ \|"],
     "bench_classifiers_quality": [r"^majority_data\.jsonl: \d+ docs .*2-fold: AUC", r"^agreement_data\.jsonl: \d+ docs .*AUC"],
     "bench_export": [r"^input: \d+ documents", r"^export job, local\[1\]: .* tokens, \d+ sequences, 1 shards",
                      r"^export by wall time: ", r"^export by CPU time: "],
