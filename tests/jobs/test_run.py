@@ -362,10 +362,10 @@ def test_a_value_out_of_range_fails_before_any_output(tmp_path, capsys):
     from thresher.jobs import cli
 
     out = tmp_path / "run"
-    code = cli.main(["run", "--sample", "--output", str(out), "--set", "select.rebalance.min_model_accuracy=7"])
+    code = cli.main(["run", "--sample", "--output", str(out), "--set", "select.model_gate.floors.topic.floor=7"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err == ["thresher run: error: select.rebalance.min_model_accuracy: 7.0 is out of range, must be in [0, 1]"]
+    assert err == ["thresher run: error: select.model_gate.floors.topic.floor: 7.0 is out of range, must be in [0, 1]"]
     assert not out.exists()  # no run.json, no sample crawl written
 
 
