@@ -23,6 +23,9 @@ from thresher.schemas.errors import UserError
 
 MANIFEST_NAME = "classifier.json"
 METRICS_NAME = "metrics.json"
+# Beside the model: a digest of every text it trained on (sorted unique little-endian uint64, the first
+# 8 bytes of each text's BLAKE2b), so evaluation can say how much of its data the model has seen.
+TRAIN_DIGESTS_NAME = "train_digests.bin"
 FORMAT_VERSION = 1
 
 # backend name -> "module:class"
@@ -171,10 +174,10 @@ def cached_classifier(directory: str | Path) -> TextClassifier:
 
 def model_digest(directory: str | Path) -> str:
     """A content hash of the model's files (names and bytes; not metrics.json, which evaluation may
-    rewrite), to trace tags to the exact model."""
+    rewrite, nor the training texts' digests, which are no part of the model), to trace tags to the exact model."""
     directory = Path(directory)
     digest = hashlib.sha256()
-    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != METRICS_NAME):
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name not in (METRICS_NAME, TRAIN_DIGESTS_NAME)):
         digest.update(str(path.relative_to(directory)).encode() + b"\0")
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -2,10 +2,14 @@
 
 The held-out split is a function of each text and a seed (not of file order or row position), so
 `evaluate_saved` can rebuild exactly the split a model was measured on and reproduce its metrics.
+Every figure comes with its bootstrap interval (classifiers.metrics); the digests of the training
+texts are stored beside the model (base.TRAIN_DIGESTS_NAME), so an evaluation says how many of its
+texts the model trained on (`training_overlap`, and a warning when any).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -16,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from thresher.classifiers.base import METRICS_NAME, TextClassifier, backend_class, load_classifier
+from thresher.classifiers.base import METRICS_NAME, TRAIN_DIGESTS_NAME, TextClassifier, backend_class, load_classifier
 from thresher.classifiers.metrics import classification_metrics
 from thresher.classifiers.tasks import TASKS, model_input
 from thresher.pipeline.seeded_hash import unit_hash
@@ -141,6 +145,45 @@ def evaluate(classifier: TextClassifier, data: LabelledData) -> dict[str, Any]:
     return classification_metrics(data.labels, classifier.labels, classifier.predict_proba(data.texts))
 
 
+def text_digests(texts: Sequence[str]) -> np.ndarray:
+    """The sorted unique 64-bit digests (first 8 bytes of BLAKE2b) of `texts`."""
+    return np.unique(_digests(texts))
+
+
+def _digests(texts: Sequence[str]) -> np.ndarray:
+    return np.array([int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") for text in texts],
+                    dtype=np.uint64)
+
+
+def write_train_digests(output_dir: str | Path, texts: Sequence[str]) -> None:
+    """The digests of the texts a model trained on, beside it (base.TRAIN_DIGESTS_NAME)."""
+    (Path(output_dir) / TRAIN_DIGESTS_NAME).write_bytes(text_digests(texts).astype("<u8").tobytes())
+
+
+def read_train_digests(model_dir: str | Path) -> np.ndarray | None:
+    """The training texts' digests stored beside a model; None for a model trained by an older thresher."""
+    path = Path(model_dir) / TRAIN_DIGESTS_NAME
+    return np.frombuffer(path.read_bytes(), dtype="<u8").astype(np.uint64) if path.is_file() else None
+
+
+def with_overlap(metrics: dict[str, Any], texts: Sequence[str], train_digests: np.ndarray | None) -> dict[str, Any]:
+    """`metrics` with `training_overlap` (how many of the evaluated `texts` the model trained on) and a
+    warning when any did (or when the model stored no digests to compare with)."""
+    if train_digests is None:
+        metrics["training_overlap"] = None
+        metrics.setdefault("warnings", []).append(
+            f"no {TRAIN_DIGESTS_NAME} beside the model (trained by an older thresher): overlap of the evaluation data "
+            "with the training data not checked")
+        return metrics
+    seen = int(np.isin(_digests(texts), train_digests).sum()) if texts else 0
+    metrics["training_overlap"] = {"examples": seen, "fraction": round(seen / len(texts), 6) if texts else 0.0}
+    if seen:
+        metrics.setdefault("warnings", []).append(
+            f"{seen} of {len(texts)} evaluation texts ({seen / len(texts):.0%}) are in the model's training data: "
+            "these figures overstate how it does on unseen text")
+    return metrics
+
+
 def train_and_save(
     backend: str,
     data: LabelledData,
@@ -164,6 +207,9 @@ def train_and_save(
     classifier = backend_class(backend).train(train.texts, train.labels, params or {}, seed=seed)
     train_seconds = time.perf_counter() - started
     classifier.save(output_dir)
+    write_train_digests(output_dir, train.texts)
+    digests = read_train_digests(output_dir)
+    heldout = data.subset(eval_rows)
     record = {
         **_record_head(backend, task, sources, output_dir, text_field, label_field, holdout),
         "seed": seed,
@@ -173,7 +219,7 @@ def train_and_save(
         "label_counts": dict(sorted(_count(data.labels).items())),
         "rows_skipped": data.skipped,
         "train_seconds": round(train_seconds, 3),
-        "heldout": evaluate(classifier, data.subset(eval_rows)) if eval_rows else {"examples": 0},
+        "heldout": with_overlap(evaluate(classifier, heldout), heldout.texts, digests) if eval_rows else {"examples": 0},
     }
     return _write_record(output_dir, record)
 
@@ -194,6 +240,11 @@ def evaluate_documents(classifier: TextClassifier, data: LineDocuments) -> dict[
         return {"examples": 0}
     probs = np.column_stack([1.0 - np.array(positive), np.array(positive)]) if len(classifier.labels) == 2 else None
     return classification_metrics(truth, classifier.labels, probs)
+
+
+def _document_texts(data: LineDocuments) -> list[str]:
+    """What a document model's training digests are of: each document's lines, joined."""
+    return ["\n".join(lines) for lines in data.lines]
 
 
 def holdout_documents(ids: Sequence[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -220,6 +271,8 @@ def train_and_save_documents(
     classifier = backend_class(backend).train_documents(list(zip(train.lines, train.labels, strict=True)), params or {}, seed=seed)
     train_seconds = time.perf_counter() - started
     classifier.save(output_dir)
+    write_train_digests(output_dir, _document_texts(train))
+    heldout = data.subset(eval_rows)
     line_labels = [label for labels in data.labels for label in labels if label is not None]
     record = {
         **_record_head(backend, "clutter", sources, output_dir, text_field, label_field, holdout),
@@ -230,7 +283,8 @@ def train_and_save_documents(
         "train_examples": sum(label is not None for labels in train.labels for label in labels),
         "label_counts": dict(sorted(_count(line_labels).items())),
         "train_seconds": round(train_seconds, 3),
-        "heldout": evaluate_documents(classifier, data.subset(eval_rows)) if eval_rows else {"examples": 0},
+        "heldout": (with_overlap(evaluate_documents(classifier, heldout), _document_texts(heldout), read_train_digests(output_dir))
+                    if eval_rows else {"examples": 0}),
     }
     return _write_record(output_dir, record)
 
@@ -274,7 +328,8 @@ def evaluate_saved(model_dir: str | Path, data_paths: Sequence[str] | None = Non
             documents = documents.subset(rows)
         elif split != "all":
             raise ValueError(f"split must be 'heldout' or 'all', not {split!r}")
-        return evaluate_documents(load_classifier(model_dir), documents)
+        return with_overlap(evaluate_documents(load_classifier(model_dir), documents), _document_texts(documents),
+                            read_train_digests(model_dir))
     data = read_labelled(
         paths, recorded.get("text_field", "text"), recorded.get("label_field", "label"), recorded.get("task", "plain")
     )
@@ -283,7 +338,7 @@ def evaluate_saved(model_dir: str | Path, data_paths: Sequence[str] | None = Non
         data = data.subset(rows)
     elif split != "all":
         raise ValueError(f"split must be 'heldout' or 'all', not {split!r}")
-    return evaluate(load_classifier(model_dir), data)
+    return with_overlap(evaluate(load_classifier(model_dir), data), data.texts, read_train_digests(model_dir))
 
 
 def cross_validate(

@@ -82,6 +82,15 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def _say_figures(what: str, metrics: dict) -> None:
+    """The figures with their intervals, and each warning, one line each on the console."""
+    from thresher.classifiers.metrics import figure_text
+
+    print(f"[thresher] {what} {figure_text(metrics)}", file=sys.stderr)
+    for warning in metrics.get("warnings", []):
+        print(f"[thresher] warning: {warning}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from thresher.classifiers.base import backend_class
     from thresher.classifiers.training import (
@@ -105,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
                 args.backend, documents, args.output, params, args.holdout, args.seed, args.data, args.text_field, args.label_field
             )
             print(json.dumps(record["heldout"], indent=2))
+            _say_figures("classifiers train: held-out", record["heldout"])
             return 0
         data = read_labelled(args.data, args.text_field, args.label_field, args.task)
         if data.skipped:
@@ -114,10 +124,13 @@ def run(args: argparse.Namespace) -> int:
             args.backend, data, args.output, params, args.holdout, args.seed, args.data, None, args.text_field, args.label_field, args.task
         )
         print(json.dumps(record["heldout"], indent=2))
+        _say_figures("classifiers train: held-out", record["heldout"])
         return 0
     if args.action == "eval":
         metrics = evaluate_saved(args.model, args.data, args.split)
         print(json.dumps(metrics, indent=2))
+        _say_figures(f"classifiers eval: {'held-out' if args.split == 'heldout' else 'all rows'}"
+                     f"{' of ' + ', '.join(args.data) if args.data else ''}", metrics)
         if args.split == "heldout" and not args.data:
             recorded = json.loads((Path(args.model) / METRICS_NAME).read_text())["heldout"]
             matches = all(_same(metrics.get(k), v) for k, v in recorded.items())
@@ -149,13 +162,17 @@ def _bootstrap(args: argparse.Namespace) -> int:
         args.seed,
         _params(args.param),
     )
+    from thresher.classifiers.metrics import figure_text
+
     for name, model in summary["models"].items():
         heldout = model["heldout"]
         print(
             f"[thresher] {name}: {sum(model['weak_label_counts'].values())} weak labels in {len(model['weak_label_counts'])} classes, "
-            f"held-out accuracy {heldout.get('accuracy', float('nan')):.3f}, macro-F1 {heldout.get('macro_f1', float('nan')):.3f}",
+            f"held-out {figure_text(heldout)}",
             file=sys.stderr,
         )
+        for warning in heldout.get("warnings", []):
+            print(f"[thresher] warning: {name}: {warning}", file=sys.stderr)
     print(f"[thresher] models written to {Path(args.output).resolve()}; point tag.model_dir there", file=sys.stderr)
     return 0
 

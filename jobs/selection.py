@@ -47,6 +47,7 @@ from thresher.pipeline.select.batches import (
     filtered_schema,
     selected_schema,
 )
+from thresher.pipeline.select.gate import GateDecision, decide
 from thresher.pipeline.select.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
 from thresher.pipeline.stagedir import StageOutput, crash_point, require_committed
 from thresher.pipeline.stagedir.parts import read_parts, write_parts, write_scratch
@@ -156,6 +157,9 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     input_path = require_committed(input_dir)
     taggers = read_taggers(input_path)
     settings = replace(check_select_config(config, taggers), taggers=taggers)
+    gate = model_gate(settings, config, taggers)
+    gated_steps = {name: _steps_on(name, settings, config) for name in gate}
+    settings = gated(settings, gate)
     out = StageOutput(output_dir)
     out.begin()
     tagged = read_parts(spark, input_dir, "documents")
@@ -168,7 +172,7 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     filtered = write_scratch(tagged.mapInArrow(functools.partial(filter_batches, settings=settings), schema), out, "filtered")
     crash_point("select:filtered")
 
-    rebalance = _rebalance(filtered, config, {t.name: t for t in taggers})
+    rebalance = _rebalance(filtered, config, gate)
     settings = replace(settings, weights=rebalance.get("class_weights", {}))
     final = write_scratch(filtered.mapInArrow(functools.partial(copy_batches, settings=settings), schema), out, "copied")
     crash_point("select:copied")
@@ -190,9 +194,44 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
         "taggers": {t.name: {"model_dir": t.model_dir, "model_hash": t.model_hash, "heldout": t.heldout,
                              "weak_labels": t.weak_labels} for t in taggers},
         "rebalance": rebalance,
+        "model_gate": {name: {**decision.record(), "steps": gated_steps[name]} for name, decision in gate.items()},
     })
     crash_point("select:before_commit")
     return out.commit_stats(STAGE, config, [str(input_path)], **counts, details=details)
+
+
+def _steps_on(tagger: str, settings: SelectSettings, config: Config) -> list[str]:
+    """The model steps of `settings` that read `tagger`'s columns, named as the funnel names them."""
+    steps = [check.name for check in settings.checks if check.tagger == tagger]
+    steps += ["line_removal" for name, _ in settings.line_thresholds if name == tagger]
+    if config.select.rebalance.mode != "off" and settings.class_tagger == tagger:
+        steps.append("rebalance")
+    return steps
+
+
+def model_gate(settings: SelectSettings, config: Config, taggers: Sequence[DeclaredTagger]) -> dict[str, GateDecision]:
+    """Per tagger some step reads, whether its steps act (pipeline.select.gate), each said on the console."""
+    declared = {t.name: t for t in taggers}
+    decisions = {}
+    for tagger in declared:
+        steps = _steps_on(tagger, settings, config)
+        if not steps:
+            continue
+        decision = decisions[tagger] = decide(declared[tagger], config.select.model_gate)
+        what = "" if decision.acts else "warning: "
+        print(f"[thresher] select: {what}{', '.join(steps)}: {decision.reason}"
+              f"{'' if decision.acts else '; documents kept, columns written'}", file=sys.stderr)
+    return decisions
+
+
+def gated(settings: SelectSettings, gate: dict[str, GateDecision]) -> SelectSettings:
+    """`settings` with the keep rules of a tagger whose model does not act left out and its line
+    threshold at 0 (no line removed, the column written); rebalancing asks the gate itself."""
+    def acts(name: str) -> bool:
+        return gate[name].acts if name in gate else True
+
+    return replace(settings, checks=tuple(check for check in settings.checks if acts(check.tagger)),
+                   line_thresholds=tuple((name, threshold if acts(name) else 0.0) for name, threshold in settings.line_thresholds))
 
 
 def _score_column(check: KeepCheck):
@@ -226,21 +265,18 @@ def _with_cut(tagged, check: KeepCheck, documents_in: int) -> KeepCheck:
     return replace(check, cut=TopFractionCut(threshold, tie_hash, tie_key, TIE_SEED, keep))
 
 
-def _rebalance(filtered, config: Config, taggers: dict[str, DeclaredTagger]) -> dict[str, Any]:
+def _rebalance(filtered, config: Config, gate: dict[str, GateDecision]) -> dict[str, Any]:
     """Per-class weights for the kept documents (solved for the target mix, or the taxonomy's), with
-    the mix before and (expected) after per group; skipped with a warning on a too-weak class model."""
+    the mix before and (expected) after per group; skipped (said by model_gate) when the class model does not act."""
     from pyspark.sql import functions as F
 
     section = config.select.rebalance
     result: dict[str, Any] = {"mode": section.mode, "unit": section.unit, "tagger": section.tagger, "skipped": None}
     if section.mode == "off":
         return result
-    accuracy = taggers[section.tagger].heldout.get("accuracy")
-    if not isinstance(accuracy, float) or math.isnan(accuracy) or accuracy < section.min_model_accuracy:
-        measured = f"{accuracy:.3f}" if isinstance(accuracy, float) else "not measured (no metrics.json)"
-        result["skipped"] = (f"the {section.tagger} model's held-out accuracy is {measured} (floor "
-                             f"select.rebalance.min_model_accuracy={section.min_model_accuracy}): not rebalancing on it")
-        print(f"[thresher] select: warning: {result['skipped']}", file=sys.stderr)
+    decision = gate[section.tagger]
+    if not decision.acts:
+        result["skipped"] = f"{decision.reason}: not rebalancing on it"
         return result
     amount = F.sum("tokens") if section.unit == "tokens" else F.count("*")
     kept = filtered.filter(F.col("status") == STATUS_KEPT)

@@ -190,13 +190,14 @@ def tagger_record(tagger: Tagger) -> dict[str, Any]:
 
 def describe_models(taggers: list[Tagger]) -> list[str]:
     """One console line per tagger: its model and held-out figures, flagging bootstrapped (weak) models."""
+    from thresher.classifiers.metrics import figure_text
+
     lines = []
     for tagger in taggers:
         heldout = tagger.heldout
-        figures = ", ".join(f"{k}={heldout[k]:.3f}" for k in ("accuracy", "macro_f1", "auc") if isinstance(heldout.get(k), float))
         weak = " (bootstrapped from weak labels: a rough default; train your own with `thresher classifiers train`)" if tagger.weak_labels else ""
-        lines.append(f"[thresher] tagger {tagger.name}: {tagger.model_dir} held-out {figures or 'not measured'} "
-                     f"on {heldout.get('examples', 0)} examples{weak}")
+        lines.append(f"[thresher] tagger {tagger.name}: {tagger.model_dir} held-out {figure_text(heldout)}{weak}")
+        lines.extend(f"[thresher] warning: tagger {tagger.name}: {warning}" for warning in heldout.get("warnings", []))
     return lines
 
 

@@ -329,8 +329,30 @@ class RebalanceConfig:
     max_copies: Annotated[float, Range(1.0)] = 4.0  # upsampling cap: the most copies any document may get (one: none)
     allow_downsampling: bool = True  # classes over their share may be sampled below one copy
     min_score: Fraction = 0.0  # a document whose class scores below this is not reweighted (one copy, class "rest")
-    min_model_accuracy: Fraction = 0.5  # skip rebalancing (warn) when the class model's held-out accuracy is lower
     seed: int = 0  # which documents a fractional weight keeps: unit_hash(seed, doc_id) < frac(w)
+
+
+GATE_FIGURES = ("auto", "accuracy", "macro_f1", "auc")
+
+
+@dataclass(frozen=True)
+class ModelFloor:
+    """The held-out figure a tagger's model must clear for select's steps on it to act."""
+
+    figure: Annotated[str, OneOf(GATE_FIGURES)] = "auto"  # auto: auc for a two-label model, else macro_f1
+    floor: Fraction = 0.5
+
+
+@dataclass(frozen=True)
+class ModelGateConfig:
+    """A model step (keep rules, line removal, rebalancing) acts only when its model's held-out figure
+    clears a floor; otherwise it tags without filtering (documents kept, columns written) and says so."""
+
+    enabled: bool = True  # false: every model step acts whatever its model's figures
+    bound: Annotated[str, OneOf(("lower", "point"))] = "lower"  # lower: the figure's interval's lower bound must clear the floor
+    min_examples: Count = 30  # fewer held-out examples than this: the step does not act
+    default: ModelFloor = field(default_factory=ModelFloor)  # taggers not named in `floors`
+    floors: dict[str, ModelFloor] = field(default_factory=dict)  # tagger -> figure and floor
 
 
 @dataclass(frozen=True)
@@ -341,6 +363,7 @@ class SelectConfig:
     keep: dict[str, KeepRule] = field(default_factory=dict)  # document tagger name -> its keep rules
     line_thresholds: dict[str, Fraction] = field(default_factory=dict)  # lines tagger -> lines scoring below are removed
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
+    model_gate: ModelGateConfig = field(default_factory=ModelGateConfig)
 
 
 @dataclass(frozen=True)

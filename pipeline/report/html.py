@@ -27,6 +27,7 @@ def render_html(report: dict[str, Any]) -> str:
         _section("Languages", _distribution_table(report.get("languages", {}), "language")),
         _section("MinHash near-duplicates", _dedup_html(report.get("dedup", {"ran": False}))),
         _section("Stage 3 models", _models_table(report["models"])),
+        _section("Model steps: acted or not", _gate_table(report.get("model_gate", {}))),
     ]
     for tagger, histogram in report["score_histograms"].items():
         bins = len(histogram)
@@ -175,9 +176,11 @@ def _tokenizer_text(tokenizer: dict[str, Any]) -> str:
 
 
 def _heldout_text(heldout: dict[str, Any]) -> str:
-    figures = ", ".join(f"{k} {heldout[k]:.3f}" for k in ("accuracy", "macro_f1", "auc")
-                        if isinstance(heldout.get(k), float) and heldout[k] == heldout[k])
-    return f"{figures or 'not measured'} on {heldout.get('examples', 0)} held-out examples"
+    """Each figure with its interval ('accuracy 0.612 [0.435, 0.783], ... on 23 examples (95% intervals)')."""
+    from thresher.classifiers.metrics import figure_text
+
+    text = figure_text(heldout)
+    return text if text == "not measured" else text.replace(" examples", " held-out examples", 1)
 
 
 def _funnel_table(funnel: list[dict[str, Any]]) -> str:
@@ -295,6 +298,26 @@ def _models_table(models: list[dict[str, Any]]) -> str:
             f"<td class=sample>{_e(model['model_dir'])} {_e(model.get('model_hash') or '')}</td>"
         )
     return _table(["tagger", "labels", "held-out", "model"], rows)
+
+
+def _gate_table(gate: dict[str, dict[str, Any]]) -> str:
+    """Per tagger select's steps on it read, whether they acted and why: the figure, its interval, the floor."""
+    if not gate:
+        return "<p>(no select step read a model, or select did not run)</p>"
+    rows = []
+    for tagger, decision in gate.items():
+        interval = decision.get("interval")
+        value = decision.get("value")
+        figure = (f"{decision['figure']} {value:.3f}" if isinstance(value, float) else f"{decision['figure']} not measured")
+        if interval:
+            figure += f" [{interval[0]:.3f}, {interval[1]:.3f}] ({decision.get('level') or 0:.0%})"
+        rows.append(
+            f"<td>{_e(tagger)}</td><td>{_e(', '.join(decision.get('steps', [])))}</td>"
+            f"<td>{'acted' if decision['acts'] else 'did not act: documents kept'}</td>"
+            f"<td>{_e(figure)} on {_e(decision.get('examples', 0))} examples</td>"
+            f"<td>{_e(decision.get('bound'))} bound &ge; {_e(decision.get('floor'))}</td><td>{_e(decision.get('reason'))}</td>")
+    return _table(["tagger", "steps", "outcome", "held-out figure", "floor", "why"], rows,
+                  ["" if decision["acts"] else "warn" for decision in gate.values()])
 
 
 def _select_table(steps: list[dict[str, Any]], kept_samples: dict[str, list[dict[str, str]]],

@@ -112,3 +112,28 @@ def test_rows_without_a_label_or_text_are_counted_not_dropped_silently(tmp_path,
                  "--param", "bucket=2000", "--param", "dim=8"]) == 0
     assert "[thresher] classifiers train: 40 labelled rows; skipped 1 with empty text, 2 with no label" in capsys.readouterr().err
     assert json.loads((out / "metrics.json").read_text())["rows_skipped"] == {"empty text": 1, "no label": 2}
+
+
+def test_train_and_eval_print_intervals_and_warn_when_eval_data_was_trained_on(shared_data, tmp_path, capsys):
+    data = shared_data / "quality" / "dclm" / "agreement_data.jsonl"
+    out = tmp_path / "quality"
+    assert main(["classifiers", "train", "--data", str(data), "--output", str(out), "--param", "bucket=20000", "--param", "dim=16"]) == 0
+    captured = capsys.readouterr()
+    heldout = json.loads(captured.out)
+    low, high = heldout["interval"]["accuracy"]
+    assert f"accuracy {heldout['accuracy']:.3f} [{low:.3f}, {high:.3f}]" in captured.err and "(95% intervals)" in captured.err
+    assert heldout["training_overlap"] == {"examples": 0, "fraction": 0.0}
+    assert (out / "train_digests.bin").is_file()
+    # every text of the file: most were trained on, and eval says so on the console and in the figures
+    assert main(["classifiers", "eval", str(out), "--data", str(data), "--split", "all"]) == 0
+    captured = capsys.readouterr()
+    metrics = json.loads(captured.out)
+    overlap = metrics["training_overlap"]
+    assert overlap["examples"] == metrics["examples"] - heldout["examples"] and overlap["fraction"] > 0.8
+    warning = f"{overlap['examples']} of {metrics['examples']} evaluation texts"
+    assert any(warning in w for w in metrics["warnings"])
+    assert f"[thresher] warning: {warning}" in captured.err
+    # the recorded held-out split: no overlap, and eval still reproduces metrics.json
+    assert main(["classifiers", "eval", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "reproduces" in captured.err and "training data" not in captured.err

@@ -59,8 +59,8 @@ def test_config_show_prints_a_config_that_loads_back_the_same(tmp_path, capsys):
     (tmp_path / "shown.yaml").write_text(shown)
     assert load_config(tmp_path / "shown.yaml") == load_config(tmp_path / "shown.yaml")
     assert load_config(tmp_path / "shown.yaml").digest() == expected.digest()
-    assert main(["config", "show", "--set", "select.rebalance.min_model_accuracy=7"]) == 2
-    assert "select.rebalance.min_model_accuracy: 7" in capsys.readouterr().err
+    assert main(["config", "show", "--set", "select.model_gate.floors.topic.floor=7"]) == 2
+    assert "select.model_gate.floors.topic.floor: 7" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", sorted(SUBCOMMANDS))

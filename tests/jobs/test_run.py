@@ -116,6 +116,14 @@ def test_run_commits_every_stage_and_reports(reference_run):
     assert funnel["select"] <= funnel["rules"] <= funnel["prepare"] < prepare["documents_in"]
     select = json.loads((reference_run / "select" / "stats.json").read_text())
     assert select["documents_out"] == funnel["select"] and select["documents_in"] == funnel["tag"]
+    # The bootstrapped page-type and topic models (a few dozen held-out pages) neither drop nor rebalance;
+    # the shipped clutter model clears its floor and removes lines. The report says which acted and why.
+    gate = select["details"]["model_gate"]
+    assert {name: decision["acts"] for name, decision in gate.items()} == {"page_type": False, "clutter": True, "topic": False}
+    assert "page_type:label_in" not in select["rejects_by_rule"] and select["details"]["rebalance"]["skipped"]
+    assert report["model_gate"] == gate and "Model steps: acted or not" in (reference_run / "report.html").read_text()
+    tag = json.loads((reference_run / "tag" / "stats.json").read_text())
+    assert all("interval" in t["heldout"] for t in tag["details"]["taggers"])
     assert list(report["seconds_per_stage"]) == list(STAGES)
     assert (reference_run / "report.html").read_text(encoding="utf-8").count("<svg") >= 3
     # The effective config beside the report, as `thresher config show` prints it; the report links it.
@@ -362,10 +370,10 @@ def test_a_value_out_of_range_fails_before_any_output(tmp_path, capsys):
     from thresher.jobs import cli
 
     out = tmp_path / "run"
-    code = cli.main(["run", "--sample", "--output", str(out), "--set", "select.rebalance.min_model_accuracy=7"])
+    code = cli.main(["run", "--sample", "--output", str(out), "--set", "select.model_gate.floors.topic.floor=7"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err == ["thresher run: error: select.rebalance.min_model_accuracy: 7.0 is out of range, must be in [0, 1]"]
+    assert err == ["thresher run: error: select.model_gate.floors.topic.floor: 7.0 is out of range, must be in [0, 1]"]
     assert not out.exists()  # no run.json, no sample crawl written
 
 

@@ -21,6 +21,9 @@ from thresher.schemas.stats import read_stats
 from thresher.schemas.tags import TAGGERS_FILE, read_taggers
 
 QUALITY_CUT = {"select.keep.quality.score_label": "1", "select.keep.quality.top_percent": 50}
+# The bootstrapped test models are weak and measured on few documents: let their steps act anyway.
+ACT_ANYWAY = {"select.model_gate.min_examples": 0, "select.model_gate.floors.page_type.floor": 0.0}
+QUALITY_CUT = {**QUALITY_CUT, **ACT_ANYWAY}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +113,33 @@ def test_weak_topic_model_skips_rebalancing_with_a_warning(selected, tagged_dir)
     accuracy = next(t for t in read_taggers(tagged_dir) if t.name == "topic").heldout["accuracy"]
     assert accuracy < 0.5  # the bootstrapped topic model of 200 documents is weak
     assert "held-out accuracy" in stats["details"]["rebalance"]["skipped"]
+    assert stats["details"]["model_gate"]["topic"]["acts"] is False
+    assert stats["details"]["model_gate"]["topic"]["steps"] == ["rebalance"]
     assert all(d["sample_copies"] == 1 for d in rows(selected[1]))
+
+
+def test_by_default_a_weak_model_keeps_documents_and_says_why_and_a_strong_one_acts(spark, tagged_dir, config_for, tmp_path, capsys):
+    """The bootstrapped page-type model (few held-out pages) filters nothing; the quality model (DCLM
+    labels) and the shipped clutter model clear their floors and act."""
+    keep_quality = {k: v for k, v in QUALITY_CUT.items() if k.startswith("select.keep.")}
+    stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config_for(**keep_quality))
+    gate = stats["details"]["model_gate"]
+    assert set(gate) == {"page_type", "quality", "clutter", "topic"}
+    page = gate["page_type"]
+    assert page["acts"] is False and page["steps"] == ["page_type:label_in"] and page["figure"] == "macro_f1"
+    assert "does not act" in page["reason"] and page["floor"] == 0.5
+    assert "page_type:label_in" not in stats["rejects_by_rule"]
+    assert "page_type:label_in" not in [step["rule"] for step in stats["details"]["rules"]]
+    quality = gate["quality"]
+    assert quality["acts"] is True and quality["figure"] == "auc" and quality["interval"][0] >= quality["floor"] == 0.6
+    assert stats["rejects_by_rule"]["quality:top_percent"] > 0
+    assert gate["clutter"]["acts"] is True and stats["rejects_by_rule"]["clutter_line"] > 0
+    err = capsys.readouterr().err
+    assert f"[thresher] select: warning: page_type:label_in: {page['reason']}; documents kept, columns written" in err
+    assert "page_type_label" in pq.read_table(tmp_path / "out" / "documents").schema.names
+    # with the gate off the same weak model drops pages
+    off = run_select(spark, str(tagged_dir), str(tmp_path / "off"), config_for(**keep_quality, **{"select.model_gate.enabled": False}))
+    assert off["rejects_by_rule"]["page_type:label_in"] > 0 and off["details"]["model_gate"]["page_type"]["acts"] is True
 
 
 def test_same_output_whatever_the_partitioning(selected):
@@ -124,7 +153,7 @@ def test_same_output_whatever_the_partitioning(selected):
 
 def test_rebalancing_to_a_target_mix(spark, tagged_dir, config_for, tmp_path):
     """On the (weak) test topic model with the floor lowered: the solver's class weights become copies."""
-    config = config_for(**{"select.rebalance.min_model_accuracy": 0.0, "select.rebalance.max_copies": 3.0})
+    config = config_for(**{**ACT_ANYWAY, "select.model_gate.floors.topic.floor": 0.0, "select.rebalance.max_copies": 3.0})
     stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config)
     rebalance = stats["details"]["rebalance"]
     assert rebalance["skipped"] is None and rebalance["targets"]["knowledge"] == 0.6
@@ -152,7 +181,7 @@ def test_rebalancing_to_a_target_mix(spark, tagged_dir, config_for, tmp_path):
 def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path):
     from thresher.classifiers.topic import load_taxonomy
 
-    config = config_for(**{"select.rebalance.mode": "weights", "select.rebalance.min_model_accuracy": 0.0})
+    config = config_for(**{**ACT_ANYWAY, "select.rebalance.mode": "weights", "select.model_gate.floors.topic.floor": 0.0})
     stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config)
     taxonomy = load_taxonomy()
     for doc in rows(tmp_path / "out"):

@@ -126,7 +126,7 @@ def test_an_extraction_time_bound_the_mechanism_cannot_keep_is_an_error(tmp_path
 @pytest.mark.parametrize(
     ("key", "value", "bound"),
     [
-        ("select.rebalance.min_model_accuracy", 7, "in [0, 1]"),
+        ("select.model_gate.floors.topic.floor", 7, "in [0, 1]"),
         ("prepare.lang_threshold", -0.1, "in [0, 1]"),
         ("export.validation_fraction", 1.0, "in [0, 1)"),
         ("export.seq_len", 0, "in [1, 1048576]"),

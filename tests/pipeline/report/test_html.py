@@ -44,7 +44,7 @@ def test_report_sections_header_and_tables_in_the_dom(run_dir):
     (run_dir / "config.yaml").write_text(effective_config_text(config))
     page = Page(render_html(build_report(run_dir)))
     for title in ("Run", "Funnel", "Reject reasons per stage", "Document length (characters)", "Languages",
-                  "MinHash near-duplicates", "Stage 3 models", "Tagger quality: score histogram",
+                  "MinHash near-duplicates", "Stage 3 models", "Model steps: acted or not", "Tagger quality: score histogram",
                   "Select: kept and removed per rule", "Mix per group vs target", "Tokens exported", "Time per stage",
                   "Stage statistics (stats.json)"):
         assert title in page.sections, title
@@ -53,7 +53,8 @@ def test_report_sections_header_and_tables_in_the_dom(run_dir):
     assert header["config digest"].startswith(config.digest()) and page.links == ["config.yaml"]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", header["generated"])
     assert header["thresher"]
-    assert "page_type (weak labels, accuracy 0.430, macro_f1 0.210 on 14 held-out examples)" in header["models"]
+    assert ("page_type (weak labels, accuracy 0.430 [0.214, 0.714], macro_f1 0.210 [0.100, 0.450] on 14 held-out "
+            "examples (95% intervals))") in header["models"]
     # Every table is a table: no JSON text in any cell.
     for table in page.tables:
         for row in page.rows(table):
@@ -95,7 +96,8 @@ def write_stage3(run_dir):
 
     taggers = [
         {"name": "page_type", "model_dir": "/m/page_type", "model_hash": "abc", "weak_labels": True,
-         "heldout": {"accuracy": 0.43, "macro_f1": 0.21, "examples": 14}},
+         "heldout": {"accuracy": 0.43, "macro_f1": 0.21, "examples": 14,
+                     "interval": {"level": 0.95, "accuracy": [0.214, 0.714], "macro_f1": [0.1, 0.45]}}},
         {"name": "quality", "model_dir": "/m/quality", "model_hash": "def", "weak_labels": False,
          "heldout": {"accuracy": 0.83, "examples": 42}},
     ]
@@ -116,7 +118,17 @@ def write_stage3(run_dir):
     settings = SelectSettings(taggers=(DeclaredTagger("page_type", "/m/page_type"), DeclaredTagger("quality", "/m/quality")))
     doc = {"doc_id": "k1", "url": "http://kept.example/", "text": "kept text", "page_type_label": "article",
            "page_type_score": 0.9, "quality_label": "1", "quality_score": 0.75, "sample_copies": 3}
-    write_stage(run_dir, "select", stage_stats_json("select", 3, 1, rules=select_rules, rebalance=rebalance), [], [
+    model_gate = {
+        "page_type": {"acts": False, "figure": "macro_f1", "value": 0.21, "interval": [0.1, 0.45], "level": 0.95, "examples": 14,
+                      "floor": 0.5, "bound": "lower", "steps": ["page_type:label_in"],
+                      "reason": "the page_type model's held-out macro_f1 0.210 [0.100, 0.450] (95% interval) on 14 examples: "
+                                "does not act (fewer than select.model_gate.min_examples=30 held-out examples)"},
+        "quality": {"acts": True, "figure": "auc", "value": 0.88, "interval": [0.76, 0.97], "level": 0.95, "examples": 42,
+                    "floor": 0.6, "bound": "lower", "steps": ["quality:top_percent"],
+                    "reason": "the quality model's held-out auc 0.880 [0.760, 0.970] (95% interval) on 42 examples: acts"},
+    }
+    write_stage(run_dir, "select", stage_stats_json("select", 3, 1, rules=select_rules, rebalance=rebalance,
+                                                    model_gate=model_gate), [], [
         {"doc_id": "f1", "url": "http://forum.example/", "stage": "select", "rule": "page_type:label_in", "detail": "label=forum score=0.8000"},
         {"doc_id": "q1", "url": "http://low.example/", "stage": "select", "rule": "quality:top_percent", "detail": "score=0.1 cut=0.5"},
     ])
@@ -143,6 +155,18 @@ def test_stage_3_models_histograms_rules_samples_and_mix(run_dir):
     for text in ("bootstrapped from weak labels", "Tagger quality: score histogram", "quality:top_percent",
                  "Mix per group vs target", "60.0%", "48.0%", "http://kept.example/", "<td>shopping</td><td class=num>80.0%"):
         assert text in page, text
+
+
+def test_the_report_says_whether_each_model_step_acted(run_dir):
+    write_stage3(run_dir)
+    report = build_report(run_dir)
+    assert report["model_gate"]["page_type"]["acts"] is False
+    page = render_html(report)
+    assert "Model steps: acted or not" in page
+    assert ("<tr class=warn><td>page_type</td><td>page_type:label_in</td><td>did not act: documents kept</td>"
+            "<td>macro_f1 0.210 [0.100, 0.450] (95%) on 14 examples</td><td>lower bound &ge; 0.5</td>") in page
+    assert "<tr><td>quality</td><td>quality:top_percent</td><td>acted</td><td>auc 0.880 [0.760, 0.970] (95%) on 42 examples</td>" in page
+    assert "fewer than select.model_gate.min_examples=30" in page
 
 
 def test_a_skipped_rebalancing_is_said(run_dir):
