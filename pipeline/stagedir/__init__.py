@@ -223,6 +223,8 @@ class StageOutput:
                 self._remove(name)
         if PARTS_LIST in children:  # last: until now it accounts for what is left
             self._remove(PARTS_LIST)
+        if self.local:
+            os.makedirs(self.root, exist_ok=True)  # an object store has no directories to make
         self.started = time.time()
         self._tables, self._files, self._pending = {}, {}, []
 
