@@ -85,7 +85,6 @@ def classification_metrics(truth: Sequence[str], labels: Sequence[str], probs: n
 INTERVAL_LEVEL = 0.95
 INTERVAL_RESAMPLES = 1000
 INTERVAL_SEED = 0
-FIGURES = ("accuracy", "macro_f1", "auc")
 # Fewer held-out examples than this get a warning whatever the interval says: a percentile bootstrap
 # of a handful of examples (all right, say) is degenerate, not narrow.
 MIN_HELDOUT_EXAMPLES = 30
@@ -182,18 +181,3 @@ def chance_warnings(figures: dict[str, Any]) -> list[str]:
             )
     return warnings
 
-
-def figure_text(figures: dict[str, Any], names: Sequence[str] = FIGURES) -> str:
-    """'accuracy 0.612 [0.435, 0.783], macro_f1 ...' with the interval level, for consoles and reports."""
-    interval = figures.get("interval") or {}
-    parts = []
-    for name in names:
-        value = figures.get(name)
-        if not isinstance(value, float) or value != value:
-            continue
-        bounds = interval.get(name)
-        parts.append(f"{name} {value:.3f}" + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else " (no interval)"))
-    if not parts:
-        return "not measured"
-    level = f" ({interval['level']:.0%} intervals)" if interval.get("level") else ""
-    return ", ".join(parts) + f" on {figures.get('examples', 0)} examples{level}"

@@ -84,7 +84,7 @@ def _same(a, b) -> bool:
 
 def _say_figures(what: str, metrics: dict) -> None:
     """The figures with their intervals, and each warning, one line each on the console."""
-    from thresher.classifiers.metrics import figure_text
+    from thresher.pipeline.figures import figure_text
 
     print(f"[thresher] {what} {figure_text(metrics)}", file=sys.stderr)
     for warning in metrics.get("warnings", []):
@@ -162,7 +162,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
         args.seed,
         _params(args.param),
     )
-    from thresher.classifiers.metrics import figure_text
+    from thresher.pipeline.figures import figure_text
 
     for name, model in summary["models"].items():
         heldout = model["heldout"]

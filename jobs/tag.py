@@ -190,7 +190,7 @@ def tagger_record(tagger: Tagger) -> dict[str, Any]:
 
 def describe_models(taggers: list[Tagger]) -> list[str]:
     """One console line per tagger: its model and held-out figures, flagging bootstrapped (weak) models."""
-    from thresher.classifiers.metrics import figure_text
+    from thresher.pipeline.figures import figure_text
 
     lines = []
     for tagger in taggers:

@@ -177,7 +177,7 @@ def _tokenizer_text(tokenizer: dict[str, Any]) -> str:
 
 def _heldout_text(heldout: dict[str, Any]) -> str:
     """Each figure with its interval ('accuracy 0.612 [0.435, 0.783], ... on 23 examples (95% intervals)')."""
-    from thresher.classifiers.metrics import figure_text
+    from thresher.pipeline.figures import figure_text
 
     text = figure_text(heldout)
     return text if text == "not measured" else text.replace(" examples", " held-out examples", 1)

@@ -53,6 +53,14 @@ def test_a_full_disk_at_a_stage_boundary_is_one_line_naming_the_directory(spark,
         return write_text(self, *args, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    write_bytes = pathlib.Path.write_bytes
+
+    def full_disk_bytes(self, *args, **kwargs):  # run.json and the markers are written as bytes
+        if str(self).startswith(str(out)):
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return write_bytes(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full_disk_bytes)
     assert main(["run", *inputs, "--output", str(out)]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err

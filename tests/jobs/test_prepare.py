@@ -333,10 +333,11 @@ def test_per_file_rows_of_an_older_thresher_are_not_resumed(tmp_path):
 
     prepare = load_config().prepare
     output = StageOutput(tmp_path / "prepare")
-    files = output.work / "files"
+    work = tmp_path / "prepare" / "_work"
+    files = work / "files"
     files.mkdir(parents=True)
     (files / "old.parquet").write_bytes(b"rows of the old shape")
-    (output.work / "files_config.json").write_text(json.dumps(dataclasses.asdict(prepare), sort_keys=True))
+    (work / "files_config.json").write_text(json.dumps(dataclasses.asdict(prepare), sort_keys=True))
     assert _files_dir(output, prepare) == files.as_uri() and not any(files.iterdir())
     (files / "current.parquet").write_bytes(b"rows of this shape")
     _files_dir(output, prepare)

@@ -181,7 +181,7 @@ def test_a_rerun_reruns_from_the_first_stage_whose_settings_changed(tmp_path, ca
                 "export.seq_len": 64, "export.vocab_size": 512, "tag.taggers.quality.model_dir": "",
                 "tag.topics_file": "topics.yaml"}
     fake_run(tmp_path, settings)
-    info = run_module._start_run_info(tmp_path, ["a.warc.gz"], {**settings, **changed}, from_stage)
+    info = run_module._start_run_info(run_module.RunDirectory(str(tmp_path)), ["a.warc.gz"], {**settings, **changed}, from_stage)
     assert [stage for stage in STAGES if not (tmp_path / stage / COMMITTED_MARKER).exists()] == rerun
     assert info["settings"] == {**settings, **changed}
     assert set(info["seconds_per_stage"]) == set(STAGES) - set(rerun)
@@ -199,7 +199,7 @@ def test_transformers_settings_that_change_scores_rerun_tag_and_the_token_budget
 def test_a_run_json_of_an_older_format_is_refused(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"inputs": ["a.warc.gz"], "config_digest": "x", "seconds_per_stage": {}}))
     with pytest.raises(ConfigError, match="older thresher"):
-        run_module._start_run_info(tmp_path, ["a.warc.gz"], {}, None)
+        run_module._start_run_info(run_module.RunDirectory(str(tmp_path)), ["a.warc.gz"], {}, None)
 
 
 def test_crash_at_every_kill_point_then_rerun_equals_an_uninterrupted_run(
@@ -436,7 +436,7 @@ def crawl_runs(spark, shared_data, quality_model, tmp_path_factory):
         environment[LOAD_LOG_ENV] = str(logs / "first.log")
         first = run_pipeline(spark, inputs, str(out), load_config(None, base))
         tag_files = file_states(out / "tag")
-        first_select = rows(out / "select" / "documents", ("doc_id",))
+        first_select = rows(read_commit(out / "select"), "documents", ("doc_id",))
         environment[LOAD_LOG_ENV] = str(logs / "second.log")
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
@@ -472,9 +472,9 @@ def test_changing_select_reruns_select_and_after_without_loading_a_model(crawl_r
 
 def test_the_rerun_texts_follow_the_new_thresholds(crawl_runs):
     out = crawl_runs["out"]
-    tagged = {r["doc_id"]: r for r in rows(out / "tag" / "documents", ("doc_id",))}
+    tagged = {r["doc_id"]: r for r in rows(read_commit(out / "tag"), "documents", ("doc_id",))}
     first = {r["doc_id"]: r for r in crawl_runs["first_select"]}
-    second = rows(out / "select" / "documents", ("doc_id",))
+    second = rows(read_commit(out / "select"), "documents", ("doc_id",))
     stats = json.loads((out / "select" / "stats.json").read_text())
     assert stats["rejects_by_rule"]["quality:top_percent"] > 0
     assert {step["rule"] for step in stats["details"]["rules"]} >= {"quality:top_percent", "line_removal"}

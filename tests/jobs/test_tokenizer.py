@@ -83,7 +83,7 @@ def test_a_corpus_with_no_text_is_one_line_not_a_tokenizer_of_bytes(tmp_path, ca
     corpus = tmp_path / "empty.jsonl"
     corpus.write_text('{"text": ""}\n{"text": "", "id": 2}\nnot json\n')
     assert cli.main(["tokenizer", "train", str(corpus), "--output", str(tmp_path / "tok")]) == 2
-    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("thresher tokenizer: error")]
     assert err == [f"thresher tokenizer: error: {corpus} holds no document with text to train the tokenizer on "
                    "(1 unreadable, counted as input_parse_error): check INPUT and --text-field"]
     assert not (tmp_path / "tok" / COMMITTED_MARKER).exists()
