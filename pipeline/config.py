@@ -335,10 +335,10 @@ class LineGuardsConfig:
     """What line removal never takes, whatever a lines tagger scores (pipeline.select.batches.LineGuards;
     each guard off at its neutral value). Chosen by leave-one-source-out CV (bench/RESULTS.md "Issue 25")."""
 
-    dominant_share: Fraction = 0.5  # a line holding more than this share of the document's characters stays (1: off)
-    prose_min_words: Count = 0  # a line of this many words or more that ends a sentence stays (0: off)
-    table_min_chars: Count = 0  # a table row ("| a | b |", a flattened table-laid-out page) this long stays (0: off)
-    max_removed_share: Fraction = 1.0  # a removal taking more of the characters is undone whole (1: off)
+    dominant_share: Fraction = 0.3  # a line holding more than this share of the document's characters stays (1: off)
+    prose_min_words: Count = 25  # a line of this many words or more that ends a sentence stays (0: off)
+    table_min_chars: Count = 300  # a table row ("| a | b |", a flattened table-laid-out page) this long stays (0: off)
+    max_removed_share: Fraction = 0.3  # a removal taking more of the characters is undone whole (1: off)
 
 
 @dataclass(frozen=True)

@@ -94,10 +94,10 @@ class LineGuards:
     Defaults: chosen by leave-one-source-out cross-validation on the extraction dev set
     (bench/bench_clutter_guards.py, bench/RESULTS.md "Issue 25")."""
 
-    dominant_share: float = 0.5  # a line with more than this share of the document's characters stays
-    prose_min_words: int = 0  # a line of at least this many estimated words that ends a sentence stays
-    table_min_chars: int = 0  # a table row ("| a | b |") of at least this many characters stays
-    max_removed_share: float = 1.0  # more of the characters than this would go: nothing goes
+    dominant_share: float = 0.3  # a line with more than this share of the document's characters stays
+    prose_min_words: int = 25  # a line of at least this many estimated words that ends a sentence stays
+    table_min_chars: int = 300  # a table row ("| a | b |") of at least this many characters stays
+    max_removed_share: float = 0.3  # more of the characters than this would go: nothing goes
     never_empty: bool = True  # a removal that would leave no characters is undone (counted as removal_cap)
 
     @classmethod

@@ -227,5 +227,5 @@ def test_each_guard_keeps_what_it_names_and_off_keeps_nothing():
     assert cleaned.guarded == {"long_prose": 1, "flattened_table": 1} and [line for line, _ in cleaned.removed] == ["nav"]
     dominant = remove_lines("short\n" + long_line, [0.0, 0.0], 0.5, LineGuards(dominant_share=0.5, never_empty=False))
     assert dominant.guarded == {"dominant_line": 1} and dominant.text == long_line
-    capped = remove_lines(text, scores, 0.5, LineGuards(dominant_share=1.0, max_removed_share=0.5))
+    capped = remove_lines(text, scores, 0.5, LineGuards(dominant_share=1.0, prose_min_words=0, table_min_chars=0, max_removed_share=0.5))
     assert capped.text == text and capped.guarded == {"removal_cap": 3} and capped.removed == []
