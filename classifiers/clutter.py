@@ -22,7 +22,7 @@ from pathlib import Path
 from thresher.classifiers.base import TextClassifier
 from thresher.pipeline.lexicon import CJK_CHAR, COLONS, clutter_phrases, ends_sentence, estimated_words
 from thresher.pipeline.package_files import package_path
-from thresher.pipeline.select.batches import CleanedText, remove_lines
+from thresher.pipeline.select.batches import NO_GUARDS, CleanedText, LineGuards, remove_lines
 
 KEEP, CLUTTER = "keep", "clutter"
 SHIPPED_MODEL = "shipped"  # a tagger model_dir naming the clutter model shipped in default_models/clutter
@@ -180,8 +180,13 @@ def line_scores(
 
 
 def remove_clutter(
-    texts: Sequence[str], model: TextClassifier, threshold: float, origins: Sequence[Sequence[str] | None] | None = None
+    texts: Sequence[str],
+    model: TextClassifier,
+    threshold: float,
+    origins: Sequence[Sequence[str] | None] | None = None,
+    guards: LineGuards = NO_GUARDS,
 ) -> list[CleanedText]:
-    """Drop lines of each text scoring below `threshold` (scores from `line_scores`)."""
+    """Drop lines of each text scoring below `threshold` (scores from `line_scores`), except those
+    `guards` keep (select applies `LineGuards()`, its configured defaults; here they are off unless given)."""
     scored = line_scores(texts, model, origins=origins)
-    return [remove_lines(text, scores, threshold) for text, scores in zip(texts, scored, strict=True)]
+    return [remove_lines(text, scores, threshold, guards) for text, scores in zip(texts, scored, strict=True)]

@@ -41,6 +41,7 @@ from thresher.pipeline.select.batches import (
     STATUS_KEPT,
     TIE_SEED,
     KeepCheck,
+    LineGuards,
     SelectSettings,
     copy_batches,
     filter_batches,
@@ -139,6 +140,7 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
         taggers=(),
         checks=tuple(checks),
         line_thresholds=tuple(line_thresholds),
+        line_guards=LineGuards(**vars(section.line_guards)),
         class_tagger=class_tagger,
         class_min_score=rebalance.min_score,
         seed=rebalance.seed,
@@ -355,6 +357,7 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
     ).collect()
     by_status = {row["status"]: row.asDict() for row in groups}
     lines_rejected = final.select(F.explode("removed_lines.rule").alias("rule")).groupBy("rule").count().collect()
+    guarded = final.select(F.explode("lines_guarded").alias("g")).groupBy("g.guard").agg(F.sum("g.lines").alias("lines")).collect()
     rejects_by_rule = {status: row["documents"] for status, row in by_status.items() if status != STATUS_KEPT}
     rejects_by_rule.update({row["rule"]: row["count"] for row in lines_rejected})
 
@@ -386,6 +389,8 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
         "tokens_out": kept.get("tokens_copied") or 0,
         "sample_copies_total": kept.get("copies") or 0,
         "lines_removed": {c.removeprefix("lines_removed_"): sum(row.get(c) or 0 for row in by_status.values()) for c in line_columns},
+        # lines under a threshold that a guard kept (pipeline.select.batches.GUARDS; removal_cap: lines of undone removals)
+        "lines_kept_by_guard": {row["guard"]: int(row["lines"]) for row in sorted(guarded, key=lambda row: row["guard"])},
         "rules": funnel,
     }
 

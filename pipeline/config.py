@@ -356,12 +356,24 @@ class ModelGateConfig:
 
 
 @dataclass(frozen=True)
+class LineGuardsConfig:
+    """What line removal never takes, whatever a lines tagger scores (pipeline.select.batches.LineGuards;
+    each guard off at its neutral value). Chosen by leave-one-source-out CV (bench/RESULTS.md "Issue 25")."""
+
+    dominant_share: Fraction = 0.3  # a line holding more than this share of the document's characters stays (1: off)
+    prose_min_words: Count = 25  # a line of this many words or more that ends a sentence stays (0: off)
+    table_min_chars: Count = 300  # a table row ("| a | b |", a flattened table-laid-out page) this long stays (0: off)
+    max_removed_share: Fraction = 0.3  # a removal taking more of the characters is undone whole (1: off)
+
+
+@dataclass(frozen=True)
 class SelectConfig:
     """Stage 3b, select: thresholds, line removal and rebalancing on the tag columns; no model runs,
     so changing anything here reruns select and the stages after it, never a tagger."""
 
     keep: dict[str, KeepRule] = field(default_factory=dict)  # document tagger name -> its keep rules
     line_thresholds: dict[str, Fraction] = field(default_factory=dict)  # lines tagger -> lines scoring below are removed
+    line_guards: LineGuardsConfig = field(default_factory=LineGuardsConfig)  # lines no lines tagger removes
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
     model_gate: ModelGateConfig = field(default_factory=ModelGateConfig)
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from thresher.pipeline.lexicon import HAN_CHAR
+from thresher.pipeline.lexicon import HAN_CHAR, ends_sentence, estimated_words
 from thresher.pipeline.select.mix import TopFractionCut, sample_copies
 from thresher.schemas import extend
 from thresher.schemas.tags import (
@@ -85,16 +85,44 @@ class KeepCheck:
 
 
 @dataclass(frozen=True)
+class LineGuards:
+    """Rules a line model cannot override, applied wherever lines are removed (issue 25): a line that
+    holds most of the document's characters, a long sentence-like line and a long table row (a page
+    laid out in a table, which trafilatura flattens into one row) always stay; a removal that would
+    take more than `max_removed_share` of the document's characters is undone as a whole, so line
+    removal never empties a document. Each rule is off at its neutral value (1.0, 0, 0, 1.0, False).
+    Defaults: chosen by leave-one-source-out cross-validation on the extraction dev set
+    (bench/bench_clutter_guards.py, bench/RESULTS.md "Issue 25")."""
+
+    dominant_share: float = 0.3  # a line with more than this share of the document's characters stays
+    prose_min_words: int = 25  # a line of at least this many estimated words that ends a sentence stays
+    table_min_chars: int = 300  # a table row ("| a | b |") of at least this many characters stays
+    max_removed_share: float = 0.3  # more of the characters than this would go: nothing goes
+    never_empty: bool = True  # a removal that would leave no characters is undone (counted as removal_cap)
+
+    @classmethod
+    def off(cls) -> LineGuards:
+        return cls(dominant_share=1.0, prose_min_words=0, table_min_chars=0, max_removed_share=1.0, never_empty=False)
+
+
+GUARDS = ("dominant_line", "flattened_table", "long_prose", "removal_cap")  # names in stats, in the order they apply
+NO_GUARDS = LineGuards.off()
+TABLE_CELL = " | "
+
+
+@dataclass(frozen=True)
 class SelectSettings:
     taggers: tuple[DeclaredTagger, ...]  # as tag declared them: the input's columns
     checks: tuple[KeepCheck, ...] = ()
     line_thresholds: tuple[tuple[str, float], ...] = ()  # (lines tagger, threshold), in config order
+    line_guards: LineGuards = LineGuards()  # what line removal never takes
     class_tagger: str = ""  # whose label is the mix class; empty: no rebalancing
     class_min_score: float = 0.0
     weights: dict[str, float] = field(default_factory=dict)  # class -> weight (copy_table); missing: 1
     seed: int = 0
 
 
+GUARDED_LINES = pa.struct([pa.field("guard", pa.string()), pa.field("lines", pa.int32())])
 REMOVED_LINE = pa.struct([pa.field("line", pa.string()), pa.field("score", pa.float64()), pa.field("rule", pa.string())])
 
 
@@ -115,6 +143,7 @@ def filtered_schema(settings: SelectSettings) -> pa.Schema:
         pa.field("status", pa.string(), nullable=False),
         pa.field("reject_detail", pa.string()),
         pa.field("removed_lines", pa.list_(REMOVED_LINE)),
+        pa.field("lines_guarded", pa.list_(GUARDED_LINES)),  # lines under a threshold that a guard kept (LineGuards)
         pa.field("tokens_in", pa.int64()),  # estimated tokens of the tagged text
         pa.field("tokens", pa.int64()),  # after line removal
         pa.field("mix_class", pa.string()),
@@ -130,7 +159,7 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     tokens_in = np.array([estimated_tokens(text) for text in python_texts], np.int64)
     rows = table.select(_rule_columns(settings, table.column_names)).to_pylist()
     for row in rows:
-        row["status"], row["reject_detail"], row["removed_lines"] = STATUS_KEPT, None, []
+        row["status"], row["reject_detail"], row["removed_lines"], row["lines_guarded"] = STATUS_KEPT, None, [], []
         for check in settings.checks:
             detail = check.failure(row)
             if detail is not None:
@@ -142,7 +171,7 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
         line_columns = [line_scores_column(name) for name, _ in settings.line_thresholds]
         for i, scored in zip(kept, table.select(line_columns).take(pa.array(kept, pa.int64())).to_pylist(), strict=True):
             rows[i].update(scored)
-            text = _remove_lines(rows[i], python_texts[i], settings.line_thresholds)
+            text = _remove_lines(rows[i], python_texts[i], settings.line_thresholds, settings.line_guards)
             if rows[i]["removed_lines"]:
                 cleaned[i] = text
     # No token spans a line break, so the removed lines' tokens are exactly what a text lost.
@@ -177,30 +206,64 @@ def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
     return [name for name in names if name in read]
 
 
+def guard_of(line: str, document_chars: int, guards: LineGuards) -> str | None:
+    """The guard (GUARDS) that keeps `line` whatever its score, or None; `document_chars` is the
+    document's non-blank characters (stripped lines)."""
+    stripped = line.strip()
+    chars = len(stripped)
+    if not chars:
+        return None
+    if guards.dominant_share < 1.0 and chars > guards.dominant_share * document_chars:
+        return "dominant_line"
+    if guards.table_min_chars and chars >= guards.table_min_chars and (stripped.startswith("|") or TABLE_CELL in stripped):
+        return "flattened_table"
+    if guards.prose_min_words and estimated_words(stripped) >= guards.prose_min_words and ends_sentence(stripped):
+        return "long_prose"
+    return None
+
+
 @dataclass
 class CleanedText:
     text: str
     removed: list[tuple[str, float]]  # (line, score) of each removed line
+    removed_index: list[int] = field(default_factory=list)  # their line numbers
+    guarded: dict[str, int] = field(default_factory=dict)  # guard -> lines under the threshold it kept
 
 
-def remove_lines(text: str, scores: Sequence[float | None], threshold: float) -> CleanedText:
-    """`text` without the lines whose score is below `threshold`; blank (unscored) lines stay, so
-    paragraph breaks survive, and a text with nothing to remove comes back unchanged."""
+def remove_lines(text: str, scores: Sequence[float | None], threshold: float, guards: LineGuards = NO_GUARDS) -> CleanedText:
+    """`text` without the lines whose score is below `threshold`, except those `guards` keep; blank
+    (unscored) lines stay, so paragraph breaks survive, and a text with nothing to remove comes back
+    unchanged."""
     lines = (text or "").split("\n")
     if len(lines) != len(scores):
         raise ValueError(f"{len(scores)} line scores for a text of {len(lines)} lines")
-    kept, removed = [], []
-    for line, score in zip(lines, scores, strict=True):
+    document_chars = sum(len(line.strip()) for line in lines)
+    guarded: dict[str, int] = {}
+    going = []
+    for index, (line, score) in enumerate(zip(lines, scores, strict=True)):
         if score is not None and score < threshold:
-            removed.append((line, score))
-        else:
-            kept.append(line)
-    return CleanedText("\n".join(kept).strip() if removed else (text or ""), removed)
+            guard = guard_of(line, document_chars, guards)
+            if guard is None:
+                going.append(index)
+            else:
+                guarded[guard] = guarded.get(guard, 0) + 1
+    if going and (guards.max_removed_share < 1.0 or guards.never_empty):
+        removed_chars = sum(len(lines[index].strip()) for index in going)
+        if removed_chars > guards.max_removed_share * document_chars or (guards.never_empty and removed_chars >= document_chars):
+            guarded["removal_cap"] = len(going)
+            going = []
+    if not going:
+        return CleanedText(text or "", [], [], guarded)
+    gone = set(going)
+    kept = [line for index, line in enumerate(lines) if index not in gone]
+    removed = [(lines[index], float(scores[index])) for index in going]  # type: ignore[arg-type]
+    return CleanedText("\n".join(kept).strip(), removed, going, guarded)
 
 
-def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]]) -> str:
-    """Lines any lines tagger scored under its threshold, removed (a line counts for the first tagger
-    that removes it); sets the row's removed lines, counts and, when nothing is left, its reject."""
+def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]], guards: LineGuards = NO_GUARDS) -> str:
+    """Lines any lines tagger scored under its threshold, removed unless a guard keeps them (a line
+    counts for the first tagger that marks it); sets the row's removed lines, counts, the lines each
+    guard kept and, when nothing is left, its reject."""
     scores: list[float | None] = [None] * len(text.split("\n"))
     rule_of: dict[int, str] = {}
     for name, threshold in thresholds:
@@ -208,15 +271,17 @@ def _remove_lines(row: dict, text: str, thresholds: Sequence[tuple[str, float]])
         for index, score in enumerate(row.get(line_scores_column(name)) or []):
             if score is not None and score < threshold and index not in rule_of and index < len(scores):
                 rule_of[index], scores[index] = name, score
-                row[f"lines_removed_{name}"] += 1
-    cleaned = remove_lines(text, scores, 1.0 if rule_of else 0.0)  # exactly the marked lines go
+    cleaned = remove_lines(text, scores, 1.0 if rule_of else 0.0, guards)  # exactly the marked lines can go
+    for index in cleaned.removed_index:
+        row[f"lines_removed_{rule_of[index]}"] += 1
     row["removed_lines"] = [
         {"line": line, "score": score, "rule": f"{rule_of[index]}_line"}
-        for index, (line, score) in zip(sorted(rule_of), cleaned.removed, strict=True)
+        for index, (line, score) in zip(cleaned.removed_index, cleaned.removed, strict=True)
     ]
-    if rule_of and not cleaned.text.strip():
-        first = rule_of[min(rule_of)]
-        row["status"], row["reject_detail"] = f"{first}_emptied", f"lines_removed={len(rule_of)}"
+    row["lines_guarded"] = [{"guard": guard, "lines": count} for guard, count in cleaned.guarded.items()]
+    if cleaned.removed_index and not cleaned.text.strip():
+        first = rule_of[cleaned.removed_index[0]]
+        row["status"], row["reject_detail"] = f"{first}_emptied", f"lines_removed={len(cleaned.removed_index)}"
     return cleaned.text
 
 

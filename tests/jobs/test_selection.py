@@ -20,7 +20,8 @@ from thresher.schemas.rejects import REJECT
 from thresher.schemas.stats import read_stats
 from thresher.schemas.tags import TAGGERS_FILE, read_taggers
 
-QUALITY_CUT = {"select.keep.quality.score_label": "1", "select.keep.quality.top_percent": 50}
+# Line removal at 0.05, the shipped threshold before issue 25 (now 0: nothing removed), so that it is exercised.
+QUALITY_CUT = {"select.keep.quality.score_label": "1", "select.keep.quality.top_percent": 50, "select.line_thresholds.clutter": 0.05}
 # The bootstrapped test models are weak and measured on few documents: let their steps act anyway.
 ACT_ANYWAY = {"select.model_gate.min_examples": 0, "select.model_gate.floors.page_type.floor": 0.0}
 QUALITY_CUT = {**QUALITY_CUT, **ACT_ANYWAY}
@@ -90,7 +91,10 @@ def test_top_percent_is_a_global_cut_over_the_whole_input(selected, tagged_dir):
 
 
 def test_line_removal_follows_the_tag_scores(selected, tagged_dir, config_for):
-    threshold = config_for(**QUALITY_CUT).select.line_thresholds["clutter"]
+    from thresher.pipeline.select.batches import LineGuards, remove_lines
+
+    config = config_for(**QUALITY_CUT)
+    threshold, guards = config.select.line_thresholds["clutter"], LineGuards(**vars(config.select.line_guards))
     tagged = {r["doc_id"]: r for r in rows(tagged_dir)}
     line_rejects = [r for r in rows(selected[1], "rejects") if r["rule"] == "clutter_line"]
     documents = rows(selected[1])
@@ -99,13 +103,13 @@ def test_line_removal_follows_the_tag_scores(selected, tagged_dir, config_for):
     assert "clutter_line_scores" not in documents[0]
     for doc in documents:
         source = tagged[doc["doc_id"]]
-        lines = source["text"].split("\n")
-        kept = [line for line, s in zip(lines, source["clutter_line_scores"], strict=True) if s is None or s >= threshold]
-        expected = "\n".join(kept).strip() if len(kept) < len(lines) else source["text"]
-        assert doc["text"] == expected
-        assert doc["lines_removed_clutter"] == len(lines) - len(kept)
+        cleaned = remove_lines(source["text"], source["clutter_line_scores"], threshold, guards)  # the guards (issue 25) included
+        assert doc["text"] == cleaned.text
+        assert doc["lines_removed_clutter"] == len(cleaned.removed)
     for reject in line_rejects:
         assert float(reject["detail"].removeprefix("score=")) < 0.5
+    guarded = read_stats(selected[1])["details"]["lines_kept_by_guard"]
+    assert set(guarded) <= {"dominant_line", "flattened_table", "long_prose", "removal_cap"} and all(n > 0 for n in guarded.values())
 
 
 def test_weak_topic_model_skips_rebalancing_with_a_warning(selected, tagged_dir):

@@ -12,8 +12,10 @@ from stage_rows import read_jsonl
 
 from thresher.pipeline.lexicon import HAN
 from thresher.pipeline.select.batches import (
+    GUARDS,
     STATUS_KEPT,
     KeepCheck,
+    LineGuards,
     SelectSettings,
     copy_table,
     estimated_tokens,
@@ -87,7 +89,7 @@ def test_lines_under_the_threshold_go_and_an_emptied_document_is_a_reject():
         tagged_row("b", "Login\nRegister", line_scores=[0.2, 0.3]),
         tagged_row("c", "Fine line.", line_scores=[0.95]),
     ]
-    settings = SelectSettings(taggers=TAGGERS, line_thresholds=(("clutter", 0.5),))
+    settings = SelectSettings(taggers=TAGGERS, line_thresholds=(("clutter", 0.5),), line_guards=LineGuards.off())
     result = by_id(filter_table(table(rows), settings))
     assert result["a"]["text"] == "A long informative sentence about science."
     assert result["a"]["lines_removed_clutter"] == 2 and result["a"]["status"] == STATUS_KEPT
@@ -178,3 +180,52 @@ def test_a_low_class_score_is_not_reweighted():
     rows = [tagged_row("a", "text", ("science.physics", 0.2)), tagged_row("b", "text", ("science.physics", 0.8))]
     settings = SelectSettings(taggers=TAGGERS, class_tagger="page_type", class_min_score=0.5)
     assert [r["mix_class"] for r in filter_table(table(rows), settings).to_pylist()] == ["", "science.physics"]
+
+
+# Issue 25: guards a line model cannot override (pipeline.select.batches.LineGuards), with select's defaults.
+REVIEW = " ".join(f"Sentence {i} of a long review says what the reviewer thought of the album, track by track." for i in range(160))
+
+
+def test_a_flattened_table_page_keeps_its_review_whatever_the_line_model_says():
+    # trafilatura flattens a table-laid-out page into one row; the line model scored it as clutter
+    text = f"Home | Reviews | Contact\n| Reviews | {REVIEW} | Rating: 4/5 |\nCopyright 2009"
+    rows = [tagged_row("t", text, line_scores=[0.01, 0.02, 0.01])]
+    result = by_id(filter_table(table(rows), SelectSettings(taggers=TAGGERS, line_thresholds=(("clutter", 0.05),))))["t"]
+    assert len(REVIEW) > 14_000 and REVIEW in result["text"] and result["status"] == STATUS_KEPT
+    assert sum(entry["lines"] for entry in result["lines_guarded"]) >= 1
+    assert all(entry["guard"] in GUARDS for entry in result["lines_guarded"])
+
+
+def test_a_byline_and_date_page_keeps_its_article_body_whole():
+    body = [f"Paragraph {i}: the council voted on Tuesday to fund the new library, which opens next spring." for i in range(4)]
+    text = "\n".join(["By Jane Doe", "March 3, 2021", *body, "Share this article"])
+    # a model that finds the whole page unlike its training pages: every line under the threshold
+    rows = [tagged_row("b", text, line_scores=[0.01] * 7)]
+    result = by_id(filter_table(table(rows), SelectSettings(taggers=TAGGERS, line_thresholds=(("clutter", 0.05),))))["b"]
+    assert result["status"] == STATUS_KEPT
+    assert all(paragraph in result["text"].split("\n") for paragraph in body)
+    # removing everything would take the article: the removal is undone, byline and date included
+    assert result["text"] == text and result["removed_lines"] == [] and result["lines_removed_clutter"] == 0
+    assert {entry["guard"] for entry in result["lines_guarded"]} <= set(GUARDS)
+
+
+@pytest.mark.parametrize("text", ["Login\nRegister", "Menu\nHome\nNews\nSport", "a\n\nb"])
+def test_line_removal_never_empties_a_document(text):
+    scores = [0.0 if line.strip() else None for line in text.split("\n")]
+    result = filter_table(table([tagged_row("e", text, line_scores=scores)]),
+                          SelectSettings(taggers=TAGGERS, line_thresholds=(("clutter", 0.5),))).to_pylist()[0]
+    assert result["status"] == STATUS_KEPT and result["text"].strip()
+    assert remove_lines(text, scores, 0.5, LineGuards()).text.strip()
+
+
+def test_each_guard_keeps_what_it_names_and_off_keeps_nothing():
+    long_line = "word " * 30 + "end."
+    text = f"{long_line}\nnav\n| a | b | c | " + "x" * 300 + " |\nmore nav"
+    scores = [0.0, 0.0, 0.0, 0.9]
+    assert remove_lines(text, scores, 0.5, LineGuards.off()).text == "more nav"
+    cleaned = remove_lines(text, scores, 0.5, LineGuards(dominant_share=1.0, prose_min_words=25, table_min_chars=300, max_removed_share=1.0))
+    assert cleaned.guarded == {"long_prose": 1, "flattened_table": 1} and [line for line, _ in cleaned.removed] == ["nav"]
+    dominant = remove_lines("short\n" + long_line, [0.0, 0.0], 0.5, LineGuards(dominant_share=0.5, never_empty=False))
+    assert dominant.guarded == {"dominant_line": 1} and dominant.text == long_line
+    capped = remove_lines(text, scores, 0.5, LineGuards(dominant_share=1.0, prose_min_words=0, table_min_chars=0, max_removed_share=0.5))
+    assert capped.text == text and capped.guarded == {"removal_cap": 3} and capped.removed == []
