@@ -18,7 +18,7 @@ the held-out (outer) scores of all three sources: the setting shipped as the def
 Extraction: stage 1 (`thresher_comments_posts_line20`) and `trafilatura_default`, from
 bench/bench_extraction.py's cache (bench/work/extraction/, made there when missing).
 
-    .venv/bin/python bench/bench_clutter_guards.py [--quick]
+    .venv/bin/python bench/bench_clutter_guards.py [--quick] [--smoke]
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
+
+from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
 
 STAGE1 = "thresher_comments_posts_line20"
 BASELINE = "trafilatura_default"
@@ -179,7 +181,6 @@ def choose(gains: dict[tuple, list[float]]) -> tuple:
 
 
 def main() -> int:
-    from bench.bench_extraction import DATA, SOURCES, extract_variant, label_rows, load_pages, pages_from_truth
     from bench.build_clutter_model import MODEL_PARAMS
     from thresher.pipeline.prepare.extraction_eval import cv_splits
     from thresher.pipeline.select.batches import remove_lines
@@ -187,21 +188,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small grid (a smoke run of the procedure)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="fastText option over the shipped ones")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:  # the small grid on tiny generated pages, every cache in a scratch directory
+        import bench.bench_extraction as extraction_bench
+
+        announce()
+        extraction_bench.DATA, extraction_bench.WORK = tiny_data(), scratch_directory() / "extraction"
+        args.quick = True
     import yaml
+
+    from bench.bench_extraction import DATA, SOURCES, WORK, extract_variant, label_rows, load_pages, pages_from_truth
 
     params = {**MODEL_PARAMS, **{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.param)}}
     truth = DATA / "extraction" / "ground-truth.json"
-    from bench.bench_extraction import WORK
-
     if all((WORK / f"{name}.json").exists() for name in (STAGE1, BASELINE)):
         import json
 
         pages = pages_from_truth(truth, set(json.loads((WORK / f"{STAGE1}.json").read_text(encoding="utf-8"))))
     else:
         pages = load_pages(DATA / "crawl", truth)
-    extraction = extract_variant(STAGE1, pages)
-    baseline = extract_variant(BASELINE, pages)
+    extraction = extract_variant(STAGE1, pages, WORK)
+    baseline = extract_variant(BASELINE, pages, WORK)
     rows = label_rows(pages, extraction)
     grid = settings(args.quick)
     source_of = {page.url: page.source for page in pages}

@@ -37,7 +37,13 @@ from thresher.jobs.documents_input import (
 )
 from thresher.jobs.stage_job import StageJob
 from thresher.pipeline.config import Config, ConfigError
-from thresher.pipeline.export.tokenize import save_tokenizer, tokenizer_sha256, train_byte_level_bpe
+from thresher.pipeline.export.tokenize import (
+    PIECE_CHARS,
+    line_pieces,
+    save_tokenizer,
+    tokenizer_sha256,
+    train_byte_level_bpe,
+)
 from thresher.pipeline.stagedir import StageOutput
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from thresher.schemas.errors import InputError
@@ -103,7 +109,8 @@ def run_tokenizer_train(spark, input_dir: str, output_dir: str, config: Config,
         for row in sample.toLocalIterator():
             sampled["documents"] += 1
             sampled["chars"] += len(row["text"])
-            yield row["text"]
+            # A long document in line pieces: the same words to count, without the trainer holding it whole.
+            yield from line_pieces(row["text"], PIECE_CHARS)
 
     tokenizer = train_byte_level_bpe(texts(), cfg.vocab_size, special_tokens, cfg.tokenizer_min_frequency)
     with tempfile.TemporaryDirectory(prefix="thresher-tokenizer-") as saved:

@@ -95,6 +95,30 @@ def tokenizer_sha256(directory: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+PIECE_CHARS = 100_000  # a text longer than this is encoded in pieces (line_pieces)
+ENCODE_BATCH_CHARS = 1_000_000  # characters encoded in one call: what one call's encodings hold
+
+
+def line_pieces(text: str, size: int) -> list[str]:
+    """`text` cut into pieces of about `size` characters, each cut just after a newline that a non-space
+    character follows. Byte-level BPE pre-tokenizers (GPT-2's, Qwen2's) never join a newline run to the
+    next word, so encoding the pieces gives the tokens of the whole text; a text without such a place
+    stays whole."""
+    if len(text) <= size:
+        return [text]
+    pieces, start = [], 0
+    while len(text) - start > size:
+        cut = text.find("\n", start + size)
+        while cut != -1 and cut + 1 < len(text) and text[cut + 1].isspace():
+            cut = text.find("\n", cut + 1)
+        if cut == -1 or cut + 1 >= len(text):
+            break
+        pieces.append(text[start : cut + 1])
+        start = cut + 1
+    pieces.append(text[start:])
+    return pieces
+
+
 @dataclass
 class LoadedTokenizer:
     """A fast tokenizer, set up for export, and the ids export needs."""
@@ -119,16 +143,37 @@ class LoadedTokenizer:
         return self.backend.to_str()
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids of `texts`, each closed with EOS, as flat int32 values and int64 offsets (len(texts) + 1)."""
-        encodings = self.backend.encode_batch_fast(list(texts), add_special_tokens=False)
-        lengths = np.fromiter((len(e) + 1 for e in encodings), dtype=np.int64, count=len(encodings))
-        offsets = np.zeros(len(encodings) + 1, dtype=np.int64)
+        """Token ids of `texts`, each closed with EOS, as flat int32 values and int64 offsets (len(texts) + 1).
+
+        A tokenizer's encoding of a text holds about 100 bytes per token besides the ids (offsets, token
+        strings): a long text is encoded in pieces cut at line starts (`line_pieces`), at most
+        ENCODE_BATCH_CHARS at a time, and only its ids are kept, so memory follows the batch, not the text."""
+        ids: list[list[np.ndarray]] = [[] for _ in texts]
+        batch: list[tuple[int, str]] = []
+        held = 0
+        for index, text in enumerate(texts):
+            for piece in line_pieces(text, PIECE_CHARS):
+                batch.append((index, piece))
+                held += len(piece)
+                if held >= ENCODE_BATCH_CHARS:
+                    self._encode_into(batch, ids)
+                    batch, held = [], 0
+        self._encode_into(batch, ids)
+        lengths = np.fromiter((sum(len(part) for part in parts) + 1 for parts in ids), dtype=np.int64, count=len(ids))
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         values = np.empty(int(offsets[-1]), dtype=np.int32)
-        for encoding, start, end in zip(encodings, offsets[:-1], offsets[1:], strict=True):
-            values[start : end - 1] = encoding.ids
+        for parts, start, end in zip(ids, offsets[:-1], offsets[1:], strict=True):
+            values[start : end - 1] = np.concatenate(parts)
         values[offsets[1:] - 1] = self.eos_id
         return values, offsets
+
+    def _encode_into(self, batch: list[tuple[int, str]], ids: list[list[np.ndarray]]) -> None:
+        if not batch:
+            return
+        encodings = self.backend.encode_batch_fast([piece for _, piece in batch], add_special_tokens=False)
+        for (index, _), encoding in zip(batch, encodings, strict=True):
+            ids[index].append(np.asarray(encoding.ids, dtype=np.int32))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.backend.decode(list(ids), skip_special_tokens=False)

@@ -36,6 +36,7 @@ FIGURES = {
     "bench_annotate": [r"^one at a time: [\d.]+ docs/s, \d+ label tokens/s", r"^batched x\d+: [\d.]+ docs/s, \d+ label tokens/s",
                        r"^batched vs one at a time: largest probability difference", r"^\| calibrated \| [\d.]+ \| [\d.]+ \| [\d.]+ \|"],
     "bench_classifiers_quality": [r"^majority_data\.jsonl: \d+ docs .*2-fold: AUC", r"^agreement_data\.jsonl: \d+ docs .*AUC"],
+    "bench_clutter_guards": [r"^dev pages \d+ ", r"^\| plain trafilatura ", r"^chosen per held-out source: trafilatura: @ "],
     "bench_document_memory": [r"^40 ordinary documents; input.max_document_bytes 200,000",
                               r"^\| tokenizer \| one past it \(rejected\) \| 41 / 40 / 1 \|",
                               r"^\| tag \| one at the maximum \| 41 / 41 / 0 \|", r"^\| export \| ordinary \| "],

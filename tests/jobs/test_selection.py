@@ -126,7 +126,8 @@ def test_by_default_a_weak_model_keeps_documents_and_says_why_and_a_strong_one_a
     """The bootstrapped page-type model (few held-out pages) filters nothing; the quality model (DCLM
     labels) and the shipped clutter model clear their floors and act."""
     keep_quality = {k: v for k, v in QUALITY_CUT.items() if k.startswith("select.keep.")}
-    stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config_for(**keep_quality))
+    removal = {"select.line_thresholds.clutter": 0.05}  # the default removes no line (issue 25's guards pass): some here
+    stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config_for(**keep_quality, **removal))
     gate = stats["details"]["model_gate"]
     assert set(gate) == {"page_type", "quality", "clutter", "topic"}
     page = gate["page_type"]

@@ -126,3 +126,21 @@ def test_a_tokenizer_without_eos_is_refused(real_texts, tmp_path):
 def test_encode_returns_flat_int32_with_offsets(tokenizer_dir):
     values, offsets = load_tokenizer(tokenizer_dir).encode(["a b", "c"])
     assert values.dtype == np.int32 and offsets[0] == 0 and offsets[-1] == len(values) and len(offsets) == 3
+
+
+def test_a_long_text_is_encoded_in_line_pieces_to_the_tokens_of_the_whole(tokenizer_dir, real_texts, monkeypatch):
+    """One huge document held ~100 bytes per token of encoding state: export passed 12.5 GB on 100 MB."""
+    import thresher.pipeline.export.tokenize as tokenize
+
+    long_text = "\n".join([*real_texts, *AWKWARD, "\n\n  indented after blank lines", "last line"] * 3)
+    pieces = tokenize.line_pieces(long_text, 500)
+    assert "".join(pieces) == long_text and len(pieces) > 10
+    assert all(piece.endswith("\n") and not next_piece[0].isspace() for piece, next_piece in zip(pieces[:-1], pieces[1:], strict=True))
+    assert tokenize.line_pieces("no newline " * 100, 50) == ["no newline " * 100]
+    tokenizer = load_tokenizer(tokenizer_dir)
+    whole = tokenizer.backend.encode(long_text, add_special_tokens=False).ids
+    monkeypatch.setattr(tokenize, "PIECE_CHARS", 500)
+    monkeypatch.setattr(tokenize, "ENCODE_BATCH_CHARS", 2000)
+    values, offsets = tokenizer.encode([long_text, "short", long_text])
+    assert list(values[offsets[0]:offsets[1] - 1]) == whole and values[offsets[1] - 1] == tokenizer.eos_id
+    assert list(values[offsets[2]:offsets[3] - 1]) == whole
