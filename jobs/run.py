@@ -44,7 +44,7 @@ from thresher.jobs.stage_job import (
 )
 from thresher.pipeline.config import Config, ConfigError
 from thresher.pipeline.locations import resolve_location
-from thresher.pipeline.stagedir import STAGES, StageOutput, crash_point, is_local, read_commit, storage, write_whole
+from thresher.pipeline.stagedir import STAGES, StageOutput, crash_point, is_local, storage, write_whole
 from thresher.pipeline.stagedir.lock import DirectoryLock
 from thresher.schemas.stats import read_stats
 
@@ -324,8 +324,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"[thresher] run already complete: nothing changed since the last run; report: {report}", file=sys.stderr)
         return 0
     seconds = sum(run_info["seconds_per_stage"].get(stage, 0.0) for stage in run_info["stages_run"])
-    export_stats = read_commit(RunDirectory(args.output).child("export")).stats or read_stats(
-        RunDirectory(args.output).child("export"))
+    export_stats = read_stats(RunDirectory(args.output).child("export"))  # stats.json, on any store
     print(
         f"[thresher] run finished ({', '.join(run_info['stages_run'])}) in {seconds:.1f}s; report: {report}; "
         f"exported {export_stats['details']['tokens']} tokens",
