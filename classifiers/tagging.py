@@ -2,7 +2,8 @@
 
 Each tagger adds the columns it declares (schemas.tags: `<name>_label`, `<name>_score`, `<name>_top`
 for a document tagger; `<name>_line_scores` for a lines tagger, null for blank lines, which are
-never scored). No row is dropped and `text` is never changed, so no tag depends on a select
+never scored); the decontam tagger (pipeline.decontam) adds `decontam_hits` and `decontam_spans`.
+No row is dropped and `text` is never changed, so no tag depends on a select
 setting. Models come from the per-process cache: a Spark worker loads each model once. A tagger's
 model directory may be a URL (s3://...): the worker reads it from this node's local copy
 (pipeline.locations.local_copy), fetched once per node.
@@ -20,12 +21,15 @@ import pyarrow as pa
 from thresher.classifiers.base import cached_classifier
 from thresher.classifiers.clutter import line_scores
 from thresher.classifiers.tasks import model_input
+from thresher.pipeline.decontam import DecontamIndex, find
 from thresher.pipeline.locations import local_copy
 from thresher.schemas.tags import (
     DeclaredTagger,
+    hits_column,
     label_column,
     line_scores_column,
     score_column,
+    spans_column,
     tagged_schema,
     top_column,
 )
@@ -55,9 +59,30 @@ def top_labels(probs: np.ndarray, labels: Sequence[str], k: int) -> list[list[di
     return [[{"label": labels[j], "score": float(row[j])} for j in best] for row, best in zip(probs, order, strict=True)]
 
 
-def tag_table(table: pa.Table, taggers: Sequence[Tagger]) -> pa.Table:
-    """RULES-shaped rows in, the same rows with every tagger's columns out."""
+@dataclass(frozen=True)
+class DecontamStep:
+    """The decontam tagger as tasks run it: its declaration and the benchmark index (pipeline.decontam),
+    pickled with the task (Spark broadcasts a large one)."""
+
+    tagger: DeclaredTagger
+    index: DecontamIndex
+
+
+def decontam_columns(text: str, step: DecontamStep) -> dict[str, list[dict]]:
+    """The decontam tagger's columns for one text: per benchmark hit its item ids and n-gram count, and its spans."""
+    hits = find(text, step.index)
+    return {
+        hits_column(step.tagger.name): [{"benchmark": h.benchmark, "item_ids": list(h.item_ids), "ngrams": h.ngrams} for h in hits],
+        spans_column(step.tagger.name): [{"benchmark": h.benchmark, "start": start, "end": end} for h in hits for start, end in h.spans],
+    }
+
+
+def tag_table(table: pa.Table, taggers: Sequence[Tagger], decontam: DecontamStep | None = None) -> pa.Table:
+    """RULES-shaped rows in, the same rows with every tagger's columns out (the decontam tagger's last)."""
     rows = table.to_pylist()
+    if decontam is not None:
+        for row in rows:
+            row.update(decontam_columns(row.get("text") or "", decontam))
     for tagger in taggers:
         model = cached_classifier(tagger.model_dir)
         if tagger.inference:
@@ -72,10 +97,11 @@ def tag_table(table: pa.Table, taggers: Sequence[Tagger]) -> pa.Table:
             row[label_column(tagger.name)] = top[0]["label"]
             row[score_column(tagger.name)] = top[0]["score"]
             row[top_column(tagger.name)] = top
-    return pa.Table.from_pylist(rows, schema=tagged_schema(taggers))
+    return pa.Table.from_pylist(rows, schema=tagged_schema([*taggers, *([decontam.tagger] if decontam else [])]))
 
 
-def tag_batches(batches: Iterator[pa.RecordBatch], taggers: Sequence[Tagger], batch_size: int) -> Iterator[pa.RecordBatch]:
+def tag_batches(batches: Iterator[pa.RecordBatch], taggers: Sequence[Tagger], batch_size: int,
+                decontam: DecontamStep | None = None) -> Iterator[pa.RecordBatch]:
     """The mapInArrow body: RULES-shaped record batches in, tagged batches out, `batch_size` rows per model call.
     Models at a URL are read from this node's copy, fetched when the task has its first batch."""
     local = None
@@ -83,4 +109,4 @@ def tag_batches(batches: Iterator[pa.RecordBatch], taggers: Sequence[Tagger], ba
         if local is None:
             local = [replace(tagger, model_dir=local_copy(tagger.model_dir)) for tagger in taggers]
         for start in range(0, batch.num_rows, batch_size):
-            yield from tag_table(pa.Table.from_batches([batch.slice(start, batch_size)]), local).to_batches()
+            yield from tag_table(pa.Table.from_batches([batch.slice(start, batch_size)]), local, decontam).to_batches()

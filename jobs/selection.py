@@ -3,7 +3,8 @@
 Reads a committed tag output (documents/ with every tagger's columns; taggers.json declaring the
 taggers, their kinds, labels and models: schemas.tags) and writes OUTPUT/documents/
 (pipeline.select.batches.selected_schema: text with low-scoring lines removed, sample_copies;
-sorted by doc_id), OUTPUT/rejects/ (`<tagger>:<rule>`
+sorted by doc_id), OUTPUT/rejects/ (`decontam:<benchmark>` for a document holding benchmark items,
+dropped or, with select.decontam.action cut, one row per benchmark counting the characters cut; `<tagger>:<rule>`
 document rejects with the failing value, one `<tagger>_line` row per removed line,
 `<tagger>_emptied` and `rebalance_downsampled` documents) and OUTPUT/stats.json (documents and
 tokens in and out per rule; the mix per group before and after, against the target).
@@ -54,7 +55,7 @@ from thresher.pipeline.stagedir import StageOutput, crash_point, require_committ
 from thresher.pipeline.stagedir.parts import read_parts, write_parts, write_scratch
 from thresher.schemas import to_spark_schema
 from thresher.schemas.stats import read_stats
-from thresher.schemas.tags import DeclaredTagger, read_taggers, score_column, top_column
+from thresher.schemas.tags import DECONTAM, DeclaredTagger, read_taggers, score_column, top_column
 
 STAGE = "select"
 
@@ -136,8 +137,11 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
         class_tagger = tagger_of_kind(rebalance.tagger, "select.rebalance.tagger", "document", "rebalancing needs").name
         if rebalance.mode == "target":
             mix_targets(config)
+    # a tag output acts on what its decontam tagger found; before tag has run, config says whether it will
+    decontam = any(t.kind == DECONTAM for t in taggers) if taggers is not None else bool(config.decontam.benchmarks)
     return SelectSettings(
         taggers=(),
+        decontam_action=section.decontam.action if decontam else "",
         checks=tuple(checks),
         line_thresholds=tuple(line_thresholds),
         line_guards=LineGuards(**vars(section.line_guards)),
@@ -185,10 +189,18 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     line_rejects = reject_rows(final.select("doc_id", "url", "warc_path", F.explode("removed_lines").alias("removed")),
                                STAGE, F.col("removed.rule"), F.format_string("score=%.4f", F.col("removed.score")),
                                F.col("removed.line"))
-    rejects = doc_rejects.unionByName(line_rejects)
+    # a cut document: one row per benchmark, with the characters removed (a dropped one is a document reject above)
+    cut_rejects = reject_rows(
+        final.filter(~F.col("status").startswith(f"{DECONTAM}:"))
+        .select("doc_id", "url", "warc_path", "text", F.explode("decontam_removed").alias("removed")),
+        STAGE, F.concat(F.lit(f"{DECONTAM}:"), F.col("removed.benchmark")),
+        F.format_string("chars=%d items=%s", F.col("removed.chars"), F.array_join(F.slice("removed.item_ids", 1, 5), ",")))
+    rejects = doc_rejects.unionByName(line_rejects).unionByName(cut_rejects)
     write_parts(rejects.orderBy("doc_id", "rule", "content", "detail"), out, "rejects")
 
     counts, details = _stats(final, settings, documents_in)
+    if settings.decontam_action:
+        details[DECONTAM] = _decontam_stats(final, settings, [t for t in taggers if t.kind == DECONTAM][0].labels)
     rebalance["achieved"] = _achieved_mix(final, config, rebalance)
     if config.select.rebalance.mode != "off" and not rebalance["skipped"]:
         rebalance["domains"] = _domain_mix(final, config.select.rebalance.unit)
@@ -340,6 +352,26 @@ def _achieved_mix(final, config: Config, rebalance: dict[str, Any]) -> dict[str,
     return {name: round(value, 6) for name, value in shares.items()}
 
 
+def _decontam_stats(final, settings: SelectSettings, benchmarks: Sequence[str]) -> dict[str, Any]:
+    """Per benchmark (every configured one, in order): the documents it was found in, the test items
+    found (their ids), the documents dropped and the characters removed (a dropped document's all)."""
+    from pyspark.sql import functions as F
+
+    removed = final.select("status", F.explode("decontam_removed").alias("r"))
+    rows = {row["benchmark"]: row for row in removed.groupBy("r.benchmark").agg(
+        F.count("*").alias("documents"),
+        F.sort_array(F.array_distinct(F.flatten(F.collect_list("r.item_ids")))).alias("items"),
+        F.sum("r.chars").alias("chars"),
+        F.sum(F.when(F.col("status").startswith(f"{DECONTAM}:"), 1).otherwise(0)).alias("dropped"),
+    ).collect()}
+    per_benchmark = {}
+    for name in benchmarks:
+        row = rows.get(name)
+        per_benchmark[name] = {"documents_hit": row["documents"] if row else 0, "items_hit": list(row["items"]) if row else [],
+                               "documents_dropped": row["dropped"] if row else 0, "chars_removed": row["chars"] or 0 if row else 0}
+    return {"action": settings.decontam_action, "benchmarks": per_benchmark}
+
+
 def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The envelope's counts and the stage's details, from the written rows (never accumulators), in
     one aggregation: documents and tokens in and out of each rule in order (keep rules, then line
@@ -353,6 +385,7 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
         F.sum("tokens").alias("tokens"),
         F.sum("sample_copies").alias("copies"),
         F.sum(F.col("tokens") * F.col("sample_copies")).alias("tokens_copied"),
+        F.sum("tokens_cut").alias("tokens_cut"),
         *[F.sum(F.coalesce(F.col(c), F.lit(0))).alias(c) for c in line_columns],
     ).collect()
     by_status = {row["status"]: row.asDict() for row in groups}
@@ -360,13 +393,24 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
     guarded = final.select(F.explode("lines_guarded").alias("g")).groupBy("g.guard").agg(F.sum("g.lines").alias("lines")).collect()
     rejects_by_rule = {status: row["documents"] for status, row in by_status.items() if status != STATUS_KEPT}
     rejects_by_rule.update({row["rule"]: row["count"] for row in lines_rejected})
+    cut = final.filter(~F.col("status").startswith(f"{DECONTAM}:")).select(F.explode("decontam_removed.benchmark").alias("b"))
+    for row in cut.groupBy("b").count().collect():  # documents cut, per benchmark
+        rule = f"{DECONTAM}:{row['b']}"
+        rejects_by_rule[rule] = rejects_by_rule.get(rule, 0) + row["count"]
 
     funnel = []
     docs = documents_in
     tokens = sum(row["tokens_in"] or 0 for row in by_status.values())
+    if settings.decontam_action:
+        decontaminated = [row for status, row in by_status.items() if status.startswith(f"{DECONTAM}:")]
+        out_docs = docs - sum(row["documents"] for row in decontaminated)
+        out_tokens = tokens - sum(row["tokens_in"] or 0 for row in decontaminated) - sum(row["tokens_cut"] or 0 for row in by_status.values())
+        funnel.append({"rule": DECONTAM, "documents_in": docs, "documents_out": out_docs, "tokens_in": tokens, "tokens_out": out_tokens})
+        docs, tokens = out_docs, out_tokens
     for check in settings.checks:
         dropped = by_status.get(check.name, {})
-        out_docs, out_tokens = docs - dropped.get("documents", 0), tokens - (dropped.get("tokens_in") or 0)
+        out_docs = docs - dropped.get("documents", 0)
+        out_tokens = tokens - (dropped.get("tokens_in") or 0) + (dropped.get("tokens_cut") or 0)
         funnel.append({"rule": check.name, "documents_in": docs, "documents_out": out_docs, "tokens_in": tokens, "tokens_out": out_tokens})
         docs, tokens = out_docs, out_tokens
     survivors = [row for status, row in by_status.items() if status == STATUS_KEPT or status.endswith("_emptied") or status == RULE_DOWNSAMPLED]

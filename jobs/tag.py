@@ -6,8 +6,12 @@ OUTPUT/documents/ (the stage 2 columns plus each tagger's, see classifiers.taggi
 doc_id), OUTPUT/rejects/ (the lines of a user's JSONL input that are no JSON object; rule
 input_parse_error), OUTPUT/taggers.json (schemas.tags: per tagger its kind, top_k, labels, columns
 and model; what select reads) and OUTPUT/stats.json, which records per tagger its model directory,
-a content hash of the model files, its labels and held-out metrics, and score histograms. No
-document is dropped and `text` is unchanged: thresholds live in `thresher select`.
+a content hash of the model files, its labels and held-out metrics, and score histograms. With
+benchmarks named in config `decontam`, the decontam tagger (pipeline.decontam) adds `decontam_hits`
+and `decontam_spans`; the benchmarks are read and indexed on the driver (a missing file or field is
+one line before Spark starts) and the index travels with the tasks; stats.json's details.decontam
+counts the documents and items hit per benchmark. No document is dropped and `text` is unchanged:
+thresholds live in `thresher select`.
 
 INPUT and OUTPUT may be local paths every node sees or any object store URL (s3://...): the input is
 read and every table, the scored intermediate included, written as parts from the Python workers
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import os
 import sys
@@ -40,7 +45,7 @@ from thresher.classifiers.base import (
     read_metrics,
 )
 from thresher.classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
-from thresher.classifiers.tagging import Tagger, check_tagger, tag_batches
+from thresher.classifiers.tagging import DecontamStep, Tagger, check_tagger, tag_batches
 from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
@@ -53,6 +58,8 @@ from thresher.jobs.documents_input import (
 )
 from thresher.jobs.stage_job import StageJob
 from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.decontam import Benchmark, benchmarks_digest, load_index, read_items
+from thresher.pipeline.decontam import Settings as DecontamSettings
 from thresher.pipeline.locations import is_url, local_copy, resolve_location
 from thresher.pipeline.stagedir import StageOutput, crash_point
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
@@ -60,7 +67,10 @@ from thresher.pipeline.stagedir.parts import write_parts, write_scratch
 from thresher.schemas import to_spark_schema
 from thresher.schemas.documents import RULES
 from thresher.schemas.tags import (
+    DECONTAM,
     TAGGERS_FILE,
+    DeclaredTagger,
+    hits_column,
     label_column,
     line_scores_column,
     score_column,
@@ -129,8 +139,10 @@ def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagge
         except ValueError as exc:
             raise ConfigError(f"tag.taggers.{name}: {exc}") from exc
         taggers.append(tagger)
-    if not taggers:
-        raise ConfigError("tag.taggers: no tagger has a model_dir; name at least one model")
+    if not taggers and not config.decontam.benchmarks:
+        raise ConfigError("tag.taggers: no tagger has a model_dir; name at least one model (or a decontam benchmark)")
+    if config.decontam.benchmarks and DECONTAM in {t.name for t in taggers}:
+        raise ConfigError(f"tag.taggers.{DECONTAM}: the name of the benchmark decontamination tagger; rename the tagger")
     clash = {c.name for t in taggers for c in t.columns()} & set(RULES.names)
     if clash:
         raise ConfigError(f"tag.taggers: tagger columns {sorted(clash)} clash with stage 2 columns; rename the tagger")
@@ -182,6 +194,62 @@ def configured_taggers(config: Config, models_dir: str | None = None, digests: b
     return taggers
 
 
+def configured_benchmarks(config: Config) -> list[Benchmark]:
+    """The benchmarks of config `decontam.benchmarks`, their paths resolved (local paths, read on the driver)."""
+    benchmarks = []
+    for name, spec in config.decontam.benchmarks.items():
+        key = f"decontam.benchmarks.{name}"
+        if not spec.path or not spec.fields:
+            raise ConfigError(f"{key}: name its path and the fields holding an item's text")
+        path = config.resolve_path(spec.path)
+        if is_url(path):
+            raise ConfigError(f"{key}.path: {path}: benchmarks are read on the driver; give a local path")
+        benchmarks.append(Benchmark(name, path, tuple(spec.fields), spec.id_field))
+    return benchmarks
+
+
+def decontam_settings(config: Config) -> DecontamSettings:
+    return DecontamSettings(**{f.name: getattr(config.decontam, f.name) for f in dataclasses.fields(DecontamSettings)})
+
+
+def check_benchmarks(config: Config) -> None:
+    """Every configured benchmark file read through (a missing file or field is one line, before Spark starts)."""
+    for benchmark in configured_benchmarks(config):
+        for _ in read_items(benchmark):
+            pass
+
+
+def decontam_step(config: Config) -> DecontamStep | None:
+    """The decontam tagger with its benchmark index, or None when no benchmark is configured."""
+    benchmarks = configured_benchmarks(config)
+    if not benchmarks:
+        return None
+    settings = decontam_settings(config)
+    tagger = DeclaredTagger(DECONTAM, kind=DECONTAM, top_k=1, labels=tuple(b.name for b in benchmarks),
+                            model_hash=benchmarks_digest(benchmarks, settings))
+    return DecontamStep(tagger, load_index(benchmarks, settings))
+
+
+def _decontam_details(tagged, step: DecontamStep) -> dict[str, Any]:
+    """What tag's stats keep of the decontam tagger: its benchmarks and settings, the index, and per benchmark
+    the documents and items hit."""
+    from pyspark.sql import functions as F
+
+    hits = tagged.select(F.explode(hits_column(step.tagger.name)).alias("hit"))
+    rows = hits.groupBy("hit.benchmark").agg(F.count("*").alias("documents"),
+                                             F.size(F.array_distinct(F.flatten(F.collect_list("hit.item_ids")))).alias("items")).collect()
+    found = {row["benchmark"]: row for row in rows}
+    index = step.index
+    return {
+        "settings": dataclasses.asdict(index.settings),
+        "index": {"ngrams": len(index.keys), "bytes": index.nbytes, "boilerplate_ngrams_dropped": index.dropped_common,
+                  "short_lengths": [list(pair) for pair in index.short_lengths]},
+        "benchmarks": {name: {"items": index.counts[name],
+                              "documents_hit": found[name]["documents"] if name in found else 0,
+                              "items_hit": found[name]["items"] if name in found else 0} for name in index.benchmarks},
+    }
+
+
 def tagger_record(tagger: Tagger) -> dict[str, Any]:
     """What tag's stats keep of a tagger (the report shows it): its declaration, how it ran, its model's backend."""
     return {**asdict(tagger), "labels": list(tagger.labels), "inference": dict(tagger.inference),
@@ -209,6 +277,8 @@ def run_tag(
     check_models(taggers)
     for line in describe_models(taggers):
         print(line, file=sys.stderr)
+    decontam = decontam_step(config)
+    declared = [*taggers, *([decontam.tagger] if decontam else [])]
     source = resolve_source(input_dir, with_limits(fields, config))
     out = StageOutput(output_dir)
     out.begin()
@@ -219,15 +289,16 @@ def run_tag(
     missing_columns = [name for name in RULES.names if name not in source.columns]
     if partitions:
         documents = documents.repartition(partitions, "doc_id")
-    schema = tagged_schema(taggers)
+    schema = tagged_schema(declared)
     scored = documents.mapInArrow(
-        functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size), to_spark_schema(schema))
+        functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size, decontam=decontam),
+        to_spark_schema(schema))
     tagged = write_scratch(scored, out, "tagged")  # the models run once, whatever reads the scores
     tag_seconds = time.perf_counter() - started
     crash_point("tag:scored")
     written = write_parts(tagged.orderBy("doc_id"), out, "documents")
     write_parts(parse_rejects(spark, rejects_dir).orderBy("warc_path", "detail"), out, "rejects")
-    out.put_file(TAGGERS_FILE, taggers_json(taggers))
+    out.put_file(TAGGERS_FILE, taggers_json(declared))
     skipped = count_skipped_lines(rejects_dir, STAGE)
     documents_out = sum(part.rows for part in written)
     details = {
@@ -236,6 +307,8 @@ def run_tag(
         "labels": {t.name: _label_counts(tagged, t) for t in taggers if t.kind == "document"},
         "score_histograms": {t.name: _histogram(tagged, t) for t in taggers},
     }
+    if decontam:
+        details[DECONTAM] = _decontam_details(tagged, decontam)
     crash_point("tag:before_commit")
     rejects_by_rule = {INPUT_PARSE_ERROR: skipped} if skipped else {}
     # unparsable lines are input records too
@@ -284,6 +357,7 @@ def _named_as_given(tagger: Tagger, local: str):
 
 def _check(args: argparse.Namespace, config: Config) -> None:
     check_models(configured_taggers(config, args.models_dir, digests=False))  # before Spark starts
+    check_benchmarks(config)
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:

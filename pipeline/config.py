@@ -367,6 +367,15 @@ class LineGuardsConfig:
 
 
 @dataclass(frozen=True)
+class SelectDecontamConfig:
+    """What select does with a document the decontam tagger found a benchmark item in."""
+
+    # drop: the whole document (a `decontam:<benchmark>` reject); cut: the matched spans removed
+    # (line breaks kept), a reject row per benchmark counting the characters
+    action: Annotated[str, OneOf(("drop", "cut"))] = "drop"
+
+
+@dataclass(frozen=True)
 class SelectConfig:
     """Stage 3b, select: thresholds, line removal and rebalancing on the tag columns; no model runs,
     so changing anything here reruns select and the stages after it, never a tagger."""
@@ -376,6 +385,31 @@ class SelectConfig:
     line_guards: LineGuardsConfig = field(default_factory=LineGuardsConfig)  # lines no lines tagger removes
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
     model_gate: ModelGateConfig = field(default_factory=ModelGateConfig)
+    decontam: SelectDecontamConfig = field(default_factory=SelectDecontamConfig)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """One evaluation set to keep out of the training data."""
+
+    path: str = ""  # a JSONL, JSONL.gz, CSV or Parquet file, or a directory of them; relative to the config file
+    fields: list[str] = field(default_factory=list)  # the fields holding an item's text; the first is its question
+    id_field: str = ""  # the field naming an item; empty: the row number (in a directory: file:row)
+
+
+@dataclass(frozen=True)
+class DecontamConfig:
+    """Benchmark decontamination (pipeline.decontam): the `decontam` tagger of stage 3a finds test items
+    in documents, select drops or cuts them. Off while no benchmark is named."""
+
+    benchmarks: dict[str, BenchmarkConfig] = field(default_factory=dict)  # name -> evaluation set
+    word_ngram: PositiveCount = 13  # GPT-3, Llama: 13-word n-grams
+    han_ngram: PositiveCount = 11  # Han characters; measured on CMMLU (bench/RESULTS.md "Issue 27, decontamination")
+    min_short_words: PositiveCount = 10  # a question or item shorter than word_ngram is matched whole from this many words
+    min_short_han: PositiveCount = 8  # ... and from this many Han characters
+    max_items_per_ngram: Annotated[int, Range(2)] = 10  # an n-gram in this many items is boilerplate: it names none
+    min_matches: PositiveCount = 1  # distinct n-grams of an item a document must hold (all it has, when fewer)
+    min_coverage: Fraction = 0.5  # ... covering this share of the item's tokens, or of its question's
 
 
 @dataclass(frozen=True)
@@ -434,6 +468,7 @@ class Config:
     rules: RulesConfig = field(default_factory=RulesConfig)
     tag: TagConfig = field(default_factory=TagConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
     transformers: TransformersInferenceConfig = field(default_factory=TransformersInferenceConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     base_dir: str = ""  # set by the loader: the config file's directory, for relative paths

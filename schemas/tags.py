@@ -4,7 +4,9 @@ Per tagger, its name, kind (`document` or `lines`), top_k, its model's labels, a
 the columns (directory, content hash, held-out metrics, whether it learned from weak labels). A
 document tagger adds `<name>_label` (its top label), `<name>_score` (that label's probability) and
 `<name>_top` (the `top_k` best labels with their probabilities); a lines tagger adds
-`<name>_line_scores`, one score per line aligned with text.split("\\n") (null for blank lines).
+`<name>_line_scores`, one score per line aligned with text.split("\\n") (null for blank lines); the
+`decontam` tagger (kind `decontam`, labels: the benchmarks, model_hash: the benchmark files' and
+settings' hash) adds `decontam_hits` and `decontam_spans` (pipeline.decontam).
 
 tag writes the declaration to OUTPUT/taggers.json, committed with the stage; select reads it (and
 never tag's stats details) for the checks of its rules against the kinds and labels, for the tag
@@ -37,8 +39,12 @@ from thresher.schemas.stats import StatsError, file_in
 
 TAGGERS_FILE = "taggers.json"
 FORMAT = 1
-KINDS = ("document", "lines")
+KINDS = ("document", "lines")  # a model tagger's
+DECONTAM = "decontam"  # the benchmark decontamination tagger's kind and name (pipeline.decontam); its labels are the benchmarks
 LABEL_SCORE = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float64())])
+DECONTAM_HIT = pa.struct([pa.field("benchmark", pa.string()), pa.field("item_ids", pa.list_(pa.string())),
+                          pa.field("ngrams", pa.int64())])
+DECONTAM_SPAN = pa.struct([pa.field("benchmark", pa.string()), pa.field("start", pa.int64()), pa.field("end", pa.int64())])
 
 
 class TaggersFileError(StatsError):
@@ -59,6 +65,8 @@ class DeclaredTagger:
     weak_labels: bool = False  # the model learned from weak (bootstrapped) labels
 
     def columns(self) -> list[pa.Field]:
+        if self.kind == DECONTAM:
+            return [pa.field(hits_column(self.name), pa.list_(DECONTAM_HIT)), pa.field(spans_column(self.name), pa.list_(DECONTAM_SPAN))]
         if self.kind == "lines":
             return [pa.field(line_scores_column(self.name), pa.list_(pa.float64()))]
         return [
@@ -82,6 +90,16 @@ def top_column(tagger: str) -> str:
 
 def line_scores_column(tagger: str) -> str:
     return f"{tagger}_line_scores"
+
+
+def hits_column(tagger: str) -> str:
+    """Per document, each benchmark it holds items of: the item ids and the matched n-grams."""
+    return f"{tagger}_hits"
+
+
+def spans_column(tagger: str) -> str:
+    """Per document, the merged character spans [start, end) of the matched n-grams, per benchmark."""
+    return f"{tagger}_spans"
 
 
 def tagged_schema(taggers: Sequence[DeclaredTagger]) -> pa.Schema:
@@ -133,8 +151,8 @@ def read_taggers(directory: str | os.PathLike) -> tuple[DeclaredTagger, ...]:
         for key, kind in _ENTRY_TYPES.items():
             if not _has_type(entry[key], kind):
                 raise fail(f"{where}.{key} has the wrong type ({type(entry[key]).__name__})")
-        if entry["kind"] not in KINDS:
-            raise fail(f"{where}.kind {entry['kind']!r} is not one of {', '.join(KINDS)}")
+        if entry["kind"] not in (*KINDS, DECONTAM):
+            raise fail(f"{where}.kind {entry['kind']!r} is not one of {', '.join((*KINDS, DECONTAM))}")
         if entry["top_k"] < 1 or not all(isinstance(label, str) for label in entry["labels"]):
             raise fail(f"{where}: top_k must be at least 1 and labels strings")
         tagger = DeclaredTagger(**{name: entry[name] for name in _DECLARED if name != "labels"}, labels=tuple(entry["labels"]))

@@ -1,7 +1,9 @@
 """Stage 3 select step on a batch of tagged documents, without Spark: keep rules, line removal,
 and rebalancing copies, all from the tag columns (no model runs here).
 
-`filter_table` gives each tagged row its fate: `status` is "kept" or the first keep rule it fails
+`filter_table` gives each tagged row its fate: a document the decontam tagger found benchmark items
+in is dropped (`decontam:<benchmark>`) or has the matched spans cut (`decontam_action`); then
+`status` is "kept" or the first keep rule it fails
 (`<tagger>:<rule>`, AND-combined in config order), `reject_detail` the value that failed; lines a
 lines tagger scored under its threshold are removed (`text` rewritten, each line kept in
 `removed_lines` for a `<tagger>_line` reject; a document left empty is a `<tagger>_emptied`
@@ -19,19 +21,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from thresher.pipeline.decontam import cut_spans, merge_spans
 from thresher.pipeline.lexicon import HAN_CHAR, ends_sentence, estimated_words
 from thresher.pipeline.select.mix import TopFractionCut, sample_copies
 from thresher.schemas import extend
 from thresher.schemas.tags import (
+    DECONTAM,
     DeclaredTagger,
+    hits_column,
     label_column,
     line_scores_column,
     score_column,
+    spans_column,
     tagged_schema,
     top_column,
 )
 
 STATUS_KEPT = "kept"
+DECONTAM_ACTIONS = ("drop", "cut")
 RULE_DOWNSAMPLED = "rebalance_downsampled"
 REST_CLASS = ""  # documents outside every class: not reweighted by class
 TIE_SEED = 0  # top-percent ties at the cut score are broken by unit_hash(TIE_SEED, doc_id), then doc_id
@@ -120,17 +127,23 @@ class SelectSettings:
     class_min_score: float = 0.0
     weights: dict[str, float] = field(default_factory=dict)  # class -> weight (copy_table); missing: 1
     seed: int = 0
+    decontam_action: str = ""  # drop or cut a document the decontam tagger found benchmark items in; "": no such tagger
 
 
 GUARDED_LINES = pa.struct([pa.field("guard", pa.string()), pa.field("lines", pa.int32())])
 REMOVED_LINE = pa.struct([pa.field("line", pa.string()), pa.field("score", pa.float64()), pa.field("rule", pa.string())])
+# per benchmark found in a document: its items, and the characters select removed for it (all the
+# document's when dropped, its merged spans' when cut)
+DECONTAM_REMOVED = pa.struct([pa.field("benchmark", pa.string()), pa.field("item_ids", pa.list_(pa.string())),
+                              pa.field("ngrams", pa.int64()), pa.field("chars", pa.int64())])
 
 
 def selected_schema(settings: SelectSettings) -> pa.Schema:
-    """The select documents: the tag columns without line scores (text may be rewritten, so they would
-    no longer align; they stay in the tag output), then lines removed per lines tagger and sample_copies."""
+    """The select documents: the tag columns without line scores and decontam spans (text may be
+    rewritten, so they would no longer align; they stay in the tag output), then lines removed per
+    lines tagger and sample_copies."""
     return extend(
-        tagged_schema([tagger for tagger in settings.taggers if tagger.kind != "lines"]),
+        tagged_schema([tagger for tagger in settings.taggers if tagger.kind not in ("lines", DECONTAM)]),
         *[pa.field(f"lines_removed_{name}", pa.int32()) for name, _ in settings.line_thresholds],
         pa.field("sample_copies", pa.int32()),  # how many times export emits this document (rebalancing)
     )
@@ -144,7 +157,9 @@ def filtered_schema(settings: SelectSettings) -> pa.Schema:
         pa.field("reject_detail", pa.string()),
         pa.field("removed_lines", pa.list_(REMOVED_LINE)),
         pa.field("lines_guarded", pa.list_(GUARDED_LINES)),  # lines under a threshold that a guard kept (LineGuards)
+        pa.field("decontam_removed", pa.list_(DECONTAM_REMOVED)),  # per benchmark hit (decontam_action set)
         pa.field("tokens_in", pa.int64()),  # estimated tokens of the tagged text
+        pa.field("tokens_cut", pa.int64()),  # of them, cut as benchmark text (decontam_action cut)
         pa.field("tokens", pa.int64()),  # after line removal
         pa.field("mix_class", pa.string()),
     )
@@ -158,24 +173,32 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     python_texts = texts.to_pylist()
     tokens_in = np.array([estimated_tokens(text) for text in python_texts], np.int64)
     rows = table.select(_rule_columns(settings, table.column_names)).to_pylist()
-    for row in rows:
+    tokens_cut = np.zeros(len(rows), np.int64)
+    cleaned: dict[int, str] = {}  # row -> text with benchmark spans cut or lines removed
+    for i, row in enumerate(rows):
         row["status"], row["reject_detail"], row["removed_lines"], row["lines_guarded"] = STATUS_KEPT, None, [], []
-        for check in settings.checks:
+        row["decontam_removed"] = []
+        if settings.decontam_action and row.get(hits_column(DECONTAM)):
+            cut = _decontaminate(row, python_texts[i], settings.decontam_action)
+            if cut is not None:
+                cleaned[i] = cut
+                tokens_cut[i] = tokens_in[i] - estimated_tokens(cut)
+        for check in settings.checks if row["status"] == STATUS_KEPT else ():
             detail = check.failure(row)
             if detail is not None:
                 row["status"], row["reject_detail"] = check.name, detail
                 break
-    cleaned: dict[int, str] = {}  # row -> text with lines removed
     if settings.line_thresholds:
         kept = [i for i, row in enumerate(rows) if row["status"] == STATUS_KEPT]
         line_columns = [line_scores_column(name) for name, _ in settings.line_thresholds]
         for i, scored in zip(kept, table.select(line_columns).take(pa.array(kept, pa.int64())).to_pylist(), strict=True):
             rows[i].update(scored)
-            text = _remove_lines(rows[i], python_texts[i], settings.line_thresholds, settings.line_guards)
+            text = _remove_lines(rows[i], cleaned.get(i, python_texts[i]), settings.line_thresholds, settings.line_guards)
             if rows[i]["removed_lines"]:
                 cleaned[i] = text
-    # No token spans a line break, so the removed lines' tokens are exactly what a text lost.
-    tokens = tokens_in.copy()
+    # No token spans a line break, so the removed lines' tokens are exactly what a text lost (a cut keeps
+    # every line break).
+    tokens = tokens_in - tokens_cut
     removed = [(i, entry["line"]) for i in cleaned for entry in rows[i]["removed_lines"]]
     if removed:
         np.subtract.at(tokens, [i for i, _ in removed], [estimated_tokens(line) for _, line in removed])
@@ -186,7 +209,8 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     for row in rows:
         row["mix_class"] = _mix_class(row, settings)
         row["sample_copies"] = 1 if row["status"] == STATUS_KEPT else 0
-    computed = {"text": texts.cast(pa.string()), "tokens_in": pa.array(tokens_in, pa.int64()), "tokens": pa.array(tokens, pa.int64())}
+    computed = {"text": texts.cast(pa.string()), "tokens_in": pa.array(tokens_in, pa.int64()), "tokens": pa.array(tokens, pa.int64()),
+                "tokens_cut": pa.array(tokens_cut, pa.int64())}
     written = set(schema.names) - set(table.column_names)
     return pa.Table.from_arrays(
         [computed[f.name] if f.name in computed else
@@ -196,9 +220,33 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     )
 
 
+def _decontaminate(row: dict, text: str, action: str) -> str | None:
+    """A document holding benchmark items: with `drop`, its status is `decontam:<first benchmark>`;
+    with `cut`, the text without the matched spans (None when dropped), a document left blank dropped
+    the same way. Sets the row's decontam_removed: per benchmark its items and the characters it cost."""
+    hits = row[hits_column(DECONTAM)]
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for span in row.get(spans_column(DECONTAM)) or []:
+        spans.setdefault(span["benchmark"], []).append((span["start"], span["end"]))
+    cut = cut_spans(text, [span for found in spans.values() for span in found]) if action == "cut" else ""
+    dropped = action == "drop" or not cut.strip()
+    row["decontam_removed"] = [
+        {"benchmark": hit["benchmark"], "item_ids": hit["item_ids"], "ngrams": hit["ngrams"],
+         "chars": len(text) if dropped else sum(end - start for start, end in merge_spans(spans.get(hit["benchmark"], [])))}
+        for hit in hits]
+    if not dropped:
+        return cut
+    first = hits[0]
+    row["status"] = f"{DECONTAM}:{first['benchmark']}"
+    row["reject_detail"] = f"items={','.join(first['item_ids'][:5])}{',...' if len(first['item_ids']) > 5 else ''} ngrams={first['ngrams']}"
+    return None
+
+
 def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
-    """The input columns the keep rules and the mix class read, for every document."""
+    """The input columns the keep rules, decontamination and the mix class read, for every document."""
     read = {"doc_id"}
+    if settings.decontam_action:
+        read |= {hits_column(DECONTAM), spans_column(DECONTAM)}
     for check in settings.checks:
         read |= {label_column(check.tagger), score_column(check.tagger), *([top_column(check.tagger)] if check.score_label else [])}
     if settings.class_tagger:

@@ -145,3 +145,43 @@ def standalone_cluster(tmp_path_factory):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+PLANTED_ITEMS = {"gsm8k": 0, "humaneval": 1, "cmmlu": 2}  # benchmark -> the stage 2 row its first item is pasted into
+
+
+def decontam_overrides(shared_data: Path) -> dict:
+    """Config naming the three shared benchmarks for the decontam tagger."""
+    root = shared_data / "benchmarks"
+    return {"decontam.benchmarks": {
+        "gsm8k": {"path": str(root / "gsm8k/test.jsonl"), "fields": ["question", "answer"]},
+        "humaneval": {"path": str(root / "humaneval/HumanEval.jsonl.gz"), "fields": ["prompt", "canonical_solution"], "id_field": "task_id"},
+        "cmmlu": {"path": str(root / "cmmlu/test"), "fields": ["Question", "A", "B", "C", "D"]},
+    }}
+
+
+@pytest.fixture(scope="session")
+def decontaminated(spark, stage2_dir, models_dir, quality_model, shared_data, tmp_path_factory) -> dict:
+    """`thresher tag` with the decontam tagger on the stage 2 fixture where three documents hold a
+    benchmark item each (GSM8K and HumanEval in English pages, CMMLU in a Chinese one)."""
+    from stage_rows import stage3_config
+
+    from thresher.jobs.tag import configured_benchmarks, run_tag
+    from thresher.pipeline.decontam import read_items
+
+    rows = pq.read_table(stage2_dir / "documents").to_pylist()
+    config = stage3_config(models_dir, quality_model, **decontam_overrides(shared_data))
+    planted = {}
+    for benchmark in configured_benchmarks(config):
+        item_id, fields = next(iter(read_items(benchmark)))
+        row = rows[PLANTED_ITEMS[benchmark.name] if benchmark.name != "cmmlu" else -1]
+        piece = "\n".join(fields)
+        row["text"] = row["text"][:400] + "\n" + piece + "\n" + row["text"][400:]
+        planted[benchmark.name] = (row["doc_id"], item_id, piece)
+    source = tmp_path_factory.mktemp("stage2-planted")
+    (source / "documents").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows, schema=RULES), source / "documents" / "part-0.parquet")
+    (source / "_COMMITTED").write_text("{}\n")
+    out = tmp_path_factory.mktemp("decontaminated")
+    run_tag(spark, str(source), str(out), config, partitions=2)
+    return {"dir": out, "planted": planted, "config": config, "rows": rows}

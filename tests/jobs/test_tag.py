@@ -338,3 +338,41 @@ def test_a_truncated_model_at_a_url_is_one_line_naming_the_url(stage2_dir, model
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"thresher tag: error: {url}: its fasttext model cannot be loaded"), err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_decontam_tagger_finds_the_planted_items_and_only_them(decontaminated):
+    out, planted = decontaminated["dir"], decontaminated["planted"]
+    documents = {row["doc_id"]: row for row in pq.read_table(out / "documents").to_pylist()}
+    hit = {doc_id: row for doc_id, row in documents.items() if row["decontam_hits"]}
+    assert set(hit) == {doc_id for doc_id, _, _ in planted.values()}
+    for benchmark, (doc_id, item_id, piece) in planted.items():
+        (found,) = hit[doc_id]["decontam_hits"]
+        assert (found["benchmark"], found["item_ids"], found["ngrams"] > 0) == (benchmark, [item_id], True)
+        spans = hit[doc_id]["decontam_spans"]
+        assert {s["benchmark"] for s in spans} == {benchmark}
+        text = hit[doc_id]["text"]
+        covered = "".join(text[s["start"]:s["end"]] for s in spans)
+        assert len(covered) >= 0.9 * len(piece.strip(".\n")) and covered in piece.strip()
+    assert all(row["decontam_spans"] == [] for doc_id, row in documents.items() if doc_id not in hit)
+    declared = {t.name: t for t in read_taggers(out)}
+    assert declared["decontam"].kind == "decontam" and declared["decontam"].labels == ("gsm8k", "humaneval", "cmmlu")
+    assert len(declared["decontam"].model_hash) == 16
+    details = read_stats(out)["details"]["decontam"]
+    assert {name: (b["documents_hit"], b["items_hit"]) for name, b in details["benchmarks"].items()} == {
+        "gsm8k": (1, 1), "humaneval": (1, 1), "cmmlu": (1, 1)}
+    assert details["benchmarks"]["gsm8k"]["items"] == 1319 and details["index"]["ngrams"] > 100_000
+
+
+def test_a_missing_benchmark_file_or_field_is_one_line_before_spark_starts(stage2_dir, models_dir, shared_data, tmp_path, capsys):
+    from thresher.jobs.cli import main
+
+    gsm8k = shared_data / "benchmarks/gsm8k/test.jsonl"
+    for setting, message in ((f"decontam.benchmarks={{gsm8k: {{path: {tmp_path}/none.jsonl, fields: [question]}}}}",
+                              f"decontam.benchmarks.gsm8k.path: no such file or directory: {tmp_path}/none.jsonl"),
+                             (f"decontam.benchmarks={{gsm8k: {{path: {gsm8k}, fields: [question, solution]}}}}",
+                              "decontam.benchmarks.gsm8k: " + str(gsm8k) + " has no field solution (its fields: question, answer)")):
+        argv = ["tag", str(stage2_dir), "--output", str(tmp_path / "out"), "--models-dir", str(models_dir), "--set", setting]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"thresher tag: error: {message}"], err
+    assert not (tmp_path / "out").exists()
