@@ -170,7 +170,8 @@ def decontaminated(spark, stage2_dir, models_dir, quality_model, shared_data, tm
     from thresher.pipeline.decontam import read_items
 
     rows = pq.read_table(stage2_dir / "documents").to_pylist()
-    config = stage3_config(models_dir, quality_model, **decontam_overrides(shared_data))
+    config_args = {"models_dir": models_dir, "quality_model": quality_model, **decontam_overrides(shared_data)}
+    config = stage3_config(**config_args)
     planted = {}
     for benchmark in configured_benchmarks(config):
         item_id, fields = next(iter(read_items(benchmark)))
@@ -184,4 +185,4 @@ def decontaminated(spark, stage2_dir, models_dir, quality_model, shared_data, tm
     (source / "_COMMITTED").write_text("{}\n")
     out = tmp_path_factory.mktemp("decontaminated")
     run_tag(spark, str(source), str(out), config, partitions=2)
-    return {"dir": out, "planted": planted, "config": config, "rows": rows}
+    return {"dir": out, "planted": planted, "config_args": config_args}

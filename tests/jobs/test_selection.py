@@ -281,3 +281,36 @@ def test_select_checks_a_tag_stage_on_s3_before_spark_starts(tagged_dir, s3_url,
     assert main(["select", f"{s3_url}/tag", "--output", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{s3_url}/tag/{TAGGERS_FILE}: no such file" in err[0] and not out.exists()
+
+
+@pytest.mark.parametrize("action", ["drop", "cut"])
+def test_decontamination_drops_or_cuts_the_planted_items_as_counted_rejects(spark, decontaminated, tmp_path, action):
+    tagged = {r["doc_id"]: r for r in rows(decontaminated["dir"])}
+    planted = decontaminated["planted"]
+    out = tmp_path / action
+    run_select(spark, str(decontaminated["dir"]), str(out), stage3_config(**decontaminated["config_args"], **{"select.decontam.action": action}))
+    stats = read_stats(out)
+    documents = {r["doc_id"]: r for r in rows(out)}
+    rejects = [r for r in rows(out, "rejects") if r["rule"].startswith("decontam:")]
+    assert sorted(r["rule"] for r in rejects) == sorted(f"decontam:{name}" for name in planted)
+    assert {name: stats["rejects_by_rule"][f"decontam:{name}"] for name in planted} == {name: 1 for name in planted}
+    assert "decontam_spans" not in pq.read_table(out / "documents").schema.names
+    table = stats["details"]["decontam"]
+    assert table["action"] == action
+    for name, (doc_id, item_id, piece) in planted.items():
+        entry = table["benchmarks"][name]
+        assert (entry["documents_hit"], entry["items_hit"]) == (1, [item_id])
+        if action == "drop":
+            assert doc_id not in documents and entry["documents_dropped"] == 1
+            assert entry["chars_removed"] == len(tagged[doc_id]["text"])
+        elif doc_id in documents:  # cut, and kept by the other rules: the item is gone, the rest stays
+            spans = tagged[doc_id]["decontam_spans"]
+            assert entry["chars_removed"] == sum(s["end"] - s["start"] for s in spans) > 0.9 * len(piece.strip())
+            assert piece.splitlines()[0][:40] not in documents[doc_id]["text"]
+            before = tagged[doc_id]["text"][:spans[0]["start"]].strip()
+            assert before in documents[doc_id]["text"] or documents[doc_id]["lines_removed_clutter"]
+    funnel = stats["details"]["rules"]
+    assert funnel[0]["rule"] == "decontam"
+    assert funnel[0]["documents_in"] - funnel[0]["documents_out"] == (3 if action == "drop" else 0)
+    for before, after in zip(funnel, funnel[1:], strict=False):
+        assert before["documents_out"] == after["documents_in"] and before["tokens_out"] == after["tokens_in"]
