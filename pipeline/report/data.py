@@ -69,6 +69,7 @@ def build_report(run_dir: str | os.PathLike) -> dict[str, Any]:
         "kept_samples": _kept_samples(_join(run_dir, "select", "documents"), details.get("select", {})),
         "mix": _mix(details.get("select", {})),
         "model_gate": details.get("select", {}).get("model_gate", {}),
+        "decontam": details.get("select", {}).get("decontam", {}),
         "dedup": _dedup(stages.get("rules")),
         "dedup_cluster_sizes": details.get("rules", {}).get("minhash_cluster_sizes", {}),
         "lines_removed": {

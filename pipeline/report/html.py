@@ -28,6 +28,7 @@ def render_html(report: dict[str, Any]) -> str:
         _section("MinHash near-duplicates", _dedup_html(report.get("dedup", {"ran": False}))),
         _section("Stage 3 models", _models_table(report["models"])),
         _section("Model steps: acted or not", _gate_table(report.get("model_gate", {}))),
+        _section("Benchmark contamination", _decontam_table(report.get("decontam", {}))),
     ]
     for tagger, histogram in report["score_histograms"].items():
         bins = len(histogram)
@@ -318,6 +319,22 @@ def _gate_table(gate: dict[str, dict[str, Any]]) -> str:
             f"<td>{_e(decision.get('bound'))} bound &ge; {_e(decision.get('floor'))}</td><td>{_e(decision.get('reason'))}</td>")
     return _table(["tagger", "steps", "outcome", "held-out figure", "floor", "why"], rows,
                   ["" if decision["acts"] else "warn" for decision in gate.values()])
+
+
+def _decontam_table(decontam: dict[str, Any]) -> str:
+    """Per benchmark: the documents it was found in, the test items found (ids), the documents dropped
+    and the characters removed (select's details.decontam)."""
+    if not decontam:
+        return "<p>(no benchmark configured: config decontam.benchmarks)</p>"
+    rows = []
+    for name, entry in decontam["benchmarks"].items():
+        items = entry["items_hit"]
+        shown = ", ".join(items[:20]) + (f" ... ({len(items) - 20} more)" if len(items) > 20 else "")
+        rows.append(f"<td>{_e(name)}</td><td class=num>{entry['documents_hit']:,}</td><td class=num>{len(items):,}</td>"
+                    f"<td class=sample>{_e(shown)}</td><td class=num>{entry['documents_dropped']:,}</td>"
+                    f"<td class=num>{entry['chars_removed']:,}</td>")
+    return (f"<p>select.decontam.action: <b>{_e(decontam['action'])}</b> (rejects <code>decontam:&lt;benchmark&gt;</code>).</p>"
+            + _table(["benchmark", "documents hit", "test items hit", "item ids", "documents dropped", "characters removed"], rows))
 
 
 def _select_table(steps: list[dict[str, Any]], kept_samples: dict[str, list[dict[str, str]]],

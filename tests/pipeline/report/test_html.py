@@ -169,6 +169,23 @@ def test_the_report_says_whether_each_model_step_acted(run_dir):
     assert "fewer than select.model_gate.min_examples=30" in page
 
 
+def test_the_contamination_table_per_benchmark(run_dir):
+    write_stage3(run_dir)
+    assert "(no benchmark configured: config decontam.benchmarks)" in render_html(build_report(run_dir))
+    stats = json.loads((run_dir / "select" / "stats.json").read_text())
+    stats["details"]["decontam"] = {"action": "cut", "benchmarks": {
+        "gsm8k": {"documents_hit": 2, "items_hit": ["12", "7"], "documents_dropped": 0, "chars_removed": 1234},
+        "cmmlu": {"documents_hit": 0, "items_hit": [], "documents_dropped": 0, "chars_removed": 0}}}
+    (run_dir / "select" / "stats.json").write_text(json.dumps(stats))
+    report = build_report(run_dir)
+    assert report["decontam"]["benchmarks"]["gsm8k"]["items_hit"] == ["12", "7"]
+    page = render_html(report)
+    assert "<h2>Benchmark contamination</h2>" in page and "select.decontam.action: <b>cut</b>" in page
+    assert ("<td>gsm8k</td><td class=num>2</td><td class=num>2</td><td class=sample>12, 7</td>"
+            "<td class=num>0</td><td class=num>1,234</td>") in page
+    assert "<td>cmmlu</td><td class=num>0</td><td class=num>0</td>" in page
+
+
 def test_a_skipped_rebalancing_is_said(run_dir):
     write_stage3(run_dir)
     stats = json.loads((run_dir / "select" / "stats.json").read_text())
