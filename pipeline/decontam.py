@@ -35,6 +35,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -49,9 +50,9 @@ FORMATS = (".jsonl", ".jsonl.gz", ".csv", ".parquet")
 WORD = re.compile(f"(?:[^\\W_{HAN}]|[\u0300-\u036f])+")  # letters and digits (with combining accents), outside Han
 HAN_TOKEN = re.compile(f"[{HAN}]")
 _MASK = (1 << 64) - 1
-# Per-position multipliers of the n-gram hash (odd 64-bit constants from a fixed seed): distinct token
-# sequences collide only when the sum of their differences times these vanishes mod 2^64.
-_POSITION_SEED = 0x5EED_DEC0
+# The n-gram hash's base (odd, so invertible mod 2^64: n-grams come from one prefix sum per text).
+_NGRAM_BASE = np.uint64(0x9E3779B97F4A7C15)
+_NGRAM_BASE_INVERSE = np.uint64(pow(0x9E3779B97F4A7C15, -1, 1 << 64))
 _BASE = np.uint64(0x100000001B3)  # FNV's 64-bit prime, odd: invertible mod 2^64
 _BASE_INVERSE = np.uint64(pow(0x100000001B3, -1, 1 << 64))
 _TOP_BITS = 23  # the first test's table: 2^23 booleans (8 MiB), under 10% of it set per million keys
@@ -280,23 +281,32 @@ def _is_han(codes: np.ndarray) -> np.ndarray:
     return han
 
 
-@lru_cache(maxsize=4)
-def _multipliers(length: int) -> np.ndarray:
-    rng = np.random.default_rng(_POSITION_SEED)
-    return rng.integers(0, 2**63, size=length, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+@lru_cache(maxsize=8)
+def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """B^0 .. B^(length-1) and B^0 .. B^-(length-1) mod 2^64 (B = _NGRAM_BASE), cached per process."""
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.concatenate([[np.uint64(1)], np.full(length - 1, _NGRAM_BASE, np.uint64)]), dtype=np.uint64)
+        inverse = np.cumprod(np.concatenate([[np.uint64(1)], np.full(length - 1, _NGRAM_BASE_INVERSE, np.uint64)]), dtype=np.uint64)
+    return powers, inverse
+
+
+def _raw_ngrams(tokens: np.ndarray, sizes: Sequence[int], stream: int) -> list[np.ndarray]:
+    """Per size n, every n-gram of `tokens` (token hashes) as sum_k t_k B^(n-1-k) mod 2^64 plus a
+    (stream, n) salt, from one prefix sum: with random token hashes, two distinct n-grams collide with
+    probability about 2^-64. Not yet mixed."""
+    count = len(tokens)
+    if not count:
+        return [np.zeros(0, np.uint64) for _ in sizes]
+    powers, inverse = _powers(1 << max(count, 1).bit_length())
+    with np.errstate(over="ignore"):
+        prefix = np.concatenate([np.zeros(1, np.uint64), np.cumsum(tokens * inverse[:count], dtype=np.uint64)])
+        return [(prefix[n:] - prefix[:count - n + 1]) * powers[n - 1:count] + np.uint64((stream << 32) | n)
+                if n <= count else np.zeros(0, np.uint64) for n in sizes]
 
 
 def ngram_hashes(tokens: np.ndarray, n: int, stream: int) -> np.ndarray:
     """The hash of every n-gram of `tokens` (token hashes) in order; empty when there are fewer than n."""
-    count = len(tokens) - n + 1
-    if count <= 0:
-        return np.zeros(0, np.uint64)
-    multipliers = _multipliers(max(n, 64))
-    acc = np.full(count, np.uint64((stream << 32) | n), np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n):
-            acc += tokens[k:k + count] * multipliers[k]
-    return _mix(acc)
+    return _mix(_raw_ngrams(tokens, [n], stream)[0])
 
 
 WORDS, HAN_STREAM = 0, 1
@@ -371,21 +381,29 @@ def find(text: str, index: DecontamIndex) -> list[Hit]:
     streams = tokenize(text)
     sizes = [(WORDS, settings.word_ngram), (HAN_STREAM, settings.han_ngram)]
     sizes += [(WORDS if name == "words" else HAN_STREAM, length) for name, length in index.short_lengths]
+    segments = []  # (stream, n, first row in `hashes`) of each size's n-grams
+    parts, at = [], 0
+    for stream in (WORDS, HAN_STREAM):
+        lengths = [n for s, n in sizes if s == stream]
+        for n, raw in zip(lengths, _raw_ngrams(streams[stream].hashes, lengths, stream), strict=True):
+            segments.append((stream, n, at))
+            parts.append(raw)
+            at += len(raw)
+    hashes = _mix(np.concatenate(parts))
+    candidates = np.nonzero(index.may_hold(hashes))[0]
+    left = np.searchsorted(index.keys, hashes[candidates], "left")
+    right = np.searchsorted(index.keys, hashes[candidates], "right")
+    firsts = [first for _, _, first in segments]
     by_item: dict[int, list[_Match]] = {}
-    for stream, n in sizes:
-        tokens = streams[stream]
-        hashes = ngram_hashes(tokens.hashes, n, stream)
-        candidates = np.nonzero(index.may_hold(hashes))[0]
-        if not len(candidates):
+    for row_at, low, high in zip(candidates.tolist(), left.tolist(), right.tolist(), strict=True):
+        if low == high:
             continue
-        left = np.searchsorted(index.keys, hashes[candidates], "left")
-        right = np.searchsorted(index.keys, hashes[candidates], "right")
-        for position, low, high in zip(candidates.tolist(), left.tolist(), right.tolist(), strict=True):
-            for row in range(low, high):
-                item = int(index.items[row])
-                by_item.setdefault(item, []).append(_Match(
-                    int(hashes[position]), bool(index.in_question[row]), stream, n, position,
-                    int(tokens.starts[position]), int(tokens.ends[position + n - 1])))
+        stream, n, first = segments[bisect_right(firsts, row_at) - 1]
+        tokens, position = streams[stream], row_at - first
+        for row in range(low, high):
+            by_item.setdefault(int(index.items[row]), []).append(_Match(
+                int(hashes[row_at]), bool(index.in_question[row]), stream, n, position,
+                int(tokens.starts[position]), int(tokens.ends[position + n - 1])))
     hit = {item for item, matches in by_item.items() if _is_hit(item, matches, index)}
     hits = []
     for number, benchmark in enumerate(index.benchmarks):
