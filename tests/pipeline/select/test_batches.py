@@ -229,3 +229,37 @@ def test_each_guard_keeps_what_it_names_and_off_keeps_nothing():
     assert dominant.guarded == {"dominant_line": 1} and dominant.text == long_line
     capped = remove_lines(text, scores, 0.5, LineGuards(dominant_share=1.0, prose_min_words=0, table_min_chars=0, max_removed_share=0.5))
     assert capped.text == text and capped.guarded == {"removal_cap": 3} and capped.removed == []
+
+
+DECONTAM_TAGGERS = (*TAGGERS, DeclaredTagger("decontam", kind="decontam", labels=("gsm8k", "cmmlu")))
+
+
+def contaminated_row(doc_id, text, hits):
+    """A tagged row with decontam columns: `hits` maps a benchmark to (item ids, spans)."""
+    row = tagged_row(doc_id, text)
+    row["decontam_hits"] = [{"benchmark": b, "item_ids": ids, "ngrams": 3} for b, (ids, _) in hits.items()]
+    row["decontam_spans"] = [{"benchmark": b, "start": s, "end": e} for b, (_, spans) in hits.items() for s, e in spans]
+    return row
+
+
+@pytest.mark.parametrize("action", ["drop", "cut"])
+def test_decontamination_drops_or_cuts_before_the_keep_rules(action):
+    text = "kept start\nthe copied test question and its answer\nkept end"
+    question = (text.index("the copied"), text.index(" and its answer"))
+    rows = [contaminated_row("a", text, {"gsm8k": (["7"], [question])}),
+            contaminated_row("b", "only the copied item", {"cmmlu": (["x:1"], [(0, 20)])}),
+            contaminated_row("c", "clean text", {})]
+    settings = SelectSettings(taggers=DECONTAM_TAGGERS, decontam_action=action,
+                              checks=(KeepCheck("quality", "min_score", threshold=0.9),))  # would drop every row
+    result = by_id(filter_table(pa.Table.from_pylist(rows, schema=tagged_schema(DECONTAM_TAGGERS)), settings))
+    assert result["b"]["status"] == "decontam:cmmlu"  # dropped either way: nothing would be left after a cut
+    assert result["c"]["status"] == "quality:min_score" and result["c"]["decontam_removed"] == []
+    a = result["a"]
+    if action == "drop":
+        assert a["status"] == "decontam:gsm8k" and a["reject_detail"] == "items=7 ngrams=3"
+        assert a["decontam_removed"] == [{"benchmark": "gsm8k", "item_ids": ["7"], "ngrams": 3, "chars": len(text)}]
+    else:
+        assert a["status"] == "quality:min_score"  # the cut document goes on to the keep rules
+        assert a["text"] == "kept start\n and its answer\nkept end"
+        assert a["decontam_removed"][0]["chars"] == question[1] - question[0]
+        assert a["tokens_cut"] == estimated_tokens(text) - estimated_tokens(a["text"]) == a["tokens_in"] - a["tokens"]
