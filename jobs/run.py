@@ -292,7 +292,7 @@ def _run(args: argparse.Namespace) -> int:
     from thresher.jobs.prepare import executor_paths as prepare_paths
     from thresher.jobs.rules import executor_paths as rules_paths
     from thresher.jobs.selection import check_select_config
-    from thresher.jobs.tag import configured_taggers, resolve_taggers
+    from thresher.jobs.tag import check_benchmarks, configured_taggers, resolve_taggers
     from thresher.jobs.tag import executor_paths as tag_paths
 
     config = config_from_args(args)
@@ -313,6 +313,7 @@ def _run(args: argparse.Namespace) -> int:
     check_archive_inputs(input_files)
     # Stage 3 settings checked before Spark starts: against the models when they exist already.
     resolve_taggers(config, args.models_dir)
+    check_benchmarks(config)
     models_dir = args.models_dir or _configured_models_dir(config)
     check_select_config(config, configured_taggers(config, models_dir, digests=False) if models_dir else None)
     task_paths = [("--output", args.output), *prepare_paths(input_files, config), *rules_paths(config),
