@@ -8,12 +8,14 @@ index holds the three shared benchmarks (GSM8K test, HumanEval, CMMLU test). The
 decontamination and PII redaction together at most 15% of stage 2's time per document; PII is
 another step's, so this prints decontamination's share and the budget.
 
-Sweep: for each Han n-gram size, the false hits on the 428-page crawl (visible text of each page) and
+Sweep: every GSM8K and HumanEval item planted into English pages (default settings); then for each
+Han n-gram size, the false hits on the 428-page crawl (visible text of each page) and
 the DCLM texts, and the recall of CMMLU items planted into real Chinese pages whole, as the question
 alone, as the first 60% and reformatted (bench/_decontam_data.py); the smallest size with no false
 hit and >= 99% recall in every way is the default (config decontam.han_ngram).
 
-    .venv/bin/python bench/bench_decontam.py [--rounds 5] [--sweep [--sizes 8 10 11 12 13 16] [--per-benchmark N]]
+    .venv/bin/python bench/bench_decontam.py [--rounds 5] [--sweep [--sizes 8 10 11 12 13 16] [--per-benchmark N]
+                                                              [--min-coverage 0.5]]
 """
 
 from __future__ import annotations
@@ -95,19 +97,19 @@ def cost(rounds: int, data: Path, benchmarks) -> None:
           f"(budget: decontam + PII <= {BUDGET_PERCENT:.0f}%; leaves {BUDGET_PERCENT - share:.1f}% for PII)")
 
 
-def sweep(data: Path, sizes: list[int], per_benchmark: int | None) -> None:
+def sweep(data: Path, sizes: list[int], per_benchmark: int | None, min_coverage: float) -> None:
     from bench._decontam_data import WAYS, crawl_texts, dclm_texts, planted, shared_benchmarks
     from thresher.pipeline.decontam import Settings, build_index, find, read_items
 
     benchmarks = [b for b in shared_benchmarks(data) if b.name == "cmmlu"]
     items = [(b.name, item_id, fields) for b in benchmarks for item_id, fields in read_items(b)]
     clean = crawl_texts(data) + dclm_texts(data)
-    print(f"CMMLU: {len(items):,} items; clean texts: {len(clean)} (428 crawl pages, DCLM)")
+    print(f"CMMLU: {len(items):,} items; clean texts: {len(clean)} (428 crawl pages, DCLM); min_coverage {min_coverage}")
     print("| han_ngram | index n-grams | false hits (documents) | " + " | ".join(f"recall {w}" for w in WAYS) + " | not identifiable |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in WAYS) + " | --- |")
     chosen = None
     for size in sizes:
-        settings = replace(Settings(), han_ngram=size)
+        settings = replace(Settings(), han_ngram=size, min_coverage=min_coverage)
         index = build_index(items, ["cmmlu"], settings)
         false = sum(bool(find(text, index)) for text in clean)
         found, total, unidentifiable = defaultdict(int), defaultdict(int), 0
@@ -125,12 +127,35 @@ def sweep(data: Path, sizes: list[int], per_benchmark: int | None) -> None:
     print(f"smallest size with no false hit and >= 99% recall: {chosen}")
 
 
+def recall_english_and_code(data: Path) -> None:
+    """Every GSM8K and HumanEval item planted the four ways into English news pages, default settings."""
+    from bench._decontam_data import WAYS, planted, shared_benchmarks
+    from thresher.pipeline.decontam import Settings, find, load_index
+
+    benchmarks = shared_benchmarks(data)
+    index = load_index(benchmarks, Settings())
+    found, total, unidentifiable = defaultdict(int), defaultdict(int), 0
+    for plant in planted(data, [b for b in benchmarks if b.name != "cmmlu"], index.settings, seed=3):
+        if not plant.identifiable:
+            unidentifiable += 1
+            continue
+        total[plant.benchmark, plant.way] += 1
+        found[plant.benchmark, plant.way] += any(h.benchmark == plant.benchmark and plant.item_id in h.item_ids
+                                                 for h in find(plant.text, index))
+    print("| benchmark | " + " | ".join(f"recall {w}" for w in WAYS) + " |")
+    print("| --- | " + " | ".join("---" for _ in WAYS) + " |")
+    for name in ("gsm8k", "humaneval"):
+        print(f"| {name} | " + " | ".join(f"{found[name, w] / total[name, w]:.2%} ({found[name, w]}/{total[name, w]})" for w in WAYS) + " |")
+    print(f"not identifiable: {unidentifiable}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds per step (default 5)")
     parser.add_argument("--sweep", action="store_true", help="also choose the Han n-gram size on CMMLU")
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 10, 11, 12, 13, 16], help="Han n-gram sizes to sweep")
     parser.add_argument("--per-benchmark", type=int, help="CMMLU items planted in the sweep (default: all)")
+    parser.add_argument("--min-coverage", type=float, default=0.5, help="the hit rule's coverage in the sweep (default 0.5)")
     add_smoke_flag(parser)
     args = parser.parse_args()
     data = DATA
@@ -147,7 +172,8 @@ def main() -> int:
     if args.smoke:
         not_run("the CMMLU sweep", "no benchmark in the tiny data")
     elif args.sweep:
-        sweep(data, args.sizes, args.per_benchmark)
+        recall_english_and_code(data)
+        sweep(data, args.sizes, args.per_benchmark, args.min_coverage)
     print(f"load average after {os.getloadavg()[0]:.1f}")
     return 0
 

@@ -409,7 +409,7 @@ class DecontamConfig:
     min_short_han: PositiveCount = 8  # ... and from this many Han characters
     max_items_per_ngram: Annotated[int, Range(2)] = 10  # an n-gram in this many items is boilerplate: it names none
     min_matches: PositiveCount = 1  # distinct n-grams of an item a document must hold (all it has, when fewer)
-    min_coverage: Fraction = 0.5  # ... covering this share of the item's tokens, or of its question's
+    min_coverage: Fraction = 0.5  # ... covering this share of the item's words or Han characters, or of its question's
 
 
 @dataclass(frozen=True)

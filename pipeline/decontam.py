@@ -21,12 +21,14 @@ HumanEval's shared docstring phrases) identifies no item and is left out.
 
 The index is a sorted numpy array of 64-bit n-gram hashes with the item of each (exact up to hash
 collisions: for an index of N n-grams each document n-gram falsely matches with probability about
-N / 2^64, 4e-14 for the three shared benchmarks' 0.7 million; 13 bytes per indexed n-gram, 12.7 MiB
+N / 2^64, 4e-14 for the three shared benchmarks' 0.7 million; 13 bytes per indexed n-gram, 12.9 MiB
 per million with the per-item arrays), pickled with the Spark tasks; each worker process adds a
-16 MiB bit table of the keys' top 27 bits, a first test that spares most binary searches. A document hits an item when at least
-min(`min_matches`, the item's n-grams) distinct n-grams of that item; a hit records the
-benchmark, the item ids, the matched n-gram count and the matched character spans of the original
-text, merged.
+16 MiB bit table of the keys' top 27 bits, a first test that spares most binary searches.
+
+A document hits an item when it holds at least min(`min_matches`, the item's n-grams) distinct
+n-grams of that item, covering at least `min_coverage` of the item's words or Han characters (or of
+its question's); a hit records the benchmark, the item ids, the matched n-gram count and the matched
+character spans of the original text, merged.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ class Settings:
     min_short_han: int = 8
     max_items_per_ngram: int = 10  # n-grams in this many items or more are boilerplate
     min_matches: int = 1
-    # share of an item's (or its question's) tokens a document must hold: a slogan that a long test
-    # question quotes is no copy of the question
+    # share of an item's (or its question's) words or Han characters a document must hold: a slogan
+    # that a long test question quotes is no copy of the question
     min_coverage: float = 0.5
 
 
@@ -115,8 +117,8 @@ class DecontamIndex:
     item_ngrams: np.ndarray  # int32: the distinct n-grams each item has in the index
     in_question: np.ndarray  # bool: the key is an n-gram of its item's question (first field)
     question_ngrams: np.ndarray  # int32: the distinct n-grams of each item's question in the index
-    item_tokens: np.ndarray  # int32: each item's tokens (words and Han characters)
-    question_tokens: np.ndarray  # int32: its question's
+    item_tokens: np.ndarray  # int32 (items, 2): each item's words and Han characters
+    question_tokens: np.ndarray  # int32 (items, 2): its question's
     short_lengths: tuple[tuple[str, int], ...] = ()  # (stream, length) of the shorter n-grams indexed
     dropped_common: int = 0  # boilerplate n-grams left out
     counts: dict[str, int] = field(default_factory=dict)  # items per benchmark
@@ -329,7 +331,7 @@ def _item_ngrams(texts: Sequence[str], settings: Settings) -> tuple[set[int], se
     sizes = ((WORDS, settings.word_ngram, settings.min_short_words), (HAN_STREAM, settings.han_ngram, settings.min_short_han))
     for part, into in (("\n".join(texts), found), (texts[0] if texts else "", question)):
         streams = tokenize(part)
-        lengths.append(sum(len(tokens.hashes) for tokens in streams))
+        lengths.append([len(tokens.hashes) for tokens in streams])
         for stream, n, min_short in sizes:
             hashes = streams[stream].hashes
             into.update(ngram_hashes(hashes, n, stream).tolist())
@@ -371,8 +373,8 @@ def build_index(items: Sequence[tuple[str, str, Sequence[str]]], benchmarks: Seq
         item_benchmark=np.array(item_benchmark, np.int32), item_ids=item_ids,
         item_ngrams=np.bincount(owners, minlength=len(item_ids)).astype(np.int32),
         question_ngrams=np.bincount(owners[in_question], minlength=len(item_ids)).astype(np.int32),
-        item_tokens=np.array([t[0] for t in item_tokens], np.int32).reshape(-1),
-        question_tokens=np.array([t[1] for t in item_tokens], np.int32).reshape(-1),
+        item_tokens=np.array([t[0] for t in item_tokens], np.int32).reshape(-1, 2),
+        question_tokens=np.array([t[1] for t in item_tokens], np.int32).reshape(-1, 2),
         short_lengths=tuple(sorted(("words" if s == WORDS else "han", n) for s, n in short)),
         dropped_common=int((per_key >= settings.max_items_per_ngram).sum()), counts=counts)
 
@@ -451,14 +453,17 @@ def _covered_tokens(matches: Sequence[_Match]) -> int:
 
 def _is_hit(item: int, matches: Sequence[_Match], index: DecontamIndex) -> bool:
     """At least `min_matches` distinct n-grams of the item (all it has, when fewer), covering at least
-    `min_coverage` of the item's tokens or of its question's."""
+    `min_coverage` of the item's words or Han characters, or of its question's (per stream: a CMMLU
+    item's Latin formulas, too few words for a word n-gram, do not dilute its Chinese)."""
     settings = index.settings
     if len({m.ngram for m in matches}) < min(settings.min_matches, int(index.item_ngrams[item])):
         return False
-    if _covered_tokens(matches) >= settings.min_coverage * int(index.item_tokens[item]):
-        return True
-    question = [m for m in matches if m.in_question]
-    return bool(question) and _covered_tokens(question) >= settings.min_coverage * int(index.question_tokens[item])
+    for totals, in_question in ((index.item_tokens[item], False), (index.question_tokens[item], True)):
+        for stream in (WORDS, HAN_STREAM):
+            found = [m for m in matches if m.stream == stream and (m.in_question or not in_question)]
+            if found and _covered_tokens(found) >= settings.min_coverage * int(totals[stream]):
+                return True
+    return False
 
 
 def merge_spans(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
