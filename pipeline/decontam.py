@@ -7,7 +7,8 @@ else the row number; in a directory, the file's path below it and the row number
 Normalisation (documents and items alike): Unicode NFKC (full-width letters and digits become
 ASCII, compatibility ideographs unified), casefold, every character that is not a letter, digit or
 combining mark (punctuation, symbols, underscore, whitespace) a separator, so punctuation and
-runs of whitespace count as one space. The result is two token streams:
+runs of whitespace count as one space; Kangxi radicals NFKC maps to ideographs (⼀ is 一) count as
+those. The result is two token streams:
 
 - words: the runs of letters and digits outside Han text; matched as word n-grams (`word_ngram`,
   13 by default as GPT-3 and Llama report);
@@ -59,6 +60,7 @@ _NGRAM_BASE = np.uint64(0x9E3779B97F4A7C15)
 _NGRAM_BASE_INVERSE = np.uint64(pow(0x9E3779B97F4A7C15, -1, 1 << 64))
 _BASE = np.uint64(0x100000001B3)  # FNV's 64-bit prime, odd: invertible mod 2^64
 _BASE_INVERSE = np.uint64(pow(0x100000001B3, -1, 1 << 64))
+_RADICALS = (0x2E80, 0x2FDF)  # CJK Radicals Supplement and Kangxi Radicals: NFKC maps most to ideographs
 _TOP_BITS = 27  # the first test's table: 2^27 bits (16 MiB), under 1% of them set per million keys
 
 
@@ -228,10 +230,18 @@ def tokenize(text: str) -> tuple[Tokens, Tokens]:
     words = _words_fast(codes)
     if words is None:
         words = _words_exact(text)
-    han_starts = np.nonzero(_is_han(codes))[0].astype(np.int64)
+    radicals = (codes >= _RADICALS[0]) & (codes <= _RADICALS[1])
+    han_starts = np.nonzero(_is_han(codes) | radicals)[0].astype(np.int64)
     points = codes[han_starts].astype(np.uint64)
-    for i in np.nonzero(points >= 0xF900)[0].tolist():  # CJK compatibility ideographs: NFKC's unified form
-        points[i] = ord(unicodedata.normalize("NFKC", chr(int(points[i])))[0])
+    kept = np.ones(len(points), bool)
+    # compatibility ideographs and Kangxi radicals (PDF-extracted text writes 一 as ⼀): NFKC's ideograph
+    for i in np.nonzero((points >= 0xF900) | (points <= _RADICALS[1]))[0].tolist():
+        form = unicodedata.normalize("NFKC", chr(int(points[i])))
+        if len(form) == 1 and _is_han(np.array([ord(form)], np.uint32))[0]:
+            points[i] = ord(form)
+        else:
+            kept[i] = False
+    han_starts, points = han_starts[kept], points[kept]
     return words, Tokens(_mix(points + np.uint64(0x4A4E)), han_starts, han_starts + 1)
 
 

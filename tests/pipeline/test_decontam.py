@@ -44,6 +44,7 @@ def test_normalisation_folds_case_width_punctuation_and_whitespace():
     assert normalise("has_close_elements(numbers)") == "has close elements numbers"
     words, han = tokenize("下列DNA的叙述，正确的是")
     assert len(words.hashes) == 1 and len(han.hashes) == 9  # DNA is a word; each Han character a token
+    assert list(tokenize("之⼀，⼤")[1].hashes) == list(tokenize("之一。大")[1].hashes)  # Kangxi radicals: NFKC's ideographs
 
 
 def test_word_spans_point_into_the_original_text_also_after_expansions():
