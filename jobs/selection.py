@@ -205,7 +205,8 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
 def _steps_on(tagger: str, settings: SelectSettings, config: Config) -> list[str]:
     """The model steps of `settings` that read `tagger`'s columns, named as the funnel names them."""
     steps = [check.name for check in settings.checks if check.tagger == tagger]
-    steps += ["line_removal" for name, _ in settings.line_thresholds if name == tagger]
+    # a threshold of 0 removes no line: not a step, whatever the model
+    steps += ["line_removal" for name, threshold in settings.line_thresholds if name == tagger and threshold > 0]
     if config.select.rebalance.mode != "off" and settings.class_tagger == tagger:
         steps.append("rebalance")
     return steps
@@ -218,12 +219,22 @@ def model_gate(settings: SelectSettings, config: Config, taggers: Sequence[Decla
     for tagger in declared:
         steps = _steps_on(tagger, settings, config)
         if not steps:
+            decision = decisions[tagger] = replace(decide(declared[tagger], config.select.model_gate), acts=False,
+                                                   reason=_tags_only(tagger, settings))
+            print(f"[thresher] select: {tagger}: {decision.reason}", file=sys.stderr)
             continue
         decision = decisions[tagger] = decide(declared[tagger], config.select.model_gate)
         what = "" if decision.acts else "warning: "
         print(f"[thresher] select: {what}{', '.join(steps)}: {decision.reason}"
               f"{'' if decision.acts else '; documents kept, columns written'}", file=sys.stderr)
     return decisions
+
+
+def _tags_only(tagger: str, settings: SelectSettings) -> str:
+    """Why no select step reads `tagger`'s columns, for the console and the report."""
+    if any(name == tagger for name, _ in settings.line_thresholds):
+        return f"tags only: select.line_thresholds.{tagger} is 0, so no line is removed (its scores are written)"
+    return "tags only: no select step reads its columns (its scores are written)"
 
 
 def gated(settings: SelectSettings, gate: dict[str, GateDecision]) -> SelectSettings:

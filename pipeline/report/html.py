@@ -313,11 +313,17 @@ def _gate_table(gate: dict[str, dict[str, Any]]) -> str:
             figure += f" [{interval[0]:.3f}, {interval[1]:.3f}] ({decision.get('level') or 0:.0%})"
         rows.append(
             f"<td>{_e(tagger)}</td><td>{_e(', '.join(decision.get('steps', [])))}</td>"
-            f"<td>{'acted' if decision['acts'] else 'did not act: documents kept'}</td>"
+            f"<td>{_outcome(decision)}</td>"
             f"<td>{_e(figure)} on {_e(decision.get('examples', 0))} examples</td>"
             f"<td>{_e(decision.get('bound'))} bound &ge; {_e(decision.get('floor'))}</td><td>{_e(decision.get('reason'))}</td>")
     return _table(["tagger", "steps", "outcome", "held-out figure", "floor", "why"], rows,
-                  ["" if decision["acts"] else "warn" for decision in gate.values()])
+                  ["warn" if decision.get("steps") and not decision["acts"] else "" for decision in gate.values()])
+
+
+def _outcome(decision: dict[str, Any]) -> str:
+    if not decision.get("steps"):
+        return "no step: tags only"
+    return "acted" if decision["acts"] else "did not act: documents kept"
 
 
 def _select_table(steps: list[dict[str, Any]], kept_samples: dict[str, list[dict[str, str]]],

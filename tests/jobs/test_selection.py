@@ -145,6 +145,11 @@ def test_by_default_a_weak_model_keeps_documents_and_says_why_and_a_strong_one_a
     # with the gate off the same weak model drops pages
     off = run_select(spark, str(tagged_dir), str(tmp_path / "off"), config_for(**keep_quality, **{"select.model_gate.enabled": False}))
     assert off["rejects_by_rule"]["page_type:label_in"] > 0 and off["details"]["model_gate"]["page_type"]["acts"] is True
+    # the default clutter threshold (0) removes nothing: said as such, not as a model step that acted
+    clutter = off["details"]["model_gate"]["clutter"]
+    assert clutter["steps"] == [] and clutter["acts"] is False and "clutter_line" not in off["rejects_by_rule"]
+    assert clutter["reason"] == "tags only: select.line_thresholds.clutter is 0, so no line is removed (its scores are written)"
+    assert f"[thresher] select: clutter: {clutter['reason']}" in capsys.readouterr().err
 
 
 def test_same_output_whatever_the_partitioning(selected):

@@ -126,6 +126,9 @@ def write_stage3(run_dir):
         "quality": {"acts": True, "figure": "auc", "value": 0.88, "interval": [0.76, 0.97], "level": 0.95, "examples": 42,
                     "floor": 0.6, "bound": "lower", "steps": ["quality:top_percent"],
                     "reason": "the quality model's held-out auc 0.880 [0.760, 0.970] (95% interval) on 42 examples: acts"},
+        "clutter": {"acts": False, "figure": "auc", "value": 0.9, "interval": [0.87, 0.93], "level": 0.95, "examples": 882,
+                    "floor": 0.75, "bound": "lower", "steps": [],
+                    "reason": "tags only: select.line_thresholds.clutter is 0, so no line is removed (its scores are written)"},
     }
     write_stage(run_dir, "select", stage_stats_json("select", 3, 1, rules=select_rules, rebalance=rebalance,
                                                     model_gate=model_gate), [], [
@@ -167,6 +170,7 @@ def test_the_report_says_whether_each_model_step_acted(run_dir):
             "<td>macro_f1 0.210 [0.100, 0.450] (95%) on 14 examples</td><td>lower bound &ge; 0.5</td>") in page
     assert "<tr><td>quality</td><td>quality:top_percent</td><td>acted</td><td>auc 0.880 [0.760, 0.970] (95%) on 42 examples</td>" in page
     assert "fewer than select.model_gate.min_examples=30" in page
+    assert "<tr><td>clutter</td><td></td><td>no step: tags only</td><td>auc 0.900 [0.870, 0.930] (95%) on 882 examples</td>" in page
 
 
 def test_a_skipped_rebalancing_is_said(run_dir):
