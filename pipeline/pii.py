@@ -51,31 +51,45 @@ class PiiSpan(NamedTuple):
     end: int
 
 
-# Boundaries in ASCII terms: a Chinese character is a word character to `\b`, but 邮箱a@b.com is an address.
-_NOT_AFTER = r"(?<![0-9A-Za-z_])"
+
+def _first_not_after(first: str, not_after: str) -> str:
+    """A pattern's first character `first` (a class), not preceded by one of the class `not_after`.
+    Boundaries are in ASCII terms: a Chinese character is a word character to `\\b`, but 邮箱a@b.com is
+    an address. The lookbehind comes after the first character (two wide: the one before and it) so that
+    each pattern starts with a character class, which the regex engine skips ahead to: a pattern that
+    starts with a lookbehind is tried at every position, several times slower on text with few digits."""
+    return f"{first}(?<![{not_after}].)"
+
+
 _NOT_BEFORE = r"(?![0-9A-Za-z_])"
 # A number does not continue a dotted or dashed number, a URL path or query, or a handle.
-_NUMBER_START = r"(?<![0-9A-Za-z_.+\-/=#&?%@:])"
+_NUMBER_NOT_AFTER = r"0-9A-Za-z_.+\-/=#&?%@:"
 _NUMBER_END = r"(?![0-9A-Za-z_]|[.,\-/:][0-9])"
 
 _EMAIL = re.compile(
-    r"(?<![0-9A-Za-z_.%+\-])[A-Za-z0-9_%+\-]+(?:\.[A-Za-z0-9_%+\-]+)*"
+    _first_not_after(r"[A-Za-z0-9_%+\-]", r"0-9A-Za-z_.%+\-") + r"[A-Za-z0-9_%+\-]*(?:\.[A-Za-z0-9_%+\-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,63})(?![0-9A-Za-z_\-]|\.[0-9A-Za-z])")
 _FILE_EXTENSIONS = frozenset("png jpg jpeg gif svg webp bmp ico tif tiff avif css js mjs ts json xml html htm".split())
 
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"(?<![0-9A-Za-z_.\-]){_OCTET}(?:\.{_OCTET}){{3}}(?![0-9A-Za-z_\-]|\.[0-9])")
+# Four numbers of 1-3 digits; ipaddress then refuses an octet over 255 or with a leading zero.
+_IPV4 = re.compile(_first_not_after("[0-9]", r"0-9A-Za-z_.\-") + r"[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![0-9A-Za-z_\-]|\.[0-9])")
 _VERSION_BEFORE = re.compile(r"(?:\b(?:version|ver|v|release|build|section|sec|§)\.?|版本号?)\s*[:：#]?\s*$", re.IGNORECASE)
-_IPV6 = re.compile(r"(?<![0-9A-Za-z_:.\-])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z_:\-]|\.[0-9A-Za-z])")
+# Cheap tests a text must pass before the address patterns run: each starts with a literal character,
+# which the regex engine finds far faster than a class (1 us against 15 us on a 2,500-character page).
+_IPV4_GATE = re.compile(r"\.[0-9]{1,3}\.[0-9]{1,3}\.")
+_IPV6_GATE = re.compile(r":[0-9A-Fa-f]{0,4}:")
+# In 2000::/3 the first group is four hex digits from 2000 to 3fff.
+_IPV6 = re.compile(_first_not_after("[23]", r"0-9A-Za-z_:.\-")
+                   + r"[0-9A-Fa-f]{3}:(?:[0-9A-Fa-f]{0,4}:){1,6}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z_:\-]|\.[0-9A-Za-z])")
 _GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
 
 _INTERNATIONAL_PHONE = re.compile(
-    r"(?<![0-9A-Za-z_+])\+[1-9][0-9]{0,2}(?:[ .\-]?\([0-9]{1,4}\)|[ .\-]?[0-9]{1,5}){1,6}" + _NUMBER_END)
+    _first_not_after(r"\+", r"0-9A-Za-z_+") + r"[1-9][0-9]{0,2}(?:[ .\-]?\([0-9]{1,4}\)|[ .\-]?[0-9]{1,5}){1,6}" + _NUMBER_END)
 _PHONE_DIGITS = (8, 15)  # E.164: at most 15 digits, country code included
-_CHINESE_MOBILE = re.compile(_NUMBER_START + r"1[3-9][0-9](?:[0-9]{8}|([ \-])[0-9]{4}\1[0-9]{4})" + _NUMBER_END)
+_CHINESE_MOBILE = re.compile(_first_not_after("1", _NUMBER_NOT_AFTER) + r"[3-9][0-9](?:[0-9]{8}|([ \-])[0-9]{4}\1[0-9]{4})" + _NUMBER_END)
 
 _ID_NUMBER = re.compile(
-    _NUMBER_START + r"[1-9][0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]"
+    _first_not_after("[1-9]", _NUMBER_NOT_AFTER) + r"[0-9]{5}(?:18|19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])[0-9]{3}[0-9Xx]"
     + _NOT_BEFORE)
 # GB/T 2260 province-level codes: the first two digits of every resident identity number.
 _PROVINCES = frozenset("11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 61 62 63 64 65 "
@@ -83,8 +97,8 @@ _PROVINCES = frozenset("11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44
 _ID_WEIGHTS = tuple(2 ** (17 - i) % 11 for i in range(17))
 
 _CARD_NUMBER = re.compile(
-    _NUMBER_START + r"(?:[0-9]{13,19}|[0-9]{4}([ \-])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{1,3})?"
-    r"|[0-9]{4}([ \-])[0-9]{6}\2[0-9]{4,5})" + _NUMBER_END)
+    _first_not_after("[0-9]", _NUMBER_NOT_AFTER) + r"(?:[0-9]{12,18}|[0-9]{3}([ \-])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{1,3})?"
+    r"|[0-9]{3}([ \-])[0-9]{6}\2[0-9]{4,5})" + _NUMBER_END)
 # (prefixes, lengths) per network, as ISO/IEC 7812 issuer identification numbers are assigned.
 _CARD_ISSUERS = (
     (("4",), (13, 16, 19)),  # Visa
@@ -183,10 +197,14 @@ def _phones(text: str) -> Iterable[PiiSpan]:
 
 
 def _ip_addresses(text: str) -> Iterable[PiiSpan]:
-    for match in _IPV4.finditer(text):
-        if ipaddress.IPv4Address(match.group(0)).is_global and not _VERSION_BEFORE.search(text, max(0, match.start() - 20), match.start()):
+    for match in _IPV4.finditer(text) if _IPV4_GATE.search(text) else ():
+        try:
+            address = ipaddress.IPv4Address(match.group(0))
+        except ValueError:
+            continue
+        if address.is_global and not _VERSION_BEFORE.search(text, max(0, match.start() - 20), match.start()):
             yield PiiSpan(IP_ADDRESS, match.start(), match.end())
-    if "::" in text or text.count(":") >= 7:
+    if _IPV6_GATE.search(text):
         for match in _IPV6.finditer(text):
             candidate = match.group(0)
             if sum(1 for group in candidate.split(":") if group) < 3:
