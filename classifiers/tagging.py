@@ -3,9 +3,10 @@
 Each tagger adds the columns it declares (schemas.tags: `<name>_label`, `<name>_score`, `<name>_top`
 for a document tagger; `<name>_line_scores` for a lines tagger, null for blank lines, which are
 never scored; `<name>_spans` for a pii tagger, the findings of pipeline.pii, no model). No row is
-dropped and `text` is never changed, so no tag depends on a select setting. Models come from the per-process cache: a Spark worker loads each model once. A tagger's
-model directory may be a URL (s3://...): the worker reads it from this node's local copy
-(pipeline.locations.local_copy), fetched once per node.
+dropped and `text` is never changed, so no tag depends on a select setting. Models come from the
+per-process cache: a Spark worker loads each model once. A tagger's model directory may be a URL
+(s3://...): the worker reads it from this node's local copy (pipeline.locations.local_copy),
+fetched once per node.
 """
 
 from __future__ import annotations
