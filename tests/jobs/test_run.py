@@ -124,7 +124,8 @@ def test_run_commits_every_stage_and_reports(reference_run):
     assert "page_type:label_in" not in select["rejects_by_rule"] and select["details"]["rebalance"]["skipped"]
     assert report["model_gate"] == gate and "Model steps: acted or not" in (reference_run / "report.html").read_text()
     tag = json.loads((reference_run / "tag" / "stats.json").read_text())
-    assert all("interval" in t["heldout"] for t in tag["details"]["taggers"])
+    assert all("interval" in t["heldout"] for t in tag["details"]["taggers"] if t["kind"] != "pii")  # pii: rules, no model
+    assert [t["name"] for t in tag["details"]["taggers"] if t["kind"] == "pii"] == ["pii"] and select["details"]["pii"]["tagger"] == "pii"
     assert list(report["seconds_per_stage"]) == list(STAGES)
     assert (reference_run / "report.html").read_text(encoding="utf-8").count("<svg") >= 3
     # The effective config beside the report, as `thresher config show` prints it; the report links it.
