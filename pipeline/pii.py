@@ -83,8 +83,11 @@ _IPV6 = re.compile(_first_not_after("[23]", r"0-9A-Za-z_:.\-")
                    + r"[0-9A-Fa-f]{3}:(?:[0-9A-Fa-f]{0,4}:){1,6}[0-9A-Fa-f]{0,4}(?![0-9A-Za-z_:\-]|\.[0-9A-Za-z])")
 _GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
 
+# After the +, a run of digits, single separators before a digit or "(", and "(0)"-style groups: each
+# step starts with a different character, so a long digit run is read once, never split every way.
 _INTERNATIONAL_PHONE = re.compile(
-    _first_not_after(r"\+", r"0-9A-Za-z_+") + r"[1-9][0-9]{0,2}(?:[ .\-]?\([0-9]{1,4}\)|[ .\-]?[0-9]{1,5}){1,6}" + _NUMBER_END)
+    _first_not_after(r"\+", r"0-9A-Za-z_+")
+    + r"[1-9](?:[0-9]|[ .\-](?=[0-9(])|\([0-9]{1,4}\)(?=[ .\-]?[0-9]))*" + _NUMBER_END)
 _PHONE_DIGITS = (8, 15)  # E.164: at most 15 digits, country code included
 _CHINESE_MOBILE = re.compile(_first_not_after("1", _NUMBER_NOT_AFTER) + r"[3-9][0-9](?:[0-9]{8}|([ \-])[0-9]{4}\1[0-9]{4})" + _NUMBER_END)
 
