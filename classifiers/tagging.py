@@ -2,10 +2,11 @@
 
 Each tagger adds the columns it declares (schemas.tags: `<name>_label`, `<name>_score`, `<name>_top`
 for a document tagger; `<name>_line_scores` for a lines tagger, null for blank lines, which are
-never scored). No row is dropped and `text` is never changed, so no tag depends on a select
-setting. Models come from the per-process cache: a Spark worker loads each model once. A tagger's
-model directory may be a URL (s3://...): the worker reads it from this node's local copy
-(pipeline.locations.local_copy), fetched once per node.
+never scored; `<name>_spans` for a pii tagger, the findings of pipeline.pii, no model). No row is
+dropped and `text` is never changed, so no tag depends on a select setting. Models come from the
+per-process cache: a Spark worker loads each model once. A tagger's model directory may be a URL
+(s3://...): the worker reads it from this node's local copy (pipeline.locations.local_copy),
+fetched once per node.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from thresher.classifiers.base import cached_classifier
 from thresher.classifiers.clutter import line_scores
 from thresher.classifiers.tasks import model_input
 from thresher.pipeline.locations import local_copy
+from thresher.pipeline.pii import find_pii
 from thresher.schemas.tags import (
+    MODEL_FREE_KINDS,
     DeclaredTagger,
     label_column,
     line_scores_column,
+    pii_spans_column,
     score_column,
     tagged_schema,
     top_column,
@@ -59,6 +63,10 @@ def tag_table(table: pa.Table, taggers: Sequence[Tagger]) -> pa.Table:
     """RULES-shaped rows in, the same rows with every tagger's columns out."""
     rows = table.to_pylist()
     for tagger in taggers:
+        if tagger.kind == "pii":
+            for row in rows:
+                row[pii_spans_column(tagger.name)] = [span._asdict() for span in find_pii(row.get("text") or "")]
+            continue
         model = cached_classifier(tagger.model_dir)
         if tagger.inference:
             model = model.with_settings(dict(tagger.inference))
@@ -81,6 +89,7 @@ def tag_batches(batches: Iterator[pa.RecordBatch], taggers: Sequence[Tagger], ba
     local = None
     for batch in batches:
         if local is None:
-            local = [replace(tagger, model_dir=local_copy(tagger.model_dir)) for tagger in taggers]
+            local = [tagger if tagger.kind in MODEL_FREE_KINDS else replace(tagger, model_dir=local_copy(tagger.model_dir))
+                     for tagger in taggers]
         for start in range(0, batch.num_rows, batch_size):
             yield from tag_table(pa.Table.from_batches([batch.slice(start, batch_size)]), local).to_batches()

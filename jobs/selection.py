@@ -6,7 +6,8 @@ taggers, their kinds, labels and models: schemas.tags) and writes OUTPUT/documen
 sorted by doc_id), OUTPUT/rejects/ (`<tagger>:<rule>`
 document rejects with the failing value, one `<tagger>_line` row per removed line,
 `<tagger>_emptied` and `rebalance_downsampled` documents) and OUTPUT/stats.json (documents and
-tokens in and out per rule; the mix per group before and after, against the target).
+tokens in and out per rule; the mix per group before and after, against the target; per PII kind
+the documents and spans found and whether they were replaced).
 
 TAGGED_DIR and OUTPUT may be local paths every node sees or any object store URL (s3://...): the tagged
 documents are read, and every table, the `_work/filtered` and `_work/copied` intermediates included,
@@ -17,7 +18,8 @@ The module is not named select.py: `spark-submit jobs/<job>.py` puts jobs/ first
 a select.py would shadow the standard library's `select`.
 
 Settings: config `select` (keep rules per tagger, line thresholds per lines tagger, rebalancing to
-target shares by pipeline.select.mix.solve_mix, or by the taxonomy's fixed weights).
+target shares by pipeline.select.mix.solve_mix, or by the taxonomy's fixed weights, the PII kinds
+replaced and their placeholders).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from typing import Any
 from thresher.classifiers.topic import Taxonomy, TaxonomyError, load_taxonomy
 from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.pii import KINDS as PII_KINDS
+from thresher.pipeline.pii import PLACEHOLDERS
 from thresher.pipeline.seeded_hash import unit_hash
 from thresher.pipeline.select.batches import (
     REST_CLASS,
@@ -54,7 +58,14 @@ from thresher.pipeline.stagedir import StageOutput, crash_point, require_committ
 from thresher.pipeline.stagedir.parts import read_parts, write_parts, write_scratch
 from thresher.schemas import to_spark_schema
 from thresher.schemas.stats import read_stats
-from thresher.schemas.tags import DeclaredTagger, read_taggers, score_column, top_column
+from thresher.schemas.tags import (
+    MODEL_FREE_KINDS,
+    DeclaredTagger,
+    pii_spans_column,
+    read_taggers,
+    score_column,
+    top_column,
+)
 
 STAGE = "select"
 
@@ -78,7 +89,8 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
     their models give them) adds the checks against the models' labels; without it (the models do not
     exist yet) only the configured taggers' names and kinds are checked."""
     section = config.select
-    configured = {name: spec for name, spec in config.tag.taggers.items() if spec.model_dir}
+    configured = {name: spec for name, spec in config.tag.taggers.items()
+                  if spec.enabled and (spec.model_dir or spec.kind in MODEL_FREE_KINDS)}
     if taggers is None:
         taggers = [DeclaredTagger(name, kind=spec.kind, top_k=spec.top_k) for name, spec in configured.items()]
     known = {tagger.name: tagger for tagger in taggers}
@@ -136,6 +148,7 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
         class_tagger = tagger_of_kind(rebalance.tagger, "select.rebalance.tagger", "document", "rebalancing needs").name
         if rebalance.mode == "target":
             mix_targets(config)
+    pii_placeholders = _pii_placeholders(config, known)
     return SelectSettings(
         taggers=(),
         checks=tuple(checks),
@@ -144,7 +157,29 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
         class_tagger=class_tagger,
         class_min_score=rebalance.min_score,
         seed=rebalance.seed,
+        pii_tagger=section.pii.tagger,
+        pii_placeholders=pii_placeholders,
     )
+
+
+def _pii_placeholders(config: Config, known: dict[str, DeclaredTagger]) -> dict[str, str]:
+    """The placeholder of each PII kind select replaces, checked: select.pii.tagger a pii tagger that ran,
+    placeholders only for known kinds and on one line (the lines tagger's scores stay aligned)."""
+    pii = config.select.pii
+    unknown = sorted(set(pii.placeholders) - set(PII_KINDS))
+    if unknown:
+        raise ConfigError(f"select.pii.placeholders: {unknown} are not PII kinds ({', '.join(PII_KINDS)})")
+    for kind, placeholder in pii.placeholders.items():
+        if "\n" in placeholder:
+            raise ConfigError(f"select.pii.placeholders.{kind}: a placeholder must not hold a line break")
+    if not pii.tagger:
+        return {}
+    if pii.tagger not in known or known[pii.tagger].kind != "pii":
+        pii_taggers = [name for name, tagger in known.items() if tagger.kind == "pii"]
+        raise ConfigError(f"select.pii.tagger: {pii.tagger!r} is no pii tagger of the tag output (pii taggers: "
+                          f"{', '.join(pii_taggers) or 'none'}); enable tag.taggers.{pii.tagger} (kind: pii) and tag "
+                          'again, or set select.pii.tagger to "" to replace no personal information')
+    return {kind: pii.placeholders.get(kind, PLACEHOLDERS[kind]) for kind in dict.fromkeys(pii.replace)}
 
 
 def mix_targets(config: Config) -> tuple[MixTarget, ...]:
@@ -189,6 +224,7 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     write_parts(rejects.orderBy("doc_id", "rule", "content", "detail"), out, "rejects")
 
     counts, details = _stats(final, settings, documents_in)
+    details["pii"] = _pii_counts(tagged, settings)
     rebalance["achieved"] = _achieved_mix(final, config, rebalance)
     if config.select.rebalance.mode != "off" and not rebalance["skipped"]:
         rebalance["domains"] = _domain_mix(final, config.select.rebalance.unit)
@@ -403,6 +439,26 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
         # lines under a threshold that a guard kept (pipeline.select.batches.GUARDS; removal_cap: lines of undone removals)
         "lines_kept_by_guard": {row["guard"]: int(row["lines"]) for row in sorted(guarded, key=lambda row: row["guard"])},
         "rules": funnel,
+    }
+
+
+def _pii_counts(tagged, settings: SelectSettings) -> dict[str, Any]:
+    """Per PII kind, the documents and spans the pii tagger found in the input, whether select replaced
+    them (in every document, kept or not) and with what; empty when no pii tagger is named."""
+    from pyspark.sql import functions as F
+
+    if not settings.pii_tagger:
+        return {}
+    spans = tagged.select("doc_id", F.explode(pii_spans_column(settings.pii_tagger)).alias("span"))
+    found = {row["kind"]: row for row in spans.groupBy(F.col("span.kind").alias("kind"))
+             .agg(F.countDistinct("doc_id").alias("documents"), F.count("*").alias("spans")).collect()}
+    return {
+        "tagger": settings.pii_tagger,
+        "documents": spans.select("doc_id").distinct().count(),  # documents with any finding
+        "kinds": {kind: {"documents": found[kind]["documents"] if kind in found else 0,
+                         "spans": found[kind]["spans"] if kind in found else 0,
+                         "replaced": kind in settings.pii_placeholders,
+                         "placeholder": settings.pii_placeholders.get(kind)} for kind in PII_KINDS},
     }
 
 

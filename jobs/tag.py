@@ -7,7 +7,9 @@ doc_id), OUTPUT/rejects/ (the lines of a user's JSONL input that are no JSON obj
 input_parse_error), OUTPUT/taggers.json (schemas.tags: per tagger its kind, top_k, labels, columns
 and model; what select reads) and OUTPUT/stats.json, which records per tagger its model directory,
 a content hash of the model files, its labels and held-out metrics, and score histograms. No
-document is dropped and `text` is unchanged: thresholds live in `thresher select`.
+document is dropped and `text` is unchanged: thresholds live in `thresher select`. A pii tagger
+(kind pii) runs no model: it writes the personal information pipeline.pii finds as spans, which
+select replaces.
 
 INPUT and OUTPUT may be local paths every node sees or any object store URL (s3://...): the input is
 read and every table, the scored intermediate included, written as parts from the Python workers
@@ -60,6 +62,7 @@ from thresher.pipeline.stagedir.parts import write_parts, write_scratch
 from thresher.schemas import to_spark_schema
 from thresher.schemas.documents import RULES
 from thresher.schemas.tags import (
+    MODEL_FREE_KINDS,
     TAGGERS_FILE,
     label_column,
     line_scores_column,
@@ -110,18 +113,25 @@ def local_model(tagger: Tagger) -> str:
 
 def executor_paths(config: Config, models_dir: str | None = None) -> list[tuple[str, str]]:
     """What tag's tasks open besides INPUT and --output: every enabled tagger's model directory."""
-    return [(f"tag.taggers.{tagger.name}.model_dir", tagger.model_dir) for tagger in resolve_taggers(config, models_dir)]
+    return [(f"tag.taggers.{tagger.name}.model_dir", tagger.model_dir) for tagger in resolve_taggers(config, models_dir)
+            if tagger.kind not in MODEL_FREE_KINDS]
 
 
 def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagger]:
-    """The enabled taggers (a non-empty model_dir) with absolute model paths, checked; no model is read."""
+    """The enabled taggers (a non-empty model_dir, or a model-free kind) with absolute model paths, checked;
+    no model is read."""
     base = models_base(config, models_dir)
     taggers = []
     for name, spec in config.tag.taggers.items():
-        if not spec.model_dir:
+        if not spec.enabled or not (spec.model_dir or spec.kind in MODEL_FREE_KINDS):
             continue
         if not name.isidentifier():
             raise ConfigError(f"tag.taggers.{name}: a tagger name must be a plain identifier (it names columns)")
+        if spec.kind in MODEL_FREE_KINDS:
+            if spec.model_dir:
+                raise ConfigError(f"tag.taggers.{name}.model_dir: a {spec.kind} tagger runs rules, not a model; leave it empty")
+            taggers.append(Tagger(name, kind=spec.kind))
+            continue
         path = str(shipped_model_dir()) if spec.model_dir == SHIPPED_MODEL else _model_location(base, spec.model_dir)
         tagger = Tagger(name, path, kind=spec.kind, top_k=spec.top_k, input=spec.input, line_label=spec.line_label)
         try:
@@ -144,6 +154,9 @@ def configured_taggers(config: Config, models_dir: str | None = None, digests: b
     checked here against the model's stored settings."""
     declared = []
     for tagger in resolve_taggers(config, models_dir):
+        if tagger.kind in MODEL_FREE_KINDS:
+            declared.append((tagger, {"backend": "rules"}))
+            continue
         try:
             local = local_model(tagger)
             with _named_as_given(tagger, local):
@@ -183,9 +196,10 @@ def configured_taggers(config: Config, models_dir: str | None = None, digests: b
 
 
 def tagger_record(tagger: Tagger) -> dict[str, Any]:
-    """What tag's stats keep of a tagger (the report shows it): its declaration, how it ran, its model's backend."""
-    return {**asdict(tagger), "labels": list(tagger.labels), "inference": dict(tagger.inference),
-            "backend": read_manifest(local_model(tagger))["backend"]}
+    """What tag's stats keep of a tagger (the report shows it): its declaration, how it ran, its model's backend
+    (`rules` for a model-free kind)."""
+    backend = "rules" if tagger.kind in MODEL_FREE_KINDS else read_manifest(local_model(tagger))["backend"]
+    return {**asdict(tagger), "labels": list(tagger.labels), "inference": dict(tagger.inference), "backend": backend}
 
 
 def describe_models(taggers: list[Tagger]) -> list[str]:
@@ -194,6 +208,9 @@ def describe_models(taggers: list[Tagger]) -> list[str]:
 
     lines = []
     for tagger in taggers:
+        if tagger.kind in MODEL_FREE_KINDS:
+            lines.append(f"[thresher] tagger {tagger.name}: {tagger.kind} rules, no model")
+            continue
         heldout = tagger.heldout
         weak = " (bootstrapped from weak labels: a rough default; train your own with `thresher classifiers train`)" if tagger.weak_labels else ""
         lines.append(f"[thresher] tagger {tagger.name}: {tagger.model_dir} held-out {figure_text(heldout)}{weak}")
@@ -234,7 +251,7 @@ def run_tag(
         "missing_input_columns": missing_columns,
         "taggers": [tagger_record(t) for t in taggers],  # a list: tagger order is column order
         "labels": {t.name: _label_counts(tagged, t) for t in taggers if t.kind == "document"},
-        "score_histograms": {t.name: _histogram(tagged, t) for t in taggers},
+        "score_histograms": {t.name: _histogram(tagged, t) for t in taggers if t.kind not in MODEL_FREE_KINDS},
     }
     crash_point("tag:before_commit")
     rejects_by_rule = {INPUT_PARSE_ERROR: skipped} if skipped else {}
@@ -266,6 +283,8 @@ def check_models(taggers: list[Tagger]) -> None:
     """Every tagger's model loaded (or its files read) once on the driver, from a local copy where it is at a
     URL: a broken model is one line here, not an error in every Spark task."""
     for tagger in taggers:
+        if tagger.kind in MODEL_FREE_KINDS:
+            continue
         local = local_model(tagger)
         with _named_as_given(tagger, local):
             check_model(local)

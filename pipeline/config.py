@@ -23,6 +23,8 @@ import yaml
 
 from thresher.pipeline.locations import is_url, resolve_location
 from thresher.pipeline.package_files import package_path
+from thresher.pipeline.pii import KINDS as PII_KINDS
+from thresher.pipeline.pii import PLACEHOLDERS
 from thresher.schemas.errors import UserError
 from thresher.schemas.tags import KINDS
 
@@ -277,10 +279,13 @@ class RulesConfig:
 
 @dataclass(frozen=True)
 class TaggerConfig:
-    """One stage 3 tagger: a model whose scores become columns; it never drops or changes a document."""
+    """One stage 3 tagger: a model (or, kind pii, rules) whose output becomes columns; it never drops or
+    changes a document."""
 
-    model_dir: str = ""  # absolute, or relative to tag.model_dir; empty: the tagger is off
-    kind: Annotated[str, OneOf(KINDS)] = "document"  # document: <name>_label, <name>_score, <name>_top; lines: <name>_line_scores
+    model_dir: str = ""  # absolute, or relative to tag.model_dir; empty: the tagger is off (a pii tagger has none)
+    # document: <name>_label, <name>_score, <name>_top; lines: <name>_line_scores; pii: <name>_spans (pipeline.pii, no model)
+    kind: Annotated[str, OneOf(KINDS)] = "document"
+    enabled: bool = True  # false: the tagger is off, whatever its model_dir
     input: Annotated[str, OneOf(TASKS)] = "plain"  # what the model sees (classifiers.tasks): plain, page_type, topic; lines: clutter
     top_k: PositiveCount = 5  # labels kept in <name>_top, best first (document taggers)
     line_label: str = "keep"  # lines taggers: the label whose probability is a line's score
@@ -367,6 +372,16 @@ class LineGuardsConfig:
 
 
 @dataclass(frozen=True)
+class PiiReplaceConfig:
+    """What select replaces of the personal information a pii tagger found (pipeline.pii); every kind
+    found is counted in select's stats, replaced or not."""
+
+    tagger: str = ""  # the pii tagger whose spans are replaced; empty: nothing replaced or counted
+    replace: list[Annotated[str, OneOf(PII_KINDS)]] = field(default_factory=lambda: list(PII_KINDS))  # kinds replaced
+    placeholders: dict[str, str] = field(default_factory=lambda: dict(PLACEHOLDERS))  # kind -> its replacement text
+
+
+@dataclass(frozen=True)
 class SelectConfig:
     """Stage 3b, select: thresholds, line removal and rebalancing on the tag columns; no model runs,
     so changing anything here reruns select and the stages after it, never a tagger."""
@@ -376,6 +391,7 @@ class SelectConfig:
     line_guards: LineGuardsConfig = field(default_factory=LineGuardsConfig)  # lines no lines tagger removes
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
     model_gate: ModelGateConfig = field(default_factory=ModelGateConfig)
+    pii: PiiReplaceConfig = field(default_factory=PiiReplaceConfig)  # personal information replaced
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,12 @@
 """The contract between tag and select: which taggers tagged a stage 2 output, and the columns each added.
 
-Per tagger, its name, kind (`document` or `lines`), top_k, its model's labels, and the model that made
+Per tagger, its name, kind (`document`, `lines` or `pii`), top_k, its model's labels, and the model that made
 the columns (directory, content hash, held-out metrics, whether it learned from weak labels). A
 document tagger adds `<name>_label` (its top label), `<name>_score` (that label's probability) and
 `<name>_top` (the `top_k` best labels with their probabilities); a lines tagger adds
-`<name>_line_scores`, one score per line aligned with text.split("\\n") (null for blank lines).
+`<name>_line_scores`, one score per line aligned with text.split("\\n") (null for blank lines); a pii
+tagger (no model: pipeline.pii) adds `<name>_spans`, the personal information found as (kind, start,
+end) in Python string offsets of `text`, sorted and never overlapping.
 
 tag writes the declaration to OUTPUT/taggers.json, committed with the stage; select reads it (and
 never tag's stats details) for the checks of its rules against the kinds and labels, for the tag
@@ -37,8 +39,10 @@ from thresher.schemas.stats import StatsError, file_in
 
 TAGGERS_FILE = "taggers.json"
 FORMAT = 1
-KINDS = ("document", "lines")
+KINDS = ("document", "lines", "pii")
+MODEL_FREE_KINDS = ("pii",)  # taggers of these kinds run rules, not a model: no model_dir, labels or held-out figures
 LABEL_SCORE = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float64())])
+PII_SPAN = pa.struct([pa.field("kind", pa.string()), pa.field("start", pa.int64()), pa.field("end", pa.int64())])
 
 
 class TaggersFileError(StatsError):
@@ -61,6 +65,8 @@ class DeclaredTagger:
     def columns(self) -> list[pa.Field]:
         if self.kind == "lines":
             return [pa.field(line_scores_column(self.name), pa.list_(pa.float64()))]
+        if self.kind == "pii":
+            return [pa.field(pii_spans_column(self.name), pa.list_(PII_SPAN))]
         return [
             pa.field(label_column(self.name), pa.string()),
             pa.field(score_column(self.name), pa.float64()),
@@ -82,6 +88,10 @@ def top_column(tagger: str) -> str:
 
 def line_scores_column(tagger: str) -> str:
     return f"{tagger}_line_scores"
+
+
+def pii_spans_column(tagger: str) -> str:
+    return f"{tagger}_spans"
 
 
 def tagged_schema(taggers: Sequence[DeclaredTagger]) -> pa.Schema:

@@ -28,6 +28,7 @@ def render_html(report: dict[str, Any]) -> str:
         _section("MinHash near-duplicates", _dedup_html(report.get("dedup", {"ran": False}))),
         _section("Stage 3 models", _models_table(report["models"])),
         _section("Model steps: acted or not", _gate_table(report.get("model_gate", {}))),
+        _section("Personal information (select)", _pii_table(report.get("pii", {}))),
     ]
     for tagger, histogram in report["score_histograms"].items():
         bins = len(histogram)
@@ -324,6 +325,17 @@ def _outcome(decision: dict[str, Any]) -> str:
     if not decision.get("steps"):
         return "no step: tags only"
     return "acted" if decision["acts"] else "did not act: documents kept"
+
+
+def _pii_table(pii: dict[str, Any]) -> str:
+    """Per PII kind, the documents and spans the pii tagger found and whether select replaced them."""
+    if not pii:
+        return "<p>(no pii tagger named in select.pii, or select did not run)</p>"
+    rows = [f"<td>{_e(kind)}</td>{_num(counts['documents'])}{_num(counts['spans'])}"
+            f"<td>{_e(counts['placeholder']) if counts['replaced'] else 'kept (not in select.pii.replace)'}</td>"
+            for kind, counts in pii["kinds"].items()]
+    return (f"<p>{_format(pii['documents'])} documents with personal information found by tagger {_e(pii['tagger'])}; "
+            "replaced in every document, kept or rejected.</p>" + _table(["kind", "documents", "spans", "replaced by"], rows))
 
 
 def _select_table(steps: list[dict[str, Any]], kept_samples: dict[str, list[dict[str, str]]],

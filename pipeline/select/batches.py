@@ -8,6 +8,10 @@ lines tagger scored under its threshold are removed (`text` rewritten, each line
 reject). It also counts estimated tokens and names the document's mix class. `copy_table` then
 turns the per-class weights the driver solved for into `sample_copies` (pipeline.select.mix.sample_copies;
 0 copies is a `rebalance_downsampled` reject). The tag columns are those the taggers declare (schemas.tags).
+
+Personal information a pii tagger found is replaced first (pipeline.pii.redact, the kinds of
+`pii_placeholders`), in every document, kept or rejected, so no reject snippet or removed line
+holds it either; a placeholder holds no line break, so line scores stay aligned.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from thresher.pipeline.lexicon import HAN_CHAR, ends_sentence, estimated_words
+from thresher.pipeline.pii import redact
 from thresher.pipeline.select.mix import TopFractionCut, sample_copies
 from thresher.schemas import extend
 from thresher.schemas.tags import (
     DeclaredTagger,
     label_column,
     line_scores_column,
+    pii_spans_column,
     score_column,
     tagged_schema,
     top_column,
@@ -120,6 +126,8 @@ class SelectSettings:
     class_min_score: float = 0.0
     weights: dict[str, float] = field(default_factory=dict)  # class -> weight (copy_table); missing: 1
     seed: int = 0
+    pii_tagger: str = ""  # the pii tagger whose spans are replaced; empty: none
+    pii_placeholders: dict[str, str] = field(default_factory=dict)  # kind -> placeholder, for the kinds replaced
 
 
 GUARDED_LINES = pa.struct([pa.field("guard", pa.string()), pa.field("lines", pa.int32())])
@@ -127,10 +135,10 @@ REMOVED_LINE = pa.struct([pa.field("line", pa.string()), pa.field("score", pa.fl
 
 
 def selected_schema(settings: SelectSettings) -> pa.Schema:
-    """The select documents: the tag columns without line scores (text may be rewritten, so they would
-    no longer align; they stay in the tag output), then lines removed per lines tagger and sample_copies."""
+    """The select documents: the tag columns without line scores and PII spans (text may be rewritten, so
+    they would no longer align; they stay in the tag output), then lines removed per lines tagger and sample_copies."""
     return extend(
-        tagged_schema([tagger for tagger in settings.taggers if tagger.kind != "lines"]),
+        tagged_schema([tagger for tagger in settings.taggers if tagger.kind not in ("lines", "pii")]),
         *[pa.field(f"lines_removed_{name}", pa.int32()) for name, _ in settings.line_thresholds],
         pa.field("sample_copies", pa.int32()),  # how many times export emits this document (rebalancing)
     )
@@ -157,6 +165,7 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     texts = pc.fill_null(table.column("text"), "").combine_chunks()
     python_texts = texts.to_pylist()
     tokens_in = np.array([estimated_tokens(text) for text in python_texts], np.int64)
+    redacted = _redact_pii(table, python_texts, settings)
     rows = table.select(_rule_columns(settings, table.column_names)).to_pylist()
     for row in rows:
         row["status"], row["reject_detail"], row["removed_lines"], row["lines_guarded"] = STATUS_KEPT, None, [], []
@@ -165,7 +174,7 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
             if detail is not None:
                 row["status"], row["reject_detail"] = check.name, detail
                 break
-    cleaned: dict[int, str] = {}  # row -> text with lines removed
+    cleaned: dict[int, str] = {}  # row -> its rewritten text (PII replaced, lines removed)
     if settings.line_thresholds:
         kept = [i for i, row in enumerate(rows) if row["status"] == STATUS_KEPT]
         line_columns = [line_scores_column(name) for name, _ in settings.line_thresholds]
@@ -176,6 +185,9 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
                 cleaned[i] = text
     # No token spans a line break, so the removed lines' tokens are exactly what a text lost.
     tokens = tokens_in.copy()
+    for i in redacted:
+        tokens[i] = estimated_tokens(python_texts[i])
+        cleaned.setdefault(i, python_texts[i])
     removed = [(i, entry["line"]) for i in cleaned for entry in rows[i]["removed_lines"]]
     if removed:
         np.subtract.at(tokens, [i for i, _ in removed], [estimated_tokens(line) for _, line in removed])
@@ -194,6 +206,20 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
          for f in schema],
         schema=schema,
     )
+
+
+def _redact_pii(table: pa.Table, texts: list[str], settings: SelectSettings) -> list[int]:
+    """Each text of `texts` with the PII spans of the replaced kinds replaced (in place); the rows changed."""
+    if not settings.pii_tagger or not settings.pii_placeholders:
+        return []
+    changed = []
+    for i, found in enumerate(table.column(pii_spans_column(settings.pii_tagger)).to_pylist()):
+        if found:
+            text = redact(texts[i], [(span["kind"], span["start"], span["end"]) for span in found], settings.pii_placeholders)
+            if text != texts[i]:
+                texts[i] = text
+                changed.append(i)
+    return changed
 
 
 def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:

@@ -181,6 +181,25 @@ def test_a_skipped_rebalancing_is_said(run_dir):
     assert "Rebalancing skipped:</b> the topic model&#x27;s held-out accuracy is 0.1" in render_html(build_report(run_dir))
 
 
+def test_the_report_counts_personal_information_per_kind_and_lists_no_model_for_the_pii_tagger(run_dir):
+    write_stage3(run_dir)
+    tag = json.loads((run_dir / "tag" / "stats.json").read_text())
+    tag["details"]["taggers"].append({"name": "pii", "kind": "pii", "model_dir": "", "model_hash": None, "heldout": {},
+                                      "weak_labels": False, "backend": "rules"})
+    (run_dir / "tag" / "stats.json").write_text(json.dumps(tag))
+    stats = json.loads((run_dir / "select" / "stats.json").read_text())
+    kinds = {"email": {"documents": 2, "spans": 3, "replaced": True, "placeholder": "<EMAIL>"},
+             "phone": {"documents": 1, "spans": 1, "replaced": False, "placeholder": None}}
+    stats["details"]["pii"] = {"tagger": "pii", "documents": 2, "kinds": kinds}
+    (run_dir / "select" / "stats.json").write_text(json.dumps(stats))
+    report = build_report(run_dir)
+    assert report["pii"]["kinds"] == kinds and "pii" not in [m["tagger"] for m in report["models"]]
+    page = render_html(report)
+    assert "Personal information (select)" in page and "2 documents with personal information found by tagger pii" in page
+    assert "<td>email</td><td class=num>2</td><td class=num>3</td><td>&lt;EMAIL&gt;</td>" in page
+    assert "<td>phone</td><td class=num>1</td><td class=num>1</td><td>kept (not in select.pii.replace)</td>" in page
+
+
 def test_html_is_self_contained_and_escapes_content(run_dir):
     report = build_report(run_dir)
     report["rejects"][0]["samples"][0]["snippet"] = "<script>alert(1)</script>"

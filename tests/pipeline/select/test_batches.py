@@ -21,6 +21,7 @@ from thresher.pipeline.select.batches import (
     estimated_tokens,
     filter_table,
     remove_lines,
+    selected_schema,
 )
 from thresher.pipeline.select.mix import TopFractionCut, sample_copies
 from thresher.schemas.documents import RULES
@@ -98,6 +99,27 @@ def test_lines_under_the_threshold_go_and_an_emptied_document_is_a_reject():
     assert result["b"]["status"] == "clutter_emptied" and result["b"]["reject_detail"] == "lines_removed=2"
     assert result["c"]["text"] == "Fine line." and result["c"]["removed_lines"] == []
     assert result["a"]["tokens_in"] == estimated_tokens(text) > result["a"]["tokens"]
+
+
+def test_pii_is_replaced_before_line_removal_in_every_document_and_tokens_follow():
+    from thresher.pipeline.pii import find_pii
+
+    taggers = (*TAGGERS, DeclaredTagger("pii", kind="pii"))
+    texts = {"a": "Menu\nWrite to jane.doe@example.com or call +44 20 7946 0958 today.",
+             "b": "Forum mail a@example.org here.", "c": "Nothing personal."}
+    rows = [{**tagged_row(doc_id, text, page_type=("forum" if doc_id == "b" else "article", 0.9)),
+             "pii_spans": [span._asdict() for span in find_pii(text)]} for doc_id, text in texts.items()]
+    rows[0]["clutter_line_scores"] = [0.1, 0.9]
+    settings = SelectSettings(taggers=taggers, checks=(KeepCheck("page_type", "label_in", labels=("article",)),),
+                              line_thresholds=(("clutter", 0.5),), line_guards=LineGuards.off(),
+                              pii_tagger="pii", pii_placeholders={"email": "<EMAIL>", "ip_address": "<IP_ADDRESS>"})
+    result = by_id(filter_table(pa.Table.from_pylist(rows, schema=tagged_schema(taggers)), settings))
+    assert result["a"]["text"] == "Write to <EMAIL> or call +44 20 7946 0958 today."  # phone not replaced, line "Menu" removed
+    assert result["a"]["removed_lines"][0]["line"] == "Menu"
+    assert result["a"]["tokens"] == estimated_tokens(result["a"]["text"]) and result["a"]["tokens_in"] == estimated_tokens(texts["a"])
+    assert result["b"]["status"] == "page_type:label_in" and result["b"]["text"] == "Forum mail <EMAIL> here."  # a reject too
+    assert result["c"]["text"] == "Nothing personal."
+    assert "pii_spans" not in selected_schema(settings).names
 
 
 def test_remove_lines_drops_the_lines_scored_under_the_threshold_and_keeps_blank_ones():
