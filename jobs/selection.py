@@ -249,8 +249,9 @@ def _steps_on(tagger: str, settings: SelectSettings, config: Config) -> list[str
 
 
 def model_gate(settings: SelectSettings, config: Config, taggers: Sequence[DeclaredTagger]) -> dict[str, GateDecision]:
-    """Per tagger some step reads, whether its steps act (pipeline.select.gate), each said on the console."""
-    declared = {t.name: t for t in taggers}
+    """Per model tagger, whether the steps reading it act (pipeline.select.gate), or that none does; each
+    said on the console. Model-free taggers (rules, not models) are not gated."""
+    declared = {t.name: t for t in taggers if t.kind not in MODEL_FREE_KINDS}
     decisions = {}
     for tagger in declared:
         steps = _steps_on(tagger, settings, config)
