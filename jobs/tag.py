@@ -257,6 +257,10 @@ def run_tag(
     details = {
         "missing_input_columns": missing_columns,
         "taggers": [tagger_record(t) for t in taggers],  # a list: tagger order is column order
+        "custom_taggers": [{"class_path": spec.class_path, "args": spec.args,
+                            "columns": [field.name for field in custom_columns(custom_tagger(spec, key))]}
+                           for spec, key in custom],
+        "own_columns": [field.name for field in own],  # the input's own, passed on unchanged
         "labels": {t.name: _label_counts(tagged, t) for t in taggers if t.kind == "document"},
         "score_histograms": {t.name: _histogram(tagged, t) for t in taggers},
     }

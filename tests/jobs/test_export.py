@@ -449,9 +449,10 @@ def test_export_from_s3_to_s3_commits_the_same_shards_manifest_and_stats_as_loca
     assert {name: objects[name] for name in shards} == {name: (local / name).read_bytes() for name in shards}
     commit = read_commit(f"{s3_url}/export")
     assert commit.stats == stats == json.loads(objects["stats.json"])
-    listed = {entry["name"]: entry["size"] for entry in commit.marker["files"]}
+    index = {part.name: part.size for part in commit.parts("index")}  # the document index: a table of parts
+    listed = {entry["name"]: entry["size"] for entry in commit.marker["files"]} | index
     assert listed == {name: len(data) for name, data in objects.items() if name != COMMITTED_MARKER}
-    assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards])
+    assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards, *index])
     assert copies_and_renames == []
 
 
@@ -481,6 +482,7 @@ def test_a_crash_mid_export_on_s3_is_never_read_and_a_rerun_commits_the_same_obj
     local_manifest = json.loads((local / "manifest.json").read_text())
     assert _comparable_manifest(manifest) == _comparable_manifest(local_manifest)
     shards = [shard["path"] for split in SPLITS for shard in manifest["splits"][split]["shards"]]
-    assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards])
+    index = [part.name for part in read_commit(out).parts("index")]  # the crashed attempt's index parts are gone
+    assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards, *index])
     assert {name: objects[name] for name in shards} == {name: (local / name).read_bytes() for name in shards}
     assert copies_and_renames == []
