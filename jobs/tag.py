@@ -310,11 +310,17 @@ def _named_as_given(tagger: Tagger, local: str):
         raise UnusableModelError(str(exc).replace(local, tagger.model_dir)) from None
 
 
-def _check(args: argparse.Namespace, config: Config) -> None:
+def check_tag(args: argparse.Namespace, config: Config) -> list[Tagger]:
+    """Before Spark starts: the models, the custom taggers and the input's own columns; the taggers."""
     taggers = configured_taggers(config, args.models_dir, digests=False)
-    check_models(taggers)  # before Spark starts
+    check_models(taggers)
     written = set(tagged_schema(taggers).names) | {field.name for field in custom_taggers(config, taggers)[1]}
     stage_kept_fields(resolve_source(args.input, with_limits(fields_from_args(args), config)), RULES, config, STAGE, written)
+    return taggers
+
+
+def _check(args: argparse.Namespace, config: Config) -> None:
+    check_tag(args, config)
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:
