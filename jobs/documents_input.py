@@ -9,6 +9,7 @@ from functools import partial
 
 import pyarrow as pa
 
+from thresher.pipeline.config import Config
 from thresher.pipeline.stagedir import StageOutput, storage
 from thresher.pipeline.stagedir.documents import (
     INPUT_PARSE_ERROR,
@@ -57,7 +58,7 @@ def source_from_args(args: argparse.Namespace, path: str) -> DocumentSource:
     return resolve_source(path, fields_from_args(args))
 
 
-def thresher_columns(config) -> set[str]:
+def thresher_columns(config: Config) -> set[str]:
     """Every column a stage from rules to the export's document index writes under `config` (its taggers'
     columns, select's, the index's), but sample_copies, which a user's input may give the export."""
     from thresher.pipeline.select.batches import SelectSettings, filtered_schema
@@ -71,7 +72,7 @@ def thresher_columns(config) -> set[str]:
     return written - {"sample_copies"}
 
 
-def stage_kept_fields(source: DocumentSource, schema: pa.Schema, config, stage: str, written: set[str] = frozenset(),
+def stage_kept_fields(source: DocumentSource, schema: pa.Schema, config: Config, stage: str, written: set[str] = frozenset(),
                       ) -> list[pa.Field]:
     """The input's own columns a stage reading `source` as `schema` carries through unchanged (README "Your
     columns"); one that is named as a column thresher writes (`thresher_columns`, `written`) is an InputError."""

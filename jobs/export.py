@@ -25,6 +25,10 @@ Plan (every step is defined by content and config, never by how the input is par
 4. Row pointers are grouped by shard and sorted by position; one task writes each shard with a
    pyarrow ParquetWriter, reading rows from the spill files one row group at a time, so memory
    stays at a row group or two, whatever the total.
+5. The document index (DIR/index/, schemas.tokens.DOCUMENT_INDEX, then the input's columns but the
+   text): each packing task also wrote where each document copy starts in its range's rows
+   (PACKED_DOCUMENTS); those starts are cut at row ends and placed as step 3 places rows
+   (pipeline.export.index), joined to doc_id and copy by the copy's key, and to the input's columns.
 
 Shard and spill files are written from the executors' Python workers with pyarrow and fsspec, never
 by Spark's own reader or writer, so DIR (and INPUT, and TOKENIZER_DIR) may be a local path every node
