@@ -239,8 +239,10 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
             spark.conf.set(batch_setting, previous_batch)
     encoder.tokenizer_json.destroy()
     output.add_files({row["path"]: row["size"] for row in written})
+    written_at = time.time()
     index = _write_document_index(spark, documents, own, output, spill_dir, packed_files, placement, capacity,
                                   range_rows, config)
+    indexed_at = time.time()
     crash_point("export:shards_written")
     # The spill files go with the work directory at the commit.
 
@@ -267,7 +269,8 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     # unparsable lines are input records too
     return output.commit_stats(STAGE, config, [input_dir, tokenizer_dir], counts["documents_in"] + skipped,
                                totals["source_documents"], rejects_by_rule, details,
-                               phases={"tokenize_pack": tokenized_at - started, "place_write": finished - tokenized_at})
+                               phases={"tokenize_pack": tokenized_at - started, "place_write": written_at - tokenized_at,
+                                       "document_index": indexed_at - written_at, "manifest": finished - indexed_at})
 
 
 # What the document index reads of the input besides its own columns (the text became the tokens).
