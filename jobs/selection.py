@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import pyarrow as pa
+
 from thresher.classifiers.topic import Taxonomy, TaxonomyError, load_taxonomy
 from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, ConfigError
@@ -44,6 +46,7 @@ from thresher.pipeline.select.batches import (
     RULE_DOWNSAMPLED,
     STATUS_KEPT,
     TIE_SEED,
+    ColumnCheck,
     KeepCheck,
     LineGuards,
     SelectSettings,
@@ -54,9 +57,10 @@ from thresher.pipeline.select.batches import (
 )
 from thresher.pipeline.select.gate import GateDecision, decide
 from thresher.pipeline.select.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
-from thresher.pipeline.stagedir import StageOutput, crash_point, require_committed
+from thresher.pipeline.stagedir import StageOutput, crash_point, read_commit, require_committed
 from thresher.pipeline.stagedir.parts import read_parts, write_parts, write_scratch
 from thresher.schemas import to_spark_schema
+from thresher.schemas.errors import InputError
 from thresher.schemas.stats import read_stats
 from thresher.schemas.tags import (
     MODEL_FREE_KINDS,
@@ -64,6 +68,7 @@ from thresher.schemas.tags import (
     pii_spans_column,
     read_taggers,
     score_column,
+    tagged_schema,
     top_column,
 )
 
@@ -182,6 +187,39 @@ def _pii_placeholders(config: Config, known: dict[str, DeclaredTagger]) -> dict[
     return {kind: pii.placeholders.get(kind, PLACEHOLDERS[kind]) for kind in dict.fromkeys(pii.replace)}
 
 
+def with_columns(settings: SelectSettings, config: Config, tagged_dir: str) -> SelectSettings:
+    """`settings` with the tag output's other columns (custom taggers', the input's own: passed on as they
+    are) and select.columns' rules on them, checked before Spark starts: a rule on a column the input lacks,
+    min/max on one that holds no numbers, or an input column named as one select writes is one line."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StructType
+
+    recorded = read_commit(tagged_dir).schema("documents")
+    columns = to_arrow_schema(StructType.fromJson(recorded)) if recorded else pa.schema([])
+    tagged = set(tagged_schema(settings.taggers).names)
+    kept = tuple(field for field in columns if field.name not in tagged)
+    written = set(filtered_schema(replace(settings, kept=())).names) - tagged
+    clash = sorted({field.name for field in kept} & written)
+    if clash:
+        raise InputError(f"{tagged_dir}: column {clash[0]!r} is one select writes: rename it in the input of rules or "
+                         "tag, or the custom tagger that writes it")
+    checks = []
+    for name, rule in config.select.columns.items():
+        key = f"select.columns.{name}"
+        if name not in columns.names:
+            raise ConfigError(f"{key}: the input has no column {name!r} (columns: {', '.join(columns.names)})")
+        kind = columns.field(name).type
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+        if (rule.min is not None or rule.max is not None) and not numeric:
+            raise ConfigError(f"{key}: min and max need a column of numbers; {name} is {kind}")
+        if rule.equals is not None and isinstance(rule.equals, (list, dict)):
+            raise ConfigError(f"{key}.equals: a string, number or boolean, not {type(rule.equals).__name__}")
+        if rule.min is None and rule.max is None and rule.equals is None:
+            continue
+        checks.append(ColumnCheck(name, rule.min, rule.max, rule.equals))
+    return replace(settings, kept=kept, column_checks=tuple(checks))
+
+
 def mix_targets(config: Config) -> tuple[MixTarget, ...]:
     """The configured target groups expanded to taxonomy labels (pipeline.select.mix.expand_groups checks
     shares, known classes and overlaps, naming the key)."""
@@ -193,7 +231,7 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
 
     input_path = require_committed(input_dir)
     taggers = read_taggers(input_path)
-    settings = replace(check_select_config(config, taggers), taggers=taggers)
+    settings = with_columns(replace(check_select_config(config, taggers), taggers=taggers), config, input_dir)
     gate = model_gate(settings, config, taggers)
     gated_steps = {name: _steps_on(name, settings, config) for name in gate}
     settings = gated(settings, gate)
@@ -412,7 +450,7 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
     funnel = []
     docs = documents_in
     tokens = sum(row["tokens_in"] or 0 for row in by_status.values())
-    for check in settings.checks:
+    for check in (*settings.checks, *settings.column_checks):
         dropped = by_status.get(check.name, {})
         out_docs, out_tokens = docs - dropped.get("documents", 0), tokens - (dropped.get("tokens_in") or 0)
         funnel.append({"rule": check.name, "documents_in": docs, "documents_out": out_docs, "tokens_in": tokens, "tokens_out": out_tokens})
@@ -466,7 +504,8 @@ def _pii_counts(tagged, settings: SelectSettings) -> dict[str, Any]:
 def _check(args: argparse.Namespace, config: Config) -> str:
     tagged = require_committed(args.input)
     read_stats(tagged)  # the input's envelope first: a stats.json that is not thresher's is named as such
-    check_select_config(config, read_taggers(tagged))  # before Spark starts
+    taggers = read_taggers(tagged)
+    with_columns(replace(check_select_config(config, taggers), taggers=taggers), config, args.input)  # before Spark starts
     return args.input
 
 

@@ -33,6 +33,8 @@ import time
 from dataclasses import asdict, replace
 from typing import Any
 
+import pyarrow as pa
+
 from thresher.classifiers.base import (
     ModelNotFoundError,
     UnusableModelError,
@@ -42,7 +44,7 @@ from thresher.classifiers.base import (
     read_metrics,
 )
 from thresher.classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
-from thresher.classifiers.tagging import Tagger, check_tagger, tag_batches
+from thresher.classifiers.tagging import Tagger, check_tagger, custom_columns, custom_tagger, tag_batches
 from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
@@ -51,15 +53,16 @@ from thresher.jobs.documents_input import (
     fields_from_args,
     fresh_rejects_dir,
     parse_rejects,
+    stage_kept_fields,
     with_limits,
 )
 from thresher.jobs.stage_job import StageJob
-from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.config import Config, ConfigError, PluginConfig
 from thresher.pipeline.locations import is_url, local_copy, resolve_location
 from thresher.pipeline.stagedir import StageOutput, crash_point
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from thresher.pipeline.stagedir.parts import write_parts, write_scratch
-from thresher.schemas import to_spark_schema
+from thresher.schemas import extend, to_spark_schema
 from thresher.schemas.documents import RULES
 from thresher.schemas.tags import (
     MODEL_FREE_KINDS,
@@ -139,12 +142,29 @@ def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagge
         except ValueError as exc:
             raise ConfigError(f"tag.taggers.{name}: {exc}") from exc
         taggers.append(tagger)
-    if not taggers:
-        raise ConfigError("tag.taggers: no tagger has a model_dir; name at least one model")
+    if not taggers and not config.tag.custom_taggers:
+        raise ConfigError("tag.taggers: no tagger has a model_dir; name at least one model (or a tag.custom_taggers entry)")
     clash = {c.name for t in taggers for c in t.columns()} & set(RULES.names)
     if clash:
         raise ConfigError(f"tag.taggers: tagger columns {sorted(clash)} clash with stage 2 columns; rename the tagger")
     return taggers
+
+
+def custom_taggers(config: Config, taggers: list[Tagger]) -> tuple[list[tuple[PluginConfig, str]], list[pa.Field]]:
+    """The config's own taggers (tag.custom_taggers) as the tasks make them, (entry, key) each, and the
+    columns they declare, in order; each made once here, so one that cannot be made, or a column named as
+    another tagger's or a stage 2 column, is one line before Spark starts."""
+    custom = [(spec, f"tag.custom_taggers[{index}]") for index, spec in enumerate(config.tag.custom_taggers)]
+    taken = set(tagged_schema(taggers).names)
+    fields = []
+    for spec, key in custom:
+        for field in custom_columns(custom_tagger(spec, key)):
+            if field.name in taken:
+                raise ConfigError(f"{key}: {spec.class_path} declares column {field.name!r}, a column of stage 2 or "
+                                  "another tagger: name it otherwise")
+            taken.add(field.name)
+            fields.append(field)
+    return custom, fields
 
 
 def configured_taggers(config: Config, models_dir: str | None = None, digests: bool = True) -> list[Tagger]:
@@ -232,13 +252,17 @@ def run_tag(
     started = time.perf_counter()
     # Columns stage 2 did not write (or a user's input lacks) are null.
     rejects_dir = fresh_rejects_dir(out)
-    documents = documents_frame(spark, source, RULES, rejects_dir=rejects_dir, stage=STAGE)
+    custom, custom_fields = custom_taggers(config, taggers)
+    schema = extend(tagged_schema(taggers), *custom_fields)
+    own = stage_kept_fields(source, RULES, config, STAGE, set(schema.names))  # the input's own columns, passed on
+    documents = documents_frame(spark, source, extend(RULES, *own), rejects_dir=rejects_dir, stage=STAGE)
     missing_columns = [name for name in RULES.names if name not in source.columns]
     if partitions:
         documents = documents.repartition(partitions, "doc_id")
-    schema = tagged_schema(taggers)
+    schema = extend(schema, *own)
     scored = documents.mapInArrow(
-        functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size), to_spark_schema(schema))
+        functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size, custom=custom),
+        to_spark_schema(schema))
     tagged = write_scratch(scored, out, "tagged")  # the models run once, whatever reads the scores
     tag_seconds = time.perf_counter() - started
     crash_point("tag:scored")
@@ -250,6 +274,10 @@ def run_tag(
     details = {
         "missing_input_columns": missing_columns,
         "taggers": [tagger_record(t) for t in taggers],  # a list: tagger order is column order
+        "custom_taggers": [{"class_path": spec.class_path, "args": spec.args,
+                            "columns": [field.name for field in custom_columns(custom_tagger(spec, key))]}
+                           for spec, key in custom],
+        "own_columns": [field.name for field in own],  # the input's own, passed on unchanged
         "labels": {t.name: _label_counts(tagged, t) for t in taggers if t.kind == "document"},
         "score_histograms": {t.name: _histogram(tagged, t) for t in taggers if t.kind not in MODEL_FREE_KINDS},
     }
@@ -301,8 +329,17 @@ def _named_as_given(tagger: Tagger, local: str):
         raise UnusableModelError(str(exc).replace(local, tagger.model_dir)) from None
 
 
+def check_tag(args: argparse.Namespace, config: Config) -> list[Tagger]:
+    """Before Spark starts: the models, the custom taggers and the input's own columns; the taggers."""
+    taggers = configured_taggers(config, args.models_dir, digests=False)
+    check_models(taggers)
+    written = set(tagged_schema(taggers).names) | {field.name for field in custom_taggers(config, taggers)[1]}
+    stage_kept_fields(resolve_source(args.input, with_limits(fields_from_args(args), config)), RULES, config, STAGE, written)
+    return taggers
+
+
 def _check(args: argparse.Namespace, config: Config) -> None:
-    check_models(configured_taggers(config, args.models_dir, digests=False))  # before Spark starts
+    check_tag(args, config)
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:

@@ -255,6 +255,15 @@ class ChineseRulesConfig:
 
 
 @dataclass(frozen=True)
+class PluginConfig:
+    """A user's own filter (rules.custom_filters) or tagger (tag.custom_taggers): a class on the Python path
+    and its keyword arguments (pipeline.plugins; README "Your own filters and taggers")."""
+
+    class_path: str = ""  # package.module:Class
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RulesConfig:
     """Stage 2: line-level dedup, heuristic filters, MinHash-LSH."""
 
@@ -275,6 +284,7 @@ class RulesConfig:
     spam: SpamConfig = field(default_factory=SpamConfig)
     structure: StructureConfig = field(default_factory=StructureConfig)
     zh: ChineseRulesConfig = field(default_factory=ChineseRulesConfig)
+    custom_filters: list[PluginConfig] = field(default_factory=list)  # run after the built-in filters, in order
 
 
 @dataclass(frozen=True)
@@ -300,6 +310,7 @@ class TagConfig:
     topics_file: str = ""  # the taxonomy the topic model and rebalancing use; empty: configs/topics.yaml shipped
     batch_size: PositiveCount = 256  # documents per model call inside a Spark task
     taggers: dict[str, TaggerConfig] = field(default_factory=dict)  # name -> tagger, in column order
+    custom_taggers: list[PluginConfig] = field(default_factory=list)  # their columns follow the taggers'
 
 
 @dataclass(frozen=True)
@@ -382,6 +393,16 @@ class PiiReplaceConfig:
 
 
 @dataclass(frozen=True)
+class ColumnRule:
+    """Keep rules on any one column (a custom tagger's, the input's own); a rule left at null is off, and a
+    document whose value is null fails every rule that is on (`column:<name>` reject)."""
+
+    min: float | None = None  # keep values at least this
+    max: float | None = None  # keep values at most this
+    equals: Any = None  # keep values equal to this (a string, number or boolean)
+
+
+@dataclass(frozen=True)
 class SelectConfig:
     """Stage 3b, select: thresholds, line removal and rebalancing on the tag columns; no model runs,
     so changing anything here reruns select and the stages after it, never a tagger."""
@@ -392,6 +413,7 @@ class SelectConfig:
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
     model_gate: ModelGateConfig = field(default_factory=ModelGateConfig)
     pii: PiiReplaceConfig = field(default_factory=PiiReplaceConfig)  # personal information replaced
+    columns: dict[str, ColumnRule] = field(default_factory=dict)  # column name -> its keep rules, after `keep`'s
 
 
 @dataclass(frozen=True)

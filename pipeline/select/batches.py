@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -91,6 +92,27 @@ class KeepCheck:
 
 
 @dataclass(frozen=True)
+class ColumnCheck:
+    """select.columns' rules on one column (any column: a custom tagger's, the input's own); a null value fails."""
+
+    column: str
+    min: float | None = None
+    max: float | None = None
+    equals: Any = None
+
+    @property
+    def name(self) -> str:
+        return f"column:{self.column}"
+
+    def failure(self, row: dict) -> str | None:
+        """None when the row passes, else the reject detail."""
+        value = row[self.column]
+        passes = value is not None and (self.equals is None or value == self.equals) and (
+            self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+        return None if passes else f"value={value!r}"
+
+
+@dataclass(frozen=True)
 class LineGuards:
     """Rules a line model cannot override, applied wherever lines are removed (issue 25): a line that
     holds most of the document's characters, a long sentence-like line and a long table row (a page
@@ -128,6 +150,8 @@ class SelectSettings:
     seed: int = 0
     pii_tagger: str = ""  # the pii tagger whose spans are replaced; empty: none
     pii_placeholders: dict[str, str] = field(default_factory=dict)  # kind -> placeholder, for the kinds replaced
+    column_checks: tuple[ColumnCheck, ...] = ()  # after `checks`
+    kept: tuple[pa.Field, ...] = ()  # the input's other columns (custom taggers', a user's own): passed on as they are
 
 
 GUARDED_LINES = pa.struct([pa.field("guard", pa.string()), pa.field("lines", pa.int32())])
@@ -139,6 +163,7 @@ def selected_schema(settings: SelectSettings) -> pa.Schema:
     they would no longer align; they stay in the tag output), then lines removed per lines tagger and sample_copies."""
     return extend(
         tagged_schema([tagger for tagger in settings.taggers if tagger.kind not in ("lines", "pii")]),
+        *settings.kept,
         *[pa.field(f"lines_removed_{name}", pa.int32()) for name, _ in settings.line_thresholds],
         pa.field("sample_copies", pa.int32()),  # how many times export emits this document (rebalancing)
     )
@@ -169,7 +194,7 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     rows = table.select(_rule_columns(settings, table.column_names)).to_pylist()
     for row in rows:
         row["status"], row["reject_detail"], row["removed_lines"], row["lines_guarded"] = STATUS_KEPT, None, [], []
-        for check in settings.checks:
+        for check in (*settings.checks, *settings.column_checks):
             detail = check.failure(row)
             if detail is not None:
                 row["status"], row["reject_detail"] = check.name, detail
@@ -229,6 +254,7 @@ def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
         read |= {label_column(check.tagger), score_column(check.tagger), *([top_column(check.tagger)] if check.score_label else [])}
     if settings.class_tagger:
         read |= {label_column(settings.class_tagger), score_column(settings.class_tagger)}
+    read |= {check.column for check in settings.column_checks}
     return [name for name in names if name in read]
 
 

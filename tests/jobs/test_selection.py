@@ -273,6 +273,24 @@ def test_bad_settings_are_one_config_error_before_any_work(tagged_dir, config_fo
         check_select_config(config_for(**overrides), read_taggers(tagged_dir))
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"select.columns.shout.max": 0.5}, "select.columns.shout: the input has no column 'shout' (columns: doc_id, url,"),
+        ({"select.columns.url.min": 1}, "select.columns.url: min and max need a column of numbers; url is string"),
+        ({"select.columns.url.equals": ["a"]}, "select.columns.url.equals: a string, number or boolean, not list"),
+    ],
+)
+def test_a_bad_column_rule_is_one_line_before_spark(tagged_dir, tmp_path, capsys, overrides, message):
+    from thresher.jobs.cli import main
+
+    out = tmp_path / "out"
+    sets = [item for key, value in overrides.items() for item in ("--set", f"{key}={json.dumps(value)}")]
+    assert main(["select", str(tagged_dir), "--output", str(out), *sets]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and not out.exists(), err
+
+
 def test_the_command_refuses_bad_settings_in_one_line_before_spark(tagged_dir, tmp_path, capsys):
     from thresher.jobs.cli import main
 

@@ -14,6 +14,7 @@ from thresher.pipeline.lexicon import HAN
 from thresher.pipeline.select.batches import (
     GUARDS,
     STATUS_KEPT,
+    ColumnCheck,
     KeepCheck,
     LineGuards,
     SelectSettings,
@@ -251,3 +252,26 @@ def test_each_guard_keeps_what_it_names_and_off_keeps_nothing():
     assert dominant.guarded == {"dominant_line": 1} and dominant.text == long_line
     capped = remove_lines(text, scores, 0.5, LineGuards(dominant_share=1.0, prose_min_words=0, table_min_chars=0, max_removed_share=0.5))
     assert capped.text == text and capped.guarded == {"removal_cap": 3} and capped.removed == []
+
+
+def test_column_rules_keep_by_min_max_and_equals_and_fail_a_null():
+    assert ColumnCheck("n", min=1, max=3).failure({"n": 2}) is None
+    assert ColumnCheck("n", min=1, max=3).failure({"n": 3.5}) == "value=3.5"
+    assert ColumnCheck("n", min=1).failure({"n": 0}) == "value=0"
+    assert ColumnCheck("licence", equals="cc-by").failure({"licence": "cc-by"}) is None
+    assert ColumnCheck("licence", equals="cc-by").failure({"licence": "all rights reserved"}) == "value='all rights reserved'"
+    assert ColumnCheck("licence", equals="cc-by").failure({"licence": None}) == "value=None"
+    assert ColumnCheck("licence", equals="cc-by").name == "column:licence"
+
+
+def test_the_input_s_own_columns_pass_unchanged_and_a_column_rule_reads_them():
+    from thresher.schemas import extend
+
+    own = (pa.field("licence", pa.string()), pa.field("source", pa.struct([("hops", pa.list_(pa.int64()))])))
+    settings = SelectSettings(taggers=TAGGERS, kept=own, column_checks=(ColumnCheck("licence", equals="cc-by"),))
+    rows = [tagged_row("a", "first page") | {"licence": "cc-by", "source": {"hops": [1, 2]}},
+            tagged_row("b", "second page") | {"licence": None, "source": None}]
+    result = by_id(filter_table(pa.Table.from_pylist(rows, schema=extend(tagged_schema(TAGGERS), *own)), settings))
+    assert [(r["status"], r["licence"], r["source"]) for r in result.values()] == [
+        ("kept", "cc-by", {"hops": [1, 2]}), ("column:licence", None, None)]
+    assert result["b"]["reject_detail"] == "value=None"
