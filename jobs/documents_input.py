@@ -9,13 +9,16 @@ from functools import partial
 
 import pyarrow as pa
 
+from thresher.pipeline.config import Config
 from thresher.pipeline.stagedir import StageOutput, storage
 from thresher.pipeline.stagedir.documents import (
     INPUT_PARSE_ERROR,
     PARTS,
     DocumentSource,
     FieldMapping,
+    kept_fields,
     read_source_parts,
+    refuse_clashes,
     resolve_source,
     source_parts,
 )
@@ -53,6 +56,27 @@ def with_limits(fields: FieldMapping, config) -> FieldMapping:
 def source_from_args(args: argparse.Namespace, path: str) -> DocumentSource:
     """The checked input named on the command line: InputError before Spark starts when it is unusable."""
     return resolve_source(path, fields_from_args(args))
+
+
+def thresher_columns(config: Config) -> set[str]:
+    """Every column a stage from rules to the export's document index writes under `config` (its taggers'
+    columns, select's, the index's), but sample_copies, which a user's input may give the export."""
+    from thresher.pipeline.select.batches import SelectSettings, filtered_schema
+    from thresher.schemas.documents import RULES
+    from thresher.schemas.tags import DeclaredTagger
+    from thresher.schemas.tokens import DOCUMENT_INDEX
+
+    taggers = [DeclaredTagger(name, kind=spec.kind) for name, spec in config.tag.taggers.items() if spec.model_dir]
+    settings = SelectSettings(taggers=tuple(taggers), line_thresholds=tuple(config.select.line_thresholds.items()))
+    written = set(RULES.names) | set(filtered_schema(settings).names) | set(DOCUMENT_INDEX.names)
+    return written - {"sample_copies"}
+
+
+def stage_kept_fields(source: DocumentSource, schema: pa.Schema, config: Config, stage: str, written: set[str] = frozenset(),
+                      ) -> list[pa.Field]:
+    """The input's own columns a stage reading `source` as `schema` carries through unchanged (README "Your
+    columns"); one that is named as a column thresher writes (`thresher_columns`, `written`) is an InputError."""
+    return refuse_clashes(source, kept_fields(source, schema), thresher_columns(config) | set(written), stage)
 
 
 def parts_frame(spark, source: DocumentSource, part_rows: int = 100_000):

@@ -25,6 +25,10 @@ Plan (every step is defined by content and config, never by how the input is par
 4. Row pointers are grouped by shard and sorted by position; one task writes each shard with a
    pyarrow ParquetWriter, reading rows from the spill files one row group at a time, so memory
    stays at a row group or two, whatever the total.
+5. The document index (DIR/index/, schemas.tokens.DOCUMENT_INDEX, then the input's columns but the
+   text): each packing task also wrote where each document copy starts in its range's rows
+   (PACKED_DOCUMENTS); those starts are cut at row ends and placed as step 3 places rows
+   (pipeline.export.index), joined to doc_id and copy by the copy's key, and to the input's columns.
 
 Shard and spill files are written from the executors' Python workers with pyarrow and fsspec, never
 by Spark's own reader or writer, so DIR (and INPUT, and TOKENIZER_DIR) may be a local path every node
@@ -48,10 +52,13 @@ import time
 from functools import partial
 from pathlib import Path
 
+import pyarrow as pa
+
 from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
     count_skipped_lines,
+    documents_frame,
     fields_from_args,
     fresh_rejects_dir,
     with_limits,
@@ -68,7 +75,8 @@ from thresher.pipeline.export.encode import (
     read_input_tally,
     tokenize_parts,
 )
-from thresher.pipeline.export.packing import PACK_MODES, TAIL_MODES, pack_and_summarize
+from thresher.pipeline.export.index import DOCUMENT_COPIES, INDEX_PIECES, document_copies, index_pieces
+from thresher.pipeline.export.packing import PACK_MODES, TAIL_MODES, pack_and_summarize, packed_documents_file
 from thresher.pipeline.export.plan import SPLITS, Placement, ShardPlan, place_batches, shard_path
 from thresher.pipeline.export.shards import write_shard_batches
 from thresher.pipeline.export.tokenize import load_tokenizer, tokenizer_sha256
@@ -80,13 +88,22 @@ from thresher.pipeline.stagedir.documents import (
     DocumentSource,
     FieldMapping,
     document_batches,
+    kept_fields,
+    refuse_clashes,
     resolve_source,
 )
-from thresher.pipeline.stagedir.parts import read_parquet_urls
-from thresher.schemas import to_spark_schema
-from thresher.schemas.export_wire import PACKED, PARTS, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN
+from thresher.pipeline.stagedir.parts import read_parquet_urls, write_parts
+from thresher.schemas import extend, to_spark_schema
+from thresher.schemas.export_wire import PACKED, PACKED_DOCUMENTS, PARTS, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN
 from thresher.schemas.stats import STATS_FILE, read_stats
-from thresher.schemas.tokens import MANIFEST_FORMAT, TOKEN_COLUMNS, TOKEN_DTYPE
+from thresher.schemas.tokens import (
+    DOCUMENT_INDEX,
+    DOCUMENT_INDEX_COLUMNS,
+    DOCUMENT_INDEX_DIR,
+    MANIFEST_FORMAT,
+    TOKEN_COLUMNS,
+    TOKEN_DTYPE,
+)
 
 STAGE = "export"
 SPILL_WORK = "spill"  # below the work directory: token spill files, packed rows' pointers, the tasks' counts
@@ -137,6 +154,7 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     cfg = config.export
     check_export_config(cfg)
     documents = resolve_source(input_dir, with_limits(fields, config))
+    own = index_columns(documents)
     tokenizer_files = local_copy(tokenizer_dir)  # a URL's directory fetched once into the local cache
     tokenizer = load_tokenizer(tokenizer_files, cfg.eos_token)
     if not is_url(tokenizer_dir):
@@ -221,12 +239,17 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
             spark.conf.set(batch_setting, previous_batch)
     encoder.tokenizer_json.destroy()
     output.add_files({row["path"]: row["size"] for row in written})
+    written_at = time.time()
+    index = _write_document_index(spark, documents, own, output, spill_dir, packed_files, placement, capacity,
+                                  range_rows, config)
+    indexed_at = time.time()
     crash_point("export:shards_written")
     # The spill files go with the work directory at the commit.
 
     skipped = count_skipped_lines(rejects_dir, STAGE)
     manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, tokenizer_files,
                          _upstream_stats(input_dir) if documents.committed_stage else {})
+    manifest["document_index"] = index
     output.put_file("manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     for note in empty_split_notes(manifest):
         print(note, file=sys.stderr, flush=True)
@@ -246,7 +269,44 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     # unparsable lines are input records too
     return output.commit_stats(STAGE, config, [input_dir, tokenizer_dir], counts["documents_in"] + skipped,
                                totals["source_documents"], rejects_by_rule, details,
-                               phases={"tokenize_pack": tokenized_at - started, "place_write": finished - tokenized_at})
+                               phases={"tokenize_pack": tokenized_at - started, "place_write": written_at - tokenized_at,
+                                       "document_index": indexed_at - written_at, "manifest": finished - indexed_at})
+
+
+# What the document index reads of the input besides its own columns (the text became the tokens).
+_INDEX_INPUT = pa.schema([pa.field("doc_id", pa.string()), pa.field("sample_copies", pa.int32())])
+
+
+def index_columns(source: DocumentSource) -> list[pa.Field]:
+    """The input columns the document index carries: every one but the text and sample_copies (a thresher
+    stage's too: url, lang, the tag columns); in a user's input, one named as an index column is an InputError."""
+    return refuse_clashes(source, kept_fields(source, _INDEX_INPUT), set(DOCUMENT_INDEX.names), STAGE)
+
+
+def _write_document_index(spark, source: DocumentSource, own: list[pa.Field], output: StageOutput, spill_dir: str,
+                          packed_files: list[str], placement: Placement, capacity: int, range_rows, config: Config) -> dict:
+    """DIR/index (schemas.tokens.DOCUMENT_INDEX, then the `own` columns of the input, unchanged), one row per
+    piece of each exported document copy; what the manifest says of it."""
+    from pyspark.sql import functions as F
+
+    own_names = [field.name for field in own]
+    ranges = {(row["split"], row["range_id"]): row["sequences"] for row in range_rows}
+    pieces = read_parquet_urls(spark, [f"{spill_dir}/{packed_documents_file(name)}" for name in packed_files],
+                               to_spark_schema(PACKED_DOCUMENTS))
+    placed = pieces.mapInArrow(partial(index_pieces, placement=placement, capacity=capacity, range_sequences=ranges),
+                               to_spark_schema(INDEX_PIECES))
+    # Read again as the tokenizing pass read it (lines it set aside are set aside again, here uncounted).
+    documents = documents_frame(spark, source, extend(_INDEX_INPUT, *own), rejects_dir=output.work_location("index_input"),
+                                stage=STAGE)
+    copies = documents.select("doc_id", "sample_copies").mapInArrow(
+        partial(document_copies, seed=config.export.seed), to_spark_schema(DOCUMENT_COPIES))
+    index = placed.join(copies, "doc_key")
+    if own_names:
+        index = index.join(documents.select("doc_id", *own_names), "doc_id")
+    index = index.select(*[F.col(f.name).cast(f.dataType) for f in to_spark_schema(DOCUMENT_INDEX).fields], *own_names)
+    parts = write_parts(index.orderBy("doc_id", "copy", "piece"), output, DOCUMENT_INDEX_DIR)
+    return {"path": DOCUMENT_INDEX_DIR, "rows": sum(part.rows for part in parts),
+            "columns": DOCUMENT_INDEX_COLUMNS | dict.fromkeys(own_names, "the input's own column, unchanged")}
 
 
 def empty_split_notes(manifest: dict) -> list[str]:
@@ -342,6 +402,7 @@ def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenize
 
 def _check(args: argparse.Namespace, config: Config) -> None:
     check_export_config(config.export)
+    index_columns(resolve_source(args.input_dir, with_limits(fields_from_args(args), config)))  # before Spark starts
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:

@@ -31,16 +31,17 @@ from thresher.jobs.documents_input import (
     fields_from_args,
     fresh_rejects_dir,
     parse_rejects,
+    stage_kept_fields,
     with_limits,
 )
 from thresher.jobs.stage_job import StageJob, reject_rows
-from thresher.pipeline.config import Config, RulesConfig
+from thresher.pipeline.config import Config, ConfigError, RulesConfig
 from thresher.pipeline.filters import SKIPPED, rule_stats_report
 from thresher.pipeline.process_cache import ProcessCache
 from thresher.pipeline.stagedir import StageOutput, storage, write_whole
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from thresher.pipeline.stagedir.parts import read_written, write_parts, write_scratch
-from thresher.schemas import to_spark_schema
+from thresher.schemas import extend, to_spark_schema
 from thresher.schemas.documents import PREPARED, RULES
 from thresher.schemas.rejects import REJECT
 
@@ -110,10 +111,10 @@ class _HeuristicJudge:
         self.key = json.dumps(dataclasses.asdict(rules), sort_keys=True, default=str)
 
     def _filters(self):
-        from thresher.pipeline.rules.heuristics import build_filters, load_resources
+        from thresher.pipeline.rules.heuristics import load_resources
 
         # The paths are absolute already: `str` resolves nothing.
-        return _JUDGES.get(self.key, lambda: build_filters(self.rules, load_resources(self.rules, str)))
+        return _JUDGES.get(self.key, lambda: stage_filters(self.rules, load_resources(self.rules, str)))
 
     def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from pyspark import TaskContext
@@ -139,16 +140,36 @@ def _write_partition_stats(directory: str, partition: int, stats) -> None:
     write_whole(fs, f"{path}/part-{partition:05d}.json", json.dumps(rule_stats_to_json(stats)).encode())
 
 
+def stage_filters(rules: RulesConfig, resources) -> list:
+    """The built-in filters in the order they run, then the config's own (rules.custom_filters), each a
+    DocumentFilter whose `judge(doc)` gets the view the built-in rules share (text, lang, url, words,
+    lines: pipeline.rules.heuristics.DocumentView); ConfigError (one line) for one that cannot be made."""
+    from thresher.pipeline.filters import DocumentFilter
+    from thresher.pipeline.plugins import load_plugin
+    from thresher.pipeline.rules.heuristics import build_filters
+
+    filters = build_filters(rules, resources)
+    for index, spec in enumerate(rules.custom_filters):
+        key = f"rules.custom_filters[{index}]"
+        custom = load_plugin(spec, DocumentFilter, "judge", ("doc",), key)
+        taken = {doc_filter.rule_name for doc_filter in filters}
+        if custom.rule_name in taken or custom.rule_name == DocumentFilter.name:
+            raise ConfigError(f"{key}: {spec.class_path} is named {custom.rule_name!r}, as "
+                              f"{'the base class' if custom.rule_name == DocumentFilter.name else 'another filter'} is: "
+                              "give it a `name` of its own (its stats and rejects go by it)")
+        filters.append(custom)
+    return filters
+
+
 def _read_rule_stats(directory: str, rules: RulesConfig, resources) -> dict:
     """The partitions' rule stats merged, every rule listed in pipeline order (an empty input too)."""
     from thresher.pipeline.filters import merge_rule_stats, rule_stats_from_json, take_stats
-    from thresher.pipeline.rules.heuristics import build_filters
 
     fs, path = storage(directory)
     fs.invalidate_cache(path)
     paths = sorted(fs.glob(f"{path}/part-*.json")) if fs.exists(path) else []
     parts = [rule_stats_from_json(json.loads(fs.cat_file(name))) for name in paths]
-    return merge_rule_stats([take_stats(build_filters(rules, resources)), *parts])
+    return merge_rule_stats([take_stats(stage_filters(rules, resources)), *parts])
 
 
 class _BandKeys:
@@ -345,6 +366,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
             f"exceeds rules.minhash_num_perm = {rules.minhash_num_perm}"
         )
     resources = load_resources(rules, str)  # resolved already; missing word lists fail here, before any Spark work
+    stage_filters(rules, resources)  # a custom filter that cannot be made: one line here
     source = resolve_source(input_dir, with_limits(fields, config))
     output = StageOutput(output_dir)
     output.begin()
@@ -352,8 +374,11 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
 
     lid_model = config.resolve_path(config.prepare.lid_model_path)  # the Chinese rules and MinHash need lang
     rejects_dir = fresh_rejects_dir(output)
-    docs = documents_frame(spark, source, PREPARED, lid_model_path=lid_model, scratch=(output, "input"),
+    own = stage_kept_fields(source, PREPARED, config, STAGE)  # the input's own columns, passed on unchanged
+    own_columns = [field.name for field in own]
+    read = documents_frame(spark, source, extend(PREPARED, *own), lid_model_path=lid_model, scratch=(output, "input"),
                            rejects_dir=rejects_dir, stage=STAGE)
+    docs = read.select(*PREPARED.names)  # the input's own columns join the survivors again at the end
     input_rejects = parse_rejects(spark, rejects_dir)  # JSONL lines that are no document
     phase = time.perf_counter()
     trimmed, line_rejects = _line_dedup(docs, rules)
@@ -378,7 +403,10 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     phase = time.perf_counter()
     clustered = kept.join(labels, "doc_id", "left")
     survivors = clustered.filter(F.col("cluster").isNull()).withColumn("minhash_cluster", F.col("doc_id"))
-    documents_written = write_parts(_conform(survivors, RULES).orderBy("doc_id"), output, "documents")
+    documents = _conform(survivors, RULES)
+    if own_columns:  # each doc_id is one document (documents_frame refuses repeated ids)
+        documents = documents.join(read.select("doc_id", *own_columns), "doc_id").select(*RULES.names, *own_columns)
+    documents_written = write_parts(documents.orderBy("doc_id"), output, "documents")
 
     heuristic_rejects = reject_rows(judged.filter(F.col("drop_rule").isNotNull()), STAGE, F.col("drop_rule"),
                                     F.col("drop_detail"))
@@ -415,11 +443,20 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     return stats
 
 
+def _check(args: argparse.Namespace, config: Config) -> None:
+    """Before Spark starts: the custom filters made, the input's own columns against thresher's."""
+    from thresher.pipeline.rules.heuristics import load_resources
+
+    rules = resolved_rules_config(config)
+    stage_filters(rules, load_resources(rules, str))
+    stage_kept_fields(resolve_source(args.input, with_limits(fields_from_args(args), config)), PREPARED, config, STAGE)
+
+
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:
     return run_rules(spark, args.input, args.output, config, fields_from_args(args))
 
 
-JOB = StageJob(STAGE, "thresher rules", __doc__, _arguments, "rules.gopher_quality.min_words=30", _work,
+JOB = StageJob(STAGE, "thresher rules", __doc__, _arguments, "rules.gopher_quality.min_words=30", _work, _check,
                documents_input="input", executor_paths=lambda args, config: executor_paths(config))
 
 

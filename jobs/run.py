@@ -291,9 +291,11 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from thresher.jobs.prepare import executor_paths as prepare_paths
     from thresher.jobs.rules import executor_paths as rules_paths
+    from thresher.jobs.rules import resolved_rules_config, stage_filters
     from thresher.jobs.selection import check_select_config
-    from thresher.jobs.tag import check_benchmarks, configured_taggers, resolve_taggers
+    from thresher.jobs.tag import check_benchmarks, configured_taggers, custom_taggers, resolve_taggers
     from thresher.jobs.tag import executor_paths as tag_paths
+    from thresher.pipeline.rules.heuristics import load_resources
 
     config = config_from_args(args)
     inputs = list(args.inputs)
@@ -312,8 +314,9 @@ def _run(args: argparse.Namespace) -> int:
     input_files = expand_inputs(inputs, config.prepare.path_prefix)
     check_archive_inputs(input_files)
     # Stage 3 settings checked before Spark starts: against the models when they exist already.
-    resolve_taggers(config, args.models_dir)
+    custom_taggers(config, resolve_taggers(config, args.models_dir))
     check_benchmarks(config)
+    stage_filters(resolved_rules_config(config), load_resources(resolved_rules_config(config), str))
     models_dir = args.models_dir or _configured_models_dir(config)
     check_select_config(config, configured_taggers(config, models_dir, digests=False) if models_dir else None)
     task_paths = [("--output", args.output), *prepare_paths(input_files, config), *rules_paths(config),

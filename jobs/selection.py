@@ -7,7 +7,8 @@ sorted by doc_id), OUTPUT/rejects/ (`decontam:<benchmark>` for a document holdin
 dropped or, with select.decontam.action cut, one row per benchmark counting the characters cut; `<tagger>:<rule>`
 document rejects with the failing value, one `<tagger>_line` row per removed line,
 `<tagger>_emptied` and `rebalance_downsampled` documents) and OUTPUT/stats.json (documents and
-tokens in and out per rule; the mix per group before and after, against the target).
+tokens in and out per rule; the mix per group before and after, against the target; per PII kind
+the documents and spans found and whether they were replaced).
 
 TAGGED_DIR and OUTPUT may be local paths every node sees or any object store URL (s3://...): the tagged
 documents are read, and every table, the `_work/filtered` and `_work/copied` intermediates included,
@@ -18,7 +19,8 @@ The module is not named select.py: `spark-submit jobs/<job>.py` puts jobs/ first
 a select.py would shadow the standard library's `select`.
 
 Settings: config `select` (keep rules per tagger, line thresholds per lines tagger, rebalancing to
-target shares by pipeline.select.mix.solve_mix, or by the taxonomy's fixed weights).
+target shares by pipeline.select.mix.solve_mix, or by the taxonomy's fixed weights, the PII kinds
+replaced and their placeholders).
 """
 
 from __future__ import annotations
@@ -32,15 +34,20 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import pyarrow as pa
+
 from thresher.classifiers.topic import Taxonomy, TaxonomyError, load_taxonomy
 from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.pii import KINDS as PII_KINDS
+from thresher.pipeline.pii import PLACEHOLDERS
 from thresher.pipeline.seeded_hash import unit_hash
 from thresher.pipeline.select.batches import (
     REST_CLASS,
     RULE_DOWNSAMPLED,
     STATUS_KEPT,
     TIE_SEED,
+    ColumnCheck,
     KeepCheck,
     LineGuards,
     SelectSettings,
@@ -51,11 +58,21 @@ from thresher.pipeline.select.batches import (
 )
 from thresher.pipeline.select.gate import GateDecision, decide
 from thresher.pipeline.select.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
-from thresher.pipeline.stagedir import StageOutput, crash_point, require_committed
+from thresher.pipeline.stagedir import StageOutput, crash_point, read_commit, require_committed
 from thresher.pipeline.stagedir.parts import read_parts, write_parts, write_scratch
 from thresher.schemas import to_spark_schema
+from thresher.schemas.errors import InputError
 from thresher.schemas.stats import read_stats
-from thresher.schemas.tags import DECONTAM, DeclaredTagger, read_taggers, score_column, top_column
+from thresher.schemas.tags import (
+    DECONTAM,
+    MODEL_FREE_KINDS,
+    DeclaredTagger,
+    pii_spans_column,
+    read_taggers,
+    score_column,
+    tagged_schema,
+    top_column,
+)
 
 STAGE = "select"
 
@@ -79,7 +96,8 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
     their models give them) adds the checks against the models' labels; without it (the models do not
     exist yet) only the configured taggers' names and kinds are checked."""
     section = config.select
-    configured = {name: spec for name, spec in config.tag.taggers.items() if spec.model_dir}
+    configured = {name: spec for name, spec in config.tag.taggers.items()
+                  if spec.enabled and (spec.model_dir or spec.kind in MODEL_FREE_KINDS)}
     if taggers is None:
         taggers = [DeclaredTagger(name, kind=spec.kind, top_k=spec.top_k) for name, spec in configured.items()]
     known = {tagger.name: tagger for tagger in taggers}
@@ -139,6 +157,7 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
             mix_targets(config)
     # a tag output acts on what its decontam tagger found; before tag has run, config says whether it will
     decontam = any(t.kind == DECONTAM for t in taggers) if taggers is not None else bool(config.decontam.benchmarks)
+    pii_placeholders = _pii_placeholders(config, known)
     return SelectSettings(
         taggers=(),
         decontam_action=section.decontam.action if decontam else "",
@@ -148,7 +167,62 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
         class_tagger=class_tagger,
         class_min_score=rebalance.min_score,
         seed=rebalance.seed,
+        pii_tagger=section.pii.tagger,
+        pii_placeholders=pii_placeholders,
     )
+
+
+def _pii_placeholders(config: Config, known: dict[str, DeclaredTagger]) -> dict[str, str]:
+    """The placeholder of each PII kind select replaces, checked: select.pii.tagger a pii tagger that ran,
+    placeholders only for known kinds and on one line (the lines tagger's scores stay aligned)."""
+    pii = config.select.pii
+    unknown = sorted(set(pii.placeholders) - set(PII_KINDS))
+    if unknown:
+        raise ConfigError(f"select.pii.placeholders: {unknown} are not PII kinds ({', '.join(PII_KINDS)})")
+    for kind, placeholder in pii.placeholders.items():
+        if "\n" in placeholder:
+            raise ConfigError(f"select.pii.placeholders.{kind}: a placeholder must not hold a line break")
+    if not pii.tagger:
+        return {}
+    if pii.tagger not in known or known[pii.tagger].kind != "pii":
+        pii_taggers = [name for name, tagger in known.items() if tagger.kind == "pii"]
+        raise ConfigError(f"select.pii.tagger: {pii.tagger!r} is no pii tagger of the tag output (pii taggers: "
+                          f"{', '.join(pii_taggers) or 'none'}); enable tag.taggers.{pii.tagger} (kind: pii) and tag "
+                          'again, or set select.pii.tagger to "" to replace no personal information')
+    return {kind: pii.placeholders.get(kind, PLACEHOLDERS[kind]) for kind in dict.fromkeys(pii.replace)}
+
+
+def with_columns(settings: SelectSettings, config: Config, tagged_dir: str) -> SelectSettings:
+    """`settings` with the tag output's other columns (custom taggers', the input's own: passed on as they
+    are) and select.columns' rules on them, checked before Spark starts: a rule on a column the input lacks,
+    min/max on one that holds no numbers, or an input column named as one select writes is one line."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StructType
+
+    recorded = read_commit(tagged_dir).schema("documents")
+    columns = to_arrow_schema(StructType.fromJson(recorded)) if recorded else pa.schema([])
+    tagged = set(tagged_schema(settings.taggers).names)
+    kept = tuple(field for field in columns if field.name not in tagged)
+    written = set(filtered_schema(replace(settings, kept=())).names) - tagged
+    clash = sorted({field.name for field in kept} & written)
+    if clash:
+        raise InputError(f"{tagged_dir}: column {clash[0]!r} is one select writes: rename it in the input of rules or "
+                         "tag, or the custom tagger that writes it")
+    checks = []
+    for name, rule in config.select.columns.items():
+        key = f"select.columns.{name}"
+        if name not in columns.names:
+            raise ConfigError(f"{key}: the input has no column {name!r} (columns: {', '.join(columns.names)})")
+        kind = columns.field(name).type
+        numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
+        if (rule.min is not None or rule.max is not None) and not numeric:
+            raise ConfigError(f"{key}: min and max need a column of numbers; {name} is {kind}")
+        if rule.equals is not None and isinstance(rule.equals, (list, dict)):
+            raise ConfigError(f"{key}.equals: a string, number or boolean, not {type(rule.equals).__name__}")
+        if rule.min is None and rule.max is None and rule.equals is None:
+            continue
+        checks.append(ColumnCheck(name, rule.min, rule.max, rule.equals))
+    return replace(settings, kept=kept, column_checks=tuple(checks))
 
 
 def mix_targets(config: Config) -> tuple[MixTarget, ...]:
@@ -162,7 +236,7 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
 
     input_path = require_committed(input_dir)
     taggers = read_taggers(input_path)
-    settings = replace(check_select_config(config, taggers), taggers=taggers)
+    settings = with_columns(replace(check_select_config(config, taggers), taggers=taggers), config, input_dir)
     gate = model_gate(settings, config, taggers)
     gated_steps = {name: _steps_on(name, settings, config) for name in gate}
     settings = gated(settings, gate)
@@ -201,6 +275,7 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     counts, details = _stats(final, settings, documents_in)
     if settings.decontam_action:
         details[DECONTAM] = _decontam_stats(final, settings, [t for t in taggers if t.kind == DECONTAM][0].labels)
+    details["pii"] = _pii_counts(tagged, settings)
     rebalance["achieved"] = _achieved_mix(final, config, rebalance)
     if config.select.rebalance.mode != "off" and not rebalance["skipped"]:
         rebalance["domains"] = _domain_mix(final, config.select.rebalance.unit)
@@ -217,25 +292,37 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
 def _steps_on(tagger: str, settings: SelectSettings, config: Config) -> list[str]:
     """The model steps of `settings` that read `tagger`'s columns, named as the funnel names them."""
     steps = [check.name for check in settings.checks if check.tagger == tagger]
-    steps += ["line_removal" for name, _ in settings.line_thresholds if name == tagger]
+    # a threshold of 0 removes no line: not a step, whatever the model
+    steps += ["line_removal" for name, threshold in settings.line_thresholds if name == tagger and threshold > 0]
     if config.select.rebalance.mode != "off" and settings.class_tagger == tagger:
         steps.append("rebalance")
     return steps
 
 
 def model_gate(settings: SelectSettings, config: Config, taggers: Sequence[DeclaredTagger]) -> dict[str, GateDecision]:
-    """Per tagger some step reads, whether its steps act (pipeline.select.gate), each said on the console."""
-    declared = {t.name: t for t in taggers}
+    """Per model tagger, whether the steps reading it act (pipeline.select.gate), or that none does; each
+    said on the console. Model-free taggers (rules, not models) are not gated."""
+    declared = {t.name: t for t in taggers if t.kind not in MODEL_FREE_KINDS}
     decisions = {}
     for tagger in declared:
         steps = _steps_on(tagger, settings, config)
         if not steps:
+            decision = decisions[tagger] = replace(decide(declared[tagger], config.select.model_gate), acts=False,
+                                                   reason=_tags_only(tagger, settings))
+            print(f"[thresher] select: {tagger}: {decision.reason}", file=sys.stderr)
             continue
         decision = decisions[tagger] = decide(declared[tagger], config.select.model_gate)
         what = "" if decision.acts else "warning: "
         print(f"[thresher] select: {what}{', '.join(steps)}: {decision.reason}"
               f"{'' if decision.acts else '; documents kept, columns written'}", file=sys.stderr)
     return decisions
+
+
+def _tags_only(tagger: str, settings: SelectSettings) -> str:
+    """Why no select step reads `tagger`'s columns, for the console and the report."""
+    if any(name == tagger for name, _ in settings.line_thresholds):
+        return f"tags only: select.line_thresholds.{tagger} is 0, so no line is removed (its scores are written)"
+    return "tags only: no select step reads its columns (its scores are written)"
 
 
 def gated(settings: SelectSettings, gate: dict[str, GateDecision]) -> SelectSettings:
@@ -407,7 +494,7 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
         out_tokens = tokens - sum(row["tokens_in"] or 0 for row in decontaminated) - sum(row["tokens_cut"] or 0 for row in by_status.values())
         funnel.append({"rule": DECONTAM, "documents_in": docs, "documents_out": out_docs, "tokens_in": tokens, "tokens_out": out_tokens})
         docs, tokens = out_docs, out_tokens
-    for check in settings.checks:
+    for check in (*settings.checks, *settings.column_checks):
         dropped = by_status.get(check.name, {})
         out_docs = docs - dropped.get("documents", 0)
         out_tokens = tokens - (dropped.get("tokens_in") or 0) + (dropped.get("tokens_cut") or 0)
@@ -439,10 +526,31 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
     }
 
 
+def _pii_counts(tagged, settings: SelectSettings) -> dict[str, Any]:
+    """Per PII kind, the documents and spans the pii tagger found in the input, whether select replaced
+    them (in every document, kept or not) and with what; empty when no pii tagger is named."""
+    from pyspark.sql import functions as F
+
+    if not settings.pii_tagger:
+        return {}
+    spans = tagged.select("doc_id", F.explode(pii_spans_column(settings.pii_tagger)).alias("span"))
+    found = {row["kind"]: row for row in spans.groupBy(F.col("span.kind").alias("kind"))
+             .agg(F.countDistinct("doc_id").alias("documents"), F.count("*").alias("spans")).collect()}
+    return {
+        "tagger": settings.pii_tagger,
+        "documents": spans.select("doc_id").distinct().count(),  # documents with any finding
+        "kinds": {kind: {"documents": found[kind]["documents"] if kind in found else 0,
+                         "spans": found[kind]["spans"] if kind in found else 0,
+                         "replaced": kind in settings.pii_placeholders,
+                         "placeholder": settings.pii_placeholders.get(kind)} for kind in PII_KINDS},
+    }
+
+
 def _check(args: argparse.Namespace, config: Config) -> str:
     tagged = require_committed(args.input)
     read_stats(tagged)  # the input's envelope first: a stats.json that is not thresher's is named as such
-    check_select_config(config, read_taggers(tagged))  # before Spark starts
+    taggers = read_taggers(tagged)
+    with_columns(replace(check_select_config(config, taggers), taggers=taggers), config, args.input)  # before Spark starts
     return args.input
 
 

@@ -6,12 +6,13 @@ OUTPUT/documents/ (the stage 2 columns plus each tagger's, see classifiers.taggi
 doc_id), OUTPUT/rejects/ (the lines of a user's JSONL input that are no JSON object; rule
 input_parse_error), OUTPUT/taggers.json (schemas.tags: per tagger its kind, top_k, labels, columns
 and model; what select reads) and OUTPUT/stats.json, which records per tagger its model directory,
-a content hash of the model files, its labels and held-out metrics, and score histograms. With
-benchmarks named in config `decontam`, the decontam tagger (pipeline.decontam) adds `decontam_hits`
-and `decontam_spans`; the benchmarks are read and indexed on the driver (a missing file or field is
-one line before Spark starts) and the index travels with the tasks; stats.json's details.decontam
-counts the documents and items hit per benchmark. No document is dropped and `text` is unchanged:
-thresholds live in `thresher select`.
+a content hash of the model files, its labels and held-out metrics, and score histograms. No
+document is dropped and `text` is unchanged: thresholds live in `thresher select`. A pii tagger
+(kind pii) runs no model: it writes the personal information pipeline.pii finds as spans, which
+select replaces. With benchmarks named in config `decontam`, the decontam tagger (pipeline.decontam)
+adds `decontam_hits` and `decontam_spans`; the benchmarks are read and indexed on the driver (a
+missing file or field is one line before Spark starts) and the index travels with the tasks;
+stats.json's details.decontam counts the documents and items hit per benchmark.
 
 INPUT and OUTPUT may be local paths every node sees or any object store URL (s3://...): the input is
 read and every table, the scored intermediate included, written as parts from the Python workers
@@ -33,8 +34,11 @@ import functools
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
+
+import pyarrow as pa
 
 from thresher.classifiers.base import (
     ModelNotFoundError,
@@ -45,7 +49,7 @@ from thresher.classifiers.base import (
     read_metrics,
 )
 from thresher.classifiers.clutter import SHIPPED_MODEL, shipped_model_dir
-from thresher.classifiers.tagging import DecontamStep, Tagger, check_tagger, tag_batches
+from thresher.classifiers.tagging import DecontamStep, Tagger, check_tagger, custom_columns, custom_tagger, tag_batches
 from thresher.jobs.documents_input import (
     INPUT_HELP,
     add_field_arguments,
@@ -54,20 +58,22 @@ from thresher.jobs.documents_input import (
     fields_from_args,
     fresh_rejects_dir,
     parse_rejects,
+    stage_kept_fields,
     with_limits,
 )
 from thresher.jobs.stage_job import StageJob
-from thresher.pipeline.config import Config, ConfigError
+from thresher.pipeline.config import Config, ConfigError, PluginConfig
 from thresher.pipeline.decontam import Benchmark, benchmarks_digest, load_index, read_items
 from thresher.pipeline.decontam import Settings as DecontamSettings
 from thresher.pipeline.locations import is_url, local_copy, resolve_location
 from thresher.pipeline.stagedir import StageOutput, crash_point
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from thresher.pipeline.stagedir.parts import write_parts, write_scratch
-from thresher.schemas import to_spark_schema
+from thresher.schemas import extend, to_spark_schema
 from thresher.schemas.documents import RULES
 from thresher.schemas.tags import (
     DECONTAM,
+    MODEL_FREE_KINDS,
     TAGGERS_FILE,
     DeclaredTagger,
     hits_column,
@@ -120,18 +126,25 @@ def local_model(tagger: Tagger) -> str:
 
 def executor_paths(config: Config, models_dir: str | None = None) -> list[tuple[str, str]]:
     """What tag's tasks open besides INPUT and --output: every enabled tagger's model directory."""
-    return [(f"tag.taggers.{tagger.name}.model_dir", tagger.model_dir) for tagger in resolve_taggers(config, models_dir)]
+    return [(f"tag.taggers.{tagger.name}.model_dir", tagger.model_dir) for tagger in resolve_taggers(config, models_dir)
+            if tagger.kind not in MODEL_FREE_KINDS]
 
 
 def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagger]:
-    """The enabled taggers (a non-empty model_dir) with absolute model paths, checked; no model is read."""
+    """The enabled taggers (a non-empty model_dir, or a model-free kind) with absolute model paths, checked;
+    no model is read."""
     base = models_base(config, models_dir)
     taggers = []
     for name, spec in config.tag.taggers.items():
-        if not spec.model_dir:
+        if not spec.enabled or not (spec.model_dir or spec.kind in MODEL_FREE_KINDS):
             continue
         if not name.isidentifier():
             raise ConfigError(f"tag.taggers.{name}: a tagger name must be a plain identifier (it names columns)")
+        if spec.kind in MODEL_FREE_KINDS:
+            if spec.model_dir:
+                raise ConfigError(f"tag.taggers.{name}.model_dir: a {spec.kind} tagger runs rules, not a model; leave it empty")
+            taggers.append(Tagger(name, kind=spec.kind))
+            continue
         path = str(shipped_model_dir()) if spec.model_dir == SHIPPED_MODEL else _model_location(base, spec.model_dir)
         tagger = Tagger(name, path, kind=spec.kind, top_k=spec.top_k, input=spec.input, line_label=spec.line_label)
         try:
@@ -139,14 +152,32 @@ def resolve_taggers(config: Config, models_dir: str | None = None) -> list[Tagge
         except ValueError as exc:
             raise ConfigError(f"tag.taggers.{name}: {exc}") from exc
         taggers.append(tagger)
-    if not taggers and not config.decontam.benchmarks:
-        raise ConfigError("tag.taggers: no tagger has a model_dir; name at least one model (or a decontam benchmark)")
+    if not taggers and not config.decontam.benchmarks and not config.tag.custom_taggers:
+        raise ConfigError("tag.taggers: no tagger has a model_dir; name at least one model (or a decontam benchmark, "
+                          "or a tag.custom_taggers entry)")
     if config.decontam.benchmarks and DECONTAM in {t.name for t in taggers}:
         raise ConfigError(f"tag.taggers.{DECONTAM}: the name of the benchmark decontamination tagger; rename the tagger")
     clash = {c.name for t in taggers for c in t.columns()} & set(RULES.names)
     if clash:
         raise ConfigError(f"tag.taggers: tagger columns {sorted(clash)} clash with stage 2 columns; rename the tagger")
     return taggers
+
+
+def custom_taggers(config: Config, taggers: Sequence[DeclaredTagger]) -> tuple[list[tuple[PluginConfig, str]], list[pa.Field]]:
+    """The config's own taggers (tag.custom_taggers) as the tasks make them, (entry, key) each, and the
+    columns they declare, in order; each made once here, so one that cannot be made, or a column named as
+    another tagger's or a stage 2 column, is one line before Spark starts."""
+    custom = [(spec, f"tag.custom_taggers[{index}]") for index, spec in enumerate(config.tag.custom_taggers)]
+    taken = set(tagged_schema(taggers).names)
+    fields = []
+    for spec, key in custom:
+        for field in custom_columns(custom_tagger(spec, key)):
+            if field.name in taken:
+                raise ConfigError(f"{key}: {spec.class_path} declares column {field.name!r}, a column of stage 2 or "
+                                  "another tagger: name it otherwise")
+            taken.add(field.name)
+            fields.append(field)
+    return custom, fields
 
 
 def configured_taggers(config: Config, models_dir: str | None = None, digests: bool = True) -> list[Tagger]:
@@ -156,6 +187,9 @@ def configured_taggers(config: Config, models_dir: str | None = None, digests: b
     checked here against the model's stored settings."""
     declared = []
     for tagger in resolve_taggers(config, models_dir):
+        if tagger.kind in MODEL_FREE_KINDS:
+            declared.append((tagger, {"backend": "rules"}))
+            continue
         try:
             local = local_model(tagger)
             with _named_as_given(tagger, local):
@@ -251,9 +285,10 @@ def _decontam_details(tagged, step: DecontamStep) -> dict[str, Any]:
 
 
 def tagger_record(tagger: Tagger) -> dict[str, Any]:
-    """What tag's stats keep of a tagger (the report shows it): its declaration, how it ran, its model's backend."""
-    return {**asdict(tagger), "labels": list(tagger.labels), "inference": dict(tagger.inference),
-            "backend": read_manifest(local_model(tagger))["backend"]}
+    """What tag's stats keep of a tagger (the report shows it): its declaration, how it ran, its model's backend
+    (`rules` for a model-free kind)."""
+    backend = "rules" if tagger.kind in MODEL_FREE_KINDS else read_manifest(local_model(tagger))["backend"]
+    return {**asdict(tagger), "labels": list(tagger.labels), "inference": dict(tagger.inference), "backend": backend}
 
 
 def describe_models(taggers: list[Tagger]) -> list[str]:
@@ -262,6 +297,9 @@ def describe_models(taggers: list[Tagger]) -> list[str]:
 
     lines = []
     for tagger in taggers:
+        if tagger.kind in MODEL_FREE_KINDS:
+            lines.append(f"[thresher] tagger {tagger.name}: {tagger.kind} rules, no model")
+            continue
         heldout = tagger.heldout
         weak = " (bootstrapped from weak labels: a rough default; train your own with `thresher classifiers train`)" if tagger.weak_labels else ""
         lines.append(f"[thresher] tagger {tagger.name}: {tagger.model_dir} held-out {figure_text(heldout)}{weak}")
@@ -285,13 +323,16 @@ def run_tag(
     started = time.perf_counter()
     # Columns stage 2 did not write (or a user's input lacks) are null.
     rejects_dir = fresh_rejects_dir(out)
-    documents = documents_frame(spark, source, RULES, rejects_dir=rejects_dir, stage=STAGE)
+    custom, custom_fields = custom_taggers(config, declared)
+    schema = extend(tagged_schema(declared), *custom_fields)
+    own = stage_kept_fields(source, RULES, config, STAGE, set(schema.names))  # the input's own columns, passed on
+    documents = documents_frame(spark, source, extend(RULES, *own), rejects_dir=rejects_dir, stage=STAGE)
     missing_columns = [name for name in RULES.names if name not in source.columns]
     if partitions:
         documents = documents.repartition(partitions, "doc_id")
-    schema = tagged_schema(declared)
+    schema = extend(schema, *own)
     scored = documents.mapInArrow(
-        functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size, decontam=decontam),
+        functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size, custom=custom, decontam=decontam),
         to_spark_schema(schema))
     tagged = write_scratch(scored, out, "tagged")  # the models run once, whatever reads the scores
     tag_seconds = time.perf_counter() - started
@@ -304,8 +345,12 @@ def run_tag(
     details = {
         "missing_input_columns": missing_columns,
         "taggers": [tagger_record(t) for t in taggers],  # a list: tagger order is column order
+        "custom_taggers": [{"class_path": spec.class_path, "args": spec.args,
+                            "columns": [field.name for field in custom_columns(custom_tagger(spec, key))]}
+                           for spec, key in custom],
+        "own_columns": [field.name for field in own],  # the input's own, passed on unchanged
         "labels": {t.name: _label_counts(tagged, t) for t in taggers if t.kind == "document"},
-        "score_histograms": {t.name: _histogram(tagged, t) for t in taggers},
+        "score_histograms": {t.name: _histogram(tagged, t) for t in taggers if t.kind not in MODEL_FREE_KINDS},
     }
     if decontam:
         details[DECONTAM] = _decontam_details(tagged, decontam)
@@ -339,6 +384,8 @@ def check_models(taggers: list[Tagger]) -> None:
     """Every tagger's model loaded (or its files read) once on the driver, from a local copy where it is at a
     URL: a broken model is one line here, not an error in every Spark task."""
     for tagger in taggers:
+        if tagger.kind in MODEL_FREE_KINDS:
+            continue
         local = local_model(tagger)
         with _named_as_given(tagger, local):
             check_model(local)
@@ -355,9 +402,20 @@ def _named_as_given(tagger: Tagger, local: str):
         raise UnusableModelError(str(exc).replace(local, tagger.model_dir)) from None
 
 
-def _check(args: argparse.Namespace, config: Config) -> None:
-    check_models(configured_taggers(config, args.models_dir, digests=False))  # before Spark starts
+def check_tag(args: argparse.Namespace, config: Config) -> list[Tagger]:
+    """Before Spark starts: the models, the custom taggers and the input's own columns; the taggers."""
+    taggers = configured_taggers(config, args.models_dir, digests=False)
+    check_models(taggers)
     check_benchmarks(config)
+    written = set(tagged_schema(taggers).names) | {field.name for field in custom_taggers(config, taggers)[1]}
+    if config.decontam.benchmarks:
+        written |= {field.name for field in DeclaredTagger(DECONTAM, kind=DECONTAM).columns()}
+    stage_kept_fields(resolve_source(args.input, with_limits(fields_from_args(args), config)), RULES, config, STAGE, written)
+    return taggers
+
+
+def _check(args: argparse.Namespace, config: Config) -> None:
+    check_tag(args, config)
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> dict:

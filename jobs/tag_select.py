@@ -17,14 +17,7 @@ import time
 from thresher.jobs.documents_input import fields_from_args
 from thresher.jobs.selection import check_select_config, run_select
 from thresher.jobs.stage_job import StageJob, print_stage_summary
-from thresher.jobs.tag import (
-    add_stage3_arguments,
-    check_benchmarks,
-    check_models,
-    configured_taggers,
-    executor_paths,
-    run_tag,
-)
+from thresher.jobs.tag import add_stage3_arguments, check_tag, configured_taggers, executor_paths, run_tag
 from thresher.pipeline.config import Config
 from thresher.pipeline.locations import is_url
 from thresher.pipeline.stagedir import StageOutput
@@ -60,10 +53,7 @@ def run_tag_select(
 
 
 def _check(args: argparse.Namespace, config: Config) -> None:
-    taggers = configured_taggers(config, args.models_dir, digests=False)
-    check_models(taggers)
-    check_benchmarks(config)
-    check_select_config(config, taggers)  # before Spark starts
+    check_select_config(config, check_tag(args, config))  # before Spark starts
 
 
 def _work(spark, args: argparse.Namespace, config: Config) -> None:

@@ -23,6 +23,8 @@ import yaml
 
 from thresher.pipeline.locations import is_url, resolve_location
 from thresher.pipeline.package_files import package_path
+from thresher.pipeline.pii import KINDS as PII_KINDS
+from thresher.pipeline.pii import PLACEHOLDERS
 from thresher.schemas.errors import UserError
 from thresher.schemas.tags import KINDS
 
@@ -253,6 +255,15 @@ class ChineseRulesConfig:
 
 
 @dataclass(frozen=True)
+class PluginConfig:
+    """A user's own filter (rules.custom_filters) or tagger (tag.custom_taggers): a class on the Python path
+    and its keyword arguments (pipeline.plugins; README "Your own filters and taggers")."""
+
+    class_path: str = ""  # package.module:Class
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RulesConfig:
     """Stage 2: line-level dedup, heuristic filters, MinHash-LSH."""
 
@@ -273,14 +284,18 @@ class RulesConfig:
     spam: SpamConfig = field(default_factory=SpamConfig)
     structure: StructureConfig = field(default_factory=StructureConfig)
     zh: ChineseRulesConfig = field(default_factory=ChineseRulesConfig)
+    custom_filters: list[PluginConfig] = field(default_factory=list)  # run after the built-in filters, in order
 
 
 @dataclass(frozen=True)
 class TaggerConfig:
-    """One stage 3 tagger: a model whose scores become columns; it never drops or changes a document."""
+    """One stage 3 tagger: a model (or, kind pii, rules) whose output becomes columns; it never drops or
+    changes a document."""
 
-    model_dir: str = ""  # absolute, or relative to tag.model_dir; empty: the tagger is off
-    kind: Annotated[str, OneOf(KINDS)] = "document"  # document: <name>_label, <name>_score, <name>_top; lines: <name>_line_scores
+    model_dir: str = ""  # absolute, or relative to tag.model_dir; empty: the tagger is off (a pii tagger has none)
+    # document: <name>_label, <name>_score, <name>_top; lines: <name>_line_scores; pii: <name>_spans (pipeline.pii, no model)
+    kind: Annotated[str, OneOf(KINDS)] = "document"
+    enabled: bool = True  # false: the tagger is off, whatever its model_dir
     input: Annotated[str, OneOf(TASKS)] = "plain"  # what the model sees (classifiers.tasks): plain, page_type, topic; lines: clutter
     top_k: PositiveCount = 5  # labels kept in <name>_top, best first (document taggers)
     line_label: str = "keep"  # lines taggers: the label whose probability is a line's score
@@ -295,6 +310,7 @@ class TagConfig:
     topics_file: str = ""  # the taxonomy the topic model and rebalancing use; empty: configs/topics.yaml shipped
     batch_size: PositiveCount = 256  # documents per model call inside a Spark task
     taggers: dict[str, TaggerConfig] = field(default_factory=dict)  # name -> tagger, in column order
+    custom_taggers: list[PluginConfig] = field(default_factory=list)  # their columns follow the taggers'
 
 
 @dataclass(frozen=True)
@@ -376,6 +392,26 @@ class SelectDecontamConfig:
 
 
 @dataclass(frozen=True)
+class PiiReplaceConfig:
+    """What select replaces of the personal information a pii tagger found (pipeline.pii); every kind
+    found is counted in select's stats, replaced or not."""
+
+    tagger: str = ""  # the pii tagger whose spans are replaced; empty: nothing replaced or counted
+    replace: list[Annotated[str, OneOf(PII_KINDS)]] = field(default_factory=lambda: list(PII_KINDS))  # kinds replaced
+    placeholders: dict[str, str] = field(default_factory=lambda: dict(PLACEHOLDERS))  # kind -> its replacement text
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """Keep rules on any one column (a custom tagger's, the input's own); a rule left at null is off, and a
+    document whose value is null fails every rule that is on (`column:<name>` reject)."""
+
+    min: float | None = None  # keep values at least this
+    max: float | None = None  # keep values at most this
+    equals: Any = None  # keep values equal to this (a string, number or boolean)
+
+
+@dataclass(frozen=True)
 class SelectConfig:
     """Stage 3b, select: thresholds, line removal and rebalancing on the tag columns; no model runs,
     so changing anything here reruns select and the stages after it, never a tagger."""
@@ -385,6 +421,8 @@ class SelectConfig:
     line_guards: LineGuardsConfig = field(default_factory=LineGuardsConfig)  # lines no lines tagger removes
     rebalance: RebalanceConfig = field(default_factory=RebalanceConfig)
     model_gate: ModelGateConfig = field(default_factory=ModelGateConfig)
+    pii: PiiReplaceConfig = field(default_factory=PiiReplaceConfig)  # personal information replaced
+    columns: dict[str, ColumnRule] = field(default_factory=dict)  # column name -> its keep rules, after `keep`'s
     decontam: SelectDecontamConfig = field(default_factory=SelectDecontamConfig)
 
 

@@ -61,6 +61,19 @@ PACKED = pa.schema(
     ]
 )
 
+# Where each packed document copy's tokens start in its range's rows, laid end to end (row r holds
+# tokens r * capacity ... (r + 1) * capacity - 1, padding included): the export's document index is
+# made of these. Written by each packing task beside its PACKED file (packing.packed_documents_file).
+PACKED_DOCUMENTS = pa.schema(
+    [
+        pa.field("split", pa.int8(), nullable=False),
+        pa.field("range_id", pa.int32(), nullable=False),
+        pa.field("doc_key", pa.int64(), nullable=False),  # the copy's key: its doc_id and copy index, hashed
+        pa.field("range_start", pa.int64(), nullable=False),
+        pa.field("length", pa.int32(), nullable=False),  # tokens, EOS included
+    ]
+)
+
 # What a packing task reports to the driver: one row per range it packed, with its counts and the
 # Parquet file of PACKED rows (in the spill directory) holding the range's rows ("" when none).
 RANGE_SUMMARY = pa.schema(

@@ -1,12 +1,14 @@
 """The contract between tag and select: which taggers tagged a stage 2 output, and the columns each added.
 
-Per tagger, its name, kind (`document` or `lines`), top_k, its model's labels, and the model that made
+Per tagger, its name, kind (`document`, `lines` or `pii`), top_k, its model's labels, and the model that made
 the columns (directory, content hash, held-out metrics, whether it learned from weak labels). A
 document tagger adds `<name>_label` (its top label), `<name>_score` (that label's probability) and
 `<name>_top` (the `top_k` best labels with their probabilities); a lines tagger adds
-`<name>_line_scores`, one score per line aligned with text.split("\\n") (null for blank lines); the
-`decontam` tagger (kind `decontam`, labels: the benchmarks, model_hash: the benchmark files' and
-settings' hash) adds `decontam_hits` and `decontam_spans` (pipeline.decontam).
+`<name>_line_scores`, one score per line aligned with text.split("\\n") (null for blank lines); a pii
+tagger (no model: pipeline.pii) adds `<name>_spans`, the personal information found as (kind, start,
+end) in Python string offsets of `text`, sorted and never overlapping; the `decontam` tagger (kind
+`decontam`, labels: the benchmarks, model_hash: the benchmark files' and settings' hash) adds
+`decontam_hits` and `decontam_spans` (pipeline.decontam).
 
 tag writes the declaration to OUTPUT/taggers.json, committed with the stage; select reads it (and
 never tag's stats details) for the checks of its rules against the kinds and labels, for the tag
@@ -39,9 +41,11 @@ from thresher.schemas.stats import StatsError, file_in
 
 TAGGERS_FILE = "taggers.json"
 FORMAT = 1
-KINDS = ("document", "lines")  # a model tagger's
+KINDS = ("document", "lines", "pii")  # what a configured tagger may be
 DECONTAM = "decontam"  # the benchmark decontamination tagger's kind and name (pipeline.decontam); its labels are the benchmarks
+MODEL_FREE_KINDS = ("pii", DECONTAM)  # taggers of these kinds run rules, not a model: no model_dir, labels or held-out figures
 LABEL_SCORE = pa.struct([pa.field("label", pa.string()), pa.field("score", pa.float64())])
+PII_SPAN = pa.struct([pa.field("kind", pa.string()), pa.field("start", pa.int64()), pa.field("end", pa.int64())])
 DECONTAM_HIT = pa.struct([pa.field("benchmark", pa.string()), pa.field("item_ids", pa.list_(pa.string())),
                           pa.field("ngrams", pa.int64())])
 DECONTAM_SPAN = pa.struct([pa.field("benchmark", pa.string()), pa.field("start", pa.int64()), pa.field("end", pa.int64())])
@@ -69,6 +73,8 @@ class DeclaredTagger:
             return [pa.field(hits_column(self.name), pa.list_(DECONTAM_HIT)), pa.field(spans_column(self.name), pa.list_(DECONTAM_SPAN))]
         if self.kind == "lines":
             return [pa.field(line_scores_column(self.name), pa.list_(pa.float64()))]
+        if self.kind == "pii":
+            return [pa.field(pii_spans_column(self.name), pa.list_(PII_SPAN))]
         return [
             pa.field(label_column(self.name), pa.string()),
             pa.field(score_column(self.name), pa.float64()),
@@ -99,6 +105,10 @@ def hits_column(tagger: str) -> str:
 
 def spans_column(tagger: str) -> str:
     """Per document, the merged character spans [start, end) of the matched n-grams, per benchmark."""
+    return f"{tagger}_spans"
+
+
+def pii_spans_column(tagger: str) -> str:
     return f"{tagger}_spans"
 
 

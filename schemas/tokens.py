@@ -25,6 +25,33 @@ TOKEN_COLUMNS = {
     "doc_offsets": "start offsets of the documents inside tokens ([0] when packing freely)",
 }
 
+# The export's document index (DIR/index/*.parquet, beside the shards): one row per piece of each exported
+# document copy, sorted by (doc_id, copy, piece); the input's own columns (README "Your columns") follow.
+# A document's tokens (its closing EOS included) are, piece by piece, tokens[token_start:token_end] of
+# row `sequence` of `shard`; a dropped tail (tail: drop) leaves its pieces out.
+DOCUMENT_INDEX = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("copy", pa.int32(), nullable=False),  # 0 .. sample_copies - 1
+        pa.field("piece", pa.int32(), nullable=False),  # 0, 1, ...: the document's rows, in its token order
+        pa.field("shard", pa.string(), nullable=False),  # the shard's path, relative to the manifest
+        pa.field("sequence", pa.int64(), nullable=False),  # the row in the shard
+        pa.field("token_start", pa.int32(), nullable=False),  # offsets into the row's `tokens`
+        pa.field("token_end", pa.int32(), nullable=False),  # exclusive
+    ]
+)
+DOCUMENT_INDEX_DIR = "index"
+# What the manifest's `document_index` says of the index's columns (besides the input's own).
+DOCUMENT_INDEX_COLUMNS = {
+    "doc_id": "the document",
+    "copy": "which of its sample_copies (0, 1, ...)",
+    "piece": "which piece of the copy (0, 1, ...): its tokens in order are the pieces' in order",
+    "shard": "the shard's path, relative to this manifest",
+    "sequence": "the row of the shard",
+    "token_start": "the piece is tokens[token_start:token_end] of that row (EOS closes the last piece)",
+    "token_end": "exclusive",
+}
+
 MANIFEST_FORMAT = "thresher-tokens/1"
 
 # manifest.json, written next to the shards:
@@ -46,6 +73,7 @@ MANIFEST_FORMAT = "thresher-tokens/1"
 #      tokens include padding_tokens)
 #     "validation": {...same...}
 #   },
-#   "upstream_stats": {...stats.json of the input stage...}
+#   "upstream_stats": {...stats.json of the input stage...},
+#   "document_index": {"path": "index", "rows": int, "columns": DOCUMENT_INDEX_COLUMNS and the input's own}
 # }
 # Shard paths are relative to the manifest's directory.

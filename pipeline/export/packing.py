@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thresher.pipeline.export.spill import WRITE_BLOCK_BYTES, SpillReader, SpillWriter
-from thresher.pipeline.stagedir import storage
-from thresher.schemas.export_wire import PACKED, RANGE_SUMMARY, list_array
+from thresher.pipeline.stagedir import storage, write_whole
+from thresher.schemas.export_wire import PACKED, PACKED_DOCUMENTS, RANGE_SUMMARY, list_array
 
 PACK_MODES = ("concat", "boundary")
 TAIL_MODES = ("pad", "drop")
@@ -62,6 +62,16 @@ class Packer:
     _pending: list[np.ndarray] = field(default_factory=list)  # tokens of the unfinished row
     _pending_len: int = 0
     _pending_starts: list[int] = field(default_factory=list)  # document starts in the unfinished row
+    rows_out: int = 0  # rows this packer made so far (a dropped tail not counted)
+    # Where each document added so far starts, in tokens from the start of this packer's first row (its
+    # rows laid end to end, padding included): what the export's document index is made of (take_starts).
+    _document_starts: list[np.ndarray] = field(default_factory=list)
+
+    def take_starts(self) -> np.ndarray:
+        """The start of each document added since the last take, in the order added (int64)."""
+        starts = np.concatenate(self._document_starts) if self._document_starts else np.zeros(0, dtype=np.int64)
+        self._document_starts = []
+        return starts.astype(np.int64, copy=False)
 
     def __post_init__(self):
         if self.mode not in PACK_MODES:
@@ -73,13 +83,14 @@ class Packer:
 
     def add(self, values: np.ndarray, offsets: np.ndarray) -> PackedRows:
         """Add documents values[offsets[i]:offsets[i+1]] (each already closed with EOS)."""
-        if self.mode == "concat":
-            return self._add_concat(values, offsets)
-        return self._add_boundary(values, offsets)
+        rows = self._add_concat(values, offsets) if self.mode == "concat" else self._add_boundary(values, offsets)
+        self.rows_out += len(rows)
+        return rows
 
     def _add_concat(self, values: np.ndarray, offsets: np.ndarray) -> PackedRows:
         # Vectorised: the stream is the pending tokens then the batch; full rows are reshaped out of it.
         carried = self._pending_len
+        self._document_starts.append(self.rows_out * self.capacity + carried + offsets[:-1].astype(np.int64) - offsets[0])
         stream = np.concatenate([*self._pending, values[offsets[0] : offsets[-1]]]).astype(np.int32, copy=False)
         starts = np.concatenate([np.asarray(self._pending_starts, dtype=np.int64), offsets[:-1] - offsets[0] + carried])
         rows = len(stream) // self.capacity
@@ -98,11 +109,13 @@ class Packer:
 
     def _add_boundary(self, values: np.ndarray, offsets: np.ndarray) -> PackedRows:
         out = _RowCollector(self.capacity)
+        starts = []
         for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True):
             document = values[start:end]
             room = self.capacity - self._pending_len
             if len(document) > room and len(document) <= self.capacity and self._pending_len:
                 out.append(self._take_pending(pad=True))  # it fits a row of its own: don't split it
+            starts.append((self.rows_out + len(out.items)) * self.capacity + self._pending_len)
             self._pending_starts.append(self._pending_len)
             while len(document):
                 room = self.capacity - self._pending_len
@@ -111,6 +124,7 @@ class Packer:
                 document = document[room:]
                 if self._pending_len == self.capacity:
                     out.append(self._take_pending(pad=False))
+        self._document_starts.append(np.asarray(starts, dtype=np.int64))
         return out.rows()
 
     def _take_pending(self, pad: bool) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -135,6 +149,7 @@ class Packer:
             return PackedRows.empty(self.capacity)
         out = _RowCollector(self.capacity)
         out.append(self._take_pending(pad=True))
+        self.rows_out += 1
         return out.rows()
 
 
@@ -203,12 +218,14 @@ def _packed_batch(split: int, range_id: int, first_index: int, rows: PackedRows,
 
 
 def pack_batches(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pad_id: int, tail: str,
-                 spill_dir: str, counts: dict[tuple[int, int], RangeCounts] | None = None) -> Iterator[pa.RecordBatch]:
+                 spill_dir: str, counts: dict[tuple[int, int], RangeCounts] | None = None,
+                 pieces: list[pa.RecordBatch] | None = None) -> Iterator[pa.RecordBatch]:
     """TOKENIZED rows sorted by (split, range_id, doc_key, content_key) -> PACKED rows.
 
     Each range is packed on its own. Documents' tokens are read from their spill files and the
     packed rows' tokens appended to this task's own spill file in `spill_dir`. `counts`, when
-    given, receives each (split, range_id)'s RangeCounts, the dropped tail included.
+    given, receives each (split, range_id)'s RangeCounts, the dropped tail included; `pieces`, when
+    given, a PACKED_DOCUMENTS batch per batch of documents packed (where each starts in its range).
     """
     counts = {} if counts is None else counts
     reader, spill = SpillReader(spill_dir), SpillWriter(spill_dir, "rows")
@@ -239,11 +256,21 @@ def pack_batches(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pa
                     group, packer = key, Packer(capacity, mode, pad_id, tail)
                     counts[group] = RangeCounts()
                 yield from emit(packer.add(values, offsets[start : end + 1]))
+                if pieces is not None:
+                    pieces.append(pa.RecordBatch.from_arrays(
+                        [batch.column("split").slice(start, end - start), batch.column("range_id").slice(start, end - start),
+                         batch.column("doc_key").slice(start, end - start), pa.array(packer.take_starts()),
+                         batch.column("length").slice(start, end - start)], schema=PACKED_DOCUMENTS))
         if packer is not None:
             yield from close()
     finally:
         reader.close()
         spill.close()
+
+
+def packed_documents_file(packed_file: str) -> str:
+    """The name of the PACKED_DOCUMENTS file written beside the packed rows' file `packed_file`."""
+    return packed_file.replace("packed-", "packed-documents-", 1)
 
 
 def pack_and_summarize(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pad_id: int, tail: str,
@@ -258,8 +285,9 @@ def pack_and_summarize(batches: Iterator[pa.RecordBatch], capacity: int, mode: s
     name = f"packed-{uuid.uuid4().hex}.parquet"
     fs, directory = storage(spill_dir)
     file = writer = None
+    pieces: list[pa.RecordBatch] = []
     try:
-        for packed in pack_batches(batches, capacity, mode, pad_id, tail, spill_dir, counts):
+        for packed in pack_batches(batches, capacity, mode, pad_id, tail, spill_dir, counts, pieces):
             if writer is None:
                 fs.makedirs(directory, exist_ok=True)  # a local directory; nothing on an object store
                 file = fs.open(f"{directory}/{name}", "wb", block_size=WRITE_BLOCK_BYTES)
@@ -270,6 +298,10 @@ def pack_and_summarize(batches: Iterator[pa.RecordBatch], capacity: int, mode: s
             writer.close()
         if file is not None:
             file.close()  # on an object store: the upload completes, the object appears whole
+    if writer is not None:  # beside the packed rows, under its name: the summaries name both (packed_documents_file)
+        buffer = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_batches(pieces, schema=PACKED_DOCUMENTS), buffer)
+        write_whole(fs, f"{directory}/{packed_documents_file(name)}", buffer.getvalue().to_pybytes())
     if counts:
         rows = [{"split": split, "range_id": range_id, "file": name if entry.sequences else "", **asdict(entry)}
                 for (split, range_id), entry in sorted(counts.items())]

@@ -28,7 +28,7 @@ from thresher.pipeline.seeded_hash import hash64
 from thresher.pipeline.stagedir import COMMITTED_MARKER, PARTS_LIST, STAGES, read_commit, storage
 from thresher.schemas.rejects import is_line_rule
 from thresher.schemas.stats import STATS_FILE, read_stats, thresher_version
-from thresher.schemas.tags import label_column, score_column
+from thresher.schemas.tags import MODEL_FREE_KINDS, label_column, score_column
 
 # The stages that pass documents on, in pipeline order (not those that train the models and the tokenizer).
 DOCUMENT_STAGES = tuple(stage for stage in STAGES if stage not in ("classifiers", "tokenizer"))
@@ -70,6 +70,7 @@ def build_report(run_dir: str | os.PathLike) -> dict[str, Any]:
         "mix": _mix(details.get("select", {})),
         "model_gate": details.get("select", {}).get("model_gate", {}),
         "decontam": details.get("select", {}).get("decontam", {}),
+        "pii": details.get("select", {}).get("pii", {}),
         "dedup": _dedup(stages.get("rules")),
         "dedup_cluster_sizes": details.get("rules", {}).get("minhash_cluster_sizes", {}),
         "lines_removed": {
@@ -285,7 +286,7 @@ def _models(tag_details: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {"tagger": t["name"], "model_dir": t["model_dir"], "model_hash": t.get("model_hash"),
          "heldout": t.get("heldout") or {}, "weak_labels": bool(t.get("weak_labels"))}
-        for t in tag_details.get("taggers", [])
+        for t in tag_details.get("taggers", []) if t.get("kind") not in MODEL_FREE_KINDS
     ]
 
 

@@ -29,6 +29,7 @@ def render_html(report: dict[str, Any]) -> str:
         _section("Stage 3 models", _models_table(report["models"])),
         _section("Model steps: acted or not", _gate_table(report.get("model_gate", {}))),
         _section("Benchmark contamination", _decontam_table(report.get("decontam", {}))),
+        _section("Personal information (select)", _pii_table(report.get("pii", {}))),
     ]
     for tagger, histogram in report["score_histograms"].items():
         bins = len(histogram)
@@ -314,11 +315,28 @@ def _gate_table(gate: dict[str, dict[str, Any]]) -> str:
             figure += f" [{interval[0]:.3f}, {interval[1]:.3f}] ({decision.get('level') or 0:.0%})"
         rows.append(
             f"<td>{_e(tagger)}</td><td>{_e(', '.join(decision.get('steps', [])))}</td>"
-            f"<td>{'acted' if decision['acts'] else 'did not act: documents kept'}</td>"
+            f"<td>{_outcome(decision)}</td>"
             f"<td>{_e(figure)} on {_e(decision.get('examples', 0))} examples</td>"
             f"<td>{_e(decision.get('bound'))} bound &ge; {_e(decision.get('floor'))}</td><td>{_e(decision.get('reason'))}</td>")
     return _table(["tagger", "steps", "outcome", "held-out figure", "floor", "why"], rows,
-                  ["" if decision["acts"] else "warn" for decision in gate.values()])
+                  ["warn" if decision.get("steps") and not decision["acts"] else "" for decision in gate.values()])
+
+
+def _outcome(decision: dict[str, Any]) -> str:
+    if not decision.get("steps"):
+        return "no step: tags only"
+    return "acted" if decision["acts"] else "did not act: documents kept"
+
+
+def _pii_table(pii: dict[str, Any]) -> str:
+    """Per PII kind, the documents and spans the pii tagger found and whether select replaced them."""
+    if not pii:
+        return "<p>(no pii tagger named in select.pii, or select did not run)</p>"
+    rows = [f"<td>{_e(kind)}</td>{_num(counts['documents'])}{_num(counts['spans'])}"
+            f"<td>{_e(counts['placeholder']) if counts['replaced'] else 'kept (not in select.pii.replace)'}</td>"
+            for kind, counts in pii["kinds"].items()]
+    return (f"<p>{_format(pii['documents'])} documents with personal information found by tagger {_e(pii['tagger'])}; "
+            "replaced in every document, kept or rejected.</p>" + _table(["kind", "documents", "spans", "replaced by"], rows))
 
 
 def _decontam_table(decontam: dict[str, Any]) -> str:

@@ -10,12 +10,17 @@ lines tagger scored under its threshold are removed (`text` rewritten, each line
 reject). It also counts estimated tokens and names the document's mix class. `copy_table` then
 turns the per-class weights the driver solved for into `sample_copies` (pipeline.select.mix.sample_copies;
 0 copies is a `rebalance_downsampled` reject). The tag columns are those the taggers declare (schemas.tags).
+
+Personal information a pii tagger found is replaced first (pipeline.pii.redact, the kinds of
+`pii_placeholders`), in every document, kept or rejected, so no reject snippet or removed line
+holds it either; a placeholder holds no line break, so line scores stay aligned.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +36,7 @@ from thresher.schemas.tags import (
     hits_column,
     label_column,
     line_scores_column,
+    pii_spans_column,
     score_column,
     spans_column,
     tagged_schema,
@@ -92,6 +98,27 @@ class KeepCheck:
 
 
 @dataclass(frozen=True)
+class ColumnCheck:
+    """select.columns' rules on one column (any column: a custom tagger's, the input's own); a null value fails."""
+
+    column: str
+    min: float | None = None
+    max: float | None = None
+    equals: Any = None
+
+    @property
+    def name(self) -> str:
+        return f"column:{self.column}"
+
+    def failure(self, row: dict) -> str | None:
+        """None when the row passes, else the reject detail."""
+        value = row[self.column]
+        passes = value is not None and (self.equals is None or value == self.equals) and (
+            self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+        return None if passes else f"value={value!r}"
+
+
+@dataclass(frozen=True)
 class LineGuards:
     """Rules a line model cannot override, applied wherever lines are removed (issue 25): a line that
     holds most of the document's characters, a long sentence-like line and a long table row (a page
@@ -128,6 +155,10 @@ class SelectSettings:
     weights: dict[str, float] = field(default_factory=dict)  # class -> weight (copy_table); missing: 1
     seed: int = 0
     decontam_action: str = ""  # drop or cut a document the decontam tagger found benchmark items in; "": no such tagger
+    pii_tagger: str = ""  # the pii tagger whose spans are replaced; empty: none
+    pii_placeholders: dict[str, str] = field(default_factory=dict)  # kind -> placeholder, for the kinds replaced
+    column_checks: tuple[ColumnCheck, ...] = ()  # after `checks`
+    kept: tuple[pa.Field, ...] = ()  # the input's other columns (custom taggers', a user's own): passed on as they are
 
 
 GUARDED_LINES = pa.struct([pa.field("guard", pa.string()), pa.field("lines", pa.int32())])
@@ -139,11 +170,12 @@ DECONTAM_REMOVED = pa.struct([pa.field("benchmark", pa.string()), pa.field("item
 
 
 def selected_schema(settings: SelectSettings) -> pa.Schema:
-    """The select documents: the tag columns without line scores and decontam spans (text may be
-    rewritten, so they would no longer align; they stay in the tag output), then lines removed per
-    lines tagger and sample_copies."""
+    """The select documents: the tag columns without line scores, PII spans and decontam spans (text may
+    be rewritten, so they would no longer align; they stay in the tag output), then the input's other
+    columns, then lines removed per lines tagger and sample_copies."""
     return extend(
-        tagged_schema([tagger for tagger in settings.taggers if tagger.kind not in ("lines", DECONTAM)]),
+        tagged_schema([tagger for tagger in settings.taggers if tagger.kind not in ("lines", "pii", DECONTAM)]),
+        *settings.kept,
         *[pa.field(f"lines_removed_{name}", pa.int32()) for name, _ in settings.line_thresholds],
         pa.field("sample_copies", pa.int32()),  # how many times export emits this document (rebalancing)
     )
@@ -172,22 +204,33 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     texts = pc.fill_null(table.column("text"), "").combine_chunks()
     python_texts = texts.to_pylist()
     tokens_in = np.array([estimated_tokens(text) for text in python_texts], np.int64)
+    replacements = _pii_replacements(table, settings)
     rows = table.select(_rule_columns(settings, table.column_names)).to_pylist()
     tokens_cut = np.zeros(len(rows), np.int64)
-    cleaned: dict[int, str] = {}  # row -> text with benchmark spans cut or lines removed
+    cleaned: dict[int, str] = {}  # row -> its rewritten text (benchmark spans cut, PII replaced, lines removed)
     for i, row in enumerate(rows):
         row["status"], row["reject_detail"], row["removed_lines"], row["lines_guarded"] = STATUS_KEPT, None, [], []
         row["decontam_removed"] = []
+        cuts: list[tuple[int, int]] = []
         if settings.decontam_action and row.get(hits_column(DECONTAM)):
-            cut = _decontaminate(row, python_texts[i], settings.decontam_action)
-            if cut is not None:
-                cleaned[i] = cut
-                tokens_cut[i] = tokens_in[i] - estimated_tokens(cut)
-        for check in settings.checks if row["status"] == STATUS_KEPT else ():
+            cuts = _decontaminate(row, python_texts[i], settings.decontam_action)
+            if cuts:
+                tokens_cut[i] = tokens_in[i] - estimated_tokens(cut_spans(python_texts[i], cuts))
+        if cuts or i in replacements:
+            # both edits at the tag-time offsets, in one pass: neither moves the other's spans
+            text = _rewrite(python_texts[i], cuts, replacements.get(i, []), settings.pii_placeholders)
+            if text != python_texts[i]:
+                cleaned[i] = text
+        for check in (*settings.checks, *settings.column_checks) if row["status"] == STATUS_KEPT else ():
             detail = check.failure(row)
             if detail is not None:
                 row["status"], row["reject_detail"] = check.name, detail
                 break
+    # No token spans a line break (a cut keeps every line break, a placeholder holds none), so the
+    # removed lines' tokens are exactly what a text lost.
+    tokens = tokens_in.copy()
+    for i, text in cleaned.items():
+        tokens[i] = estimated_tokens(text)
     if settings.line_thresholds:
         kept = [i for i, row in enumerate(rows) if row["status"] == STATUS_KEPT]
         line_columns = [line_scores_column(name) for name, _ in settings.line_thresholds]
@@ -196,9 +239,6 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
             text = _remove_lines(rows[i], cleaned.get(i, python_texts[i]), settings.line_thresholds, settings.line_guards)
             if rows[i]["removed_lines"]:
                 cleaned[i] = text
-    # No token spans a line break, so the removed lines' tokens are exactly what a text lost (a cut keeps
-    # every line break).
-    tokens = tokens_in - tokens_cut
     removed = [(i, entry["line"]) for i in cleaned for entry in rows[i]["removed_lines"]]
     if removed:
         np.subtract.at(tokens, [i for i, _ in removed], [estimated_tokens(line) for _, line in removed])
@@ -220,26 +260,51 @@ def filter_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
     )
 
 
-def _decontaminate(row: dict, text: str, action: str) -> str | None:
+def _decontaminate(row: dict, text: str, action: str) -> list[tuple[int, int]]:
     """A document holding benchmark items: with `drop`, its status is `decontam:<first benchmark>`;
-    with `cut`, the text without the matched spans (None when dropped), a document left blank dropped
+    with `cut`, the merged spans to cut ([] when dropped), a document the cut would leave blank dropped
     the same way. Sets the row's decontam_removed: per benchmark its items and the characters it cost."""
     hits = row[hits_column(DECONTAM)]
     spans: dict[str, list[tuple[int, int]]] = {}
     for span in row.get(spans_column(DECONTAM)) or []:
         spans.setdefault(span["benchmark"], []).append((span["start"], span["end"]))
-    cut = cut_spans(text, [span for found in spans.values() for span in found]) if action == "cut" else ""
-    dropped = action == "drop" or not cut.strip()
+    cuts = merge_spans([span for found in spans.values() for span in found]) if action == "cut" else []
+    dropped = action == "drop" or not cut_spans(text, cuts).strip()
     row["decontam_removed"] = [
         {"benchmark": hit["benchmark"], "item_ids": hit["item_ids"], "ngrams": hit["ngrams"],
          "chars": len(text) if dropped else sum(end - start for start, end in merge_spans(spans.get(hit["benchmark"], [])))}
         for hit in hits]
     if not dropped:
-        return cut
+        return cuts
     first = hits[0]
     row["status"] = f"{DECONTAM}:{first['benchmark']}"
     row["reject_detail"] = f"items={','.join(first['item_ids'][:5])}{',...' if len(first['item_ids']) > 5 else ''} ngrams={first['ngrams']}"
-    return None
+    return []
+
+
+def _pii_replacements(table: pa.Table, settings: SelectSettings) -> dict[int, list[tuple[str, int, int]]]:
+    """Per row with PII of a replaced kind, its spans (kind, start, end): replaced in every document, kept or
+    rejected, so no reject snippet holds them."""
+    if not settings.pii_tagger or not settings.pii_placeholders:
+        return {}
+    found = table.column(pii_spans_column(settings.pii_tagger)).to_pylist()
+    return {i: spans for i, row in enumerate(found)
+            if (spans := [(span["kind"], span["start"], span["end"]) for span in row or [] if span["kind"] in settings.pii_placeholders])}
+
+
+def _rewrite(text: str, cuts: Sequence[tuple[int, int]], replacements: Sequence[tuple[str, int, int]],
+             placeholders: dict[str, str]) -> str:
+    """`text` with the merged `cuts` removed but their line breaks (as pipeline.decontam.cut_spans) and the
+    PII `replacements` replaced by their kind's placeholder (as pipeline.pii.redact), all at `text`'s own
+    offsets; a PII span a cut overlaps goes with the cut."""
+    edits = [(start, end, "\n" * text.count("\n", start, end)) for start, end in cuts]
+    edits += [(start, end, placeholders[kind]) for kind, start, end in replacements
+              if not any(start < cut_end and cut_start < end for cut_start, cut_end in cuts)]
+    pieces, at = [], 0
+    for start, end, new in sorted(edits):
+        pieces += [text[at:start], new]
+        at = end
+    return "".join(pieces) + text[at:]
 
 
 def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
@@ -251,6 +316,7 @@ def _rule_columns(settings: SelectSettings, names: Sequence[str]) -> list[str]:
         read |= {label_column(check.tagger), score_column(check.tagger), *([top_column(check.tagger)] if check.score_label else [])}
     if settings.class_tagger:
         read |= {label_column(settings.class_tagger), score_column(settings.class_tagger)}
+    read |= {check.column for check in settings.column_checks}
     return [name for name in names if name in read]
 
 

@@ -392,8 +392,85 @@ def conform_columns(columns: dict[str, pa.Array], num_rows: int, name: str, firs
     arrays = []
     for field in schema:
         column = values.get(field.name, columns.get(field.name))
-        arrays.append(pa.nulls(num_rows, field.type) if column is None else column.cast(field.type))
+        arrays.append(pa.nulls(num_rows, field.type) if column is None else _cast(column, field, name, first_row))
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _cast(column: pa.Array, field: pa.Field, name: str, first_row: int) -> pa.Array:
+    """`column` as `field`'s type; values that do not convert (a JSONL column whose later records change
+    type) are an InputError naming the file and column."""
+    try:
+        return column.cast(field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise InputError(f"{name} rows from {first_row}: column {field.name!r} holds {column.type} values that are "
+                         f"no {field.type} (its type in the input's first file or records): {exc}") from None
+
+
+JSONL_TYPE_SAMPLE = 1000  # records of a JSONL input's first file that give its own columns their types
+
+
+def kept_fields(source: DocumentSource, schema: pa.Schema) -> list[pa.Field]:
+    """The input's own columns that a stage reading it as `schema` passes on unchanged (README "Your
+    columns"): every column of `source` but those `schema` reads and the text column the field mapping
+    names, with its type as the files hold it, made what Spark holds (a timestamp in microseconds).
+    A JSONL input's types are those of its first file's first JSONL_TYPE_SAMPLE records: lists and
+    objects as their JSON text, a column of nulls only as text. A type Spark cannot hold (uint64) is an
+    InputError naming the column."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from thresher.schemas import to_spark_schema
+
+    consumed = set(schema.names) | {source.fields.text}
+    names = [name for name in source.columns if name not in consumed]
+    if not names:
+        return []
+    kept = []
+    for name, kind in _column_types(source, names).items():
+        try:
+            spark_type = to_arrow_schema(to_spark_schema(pa.schema([pa.field(name, kind)]))).field(0).type
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{source.path}: column {name!r} is {kind}, a type Spark cannot carry ({exc}); "
+                             "cast it in your input or drop it") from None
+        kept.append(pa.field(name, spark_type))
+    return kept
+
+
+def _column_types(source: DocumentSource, names: list[str]) -> dict[str, pa.DataType]:
+    if source.kind == JSONL:
+        sample = next((batch for file in source.files for batch in _jsonl_batches(file, JSONL_TYPE_SAMPLE, [],
+                       source.fields.text, source.fields.max_document_bytes)), None)
+        found = {} if sample is None else dict(zip(sample.schema.names, sample.schema.types, strict=True))
+        return {name: pa.string() if pa.types.is_null(found.get(name, pa.null())) else found[name] for name in names}
+    types: dict[str, pa.DataType] = {}
+    first = source.files[0]
+    for file in source.files:
+        file_schema = _file_schema(source.kind, file)
+        for name in names:
+            kind = file_schema.field(name).type
+            if types.setdefault(name, kind) != kind:
+                raise InputError(f"{file}: column {name!r} is {kind} there but {types[name]} in {first}: "
+                                 "give it one type in every file")
+    return types
+
+
+def _file_schema(kind: str, path: Path | str) -> pa.Schema:
+    if kind == PARQUET:
+        import pyarrow.parquet as pq
+
+        with _binary(path) as file:
+            return pq.read_schema(file)
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_stream(source).schema
+
+
+def refuse_clashes(source: DocumentSource, kept: list[pa.Field], written: set[str], stage: str) -> list[pa.Field]:
+    """`kept` without the columns thresher writes itself (`written`): in a thresher stage's output they are
+    thresher's own from an earlier stage (written afresh); in a user's input each is an InputError naming it."""
+    clash = sorted({field.name for field in kept} & written)
+    if clash and not source.committed_stage:
+        raise InputError(f"{source.path}: column {clash[0]!r} is a column thresher writes ({stage} and the stages "
+                         f"after it); rename it in your input (clashing: {', '.join(clash)})")
+    return [field for field in kept if field.name not in clash]
 
 
 def read_source_parts(parts: Iterator[pa.RecordBatch], fields: FieldMapping, schema: pa.Schema,

@@ -26,6 +26,21 @@ def batch(rules_dir):
     return pq.read_table(rules_dir / "documents").slice(0, 50)
 
 
+def test_a_pii_tagger_writes_every_finding_of_each_text_and_needs_no_model(batch):
+    from thresher.pipeline.pii import find_pii
+
+    pii = Tagger("pii", kind="pii")
+    planted = batch.slice(0, 2).set_column(batch.schema.get_field_index("text"), "text",
+                                           [["Mail a.b@example.com", "手机13812345678，IP 8.8.8.8"]])
+    tagged = tag_table(planted, [pii])
+    assert tagged.schema == tagged_schema([pii])
+    assert tagged.column("pii_spans").to_pylist() == [
+        [{"kind": "email", "start": 5, "end": 20}], [{"kind": "phone", "start": 2, "end": 13}, {"kind": "ip_address", "start": 17, "end": 24}]]
+    real = tag_table(batch, [pii]).to_pylist()  # real crawl text, through tag_batches' model-free path too
+    assert [row["pii_spans"] for row in real] == [[s._asdict() for s in find_pii(row["text"])] for row in real]
+    assert [b.to_pylist() for b in tag_batches(iter(batch.to_batches()), [pii], 16)] == [real[i:i + 16] for i in range(0, 50, 16)]
+
+
 def test_top_labels_are_best_first_with_ties_in_label_order():
     probs = np.array([[0.2, 0.5, 0.3], [0.4, 0.2, 0.4]])
     assert top_labels(probs, ["a", "b", "c"], 2) == [

@@ -42,6 +42,16 @@ def corpus(shared_data, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def local_rules(spark, corpus, tmp_path_factory) -> Path:
+    """The same rules job in local mode: what both cluster runs must equal."""
+    from thresher.jobs import cli
+
+    local = tmp_path_factory.mktemp("local") / "rules"
+    assert cli.main(["rules", str(corpus), "--output", str(local), *SETTINGS]) == 0
+    return local
+
+
 def rows(path: Path, sort_keys: tuple[str, ...]) -> list[dict]:
     table = ds.dataset(str(path), format="parquet").to_table()
     return sorted(table.to_pylist(), key=lambda row: tuple(str(row[k]) for k in sort_keys))
@@ -69,12 +79,9 @@ def master_status(cluster) -> dict:
 
 
 def test_rules_submitted_to_two_workers_with_the_built_artifacts_equals_local_mode(
-    spark, dist, corpus, standalone_cluster, tmp_path
+    dist, corpus, local_rules, standalone_cluster, tmp_path
 ):
     from thresher.jobs import cli
-
-    local = tmp_path / "local"
-    assert cli.main(["rules", str(corpus), "--output", str(local), *SETTINGS]) == 0
 
     cluster = standalone_cluster
     out = tmp_path / "cluster"
@@ -107,18 +114,16 @@ def test_rules_submitted_to_two_workers_with_the_built_artifacts_equals_local_mo
         assert (executor / "venv" / "bin" / "python").exists()  # the archive, unpacked for the executor
         assert executor.name in ran_tasks
 
-    assert output(out) == output(local)
+    assert output(out) == output(local_rules)
 
 
 def test_rules_on_the_cluster_commits_to_s3_without_a_jvm_connector_and_equals_local_mode(
-    spark, dist, corpus, standalone_cluster, s3_server, s3_url, tmp_path
+    dist, corpus, local_rules, standalone_cluster, s3_server, s3_url
 ):
     """Every table and intermediate goes through the Python workers (s3fs): the JVM has no S3 connector."""
     from thresher.jobs import cli
     from thresher.pipeline.stagedir import read_commit
 
-    local = tmp_path / "local"
-    assert cli.main(["rules", str(corpus), "--output", str(local), *SETTINGS]) == 0
     cluster = standalone_cluster
     env = {k: v for k, v in cluster.env.items() if k not in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
     env.update(s3_server.environment)  # the driver's credentials and endpoint; the executors get theirs below
@@ -133,7 +138,7 @@ def test_rules_on_the_cluster_commits_to_s3_without_a_jvm_connector_and_equals_l
     ]
     submitted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert submitted.returncode == 0, submitted.stderr[-5000:]
-    on_s3, on_disk = read_commit(f"{s3_url}/rules"), read_commit(local)
+    on_s3, on_disk = read_commit(f"{s3_url}/rules"), read_commit(local_rules)
     for table, keys in (("documents", ("doc_id",)), ("rejects", ("doc_id", "rule", "content", "detail"))):
         found = []
         for commit in (on_s3, on_disk):

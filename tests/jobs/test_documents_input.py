@@ -76,3 +76,87 @@ def test_ids_unique_only_per_file_are_refused_in_one_line_or_scoped_by_file(spar
     frame = documents_frame(spark, scoped, PREPARED, scratch=(output, "input"))
     ids = [row.doc_id for row in frame.collect()]
     assert len(ids) == len(set(ids)) == 43 and {"a.jsonl:0", "b.jsonl:0", "a.jsonl:22"} <= set(ids)
+
+
+def own_columns_corpus(shared_data) -> list[dict]:
+    """Real English pages with columns of a user's own: strings, numbers, a struct holding a list, a list,
+    a boolean and a column that is null in some rows."""
+    import json
+
+    texts = [json.loads(line)["text"] for line in (shared_data / "quality/dclm/agreement_data.jsonl").open()][:40]
+    return [{"text": text, "url": f"https://www.example.org/page/{i}", "label": ["news", "blog", "wiki"][i % 3],
+             "licence": "cc-by-4.0" if i % 2 else None, "score": i / 7, "views": 10**12 + i, "reviewed": i % 5 == 0,
+             "provenance": {"crawl": f"CC-2024-{i % 4}", "hops": [i, i + 1][: i % 3]}, "topics": ["a", "b", "c"][: i % 4]}
+            for i, text in enumerate(texts)]
+
+
+OWN = ("label", "licence", "score", "views", "reviewed", "provenance", "topics")
+
+
+def own_values(path, key="doc_id") -> dict:
+    """doc_id -> the user's own columns of each row of a Parquet table (a stage's documents, the index)."""
+    return {row[key]: {name: row[name] for name in OWN} for row in pq.read_table(path).to_pylist()}
+
+
+def test_a_users_own_columns_pass_rules_tag_select_and_reach_the_export_index_unchanged(
+        spark, shared_data, models_dir, quality_model, tmp_path):
+    from stage_rows import stage3_config
+
+    from thresher.jobs import cli
+    from thresher.jobs.export import run_export
+    from thresher.jobs.selection import run_select
+    from thresher.jobs.tag import run_tag
+    from thresher.pipeline.export.tokenize import save_tokenizer, train_byte_level_bpe
+
+    records = own_columns_corpus(shared_data)
+    pq.write_table(pa.Table.from_pylist(records), tmp_path / "corpus.parquet")
+    given = {derived_doc_id("corpus.parquet", i): {name: r[name] for name in OWN} for i, r in enumerate(records)}
+    assert cli.main(["rules", str(tmp_path / "corpus.parquet"), "--output", str(tmp_path / "rules")]) == 0
+    rules = own_values(tmp_path / "rules" / "documents")
+    assert 0 < len(rules) < len(given) and all(rules[doc_id] == given[doc_id] for doc_id in rules)  # some dropped
+    schema = pq.read_schema(tmp_path / "rules" / "documents" / next(p.name for p in (tmp_path / "rules" / "documents").iterdir()))
+    assert schema.field("provenance").type == pa.struct([("crawl", pa.string()), ("hops", pa.list_(pa.int64()))])
+    config = stage3_config(models_dir, quality_model, **{"export.seq_len": 63, "export.validation_fraction": 0.0})
+    run_tag(spark, str(tmp_path / "rules"), str(tmp_path / "tag"), config)
+    assert own_values(tmp_path / "tag" / "documents") == rules
+    run_select(spark, str(tmp_path / "tag"), str(tmp_path / "select"), config)
+    selected = own_values(tmp_path / "select" / "documents")
+    assert selected and all(selected[doc_id] == given[doc_id] for doc_id in selected)
+    tokenizer = tmp_path / "tokenizer"
+    save_tokenizer(train_byte_level_bpe([r["text"] for r in records], 600, ["<|endoftext|>", "<|pad|>"]), tokenizer,
+                   "<|endoftext|>", "<|pad|>")
+    run_export(spark, str(tmp_path / "select"), str(tmp_path / "export"), str(tokenizer), config)
+    index = pq.read_table(tmp_path / "export" / "index").to_pylist()
+    copies = {row["doc_id"]: row["sample_copies"] for row in pq.read_table(tmp_path / "select" / "documents").to_pylist()}
+    assert {(row["doc_id"], row["copy"]) for row in index} == {(d, c) for d, n in copies.items() for c in range(n)}
+    assert all({name: row[name] for name in OWN} == given[row["doc_id"]] for row in index)
+
+
+def test_a_jsonl_corpus_keeps_its_columns_with_lists_and_objects_as_their_json_text(spark, shared_data, tmp_path):
+    import json
+
+    from thresher.jobs import cli
+
+    records = own_columns_corpus(shared_data)
+    (tmp_path / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert cli.main(["rules", str(tmp_path / "corpus.jsonl"), "--output", str(tmp_path / "rules")]) == 0
+    kept = own_values(tmp_path / "rules" / "documents")
+    assert kept
+    for doc_id, values in kept.items():
+        record = records[next(i for i in range(len(records)) if derived_doc_id("corpus.jsonl", i) == doc_id)]
+        nested = {"provenance", "topics"}
+        assert {k: v for k, v in values.items() if k not in nested} == {k: record[k] for k in OWN if k not in nested}
+        assert {k: json.loads(values[k]) for k in nested} == {k: record[k] for k in nested}
+
+
+@pytest.mark.parametrize(("column", "command"), [("minhash_cluster", "rules"), ("status", "rules"), ("shard", "export")])
+def test_an_input_column_named_as_one_thresher_writes_is_one_line_before_spark(tmp_path, capsys, column, command):
+    from thresher.jobs import cli
+
+    pq.write_table(pa.table({"text": ["some text"], column: ["mine"]}), tmp_path / "docs.parquet")
+    extra = ["--tokenizer", str(tmp_path)] if command == "export" else []
+    code = cli.main([command, str(tmp_path / "docs.parquet"), "--output", str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert f"column {column!r} is a column thresher writes" in err[0] and "rename it" in err[0]
+    assert not (tmp_path / "out").exists()

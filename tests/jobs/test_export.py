@@ -190,7 +190,7 @@ def test_manifest_counts_match_the_shards_and_the_input(concat_run, rows, tokeni
     assert stats["details"]["documents_sampled_out"] == sum(1 for r in with_text if r["sample_copies"] == 0)
     assert stats["documents_out"] == sum(1 for r in with_text if r["sample_copies"] != 0)
     assert stats["details"]["document_copies_out"] == sum(len(v) for v in expected.values())
-    assert sorted(p.name for p in out.iterdir()) == ["_COMMITTED", "manifest.json", "stats.json", "train",
+    assert sorted(p.name for p in out.iterdir()) == ["_COMMITTED", "index", "manifest.json", "stats.json", "train",
                                                      "validation"]
 
 
@@ -233,6 +233,39 @@ def test_shards_read_in_duckdb_and_in_datasets(concat_run):
     assert len(loaded) == rows and len(loaded[0]["tokens"]) == 256
     first = pq.read_table(shard).column("tokens")[0].as_py()
     assert loaded[0]["tokens"] == first
+
+
+def indexed_copies(out, tokenizer_dir) -> dict:
+    """(doc_id, copy) -> (the text its index pieces point at, EOS left out; the last token; its url), read from
+    the shards as a user of the index would."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    tokenizer = load_tokenizer(tokenizer_dir)
+    index = pq.read_table(out / manifest["document_index"]["path"])
+    assert index.num_rows == manifest["document_index"]["rows"] > 0
+    keys = [(r["doc_id"], r["copy"], r["piece"]) for r in index.select(["doc_id", "copy", "piece"]).to_pylist()]
+    assert keys == sorted(keys)
+    shards, tokens, urls = {}, {}, {}
+    for row in index.to_pylist():
+        shard = shards.setdefault(row["shard"], pq.read_table(out / row["shard"]).column("tokens").to_pylist())
+        key = (row["doc_id"], row["copy"])
+        assert len(tokens.setdefault(key, [])) == 0 or row["piece"] > 0
+        tokens[key] += shard[row["sequence"]][row["token_start"]:row["token_end"]]
+        urls[key] = row["url"]
+    return {key: (tokenizer.decode(ids[:-1]), ids[-1], urls[key]) for key, ids in tokens.items()}
+
+
+@pytest.mark.parametrize("mode", ["concat", "boundary"])
+def test_the_document_index_points_at_every_copy_s_tokens_and_carries_the_input_s_columns(
+        spark, concat_run, stages, rows, tokenizer_dir, tmp_path, mode):
+    out = concat_run[0]
+    if mode == "boundary":
+        out = tmp_path / "boundary"
+        run_export(spark, str(stages[4]), str(out), str(tokenizer_dir),
+                   load_config(None, {**SETTINGS, "export.pack_mode": "boundary"}))
+    eos = json.loads((out / "manifest.json").read_text())["eos_token_id"]
+    expected = {(row["doc_id"], copy): (row["text"], eos, row["url"]) for row in rows if row["text"]
+                for copy in range(1 if row["sample_copies"] is None else row["sample_copies"])}
+    assert indexed_copies(out, tokenizer_dir) == expected
 
 
 def test_boundary_mode_from_the_command_line(stages, rows, tokenizer_dir, config, tmp_path):
@@ -416,9 +449,10 @@ def test_export_from_s3_to_s3_commits_the_same_shards_manifest_and_stats_as_loca
     assert {name: objects[name] for name in shards} == {name: (local / name).read_bytes() for name in shards}
     commit = read_commit(f"{s3_url}/export")
     assert commit.stats == stats == json.loads(objects["stats.json"])
-    listed = {entry["name"]: entry["size"] for entry in commit.marker["files"]}
+    index = {part.name: part.size for part in commit.parts("index")}  # the document index: a table of parts
+    listed = {entry["name"]: entry["size"] for entry in commit.marker["files"]} | index
     assert listed == {name: len(data) for name, data in objects.items() if name != COMMITTED_MARKER}
-    assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards])
+    assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards, *index])
     assert copies_and_renames == []
 
 
@@ -448,6 +482,7 @@ def test_a_crash_mid_export_on_s3_is_never_read_and_a_rerun_commits_the_same_obj
     local_manifest = json.loads((local / "manifest.json").read_text())
     assert _comparable_manifest(manifest) == _comparable_manifest(local_manifest)
     shards = [shard["path"] for split in SPLITS for shard in manifest["splits"][split]["shards"]]
-    assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards])
+    index = [part.name for part in read_commit(out).parts("index")]  # the crashed attempt's index parts are gone
+    assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards, *index])
     assert {name: objects[name] for name in shards} == {name: (local / name).read_bytes() for name in shards}
     assert copies_and_renames == []

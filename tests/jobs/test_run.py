@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -123,7 +124,8 @@ def test_run_commits_every_stage_and_reports(reference_run):
     assert "page_type:label_in" not in select["rejects_by_rule"] and select["details"]["rebalance"]["skipped"]
     assert report["model_gate"] == gate and "Model steps: acted or not" in (reference_run / "report.html").read_text()
     tag = json.loads((reference_run / "tag" / "stats.json").read_text())
-    assert all("interval" in t["heldout"] for t in tag["details"]["taggers"])
+    assert all("interval" in t["heldout"] for t in tag["details"]["taggers"] if t["kind"] != "pii")  # pii: rules, no model
+    assert [t["name"] for t in tag["details"]["taggers"] if t["kind"] == "pii"] == ["pii"] and select["details"]["pii"]["tagger"] == "pii"
     assert list(report["seconds_per_stage"]) == list(STAGES)
     assert (reference_run / "report.html").read_text(encoding="utf-8").count("<svg") >= 3
     # The effective config beside the report, as `thresher config show` prints it; the report links it.
@@ -454,6 +456,9 @@ def test_the_crawl_is_tagged_by_every_tagger(crawl_runs):
         assert {f"{name}_label", f"{name}_score", f"{name}_top"} <= set(tagged.schema.names)
         assert tagged.column(f"{name}_label").null_count == 0
     assert "clutter_line_scores" in tagged.schema.names
+    found = [span["kind"] for spans in tagged.column("pii_spans").to_pylist() for span in spans]
+    pii = json.loads((out / "select" / "stats.json").read_text())["details"]["pii"]
+    assert found and {kind: counts["spans"] for kind, counts in pii["kinds"].items() if counts["spans"]} == Counter(found)
     assert tagged.num_rows == json.loads((out / "rules" / "stats.json").read_text())["documents_out"] > 50
     loaded = {Path(line.split(" ", 1)[1]).name for line in (crawl_runs["logs"] / "first.log").read_text().splitlines()}
     assert loaded == {"page_type", "clutter", "topic", "model"}  # model: the quality tagger's directory
@@ -478,12 +483,14 @@ def test_the_rerun_texts_follow_the_new_thresholds(crawl_runs):
     stats = json.loads((out / "select" / "stats.json").read_text())
     assert stats["rejects_by_rule"]["quality:top_percent"] > 0
     assert {step["rule"] for step in stats["details"]["rules"]} >= {"quality:top_percent", "line_removal"}
+    from thresher.pipeline.pii import PLACEHOLDERS, redact
     from thresher.pipeline.select.batches import LineGuards, remove_lines
 
     shorter = 0
     for doc in second:  # the lines under the new threshold are gone, but for those the default guards keep
         source = tagged[doc["doc_id"]]
-        assert doc["text"] == remove_lines(source["text"], source["clutter_line_scores"], 0.8, LineGuards()).text
+        text = redact(source["text"], [tuple(span.values()) for span in source["pii_spans"]], PLACEHOLDERS)  # PII first
+        assert doc["text"] == remove_lines(text, source["clutter_line_scores"], 0.8, LineGuards()).text
         if doc["doc_id"] in first and len(doc["text"]) < len(first[doc["doc_id"]]["text"]):
             shorter += 1
     assert shorter > 0  # the higher clutter threshold took more lines out of documents both runs kept

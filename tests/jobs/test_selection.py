@@ -13,6 +13,8 @@ from stage_rows import stage3_config
 
 from thresher.jobs.selection import check_select_config, run_select
 from thresher.pipeline.config import ConfigError
+from thresher.pipeline.pii import KINDS as PII_KINDS
+from thresher.pipeline.pii import PLACEHOLDERS, redact
 from thresher.pipeline.seeded_hash import unit_hash
 from thresher.pipeline.select.batches import estimated_tokens
 from thresher.pipeline.select.mix import sample_copies
@@ -103,13 +105,56 @@ def test_line_removal_follows_the_tag_scores(selected, tagged_dir, config_for):
     assert "clutter_line_scores" not in documents[0]
     for doc in documents:
         source = tagged[doc["doc_id"]]
-        cleaned = remove_lines(source["text"], source["clutter_line_scores"], threshold, guards)  # the guards (issue 25) included
+        text = redact(source["text"], [tuple(span.values()) for span in source["pii_spans"]], PLACEHOLDERS)  # PII first
+        cleaned = remove_lines(text, source["clutter_line_scores"], threshold, guards)  # the guards (issue 25) included
         assert doc["text"] == cleaned.text
         assert doc["lines_removed_clutter"] == len(cleaned.removed)
     for reject in line_rejects:
         assert float(reject["detail"].removeprefix("score=")) < 0.5
     guarded = read_stats(selected[1])["details"]["lines_kept_by_guard"]
     assert set(guarded) <= {"dominant_line", "flattened_table", "long_prose", "removal_cap"} and all(n > 0 for n in guarded.values())
+
+
+def pii_values(row, kinds=PII_KINDS):
+    return [row["text"][span["start"]:span["end"]] for span in row["pii_spans"] if span["kind"] in kinds]
+
+
+def test_personal_information_is_replaced_in_every_document_and_counted_per_kind(selected, tagged_dir):
+    tagged = {r["doc_id"]: r for r in rows(tagged_dir)}
+    found = {doc_id: row for doc_id, row in tagged.items() if row["pii_spans"]}
+    assert len(found) >= 5  # the real DCLM and ChineseWebText pages hold e-mail addresses and phone numbers
+    pii = read_stats(selected[1])["details"]["pii"]
+    assert pii["tagger"] == "pii" and pii["documents"] == len(found)
+    for kind in PII_KINDS:
+        spans = [(doc_id, span) for doc_id, row in found.items() for span in row["pii_spans"] if span["kind"] == kind]
+        assert pii["kinds"][kind] == {"documents": len({doc_id for doc_id, _ in spans}), "spans": len(spans),
+                                      "replaced": True, "placeholder": PLACEHOLDERS[kind]}
+    assert pii["kinds"]["email"]["spans"] and pii["kinds"]["phone"]["spans"]
+    documents = {d["doc_id"]: d for d in rows(selected[1])}
+    assert "pii_spans" not in next(iter(documents.values()))  # its offsets are the tag output's text
+    snippets = [r["content"] for r in rows(selected[1], "rejects") if r["doc_id"] in found]
+    for doc_id, row in found.items():
+        for value in pii_values(row):
+            assert value not in documents.get(doc_id, {"text": ""})["text"] and not any(value in c for c in snippets)
+    assert sum("<EMAIL>" in d["text"] or "<PHONE>" in d["text"] for d in documents.values() if d["doc_id"] in found) >= 1
+
+
+def test_pii_kinds_left_out_of_replace_stay_and_placeholders_are_settings(spark, tagged_dir, config_for, tmp_path):
+    config = config_for(**{**ACT_ANYWAY, "select.pii.replace": ["email"], "select.pii.placeholders.email": "email@example.com"})
+    stats = run_select(spark, str(tagged_dir), str(tmp_path / "out"), config)["details"]["pii"]
+    assert [kind for kind, counts in stats["kinds"].items() if counts["replaced"]] == ["email"]
+    assert stats["kinds"]["email"]["placeholder"] == "email@example.com" and stats["kinds"]["phone"]["placeholder"] is None
+    tagged = {r["doc_id"]: r for r in rows(tagged_dir)}
+    documents = [d for d in rows(tmp_path / "out") if tagged[d["doc_id"]]["pii_spans"]]
+    assert documents
+    for doc in documents:
+        source = tagged[doc["doc_id"]]
+        assert not any(email in doc["text"] for email in pii_values(source, ["email"]))
+        assert all(phone in doc["text"] for phone in pii_values(source, ["phone"]))
+        assert doc["text"].count("email@example.com") >= len(pii_values(source, ["email"]))
+    off = run_select(spark, str(tagged_dir), str(tmp_path / "off"), config_for(**{**ACT_ANYWAY, "select.pii.tagger": ""}))
+    assert off["details"]["pii"] == {}
+    assert all(d["text"] == tagged[d["doc_id"]]["text"] for d in rows(tmp_path / "off"))  # no line removal at 0, no PII
 
 
 def test_weak_topic_model_skips_rebalancing_with_a_warning(selected, tagged_dir):
@@ -145,6 +190,11 @@ def test_by_default_a_weak_model_keeps_documents_and_says_why_and_a_strong_one_a
     # with the gate off the same weak model drops pages
     off = run_select(spark, str(tagged_dir), str(tmp_path / "off"), config_for(**keep_quality, **{"select.model_gate.enabled": False}))
     assert off["rejects_by_rule"]["page_type:label_in"] > 0 and off["details"]["model_gate"]["page_type"]["acts"] is True
+    # the default clutter threshold (0) removes nothing: said as such, not as a model step that acted
+    clutter = off["details"]["model_gate"]["clutter"]
+    assert clutter["steps"] == [] and clutter["acts"] is False and "clutter_line" not in off["rejects_by_rule"]
+    assert clutter["reason"] == "tags only: select.line_thresholds.clutter is 0, so no line is removed (its scores are written)"
+    assert f"[thresher] select: clutter: {clutter['reason']}" in capsys.readouterr().err
 
 
 def test_same_output_whatever_the_partitioning(selected):
@@ -212,11 +262,33 @@ def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path)
         ({"select.rebalance.targets.knowledge.classes": ["science.alchemy"]}, "knowledge.classes"),
         ({"select.rebalance.max_copies": -1}, "max_copies: -1.0 is out of range, must be at least 1"),
         ({"select.rebalance.tagger": "topics"}, "select.rebalance.tagger: no tagger named 'topics'"),
+        ({"select.pii.tagger": "topic"}, "select.pii.tagger: 'topic' is no pii tagger of the tag output"),
+        ({"select.pii.placeholders.ssn": "<SSN>"}, r"select.pii.placeholders: \['ssn'\] are not PII kinds"),
+        ({"select.pii.placeholders.email": "<E\nMAIL>"}, "select.pii.placeholders.email: a placeholder must not hold a line break"),
+        ({"select.pii.replace": ["emails"]}, r"select.pii.replace\[0\]: 'emails' is not one of 'email'"),
     ],
 )
 def test_bad_settings_are_one_config_error_before_any_work(tagged_dir, config_for, overrides, message):
     with pytest.raises(ConfigError, match=message):
         check_select_config(config_for(**overrides), read_taggers(tagged_dir))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"select.columns.shout.max": 0.5}, "select.columns.shout: the input has no column 'shout' (columns: doc_id, url,"),
+        ({"select.columns.url.min": 1}, "select.columns.url: min and max need a column of numbers; url is string"),
+        ({"select.columns.url.equals": ["a"]}, "select.columns.url.equals: a string, number or boolean, not list"),
+    ],
+)
+def test_a_bad_column_rule_is_one_line_before_spark(tagged_dir, tmp_path, capsys, overrides, message):
+    from thresher.jobs.cli import main
+
+    out = tmp_path / "out"
+    sets = [item for key, value in overrides.items() for item in ("--set", f"{key}={json.dumps(value)}")]
+    assert main(["select", str(tagged_dir), "--output", str(out), *sets]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and not out.exists(), err
 
 
 def test_the_command_refuses_bad_settings_in_one_line_before_spark(tagged_dir, tmp_path, capsys):

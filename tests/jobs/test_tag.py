@@ -13,11 +13,12 @@ import pytest
 from thresher.classifiers.base import ModelNotFoundError, model_digest, read_manifest
 from thresher.jobs.tag import run_tag
 from thresher.pipeline.config import ConfigError, load_config
+from thresher.pipeline.pii import find_pii
 from thresher.schemas.documents import RULES
 from thresher.schemas.stats import read_stats
 from thresher.schemas.tags import read_taggers, tagged_schema
 
-TAGGERS = ("page_type", "clutter", "topic", "quality")
+TAGGERS = ("page_type", "clutter", "topic", "quality", "pii")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_every_tagger_writes_its_columns_and_nothing_else_changes(tagged_dir, st
     assert tagged.schema.names == [*RULES.names,
                                    "page_type_label", "page_type_score", "page_type_top", "clutter_line_scores",
                                    "topic_label", "topic_score", "topic_top",
-                                   "quality_label", "quality_score", "quality_top"]
+                                   "quality_label", "quality_score", "quality_top", "pii_spans"]
     original = {r["doc_id"]: r for r in pq.read_table(stage2_dir / "documents").to_pylist()}
     rows = tagged.to_pylist()
     assert sorted(r["doc_id"] for r in rows) == sorted(original) and [r["doc_id"] for r in rows] == sorted(original)
@@ -53,7 +54,10 @@ def test_every_tagger_writes_its_columns_and_nothing_else_changes(tagged_dir, st
             assert len(top) == min(5, len(labels[name])) and {e["label"] for e in top} <= set(labels[name])
             assert [e["score"] for e in top] == sorted((e["score"] for e in top), reverse=True)
             assert (top[0]["label"], top[0]["score"]) == (row[f"{name}_label"], row[f"{name}_score"])
+        assert row["pii_spans"] == [span._asdict() for span in find_pii(row["text"])]
     assert {tuple(sorted(e["label"] for e in r["quality_top"])) for r in rows} == {("0", "1")}  # both labels' scores
+    # The real DCLM and ChineseWebText pages hold e-mail addresses, + numbers and Chinese mobiles (test_selection reads them).
+    assert {span["kind"] for r in rows for span in r["pii_spans"]} == {"email", "phone"}
 
 
 def test_stats_trace_each_tagger_to_its_model_files(tagged_dir, models_dir, quality_model):
@@ -111,6 +115,20 @@ def test_missing_model_or_bad_tagger_fails_before_any_work(spark, stage2_dir, mo
                 load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.quality.model_dir": str(tmp_path / "none")}))
     with pytest.raises(ConfigError, match="tag.taggers.topic.kind: 'page' is not one of 'document', 'lines'"):
         run_tag(spark, str(stage2_dir), str(tmp_path / "out"), load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.topic.kind": "page"}))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_pii_tagger_needs_no_model_and_turns_off_by_enabled(spark, stage2_dir, models_dir, tmp_path):
+    from thresher.jobs.tag import configured_taggers
+
+    config = load_config(None, {"tag.model_dir": str(models_dir)})
+    pii = next(t for t in configured_taggers(config) if t.name == "pii")
+    assert (pii.kind, pii.model_dir, pii.labels, pii.model_hash) == ("pii", "", (), None)
+    off = load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.pii.enabled": False})
+    assert "pii" not in [t.name for t in configured_taggers(off)]
+    with pytest.raises(ConfigError, match="tag.taggers.pii.model_dir: a pii tagger runs rules, not a model"):
+        run_tag(spark, str(stage2_dir), str(tmp_path / "out"),
+                load_config(None, {"tag.model_dir": str(models_dir), "tag.taggers.pii.model_dir": "pii"}))
     assert not (tmp_path / "out").exists()
 
 
@@ -245,7 +263,7 @@ def test_a_transformers_tagger_beside_the_fasttext_ones_with_the_configured_sett
         out = tmp_path / f"budget{budget}"
         stats = run_tag(spark, str(stage2_dir), str(out), config, partitions=2)
         taggers = {entry["name"]: entry for entry in stats["details"]["taggers"]}
-        assert list(taggers) == ["page_type", "clutter", "topic", "neural"]
+        assert list(taggers) == ["page_type", "clutter", "topic", "pii", "neural"]
         assert taggers["neural"]["backend"] == "transformers" and taggers["page_type"]["backend"] == "fasttext"
         assert taggers["neural"]["inference"] == {"max_length": 32, "token_budget": budget, "device": "cpu"}
         assert taggers["topic"]["inference"] == {}  # config `transformers` is for transformers models only

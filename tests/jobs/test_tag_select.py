@@ -59,3 +59,50 @@ def test_tag_select_from_s3_to_s3_is_what_tag_then_select_commit_on_local_disk(
     assert read_stats(f"{s3_url}/out/select") == stats["select"]
     assert copies_and_renames == []
     assert run_tag_select(spark_s3, f"{s3_url}/rules", f"{s3_url}/out", config) == {}  # both committed: kept
+
+
+EXAMPLES = "thresher.tests.plugin_examples"
+WORD = "game"
+
+
+def test_a_custom_filter_and_tagger_run_rules_then_tag_select_through_config_alone(stage2_dir, models_dir, quality_model,
+                                                                                    tmp_path):
+    import yaml
+
+    from thresher.jobs.cli import main
+    from thresher.tests.plugin_examples.taggers import upper_share
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "rules": {"custom_filters": [{"class_path": f"{EXAMPLES}.filters:MentionFilter", "args": {"word": WORD}}]},
+        "tag": {"model_dir": str(models_dir), "taggers": {"quality": {"model_dir": str(quality_model)}},
+                "custom_taggers": [{"class_path": f"{EXAMPLES}.taggers:ShoutTagger", "args": {"prefix": "shout"}}]},
+        "select": {"columns": {"shout_upper_share": {"max": 0.04}}}}))
+    assert main(["rules", str(stage2_dir), "--output", str(tmp_path / "rules"), "--config", str(config)]) == 0
+    assert main(["tag-select", str(tmp_path / "rules"), "--output", str(tmp_path / "out"), "--config", str(config)]) == 0
+
+    rules = read_stats(tmp_path / "rules")
+    families = list(rules["rules"])
+    assert families[-1] == "mention" and families.index("mention") > families.index("gopher_repetition")
+    mention = rules["rules"]["mention"]
+    rejected = [r for r in pq.read_table(tmp_path / "rules" / "rejects").to_pylist() if r["rule"] == f"mention:{WORD}"]
+    assert mention["dropped"] == len(rejected) == rules["rejects_by_rule"][f"mention:{WORD}"] > 0
+    assert mention["seen"] > mention["dropped"] and mention["seconds"] >= 0
+    survivors = pq.read_table(tmp_path / "rules" / "documents").to_pylist()
+    assert not any(WORD in row["text"].lower() for row in survivors)
+
+    tagged = pq.read_table(tmp_path / "out" / "tag" / "documents")
+    assert tagged.schema.field("shout_upper_share").type == "double" and "quality_score" in tagged.column_names
+    rows = tagged.to_pylist()
+    assert [row["shout_upper_share"] for row in rows] == [upper_share(row["text"][:2000]) for row in rows]
+    assert [row["shout_first_word"] for row in rows] == [(row["text"].split() or [None])[0] for row in rows]
+
+    selected = read_stats(tmp_path / "out" / "select")
+    loud = {row["doc_id"] for row in rows if row["shout_upper_share"] > 0.04}
+    assert 0 < len(loud) < len(rows) and selected["rejects_by_rule"]["column:shout_upper_share"] <= len(loud)
+    funnel = [rule["rule"] for rule in selected["details"]["rules"]]
+    assert funnel.index("column:shout_upper_share") == funnel.index("line_removal") - 1
+    kept = pq.read_table(tmp_path / "out" / "select" / "documents").to_pylist()
+    first_words = {row["doc_id"]: row["shout_first_word"] for row in rows}
+    assert kept and all(row["shout_upper_share"] <= 0.04 and row["doc_id"] not in loud for row in kept)
+    assert all(row["shout_first_word"] == first_words[row["doc_id"]] for row in kept)

@@ -185,7 +185,7 @@ def _nested(key, value):
 
 def test_taggers_and_keep_rules_layer_key_by_key():
     config = load_config(None, {"tag.taggers.quality.model_dir": "/models/quality", "select.keep.quality.top_percent": 50})
-    assert list(config.tag.taggers) == ["page_type", "clutter", "topic", "quality"]  # the defaults stay, in order
+    assert list(config.tag.taggers) == ["page_type", "clutter", "topic", "quality", "pii"]  # the defaults stay, in order
     assert config.tag.taggers["quality"].model_dir == "/models/quality" and config.tag.taggers["quality"].top_k == 5
     assert config.select.keep["quality"].top_percent == 50.0
     assert config.select.keep["page_type"].label_in == ["article"]

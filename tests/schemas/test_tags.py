@@ -20,6 +20,7 @@ from thresher.schemas.tags import (
 PAGE_TYPE = DeclaredTagger("page_type", "/m/page_type", top_k=3, labels=("article", "forum"), model_hash="9c1f",
                            heldout={"accuracy": 0.9, "examples": 40}, weak_labels=True)
 CLUTTER = DeclaredTagger("clutter", "/m/clutter", kind="lines", labels=("keep", "clutter"))
+PII = DeclaredTagger("pii", kind="pii")  # rules, no model
 
 
 def test_each_kind_declares_its_columns_after_the_stage_2_ones():
@@ -28,9 +29,15 @@ def test_each_kind_declares_its_columns_after_the_stage_2_ones():
     assert schema.field("page_type_top").type.value_type.names == ["label", "score"]
 
 
+def test_a_pii_tagger_declares_its_spans_as_kind_start_end():
+    schema = tagged_schema((PII,))
+    assert schema.names == [*RULES.names, "pii_spans"]
+    assert schema.field("pii_spans").type.value_type.names == ["kind", "start", "end"]
+
+
 def test_written_taggers_read_back_equal_in_column_order(tmp_path):
-    write_taggers(tmp_path / TAGGERS_FILE, (PAGE_TYPE, CLUTTER))
-    assert read_taggers(tmp_path) == (PAGE_TYPE, CLUTTER)
+    write_taggers(tmp_path / TAGGERS_FILE, (PAGE_TYPE, CLUTTER, PII))
+    assert read_taggers(tmp_path) == (PAGE_TYPE, CLUTTER, PII)
     written = json.loads((tmp_path / TAGGERS_FILE).read_text())
     assert written["taggers"][1]["columns"] == ["clutter_line_scores"]  # for readers of the file; derived on read
 

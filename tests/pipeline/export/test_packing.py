@@ -94,6 +94,27 @@ def test_rows_do_not_depend_on_how_documents_are_batched():
         assert all(np.array_equal(results[0], r) for r in results[1:])
 
 
+@pytest.mark.parametrize(("mode", "tail"), [("concat", "pad"), ("boundary", "pad"), ("concat", "drop")])
+@pytest.mark.parametrize("batch_size", [1, 3, 1000])
+def test_each_document_s_start_points_at_its_tokens_in_the_rows_laid_end_to_end(mode, tail, batch_size):
+    values, offsets = make_documents([3, 4, 6, 8, 2, 20, 1, 5, 5, 13])
+    packer = Packer(8, mode, PAD, tail)
+    starts = []
+    rows = []
+    for start in range(0, len(offsets) - 1, batch_size):
+        rows.append(packer.add(values, offsets[start : min(start + batch_size, len(offsets) - 1) + 1]).tokens)
+        starts.append(packer.take_starts())
+    rows.append(packer.finish().tokens)
+    stream, starts = np.concatenate(rows).reshape(-1), np.concatenate(starts)
+    assert packer.rows_out * 8 == len(stream) and len(starts) == len(offsets) - 1
+    for i, start in enumerate(starts.tolist()):
+        document = values[offsets[i] : offsets[i + 1]]
+        if start + len(document) <= len(stream):  # else in the dropped tail
+            assert np.array_equal(stream[start : start + len(document)], document)
+        else:
+            assert tail == "drop" and start + len(document) > packer.rows_out * 8
+
+
 def test_packer_rejects_bad_settings():
     with pytest.raises(ValueError, match="pack mode"):
         Packer(8, mode="zigzag")

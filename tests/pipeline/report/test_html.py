@@ -126,6 +126,9 @@ def write_stage3(run_dir):
         "quality": {"acts": True, "figure": "auc", "value": 0.88, "interval": [0.76, 0.97], "level": 0.95, "examples": 42,
                     "floor": 0.6, "bound": "lower", "steps": ["quality:top_percent"],
                     "reason": "the quality model's held-out auc 0.880 [0.760, 0.970] (95% interval) on 42 examples: acts"},
+        "clutter": {"acts": False, "figure": "auc", "value": 0.9, "interval": [0.87, 0.93], "level": 0.95, "examples": 882,
+                    "floor": 0.75, "bound": "lower", "steps": [],
+                    "reason": "tags only: select.line_thresholds.clutter is 0, so no line is removed (its scores are written)"},
     }
     write_stage(run_dir, "select", stage_stats_json("select", 3, 1, rules=select_rules, rebalance=rebalance,
                                                     model_gate=model_gate), [], [
@@ -167,6 +170,7 @@ def test_the_report_says_whether_each_model_step_acted(run_dir):
             "<td>macro_f1 0.210 [0.100, 0.450] (95%) on 14 examples</td><td>lower bound &ge; 0.5</td>") in page
     assert "<tr><td>quality</td><td>quality:top_percent</td><td>acted</td><td>auc 0.880 [0.760, 0.970] (95%) on 42 examples</td>" in page
     assert "fewer than select.model_gate.min_examples=30" in page
+    assert "<tr><td>clutter</td><td></td><td>no step: tags only</td><td>auc 0.900 [0.870, 0.930] (95%) on 882 examples</td>" in page
 
 
 def test_the_contamination_table_per_benchmark(run_dir):
@@ -192,6 +196,25 @@ def test_a_skipped_rebalancing_is_said(run_dir):
     stats["details"]["rebalance"] = {"mode": "target", "skipped": "the topic model's held-out accuracy is 0.1"}
     (run_dir / "select" / "stats.json").write_text(json.dumps(stats))
     assert "Rebalancing skipped:</b> the topic model&#x27;s held-out accuracy is 0.1" in render_html(build_report(run_dir))
+
+
+def test_the_report_counts_personal_information_per_kind_and_lists_no_model_for_the_pii_tagger(run_dir):
+    write_stage3(run_dir)
+    tag = json.loads((run_dir / "tag" / "stats.json").read_text())
+    tag["details"]["taggers"].append({"name": "pii", "kind": "pii", "model_dir": "", "model_hash": None, "heldout": {},
+                                      "weak_labels": False, "backend": "rules"})
+    (run_dir / "tag" / "stats.json").write_text(json.dumps(tag))
+    stats = json.loads((run_dir / "select" / "stats.json").read_text())
+    kinds = {"email": {"documents": 2, "spans": 3, "replaced": True, "placeholder": "<EMAIL>"},
+             "phone": {"documents": 1, "spans": 1, "replaced": False, "placeholder": None}}
+    stats["details"]["pii"] = {"tagger": "pii", "documents": 2, "kinds": kinds}
+    (run_dir / "select" / "stats.json").write_text(json.dumps(stats))
+    report = build_report(run_dir)
+    assert report["pii"]["kinds"] == kinds and "pii" not in [m["tagger"] for m in report["models"]]
+    page = render_html(report)
+    assert "Personal information (select)" in page and "2 documents with personal information found by tagger pii" in page
+    assert "<td>email</td><td class=num>2</td><td class=num>3</td><td>&lt;EMAIL&gt;</td>" in page
+    assert "<td>phone</td><td class=num>1</td><td class=num>1</td><td>kept (not in select.pii.replace)</td>" in page
 
 
 def test_html_is_self_contained_and_escapes_content(run_dir):

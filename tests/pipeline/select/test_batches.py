@@ -14,6 +14,7 @@ from thresher.pipeline.lexicon import HAN
 from thresher.pipeline.select.batches import (
     GUARDS,
     STATUS_KEPT,
+    ColumnCheck,
     KeepCheck,
     LineGuards,
     SelectSettings,
@@ -21,6 +22,7 @@ from thresher.pipeline.select.batches import (
     estimated_tokens,
     filter_table,
     remove_lines,
+    selected_schema,
 )
 from thresher.pipeline.select.mix import TopFractionCut, sample_copies
 from thresher.schemas.documents import RULES
@@ -98,6 +100,27 @@ def test_lines_under_the_threshold_go_and_an_emptied_document_is_a_reject():
     assert result["b"]["status"] == "clutter_emptied" and result["b"]["reject_detail"] == "lines_removed=2"
     assert result["c"]["text"] == "Fine line." and result["c"]["removed_lines"] == []
     assert result["a"]["tokens_in"] == estimated_tokens(text) > result["a"]["tokens"]
+
+
+def test_pii_is_replaced_before_line_removal_in_every_document_and_tokens_follow():
+    from thresher.pipeline.pii import find_pii
+
+    taggers = (*TAGGERS, DeclaredTagger("pii", kind="pii"))
+    texts = {"a": "Menu\nWrite to jane.doe@example.com or call +44 20 7946 0958 today.",
+             "b": "Forum mail a@example.org here.", "c": "Nothing personal."}
+    rows = [{**tagged_row(doc_id, text, page_type=("forum" if doc_id == "b" else "article", 0.9)),
+             "pii_spans": [span._asdict() for span in find_pii(text)]} for doc_id, text in texts.items()]
+    rows[0]["clutter_line_scores"] = [0.1, 0.9]
+    settings = SelectSettings(taggers=taggers, checks=(KeepCheck("page_type", "label_in", labels=("article",)),),
+                              line_thresholds=(("clutter", 0.5),), line_guards=LineGuards.off(),
+                              pii_tagger="pii", pii_placeholders={"email": "<EMAIL>", "ip_address": "<IP_ADDRESS>"})
+    result = by_id(filter_table(pa.Table.from_pylist(rows, schema=tagged_schema(taggers)), settings))
+    assert result["a"]["text"] == "Write to <EMAIL> or call +44 20 7946 0958 today."  # phone not replaced, line "Menu" removed
+    assert result["a"]["removed_lines"][0]["line"] == "Menu"
+    assert result["a"]["tokens"] == estimated_tokens(result["a"]["text"]) and result["a"]["tokens_in"] == estimated_tokens(texts["a"])
+    assert result["b"]["status"] == "page_type:label_in" and result["b"]["text"] == "Forum mail <EMAIL> here."  # a reject too
+    assert result["c"]["text"] == "Nothing personal."
+    assert "pii_spans" not in selected_schema(settings).names
 
 
 def test_remove_lines_drops_the_lines_scored_under_the_threshold_and_keeps_blank_ones():
@@ -263,3 +286,43 @@ def test_decontamination_drops_or_cuts_before_the_keep_rules(action):
         assert a["text"] == "kept start\n and its answer\nkept end"
         assert a["decontam_removed"][0]["chars"] == question[1] - question[0]
         assert a["tokens_cut"] == estimated_tokens(text) - estimated_tokens(a["text"]) == a["tokens_in"] - a["tokens"]
+
+
+def test_a_decontam_cut_and_pii_replacement_in_one_document_both_apply_at_the_tag_offsets():
+    """Both edits use the offsets tag found in the original text: a placeholder before a cut must not shift
+    the cut, and an address inside the cut goes with it."""
+    from thresher.pipeline.pii import find_pii
+
+    taggers = (*DECONTAM_TAGGERS, DeclaredTagger("pii", kind="pii"))
+    text = "Mail jane.doe@example.com now.\nCopied question, ask bob@example.org please.\nKept end, or a@example.net"
+    question = (text.index("Copied"), text.index(" please."))
+    row = {**contaminated_row("a", text, {"gsm8k": (["7"], [question])}),
+           "pii_spans": [span._asdict() for span in find_pii(text)]}
+    settings = SelectSettings(taggers=taggers, decontam_action="cut", pii_tagger="pii", pii_placeholders={"email": "<EMAIL>"})
+    result = by_id(filter_table(pa.Table.from_pylist([row], schema=tagged_schema(taggers)), settings))["a"]
+    assert result["text"] == "Mail <EMAIL> now.\n please.\nKept end, or <EMAIL>"
+    assert result["decontam_removed"][0]["chars"] == question[1] - question[0]
+    assert result["tokens"] == estimated_tokens(result["text"])
+
+
+def test_column_rules_keep_by_min_max_and_equals_and_fail_a_null():
+    assert ColumnCheck("n", min=1, max=3).failure({"n": 2}) is None
+    assert ColumnCheck("n", min=1, max=3).failure({"n": 3.5}) == "value=3.5"
+    assert ColumnCheck("n", min=1).failure({"n": 0}) == "value=0"
+    assert ColumnCheck("licence", equals="cc-by").failure({"licence": "cc-by"}) is None
+    assert ColumnCheck("licence", equals="cc-by").failure({"licence": "all rights reserved"}) == "value='all rights reserved'"
+    assert ColumnCheck("licence", equals="cc-by").failure({"licence": None}) == "value=None"
+    assert ColumnCheck("licence", equals="cc-by").name == "column:licence"
+
+
+def test_the_input_s_own_columns_pass_unchanged_and_a_column_rule_reads_them():
+    from thresher.schemas import extend
+
+    own = (pa.field("licence", pa.string()), pa.field("source", pa.struct([("hops", pa.list_(pa.int64()))])))
+    settings = SelectSettings(taggers=TAGGERS, kept=own, column_checks=(ColumnCheck("licence", equals="cc-by"),))
+    rows = [tagged_row("a", "first page") | {"licence": "cc-by", "source": {"hops": [1, 2]}},
+            tagged_row("b", "second page") | {"licence": None, "source": None}]
+    result = by_id(filter_table(pa.Table.from_pylist(rows, schema=extend(tagged_schema(TAGGERS), *own)), settings))
+    assert [(r["status"], r["licence"], r["source"]) for r in result.values()] == [
+        ("kept", "cc-by", {"hops": [1, 2]}), ("column:licence", None, None)]
+    assert result["b"]["reject_detail"] == "value=None"

@@ -17,11 +17,13 @@ from thresher.pipeline.stagedir.documents import (
     FieldMapping,
     derived_doc_id,
     document_batches,
+    kept_fields,
     read_documents,
     read_source_parts,
     resolve_source,
     source_parts,
 )
+from thresher.schemas import extend
 from thresher.schemas.documents import PREPARED
 from thresher.schemas.errors import InputError
 
@@ -343,3 +345,43 @@ def test_sample_copies_that_are_no_count_are_rejects_naming_the_row(tmp_path):
         ("input_parse_error", f"{path} row 2: sample_copies 'many' is not a whole number of copies from 0 to 1,000")]
     with pytest.raises(InputError, match="row 1: sample_copies -7 is not a whole number"):
         list(document_batches(iter([parts]), 16, source.fields))
+
+
+def test_the_inputs_own_columns_keep_their_types_and_a_jsonl_ones_come_from_its_first_records(tmp_path):
+    rows = [{"body": "a page", "url": "https://a.example/", "licence": "cc-by", "views": 3, "score": 0.5,
+             "source": {"crawl": "CC-1", "hops": [1]}, "topics": ["x"], "empty": None}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "docs.parquet")
+    (tmp_path / "docs.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    fields = FieldMapping(text="body")
+    parquet = {f.name: f.type for f in kept_fields(resolve_source(str(tmp_path / "docs.parquet"), fields), PREPARED)}
+    assert parquet == {"empty": pa.null(), "licence": pa.string(), "score": pa.float64(),
+                       "source": pa.struct([("crawl", pa.string()), ("hops", pa.list_(pa.int64()))]),
+                       "topics": pa.list_(pa.string()), "views": pa.int64()}
+    jsonl = {f.name: f.type for f in kept_fields(resolve_source(str(tmp_path / "docs.jsonl"), fields), PREPARED)}
+    assert jsonl == {"empty": pa.string(), "licence": pa.string(), "score": pa.float64(), "source": pa.string(),
+                     "topics": pa.string(), "views": pa.int64()}  # lists and objects as JSON text, nulls as text
+
+
+def test_a_column_of_two_types_or_one_spark_cannot_hold_is_one_line(tmp_path):
+    pq.write_table(pa.table({"text": ["a"], "views": pa.array([1], pa.int64())}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"text": ["b"], "views": pa.array(["many"])}), tmp_path / "b.parquet")
+    with pytest.raises(InputError, match=r"b.parquet: column 'views' is string there but int64 in .*a.parquet"):
+        kept_fields(resolve_source(str(tmp_path)), PREPARED)
+    (tmp_path / "b.parquet").unlink()
+    pq.write_table(pa.table({"text": ["a"], "big": pa.array([2**63], pa.uint64())}), tmp_path / "a.parquet")
+    with pytest.raises(InputError, match="column 'big' is uint64, a type Spark cannot carry"):
+        kept_fields(resolve_source(str(tmp_path)), PREPARED)
+
+
+def test_a_jsonl_column_whose_later_values_change_type_is_one_line_naming_it(tmp_path, monkeypatch):
+    from thresher.pipeline.stagedir import documents
+
+    monkeypatch.setattr(documents, "JSONL_TYPE_SAMPLE", 2)  # the types come from the first two records
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": f"page {i}", "views": i if i < 3 else "lots"}) + "\n" for i in range(5)))
+    source = resolve_source(str(path))
+    schema = extend(PREPARED, *kept_fields(source, PREPARED))
+    part = pa.RecordBatch.from_pylist([dict(zip(PARTS.names, row, strict=True)) for row in source_parts(source)],
+                                      schema=PARTS)
+    with pytest.raises(InputError, match="docs.jsonl rows from 2: column 'views' holds string values that are no int64"):
+        list(read_source_parts(iter([part]), source.fields, schema, batch_rows=2))
