@@ -132,7 +132,8 @@ def compose(total: int, shares: dict[str, float], real: list[dict], sentences: d
                        for i in range(quota - len(chosen))] if others else []
         else:
             chosen = by_language.get(lang, [])[:quota]
-            chosen += [built_page(lang, sentences[lang], rng, len(pages) + i) for i in range(quota - len(chosen))]
+            chosen += [built_page(lang, sentences[lang], rng, len(pages) + i)
+                       for i in range(quota - len(chosen))] if lang in sentences else []
         pages += chosen
     rng.shuffle(pages)
     return pages

@@ -324,7 +324,7 @@ def extract_page(
         return "", Drop("decode_error", f"{type(exc).__name__}: {exc}"[:500])
     if hazard := parse_hazard(decoded.html):
         return "", Drop("extract_timeout", hazard)
-    if precheck is not None and decoded.html.strip():  # a blank payload costs trafilatura nothing: its reject stays
+    if precheck is not None:
         try:
             look, drop = precheck.judge(decoded.html)
         except Exception:  # noqa: BLE001 - a page the cheap look cannot read is left to the full path

@@ -5,8 +5,10 @@ that `prepare.languages` drops after extraction. Before trafilatura, resiliparse
 whole page (every visible text node, navigation and footer included) and its `<html lang>` are
 looked at; a page is dropped only when
 
-- its whole text is shorter than the length floor (`prepare.min_text_chars`): trafilatura's text is
-  a part of it, so it would be shorter still (`too_short_precheck`);
+- its whole text is shorter than the length floor (`prepare.min_text_chars`), yet not empty:
+  trafilatura's text is a part of it, so it would be shorter still (`too_short_precheck`). A page
+  with no text at all keeps the full path's reject (`empty_extraction`, or `html_too_deep` where that
+  is why), as the hostile-input suite names it; so at the shipped floor of 1 this look drops nothing;
 - lid.176 on that text is confident of a language not kept: its top score reaches `min_lang_score`
   (`lang_not_kept_precheck:<lang>`, the score and `<html lang>` in the detail).
 
@@ -73,7 +75,7 @@ class Precheck:
     def judge(self, html: str) -> tuple[CheapLook, Drop | None]:
         """The page's cheap look, and the Drop that it earns (None: on to trafilatura)."""
         look = cheap_look(html)
-        if len(look.text) < self.min_chars:
+        if 0 < len(look.text) < self.min_chars:
             return look, Drop("too_short_precheck", f"{len(look.text)} chars in the whole page's text, "
                                                     f"under prepare.min_text_chars {self.min_chars}")
         if not self.languages or look.html_language in self.languages:

@@ -70,8 +70,10 @@ def test_extract_page_skips_trafilatura_for_a_dropped_page_and_extracts_a_kept_o
     assert drop.rule == "lang_not_kept_precheck:de" and text.startswith("Startseite")  # the reject's snippet
     assert extract_page(english, "utf-8", "https://en.example/", 0, precheck=KEEP_ZH_EN) == \
         extract_page(english, "utf-8", "https://en.example/", 0)
-    # A blank payload keeps the full path's reject: there is nothing to look at, and nothing to save.
-    assert extract_page(b"", "", "https://empty.example/", 0, precheck=KEEP_ZH_EN)[1].rule == "empty_extraction"
+    # A page without any text keeps the full path's reject, whatever the floor.
+    no_text = b"<html><body><script>render()</script></body></html>"
+    floor = dataclasses.replace(KEEP_ZH_EN, min_chars=50)
+    assert extract_page(no_text, "", "https://empty.example/", 0, 50, precheck=floor)[1].rule == "empty_extraction"
 
 
 def test_the_cheap_look_is_linear_on_a_page_nested_100_000_deep():
