@@ -3,10 +3,11 @@
 Two inputs, each written as WARC files under bench/work/:
 - crawl-like: a real dump's language mix. The real pages of the shared crawl (428 pages),
   cc-main-2020-34-sample.warc.gz (a real Common Crawl WARC) and the Japanese ClueWeb09 WARC, plus
-  pages built from ../shared/data/langid/sentences/ inside page templates (navigation, a comment
-  section, a footer; English chrome on a third of them, <html lang> stated, absent or a template's
-  wrong "en"), mixed to Common Crawl's published language shares (`CC_LANGUAGE_SHARES`). Real pages
-  fill each language's quota first (languages by lid.176 on their whole text), built pages the rest.
+  pages built from ../shared/data/langid/sentences/ inside the templates of real pages (their
+  navigation, comments, footer, scripts and size; on a third of them only the paragraphs rewritten,
+  the chrome left as it was; <html lang> stated, absent or a template's wrong "en-US": `built_page`),
+  mixed to Common Crawl's published language shares (`CC_LANGUAGE_SHARES`). Real pages fill each
+  language's quota first (languages by lid.176 on their whole text), built pages the rest.
 - all-kept: English and Chinese pages only (the real ones, and as many built ones at 9:1), where
   the pre-check can skip nothing.
 
@@ -26,6 +27,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -36,6 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
 from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
+from thresher.pipeline.prepare.extract import decode_html  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 WORK = REPO / "bench" / "work"
@@ -50,11 +53,6 @@ CC_LANGUAGE_SHARES = {
     "pt": 0.02, "nl": 0.02, "pl": 0.02, "other": 0.135,
 }
 KEPT_MIX = {"en": 0.9, "zh": 0.1}  # English and Chinese at Common Crawl's 45:5
-
-_ENGLISH_NAV = ["Home", "News", "World", "Business", "Sports", "About us", "Contact", "Login", "Subscribe"]
-_ENGLISH_FOOTER = ("© 2024 Example Media Group. All rights reserved. Privacy Policy | Terms of Use | Cookie "
-                   "settings | Advertise with us. We use cookies to improve your experience on our site.")
-
 
 def real_pages(paths: list[Path]) -> list[dict]:
     """Every content record with a payload, as (url, HTTP status, content type, payload) dicts."""
@@ -74,7 +72,6 @@ def real_pages(paths: list[Path]) -> list[dict]:
 def page_language(page: dict) -> str:
     """lid.176's language of a page's whole text (to compose the mixes only)."""
     from thresher.pipeline.langid import top_language
-    from thresher.pipeline.prepare.extract import decode_html
     from thresher.pipeline.prepare.precheck import cheap_look
 
     if page["status"] != 200 or "html" not in page["content_type"]:
@@ -83,40 +80,64 @@ def page_language(page: dict) -> str:
     return top_language(cheap_look(decode_html(page["payload"], charset).html).text[:20_000])[0]
 
 
-def built_page(lang: str, sentences: list[str], rng: random.Random, index: int) -> dict:
-    """A page of `lang` sentences in a site template: navigation, article, comments, footer."""
-    def pick(count: int) -> list[str]:
-        return [rng.choice(sentences) for _ in range(count)]
+def built_page(lang: str, sentences: list[str], template: dict, rng: random.Random, index: int) -> dict:
+    """A page of `lang` sentences in the template of a real page (its navigation, footer, comments,
+    scripts and size): every text node of the body rewritten in `lang` (a localised site), or on a
+    third of the pages only those inside <p> (the site's chrome left in its own language). Its
+    `<html lang>` states `lang` on 60% of the pages, a template's "en-US" on 10%, nothing on the rest."""
+    import lxml.html
 
-    english_chrome = index % 3 == 0
-    nav = _ENGLISH_NAV if english_chrome else [" ".join(s.split()[:2])[:20] for s in pick(7)]
-    footer = _ENGLISH_FOOTER if english_chrome else f"© 2024 {pick(1)[0][:40]} | {index:05d}"
+    charset = template["content_type"].partition("charset=")[2]
+    tree = lxml.html.fromstring(decode_html(template["payload"], charset).html)
+    for meta in tree.xpath("//meta[@charset] | //meta[@http-equiv]"):
+        meta.getparent().remove(meta)
     stated = rng.random()
-    lang_attribute = f' lang="{lang}"' if stated < 0.6 else ' lang="en-US"' if stated < 0.7 else ""
-    paragraphs = [" ".join(pick(rng.randint(2, 5))) for _ in range(rng.randint(3, 12))]
-    comments = [f'<div class="comment"><span class="author">user{rng.randint(1, 999)}</span><p>{text}</p></div>'
-                for text in pick(rng.randint(0, 4))]
-    html = (
-        f'<!DOCTYPE html><html{lang_attribute}><head><meta charset="utf-8"><title>{paragraphs[0][:60]}</title>'
-        '<script>window.dataLayer=window.dataLayer||[];function gtag(){dataLayer.push(arguments)}</script>'
-        '<style>body{font-family:sans-serif}nav a{margin:0 8px}</style></head><body>'
-        f'<header><nav><ul>{"".join(f"<li><a href=/s{i}>{item}</a></li>" for i, item in enumerate(nav))}</ul></nav></header>'
-        f'<main><article><h1>{paragraphs[0][:80]}</h1>{"".join(f"<p>{p}</p>" for p in paragraphs)}</article>'
-        f'<section class="comments"><h3>{nav[-1]}</h3>{"".join(comments)}</section></main>'
-        f'<footer><p>{footer}</p></footer></body></html>'
-    )
+    tree.attrib.pop("lang", None)
+    if stated < 0.7:
+        tree.set("lang", lang if stated < 0.6 else "en-US")
+    body = tree.find("body") if tree.find("body") is not None else tree
+    only_paragraphs = index % 3 == 0
+    for element in body.iter():
+        if element.tag in ("script", "style") or not isinstance(element.tag, str):
+            continue
+        inside_p = element.tag == "p" or any(parent.tag == "p" for parent in element.iterancestors())
+        if only_paragraphs and not inside_p:
+            continue
+        for attribute in ("text", "tail"):
+            value = getattr(element, attribute)
+            if value and value.strip() and (attribute == "text" or not only_paragraphs or element.getparent() is not None
+                                            and element.getparent().tag == "p"):
+                setattr(element, attribute, _text_like(len(value.strip()), sentences, rng))
+    payload = lxml.html.tostring(tree, encoding="utf-8", doctype="<!DOCTYPE html>")
     return {"url": f"https://site{index % 97}.{lang}.example/article/{index}", "status": 200,
-            "content_type": "text/html; charset=utf-8", "payload": html.encode("utf-8")}
+            "content_type": "text/html; charset=utf-8", "payload": payload}
+
+
+def _text_like(length: int, sentences: list[str], rng: random.Random) -> str:
+    """Sentences, then a cut one, of about `length` characters (a menu item gets a few words)."""
+    text = ""
+    while len(text) < length:
+        text += rng.choice(sentences) + " "
+    return text[: max(length, 1)].strip() or sentences[0][:length]
+
+
+_NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")  # lxml refuses these in text
 
 
 def _sentences(directory: Path) -> dict[str, list[str]]:
-    return {path.stem: [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            for path in sorted(directory.glob("*.txt"))}
+    return {path.stem: [_NOT_IN_XML.sub("", line).strip() for line in path.read_text(encoding="utf-8").splitlines()
+                        if _NOT_IN_XML.sub("", line).strip()] for path in sorted(directory.glob("*.txt"))}
 
 
 def compose(total: int, shares: dict[str, float], real: list[dict], sentences: dict[str, list[str]], seed: int) -> list[dict]:
-    """`total` pages at `shares`: real pages of each language first (file order), built pages for the rest."""
+    """`total` pages at `shares`: real pages of each language first (file order), built pages for the rest,
+    each in the template of a real page taken at random."""
     rng = random.Random(seed)
+    templates = [page for page in real if page["status"] == 200 and "html" in page["content_type"] and page["lang"]]
+
+    def built(lang: str, index: int) -> dict:
+        return built_page(lang, sentences[lang], templates[rng.randrange(len(templates))], rng, index)
+
     by_language: dict[str, list[dict]] = {}
     for page in real:
         by_language.setdefault(page["lang"], []).append(page)
@@ -128,12 +149,10 @@ def compose(total: int, shares: dict[str, float], real: list[dict], sentences: d
         if lang == "other":
             spare = [page for key, group in sorted(by_language.items()) if key not in named for page in group]
             chosen = spare[:quota]
-            chosen += [built_page(others[i % len(others)], sentences[others[i % len(others)]], rng, len(pages) + i)
-                       for i in range(quota - len(chosen))] if others else []
+            chosen += [built(others[i % len(others)], len(pages) + i) for i in range(quota - len(chosen))] if others else []
         else:
             chosen = by_language.get(lang, [])[:quota]
-            chosen += [built_page(lang, sentences[lang], rng, len(pages) + i)
-                       for i in range(quota - len(chosen))] if lang in sentences else []
+            chosen += [built(lang, len(pages) + i) for i in range(quota - len(chosen))] if lang in sentences else []
         pages += chosen
     rng.shuffle(pages)
     return pages
