@@ -63,7 +63,7 @@ FIGURES = {
     "bench_models": [r"^60 documents, \d+ non-blank lines", r"^plain loop, 1 core: ", r"^spark local\[1\] cold: tagging stage"],
     "bench_objstore": [r"^round 1 disk: [\d.]+s \(prepare", r"^round 1   s3: [\d.]+s \(prepare", r"^per stage, median: prepare ",
                        r"^whole run, median of 1: local disk [\d.]+s, S3 [\d.]+s: [\d.]+x \(limit 1\.15x\)"],
-    "bench_prepare": [r"^session start: [\d.]+s, excluded", *(line for mix in ("crawl-like", "all-kept") for line in (
+    "bench_prepare": [r"^session start: [\d.]+s .*, excluded from every job figure", *(line for mix in ("crawl-like", "all-kept") for line in (
         rf"^{mix}: \d+ pages in \d+ files", rf"^{mix} job, pre-check on : \d+ pages in [\d.]+s wall = [\d.]+ pages/s per core",
         rf"^{mix} job, pre-check off: \d+ pages in ", rf"^{mix} job steps, pre-check on : \{{",
         rf"^{mix} kept documents, on vs off: \d+ off, \d+ lost",
