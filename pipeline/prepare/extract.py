@@ -11,7 +11,8 @@ label counts only when it names a text codec (Python's registry also holds base6
 
 Time: `PageExtractor` runs decoding and trafilatura in a forked child that is killed past the
 page's bound (SIGALRM alone cannot stop libxml2), after a pre-parse screen for tags with more
-attributes than libxml2 parses in reasonable time (`parse_hazard`).
+attributes than libxml2 parses in reasonable time (`parse_hazard`) and, where configured, the cheap
+look that drops a page before trafilatura (`pipeline.prepare.precheck`).
 """
 
 from __future__ import annotations
