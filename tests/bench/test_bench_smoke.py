@@ -71,7 +71,11 @@ FIGURES = {
     "bench_pii": [r"^documents: \d+ \(\d+ en DCLM, \d+ zh ChineseWebText\)", r"^stage 2 heuristics: [\d,.]+ us per document",
                   r"^pii tag \(find_pii\): [\d,.]+ us per document; select replacement \(redact\): [\d,.]+ us per document",
                   r"^PII share of stage 2: [\d.]+% \(budget: decontamination \+ PII together at most 15%\)"],
-    "bench_prepare": [r"^job: \d+ pages in .* \d+ documents", r"^job tasks: ", r"^baseline \(1 process, warcio \+ trafilatura\.extract\)"],
+    "bench_prepare": [r"^session start: [\d.]+s .*, excluded from every job figure", *(line for mix in ("crawl-like", "all-kept") for line in (
+        rf"^{mix}: \d+ pages in \d+ files", rf"^{mix} job, pre-check on : \d+ pages in [\d.]+s wall = [\d.]+ pages/s per core",
+        rf"^{mix} job, pre-check off: \d+ pages in ", rf"^{mix} job steps, pre-check on : \{{",
+        rf"^{mix} kept documents, on vs off: \d+ off, \d+ lost",
+        rf"^{mix} baseline \(1 process, warcio \+ trafilatura\.extract\): .* pages/s per core; job with pre-check [\d.]+x"))],
     "bench_prepare_memory": [r"^pages: \d+ in \d+s; documents \d+", r"^peak Python worker RSS \(psutil polling\): \d+ MiB",
                              r"^peak Python worker RSS \(ru_maxrss in the task\): \d+ MiB"],
     "bench_quality_cut": [r"^\$ thresher classifiers train --task plain", r"^agreement_data: \d+ unseen docs, AUC",

@@ -71,7 +71,7 @@ def _step_of(reject_rule):
         return "url_words"
     if reject_rule.startswith("http_status:") or reject_rule in ("not_html", "html_too_large"):
         return "http_response"
-    if reject_rule.startswith("lang_"):
+    if reject_rule.startswith("lang_") and "_precheck" not in reject_rule:  # the pre-check runs in extract's child
         return "langid"
     return {"binary_payload": "binary_check", "chunked_encoding_error": "binary_check",
             "content_encoding_not_decoded": "binary_check", "no_target_uri": "url_parse", "warc_read_error": "read",
@@ -102,7 +102,10 @@ def test_real_crawl_rules_count_each_step_s_pages_and_the_report_shows_their_cos
         if _step_of(reject_rule):
             dropped[_step_of(reject_rule)] += count
     assert {rule: s["dropped"] for rule, s in rules.items() if s["dropped"]} == dict(dropped)
-    assert dropped["langid"] > 100  # the crawl's German, French, Spanish, Polish ... pages
+    # The crawl's German, French, Spanish, Polish ... pages: most now go by the pre-check, before
+    # trafilatura (counted in extract), the rest by language ID.
+    prechecked = sum(count for rule, count in stats["rejects_by_rule"].items() if rule.startswith("lang_not_kept_precheck:"))
+    assert prechecked > 0 and dropped["langid"] + prechecked > 100
     assert rules["extract"]["seconds"] > 0 and not any(key.startswith("tasks_cpu_") for key in stats["details"]["timings"])
 
     page = Page(render_html(build_report(output.parent)))

@@ -23,9 +23,11 @@ MOJIBAKE = re.compile("[ÃÂâ][\u0080-\u00ff]|Ã©|â€")
 
 @pytest.fixture(scope="module")
 def config():
+    # The full path on every page: these tests read what extraction makes of it (test_precheck.py
+    # holds the pre-check's own tests, and its sameness with this path on the shared crawl).
     return load_config(None, {"prepare.domain_blocklists": {}, "prepare.url_regex_lists": {},
                               "prepare.banned_words_file": "", "prepare.banned_subwords_file": "",
-                              "prepare.soft_banned_words_file": ""}).prepare
+                              "prepare.soft_banned_words_file": "", "prepare.precheck.enabled": False}).prepare
 
 
 def rows(path, config):

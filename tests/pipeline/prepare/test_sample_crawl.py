@@ -49,13 +49,22 @@ def test_every_stage1_rule_fires_with_the_default_config(rows):
     rules = Counter(r["rule"] for r in rows if r["row_kind"] == ROW_REJECT)
     expected = {
         "http_status:404", "http_status:301", "not_html", "url_domain_blocklist:gambling", "url_banned_word",
-        "url_banned_subword", "url_soft_words", "url_regex:adult", "lang_not_kept:de", "lang_low_score",
+        "url_banned_subword", "url_soft_words", "url_regex:adult", "lang_not_kept_precheck:de", "lang_low_score",
         "empty_extraction", "warc_read_error",
     }
-    assert set(rules) == expected
+    assert set(rules) == expected  # the German page (<html lang="de">) goes before trafilatura, by the pre-check
     # Exact duplicates are decided across the job: here, documents that share an MD5.
     md5s = Counter(r["md5"] for r in rows if r["row_kind"] == ROW_DOCUMENT)
     assert sorted(n for n in md5s.values() if n > 1) == [2, 3]
+
+
+def test_with_the_pre_check_off_the_german_page_is_the_full_path_s_reject_and_the_documents_are_the_same(crawl, rows):
+    config = resolved_prepare_config(load_config(None, {"prepare.precheck.enabled": False}))
+    full = [dict(zip(ROW_SCHEMA.names, row, strict=True)) for path in crawl for row in process_warc(path, config)]
+    german = {r["doc_id"] for r in rows if r["rule"] == "lang_not_kept_precheck:de"}
+    assert german and {r["rule"] for r in full if r["doc_id"] in german} == {"lang_not_kept:de"}
+    documents = {(r["doc_id"], r["md5"]) for r in rows if r["row_kind"] == ROW_DOCUMENT}
+    assert documents == {(r["doc_id"], r["md5"]) for r in full if r["row_kind"] == ROW_DOCUMENT}
 
 
 def test_record_kinds(crawl):
