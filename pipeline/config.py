@@ -443,7 +443,7 @@ class SelectConfig:
 class BenchmarkConfig:
     """One evaluation set to keep out of the training data."""
 
-    path: str = ""  # a JSONL, JSONL.gz, CSV or Parquet file, or a directory of them; relative to the config file
+    path: str = ""  # a JSONL, JSONL.gz, CSV, Parquet or datasets .arrow file, a directory of them, or a datasets save_to_disk directory; relative to the config file
     fields: list[str] = field(default_factory=list)  # the fields holding an item's text; the first is its question
     id_field: str = ""  # the field naming an item; empty: the row number (in a directory: file:row)
 

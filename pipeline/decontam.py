@@ -51,7 +51,7 @@ import numpy as np
 from thresher.pipeline.lexicon import HAN
 from thresher.schemas.errors import UserError
 
-FORMATS = (".jsonl", ".jsonl.gz", ".csv", ".parquet")
+FORMATS = (".jsonl", ".jsonl.gz", ".csv", ".parquet", ".arrow")  # .arrow: a Hugging Face datasets file (save_to_disk)
 WORD = re.compile(f"(?:[^\\W_{HAN}]|[\u0300-\u036f])+")  # letters and digits (with combining accents), outside Han
 HAN_TOKEN = re.compile(f"[{HAN}]")
 _MASK = (1 << 64) - 1
@@ -504,7 +504,11 @@ def read_items(benchmark: Benchmark) -> Iterator[tuple[str, list[str]]]:
     file and the field when a file is missing or lacks a field."""
     where = f"decontam.benchmarks.{benchmark.name}"
     path = Path(benchmark.path)
-    if path.is_dir():
+    if path.is_dir() and (path / "state.json").is_file():  # a datasets Dataset (save_to_disk): its files in order
+        files = [path / entry["filename"] for entry in json.loads((path / "state.json").read_text()).get("_data_files", [])]
+        if not files:
+            raise BenchmarkError(f"{where}.path: {path}/state.json names no data files")
+    elif path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(FORMATS))
         if not files:
             raise BenchmarkError(f"{where}.path: {path} holds no {', '.join(FORMATS)} file")
@@ -534,6 +538,12 @@ def _rows(file: Path) -> Iterator[dict]:
             import pyarrow.parquet as pq
 
             yield from pq.read_table(file).to_pylist()
+        elif name.endswith(".arrow"):
+            import pyarrow as pa
+
+            with pa.memory_map(str(file)) as source:
+                for batch in pa.ipc.open_stream(source):
+                    yield from batch.to_pylist()
         elif name.endswith(".csv"):
             with file.open(encoding="utf-8", newline="") as handle:
                 yield from csv.DictReader(handle)

@@ -133,6 +133,17 @@ def test_benchmark_files_of_each_format_and_their_errors(tmp_path):
         load_index([Benchmark("t", str(tmp_path / "missing.jsonl"), ("q",))], Settings())
 
 
+def test_a_hugging_face_dataset_saved_to_disk_is_a_benchmark(tmp_path):
+    import datasets
+
+    rows = [{"id": "a", "q": "first question"}, {"id": "b", "q": "second question"}]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "hf"))
+    assert list(read_items(Benchmark("t", str(tmp_path / "hf"), ("q",), "id"))) == [("a", ["first question"]), ("b", ["second question"])]
+    (tmp_path / "hf" / "state.json").write_text(json.dumps({"_data_files": []}))
+    with pytest.raises(BenchmarkError, match=r"decontam.benchmarks.t.path: .*hf/state.json names no data files"):
+        list(read_items(Benchmark("t", str(tmp_path / "hf"), ("q",))))
+
+
 @pytest.fixture(scope="module")
 def shared_index(shared_data):
     """The three shared benchmarks indexed once for the module."""
