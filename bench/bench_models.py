@@ -81,6 +81,7 @@ def main() -> int:
     from thresher.classifiers.topic import load_taxonomy
     from thresher.jobs.tag import resolve_taggers, run_tag
     from thresher.pipeline.config import load_config
+    from thresher.schemas.tags import MODEL_FREE_KINDS
 
     if work.exists():
         shutil.rmtree(work)
@@ -94,7 +95,8 @@ def main() -> int:
     print(f"{args.documents} documents, {lines} non-blank lines; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     for tagger in taggers:
-        cached_classifier(tagger.model_dir)  # loading is not scoring: a Spark worker also loads once
+        if tagger.kind not in MODEL_FREE_KINDS:  # the pii tagger runs rules: nothing to load
+            cached_classifier(tagger.model_dir)  # loading is not scoring: a Spark worker also loads once
     started = time.perf_counter()
     for start in range(0, table.num_rows, batch_size):
         tag_table(table.slice(start, batch_size), taggers)

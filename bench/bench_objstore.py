@@ -27,13 +27,26 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
 from bench._smoke import add_smoke_flag, announce, scratch_directory, tiny_data  # noqa: E402
-from bench.bench_prepare import replicate  # noqa: E402
 
 CRAWL = REPO.parent / "shared" / "data" / "crawl"
 WORK = REPO / "bench" / "work"
 LIMIT = 1.15  # object storage at most 1.15x local disk (issue 24)
 # The settings of the test suite's runs: a small tokenizer and short sequences, so the export is not the run.
 OVERRIDES = {"export.seq_len": 256, "export.vocab_size": 4096}
+
+
+def replicate(copies: int, crawl: Path, work: Path) -> list[str]:
+    """`copies` links to each crawl file, under distinct names (doc ids hash the file name)."""
+    directory = work / f"crawl-x{copies}"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    files = []
+    for copy in range(copies):
+        for source in sorted(crawl.glob("*.warc.gz")):
+            link = directory / f"copy{copy}-{source.name}"
+            link.symlink_to(source)
+            files.append(str(link))
+    return files
 
 
 def start_s3_server() -> tuple[subprocess.Popen, str]:

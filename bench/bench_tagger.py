@@ -128,7 +128,7 @@ def bench_config(args: argparse.Namespace, model_dir: Path):
     from thresher.pipeline.config import load_config
 
     # --set merges a mapping as a config file does: the shipped taggers are turned off by name.
-    alone = {name: {"model_dir": ""} for name in load_config().tag.taggers}
+    alone = {name: {"enabled": False} for name in load_config().tag.taggers}
     bench = {
         "spark.master": "local[1]",
         "spark.driver_memory": "4g",
