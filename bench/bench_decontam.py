@@ -34,19 +34,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
 from bench._smoke import add_smoke_flag, announce, not_run, scratch_directory, tiny_data  # noqa: E402
+from bench._stage2_documents import stage2_documents  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 BUDGET_PERCENT = 15.0  # decontamination + PII, of stage 2's time per document
-
-
-def stage2_documents(data: Path) -> list[tuple[str, str, str | None]]:
-    documents = []
-    for name in ("agreement_data", "majority_data"):
-        documents += [(json.loads(line)["text"], "en", None) for line in (data / "quality/dclm" / f"{name}.jsonl").open()]
-    for name in ("cleared1", "clean"):
-        rows = [json.loads(line) for line in (data / "quality/chinesewebtext" / f"{name}.jsonl").open()]
-        documents += [(r.get("raw_content") or r.get("text"), "zh", r.get("url")) for r in rows]
-    return documents
 
 
 def smoke_benchmarks(data: Path, directory: Path):

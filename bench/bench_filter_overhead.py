@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
 from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
+from bench._stage2_documents import stage2_documents  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 LIMIT_PERCENT = 2.0
@@ -92,12 +93,7 @@ def stage2(rounds: int, data: Path = DATA) -> None:
 
     config = load_config()
     filters = build_filters(config.rules, load_resources(config.rules, config.resolve_path))
-    documents = []
-    for name in ("agreement_data", "majority_data"):
-        documents += [(json.loads(line)["text"], "en", None) for line in (data / "quality/dclm" / f"{name}.jsonl").open()]
-    for name in ("cleared1", "clean"):
-        rows = [json.loads(line) for line in (data / "quality/chinesewebtext" / f"{name}.jsonl").open()]
-        documents += [(r.get("raw_content") or r.get("text"), "zh", r.get("url")) for r in rows]
+    documents = stage2_documents(data)
     _, stats = judge_documents(filters, documents)  # warm: jieba's dictionary, regex caches
     calls = sum(s.seen for s in stats.values())
     with_contract, without = _timed(lambda: judge_documents(filters, documents), rounds)

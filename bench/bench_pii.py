@@ -15,7 +15,6 @@ line dedup and MinHash are left out of its cost, so PII's share is an upper boun
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -26,20 +25,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for `bench.` imports when run as a script
 
 from bench._smoke import add_smoke_flag, announce, tiny_data  # noqa: E402
+from bench._stage2_documents import stage2_documents  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 BUDGET_PERCENT = 15.0  # decontamination + PII, of stage 2's per-document cost
-
-
-def real_documents(data: Path) -> list[tuple[str, str, str | None]]:
-    """(text, lang, url) of the DCLM and ChineseWebText documents, as bench_filter_overhead.py reads them."""
-    documents = []
-    for name in ("agreement_data", "majority_data"):
-        documents += [(json.loads(line)["text"], "en", None) for line in (data / "quality/dclm" / f"{name}.jsonl").open()]
-    for name in ("cleared1", "clean"):
-        rows = [json.loads(line) for line in (data / "quality/chinesewebtext" / f"{name}.jsonl").open()]
-        documents += [(r.get("raw_content") or r.get("text"), "zh", r.get("url")) for r in rows]
-    return documents
 
 
 def fastest(run, rounds: int) -> float:
@@ -68,7 +57,7 @@ def main() -> int:
 
     config = load_config()
     filters = build_filters(config.rules, load_resources(config.rules, config.resolve_path))
-    documents = real_documents(data)
+    documents = stage2_documents(data)
     texts = [text or "" for text, _, _ in documents]
     judge_documents(filters, documents)  # warm: jieba's dictionary, regex caches
     found = [find_pii(text) for text in texts]
