@@ -118,9 +118,10 @@ def test_run_commits_every_stage_and_reports(reference_run):
     select = json.loads((reference_run / "select" / "stats.json").read_text())
     assert select["documents_out"] == funnel["select"] and select["documents_in"] == funnel["tag"]
     # The bootstrapped page-type and topic models (a few dozen held-out pages) neither drop nor rebalance;
-    # the shipped clutter model clears its floor and removes lines. The report says which acted and why.
+    # the clutter model removes no line at the default threshold 0 (tags only). The report says which acted and why.
     gate = select["details"]["model_gate"]
-    assert {name: decision["acts"] for name, decision in gate.items()} == {"page_type": False, "clutter": True, "topic": False}
+    assert {name: decision["acts"] for name, decision in gate.items()} == {"page_type": False, "clutter": False, "topic": False}
+    assert gate["clutter"]["steps"] == [] and gate["clutter"]["reason"].startswith("tags only: select.line_thresholds.clutter is 0")
     assert "page_type:label_in" not in select["rejects_by_rule"] and select["details"]["rebalance"]["skipped"]
     assert report["model_gate"] == gate and "Model steps: acted or not" in (reference_run / "report.html").read_text()
     tag = json.loads((reference_run / "tag" / "stats.json").read_text())
