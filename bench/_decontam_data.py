@@ -10,11 +10,11 @@ import html
 import json
 import random
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from thresher.pipeline.decontam import Benchmark, Settings, normalise, read_items, tokenize
+from thresher.pipeline.decontam import Benchmark, DecontamIndex, Settings, find, normalise, read_items, tokenize
 from thresher.pipeline.lexicon import HAN_CHAR
 from thresher.pipeline.prepare.extract import decode_html
 from thresher.pipeline.prepare.warc import WarcRecord, iter_records
@@ -122,3 +122,17 @@ def identifiable(benchmark: str, piece: str, whole_part: bool, shared_question: 
     if len(stream.hashes) >= n:
         return True
     return whole_part and len(stream.hashes) >= min_short and not shared_question
+
+
+def recall_tally(plants: list[Planted], index: DecontamIndex) -> tuple[dict, dict, int]:
+    """(found, total) per (benchmark, way): a plant is found when `index` names its item in its benchmark;
+    plants too short to name any item are left out and counted."""
+    found, total, unidentifiable = defaultdict(int), defaultdict(int), 0
+    for plant in plants:
+        if not plant.identifiable:
+            unidentifiable += 1
+            continue
+        total[plant.benchmark, plant.way] += 1
+        found[plant.benchmark, plant.way] += any(h.benchmark == plant.benchmark and plant.item_id in h.item_ids
+                                                 for h in find(plant.text, index))
+    return found, total, unidentifiable

@@ -26,7 +26,6 @@ import json
 import os
 import sys
 import time
-from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
@@ -96,7 +95,7 @@ def cost(rounds: int, data: Path, benchmarks) -> None:
 
 
 def sweep(data: Path, sizes: list[int], per_benchmark: int | None, min_coverage: float) -> None:
-    from bench._decontam_data import WAYS, crawl_texts, dclm_texts, planted, shared_benchmarks
+    from bench._decontam_data import WAYS, crawl_texts, dclm_texts, planted, recall_tally, shared_benchmarks
     from thresher.pipeline.decontam import Settings, build_index, find, read_items
 
     benchmarks = [b for b in shared_benchmarks(data) if b.name == "cmmlu"]
@@ -110,13 +109,8 @@ def sweep(data: Path, sizes: list[int], per_benchmark: int | None, min_coverage:
         settings = replace(Settings(), han_ngram=size, min_coverage=min_coverage)
         index = build_index(items, ["cmmlu"], settings)
         false = sum(bool(find(text, index)) for text in clean)
-        found, total, unidentifiable = defaultdict(int), defaultdict(int), 0
-        for plant in planted(data, benchmarks, settings, per_benchmark, seed=1):
-            if not plant.identifiable:
-                unidentifiable += 1
-                continue
-            total[plant.way] += 1
-            found[plant.way] += any(plant.item_id in h.item_ids for h in find(plant.text, index))
+        counts, totals, unidentifiable = recall_tally(planted(data, benchmarks, settings, per_benchmark, seed=1), index)
+        found, total = ({way: tally["cmmlu", way] for way in WAYS} for tally in (counts, totals))
         recall = {way: found[way] / total[way] for way in WAYS}
         print(f"| {size} | {len(index.keys):,} | {false} | " + " | ".join(f"{recall[w]:.2%} ({found[w]}/{total[w]})" for w in WAYS)
               + f" | {unidentifiable} |")
@@ -127,19 +121,12 @@ def sweep(data: Path, sizes: list[int], per_benchmark: int | None, min_coverage:
 
 def recall_english_and_code(data: Path) -> None:
     """Every GSM8K and HumanEval item planted the four ways into English news pages, default settings."""
-    from bench._decontam_data import WAYS, planted, shared_benchmarks
-    from thresher.pipeline.decontam import Settings, find, load_index
+    from bench._decontam_data import WAYS, planted, recall_tally, shared_benchmarks
+    from thresher.pipeline.decontam import Settings, load_index
 
     benchmarks = shared_benchmarks(data)
     index = load_index(benchmarks, Settings())
-    found, total, unidentifiable = defaultdict(int), defaultdict(int), 0
-    for plant in planted(data, [b for b in benchmarks if b.name != "cmmlu"], index.settings, seed=3):
-        if not plant.identifiable:
-            unidentifiable += 1
-            continue
-        total[plant.benchmark, plant.way] += 1
-        found[plant.benchmark, plant.way] += any(h.benchmark == plant.benchmark and plant.item_id in h.item_ids
-                                                 for h in find(plant.text, index))
+    found, total, unidentifiable = recall_tally(planted(data, [b for b in benchmarks if b.name != "cmmlu"], index.settings, seed=3), index)
     print("| benchmark | " + " | ".join(f"recall {w}" for w in WAYS) + " |")
     print("| --- | " + " | ".join("---" for _ in WAYS) + " |")
     for name in ("gsm8k", "humaneval"):

@@ -34,7 +34,6 @@ from thresher.schemas.tags import (
     hits_column,
     label_column,
     line_scores_column,
-    pii_spans_column,
     score_column,
     spans_column,
     tagged_schema,
@@ -152,7 +151,7 @@ def tag_table(table: pa.Table, taggers: Sequence[Tagger], custom: Sequence[tuple
     for tagger in taggers:
         if tagger.kind == "pii":
             for row in rows:
-                row[pii_spans_column(tagger.name)] = [span._asdict() for span in find_pii(row.get("text") or "")]
+                row[spans_column(tagger.name)] = [span._asdict() for span in find_pii(row.get("text") or "")]
             continue
         model = cached_classifier(tagger.model_dir)
         if tagger.inference:

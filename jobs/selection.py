@@ -67,9 +67,9 @@ from thresher.schemas.tags import (
     DECONTAM,
     MODEL_FREE_KINDS,
     DeclaredTagger,
-    pii_spans_column,
     read_taggers,
     score_column,
+    spans_column,
     tagged_schema,
     top_column,
 )
@@ -533,7 +533,7 @@ def _pii_counts(tagged, settings: SelectSettings) -> dict[str, Any]:
 
     if not settings.pii_tagger:
         return {}
-    spans = tagged.select("doc_id", F.explode(pii_spans_column(settings.pii_tagger)).alias("span"))
+    spans = tagged.select("doc_id", F.explode(spans_column(settings.pii_tagger)).alias("span"))
     found = {row["kind"]: row for row in spans.groupBy(F.col("span.kind").alias("kind"))
              .agg(F.countDistinct("doc_id").alias("documents"), F.count("*").alias("spans")).collect()}
     return {

@@ -74,7 +74,7 @@ class DeclaredTagger:
         if self.kind == "lines":
             return [pa.field(line_scores_column(self.name), pa.list_(pa.float64()))]
         if self.kind == "pii":
-            return [pa.field(pii_spans_column(self.name), pa.list_(PII_SPAN))]
+            return [pa.field(spans_column(self.name), pa.list_(PII_SPAN))]
         return [
             pa.field(label_column(self.name), pa.string()),
             pa.field(score_column(self.name), pa.float64()),
@@ -104,11 +104,8 @@ def hits_column(tagger: str) -> str:
 
 
 def spans_column(tagger: str) -> str:
-    """Per document, the merged character spans [start, end) of the matched n-grams, per benchmark."""
-    return f"{tagger}_spans"
-
-
-def pii_spans_column(tagger: str) -> str:
+    """Per document, character spans [start, end) a span tagger found: a pii tagger's findings, the decontam
+    tagger's merged matched n-grams per benchmark."""
     return f"{tagger}_spans"
 
 

@@ -36,7 +36,6 @@ from thresher.schemas.tags import (
     hits_column,
     label_column,
     line_scores_column,
-    pii_spans_column,
     score_column,
     spans_column,
     tagged_schema,
@@ -287,7 +286,7 @@ def _pii_replacements(table: pa.Table, settings: SelectSettings) -> dict[int, li
     rejected, so no reject snippet holds them."""
     if not settings.pii_tagger or not settings.pii_placeholders:
         return {}
-    found = table.column(pii_spans_column(settings.pii_tagger)).to_pylist()
+    found = table.column(spans_column(settings.pii_tagger)).to_pylist()
     return {i: spans for i, row in enumerate(found)
             if (spans := [(span["kind"], span["start"], span["end"]) for span in row or [] if span["kind"] in settings.pii_placeholders])}
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
-from collections import defaultdict
 
 import numpy as np
 import pytest
 
-from bench._decontam_data import WAYS, crawl_texts, dclm_texts, planted, shared_benchmarks
+from bench._decontam_data import WAYS, crawl_texts, dclm_texts, planted, recall_tally, shared_benchmarks
 from thresher.pipeline.decontam import (
     Benchmark,
     BenchmarkError,
@@ -153,14 +152,7 @@ def shared_index(shared_data):
 
 def test_planted_items_are_found_whole_in_part_and_reformatted(shared_data, shared_index):
     benchmarks, index = shared_index
-    found, total, unidentifiable = defaultdict(int), defaultdict(int), 0
-    for plant in planted(shared_data, benchmarks, index.settings, per_benchmark=150, seed=7):
-        if not plant.identifiable:
-            unidentifiable += 1
-            continue
-        total[plant.benchmark, plant.way] += 1
-        found[plant.benchmark, plant.way] += any(h.benchmark == plant.benchmark and plant.item_id in h.item_ids
-                                                 for h in find(plant.text, index))
+    found, total, unidentifiable = recall_tally(planted(shared_data, benchmarks, index.settings, per_benchmark=150, seed=7), index)
     assert set(total) == {(b.name, way) for b in benchmarks for way in WAYS}
     recall = {key: found[key] / total[key] for key in total}
     assert min(recall.values()) >= 0.99, recall
