@@ -76,6 +76,13 @@ from thresher.pipeline.export.encode import (
     tokenize_parts,
 )
 from thresher.pipeline.export.index import DOCUMENT_COPIES, INDEX_PIECES, document_copies, index_pieces
+from thresher.pipeline.export.megatron import (
+    megatron_documents,
+    megatron_dtype,
+    megatron_files,
+    megatron_manifest,
+    write_megatron_batches,
+)
 from thresher.pipeline.export.packing import PACK_MODES, TAIL_MODES, pack_and_summarize, packed_documents_file
 from thresher.pipeline.export.plan import SPLITS, Placement, ShardPlan, place_batches, shard_path
 from thresher.pipeline.export.shards import write_shard_batches
@@ -94,7 +101,17 @@ from thresher.pipeline.stagedir.documents import (
 )
 from thresher.pipeline.stagedir.parts import read_parquet_urls, write_parts
 from thresher.schemas import extend, to_spark_schema
-from thresher.schemas.export_wire import PACKED, PACKED_DOCUMENTS, PARTS, PLACED, RANGE_SUMMARY, TOKENIZED, WRITTEN
+from thresher.schemas.export_wire import (
+    MEGATRON_DOCUMENTS,
+    MEGATRON_WRITTEN,
+    PACKED,
+    PACKED_DOCUMENTS,
+    PARTS,
+    PLACED,
+    RANGE_SUMMARY,
+    TOKENIZED,
+    WRITTEN,
+)
 from thresher.schemas.stats import STATS_FILE, read_stats
 from thresher.schemas.tokens import (
     DOCUMENT_INDEX,
@@ -106,6 +123,7 @@ from thresher.schemas.tokens import (
 )
 
 STAGE = "export"
+EXPORT_FORMATS = ("parquet", "megatron", "both")
 SPILL_WORK = "spill"  # below the work directory: token spill files, packed rows' pointers, the tasks' counts
 
 
@@ -114,6 +132,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="directory for the shards and manifest.json")
     parser.add_argument("--tokenizer", required=True, help="Hugging Face tokenizer directory (e.g. from `thresher tokenizer train`)")
     parser.add_argument("--seq-len", type=int, help="tokens per training example (default: export.seq_len)")
+    parser.add_argument("--format", help="shards to write: parquet (the bundled trainer's), megatron (Megatron-LM's "
+                        "indexed dataset, megatron/SPLIT/shard-NNNNN.bin and .idx, for --data-path) or both "
+                        "(default: export.format, parquet)")
     add_field_arguments(parser)
 
 
@@ -123,6 +144,8 @@ def check_export_config(config: ExportConfig) -> None:
         raise ConfigError(f"export.pack_mode: {config.pack_mode!r} is not one of {PACK_MODES}")
     if config.tail not in TAIL_MODES:
         raise ConfigError(f"export.tail: {config.tail!r} is not one of {TAIL_MODES}")
+    if config.format not in EXPORT_FORMATS:
+        raise ConfigError(f"export.format (--format): {config.format!r} is not one of {', '.join(EXPORT_FORMATS)}")
     # The numbers' ranges sit on ExportConfig's fields, checked as the config was built.
 
 
@@ -153,6 +176,7 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
     """Tokenize, pack, shuffle and shard the documents of `input_dir` into `output_dir`; returns the stats."""
     cfg = config.export
     check_export_config(cfg)
+    parquet, megatron = cfg.format in ("parquet", "both"), cfg.format in ("megatron", "both")
     documents = resolve_source(input_dir, with_limits(fields, config))
     own = index_columns(documents)
     tokenizer_files = local_copy(tokenizer_dir)  # a URL's directory fetched once into the local cache
@@ -216,11 +240,18 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         )
         total_shards = sum(plan.shards for plan in placement.plans.values())
         spark.conf.set(batch_setting, str(cfg.row_group_sequences))
-        written = []
+        written, megatron_written = [], []
         if total_shards:
             # Every shard's fixed name goes to _PARTS before any task writes one (a rerun clears them).
-            output.expect_files([shard_path(SPLITS[code], shard) for code, plan in sorted(placement.plans.items())
-                                 for shard in range(plan.shards)])
+            planned = [(SPLITS[code], shard) for code, plan in sorted(placement.plans.items())
+                       for shard in range(plan.shards)]
+            output.expect_files([shard_path(*key) for key in planned if parquet]
+                                + [name for key in planned if megatron for name in megatron_files(*key)])
+        if total_shards and megatron:
+            megatron_written = _write_megatron_shards(spark, output_url, spill_dir, packed_files, placement,
+                                                      capacity, range_rows, megatron_dtype(tokenizer.vocab_size))
+        megatron_at = time.time()
+        if total_shards and parquet:
             packed = read_parquet_urls(spark, [f"{spill_dir}/{name}" for name in packed_files],
                                        to_spark_schema(PACKED))
             written = (
@@ -239,17 +270,23 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
             spark.conf.set(batch_setting, previous_batch)
     encoder.tokenizer_json.destroy()
     output.add_files({row["path"]: row["size"] for row in written})
+    output.add_files({f"{row['prefix']}{suffix}": row[f"{suffix[1:]}_size"] for row in megatron_written
+                      for suffix in (".bin", ".idx")})
     written_at = time.time()
+    # The index says where documents lie in the Parquet shards: none, none to index.
     index = _write_document_index(spark, documents, own, output, spill_dir, packed_files, placement, capacity,
-                                  range_rows, config)
+                                  range_rows, config) if parquet else None
     indexed_at = time.time()
     crash_point("export:shards_written")
     # The spill files go with the work directory at the commit.
 
     skipped = count_skipped_lines(rejects_dir, STAGE)
     manifest = _manifest(splits, written, cfg, config, tokenizer, tokenizer_dir, tokenizer_files,
-                         _upstream_stats(input_dir) if documents.committed_stage else {})
+                         _upstream_stats(input_dir) if documents.committed_stage else {}, parquet)
     manifest["document_index"] = index
+    if megatron:
+        manifest["megatron"] = megatron_manifest(megatron_written, megatron_dtype(tokenizer.vocab_size),
+                                                 manifest["tokenizer"], tokenizer.eos_id)
     output.put_file("manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     for note in empty_split_notes(manifest):
         print(note, file=sys.stderr, flush=True)
@@ -264,12 +301,15 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
         "padding_tokens": totals["padding_tokens"],
         "dropped_tokens": totals["dropped_tokens"],
         "shards": len(written),
+        **({"megatron_shards": len(megatron_written)} if megatron else {}),
     }
     rejects_by_rule = {"empty_text": counts["empty_text"], **({INPUT_PARSE_ERROR: skipped} if skipped else {})}
     # unparsable lines are input records too
     return output.commit_stats(STAGE, config, [input_dir, tokenizer_dir], counts["documents_in"] + skipped,
                                totals["source_documents"], rejects_by_rule, details,
-                               phases={"tokenize_pack": tokenized_at - started, "place_write": written_at - tokenized_at,
+                               phases={"tokenize_pack": tokenized_at - started,
+                                       **({"megatron_write": megatron_at - tokenized_at} if megatron else {}),
+                                       "place_write": written_at - megatron_at,
                                        "document_index": indexed_at - written_at, "manifest": finished - indexed_at})
 
 
@@ -281,6 +321,27 @@ def index_columns(source: DocumentSource) -> list[pa.Field]:
     """The input columns the document index carries: every one but the text and sample_copies (a thresher
     stage's too: url, lang, the tag columns); in a user's input, one named as an index column is an InputError."""
     return refuse_clashes(source, kept_fields(source, _INDEX_INPUT), set(DOCUMENT_INDEX.names), STAGE)
+
+
+def _write_megatron_shards(spark, output_url: str, spill_dir: str, packed_files: list[str], placement: Placement,
+                           capacity: int, range_rows, dtype) -> list:
+    """The Megatron shards (pipeline.export.megatron), a .bin/.idx pair per planned shard where a document starts;
+    their MEGATRON_WRITTEN rows."""
+    ranges = {(row["split"], row["range_id"]): row["sequences"] for row in range_rows}
+    first_rows = {(row["split"], row["range_id"]): (row["rows_file"], row["rows_start"]) for row in range_rows
+                  if row["sequences"]}
+    documents = read_parquet_urls(spark, [f"{spill_dir}/{packed_documents_file(name)}" for name in packed_files],
+                                  to_spark_schema(PACKED_DOCUMENTS))
+    total_shards = sum(plan.shards for plan in placement.plans.values())
+    return (
+        documents.mapInArrow(partial(megatron_documents, placement=placement, capacity=capacity,
+                                     range_sequences=ranges, range_rows=first_rows), to_spark_schema(MEGATRON_DOCUMENTS))
+        .repartition(total_shards, "split", "shard")
+        .sortWithinPartitions("split", "shard", "sequence", "token_start")
+        .mapInArrow(partial(write_megatron_batches, output_dir=output_url, spill_dir=spill_dir, dtype=dtype,
+                            plans=placement.plans), to_spark_schema(MEGATRON_WRITTEN))
+        .collect()
+    )
 
 
 def _write_document_index(spark, source: DocumentSource, own: list[pa.Field], output: StageOutput, spill_dir: str,
@@ -360,7 +421,8 @@ def _upstream_stats(input_dir: str) -> dict:
 
 
 def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenizer, tokenizer_dir: str,
-              tokenizer_files: str, upstream_stats: dict) -> dict:
+              tokenizer_files: str, upstream_stats: dict, parquet: bool = True) -> dict:
+    """The manifest; without `parquet` (format megatron) its splits list no Parquet shard, their counts all the same."""
     by_split = {name: [] for name in SPLITS}
     for row in sorted(written, key=lambda r: (r["split"], r["shard"])):
         by_split[SPLITS[row["split"]]].append(row)
@@ -368,13 +430,13 @@ def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenize
     for name in SPLITS:
         plan = splits[name]["plan"]
         shards = by_split[name]
-        if [row["shard"] for row in shards] != list(range(plan.shards)):
+        if [row["shard"] for row in shards] != list(range(plan.shards if parquet else 0)):
             raise RuntimeError(f"{name}: shards written {[r['shard'] for r in shards]}, planned {plan.shards}")
         manifest_splits[name] = {
             "shards": [{"path": shard_path(name, row["shard"]), "sequences": row["sequences"], "tokens": row["tokens"]}
                        for row in shards],
             "sequences": plan.sequences,
-            "tokens": sum(row["tokens"] for row in shards),
+            "tokens": plan.sequences * (cfg.seq_len + 1),  # the rows' tokens, padding included
             **{key: splits[name][key] for key in
                ("documents", "source_documents", "padding_tokens", "dropped_tokens", "dropped_documents")},
         }
@@ -387,6 +449,7 @@ def _manifest(splits: dict, written, cfg: ExportConfig, config: Config, tokenize
         "pad_token_id": tokenizer.pad_id,
         "pack_mode": cfg.pack_mode,
         "tail": cfg.tail,
+        "shard_format": cfg.format,  # parquet, megatron or both: `megatron` below describes the Megatron shards
         # path: where train-export copies the tokenizer from (checked against sha256 first): a URL as given
         "tokenizer": {"name": tokenizer_dir.rstrip("/").rsplit("/", 1)[-1], "path": tokenizer_dir,
                       "sha256": tokenizer_sha256(tokenizer_files)},
@@ -411,7 +474,8 @@ def _work(spark, args: argparse.Namespace, config: Config) -> dict:
 
 JOB = StageJob(
     STAGE, "thresher export", __doc__, _arguments, "export.validation_fraction=0.01", _work, _check, "input_dir",
-    implied_overrides=lambda args: [] if args.seq_len is None else [f"export.seq_len={args.seq_len}"],  # wins over --set
+    implied_overrides=lambda args: ([] if args.seq_len is None else [f"export.seq_len={args.seq_len}"])
+    + ([] if args.format is None else [f"export.format={args.format}"]),  # wins over --set
 )
 
 

@@ -491,6 +491,7 @@ class ExportConfig:
     tokenizer_sample_documents: PositiveCount = 200_000  # documents (smallest seeded hash of doc_id) the BPE is trained on
     tokenizer_min_frequency: Count = 2  # a pair seen fewer times is never merged (tokenizers' BpeTrainer)
     # Export job.
+    format: str = "parquet"  # the shards written: parquet (the bundled trainer's), megatron (Megatron-LM's .bin/.idx), or both
     validation_fraction: Annotated[float, Range(0.0, 1.0, high_open=True)] = 0.005  # share of documents (by seeded hash of doc_id) held out for validation
     pack_mode: str = "concat"  # concat: documents run across sequences; boundary: a document that fits never straddles
     tail: str = "pad"  # the last, partial sequence of each packing range: pad (keeps every token) or drop

@@ -86,6 +86,10 @@ RANGE_SUMMARY = pa.schema(
         pa.field("padding", pa.int64(), nullable=False),  # pad tokens
         pa.field("dropped_tokens", pa.int64(), nullable=False),  # the range's partial last row (tail="drop")
         pa.field("dropped_documents", pa.int64(), nullable=False),  # documents starting in it
+        # The spill file holding the range's packed rows' tokens, and where its first row starts there (a
+        # range's rows are appended back to back by one task): where a document copy's tokens lie, whole.
+        pa.field("rows_file", pa.string(), nullable=False),
+        pa.field("rows_start", pa.int64(), nullable=False),
     ]
 )
 
@@ -110,6 +114,35 @@ WRITTEN = pa.schema(
         pa.field("sequences", pa.int64(), nullable=False),
         pa.field("tokens", pa.int64(), nullable=False),
         pa.field("size", pa.int64(), nullable=False),  # the shard file's bytes, for the commit's list
+    ]
+)
+
+
+# A document copy as the Megatron shards hold it (pipeline.export.megatron): where its first token lies
+# in the Parquet shards' plan (shard, row `sequence`, offset `token_start` in the row), and its tokens
+# in the packed rows' spill file, whole (the part a dropped tail took left out).
+MEGATRON_DOCUMENTS = pa.schema(
+    [
+        pa.field("split", pa.int8(), nullable=False),
+        pa.field("shard", pa.int32(), nullable=False),
+        pa.field("sequence", pa.int64(), nullable=False),
+        pa.field("token_start", pa.int32(), nullable=False),
+        pa.field("file", pa.string(), nullable=False),
+        pa.field("start", pa.int64(), nullable=False),
+        pa.field("length", pa.int32(), nullable=False),
+    ]
+)
+
+# What each written Megatron shard (a .bin/.idx pair at `prefix`) reports back to the driver.
+MEGATRON_WRITTEN = pa.schema(
+    [
+        pa.field("split", pa.int8(), nullable=False),
+        pa.field("shard", pa.int32(), nullable=False),
+        pa.field("prefix", pa.string(), nullable=False),
+        pa.field("documents", pa.int64(), nullable=False),
+        pa.field("tokens", pa.int64(), nullable=False),
+        pa.field("bin_size", pa.int64(), nullable=False),
+        pa.field("idx_size", pa.int64(), nullable=False),
     ]
 )
 

@@ -34,6 +34,12 @@ DOCUMENT_COPIES = pa.schema([pa.field("doc_key", pa.int64(), nullable=False), pa
                              pa.field("copy", pa.int32(), nullable=False)])
 
 
+def kept_rows(splits: np.ndarray, ranges: np.ndarray, range_sequences: dict[tuple[int, int], int]) -> np.ndarray:
+    """The rows each (splits[i], ranges[i]) kept (int64): its packed rows, a dropped tail not counted."""
+    return np.fromiter((range_sequences.get((int(s), int(r)), 0) for s, r in zip(splits, ranges, strict=True)),
+                       dtype=np.int64, count=len(splits))
+
+
 def index_pieces(batches: Iterator[pa.RecordBatch], placement: Placement, capacity: int,
                  range_sequences: dict[tuple[int, int], int]) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: PACKED_DOCUMENTS rows -> INDEX_PIECES rows, one per row of the shards a copy's tokens
@@ -48,9 +54,7 @@ def index_pieces(batches: Iterator[pa.RecordBatch], placement: Placement, capaci
         rows = first_rows[owner] + piece
         token_start = np.maximum(starts[owner], rows * capacity) - rows * capacity
         token_end = np.minimum(starts[owner] + lengths[owner], (rows + 1) * capacity) - rows * capacity
-        kept = rows < np.fromiter((range_sequences.get((int(s), int(r)), 0) for s, r in zip(splits[owner], ranges[owner],
-                                                                                              strict=True)),
-                                  dtype=np.int64, count=len(rows))
+        kept = rows < kept_rows(splits[owner], ranges[owner], range_sequences)
         owner, piece, rows, token_start, token_end = (a[kept] for a in (owner, piece, rows, token_start, token_end))
         shards = np.empty(len(rows), dtype=object)
         sequences = np.empty(len(rows), dtype=np.int64)

@@ -193,6 +193,8 @@ class RangeCounts:
     padding: int = 0
     dropped_tokens: int = 0
     dropped_documents: int = 0
+    rows_file: str = ""  # the spill file of the range's rows, and where the first row starts in it
+    rows_start: int = 0
 
     def add_rows(self, rows: PackedRows) -> None:
         self.sequences += len(rows)
@@ -234,6 +236,8 @@ def pack_batches(batches: Iterator[pa.RecordBatch], capacity: int, mode: str, pa
 
     def emit(rows: PackedRows) -> Iterator[pa.RecordBatch]:
         if len(rows):
+            if not counts[group].sequences:  # the range's rows go to `spill` back to back from here
+                counts[group].rows_file, counts[group].rows_start = spill.name, spill.tokens
             yield _packed_batch(*group, counts[group].sequences, rows, spill)
             counts[group].add_rows(rows)
 

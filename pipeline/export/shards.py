@@ -74,11 +74,17 @@ class ShardWriter:
             self._writer.close()  # its footer, into what is thrown away (else the writer writes it when collected)
         except Exception:  # noqa: BLE001 - the task's own error is the one to report
             pass
-        if is_local(self._file.fs):
-            self._file.close()
-        else:
-            self._file.discard()  # aborts a multipart upload begun; a smaller shard was never sent
-            self._file.closed = True  # closing it would upload what is left
+        abandon(self._file)
+
+
+def abandon(file) -> None:
+    """Give up a file opened for writing through fsspec: on an object store the upload is aborted and nothing
+    appears; on local disk the partial file stays at its name (which `_PARTS` names) until a retry or rerun."""
+    if is_local(file.fs):
+        file.close()
+    else:
+        file.discard()  # aborts a multipart upload begun; a smaller file was never sent
+        file.closed = True  # closing it would upload what is left
 
 
 def write_shard_batches(batches: Iterator[pa.RecordBatch], output_dir: str, spill_dir: str, capacity: int,
