@@ -1,6 +1,6 @@
 """Export throughput: tokens/s per core of the export job beside a plain `tokenizers` loop (the limit).
 
-    .venv/bin/python bench/bench_export.py [--mb 24] [--cores 2]
+    .venv/bin/python bench/bench_export.py [--mb 24] [--cores 2] [--formats parquet,megatron]
 
 The input is the real English (DCLM) and Chinese (ChineseWebText) documents of ../shared/data,
 replicated under fresh doc_ids to about --mb megabytes of text, written as a committed stage.
@@ -15,6 +15,11 @@ the job's code (an untimed export of a small input first, as when `thresher run`
 three other stages in the same session). Wall time on a shared machine swings with other people's
 load, so CPU time is reported too: tokens per CPU second of the job (driver, JVM and Python
 workers together) beside tokens per CPU second of the loops.
+
+Each of --formats (export.format: parquet, megatron, both) is exported in turn from the same input in
+the same session, each timed on its own, with its shards' bytes on disk (Parquet: train/ and
+validation/; Megatron: the .bin and .idx files) and its tokens: the Parquet rows' (padding left out,
+as it is not text) and the Megatron sequences'.
 """
 
 from __future__ import annotations
@@ -151,6 +156,21 @@ def spark_session(cores: int, driver_memory: str = "2g"):
     return session
 
 
+def format_figures(out: Path) -> dict[str, tuple[int, int]]:
+    """Per shard kind the export wrote: (tokens of text, bytes on disk), from its manifest and files."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    figures = {}
+    splits = manifest["splits"].values()
+    if any(split["shards"] for split in splits):
+        size = sum((out / shard["path"]).stat().st_size for split in splits for shard in split["shards"])
+        figures["Parquet"] = (sum(split["tokens"] - split["padding_tokens"] for split in splits), size)
+    if "megatron" in manifest:
+        shards = [shard for split in manifest["megatron"]["splits"].values() for shard in split["shards"]]
+        figures["Megatron"] = (sum(shard["tokens"] for shard in shards),
+                               sum(shard["bin_bytes"] + shard["idx_bytes"] for shard in shards))
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=24, help="megabytes of text to export")
@@ -158,6 +178,7 @@ def main() -> int:
     parser.add_argument("--vocab-size", type=int, default=32768)
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--work", default=str(REPO / "bench/work/export"), help="scratch directory")
+    parser.add_argument("--formats", default="parquet,megatron", help="export.format values to run, in turn")
     parser.add_argument("--warm-up-mb", type=float, default=0,
                         help="first export this many MB untimed, so the JVM has compiled the job's code (0: cold)")
     add_smoke_flag(parser)
@@ -186,8 +207,8 @@ def main() -> int:
     # Start the JVM and one Python worker per core before the clock: fixed costs a long job amortises.
     spark.range(args.cores, numPartitions=args.cores).mapInArrow(lambda batches: batches, "id long").count()
     print(f"spark and Python worker start: {time.perf_counter() - started:.1f} s (not counted)")
-    config = load_config(None, {"export.seq_len": args.seq_len, "export.shard_tokens": 4_000_000,
-                                "export.validation_fraction": 0.01})
+    settings = {"export.seq_len": args.seq_len, "export.shard_tokens": 4_000_000, "export.validation_fraction": 0.01}
+    config = load_config(None, settings)
     if args.warm_up_mb:
         # As in `thresher run`, where the export follows three stages in the same Spark session.
         started = time.perf_counter()
@@ -196,25 +217,32 @@ def main() -> int:
         print(f"warm-up export of {args.warm_up_mb} MB (JIT, query code generation): "
               f"{time.perf_counter() - started:.1f} s (not counted)")
         shutil.rmtree(work / "warm-up-out")
-    out = work / "out"
-    if out.exists():
-        shutil.rmtree(out)
-    started, cpu_started = time.perf_counter(), tree_cpu_seconds()
-    stats = run_export(spark, str(stage), str(out), str(tokenizer_dir), config)
-    seconds, cpu_seconds = time.perf_counter() - started, tree_cpu_seconds() - cpu_started
-    tokens = stats["details"]["tokens"] - stats["details"]["padding_tokens"]
-    per_core = tokens / seconds / args.cores
-    print(f"export job, local[{args.cores}]: {seconds:.1f} s, {tokens} tokens, {stats['details']['sequences']} sequences, "
-          f"{stats['details']['shards']} shards; phases {stats['seconds']}")
+    figures = {}
+    for export_format in args.formats.split(","):
+        out = work / f"out-{export_format}"
+        if out.exists():
+            shutil.rmtree(out)
+        started, cpu_started = time.perf_counter(), tree_cpu_seconds()
+        stats = run_export(spark, str(stage), str(out), str(tokenizer_dir),
+                           load_config(None, {**settings, "export.format": export_format}))
+        seconds, cpu_seconds = time.perf_counter() - started, tree_cpu_seconds() - cpu_started
+        figures[export_format] = (seconds, cpu_seconds, format_figures(out))
+        print(f"export job, format {export_format}, local[{args.cores}]: {seconds:.1f} s, "
+              f"{stats['details']['sequences']} packed rows, {stats['details']['shards']} Parquet shards, "
+              f"{stats['details'].get('megatron_shards', 0)} Megatron shards; phases {stats['seconds']}")
     spark.stop()
     limit_after, limit_cpu_after, _ = limit_tokens_per_second(tokenizer_dir, texts, args.cores)
     limit, limit_cpu = (limit_before + limit_after) / 2, (limit_cpu_before + limit_cpu_after) / 2
     print(f"limit after the job: {limit_after:,.0f} tokens/s per core, {limit_cpu_after:,.0f} per CPU second")
-    print(f"export by wall time: {per_core:,.0f} tokens/s per core = {per_core / limit:.2f} of the limit "
-          f"(mean of before and after, {limit:,.0f})")
-    per_cpu = tokens / cpu_seconds
-    print(f"export by CPU time: {cpu_seconds:.1f} CPU s (driver, JVM, Python workers), {per_cpu:,.0f} tokens per "
-          f"CPU second = {per_cpu / limit_cpu:.2f} of the limit ({limit_cpu:,.0f})")
+    for export_format, (seconds, cpu_seconds, shards) in figures.items():
+        for name, (tokens, size) in shards.items():
+            per_core = tokens / seconds / args.cores
+            per_cpu = tokens / cpu_seconds
+            print(f"{export_format} export, {name} shards: {tokens} tokens, {size / 1e6:.1f} MB on disk "
+                  f"({size / tokens:.2f} bytes per token); by wall time {per_core:,.0f} tokens/s per core = "
+                  f"{per_core / limit:.2f} of the limit (mean of before and after, {limit:,.0f}); by CPU time "
+                  f"{cpu_seconds:.1f} CPU s (driver, JVM, Python workers), {per_cpu:,.0f} tokens per CPU second = "
+                  f"{per_cpu / limit_cpu:.2f} of the limit ({limit_cpu:,.0f})")
     return 0
 
 

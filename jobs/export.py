@@ -29,6 +29,11 @@ Plan (every step is defined by content and config, never by how the input is par
    text): each packing task also wrote where each document copy starts in its range's rows
    (PACKED_DOCUMENTS); those starts are cut at row ends and placed as step 3 places rows
    (pipeline.export.index), joined to doc_id and copy by the copy's key, and to the input's columns.
+6. Megatron shards (`export.format` megatron or both; pipeline.export.megatron): the same starts, placed as
+   step 3 places rows, put each document copy in the Megatron shard numbered as the Parquet shard holding
+   its first token; grouped by shard and sorted by that token's place, one task writes each shard's
+   .bin/.idx pair, reading each copy's tokens whole from the packed rows' spill file. With format megatron
+   alone, step 4's Parquet shards and step 5's index (which points into them) are not written.
 
 Shard and spill files are written from the executors' Python workers with pyarrow and fsspec, never
 by Spark's own reader or writer, so DIR (and INPUT, and TOKENIZER_DIR) may be a local path every node
@@ -173,7 +178,8 @@ def _input_counts(tally: InputTally) -> dict:
 
 def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, config: Config,
                fields: FieldMapping = DEFAULT_FIELDS) -> dict:
-    """Tokenize, pack, shuffle and shard the documents of `input_dir` into `output_dir`; returns the stats."""
+    """Tokenize, pack, shuffle and shard the documents of `input_dir` into `output_dir` (Parquet shards, Megatron
+    shards or both: `export.format`); returns the stats."""
     cfg = config.export
     check_export_config(cfg)
     parquet, megatron = cfg.format in ("parquet", "both"), cfg.format in ("megatron", "both")

@@ -289,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from thresher.jobs.export import check_export_config
     from thresher.jobs.prepare import executor_paths as prepare_paths
     from thresher.jobs.rules import executor_paths as rules_paths
     from thresher.jobs.rules import resolved_rules_config, stage_filters
@@ -298,6 +299,7 @@ def _run(args: argparse.Namespace) -> int:
     from thresher.pipeline.rules.heuristics import load_resources
 
     config = config_from_args(args)
+    check_export_config(config.export)  # export.format, pack_mode, tail: one line now, not after stage 3
     inputs = list(args.inputs)
     if args.sample:
         if inputs:

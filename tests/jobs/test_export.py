@@ -486,3 +486,147 @@ def test_a_crash_mid_export_on_s3_is_never_read_and_a_rerun_commits_the_same_obj
     assert sorted(objects) == sorted([COMMITTED_MARKER, "manifest.json", "stats.json", *shards, *index])
     assert {name: objects[name] for name in shards} == {name: (local / name).read_bytes() for name in shards}
     assert copies_and_renames == []
+
+
+@pytest.fixture(scope="module")
+def both_run(spark, stages, tokenizer_dir, tmp_path_factory):
+    """Parquet and Megatron shards from the four-file stage."""
+    out = tmp_path_factory.mktemp("export") / "both"
+    stats = run_export(spark, str(stages[4]), str(out), str(tokenizer_dir),
+                       load_config(None, {**SETTINGS, "export.format": "both"}))
+    return out, stats
+
+
+def parquet_documents(out, split) -> dict[int, list[tuple[tuple[str, int], np.ndarray]]]:
+    """Per Parquet shard number: ((doc_id, copy), tokens) of each document copy whose first token it holds, its
+    tokens joined from the pieces the document index lists, in the order of first tokens (row, offset)."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    index = pq.read_table(out / manifest["document_index"]["path"]).to_pylist()
+    rows, copies = {}, {}
+    for piece in sorted(index, key=lambda r: (r["doc_id"], r["copy"], r["piece"])):
+        if piece["shard"].startswith(f"{split}/"):
+            if piece["shard"] not in rows:
+                table = pq.read_table(out / piece["shard"])
+                rows[piece["shard"]] = np.asarray(table.column("tokens").combine_chunks().flatten()).reshape(
+                    table.num_rows, -1)
+            entry = copies.setdefault((piece["doc_id"], piece["copy"]),
+                                      {"first": (piece["shard"], piece["sequence"], piece["token_start"]), "pieces": []})
+            entry["pieces"].append(rows[piece["shard"]][piece["sequence"], piece["token_start"]:piece["token_end"]])
+    by_shard = {}
+    for key, entry in sorted(copies.items(), key=lambda item: item[1]["first"]):
+        shard = int(entry["first"][0].rsplit("-", 1)[1].split(".")[0])
+        by_shard.setdefault(shard, []).append((key, np.concatenate(entry["pieces"])))
+    return by_shard
+
+
+def megatron_documents_by_shard(out, split) -> dict[int, list[np.ndarray]]:
+    """Per Megatron shard number (from the manifest's --data-path prefixes): its documents' tokens, read with
+    the reader written from Megatron's format description; each document is one sequence."""
+    from megatron_reader import read_prefix
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    by_shard = {}
+    for prefix in manifest["megatron"]["splits"][split]["data_path"]:
+        dataset = read_prefix(out / prefix)
+        assert dataset.document_indices.tolist() == list(range(len(dataset.sequence_lengths) + 1))
+        by_shard[int(prefix.rsplit("-", 1)[1])] = [dataset.sequence(i) for i in range(len(dataset.sequence_lengths))]
+    return by_shard
+
+
+@pytest.mark.parametrize("packing", ["concat, pad", "boundary, drop"])
+def test_megatron_shards_hold_the_parquet_shards_documents_token_for_token_in_their_order(
+        spark, both_run, stages, rows, tokenizer_dir, tmp_path, packing):
+    out = both_run[0]
+    if packing == "boundary, drop":
+        out = tmp_path / "boundary"
+        run_export(spark, str(stages[1]), str(out), str(tokenizer_dir), load_config(None, {
+            **SETTINGS, "export.format": "both", "export.pack_mode": "boundary", "export.tail": "drop"}))
+    manifest = json.loads((out / "manifest.json").read_text())
+    tokenizer = load_tokenizer(tokenizer_dir)
+    texts = {row["doc_id"]: row["text"] for row in rows}
+    for split in SPLITS:
+        expected, got = parquet_documents(out, split), megatron_documents_by_shard(out, split)
+        assert expected and sorted(got) == sorted(expected)
+        for shard, copies in expected.items():
+            assert [len(tokens) for tokens in got[shard]] == [len(tokens) for _, tokens in copies]
+            assert np.array_equal(np.concatenate(got[shard]), np.concatenate([tokens for _, tokens in copies]))
+        whole = [(key, tokens) for copies in expected.values() for key, tokens in copies
+                 if tokens[-1] == manifest["eos_token_id"]]
+        assert all(tokenizer.decode(tokens[:-1]) == texts[doc_id] for (doc_id, _), tokens in whole)
+        cut = sum(len(copies) for copies in expected.values()) - len(whole)  # a dropped tail took their ends
+        assert cut == 0 if packing == "concat, pad" else cut <= SETTINGS["export.pack_ranges"]
+    if packing == "boundary, drop":
+        assert sum(manifest["splits"][split]["dropped_tokens"] for split in SPLITS) > 0
+
+
+def test_megatron_manifest_lists_the_files_dtype_token_counts_and_tokenizer(both_run, concat_run):
+    from thresher.pipeline.stagedir import read_commit
+
+    out, stats = both_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    megatron = manifest["megatron"]
+    assert megatron["format"] == "megatron-mmap-indexed-dataset/1" and megatron["dtype"] == "uint16"  # 1000 ids
+    assert megatron["tokenizer"] == manifest["tokenizer"] and megatron["eos_token_id"] == manifest["eos_token_id"]
+    listed = {entry["name"]: entry["size"] for entry in read_commit(out).marker["files"]}
+    for split in SPLITS:
+        entry = megatron["splits"][split]
+        assert entry["data_path"] == [shard["prefix"] for shard in entry["shards"]]
+        assert entry["documents"] == manifest["splits"][split]["documents"]  # every copy, none dropped
+        documents = megatron_documents_by_shard(out, split)
+        assert entry["tokens"] == sum(len(d) for shard in documents.values() for d in shard)
+        assert entry["tokens"] == manifest["splits"][split]["tokens"] - manifest["splits"][split]["padding_tokens"]
+        for shard in entry["shards"]:
+            assert shard["bin_bytes"] == listed[f"{shard['prefix']}.bin"] == 2 * shard["tokens"]
+            assert shard["idx_bytes"] == listed[f"{shard['prefix']}.idx"] == (out / f"{shard['prefix']}.idx").stat().st_size
+    assert len(megatron["splits"]["train"]["shards"]) > 1
+    assert stats["details"]["megatron_shards"] == sum(len(megatron["splits"][s]["shards"]) for s in SPLITS)
+    # The Parquet shards and what the manifest says of them are those of a Parquet-only export.
+    concat_manifest = json.loads((concat_run[0] / "manifest.json").read_text())
+    own = ("megatron", "shard_format", "config_hash")  # export.format is a setting of its own
+    assert {k: v for k, v in manifest.items() if k not in own} == {
+        k: v for k, v in concat_manifest.items() if k not in own}
+    for split in SPLITS:
+        for shard in manifest["splits"][split]["shards"]:
+            assert (out / shard["path"]).read_bytes() == (concat_run[0] / shard["path"]).read_bytes()
+
+
+def test_format_megatron_from_the_command_line_writes_the_same_megatron_shards_alone(both_run, stages, tokenizer_dir,
+                                                                                      tmp_path):
+    out = tmp_path / "megatron"
+    settings = [a for key, value in SETTINGS.items() for a in ("--set", f"{key}={value}")]
+    code = cli.main(["export", str(stages[1]), "--output", str(out), "--tokenizer", str(tokenizer_dir),
+                     "--format", "megatron", *settings])
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    both = json.loads((both_run[0] / "manifest.json").read_text())
+    assert manifest["shard_format"] == "megatron" and manifest["document_index"] is None
+    assert manifest["megatron"] == both["megatron"]  # one input file or four: the same shards
+    assert all(manifest["splits"][split]["shards"] == [] for split in SPLITS)
+    assert sorted(p.name for p in out.iterdir()) == ["_COMMITTED", "manifest.json", "megatron", "stats.json"]
+    files = sorted(p.relative_to(out) for p in (out / "megatron").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(both_run[0]) for p in (both_run[0] / "megatron").rglob("*") if p.is_file())
+    assert all((out / name).read_bytes() == (both_run[0] / name).read_bytes() for name in files)
+
+
+def test_a_bad_format_is_one_line_before_spark(stages, tokenizer_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli.main(["export", str(stages[1]), "--output", str(out), "--tokenizer", str(tokenizer_dir),
+                     "--format", "arrow"])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "thresher export: error: export.format (--format): 'arrow' is not one of parquet, megatron, both"]
+    assert not out.exists()
+
+
+def test_megatron_shards_on_s3_are_the_local_ones(spark_s3, both_run, s3_stage, s3_url, copies_and_renames):
+    input_url, tokenizer_url = s3_stage
+    run_export(spark_s3, input_url, f"{s3_url}/export", tokenizer_url,
+               load_config(None, {**SETTINGS, "export.format": "megatron"}))
+    objects = _objects(f"{s3_url}/export")
+    local = both_run[0]
+    megatron = {name: data for name, data in objects.items() if name.startswith("megatron/")}
+    assert len(megatron) > 4
+    assert megatron == {str(p.relative_to(local)): p.read_bytes() for p in (local / "megatron").rglob("*") if p.is_file()}
+    assert json.loads(objects["manifest.json"])["megatron"]["splits"] == json.loads(
+        (local / "manifest.json").read_text())["megatron"]["splits"]
+    assert copies_and_renames == []

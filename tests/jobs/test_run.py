@@ -380,6 +380,17 @@ def test_a_value_out_of_range_fails_before_any_output(tmp_path, capsys):
     assert not out.exists()  # no run.json, no sample crawl written
 
 
+def test_a_bad_export_format_fails_before_any_output(tmp_path, capsys):
+    from thresher.jobs import cli
+
+    out = tmp_path / "run"
+    code = cli.main(["run", "--sample", "--output", str(out), "--set", "export.format=arrow"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "thresher run: error: export.format (--format): 'arrow' is not one of parquet, megatron, both"]
+    assert not out.exists()
+
+
 def test_ctrl_c_prints_one_line_and_exits_130_and_spark_stays_quiet(tmp_path):
     """A real `thresher run` in its own process group, sent SIGINT as a terminal's Ctrl-C would be."""
     command = [sys.executable, "-c", "from thresher.jobs.cli import main; raise SystemExit(main())",
