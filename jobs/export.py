@@ -255,7 +255,8 @@ def run_export(spark, input_dir: str, output_dir: str, tokenizer_dir: str, confi
                                 + [name for key in planned if megatron for name in megatron_files(*key)])
         if total_shards and megatron:
             megatron_written = _write_megatron_shards(spark, output_url, spill_dir, packed_files, placement,
-                                                      capacity, range_rows, megatron_dtype(tokenizer.vocab_size))
+                                                      capacity, range_rows, megatron_dtype(tokenizer.vocab_size),
+                                                      batch_tokens=cfg.row_group_sequences * capacity)  # a row group
         megatron_at = time.time()
         if total_shards and parquet:
             packed = read_parquet_urls(spark, [f"{spill_dir}/{name}" for name in packed_files],
@@ -330,9 +331,9 @@ def index_columns(source: DocumentSource) -> list[pa.Field]:
 
 
 def _write_megatron_shards(spark, output_url: str, spill_dir: str, packed_files: list[str], placement: Placement,
-                           capacity: int, range_rows, dtype) -> list:
+                           capacity: int, range_rows, dtype, batch_tokens: int) -> list:
     """The Megatron shards (pipeline.export.megatron), a .bin/.idx pair per planned shard where a document starts;
-    their MEGATRON_WRITTEN rows."""
+    their MEGATRON_WRITTEN rows. A writer holds `batch_tokens` tokens at a time (or one document)."""
     ranges = {(row["split"], row["range_id"]): row["sequences"] for row in range_rows}
     first_rows = {(row["split"], row["range_id"]): (row["rows_file"], row["rows_start"]) for row in range_rows
                   if row["sequences"]}
@@ -345,7 +346,7 @@ def _write_megatron_shards(spark, output_url: str, spill_dir: str, packed_files:
         .repartition(total_shards, "split", "shard")
         .sortWithinPartitions("split", "shard", "sequence", "token_start")
         .mapInArrow(partial(write_megatron_batches, output_dir=output_url, spill_dir=spill_dir, dtype=dtype,
-                            plans=placement.plans), to_spark_schema(MEGATRON_WRITTEN))
+                            plans=placement.plans, batch_tokens=batch_tokens), to_spark_schema(MEGATRON_WRITTEN))
         .collect()
     )
 

@@ -132,10 +132,23 @@ class MegatronShardWriter:
         abandon(self._bin)
 
 
+def token_chunks(lengths: np.ndarray, budget: int) -> list[tuple[int, int]]:
+    """[start, end) runs of documents with `lengths` holding at most `budget` tokens each (or one document)."""
+    chunks, first, total = [], 0, 0
+    for i, length in enumerate(lengths.tolist()):
+        if total and total + length > budget:
+            chunks.append((first, i))
+            first, total = i, 0
+        total += length
+    return [*chunks, (first, len(lengths))] if len(lengths) else []
+
+
 def write_megatron_batches(batches: Iterator[pa.RecordBatch], output_dir: str, spill_dir: str, dtype: np.dtype,
-                           plans: dict[int, ShardPlan]) -> Iterator[pa.RecordBatch]:
+                           plans: dict[int, ShardPlan], batch_tokens: int) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: MEGATRON_DOCUMENTS rows sorted by (split, shard, sequence, token_start) -> a .bin/.idx
-    pair per (split, shard), and a MEGATRON_WRITTEN row for each. A shard's documents out of order is an error."""
+    pair per (split, shard), and a MEGATRON_WRITTEN row for each. Tokens are read and written `batch_tokens` at a
+    time (or one document), so memory is bounded whatever the documents' lengths. A shard's documents out of
+    order is an error."""
     reader = SpillReader(spill_dir)
     writer: MegatronShardWriter | None = None
     current: tuple[int, int] | None = None
@@ -171,10 +184,10 @@ def write_megatron_batches(batches: Iterator[pa.RecordBatch], output_dir: str, s
                                                                  & (order[:, 1] > previous[:, 1]))):
                     raise RuntimeError(f"{writer.prefix}: documents out of order near row {int(order[0, 0])}")
                 last = tuple(order[-1].tolist())
-                values, offsets = reader.gather(batch.column("file").slice(start, end - start).to_pylist(),
-                                                batch.column("start").to_numpy()[start:end],
-                                                batch.column("length").to_numpy()[start:end].astype(np.int64))
-                writer.write(values, offsets)
+                files, firsts = batch.column("file").to_pylist()[start:end], batch.column("start").to_numpy()[start:end]
+                lengths = batch.column("length").to_numpy()[start:end].astype(np.int64)
+                for first, stop in token_chunks(lengths, batch_tokens):
+                    writer.write(*reader.gather(files[first:stop], firsts[first:stop], lengths[first:stop]))
     except BaseException:
         if writer is not None and writer.bin_size == 0:
             writer.discard()  # the shard this attempt was writing: nothing of it appears

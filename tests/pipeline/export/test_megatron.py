@@ -15,6 +15,7 @@ from thresher.pipeline.export.megatron import (
     megatron_documents,
     megatron_dtype,
     megatron_prefix,
+    token_chunks,
     write_megatron_batches,
 )
 from thresher.pipeline.export.plan import Placement, ShardPlan
@@ -60,6 +61,11 @@ def test_each_copy_goes_where_its_first_token_lies_and_keeps_what_the_rows_keep(
         ("rows-a.i32", 100, 5, 0), ("rows-a.i32", 105, 2, 1), ("rows-a.i32", 107, 5, 3), ("rows-b.i32", 40, 8, 0)]
 
 
+def test_token_chunks_hold_at_most_the_budget_or_one_document():
+    assert token_chunks(np.array([3, 2, 4, 9, 1]), 5) == [(0, 2), (2, 3), (3, 4), (4, 5)]
+    assert token_chunks(np.array([3, 2]), 100) == [(0, 2)] and token_chunks(np.zeros(0, np.int64), 5) == []
+
+
 def spilled_documents(spill_dir, rows):
     """MEGATRON_DOCUMENTS rows for (split, shard, sequence, token_start, tokens), the tokens spilled."""
     spill = SpillWriter(spill_dir, "rows")
@@ -77,7 +83,7 @@ def test_the_writer_writes_a_pair_per_shard_in_order_with_document_boundaries(tm
     plans = {0: ShardPlan(6, 3), 1: ShardPlan(2, 3)}
     written = pa.Table.from_batches(list(write_megatron_batches(
         iter([batch.slice(0, 2), batch.slice(2)]), str(tmp_path / "out"), str(tmp_path / "spill"), np.dtype("<u2"),
-        plans)), schema=MEGATRON_WRITTEN).to_pylist()
+        plans, batch_tokens=5)), schema=MEGATRON_WRITTEN).to_pylist()  # 5: a document or two at a time
     assert [(r["prefix"], r["documents"], r["tokens"]) for r in written] == [
         (megatron_prefix("train", 0), 3, 707), (megatron_prefix("train", 1), 1, 2),
         (megatron_prefix("validation", 0), 1, 3)]
@@ -95,12 +101,12 @@ def test_the_writer_refuses_documents_out_of_order_and_ids_its_dtype_cannot_hold
     unordered = spilled_documents(tmp_path / "spill", [(0, 0, 1, 0, [1, 0]), (0, 0, 0, 2, [2, 0])])
     with pytest.raises(RuntimeError, match="documents out of order"):
         list(write_megatron_batches(iter([unordered]), str(tmp_path / "a"), str(tmp_path / "spill"),
-                                    np.dtype("<u2"), plans))
+                                    np.dtype("<u2"), plans, 100))
     wide = spilled_documents(tmp_path / "spill", [(0, 0, 0, 0, [70_000, 0])])
     with pytest.raises(ValueError, match="token id 70000 does not fit uint16"):
         list(write_megatron_batches(iter([wide]), str(tmp_path / "b"), str(tmp_path / "spill"), np.dtype("<u2"),
-                                    plans))
+                                    plans, 100))
     written = list(write_megatron_batches(iter([wide]), str(tmp_path / "c"), str(tmp_path / "spill"),
-                                          np.dtype("<i4"), plans))
+                                          np.dtype("<i4"), plans, 100))
     assert read_prefix(tmp_path / "c" / megatron_prefix("train", 0)).documents() == [[70_000, 0]]
     assert written[0].column("tokens").to_pylist() == [2]
