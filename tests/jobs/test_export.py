@@ -590,6 +590,21 @@ def test_megatron_manifest_lists_the_files_dtype_token_counts_and_tokenizer(both
             assert (out / shard["path"]).read_bytes() == (concat_run[0] / shard["path"]).read_bytes()
 
 
+def test_megatron_core_s_own_indexed_dataset_reads_the_shards_as_the_test_reader_does(both_run):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+    from megatron_reader import read_prefix
+
+    out = both_run[0]
+    megatron = json.loads((out / "manifest.json").read_text())["megatron"]
+    prefixes = [prefix for split in SPLITS for prefix in megatron["splits"][split]["data_path"]]
+    assert len(prefixes) > 2
+    for prefix in prefixes:
+        theirs, ours = IndexedDataset(str(out / prefix), mmap=True), read_prefix(out / prefix)
+        assert theirs.index.dtype == np.uint16 and len(theirs) == len(ours.sequence_lengths) > 0
+        assert np.array_equal(theirs.document_indices, ours.document_indices)
+        assert all(np.array_equal(theirs[i], ours.sequence(i)) for i in range(len(theirs)))
+
+
 def test_format_megatron_from_the_command_line_writes_the_same_megatron_shards_alone(both_run, stages, tokenizer_dir,
                                                                                       tmp_path):
     out = tmp_path / "megatron"
