@@ -13,8 +13,10 @@ import pytest
 from thresher.jobs.rules import LINE_DEDUP_RULE, MINHASH_RULE, run_rules
 from thresher.pipeline.config import load_config
 from thresher.pipeline.filters import FilterStats, first_drop
+from thresher.pipeline.rules.clusters import KEPT_RULE
 from thresher.pipeline.rules.heuristics import DocumentView, build_filters, load_resources
-from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.pipeline.stagedir import COMMITTED_MARKER, read_commit
+from thresher.schemas.clusters import CLUSTERS
 from thresher.schemas.documents import PREPARED, RULES
 from thresher.schemas.rejects import REJECT
 from thresher.schemas.stats import read_stats
@@ -332,3 +334,32 @@ def test_a_malformed_jsonl_line_past_the_first_is_a_counted_reject(spark, shared
     [reject] = [r for r in pq.read_table(tmp_path / "out" / "rejects").to_pylist() if r["rule"] == INPUT_PARSE_ERROR]
     assert reject["detail"].startswith(f"{path} line 4 is not JSON: ") and reject["content"] == '{"content": "cut off in the mid'
     assert reject["stage"] == "rules" and reject["doc_id"] is None
+
+
+def test_the_cluster_table_names_every_member_the_kept_one_and_why(runs):
+    results, table, planted, _ = runs
+    output, _ = results[4]
+    rows = pq.read_table(output / "clusters").to_pylist()
+    assert pq.read_schema(next((output / "clusters").glob("*.parquet"))).names == CLUSTERS.names
+    urls = dict(zip(table.column("doc_id").to_pylist(), table.column("url").to_pylist(), strict=True))
+    expected = {min(pair): sorted(pair) for pair in planted.items()}
+    assert {row["cluster_id"] for row in rows} == set(expected) and len(rows) == 2 * len(planted)
+    for row in rows:
+        assert row["doc_id"] in expected[row["cluster_id"]] and row["cluster_size"] == 2
+        assert row["kept"] == (row["doc_id"] == row["cluster_id"]) and row["kept_by"] == KEPT_RULE
+        assert row["url"] == urls[row["doc_id"]] and row["warc_path"] == "test.warc.gz"
+        assert row["run"] == str(output.parent / "input")
+        if row["kept"]:
+            assert row["jaccard"] == 1.0 and row["diff"] is None
+        else:  # about 3% of the words changed: Jaccard of 5-shingles near 0.85, the changed lines in the diff
+            assert 0.6 < row["jaccard"] < 0.98
+            assert any(line.startswith("-") for line in row["diff"].splitlines())
+            assert any(line.startswith("+") for line in row["diff"].splitlines())
+    sizes = {row["doc_id"]: row["minhash_cluster_size"] for row in pq.read_table(output / "documents").to_pylist()}
+    assert {doc_id: size for doc_id, size in sizes.items() if size != 1} == dict.fromkeys(expected, 2)
+    assert read_commit(output).parts("clusters")  # listed in the marker like the other tables
+    one, _ = results[1]  # the same rows from one partition, but for the input's own directory
+
+    def without_run(rows):
+        return [{key: value for key, value in row.items() if key != "run"} for row in rows]
+    assert without_run(_read(one / "clusters", CLUSTERS)) == without_run(_read(output / "clusters", CLUSTERS))
