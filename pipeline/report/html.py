@@ -7,6 +7,7 @@ escaped; nothing here reads the stage directories (pipeline.report.data does).
 from __future__ import annotations
 
 import html
+import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -79,7 +80,9 @@ def _e(value: Any) -> str:
 
 
 def _section(title: str, content: str) -> str:
-    return f"<section><h2>{_e(title)}</h2>\n{content or '<p>(this stage did not run)</p>'}</section>"
+    """A titled section; its id is the title in lower case, words joined by '-' (report.html#duplicate-clusters)."""
+    anchor = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return f"<section id={anchor}><h2>{_e(title)}</h2>\n{content or '<p>(this stage did not run)</p>'}</section>"
 
 
 def _line_taggers(report: dict[str, Any]) -> set[str]:
