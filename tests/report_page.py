@@ -76,3 +76,10 @@ def chromium(url: str, profile: Path, *arguments: str) -> str:
         check=True, timeout=120, capture_output=True, text=True,
     )
     return done.stdout
+
+
+def section_page(page: str, section_id: str) -> str:
+    """`page` (report.html) cut to one section, with its head (styles): what a screenshot of that section
+    shows (headless Chromium's --screenshot ignores a URL's #fragment and shoots the top of the page)."""
+    start = page.index(f"<section id={section_id}>")
+    return page[:page.index("<body>")] + "<body>" + page[start:page.index("</section>", start)] + "</section></body></html>"

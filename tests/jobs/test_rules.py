@@ -363,3 +363,31 @@ def test_the_cluster_table_names_every_member_the_kept_one_and_why(runs):
     def without_run(rows):
         return [{key: value for key, value in row.items() if key != "run"} for row in rows]
     assert without_run(_read(one / "clusters", CLUSTERS)) == without_run(_read(output / "clusters", CLUSTERS))
+
+
+def test_the_report_shows_the_clusters_and_their_diffs_in_headless_chromium(runs, tmp_path):
+    from PIL import Image
+    from report_page import Page, chromium, section_page
+
+    from thresher.pipeline.report import write_report
+
+    results, _, planted, _ = runs
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "rules").symlink_to(results[4][0], target_is_directory=True)
+    report = write_report(run)["duplicate_clusters"]
+    assert report["clusters"] == len(planted) and report["sizes"] == {"2": len(planted)}
+    page = run / "report.html"
+    dom = Page(chromium(page.as_uri(), tmp_path / "dom", "--dump-dom"))  # the document Chromium built
+    assert "Duplicate clusters" in dom.sections
+    assert sorted(row[0] for row in dom.table_with("members (kept first)")[1:]) == sorted(min(pair) for pair in planted.items())
+    text = "".join(dom.text)
+    sample = report["sample"][0]["members"][1]
+    assert sample["diff"].splitlines()[1] in text  # a removed line of a member's diff, as text
+    section = tmp_path / "clusters.html"
+    section.write_text(section_page(page.read_text(encoding="utf-8"), "duplicate-clusters"), encoding="utf-8")
+    shot = tmp_path / "clusters.png"  # look at it: it stays in pytest's tmp directory
+    chromium(section.as_uri(), tmp_path / "shot", f"--screenshot={shot}", "--window-size=1200,900")
+    image = Image.open(shot).convert("L")
+    rows_with_ink = sum(1 for y in range(image.height) if min(image.crop((0, y, image.width, y + 1)).getdata()) < 128)
+    assert image.size == (1200, 900) and rows_with_ink > 200, rows_with_ink
