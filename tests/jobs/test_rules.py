@@ -198,7 +198,7 @@ def test_rules_commits_to_s3_the_same_objects_it_commits_to_local_disk(runs, spa
     fs, root = storage(f"{s3_url}/rules")
     fs.invalidate_cache(root)
     assert sorted(path[len(root) + 1:] for path in fs.find(root)) == sorted(
-        ["_COMMITTED", "stats.json", *(part.name for table in ("documents", "rejects") for part in on_s3.parts(table))])
+        ["_COMMITTED", "stats.json", *(part.name for table in ("documents", "rejects", "clusters") for part in on_s3.parts(table))])
     assert copies_and_renames == []
 
 
