@@ -4,7 +4,8 @@
 
 Reads stage 1's committed documents (or a user's Parquet, JSONL or datasets directory, see
 jobs.documents_input; a missing lang is computed with lid.176), writes DIR/documents (schemas.documents.RULES), DIR/rejects
-(schemas.rejects.REJECT, stage "rules") and DIR/stats.json. Only 128 band keys per document travel
+(schemas.rejects.REJECT, stage "rules"), DIR/clusters (schemas.clusters.CLUSTERS: every member of every MinHash
+cluster, the kept one and why) and DIR/stats.json. Only 128 band keys per document travel
 through the MinHash shuffles; connected components are found with alternating large-star /
 small-star joins (Kiveris et al. 2014), each round's edges written out to cut the lineage. Each
 heuristics task writes its families' counts and seconds as a small JSON file into DIR's work directory
@@ -42,6 +43,7 @@ from thresher.pipeline.stagedir import StageOutput, storage, write_whole
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
 from thresher.pipeline.stagedir.parts import read_written, write_parts, write_scratch
 from thresher.schemas import extend, to_spark_schema
+from thresher.schemas.clusters import CLUSTERS
 from thresher.schemas.documents import PREPARED, RULES
 from thresher.schemas.rejects import REJECT
 
@@ -206,6 +208,35 @@ class _BandKeys:
             )
 
 
+class _ClusterMembers:
+    """mapInPandas function: cluster members with their and the kept document's text -> CLUSTERS rows
+    (each member's estimated Jaccard with the kept one, from signatures of the texts MinHash hashed)."""
+
+    def __init__(self, rules: RulesConfig, run: str):
+        self.setting = (rules.minhash_num_perm, rules.minhash_seed, rules.minhash_ngram)
+        self.run = run
+
+    def __call__(self, batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from thresher.pipeline.rules.clusters import KEPT_RULE, estimated_jaccard, line_diff
+        from thresher.pipeline.rules.minhash import MinHasher
+
+        hasher = _HASHERS.get(self.setting, lambda: MinHasher(*self.setting))
+        for batch in batches:
+            kept = batch["doc_id"] == batch["cluster"]
+            jaccard, diff = [], []
+            for is_kept, text, kept_text, lang in zip(kept, batch["text"], batch["kept_text"], batch["lang"], strict=True):
+                if is_kept:
+                    jaccard.append(1.0)
+                    diff.append(None)
+                    continue
+                jaccard.append(estimated_jaccard(hasher.signature_of_text(text or "", lang),
+                                                 hasher.signature_of_text(kept_text or "", lang)))
+                diff.append(line_diff(kept_text or "", text or ""))
+            yield pd.DataFrame({"cluster_id": batch["cluster"], "cluster_size": batch["cluster_size"],
+                                "doc_id": batch["doc_id"], "kept": kept, "kept_by": KEPT_RULE, "url": batch["url"],
+                                "warc_path": batch["warc_path"], "run": self.run, "jaccard": jaccard, "diff": diff})
+
+
 # --- DataFrame stages ---------------------------------------------------------------------------
 
 
@@ -325,6 +356,24 @@ def _minhash(docs, rules: RulesConfig, output: StageOutput):
     return labels, stats
 
 
+def _cluster_sizes(labels):
+    """(cluster, cluster_size) per cluster of more than one document; labels name its other members."""
+    from pyspark.sql import functions as F
+
+    return labels.groupBy("cluster").agg((F.count("*") + 1).cast("int").alias("cluster_size"))
+
+
+def _cluster_table(kept, labels, rules: RulesConfig, run: str):
+    """CLUSTERS rows: every member of every cluster of more than one document, the kept one included."""
+    from pyspark.sql import functions as F
+
+    members = labels.unionByName(labels.select(F.col("cluster").alias("doc_id"), "cluster").distinct())
+    texts = kept.select("doc_id", "url", "warc_path", "text", "lang")
+    kept_texts = kept.select(F.col("doc_id").alias("cluster"), F.col("text").alias("kept_text"))
+    rows = members.join(_cluster_sizes(labels), "cluster").join(texts, "doc_id").join(kept_texts, "cluster")
+    return rows.mapInPandas(_ClusterMembers(rules, run), to_spark_schema(CLUSTERS))
+
+
 def _conform(frame, arrow_schema):
     from pyspark.sql import functions as F
 
@@ -402,7 +451,9 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
 
     phase = time.perf_counter()
     clustered = kept.join(labels, "doc_id", "left")
-    survivors = clustered.filter(F.col("cluster").isNull()).withColumn("minhash_cluster", F.col("doc_id"))
+    sizes = _cluster_sizes(labels).withColumnRenamed("cluster", "doc_id")
+    survivors = (clustered.filter(F.col("cluster").isNull()).withColumn("minhash_cluster", F.col("doc_id"))
+                 .join(sizes, "doc_id", "left").withColumn("minhash_cluster_size", F.coalesce("cluster_size", F.lit(1))))
     documents = _conform(survivors, RULES)
     if own_columns:  # each doc_id is one document (documents_frame refuses repeated ids)
         documents = documents.join(read.select("doc_id", *own_columns), "doc_id").select(*RULES.names, *own_columns)
@@ -415,6 +466,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     rejects = (heuristic_rejects.unionByName(duplicate_rejects).unionByName(line_rejects)
                .unionByName(_conform(input_rejects, REJECT)))
     write_parts(rejects.orderBy("doc_id", "rule", "detail"), output, "rejects")
+    write_parts(_cluster_table(kept, labels, rules, input_dir).orderBy("cluster_id", "doc_id"), output, "clusters")
     timings["write_s"] = round(time.perf_counter() - phase, 3)
 
     written_docs = read_written(spark, output, "documents")

@@ -43,6 +43,7 @@ from thresher.pipeline.pii import KINDS as PII_KINDS
 from thresher.pipeline.pii import PLACEHOLDERS
 from thresher.pipeline.seeded_hash import unit_hash
 from thresher.pipeline.select.batches import (
+    CLUSTER_SIZE,
     REST_CLASS,
     RULE_DOWNSAMPLED,
     STATUS_KEPT,
@@ -58,6 +59,7 @@ from thresher.pipeline.select.batches import (
 )
 from thresher.pipeline.select.gate import GateDecision, decide
 from thresher.pipeline.select.mix import MixTarget, TopFractionCut, expand_groups, solve_mix
+from thresher.pipeline.select.rehydrate import parse_rehydrate
 from thresher.pipeline.stagedir import StageOutput, crash_point, read_commit, require_committed
 from thresher.pipeline.stagedir.parts import read_parts, write_parts, write_scratch
 from thresher.schemas import to_spark_schema
@@ -169,6 +171,7 @@ def check_select_config(config: Config, taggers: Sequence[DeclaredTagger] | None
         seed=rebalance.seed,
         pii_tagger=section.pii.tagger,
         pii_placeholders=pii_placeholders,
+        rehydrate=parse_rehydrate(section.rehydrate),
     )
 
 
@@ -276,6 +279,8 @@ def run_select(spark, input_dir: str, output_dir: str, config: Config, partition
     if settings.decontam_action:
         details[DECONTAM] = _decontam_stats(final, settings, [t for t in taggers if t.kind == DECONTAM][0].labels)
     details["pii"] = _pii_counts(tagged, settings)
+    if settings.rehydrate:
+        details["rehydrate"] = _rehydrate_stats(final, settings)
     rebalance["achieved"] = _achieved_mix(final, config, rebalance)
     if config.select.rebalance.mode != "off" and not rebalance["skipped"]:
         rebalance["domains"] = _domain_mix(final, config.select.rebalance.unit)
@@ -524,6 +529,23 @@ def _stats(final, settings: SelectSettings, documents_in: int) -> tuple[dict[str
         "lines_kept_by_guard": {row["guard"]: int(row["lines"]) for row in sorted(guarded, key=lambda row: row["guard"])},
         "rules": funnel,
     }
+
+
+def _rehydrate_stats(final, settings: SelectSettings) -> dict[str, Any]:
+    """Per cluster-size range of select.rehydrate, in size order: its copies, the kept documents in it and
+    the copies written of them (rebalancing's included)."""
+    from pyspark.sql import functions as F
+
+    size = F.coalesce(F.col(CLUSTER_SIZE), F.lit(1)) if CLUSTER_SIZE in final.columns else F.lit(1)
+    name = F.lit(settings.rehydrate[-1].name)
+    for size_range in reversed(settings.rehydrate[:-1]):  # the last range is open: everything above the others
+        name = F.when(size <= size_range.high, F.lit(size_range.name)).otherwise(name)
+    counted = (final.filter(F.col("status") == STATUS_KEPT).groupBy(name.alias("range"))
+               .agg(F.count("*").alias("documents"), F.sum("sample_copies").alias("copies_out")).collect())
+    found = {row["range"]: row for row in counted}
+    return {"ranges": {r.name: {"copies": r.copies, "documents": found[r.name]["documents"] if r.name in found else 0,
+                                "copies_out": int(found[r.name]["copies_out"]) if r.name in found else 0}
+                       for r in settings.rehydrate}}
 
 
 def _pii_counts(tagged, settings: SelectSettings) -> dict[str, Any]:

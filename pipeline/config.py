@@ -437,6 +437,9 @@ class SelectConfig:
     pii: PiiReplaceConfig = field(default_factory=PiiReplaceConfig)  # personal information replaced
     columns: dict[str, ColumnRule] = field(default_factory=dict)  # column name -> its keep rules, after `keep`'s
     decontam: SelectDecontamConfig = field(default_factory=SelectDecontamConfig)
+    # FineWeb-2's rehydration: cluster-size range ("1", "5-99", "1000+") -> copies of the kept document
+    # (pipeline.select.rehydrate); empty: off
+    rehydrate: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

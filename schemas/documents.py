@@ -25,6 +25,7 @@ RULES = extend(
     PREPARED,
     pa.field("lines_removed_dedup", pa.int32()),  # lines deleted by cross-document line dedup
     pa.field("minhash_cluster", pa.string()),  # doc_id of the cluster's kept document (itself if alone)
+    pa.field("minhash_cluster_size", pa.int32()),  # documents in its MinHash cluster, itself included (1 if alone)
 )
 
 # Stage 3 columns depend on the configured taggers: schemas.tags.tagged_schema (tag) and

@@ -1,8 +1,12 @@
-"""The report's HTML parsed for tests: sections, tables as rows of cell texts, links, text."""
+"""The report's HTML parsed for tests: sections, tables as rows of cell texts, links, text; and the
+report as headless Chromium shows it (a screenshot, the DOM it built)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
 
 
 class Page(HTMLParser):
@@ -55,3 +59,27 @@ class Page(HTMLParser):
             if rows and header in rows[0]:
                 return rows
         raise AssertionError(f"no table with a {header!r} column")
+
+
+def chromium(url: str, profile: Path, *arguments: str) -> str:
+    """Headless Chromium on `url` (a file URI, maybe with a #fragment) with `arguments` (--screenshot=PATH,
+    --dump-dom ...); its standard output. Skips the test where Chromium is not installed."""
+    import pytest
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.skip("chromium is not installed (make test installs Debian's chromium package)")
+    done = subprocess.run(
+        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", *arguments, url],
+        check=True, timeout=120, capture_output=True, text=True,
+    )
+    return done.stdout
+
+
+def section_page(page: str, section_id: str) -> str:
+    """`page` (report.html) cut to one section, with its head (styles): what a screenshot of that section
+    shows (headless Chromium's --screenshot ignores a URL's #fragment and shoots the top of the page)."""
+    start = page.index(f"<section id={section_id}>")
+    return page[:page.index("<body>")] + "<body>" + page[start:page.index("</section>", start)] + "</section></body></html>"

@@ -74,6 +74,19 @@ def write_stage(run_dir, name, stats, documents, rejects):
     pq.write_table(pa.Table.from_pylist(rows, schema=REJECT), stage / "rejects" / "part-0.parquet")
 
 
+def write_clusters(run_dir, clusters):
+    """A rules stage's clusters table (schemas.clusters) built by hand: {kept doc_id: [the other members' doc_ids]};
+    each member's diff ends with its doc_id."""
+    from thresher.schemas.clusters import CLUSTERS
+
+    rows = [{"cluster_id": kept, "cluster_size": len(others) + 1, "doc_id": doc_id, "kept": doc_id == kept,
+             "kept_by": "smallest doc_id", "url": f"http://{doc_id}.example/", "warc_path": "a.warc.gz", "run": "/runs/one/prepare",
+             "jaccard": 1.0 if doc_id == kept else 0.8, "diff": None if doc_id == kept else f"@@ kept line 1, member line 1\n-a\n+<b>{doc_id}"}
+            for kept, others in clusters.items() for doc_id in [kept, *others]]
+    (run_dir / "rules" / "clusters").mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows[::-1], schema=CLUSTERS), run_dir / "rules" / "clusters" / "part-0.parquet")
+
+
 def upload_tree(local: Path, url: str) -> str:
     """Every file below `local` put at the same relative name below `url` (one PUT each, no copy); returns `url`."""
     from thresher.pipeline.stagedir import storage

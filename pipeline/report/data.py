@@ -35,6 +35,9 @@ DOCUMENT_STAGES = tuple(stage for stage in STAGES if stage not in ("classifiers"
 SAMPLES_PER_RULE = 3
 SNIPPET_CHARS = 200
 CONFIG_FILE = "config.yaml"  # the effective config, written beside the report by `thresher run`
+LARGEST_CLUSTERS = 5  # duplicate clusters listed by size
+SAMPLE_CLUSTERS = 3  # duplicate clusters shown with their members' diffs (smallest cluster_id hash)
+MEMBERS_SHOWN = 5  # of each cluster shown
 LENGTH_BINS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000)  # characters; bin edges of the length table
 
 
@@ -73,6 +76,8 @@ def build_report(run_dir: str | os.PathLike) -> dict[str, Any]:
         "pii": details.get("select", {}).get("pii", {}),
         "dedup": _dedup(stages.get("rules")),
         "dedup_cluster_sizes": details.get("rules", {}).get("minhash_cluster_sizes", {}),
+        "duplicate_clusters": _duplicate_clusters(_join(run_dir, "rules", "clusters")),
+        "rehydrate": details.get("select", {}).get("rehydrate", {}),
         "lines_removed": {
             name: {k: v for k, v in entries.items() if k.startswith("lines_removed")} for name, entries in details.items()
         },
@@ -172,6 +177,52 @@ def _dedup(rules_stats: dict[str, Any] | None) -> dict[str, Any]:
         "duplicates_removed": rules_stats["rejects_by_rule"].get("minhash_duplicate", 0),
         "giant_buckets": details.get("minhash_giant_buckets", 0),
         "cluster_sizes": {str(size): sizes[size] for size in sorted(sizes)},
+    }
+
+
+def _duplicate_clusters(path: str) -> dict[str, Any]:
+    """The rules stage's cluster table (schemas.clusters) summed up: clusters per size, the LARGEST_CLUSTERS
+    largest (ties: smallest cluster_id) and a sample of SAMPLE_CLUSTERS (smallest cluster_id hash), each with
+    up to MEMBERS_SHOWN members (the kept one first, then by doc_id), their Jaccard with the kept one and
+    their line diffs. Two passes in batches: memory holds only the clusters shown."""
+    dataset = _dataset(path)
+    if dataset is None:
+        return {}
+    sizes: Counter = Counter()
+    largest: list[tuple[int, str]] = []  # (-size, cluster_id), the LARGEST_CLUSTERS smallest
+    sample: dict[int, str] = {}  # cluster_id hash -> cluster_id, the SAMPLE_CLUSTERS smallest
+    kept_by = set()
+    for batch in dataset.to_batches(columns=["cluster_id", "cluster_size", "kept", "kept_by"]):
+        heads = batch.filter(batch.column("kept"))
+        kept_by.update(heads.column("kept_by").unique().to_pylist())
+        for cluster_id, size in zip(heads.column("cluster_id").to_pylist(), heads.column("cluster_size").to_pylist(),
+                                    strict=True):
+            sizes[size] += 1
+            largest = sorted([*largest, (-size, cluster_id)])[:LARGEST_CLUSTERS]
+            sample[hash64(cluster_id)] = cluster_id
+            if len(sample) > SAMPLE_CLUSTERS:
+                del sample[max(sample)]
+    shown_largest = [cluster_id for _, cluster_id in largest]
+    shown_sample = [sample[key] for key in sorted(sample)]
+    members: dict[str, list[dict[str, Any]]] = {cluster_id: [] for cluster_id in {*shown_largest, *shown_sample}}
+    columns = ["cluster_id", "cluster_size", "doc_id", "kept", "url", "run", "jaccard", "diff"]
+    wanted = pa.array(list(members), pa.string())
+    for batch in dataset.to_batches(columns=columns, filter=pc.field("cluster_id").isin(wanted)):
+        for row in batch.to_pylist():
+            members[row["cluster_id"]].append(row)
+
+    def cluster(cluster_id: str) -> dict[str, Any]:
+        rows = sorted(members[cluster_id], key=lambda row: (not row["kept"], row["doc_id"]))
+        return {"cluster_id": cluster_id, "size": rows[0]["cluster_size"] if rows else 0, "members": [
+            {key: row[key] for key in ("doc_id", "url", "run", "kept", "jaccard", "diff")} for row in rows[:MEMBERS_SHOWN]]}
+
+    return {
+        "clusters": sum(sizes.values()),
+        "documents": sum(size * count for size, count in sizes.items()),
+        "kept_by": sorted(kept_by),
+        "sizes": {str(size): sizes[size] for size in sorted(sizes)},
+        "largest": [cluster(cluster_id) for cluster_id in shown_largest],
+        "sample": [cluster(cluster_id) for cluster_id in shown_sample],
     }
 
 

@@ -7,6 +7,7 @@ escaped; nothing here reads the stage directories (pipeline.report.data does).
 from __future__ import annotations
 
 import html
+import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -26,6 +27,7 @@ def render_html(report: dict[str, Any]) -> str:
         _section("Document length (characters)", _distribution_table(report.get("lengths", {}), "length")),
         _section("Languages", _distribution_table(report.get("languages", {}), "language")),
         _section("MinHash near-duplicates", _dedup_html(report.get("dedup", {"ran": False}))),
+        _section("Duplicate clusters", _clusters_html(report.get("duplicate_clusters", {}), report.get("rehydrate", {}))),
         _section("Stage 3 models", _models_table(report["models"])),
         _section("Model steps: acted or not", _gate_table(report.get("model_gate", {}))),
         _section("Benchmark contamination", _decontam_table(report.get("decontam", {}))),
@@ -64,6 +66,7 @@ td table {{ margin: 0; }} td table td {{ font-size: 100%; }}
 .sample {{ color: #555; font-size: 85%; overflow-wrap: anywhere; max-width: 40em; margin-bottom: .4em; }}
 .note {{ color: #555; font-size: 90%; }} .kept {{ border-left: 3px solid #3a3; padding-left: .4em; }}
 .removed {{ border-left: 3px solid #c33; padding-left: .4em; }} summary {{ cursor: pointer; margin: .3em 0; }}
+pre.diff {{ white-space: pre-wrap; overflow-wrap: anywhere; background: #f8f8f8; padding: .3em; max-width: 70em; }}
 </style></head><body>
 <h1>thresher run report</h1>
 <p class=note>{_e(report["run_dir"])}</p>
@@ -77,7 +80,9 @@ def _e(value: Any) -> str:
 
 
 def _section(title: str, content: str) -> str:
-    return f"<section><h2>{_e(title)}</h2>\n{content or '<p>(this stage did not run)</p>'}</section>"
+    """A titled section; its id is the title in lower case, words joined by '-' (report.html#duplicate-clusters)."""
+    anchor = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return f"<section id={anchor}><h2>{_e(title)}</h2>\n{content or '<p>(this stage did not run)</p>'}</section>"
 
 
 def _line_taggers(report: dict[str, Any]) -> set[str]:
@@ -287,6 +292,56 @@ def _dedup_html(dedup: dict[str, Any]) -> str:
     sizes = dedup.get("cluster_sizes", {})
     table = _table(["documents per cluster", "clusters"], [f"{_num(int(size))}{_num(n)}" for size, n in sizes.items()]) if sizes else ""
     return summary + table
+
+
+def _clusters_html(clusters: dict[str, Any], rehydrate: dict[str, Any]) -> str:
+    """The rules stage's cluster table: clusters per size, the largest ones, a sample with each member's
+    line diff against the kept document; select's rehydration copies per cluster-size range."""
+    if not clusters:
+        return ""
+    if not clusters["clusters"]:
+        return "<p>No MinHash cluster of more than one document: rules/clusters is empty.</p>" + _rehydrate_html(rehydrate)
+    summary = (f"<p>{clusters['clusters']:,} clusters of more than one document, {clusters['documents']:,} documents in all "
+               f"(table <code>rules/clusters</code> lists every member). The kept member of each is chosen by: "
+               f"<b>{_e(', '.join(clusters['kept_by']))}</b>; the others are <code>minhash_duplicate</code> rejects. "
+               "Jaccard is the MinHash estimate of a member's 5-word-shingle overlap with the kept one.</p>")
+    sizes = _table(["cluster size (documents)", "clusters in rules/clusters"],
+                   [f"{_num(int(size))}{_num(count)}" for size, count in clusters["sizes"].items()])
+    largest = _table(["cluster (kept doc_id)", "documents", "members (kept first)"], [
+        f"<td>{_e(c['cluster_id'])}</td>{_num(c['size'])}<td>{_members_html(c)}</td>" for c in clusters["largest"]])
+    sample = "".join(
+        f"<details open><summary>cluster {_e(c['cluster_id'])}: {c['size']:,} documents</summary>"
+        + "".join(_member_diff_html(m) for m in c["members"]) + "</details>" for c in clusters["sample"])
+    return (summary + sizes + "<h3>Largest clusters</h3>" + largest
+            + "<h3>Sample clusters: each member's lines that differ from the kept one's</h3>" + sample
+            + _rehydrate_html(rehydrate))
+
+
+def _members_html(cluster: dict[str, Any]) -> str:
+    shown = "<br>".join(f"{'kept: ' if m['kept'] else ''}{_e(m['url'] or m['doc_id'])} "
+                        f"<span class=note>(Jaccard {m['jaccard']:.3f})</span>" for m in cluster["members"])
+    hidden = cluster["size"] - len(cluster["members"])
+    return shown + (f"<br><span class=note>… and {hidden:,} more</span>" if hidden > 0 else "")
+
+
+def _member_diff_html(member: dict[str, Any]) -> str:
+    head = f"<b>{_e(member['url'] or member['doc_id'])}</b> <span class=note>{_e(member['doc_id'])}, {_e(member['run'])}</span>"
+    if member["kept"]:
+        return f"<div class='sample kept'>kept: {head}</div>"
+    diff = member["diff"] or "(the same lines: the texts differ only in spacing)"
+    return (f"<div class='sample removed'>{head} <span class=note>Jaccard {member['jaccard']:.3f}</span>"
+            f"<pre class=diff>{_e(diff)}</pre></div>")
+
+
+def _rehydrate_html(rehydrate: dict[str, Any]) -> str:
+    """Select's rehydration: per cluster-size range, the copies each kept document gets and how many there were."""
+    if not rehydrate:
+        return "<p class=note>Rehydration (select.rehydrate) is off: each kept document is written once for its cluster.</p>"
+    rows = [f"<td>{_e(name)}</td>{_num(entry['copies'])}{_num(entry['documents'])}{_num(entry['copies_out'])}"
+            for name, entry in rehydrate["ranges"].items()]
+    return ("<h3>Rehydration (select.rehydrate)</h3><p>Each kept document is repeated by the size of the MinHash "
+            "cluster it stood for (FineWeb-2's rehydration), on top of rebalancing's copies.</p>"
+            + _table(["cluster size", "copies each", "documents", "copies written"], rows))
 
 
 def _models_table(models: list[dict[str, Any]]) -> str:

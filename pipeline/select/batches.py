@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from thresher.pipeline.decontam import cut_spans, merge_spans
 from thresher.pipeline.lexicon import HAN_CHAR, ends_sentence, estimated_words
 from thresher.pipeline.select.mix import TopFractionCut, sample_copies
+from thresher.pipeline.select.rehydrate import SizeRange, range_of
 from thresher.schemas import extend
 from thresher.schemas.tags import (
     DECONTAM,
@@ -138,6 +139,7 @@ class LineGuards:
         return cls(dominant_share=1.0, prose_min_words=0, table_min_chars=0, max_removed_share=1.0, never_empty=False)
 
 
+CLUSTER_SIZE = "minhash_cluster_size"  # stage 2's column (schemas.documents.RULES): what rehydration reads
 GUARDS = ("dominant_line", "flattened_table", "long_prose", "removal_cap")  # names in stats, in the order they apply
 NO_GUARDS = LineGuards.off()
 TABLE_CELL = " | "
@@ -158,6 +160,7 @@ class SelectSettings:
     pii_placeholders: dict[str, str] = field(default_factory=dict)  # kind -> placeholder, for the kinds replaced
     column_checks: tuple[ColumnCheck, ...] = ()  # after `checks`
     kept: tuple[pa.Field, ...] = ()  # the input's other columns (custom taggers', a user's own): passed on as they are
+    rehydrate: tuple[SizeRange, ...] = ()  # copies per MinHash cluster-size range (pipeline.select.rehydrate); empty: off
 
 
 GUARDED_LINES = pa.struct([pa.field("guard", pa.string()), pa.field("lines", pa.int32())])
@@ -405,14 +408,19 @@ def _mix_class(row: dict, settings: SelectSettings) -> str:
 
 
 def copy_table(table: pa.Table, settings: SelectSettings) -> pa.Table:
-    """Kept rows get sample_copies from their class weight; 0 copies makes a downsampled reject."""
+    """Kept rows get sample_copies from their class weight, times their MinHash cluster size's copies when
+    rehydrating; 0 copies makes a downsampled reject."""
     columns = {name: table.column(name).to_pylist() for name in ("doc_id", "status", "reject_detail", "mix_class", "sample_copies")}
     status, detail, copies = columns["status"], columns["reject_detail"], columns["sample_copies"]
+    # An input from before stage 2 wrote cluster sizes has none: each document counts as a cluster of one.
+    sizes = (table.column(CLUSTER_SIZE).to_pylist() if CLUSTER_SIZE in table.schema.names else [None] * table.num_rows)
     for i, (doc_id, mix_class) in enumerate(zip(columns["doc_id"], columns["mix_class"], strict=True)):
         if status[i] != STATUS_KEPT:
             continue
         weight = settings.weights.get(mix_class, 1.0)
         copies[i] = sample_copies(doc_id, weight, settings.seed)
+        if settings.rehydrate:
+            copies[i] *= range_of(sizes[i], settings.rehydrate).copies
         if copies[i] == 0:
             status[i], detail[i] = RULE_DOWNSAMPLED, f"class={mix_class} weight={weight:.4f}"
     for name, values in (("status", status), ("reject_detail", detail), ("sample_copies", copies)):

@@ -13,8 +13,10 @@ import pytest
 from thresher.jobs.rules import LINE_DEDUP_RULE, MINHASH_RULE, run_rules
 from thresher.pipeline.config import load_config
 from thresher.pipeline.filters import FilterStats, first_drop
+from thresher.pipeline.rules.clusters import KEPT_RULE
 from thresher.pipeline.rules.heuristics import DocumentView, build_filters, load_resources
-from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.pipeline.stagedir import COMMITTED_MARKER, read_commit
+from thresher.schemas.clusters import CLUSTERS
 from thresher.schemas.documents import PREPARED, RULES
 from thresher.schemas.rejects import REJECT
 from thresher.schemas.stats import read_stats
@@ -196,7 +198,7 @@ def test_rules_commits_to_s3_the_same_objects_it_commits_to_local_disk(runs, spa
     fs, root = storage(f"{s3_url}/rules")
     fs.invalidate_cache(root)
     assert sorted(path[len(root) + 1:] for path in fs.find(root)) == sorted(
-        ["_COMMITTED", "stats.json", *(part.name for table in ("documents", "rejects") for part in on_s3.parts(table))])
+        ["_COMMITTED", "stats.json", *(part.name for table in ("documents", "rejects", "clusters") for part in on_s3.parts(table))])
     assert copies_and_renames == []
 
 
@@ -332,3 +334,60 @@ def test_a_malformed_jsonl_line_past_the_first_is_a_counted_reject(spark, shared
     [reject] = [r for r in pq.read_table(tmp_path / "out" / "rejects").to_pylist() if r["rule"] == INPUT_PARSE_ERROR]
     assert reject["detail"].startswith(f"{path} line 4 is not JSON: ") and reject["content"] == '{"content": "cut off in the mid'
     assert reject["stage"] == "rules" and reject["doc_id"] is None
+
+
+def test_the_cluster_table_names_every_member_the_kept_one_and_why(runs):
+    results, table, planted, _ = runs
+    output, _ = results[4]
+    rows = pq.read_table(output / "clusters").to_pylist()
+    assert pq.read_schema(next((output / "clusters").glob("*.parquet"))).names == CLUSTERS.names
+    urls = dict(zip(table.column("doc_id").to_pylist(), table.column("url").to_pylist(), strict=True))
+    expected = {min(pair): sorted(pair) for pair in planted.items()}
+    assert {row["cluster_id"] for row in rows} == set(expected) and len(rows) == 2 * len(planted)
+    for row in rows:
+        assert row["doc_id"] in expected[row["cluster_id"]] and row["cluster_size"] == 2
+        assert row["kept"] == (row["doc_id"] == row["cluster_id"]) and row["kept_by"] == KEPT_RULE
+        assert row["url"] == urls[row["doc_id"]] and row["warc_path"] == "test.warc.gz"
+        assert row["run"] == str(output.parent / "input")
+        if row["kept"]:
+            assert row["jaccard"] == 1.0 and row["diff"] is None
+        else:  # about 3% of the words changed: Jaccard of 5-shingles near 0.85, the changed lines in the diff
+            assert 0.6 < row["jaccard"] < 0.98
+            assert any(line.startswith("-") for line in row["diff"].splitlines())
+            assert any(line.startswith("+") for line in row["diff"].splitlines())
+    sizes = {row["doc_id"]: row["minhash_cluster_size"] for row in pq.read_table(output / "documents").to_pylist()}
+    assert {doc_id: size for doc_id, size in sizes.items() if size != 1} == dict.fromkeys(expected, 2)
+    assert read_commit(output).parts("clusters")  # listed in the marker like the other tables
+    one, _ = results[1]  # the same rows from one partition, but for the input's own directory
+
+    def without_run(rows):
+        return [{key: value for key, value in row.items() if key != "run"} for row in rows]
+    assert without_run(_read(one / "clusters", CLUSTERS)) == without_run(_read(output / "clusters", CLUSTERS))
+
+
+def test_the_report_shows_the_clusters_and_their_diffs_in_headless_chromium(runs, tmp_path):
+    from PIL import Image
+    from report_page import Page, chromium, section_page
+
+    from thresher.pipeline.report import write_report
+
+    results, _, planted, _ = runs
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "rules").symlink_to(results[4][0], target_is_directory=True)
+    report = write_report(run)["duplicate_clusters"]
+    assert report["clusters"] == len(planted) and report["sizes"] == {"2": len(planted)}
+    page = run / "report.html"
+    dom = Page(chromium(page.as_uri(), tmp_path / "dom", "--dump-dom"))  # the document Chromium built
+    assert "Duplicate clusters" in dom.sections
+    assert sorted(row[0] for row in dom.table_with("members (kept first)")[1:]) == sorted(min(pair) for pair in planted.items())
+    text = "".join(dom.text)
+    sample = report["sample"][0]["members"][1]
+    assert sample["diff"].splitlines()[1] in text  # a removed line of a member's diff, as text
+    section = tmp_path / "clusters.html"
+    section.write_text(section_page(page.read_text(encoding="utf-8"), "duplicate-clusters"), encoding="utf-8")
+    shot = tmp_path / "clusters.png"  # look at it: it stays in pytest's tmp directory
+    chromium(section.as_uri(), tmp_path / "shot", f"--screenshot={shot}", "--window-size=1200,900")
+    image = Image.open(shot).convert("L")
+    rows_with_ink = sum(1 for y in range(image.height) if min(image.crop((0, y, image.width, y + 1)).getdata()) < 128)
+    assert image.size == (1200, 900) and rows_with_ink > 200, rows_with_ink

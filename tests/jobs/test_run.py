@@ -532,3 +532,22 @@ def test_a_16_page_crawl_finishes_the_default_pipeline(spark, shared_data, tmp_p
         assert "the page_type model has no label ['article']" in err and "documents kept" in err
     select = json.loads((out / "select" / "stats.json").read_text())
     assert select["documents_out"] > 0 and (out / "export" / "manifest.json").is_file()
+
+
+def test_the_crawl_s_cluster_table_is_empty_and_the_report_says_so_in_chromium(crawl_runs, tmp_path):
+    """The shared crawl holds no near-duplicate pages (no cluster at 128 bands x 16 rows): the table is
+    there, empty, and the report's section says so (planted clusters: tests/jobs/test_rules.py)."""
+    from report_page import Page, chromium
+
+    out = crawl_runs["out"]
+    stats = json.loads((out / "rules" / "stats.json").read_text())
+    assert read_commit(out / "rules").parts("clusters")  # an empty table is one part with its schema
+    assert ds.dataset(str(out / "rules" / "clusters")).count_rows() == 0
+    assert stats["details"]["minhash_cluster_sizes"] == {} and "minhash_duplicate" not in stats["rejects_by_rule"]
+    sizes = ds.dataset(str(out / "rules" / "documents")).to_table(columns=["minhash_cluster_size"]).column(0).to_pylist()
+    assert set(sizes) == {1}
+    report = json.loads((out / "report.json").read_text())["duplicate_clusters"]
+    assert report["clusters"] == 0 and report["largest"] == []
+    dom = Page(chromium((out / "report.html").as_uri(), tmp_path / "profile", "--dump-dom"))  # the document Chromium built
+    assert "Duplicate clusters" in dom.sections
+    assert "No MinHash cluster of more than one document: rules/clusters is empty." in "".join(dom.text)

@@ -266,6 +266,7 @@ def test_fixed_weights_remain_an_option(spark, tagged_dir, config_for, tmp_path)
         ({"select.pii.placeholders.ssn": "<SSN>"}, r"select.pii.placeholders: \['ssn'\] are not PII kinds"),
         ({"select.pii.placeholders.email": "<E\nMAIL>"}, "select.pii.placeholders.email: a placeholder must not hold a line break"),
         ({"select.pii.replace": ["emails"]}, r"select.pii.replace\[0\]: 'emails' is not one of 'email'"),
+        ({"select.rehydrate": {"1": 1, "3+": 2}}, r"select.rehydrate: the ranges must cover every cluster size once"),
     ],
 )
 def test_bad_settings_are_one_config_error_before_any_work(tagged_dir, config_for, overrides, message):
@@ -298,6 +299,32 @@ def test_the_command_refuses_bad_settings_in_one_line_before_spark(tagged_dir, t
     assert main(["select", str(tagged_dir), "--output", str(out), "--set", "select.rebalance.max_copies=-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "select.rebalance.max_copies" in err[0] and not out.exists()
+
+
+def test_a_bad_rehydrate_setting_is_one_line_before_spark(tagged_dir, tmp_path, capsys):
+    from thresher.jobs.cli import main
+
+    out = tmp_path / "out"
+    assert main(["select", str(tagged_dir), "--output", str(out), "--set", 'select.rehydrate={"1": 1, "2-9": 2}']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ['thresher select: error: select.rehydrate: the last range must be open ("10+"): clusters of 10 or '
+                   'more would get no copy count'] and not out.exists()
+
+
+def test_rehydration_repeats_each_kept_document_by_its_cluster_size_and_counts_it(spark, selected, tagged_dir, config_for,
+                                                                                   tmp_path):
+    out = tmp_path / "rehydrated"
+    # The fixture's documents are clusters of one (no size recorded counts as one): each gets 2 copies here.
+    stats = run_select(spark, str(tagged_dir), str(out), config_for(**QUALITY_CUT, **{"select.rehydrate": {"1": 2, "2+": 5}}),
+                       partitions=2)
+    before = {row["doc_id"]: row["sample_copies"] for row in rows(selected[1])}
+    after = {row["doc_id"]: row["sample_copies"] for row in rows(out)}
+    assert after == {doc_id: 2 * copies for doc_id, copies in before.items()}
+    assert stats["details"]["rehydrate"] == {"ranges": {
+        "1": {"copies": 2, "documents": len(after), "copies_out": sum(after.values())},
+        "2+": {"copies": 5, "documents": 0, "copies_out": 0}}}
+    assert stats["details"]["sample_copies_total"] == sum(after.values())
+    assert "rehydrate" not in read_stats(selected[1])["details"]  # off by default
 
 
 def test_a_tag_output_without_its_declaration_is_refused_in_one_line(tagged_dir, tmp_path, capsys):

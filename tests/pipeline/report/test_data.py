@@ -98,3 +98,31 @@ def test_committed_stages_are_read_as_their_marker_lists_them_on_any_store(tmp_p
         assert report["languages"]["after prepare"] == {"en": 4}
         assert [(r["rule"], r["count"]) for r in report["rejects"]] == [("empty_extraction", 1)]
     assert on_s3["stats"] == local["stats"] and on_s3["funnel"] == local["funnel"]
+
+
+def test_duplicate_clusters_are_counted_by_size_with_the_largest_and_a_sample(run_dir):
+    from stage_rows import write_clusters
+
+    from thresher.pipeline.report.data import LARGEST_CLUSTERS, MEMBERS_SHOWN, SAMPLE_CLUSTERS
+    from thresher.pipeline.seeded_hash import hash64
+
+    clusters = {f"k{i:02d}": [f"k{i:02d}m{j}" for j in range(1 + i % 4)] for i in range(12)}  # sizes 2 to 5
+    clusters["k99"] = [f"k99m{j:02d}" for j in range(20)]  # the largest: 21 documents
+    write_clusters(run_dir, clusters)
+    report = build_report(run_dir)["duplicate_clusters"]
+    assert report["clusters"] == 13 and report["documents"] == sum(len(m) + 1 for m in clusters.values())
+    assert report["sizes"] == {"2": 3, "3": 3, "4": 3, "5": 3, "21": 1} and report["kept_by"] == ["smallest doc_id"]
+    largest = report["largest"]
+    assert [c["cluster_id"] for c in largest] == ["k99", "k03", "k07", "k11", "k02"][:LARGEST_CLUSTERS]
+    assert largest[0]["size"] == 21 and len(largest[0]["members"]) == MEMBERS_SHOWN
+    assert largest[0]["members"][0] == {"doc_id": "k99", "url": "http://k99.example/", "run": "/runs/one/prepare", "kept": True,
+                                        "jaccard": 1.0, "diff": None}  # the kept one first, then by doc_id
+    assert [m["doc_id"] for m in largest[0]["members"][1:]] == ["k99m00", "k99m01", "k99m02", "k99m03"]
+    sample = report["sample"]
+    assert [c["cluster_id"] for c in sample] == sorted(clusters, key=hash64)[:SAMPLE_CLUSTERS]
+    assert all(m["diff"].endswith(m["doc_id"]) for c in sample for m in c["members"] if not m["kept"])
+    assert build_report(run_dir)["duplicate_clusters"] == report  # the same clusters every time
+
+
+def test_a_run_without_a_cluster_table_has_no_cluster_section_data(run_dir):
+    assert build_report(run_dir)["duplicate_clusters"] == {}

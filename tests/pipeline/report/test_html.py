@@ -1,7 +1,6 @@
 import json
 import re
 import shutil
-import subprocess
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -237,24 +236,14 @@ def test_write_report_writes_both_files(run_dir):
 
 
 def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed (make test installs Debian's chromium package)")
     from PIL import Image
+    from report_page import chromium
 
     write_stage3(run_dir)
     write_report(run_dir)
     shot = tmp_path_factory.mktemp("shot") / "report.png"  # look at it: it stays in pytest's tmp directory
     profile = tmp_path_factory.mktemp("profile")
-    subprocess.run(
-        [
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,1600",
-            (run_dir / "report.html").as_uri(),
-        ],
-        check=True, timeout=120, capture_output=True,
-    )
+    chromium((run_dir / "report.html").as_uri(), profile, f"--screenshot={shot}", "--window-size=1200,1600")
     image = Image.open(shot).convert("L")
     histogram = image.histogram()
     dark_pixels = sum(histogram[:128])
@@ -287,3 +276,24 @@ def test_each_stage_s_rule_costs_are_a_table_in_pipeline_order(tmp_path):
         ["langid", "150", "30", "20.0%", "1.500", "18.8%"],
         ["total", "200", "80", "40.0%", "8.000", "100.0%"],
     ]
+
+
+def test_the_duplicate_clusters_section_shows_sizes_the_largest_and_escaped_diffs(run_dir):
+    from stage_rows import write_clusters
+
+    write_clusters(run_dir, {"k1": ["k1a", "k1b"], "k2": ["k2a"]})
+    report = build_report(run_dir)
+    report["rehydrate"] = {"ranges": {"1": {"copies": 1, "documents": 5, "copies_out": 5},
+                                      "2+": {"copies": 2, "documents": 2, "copies_out": 4}}}
+    page = Page(render_html(report))
+    assert "Duplicate clusters" in page.sections
+    assert page.table_with("clusters in rules/clusters")[1:] == [["2", "1"], ["3", "1"]]
+    largest = page.table_with("members (kept first)")
+    assert [row[:2] for row in largest[1:]] == [["k1", "3"], ["k2", "2"]]
+    assert largest[1][2].startswith("kept: http://k1.example/ (Jaccard 1.000)")
+    text = "".join(page.text)
+    assert "The kept member of each is chosen by: smallest doc_id" in text
+    assert "+<b>k2a" in text or "+<b>k1a" in text  # a member's diff, as text: escaped, not markup
+    assert page.table_with("copies each")[1:] == [["1", "1", "5", "5"], ["2+", "2", "2", "4"]]
+    without = Page(render_html(build_report(run_dir) | {"duplicate_clusters": {}}))
+    assert "Duplicate clusters" in without.sections and "(this stage did not run)" in "".join(without.text)

@@ -25,6 +25,7 @@ from thresher.pipeline.select.batches import (
     selected_schema,
 )
 from thresher.pipeline.select.mix import TopFractionCut, sample_copies
+from thresher.pipeline.select.rehydrate import FINEWEB2_REHYDRATE, parse_rehydrate
 from thresher.schemas.documents import RULES
 from thresher.schemas.tags import DeclaredTagger, tagged_schema
 
@@ -326,3 +327,18 @@ def test_the_input_s_own_columns_pass_unchanged_and_a_column_rule_reads_them():
     assert [(r["status"], r["licence"], r["source"]) for r in result.values()] == [
         ("kept", "cc-by", {"hops": [1, 2]}), ("column:licence", None, None)]
     assert result["b"]["reject_detail"] == "value=None"
+
+
+def test_rehydration_multiplies_a_kept_document_s_copies_by_its_cluster_size_s():
+    sizes = {"alone": 1, "pair": 2, "four": 4, "big": 250, "huge": 5_000, "unknown": None}
+    rows = [tagged_row(doc_id, "text") | {"minhash_cluster_size": size} for doc_id, size in sizes.items()]
+    settings = SelectSettings(taggers=TAGGERS, rehydrate=parse_rehydrate(FINEWEB2_REHYDRATE))
+    copied = by_id(copy_table(filter_table(table(rows), settings), settings))
+    assert {doc_id: row["sample_copies"] for doc_id, row in copied.items()} == {
+        "alone": 1, "pair": 2, "four": 3, "big": 8, "huge": 1, "unknown": 1}
+    off = by_id(copy_table(filter_table(table(rows), SelectSettings(taggers=TAGGERS)), SelectSettings(taggers=TAGGERS)))
+    assert {row["sample_copies"] for row in off.values()} == {1}
+    # With rebalancing, the copies multiply: a weight of 2 and a cluster of 4 make 6.
+    weighted = SelectSettings(taggers=TAGGERS, class_tagger="page_type", weights={"article": 2.0},
+                              rehydrate=parse_rehydrate(FINEWEB2_REHYDRATE))
+    assert by_id(copy_table(filter_table(table(rows), weighted), weighted))["four"]["sample_copies"] == 6
