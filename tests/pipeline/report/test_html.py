@@ -287,3 +287,21 @@ def test_each_stage_s_rule_costs_are_a_table_in_pipeline_order(tmp_path):
         ["langid", "150", "30", "20.0%", "1.500", "18.8%"],
         ["total", "200", "80", "40.0%", "8.000", "100.0%"],
     ]
+
+
+def test_every_count_names_its_unit_estimated_words_apart_from_tokens(run_dir):
+    write_stage3(run_dir)
+    stats = json.loads((run_dir / "select" / "stats.json").read_text())
+    stats["details"]["tokens_out"] = 360  # select's estimate, beside export's 170 real tokens
+    (run_dir / "select" / "stats.json").write_text(json.dumps(stats))
+    page = Page(render_html(build_report(run_dir)))
+    funnel = page.table_with("lines removed")
+    header = funnel[0]
+    by_stage = {row[0]: dict(zip(header, row, strict=True)) for row in funnel[1:]}
+    assert (by_stage["select"]["estimated words out"], by_stage["select"]["tokens out"]) == ("360", "")
+    assert (by_stage["export"]["estimated words out"], by_stage["export"]["tokens out"]) == ("", "170")
+    select = page.table_with("kept samples")[0]
+    assert "estimated words in" in select and "estimated words change" in select and "tokens in" not in select
+    text = "".join(page.text)
+    assert "Shares of estimated words" in text and "one per CJK character" in text
+    assert "select (its tokens_in and tokens_out are estimated words" in text
