@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
 
 
 class Page(HTMLParser):
@@ -55,3 +60,31 @@ class Page(HTMLParser):
             if rows and header in rows[0]:
                 return rows
         raise AssertionError(f"no table with a {header!r} column")
+
+
+def check_renders_in_chromium(page: Path, shot: Path, profile: Path) -> None:
+    """`page` rendered by headless Chromium into the screenshot `shot` (kept: look at it), which must show
+    text and charts down the page, not a blank or one band; skips when chromium is not installed."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make test installs Debian's chromium package)")
+    from PIL import Image
+
+    subprocess.run(
+        [
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri(),
+        ],
+        check=True, timeout=120, capture_output=True,
+    )
+    image = Image.open(shot).convert("L")
+    histogram = image.histogram()
+    dark_pixels = sum(histogram[:128])
+    assert image.size == (1200, 1600)
+    assert dark_pixels > 2000, "screenshot looks blank: too few dark (text or chart) pixels"
+    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 10
+    # Text and tables down the page, not one band: many pixel rows hold something other than background.
+    rows_with_ink = sum(1 for y in range(image.height) if min(image.crop((0, y, image.width, y + 1)).getdata()) < 128)
+    assert rows_with_ink > 400, rows_with_ink
