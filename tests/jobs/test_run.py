@@ -155,6 +155,7 @@ def test_every_stage_s_documents_and_the_shards_read_as_they_are_in_pandas_duckd
     tables = {reference_run / stage / "documents": read_stats(reference_run / stage)["documents_out"]
               for stage in ("prepare", "rules", "tag", "select")}
     tables |= {reference_run / "export" / split: figures["sequences"] for split, figures in manifest["splits"].items()}
+    tables[reference_run / "export" / manifest["document_index"]["path"]] = manifest["document_index"]["rows"]
     for directory, rows in tables.items():
         columns = ds.dataset(directory).schema.names
         assert ds.dataset(directory).count_rows() == rows > 0, directory
