@@ -41,21 +41,26 @@ WEAK_LABELS_DIR = "weak_labels"
 SUMMARY_NAME = "bootstrap.json"
 
 
-def bootstrap_texts(paths: Sequence[str], prepare_config=None) -> Iterator[tuple[str, str]]:
+def bootstrap_texts(paths: Sequence[str], prepare_config=None, fields: FieldMapping | None = None,
+                    ) -> Iterator[tuple[str, str]]:
     """(url, text) of every document under `paths`: WARC files through stage 1's extraction (they need
-    `prepare_config`, a resolved PrepareConfig), everything else through the documents reader."""
+    `prepare_config`, a resolved PrepareConfig), everything else through the documents reader (with
+    `fields`, the columns a user's documents name)."""
     for name in paths:
         path = Path(name)
         if not path.is_file() or document_file_kind(path) is not None:
-            yield from ((row["url"] or "", row["text"] or "") for row in _documents(name))
+            yield from ((row["url"] or "", row["text"] or "") for row in _documents(name, fields))
         elif ".warc" in path.name.lower() or path.name.lower().endswith((".arc", ".arc.gz")):
             yield from _warc_documents(path, prepare_config)
         else:
             raise InputError(f"bootstrap input {path}: expected a stage directory, Parquet, JSONL or WARC")
 
 
-def _documents(path: str) -> Iterator[dict]:
-    """The (url, text) rows of a documents input; one without `text` is read from RedPajama's `raw_content`."""
+def _documents(path: str, fields: FieldMapping | None) -> Iterator[dict]:
+    """The (url, text) rows of a documents input; without `fields`, one without `text` is read from
+    RedPajama's `raw_content`."""
+    if fields is not None:
+        return read_documents(path, fields, columns=("url", "text"))
     try:
         return read_documents(path, columns=("url", "text"))
     except InputError as no_text:
@@ -123,10 +128,12 @@ def bootstrap(
     holdout: float = 0.1,
     seed: int = 0,
     params: dict[str, Any] | None = None,
+    fields: FieldMapping | None = None,
 ) -> dict[str, Any]:
-    """Weak-label the documents under `inputs` and train the three fastText models into `output_dir`."""
+    """Weak-label the documents under `inputs` (documents read with `fields`) and train the three fastText
+    models into `output_dir`."""
     output_dir = Path(output_dir)
-    documents = sample_documents(bootstrap_texts(inputs, prepare_config), max_documents, seed)
+    documents = sample_documents(bootstrap_texts(inputs, prepare_config, fields), max_documents, seed)
     if not documents:
         raise ValueError(f"no documents with text under {', '.join(inputs)}")
     rows = weak_label_rows(documents, taxonomy, max_lines_per_label, seed)

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 from functools import partial
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -16,6 +17,7 @@ from thresher.pipeline.stagedir.documents import (
     PARTS,
     DocumentSource,
     FieldMapping,
+    document_file_kind,
     kept_fields,
     read_source_parts,
     refuse_clashes,
@@ -51,6 +53,26 @@ def fields_from_args(args: argparse.Namespace) -> FieldMapping:
 def with_limits(fields: FieldMapping, config) -> FieldMapping:
     """`fields` reading no document longer than the config's input.max_document_bytes."""
     return dataclasses.replace(fields, max_document_bytes=config.input.max_document_bytes)
+
+
+def run_documents_input(inputs: list[str]) -> str | None:
+    """The documents INPUT of a `thresher run` that starts at rules, or None when the INPUTs are web archives
+    for stage 1: one input that is a documents file by its name (.parquet, .jsonl, .jsonl.gz, .arrow), or a
+    directory (a committed stage, Parquet or JSONL files, a datasets directory) holding no .warc/.arc/.wet file."""
+    from thresher.pipeline.prepare.inputs import ARCHIVE_SUFFIXES, LISTING_SUFFIXES
+
+    if len(inputs) != 1 or any(ch in inputs[0] for ch in "*?["):
+        return None
+    path = inputs[0]
+    if document_file_kind(Path(path.rstrip("/"))) is not None:
+        return path
+    if path.startswith(("http://", "https://")) or path.endswith(ARCHIVE_SUFFIXES + LISTING_SUFFIXES):
+        return None  # an HTTP filesystem would read a whole file to tell it from a directory
+    fs, root = storage(path)
+    fs.invalidate_cache(root)
+    if not fs.isdir(root):
+        return None
+    return None if any(name.rstrip("/").endswith(ARCHIVE_SUFFIXES) for name in fs.ls(root, detail=False)) else path
 
 
 def source_from_args(args: argparse.Namespace, path: str) -> DocumentSource:

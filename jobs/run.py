@@ -1,10 +1,12 @@
 """thresher run: the whole pipeline, stage 1, 2, 3 (tag, then select) and export in turn, resumable
-by stage, with a report.
+by stage, with a report. On a documents input (JSONL, Parquet, a datasets directory, a committed stage)
+it starts at rules.
 
 Layout of OUTPUT:
-    prepare/      stage 1 documents, rejects, stats.json
+    prepare/      stage 1 documents, rejects, stats.json (none on a documents input)
     rules/        stage 2
-    classifiers/  the default fastText models, bootstrapped from prepare/ when the config names none
+    classifiers/  the default fastText models, bootstrapped from prepare/ (or the documents input) when the
+                  config names none
     tag/          stage 3a: every tagger's scores as columns (nothing dropped)
     select/       stage 3b: keep rules, line removal, rebalancing copies
     tokenizer/    a byte-level BPE trained on select/ (unless --tokenizer names one)
@@ -33,6 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from thresher.classifiers.clutter import SHIPPED_MODEL
+from thresher.jobs.documents_input import (
+    add_field_arguments,
+    fields_from_args,
+    run_documents_input,
+    stage_kept_fields,
+    with_limits,
+)
 from thresher.jobs.session import spark_session
 from thresher.jobs.stage_job import (
     add_common_arguments,
@@ -45,13 +54,14 @@ from thresher.jobs.stage_job import (
 from thresher.pipeline.config import Config, ConfigError
 from thresher.pipeline.locations import resolve_location
 from thresher.pipeline.stagedir import STAGES, StageOutput, crash_point, is_local, storage, write_whole
+from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, FieldMapping
 from thresher.pipeline.stagedir.lock import DirectoryLock
 from thresher.schemas.stats import read_stats
 
 # The config keys (dotted prefixes) each stage's output depends on; `run.*` are this run's options.
 STAGE_SETTINGS = {
     "prepare": ("prepare",),
-    "rules": ("rules",),
+    "rules": ("rules", "run.documents_fields"),
     "classifiers": ("tag.topics_file",),
     # transformers.token_budget is not here: a transformers tagger's scores do not depend on its batching.
     "tag": ("tag", "transformers.max_length", "transformers.truncation", "transformers.device", "run.models_dir", "run.model_hash"),
@@ -68,7 +78,8 @@ RUN_FORMAT = 2  # run.json with per-key settings (format 1 held one digest of th
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "inputs", nargs="*", metavar="INPUT",
-        help="WARC/ARC/WET files, globs, path lists or warc.paths.gz (default with --sample: the bundled sample crawl)",
+        help="WARC/ARC/WET files, globs, path lists or warc.paths.gz (default with --sample: the bundled sample crawl); "
+        "or one documents input (JSONL, Parquet, a datasets directory, a committed stage), which starts at rules",
     )
     parser.add_argument("--output", required=True, help="run directory (one subdirectory per stage, report.html)")
     parser.add_argument("--sample", action="store_true", help="run on the bundled sample crawl, written to OUTPUT/input/")
@@ -83,24 +94,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rerun this stage and every stage after it, even if committed with unchanged settings",
     )
     add_common_arguments(parser, "select.line_thresholds.clutter=0.4")
+    add_field_arguments(parser)  # for a documents INPUT
 
 
 def run_pipeline(
     spark, inputs: list[str], output_dir: str, config: Config,
     models_dir: str | None = None, tokenizer_dir: str | None = None, from_stage: str | None = None,
+    documents_fields: FieldMapping | None = None,
 ) -> dict[str, Any]:
     """Run every stage not committed with its current settings under `output_dir`; returns run.json's
-    content, with `stages_run` naming the stages this call ran.
+    content, with `stages_run` naming the stages this call ran. With `documents_fields`, `inputs` is one
+    documents input (jobs.documents_input) read with those fields: no prepare, rules reads it.
 
     A second run on the same `output_dir` while this one runs is refused (ConfigError naming this one).
     """
     with DirectoryLock(output_dir):
-        return _run_stages(spark, inputs, output_dir, config, models_dir, tokenizer_dir, from_stage)
+        return _run_stages(spark, inputs, output_dir, config, models_dir, tokenizer_dir, from_stage, documents_fields)
 
 
 def _run_stages(
     spark, inputs: list[str], output_dir: str, config: Config, models_dir: str | None, tokenizer_dir: str | None,
-    from_stage: str | None,
+    from_stage: str | None, documents_fields: FieldMapping | None,
 ) -> dict[str, Any]:
     from thresher.jobs.export import run_export
     from thresher.jobs.prepare import run_prepare
@@ -115,10 +129,14 @@ def _run_stages(
     models_dir = models_dir or _configured_models_dir(config) or dirs["classifiers"]
     tokenizer_dir = tokenizer_dir or dirs["tokenizer"]
     skipped = {
+        "prepare": documents_fields is not None,
         "classifiers": models_dir != dirs["classifiers"],
         "tokenizer": tokenizer_dir != dirs["tokenizer"],
     }
-    run_info = _start_run_info(out, inputs, run_settings(config, models_dir, tokenizer_dir, dirs), from_stage)
+    # A documents input is read by rules, and the default models are bootstrapped from it, as from prepare/.
+    rules_input, rules_fields = (inputs[0], documents_fields) if documents_fields else (dirs["prepare"], DEFAULT_FIELDS)
+    settings = run_settings(config, models_dir, tokenizer_dir, dirs, documents_fields)
+    run_info = _start_run_info(out, inputs, settings, from_stage)
     _write_effective_config(out, config)
 
     def tag():
@@ -127,8 +145,8 @@ def _run_stages(
 
     steps = {
         "prepare": lambda: run_prepare(spark, inputs, dirs["prepare"], config),
-        "rules": lambda: run_rules(spark, dirs["prepare"], dirs["rules"], config),
-        "classifiers": lambda: _bootstrap_classifiers(dirs["prepare"], dirs["classifiers"], config),
+        "rules": lambda: run_rules(spark, rules_input, dirs["rules"], config, rules_fields),
+        "classifiers": lambda: _bootstrap_classifiers(rules_input, dirs["classifiers"], config, documents_fields),
         "tag": tag,
         "select": lambda: run_select(spark, dirs["tag"], dirs["select"], config),
         "tokenizer": lambda: run_tokenizer_train(spark, dirs["select"], dirs["tokenizer"], config),
@@ -153,9 +171,11 @@ def _run_stages(
     return {**run_info, "stages_run": ran}
 
 
-def run_settings(config: Config, models_dir: str, tokenizer_dir: str, dirs: dict[str, str]) -> dict[str, Any]:
+def run_settings(config: Config, models_dir: str, tokenizer_dir: str, dirs: dict[str, str],
+                 documents_fields: FieldMapping | None = None) -> dict[str, Any]:
     """Every config value as a flat dotted key, plus the run's own inputs to stages (`run.*`): the
-    models directory and, for models this run did not bootstrap, a content hash of each."""
+    models directory, for models this run did not bootstrap a content hash of each, and the fields a
+    documents input is read with."""
     from thresher.jobs.tag import configured_taggers
 
     settings = dataclasses.asdict(config)
@@ -163,6 +183,8 @@ def run_settings(config: Config, models_dir: str, tokenizer_dir: str, dirs: dict
     flat = _flatten(settings)
     flat["run.models_dir"] = resolve_location(models_dir)
     flat["run.tokenizer"] = resolve_location(tokenizer_dir)
+    if documents_fields is not None:
+        flat["run.documents_fields"] = dataclasses.asdict(documents_fields)
     if models_dir != dirs["classifiers"]:
         for tagger in configured_taggers(config, models_dir):
             flat[f"run.model_hash.{tagger.name}"] = tagger.model_hash
@@ -264,8 +286,10 @@ def _configured_models_dir(config: Config) -> str | None:
     return str(path) if relative and all((path / name).is_dir() for name in relative) else None
 
 
-def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) -> dict[str, Any]:
-    """The default fastText models, weak-labelled on this run's stage 1 documents, committed like a stage."""
+def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config, fields: FieldMapping | None = None,
+                           ) -> dict[str, Any]:
+    """The default fastText models, weak-labelled on this run's stage 1 documents (or its documents input, read
+    with `fields`), committed like a stage."""
     from thresher.classifiers.bootstrap import bootstrap
     from thresher.classifiers.topic import load_taxonomy
 
@@ -273,7 +297,7 @@ def _bootstrap_classifiers(prepare_dir: str, output_dir: str, config: Config) ->
     output.begin()
     taxonomy = load_taxonomy(config.resolve_path(config.tag.topics_file) or None)
     with tempfile.TemporaryDirectory(prefix="thresher-classifiers-") as trained:
-        summary = bootstrap([prepare_dir], trained, taxonomy)
+        summary = bootstrap([prepare_dir], trained, taxonomy, fields=fields)
         for path in sorted(Path(trained).rglob("*")):  # committed like any stage's files, on any store
             if path.is_file():
                 output.put_file(str(path.relative_to(trained)), path.read_bytes())
@@ -297,6 +321,8 @@ def _run(args: argparse.Namespace) -> int:
     from thresher.jobs.tag import check_benchmarks, configured_taggers, custom_taggers, resolve_taggers
     from thresher.jobs.tag import executor_paths as tag_paths
     from thresher.pipeline.rules.heuristics import load_resources
+    from thresher.pipeline.stagedir.documents import resolve_source
+    from thresher.schemas.documents import PREPARED
 
     config = config_from_args(args)
     check_export_config(config.export)  # export.format, pack_mode, tail: one line now, not after stage 3
@@ -309,22 +335,29 @@ def _run(args: argparse.Namespace) -> int:
         inputs = _sample_inputs(args.output, write_sample_crawl)
     if not inputs:
         raise ConfigError("no INPUT given (or pass --sample for the bundled sample crawl)")
-    from thresher.pipeline.prepare.archive_sniff import check_archive_inputs
-    from thresher.pipeline.prepare.inputs import expand_inputs
+    documents = run_documents_input(inputs)
+    if documents is None:
+        from thresher.pipeline.prepare.archive_sniff import check_archive_inputs
+        from thresher.pipeline.prepare.inputs import expand_inputs
 
-    # A missing or non-WARC local input fails here, before Spark starts.
-    input_files = expand_inputs(inputs, config.prepare.path_prefix)
-    check_archive_inputs(input_files)
+        # A missing or non-WARC local input fails here, before Spark starts.
+        input_files = expand_inputs(inputs, config.prepare.path_prefix)
+        check_archive_inputs(input_files)
+        input_paths = prepare_paths(input_files, config)
+    else:  # unreadable, or without its text column: one line here, before Spark starts
+        stage_kept_fields(resolve_source(documents, with_limits(fields_from_args(args), config)), PREPARED, config, "rules")
+        input_paths = [("INPUT", documents)]
     # Stage 3 settings checked before Spark starts: against the models when they exist already.
     custom_taggers(config, resolve_taggers(config, args.models_dir))
     check_benchmarks(config)
     stage_filters(resolved_rules_config(config), load_resources(resolved_rules_config(config), str))
     models_dir = args.models_dir or _configured_models_dir(config)
     check_select_config(config, configured_taggers(config, models_dir, digests=False) if models_dir else None)
-    task_paths = [("--output", args.output), *prepare_paths(input_files, config), *rules_paths(config),
+    task_paths = [("--output", args.output), *input_paths, *rules_paths(config),
                   *tag_paths(config, models_dir or RunDirectory(args.output).child("classifiers"))]
     spark = spark_session("thresher-run", config.spark, args.master, executor_paths=task_paths)
-    run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer, args.from_stage)
+    run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer, args.from_stage,
+                            fields_from_args(args) if documents is not None else None)
     report = RunDirectory(args.output).child("report.html")
     if not run_info["stages_run"]:
         print(f"[thresher] run already complete: nothing changed since the last run; report: {report}", file=sys.stderr)

@@ -83,3 +83,21 @@ def section_page(page: str, section_id: str) -> str:
     shows (headless Chromium's --screenshot ignores a URL's #fragment and shoots the top of the page)."""
     start = page.index(f"<section id={section_id}>")
     return page[:page.index("<body>")] + "<body>" + page[start:page.index("</section>", start)] + "</section></body></html>"
+
+
+def check_renders_in_chromium(page: Path, shot: Path, profile: Path) -> None:
+    """`page` rendered by headless Chromium into the screenshot `shot` (kept: look at it), which must show
+    text and charts down the page, not a blank or one band; skips when chromium is not installed."""
+    from PIL import Image
+
+    chromium(page.as_uri(), profile, f"--screenshot={shot}", "--window-size=1200,1600")
+    image = Image.open(shot).convert("L")
+    histogram = image.histogram()
+    dark_pixels = sum(histogram[:128])
+    assert image.size == (1200, 1600)
+    assert dark_pixels > 2000, "screenshot looks blank: too few dark (text or chart) pixels"
+    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 10
+    # Text and tables down the page, not one band: many pixel rows hold something other than background.
+    rows_with_ink = sum(1 for y in range(image.height) if min(image.crop((0, y, image.width, y + 1)).getdata()) < 128)
+    assert rows_with_ink > 400, rows_with_ink

@@ -34,7 +34,7 @@ _IDENTITY_HEAD_BYTES = 1 << 16  # hashed into a local file's identity, beside it
 # What tells one version of a remote file from another, as filesystems name it (S3, GCS, Azure, HTTP, memory).
 _VERSION_KEYS = ("size", "ETag", "etag", "VersionId", "generation", "md5Hash", "LastModified", "last_modified",
                  "updated", "mtime", "created")
-_ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz", ".wat", ".wat.gz")
+ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz", ".wat", ".wat.gz")
 
 
 def expand_inputs(arguments: list[str], path_prefix: str = "") -> list[str]:
@@ -79,12 +79,12 @@ def _expand_one(argument: str, path_prefix: str) -> list[str]:
     if is_url(argument):
         if argument.endswith(LISTING_SUFFIXES):
             return _read_listing(argument, path_prefix)
-        if argument.rstrip("/").endswith(_ARCHIVE_SUFFIXES):
+        if argument.rstrip("/").endswith(ARCHIVE_SUFFIXES):
             return [argument]  # a file: opened by its task alone, where a failure is a reject
         return _url_directory(argument) or [argument]
     if os.path.isdir(local):
         found = sorted(
-            os.path.join(local, name) for name in os.listdir(local) if name.endswith(_ARCHIVE_SUFFIXES)
+            os.path.join(local, name) for name in os.listdir(local) if name.endswith(ARCHIVE_SUFFIXES)
         )
         if not found:
             raise InputError(f"input directory {argument!r} holds no .warc/.arc/.wet files")
@@ -106,7 +106,7 @@ def _url_directory(url: str) -> list[str]:
     fs.invalidate_cache(path)
     if not fs.isdir(path):
         return []
-    found = sorted(name for name in fs.ls(path, detail=False) if name.rstrip("/").endswith(_ARCHIVE_SUFFIXES))
+    found = sorted(name for name in fs.ls(path, detail=False) if name.rstrip("/").endswith(ARCHIVE_SUFFIXES))
     if not found:
         raise InputError(f"input directory {url!r} holds no .warc/.arc/.wet files")
     return [fs.unstrip_protocol(name.rstrip("/")) for name in found]

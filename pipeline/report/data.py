@@ -124,7 +124,8 @@ def _funnel(run_dir: str, stages: dict[str, dict[str, Any]], manifest: dict[str,
             "documents_out": documents_out,
             "lines_removed": sum(n for rule, n in by_rule.items() if is_line_rule(rule)),
             "bytes_out": _count_documents(_join(run_dir, name, "documents"))[1] if name != "export" else None,
-            "tokens_out": None,
+            "estimated_words_out": None,  # select's tokenizer-free count (words + CJK characters)
+            "tokens_out": None,  # the tokenizer's, counted by export
         }
         if name == "export" and manifest is not None:
             splits = manifest.get("splits", {}).values()
@@ -132,7 +133,7 @@ def _funnel(run_dir: str, stages: dict[str, dict[str, Any]], manifest: dict[str,
             row["tokens_out"] = sum(s.get("tokens", 0) for s in splits)
         elif name == "select":
             row["copies_out"] = stats["details"].get("sample_copies_total")
-            row["tokens_out"] = stats["details"].get("tokens_out")
+            row["estimated_words_out"] = stats["details"].get("tokens_out")
         rows.append(row)
     first = rows[0]["documents_in"] if rows else 0
     for row in rows:

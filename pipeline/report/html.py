@@ -15,6 +15,12 @@ from typing import Any
 from thresher.pipeline.report.data import percent
 from thresher.schemas.rejects import is_line_rule
 
+# Select counts tokens before any tokenizer exists (pipeline.select.batches.estimated_tokens): its figures are
+# labelled apart from the tokenizer's, which export counts.
+ESTIMATED_WORDS_NOTE = ("Estimated words are select's tokenizer-free count (one per whitespace-separated word, one "
+                        "per CJK character); tokens are the tokenizer's, counted by export.")
+STATS_UNITS = {"select": " (its tokens_in and tokens_out are estimated words: words + CJK characters, no tokenizer)"}
+
 
 def render_html(report: dict[str, Any]) -> str:
     header = report.get("header", {})
@@ -50,7 +56,8 @@ def render_html(report: dict[str, Any]) -> str:
     sections.append(_section("Tokens exported", _tokens_html(report["tokens"], report["funnel"])))
     sections.append(_section("Time per stage", _bar_chart(report["seconds_per_stage"], unit="s")))
     sections.append(_section("Stage statistics (stats.json)", "".join(
-        f"<details><summary>{_e(name)}</summary>{_value_html(stats)}</details>" for name, stats in report["stats"].items()
+        f"<details><summary>{_e(name)}{_e(STATS_UNITS.get(name, ''))}</summary>{_value_html(stats)}</details>"
+        for name, stats in report["stats"].items()
     )))
     body = "\n".join(sections)
     return f"""<!DOCTYPE html>
@@ -202,15 +209,16 @@ def _funnel_table(funnel: list[dict[str, Any]]) -> str:
             f"<td>{_e(r['stage'])}</td>{_num(r['documents_in'])}{_num(r['documents_removed'])}"
             f"<td class=num>{_pct(r['removed_percent'])}</td><td class=num>{_pct(r['removed_percent_of_first'])}</td>"
             f"<td class=num>{out}</td><td class=num>{_pct(r['out_percent_of_first'])}</td>"
-            f"{_num(r['lines_removed'])}{_num(r.get('bytes_out'))}{_num(r.get('tokens_out'))}"
+            f"{_num(r['lines_removed'])}{_num(r.get('bytes_out'))}{_num(r.get('estimated_words_out'))}{_num(r.get('tokens_out'))}"
         )
     first = funnel[0]
     note = (f"<p class=note>Percentages of the {first['documents_in']:,} "
             f"{'records' if first['stage'] == 'prepare' else 'documents'} {_e(first['stage'])} read: every stage's removed "
             "share plus the last stage's output add up to 100% when each stage reads the one before. Lines removed "
-            "from documents that stay are counted apart: they are not documents.</p>")
+            "from documents that stay are counted apart: they are not documents. " + ESTIMATED_WORDS_NOTE + "</p>")
     return _table(["stage", "documents in", "documents removed", "% of stage input", "% of first input",
-                   "documents out", "% of first input", "lines removed", "text bytes out", "tokens out"], rows) + note
+                   "documents out", "% of first input", "lines removed", "text bytes out", "estimated words out",
+                   "tokens out"], rows) + note
 
 
 def _rule_costs_table(rows: list[dict[str, Any]]) -> str:
@@ -430,9 +438,11 @@ def _select_table(steps: list[dict[str, Any]], kept_samples: dict[str, list[dict
             f"<td class=num>{tokens_change:+,}</td><td>{_samples_html(kept_samples.get(rule, []), 'kept')}</td>"
             f"<td>{_samples_html(removed.get(rule, []) or line_samples, 'removed') or '<span class=note>(none removed)</span>'}</td>"
         )
-    return (_table(["rule", "documents in", "documents", "tokens in", "tokens change", "kept samples", "removed samples"], rows)
+    return (_table(["rule", "documents in", "documents", "estimated words in", "estimated words change", "kept samples",
+                    "removed samples"], rows)
             + "<p class=note>Rules run in this order, each on what the one before kept. The rebalancing step repeats "
-              "documents of under-represented groups (and samples down over-represented ones), so tokens can grow there.</p>")
+              "documents of under-represented groups (and samples down over-represented ones), so the estimated words "
+              f"can grow there. {ESTIMATED_WORDS_NOTE}</p>")
 
 
 def _mix_table(mix: dict[str, Any]) -> str:
@@ -453,7 +463,8 @@ def _mix_table(mix: dict[str, Any]) -> str:
         f"<td>{_e(domain)}</td><td class=num>{share(v.get('before'))}</td><td class=num>{share(v.get('after'))}</td>"
         for domain, v in mix.get("domains", {}).items()
     ]
-    return (f"<p>Shares of {_e(mix.get('unit'))}.</p>"
+    unit = "estimated words (select's tokens_* counts)" if mix.get("unit") == "tokens" else mix.get("unit")
+    return (f"<p>Shares of {_e(unit)}.</p>"
             + _table(["group", "target", "before", "solved", "after (written)", "short by"], rows)
             + (_table(["domain", "before", "after"], domains) if domains else ""))
 

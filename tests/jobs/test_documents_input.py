@@ -160,3 +160,30 @@ def test_an_input_column_named_as_one_thresher_writes_is_one_line_before_spark(t
     assert code == 2 and len(err) == 1, err
     assert f"column {column!r} is a column thresher writes" in err[0] and "rename it" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_starts_at_rules_on_one_documents_input_and_at_prepare_on_web_archives(tmp_path):
+    from thresher.jobs.documents_input import run_documents_input
+
+    (tmp_path / "corpus.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "crawl").mkdir()
+    (tmp_path / "crawl" / "a.warc.gz").write_bytes(b"")
+    (tmp_path / "stage" / "documents").mkdir(parents=True)
+    (tmp_path / "stage" / COMMITTED_MARKER).write_text("{}\n")
+    (tmp_path / "parquet").mkdir()
+    pq.write_table(pa.table({"text": ["a"]}), tmp_path / "parquet" / "part-0.parquet")
+    for documents in ("corpus.jsonl", "stage", "parquet"):
+        assert run_documents_input([str(tmp_path / documents)]) == str(tmp_path / documents), documents
+    for archives in (["crawl"], ["crawl/a.warc.gz"], ["corpus.jsonl", "crawl/a.warc.gz"], ["crawl/*"]):
+        assert run_documents_input([str(tmp_path / name) for name in archives]) is None, archives
+
+
+def test_run_on_documents_without_their_text_column_is_one_line_before_spark(tmp_path, capsys):
+    from thresher.jobs import cli
+
+    (tmp_path / "corpus.jsonl").write_text('{"body": "some text"}\n')
+    code = cli.main(["run", str(tmp_path / "corpus.jsonl"), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("thresher run: error: ") and "has no column 'text'" in err[0] and "--text-field" in err[0]
+    assert not (tmp_path / "out" / "run.json").exists()

@@ -31,3 +31,23 @@ def test_spark_schemas_are_derived_from_arrow():
     assert [f.name for f in spark_schema.fields] == REJECT.names
     assert spark_schema["stage"].nullable is False
     assert to_spark_schema(SHARD)["tokens"].dataType.elementType.typeName() == "integer"
+
+
+def test_the_readme_column_table_lists_each_schema_s_columns_in_order():
+    import re
+    from pathlib import Path
+
+    from thresher.schemas import tokens
+    from thresher.schemas.clusters import CLUSTERS
+    from thresher.schemas.documents import PREPARED, RULES
+    from thresher.schemas.rejects import REJECT
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    schemas = {"PREPARED": PREPARED, "RULES": RULES, "REJECT": REJECT, "SHARD": tokens.SHARD,
+               "DOCUMENT_INDEX": tokens.DOCUMENT_INDEX, "CLUSTERS": CLUSTERS}
+    listed = {}
+    for name, columns in re.findall(r"^\| [^|]+ \| `schemas/\w+\.py` (\w+) \| ([^|]+) \|$", readme, re.M):
+        if name in schemas:
+            listed[name] = re.findall(r"`(\w+)`", columns.split(";")[0])
+    assert listed == {name: schema.names for name, schema in schemas.items()}
+    assert "Shards hold two columns (`schemas/tokens.py` SHARD): `tokens`" in readme and "one column `tokens`" not in readme

@@ -5,7 +5,7 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from report_page import Page
+from report_page import Page, check_renders_in_chromium
 from stage_rows import stage_stats_json, write_stage
 
 from thresher.jobs.config_show import effective_config_text
@@ -236,24 +236,10 @@ def test_write_report_writes_both_files(run_dir):
 
 
 def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
-    from PIL import Image
-    from report_page import chromium
-
     write_stage3(run_dir)
     write_report(run_dir)
-    shot = tmp_path_factory.mktemp("shot") / "report.png"  # look at it: it stays in pytest's tmp directory
-    profile = tmp_path_factory.mktemp("profile")
-    chromium((run_dir / "report.html").as_uri(), profile, f"--screenshot={shot}", "--window-size=1200,1600")
-    image = Image.open(shot).convert("L")
-    histogram = image.histogram()
-    dark_pixels = sum(histogram[:128])
-    assert image.size == (1200, 1600)
-    assert dark_pixels > 2000, "screenshot looks blank: too few dark (text or chart) pixels"
-    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 16)
-    assert colours is None or len(colours) > 10
-    # Text and tables down the page, not one band: many pixel rows hold something other than background.
-    rows_with_ink = sum(1 for y in range(image.height) if min(image.crop((0, y, image.width, y + 1)).getdata()) < 128)
-    assert rows_with_ink > 400, rows_with_ink
+    check_renders_in_chromium(run_dir / "report.html", tmp_path_factory.mktemp("shot") / "report.png",
+                              tmp_path_factory.mktemp("profile"))
 
 
 def test_each_stage_s_rule_costs_are_a_table_in_pipeline_order(tmp_path):
@@ -297,3 +283,21 @@ def test_the_duplicate_clusters_section_shows_sizes_the_largest_and_escaped_diff
     assert page.table_with("copies each")[1:] == [["1", "1", "5", "5"], ["2+", "2", "2", "4"]]
     without = Page(render_html(build_report(run_dir) | {"duplicate_clusters": {}}))
     assert "Duplicate clusters" in without.sections and "(this stage did not run)" in "".join(without.text)
+
+
+def test_every_count_names_its_unit_estimated_words_apart_from_tokens(run_dir):
+    write_stage3(run_dir)
+    stats = json.loads((run_dir / "select" / "stats.json").read_text())
+    stats["details"]["tokens_out"] = 360  # select's estimate, beside export's 170 real tokens
+    (run_dir / "select" / "stats.json").write_text(json.dumps(stats))
+    page = Page(render_html(build_report(run_dir)))
+    funnel = page.table_with("lines removed")
+    header = funnel[0]
+    by_stage = {row[0]: dict(zip(header, row, strict=True)) for row in funnel[1:]}
+    assert (by_stage["select"]["estimated words out"], by_stage["select"]["tokens out"]) == ("360", "")
+    assert (by_stage["export"]["estimated words out"], by_stage["export"]["tokens out"]) == ("", "170")
+    select = page.table_with("kept samples")[0]
+    assert "estimated words in" in select and "estimated words change" in select and "tokens in" not in select
+    text = "".join(page.text)
+    assert "Shares of estimated words" in text and "one per CJK character" in text
+    assert "select (its tokens_in and tokens_out are estimated words" in text
