@@ -429,6 +429,8 @@ class PageExtractor:
 
     def _start(self) -> None:
         c_level_element_lookup()  # imports trafilatura here, so every fork starts warm
+        if self.precheck is not None:
+            self.precheck.preload_model()
 
         context = multiprocessing.get_context("fork")
         self._cpu_reported = 0.0

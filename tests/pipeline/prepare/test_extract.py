@@ -549,3 +549,30 @@ def test_trafilatura_gives_the_same_text_without_lxml_htmls_python_lookup(shared
         expected = trafilatura.extract(lxml.html.fromstring(html, parser=python_lookup), include_comments=True) or ""
         assert extract_text(html) == expected
     assert type(load_html(htmls[0]).find(".//input")) is lxml.html.HtmlElement  # not lxml.html's InputElement
+
+
+def test_the_extraction_process_inherits_lid176_from_its_parent_instead_of_loading_it(tmp_path, monkeypatch):
+    import shutil
+
+    from thresher.pipeline import langid
+    from thresher.pipeline.prepare.precheck import Precheck
+
+    model = tmp_path / "lid.176.ftz"  # a path no earlier test loaded: nothing cached under it yet
+    shutil.copy(langid.default_model_path(), model)
+    loaded_by = tmp_path / "loaded-by"
+    original = langid._load_fasttext
+
+    def recording_load(path):
+        with open(loaded_by, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return original(path)
+
+    monkeypatch.setattr(langid, "_load_fasttext", recording_load)
+    extractor = PageExtractor(5.0, 1, precheck=Precheck(frozenset({"en"}), 0.9, 1, str(model)))
+    german = page("Die Geschichte des Tees reicht Jahrtausende zurück, und die Bauern pflücken die jungen Blätter. " * 5)
+    try:
+        _, drop, _ = extractor(german.encode(), "utf-8", "https://tee.example/")
+    finally:
+        extractor.close()
+    assert drop is not None and drop.rule == "lang_not_kept_precheck:de"
+    assert loaded_by.read_text().split() == [str(os.getpid())]
