@@ -313,6 +313,7 @@ def main() -> int:
     parser.add_argument("--mix", default="crawl-like,all-kept", help="which mixes, comma-separated")
     parser.add_argument("--per-page-only", action="store_true",
                         help="only the per-page work without Spark (process_warc, trafilatura's parser lookup)")
+    parser.add_argument("--no-per-page", action="store_true", help="only the jobs and the baseline")
     add_smoke_flag(parser)
     args = parser.parse_args()
     data, work = DATA, WORK
@@ -388,7 +389,8 @@ def main() -> int:
               f"{base_rate:.1f} pages/s per core; job with pre-check {rates[True][0] / base_rate:.2f}x "
               f"(per CPU second {rates[True][1] / base_rate:.2f}x), without {rates[False][0] / base_rate:.2f}x "
               f"({rates[False][1] / base_rate:.2f}x), load average {os.getloadavg()[0]:.1f}")
-        per_page_costs(name, pages, files)
+        if not args.no_per_page:
+            per_page_costs(name, pages, files)
     spark.stop()
     return 0
 
