@@ -226,6 +226,82 @@ def run_job(spark, files: list[str], output: Path, precheck: bool) -> tuple[dict
     return stats, wall, cpu, dict(zip(table["doc_id"].to_pylist(), table["md5"].to_pylist(), strict=True))
 
 
+def _in_child(function, *args):
+    """`function(*args)` in a forked process, so that what it imports or sets (trafilatura's parser
+    lookup, its extraction child) never reaches the baseline's loop in this one."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=lambda: send.send(function(*args)))
+    process.start()
+    send.close()  # so that a child that fails ends the wait (EOFError) instead of leaving it hanging
+    try:
+        return receive.recv()
+    finally:
+        process.join()
+
+
+def _process_cpu_seconds() -> float:
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def process_warc_cpu(files: list[str], precheck: bool) -> tuple[int, float, dict[str, float]]:
+    """(pages, CPU seconds of this process and its extraction child, each step's summed seconds) of
+    `process_warc` over `files`: stage 1's per-page work without Spark, after one warm-up file."""
+    from thresher.jobs.prepare import resolved_prepare_config
+    from thresher.pipeline.config import load_config
+    from thresher.pipeline.prepare.records import ROW_FILE, ROW_SCHEMA, process_warc, steps_for
+
+    config = resolved_prepare_config(load_config(None, {"prepare.precheck.enabled": precheck}))
+    list(process_warc(files[0], config))  # starts the extraction child and loads lid.176
+    started, pages, steps = _process_cpu_seconds(), 0, Counter()
+    for path in files:
+        for row in process_warc(path, config):
+            if row[0] == ROW_FILE:
+                stats = json.loads(row[ROW_SCHEMA.names.index("detail")])
+                steps.update({step: rule["nanoseconds"] / 1e9 for step, rule in stats["rules"].items()})
+            else:
+                pages += 1
+    steps_for(config).extractor.close()  # reaps the child: its CPU counts
+    return pages, _process_cpu_seconds() - started, dict(steps)
+
+
+def trafilatura_cpu(htmls: list[str], c_level_lookup: bool) -> float:
+    """CPU seconds of trafilatura.extract (thresher's options) over `htmls`, with lxml.html's element
+    class lookup (a Python call per element proxy) or the C-level one stage 1 gives it."""
+    import trafilatura
+
+    from thresher.pipeline.prepare.extract import c_level_element_lookup
+
+    if c_level_lookup:
+        c_level_element_lookup()
+    started = time.process_time()
+    for html in htmls:
+        trafilatura.extract(html, include_comments=True)
+    return time.process_time() - started
+
+
+def per_page_costs(name: str, pages: list[dict], files: list[str]) -> None:
+    """Print stage 1's per-page CPU without Spark on one mix, beside the baseline measured right before."""
+    htmls = [decode_html(page["payload"], page["content_type"].partition("charset=")[2]).html for page in pages
+             if page["status"] == 200 and "html" in page["content_type"]]
+    base_pages, base_cpu = baseline(files)
+    python_lookup, c_lookup = _in_child(trafilatura_cpu, htmls, False), _in_child(trafilatura_cpu, htmls, True)
+    print(f"{name} trafilatura.extract on {len(htmls)} decoded pages: {python_lookup:.1f}s CPU with lxml.html's "
+          f"element lookup, {c_lookup:.1f}s with the C-level one ({c_lookup / python_lookup - 1:+.0%})")
+    for precheck in (True, False):
+        done, cpu, steps = _in_child(process_warc_cpu, files, precheck)
+        print(f"{name} per-page work without Spark (process_warc), pre-check {'on ' if precheck else 'off'}: {done} pages "
+              f"in {cpu:.1f}s CPU = {done / cpu:.1f} pages per CPU second ({done / cpu / (base_pages / base_cpu):.2f}x "
+              f"the baseline's {base_pages / base_cpu:.1f}); steps' seconds "
+              f"{json.dumps({step: round(seconds, 1) for step, seconds in steps.items()})}; "
+              f"load average {os.getloadavg()[0]:.1f}")
+
+
 def precheck_rejects(stats: dict) -> int:
     return sum(count for rule, count in stats["rejects_by_rule"].items() if rule.endswith("_precheck") or "_precheck:" in rule)
 
@@ -235,6 +311,9 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=1000, help="pages in the crawl-like mix (default 1,000)")
     parser.add_argument("--cores", type=int, default=os.cpu_count(), help="Spark local cores (default: all)")
     parser.add_argument("--mix", default="crawl-like,all-kept", help="which mixes, comma-separated")
+    parser.add_argument("--per-page-only", action="store_true",
+                        help="only the per-page work without Spark (process_warc, trafilatura's parser lookup)")
+    parser.add_argument("--no-per-page", action="store_true", help="only the jobs and the baseline")
     add_smoke_flag(parser)
     args = parser.parse_args()
     data, work = DATA, WORK
@@ -263,6 +342,10 @@ def main() -> int:
     }
     print(f"machine: {os.cpu_count()} cores, load average before {os.getloadavg()[0]:.1f}; Spark local[{args.cores}]")
 
+    if args.per_page_only:
+        for name in [mix for mix in args.mix.split(",") if mix]:
+            per_page_costs(name, mixes[name], write_warcs(mixes[name], work / f"mix-{name}", name))
+        return 0
     started = time.time()
     spark = (
         SparkSession.builder.master(f"local[{args.cores}]").appName("bench-prepare")
@@ -306,6 +389,8 @@ def main() -> int:
               f"{base_rate:.1f} pages/s per core; job with pre-check {rates[True][0] / base_rate:.2f}x "
               f"(per CPU second {rates[True][1] / base_rate:.2f}x), without {rates[False][0] / base_rate:.2f}x "
               f"({rates[False][1] / base_rate:.2f}x), load average {os.getloadavg()[0]:.1f}")
+        if not args.no_per_page:
+            per_page_costs(name, pages, files)
     spark.stop()
     return 0
 

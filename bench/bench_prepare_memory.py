@@ -3,7 +3,8 @@
 Builds bench/work/crawl-1gb.warc.gz by concatenating the shared crawl files (gzip members
 concatenate into a valid WARC), runs the job on it in Spark local mode (one file = one task), and
 reports the Python workers' peak RSS two ways: psutil polling of every pyspark daemon/worker
-process under this driver, and ru_maxrss measured inside the task (stats.json worker_max_rss_mb).
+process under this driver, and ru_maxrss measured inside the task (stats.json worker_max_rss_mb);
+then the extraction child's peak (it runs the pre-check, which is on as shipped, and trafilatura).
 
     .venv/bin/python bench/bench_prepare_memory.py [--target-mb 1024]
 """
@@ -126,6 +127,9 @@ def main() -> int:
     print(f"pages: {stats['documents_in']} in {time.time() - started:.0f}s; documents {stats['documents_out']}")
     print(f"peak Python worker RSS (psutil polling): {poller.peak_bytes / 2**20:.0f} MiB")
     print(f"peak Python worker RSS (ru_maxrss in the task): {stats['details']['worker_max_rss_mb']:.0f} MiB")
+    precheck_drops = sum(count for rule, count in stats["rejects_by_rule"].items() if "_precheck" in rule)
+    print(f"peak extraction child RSS (ru_maxrss, mostly shared with the worker): "
+          f"{stats['details']['extract_process_max_rss_mb']:.0f} MiB; pre-check on, {precheck_drops} pages dropped by it")
     return 0
 
 

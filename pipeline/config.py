@@ -131,7 +131,7 @@ class ThreadPostsConfig:
 
 @dataclass(frozen=True)
 class PrecheckConfig:
-    """Stage 1: the cheap look at a page before trafilatura (`pipeline.prepare.precheck`): lexbor's text
+    """Stage 1: the cheap look at a page before trafilatura (`pipeline.prepare.precheck`): resiliparse's text
     of the whole page and its `<html lang>`, through lid.176. It drops only what extraction and language
     ID would drop anyway (bench/RESULTS.md "Issue 28": thresholds chosen on measured loss)."""
 

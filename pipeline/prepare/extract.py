@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import functools
 import multiprocessing
 import re
 import resource
@@ -257,11 +258,31 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
+@functools.cache
+def c_level_element_lookup() -> None:
+    """Give trafilatura's HTML parser lxml's C-level element class lookup instead of lxml.html's.
+
+    lxml.html's lookup is a Python method called for every element proxy lxml creates: 3.3 million
+    calls on 975 pages, and trafilatura.extract ran 15-23% faster without it (bench/RESULTS.md
+    "Issue 28: per-page costs"). Every element is still an HtmlElement; only the form-field subclasses
+    (InputElement, SelectElement, ...) go, and trafilatura uses none of their properties: its text is
+    the same (tests/pipeline/prepare/test_extract.py compares it with lxml.html's parser).
+    """
+    from lxml import etree
+    from lxml.html import HtmlComment, HtmlElement, HtmlEntity, HtmlProcessingInstruction
+    from trafilatura.utils import HTML_PARSER
+
+    HTML_PARSER.set_element_class_lookup(etree.ElementDefaultClassLookup(
+        element=HtmlElement, comment=HtmlComment, pi=HtmlProcessingInstruction, entity=HtmlEntity))
+
+
 def extract_text(html: str, url: str = "", timeout_s: float = 0, thread_posts: ThreadPostsConfig | None = None) -> str:
     """trafilatura's main text of `html` ("" when it finds none), with the thread posts it missed when
     `thread_posts` is enabled (`missing_thread_posts`); raises ExtractTimeout past `timeout_s`."""
     import trafilatura
     from trafilatura.utils import normalize_unicode
+
+    c_level_element_lookup()
 
     with time_limit(timeout_s):
         if thread_posts is None or not thread_posts.enabled:
@@ -407,7 +428,9 @@ class PageExtractor:
                                            f"(bound {self.timeout_s:g}s)"), cpu
 
     def _start(self) -> None:
-        import trafilatura  # noqa: F401 - imported here, so every fork starts warm
+        c_level_element_lookup()  # imports trafilatura here, so every fork starts warm
+        if self.precheck is not None:
+            self.precheck.preload_model()
 
         context = multiprocessing.get_context("fork")
         self._cpu_reported = 0.0
@@ -607,6 +630,7 @@ def extract_with_origins(
     from trafilatura.utils import normalize_unicode
     from trafilatura.xml import xmltotxt
 
+    c_level_element_lookup()
     document = trafilatura.bare_extraction(
         html, url=url or None, output_format="txt", as_dict=False, **(options if options is not None else _TRAFILATURA_OPTIONS)
     )

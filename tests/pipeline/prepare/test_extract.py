@@ -518,3 +518,61 @@ def test_extract_with_origins_marks_the_appended_posts():
     text, origins = extract_with_origins(thread_page(FIRST_POST, REPLIES), "", thread_posts=ThreadPostsConfig())
     kinds = dict(zip(text.split("\n"), origins, strict=True))
     assert all(kinds[reply] == "post" for reply in REPLIES) and kinds[FIRST_POST.strip()] == "p"
+
+
+FORM_PAGE = (
+    "<html><body><form action='/s'><label for='q'>Search the archive</label><input id='q' name='q' value='tea'>"
+    "<select name='y'><option>2019</option><option selected>2020</option></select><textarea>Your comment</textarea>"
+    "</form><article><h1>Tea</h1><p>{text}</p><p>{text}</p></article></body></html>"
+)
+
+
+def test_trafilatura_gives_the_same_text_without_lxml_htmls_python_lookup(shared_data):
+    """trafilatura's parser gets lxml's C-level element lookup (no Python call per element proxy); its
+    text is the one lxml.html's own parser, form-field element classes and all, gives."""
+    import lxml.html
+    import trafilatura
+    from trafilatura.utils import load_html
+
+    from thresher.pipeline.prepare.warc import WarcRecord, iter_records
+
+    htmls = [FORM_PAGE.format(text="Green tea is steamed or pan-fired soon after picking, so its leaves stay green. " * 4)]
+    with open(sorted((shared_data / "crawl").glob("*.warc.gz"))[0], "rb") as handle:
+        for record in iter_records(handle, 5_000_000):
+            if isinstance(record, WarcRecord) and record.payload and record.http_status == 200 and record.is_html:
+                htmls.append(decode_html(record.payload, record.charset).html)
+            if len(htmls) == 25:
+                break
+    python_lookup = lxml.html.HTMLParser(collect_ids=False, default_doctype=False, encoding="utf-8",
+                                         remove_comments=True, remove_pis=True)
+    for html in htmls:
+        expected = trafilatura.extract(lxml.html.fromstring(html, parser=python_lookup), include_comments=True) or ""
+        assert extract_text(html) == expected
+    assert type(load_html(htmls[0]).find(".//input")) is lxml.html.HtmlElement  # not lxml.html's InputElement
+
+
+def test_the_extraction_process_inherits_lid176_from_its_parent_instead_of_loading_it(tmp_path, monkeypatch):
+    import shutil
+
+    from thresher.pipeline import langid
+    from thresher.pipeline.prepare.precheck import Precheck
+
+    model = tmp_path / "lid.176.ftz"  # a path no earlier test loaded: nothing cached under it yet
+    shutil.copy(langid.default_model_path(), model)
+    loaded_by = tmp_path / "loaded-by"
+    original = langid._load_fasttext
+
+    def recording_load(path):
+        with open(loaded_by, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return original(path)
+
+    monkeypatch.setattr(langid, "_load_fasttext", recording_load)
+    extractor = PageExtractor(5.0, 1, precheck=Precheck(frozenset({"en"}), 0.9, 1, str(model)))
+    german = page("Die Geschichte des Tees reicht Jahrtausende zurück, und die Bauern pflücken die jungen Blätter. " * 5)
+    try:
+        _, drop, _ = extractor(german.encode(), "utf-8", "https://tee.example/")
+    finally:
+        extractor.close()
+    assert drop is not None and drop.rule == "lang_not_kept_precheck:de"
+    assert loaded_by.read_text().split() == [str(os.getpid())]
