@@ -1,4 +1,5 @@
-"""Stage 2 (rules): cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup.
+"""Stage 2 (rules): URL dedup, cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup, each
+also against earlier runs' outputs (rules.dedup.references).
 
     thresher rules INPUT --output DIR [--config FILE] [--master URL] [--text-field NAME ...]
 
@@ -10,7 +11,10 @@ small-star joins (Kiveris et al. 2014), each round's edges written out to cut th
 heuristics task writes its families' counts and seconds as a small JSON file into DIR's work directory
 (summed into stats.json's `rules`). DIR may be a local path every node sees or any object store URL
 (s3://...): every table, intermediates included, is written as parts from the Python workers
-(pipeline.stagedir.parts), so the JVM needs no connector for the store.
+(pipeline.stagedir.parts), so the JVM needs no connector for the store. Beside the documents it commits
+the keys a later run dedups against (schemas.dedup_keys: MD5 and URL key, band keys, edge-line counts of
+the documents kept), so a reference is read, never hashed again: a run with references adds a scan of their
+keys and joins on MD5, URL key, (band, key) and line key hash, no pairwise comparison.
 """
 
 from __future__ import annotations

@@ -428,9 +428,11 @@ def test_the_second_dump_keeps_no_duplicate_of_the_first_run_s_documents_and_cou
     assert by_rule["exact_duplicate_of_reference"] == REPEATS
     assert by_rule["fuzzy_duplicate_of_reference"] == REPEATS
     assert by_rule["url_duplicate"] == REPEATS + 1  # the refetched pages, and one of the two new pages sharing a URL
-    assert by_rule["line_duplicate_of_reference"] == 2  # 2 footers kept by the first run + 3 here, limit 3
     assert "line_dedup" not in by_rule and "minhash_duplicate" not in by_rule
     rejects = pq.read_table(base / "second-4" / "rejects").to_pylist()
+    # 2 footers kept by the first run + 3 here, limit 3: the last 2 here go (and some of the crawl's own repeated lines)
+    footers_removed = [r for r in rejects if r["rule"] == "line_duplicate_of_reference" and r["content"] == DUMP_FOOTER]
+    assert len(footers_removed) == 2 and by_rule["line_duplicate_of_reference"] >= 2
     against_first = [r for r in rejects if r["rule"] in ("exact_duplicate_of_reference", "fuzzy_duplicate_of_reference")
                      or (r["rule"] == "url_duplicate" and "in this run" not in r["detail"])]
     assert len(against_first) == 3 * REPEATS
@@ -454,8 +456,9 @@ def test_the_second_run_equals_a_single_run_over_both_dumps_minus_the_first_run_
     """The relation: second = (single ∩ dump 2) − displaced, where displaced are the dump 2 documents the single run
     kept in place of a document the first run kept (the single run's reject of that document names them: it kept the
     newer fetch of a URL, or the smaller doc_id of a MinHash cluster). Texts are equal but for the edge lines line
-    dedup removed, where only which copies of a line are kept differs: per line, the first and second runs together
-    keep as many copies as the single run."""
+    dedup removed, where only which copies of a line are kept differs: the first and second runs together keep no
+    more copies of such a line than the limit, and of the footer the dumps share, as many as the single run.
+    (It holds when no duplicate cluster chains through a document the first run dropped, as in these dumps.)"""
     base, runs, first, second = dumps
     single, kept_first, kept_second = _documents(base / "both"), _documents(base / "first"), _documents(base / "second-4")
     second_ids = {row["doc_id"] for row in second}
@@ -466,15 +469,18 @@ def test_the_second_run_equals_a_single_run_over_both_dumps_minus_the_first_run_
     assert set(kept_second) == {doc_id for doc_id in single if doc_id in second_ids} - displaced
     line_removed = {r["content"] for directory in ("both", "second-4", "first")
                     for r in pq.read_table(base / directory / "rejects").to_pylist() if r["rule"].startswith("line_")}
-    assert line_removed == {DUMP_FOOTER}
+    assert DUMP_FOOTER in line_removed
 
     def without_removed_lines(text):
         return [line for line in text.split("\n") if line not in line_removed]
 
     for doc_id, row in kept_second.items():
         assert without_removed_lines(row["text"]) == without_removed_lines(single[doc_id]["text"])
+    both_runs = [*kept_first.values(), *kept_second.values()]
+    for line in line_removed:
+        assert sum(row["text"].split("\n").count(line) for row in both_runs) <= MAX_OCCURRENCES
     footers_single = sum(DUMP_FOOTER in row["text"] for row in single.values())
-    assert footers_single == MAX_OCCURRENCES == sum(DUMP_FOOTER in row["text"] for row in [*kept_first.values(), *kept_second.values()])
+    assert footers_single == MAX_OCCURRENCES == sum(DUMP_FOOTER in row["text"] for row in both_runs)
 
 
 def test_the_second_run_is_the_same_whatever_the_partitioning(dumps):
