@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import random
 import statistics
 import sys
@@ -88,14 +89,12 @@ def main() -> None:
         announce()
         dclm, args.docs, args.repeats, args.master = tiny_data() / "quality" / "dclm", 30, 1, "local[1]"
 
-    from pyspark.sql import SparkSession
-
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers import thresher from this environment
     from thresher.jobs.rules import run_rules
+    from thresher.jobs.session import spark_session
     from thresher.pipeline.config import load_config
 
-    spark = (SparkSession.builder.master(args.master).config("spark.ui.enabled", "false")
-             .config("spark.sql.shuffle.partitions", "8").config("spark.driver.memory", "3g").getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = spark_session("bench-reference-dedup", load_config().spark, args.master)
     first, second = two_dumps(args.docs, dclm)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

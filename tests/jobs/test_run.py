@@ -521,3 +521,15 @@ def test_a_16_page_crawl_finishes_the_default_pipeline(spark, shared_data, tmp_p
         assert "the page_type model has no label ['article']" in err and "documents kept" in err
     select = json.loads((out / "select" / "stats.json").read_text())
     assert select["documents_out"] > 0 and (out / "export" / "manifest.json").is_file()
+
+
+def test_a_reference_that_is_no_rules_stage_fails_before_spark(tmp_path, shared_data, capsys):
+    from thresher.jobs import cli
+
+    (tmp_path / "earlier").mkdir()
+    code = cli.main(["run", str(shared_data / "crawl" / "pages-00000.warc.gz"), "--output", str(tmp_path / "run"),
+                     "--set", f"rules.dedup.references=[{tmp_path / 'earlier'}]"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("thresher run: error: rules.dedup.references[0]: ") and "no committed stage output" in err[0]
+    assert not (tmp_path / "run" / "prepare").exists()
