@@ -263,7 +263,8 @@ def _url_and_exact_dedup(docs, url_dedup: bool, references: _ReferenceKeys | Non
     """(the documents that no earlier copy displaces, with a url_key column; their keys: doc_id, md5, url_key,
     fetch_time; rejects). In this order: a reference keeps a document of the same MD5
     (exact_duplicate_of_reference), or of the same normalised URL (url_duplicate); then, among the rest,
-    one document per normalised URL, the newest fetch (WARC-Date; ties: the smallest doc_id) kept (url_duplicate).
+    one document per normalised URL, the newest fetch (WARC-Date; a date that does not parse is older than any
+    that does; ties: the smallest doc_id) kept (url_duplicate).
     A reference's copy is kept whatever its date: it is published already."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -286,7 +287,7 @@ def _url_and_exact_dedup(docs, url_dedup: bool, references: _ReferenceKeys | Non
         for earlier in verdicts:
             rest = rest.join(earlier.select("doc_id"), "doc_id", "left_anti")
         newest_first = Window.partitionBy("url_key").orderBy(
-            F.to_timestamp("fetch_time").desc_nulls_last(), F.col("fetch_time").desc_nulls_last(), "doc_id")
+            F.try_to_timestamp(F.col("fetch_time")).desc_nulls_last(), F.col("fetch_time").desc_nulls_last(), "doc_id")
         ranked = rest.withColumn("rank", F.row_number().over(newest_first)).withColumn("kept", F.first("doc_id").over(newest_first))
         verdicts.append(ranked.filter(F.col("rank") > 1).select(
             "doc_id", F.lit(URL_RULE).alias("rule"), F.format_string("kept %s in this run", "kept").alias("detail")))

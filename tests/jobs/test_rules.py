@@ -363,20 +363,22 @@ def _write_documents(rows, directory, files: int = 1):
 
 def _two_dumps(shared_data):
     """Dump 1: 30 pages of the shared crawl (their main text, extraction/ground-truth.json). Dump 2, fetched later:
-    12 new pages, and of dump 1's pages REPEATS exact copies at changed URLs, REPEATS edited copies (~3% of the
-    words) at changed URLs and REPEATS edited copies at the same URL written another way; two of its new pages share
-    a URL. DUMP_FOOTER ends 2 pages of dump 1 and 3 new pages of dump 2."""
+    14 new pages, and of dump 1's pages REPEATS exact copies at changed URLs, REPEATS edited copies (~3% of the
+    words) at changed URLs and REPEATS edited copies at the same URL written another way; two new pages repeat two
+    others' URLs (one a day later, one with an unparsable WARC-Date). DUMP_FOOTER ends 2 pages of dump 1 and 3 new pages of dump 2."""
     truth = json.loads((shared_data / "extraction/ground-truth.json").read_text(encoding="utf-8"))["scrapinghub"]
     config = load_config()
     filters = build_filters(config.rules, load_resources(config.rules, config.resolve_path))
     pages = [(url, entry["articleBody"]) for url, entry in sorted(truth.items())
              if 300 < len(entry["articleBody"].split()) < 3000 and first_drop(filters, DocumentView(entry["articleBody"], "en")) is None]
-    old, new = pages[:30], pages[30:43]
-    assert len(new) == 13
+    old, new = pages[:30], pages[30:44]
+    assert len(new) == 14
     first = [(f"one-{i}", url, OLD_FETCH, text + ("\n" + DUMP_FOOTER if i < 2 else "")) for i, (url, text) in enumerate(old)]
     second = [(f"two-{i}", url, NEW_FETCH, text + ("\n" + DUMP_FOOTER if i < 3 else "")) for i, (url, text) in enumerate(new[:12])]
     # The same URL as two-11 written another way, fetched a day later, with another text: the newer fetch is kept.
     second.append(("two-later", new[11][0] + "#top", "2024-03-06T08:00:00Z", new[12][1]))
+    # two-9's URL again, with a WARC-Date that does not parse (as real WARCs have): the dated fetch is kept.
+    second.append(("two-undated", new[9][0], "2019-03-65T00:00:00Z", new[13][1]))
     for i in range(REPEATS):
         name, url, _, text = first[2 + i]
         second.append((f"two-exact-{i}", f"https://mirror.example.net/{name}", NEW_FETCH, text))
@@ -427,7 +429,7 @@ def test_the_second_dump_keeps_no_duplicate_of_the_first_run_s_documents_and_cou
     by_rule = runs["second-4"]["rejects_by_rule"]
     assert by_rule["exact_duplicate_of_reference"] == REPEATS
     assert by_rule["fuzzy_duplicate_of_reference"] == REPEATS
-    assert by_rule["url_duplicate"] == REPEATS + 1  # the refetched pages, and one of the two new pages sharing a URL
+    assert by_rule["url_duplicate"] == REPEATS + 2  # the refetched pages, and one of each two new pages sharing a URL
     assert "line_dedup" not in by_rule and "minhash_duplicate" not in by_rule
     rejects = pq.read_table(base / "second-4" / "rejects").to_pylist()
     # 2 footers kept by the first run + 3 here, limit 3: the last 2 here go (and some of the crawl's own repeated lines)
@@ -439,8 +441,9 @@ def test_the_second_dump_keeps_no_duplicate_of_the_first_run_s_documents_and_cou
     for reject in against_first:  # each names the first run's kept copy and the run
         kept_id, run = reject["detail"].removeprefix("kept ").split(" in ")
         assert kept_id in kept_first and run == str(base / "first")
-    assert {r["detail"] for r in rejects if r["rule"] == "url_duplicate" and "in this run" in r["detail"]} == {
-        f"kept {_doc_id('two-later')} in this run"}  # the newer fetch
+    assert {r["doc_id"]: r["detail"] for r in rejects if r["rule"] == "url_duplicate" and "in this run" in r["detail"]} == {
+        _doc_id("two-11"): f"kept {_doc_id('two-later')} in this run",  # the newer fetch
+        _doc_id("two-undated"): f"kept {_doc_id('two-9')} in this run"}  # a date, over none that parses
     from thresher.pipeline.urls import normalized_url
 
     assert not {row["md5"] for row in kept_second.values()} & {row["md5"] for row in kept_first.values()}
