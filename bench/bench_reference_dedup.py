@@ -104,13 +104,18 @@ def main() -> None:
         second_input = _write(second, work / "in-second")
         configs = {"without": load_config(), "with": load_config(overrides={"rules.dedup.references": [str(work / "first")]})}
         seconds: dict[str, list[float]] = {"without": [], "with": []}
+        phases: dict[str, list[dict]] = {"without": [], "with": []}
         for attempt in range(args.repeats):
             for way, config in configs.items():
                 start = time.perf_counter()
                 stats = run_rules(spark, second_input, str(work / f"second-{way}-{attempt}"), config)
                 seconds[way].append(time.perf_counter() - start)
+                phases[way].append(stats["details"]["timings"])
                 print(f"second run {way} reference, #{attempt + 1}: {seconds[way][-1]:.1f}s, {stats['documents_out']} kept, "
                       f"rejects {json.dumps(stats['rejects_by_rule'], sort_keys=True)}")
+    for way, timings in phases.items():
+        print(f"phases {way} reference, median s: " + ", ".join(
+            f"{name.removesuffix('_s')} {statistics.median(run.get(name, 0.0) for run in timings):.1f}" for name in timings[0]))
     without, with_reference = statistics.median(seconds["without"]), statistics.median(seconds["with"])
     print(f"second run, median of {args.repeats}: without reference {without:.1f}s, with reference {with_reference:.1f}s: "
           f"{with_reference / without:.2f}x (limit {LIMIT}x)")
