@@ -567,7 +567,9 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
 
     written_docs = read_written(spark, output, "documents")
     phase = time.perf_counter()
-    _write_dedup_keys(written_docs.select("doc_id"), keys, kept_bands, kept_lines, output)
+    # The output's ids read once (a read of documents/ brings their texts too), for the three tables' semi-joins.
+    output_ids = write_scratch(written_docs.select("doc_id"), output, "output_ids")
+    _write_dedup_keys(output_ids, keys, kept_bands, kept_lines, output)
     timings["dedup_keys_s"] = round(time.perf_counter() - phase, 3)
     written_rejects = read_written(spark, output, "rejects")
     by_rule = {row["rule"]: row["count"] for row in written_rejects.groupBy("rule").count().collect()}
