@@ -1,4 +1,5 @@
-"""Stage 2 (rules): cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup.
+"""Stage 2 (rules): URL dedup, cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup, each
+also against earlier runs' outputs (rules.dedup.references).
 
     thresher rules INPUT --output DIR [--config FILE] [--master URL] [--text-field NAME ...]
 
@@ -11,13 +12,17 @@ small-star joins (Kiveris et al. 2014), each round's edges written out to cut th
 heuristics task writes its families' counts and seconds as a small JSON file into DIR's work directory
 (summed into stats.json's `rules`). DIR may be a local path every node sees or any object store URL
 (s3://...): every table, intermediates included, is written as parts from the Python workers
-(pipeline.stagedir.parts), so the JVM needs no connector for the store.
+(pipeline.stagedir.parts), so the JVM needs no connector for the store. Beside the documents it commits
+the keys a later run dedups against (schemas.dedup_keys: MD5 and URL key, band keys, edge-line counts of
+the documents kept), so a reference is read, never hashed again: a run with references adds a scan of their
+keys and joins on MD5, URL key, (band, key) and line key hash, no pairwise comparison.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -39,17 +44,30 @@ from thresher.jobs.stage_job import StageJob, reject_rows
 from thresher.pipeline.config import Config, ConfigError, RulesConfig
 from thresher.pipeline.filters import SKIPPED, rule_stats_report
 from thresher.pipeline.process_cache import ProcessCache
+from thresher.pipeline.rules.references import DEDUP_KEYS_DETAIL, Reference, dedup_key_settings, resolve_references
 from thresher.pipeline.stagedir import StageOutput, storage, write_whole
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
-from thresher.pipeline.stagedir.parts import read_written, write_parts, write_scratch
+from thresher.pipeline.stagedir.parts import read_parts, read_written, write_parts, write_scratch
 from thresher.schemas import extend, to_spark_schema
 from thresher.schemas.clusters import CLUSTERS
+from thresher.schemas.dedup_keys import (
+    DEDUP_BANDS,
+    DEDUP_BANDS_TABLE,
+    DEDUP_DOCS,
+    DEDUP_DOCS_TABLE,
+    DEDUP_LINES,
+    DEDUP_LINES_TABLE,
+)
 from thresher.schemas.documents import PREPARED, RULES
-from thresher.schemas.rejects import REJECT
+from thresher.schemas.rejects import LINE_DUPLICATE_OF_REFERENCE, REJECT, is_line_rule
 
 STAGE = "rules"
 LINE_DEDUP_RULE = "line_dedup"
 MINHASH_RULE = "minhash_duplicate"
+URL_RULE = "url_duplicate"  # another fetch of the same normalised URL is kept (newer, or a reference's)
+EXACT_REFERENCE_RULE = "exact_duplicate_of_reference"  # a reference keeps a document of the same MD5
+FUZZY_REFERENCE_RULE = "fuzzy_duplicate_of_reference"  # shares an LSH band key with a reference's document
+LINE_REFERENCE_RULE = LINE_DUPLICATE_OF_REFERENCE  # a line this run alone would keep, over the limit with the references'
 _WORK_DIR = "_work"  # intermediate Parquet inside the output directory, removed before the commit
 _MAX_COMPONENT_ROUNDS = 50
 
@@ -240,23 +258,108 @@ class _ClusterMembers:
 # --- DataFrame stages ---------------------------------------------------------------------------
 
 
-def _line_dedup(docs, rules: RulesConfig):
-    """(docs with trimmed text and lines_removed_dedup, line reject rows)."""
+def _url_key_udf():
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from thresher.pipeline.urls import normalized_url
+
+    return F.udf(lambda url: normalized_url(url) if url and url.strip() else None, T.StringType())
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReferenceKeys:
+    """The references' committed keys as frames, each row with the `run` (Reference.run) it comes from."""
+
+    docs: object  # doc_id, md5, url_key, fetch_time, run
+    bands: object  # doc_id, band, key, run
+    lines: object  # key_hash, prior: the references' kept occurrences of each edge line key, summed
+
+
+def _reference_keys(spark, references: list[Reference]) -> _ReferenceKeys | None:
+    from pyspark.sql import functions as F
+
+    if not references:
+        return None
+
+    def union(table):
+        return functools.reduce(lambda a, b: a.unionByName(b), [read_parts(spark, reference.stage_dir, table)
+                                                      .withColumn("run", F.lit(reference.run)) for reference in references])
+
+    lines = union(DEDUP_LINES_TABLE).groupBy("key_hash").agg(F.sum("count").cast("long").alias("prior"))
+    return _ReferenceKeys(union(DEDUP_DOCS_TABLE), union(DEDUP_BANDS_TABLE), lines)
+
+
+def _url_and_exact_dedup(docs, url_dedup: bool, references: _ReferenceKeys | None, output: StageOutput):
+    """(the documents that no earlier copy displaces, with a url_key column; their keys: doc_id, md5, url_key,
+    fetch_time; rejects). In this order: a reference keeps a document of the same MD5
+    (exact_duplicate_of_reference), or of the same normalised URL (url_duplicate); then, among the rest,
+    one document per normalised URL, the newest fetch (WARC-Date; a date that does not parse is older than any
+    that does; ties: the smallest doc_id) kept (url_duplicate).
+    A reference's copy is kept whatever its date: it is published already."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    edges = docs.select(
+    keyed = docs.withColumn("url_key", _url_key_udf()("url"))
+    keys = write_scratch(keyed.select("doc_id", "md5", "url_key", "fetch_time"), output, "keys")
+    verdicts = []  # (doc_id, rule, detail) frames, each of documents no earlier one names
+    if references is not None:
+        def kept_by_reference(column, rule):
+            kept = references.docs.filter(F.col(column).isNotNull()).groupBy(column).agg(
+                F.min(F.struct("doc_id", "run")).alias("kept"))
+            return keys.join(kept, column).select(
+                "doc_id", F.lit(rule).alias("rule"), F.format_string("kept %s in %s", "kept.doc_id", "kept.run").alias("detail"))
+
+        verdicts.append(kept_by_reference("md5", EXACT_REFERENCE_RULE))
+        if url_dedup:
+            verdicts.append(kept_by_reference("url_key", URL_RULE).join(verdicts[0].select("doc_id"), "doc_id", "left_anti"))
+    if url_dedup:
+        rest = keys.filter(F.col("url_key").isNotNull())
+        for earlier in verdicts:
+            rest = rest.join(earlier.select("doc_id"), "doc_id", "left_anti")
+        newest_first = Window.partitionBy("url_key").orderBy(
+            F.try_to_timestamp(F.col("fetch_time")).desc_nulls_last(), F.col("fetch_time").desc_nulls_last(), "doc_id")
+        ranked = rest.withColumn("rank", F.row_number().over(newest_first)).withColumn("kept", F.first("doc_id").over(newest_first))
+        verdicts.append(ranked.filter(F.col("rank") > 1).select(
+            "doc_id", F.lit(URL_RULE).alias("rule"), F.format_string("kept %s in this run", "kept").alias("detail")))
+    if not verdicts:
+        return keyed, keys, None
+    dropped = write_scratch(functools.reduce(lambda a, b: a.unionByName(b), verdicts), output, "displaced")
+    rejects = reject_rows(keyed.join(dropped, "doc_id"), STAGE, F.col("rule"), F.col("detail"))
+    return keyed.join(dropped.select("doc_id"), "doc_id", "left_anti"), keys, rejects
+
+
+def _line_dedup(docs, rules: RulesConfig, output: StageOutput, reference_lines=None):
+    """(docs with trimmed text and lines_removed_dedup, line reject rows, the edge lines kept: doc_id, key_hash).
+
+    `reference_lines` (key_hash, prior): occurrences the references kept, counted as earlier than any of
+    this run's: a key's occurrence ranked r here (by doc_id, line_no) is removed when prior + r exceeds the limit.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    edges = write_scratch(docs.select(
         "doc_id", "url", "warc_path", F.explode(_edge_lines_udf(rules.line_dedup_edge_lines)("text")).alias("e")
-    ).select("doc_id", "url", "warc_path", "e.line_no", "e.key", "e.line")
+    ).select("doc_id", "url", "warc_path", "e.line_no", "e.key", "e.line", F.xxhash64("e.key").alias("key_hash")),
+        output, "edges")
     limit = rules.line_dedup_max_occurrences
-    frequent = edges.groupBy("key").count().filter(F.col("count") > limit)
+    counts = edges.groupBy("key", "key_hash").count()
+    if reference_lines is None:
+        counts = counts.withColumn("prior", F.lit(0).cast("long"))
+    else:
+        counts = counts.join(reference_lines, "key_hash", "left").fillna(0, ["prior"])
+    frequent = counts.filter(F.col("count") + F.col("prior") > limit).drop("key_hash")
     # Only lines over the limit are ranked; "first" = smallest (doc_id, line_no), whatever the partitioning.
     ranked = edges.join(frequent, "key").withColumn(
         "occurrence", F.row_number().over(Window.partitionBy("key").orderBy("doc_id", "line_no"))
     )
-    removed = ranked.filter(F.col("occurrence") > limit)
-    line_rejects = reject_rows(removed, STAGE, LINE_DEDUP_RULE,
-                               F.format_string("line %d; seen %d times in edge lines", "line_no", "count"), F.col("line"))
+    removed = ranked.filter(F.col("occurrence") + F.col("prior") > limit)
+    seen = F.format_string("line %d; seen %d times in edge lines", "line_no", "count")
+    line_rejects = reject_rows(
+        removed, STAGE, F.when(F.col("occurrence") > limit, LINE_DEDUP_RULE).otherwise(LINE_REFERENCE_RULE),
+        F.when(F.col("prior") == 0, seen).otherwise(F.concat(seen, F.format_string(", %d more in references", "prior"))),
+        F.col("line"))
+    kept_lines = edges.join(removed.select("doc_id", "line_no"), ["doc_id", "line_no"], "left_anti").select("doc_id", "key_hash")
     per_doc = removed.groupBy("doc_id").agg(F.collect_list("line_no").alias("removed_lines"))
     trimmed = (
         docs.join(per_doc, "doc_id", "left")
@@ -265,7 +368,7 @@ def _line_dedup(docs, rules: RulesConfig):
         .withColumn("lines_removed_dedup", F.col("trim.removed"))
         .drop("trim", "removed_lines")
     )
-    return trimmed, line_rejects
+    return trimmed, line_rejects, kept_lines
 
 
 def _large_star(edges):
@@ -320,8 +423,28 @@ def _connected_components(edges, output: StageOutput) -> tuple[object, int]:
     return edges.selectExpr("b AS doc_id", "a AS cluster"), rounds
 
 
-def _minhash(docs, rules: RulesConfig, output: StageOutput):
-    """(cluster labels of duplicates: doc_id, cluster; statistics dict)."""
+def _reference_duplicates(bands, reference_bands, rules: RulesConfig):
+    """(doc_id, kept_doc_id, kept_run): the documents of `bands` sharing a band key with a reference document,
+    each naming the smallest (doc_id, run) it shares one with. A bucket that holds more than
+    rules.minhash_max_bucket documents, references' and this run's together, links nothing (as in one run).
+    One scan of the references' band keys and a join on (band, key): no pair is compared."""
+    from pyspark.sql import functions as F
+
+    reference_buckets = reference_bands.groupBy("band", "key").agg(
+        F.count("*").alias("reference_size"), F.min(F.struct("doc_id", "run")).alias("kept"))
+    here = bands.groupBy("band", "key").agg(F.count("*").alias("size"))
+    linked = (bands.join(reference_buckets, ["band", "key"]).join(here, ["band", "key"])
+              .filter(F.col("reference_size") + F.col("size") <= rules.minhash_max_bucket))
+    return linked.groupBy("doc_id").agg(F.min("kept").alias("kept")).select(
+        "doc_id", F.col("kept.doc_id").alias("kept_doc_id"), F.col("kept.run").alias("kept_run"))
+
+
+def _minhash(docs, rules: RulesConfig, output: StageOutput, reference_bands=None):
+    """(cluster labels of duplicates: doc_id, cluster; statistics dict; duplicates of the references' documents:
+    doc_id, kept_doc_id, kept_run, or None without references; the band keys of the documents neither drops).
+
+    A document that duplicates a reference's is dropped before the run's own documents are clustered, so it
+    links none of them together."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -332,7 +455,11 @@ def _minhash(docs, rules: RulesConfig, output: StageOutput):
             T.StructField("key", T.LongType(), False),
         ]
     )
-    bands = write_scratch(docs.select("doc_id", "text", "lang").mapInPandas(_BandKeys(rules), band_schema), output, "bands")
+    all_bands = write_scratch(docs.select("doc_id", "text", "lang").mapInPandas(_BandKeys(rules), band_schema), output, "bands")
+    bands, reference_dups = all_bands, None
+    if reference_bands is not None:
+        reference_dups = write_scratch(_reference_duplicates(all_bands, reference_bands, rules), output, "reference_dups")
+        bands = all_bands.join(reference_dups.select("doc_id"), "doc_id", "left_anti")
     buckets = bands.groupBy("band", "key").agg(F.count("*").alias("size"), F.min("doc_id").alias("root"))
     giant = buckets.filter(F.col("size") > rules.minhash_max_bucket)
     shared = buckets.filter((F.col("size") > 1) & (F.col("size") <= rules.minhash_max_bucket))
@@ -347,13 +474,14 @@ def _minhash(docs, rules: RulesConfig, output: StageOutput):
     sizes = labels.groupBy("cluster").count().groupBy((F.col("count") + 1).alias("size")).count().collect()
     giant_docs = bands.join(giant.select("band", "key"), ["band", "key"]).select("doc_id").distinct().count()
     stats = {
-        "minhash_documents_hashed": bands.select("doc_id").distinct().count(),
+        "minhash_documents_hashed": all_bands.select("doc_id").distinct().count(),
         "minhash_component_rounds": rounds,
         "minhash_giant_buckets": giant.count(),
         "minhash_documents_in_giant_buckets": giant_docs,
         "minhash_cluster_sizes": {str(row["size"]): row["count"] for row in sorted(sizes, key=lambda r: r["size"])},
     }
-    return labels, stats
+    kept_bands = bands.join(labels.select("doc_id"), "doc_id", "left_anti")
+    return labels, stats, reference_dups, kept_bands
 
 
 def _cluster_sizes(labels):
@@ -398,6 +526,8 @@ def executor_paths(config: Config) -> list[tuple[str, str]]:
     """What stage 2's tasks open besides INPUT and --output: the rules' files and the lid model."""
     rules = resolved_rules_config(config)
     files = [(f"rules.{name}.{field}", getattr(getattr(rules, name), field)) for name, field in _FILES]
+    files += [(f"rules.dedup.references[{index}]", config.resolve_path(location))
+              for index, location in enumerate(config.rules.dedup.references)]
     return [*files, ("prepare.lid_model_path", config.resolve_path(config.prepare.lid_model_path))]
 
 
@@ -417,6 +547,7 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     resources = load_resources(rules, str)  # resolved already; missing word lists fail here, before any Spark work
     stage_filters(rules, resources)  # a custom filter that cannot be made: one line here
     source = resolve_source(input_dir, with_limits(fields, config))
+    references = reference_stages(config)
     output = StageOutput(output_dir)
     output.begin()
     timings = {}
@@ -429,8 +560,13 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
                            rejects_dir=rejects_dir, stage=STAGE)
     docs = read.select(*PREPARED.names)  # the input's own columns join the survivors again at the end
     input_rejects = parse_rejects(spark, rejects_dir)  # JSONL lines that are no document
+    reference_keys = _reference_keys(spark, references)
     phase = time.perf_counter()
-    trimmed, line_rejects = _line_dedup(docs, rules)
+    fresh, keys, displaced_rejects = _url_and_exact_dedup(docs, rules.dedup.url, reference_keys, output)
+    timings["url_and_reference_exact_dedup_s"] = round(time.perf_counter() - phase, 3)
+    phase = time.perf_counter()
+    trimmed, line_rejects, kept_lines = _line_dedup(fresh, rules, output,
+                                                    None if reference_keys is None else reference_keys.lines)
     rule_stats_dir = output.work_location("rule_stats")
     judge = _HeuristicJudge(rules, rule_stats_dir)
     judged_schema = T.StructType(
@@ -446,13 +582,19 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     kept = judged.filter(F.col("drop_rule").isNull())
 
     phase = time.perf_counter()
-    labels, minhash_stats = _minhash(kept, rules, output)
+    labels, minhash_stats, reference_dups, kept_bands = _minhash(
+        kept, rules, output, None if reference_keys is None else reference_keys.bands)
     timings["minhash_s"] = round(time.perf_counter() - phase, 3)
 
     phase = time.perf_counter()
     clustered = kept.join(labels, "doc_id", "left")
+    if reference_dups is None:
+        clustered = clustered.withColumn("kept_doc_id", F.lit(None).cast("string"))
+    else:
+        clustered = clustered.join(reference_dups, "doc_id", "left")
     sizes = _cluster_sizes(labels).withColumnRenamed("cluster", "doc_id")
-    survivors = (clustered.filter(F.col("cluster").isNull()).withColumn("minhash_cluster", F.col("doc_id"))
+    survivors = (clustered.filter(F.col("cluster").isNull() & F.col("kept_doc_id").isNull())
+                 .withColumn("minhash_cluster", F.col("doc_id"))
                  .join(sizes, "doc_id", "left").withColumn("minhash_cluster_size", F.coalesce("cluster_size", F.lit(1))))
     documents = _conform(survivors, RULES)
     if own_columns:  # each doc_id is one document (documents_frame refuses repeated ids)
@@ -465,28 +607,42 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
                                     F.concat(F.lit("kept "), F.col("cluster")))
     rejects = (heuristic_rejects.unionByName(duplicate_rejects).unionByName(line_rejects)
                .unionByName(_conform(input_rejects, REJECT)))
+    if reference_dups is not None:
+        rejects = rejects.unionByName(reject_rows(
+            clustered.filter(F.col("kept_doc_id").isNotNull()), STAGE, FUZZY_REFERENCE_RULE,
+            F.format_string("kept %s in %s", "kept_doc_id", "kept_run")))
+    if displaced_rejects is not None:
+        rejects = rejects.unionByName(displaced_rejects)
     write_parts(rejects.orderBy("doc_id", "rule", "detail"), output, "rejects")
     write_parts(_cluster_table(kept, labels, rules, input_dir).orderBy("cluster_id", "doc_id"), output, "clusters")
     timings["write_s"] = round(time.perf_counter() - phase, 3)
 
     written_docs = read_written(spark, output, "documents")
+    phase = time.perf_counter()
+    # The output's ids read once (a read of documents/ brings their texts too), for the three tables' semi-joins.
+    output_ids = write_scratch(written_docs.select("doc_id"), output, "output_ids")
+    _write_dedup_keys(output_ids, keys, kept_bands, kept_lines, output)
+    timings["dedup_keys_s"] = round(time.perf_counter() - phase, 3)
     written_rejects = read_written(spark, output, "rejects")
     by_rule = {row["rule"]: row["count"] for row in written_rejects.groupBy("rule").count().collect()}
     # Line-dedup removals in the documents that survive (lines_removed also counts dropped documents').
     lines_removed_in_documents_out = written_docs.agg(F.sum("lines_removed_dedup")).first()[0] or 0
     details = {
-        "documents_rejected": sum(n for rule, n in by_rule.items() if rule != LINE_DEDUP_RULE),
-        "lines_removed": by_rule.get(LINE_DEDUP_RULE, 0),
+        "documents_rejected": sum(n for rule, n in by_rule.items() if not is_line_rule(rule)),
+        "lines_removed": sum(n for rule, n in by_rule.items() if is_line_rule(rule)),
         "lines_removed_in_documents_out": lines_removed_in_documents_out,
         "documents_with_lines_removed": judged.filter(F.col("lines_removed_dedup") > 0).count(),
         **minhash_stats,
+        "references": [reference.run for reference in references],
+        DEDUP_KEYS_DETAIL: dedup_key_settings(rules),
         "timings": timings,
     }
     documents_read = docs.count()
-    judged_count = next(iter(rule_stats.values())).seen  # the first rule sees every document
-    if judged_count != documents_read:
-        raise RuntimeError(f"stage 2 lost track of the heuristics' counts: {judged_count} documents judged of "
-                           f"{documents_read}; output left uncommitted in {output_dir}")
+    judged_count = next(iter(rule_stats.values())).seen  # the first rule sees every document no earlier copy displaced
+    displaced = by_rule.get(URL_RULE, 0) + by_rule.get(EXACT_REFERENCE_RULE, 0)
+    if judged_count + displaced != documents_read:
+        raise RuntimeError(f"stage 2 lost track of the heuristics' counts: {judged_count} documents judged and "
+                           f"{displaced} displaced by earlier copies of {documents_read}; output left uncommitted in {output_dir}")
     documents_in = documents_read + by_rule.get(INPUT_PARSE_ERROR, 0)  # unparsable lines are input records too
     stats = output.commit_stats(STAGE, config, [input_dir], documents_in, sum(part.rows for part in documents_written),
                                 dict(sorted(by_rule.items())), details,
@@ -495,12 +651,32 @@ def run_rules(spark, input_dir: str, output_dir: str, config: Config, fields: Fi
     return stats
 
 
+def _write_dedup_keys(output_ids, keys, kept_bands, kept_lines, output: StageOutput) -> None:
+    """Commit what a later run reads to dedup against this one's documents (schemas.dedup_keys), so they
+    are never hashed again: their MD5s and URL keys, their band keys, and their edge lines' counts."""
+    from pyspark.sql import functions as F
+
+    docs = keys.join(output_ids, "doc_id", "left_semi")
+    write_parts(_conform(docs, DEDUP_DOCS).orderBy("doc_id"), output, DEDUP_DOCS_TABLE)
+    write_parts(_conform(kept_bands.join(output_ids, "doc_id", "left_semi"), DEDUP_BANDS).orderBy("doc_id", "band"),
+                output, DEDUP_BANDS_TABLE)
+    lines = kept_lines.join(output_ids, "doc_id", "left_semi").groupBy("key_hash").agg(F.count("*").alias("count"))
+    write_parts(_conform(lines, DEDUP_LINES).orderBy("key_hash"), output, DEDUP_LINES_TABLE)
+
+
+def reference_stages(config: Config) -> list[Reference]:
+    """The configured references (rules.dedup.references, relative to the config file's directory), each a
+    committed rules stage whose keys match this run's settings; ConfigError (one line) naming the one that is not."""
+    return resolve_references([config.resolve_path(location) for location in config.rules.dedup.references], config.rules)
+
+
 def _check(args: argparse.Namespace, config: Config) -> None:
-    """Before Spark starts: the custom filters made, the input's own columns against thresher's."""
+    """Before Spark starts: the custom filters made, the input's own columns against thresher's, the references."""
     from thresher.pipeline.rules.heuristics import load_resources
 
     rules = resolved_rules_config(config)
     stage_filters(rules, load_resources(rules, str))
+    reference_stages(config)
     stage_kept_fields(resolve_source(args.input, with_limits(fields_from_args(args), config)), PREPARED, config, STAGE)
 
 

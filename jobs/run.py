@@ -316,7 +316,7 @@ def _run(args: argparse.Namespace) -> int:
     from thresher.jobs.export import check_export_config
     from thresher.jobs.prepare import executor_paths as prepare_paths
     from thresher.jobs.rules import executor_paths as rules_paths
-    from thresher.jobs.rules import resolved_rules_config, stage_filters
+    from thresher.jobs.rules import reference_stages, resolved_rules_config, stage_filters
     from thresher.jobs.selection import check_select_config
     from thresher.jobs.tag import check_benchmarks, configured_taggers, custom_taggers, resolve_taggers
     from thresher.jobs.tag import executor_paths as tag_paths
@@ -351,6 +351,7 @@ def _run(args: argparse.Namespace) -> int:
     custom_taggers(config, resolve_taggers(config, args.models_dir))
     check_benchmarks(config)
     stage_filters(resolved_rules_config(config), load_resources(resolved_rules_config(config), str))
+    reference_stages(config)  # rules.dedup.references: committed rules stages with keys made as this run makes them
     models_dir = args.models_dir or _configured_models_dir(config)
     check_select_config(config, configured_taggers(config, models_dir, digests=False) if models_dir else None)
     task_paths = [("--output", args.output), *input_paths, *rules_paths(config),

@@ -277,6 +277,17 @@ class PluginConfig:
 
 
 @dataclass(frozen=True)
+class DedupConfig:
+    """Stage 2's dedup beyond one run's documents: URL dedup, and earlier runs' outputs as references."""
+
+    url: bool = True  # one document per normalised URL (pipeline.urls.normalized_url), the newest fetch kept
+    # Earlier runs (a `thresher run` directory or its rules/ stage) whose kept documents count as already kept:
+    # a new document duplicating one (exact, URL, line, MinHash) is a reject naming it. Read from the keys
+    # each rules stage commits (dedup_docs, dedup_bands, dedup_lines), never re-hashed.
+    references: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RulesConfig:
     """Stage 2: line-level dedup, heuristic filters, MinHash-LSH."""
 
@@ -298,6 +309,7 @@ class RulesConfig:
     structure: StructureConfig = field(default_factory=StructureConfig)
     zh: ChineseRulesConfig = field(default_factory=ChineseRulesConfig)
     custom_filters: list[PluginConfig] = field(default_factory=list)  # run after the built-in filters, in order
+    dedup: DedupConfig = field(default_factory=DedupConfig)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ REJECT = pa.schema(
 
 CONTENT_SNIPPET_CHARS = 500  # enough of a removed page to audit the decision, small enough to store
 
-LINE_RULES = ("line_dedup",)  # line rejects besides the taggers' `<tagger>_line`: lines, not documents
+LINE_DUPLICATE_OF_REFERENCE = "line_duplicate_of_reference"  # line dedup against earlier runs (rules.dedup.references)
+LINE_RULES = ("line_dedup", LINE_DUPLICATE_OF_REFERENCE)  # line rejects besides the taggers' `<tagger>_line`: lines, not documents
 
 
 def is_line_rule(rule: str) -> bool:

@@ -17,6 +17,7 @@ from thresher.pipeline.rules.clusters import KEPT_RULE
 from thresher.pipeline.rules.heuristics import DocumentView, build_filters, load_resources
 from thresher.pipeline.stagedir import COMMITTED_MARKER, read_commit
 from thresher.schemas.clusters import CLUSTERS
+from thresher.schemas.dedup_keys import DEDUP_BANDS_TABLE, DEDUP_DOCS_TABLE, DEDUP_LINES_TABLE
 from thresher.schemas.documents import PREPARED, RULES
 from thresher.schemas.rejects import REJECT
 from thresher.schemas.stats import read_stats
@@ -24,6 +25,7 @@ from thresher.schemas.stats import read_stats
 FOOTER = "Subscribe to our newsletter for weekly updates on all our stories"
 FOOTER_COPIES = 10
 MAX_OCCURRENCES = 3
+DEDUP_TABLES = (DEDUP_DOCS_TABLE, DEDUP_BANDS_TABLE, DEDUP_LINES_TABLE)
 
 
 def _doc_id(name: str) -> str:
@@ -198,7 +200,8 @@ def test_rules_commits_to_s3_the_same_objects_it_commits_to_local_disk(runs, spa
     fs, root = storage(f"{s3_url}/rules")
     fs.invalidate_cache(root)
     assert sorted(path[len(root) + 1:] for path in fs.find(root)) == sorted(
-        ["_COMMITTED", "stats.json", *(part.name for table in ("documents", "rejects", "clusters") for part in on_s3.parts(table))])
+        ["_COMMITTED", "stats.json", *(part.name for table in ("documents", "rejects", "clusters", *DEDUP_TABLES)
+                                       for part in on_s3.parts(table))])
     assert copies_and_renames == []
 
 
@@ -391,3 +394,193 @@ def test_the_report_shows_the_clusters_and_their_diffs_in_headless_chromium(runs
     image = Image.open(shot).convert("L")
     rows_with_ink = sum(1 for y in range(image.height) if min(image.crop((0, y, image.width, y + 1)).getdata()) < 128)
     assert image.size == (1200, 900) and rows_with_ink > 200, rows_with_ink
+
+
+# --- two dumps in sequence: the second deduplicated against the first run's output ------------------------
+
+DUMP_FOOTER = "Follow our newsroom on social media for the latest headlines every day"
+OLD_FETCH, NEW_FETCH = "2024-01-10T08:00:00Z", "2024-03-05T08:00:00Z"
+REPEATS = 4  # of the first dump's pages, per kind of repeat in the second
+
+
+def _dump_rows(pages):
+    """PREPARED rows of (name, url, fetch_time, text) pages, each doc_id a hash of its name (as random as a crawl's)."""
+    return [{"doc_id": _doc_id(name), "url": url, "domain": url.split("/")[2].lower(), "warc_path": f"{name.split('-')[0]}.warc.gz",
+             "warc_record_id": f"<urn:uuid:{name}>", "fetch_time": fetched, "text": text, "lang": "en", "lang_score": 0.99,
+             "md5": hashlib.md5(text.encode()).hexdigest()} for name, url, fetched, text in pages]
+
+
+def _write_documents(rows, directory, files: int = 1):
+    table = pa.Table.from_pylist(rows, schema=PREPARED)
+    (directory / "documents").mkdir(parents=True)
+    step = -(-len(table) // files)
+    for part in range(files):
+        pq.write_table(table.slice(part * step, step), directory / "documents" / f"part-{part}.parquet")
+    (directory / COMMITTED_MARKER).write_text("{}")
+    return directory
+
+
+def _two_dumps(shared_data):
+    """Dump 1: 30 pages of the shared crawl (their main text, extraction/ground-truth.json). Dump 2, fetched later:
+    14 new pages, and of dump 1's pages REPEATS exact copies at changed URLs, REPEATS edited copies (~3% of the
+    words) at changed URLs and REPEATS edited copies at the same URL written another way; two new pages repeat two
+    others' URLs (one a day later, one with an unparsable WARC-Date). DUMP_FOOTER ends 2 pages of dump 1 and 3 new pages of dump 2."""
+    truth = json.loads((shared_data / "extraction/ground-truth.json").read_text(encoding="utf-8"))["scrapinghub"]
+    config = load_config()
+    filters = build_filters(config.rules, load_resources(config.rules, config.resolve_path))
+    pages = [(url, entry["articleBody"]) for url, entry in sorted(truth.items())
+             if 300 < len(entry["articleBody"].split()) < 3000 and first_drop(filters, DocumentView(entry["articleBody"], "en")) is None]
+    old, new = pages[:30], pages[30:44]
+    assert len(new) == 14
+    first = [(f"one-{i}", url, OLD_FETCH, text + ("\n" + DUMP_FOOTER if i < 2 else "")) for i, (url, text) in enumerate(old)]
+    second = [(f"two-{i}", url, NEW_FETCH, text + ("\n" + DUMP_FOOTER if i < 3 else "")) for i, (url, text) in enumerate(new[:12])]
+    # The same URL as two-11 written another way, fetched a day later, with another text: the newer fetch is kept.
+    second.append(("two-later", new[11][0] + "#top", "2024-03-06T08:00:00Z", new[12][1]))
+    # two-9's URL again, with a WARC-Date that does not parse (as real WARCs have): the dated fetch is kept.
+    second.append(("two-undated", new[9][0], "2019-03-65T00:00:00Z", new[13][1]))
+    for i in range(REPEATS):
+        name, url, _, text = first[2 + i]
+        second.append((f"two-exact-{i}", f"https://mirror.example.net/{name}", NEW_FETCH, text))
+        name, url, _, text = first[2 + REPEATS + i]
+        second.append((f"two-edited-{i}", f"https://mirror.example.net/{name}/amp", NEW_FETCH, _near_copy(text, i)))
+        name, url, _, text = first[2 + 2 * REPEATS + i]
+        moved = url.replace("http://", "HTTP://", 1).replace("https://", "HTTPS://", 1) + "?utm_source=newsletter#comments"
+        second.append((f"two-refetched-{i}", moved, NEW_FETCH, _near_copy(text, 10 + i)))
+    return _dump_rows(first), _dump_rows(second)
+
+
+@pytest.fixture(scope="module")
+def dumps(spark, shared_data, tmp_path_factory):
+    """Rules over dump 1; over dump 2 with dump 1's run as reference (at 4 and 1 shuffle partitions); and one
+    single run over both dumps."""
+    first, second = _two_dumps(shared_data)
+    base = tmp_path_factory.mktemp("dumps")
+    overrides = {"rules.line_dedup_max_occurrences": MAX_OCCURRENCES}
+    runs = {"first": run_rules(spark, str(_write_documents(first, base / "in-first")), str(base / "first"),
+                               load_config(overrides=overrides))}
+    second_input = _write_documents(second, base / "in-second", files=3)
+    with_reference = load_config(overrides={**overrides, "rules.dedup.references": [str(base / "first")]})
+    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    try:
+        for partitions in (4, 1):
+            spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+            runs[f"second-{partitions}"] = run_rules(spark, str(second_input), str(base / f"second-{partitions}"), with_reference)
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", previous)
+    runs["both"] = run_rules(spark, str(_write_documents(first + second, base / "in-both", files=2)), str(base / "both"),
+                             load_config(overrides=overrides))
+    return base, runs, first, second
+
+
+def _documents(directory):
+    return {row["doc_id"]: row for row in pq.read_table(directory / "documents").to_pylist()}
+
+
+def _shingles(text):
+    from thresher.pipeline.rules.minhash import shingles, tokenize
+
+    return set(shingles(tokenize(text, "en"), 5))
+
+
+def test_the_second_dump_keeps_no_duplicate_of_the_first_run_s_documents_and_counts_each_kind(dumps):
+    base, runs, first, second = dumps
+    kept_first, kept_second = _documents(base / "first"), _documents(base / "second-4")
+    by_rule = runs["second-4"]["rejects_by_rule"]
+    assert by_rule["exact_duplicate_of_reference"] == REPEATS
+    assert by_rule["fuzzy_duplicate_of_reference"] == REPEATS
+    assert by_rule["url_duplicate"] == REPEATS + 2  # the refetched pages, and one of each two new pages sharing a URL
+    assert "line_dedup" not in by_rule and "minhash_duplicate" not in by_rule
+    rejects = pq.read_table(base / "second-4" / "rejects").to_pylist()
+    # 2 footers kept by the first run + 3 here, limit 3: the last 2 here go (and some of the crawl's own repeated lines)
+    footers_removed = [r for r in rejects if r["rule"] == "line_duplicate_of_reference" and r["content"] == DUMP_FOOTER]
+    assert len(footers_removed) == 2 and by_rule["line_duplicate_of_reference"] >= 2
+    against_first = [r for r in rejects if r["rule"] in ("exact_duplicate_of_reference", "fuzzy_duplicate_of_reference")
+                     or (r["rule"] == "url_duplicate" and "in this run" not in r["detail"])]
+    assert len(against_first) == 3 * REPEATS
+    for reject in against_first:  # each names the first run's kept copy and the run
+        kept_id, run = reject["detail"].removeprefix("kept ").split(" in ")
+        assert kept_id in kept_first and run == str(base / "first")
+    assert {r["doc_id"]: r["detail"] for r in rejects if r["rule"] == "url_duplicate" and "in this run" in r["detail"]} == {
+        _doc_id("two-11"): f"kept {_doc_id('two-later')} in this run",  # the newer fetch
+        _doc_id("two-undated"): f"kept {_doc_id('two-9')} in this run"}  # a date, over none that parses
+    from thresher.pipeline.urls import normalized_url
+
+    assert not {row["md5"] for row in kept_second.values()} & {row["md5"] for row in kept_first.values()}
+    assert not {normalized_url(r["url"]) for r in kept_second.values()} & {normalized_url(r["url"]) for r in kept_first.values()}
+    for row in kept_second.values():  # fuzzy: no pair near the LSH threshold (~0.74); the edited copies are ~0.85
+        words = _shingles(row["text"])
+        assert max(len(words & _shingles(old["text"])) / len(words | _shingles(old["text"])) for old in kept_first.values()) < 0.5
+    footers = [doc_id for doc_id, row in kept_second.items() if DUMP_FOOTER in row["text"]]
+    assert len(footers) == 1 and sum(DUMP_FOOTER in row["text"] for row in kept_first.values()) == 2
+
+
+def test_the_second_run_equals_a_single_run_over_both_dumps_minus_the_first_run_s_documents(dumps):
+    """The relation: second = (single ∩ dump 2) − displaced, where displaced are the dump 2 documents the single run
+    kept in place of a document the first run kept (the single run's reject of that document names them: it kept the
+    newer fetch of a URL, or the smaller doc_id of a MinHash cluster). Texts are equal but for the edge lines line
+    dedup removed, where only which copies of a line are kept differs: the first and second runs together keep no
+    more copies of such a line than the limit, and of the footer the dumps share, as many as the single run.
+    (It holds when no duplicate cluster chains through a document the first run dropped, as in these dumps.)"""
+    base, runs, first, second = dumps
+    single, kept_first, kept_second = _documents(base / "both"), _documents(base / "first"), _documents(base / "second-4")
+    second_ids = {row["doc_id"] for row in second}
+    single_rejects = pq.read_table(base / "both" / "rejects").to_pylist()
+    displaced = {r["detail"].split()[1] for r in single_rejects
+                 if r["doc_id"] in kept_first and r["rule"] in ("url_duplicate", "minhash_duplicate")}
+    assert displaced and displaced <= second_ids  # this crawl's doc_ids put some dump 2 copies first
+    assert set(kept_second) == {doc_id for doc_id in single if doc_id in second_ids} - displaced
+    line_removed = {r["content"] for directory in ("both", "second-4", "first")
+                    for r in pq.read_table(base / directory / "rejects").to_pylist() if r["rule"].startswith("line_")}
+    assert DUMP_FOOTER in line_removed
+
+    def without_removed_lines(text):
+        return [line for line in text.split("\n") if line not in line_removed]
+
+    for doc_id, row in kept_second.items():
+        assert without_removed_lines(row["text"]) == without_removed_lines(single[doc_id]["text"])
+    both_runs = [*kept_first.values(), *kept_second.values()]
+    for line in line_removed:
+        assert sum(row["text"].split("\n").count(line) for row in both_runs) <= MAX_OCCURRENCES
+    footers_single = sum(DUMP_FOOTER in row["text"] for row in single.values())
+    assert footers_single == MAX_OCCURRENCES == sum(DUMP_FOOTER in row["text"] for row in both_runs)
+
+
+def test_the_second_run_is_the_same_whatever_the_partitioning(dumps):
+    base, runs, *_ = dumps
+    assert _read(base / "second-4" / "documents", RULES) == _read(base / "second-1" / "documents", RULES)
+    assert _read(base / "second-4" / "rejects", REJECT) == _read(base / "second-1" / "rejects", REJECT)
+    assert _comparable(runs["second-4"]) == _comparable(runs["second-1"])
+
+
+def test_each_run_commits_the_keys_a_later_run_reads_instead_of_hashing(dumps):
+    base, runs, *_ = dumps
+    from thresher.pipeline.stagedir import read_commit
+
+    commit = read_commit(base / "first")
+    kept = set(_documents(base / "first"))
+    docs = pq.read_table(base / "first" / DEDUP_DOCS_TABLE).to_pylist()
+    assert {row["doc_id"] for row in docs} == kept and all(row["url_key"] and row["md5"] for row in docs)
+    bands = pq.read_table(base / "first" / DEDUP_BANDS_TABLE)
+    assert bands.num_rows == len(kept) * load_config().rules.minhash_bands
+    from thresher.pipeline.rules.line_dedup import edge_lines
+
+    counts = sorted(row["count"] for row in pq.read_table(base / "first" / DEDUP_LINES_TABLE).to_pylist())
+    occurrences = {}
+    for row in _documents(base / "first").values():  # the first run removed no line: its texts are as read
+        for _, key, _ in edge_lines(row["text"], load_config().rules.line_dedup_edge_lines):
+            occurrences[key] = occurrences.get(key, 0) + 1
+    assert counts == sorted(occurrences.values()) and occurrences[DUMP_FOOTER] == 2
+    for table in DEDUP_TABLES:
+        assert commit.schema(table) is not None and commit.parts(table)
+    assert runs["first"]["details"]["dedup_keys"]["minhash_bands"] == load_config().rules.minhash_bands
+
+
+def test_a_reference_that_is_no_committed_rules_stage_is_one_line_before_spark(tmp_path, capsys):
+    from thresher.jobs import cli
+
+    _write_documents(_dump_rows([("one-0", "https://example.org/a", OLD_FETCH, "some text here")]), tmp_path / "in")
+    (tmp_path / "config.yaml").write_text(f"rules:\n  dedup:\n    references: [{tmp_path / 'in'}]\n")
+    code = cli.main(["rules", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--config", str(tmp_path / "config.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "rules.dedup.references[0]" in err[0]
+    assert not (tmp_path / "out").exists()

@@ -607,3 +607,15 @@ def test_the_crawl_s_cluster_table_is_empty_and_the_report_says_so_in_chromium(c
     dom = Page(chromium((out / "report.html").as_uri(), tmp_path / "profile", "--dump-dom"))  # the document Chromium built
     assert "Duplicate clusters" in dom.sections
     assert "No MinHash cluster of more than one document: rules/clusters is empty." in "".join(dom.text)
+
+
+def test_a_reference_that_is_no_rules_stage_fails_before_spark(tmp_path, shared_data, capsys):
+    from thresher.jobs import cli
+
+    (tmp_path / "earlier").mkdir()
+    code = cli.main(["run", str(shared_data / "crawl" / "pages-00000.warc.gz"), "--output", str(tmp_path / "run"),
+                     "--set", f"rules.dedup.references=[{tmp_path / 'earlier'}]"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("thresher run: error: rules.dedup.references[0]: ") and "no committed stage output" in err[0]
+    assert not (tmp_path / "run" / "prepare").exists()

@@ -39,12 +39,14 @@ def test_the_readme_column_table_lists_each_schema_s_columns_in_order():
 
     from thresher.schemas import tokens
     from thresher.schemas.clusters import CLUSTERS
+    from thresher.schemas.dedup_keys import DEDUP_BANDS, DEDUP_DOCS, DEDUP_LINES
     from thresher.schemas.documents import PREPARED, RULES
     from thresher.schemas.rejects import REJECT
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     schemas = {"PREPARED": PREPARED, "RULES": RULES, "REJECT": REJECT, "SHARD": tokens.SHARD,
-               "DOCUMENT_INDEX": tokens.DOCUMENT_INDEX, "CLUSTERS": CLUSTERS}
+               "DOCUMENT_INDEX": tokens.DOCUMENT_INDEX, "CLUSTERS": CLUSTERS,
+               "DEDUP_DOCS": DEDUP_DOCS, "DEDUP_BANDS": DEDUP_BANDS, "DEDUP_LINES": DEDUP_LINES}
     listed = {}
     for name, columns in re.findall(r"^\| [^|]+ \| `schemas/\w+\.py` (\w+) \| ([^|]+) \|$", readme, re.M):
         if name in schemas:
