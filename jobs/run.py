@@ -7,17 +7,20 @@ Layout of OUTPUT:
     classifiers/  the default fastText models, bootstrapped from prepare/ when the config names none
     tag/          stage 3a: every tagger's scores as columns (nothing dropped)
     select/       stage 3b: keep rules, line removal, rebalancing copies
-    tokenizer/    a byte-level BPE trained on select/ (unless --tokenizer names one)
+    tokenizer/    a byte-level BPE trained on rules/ (unless --tokenizer names one): select changes keep it
     export/       token shards and manifest.json
     run.json      inputs, the settings each stage read, seconds per stage
     config.yaml   the effective config (as `thresher config show` prints it), linked from the report
     report.json, report.html
 
 Each stage commits its output (a `_COMMITTED` marker) before the next starts. run.json records the
-config keys each stage reads (STAGE_SETTINGS). A rerun keeps every committed stage whose settings
-are unchanged and reruns from the first stage whose settings changed (or `--from-stage`), and every
-stage after it; a rerun after a crash goes on from the last committed stage; rerunning a finished
-run does nothing ("already complete").
+config keys each stage reads (STAGE_SETTINGS). A rerun keeps every committed stage none of whose
+result-affecting settings changed (SPEED_SETTINGS, such as tag.batch_size, change only speed) and
+reruns each stage whose settings changed (or `--from-stage`, `--retrain-tokenizer`), and every stage
+that reads one of them (STAGE_INPUTS), saying for each stage why it reruns or is reused; a rerun after
+a crash goes on from the last committed stage; rerunning a finished run does nothing ("already
+complete"). The tokenizer reads rules/, so a select change reruns select and export only, and every
+select setting's shards decode with one tokenizer.
 """
 
 from __future__ import annotations
@@ -53,7 +56,6 @@ STAGE_SETTINGS = {
     "prepare": ("prepare",),
     "rules": ("rules",),
     "classifiers": ("tag.topics_file",),
-    # transformers.token_budget is not here: a transformers tagger's scores do not depend on its batching.
     "tag": ("tag", "transformers.max_length", "transformers.truncation", "transformers.device", "run.models_dir", "run.model_hash"),
     "select": ("select", "tag.topics_file"),
     "tokenizer": (
@@ -61,6 +63,15 @@ STAGE_SETTINGS = {
         "export.tokenizer_sample_documents", "export.tokenizer_min_frequency", "export.seed", "run.tokenizer",
     ),
     "export": ("export", "run.tokenizer"),
+}
+# Settings that change only how fast a stage runs or how much memory it holds, never what it writes: a
+# change to one reruns nothing (spark.* is read by no stage at all). The rest is result-affecting.
+SPEED_SETTINGS = ("tag.batch_size", "transformers.token_budget", "prepare.files_per_batch", "export.encode_batch_documents")
+# The committed stages each stage reads: a stage that reruns reruns every stage that reads it, and no other.
+# The tokenizer reads stage 2 (rules), not select, so that select changes share one vocabulary.
+STAGE_INPUTS = {
+    "prepare": (), "rules": ("prepare",), "classifiers": ("prepare",), "tag": ("rules", "classifiers"),
+    "select": ("tag",), "tokenizer": ("rules",), "export": ("select", "tokenizer"),
 }
 RUN_FORMAT = 2  # run.json with per-key settings (format 1 held one digest of the whole config)
 
@@ -80,7 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", help="Hugging Face tokenizer directory; default: train one into OUTPUT/tokenizer")
     parser.add_argument(
         "--from-stage", choices=STAGES,
-        help="rerun this stage and every stage after it, even if committed with unchanged settings",
+        help="rerun this stage and every stage that reads its output, even if committed with unchanged settings",
+    )
+    parser.add_argument(
+        "--retrain-tokenizer", action="store_true",
+        help="train the tokenizer again (and export again), though its settings and stage 2 output are unchanged",
     )
     add_common_arguments(parser, "select.line_thresholds.clutter=0.4")
 
@@ -88,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_pipeline(
     spark, inputs: list[str], output_dir: str, config: Config,
     models_dir: str | None = None, tokenizer_dir: str | None = None, from_stage: str | None = None,
+    retrain_tokenizer: bool = False,
 ) -> dict[str, Any]:
     """Run every stage not committed with its current settings under `output_dir`; returns run.json's
     content, with `stages_run` naming the stages this call ran.
@@ -95,12 +111,12 @@ def run_pipeline(
     A second run on the same `output_dir` while this one runs is refused (ConfigError naming this one).
     """
     with DirectoryLock(output_dir):
-        return _run_stages(spark, inputs, output_dir, config, models_dir, tokenizer_dir, from_stage)
+        return _run_stages(spark, inputs, output_dir, config, models_dir, tokenizer_dir, from_stage, retrain_tokenizer)
 
 
 def _run_stages(
     spark, inputs: list[str], output_dir: str, config: Config, models_dir: str | None, tokenizer_dir: str | None,
-    from_stage: str | None,
+    from_stage: str | None, retrain_tokenizer: bool = False,
 ) -> dict[str, Any]:
     from thresher.jobs.export import run_export
     from thresher.jobs.prepare import run_prepare
@@ -118,7 +134,8 @@ def _run_stages(
         "classifiers": models_dir != dirs["classifiers"],
         "tokenizer": tokenizer_dir != dirs["tokenizer"],
     }
-    run_info = _start_run_info(out, inputs, run_settings(config, models_dir, tokenizer_dir, dirs), from_stage)
+    run_info = _start_run_info(out, inputs, run_settings(config, models_dir, tokenizer_dir, dirs), from_stage,
+                               frozenset({"tokenizer"} if retrain_tokenizer else ()))
     _write_effective_config(out, config)
 
     def tag():
@@ -131,13 +148,19 @@ def _run_stages(
         "classifiers": lambda: _bootstrap_classifiers(dirs["prepare"], dirs["classifiers"], config),
         "tag": tag,
         "select": lambda: run_select(spark, dirs["tag"], dirs["select"], config),
-        "tokenizer": lambda: run_tokenizer_train(spark, dirs["select"], dirs["tokenizer"], config),
+        "tokenizer": lambda: run_tokenizer_train(spark, dirs["rules"], dirs["tokenizer"], config),
         "export": lambda: run_export(spark, dirs["select"], dirs["export"], tokenizer_dir, config),
     }
     ran = []
     for stage in STAGES:
-        if skipped.get(stage) or StageOutput(dirs[stage]).committed:
+        if skipped.get(stage):
             continue
+        if any(name in ran for name in STAGE_INPUTS[stage]):  # committed before a stage it reads reran
+            detach_shared(dirs[stage])
+            StageOutput(dirs[stage]).reopen()
+        if StageOutput(dirs[stage]).committed:
+            continue
+        detach_shared(dirs[stage])  # another run's uncommitted directory is not this run's to write
         print_stage_start(stage)
         started = time.time()
         with DirectoryLock(dirs[stage]):  # a stage run by hand on this directory meanwhile is refused, and refuses
@@ -179,7 +202,33 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def stages_reading(key: str) -> list[str]:
+    """The stages whose output `key` changes: none for a speed-only setting (SPEED_SETTINGS)."""
+    if key in SPEED_SETTINGS:
+        return []
     return [stage for stage, prefixes in STAGE_SETTINGS.items() if any(key == p or key.startswith(p + ".") for p in prefixes)]
+
+
+def rerun_reasons(changed: list[str], forced: set[str] = frozenset()) -> dict[str, str]:
+    """The stages a rerun must run again, in pipeline order, each with why: a setting it reads changed, it
+    was asked for (`forced`), or a stage it reads (STAGE_INPUTS) reruns."""
+    reasons: dict[str, str] = {}
+    for stage in STAGES:
+        keys = [key for key in changed if stage in stages_reading(key)]
+        inputs = [name for name in STAGE_INPUTS[stage] if name in reasons]
+        if keys:
+            reasons[stage] = f"changed: {', '.join(keys)}"
+        elif stage in forced:
+            reasons[stage] = "asked for"
+        elif inputs:
+            reasons[stage] = f"it reads {', '.join(inputs)}, which reruns"
+    return reasons
+
+
+def detach_shared(stage_dir: str) -> None:
+    """A stage directory that is a link to another run's (a sweep point shares it) stops being one, so
+    that rerunning it here writes its own output and leaves the other run's as it is."""
+    if os.path.islink(stage_dir):
+        os.unlink(stage_dir)
 
 
 class RunDirectory:
@@ -209,9 +258,11 @@ class RunDirectory:
         return self.url
 
 
-def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, Any], from_stage: str | None) -> dict[str, Any]:
-    """run.json of an earlier attempt, checked to be the same inputs; the stages whose settings changed
-    (and every stage after the first of them) are uncommitted, so that they rerun."""
+def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, Any], from_stage: str | None,
+                    forced: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """run.json of an earlier attempt, checked to be the same inputs; the stages a result-affecting
+    setting of changed, those in `forced` or `from_stage`, and every stage reading one of them, are
+    uncommitted, so that they rerun. Says for each stage why it reruns or is reused."""
     fresh = {"format": RUN_FORMAT, "inputs": list(inputs), "settings": settings, "seconds_per_stage": {}}
     if not out.exists("run.json"):
         _write_run_info(out, fresh)
@@ -227,16 +278,25 @@ def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, An
                           "use a new --output directory or delete the old run")
     old = earlier["settings"]
     changed = sorted(key for key in set(old) | set(settings) if old.get(key) != settings.get(key))
-    affected = {stage for key in changed for stage in stages_reading(key)}
-    first = next((stage for stage in STAGES if stage in affected or stage == from_stage), None)
+    reasons = rerun_reasons(changed, set(forced) | ({from_stage} if from_stage else set()))
     if changed:
         print(f"[thresher] settings changed since the last run: {', '.join(changed)}", file=sys.stderr)
-    if first is not None:
-        rerun = STAGES[STAGES.index(first):]
-        print(f"[thresher] rerunning from {first}: {', '.join(rerun)}", file=sys.stderr)
-        for stage in rerun:
-            StageOutput(out.child(stage)).reopen()
+    speed_only = [key for key in changed if key in SPEED_SETTINGS]
+    if speed_only:
+        print(f"[thresher] speed-only settings (no stage reruns for them): {', '.join(speed_only)}", file=sys.stderr)
+    if reasons:
+        print(f"[thresher] rerunning from {next(iter(reasons))}: {', '.join(reasons)}", file=sys.stderr)
+    for stage in STAGES:
+        stage_dir = out.child(stage)
+        if stage in reasons:
+            print(f"[thresher] {stage}: reruns ({reasons[stage]})", file=sys.stderr)
+            if os.path.islink(stage_dir):
+                detach_shared(stage_dir)
+            else:
+                StageOutput(stage_dir).reopen()
             earlier["seconds_per_stage"].pop(stage, None)
+        elif StageOutput(stage_dir).committed:
+            print(f"[thresher] {stage}: reused (committed; no result-affecting setting it reads changed)", file=sys.stderr)
     earlier["settings"] = settings
     _write_run_info(out, earlier)
     return earlier
@@ -322,7 +382,8 @@ def _run(args: argparse.Namespace) -> int:
     task_paths = [("--output", args.output), *prepare_paths(input_files, config), *rules_paths(config),
                   *tag_paths(config, models_dir or RunDirectory(args.output).child("classifiers"))]
     spark = spark_session("thresher-run", config.spark, args.master, executor_paths=task_paths)
-    run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer, args.from_stage)
+    run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer, args.from_stage,
+                            args.retrain_tokenizer)
     report = RunDirectory(args.output).child("report.html")
     if not run_info["stages_run"]:
         print(f"[thresher] run already complete: nothing changed since the last run; report: {report}", file=sys.stderr)

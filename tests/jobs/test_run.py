@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -170,19 +171,23 @@ def fake_run(directory: Path, settings: dict) -> None:
     [
         ({}, None, []),
         ({"spark.driver_memory": "8g"}, None, []),  # no stage reads it: the output cannot change
-        ({"select.line_thresholds.clutter": 0.7}, None, ["select", "tokenizer", "export"]),
+        ({"tag.batch_size": 64}, None, []),  # speed only: the scores are the same
+        ({"select.line_thresholds.clutter": 0.7}, None, ["select", "export"]),  # the tokenizer reads rules/
         ({"export.seq_len": 128}, None, ["export"]),
         ({"export.vocab_size": 1024}, None, ["tokenizer", "export"]),
-        ({"tag.taggers.quality.model_dir": "/q"}, None, ["tag", "select", "tokenizer", "export"]),
-        ({"tag.topics_file": "other.yaml"}, None, ["classifiers", "tag", "select", "tokenizer", "export"]),
-        ({"rules.minhash_seed": 2, "export.seq_len": 128}, None, list(STAGES[1:])),  # from the first changed on
-        ({}, "tag", ["tag", "select", "tokenizer", "export"]),
+        ({"tag.taggers.quality.model_dir": "/q"}, None, ["tag", "select", "export"]),
+        ({"tag.topics_file": "other.yaml"}, None, ["classifiers", "tag", "select", "export"]),
+        # every stage reading a changed one; the classifiers read prepare/ only
+        ({"rules.minhash_seed": 2, "export.seq_len": 128}, None, ["rules", "tag", "select", "tokenizer", "export"]),
+        ({}, "tag", ["tag", "select", "export"]),
     ],
 )
-def test_a_rerun_reruns_from_the_first_stage_whose_settings_changed(tmp_path, capsys, changed, from_stage, rerun):
+def test_a_rerun_reruns_the_stages_whose_settings_changed_and_those_reading_them(
+    tmp_path, capsys, changed, from_stage, rerun
+):
     settings = {"spark.driver_memory": "2g", "rules.minhash_seed": 1, "select.line_thresholds.clutter": 0.5,
                 "export.seq_len": 64, "export.vocab_size": 512, "tag.taggers.quality.model_dir": "",
-                "tag.topics_file": "topics.yaml"}
+                "tag.topics_file": "topics.yaml", "tag.batch_size": 256}
     fake_run(tmp_path, settings)
     info = run_module._start_run_info(run_module.RunDirectory(str(tmp_path)), ["a.warc.gz"], {**settings, **changed}, from_stage)
     assert [stage for stage in STAGES if not (tmp_path / stage / COMMITTED_MARKER).exists()] == rerun
@@ -191,6 +196,42 @@ def test_a_rerun_reruns_from_the_first_stage_whose_settings_changed(tmp_path, ca
     err = capsys.readouterr().err
     assert all(key in err for key in changed)
     assert ("rerunning from" in err) == bool(rerun) and (not rerun or f"rerunning from {rerun[0]}" in err)
+    for stage in STAGES:  # each stage says why it reruns, or that it is reused
+        assert (f"{stage}: reruns (" in err) == (stage in rerun) and (f"{stage}: reused" in err) == (stage not in rerun)
+    named = {key for keys in re.findall(r"reruns \(changed: ([^)]*)\)", err) for key in keys.split(", ")}
+    assert named == set(changed) - {"tag.batch_size", "spark.driver_memory"}  # the keys that change a result
+
+
+def test_a_speed_only_change_says_so_and_a_retrained_tokenizer_reruns_export_too(tmp_path, capsys):
+    settings = {"tag.batch_size": 256, "export.vocab_size": 512}
+    fake_run(tmp_path, settings)
+    run_module._start_run_info(run_module.RunDirectory(str(tmp_path)), ["a.warc.gz"], {**settings, "tag.batch_size": 64},
+                               None, frozenset({"tokenizer"}))
+    assert [stage for stage in STAGES if not (tmp_path / stage / COMMITTED_MARKER).exists()] == ["tokenizer", "export"]
+    err = capsys.readouterr().err
+    assert "speed-only settings (no stage reruns for them): tag.batch_size" in err
+    assert "tokenizer: reruns (asked for)" in err and "export: reruns (it reads tokenizer, which reruns)" in err
+    assert "tag: reused" in err
+
+
+def test_every_speed_only_setting_is_a_config_key():
+    flat = run_module._flatten(dataclasses.asdict(load_config(None)))
+    assert set(run_module.SPEED_SETTINGS) <= set(flat)
+    assert all(run_module.stages_reading(key) == [] for key in run_module.SPEED_SETTINGS)
+
+
+def test_a_sweep_point_rerunning_a_shared_stage_leaves_the_shared_output_alone(tmp_path, capsys):
+    """A stage directory linked to another run's (as `thresher sweep` shares them) reruns into its own."""
+    settings = {"rules.minhash_seed": 1}
+    fake_run(tmp_path / "first", settings)
+    point = tmp_path / "point"
+    point.mkdir()
+    for stage in STAGES:
+        (point / stage).symlink_to(tmp_path / "first" / stage)
+    (point / "run.json").write_text((tmp_path / "first" / "run.json").read_text())
+    run_module._start_run_info(run_module.RunDirectory(str(point)), ["a.warc.gz"], {"rules.minhash_seed": 2}, None)
+    assert all((tmp_path / "first" / stage / COMMITTED_MARKER).is_file() for stage in STAGES)
+    assert [stage for stage in STAGES if (point / stage).is_symlink()] == ["prepare", "classifiers"]
 
 
 def test_transformers_settings_that_change_scores_rerun_tag_and_the_token_budget_does_not():
@@ -468,11 +509,12 @@ def test_the_crawl_is_tagged_by_every_tagger(crawl_runs):
 def test_changing_select_reruns_select_and_after_without_loading_a_model(crawl_runs):
     out = crawl_runs["out"]
     assert crawl_runs["first"]["stages_run"] == list(STAGES)
-    assert crawl_runs["second"]["stages_run"] == ["select", "tokenizer", "export"]
+    assert crawl_runs["second"]["stages_run"] == ["select", "export"]  # the tokenizer reads rules/
     assert not (crawl_runs["logs"] / "second.log").exists()  # no worker loaded any model
     assert file_states(out / "tag") == crawl_runs["tag_files"]  # not one tag file rewritten
     err = crawl_runs["second_err"]
-    assert all(key in err for key in QUALITY_CUT) and "rerunning from select: select, tokenizer, export" in err
+    assert all(key in err for key in QUALITY_CUT) and "rerunning from select: select, export" in err
+    assert "tag: reused" in err and "tokenizer: reused" in err
     assert "tag.taggers" not in err.split("settings changed since the last run:")[1].split("\n")[0]
 
 
