@@ -348,7 +348,9 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
-def _run(args: argparse.Namespace) -> int:
+def checked_run_inputs(args: argparse.Namespace, config: Config) -> tuple[list[str], list[tuple[str, str]]]:
+    """Before Spark starts: the run's inputs (the sample crawl written under --output with --sample) and
+    every setting checked that can be; the inputs and the paths the tasks open."""
     from thresher.jobs.prepare import executor_paths as prepare_paths
     from thresher.jobs.rules import executor_paths as rules_paths
     from thresher.jobs.rules import resolved_rules_config, stage_filters
@@ -357,7 +359,6 @@ def _run(args: argparse.Namespace) -> int:
     from thresher.jobs.tag import executor_paths as tag_paths
     from thresher.pipeline.rules.heuristics import load_resources
 
-    config = config_from_args(args)
     inputs = list(args.inputs)
     if args.sample:
         if inputs:
@@ -381,6 +382,12 @@ def _run(args: argparse.Namespace) -> int:
     check_select_config(config, configured_taggers(config, models_dir, digests=False) if models_dir else None)
     task_paths = [("--output", args.output), *prepare_paths(input_files, config), *rules_paths(config),
                   *tag_paths(config, models_dir or RunDirectory(args.output).child("classifiers"))]
+    return inputs, task_paths
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    inputs, task_paths = checked_run_inputs(args, config)
     spark = spark_session("thresher-run", config.spark, args.master, executor_paths=task_paths)
     run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer, args.from_stage,
                             args.retrain_tokenizer)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from stage_rows import SAMPLE_RUN_OVERRIDES
 
 import thresher.jobs.run as run_module
 from thresher.jobs.run import STAGES, run_pipeline
@@ -27,14 +28,7 @@ from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
 from thresher.pipeline.stagedir import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, SimulatedCrash, read_commit, storage
 from thresher.schemas.stats import read_stats
 
-# Small enough to keep the test quick; the recipe's numbers (MinHash 2048 = 128 x 16, ...) stay.
-OVERRIDES = {
-    "export.seq_len": 64,
-    "export.vocab_size": 512,
-    "export.validation_fraction": 0.2,
-    "export.pack_ranges": 2,
-    "prepare.files_per_batch": 2,  # so that stage 1 has a crash point between its batches of files
-}
+OVERRIDES = SAMPLE_RUN_OVERRIDES
 
 # In pipeline order; each attempt crashes at the next one, then one clean rerun finishes the run.
 KILL_POINTS = [
@@ -64,15 +58,13 @@ def config():
 
 
 @pytest.fixture(scope="module")
-def sample_inputs(tmp_path_factory):
-    return write_sample_crawl(str(tmp_path_factory.mktemp("sample-crawl")))
+def sample_inputs(sample_run):
+    return sample_run[0]
 
 
 @pytest.fixture(scope="module")
-def reference_run(spark, sample_inputs, config, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference")
-    run_pipeline(spark, sample_inputs, str(out), config)
-    return out
+def reference_run(sample_run):
+    return sample_run[1]
 
 
 def rows(commit, table: str, sort_keys: tuple[str, ...], inputs_at: str = "") -> list[dict]:
