@@ -73,6 +73,7 @@ STAGE_INPUTS = {
     "prepare": (), "rules": ("prepare",), "classifiers": ("prepare",), "tag": ("rules", "classifiers"),
     "select": ("tag",), "tokenizer": ("rules",), "export": ("select", "tokenizer"),
 }
+EARLIER_TAGS = "earlier_tags"  # run info, not written to run.json: the tag output a rerun keeps columns of
 RUN_FORMAT = 2  # run.json with per-key settings (format 1 held one digest of the whole config)
 
 
@@ -140,7 +141,8 @@ def _run_stages(
 
     def tag():
         check_select_config(config, configured_taggers(config, models_dir, digests=False))  # before any stage 3 work
-        return run_tag(spark, dirs["rules"], dirs["tag"], config, models_dir=models_dir)
+        return run_tag(spark, dirs["rules"], dirs["tag"], config, models_dir=models_dir,
+                       earlier=run_info.pop(EARLIER_TAGS, None))
 
     steps = {
         "prepare": lambda: run_prepare(spark, inputs, dirs["prepare"], config),
@@ -224,6 +226,23 @@ def rerun_reasons(changed: list[str], forced: set[str] = frozenset()) -> dict[st
     return reasons
 
 
+def retagged_taggers(changed: list[str], reasons: dict[str, str], forced: set[str]) -> set[str] | None:
+    """The taggers whose settings alone made tag rerun (added, changed or removed: `tag.taggers.NAME.*`,
+    `run.model_hash.NAME`), so that only they tag again; None where anything else tag reads changed, a
+    stage it reads reruns, or it was asked for."""
+    if "tag" not in reasons or "tag" in forced or any(stage in reasons for stage in STAGE_INPUTS["tag"]):
+        return None
+    names = set()
+    for key in changed:
+        if "tag" not in stages_reading(key):
+            continue
+        prefix = next((p for p in ("tag.taggers.", "run.model_hash.") if key.startswith(p)), None)
+        if prefix is None:
+            return None
+        names.add(key[len(prefix):].split(".", 1)[0])
+    return names
+
+
 def detach_shared(stage_dir: str) -> None:
     """A stage directory that is a link to another run's (a sweep point shares it) stops being one, so
     that rerunning it here writes its own output and leaves the other run's as it is."""
@@ -278,7 +297,8 @@ def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, An
                           "use a new --output directory or delete the old run")
     old = earlier["settings"]
     changed = sorted(key for key in set(old) | set(settings) if old.get(key) != settings.get(key))
-    reasons = rerun_reasons(changed, set(forced) | ({from_stage} if from_stage else set()))
+    forced = set(forced) | ({from_stage} if from_stage else set())
+    reasons = rerun_reasons(changed, forced)
     if changed:
         print(f"[thresher] settings changed since the last run: {', '.join(changed)}", file=sys.stderr)
     speed_only = [key for key in changed if key in SPEED_SETTINGS]
@@ -286,14 +306,20 @@ def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, An
         print(f"[thresher] speed-only settings (no stage reruns for them): {', '.join(speed_only)}", file=sys.stderr)
     if reasons:
         print(f"[thresher] rerunning from {next(iter(reasons))}: {', '.join(reasons)}", file=sys.stderr)
+    retag = retagged_taggers(changed, reasons, forced)
     for stage in STAGES:
         stage_dir = out.child(stage)
         if stage in reasons:
             print(f"[thresher] {stage}: reruns ({reasons[stage]})", file=sys.stderr)
             if os.path.islink(stage_dir):
                 detach_shared(stage_dir)
-            else:
-                StageOutput(stage_dir).reopen()
+                continue
+            if stage == "tag" and retag is not None and StageOutput(stage_dir).committed:
+                from thresher.jobs.tag import earlier_tags
+
+                # read before the reopen; held in memory only, so a crash before tag commits retags in full
+                earlier[EARLIER_TAGS] = earlier_tags(stage_dir, retag)
+            StageOutput(stage_dir).reopen()
             earlier["seconds_per_stage"].pop(stage, None)
         elif StageOutput(stage_dir).committed:
             print(f"[thresher] {stage}: reused (committed; no result-affecting setting it reads changed)", file=sys.stderr)
@@ -303,8 +329,8 @@ def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, An
 
 
 def _write_run_info(out: RunDirectory, run_info: dict[str, Any]) -> None:
-    out.write_text("run.json", json.dumps({k: v for k, v in run_info.items() if k != "stages_run"}, indent=2,
-                                          sort_keys=True) + "\n")
+    out.write_text("run.json", json.dumps({k: v for k, v in run_info.items() if k not in ("stages_run", EARLIER_TAGS)},
+                                          indent=2, sort_keys=True) + "\n")
 
 
 def _write_effective_config(out: RunDirectory, config: Config) -> None:

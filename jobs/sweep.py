@@ -31,7 +31,7 @@ from thresher.jobs.run import STAGES, checked_run_inputs, rerun_reasons, run_pip
 from thresher.jobs.session import spark_session
 from thresher.jobs.stage_job import add_common_arguments, config_from_args, resolve_path_options, script_main
 from thresher.pipeline.config import Config, ConfigError
-from thresher.pipeline.stagedir import StageOutput, is_local, storage
+from thresher.pipeline.stagedir import StageOutput, is_local, read_commit, storage
 from thresher.pipeline.stagedir.lock import DirectoryLock
 from thresher.schemas.rejects import is_line_rule
 from thresher.schemas.stats import read_stats
@@ -147,6 +147,27 @@ def sweep_table(summary: dict[str, Any]) -> str:
                  ", ".join(row["stages_run"]) or "none", f"{row['seconds']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def first_copy_tokens(export_dir: str | os.PathLike) -> dict[str, list[int]]:
+    """doc_id -> the token ids of its first exported copy, EOS included, put together from the shards as
+    the export's document index places them: what the sweep's tests and bench decode with one tokenizer."""
+    import pyarrow.parquet as pq
+
+    commit = read_commit(export_dir)
+    manifest = json.loads(commit.fs.cat_file(commit.path("manifest.json")))
+    with commit.fs.open(commit.path(manifest["document_index"]["path"]), "rb") as file:
+        index = pq.read_table(file, columns=["doc_id", "copy", "piece", "shard", "sequence", "token_start", "token_end"])
+    shards: dict[str, list[list[int]]] = {}
+    tokens: dict[str, list[int]] = {}
+    for row in sorted(index.to_pylist(), key=lambda r: (r["doc_id"], r["piece"])):
+        if row["copy"]:
+            continue
+        if row["shard"] not in shards:
+            with commit.fs.open(commit.path(row["shard"]), "rb") as file:
+                shards[row["shard"]] = pq.read_table(file, columns=["tokens"]).column("tokens").to_pylist()
+        tokens.setdefault(row["doc_id"], []).extend(shards[row["shard"]][row["sequence"]][row["token_start"]:row["token_end"]])
+    return tokens
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 
 import pyarrow.parquet as pq
 import pytest
 from stage_rows import SAMPLE_RUN_OVERRIDES
 
 from thresher.jobs.run import STAGES
-from thresher.jobs.sweep import link_shared, parse_set_values, run_sweep, shared_stages, sweep_table
+from thresher.jobs.sweep import first_copy_tokens, link_shared, parse_set_values, run_sweep, shared_stages, sweep_table
 from thresher.pipeline.config import ConfigError, load_config
 from thresher.pipeline.export.tokenize import load_tokenizer
-from thresher.pipeline.stagedir import COMMITTED_MARKER, read_commit
+from thresher.pipeline.stagedir import COMMITTED_MARKER
 
 KEY = "select.line_thresholds.clutter"
 
@@ -28,20 +27,6 @@ def sweep(spark, sample_run, tmp_path_factory):
     assert link_shared(reference, out / f"{KEY}=0", list(STAGES)) == list(STAGES)
     points = [(text, load_config(None, {**SAMPLE_RUN_OVERRIDES, KEY: float(text)})) for text in ("0", "0.9")]
     return out, run_sweep(spark, inputs, str(out), KEY, points)
-
-
-def decoded_copies(export_dir, tokenizer) -> dict[str, str]:
-    """doc_id -> the text its document-index pieces decode to (EOS left out), as a reader of the shards sees it."""
-    commit = read_commit(export_dir)
-    manifest = json.loads((export_dir / "manifest.json").read_text())
-    index = pq.read_table(export_dir / manifest["document_index"]["path"]).to_pylist()
-    shards, tokens = {}, defaultdict(list)
-    for row in sorted(index, key=lambda r: (r["doc_id"], r["copy"], r["piece"])):
-        if row["copy"]:
-            continue
-        shard = shards.setdefault(row["shard"], pq.read_table(commit.path(row["shard"])).column("tokens").to_pylist())
-        tokens[row["doc_id"]] += shard[row["sequence"]][row["token_start"]:row["token_end"]]
-    return {doc_id: tokenizer.decode(ids[:-1]) for doc_id, ids in tokens.items()}
 
 
 def test_the_later_value_runs_only_the_stages_the_setting_changes(sweep):
@@ -65,7 +50,7 @@ def test_every_value_s_shards_decode_with_the_one_tokenizer_to_its_own_selected_
     texts = []
     for point in summary["points"]:
         selected = {row["doc_id"]: row["text"] for row in pq.read_table(out / point["directory"] / "select" / "documents").to_pylist()}
-        decoded = decoded_copies(out / point["directory"] / "export", tokenizer)
+        decoded = {doc_id: tokenizer.decode(ids[:-1]) for doc_id, ids in first_copy_tokens(out / point["directory"] / "export").items()}
         assert decoded and decoded == {doc_id: selected[doc_id] for doc_id in decoded}
         texts.append(decoded)
     assert sum(len(text) for text in texts[1].values()) < sum(len(text) for text in texts[0].values())  # 0.9 cut lines
