@@ -206,6 +206,25 @@ def test_a_speed_only_change_says_so_and_a_retrained_tokenizer_reruns_export_too
     assert "tag: reused" in err
 
 
+@pytest.mark.parametrize(
+    ("changed", "forced", "retag"),
+    [
+        (["tag.taggers.quality.model_dir"], set(), {"quality"}),
+        (["tag.taggers.quality.model_dir", "tag.taggers.topic.enabled", "select.keep.quality.top_percent"], set(),
+         {"quality", "topic"}),
+        (["run.model_hash.topic", "tag.batch_size"], set(), {"topic"}),  # the batch size changes no column
+        (["tag.taggers.quality.model_dir", "tag.topics_file"], set(), None),  # the topic file: classifiers rerun
+        (["tag.taggers.quality.model_dir", "rules.minhash_seed"], set(), None),  # new stage 2 documents
+        (["tag.custom_taggers"], set(), None),
+        (["tag.taggers.quality.model_dir"], {"tag"}, None),  # --from-stage tag: every tagger
+        (["select.keep.quality.top_percent"], set(), None),  # tag does not rerun at all
+    ],
+)
+def test_only_changes_to_some_taggers_settings_retag_with_those_taggers_alone(changed, forced, retag):
+    reasons = run_module.rerun_reasons(changed, forced)
+    assert run_module.retagged_taggers(changed, reasons, forced) == retag
+
+
 def test_every_speed_only_setting_is_a_config_key():
     flat = run_module._flatten(dataclasses.asdict(load_config(None)))
     assert set(run_module.SPEED_SETTINGS) <= set(flat)
