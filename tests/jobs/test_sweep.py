@@ -96,3 +96,15 @@ def test_set_values_and_keys_that_change_nothing_are_one_line_errors():
         shared_stages("tag.batch_size")
     assert shared_stages("export.vocab_size") == ["prepare", "rules", "classifiers", "tag", "select"]
     assert shared_stages("rules.minhash_seed") == ["prepare", "classifiers"]
+
+
+def test_the_command_refuses_a_speed_only_key_or_an_object_store_in_one_line_before_spark(tmp_path, capsys):
+    from thresher.jobs.cli import main
+
+    assert main(["sweep", "--sample", "--output", str(tmp_path / "a"), "--set-values", "tag.batch_size=64,128"]) == 2
+    assert main(["sweep", "--sample", "--output", "s3://bucket/sweep", "--set-values", f"{KEY}=0,0.5"]) == 2
+    assert main(["sweep", "--sample", "--output", str(tmp_path / "b"), "--set-values", "select.no_such_key=0,0.5"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("thresher sweep: error: ") for line in lines)
+    assert "speed-only" in lines[0] and "local directory" in lines[1] and "select.no_such_key" in lines[2]
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
