@@ -225,6 +225,30 @@ def test_only_changes_to_some_taggers_settings_retag_with_those_taggers_alone(ch
     assert run_module.retagged_taggers(changed, reasons, forced) == retag
 
 
+def test_a_run_rerun_with_one_tagger_off_tags_with_no_model_and_drops_its_columns(spark, reference_run, sample_inputs,
+                                                                                  tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference_run, out)
+    info = json.loads((out / "run.json").read_text())
+    for key, stage in (("run.models_dir", "classifiers"), ("run.tokenizer", "tokenizer")):  # the copy's own
+        info["settings"][key] = str(out / stage)
+    (out / "run.json").write_text(json.dumps(info))
+    tokenizer = file_states(out / "tokenizer")
+    capsys.readouterr()
+    pii_off = {**OVERRIDES, "tag.taggers.pii.enabled": False, "select.pii.tagger": ""}
+    rerun = run_pipeline(spark, sample_inputs, str(out), load_config(None, pii_off))
+    assert rerun["stages_run"] == ["tag", "select", "export"]
+    err = capsys.readouterr().err
+    assert "tag: reruns (changed: tag.taggers.pii.enabled)" in err and "tag: tagging with no tagger;" in err
+    assert "tagger page_type" not in err  # no model described, none loaded
+    before = pq.read_table(reference_run / "tag" / "documents")
+    after = pq.read_table(out / "tag" / "documents")
+    assert after.to_pylist() == before.drop_columns([name for name in before.schema.names if name.startswith("pii_")]).to_pylist()
+    assert file_states(out / "tokenizer") == tokenizer
+
+
 def test_every_speed_only_setting_is_a_config_key():
     flat = run_module._flatten(dataclasses.asdict(load_config(None)))
     assert set(run_module.SPEED_SETTINGS) <= set(flat)
