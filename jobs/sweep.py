@@ -152,15 +152,19 @@ def sweep_table(summary: dict[str, Any]) -> str:
 def first_copy_tokens(export_dir: str | os.PathLike) -> dict[str, list[int]]:
     """doc_id -> the token ids of its first exported copy, EOS included, put together from the shards as
     the export's document index places them: what the sweep's tests and bench decode with one tokenizer."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     commit = read_commit(export_dir)
     manifest = json.loads(commit.fs.cat_file(commit.path("manifest.json")))
-    with commit.fs.open(commit.path(manifest["document_index"]["path"]), "rb") as file:
-        index = pq.read_table(file, columns=["doc_id", "copy", "piece", "shard", "sequence", "token_start", "token_end"])
+    columns = ["doc_id", "copy", "piece", "shard", "sequence", "token_start", "token_end"]
+    index = []
+    for part in commit.parts(manifest["document_index"]["path"]):
+        with commit.fs.open(commit.path(part.name), "rb") as file:
+            index.append(pq.read_table(file, columns=columns))
     shards: dict[str, list[list[int]]] = {}
     tokens: dict[str, list[int]] = {}
-    for row in sorted(index.to_pylist(), key=lambda r: (r["doc_id"], r["piece"])):
+    for row in sorted(pa.concat_tables(index).to_pylist(), key=lambda r: (r["doc_id"], r["piece"])):
         if row["copy"]:
             continue
         if row["shard"] not in shards:
