@@ -5,7 +5,8 @@ setting does not change, with a table comparing the outputs.
 
 Layout of DIR:
     KEY=VALUE/    one run directory per value (as `thresher run` writes one, report.html included)
-    sweep.json    per value: documents selected, tokens exported, rejects by rule, the stages it ran, seconds
+    sweep.json    per value: documents selected, tokens exported (padding left out), rejects by rule, the
+                  stages it ran, seconds
     sweep.md      the same as a Markdown table (also printed)
 
 The first value's run computes every stage. Each later value's run directory links (a symlink) each
@@ -125,7 +126,7 @@ def _point_row(point: Path, key: str, text: str, stages_run: list[str], seconds:
         "value": text,
         "directory": point.name,
         "documents": select["documents_out"],
-        "tokens": export["details"]["tokens"],
+        "tokens": export["details"]["tokens"] - export["details"]["padding_tokens"],  # the documents' own, EOS included
         "rejects_by_rule": select["rejects_by_rule"],
         "tokenizer_sha256": tokenizer["details"]["sha256"] if tokenizer else None,
         "stages_run": stages_run,
@@ -137,7 +138,7 @@ def sweep_table(summary: dict[str, Any]) -> str:
     """sweep.json as a Markdown table: one row per value, one column per select reject rule (documents
     dropped; `lines` for a rule that removes lines from kept documents)."""
     rules = sorted({rule for row in summary["points"] for rule in row["rejects_by_rule"]})
-    header = ["value", "documents", "tokens", *(f"{rule} ({'lines' if is_line_rule(rule) else 'documents'})" for rule in rules),
+    header = ["value", "documents", "tokens (no padding)", *(f"{rule} ({'lines' if is_line_rule(rule) else 'documents'})" for rule in rules),
               "stages run", "seconds"]
     lines = [f"{summary['key']}: shared {', '.join(summary['shared_stages']) or 'nothing'}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

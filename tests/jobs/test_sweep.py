@@ -15,6 +15,7 @@ from thresher.jobs.sweep import first_copy_tokens, link_shared, parse_set_values
 from thresher.pipeline.config import ConfigError, load_config
 from thresher.pipeline.export.tokenize import load_tokenizer
 from thresher.pipeline.stagedir import COMMITTED_MARKER
+from thresher.schemas.stats import read_stats
 
 KEY = "select.line_thresholds.clutter"
 
@@ -64,7 +65,9 @@ def test_the_table_compares_documents_tokens_and_rejects_and_is_written(sweep):
     first, second = summary["points"]
     assert second["rejects_by_rule"]["clutter_line"] > first["rejects_by_rule"].get("clutter_line", 0)
     assert second["tokens"] < first["tokens"]
-    assert "| value | documents | tokens |" in table and "clutter_line (lines)" in table
+    export = read_stats(out / second["directory"] / "export")["details"]
+    assert second["tokens"] == export["tokens"] - export["padding_tokens"] > 0  # the documents' tokens, not the padding
+    assert "| value | documents | tokens (no padding) |" in table and "clutter_line (lines)" in table
     assert f"| 0.9 | {second['documents']:,} | {second['tokens']:,} |" in table
 
 
