@@ -311,6 +311,7 @@ def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, An
         stage_dir = out.child(stage)
         if stage in reasons:
             print(f"[thresher] {stage}: reruns ({reasons[stage]})", file=sys.stderr)
+            earlier["seconds_per_stage"].pop(stage, None)
             if os.path.islink(stage_dir):
                 detach_shared(stage_dir)
                 continue
@@ -320,7 +321,6 @@ def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, An
                 # read before the reopen; held in memory only, so a crash before tag commits retags in full
                 earlier[EARLIER_TAGS] = earlier_tags(stage_dir, retag)
             StageOutput(stage_dir).reopen()
-            earlier["seconds_per_stage"].pop(stage, None)
         elif StageOutput(stage_dir).committed:
             print(f"[thresher] {stage}: reused (committed; no result-affecting setting it reads changed)", file=sys.stderr)
     earlier["settings"] = settings
