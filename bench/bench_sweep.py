@@ -39,10 +39,10 @@ def main() -> int:
     add_smoke_flag(parser)
     args = parser.parse_args()
     crawl, work, overrides = CRAWL, WORK, {}
-    if args.smoke:  # two values on one small WARC file: three runs' worth of stages in the smoke's time
+    if args.smoke:  # two values: three runs' worth of stages in the smoke's time
         announce()
         crawl, work, overrides, args.values = tiny_data() / "crawl", scratch_directory(), SMOKE_OVERRIDES, "0,0.5"
-    inputs = sorted(str(path) for path in crawl.glob("*.warc.gz"))[:1 if args.smoke else None]
+    inputs = sorted(str(path) for path in crawl.glob("*.warc.gz"))
     if not inputs:
         print(f"no crawl at {crawl}/*.warc.gz", file=sys.stderr)
         return 1
