@@ -13,6 +13,8 @@ from thresher.schemas.stats import thresher_version
 # stage job (jobs.stage_job.StageJob) named JOB that has them.
 SUBCOMMANDS = {
     "run": ("thresher.jobs.run", "the whole pipeline: stage 1, 2, 3 (tag, select) and export in turn, rerunning only changed stages, with report.html"),
+    "sweep": ("thresher.jobs.sweep", "one setting at several values, each a run sharing the stages it does not change, "
+              "with a table comparing the outputs"),
     "prepare": ("thresher.jobs.prepare", "stage 1: WARC records -> extracted, language-identified, exact-deduplicated documents"),
     "sample-crawl": ("thresher.pipeline.prepare.sample_crawl", "write the bundled sample crawl (WARC files whose pages exercise every rule)"),
     "rules": ("thresher.jobs.rules", "stage 2: cross-document line dedup, heuristic filters, MinHash-LSH fuzzy dedup"),

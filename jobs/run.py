@@ -9,17 +9,20 @@ Layout of OUTPUT:
                   config names none
     tag/          stage 3a: every tagger's scores as columns (nothing dropped)
     select/       stage 3b: keep rules, line removal, rebalancing copies
-    tokenizer/    a byte-level BPE trained on select/ (unless --tokenizer names one)
+    tokenizer/    a byte-level BPE trained on rules/ (unless --tokenizer names one): select changes keep it
     export/       token shards and manifest.json
     run.json      inputs, the settings each stage read, seconds per stage
     config.yaml   the effective config (as `thresher config show` prints it), linked from the report
     report.json, report.html
 
 Each stage commits its output (a `_COMMITTED` marker) before the next starts. run.json records the
-config keys each stage reads (STAGE_SETTINGS). A rerun keeps every committed stage whose settings
-are unchanged and reruns from the first stage whose settings changed (or `--from-stage`), and every
-stage after it; a rerun after a crash goes on from the last committed stage; rerunning a finished
-run does nothing ("already complete").
+config keys each stage reads (STAGE_SETTINGS). A rerun keeps every committed stage none of whose
+result-affecting settings changed (SPEED_SETTINGS, such as tag.batch_size, change only speed) and
+reruns each stage whose settings changed (or `--from-stage`, `--retrain-tokenizer`), and every stage
+that reads one of them (STAGE_INPUTS), saying for each stage why it reruns or is reused; a rerun after
+a crash goes on from the last committed stage; rerunning a finished run does nothing ("already
+complete"). The tokenizer reads rules/, so a select change reruns select and export only, and every
+select setting's shards decode with one tokenizer.
 """
 
 from __future__ import annotations
@@ -63,7 +66,6 @@ STAGE_SETTINGS = {
     "prepare": ("prepare",),
     "rules": ("rules", "run.documents_fields"),
     "classifiers": ("tag.topics_file",),
-    # transformers.token_budget is not here: a transformers tagger's scores do not depend on its batching.
     "tag": ("tag", "transformers.max_length", "transformers.truncation", "transformers.device", "run.models_dir", "run.model_hash"),
     "select": ("select", "tag.topics_file"),
     "tokenizer": (
@@ -72,6 +74,16 @@ STAGE_SETTINGS = {
     ),
     "export": ("export", "run.tokenizer"),
 }
+# Settings that change only how fast a stage runs or how much memory it holds, never what it writes: a
+# change to one reruns nothing (spark.* is read by no stage at all). The rest is result-affecting.
+SPEED_SETTINGS = ("tag.batch_size", "transformers.token_budget", "prepare.files_per_batch", "export.encode_batch_documents")
+# The committed stages each stage reads: a stage that reruns reruns every stage that reads it, and no other.
+# The tokenizer reads stage 2 (rules), not select, so that select changes share one vocabulary.
+STAGE_INPUTS = {
+    "prepare": (), "rules": ("prepare",), "classifiers": ("prepare",), "tag": ("rules", "classifiers"),
+    "select": ("tag",), "tokenizer": ("rules",), "export": ("select", "tokenizer"),
+}
+EARLIER_TAGS = "earlier_tags"  # run info, not written to run.json: the tag output a rerun keeps columns of
 RUN_FORMAT = 2  # run.json with per-key settings (format 1 held one digest of the whole config)
 
 
@@ -91,7 +103,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", help="Hugging Face tokenizer directory; default: train one into OUTPUT/tokenizer")
     parser.add_argument(
         "--from-stage", choices=STAGES,
-        help="rerun this stage and every stage after it, even if committed with unchanged settings",
+        help="rerun this stage and every stage that reads its output, even if committed with unchanged settings",
+    )
+    parser.add_argument(
+        "--retrain-tokenizer", action="store_true",
+        help="train the tokenizer again (and export again), though its settings and stage 2 output are unchanged",
     )
     add_common_arguments(parser, "select.line_thresholds.clutter=0.4")
     add_field_arguments(parser)  # for a documents INPUT
@@ -100,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_pipeline(
     spark, inputs: list[str], output_dir: str, config: Config,
     models_dir: str | None = None, tokenizer_dir: str | None = None, from_stage: str | None = None,
-    documents_fields: FieldMapping | None = None,
+    documents_fields: FieldMapping | None = None, retrain_tokenizer: bool = False,
 ) -> dict[str, Any]:
     """Run every stage not committed with its current settings under `output_dir`; returns run.json's
     content, with `stages_run` naming the stages this call ran. With `documents_fields`, `inputs` is one
@@ -109,12 +125,13 @@ def run_pipeline(
     A second run on the same `output_dir` while this one runs is refused (ConfigError naming this one).
     """
     with DirectoryLock(output_dir):
-        return _run_stages(spark, inputs, output_dir, config, models_dir, tokenizer_dir, from_stage, documents_fields)
+        return _run_stages(spark, inputs, output_dir, config, models_dir, tokenizer_dir, from_stage, documents_fields,
+                           retrain_tokenizer)
 
 
 def _run_stages(
     spark, inputs: list[str], output_dir: str, config: Config, models_dir: str | None, tokenizer_dir: str | None,
-    from_stage: str | None, documents_fields: FieldMapping | None,
+    from_stage: str | None, documents_fields: FieldMapping | None, retrain_tokenizer: bool = False,
 ) -> dict[str, Any]:
     from thresher.jobs.export import run_export
     from thresher.jobs.prepare import run_prepare
@@ -136,12 +153,13 @@ def _run_stages(
     # A documents input is read by rules, and the default models are bootstrapped from it, as from prepare/.
     rules_input, rules_fields = (inputs[0], documents_fields) if documents_fields else (dirs["prepare"], DEFAULT_FIELDS)
     settings = run_settings(config, models_dir, tokenizer_dir, dirs, documents_fields)
-    run_info = _start_run_info(out, inputs, settings, from_stage)
+    run_info = _start_run_info(out, inputs, settings, from_stage, frozenset({"tokenizer"} if retrain_tokenizer else ()))
     _write_effective_config(out, config)
 
     def tag():
         check_select_config(config, configured_taggers(config, models_dir, digests=False))  # before any stage 3 work
-        return run_tag(spark, dirs["rules"], dirs["tag"], config, models_dir=models_dir)
+        return run_tag(spark, dirs["rules"], dirs["tag"], config, models_dir=models_dir,
+                       earlier=run_info.pop(EARLIER_TAGS, None))
 
     steps = {
         "prepare": lambda: run_prepare(spark, inputs, dirs["prepare"], config),
@@ -149,13 +167,19 @@ def _run_stages(
         "classifiers": lambda: _bootstrap_classifiers(rules_input, dirs["classifiers"], config, documents_fields),
         "tag": tag,
         "select": lambda: run_select(spark, dirs["tag"], dirs["select"], config),
-        "tokenizer": lambda: run_tokenizer_train(spark, dirs["select"], dirs["tokenizer"], config),
+        "tokenizer": lambda: run_tokenizer_train(spark, dirs["rules"], dirs["tokenizer"], config),
         "export": lambda: run_export(spark, dirs["select"], dirs["export"], tokenizer_dir, config),
     }
     ran = []
     for stage in STAGES:
-        if skipped.get(stage) or StageOutput(dirs[stage]).committed:
+        if skipped.get(stage):
             continue
+        if any(name in ran for name in STAGE_INPUTS[stage]):  # committed before a stage it reads reran
+            detach_shared(dirs[stage])
+            StageOutput(dirs[stage]).reopen()
+        if StageOutput(dirs[stage]).committed:
+            continue
+        detach_shared(dirs[stage])  # another run's uncommitted directory is not this run's to write
         print_stage_start(stage)
         started = time.time()
         with DirectoryLock(dirs[stage]):  # a stage run by hand on this directory meanwhile is refused, and refuses
@@ -201,7 +225,50 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def stages_reading(key: str) -> list[str]:
+    """The stages whose output `key` changes: none for a speed-only setting (SPEED_SETTINGS)."""
+    if key in SPEED_SETTINGS:
+        return []
     return [stage for stage, prefixes in STAGE_SETTINGS.items() if any(key == p or key.startswith(p + ".") for p in prefixes)]
+
+
+def rerun_reasons(changed: list[str], forced: set[str] = frozenset()) -> dict[str, str]:
+    """The stages a rerun must run again, in pipeline order, each with why: a setting it reads changed, it
+    was asked for (`forced`), or a stage it reads (STAGE_INPUTS) reruns."""
+    reasons: dict[str, str] = {}
+    for stage in STAGES:
+        keys = [key for key in changed if stage in stages_reading(key)]
+        inputs = [name for name in STAGE_INPUTS[stage] if name in reasons]
+        if keys:
+            reasons[stage] = f"changed: {', '.join(keys)}"
+        elif stage in forced:
+            reasons[stage] = "asked for"
+        elif inputs:
+            reasons[stage] = f"it reads {', '.join(inputs)}, which reruns"
+    return reasons
+
+
+def retagged_taggers(changed: list[str], reasons: dict[str, str], forced: set[str]) -> set[str] | None:
+    """The taggers whose settings alone made tag rerun (added, changed or removed: `tag.taggers.NAME.*`,
+    `run.model_hash.NAME`), so that only they tag again; None where anything else tag reads changed, a
+    stage it reads reruns, or it was asked for."""
+    if "tag" not in reasons or "tag" in forced or any(stage in reasons for stage in STAGE_INPUTS["tag"]):
+        return None
+    names = set()
+    for key in changed:
+        if "tag" not in stages_reading(key):
+            continue
+        prefix = next((p for p in ("tag.taggers.", "run.model_hash.") if key.startswith(p)), None)
+        if prefix is None:
+            return None
+        names.add(key[len(prefix):].split(".", 1)[0])
+    return names
+
+
+def detach_shared(stage_dir: str) -> None:
+    """A stage directory that is a link to another run's (a sweep point shares it) stops being one, so
+    that rerunning it here writes its own output and leaves the other run's as it is."""
+    if os.path.islink(stage_dir):
+        os.unlink(stage_dir)
 
 
 class RunDirectory:
@@ -231,9 +298,11 @@ class RunDirectory:
         return self.url
 
 
-def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, Any], from_stage: str | None) -> dict[str, Any]:
-    """run.json of an earlier attempt, checked to be the same inputs; the stages whose settings changed
-    (and every stage after the first of them) are uncommitted, so that they rerun."""
+def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, Any], from_stage: str | None,
+                    forced: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """run.json of an earlier attempt, checked to be the same inputs; the stages a result-affecting
+    setting of changed, those in `forced` or `from_stage`, and every stage reading one of them, are
+    uncommitted, so that they rerun. Says for each stage why it reruns or is reused."""
     fresh = {"format": RUN_FORMAT, "inputs": list(inputs), "settings": settings, "seconds_per_stage": {}}
     if not out.exists("run.json"):
         _write_run_info(out, fresh)
@@ -249,24 +318,40 @@ def _start_run_info(out: RunDirectory, inputs: list[str], settings: dict[str, An
                           "use a new --output directory or delete the old run")
     old = earlier["settings"]
     changed = sorted(key for key in set(old) | set(settings) if old.get(key) != settings.get(key))
-    affected = {stage for key in changed for stage in stages_reading(key)}
-    first = next((stage for stage in STAGES if stage in affected or stage == from_stage), None)
+    forced = set(forced) | ({from_stage} if from_stage else set())
+    reasons = rerun_reasons(changed, forced)
     if changed:
         print(f"[thresher] settings changed since the last run: {', '.join(changed)}", file=sys.stderr)
-    if first is not None:
-        rerun = STAGES[STAGES.index(first):]
-        print(f"[thresher] rerunning from {first}: {', '.join(rerun)}", file=sys.stderr)
-        for stage in rerun:
-            StageOutput(out.child(stage)).reopen()
+    speed_only = [key for key in changed if key in SPEED_SETTINGS]
+    if speed_only:
+        print(f"[thresher] speed-only settings (no stage reruns for them): {', '.join(speed_only)}", file=sys.stderr)
+    if reasons:
+        print(f"[thresher] rerunning from {next(iter(reasons))}: {', '.join(reasons)}", file=sys.stderr)
+    retag = retagged_taggers(changed, reasons, forced)
+    for stage in STAGES:
+        stage_dir = out.child(stage)
+        if stage in reasons:
+            print(f"[thresher] {stage}: reruns ({reasons[stage]})", file=sys.stderr)
             earlier["seconds_per_stage"].pop(stage, None)
+            if os.path.islink(stage_dir):
+                detach_shared(stage_dir)
+                continue
+            if stage == "tag" and retag is not None and StageOutput(stage_dir).committed:
+                from thresher.jobs.tag import earlier_tags
+
+                # read before the reopen; held in memory only, so a crash before tag commits retags in full
+                earlier[EARLIER_TAGS] = earlier_tags(stage_dir, retag)
+            StageOutput(stage_dir).reopen()
+        elif StageOutput(stage_dir).committed:
+            print(f"[thresher] {stage}: reused (committed; no result-affecting setting it reads changed)", file=sys.stderr)
     earlier["settings"] = settings
     _write_run_info(out, earlier)
     return earlier
 
 
 def _write_run_info(out: RunDirectory, run_info: dict[str, Any]) -> None:
-    out.write_text("run.json", json.dumps({k: v for k, v in run_info.items() if k != "stages_run"}, indent=2,
-                                          sort_keys=True) + "\n")
+    out.write_text("run.json", json.dumps({k: v for k, v in run_info.items() if k not in ("stages_run", EARLIER_TAGS)},
+                                          indent=2, sort_keys=True) + "\n")
 
 
 def _write_effective_config(out: RunDirectory, config: Config) -> None:
@@ -312,7 +397,12 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
-def _run(args: argparse.Namespace) -> int:
+def checked_run_inputs(
+    args: argparse.Namespace, config: Config,
+) -> tuple[list[str], list[tuple[str, str]], FieldMapping | None]:
+    """Before Spark starts: the run's inputs (the sample crawl written under --output with --sample) and
+    every setting checked that can be; the inputs, the paths the tasks open, and the fields of a documents
+    input (None for web archives)."""
     from thresher.jobs.export import check_export_config
     from thresher.jobs.prepare import executor_paths as prepare_paths
     from thresher.jobs.rules import executor_paths as rules_paths
@@ -324,7 +414,6 @@ def _run(args: argparse.Namespace) -> int:
     from thresher.pipeline.stagedir.documents import resolve_source
     from thresher.schemas.documents import PREPARED
 
-    config = config_from_args(args)
     check_export_config(config.export)  # export.format, pack_mode, tail: one line now, not after stage 3
     inputs = list(args.inputs)
     if args.sample:
@@ -347,6 +436,7 @@ def _run(args: argparse.Namespace) -> int:
     else:  # unreadable, or without its text column: one line here, before Spark starts
         stage_kept_fields(resolve_source(documents, with_limits(fields_from_args(args), config)), PREPARED, config, "rules")
         input_paths = [("INPUT", documents)]
+    documents_fields = None if documents is None else fields_from_args(args)
     # Stage 3 settings checked before Spark starts: against the models when they exist already.
     custom_taggers(config, resolve_taggers(config, args.models_dir))
     check_benchmarks(config)
@@ -356,9 +446,15 @@ def _run(args: argparse.Namespace) -> int:
     check_select_config(config, configured_taggers(config, models_dir, digests=False) if models_dir else None)
     task_paths = [("--output", args.output), *input_paths, *rules_paths(config),
                   *tag_paths(config, models_dir or RunDirectory(args.output).child("classifiers"))]
+    return inputs, task_paths, documents_fields
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    inputs, task_paths, documents_fields = checked_run_inputs(args, config)
     spark = spark_session("thresher-run", config.spark, args.master, executor_paths=task_paths)
     run_info = run_pipeline(spark, inputs, args.output, config, args.models_dir, args.tokenizer, args.from_stage,
-                            fields_from_args(args) if documents is not None else None)
+                            documents_fields, args.retrain_tokenizer)
     report = RunDirectory(args.output).child("report.html")
     if not run_info["stages_run"]:
         print(f"[thresher] run already complete: nothing changed since the last run; report: {report}", file=sys.stderr)

@@ -66,9 +66,9 @@ from thresher.pipeline.config import Config, ConfigError, PluginConfig
 from thresher.pipeline.decontam import Benchmark, benchmarks_digest, load_index, read_items
 from thresher.pipeline.decontam import Settings as DecontamSettings
 from thresher.pipeline.locations import is_url, local_copy, resolve_location
-from thresher.pipeline.stagedir import StageOutput, crash_point
+from thresher.pipeline.stagedir import StageOutput, crash_point, read_commit
 from thresher.pipeline.stagedir.documents import DEFAULT_FIELDS, INPUT_PARSE_ERROR, FieldMapping, resolve_source
-from thresher.pipeline.stagedir.parts import write_parts, write_scratch
+from thresher.pipeline.stagedir.parts import read_parquet_urls, write_parts, write_scratch
 from thresher.schemas import extend, to_spark_schema
 from thresher.schemas.documents import RULES
 from thresher.schemas.tags import (
@@ -307,33 +307,72 @@ def describe_models(taggers: list[Tagger]) -> list[str]:
     return lines
 
 
+@dataclasses.dataclass(frozen=True)
+class EarlierTags:
+    """A committed tag output whose columns a rerun keeps for every tagger but those in `retag` (added,
+    changed or removed), joined to the retagged columns by doc_id: the same table a full run writes."""
+
+    retag: frozenset[str]
+    parts: tuple[str, ...]  # its documents parts, relative to the stage directory
+    schema: dict[str, Any]  # their Spark schema (jsonValue)
+
+
+def earlier_tags(output_dir: str, retag: set[str]) -> EarlierTags | None:
+    """The committed tag output at `output_dir` as an EarlierTags (read before it is reopened); None where its
+    marker recorded no schema."""
+    commit = read_commit(output_dir)
+    schema = commit.schema("documents")
+    return EarlierTags(frozenset(retag), tuple(part.name for part in commit.parts("documents")), schema) if schema else None
+
+
 def run_tag(
     spark, input_dir: str, output_dir: str, config: Config, models_dir: str | None = None, partitions: int | None = None,
-    fields: FieldMapping = DEFAULT_FIELDS,
+    fields: FieldMapping = DEFAULT_FIELDS, earlier: EarlierTags | None = None,
 ) -> dict:
+    """Tag `input_dir` into `output_dir`; with `earlier` (the same directory's last commit), only the taggers it
+    names run and every other column comes from it."""
     taggers = configured_taggers(config, models_dir)
-    check_models(taggers)
-    for line in describe_models(taggers):
-        print(line, file=sys.stderr)
     decontam = decontam_step(config)
     declared = [*taggers, *([decontam.tagger] if decontam else [])]
+    custom, custom_fields = custom_taggers(config, declared)
     source = resolve_source(input_dir, with_limits(fields, config))
+    schema = extend(tagged_schema(declared), *custom_fields)
+    own = stage_kept_fields(source, RULES, config, STAGE, set(schema.names))  # the input's own columns, passed on
+    schema = extend(schema, *own)
+    retagged = [t for t in taggers if earlier is None or t.name in earlier.retag]
+    if earlier is not None:
+        run_schema = extend(tagged_schema(retagged), *own)
+        kept = [name for name in schema.names if name not in run_schema.names]
+        earlier_names = {field["name"] for field in earlier.schema["fields"]}
+        if not set(kept) <= earlier_names:  # not a column set a full run would leave: tag with every tagger
+            earlier, retagged = None, taggers
+        else:
+            print(f"[thresher] tag: tagging with {', '.join(t.name for t in retagged) or 'no tagger'}; the other "
+                  f"taggers' columns kept from the last commit ({len(kept)} columns)", file=sys.stderr)
+    check_models(retagged)
+    for line in describe_models(retagged):
+        print(line, file=sys.stderr)
     out = StageOutput(output_dir)
-    out.begin()
+    out.begin(keep=earlier.parts if earlier else ())
     started = time.perf_counter()
     # Columns stage 2 did not write (or a user's input lacks) are null.
     rejects_dir = fresh_rejects_dir(out)
-    custom, custom_fields = custom_taggers(config, declared)
-    schema = extend(tagged_schema(declared), *custom_fields)
-    own = stage_kept_fields(source, RULES, config, STAGE, set(schema.names))  # the input's own columns, passed on
     documents = documents_frame(spark, source, extend(RULES, *own), rejects_dir=rejects_dir, stage=STAGE)
     missing_columns = [name for name in RULES.names if name not in source.columns]
     if partitions:
         documents = documents.repartition(partitions, "doc_id")
-    schema = extend(schema, *own)
-    scored = documents.mapInArrow(
-        functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size, custom=custom, decontam=decontam),
-        to_spark_schema(schema))
+    if earlier is None:
+        scored = documents.mapInArrow(
+            functools.partial(tag_batches, taggers=taggers, batch_size=config.tag.batch_size, custom=custom, decontam=decontam),
+            to_spark_schema(schema))
+    else:
+        from pyspark.sql.types import StructType
+
+        fresh = documents.mapInArrow(functools.partial(tag_batches, taggers=retagged, batch_size=config.tag.batch_size),
+                                     to_spark_schema(run_schema))
+        kept_columns = read_parquet_urls(spark, [out.location(name) for name in earlier.parts],
+                                         StructType.fromJson(earlier.schema)).select("doc_id", *kept)
+        scored = fresh.join(kept_columns, "doc_id").select(*schema.names)
     tagged = write_scratch(scored, out, "tagged")  # the models run once, whatever reads the scores
     tag_seconds = time.perf_counter() - started
     crash_point("tag:scored")

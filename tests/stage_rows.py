@@ -12,6 +12,16 @@ import pyarrow.parquet as pq
 from thresher.schemas.documents import PREPARED
 from thresher.schemas.rejects import REJECT
 
+# `thresher run` on the bundled sample crawl (tests/jobs/conftest.py: sample_run), small enough to keep the
+# tests quick; the recipe's numbers (MinHash 2048 = 128 x 16, ...) stay.
+SAMPLE_RUN_OVERRIDES = {
+    "export.seq_len": 64,
+    "export.vocab_size": 512,
+    "export.validation_fraction": 0.2,
+    "export.pack_ranges": 2,
+    "prepare.files_per_batch": 2,  # so that stage 1 has a crash point between its batches of files
+}
+
 # URL shapes the page-type weak labels tell apart: mostly articles, plus forum, shop, listing, video.
 URL_SHAPES = ["https://news{i}.example.com/2019/05/story-{i}.html"] * 6 + [
     "https://bbs.example{i}.com/thread-{i}-1-1.html",

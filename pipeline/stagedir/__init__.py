@@ -201,11 +201,13 @@ class StageOutput:
         # A directory of attempts' parts (or of nothing: an empty directory holds no one's file).
         return is_dir and all(_covered(file, pending) or _ATTEMPT_PART.fullmatch(file) for file in self._files_below(name))
 
-    def begin(self) -> None:
+    def begin(self, keep: tuple[str, ...] | list[str] = ()) -> None:
         """Clear what an interrupted attempt left (parts written, files named in `_PARTS`, intermediates).
 
         Only what thresher wrote is removed: a directory that holds anything else is refused
-        (ConfigError naming it), so no user file is ever deleted.
+        (ConfigError naming it), so no user file is ever deleted. `keep`: parts of the last commit (reopened)
+        that this attempt reads (a rerun that keeps some of its columns); the commit drops them as it drops
+        any part it does not list, and a rerun after a crash clears them.
         """
         if self.committed:
             raise RuntimeError(f"{self.url} is already committed; refusing to overwrite it")
@@ -219,7 +221,12 @@ class StageOutput:
                 "move them away or choose another --output"
             )
         for name in children:
-            if name not in (WORK_DIR, LOCK_FILE, PARTS_LIST):
+            kept = {part for part in keep if part.startswith(name + "/")}
+            if kept:
+                for file in self._files_below(name):
+                    if file not in kept:
+                        self.fs.rm_file(self._path(file))
+            elif name not in (WORK_DIR, LOCK_FILE, PARTS_LIST):
                 self._remove(name)
         if PARTS_LIST in children:  # last: until now it accounts for what is left
             self._remove(PARTS_LIST)

@@ -91,6 +91,10 @@ FIGURES = {
     "bench_rules_memory": [r"^scale +docs +out", r"^ +1 +20 +\d+ ", r"^ +peak/doc .* minhash clusters"],
     "bench_select": [r"^select: 200 docs -> .*output digest [0-9a-f]{16}", r"^  filter_batches \(workers\): ",
                      r"^tag: 60 docs in ", r"^select [\d.]+ us/doc = .* of tag"],
+    "bench_sweep": [r"^\| 0\.5 \| \d+ \| [\d,]+ \| ", r"^sweep: 2 values in [\d.]+s; tag and tokenizer run once: True; one "
+                    r"tokenizer for every value: True; every value's shards decode to its selected texts: True",
+                    r"^independent: 2 runs in [\d.]+s; their tokenizers identical \(trained on rules/\): True",
+                    r"^sweep / independent: [\d.]+x the time"],
     "bench_tagger": [r"^tagger: Qwen2 4 layers x 128 .* 16 documents", r"^plain loop : ", r"^spark job  : .*x the plain loop"],
     "bench_trainer_balance": [r"^\| bias update \|", r"^\| on \| [\d., ]+ \|", r"^\| off \| [\d., ]+ \|"],
     "bench_trainer_gpu": [r"^device: .*; preset tiny: ", r"^tokens/s: [\d,]+", r"^model TFLOP/s: ", r"^last loss [\d.]+",

@@ -1,5 +1,6 @@
 """Job fixtures: a stage-2-shaped input of real DCLM and ChineseWebText documents, and small default
-models bootstrapped from it (shared by the tag, select and models job tests); a standalone Spark
+models bootstrapped from it (shared by the tag, select and models job tests); `thresher run` on the
+bundled sample crawl (the run and sweep tests); a standalone Spark
 cluster of two workers (the cluster tests of run and of the built artifacts)."""
 
 from __future__ import annotations
@@ -72,6 +73,22 @@ def tagged_dir(spark, stage2_dir, models_dir, quality_model, tmp_path_factory) -
     directory = tmp_path_factory.mktemp("tagged")
     run_tag(spark, str(stage2_dir), str(directory), stage3_config(models_dir, quality_model), partitions=1)
     return directory
+
+
+@pytest.fixture(scope="session")
+def sample_run(spark, tmp_path_factory) -> tuple[list[str], Path]:
+    """`thresher run` on the bundled sample crawl with stage_rows.SAMPLE_RUN_OVERRIDES: its inputs and run
+    directory (the run and sweep tests read it and leave it as it is)."""
+    from stage_rows import SAMPLE_RUN_OVERRIDES
+
+    from thresher.jobs.run import run_pipeline
+    from thresher.pipeline.config import load_config
+    from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
+
+    inputs = write_sample_crawl(str(tmp_path_factory.mktemp("sample-crawl")))
+    out = tmp_path_factory.mktemp("reference")
+    run_pipeline(spark, inputs, str(out), load_config(None, SAMPLE_RUN_OVERRIDES))
+    return inputs, out
 
 
 def free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from stage_rows import SAMPLE_RUN_OVERRIDES
 
 import thresher.jobs.run as run_module
 from thresher.jobs.run import STAGES, run_pipeline
@@ -26,14 +28,7 @@ from thresher.pipeline.prepare.sample_crawl import write_sample_crawl
 from thresher.pipeline.stagedir import COMMITTED_MARKER, CRASH_ENV, CRASH_MODE_ENV, SimulatedCrash, read_commit, storage
 from thresher.schemas.stats import read_stats
 
-# Small enough to keep the test quick; the recipe's numbers (MinHash 2048 = 128 x 16, ...) stay.
-OVERRIDES = {
-    "export.seq_len": 64,
-    "export.vocab_size": 512,
-    "export.validation_fraction": 0.2,
-    "export.pack_ranges": 2,
-    "prepare.files_per_batch": 2,  # so that stage 1 has a crash point between its batches of files
-}
+OVERRIDES = SAMPLE_RUN_OVERRIDES
 
 # In pipeline order; each attempt crashes at the next one, then one clean rerun finishes the run.
 KILL_POINTS = [
@@ -63,15 +58,13 @@ def config():
 
 
 @pytest.fixture(scope="module")
-def sample_inputs(tmp_path_factory):
-    return write_sample_crawl(str(tmp_path_factory.mktemp("sample-crawl")))
+def sample_inputs(sample_run):
+    return sample_run[0]
 
 
 @pytest.fixture(scope="module")
-def reference_run(spark, sample_inputs, config, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference")
-    run_pipeline(spark, sample_inputs, str(out), config)
-    return out
+def reference_run(sample_run):
+    return sample_run[1]
 
 
 def rows(commit, table: str, sort_keys: tuple[str, ...], inputs_at: str = "") -> list[dict]:
@@ -195,19 +188,23 @@ def fake_run(directory: Path, settings: dict) -> None:
     [
         ({}, None, []),
         ({"spark.driver_memory": "8g"}, None, []),  # no stage reads it: the output cannot change
-        ({"select.line_thresholds.clutter": 0.7}, None, ["select", "tokenizer", "export"]),
+        ({"tag.batch_size": 64}, None, []),  # speed only: the scores are the same
+        ({"select.line_thresholds.clutter": 0.7}, None, ["select", "export"]),  # the tokenizer reads rules/
         ({"export.seq_len": 128}, None, ["export"]),
         ({"export.vocab_size": 1024}, None, ["tokenizer", "export"]),
-        ({"tag.taggers.quality.model_dir": "/q"}, None, ["tag", "select", "tokenizer", "export"]),
-        ({"tag.topics_file": "other.yaml"}, None, ["classifiers", "tag", "select", "tokenizer", "export"]),
-        ({"rules.minhash_seed": 2, "export.seq_len": 128}, None, list(STAGES[1:])),  # from the first changed on
-        ({}, "tag", ["tag", "select", "tokenizer", "export"]),
+        ({"tag.taggers.quality.model_dir": "/q"}, None, ["tag", "select", "export"]),
+        ({"tag.topics_file": "other.yaml"}, None, ["classifiers", "tag", "select", "export"]),
+        # every stage reading a changed one; the classifiers read prepare/ only
+        ({"rules.minhash_seed": 2, "export.seq_len": 128}, None, ["rules", "tag", "select", "tokenizer", "export"]),
+        ({}, "tag", ["tag", "select", "export"]),
     ],
 )
-def test_a_rerun_reruns_from_the_first_stage_whose_settings_changed(tmp_path, capsys, changed, from_stage, rerun):
+def test_a_rerun_reruns_the_stages_whose_settings_changed_and_those_reading_them(
+    tmp_path, capsys, changed, from_stage, rerun
+):
     settings = {"spark.driver_memory": "2g", "rules.minhash_seed": 1, "select.line_thresholds.clutter": 0.5,
                 "export.seq_len": 64, "export.vocab_size": 512, "tag.taggers.quality.model_dir": "",
-                "tag.topics_file": "topics.yaml"}
+                "tag.topics_file": "topics.yaml", "tag.batch_size": 256}
     fake_run(tmp_path, settings)
     info = run_module._start_run_info(run_module.RunDirectory(str(tmp_path)), ["a.warc.gz"], {**settings, **changed}, from_stage)
     assert [stage for stage in STAGES if not (tmp_path / stage / COMMITTED_MARKER).exists()] == rerun
@@ -216,6 +213,85 @@ def test_a_rerun_reruns_from_the_first_stage_whose_settings_changed(tmp_path, ca
     err = capsys.readouterr().err
     assert all(key in err for key in changed)
     assert ("rerunning from" in err) == bool(rerun) and (not rerun or f"rerunning from {rerun[0]}" in err)
+    for stage in STAGES:  # each stage says why it reruns, or that it is reused
+        assert (f"{stage}: reruns (" in err) == (stage in rerun) and (f"{stage}: reused" in err) == (stage not in rerun)
+    named = {key for keys in re.findall(r"reruns \(changed: ([^)]*)\)", err) for key in keys.split(", ")}
+    assert named == set(changed) - {"tag.batch_size", "spark.driver_memory"}  # the keys that change a result
+
+
+def test_a_speed_only_change_says_so_and_a_retrained_tokenizer_reruns_export_too(tmp_path, capsys):
+    settings = {"tag.batch_size": 256, "export.vocab_size": 512}
+    fake_run(tmp_path, settings)
+    run_module._start_run_info(run_module.RunDirectory(str(tmp_path)), ["a.warc.gz"], {**settings, "tag.batch_size": 64},
+                               None, frozenset({"tokenizer"}))
+    assert [stage for stage in STAGES if not (tmp_path / stage / COMMITTED_MARKER).exists()] == ["tokenizer", "export"]
+    err = capsys.readouterr().err
+    assert "speed-only settings (no stage reruns for them): tag.batch_size" in err
+    assert "tokenizer: reruns (asked for)" in err and "export: reruns (it reads tokenizer, which reruns)" in err
+    assert "tag: reused" in err
+
+
+@pytest.mark.parametrize(
+    ("changed", "forced", "retag"),
+    [
+        (["tag.taggers.quality.model_dir"], set(), {"quality"}),
+        (["tag.taggers.quality.model_dir", "tag.taggers.topic.enabled", "select.keep.quality.top_percent"], set(),
+         {"quality", "topic"}),
+        (["run.model_hash.topic", "tag.batch_size"], set(), {"topic"}),  # the batch size changes no column
+        (["tag.taggers.quality.model_dir", "tag.topics_file"], set(), None),  # the topic file: classifiers rerun
+        (["tag.taggers.quality.model_dir", "rules.minhash_seed"], set(), None),  # new stage 2 documents
+        (["tag.custom_taggers"], set(), None),
+        (["tag.taggers.quality.model_dir"], {"tag"}, None),  # --from-stage tag: every tagger
+        (["select.keep.quality.top_percent"], set(), None),  # tag does not rerun at all
+    ],
+)
+def test_only_changes_to_some_taggers_settings_retag_with_those_taggers_alone(changed, forced, retag):
+    reasons = run_module.rerun_reasons(changed, forced)
+    assert run_module.retagged_taggers(changed, reasons, forced) == retag
+
+
+def test_a_run_rerun_with_one_tagger_off_tags_with_no_model_and_drops_its_columns(spark, reference_run, sample_inputs,
+                                                                                  tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference_run, out)
+    info = json.loads((out / "run.json").read_text())
+    for key, stage in (("run.models_dir", "classifiers"), ("run.tokenizer", "tokenizer")):  # the copy's own
+        info["settings"][key] = str(out / stage)
+    (out / "run.json").write_text(json.dumps(info))
+    tokenizer = file_states(out / "tokenizer")
+    capsys.readouterr()
+    pii_off = {**OVERRIDES, "tag.taggers.pii.enabled": False, "select.pii.tagger": ""}
+    rerun = run_pipeline(spark, sample_inputs, str(out), load_config(None, pii_off))
+    assert rerun["stages_run"] == ["tag", "select", "export"]
+    err = capsys.readouterr().err
+    assert "tag: reruns (changed: tag.taggers.pii.enabled)" in err and "tag: tagging with no tagger;" in err
+    assert "tagger page_type" not in err  # no model described, none loaded
+    before = pq.read_table(reference_run / "tag" / "documents")
+    after = pq.read_table(out / "tag" / "documents")
+    assert after.to_pylist() == before.drop_columns([name for name in before.schema.names if name.startswith("pii_")]).to_pylist()
+    assert file_states(out / "tokenizer") == tokenizer
+
+
+def test_every_speed_only_setting_is_a_config_key():
+    flat = run_module._flatten(dataclasses.asdict(load_config(None)))
+    assert set(run_module.SPEED_SETTINGS) <= set(flat)
+    assert all(run_module.stages_reading(key) == [] for key in run_module.SPEED_SETTINGS)
+
+
+def test_a_sweep_point_rerunning_a_shared_stage_leaves_the_shared_output_alone(tmp_path, capsys):
+    """A stage directory linked to another run's (as `thresher sweep` shares them) reruns into its own."""
+    settings = {"rules.minhash_seed": 1}
+    fake_run(tmp_path / "first", settings)
+    point = tmp_path / "point"
+    point.mkdir()
+    for stage in STAGES:
+        (point / stage).symlink_to(tmp_path / "first" / stage)
+    (point / "run.json").write_text((tmp_path / "first" / "run.json").read_text())
+    run_module._start_run_info(run_module.RunDirectory(str(point)), ["a.warc.gz"], {"rules.minhash_seed": 2}, None)
+    assert all((tmp_path / "first" / stage / COMMITTED_MARKER).is_file() for stage in STAGES)
+    assert [stage for stage in STAGES if (point / stage).is_symlink()] == ["prepare", "classifiers"]
 
 
 def test_transformers_settings_that_change_scores_rerun_tag_and_the_token_budget_does_not():
@@ -535,11 +611,12 @@ def test_the_crawl_is_tagged_by_every_tagger(crawl_runs):
 def test_changing_select_reruns_select_and_after_without_loading_a_model(crawl_runs):
     out = crawl_runs["out"]
     assert crawl_runs["first"]["stages_run"] == list(STAGES)
-    assert crawl_runs["second"]["stages_run"] == ["select", "tokenizer", "export"]
+    assert crawl_runs["second"]["stages_run"] == ["select", "export"]  # the tokenizer reads rules/
     assert not (crawl_runs["logs"] / "second.log").exists()  # no worker loaded any model
     assert file_states(out / "tag") == crawl_runs["tag_files"]  # not one tag file rewritten
     err = crawl_runs["second_err"]
-    assert all(key in err for key in QUALITY_CUT) and "rerunning from select: select, tokenizer, export" in err
+    assert all(key in err for key in QUALITY_CUT) and "rerunning from select: select, export" in err
+    assert "tag: reused" in err and "tokenizer: reused" in err
     assert "tag.taggers" not in err.split("settings changed since the last run:")[1].split("\n")[0]
 
 

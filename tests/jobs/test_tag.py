@@ -394,3 +394,41 @@ def test_a_missing_benchmark_file_or_field_is_one_line_before_spark_starts(stage
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"thresher tag: error: {message}"], err
     assert not (tmp_path / "out").exists()
+
+
+def test_an_added_or_removed_tagger_tags_with_that_tagger_only_and_equals_a_full_run(
+        spark, stage2_dir, models_dir, quality_model, tagged_dir, tmp_path):
+    from stage_rows import stage3_config
+
+    from thresher.classifiers.base import LOAD_LOG_ENV
+    from thresher.jobs.tag import earlier_tags
+    from thresher.pipeline.stagedir import StageOutput, read_commit
+
+    out, logs = tmp_path / "tag", tmp_path / "logs"
+    logs.mkdir()
+    run_tag(spark, str(stage2_dir), str(out), load_config(None, {"tag.model_dir": str(models_dir)}), partitions=1)
+    full = pq.read_table(tagged_dir / "documents")
+    environment = spark.sparkContext.environment
+
+    def rerun(config, retag: set[str], log: str) -> pa.Table:
+        earlier = earlier_tags(str(out), retag)
+        StageOutput(str(out)).reopen()
+        environment[LOAD_LOG_ENV] = str(logs / log)
+        try:
+            run_tag(spark, str(stage2_dir), str(out), config, earlier=earlier)
+        finally:
+            environment.pop(LOAD_LOG_ENV, None)
+        listed = {part.name for part in read_commit(out).parts("documents")}
+        assert {str(p.relative_to(out)) for p in (out / "documents").rglob("*.parquet")} == listed  # the old parts gone
+        return pq.read_table(out / "documents")
+
+    added = rerun(stage3_config(models_dir, quality_model), {"quality"}, "added.log")
+    assert added.schema == full.schema and added.to_pylist() == full.to_pylist()
+    assert read_taggers(out) == read_taggers(tagged_dir)
+    assert read_stats(out)["details"]["score_histograms"] == read_stats(tagged_dir)["details"]["score_histograms"]
+    loaded = {Path(line.split(" ", 1)[1]).name for line in (logs / "added.log").read_text().splitlines()}
+    assert loaded == {"model"}  # the quality tagger's model alone
+
+    removed = rerun(stage3_config(models_dir, quality_model, **{"tag.taggers.topic.enabled": False}), {"topic"}, "removed.log")
+    assert not (logs / "removed.log").exists()  # no model loaded
+    assert removed.to_pylist() == full.drop_columns([n for n in full.schema.names if n.startswith("topic_")]).to_pylist()

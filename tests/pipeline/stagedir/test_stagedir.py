@@ -219,6 +219,22 @@ def test_begin_never_deletes_an_object_thresher_did_not_write(stage_url):
     assert attempt.name not in _objects(stage_url)
 
 
+def test_a_rerun_keeping_earlier_parts_reads_them_until_its_commit_drops_them(stage_url):
+    out = StageOutput(stage_url)
+    out.begin()
+    earlier = [_write_attempt(stage_url, "documents", index, b"old") for index in range(2)]
+    out.add_parts("documents", earlier)
+    out.add_parts("rejects", [_write_attempt(stage_url, "rejects", 0, b"old")])
+    out.commit(STATS)
+    out.reopen()
+    out.begin(keep=[earlier[0].name])  # a rerun that reads the first part's columns
+    assert [name for name in _objects(stage_url) if not name.startswith("_")] == [earlier[0].name]
+    out.add_parts("documents", [_write_attempt(stage_url, "documents", 0, b"new")])
+    out.commit(STATS)
+    assert [part.name for part in read_commit(stage_url).parts("documents")] == [
+        name for name in _objects(stage_url) if name.startswith("documents/")] != [earlier[0].name]
+
+
 def test_reopening_clears_what_the_marker_listed_and_nothing_a_user_added_since(stage_url):
     out = StageOutput(stage_url)
     out.begin()
