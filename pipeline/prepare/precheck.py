@@ -86,7 +86,10 @@ class Precheck:
         extraction children forked from it inherit it rather than each loading its own (0.18 s CPU,
         again after every child killed on a page)."""
         if self.languages:
-            load_model(self.model_path or default_model_path())
+            try:
+                load_model(self.model_path or default_model_path())
+            except Exception:  # noqa: BLE001 - a model that does not load is the language ID step's error, named there
+                return
 
     def judge(self, html: str) -> tuple[CheapLook | None, Drop | None]:
         """The page's cheap look (None when a kept `<html lang>` made it needless), and the Drop that it
