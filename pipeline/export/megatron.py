@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from thresher.pipeline.export.index import kept_rows
 from thresher.pipeline.export.plan import SPLITS, Placement, ShardPlan
-from thresher.pipeline.export.shards import abandon
+from thresher.pipeline.export.shards import abandon, shard_runs
 from thresher.pipeline.export.spill import WRITE_BLOCK_BYTES, SpillReader
 from thresher.pipeline.stagedir import storage
 from thresher.schemas.export_wire import MEGATRON_DOCUMENTS, MEGATRON_WRITTEN
@@ -163,13 +163,8 @@ def write_megatron_batches(batches: Iterator[pa.RecordBatch], output_dir: str, s
 
     try:
         for batch in batches:
-            splits, shards = batch.column("split").to_numpy(), batch.column("shard").to_numpy()
             sequences, token_starts = batch.column("sequence").to_numpy(), batch.column("token_start").to_numpy()
-            change = np.flatnonzero((splits[1:] != splits[:-1]) | (shards[1:] != shards[:-1])) + 1
-            for start, end in zip([0, *change.tolist()], [*change.tolist(), batch.num_rows], strict=True):
-                if start == end:
-                    continue
-                key = (int(splits[start]), int(shards[start]))
+            for key, start, end in shard_runs(batch):
                 if key != current:
                     if writer is not None:
                         yield finish()

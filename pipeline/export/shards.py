@@ -102,6 +102,15 @@ def write_shard_batches(batches: Iterator[pa.RecordBatch], output_dir: str, spil
         reader.close()
 
 
+def shard_runs(batch: pa.RecordBatch) -> Iterator[tuple[tuple[int, int], int, int]]:
+    """((split, shard), start, end) for each run of consecutive rows of `batch` in one shard."""
+    splits, shards = batch.column("split").to_numpy(), batch.column("shard").to_numpy()
+    change = (np.flatnonzero((splits[1:] != splits[:-1]) | (shards[1:] != shards[:-1])) + 1).tolist()
+    for start, end in zip([0, *change], [*change, batch.num_rows], strict=True):
+        if start < end:
+            yield (int(splits[start]), int(shards[start])), start, end
+
+
 def _shard_rows(batch: pa.RecordBatch, reader: SpillReader, capacity: int) -> pa.RecordBatch:
     """PLACED rows as SHARD rows, their tokens read from the spill files."""
     values, offsets = reader.gather(batch.column("file").to_pylist(), batch.column("start").to_numpy(),
@@ -129,14 +138,8 @@ def _write_shards(batches: Iterator[pa.RecordBatch], output_dir: str, reader: Sp
 
     try:
         for batch in batches:
-            splits = batch.column("split").to_numpy()
-            shards = batch.column("shard").to_numpy()
             positions = batch.column("pos").to_numpy()
-            change = np.flatnonzero((splits[1:] != splits[:-1]) | (shards[1:] != shards[:-1])) + 1
-            for start, end in zip([0, *change.tolist()], [*change.tolist(), batch.num_rows], strict=True):
-                if start == end:
-                    continue
-                key = (int(splits[start]), int(shards[start]))
+            for key, start, end in shard_runs(batch):
                 if key != current:
                     if writer is not None:
                         yield finish()
